@@ -1,0 +1,1 @@
+"""The `datadrive` command line."""

@@ -1,0 +1,123 @@
+"""Every error datadrive raises on purpose.
+
+Bad input never surfaces as a bare ``KeyError`` or ``struct.error``: readers
+raise one of the :class:`InputError` subclasses below, each naming the file
+and the reason, and the CLI turns any :class:`DatadriveError` into a one-line
+message with exit status 2.
+
+The tree::
+
+    DatadriveError
+    ├── InputError                 a file cannot be read; names .path and .reason
+    │   ├── UnknownFormatError     no adapter claims the path
+    │   │   └── UnsupportedFormatError   claimed by extension, but a variant we do not read
+    │   ├── CorruptFileError       truncated, bad checksum, undecodable bytes
+    │   ├── SchemaMismatchError    a table lacks columns or has the wrong types
+    │   ├── InvalidValueError      NaN positions, absurd values, broken invariants
+    │   ├── EmptyLogError          a well-formed file with nothing in it
+    │   └── UnsafePickleError      a pickle that asks for more than plain data
+    ├── ValidationError            a Scenario broke an invariant (no file attached)
+    ├── ConfigError                a configuration file or flag is wrong
+    └── LakeError                  storage-side failures
+        ├── ResidencyError         raw data would leave its region
+        ├── AccessDeniedError      a principal may not read or write this data
+        ├── SchemaVersionError     a table written by a newer datadrive
+        └── StorageError           the storage root refused a write (disk full, permissions)
+"""
+
+from __future__ import annotations
+
+from os import PathLike
+
+__all__ = [
+    "AccessDeniedError",
+    "ConfigError",
+    "CorruptFileError",
+    "DatadriveError",
+    "EmptyLogError",
+    "InputError",
+    "InvalidValueError",
+    "LakeError",
+    "ResidencyError",
+    "SchemaMismatchError",
+    "SchemaVersionError",
+    "StorageError",
+    "UnknownFormatError",
+    "UnsafePickleError",
+    "UnsupportedFormatError",
+    "ValidationError",
+]
+
+
+class DatadriveError(Exception):
+    """Base of every error datadrive raises on purpose."""
+
+
+class InputError(DatadriveError):
+    """A file cannot be turned into datadrive records.
+
+    Attributes:
+        path: The offending file (or folder), as the caller named it.
+        reason: What is wrong with it, in one sentence.
+    """
+
+    def __init__(self, path: str | PathLike[str], reason: str) -> None:
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(f"{self.path}: {reason}")
+
+
+class UnknownFormatError(InputError):
+    """No registered adapter recognises the path."""
+
+
+class UnsupportedFormatError(UnknownFormatError):
+    """An adapter recognised the file type, but not this variant of it."""
+
+
+class CorruptFileError(InputError):
+    """The bytes are truncated, fail a checksum, or do not decode."""
+
+
+class SchemaMismatchError(InputError):
+    """A table is missing columns or has columns of the wrong type."""
+
+
+class InvalidValueError(InputError):
+    """The file decodes, but its values are impossible (NaN positions, ...)."""
+
+
+class EmptyLogError(InputError):
+    """The file is well formed but holds no usable data."""
+
+
+class UnsafePickleError(InputError):
+    """A pickle asked to import something outside the plain-data allow-list."""
+
+
+class ValidationError(DatadriveError):
+    """A record violates a schema invariant (shape, dtype, value range)."""
+
+
+class ConfigError(DatadriveError):
+    """A configuration file or command-line flag is wrong."""
+
+
+class LakeError(DatadriveError):
+    """Base of storage-side failures."""
+
+
+class ResidencyError(LakeError):
+    """Raw data would leave the region where it was recorded."""
+
+
+class AccessDeniedError(LakeError):
+    """A principal is not allowed to read or write the requested data."""
+
+
+class SchemaVersionError(LakeError):
+    """A table was written with a schema newer than this datadrive understands."""
+
+
+class StorageError(LakeError):
+    """The storage root refused an operation (disk full, permission denied, ...)."""

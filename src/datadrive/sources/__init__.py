@@ -1,0 +1,23 @@
+"""Source adapters: one per drive-log format, registered explicitly here.
+
+>>> from datadrive.sources import DEFAULT_REGISTRY
+>>> adapter = DEFAULT_REGISTRY.detect("scenario_0a1e.parquet")  # doctest: +SKIP
+>>> scenarios = adapter.read_all("scenario_0a1e.parquet")      # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from datadrive.sources.base import Adapter, Discovery, Record, Registry, file_sha256, files_sha256
+
+DEFAULT_REGISTRY = Registry(adapters=())
+"""Every adapter datadrive ships, in a fixed order."""
+
+__all__ = [
+    "DEFAULT_REGISTRY",
+    "Adapter",
+    "Discovery",
+    "Record",
+    "Registry",
+    "file_sha256",
+    "files_sha256",
+]

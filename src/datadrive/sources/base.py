@@ -1,0 +1,231 @@
+"""The adapter interface and the registry that picks an adapter for a path.
+
+An adapter turns one unit of input (a file, or a folder for formats that
+spread one log over several files) into :class:`Scenario` or
+:class:`Telemetry` records. Adapters are registered explicitly in
+:mod:`datadrive.sources` (no import-time side effects, no substring
+dispatch); :class:`Registry` asks each whether it claims a path.
+
+The contract every adapter keeps, enforced by :meth:`Adapter.read`:
+
+* every record it yields has passed ``validate()``;
+* any failure surfaces as an :class:`~datadrive.errors.InputError` naming the
+  path and the reason, never as a bare ``KeyError`` or ``struct.error``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, ClassVar, Literal
+
+from datadrive.core.scenario import Provenance, Scenario, ScenarioMetadata
+from datadrive.core.telemetry import Telemetry
+from datadrive.errors import (
+    CorruptFileError,
+    InputError,
+    InvalidValueError,
+    UnknownFormatError,
+    ValidationError,
+)
+
+__all__ = [
+    "Adapter",
+    "Discovery",
+    "Record",
+    "Registry",
+    "file_sha256",
+    "files_sha256",
+]
+
+Record = Scenario | Telemetry
+"""What an adapter yields."""
+
+
+def file_sha256(path: Path) -> str:
+    """Hex SHA-256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def files_sha256(root: Path, files: Iterable[Path]) -> str:
+    """Hex SHA-256 over several files: their paths relative to ``root`` and bytes.
+
+    Used for folder-shaped inputs (an AV2 log, a comma2k19 segment), so that
+    the hash changes when any file that was read changes.
+    """
+    digest = hashlib.sha256()
+    for f in sorted(files):
+        digest.update(f.relative_to(root).as_posix().encode())
+        digest.update(b"\0")
+        digest.update(bytes.fromhex(file_sha256(f)))
+    return digest.hexdigest()
+
+
+class Adapter(ABC):
+    """Reads one source format.
+
+    Subclasses set the class attributes and implement :meth:`claims` and
+    :meth:`_read`; callers use :meth:`read`.
+    """
+
+    name: ClassVar[str]
+    """Format name, also the ``source`` of every record (``"av2_motion_forecasting"``)."""
+    version: ClassVar[str]
+    """Bumped when the adapter's output changes; recorded in provenance."""
+    unit: ClassVar[Literal["file", "dir"]]
+    """Whether one input is a file or a folder."""
+    licence: ClassVar[str]
+    """Licence of the dataset's data, recorded in metadata."""
+    download_hint: ClassVar[str]
+    """Where a user gets the dataset, shown when no samples are found."""
+
+    @abstractmethod
+    def claims(self, path: Path) -> bool:
+        """Whether ``path`` looks like this format (cheap: names, magic bytes)."""
+
+    @abstractmethod
+    def _read(self, path: Path) -> Iterator[Record]:
+        """Yield the records of ``path``; may raise any exception on bad input."""
+
+    def read(self, path: str | os.PathLike[str]) -> Iterator[Record]:
+        """Yield validated records of ``path``.
+
+        Raises:
+            InputError: (or a subclass) naming ``path`` and the reason, for
+                any input that cannot be read.
+        """
+        p = Path(path)
+        if not p.exists():
+            raise InputError(p, "no such file or folder")
+        try:
+            for record in self._read(p):
+                try:
+                    record.validate()
+                except ValidationError as exc:
+                    raise InvalidValueError(p, str(exc)) from exc
+                yield record
+        except InputError:
+            raise
+        except OSError as exc:
+            raise InputError(p, f"cannot read ({exc.strerror or exc})") from exc
+        except Exception as exc:  # untrusted bytes: any decode failure is a corrupt file
+            raise CorruptFileError(p, f"cannot decode ({type(exc).__name__}: {exc})") from exc
+
+    def read_all(self, path: str | os.PathLike[str]) -> list[Record]:
+        """All records of ``path``, or an error before any is returned."""
+        return list(self.read(path))
+
+    def metadata(
+        self,
+        path: Path,
+        sha256: str,
+        *,
+        frame: str,
+        member: str = "",
+        location: str | None = None,
+        extras: Mapping[str, Any] | None = None,
+    ) -> ScenarioMetadata:
+        """Metadata with this adapter's provenance filled in."""
+        return ScenarioMetadata(
+            frame=frame,
+            provenance=Provenance(
+                source_path=str(path),
+                sha256=sha256,
+                adapter=self.name,
+                adapter_version=self.version,
+                member=member,
+            ),
+            location=location,
+            licence=self.licence,
+            extras=MappingProxyType(dict(extras or {})),
+        )
+
+
+@dataclass(frozen=True)
+class Discovery:
+    """What :meth:`Registry.discover` found under a folder.
+
+    Attributes:
+        units: ``(adapter, path)`` for every claimed input, in path order.
+        unclaimed: Files no adapter claims (lidar sweeps, images, ...).
+    """
+
+    units: list[tuple[Adapter, Path]] = field(default_factory=list)
+    unclaimed: list[Path] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Registry:
+    """An explicit, immutable list of adapters."""
+
+    adapters: tuple[Adapter, ...]
+
+    def names(self) -> list[str]:
+        return [a.name for a in self.adapters]
+
+    def get(self, name: str) -> Adapter:
+        """The adapter called ``name``.
+
+        Raises:
+            UnknownFormatError: if none is.
+        """
+        for a in self.adapters:
+            if a.name == name:
+                return a
+        raise UnknownFormatError(name, f"no adapter called {name!r}; known: {', '.join(self.names())}")
+
+    def detect(self, path: str | os.PathLike[str]) -> Adapter:
+        """The one adapter that claims ``path``.
+
+        Raises:
+            InputError: if the path does not exist.
+            UnknownFormatError: if no adapter, or more than one, claims it.
+        """
+        p = Path(path)
+        if not p.exists():
+            raise InputError(p, "no such file or folder")
+        found = [a for a in self.adapters if a.unit == ("dir" if p.is_dir() else "file") and a.claims(p)]
+        if not found:
+            raise UnknownFormatError(p, "not a format datadrive reads (no adapter claims it)")
+        if len(found) > 1:
+            names = ", ".join(a.name for a in found)
+            raise UnknownFormatError(p, f"ambiguous: claimed by {names}")
+        return found[0]
+
+    def discover(self, root: str | os.PathLike[str]) -> Discovery:
+        """Every input under ``root`` (a file or a folder), depth first, sorted.
+
+        A folder claimed by a folder-shaped adapter is one unit and is not
+        descended into. Hidden entries are ignored.
+        """
+        p = Path(root)
+        if not p.exists():
+            raise InputError(p, "no such file or folder")
+        found = Discovery()
+        self._walk(p, found)
+        return found
+
+    def _walk(self, p: Path, found: Discovery) -> None:
+        if p.is_file():
+            claimed = [a for a in self.adapters if a.unit == "file" and a.claims(p)]
+            if claimed:
+                found.units.append((claimed[0], p))
+            else:
+                found.unclaimed.append(p)
+            return
+        claimed_dir = [a for a in self.adapters if a.unit == "dir" and a.claims(p)]
+        if claimed_dir:
+            found.units.append((claimed_dir[0], p))
+            return
+        for child in sorted(p.iterdir()):
+            if not child.name.startswith("."):
+                self._walk(child, found)
