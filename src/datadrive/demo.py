@@ -185,7 +185,8 @@ def _html_table(rows: list[dict[str, Any]]) -> str:
 
 
 def _html_telemetry(summary: dict[str, Any]) -> str:
-    head = "<tr><th>signal</th><th>unit</th><th>channels</th><th>samples</th><th>rate_hz</th><th>duration_s</th></tr>"
+    columns = ("signal", "unit", "channels", "samples", "rate_hz", "duration_s")
+    head = "<tr>" + "".join(f"<th>{c}</th>" for c in columns) + "</tr>"
     rows = []
     for s in summary["signals"]:
         rate = "-" if s["rate_hz"] is None else f"{s['rate_hz']:.2f}"

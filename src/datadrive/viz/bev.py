@@ -107,7 +107,7 @@ def render_bev(scenario: Scenario, path: Path, *, title: str | None = None, dpi:
     ax.set_xlabel(f"x [m] ({scenario.metadata.frame})")
     ax.set_ylabel("y [m]")
     ax.set_title(title or f"{scenario.source}: {scenario.scenario_id}", fontsize=10)
-    handles, labels = ax.get_legend_handles_labels()
+    handles, _labels = ax.get_legend_handles_labels()
     if handles:
         ax.legend(loc="upper right", fontsize=8, framealpha=0.8)
     path.parent.mkdir(parents=True, exist_ok=True)
