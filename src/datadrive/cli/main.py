@@ -128,7 +128,10 @@ def telemetry_table(summary: dict[str, Any]) -> Table:
         table.add_row(
             sig["name"],
             sig["unit"],
-            ",".join(sig["channels"]),
+            ",".join(
+                c if sig["unit"] != "mixed" else f"{c}[{u}]"
+                for c, u in zip(sig["channels"], sig.get("channel_units", sig["channels"]), strict=True)
+            ),
             str(sig["num_samples"]),
             "-" if rate is None else f"{rate:.2f}",
             f"{sig['duration_s']:.2f}",

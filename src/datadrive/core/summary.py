@@ -59,8 +59,9 @@ def summarize_telemetry(telemetry: Telemetry) -> dict[str, Any]:
 
     Returns:
         ``telemetry_id``, ``source``, ``signals`` (name, unit, channels,
-        num_samples, rate_hz, duration_s each), ``num_can_frames`` and
-        ``ego`` (the :func:`summarize` of the derived ego track, or ``None``).
+        channel_units (one per channel), num_samples, rate_hz, duration_s
+        each), ``num_can_frames`` and ``ego`` (the :func:`summarize` of the
+        derived ego track, or ``None``).
     """
     return {
         "telemetry_id": telemetry.telemetry_id,
@@ -70,6 +71,7 @@ def summarize_telemetry(telemetry: Telemetry) -> dict[str, Any]:
                 "name": s.name,
                 "unit": s.unit,
                 "channels": list(s.channels),
+                "channel_units": list(s.channel_units) if s.channel_units else [s.unit] * len(s.channels),
                 "num_samples": int(s.timestamps_ns.shape[0]),
                 "rate_hz": s.rate_hz,
                 "duration_s": s.duration_s,

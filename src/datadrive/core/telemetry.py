@@ -34,6 +34,9 @@ class Signal:
         timestamps_ns: ``(N,)`` int64, non-decreasing.
         values: ``(N, C)`` float64.
         channels: ``C`` channel names, e.g. ``("x", "y", "z")``.
+        channel_units: ``C`` units, one per channel, for signals whose
+            channels differ in unit (a GNSS fix: deg, deg, m); then ``unit``
+            is ``"mixed"``. Empty when every channel has ``unit``.
     """
 
     name: str
@@ -41,6 +44,17 @@ class Signal:
     timestamps_ns: NDArrayInt
     values: NDArrayFloat
     channels: tuple[str, ...]
+    channel_units: tuple[str, ...] = ()
+
+    def unit_of(self, channel: str) -> str:
+        """The unit of one channel.
+
+        Raises:
+            KeyError: if the signal has no such channel.
+        """
+        if channel not in self.channels:
+            raise KeyError(channel)
+        return self.channel_units[self.channels.index(channel)] if self.channel_units else self.unit
 
     @property
     def duration_s(self) -> float:
@@ -126,11 +140,20 @@ class Telemetry:
                 raise ValidationError(f"signal {sig.name}: values have shape {v.shape}")
             if ts.shape[0] > 1 and not bool(np.all(np.diff(ts) >= 0)):
                 raise ValidationError(f"signal {sig.name}: timestamps go backwards")
+            if sig.channel_units and len(sig.channel_units) != len(sig.channels):
+                raise ValidationError(f"signal {sig.name}: {len(sig.channel_units)} channel units")
         if self.can_frames is not None:
             c = self.can_frames
             m = c.timestamps_ns.shape[0]
-            if c.data.shape != (m, 8) or c.bus.shape != (m,) or c.address.shape != (m,):
+            if (
+                c.data.shape != (m, 8)
+                or c.bus.shape != (m,)
+                or c.address.shape != (m,)
+                or c.length.shape != (m,)
+            ):
                 raise ValidationError("can_frames arrays disagree in length")
+            if m and int(c.length.max()) > 8:
+                raise ValidationError("can_frames.length exceeds 8 bytes")
         if self.ego is not None:
             self.ego.validate()
         _validate_metadata(self.metadata)
