@@ -8,8 +8,9 @@
 from __future__ import annotations
 
 from datadrive.sources.base import Adapter, Discovery, Record, Registry, file_sha256, files_sha256
+from datadrive.sources.waymo_motion import WaymoMotionAdapter
 
-DEFAULT_REGISTRY = Registry(adapters=())
+DEFAULT_REGISTRY = Registry(adapters=(WaymoMotionAdapter(),))
 """Every adapter datadrive ships, in a fixed order."""
 
 __all__ = [

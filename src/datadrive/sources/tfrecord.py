@@ -136,7 +136,7 @@ def _is_gzip(head: bytes) -> bool:
     if not head.startswith(_GZIP_MAGIC):
         return False
     if len(head) == _HEADER.size:
-        length_crc = _HEADER.unpack(head)[1]
+        length_crc: int = _HEADER.unpack(head)[1]
         return masked_crc32c(head[:8]) != length_crc
     return True
 
@@ -163,7 +163,7 @@ def _iter_stream(path: Path, stream: _Readable, *, size: int | None, verify: boo
         if size is not None and body_end > size:
             raise CorruptFileError(
                 path,
-                f"truncated: {where} needs {length} payload bytes + 4 CRC bytes, the file ends at byte {size}",
+                f"truncated: {where} has a {length}-byte payload, but the file ends at byte {size}",
             )
         payload = _read_exact(stream, length)
         footer = stream.read(_FOOTER.size)
