@@ -14,6 +14,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from datadrive.core.scenario import Scenario
@@ -129,13 +130,19 @@ def telemetry_table(summary: dict[str, Any]) -> Table:
             sig["name"],
             sig["unit"],
             ",".join(
-                c if sig["unit"] != "mixed" else f"{c}[{u}]"
+                escape(f"{c}[{u}]") if sig["unit"] == "mixed" and u else c
                 for c, u in zip(sig["channels"], sig.get("channel_units", sig["channels"]), strict=True)
             ),
             str(sig["num_samples"]),
             "-" if rate is None else f"{rate:.2f}",
             f"{sig['duration_s']:.2f}",
         )
+    ego = summary["ego"]
+    table.caption = f"{summary['num_can_frames']} raw CAN frames; " + (
+        "no ego track"
+        if ego is None
+        else f"ego track: {ego['num_valid_states']} states over {ego['num_steps']} steps"
+    )
     return table
 
 

@@ -8,9 +8,19 @@
 from __future__ import annotations
 
 from datadrive.sources.base import Adapter, Discovery, Record, Registry, file_sha256, files_sha256
+from datadrive.sources.comma2k19 import Comma2k19Adapter
+from datadrive.sources.lyft import LyftZarrAdapter
+from datadrive.sources.udacity import UdacitySteeringAdapter
 from datadrive.sources.waymo_motion import WaymoMotionAdapter
 
-DEFAULT_REGISTRY = Registry(adapters=(WaymoMotionAdapter(),))
+DEFAULT_REGISTRY = Registry(
+    adapters=(
+        WaymoMotionAdapter(),
+        LyftZarrAdapter(),
+        Comma2k19Adapter(),
+        UdacitySteeringAdapter(),
+    )
+)
 """Every adapter datadrive ships, in a fixed order."""
 
 __all__ = [
