@@ -214,6 +214,11 @@ def _parse_scenario(path: Path, record: TFRecord, where: str) -> scenario_pb2.Sc
         msg.ParseFromString(payload)
     except DecodeError as exc:
         raise CorruptFileError(path, f"{where} does not decode as a Waymo Scenario ({exc})") from None
+    scenario_id: object = msg.scenario_id  # proto2 strings are not UTF-8 checked: upb hands back bytes
+    if not isinstance(scenario_id, str):
+        raise CorruptFileError(path, f"{where} does not decode as a Waymo Scenario: scenario_id is not UTF-8")
+    if not scenario_id:
+        raise InvalidValueError(path, f"{where} has an empty scenario_id")
     return msg
 
 
