@@ -56,7 +56,7 @@ from datadrive.core.scenario import (
     Tracks,
     TrafficLights,
 )
-from datadrive.core.typing import NDArrayAny, NDArrayFloat
+from datadrive.core.typing import NDArrayAny, NDArrayFloat, NDArrayInt
 from datadrive.errors import CorruptFileError, EmptyLogError, InvalidValueError, UnsupportedFormatError
 from datadrive.sources.base import Adapter, Record, file_sha256
 from datadrive.sources.tfrecord import TFRecord, iter_tfrecords
@@ -222,7 +222,7 @@ def _parse_scenario(path: Path, record: TFRecord, where: str) -> scenario_pb2.Sc
     return msg
 
 
-def _timestamps_ns(path: Path, msg: scenario_pb2.Scenario, where: str) -> NDArrayAny:
+def _timestamps_ns(path: Path, msg: scenario_pb2.Scenario, where: str) -> NDArrayInt:
     """``(T,)`` int64 ns from ``timestamps_seconds``, rounded to the nearest ns."""
     n = len(msg.timestamps_seconds)
     if n == 0:
