@@ -10,6 +10,8 @@ from __future__ import annotations
 from datadrive.sources.base import Adapter, Discovery, Record, Registry, file_sha256, files_sha256
 from datadrive.sources.comma2k19 import Comma2k19Adapter
 from datadrive.sources.lyft import LyftZarrAdapter
+from datadrive.sources.nuplan import NuPlanAdapter
+from datadrive.sources.scenarionet import ScenarioNetAdapter
 from datadrive.sources.udacity import UdacitySteeringAdapter
 from datadrive.sources.waymo_motion import WaymoMotionAdapter
 
@@ -19,6 +21,8 @@ DEFAULT_REGISTRY = Registry(
         LyftZarrAdapter(),
         Comma2k19Adapter(),
         UdacitySteeringAdapter(),
+        ScenarioNetAdapter(),
+        NuPlanAdapter(),
     )
 )
 """Every adapter datadrive ships, in a fixed order."""
