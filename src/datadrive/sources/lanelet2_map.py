@@ -1,0 +1,968 @@
+"""Lanelet2 maps (``.osm``) as :class:`MapFeatures`, and map-only Scenarios.
+
+A Lanelet2 map is OpenStreetMap XML: ``node`` (a lat/lon point), ``way`` (a
+linestring of nodes) and ``relation`` (lanelets, areas, regulatory elements).
+The XML is parsed here with the standard library's expat parser (DTDs and
+entity declarations refused, see :func:`parse_xml`), not with the ``lanelet2``
+package: lanelet2 reads non-numeric coordinates as 0 without a word, cannot
+load a lanelet whose border is split over several ways (the INTERACTION maps
+in circulation have such lanelets: lanelet2 gives them empty borders), and
+is an optional, compiled dependency. The tests check the result against
+lanelet2 wherever lanelet2 reads the map correctly (projection, bound
+orientation, successors, neighbours).
+
+Projection:
+    Points are projected with UTM (WGS84, Krüger's series to order 6, the
+    series GeographicLib and so lanelet2's ``UtmProjector`` evaluate), in the
+    zone of a projection origin, minus the origin's own UTM coordinates, so
+    ``(0, 0)`` is the origin. This is lanelet2's ``UtmProjector(Origin(lat,
+    lon))``, including its handling of points outside the origin's zone (they
+    stay in the origin's zone). The origin is, in this order:
+
+    1. the one the caller passes (``Lanelet2MapConfig.origin_lat_lon``);
+    2. ``(0, 0)`` when every node lies within 1 degree of ``(0, 0)``: such a
+       map is *pseudo-georeferenced* (the INTERACTION convention: lat/lon are
+       not real positions, and the dataset's own scripts project them with
+       ``UtmProjector(Origin(0, 0))`` to get the frame of its tracks);
+    3. otherwise the southwest corner of the nodes' bounding box rounded down
+       to 0.1 degree, a rule that is stable under small edits of the map and
+       gives ``(49.0, 8.4)`` for Lanelet2's own ``mapping_example.osm``, the
+       origin Lanelet2's tutorials use for it.
+
+    The origin, zone and hemisphere are in ``extras``. The frame is
+    ``"interaction_local_<file stem>"`` for a pseudo-georeferenced map (the
+    frame of the INTERACTION tracks recorded on it) and
+    ``"utm<zone><n|s>_origin_<lat>_<lon>"`` otherwise. z is the ``ele`` tag,
+    NaN where a node has none. Elements marked ``action='delete'`` (JOSM) are
+    skipped, as lanelet2 does.
+
+What becomes of the elements (feature ids keep lanelet2's primitive names):
+
+* a ``lanelet`` relation -> its left and right borders, each the chain of its
+  ``left`` (``right``) member ways joined end to end (usually one way),
+  oriented as lanelet2's ``geometry::align`` orients them. Then by subtype:
+
+  - ``crosswalk`` -> one closed ``CROSSWALK`` polygon ``"lanelet_<id>"``
+    (left border, then the right border reversed, then the first point);
+  - ``walkway``, ``stairs`` -> a closed ``OTHER`` polygon of the same shape;
+  - anything else (``road``, ``highway``, ``bicycle_lane``, ``bus_lane``,
+    ``rail``, ...) is a lane -> ``LANE_CENTERLINE`` ``"lanelet_<id>"``,
+    subtype the lanelet's subtype, the centerline from
+    :func:`centerline_from_bounds`. Each border way becomes a feature
+    ``"linestring_<id>"`` (once, shared by the lanelets on either side) with
+    a ``LEFT_BOUNDARY`` / ``RIGHT_BOUNDARY`` relation from the lane.
+    ``SUCCESSOR``/``PREDECESSOR``: lane b follows lane a when a's left and
+    right borders end at the nodes where b's start (lanelet2's
+    ``geometry::follows``, the edges of its routing graph).
+    ``LEFT_NEIGHBOR``/``RIGHT_NEIGHBOR``: b is a's left neighbour when a's
+    left border is b's right border, in the same direction (lanelet2's
+    ``adjacentLeft``/``left``). A two-way lanelet (``one_way=no``) gets one
+    centerline, in the direction of its borders, and its id is listed in
+    ``extras["two_way_lanelet_ids"]``.
+
+* a way -> ``"linestring_<id>"``, emitted when it borders a lane, belongs to
+  a regulatory element, or belongs to no relation at all (free-standing
+  curbs, markings); ways used only by areas or pedestrian lanelets are
+  represented by those polygons. Its kind comes from its ``type`` tag:
+  ``curbstone``, ``road_border``, ``guard_rail``, ``jersey_barrier``,
+  ``wall``, ``fence`` -> ``ROAD_EDGE``; ``line_thin``, ``line_thick``,
+  ``virtual``, ``bike_marking``, ``zig-zag``, ``keepout`` ->
+  ``LANE_BOUNDARY``; ``stop_line`` -> ``STOP_LINE``; a ``traffic_sign`` whose
+  subtype is a stop sign (:data:`STOP_SIGN_SUBTYPES`) -> ``STOP_SIGN`` (one
+  point, the mean of the way's); anything else (``traffic_light``, other
+  signs, ``light_bulbs``, ``pedestrian_marking``, ...) -> ``OTHER``. The
+  subtype is ``"<type>:<subtype>"`` (or ``"<type>"``).
+* a ``regulatory_element`` relation (traffic light, right of way, all-way
+  stop, traffic sign, speed limit) -> ``CONTROLS`` relations from each of its
+  ``ref_line`` ways (the stop lines) and each of its ``refers`` ways (the
+  lights and signs themselves, so a traffic light is an ``OTHER`` feature
+  located where the light is) to the lanes it governs: its ``yield`` lanelets
+  if it names any (right of way, all-way stop; an all-way stop with as many
+  ref_lines as yield lanelets pairs them in order, as lanelet2 does), else
+  every lanelet that lists it as a ``regulatory_element``. A summary of every
+  regulatory element (id, subtype, lanelets, member feature ids by role) is
+  in ``extras["regulatory_elements"]``.
+* a ``multipolygon`` relation (an area) -> its outer ring(s), assembled from
+  the ``outer`` ways as lanelet2 does, closed, as ``"area_<id>"``:
+  ``freespace`` and ``parking`` -> ``DRIVABLE_AREA``, ``exit`` ->
+  ``DRIVEWAY``, everything else (``vegetation``, ``walkway``, ``building``,
+  ``traffic_island``, ``keepout``) -> ``OTHER``; the subtype is the area's.
+  Inner rings become ``OTHER`` features ``"area_<id>_inner_<k>"`` with subtype
+  ``"<subtype>:inner"``.
+
+Errors: broken XML, a DTD, non-numeric or out-of-range coordinates, duplicate
+ids, a lanelet without a left or right border or whose border ways do not
+join up, a file without lanelets (``UnsupportedFormatError``: plain
+OpenStreetMap data) raise. Lesser defects that lanelet2 also only reports (a
+way naming a missing node, an area ring that does not close, a regulatory
+element naming a missing member) drop that element and are listed in
+``extras["warnings"]`` (at most :data:`MAX_WARNINGS`).
+
+Map-only files:
+    :class:`Scenario` needs tracks and time, a map file has neither. A map on
+    its own is therefore a Scenario with **zero tracks and one timestamp**
+    (0 ns) carrying the map (:func:`map_only_scenario`), so that ``inspect``,
+    the Arrow form and the lake treat maps like any other record
+    (``num_tracks`` 0, ``num_steps`` 1, ``dt_s`` null, ``num_map_lanes`` the
+    lane count). Code that wants only the map calls
+    :func:`read_lanelet2_map`, which returns a :class:`Lanelet2Map`.
+
+Notation:
+    N: number of points of a polyline or of the nodes of a map.
+    K: number of centerline points.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Final, Literal
+from xml.parsers import expat
+
+import numpy as np
+
+from datadrive.core.scenario import (
+    MapBuilder,
+    MapFeatureKind,
+    MapFeatures,
+    MapRelation,
+    Scenario,
+    ScenarioMetadata,
+    Tracks,
+)
+from datadrive.core.typing import NDArrayFloat, NDArrayInt
+from datadrive.errors import (
+    ConfigError,
+    CorruptFileError,
+    EmptyLogError,
+    InvalidValueError,
+    SchemaMismatchError,
+    UnsupportedFormatError,
+)
+from datadrive.sources.base import Adapter
+
+__all__ = [
+    "MAX_WARNINGS",
+    "PSEUDO_GEOREFERENCE_MAX_DEG",
+    "STOP_SIGN_SUBTYPES",
+    "Lanelet2Map",
+    "Lanelet2MapAdapter",
+    "Lanelet2MapConfig",
+    "centerline_from_bounds",
+    "map_only_scenario",
+    "parse_lanelet2_map",
+    "parse_xml",
+    "read_lanelet2_map",
+    "utm_local_xy",
+    "utm_zone",
+]
+
+PSEUDO_GEOREFERENCE_MAX_DEG: Final[float] = 1.0
+"""A map whose nodes all lie within this many degrees of (0, 0) is pseudo-georeferenced."""
+
+STOP_SIGN_SUBTYPES: Final[frozenset[str]] = frozenset({"de206", "usr1-1", "stop"})
+"""``traffic_sign`` subtypes (lower case) that are stop signs: Germany's 206, the US R1-1."""
+
+MAX_WARNINGS: Final[int] = 50
+"""At most this many warnings are kept in ``extras["warnings"]``."""
+
+_PEDESTRIAN_LANELETS: Final[frozenset[str]] = frozenset({"walkway", "stairs"})
+_EDGE_TYPES: Final[frozenset[str]] = frozenset(
+    {"curbstone", "road_border", "guard_rail", "jersey_barrier", "wall", "fence"}
+)
+_LINE_TYPES: Final[frozenset[str]] = frozenset(
+    {"line_thin", "line_thick", "virtual", "bike_marking", "zig-zag", "keepout"}
+)
+_AREA_KINDS: Final[Mapping[str, MapFeatureKind]] = {
+    "freespace": MapFeatureKind.DRIVABLE_AREA,
+    "parking": MapFeatureKind.DRIVABLE_AREA,
+    "exit": MapFeatureKind.DRIVEWAY,
+}
+
+# --------------------------------------------------------------------------- XML
+
+
+class _RefusedDeclarationError(Exception):
+    """Raised from expat callbacks when a document declares a DTD or entities."""
+
+
+def _refuse(*_args: object) -> None:
+    raise _RefusedDeclarationError
+
+
+def parse_xml(data: bytes, path: Path) -> ET.Element:
+    """Parse XML bytes into an ElementTree, refusing DTDs and entity declarations.
+
+    Entity expansion is how XML bombs ("billion laughs", quadratic blow-up)
+    and external-entity reads work; no map or scenario format needs a DTD, so
+    any ``<!DOCTYPE``, ``<!ENTITY`` or external entity reference is refused
+    before anything is expanded (what ``defusedxml`` does).
+
+    Args:
+        data: The file's bytes.
+        path: The file, named in errors.
+
+    Raises:
+        CorruptFileError: the bytes are not well-formed XML, or declare a DTD.
+    """
+    builder = ET.TreeBuilder()
+    parser = expat.ParserCreate()
+    parser.buffer_text = True
+    parser.StartElementHandler = builder.start
+    parser.EndElementHandler = builder.end
+    parser.CharacterDataHandler = builder.data
+    parser.StartDoctypeDeclHandler = _refuse
+    parser.EntityDeclHandler = _refuse
+    parser.UnparsedEntityDeclHandler = _refuse
+    parser.ExternalEntityRefHandler = _refuse  # type: ignore[assignment]
+    try:
+        parser.Parse(data, True)
+    except _RefusedDeclarationError:
+        raise CorruptFileError(
+            path, "the XML declares a DTD or entities, which datadrive refuses (XML-bomb protection)"
+        ) from None
+    except expat.ExpatError as exc:
+        raise CorruptFileError(
+            path, f"not well-formed XML ({expat.ErrorString(exc.code)}, line {exc.lineno})"
+        ) from None
+    return builder.close()
+
+
+# --------------------------------------------------------------------------- UTM
+
+_WGS84_A_M: Final[float] = 6378137.0
+_WGS84_F: Final[float] = 1.0 / 298.257223563
+_UTM_K0: Final[float] = 0.9996
+
+
+def _kruger_coefficients() -> tuple[float, float, tuple[float, ...]]:
+    n = _WGS84_F / (2.0 - _WGS84_F)
+    n2, n3, n4, n5, n6 = n**2, n**3, n**4, n**5, n**6
+    rectifying_radius = _WGS84_A_M / (1.0 + n) * (1.0 + n2 / 4.0 + n4 / 64.0 + n6 / 256.0)
+    alpha = (
+        n / 2 - 2 * n2 / 3 + 5 * n3 / 16 + 41 * n4 / 180 - 127 * n5 / 288 + 7891 * n6 / 37800,
+        13 * n2 / 48 - 3 * n3 / 5 + 557 * n4 / 1440 + 281 * n5 / 630 - 1983433 * n6 / 1935360,
+        61 * n3 / 240 - 103 * n4 / 140 + 15061 * n5 / 26880 + 167603 * n6 / 181440,
+        49561 * n4 / 161280 - 179 * n5 / 168 + 6601661 * n6 / 7257600,
+        34729 * n5 / 80640 - 3418889 * n6 / 1995840,
+        212378941 * n6 / 319334400,
+    )
+    return rectifying_radius, math.sqrt(_WGS84_F * (2.0 - _WGS84_F)), alpha
+
+
+_TM_A, _TM_E, _TM_ALPHA = _kruger_coefficients()
+
+
+def utm_zone(lat_deg: float, lon_deg: float) -> int:
+    """The standard UTM zone of a point (GeographicLib's ``UTMUPS::StandardZone``).
+
+    Includes the Norway (32V) and Svalbard (31X-37X) exceptions.
+
+    Raises:
+        ValueError: outside UTM's latitude range [-80, 84).
+    """
+    if not -80.0 <= lat_deg < 84.0:
+        raise ValueError(f"latitude {lat_deg} is outside UTM's range [-80, 84)")
+    ilon = math.floor(lon_deg % 360.0)
+    if ilon >= 180:
+        ilon -= 360
+    zone = (ilon + 186) // 6
+    band = max(-10, min(9, (math.floor(lat_deg) + 80) // 8 - 10))
+    if band == 7 and zone == 31 and ilon >= 3:
+        zone = 32
+    elif band == 9 and 0 <= ilon < 42:
+        zone = 2 * ((ilon + 183) // 12) + 1
+    return int(zone)
+
+
+def _tm_forward(lat_deg: NDArrayFloat, lon_deg: NDArrayFloat, lon0_deg: float) -> NDArrayFloat:
+    """``(N, 2)`` transverse Mercator easting/northing (scale 0.9996, no false origin)."""
+    lam = np.radians((lon_deg - lon0_deg + 180.0) % 360.0 - 180.0)
+    phi = np.radians(lat_deg)
+    sin_phi = np.sin(phi)
+    tau = np.sinh(np.arctanh(sin_phi) - _TM_E * np.arctanh(_TM_E * sin_phi))
+    xi_p = np.arctan2(tau, np.cos(lam))
+    eta_p = np.arctanh(np.sin(lam) / np.sqrt(1.0 + tau * tau))
+    xi, eta = xi_p.copy(), eta_p.copy()
+    for j, a in enumerate(_TM_ALPHA, start=1):
+        xi += a * np.sin(2 * j * xi_p) * np.cosh(2 * j * eta_p)
+        eta += a * np.cos(2 * j * xi_p) * np.sinh(2 * j * eta_p)
+    return np.stack([_UTM_K0 * _TM_A * eta, _UTM_K0 * _TM_A * xi], axis=-1)
+
+
+def utm_local_xy(
+    lat_deg: NDArrayFloat, lon_deg: NDArrayFloat, origin_lat_lon: tuple[float, float]
+) -> NDArrayFloat:
+    """Lanelet2's ``UtmProjector(Origin(lat, lon))`` for many points.
+
+    Every point is projected in the UTM zone (and hemisphere) of the origin,
+    and the origin's own UTM coordinates are subtracted.
+
+    Args:
+        lat_deg: ``(N,)`` latitudes in degrees.
+        lon_deg: ``(N,)`` longitudes in degrees.
+        origin_lat_lon: The projection origin in degrees.
+
+    Returns:
+        ``(N, 2)`` x (east) and y (north) in metres from the origin.
+
+    Raises:
+        ValueError: the origin is outside UTM's range.
+    """
+    lat0, lon0 = origin_lat_lon
+    zone = utm_zone(lat0, lon0)
+    central_meridian = 6.0 * zone - 183.0
+    origin = _tm_forward(np.array([lat0]), np.array([lon0]), central_meridian)
+    xy: NDArrayFloat = _tm_forward(lat_deg, lon_deg, central_meridian) - origin
+    return xy
+
+
+# --------------------------------------------------------------------------- geometry
+
+
+def _dedupe(points: NDArrayFloat) -> NDArrayFloat:
+    """Drop points that repeat the previous one in x, y."""
+    if points.shape[0] < 2:
+        return points
+    step = np.hypot(*np.diff(points[:, :2], axis=0).T)
+    kept: NDArrayFloat = points[np.concatenate([[True], step > 0.0])]
+    return kept
+
+
+def _arc_fraction(points: NDArrayFloat) -> NDArrayFloat:
+    """``(N,)`` arc length from the first point over the total, in [0, 1]."""
+    n = points.shape[0]
+    if n == 1:
+        return np.zeros(1, dtype=np.float64)
+    s = np.concatenate([[0.0], np.cumsum(np.hypot(*np.diff(points[:, :2], axis=0).T))])
+    if s[-1] <= 0.0:
+        return np.linspace(0.0, 1.0, n)
+    fraction: NDArrayFloat = s / s[-1]
+    return fraction
+
+
+def _resample(points: NDArrayFloat, fraction: NDArrayFloat, at: NDArrayFloat) -> NDArrayFloat:
+    if points.shape[0] == 1:
+        return np.repeat(points, at.shape[0], axis=0)
+    return np.stack([np.interp(at, fraction, points[:, k]) for k in range(points.shape[1])], axis=-1)
+
+
+def centerline_from_bounds(left: NDArrayFloat, right: NDArrayFloat, *, paired: bool = False) -> NDArrayFloat:
+    """The centerline between a lane's left and right bounds.
+
+    Both bounds are resampled at the union of their vertices' normalised arc
+    lengths (so no vertex of either bound is cut off and both get the same
+    number of points), and the centerline is the midpoint of corresponding
+    points. With ``paired=True`` and bounds of equal length, the i-th points
+    are paired directly (CommonRoad's ``center_vertices``).
+
+    Args:
+        left: ``(N, D)`` left bound, D = 2 or 3, in driving direction.
+        right: ``(M, D)`` right bound, same direction.
+        paired: Pair the bounds point by point when N == M.
+
+    Returns:
+        ``(K, D)`` centerline points, K >= max(N, M) after dropping repeated points.
+
+    Raises:
+        ValueError: a bound has no points.
+    """
+    if left.shape[0] == 0 or right.shape[0] == 0:
+        raise ValueError("a lane bound has no points")
+    if paired and left.shape[0] == right.shape[0]:
+        middle: NDArrayFloat = (left + right) / 2.0
+        return middle
+    left, right = _dedupe(left), _dedupe(right)
+    fl, fr = _arc_fraction(left), _arc_fraction(right)
+    at = np.unique(np.concatenate([fl, fr]))
+    at = at[np.concatenate([[True], np.diff(at) > 1e-9])]
+    center: NDArrayFloat = (_resample(left, fl, at) + _resample(right, fr, at)) / 2.0
+    return center
+
+
+def _signed_distance(line_xy: NDArrayFloat, point: NDArrayFloat) -> float:
+    """Distance from ``point`` to the polyline, positive when the point is on its left."""
+    if line_xy.shape[0] == 1:
+        return float(np.hypot(*(point - line_xy[0])))
+    a, ab = line_xy[:-1], np.diff(line_xy, axis=0)
+    ap = point - a
+    length2 = np.einsum("ij,ij->i", ab, ab)
+    t = np.clip(np.einsum("ij,ij->i", ap, ab) / np.where(length2 > 0, length2, 1.0), 0.0, 1.0)
+    d = np.hypot(*(ap - t[:, None] * ab).T)
+    i = int(np.argmin(d))
+    cross = ab[i, 0] * ap[i, 1] - ab[i, 1] * ap[i, 0]
+    return float(d[i]) if cross > 0 else -float(d[i])
+
+
+def _middle_point(xy: NDArrayFloat) -> NDArrayFloat:
+    n = xy.shape[0]
+    mid: NDArrayFloat = xy[n // 2] if n > 2 else (xy[0] + xy[-1]) / 2.0
+    return mid
+
+
+def _align(left_xy: NDArrayFloat, right_xy: NDArrayFloat) -> tuple[bool, bool]:
+    """Whether to invert the left and the right bound (lanelet2's ``geometry::align``)."""
+    if (left_xy.shape[0] <= 1 and right_xy.shape[0] <= 1) or not left_xy.shape[0] or not right_xy.shape[0]:
+        return False, False
+    invert_left = left_xy.shape[0] > 1 and not _signed_distance(left_xy, _middle_point(right_xy)) < 0
+    if invert_left:
+        left_xy = left_xy[::-1]
+    invert_right = right_xy.shape[0] > 1 and not _signed_distance(right_xy, _middle_point(left_xy)) > 0
+    return invert_left, invert_right
+
+
+# --------------------------------------------------------------------------- OSM model
+
+
+@dataclass(frozen=True)
+class _Way:
+    rows: NDArrayInt  # (N,) rows into the node arrays
+    node_ids: tuple[int, ...]
+    tags: Mapping[str, str]
+
+
+@dataclass(frozen=True)
+class _Relation:
+    members: tuple[tuple[str, int, str], ...]  # (type, ref, role)
+    tags: Mapping[str, str]
+
+    def refs(self, member_type: str, role: str) -> list[int]:
+        return [ref for t, ref, r in self.members if t == member_type and r == role]
+
+
+@dataclass
+class _Osm:
+    node_ids: NDArrayInt
+    lat_deg: NDArrayFloat
+    lon_deg: NDArrayFloat
+    ele_m: NDArrayFloat
+    ways: dict[int, _Way]
+    relations: dict[int, _Relation]
+    warnings: list[str] = field(default_factory=list)
+
+    def warn(self, message: str) -> None:
+        self.warnings.append(message)
+
+
+def _tags(element: ET.Element) -> dict[str, str]:
+    return {t.get("k", ""): t.get("v", "") for t in element.iter("tag")}
+
+
+def _osm_id(element: ET.Element, path: Path) -> int:
+    raw = element.get("id")
+    try:
+        return int(raw)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise InvalidValueError(path, f"a {element.tag} has id {raw!r}, not an integer") from None
+
+
+def _parse_osm(root: ET.Element, path: Path) -> _Osm:
+    if root.tag != "osm":
+        raise UnsupportedFormatError(path, f"the XML root is <{root.tag}>, not <osm>")
+    ids: list[int] = []
+    lat: list[str] = []
+    lon: list[str] = []
+    ele: list[str] = []
+    way_elements: list[tuple[int, ET.Element]] = []
+    relations: dict[int, _Relation] = {}
+    for el in root:
+        if el.get("action") == "delete" or el.tag not in ("node", "way", "relation"):
+            continue
+        oid = _osm_id(el, path)
+        if el.tag == "node":
+            la, lo = el.get("lat"), el.get("lon")
+            if la is None or lo is None:
+                raise SchemaMismatchError(path, f"node {oid} has no lat/lon attribute")
+            ids.append(oid)
+            lat.append(la)
+            lon.append(lo)
+            ele.append(next((t.get("v", "nan") for t in el.iter("tag") if t.get("k") == "ele"), "nan"))
+        elif el.tag == "way":
+            way_elements.append((oid, el))
+        else:
+            if oid in relations:
+                raise InvalidValueError(path, f"relation id {oid} appears twice")
+            members = []
+            for m in el.iter("member"):
+                try:
+                    members.append((m.get("type", ""), int(m.get("ref", "")), m.get("role", "")))
+                except ValueError:
+                    raise InvalidValueError(
+                        path, f"relation {oid} has a member ref that is not an integer"
+                    ) from None
+            relations[oid] = _Relation(tuple(members), _tags(el))
+    node_ids = np.asarray(ids, dtype=np.int64)
+    try:
+        lat_deg = np.asarray(lat, dtype=np.str_).astype(np.float64)
+        lon_deg = np.asarray(lon, dtype=np.str_).astype(np.float64)
+        ele_m = np.asarray(ele, dtype=np.str_).astype(np.float64)
+    except ValueError as exc:
+        raise InvalidValueError(path, f"a node coordinate is not a number ({exc})") from None
+    finite = np.isfinite(lat_deg) & np.isfinite(lon_deg)
+    in_range = finite & (np.abs(lat_deg) <= 90.0) & (np.abs(lon_deg) <= 180.0)
+    if not in_range.all():
+        bad = int(np.flatnonzero(~in_range)[0])
+        raise InvalidValueError(
+            path, f"node {node_ids[bad]} has lat/lon ({lat[bad]}, {lon[bad]}), not a position on Earth"
+        )
+    ele_m[~np.isfinite(ele_m)] = np.nan
+    row_of = {int(i): r for r, i in enumerate(ids)}
+    if len(row_of) != len(ids):
+        raise InvalidValueError(path, "a node id appears twice")
+    osm = _Osm(node_ids, lat_deg, lon_deg, ele_m, {}, relations)
+    for oid, el in way_elements:
+        if oid in osm.ways:
+            raise InvalidValueError(path, f"way id {oid} appears twice")
+        try:
+            refs = tuple(int(nd.get("ref", "")) for nd in el.iter("nd"))
+        except ValueError:
+            raise InvalidValueError(path, f"way {oid} has a node ref that is not an integer") from None
+        missing = [r for r in refs if r not in row_of]
+        if missing or not refs:
+            osm.warn(f"way {oid} dropped: " + (f"names missing node {missing[0]}" if missing else "no nodes"))
+            continue
+        osm.ways[oid] = _Way(np.asarray([row_of[r] for r in refs], dtype=np.int64), refs, _tags(el))
+    return osm
+
+
+# --------------------------------------------------------------------------- chains and rings
+
+
+def _chain(ways: list[_Way]) -> tuple[list[tuple[_Way, bool]], list[int]] | None:
+    """Join ways end to end by shared end nodes, in any member order.
+
+    Returns:
+        ``([(way, inverted)], node ids)`` in chain order, or None when the
+        ways do not form one chain.
+    """
+    if not ways:
+        return None
+    first = ways[0]
+    order: list[tuple[_Way, bool]] = [(first, False)]
+    ids = list(first.node_ids)
+    rest = ways[1:]
+    while rest:
+        for k, w in enumerate(rest):
+            head, tail = w.node_ids[0], w.node_ids[-1]
+            if head == ids[-1]:
+                order.append((w, False))
+                ids.extend(w.node_ids[1:])
+            elif tail == ids[-1]:
+                order.append((w, True))
+                ids.extend(w.node_ids[-2::-1])
+            elif tail == ids[0]:
+                order.insert(0, (w, False))
+                ids[:0] = w.node_ids[:-1]
+            elif head == ids[0]:
+                order.insert(0, (w, True))
+                ids[:0] = w.node_ids[:0:-1]
+            else:
+                continue
+            del rest[k]
+            break
+        else:
+            return None
+    return order, ids
+
+
+def _rings(ways: list[_Way]) -> tuple[list[list[int]], int]:
+    """Closed rings of node ids assembled from ways (lanelet2's ``assembleBoundary``).
+
+    Returns:
+        The closed rings (first id repeated at the end) and the number of
+        ways that could not be closed into a ring.
+    """
+    rest = list(ways)
+    rings: list[list[int]] = []
+    failed = 0
+    while rest:
+        ring = list(rest.pop(0).node_ids)
+        while ring[-1] != ring[0] or len(ring) < 2:
+            k = next((k for k, w in enumerate(rest) if ring[-1] in (w.node_ids[0], w.node_ids[-1])), None)
+            if k is None:
+                break
+            w = rest.pop(k)
+            ring.extend(w.node_ids[1:] if w.node_ids[0] == ring[-1] else w.node_ids[-2::-1])
+        if ring[-1] == ring[0] and len(ring) >= 4:
+            rings.append(ring)
+        else:
+            failed += 1
+    return rings, failed
+
+
+# --------------------------------------------------------------------------- the map
+
+
+@dataclass(frozen=True)
+class Lanelet2Map:
+    """One Lanelet2 map file, decoded.
+
+    Attributes:
+        map: The features (see the module docstring).
+        frame: Name of the metric frame of every point.
+        origin_lat_lon: The projection origin, degrees.
+        extras: Facts about the map (projection, counts, two-way lanelets,
+            regulatory elements, warnings), JSON-serialisable.
+    """
+
+    map: MapFeatures
+    frame: str
+    origin_lat_lon: tuple[float, float]
+    extras: Mapping[str, Any]
+
+
+def _way_kind(tags: Mapping[str, str]) -> tuple[MapFeatureKind, str]:
+    way_type, subtype = tags.get("type", ""), tags.get("subtype", "")
+    label = f"{way_type}:{subtype}" if subtype else way_type
+    if way_type in _EDGE_TYPES:
+        return MapFeatureKind.ROAD_EDGE, label
+    if way_type in _LINE_TYPES:
+        return MapFeatureKind.LANE_BOUNDARY, label
+    if way_type == "stop_line":
+        return MapFeatureKind.STOP_LINE, label
+    if way_type == "traffic_sign" and subtype.lower() in STOP_SIGN_SUBTYPES:
+        return MapFeatureKind.STOP_SIGN, label
+    return MapFeatureKind.OTHER, label
+
+
+def _origin(osm: _Osm, requested: tuple[float, float] | None) -> tuple[tuple[float, float], bool]:
+    """The projection origin and whether the map is pseudo-georeferenced."""
+    pseudo = bool(
+        np.all(np.abs(osm.lat_deg) < PSEUDO_GEOREFERENCE_MAX_DEG)
+        and np.all(np.abs(osm.lon_deg) < PSEUDO_GEOREFERENCE_MAX_DEG)
+    )
+    if requested is not None:
+        return (float(requested[0]), float(requested[1])), pseudo
+    if pseudo:
+        return (0.0, 0.0), True
+    lat0 = math.floor(float(osm.lat_deg.min()) * 10.0) / 10.0
+    lon0 = math.floor(float(osm.lon_deg.min()) * 10.0) / 10.0
+    return (round(lat0, 1), round(lon0, 1)), False
+
+
+class _Builder:
+    """Turns the OSM model into map features."""
+
+    def __init__(self, osm: _Osm, xyz_m: NDArrayFloat, path: Path) -> None:
+        self.osm = osm
+        self.xyz_m = xyz_m
+        self.path = path
+        self.builder = MapBuilder()
+        self.emitted_ways: set[int] = set()
+        self.lanes: dict[int, tuple[list[int], list[int]]] = {}  # lanelet id -> (left ids, right ids)
+        self.two_way: list[str] = []
+
+    def points(self, node_ids: Sequence[int]) -> NDArrayFloat:
+        rows = self._rows(node_ids)
+        pts: NDArrayFloat = self.xyz_m[rows]
+        return pts
+
+    def _rows(self, node_ids: Sequence[int]) -> NDArrayInt:
+        index = np.searchsorted(self._sorted_ids, np.asarray(node_ids, dtype=np.int64))
+        rows: NDArrayInt = self._order[index]
+        return rows
+
+    def prepare(self) -> None:
+        self._order = np.argsort(self.osm.node_ids, kind="stable")
+        self._sorted_ids = self.osm.node_ids[self._order]
+
+    def emit_way(self, way_id: int) -> str | None:
+        way = self.osm.ways.get(way_id)
+        if way is None:
+            return None
+        fid = f"linestring_{way_id}"
+        if way_id not in self.emitted_ways:
+            kind, label = _way_kind(way.tags)
+            pts = self.xyz_m[way.rows]
+            if kind == MapFeatureKind.STOP_SIGN:
+                pts = (
+                    np.nanmean(pts, axis=0, keepdims=True)
+                    if np.isfinite(pts[:, 2]).any()
+                    else pts.mean(axis=0, keepdims=True)
+                )
+            self.builder.add(fid, kind, pts, subtype=label)
+            self.emitted_ways.add(way_id)
+        return fid
+
+    def lanelet(self, rel_id: int, rel: _Relation) -> None:
+        sides: list[tuple[list[tuple[_Way, bool]], list[int]]] = []
+        for role in ("left", "right"):
+            refs = rel.refs("way", role)
+            if not refs:
+                raise InvalidValueError(self.path, f"lanelet {rel_id} has no {role} border")
+            missing = [r for r in refs if r not in self.osm.ways]
+            if missing:
+                raise InvalidValueError(
+                    self.path, f"lanelet {rel_id}: its {role} border way {missing[0]} is missing"
+                )
+            chained = _chain([self.osm.ways[r] for r in refs])
+            if chained is None:
+                raise InvalidValueError(
+                    self.path, f"lanelet {rel_id}: the ways of its {role} border do not join up"
+                )
+            sides.append(chained)
+        (_, left_ids), (_, right_ids) = sides
+        left, right = self.points(left_ids), self.points(right_ids)
+        invert_left, invert_right = _align(left[:, :2], right[:, :2])
+        if invert_left:
+            left, left_ids = left[::-1], left_ids[::-1]
+        if invert_right:
+            right, right_ids = right[::-1], right_ids[::-1]
+        subtype = rel.tags.get("subtype", "")
+        fid = f"lanelet_{rel_id}"
+        if subtype in ("crosswalk", *_PEDESTRIAN_LANELETS):
+            ring = np.concatenate([left, right[::-1], left[:1]])
+            kind = MapFeatureKind.CROSSWALK if subtype == "crosswalk" else MapFeatureKind.OTHER
+            self.builder.add(fid, kind, ring, subtype=subtype)
+            return
+        self.builder.add(
+            fid, MapFeatureKind.LANE_CENTERLINE, centerline_from_bounds(left, right), subtype=subtype
+        )
+        self.lanes[rel_id] = (left_ids, right_ids)
+        if rel.tags.get("one_way", "") == "no":
+            self.two_way.append(fid)
+        for role, relation in (("left", MapRelation.LEFT_BOUNDARY), ("right", MapRelation.RIGHT_BOUNDARY)):
+            for ref in rel.refs("way", role):
+                bound_id = self.emit_way(ref)
+                if bound_id is not None:
+                    self.builder.relate(fid, relation, bound_id)
+
+    def topology(self) -> None:
+        starts: dict[tuple[int, int], list[int]] = {}
+        for lid, (left, right) in self.lanes.items():
+            starts.setdefault((left[0], right[0]), []).append(lid)
+        by_right: dict[tuple[int, ...], list[int]] = {}
+        for lid, (_left, right) in self.lanes.items():
+            by_right.setdefault(tuple(right), []).append(lid)
+        for lid, (left, right) in self.lanes.items():
+            src = f"lanelet_{lid}"
+            for nxt in starts.get((left[-1], right[-1]), []):
+                if nxt != lid:
+                    self.builder.relate(src, MapRelation.SUCCESSOR, f"lanelet_{nxt}")
+                    self.builder.relate(f"lanelet_{nxt}", MapRelation.PREDECESSOR, src)
+            for other in by_right.get(tuple(left), []):
+                if other != lid:
+                    self.builder.relate(src, MapRelation.LEFT_NEIGHBOR, f"lanelet_{other}")
+                    self.builder.relate(f"lanelet_{other}", MapRelation.RIGHT_NEIGHBOR, src)
+
+    def regulatory_element(self, rel_id: int, rel: _Relation, users: list[int]) -> dict[str, Any]:
+        yields = [r for r in rel.refs("relation", "yield") if r in self.lanes]
+        governed = yields or [u for u in users if u in self.lanes]
+        roles: dict[str, list[str]] = {}
+        ref_lines: list[str] = []
+        for member_type, ref, role in rel.members:
+            if member_type != "way":
+                continue
+            fid = self.emit_way(ref)
+            if fid is None:
+                self.osm.warn(f"regulatory element {rel_id}: member way {ref} is missing")
+                continue
+            roles.setdefault(role, []).append(fid)
+            if role == "ref_line":
+                ref_lines.append(fid)
+            elif role in ("refers", "cancels", "cancel_line"):
+                for lane in governed:
+                    self.builder.relate(fid, MapRelation.CONTROLS, f"lanelet_{lane}")
+        pairwise = rel.tags.get("subtype") == "all_way_stop" and len(ref_lines) == len(yields) > 0
+        for k, fid in enumerate(ref_lines):
+            for lane in [governed[k]] if pairwise else governed:
+                self.builder.relate(fid, MapRelation.CONTROLS, f"lanelet_{lane}")
+        return {
+            "id": f"regulatory_element_{rel_id}",
+            "subtype": rel.tags.get("subtype", ""),
+            "lanelets": [f"lanelet_{lane}" for lane in governed],
+            "roles": roles,
+        }
+
+    def area(self, rel_id: int, rel: _Relation) -> None:
+        subtype = rel.tags.get("subtype", "")
+        kind = _AREA_KINDS.get(subtype, MapFeatureKind.OTHER)
+        for role in ("outer", "inner"):
+            refs = rel.refs("way", role)
+            missing = [r for r in refs if r not in self.osm.ways]
+            if missing:
+                self.osm.warn(f"area {rel_id} dropped: its {role} way {missing[0]} is missing")
+                return
+            rings, failed = _rings([self.osm.ways[r] for r in refs])
+            if failed or (role == "outer" and not rings):
+                self.osm.warn(f"area {rel_id} dropped: its {role} ways do not close into rings")
+                return
+            for k, ring in enumerate(rings):
+                if role == "outer":
+                    fid = f"area_{rel_id}" if k == 0 else f"area_{rel_id}_outer_{k}"
+                    self.builder.add(fid, kind, self.points(ring), subtype=subtype)
+                else:
+                    fid = f"area_{rel_id}_inner_{k}"
+                    self.builder.add(fid, MapFeatureKind.OTHER, self.points(ring), subtype=f"{subtype}:inner")
+
+
+def parse_lanelet2_map(
+    data: bytes, path: Path, *, origin_lat_lon: tuple[float, float] | None = None
+) -> Lanelet2Map:
+    """Decode the bytes of a Lanelet2 ``.osm`` file.
+
+    Args:
+        data: The file's bytes.
+        path: The file, named in errors; its stem names pseudo-georeferenced frames.
+        origin_lat_lon: Projection origin in degrees; by default chosen by
+            the rule in the module docstring.
+
+    Raises:
+        CorruptFileError: not well-formed XML, or a DTD.
+        UnsupportedFormatError: OSM data without lanelets, or not OSM at all.
+        SchemaMismatchError: a node without lat/lon.
+        InvalidValueError: bad numbers, duplicate ids, broken lanelets.
+        EmptyLogError: an OSM file without nodes.
+    """
+    osm = _parse_osm(parse_xml(data, path), path)
+    if osm.node_ids.shape[0] == 0:
+        raise EmptyLogError(path, "the OSM file has no nodes")
+    lanelets = {i: r for i, r in osm.relations.items() if r.tags.get("type") == "lanelet"}
+    if not lanelets:
+        raise UnsupportedFormatError(path, "OpenStreetMap data without Lanelet2 lanelets")
+    origin, pseudo = _origin(osm, origin_lat_lon)
+    try:
+        zone = utm_zone(*origin)
+    except ValueError as exc:
+        raise InvalidValueError(path, f"projection origin {origin}: {exc}") from None
+    central_meridian = 6.0 * zone - 183.0
+    if np.any(np.abs((osm.lon_deg - central_meridian + 180.0) % 360.0 - 180.0) > 45.0) or np.any(
+        np.abs(osm.lat_deg) > 89.0
+    ):
+        raise InvalidValueError(path, f"nodes lie too far from the projection origin {origin} for UTM")
+    xy = utm_local_xy(osm.lat_deg, osm.lon_deg, origin)
+    xyz = np.concatenate([xy, osm.ele_m[:, None]], axis=1)
+
+    b = _Builder(osm, xyz, path)
+    b.prepare()
+    for rel_id, rel in lanelets.items():
+        b.lanelet(rel_id, rel)
+    b.topology()
+    users: dict[int, list[int]] = {}
+    for rel_id, rel in lanelets.items():
+        for reg in rel.refs("relation", "regulatory_element"):
+            users.setdefault(reg, []).append(rel_id)
+    regulatory: list[dict[str, Any]] = []
+    referenced: set[int] = set()
+    for rel_id, rel in osm.relations.items():
+        referenced.update(ref for t, ref, _ in rel.members if t == "way")
+        rel_type = rel.tags.get("type")
+        if rel_type == "regulatory_element":
+            regulatory.append(b.regulatory_element(rel_id, rel, users.get(rel_id, [])))
+        elif rel_type == "multipolygon":
+            b.area(rel_id, rel)
+    for way_id in osm.ways:
+        if way_id not in referenced:
+            b.emit_way(way_id)
+    for reg in users:
+        if reg not in osm.relations:
+            osm.warn(f"regulatory element {reg} named by a lanelet is missing")
+
+    stem = path.stem
+    if pseudo and origin == (0.0, 0.0):
+        frame = f"interaction_local_{stem}"
+    else:
+        frame = f"utm{zone}{'n' if origin[0] >= 0 else 's'}_origin_{origin[0]!r}_{origin[1]!r}"
+    extras: dict[str, Any] = {
+        "map_format": "lanelet2_osm",
+        "projection": "utm",
+        "origin_lat_lon": [origin[0], origin[1]],
+        "utm_zone": zone,
+        "utm_hemisphere": "N" if origin[0] >= 0 else "S",
+        "pseudo_georeferenced": pseudo,
+        "num_lanelets": len(lanelets),
+        "num_lanes": len(b.lanes),
+        "two_way_lanelet_ids": b.two_way,
+        "regulatory_elements": regulatory,
+        "warnings": osm.warnings[:MAX_WARNINGS],
+        "num_warnings": len(osm.warnings),
+    }
+    return Lanelet2Map(map=b.builder.build(), frame=frame, origin_lat_lon=origin, extras=extras)
+
+
+def read_lanelet2_map(path: str | Path, *, origin_lat_lon: tuple[float, float] | None = None) -> Lanelet2Map:
+    """Read one Lanelet2 ``.osm`` file; see :func:`parse_lanelet2_map`."""
+    p = Path(path)
+    return parse_lanelet2_map(p.read_bytes(), p, origin_lat_lon=origin_lat_lon)
+
+
+# --------------------------------------------------------------------------- map-only scenarios
+
+
+def map_only_scenario(
+    scenario_id: str, source: str, map_features: MapFeatures, metadata: ScenarioMetadata
+) -> Scenario:
+    """A Scenario that carries only a map: zero tracks, one timestamp (0 ns)."""
+    empty = np.zeros(0, dtype=np.str_)
+    return Scenario(
+        scenario_id=scenario_id,
+        source=source,
+        timestamps_ns=np.zeros(1, dtype=np.int64),
+        tracks=Tracks.allocate(empty, np.zeros(0, dtype=np.uint8), empty, 1),
+        metadata=metadata,
+        map=map_features,
+    )
+
+
+@dataclass(frozen=True)
+class Lanelet2MapConfig:
+    """How :class:`Lanelet2MapAdapter` projects maps.
+
+    Attributes:
+        origin_lat_lon: Projection origin in degrees for every map read; None
+            (default) picks one per map by the rule in the module docstring.
+    """
+
+    origin_lat_lon: tuple[float, float] | None = None
+
+    def __post_init__(self) -> None:
+        if self.origin_lat_lon is not None:
+            lat, lon = self.origin_lat_lon
+            if not (math.isfinite(lat) and math.isfinite(lon) and -80.0 <= lat < 84.0 and abs(lon) <= 180.0):
+                raise ConfigError(f"origin_lat_lon {self.origin_lat_lon} is not a UTM-projectable position")
+
+
+class Lanelet2MapAdapter(Adapter):
+    """Reads standalone Lanelet2 ``.osm`` maps as map-only Scenarios (zero tracks).
+
+    Args:
+        config: Projection settings; defaults to :class:`Lanelet2MapConfig`.
+    """
+
+    name: ClassVar[str] = "lanelet2_map"
+    version: ClassVar[str] = "1"
+    unit: ClassVar[Literal["file", "dir"]] = "file"
+    licence: ClassVar[str] = "the map publisher's (Lanelet2's sample maps: BSD-3-Clause)"
+    download_hint: ClassVar[str] = (
+        "Lanelet2 example maps: https://github.com/fzi-forschungszentrum-informatik/Lanelet2 "
+        "(lanelet2_maps/res/*.osm); INTERACTION maps: https://interaction-dataset.com"
+    )
+
+    def __init__(self, config: Lanelet2MapConfig | None = None) -> None:
+        self.config = config or Lanelet2MapConfig()
+
+    def claims(self, path: Path) -> bool:
+        if path.suffix.lower() != ".osm":
+            return False
+        try:
+            with path.open("rb") as fh:
+                head = fh.read(1024)
+        except OSError:
+            return False
+        return b"<osm" in head
+
+    def _read(self, path: Path) -> Iterator[Scenario]:
+        data = path.read_bytes()
+        decoded = parse_lanelet2_map(data, path, origin_lat_lon=self.config.origin_lat_lon)
+        metadata = self.metadata(
+            path,
+            hashlib.sha256(data).hexdigest(),
+            frame=decoded.frame,
+            location=path.stem,
+            extras=decoded.extras,
+        )
+        yield map_only_scenario(path.stem, self.name, decoded.map, metadata)
