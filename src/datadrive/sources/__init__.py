@@ -9,7 +9,11 @@ from __future__ import annotations
 
 from datadrive.sources.base import Adapter, Discovery, Record, Registry, file_sha256, files_sha256
 from datadrive.sources.comma2k19 import Comma2k19Adapter
+from datadrive.sources.commonroad import CommonRoadAdapter
+from datadrive.sources.interaction import InteractionAdapter
+from datadrive.sources.lanelet2_map import Lanelet2MapAdapter
 from datadrive.sources.lyft import LyftZarrAdapter
+from datadrive.sources.ngsim_roadway import NgsimRoadwayAdapter
 from datadrive.sources.nuplan import NuPlanAdapter
 from datadrive.sources.scenarionet import ScenarioNetAdapter
 from datadrive.sources.udacity import UdacitySteeringAdapter
@@ -23,6 +27,10 @@ DEFAULT_REGISTRY = Registry(
         UdacitySteeringAdapter(),
         ScenarioNetAdapter(),
         NuPlanAdapter(),
+        InteractionAdapter(),
+        Lanelet2MapAdapter(),
+        CommonRoadAdapter(),
+        NgsimRoadwayAdapter(),
     )
 )
 """Every adapter datadrive ships, in a fixed order."""
