@@ -7,6 +7,8 @@
 
 from __future__ import annotations
 
+from datadrive.sources.av2_motion import Av2MotionForecastingAdapter
+from datadrive.sources.av2_sensor import Av2SensorAdapter
 from datadrive.sources.base import Adapter, Discovery, Record, Registry, file_sha256, files_sha256
 from datadrive.sources.comma2k19 import Comma2k19Adapter
 from datadrive.sources.commonroad import CommonRoadAdapter
@@ -31,6 +33,8 @@ DEFAULT_REGISTRY = Registry(
         Lanelet2MapAdapter(),
         CommonRoadAdapter(),
         NgsimRoadwayAdapter(),
+        Av2MotionForecastingAdapter(),
+        Av2SensorAdapter(),
     )
 )
 """Every adapter datadrive ships, in a fixed order."""
