@@ -194,7 +194,7 @@ class Av2SensorAdapter(Adapter):
         num_steps = int(timestamps_ns.shape[0])
         step = np.searchsorted(timestamps_ns, ts_row)
 
-        city_R_ego, city_t_ego, num_interpolated = _poses_at(poses, timestamps_ns, poses_path)
+        city_R_ego, city_t_ego, num_interpolated = _poses_at(poses, timestamps_ns, poses_path)  # noqa: N806
 
         track_ids, codes = _encode(ann.column("track_uuid"), ann_path, "track_uuid")
         cat_values, cat_codes = _encode(ann.column("category"), ann_path, "category")
@@ -205,32 +205,32 @@ class Av2SensorAdapter(Adapter):
         category = cat_values[counts.reshape(num_tracks, -1).argmax(axis=1)]
 
         flat = codes * num_steps + step
-        valid = np.zeros(num_tracks * num_steps, dtype=np.bool_)
-        valid[flat] = True
-        if int(np.count_nonzero(valid)) != flat.shape[0]:
+        valid_flat = np.zeros(num_tracks * num_steps, dtype=np.bool_)
+        valid_flat[flat] = True
+        if int(np.count_nonzero(valid_flat)) != flat.shape[0]:
             dup = int(np.flatnonzero(np.bincount(flat) > 1)[0])
             raise InvalidValueError(
                 ann_path,
                 f"track {track_ids[dup // num_steps]} has two cuboids at {timestamps_ns[dup % num_steps]}",
             )
 
-        ego_R_obj = quat_to_mat(_floats(ann, _QUAT, ann_path), ann_path)  # (N, 3, 3)
+        ego_R_obj = quat_to_mat(_floats(ann, _QUAT, ann_path), ann_path)  # noqa: N806  (N, 3, 3)
         ego_t_obj = _floats(ann, _TRANS, ann_path)  # (N, 3)
-        R = city_R_ego[step]  # (N, 3, 3)
-        city_t_obj = np.einsum("nij,nj->ni", R, ego_t_obj) + city_t_ego[step]
-        heading_col = np.einsum("nij,nj->ni", R, ego_R_obj[:, :, 0])  # first column of city_R_obj
+        rot = city_R_ego[step]  # (N, 3, 3)
+        city_t_obj = np.einsum("nij,nj->ni", rot, ego_t_obj) + city_t_ego[step]
+        heading_col = np.einsum("nij,nj->ni", rot, ego_R_obj[:, :, 0])  # first column of city_R_obj
         yaw = np.arctan2(heading_col[:, 1], heading_col[:, 0])
 
-        xyz = np.zeros((num_tracks * num_steps, 3), dtype=np.float64)
-        xyz[flat] = city_t_obj
-        heading = np.zeros(num_tracks * num_steps, dtype=np.float64)
-        heading[flat] = yaw
+        xyz_flat = np.zeros((num_tracks * num_steps, 3), dtype=np.float64)
+        xyz_flat[flat] = city_t_obj
+        heading_flat = np.zeros(num_tracks * num_steps, dtype=np.float64)
+        heading_flat[flat] = yaw
         dims = _floats(ann, ["length_m", "width_m", "height_m"], ann_path)
         size = _group_median(dims, codes, num_tracks)
 
-        xyz = xyz.reshape(num_tracks, num_steps, 3)
-        heading = heading.reshape(num_tracks, num_steps)
-        valid = valid.reshape(num_tracks, num_steps)
+        xyz = xyz_flat.reshape(num_tracks, num_steps, 3)
+        heading = heading_flat.reshape(num_tracks, num_steps)
+        valid = valid_flat.reshape(num_tracks, num_steps)
         ego_yaw = np.arctan2(city_R_ego[:, 1, 0], city_R_ego[:, 0, 0])
         ego_rows = np.flatnonzero(category == EGO_CATEGORY)
         if ego_rows.shape[0] > 1:
@@ -382,7 +382,7 @@ def quat_to_mat(quat_wxyz: NDArrayFloat, path: Path) -> NDArrayFloat:
     w, x, y, z = q[..., 0], q[..., 1], q[..., 2], q[..., 3]
     x2, y2, z2, w2 = x * x, y * y, z * z, w * w
     xy, zw, xz, yw, yz, xw = x * y, z * w, x * z, y * w, y * z, x * w
-    mat = np.empty(q.shape[:-1] + (3, 3), dtype=np.float64)
+    mat = np.empty((*q.shape[:-1], 3, 3), dtype=np.float64)
     mat[..., 0, 0] = x2 - y2 - z2 + w2
     mat[..., 1, 0] = 2 * (xy + zw)
     mat[..., 2, 0] = 2 * (xz - yw)
@@ -410,7 +410,8 @@ def _poses_at(
     if timestamps_ns[0] < pose_ts[0] or timestamps_ns[-1] > pose_ts[-1]:
         raise InvalidValueError(
             path,
-            f"annotations span {timestamps_ns[0]}..{timestamps_ns[-1]}, poses only {pose_ts[0]}..{pose_ts[-1]}",
+            f"annotations span {timestamps_ns[0]}..{timestamps_ns[-1]} ns, "
+            f"poses only {pose_ts[0]}..{pose_ts[-1]} ns",
         )
     hi = np.searchsorted(pose_ts, timestamps_ns)  # first pose at or after each step
     exact = pose_ts[hi] == timestamps_ns
@@ -440,7 +441,8 @@ def _slerp(q0: NDArrayFloat, q1: NDArrayFloat, u: NDArrayFloat) -> NDArrayFloat:
     w0 = np.where(small, 1.0 - u, np.sin((1.0 - u) * theta) / safe)
     w1 = np.where(small, u, np.sin(u * theta) / safe)
     out: NDArrayFloat = w0[:, None] * q0 + w1[:, None] * q1
-    return out / np.linalg.norm(out, axis=1, keepdims=True)
+    out /= np.linalg.norm(out, axis=1, keepdims=True)
+    return out
 
 
 def _group_median(values: NDArrayFloat, codes: NDArrayInt, num_groups: int) -> NDArrayFloat:
