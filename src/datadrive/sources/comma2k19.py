@@ -177,8 +177,8 @@ def load_npy(path: Path) -> NDArrayAny:
             shape, fortran_order, dtype = np.lib.format.read_array_header_2_0(fh)
         else:
             raise ValueError(f"unknown .npy version {version}")
-    except (ValueError, SyntaxError, TypeError, OverflowError) as exc:
-        raise CorruptFileError(path, f"not a readable .npy file ({exc})") from exc
+    except Exception as exc:  # numpy's header parser raises ValueError, SyntaxError, TokenError, ...
+        raise CorruptFileError(path, f"not a readable .npy file ({type(exc).__name__}: {exc})") from exc
     if dtype.hasobject:
         raise UnsafePickleError(path, "the array holds Python objects, which would need pickle")
     count = int(np.prod(shape, dtype=object)) if shape else 1
@@ -232,6 +232,12 @@ class Comma2k19Adapter(Adapter):
         return path.is_dir() and (path / "processed_log").is_dir()
 
     def _read(self, path: Path) -> Iterator[Record]:
+        # Garbage values (a tampered file) may overflow; the explicit checks name them instead of a warning.
+        with np.errstate(over="ignore", invalid="ignore"):
+            telemetry = self._telemetry(path)
+        yield telemetry
+
+    def _telemetry(self, path: Path) -> Telemetry:
         read: list[Path] = []
         notes: dict[str, Any] = {}
         signals: list[Signal] = []
@@ -290,7 +296,7 @@ class Comma2k19Adapter(Adapter):
                 ego_index=0,
             )
             extras["enu_origin"] = ego_extras["enu_origin"]
-        yield Telemetry(
+        return Telemetry(
             telemetry_id=telemetry_id,
             source=self.name,
             signals=tuple(signals),

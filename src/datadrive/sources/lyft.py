@@ -358,9 +358,18 @@ class LyftZarrAdapter(Adapter):
         label_names = np.asarray(labels, dtype=np.str_)
         label_types = np.asarray([label_object_type(x) for x in labels], dtype=np.uint8)
         for index in range(scenes.shape[0]):  # one scene at a time: a full train.zarr does not fit in memory
-            scenario_id, timestamps, tracks, extras = self._scene(
-                path, index, scenes[index], frames_arr, agents_arr, tl_arr, label_names, label_types, attrs
-            )
+            with np.errstate(over="ignore", invalid="ignore"):  # tampered values are named by the checks
+                scenario_id, timestamps, tracks, extras = self._scene(
+                    path,
+                    index,
+                    scenes[index],
+                    frames_arr,
+                    agents_arr,
+                    tl_arr,
+                    label_names,
+                    label_types,
+                    attrs,
+                )
             yield Scenario(
                 scenario_id=scenario_id,
                 source=self.name,
