@@ -84,10 +84,17 @@ def scenario(zarr_path: Path) -> Scenario:
     return records[0]
 
 
-def write_zarr(path: Path, arrays: dict[str, np.ndarray], labels: list[str], chunks: dict[str, int]) -> Path:
+def write_zarr(
+    path: Path,
+    arrays: dict[str, np.ndarray],
+    labels: list[str],
+    chunks: dict[str, int],
+    *,
+    compress: bool = True,
+) -> Path:
     """A Lyft-layout zarr written by zarr-python 2 (blosc lz4, like l5kit)."""
     group = zarr.open_group(str(path), mode="w")
-    compressor = numcodecs.Blosc(cname="lz4", clevel=5, shuffle=numcodecs.Blosc.SHUFFLE)
+    compressor = numcodecs.Blosc(cname="lz4", clevel=5, shuffle=numcodecs.Blosc.SHUFFLE) if compress else None
     for name, data in arrays.items():
         group.create_dataset(name, data=data, chunks=(chunks.get(name, 10_000),), compressor=compressor)
     group.attrs["format_version"] = 2
@@ -257,6 +264,18 @@ def test_many_scenes_and_chunk_boundaries(tmp_path: Path, raw: dict[str, Any], s
             assert np.array_equal(got.valid[i], ref.valid[j, f0:f1])
             assert np.array_equal(got.xy_m[i][got.valid[i]], ref.xy_m[j, f0:f1][ref.valid[j, f0:f1]])
         assert int(got.valid.sum()) == int(scenario.tracks.valid[:, f0:f1].sum())
+
+
+def test_uncompressed_chunks(tmp_path: Path, raw: dict[str, Any], scenario: Scenario) -> None:
+    path = write_zarr(tmp_path / "raw.zarr", arrays_of(raw), raw["labels"], {"agents": 5000}, compress=False)
+    [again] = ADAPTER.read_all(path)
+    assert isinstance(again, Scenario)
+    assert np.array_equal(again.tracks.xy_m, scenario.tracks.xy_m)
+    assert np.array_equal(again.tracks.valid, scenario.tracks.valid)
+    chunk = path / "agents" / "1"
+    chunk.write_bytes(chunk.read_bytes()[:-1])
+    with pytest.raises(CorruptFileError, match="agents/1: has"):
+        ADAPTER.read_all(path)
 
 
 # --------------------------------------------------------------------------- bad input

@@ -226,12 +226,11 @@ class _ZarrArray:
                 raise CorruptFileError(path, f"decompresses to {nbytes} bytes, expected {expected}")
             out = np.empty(expected, dtype=np.uint8)
             _blosc_decode(path, raw, out)
-            buf = out.tobytes()
+            records = out.view(self.dtype)
         else:
             if len(raw) != expected:
                 raise CorruptFileError(path, f"has {len(raw)} bytes, expected {expected}")
-            buf = raw
-        records = np.frombuffer(buf, dtype=self.dtype)
+            records = np.frombuffer(raw, dtype=self.dtype)
         if len(self._cache) >= 2:
             self._cache.pop(next(iter(self._cache)))
         self._cache[index] = records
