@@ -139,7 +139,8 @@ def test_tracks_equal_av2(case: tuple[str, Path, Scenario, Any]) -> None:
         assert categories[track.track_id] == track.category.value
     assert np.isnan(tr.size_m).all()
     assert np.isnan(tr.z_m).all()
-    assert ours.ego_index is not None and tr.track_ids[ours.ego_index] == "AV"
+    assert ours.ego_index is not None
+    assert tr.track_ids[ours.ego_index] == "AV"
 
 
 def test_counts_match_sources(case: tuple[str, Path, Scenario, Any]) -> None:
@@ -151,7 +152,8 @@ def test_counts_match_sources(case: tuple[str, Path, Scenario, Any]) -> None:
     assert ours.num_steps == 110
     assert int(np.flatnonzero(tr.valid.any(axis=0)).max()) == last_step
     assert ours.metadata.extras["num_observed_steps"] == 50
-    assert ours.map is not None and ours.map.num_lanes == lanes
+    assert ours.map is not None
+    assert ours.map.num_lanes == lanes
 
 
 def test_arrow_round_trip(case: tuple[str, Path, Scenario, Any]) -> None:
@@ -165,7 +167,8 @@ def test_without_the_map_json_map_is_none(samples: Path, tmp_path: Path) -> None
     path = tmp_path / f"scenario_{sid}.parquet"
     shutil.copyfile(scenario_path(samples, sid), path)
     ours = read_one(path)
-    assert ours.map is None and ours.metadata.extras["map_file"] is None
+    assert ours.map is None
+    assert ours.metadata.extras["map_file"] is None
     assert read_one(scenario_path(samples, sid), Av2MotionForecastingAdapter(with_map=False)).map is None
 
 
@@ -177,7 +180,8 @@ def test_map_found_by_scenario_id_when_the_file_is_renamed(samples: Path, tmp_pa
         tmp_path / f"log_map_archive_{sid}.json",
     )
     ours = read_one(tmp_path / "scenario_renamed.parquet")
-    assert ours.map is not None and ours.map.num_lanes == SAMPLES[sid][3]
+    assert ours.map is not None
+    assert ours.map.num_lanes == SAMPLES[sid][3]
 
 
 @pytest.mark.parametrize(
@@ -355,7 +359,8 @@ def test_cli_reports_one_line_and_exit_2(tmp_path: Path) -> None:
     path.write_bytes(b"PAR1 not really")
     result = CliRunner().invoke(app, ["inspect", str(path), "--json"])
     assert result.exit_code == 2
-    assert "Parquet" in result.output and len(result.output.strip().splitlines()) == 1
+    assert "Parquet" in result.output
+    assert len(result.output.strip().splitlines()) == 1
 
 
 # --------------------------------------------------------------------------- fuzz
