@@ -33,7 +33,7 @@ from datadrive.errors import (
     UnsupportedFormatError,
 )
 from datadrive.sources import DEFAULT_REGISTRY
-from datadrive.sources.lyft import LyftZarrAdapter
+from datadrive.sources.lyft import LyftZarrAdapter, _group_median
 
 zarr = pytest.importorskip("zarr")  # zarr 2: the reference decoder (the reader itself does not use it)
 numcodecs = pytest.importorskip("numcodecs")
@@ -264,6 +264,19 @@ def test_many_scenes_and_chunk_boundaries(tmp_path: Path, raw: dict[str, Any], s
             assert np.array_equal(got.valid[i], ref.valid[j, f0:f1])
             assert np.array_equal(got.xy_m[i][got.valid[i]], ref.xy_m[j, f0:f1][ref.valid[j, f0:f1]])
         assert int(got.valid.sum()) == int(scenario.tracks.valid[:, f0:f1].sum())
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
+def test_group_median_matches_numpy(dtype: type) -> None:
+    rng = np.random.default_rng(3)
+    values = rng.normal(0.0, 10.0, size=(4000, 3)).astype(dtype)
+    values[::7] = -values[::7] * 1e-30  # tiny negatives, zeros and signed zeros
+    values[::11] = 0.0
+    values[::13] = -0.0
+    group = rng.integers(0, 250, 4000)
+    group[:250] = np.arange(250)
+    expected = np.stack([np.median(values[group == g].astype(np.float64), axis=0) for g in range(250)])
+    assert np.array_equal(_group_median(values, group, 250), expected)
 
 
 def test_uncompressed_chunks(tmp_path: Path, raw: dict[str, Any], scenario: Scenario) -> None:

@@ -155,6 +155,7 @@ _POSES = (
     _Spec("frame_gps_times", "pose/gps_time", "mixed", ("week", "time_of_week"), ("week", "s")),
 )
 _RAW_CAN = ("t", "src", "address", "data")
+_BYTE_STEPS = np.array([1 << (8 * i) for i in range(8)], dtype="<u8")  # 1, 256, ..., 2**56
 
 
 def load_npy(path: Path) -> NDArrayAny:
@@ -340,8 +341,8 @@ class Comma2k19Adapter(Adapter):
             raise InvalidValueError(folder, "a CAN bus number or address is out of range")
         payload = np.zeros((m, 8), dtype=np.uint8)
         payload[:, : data.dtype.itemsize] = np.frombuffer(data.tobytes(), dtype=np.uint8).reshape(m, -1)
-        nonzero = payload != 0
-        used = np.where(nonzero.any(axis=1), 8 - np.argmax(nonzero[:, ::-1], axis=1), 0)
+        # bytes up to the last non-zero one: as a little-endian uint64, the count of powers of 256 <= it
+        used = np.searchsorted(_BYTE_STEPS, payload.view("<u8").reshape(m), side="right")
         _, group = np.unique(src.astype(np.int64) * (1 << 32) + address.astype(np.int64), return_inverse=True)
         longest = np.zeros(int(group.max()) + 1 if m else 0, dtype=np.int64)
         np.maximum.at(longest, group, used)

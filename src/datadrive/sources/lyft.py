@@ -245,10 +245,11 @@ class _ZarrArray:
         if start == stop:
             return np.zeros(0, dtype=self.dtype)
         first, last = start // self.chunk_len, (stop - 1) // self.chunk_len
-        parts = [self._chunk(i) for i in range(first, last + 1)]
-        rows = parts[0] if len(parts) == 1 else np.concatenate(parts)
-        offset = start - first * self.chunk_len
-        return rows[offset : offset + (stop - start)]
+        parts = [
+            self._chunk(i)[max(start - i * self.chunk_len, 0) : stop - i * self.chunk_len]
+            for i in range(first, last + 1)
+        ]
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
     def read_all(self) -> NDArrayAny:
         return self.read(0, self.length)
@@ -291,15 +292,30 @@ def _intervals(path: Path, what: str, iv: NDArrayInt, limit: int) -> None:
         )
 
 
-def _group_median(values: NDArrayFloat, group: NDArrayInt, num_groups: int) -> NDArrayFloat:
-    """Per-group median of ``(N, C)`` values, ``group`` ``(N,)`` in ``[0, G)``; every group non-empty."""
+def _group_median(values: NDArrayAny, group: NDArrayInt, num_groups: int) -> NDArrayFloat:
+    """Per-group median of ``(N, C)`` values; ``group`` ``(N,)`` in ``[0, G)``, every group non-empty.
+
+    Sorts each column by (group, value) at once: float32 values (Lyft's ``extent``) are packed with
+    their group into one uint64 key whose order is (group, value) order; other dtypes take two
+    stable argsorts.
+    """
     counts = np.bincount(group, minlength=num_groups)
     starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
     lo, hi = starts + (counts - 1) // 2, starts + counts // 2
     out = np.empty((num_groups, values.shape[1]), dtype=np.float64)
     for c in range(values.shape[1]):
-        order = np.lexsort((values[:, c], group))
-        v = values[order, c]
+        column = np.ascontiguousarray(values[:, c])
+        if column.dtype == np.float32:
+            bits = column.view(np.uint32)
+            # IEEE-754 bits -> unsigned order: flip all bits of negatives, the sign bit of positives
+            ordered = np.where(bits >> 31 == 1, ~bits, bits | np.uint32(0x80000000)).astype(np.uint64)
+            key = np.sort((group.astype(np.uint64) << np.uint64(32)) | ordered)
+            low = (key & np.uint64(0xFFFFFFFF)).astype(np.uint32)
+            back = np.where(low >> 31 == 1, low & np.uint32(0x7FFFFFFF), ~low)
+            v = back.view(np.float32).astype(np.float64)
+        else:
+            by_value = np.argsort(column, kind="stable")
+            v = column[by_value[np.argsort(group[by_value], kind="stable")]].astype(np.float64)
         out[:, c] = 0.5 * (v[lo] + v[hi])
     return out
 
@@ -427,25 +443,23 @@ class LyftZarrAdapter(Adapter):
             raise InvalidValueError(path, f"{where}: an agent's label_probabilities are NaN or infinite")
         track_ids, inverse = np.unique(agents["track_id"], return_inverse=True)
         a = int(track_ids.shape[0])
-        key = inverse * t + step
-        if np.unique(key).shape[0] != key.shape[0]:
-            raise InvalidValueError(path, f"{where}: a track_id appears twice in one frame")
-
-        mean_probs = np.zeros((a, probs.shape[1]), dtype=np.float64)
-        np.add.at(mean_probs, inverse, probs)  # the argmax of the sum is the argmax of the mean
-        label = mean_probs.argmax(axis=1) if a else np.zeros(0, dtype=np.int64)
+        # the argmax of the summed probabilities is the argmax of their mean
+        summed = np.stack([np.bincount(inverse, probs[:, k], minlength=a) for k in range(probs.shape[1])], -1)
+        label = summed.argmax(axis=1) if a else np.zeros(0, dtype=np.int64)
 
         ids = np.concatenate([["ego"], track_ids.astype(np.str_)]).astype(np.str_)
         types = np.concatenate([[ObjectType.VEHICLE], label_types[label]]).astype(np.uint8)
         cats = np.concatenate([["ego"], label_names[label]]).astype(np.str_)
         tracks = Tracks.allocate(ids, types, cats, t)
         rows = inverse + 1
+        tracks.valid[rows, step] = True
+        if int(np.count_nonzero(tracks.valid)) != agents.shape[0]:  # two rows landed on one cell
+            raise InvalidValueError(path, f"{where}: a track_id appears twice in one frame")
         tracks.xy_m[rows, step] = centroid
         tracks.heading_rad[rows, step] = yaw
-        tracks.velocity_mps[rows, step] = agents["velocity"].astype(np.float64)
-        tracks.valid[rows, step] = True
+        tracks.velocity_mps[rows, step] = agents["velocity"]
         if a:
-            tracks.size_m[1:] = _group_median(agents["extent"].astype(np.float64), inverse, a)
+            tracks.size_m[1:] = _group_median(agents["extent"], inverse, a)
         tracks.xy_m[0] = ego_xyz[:, :2]
         tracks.z_m[0] = ego_xyz[:, 2]
         tracks.heading_rad[0] = np.arctan2(ego_rot[:, 1, 0], ego_rot[:, 0, 0])
