@@ -81,7 +81,8 @@ class ProcessPoolEngine:
         ctx = multiprocessing.get_context("forkserver")
         window = 2 * self.workers
         it = iter(items)
-        with ProcessPoolExecutor(max_workers=self.workers, mp_context=ctx) as pool:
+        pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=ctx)
+        try:
             pending: set[Future[R]] = set()
             for item in it:
                 pending.add(pool.submit(fn, item))
@@ -95,3 +96,6 @@ class ProcessPoolEngine:
                     pending.add(pool.submit(fn, item))
                     if len(pending) >= window:
                         break
+        finally:
+            # a consumer that stops early (a storage failure) must not wait for queued work
+            pool.shutdown(wait=True, cancel_futures=True)

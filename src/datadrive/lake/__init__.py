@@ -1,0 +1,61 @@
+"""The lake: region-pinned, versioned, audited Delta Lake tables with SQL.
+
+Start with :class:`Lake` (built from a :class:`LakeConfig` and a
+:class:`Principal`); ``docs/lake.md`` describes the tables, the commit
+protocol, residency, the audit chain and the SQL views.
+"""
+
+from datadrive.lake.audit import AuditVerification
+from datadrive.lake.config import (
+    DERIVED_KINDS,
+    EXTERNAL,
+    ExportPolicy,
+    Grant,
+    LakeConfig,
+    Principal,
+    RegionConfig,
+    TenantConfig,
+)
+from datadrive.lake.engines import Engine, InlineEngine, ProcessPoolEngine
+from datadrive.lake.erase import EraseReport, Erasure
+from datadrive.lake.geo import CoordinatePublisher, Gcj02Publisher, Wgs84Publisher
+from datadrive.lake.ingest import IngestEvent, IngestOptions, IngestReport, InputOutcome
+from datadrive.lake.lake import ExportReport, Lake
+from datadrive.lake.pseudonym import Pseudonymizer
+from datadrive.lake.schema import LAKE_SCHEMA_VERSION
+from datadrive.lake.snapshot import Snapshot
+from datadrive.lake.sql import SqlResult
+from datadrive.lake.storage import StorageRoot
+from datadrive.lake.tables import LakeVersion
+
+__all__ = [
+    "DERIVED_KINDS",
+    "EXTERNAL",
+    "LAKE_SCHEMA_VERSION",
+    "AuditVerification",
+    "CoordinatePublisher",
+    "Engine",
+    "EraseReport",
+    "Erasure",
+    "ExportPolicy",
+    "ExportReport",
+    "Gcj02Publisher",
+    "Grant",
+    "IngestEvent",
+    "IngestOptions",
+    "IngestReport",
+    "InlineEngine",
+    "InputOutcome",
+    "Lake",
+    "LakeConfig",
+    "LakeVersion",
+    "Principal",
+    "ProcessPoolEngine",
+    "Pseudonymizer",
+    "RegionConfig",
+    "Snapshot",
+    "SqlResult",
+    "StorageRoot",
+    "TenantConfig",
+    "Wgs84Publisher",
+]

@@ -1,0 +1,248 @@
+"""The audit log: append-only, hash-chained, one per region.
+
+Every ingest, read through the library, export, erasure and refusal appends
+one row: who (principal, tenant, home region), where (region), what (action,
+object), which lake version, when, and the outcome. Row ``n`` stores
+``prev_hash`` (row ``n - 1``'s ``row_hash``) and its own ``row_hash``::
+
+    row_hash = sha256(json([seq, time_us, who, tenant, home_region, region,
+                            action, object, lake_version, outcome, detail, prev_hash]))
+
+so :func:`verify` detects a removed row (a gap in ``seq`` or a broken link),
+an altered row (a hash that no longer matches), and any Delta commit on the
+audit table other than an append or a compaction. The chain proves
+integrity relative to its head: publish :attr:`AuditVerification.head_hash`
+elsewhere (a ticket, another region) to detect a rewrite of the whole table.
+
+Appends are serialised by the region's ``audit`` lock; the head (last seq
+and hash) travels in each commit's metadata, so an append reads one log
+entry rather than the whole table.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from datadrive.errors import LakeError
+from datadrive.lake.locks import region_lock
+from datadrive.lake.schema import AUDIT, conform
+from datadrive.lake.storage import storage_error
+from datadrive.lake.tables import COMMIT_KEY, RegionStore
+
+__all__ = ["GENESIS_HASH", "AuditEvent", "AuditVerification", "append", "read", "row_hash", "verify"]
+
+GENESIS_HASH = "0" * 64
+"""``prev_hash`` of the first row."""
+
+_ALLOWED_OPERATIONS = {"CREATE TABLE", "WRITE", "OPTIMIZE", "VACUUM START", "VACUUM END"}
+
+
+@dataclass(frozen=True)
+class AuditEvent:
+    """What happened, before it gets its place in the chain.
+
+    Attributes:
+        who: Principal name.
+        tenant: The principal's tenant.
+        home_region: Where the principal is.
+        region: The region whose data was touched.
+        action: ``ingest``, ``read``, ``sql``, ``export``, ``erase``, ...
+        object: What was touched (a table, a batch, a query, an artefact).
+        lake_version: The lake version read or written (-1 when none).
+        outcome: ``ok``, ``refused`` or ``failed``.
+        detail: JSON-serialisable facts (counts, the reason of a refusal).
+    """
+
+    who: str
+    tenant: str
+    home_region: str
+    region: str
+    action: str
+    object: str
+    lake_version: int
+    outcome: str = "ok"
+    detail: Mapping[str, Any] = field(default_factory=dict)
+
+
+def row_hash(
+    seq: int,
+    time_us: int,
+    event_fields: tuple[str, str, str, str, str, str, int, str, str],
+    prev_hash: str,
+) -> str:
+    """The hash of one audit row (see the module docstring)."""
+    payload = json.dumps([seq, time_us, *event_fields, prev_hash], separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+
+def _fields(e: AuditEvent, detail_json: str) -> tuple[str, str, str, str, str, str, int, str, str]:
+    return (
+        e.who,
+        e.tenant,
+        e.home_region,
+        e.region,
+        e.action,
+        e.object,
+        int(e.lake_version),
+        e.outcome,
+        detail_json,
+    )
+
+
+def append(store: RegionStore, event: AuditEvent, now: Callable[[], datetime]) -> tuple[int, str]:
+    """Append ``event`` to the region's audit table.
+
+    Returns:
+        The row's ``(seq, row_hash)``.
+
+    Raises:
+        StorageError: if the row cannot be written (the caller must then not
+            hand out data: a read that cannot be audited does not happen).
+    """
+    from deltalake import CommitProperties, write_deltalake
+
+    detail_json = json.dumps(dict(event.detail), sort_keys=True, default=str)
+    with region_lock(store.root, "audit"):
+        if not store.exists(AUDIT):
+            store.ensure(now())
+        seq, prev = _head(store)
+        t = now().astimezone(UTC)
+        time_us = int(t.timestamp() * 1_000_000)
+        h = row_hash(seq, time_us, _fields(event, detail_json), prev)
+        row = {
+            "seq": [seq],
+            "time": pa.array([time_us], pa.int64()).cast(pa.timestamp("us", tz="UTC")),
+            "who": [event.who],
+            "tenant": [event.tenant],
+            "home_region": [event.home_region],
+            "region": [event.region],
+            "action": [event.action],
+            "object": [event.object],
+            "lake_version": [int(event.lake_version)],
+            "outcome": [event.outcome],
+            "detail": [detail_json],
+            "prev_hash": [prev],
+            "row_hash": [h],
+        }
+        table = conform(AUDIT, pa.table(row))
+        head = json.dumps({"op": "audit", "head_seq": seq, "head_hash": h})
+        try:
+            write_deltalake(
+                store.uri(AUDIT),
+                table,
+                mode="append",
+                storage_options=store.root.storage_options(),
+                commit_properties=CommitProperties(custom_metadata={COMMIT_KEY: head}),
+            )
+        except Exception as exc:
+            raise storage_error(store.root, "append to the audit log", exc) from exc
+        return seq, h
+
+
+def _head(store: RegionStore) -> tuple[int, str]:
+    dt = store.table(AUDIT)
+    entries = dt.history(1)
+    if entries:
+        raw = entries[0].get(COMMIT_KEY)
+        if isinstance(raw, str):
+            try:
+                record = json.loads(raw)
+                if record.get("op") == "audit":
+                    return int(record["head_seq"]) + 1, str(record["head_hash"])
+            except (ValueError, KeyError, TypeError):
+                pass
+    # last commit was not an append by us (a compaction, a foreign write): scan
+    table = dt.to_pyarrow_table(columns=["seq", "row_hash"])
+    if table.num_rows == 0:
+        return 0, GENESIS_HASH
+    i = int(pc.index(table.column("seq"), pc.max(table.column("seq"))).as_py())
+    return int(table.column("seq")[i].as_py()) + 1, str(table.column("row_hash")[i].as_py())
+
+
+def read(store: RegionStore) -> pa.Table:
+    """The whole audit log, ordered by ``seq``."""
+    table = conform(AUDIT, store.table(AUDIT).to_pyarrow_table())
+    return table.sort_by("seq")
+
+
+@dataclass(frozen=True)
+class AuditVerification:
+    """The result of :func:`verify`.
+
+    Attributes:
+        ok: Whether the chain is intact.
+        rows: Number of rows checked.
+        head_hash: ``row_hash`` of the last row (publish it to anchor the chain).
+        problems: One line per problem found.
+    """
+
+    ok: bool
+    rows: int
+    head_hash: str
+    problems: tuple[str, ...]
+
+
+def verify(store: RegionStore) -> AuditVerification:
+    """Check the chain, the row hashes and the table's commit history."""
+    problems: list[str] = []
+    dt = store.table(AUDIT)
+    for entry in dt.history():
+        op = str(entry.get("operation", ""))
+        mode = str((entry.get("operationParameters") or {}).get("mode", ""))
+        if op not in _ALLOWED_OPERATIONS or (op == "WRITE" and mode not in ("Append", "")):
+            problems.append(
+                f"audit table version {entry.get('version')}: {op} {mode}".rstrip()
+                + " (only appends are allowed: rows were changed or removed)"
+            )
+    try:
+        table = read(store)
+    except Exception as exc:
+        raise LakeError(f"region {store.region.name}: the audit table cannot be read: {exc}") from exc
+    times_us = table.column("time").cast(pa.int64()).to_pylist()
+    rows = table.drop_columns(["time"]).to_pylist()
+    prev = GENESIS_HASH
+    expected_seq = 0
+    for r, time_us in zip(rows, times_us, strict=True):
+        seq = int(r["seq"])
+        if seq != expected_seq:
+            if seq > expected_seq:
+                problems.append(f"rows {expected_seq}..{seq - 1} are missing")
+            else:
+                problems.append(f"row {seq} appears twice")
+        if r["prev_hash"] != prev:
+            problems.append(f"row {seq}: prev_hash does not match row {seq - 1}'s hash (a row was removed)")
+        fields = (
+            r["who"],
+            r["tenant"],
+            r["home_region"],
+            r["region"],
+            r["action"],
+            r["object"],
+            int(r["lake_version"]),
+            r["outcome"],
+            r["detail"],
+        )
+        if row_hash(seq, int(time_us or 0), fields, r["prev_hash"]) != r["row_hash"]:
+            problems.append(f"row {seq}: contents do not match its hash (the row was altered)")
+        prev = r["row_hash"]
+        expected_seq = seq + 1
+    entries = dt.history(1)
+    raw = entries[0].get(COMMIT_KEY) if entries else None
+    if isinstance(raw, str) and rows:
+        try:
+            head = json.loads(raw)
+        except ValueError:
+            head = {}
+        if head.get("op") == "audit" and (
+            int(head.get("head_seq", -1)) != int(rows[-1]["seq"]) or head.get("head_hash") != prev
+        ):
+            problems.append("the last commit's recorded head does not match the last row (rows were removed)")
+    return AuditVerification(ok=not problems, rows=len(rows), head_hash=prev, problems=tuple(problems))

@@ -1,0 +1,229 @@
+"""Erasure: delete a tenant's records and vacuum every old version that held them.
+
+A GDPR request or a retention limit is met only when time travel can no
+longer bring the data back: :func:`erase` deletes the matching rows from
+every data table and the ledger, commits a new lake version, and then
+vacuums each table with zero retention (``full`` mode, so files a crashed
+writer never committed go too). Lake versions from before the erasure that
+referenced the removed files can no longer be read; the reader says so.
+
+The transaction log never held the identifiers in the first place: Delta
+statistics are kept only for non-identifying columns (see
+:mod:`datadrive.lake.schema`). The audit row of an erasure records counts
+and a hash of the erased ids, not the ids.
+
+An erasure interrupted by a crash is finished by the next writer: its
+selection is saved in ``_datadrive/pending/`` before the first delete.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import pyarrow.dataset as ds
+
+from datadrive.errors import StorageError
+from datadrive.lake.schema import DATA_TABLES, INGESTS, MAP_FEATURES, SCENARIOS, TELEMETRY, TRACKS
+from datadrive.lake.storage import storage_error
+from datadrive.lake.tables import RegionStore, commit_record, sql_quote
+
+__all__ = ["EraseReport", "Erasure", "finish_erase", "plan_erase"]
+
+
+@dataclass(frozen=True)
+class Erasure:
+    """What to erase; all given criteria must hold (within one tenant).
+
+    Attributes:
+        tenant: Whose data.
+        scenario_ids: Scenario ids (as stored: pseudonymised).
+        telemetry_ids: Telemetry ids.
+        sources: Whole sources.
+        input_sha256: Everything read from these inputs.
+        ingested_before: ISO date; rows ingested before it (retention).
+    """
+
+    tenant: str
+    scenario_ids: tuple[str, ...] = ()
+    telemetry_ids: tuple[str, ...] = ()
+    sources: tuple[str, ...] = ()
+    input_sha256: tuple[str, ...] = ()
+    ingested_before: str | None = None
+
+    @property
+    def is_empty(self) -> bool:
+        return not (
+            self.scenario_ids
+            or self.telemetry_ids
+            or self.sources
+            or self.input_sha256
+            or self.ingested_before
+        )
+
+
+@dataclass(frozen=True)
+class EraseReport:
+    """What an erasure removed.
+
+    Attributes:
+        scenarios: Scenario rows removed (telemetry egos included).
+        telemetry: Telemetry logs removed.
+        inputs: Ledger rows removed (inputs with nothing left).
+        lake_version: The lake version after the erasure (None if nothing matched).
+        files_removed: Files deleted by the vacuum.
+        ids_sha256: SHA-256 of the sorted erased keys (what the audit records).
+    """
+
+    scenarios: int
+    telemetry: int
+    inputs: int
+    lake_version: int | None
+    files_removed: int
+    ids_sha256: str
+
+
+def _filter(e: Erasure, id_column: str, ids: Sequence[str]) -> ds.Expression:
+    f = ds.field("tenant") == e.tenant
+    if ids:
+        f = f & ds.field(id_column).isin(list(ids))
+    if e.sources:
+        f = f & ds.field("source").isin(list(e.sources))
+    if e.input_sha256:
+        f = f & ds.field("input_sha256").isin(list(e.input_sha256))
+    if e.ingested_before:
+        f = f & (ds.field("ingest_date") < e.ingested_before)
+    return f
+
+
+def plan_erase(store: RegionStore, e: Erasure) -> dict[str, Any]:
+    """The keys an erasure removes, resolved at the latest lake version."""
+    versions = store.resolve(None).table_versions
+    scen = store.table(SCENARIOS, versions[SCENARIOS.name]).to_pyarrow_dataset()
+    tel = store.table(TELEMETRY, versions[TELEMETRY.name]).to_pyarrow_dataset()
+    only_telemetry = bool(e.telemetry_ids) and not e.scenario_ids
+    only_scenarios = bool(e.scenario_ids) and not e.telemetry_ids
+    cols = ["source", "scenario_id", "telemetry_id", "input_sha256"]
+    s_rows = (
+        []
+        if only_telemetry
+        else scen.to_table(columns=cols, filter=_filter(e, "scenario_id", e.scenario_ids)).to_pylist()
+    )
+    t_filter = _filter(e, "telemetry_id", e.telemetry_ids) & (ds.field("row_kind") == "log")
+    t_rows = (
+        []
+        if only_scenarios
+        else tel.to_table(
+            columns=["source", "telemetry_id", "input_sha256", "ego_scenario_id"], filter=t_filter
+        ).to_pylist()
+    )
+    scenario_keys = {(r["source"], r["scenario_id"]) for r in s_rows}
+    telemetry_keys = {(r["source"], r["telemetry_id"]) for r in t_rows}
+    # a telemetry log and its ego trajectory go together
+    telemetry_keys |= {(r["source"], r["telemetry_id"]) for r in s_rows if r["telemetry_id"]}
+    scenario_keys |= {(r["source"], r["ego_scenario_id"]) for r in t_rows if r["ego_scenario_id"]}
+    touched = {r["input_sha256"] for r in s_rows + t_rows}
+    # inputs with nothing left after the erasure leave the ledger too
+    emptied: list[str] = []
+    if touched:
+        flt = (ds.field("tenant") == e.tenant) & ds.field("input_sha256").isin(sorted(touched))
+        left_s = scen.to_table(columns=["input_sha256", "source", "scenario_id"], filter=flt).to_pylist()
+        left_t = tel.to_table(
+            columns=["input_sha256", "source", "telemetry_id"], filter=flt & (ds.field("row_kind") == "log")
+        ).to_pylist()
+        remaining = {
+            r["input_sha256"] for r in left_s if (r["source"], r["scenario_id"]) not in scenario_keys
+        }
+        remaining |= {
+            r["input_sha256"] for r in left_t if (r["source"], r["telemetry_id"]) not in telemetry_keys
+        }
+        emptied = sorted(touched - remaining)
+    return {
+        "op": "erase",
+        "erase_id": uuid.uuid4().hex,
+        "tenant": e.tenant,
+        "scenario_keys": sorted(scenario_keys),
+        "telemetry_keys": sorted(telemetry_keys),
+        "inputs": emptied,
+    }
+
+
+def _key_predicate(tenant: str, keys: Sequence[Sequence[str]], id_column: str) -> list[str]:
+    by_source: dict[str, list[str]] = {}
+    for source, key in keys:
+        by_source.setdefault(source, []).append(key)
+    out = []
+    for source, ids in sorted(by_source.items()):
+        for i in range(0, len(ids), 500):
+            chunk = ", ".join(sql_quote(x) for x in ids[i : i + 500])
+            out.append(
+                f"tenant = {sql_quote(tenant)} AND source = {sql_quote(source)} AND {id_column} IN ({chunk})"
+            )
+    return out
+
+
+def ids_digest(plan: Mapping[str, Any]) -> str:
+    payload = json.dumps([plan["scenario_keys"], plan["telemetry_keys"], plan["inputs"]], sort_keys=True)
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def finish_erase(store: RegionStore, plan: Mapping[str, Any], now: Callable[[], datetime]) -> tuple[int, int]:
+    """Apply an erasure plan (idempotent), commit a lake version, vacuum.
+
+    Returns:
+        ``(lake_version, files_removed)``.
+    """
+    from deltalake import CommitProperties, write_deltalake
+
+    tenant = str(plan["tenant"])
+    try:
+        for spec in (SCENARIOS, TRACKS, MAP_FEATURES):
+            for pred in _key_predicate(tenant, plan["scenario_keys"], "scenario_id"):
+                store.table(spec).delete(pred)
+        for pred in _key_predicate(tenant, plan["telemetry_keys"], "telemetry_id"):
+            store.table(TELEMETRY).delete(pred)
+        versions = {spec.name: store.head(spec) for spec in DATA_TABLES}
+        record = commit_record(
+            "erase",
+            versions,
+            now=now(),
+            erase_id=plan.get("erase_id"),
+            tenant=tenant,
+            scenarios=len(plan["scenario_keys"]),
+            telemetry=len(plan["telemetry_keys"]),
+            inputs=len(plan["inputs"]),
+            ids_sha256=ids_digest(plan),
+        )
+        props = CommitProperties(custom_metadata=record)
+        before = store.lake_version()
+        if plan["inputs"]:
+            chunk = ", ".join(sql_quote(x) for x in plan["inputs"])
+            store.table(INGESTS).delete(
+                f"tenant = {sql_quote(tenant)} AND input_sha256 IN ({chunk})", commit_properties=props
+            )
+        if store.lake_version() == before:
+            write_deltalake(
+                store.uri(INGESTS),
+                INGESTS.schema.empty_table(),
+                mode="append",
+                storage_options=store.root.storage_options(),
+                commit_properties=props,
+            )
+        version = store.lake_version()
+        removed = 0
+        for spec in (*DATA_TABLES, INGESTS):
+            removed += len(
+                store.table(spec).vacuum(
+                    retention_hours=0, dry_run=False, enforce_retention_duration=False, full=True
+                )
+            )
+    except StorageError:
+        raise
+    except Exception as exc:
+        raise storage_error(store.root, "erase", exc) from exc
+    return version, removed

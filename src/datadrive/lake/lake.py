@@ -1,0 +1,703 @@
+"""The lake: region-pinned, versioned, audited storage, as one object.
+
+>>> lake = Lake(config, Principal("ana", tenant="bmw", home_region="cn-north"))  # doctest: +SKIP
+>>> report = lake.ingest(["logs/"], region="cn-north")                            # doctest: +SKIP
+>>> snap = lake.snapshot("cn-north")                                              # doctest: +SKIP
+>>> snap.sql("SELECT source, count(*) FROM scenarios GROUP BY 1").table          # doctest: +SKIP
+
+Residency lives here, in the library, not in the CLI: every method judges
+the principal (its tenant and its home region) against the region's policy,
+and every refusal raises and appends an audit row before it does.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from datadrive.errors import AccessDeniedError, ConfigError, LakeError, ResidencyError, StorageError
+from datadrive.lake import audit as audit_log
+from datadrive.lake.config import DERIVED_KINDS, EXTERNAL, LakeConfig, Principal, RegionConfig
+from datadrive.lake.engines import Engine
+from datadrive.lake.erase import EraseReport, Erasure, finish_erase, ids_digest, plan_erase
+from datadrive.lake.ingest import (
+    Committed,
+    IngestEvent,
+    IngestOptions,
+    IngestReport,
+    InputOutcome,
+    ReadResult,
+    _Unit,
+    commit_units,
+    ingest_paths,
+    recover,
+)
+from datadrive.lake.locks import region_lock
+from datadrive.lake.schema import DATA_TABLES, INGESTS, TABLES
+from datadrive.lake.snapshot import Snapshot
+from datadrive.lake.sql import SqlResult
+from datadrive.lake.storage import StorageRoot, storage_error
+from datadrive.lake.tables import LakeVersion, RegionStore, commit_record
+from datadrive.sources.base import Record, Registry
+
+__all__ = ["ExportReport", "Lake", "utc_now"]
+
+
+def utc_now() -> datetime:
+    """The current time in UTC."""
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class ExportReport:
+    """What an export copied.
+
+    Attributes:
+        object: What was exported (a table or ``derived/<kind>/<name>``).
+        region: Where it came from.
+        to: The destination region, or ``"external"``.
+        destination: Where the copy is.
+        size: Rows (tables) or bytes (artefacts) copied.
+    """
+
+    object: str
+    region: str
+    to: str
+    destination: str
+    size: int
+
+
+class Lake:
+    """A multi-region lake as seen by one principal.
+
+    Args:
+        config: Regions, tenants, grants.
+        principal: Who acts, for which tenant, from which region.
+        clock: Source of "now" (tests pin it).
+    """
+
+    def __init__(
+        self, config: LakeConfig, principal: Principal, *, clock: Callable[[], datetime] = utc_now
+    ) -> None:
+        self.config = config
+        self.principal = principal
+        self._clock = clock
+        self._stores: dict[str, RegionStore] = {}
+
+    # ------------------------------------------------------------------ plumbing
+
+    def store(self, region: str) -> RegionStore:
+        """The storage of ``region`` (no access check: for maintenance code)."""
+        if region not in self._stores:
+            self._stores[region] = RegionStore(self.config.region(region))
+        return self._stores[region]
+
+    def _audit(
+        self,
+        region: str,
+        action: str,
+        obj: str,
+        version: int | None,
+        outcome: str = "ok",
+        detail: Mapping[str, Any] | None = None,
+    ) -> None:
+        p = self.principal
+        event = audit_log.AuditEvent(
+            who=p.name,
+            tenant=p.tenant,
+            home_region=p.home_region,
+            region=region,
+            action=action,
+            object=obj,
+            lake_version=-1 if version is None else int(version),
+            outcome=outcome,
+            detail=dict(detail or {}),
+        )
+        audit_log.append(self.store(region), event, self._clock)
+
+    def _refuse(
+        self, region: str, action: str, obj: str, exc: Exception, version: int | None = None
+    ) -> Exception:
+        """Audit a refusal and return ``exc`` for the caller to raise."""
+        try:
+            self._audit(
+                region, action, obj, version, "refused", {"reason": str(exc), "error": type(exc).__name__}
+            )
+        except StorageError as storage_exc:
+            return StorageError(f"{exc} (and the refusal could not be audited: {storage_exc})")
+        return exc
+
+    def _check_tenant(self, region: str, action: str, obj: str) -> None:
+        if self.principal.tenant not in self.config.tenants:
+            raise self._refuse(
+                region,
+                action,
+                obj,
+                AccessDeniedError(f"tenant {self.principal.tenant!r} is not a tenant of this lake"),
+            )
+
+    def _check_raw_read(self, region: RegionConfig, action: str, obj: str) -> None:
+        self._check_tenant(region.name, action, obj)
+        home = self.principal.home_region
+        if not region.may_read_raw(home):
+            allowed = ", ".join(sorted({region.name} | region.raw_readers))
+            raise self._refuse(
+                region.name,
+                action,
+                obj,
+                ResidencyError(
+                    f"{self.principal.name} is in {home}; raw data of region {region.name} may be read only from "
+                    f"{allowed}. Answering would export it, and its policy does not allow that"
+                ),
+            )
+
+    def _region_name(self, region: str | None) -> str:
+        if region is not None:
+            return region
+        if self.principal.home_region in self.config.regions:
+            return self.principal.home_region
+        if len(self.config.regions) == 1:
+            return next(iter(self.config.regions))
+        raise ConfigError("say which region (--region): the principal's home region is not one of the lake's")
+
+    # ------------------------------------------------------------------ set-up
+
+    def init(self, regions: Iterable[str] | None = None) -> None:
+        """Create every table of the given regions (all by default) and audit it."""
+        for name in regions or list(self.config.regions):
+            store = self.store(name)
+            with region_lock(store.root, "commit"):
+                store.ensure(self._clock())
+            self._audit(name, "init", "lake", store.lake_version())
+
+    # ------------------------------------------------------------------ reads
+
+    def snapshot(self, region: str | None = None, version: int | None = None) -> Snapshot:
+        """A read-only view of ``region`` at lake ``version`` (latest by default).
+
+        Raises:
+            ResidencyError: if the principal's home region may not read the
+                region's raw data (audited).
+            AccessDeniedError: if the principal's tenant is not in the lake (audited).
+            LakeError: if the version does not exist or was vacuumed.
+        """
+        name = self._region_name(region)
+        rc = self.config.region(name)
+        what = "snapshot" if version is None else f"snapshot v{version}"
+        self._check_raw_read(rc, "read", what)
+        store = self.store(name)
+        lv = store.resolve(version)
+        tenants = self.config.visible_tenants(self.principal.tenant, name)
+
+        def audit(action: str, obj: str, detail: Mapping[str, Any]) -> None:
+            self._audit(name, action, obj, lv.version, "ok", detail)
+
+        def refuse(action: str, obj: str, exc: Exception) -> Exception:
+            return self._refuse(name, action, obj, exc, lv.version)
+
+        snap = Snapshot(store, lv, tenants, audit, refuse)
+        for spec in DATA_TABLES:  # fail now, clearly, if the version's files were vacuumed
+            snap._dataset(spec.name)
+        return snap
+
+    def sql(self, query: str, region: str | None = None, version: int | None = None) -> SqlResult:
+        """Run one read-only query over ``region`` at ``version`` (see :mod:`datadrive.lake.sql`)."""
+        name = self._region_name(region)
+        try:
+            snap = self.snapshot(name, version)
+        except ResidencyError:
+            raise
+        return snap.sql(query)
+
+    def history(self, region: str | None = None) -> list[LakeVersion]:
+        """Every lake version of ``region``, newest first (commit metadata only). Audited."""
+        name = self._region_name(region)
+        self._check_tenant(name, "history", "lake")
+        store = self.store(name)
+        versions = list(store.history())
+        self._audit(name, "history", "lake", versions[0].version if versions else None)
+        return versions
+
+    def audit_log(self, region: str | None = None) -> pa.Table:
+        """The region's audit rows, oldest first. Audited (as a read of the audit log)."""
+        name = self._region_name(region)
+        self._check_raw_read(self.config.region(name), "read", "audit")
+        store = self.store(name)
+        table = audit_log.read(store)
+        self._audit(name, "read", "audit", store.lake_version(), "ok", {"rows": table.num_rows})
+        return table
+
+    def verify_audit(self, region: str | None = None) -> audit_log.AuditVerification:
+        """Check the region's audit chain (see :func:`datadrive.lake.audit.verify`)."""
+        name = self._region_name(region)
+        self._check_raw_read(self.config.region(name), "verify", "audit")
+        store = self.store(name)
+        result = audit_log.verify(store)
+        self._audit(
+            name,
+            "verify",
+            "audit",
+            store.lake_version(),
+            "ok" if result.ok else "failed",
+            {"rows": result.rows, "head_hash": result.head_hash, "problems": len(result.problems)},
+        )
+        return result
+
+    # ------------------------------------------------------------------ writes
+
+    def ingest(
+        self,
+        paths: Iterable[str | os.PathLike[str]],
+        region: str,
+        *,
+        registry: Registry | None = None,
+        engine: Engine | None = None,
+        options: IngestOptions | None = None,
+        progress: Callable[[IngestEvent], None] | None = None,
+    ) -> IngestReport:
+        """Ingest every input under ``paths`` into ``region`` for the principal's tenant.
+
+        See :mod:`datadrive.lake.ingest`. Every committed batch and the run
+        itself are audited.
+        """
+        from datadrive.sources import DEFAULT_REGISTRY
+
+        rc = self.config.region(region)
+        self._check_tenant(region, "ingest", "run")
+        tenant = self.config.tenant(self.principal.tenant)
+        store = self.store(region)
+
+        def on_commit(c: Committed) -> None:
+            n = [o for o in c.outcomes.values() if o.status == "ingested"]
+            self._audit(
+                region,
+                "ingest",
+                f"batch {c.batch_id}",
+                c.lake_version,
+                "ok",
+                {
+                    "inputs": len(n),
+                    "scenarios": sum(o.num_scenarios for o in n),
+                    "telemetry": sum(o.num_telemetry for o in n),
+                    "input_sha256": sorted(o.input_sha256 or "" for o in n),
+                },
+            )
+
+        report = ingest_paths(
+            store,
+            paths,
+            region=rc,
+            tenant=tenant,
+            principal=self.principal,
+            registry=registry or DEFAULT_REGISTRY,
+            engine=engine,
+            options=options,
+            now=self._clock,
+            on_commit=on_commit,
+            progress=progress,
+        )
+        try:
+            self._audit(
+                region,
+                "ingest",
+                "run",
+                report.lake_version_after,
+                "ok" if report.ok else "failed",
+                {**report.counts(), "inputs": len(report.outcomes), "storage_error": report.storage_error},
+            )
+        except StorageError:
+            if report.storage_error is None:
+                raise
+        return report
+
+    def ingest_records(
+        self, records: Sequence[Record], region: str, *, name: str = "records"
+    ) -> IngestReport:
+        """Ingest in-memory records (already validated) as one input.
+
+        Records that carry a region (every record read back from the lake
+        does) may only be written to that region: copying raw data to another
+        region this way is refused and audited in both regions.
+        """
+        from datadrive.lake.geo import publisher_for
+        from datadrive.lake.pseudonym import Pseudonymizer
+        from datadrive.lake.records import prepare, unit_tables
+
+        rc = self.config.region(region)
+        self._check_tenant(region, "ingest", name)
+        foreign = sorted({r.metadata.region for r in records if r.metadata.region not in (None, region)})
+        if foreign:
+            exc = ResidencyError(
+                f"records of region {', '.join(str(f) for f in foreign)} cannot be written to region {region}: "
+                "raw data stays in the region where it was recorded"
+            )
+            for f in foreign:
+                if f in self.config.regions:
+                    self._refuse(str(f), "export", f"records -> {region}", exc)
+            raise self._refuse(region, "ingest", name, exc)
+        tenant = self.config.tenant(self.principal.tenant)
+        digest = hashlib.sha256()
+        for r in records:
+            rid = r.scenario_id if hasattr(r, "scenario_id") else r.telemetry_id
+            digest.update(f"{r.source}\0{rid}\0{r.metadata.provenance.sha256}\0".encode())
+        sha = digest.hexdigest()
+        prepared = [
+            prepare(
+                r,
+                region=region,
+                tenant=tenant.name,
+                pseudonyms=Pseudonymizer(tenant.key),
+                publisher=publisher_for(rc.publish_crs),
+            )
+            for r in records
+        ]
+        tables = unit_tables(
+            prepared, input_sha256=sha, key_id=tenant.key_id, crs=publisher_for(rc.publish_crs).crs
+        )
+        scen, tel = tables.scenarios, tables.telemetry
+        from datadrive.lake.ingest import ReadResult as _RR
+
+        tel_logs = tel.filter(pa.compute.equal(tel.column("row_kind"), "log"))
+        result: ReadResult = _RR(
+            index=0,
+            tables=tables,
+            num_scenarios=sum(1 for x in scen.column("telemetry_id").to_pylist() if x is None),
+            num_telemetry=tel_logs.num_rows,
+            scenario_keys=tuple(
+                zip(scen.column("source").to_pylist(), scen.column("scenario_id").to_pylist(), strict=True)
+            ),
+            telemetry_keys=tuple(
+                zip(
+                    tel_logs.column("source").to_pylist(),
+                    tel_logs.column("telemetry_id").to_pylist(),
+                    strict=True,
+                )
+            ),
+        )
+        store = self.store(region)
+        before = store.lake_version() if store.exists(INGESTS) else None
+        committed = commit_units(
+            store,
+            [(_Unit(0, name, None, "records", sha), result)],
+            tenant=tenant,
+            principal=self.principal,
+            now=self._clock,
+            lock_timeout_s=IngestOptions().lock_timeout_s,
+        )
+        outcome = committed.outcomes[0]
+        self._audit(region, "ingest", name, committed.lake_version, "ok", {"status": outcome.status})
+        return IngestReport(region, tenant.name, (outcome,), before, committed.lake_version or before, 0.0)
+
+    def erase(self, region: str, erasure: Erasure) -> EraseReport:
+        """Erase records for good: delete, commit, vacuum (see :mod:`datadrive.lake.erase`).
+
+        Raises:
+            AccessDeniedError: if the principal erases another tenant's data (audited).
+        """
+        rc = self.config.region(region)
+        self._check_raw_read(rc, "erase", "records")
+        if erasure.tenant != self.principal.tenant:
+            raise self._refuse(
+                region,
+                "erase",
+                f"tenant {erasure.tenant}",
+                AccessDeniedError(
+                    f"{self.principal.name} of {self.principal.tenant} cannot erase {erasure.tenant}'s data"
+                ),
+            )
+        if erasure.is_empty:
+            raise ConfigError("an erasure needs at least one criterion (ids, sources, inputs or a date)")
+        store = self.store(region)
+        with region_lock(store.root, "commit"):
+            store.ensure(self._clock())
+            recover(store, self._clock)
+            plan = plan_erase(store, erasure)
+            digest = ids_digest(plan)
+            if not (plan["scenario_keys"] or plan["telemetry_keys"] or plan["inputs"]):
+                report = EraseReport(0, 0, 0, None, 0, digest)
+            else:
+                marker = store.root.meta_path("pending", f"erase-{plan['erase_id']}.json")
+                try:
+                    store.fs.create_dir(store.root.meta_path("pending"), recursive=True)
+                    store.write_file(marker, json.dumps(plan).encode())
+                except Exception as exc:
+                    raise storage_error(store.root, "start an erasure", exc) from exc
+                version, removed = finish_erase(store, plan, self._clock)
+                store.delete_file(marker)
+                report = EraseReport(
+                    len(plan["scenario_keys"]),
+                    len(plan["telemetry_keys"]),
+                    len(plan["inputs"]),
+                    version,
+                    removed,
+                    digest,
+                )
+        self._audit(
+            region,
+            "erase",
+            f"tenant {erasure.tenant}",
+            report.lake_version,
+            "ok",
+            {
+                "scenarios": report.scenarios,
+                "telemetry": report.telemetry,
+                "inputs": report.inputs,
+                "files_removed": report.files_removed,
+                "ids_sha256": report.ids_sha256,
+            },
+        )
+        return report
+
+    def optimize(self, region: str, *, vacuum_retention_hours: int = 168) -> dict[str, Any]:
+        """Compact small files of every table; vacuum files older than the retention.
+
+        Compaction keeps every row and every readable version; the vacuum
+        removes files no version younger than the retention needs.
+        """
+        from deltalake import write_deltalake
+        from deltalake import CommitProperties
+
+        rc = self.config.region(region)
+        self._check_raw_read(rc, "optimize", "lake")
+        store = self.store(region)
+        stats: dict[str, Any] = {}
+        with region_lock(store.root, "commit"):
+            store.ensure(self._clock())
+            recover(store, self._clock)
+            try:
+                for spec in (*DATA_TABLES, INGESTS):
+                    metrics = store.table(spec).optimize.compact()
+                    stats[spec.name] = {
+                        "files_added": metrics.get("numFilesAdded"),
+                        "files_removed": metrics.get("numFilesRemoved"),
+                    }
+                versions = {spec.name: store.head(spec) for spec in DATA_TABLES}
+                write_deltalake(
+                    store.uri(INGESTS),
+                    INGESTS.schema.empty_table(),
+                    mode="append",
+                    storage_options=store.root.storage_options(),
+                    commit_properties=CommitProperties(
+                        custom_metadata=commit_record(
+                            "optimize", versions, now=self._clock(), who=self.principal.name
+                        )
+                    ),
+                )
+                removed = 0
+                for spec in (*DATA_TABLES, INGESTS):
+                    removed += len(
+                        store.table(spec).vacuum(
+                            retention_hours=vacuum_retention_hours,
+                            dry_run=False,
+                            enforce_retention_duration=False,
+                        )
+                    )
+                stats["files_vacuumed"] = removed
+            except (LakeError, StorageError):
+                raise
+            except Exception as exc:
+                raise storage_error(store.root, "optimize", exc) from exc
+            version = store.lake_version()
+        self._audit(region, "optimize", "lake", version, "ok", stats)
+        stats["lake_version"] = version
+        return stats
+
+    # ------------------------------------------------------------------ derived artefacts and export
+
+    def put_derived(
+        self, region: str, kind: str, name: str, data: bytes, *, derived_from: Snapshot | None = None
+    ) -> str:
+        """Store a derived artefact (aggregate, metrics, model, features) in ``region``.
+
+        Args:
+            region: Where it is stored: the region of the data it was derived from.
+            kind: One of :data:`~datadrive.lake.config.DERIVED_KINDS`.
+            name: A file name (``eval/2024-06.json``).
+            data: Its bytes.
+            derived_from: The snapshot it was computed from; its region and
+                lake version are recorded beside the artefact.
+
+        Returns:
+            The artefact's name for :meth:`export`: ``derived/<kind>/<name>``.
+
+        Raises:
+            ResidencyError: if ``derived_from`` is a snapshot of another region.
+        """
+        if kind not in DERIVED_KINDS:
+            raise ConfigError(f"unknown derived kind {kind!r}; known: {', '.join(DERIVED_KINDS)}")
+        rc = self.config.region(region)
+        obj = f"derived/{kind}/{name}"
+        self._check_tenant(region, "derive", obj)
+        if derived_from is not None and derived_from.region != region:
+            raise self._refuse(
+                derived_from.region,
+                "export",
+                f"{obj} -> {region}",
+                ResidencyError(
+                    f"an artefact derived from region {derived_from.region} is stored in {derived_from.region}; "
+                    f"use export to move it to {region}, as that region's policy allows"
+                ),
+            )
+        store = self.store(region)
+        provenance = {
+            "kind": kind,
+            "tenant": self.principal.tenant,
+            "region": rc.name,
+            "derived_from": None
+            if derived_from is None
+            else {"region": derived_from.region, "lake_version": derived_from.version},
+            "sha256": hashlib.sha256(data).hexdigest(),
+            "created_by": self.principal.name,
+            "created_at": self._clock().isoformat(),
+        }
+        self._write_artefact(store.root, obj, data, provenance)
+        self._audit(
+            region,
+            "derive",
+            obj,
+            None if derived_from is None else derived_from.version,
+            "ok",
+            {"bytes": len(data)},
+        )
+        return obj
+
+    def _write_artefact(
+        self, root: StorageRoot, obj: str, data: bytes, provenance: Mapping[str, Any]
+    ) -> None:
+        store_fs = root.filesystem()
+        path = root.path(*obj.split("/"))
+        try:
+            store_fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
+            with store_fs.open_output_stream(path) as fh:
+                fh.write(data)
+            with store_fs.open_output_stream(path + ".provenance.json") as fh:
+                fh.write(json.dumps(provenance, indent=2).encode())
+        except Exception as exc:
+            raise storage_error(root, f"write {obj}", exc) from exc
+
+    def _read_artefact(self, root: StorageRoot, obj: str) -> tuple[bytes, dict[str, Any]]:
+        store_fs = root.filesystem()
+        path = root.path(*obj.split("/"))
+        try:
+            with store_fs.open_input_stream(path) as fh:
+                data = fh.read()
+            with store_fs.open_input_stream(path + ".provenance.json") as fh:
+                provenance = json.loads(fh.read().decode())
+        except FileNotFoundError:
+            raise LakeError(f"no artefact {obj} in {root.uri}") from None
+        except OSError as exc:
+            if "not found" in str(exc).lower() or "no such file" in str(exc).lower():
+                raise LakeError(f"no artefact {obj} in {root.uri}") from None
+            raise storage_error(root, f"read {obj}", exc) from exc
+        return bytes(data), provenance
+
+    def export(
+        self, obj: str, *, region: str, to: str, dest_path: str | os.PathLike[str] | None = None
+    ) -> ExportReport:
+        """Copy a table or a derived artefact out of ``region``, if its policy allows.
+
+        Args:
+            obj: A table name (raw data: ``scenarios``, ``tracks``, ...) or
+                ``derived/<kind>/<name>``.
+            region: Where it is.
+            to: A region name, or ``"external"`` (a folder outside every
+                region, ``dest_path``).
+            dest_path: The folder for ``to="external"``.
+
+        Raises:
+            ResidencyError: if the policy does not allow it (audited).
+        """
+        rc = self.config.region(region)
+        self._check_tenant(region, "export", obj)
+        if to != EXTERNAL:
+            self.config.region(to)
+        elif dest_path is None:
+            raise ConfigError("an export to 'external' needs a destination folder")
+        target = f"{obj} -> {to}" + (f" ({dest_path})" if dest_path is not None else "")
+        if obj in TABLES:
+            if obj == "audit" or to not in rc.export.raw_to:
+                allowed = ", ".join(sorted(rc.export.raw_to)) or "nowhere"
+                raise self._refuse(
+                    region,
+                    "export",
+                    target,
+                    ResidencyError(
+                        f"{obj} is raw data of region {region}; it may not be copied to {to} "
+                        f"(its policy lets raw tables go to: {allowed})"
+                    ),
+                )
+            self._check_raw_read(rc, "export", target)
+            snap = self.snapshot(region)
+            rows = snap.table(obj)
+            from deltalake import write_deltalake
+
+            dest_store = self.store(to)
+            uri = dest_store.root.table_uri(f"imports/{region}/{obj}")
+            try:
+                write_deltalake(
+                    uri, rows, mode="overwrite", storage_options=dest_store.root.storage_options()
+                )
+            except Exception as exc:
+                raise storage_error(dest_store.root, f"write the export of {obj}", exc) from exc
+            self._audit(region, "export", target, snap.version, "ok", {"rows": rows.num_rows})
+            self._audit(to, "import", f"{obj} <- {region}", None, "ok", {"rows": rows.num_rows})
+            return ExportReport(obj, region, to, uri, rows.num_rows)
+        parts = obj.split("/")
+        if len(parts) < 3 or parts[0] != "derived" or parts[1] not in DERIVED_KINDS:
+            raise LakeError(
+                f"cannot export {obj!r}: name a table ({', '.join(TABLES)}) or a derived artefact "
+                f"derived/<kind>/<name> with kind one of {', '.join(DERIVED_KINDS)}"
+            )
+        kind = parts[1]
+        if kind not in rc.export.derived or to not in rc.export.to:
+            why = (
+                f"its policy does not let {kind} artefacts leave"
+                if kind not in rc.export.derived
+                else f"its policy does not allow exports to {to}"
+            )
+            raise self._refuse(
+                region, "export", target, ResidencyError(f"cannot export {obj} from {region}: {why}")
+            )
+        data, provenance = self._read_artefact(self.store(region).root, obj)
+        if provenance.get("tenant") not in self.config.visible_tenants(self.principal.tenant, region):
+            raise self._refuse(
+                region,
+                "export",
+                target,
+                AccessDeniedError(f"{obj} belongs to tenant {provenance.get('tenant')!r}"),
+            )
+        provenance = {
+            **provenance,
+            "exported_from": region,
+            "exported_by": self.principal.name,
+            "exported_at": self._clock().isoformat(),
+        }
+        if to == EXTERNAL:
+            dest = Path(dest_path or ".") / Path(*parts[1:])
+            try:
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                dest.write_bytes(data)
+                dest.with_name(dest.name + ".provenance.json").write_text(json.dumps(provenance, indent=2))
+            except OSError as exc:
+                raise StorageError(f"cannot write the export to {dest}: {exc.strerror or exc}") from exc
+            destination = str(dest)
+        else:
+            dest_root = self.store(to).root
+            self._write_artefact(dest_root, obj, data, provenance)
+            destination = dest_root.table_uri(obj)
+            self._audit(to, "import", f"{obj} <- {region}", None, "ok", {"bytes": len(data)})
+        self._audit(
+            region, "export", target, None, "ok", {"bytes": len(data), "sha256": provenance.get("sha256")}
+        )
+        return ExportReport(obj, region, to, destination, len(data))
+
+
+_ = (InputOutcome, Committed)

@@ -1,0 +1,234 @@
+"""The lake's tables: names, Arrow schemas, partitioning, schema version.
+
+Every data table is the core Arrow form of :mod:`datadrive.core.arrow` plus
+the lake's own columns (tenant, region, batch, ingest date, input hash,
+counts). Delta Lake stores no unsigned or fixed-size-list types, so
+:func:`conform` casts what a table returns back to the exact schema here.
+
+Schema version: each table records ``datadrive.schema_version`` in its Delta
+configuration when it is created. A reader meeting a newer version than
+:data:`LAKE_SCHEMA_VERSION` raises :class:`~datadrive.errors.SchemaVersionError`
+rather than misreading columns it does not know.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pyarrow as pa
+
+from datadrive.core.arrow import MAP_FEATURE_SCHEMA, SCENARIO_SCHEMA, TRACK_SCHEMA
+
+__all__ = [
+    "AUDIT",
+    "DATA_TABLES",
+    "INGESTS",
+    "LAKE_SCHEMA_VERSION",
+    "MAP_FEATURES",
+    "SCENARIOS",
+    "TABLES",
+    "TELEMETRY",
+    "TRACKS",
+    "TableSpec",
+    "conform",
+]
+
+LAKE_SCHEMA_VERSION = 1
+"""Version of the table layout this datadrive writes and the newest it reads."""
+
+SCHEMA_VERSION_KEY = "datadrive.schema_version"
+
+_TS = pa.timestamp("us", tz="UTC")
+_PARTITION = ("tenant", "source", "ingest_date")
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """One lake table.
+
+    Attributes:
+        name: Folder name under the region root.
+        schema: Exact Arrow schema, as written and as :func:`conform` returns.
+        partition_by: Hive partition columns.
+        stats_columns: Columns Delta keeps min/max statistics for. Only
+            non-identifying columns, so the transaction log never holds an
+            identifier that erasure must remove.
+        description: One line for the table's Delta metadata.
+    """
+
+    name: str
+    schema: pa.Schema
+    partition_by: tuple[str, ...]
+    stats_columns: tuple[str, ...]
+    description: str
+
+
+def _extend(base: pa.Schema, extra: list[tuple[str, pa.DataType]]) -> pa.Schema:
+    names = set(base.names)
+    return pa.schema(list(base) + [pa.field(n, t) for n, t in extra if n not in names])
+
+
+_LAKE_COLUMNS: list[tuple[str, pa.DataType]] = [
+    ("tenant", pa.string()),
+    ("source", pa.string()),
+    ("ingest_date", pa.string()),
+    ("batch_id", pa.string()),
+]
+
+SCENARIOS = TableSpec(
+    name="scenarios",
+    schema=_extend(
+        SCENARIO_SCHEMA,
+        [
+            *_LAKE_COLUMNS,
+            ("input_sha256", pa.string()),
+            ("ingested_at", _TS),
+            ("ingested_by", pa.string()),
+            ("telemetry_id", pa.string()),
+            ("map_id", pa.string()),
+            ("start_time_ns", pa.int64()),
+            ("end_time_ns", pa.int64()),
+            ("duration_s", pa.float64()),
+            ("dt_s", pa.float64()),
+            ("num_tracks", pa.int32()),
+            ("num_steps", pa.int32()),
+            ("num_valid_states", pa.int64()),
+            ("num_vehicles", pa.int32()),
+            ("num_cyclists", pa.int32()),
+            ("num_pedestrians", pa.int32()),
+            ("num_other", pa.int32()),
+            ("ego_track_id", pa.string()),
+            ("num_map_features", pa.int32()),
+            ("num_map_lanes", pa.int32()),
+            ("xy_sum_m", pa.float64()),
+            ("pseudonym_key_id", pa.string()),
+        ],
+    ),
+    partition_by=_PARTITION,
+    stats_columns=("batch_id", "start_time_ns", "end_time_ns", "num_tracks", "num_steps"),
+    description="datadrive: one row per scenario",
+)
+
+TRACKS = TableSpec(
+    name="tracks",
+    schema=_extend(TRACK_SCHEMA, _LAKE_COLUMNS),
+    partition_by=_PARTITION,
+    stats_columns=("batch_id", "object_type"),
+    description="datadrive: one row per scenario x track, per-step list columns",
+)
+
+MAP_FEATURES = TableSpec(
+    name="map_features",
+    schema=_extend(MAP_FEATURE_SCHEMA, _LAKE_COLUMNS),
+    partition_by=_PARTITION,
+    stats_columns=("batch_id", "kind"),
+    description="datadrive: one row per scenario x map feature",
+)
+
+TELEMETRY = TableSpec(
+    name="telemetry",
+    schema=pa.schema(
+        [
+            ("telemetry_id", pa.string()),
+            *_LAKE_COLUMNS,
+            ("region", pa.string()),
+            ("input_sha256", pa.string()),
+            ("row_kind", pa.string()),  # "log": one per telemetry (metadata, CAN); "signal": one per signal
+            ("signal_index", pa.int32()),
+            ("name", pa.string()),
+            ("unit", pa.string()),
+            ("channels", pa.list_(pa.string())),
+            ("channel_units", pa.list_(pa.string())),
+            ("crs", pa.string()),  # "WGS-84" / "GCJ-02" for signals with latitude/longitude channels
+            ("timestamps_ns", pa.list_(pa.int64())),
+            ("values", pa.list_(pa.float64())),  # (N, C) row-major
+            ("can_timestamps_ns", pa.list_(pa.int64())),
+            ("can_bus", pa.list_(pa.uint8())),
+            ("can_address", pa.list_(pa.int64())),
+            ("can_data", pa.list_(pa.uint8())),  # (M, 8) row-major
+            ("can_length", pa.list_(pa.uint8())),
+            ("ego_scenario_id", pa.string()),
+            ("frame", pa.string()),
+            ("location", pa.string()),
+            ("licence", pa.string()),
+            ("source_path", pa.string()),
+            ("source_sha256", pa.string()),
+            ("adapter", pa.string()),
+            ("adapter_version", pa.string()),
+            ("member", pa.string()),
+            ("extras_json", pa.string()),
+            ("ingested_at", _TS),
+        ]
+    ),
+    partition_by=_PARTITION,
+    stats_columns=("batch_id", "signal_index"),
+    description="datadrive: one row per telemetry log and one per signal",
+)
+
+INGESTS = TableSpec(
+    name="ingests",
+    schema=pa.schema(
+        [
+            ("tenant", pa.string()),
+            ("input_sha256", pa.string()),
+            ("input_path", pa.string()),
+            ("unit", pa.string()),
+            ("adapter", pa.string()),
+            ("adapter_version", pa.string()),
+            ("num_scenarios", pa.int32()),
+            ("num_telemetry", pa.int32()),
+            ("batch_id", pa.string()),
+            ("region", pa.string()),
+            ("ingest_date", pa.string()),
+            ("ingested_at", _TS),
+            ("ingested_by", pa.string()),
+        ]
+    ),
+    partition_by=("tenant",),
+    stats_columns=("batch_id", "ingested_at"),
+    description="datadrive: the commit log and idempotency ledger, one row per ingested input",
+)
+
+AUDIT = TableSpec(
+    name="audit",
+    schema=pa.schema(
+        [
+            ("seq", pa.int64()),
+            ("time", _TS),
+            ("who", pa.string()),
+            ("tenant", pa.string()),
+            ("home_region", pa.string()),
+            ("region", pa.string()),
+            ("action", pa.string()),
+            ("object", pa.string()),
+            ("lake_version", pa.int64()),
+            ("outcome", pa.string()),
+            ("detail", pa.string()),
+            ("prev_hash", pa.string()),
+            ("row_hash", pa.string()),
+        ]
+    ),
+    partition_by=(),
+    stats_columns=("seq", "time"),
+    description="datadrive: append-only, hash-chained audit log",
+)
+
+DATA_TABLES = (SCENARIOS, TRACKS, MAP_FEATURES, TELEMETRY)
+"""Tables that hold raw data, written before the commit log."""
+
+TABLES = {t.name: t for t in (*DATA_TABLES, INGESTS, AUDIT)}
+
+
+def conform(spec: TableSpec, table: pa.Table) -> pa.Table:
+    """``table`` with exactly ``spec.schema``: columns in order, types cast back.
+
+    Delta returns ``int8`` for ``uint8``, plain lists for fixed-size lists,
+    and partition columns last; this undoes all three.
+    """
+    columns = []
+    for f in spec.schema:
+        col = table.column(f.name) if f.name in table.column_names else pa.nulls(table.num_rows, f.type)
+        if col.type != f.type:
+            col = col.cast(f.type)
+        columns.append(col)
+    return pa.Table.from_arrays(columns, schema=spec.schema)

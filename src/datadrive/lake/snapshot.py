@@ -1,0 +1,204 @@
+"""A consistent, read-only view of one region at one lake version.
+
+A :class:`Snapshot` pins every table at the versions its lake version
+recorded and shows only the rows of tenants the principal may read (its own
+and those that granted it access). It is what a dataset build holds on to:
+``snapshot.version`` is the lake version it read.
+
+Every read method appends an audit row before it returns data; a read that
+cannot be audited does not happen.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+import pyarrow.dataset as ds
+
+from datadrive.core.scenario import Scenario
+from datadrive.core.telemetry import Telemetry
+from datadrive.errors import LakeError
+from datadrive.lake.records import scenarios_from_rows, telemetry_from_rows
+from datadrive.lake.schema import (
+    DATA_TABLES,
+    INGESTS,
+    MAP_FEATURES,
+    SCENARIOS,
+    TABLES,
+    TELEMETRY,
+    TRACKS,
+    conform,
+)
+from datadrive.lake.tables import LakeVersion, RegionStore
+
+if TYPE_CHECKING:
+    from datadrive.lake.sql import SqlResult
+
+__all__ = ["Snapshot"]
+
+READABLE_TABLES = (*(t.name for t in DATA_TABLES), INGESTS.name)
+
+
+class Snapshot:
+    """One region at one lake version, as one principal may see it.
+
+    Build one with :meth:`datadrive.lake.Lake.snapshot`.
+
+    Attributes:
+        region: The region's name.
+        version: The lake version.
+        table_versions: The data table versions it pins.
+        tenants: The tenants whose rows are visible.
+    """
+
+    def __init__(
+        self,
+        store: RegionStore,
+        lake_version: LakeVersion,
+        tenants: Sequence[str],
+        audit: Callable[[str, str, Mapping[str, Any]], None],
+        refuse: Callable[[str, str, Exception], Exception],
+    ) -> None:
+        self._store = store
+        self._lv = lake_version
+        self.region = store.region.name
+        self.version = lake_version.version
+        self.table_versions = dict(lake_version.table_versions)
+        self.tenants = tuple(tenants)
+        self._audit = audit
+        self._refuse = refuse
+        self._datasets: dict[str, ds.Dataset] = {}
+
+    def __repr__(self) -> str:
+        return f"Snapshot(region={self.region!r}, version={self.version}, tenants={self.tenants})"
+
+    # ------------------------------------------------------------------ datasets
+
+    def _dataset(self, name: str) -> ds.Dataset:
+        """The tenant-filtered dataset of a table at its pinned version (not audited)."""
+        if name not in self._datasets:
+            if name not in READABLE_TABLES:
+                raise LakeError(f"no table {name!r} (tables: {', '.join(READABLE_TABLES)})")
+            spec = TABLES[name]
+            if name == INGESTS.name:
+                dt = self._store.table(INGESTS, self.version)
+                data = dt.to_pyarrow_dataset()
+            else:
+                data = self._store.dataset(spec, self.table_versions[name])
+            self._datasets[name] = data.filter(ds.field("tenant").isin(list(self.tenants)))
+        return self._datasets[name]
+
+    def dataset(self, name: str) -> ds.Dataset:
+        """A table as a lazy Arrow dataset (no copy), pinned and tenant-filtered. Audited."""
+        data = self._dataset(name)
+        self._audit("read", f"dataset {name}", {})
+        return data
+
+    def table(
+        self, name: str, *, columns: Sequence[str] | None = None, filter: ds.Expression | None = None
+    ) -> pa.Table:
+        """A table's rows (optionally some columns, a filter) as one Arrow table. Audited."""
+        spec = TABLES[name] if name in TABLES else None
+        t = self._dataset(name).to_table(columns=list(columns) if columns else None, filter=filter)
+        if spec is not None and not columns:
+            t = conform(spec, t)
+        self._audit("read", f"table {name}", {"rows": t.num_rows, "filtered": filter is not None})
+        return t
+
+    # ------------------------------------------------------------------ records
+
+    def scenarios(
+        self,
+        *,
+        ids: Iterable[str] | None = None,
+        sources: Iterable[str] | None = None,
+        filter: ds.Expression | None = None,
+        include_telemetry_egos: bool = False,
+    ) -> list[Scenario]:
+        """Scenarios as :class:`Scenario` objects (lossless apart from pseudonymisation). Audited.
+
+        Args:
+            ids: Only these scenario ids.
+            sources: Only these sources.
+            filter: Any further filter on ``scenarios`` columns.
+            include_telemetry_egos: Also the ego trajectories of telemetry logs.
+        """
+        flt = _and(
+            None if ids is None else ds.field("scenario_id").isin(list(ids)),
+            None if sources is None else ds.field("source").isin(list(sources)),
+            filter,
+            None if include_telemetry_egos else ds.field("telemetry_id").is_null(),
+        )
+        out = self._scenarios(flt)
+        self._audit("read", "scenarios", {"scenarios": len(out)})
+        return out
+
+    def _scenarios(self, flt: ds.Expression | None) -> list[Scenario]:
+        rows = conform(SCENARIOS, self._dataset(SCENARIOS.name).to_table(filter=flt))
+        if rows.num_rows == 0:
+            return []
+        sub = _keys_filter(rows)
+        tracks = self._dataset(TRACKS.name).to_table(filter=sub)
+        maps = self._dataset(MAP_FEATURES.name).to_table(filter=sub)
+        return scenarios_from_rows(rows, tracks, maps)
+
+    def telemetry(
+        self, *, ids: Iterable[str] | None = None, sources: Iterable[str] | None = None
+    ) -> list[Telemetry]:
+        """Telemetry logs as :class:`Telemetry` objects, egos included. Audited."""
+        flt = _and(
+            None if ids is None else ds.field("telemetry_id").isin(list(ids)),
+            None if sources is None else ds.field("source").isin(list(sources)),
+        )
+        rows = self._dataset(TELEMETRY.name).to_table(filter=flt)
+        tel_ids = sorted({x for x in rows.column("telemetry_id").to_pylist() if x is not None})
+        egos: dict[tuple[str, str, str], Scenario] = {}
+        if tel_ids:
+            for s in self._scenarios(ds.field("telemetry_id").isin(tel_ids)):
+                egos[(s.metadata.tenant or "", s.source, s.scenario_id)] = s
+        out = telemetry_from_rows(rows, egos)
+        self._audit("read", "telemetry", {"telemetry": len(out)})
+        return out
+
+    # ------------------------------------------------------------------ SQL
+
+    def sql(self, query: str) -> SqlResult:
+        """Run one read-only SQL query in DuckDB over this snapshot. Audited.
+
+        See :mod:`datadrive.lake.sql` for the views and what is refused.
+        """
+        from datadrive.lake.sql import run_query
+
+        return run_query(self, query)
+
+    def _datasets_for_sql(self) -> dict[str, ds.Dataset]:
+        return {name: self._dataset(name) for name in READABLE_TABLES}
+
+
+def _and(*parts: ds.Expression | None) -> ds.Expression | None:
+    out: ds.Expression | None = None
+    for p in parts:
+        if p is None:
+            continue
+        out = p if out is None else out & p
+    return out
+
+
+def _keys_filter(rows: pa.Table) -> ds.Expression:
+    """Rows of the same (tenant, source, scenario_id) in tracks / map_features."""
+    by: dict[tuple[str, str], list[str]] = {}
+    for t, s, i in zip(
+        rows.column("tenant").to_pylist(),
+        rows.column("source").to_pylist(),
+        rows.column("scenario_id").to_pylist(),
+        strict=True,
+    ):
+        by.setdefault((t, s), []).append(i)
+    out: ds.Expression | None = None
+    for (t, s), ids in by.items():
+        part = (ds.field("tenant") == t) & (ds.field("source") == s) & ds.field("scenario_id").isin(ids)
+        out = part if out is None else out | part
+    assert out is not None
+    return out

@@ -1,0 +1,363 @@
+"""The Delta tables of one region root, and what a lake version pins.
+
+Commit protocol (see ``docs/lake.md``): an operation writes the data tables
+first, then commits to ``ingests`` last. That last commit carries, in its
+commit metadata, the version of every data table it saw: **lake version N is
+``ingests`` version N**, and reading lake version N reads each data table at
+the version recorded there. Rows a crashed writer left in a data table after
+the last recorded version are therefore never seen, and are deleted by the
+next writer (their batch ids are in ``_datadrive/pending/``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pyarrow.fs as pafs
+
+from datadrive.errors import LakeError, ResidencyError, SchemaVersionError
+from datadrive.lake.config import RegionConfig
+from datadrive.lake.schema import (
+    DATA_TABLES,
+    INGESTS,
+    LAKE_SCHEMA_VERSION,
+    SCHEMA_VERSION_KEY,
+    TABLES,
+    TableSpec,
+)
+from datadrive.lake.storage import StorageRoot, storage_error
+
+__all__ = [
+    "COMMIT_KEY",
+    "LakeVersion",
+    "RegionStore",
+    "check_schema_version",
+    "commit_record",
+    "empty_dataset",
+    "parse_record",
+    "sql_quote",
+]
+
+COMMIT_KEY = "datadrive"
+"""Commit-metadata key under which datadrive records what a commit did."""
+
+_MARKER = "region.json"
+
+
+@dataclass(frozen=True)
+class LakeVersion:
+    """One lake version: the commit to ``ingests`` and the table versions it pins.
+
+    Attributes:
+        version: The ``ingests`` table version.
+        table_versions: Data table name -> version pinned by this lake version.
+        operation: ``"create"``, ``"ingest"``, ``"erase"``, ``"optimize"``, ...
+        time: Commit time (UTC).
+        info: The rest of the commit record (batch id, who, counts).
+    """
+
+    version: int
+    table_versions: Mapping[str, int]
+    operation: str
+    time: datetime
+    info: Mapping[str, Any]
+
+
+def sql_quote(value: str) -> str:
+    """A SQL string literal for Delta predicates."""
+    return "'" + value.replace("'", "''") + "'"
+
+
+class RegionStore:
+    """Access to the Delta tables under one region's root.
+
+    Args:
+        region: The region; its root must hold only this region's data (a
+            marker file pins the root to the region name).
+    """
+
+    def __init__(self, region: RegionConfig) -> None:
+        self.region = region
+        self.root: StorageRoot = region.root
+        self._fs: pafs.FileSystem | None = None
+
+    # ------------------------------------------------------------------ basics
+
+    @property
+    def fs(self) -> pafs.FileSystem:
+        if self._fs is None:
+            self._fs = self.root.filesystem()
+        return self._fs
+
+    def uri(self, spec: TableSpec) -> str:
+        return self.root.table_uri(spec.name)
+
+    def exists(self, spec: TableSpec) -> bool:
+        from deltalake import DeltaTable
+
+        try:
+            return bool(DeltaTable.is_deltatable(self.uri(spec), storage_options=self.root.storage_options()))
+        except Exception:
+            return False
+
+    def table(self, spec: TableSpec, version: int | None = None) -> Any:
+        """The ``DeltaTable`` for ``spec``, at ``version`` or the latest.
+
+        Raises:
+            LakeError: if the table does not exist or the version is gone.
+            SchemaVersionError: if the table was written by a newer datadrive.
+        """
+        from deltalake import DeltaTable
+
+        try:
+            dt = DeltaTable(self.uri(spec), version=version, storage_options=self.root.storage_options())
+        except Exception as exc:
+            if not self.exists(spec):
+                raise LakeError(
+                    f"region {self.region.name}: table {spec.name} does not exist under {self.root.uri} "
+                    "(run `datadrive lake init` or ingest something first)"
+                ) from exc
+            where = "latest" if version is None else f"version {version}"
+            raise LakeError(f"region {self.region.name}: cannot open {spec.name} at {where}: {exc}") from exc
+        check_schema_version(dt, spec, self.region.name)
+        return dt
+
+    # ------------------------------------------------------------------ creation
+
+    def check_marker(self) -> bool:
+        """Whether the root's marker exists; it must name this region.
+
+        Raises:
+            ResidencyError: if the root belongs to another region.
+        """
+        path = self.root.meta_path(_MARKER)
+        try:
+            with self.fs.open_input_stream(path) as fh:
+                marker = json.loads(fh.read().decode("utf-8"))
+        except FileNotFoundError:
+            return False
+        except OSError as exc:
+            if "not found" in str(exc).lower() or "no such file" in str(exc).lower():
+                return False
+            raise storage_error(self.root, "read the region marker", exc) from exc
+        if marker.get("region") != self.region.name:
+            raise ResidencyError(
+                f"{self.root.uri} holds region {marker.get('region')!r}, not {self.region.name!r}: "
+                "a root holds exactly one region's data (fix the config)"
+            )
+        return True
+
+    def ensure(self, now: datetime) -> None:
+        """Create the marker and any missing table. Call under the commit lock.
+
+        Raises:
+            StorageError: if the root cannot be written.
+        """
+        try:
+            if not self.check_marker():
+                self.fs.create_dir(self.root.meta_path(), recursive=True)
+                self.write_file(
+                    self.root.meta_path(_MARKER),
+                    json.dumps(
+                        {
+                            "format": "datadrive-lake",
+                            "region": self.region.name,
+                            "schema_version": LAKE_SCHEMA_VERSION,
+                            "created_at": now.isoformat(),
+                        },
+                        indent=2,
+                    ).encode(),
+                )
+            missing = [spec for spec in TABLES.values() if not self.exists(spec)]
+            # ingests last: its version 0 commit records the data tables' versions
+            for spec in sorted(missing, key=lambda s: s is INGESTS):
+                self._create(spec, now)
+        except (LakeError, ResidencyError):
+            raise
+        except Exception as exc:
+            raise storage_error(self.root, "create the region's tables", exc) from exc
+
+    def _create(self, spec: TableSpec, now: datetime) -> None:
+        from deltalake import CommitProperties, DeltaTable
+
+        config = {
+            SCHEMA_VERSION_KEY: str(LAKE_SCHEMA_VERSION),
+            "delta.dataSkippingStatsColumns": ",".join(spec.stats_columns),
+        }
+        props = None
+        if spec is INGESTS:
+            versions = {t.name: self.head(t) for t in DATA_TABLES}
+            props = CommitProperties(custom_metadata=commit_record("create", versions, now=now))
+        DeltaTable.create(
+            self.uri(spec),
+            spec.schema,
+            mode="ignore",
+            partition_by=list(spec.partition_by) or None,
+            name=spec.name,
+            description=spec.description,
+            configuration=config,
+            storage_options=self.root.storage_options(),
+            commit_properties=props,
+            raise_if_key_not_exists=False,
+        )
+
+    # ------------------------------------------------------------------ versions
+
+    def head(self, spec: TableSpec) -> int:
+        """Latest version of a table."""
+        return int(self.table(spec).version())
+
+    def lake_version(self) -> int:
+        """The latest lake version (``ingests`` version)."""
+        return self.head(INGESTS)
+
+    def resolve(self, version: int | None = None) -> LakeVersion:
+        """The lake version ``version`` (latest when ``None``) and what it pins.
+
+        Raises:
+            LakeError: if the version does not exist.
+        """
+        dt = self.table(INGESTS)
+        latest = int(dt.version())
+        want = latest if version is None else int(version)
+        if want < 0 or want > latest:
+            raise LakeError(f"region {self.region.name} has no lake version {want} (latest is {latest})")
+        for entry in dt.history(latest - want + 1 + 8):
+            v = int(entry.get("version", -1))
+            if v > want:
+                continue
+            record = parse_record(entry)
+            if record is not None:
+                return LakeVersion(
+                    version=want,
+                    table_versions={k: int(x) for k, x in record["versions"].items()},
+                    operation=str(record.get("op", "")),
+                    time=_commit_time(entry),
+                    info=record,
+                )
+        raise LakeError(f"region {self.region.name}: lake version {want} has no datadrive commit record")
+
+    def history(self) -> Iterator[LakeVersion]:
+        """Every lake version, newest first."""
+        dt = self.table(INGESTS)
+        for entry in dt.history():
+            record = parse_record(entry)
+            if record is None:
+                continue
+            yield LakeVersion(
+                version=int(entry["version"]),
+                table_versions={k: int(x) for k, x in record["versions"].items()},
+                operation=str(record.get("op", "")),
+                time=_commit_time(entry),
+                info=record,
+            )
+
+    def dataset(self, spec: TableSpec, version: int) -> ds.Dataset:
+        """The table at ``version`` as an Arrow dataset (no copy).
+
+        Raises:
+            LakeError: if files of that version were vacuumed away.
+        """
+        dt = self.table(spec, version)
+        self._check_files(dt, spec, version)
+        try:
+            return dt.to_pyarrow_dataset()
+        except Exception as exc:
+            raise LakeError(f"region {self.region.name}: cannot read {spec.name} v{version}: {exc}") from exc
+
+    def _check_files(self, dt: Any, spec: TableSpec, version: int) -> None:
+        uris = dt.file_uris()
+        if not uris:
+            return
+        paths = [u[len("file://") :] if u.startswith("file://") else u.split("://", 1)[-1] for u in uris]
+        infos = self.fs.get_file_info(paths)
+        missing = sum(1 for i in infos if i.type == pafs.FileType.NotFound)
+        if missing:
+            raise LakeError(
+                f"region {self.region.name}: {spec.name} version {version} can no longer be read: "
+                f"{missing} of its {len(paths)} files were removed by vacuum (erasure or retention); "
+                "read a later lake version"
+            )
+
+    # ------------------------------------------------------------------ small files
+
+    def write_file(self, path: str, data: bytes) -> None:
+        with self.fs.open_output_stream(path) as fh:
+            fh.write(data)
+
+    def list_files(self, folder: str) -> list[str]:
+        try:
+            infos = self.fs.get_file_info(pafs.FileSelector(folder, allow_not_found=True))
+        except OSError as exc:
+            raise storage_error(self.root, f"list {folder}", exc) from exc
+        return sorted(i.path for i in infos if i.type == pafs.FileType.File)
+
+    def delete_file(self, path: str) -> None:
+        try:
+            self.fs.delete_file(path)
+        except FileNotFoundError:
+            pass
+
+
+def check_schema_version(dt: Any, spec: TableSpec, region: str) -> None:
+    """Raise :class:`SchemaVersionError` if ``dt`` was written by a newer datadrive."""
+    config = dt.metadata().configuration or {}
+    raw = config.get(SCHEMA_VERSION_KEY)
+    try:
+        found = int(raw) if raw is not None else None
+    except ValueError:
+        found = None
+    if found is None:
+        raise SchemaVersionError(
+            f"region {region}: table {spec.name} has no datadrive schema version; it was not written by datadrive"
+        )
+    if found > LAKE_SCHEMA_VERSION:
+        from datadrive import __version__
+
+        raise SchemaVersionError(
+            f"region {region}: table {spec.name} has lake schema version {found}, but this datadrive "
+            f"({__version__}) reads versions up to {LAKE_SCHEMA_VERSION}: upgrade datadrive to read it"
+        )
+
+
+def commit_record(op: str, versions: Mapping[str, int], *, now: datetime, **info: Any) -> dict[str, str]:
+    """Commit metadata for a lake commit (one JSON string under :data:`COMMIT_KEY`)."""
+    record = {
+        "op": op,
+        "versions": dict(versions),
+        "schema_version": LAKE_SCHEMA_VERSION,
+        "time": now.isoformat(),
+        **info,
+    }
+    return {COMMIT_KEY: json.dumps(record, sort_keys=True)}
+
+
+def parse_record(entry: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The datadrive commit record of a Delta history entry, or ``None``."""
+    raw = entry.get(COMMIT_KEY)
+    if raw is None:
+        return None
+    try:
+        record = json.loads(raw) if isinstance(raw, str) else dict(raw)
+    except (TypeError, ValueError):
+        return None
+    if not isinstance(record, dict) or "versions" not in record:
+        return None
+    return record
+
+
+def _commit_time(entry: Mapping[str, Any]) -> datetime:
+    from datetime import UTC
+
+    return datetime.fromtimestamp(int(entry.get("timestamp", 0)) / 1000.0, tz=UTC)
+
+
+def empty_dataset(spec: TableSpec) -> ds.Dataset:
+    """An empty in-memory dataset with ``spec``'s schema."""
+    return ds.dataset(pa.Table.from_batches([], schema=spec.schema))
