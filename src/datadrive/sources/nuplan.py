@@ -98,6 +98,11 @@ tr AS (
 )"""
 
 _PROGRESS_EVERY = 1000  # SQLite VM instructions between progress-handler calls
+# Work budget of one read, in progress-handler calls: generous, since a full read of
+# a 3.6 MB sample runs about 0.6 M VM instructions (600 calls) and the budget is
+# 20 instructions per byte; it only stops a corrupt file from looping.
+_WORK_MIN_CALLS = 20_000
+_WORK_CALLS_PER_MB = 20_000
 
 
 class NuPlanAdapter(Adapter):
@@ -139,8 +144,7 @@ class _ReadOnlyDb:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        # Generous: a full read of a 3.6 MB sample runs about 0.6 M VM instructions.
-        self._budget_calls = max(20_000, 20 * path.stat().st_size // _PROGRESS_EVERY)
+        self._budget_calls = max(_WORK_MIN_CALLS, _WORK_CALLS_PER_MB * path.stat().st_size // 1_000_000)
         self._calls = 0
         uri = path.resolve().as_uri() + "?mode=ro&immutable=1"
         try:
