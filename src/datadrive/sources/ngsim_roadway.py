@@ -207,7 +207,7 @@ class NgsimRoadwayAdapter(Adapter):
         data = path.read_bytes()
         kind, polylines = parse_ngsim_roadway(data, path)
         match = _FILE.fullmatch(path.name)
-        road = match.group(2) if match else ""
+        road = match.group(2).strip("_-. ") if match else ""
         known = ROADWAYS.get(road)
         builder = MapBuilder()
         feature_kind = (
