@@ -162,6 +162,11 @@ def demo(
         fail(str(exc))
 
 
+from datadrive.cli import lake as _lake  # noqa: E402  (the lake's commands: ingest, sql, lake ...)
+
+_lake.register(app)
+
+
 def main() -> None:  # pragma: no cover - console entry point
     app()
 
