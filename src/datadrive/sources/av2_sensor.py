@@ -433,8 +433,8 @@ def _slerp(q0: NDArrayFloat, q1: NDArrayFloat, u: NDArrayFloat) -> NDArrayFloat:
     q1 = q1 / np.linalg.norm(q1, axis=1, keepdims=True)
     dot = np.sum(q0 * q1, axis=1)
     q1 = np.where(dot[:, None] < 0, -q1, q1)  # the shorter arc
-    dot = np.clip(np.abs(dot), -1.0, 1.0)
-    theta = np.arccos(dot)
+    # the angle between them; atan2 keeps full precision for nearby poses, where arccos(dot) loses half
+    theta = 2.0 * np.arctan2(np.linalg.norm(q1 - q0, axis=1), np.linalg.norm(q1 + q0, axis=1))
     sin = np.sin(theta)
     small = sin < 1e-9
     safe = np.where(small, 1.0, sin)
