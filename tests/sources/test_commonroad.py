@@ -356,7 +356,7 @@ def test_synthetic_scenario(tmp_path: Path) -> None:
         (
             document().replace("<exact>2</exact></time>", "<exact>99999999</exact></time>"),
             InvalidValueError,
-            "time steps",
+            "more than datadrive reads",
         ),
         (document(body=LANELET + OBSTACLE.replace('id="8"', 'id="7"')), InvalidValueError, "share an id"),
     ],

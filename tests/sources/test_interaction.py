@@ -375,6 +375,20 @@ def test_bad_pedestrian_file_names_it(recording: Path) -> None:
     assert info.value.path == str(ped)
 
 
+def test_far_apart_frames_stay_small(tmp_path: Path) -> None:
+    """Two rows a billion frames apart: two windows, not a billion empty steps."""
+    folder = tmp_path / "recorded_trackfiles" / "LOC"
+    folder.mkdir(parents=True)
+    far = ROW2.replace("1,2,200", "1,1000000001,100000000100")
+    (folder / "vehicle_tracks_002.csv").write_text(HEADER + ROW + far)
+    out = InteractionAdapter(InteractionConfig(with_map=False)).read_all(folder / "vehicle_tracks_002.csv")
+    assert [s.num_steps for s in out if isinstance(s, Scenario)] == [110, 11]  # a full window, the last
+    absurd = ROW2.replace("1,2,200", "1,1000000001,101")  # a nanosecond per frame: a billion-step window
+    (folder / "vehicle_tracks_003.csv").write_text(HEADER + ROW + absurd)
+    with pytest.raises(InvalidValueError, match="absurd"):
+        InteractionAdapter(InteractionConfig(with_map=False)).read_all(folder / "vehicle_tracks_003.csv")
+
+
 def test_small_recording_values(tmp_path: Path) -> None:
     folder = tmp_path / "recorded_trackfiles" / "LOC"
     folder.mkdir(parents=True)

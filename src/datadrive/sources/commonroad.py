@@ -96,13 +96,16 @@ from datadrive.errors import (
 from datadrive.sources.base import Adapter
 from datadrive.sources.lanelet2_map import centerline_from_bounds, parse_xml
 
-__all__ = ["MAX_STEPS", "SUPPORTED_VERSIONS", "CommonRoadAdapter", "obstacle_object_type"]
+__all__ = ["MAX_CELLS", "MAX_STEPS", "SUPPORTED_VERSIONS", "CommonRoadAdapter", "obstacle_object_type"]
 
 SUPPORTED_VERSIONS: Final[frozenset[str]] = frozenset({"2018a", "2018b", "2020a"})
 """``commonRoadVersion`` values this reader understands."""
 
 MAX_STEPS: Final[int] = 1_000_000
 """A scenario spanning more time steps than this is refused as absurd."""
+
+MAX_CELLS: Final[int] = 20_000_000
+"""A scenario of more obstacle x step cells than this is refused (it would take gigabytes)."""
 
 _VEHICLE_TYPES: Final[frozenset[str]] = frozenset(
     {"car", "truck", "bus", "taxi", "priorityvehicle", "parkedvehicle", "vehicle"}
@@ -352,8 +355,10 @@ def _tracks(r: _Reader, obstacles: list[_Obstacle]) -> tuple[Tracks, int]:
     t_min = min([0, *dynamic_times])
     t_max = max([0, *dynamic_times])
     num_steps = t_max - t_min + 1
-    if num_steps > MAX_STEPS:
-        raise InvalidValueError(r.path, f"the obstacles span {num_steps} time steps (more than {MAX_STEPS})")
+    if num_steps > MAX_STEPS or num_steps * len(obstacles) > MAX_CELLS:
+        raise InvalidValueError(
+            r.path, f"{len(obstacles)} obstacles over {num_steps} time steps is more than datadrive reads"
+        )
     tracks = Tracks.allocate(
         np.array([o.track_id for o in obstacles], dtype=np.str_),
         np.array([obstacle_object_type(o.category) for o in obstacles], dtype=np.uint8),

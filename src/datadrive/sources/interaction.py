@@ -99,6 +99,7 @@ from datadrive.sources.lanelet2_map import parse_lanelet2_map
 
 __all__ = [
     "HEADING_MIN_SPEED_MPS",
+    "MAX_WINDOW_CELLS",
     "PEDESTRIAN_COLUMNS",
     "VEHICLE_COLUMNS",
     "InteractionAdapter",
@@ -129,6 +130,9 @@ PEDESTRIAN_COLUMNS: Final[Mapping[str, pa.DataType]] = {
 
 HEADING_MIN_SPEED_MPS: Final[float] = 0.2
 """Below this speed a pedestrian's velocity direction is noise; its heading is carried over."""
+
+MAX_WINDOW_CELLS: Final[int] = 20_000_000
+"""A window of more track x frame cells than this is refused (it would take gigabytes)."""
 
 _VEHICLE_FILE = re.compile(r"vehicle_tracks_(\d+)\.csv")
 _PEDESTRIAN_FILE = re.compile(r"pedestrian_tracks_(\d+)\.csv")
@@ -291,6 +295,8 @@ def _concat(parts: list[_Rows]) -> _Rows:
 
 def _time_axis(path: Path, frame: NDArrayInt, timestamp_ms: NDArrayInt) -> tuple[int, float]:
     """``(ms at frame 0, ms per frame)``, checking that times follow frames."""
+    if np.abs(timestamp_ms).max() >= 9_000_000_000_000:  # ns must fit int64
+        raise InvalidValueError(path, "timestamp_ms is beyond the year 2255")
     frames, first = np.unique(frame, return_index=True)
     times = timestamp_ms[first].astype(np.float64)
     if frames.shape[0] == 1:
@@ -439,20 +445,25 @@ class InteractionAdapter(Adapter):
         f0, f_last = int(rows.frame.min()), int(rows.frame.max())
         window_of = (rows.frame - f0) // window
         order = np.argsort(window_of, kind="stable")
-        bounds = np.searchsorted(window_of[order], np.arange(int(window_of.max()) + 2))
+        present, first = np.unique(window_of[order], return_index=True)  # windows without rows are skipped
+        bounds = np.append(first, order.shape[0])
         num_windows = int(window_of.max()) + 1
         vehicle_file = files.get("vehicle")
         pedestrian_file = files.get("pedestrian")
         main_sha = (vehicle_file or pedestrian_file or (path, ""))[1]
-        for w in range(num_windows):
-            sel = order[bounds[w] : bounds[w + 1]]
-            if sel.shape[0] == 0:
-                continue
+        for k, w in enumerate(present.tolist()):
+            sel = order[bounds[k] : bounds[k + 1]]
             start = f0 + w * window
             stop = min(start + window, f_last + 1)
             local_tracks, local_codes = np.unique(codes[sel], return_inverse=True)
             step = rows.frame[sel] - start
             num_steps = stop - start
+            if local_tracks.shape[0] * num_steps > MAX_WINDOW_CELLS:
+                raise InvalidValueError(
+                    path,
+                    f"window {w} would hold {local_tracks.shape[0]} tracks x {num_steps} frames "
+                    f"(more than {MAX_WINDOW_CELLS} states): frame_id/timestamp_ms are absurd",
+                )
             flat = local_codes * num_steps + step
             size_flat = local_tracks.shape[0] * num_steps
             counts = np.bincount(flat, minlength=size_flat)
