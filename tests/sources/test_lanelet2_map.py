@@ -555,6 +555,28 @@ def test_border_split_over_ways_is_chained(tmp_path: Path) -> None:
     assert s.map.points(index_of(s)["lanelet_100"]).shape[0] == 3
 
 
+def test_border_ways_with_duplicated_end_nodes_are_joined(tmp_path: Path) -> None:
+    """Ways that end at distinct nodes on the same spot (a JOSM edit) still form one border."""
+    twins = "<node id='5' lat='0.001' lon='0.0015' /><node id='6' lat='0.001' lon='0.0015' />"
+    both = "<member type='way' ref='12' role='right' /><member type='way' ref='10' role='right' />"
+    text = (
+        MINIMAL.replace("<nd ref='1' /><nd ref='2' />", "<nd ref='1' /><nd ref='5' />")
+        .replace("<way id='11'>", "<way id='12'><nd ref='6' /><nd ref='2' /></way><way id='11'>")
+        .replace("<node id='3'", twins + "<node id='3'")
+        .replace("<member type='way' ref='10' role='right' />", both)
+    )
+    (s,) = ADAPTER.read_all(write(tmp_path, text))
+    assert isinstance(s, Scenario)
+    assert s.map is not None
+    center = s.map.points(index_of(s)["lanelet_100"])
+    assert center[0, 0] < center[-1, 0]  # one border from node 1 to node 2, through both ways
+    moved = text.replace(
+        "<node id='6' lat='0.001' lon='0.0015' />", "<node id='6' lat='0.001' lon='0.0016' />"
+    )
+    with pytest.raises(InvalidValueError, match="do not join up"):  # 11 m apart: not the same spot
+        ADAPTER.read_all(write(tmp_path, moved))
+
+
 def test_unclosed_area_is_a_warning(tmp_path: Path) -> None:
     text = MINIMAL.replace(
         "</osm>",

@@ -39,7 +39,8 @@ Projection:
 What becomes of the elements (feature ids keep lanelet2's primitive names):
 
 * a ``lanelet`` relation -> its left and right borders, each the chain of its
-  ``left`` (``right``) member ways joined end to end (usually one way),
+  ``left`` (``right``) member ways joined end to end at shared nodes (or at
+  ends closer than :data:`JOIN_TOLERANCE_M`; usually there is one way),
   oriented as lanelet2's ``geometry::align`` orients them. Then by subtype:
 
   - ``crosswalk`` -> one closed ``CROSSWALK`` polygon ``"lanelet_<id>"``
@@ -117,7 +118,7 @@ from __future__ import annotations
 import hashlib
 import math
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Final, Literal
@@ -146,6 +147,7 @@ from datadrive.errors import (
 from datadrive.sources.base import Adapter
 
 __all__ = [
+    "JOIN_TOLERANCE_M",
     "MAX_WARNINGS",
     "PSEUDO_GEOREFERENCE_MAX_DEG",
     "STOP_SIGN_SUBTYPES",
@@ -166,6 +168,9 @@ PSEUDO_GEOREFERENCE_MAX_DEG: Final[float] = 1.0
 
 STOP_SIGN_SUBTYPES: Final[frozenset[str]] = frozenset({"de206", "usr1-1", "stop"})
 """``traffic_sign`` subtypes (lower case) that are stop signs: Germany's 206, the US R1-1."""
+
+JOIN_TOLERANCE_M: Final[float] = 0.5
+"""Border ways that share no node are joined where their ends are closer than this."""
 
 MAX_WARNINGS: Final[int] = 50
 """At most this many warnings are kept in ``extras["warnings"]``."""
@@ -532,41 +537,65 @@ def _parse_osm(root: ET.Element, path: Path) -> _Osm:
 # --------------------------------------------------------------------------- chains and rings
 
 
-def _chain(ways: list[_Way]) -> tuple[list[tuple[_Way, bool]], list[int]] | None:
-    """Join ways end to end by shared end nodes, in any member order.
+def _attach(ids: list[int], way: _Way, at_tail: bool, reverse: bool, shared: bool) -> None:
+    """Add ``way`` to the chain ``ids`` at its tail or head, reversed or not, dropping a shared node."""
+    nodes = list(way.node_ids[::-1] if reverse else way.node_ids)
+    if at_tail:
+        ids.extend(nodes[1:] if shared else nodes)
+    else:
+        ids[:0] = nodes[:-1] if shared else nodes
+
+
+def _chain(ways: list[_Way], position: Callable[[int], NDArrayFloat]) -> list[int] | None:
+    """Join ways end to end into one polyline of node ids, in any member order and direction.
+
+    Ways are joined where they share an end node; where none does (a map
+    that duplicated the node), at the nearest pair of end points closer than
+    :data:`JOIN_TOLERANCE_M`.
 
     Returns:
-        ``([(way, inverted)], node ids)`` in chain order, or None when the
-        ways do not form one chain.
+        The chain's node ids, or None when the ways do not form one chain.
     """
     if not ways:
         return None
-    first = ways[0]
-    order: list[tuple[_Way, bool]] = [(first, False)]
-    ids = list(first.node_ids)
-    rest = ways[1:]
+    ids = list(ways[0].node_ids)
+    rest = list(ways[1:])
     while rest:
+        joined = False
         for k, w in enumerate(rest):
             head, tail = w.node_ids[0], w.node_ids[-1]
-            if head == ids[-1]:
-                order.append((w, False))
-                ids.extend(w.node_ids[1:])
-            elif tail == ids[-1]:
-                order.append((w, True))
-                ids.extend(w.node_ids[-2::-1])
-            elif tail == ids[0]:
-                order.insert(0, (w, False))
-                ids[:0] = w.node_ids[:-1]
-            elif head == ids[0]:
-                order.insert(0, (w, True))
-                ids[:0] = w.node_ids[:0:-1]
-            else:
-                continue
-            del rest[k]
-            break
-        else:
+            # (chain end, way end) pairs: tail-head, tail-tail, head-tail, head-head
+            for at_tail, reverse, mine, theirs in (
+                (True, False, ids[-1], head),
+                (True, True, ids[-1], tail),
+                (False, False, ids[0], tail),
+                (False, True, ids[0], head),
+            ):
+                if mine == theirs:
+                    _attach(ids, w, at_tail, reverse, shared=True)
+                    del rest[k]
+                    joined = True
+                    break
+            if joined:
+                break
+        if joined:
+            continue
+        best: tuple[float, int, bool, bool] | None = None
+        for k, w in enumerate(rest):
+            for at_tail, reverse, mine, theirs in (
+                (True, False, ids[-1], w.node_ids[0]),
+                (True, True, ids[-1], w.node_ids[-1]),
+                (False, False, ids[0], w.node_ids[-1]),
+                (False, True, ids[0], w.node_ids[0]),
+            ):
+                gap = float(np.hypot(*(position(mine)[:2] - position(theirs)[:2])))
+                if gap <= JOIN_TOLERANCE_M and (best is None or gap < best[0]):
+                    best = (gap, k, at_tail, reverse)
+        if best is None:
             return None
-    return order, ids
+        _, k, at_tail, reverse = best
+        _attach(ids, rest.pop(k), at_tail, reverse, shared=False)
+    return ids
 
 
 def _rings(ways: list[_Way]) -> tuple[list[list[int]], int]:
@@ -655,20 +684,23 @@ class _Builder:
         self.emitted_ways: set[int] = set()
         self.lanes: dict[int, tuple[list[int], list[int]]] = {}  # lanelet id -> (left ids, right ids)
         self.two_way: list[str] = []
+        self._order = np.argsort(osm.node_ids, kind="stable")
+        self._sorted_ids = osm.node_ids[self._order]
 
     def points(self, node_ids: Sequence[int]) -> NDArrayFloat:
         rows = self._rows(node_ids)
         pts: NDArrayFloat = self.xyz_m[rows]
         return pts
 
+    def position(self, node_id: int) -> NDArrayFloat:
+        """``(3,)`` position of one node."""
+        point: NDArrayFloat = self.xyz_m[self._rows([node_id])[0]]
+        return point
+
     def _rows(self, node_ids: Sequence[int]) -> NDArrayInt:
         index = np.searchsorted(self._sorted_ids, np.asarray(node_ids, dtype=np.int64))
         rows: NDArrayInt = self._order[index]
         return rows
-
-    def prepare(self) -> None:
-        self._order = np.argsort(self.osm.node_ids, kind="stable")
-        self._sorted_ids = self.osm.node_ids[self._order]
 
     def emit_way(self, way_id: int) -> str | None:
         way = self.osm.ways.get(way_id)
@@ -689,7 +721,7 @@ class _Builder:
         return fid
 
     def lanelet(self, rel_id: int, rel: _Relation) -> None:
-        sides: list[tuple[list[tuple[_Way, bool]], list[int]]] = []
+        sides: list[list[int]] = []
         for role in ("left", "right"):
             refs = rel.refs("way", role)
             if not refs:
@@ -699,13 +731,13 @@ class _Builder:
                 raise InvalidValueError(
                     self.path, f"lanelet {rel_id}: its {role} border way {missing[0]} is missing"
                 )
-            chained = _chain([self.osm.ways[r] for r in refs])
+            chained = _chain([self.osm.ways[r] for r in refs], self.position)
             if chained is None:
                 raise InvalidValueError(
                     self.path, f"lanelet {rel_id}: the ways of its {role} border do not join up"
                 )
             sides.append(chained)
-        (_, left_ids), (_, right_ids) = sides
+        left_ids, right_ids = sides
         left, right = self.points(left_ids), self.points(right_ids)
         invert_left, invert_right = _align(left[:, :2], right[:, :2])
         if invert_left:
@@ -838,7 +870,6 @@ def parse_lanelet2_map(
     xyz = np.concatenate([xy, osm.ele_m[:, None]], axis=1)
 
     b = _Builder(osm, xyz, path)
-    b.prepare()
     for rel_id, rel in lanelets.items():
         b.lanelet(rel_id, rel)
     b.topology()
