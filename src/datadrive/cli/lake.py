@@ -384,7 +384,7 @@ def ingest_cmd(
 
         sys.stdout.write(json.dumps(_json_value(report.to_json())) + "\n")
     else:
-        _print_report(report)
+        _print_report(report, paths)
     if report.storage_error:
         _err.print(f"[bold red]error:[/] {escape(report.storage_error)}", highlight=False, soft_wrap=True)
     if not report.ok or report.storage_error:
@@ -407,7 +407,20 @@ def _engine(name: str, workers: int | None) -> Any:
     raise ConfigError(f"--engine {name!r}: choose process, inline or ray")
 
 
-def _print_report(report: IngestReport) -> None:
+def _short(path: str, roots: Sequence[Path]) -> str:
+    """``path`` relative to the argument it was found under (tables stay readable)."""
+    p = Path(path)
+    for root in roots:
+        base = root if root.is_dir() else root.parent
+        try:
+            rel = p.relative_to(base)
+        except ValueError:
+            continue
+        return str(Path(base.name) / rel) if str(rel) != "." else base.name
+    return path
+
+
+def _print_report(report: IngestReport, roots: Sequence[Path]) -> None:
     counts = report.counts()
     shown = [o for o in report.outcomes if o.status != "ingested"] if len(report.outcomes) > 40 else list(report.outcomes)
     if shown:
@@ -418,7 +431,7 @@ def _print_report(report: IngestReport) -> None:
         for o in shown:
             table.add_row(
                 f"[{style[o.status]}]{o.status}[/]",
-                escape(o.path),
+                escape(_short(o.path, roots)),
                 escape(o.adapter or "-"),
                 str(o.num_scenarios) if o.status == "ingested" else "-",
                 str(o.num_telemetry) if o.status == "ingested" else "-",

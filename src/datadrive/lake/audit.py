@@ -31,7 +31,6 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from datadrive.errors import LakeError
 from datadrive.lake.locks import region_lock
 from datadrive.lake.schema import AUDIT, conform
 from datadrive.lake.storage import storage_error
@@ -204,8 +203,9 @@ def verify(store: RegionStore) -> AuditVerification:
             )
     try:
         table = read(store)
-    except Exception as exc:
-        raise LakeError(f"region {store.region.name}: the audit table cannot be read: {exc}") from exc
+    except Exception as exc:  # a file changed or removed behind Delta's back
+        problems.append(f"the audit table cannot be read (its files were changed or removed): {exc}")
+        return AuditVerification(ok=False, rows=0, head_hash="", problems=tuple(problems))
     times_us = table.column("time").cast(pa.int64()).to_pylist()
     rows = table.drop_columns(["time"]).to_pylist()
     prev = GENESIS_HASH

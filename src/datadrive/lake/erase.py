@@ -29,7 +29,16 @@ from typing import Any
 import pyarrow.dataset as ds
 
 from datadrive.errors import StorageError
-from datadrive.lake.schema import DATA_TABLES, INGESTS, MAP_FEATURES, SCENARIOS, TELEMETRY, TRACKS
+from datadrive.lake.schema import (
+    DATA_TABLES,
+    INGESTS,
+    MAP_FEATURES,
+    SCENARIOS,
+    TELEMETRY,
+    TRACKS,
+    TableSpec,
+    conform,
+)
 from datadrive.lake.storage import storage_error
 from datadrive.lake.tables import RegionStore, commit_record, sql_quote
 
@@ -153,18 +162,56 @@ def plan_erase(store: RegionStore, e: Erasure) -> dict[str, Any]:
     }
 
 
-def _key_predicate(tenant: str, keys: Sequence[Sequence[str]], id_column: str) -> list[str]:
+def _keys_expr(tenant: str, keys: Sequence[Sequence[str]], id_column: str) -> ds.Expression | None:
+    """Rows of ``tenant`` whose (source, id) is one of ``keys``."""
     by_source: dict[str, list[str]] = {}
     for source, key in keys:
         by_source.setdefault(source, []).append(key)
-    out = []
+    out: ds.Expression | None = None
     for source, ids in sorted(by_source.items()):
-        for i in range(0, len(ids), 500):
-            chunk = ", ".join(sql_quote(x) for x in ids[i : i + 500])
-            out.append(
-                f"tenant = {sql_quote(tenant)} AND source = {sql_quote(source)} AND {id_column} IN ({chunk})"
-            )
+        part = (ds.field("tenant") == tenant) & (ds.field("source") == source) & ds.field(id_column).isin(ids)
+        out = part if out is None else out | part
     return out
+
+
+def _rewrite_without(
+    store: RegionStore, spec: TableSpec, tenant: str, erased: ds.Expression | None, props: Any = None
+) -> bool:
+    """Remove the rows matching ``erased`` by rewriting the batches that hold them.
+
+    Each batch's rows live in files of their own, so rewriting whole batches
+    (replace-where on ``batch_id``) removes the old files without a partial
+    rewrite by the Delta engine.
+
+    Returns:
+        Whether a commit was made.
+    """
+    from deltalake import write_deltalake
+
+    if erased is None:
+        return False
+    data = store.table(spec).to_pyarrow_dataset()
+    hit = data.to_table(columns=["batch_id"], filter=erased)
+    batches = sorted(set(hit.column("batch_id").to_pylist()))
+    if not batches:
+        return False
+    in_batches = (ds.field("tenant") == tenant) & ds.field("batch_id").isin(batches)
+    rows = conform(spec, data.to_table(filter=in_batches))
+    remaining = rows.filter(~erased)
+    predicate = f"tenant = {sql_quote(tenant)} AND batch_id IN ({', '.join(sql_quote(b) for b in batches)})"
+    if remaining.num_rows:
+        write_deltalake(
+            store.uri(spec),
+            remaining,
+            mode="overwrite",
+            predicate=predicate,
+            partition_by=list(spec.partition_by),
+            storage_options=store.root.storage_options(),
+            commit_properties=props,
+        )
+    else:
+        store.table(spec).delete(predicate, commit_properties=props)
+    return True
 
 
 def ids_digest(plan: Mapping[str, Any]) -> str:
@@ -182,11 +229,10 @@ def finish_erase(store: RegionStore, plan: Mapping[str, Any], now: Callable[[], 
 
     tenant = str(plan["tenant"])
     try:
+        scenario_rows = _keys_expr(tenant, plan["scenario_keys"], "scenario_id")
         for spec in (SCENARIOS, TRACKS, MAP_FEATURES):
-            for pred in _key_predicate(tenant, plan["scenario_keys"], "scenario_id"):
-                store.table(spec).delete(pred)
-        for pred in _key_predicate(tenant, plan["telemetry_keys"], "telemetry_id"):
-            store.table(TELEMETRY).delete(pred)
+            _rewrite_without(store, spec, tenant, scenario_rows)
+        _rewrite_without(store, TELEMETRY, tenant, _keys_expr(tenant, plan["telemetry_keys"], "telemetry_id"))
         versions = {spec.name: store.head(spec) for spec in DATA_TABLES}
         record = commit_record(
             "erase",
@@ -200,13 +246,12 @@ def finish_erase(store: RegionStore, plan: Mapping[str, Any], now: Callable[[], 
             ids_sha256=ids_digest(plan),
         )
         props = CommitProperties(custom_metadata=record)
-        before = store.lake_version()
-        if plan["inputs"]:
-            chunk = ", ".join(sql_quote(x) for x in plan["inputs"])
-            store.table(INGESTS).delete(
-                f"tenant = {sql_quote(tenant)} AND input_sha256 IN ({chunk})", commit_properties=props
-            )
-        if store.lake_version() == before:
+        ledger_rows = (
+            (ds.field("tenant") == tenant) & ds.field("input_sha256").isin(list(plan["inputs"]))
+            if plan["inputs"]
+            else None
+        )
+        if not _rewrite_without(store, INGESTS, tenant, ledger_rows, props):
             write_deltalake(
                 store.uri(INGESTS),
                 INGESTS.schema.empty_table(),

@@ -550,7 +550,13 @@ def discover(
             if key in seen:
                 continue
             seen.add(key)
-            decided.append(InputOutcome(str(f), "unsupported", reason="no reader claims this file"))
+            decided.append(
+                InputOutcome(
+                    str(f),
+                    "unsupported",
+                    reason="not a log datadrive reads (companion files, such as maps, are read with their log)",
+                )
+            )
     return units, decided
 
 
@@ -578,10 +584,7 @@ def ingest_paths(
     engine = engine or InlineEngine()
     options = options or IngestOptions()
     notify = progress or (lambda e: None)
-    try:
-        before: int | None = store.lake_version() if store.exists(INGESTS) else None
-    except LakeError:
-        before = None
+    before: int | None = store.lake_version() if store.exists(INGESTS) else None
 
     units, decided = discover(paths, registry)
     notify(IngestEvent("discover", len(units), len(units), f"{len(units)} inputs"))
@@ -604,10 +607,7 @@ def ingest_paths(
         notify(IngestEvent("hash", done, len(units), u.path))
 
     # skip what the ledger already holds, and repeats within the run
-    try:
-        known = ledger(store, tenant.name)
-    except LakeError:
-        known = {}
+    known = ledger(store, tenant.name)
     first_of: dict[str, str] = {}
     to_read: list[_Unit] = []
     for u in units:

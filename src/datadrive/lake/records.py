@@ -333,10 +333,10 @@ def _telemetry_rows(logs: Sequence[Telemetry], input_sha256: str, crs: str) -> p
                 "extras_json": json.dumps(dict(md.extras), allow_nan=False),
                 "ego_scenario_id": None if t.ego is None else t.ego.scenario_id,
                 "can_timestamps_ns": None if can is None else np.asarray(can.timestamps_ns, np.int64),
-                "can_bus": None if can is None else np.asarray(can.bus, np.uint8),
+                "can_bus": None if can is None else np.asarray(can.bus, np.int16),
                 "can_address": None if can is None else np.asarray(can.address, np.int64),
-                "can_data": None if can is None else np.asarray(can.data, np.uint8),
-                "can_length": None if can is None else np.asarray(can.length, np.uint8),
+                "can_data": None if can is None else np.ascontiguousarray(can.data, np.uint8).tobytes(),
+                "can_length": None if can is None else np.asarray(can.length, np.int16),
             }
         )
         for i, sig in enumerate(t.signals):
@@ -433,7 +433,7 @@ def telemetry_from_rows(rows: pa.Table, egos: Mapping[tuple[str, str, str], Scen
         egos: ``(tenant, source, scenario_id)`` -> the logs' ego scenarios.
     """
     rows = conform(TELEMETRY, rows)
-    list_columns = [f.name for f in TELEMETRY.schema if pa.types.is_list(f.type)]
+    list_columns = [f.name for f in TELEMETRY.schema if pa.types.is_list(f.type) or f.name == "can_data"]
     items = rows.drop_columns(list_columns).to_pylist()
     for i, r in enumerate(items):
         r["_row"] = i
@@ -474,11 +474,12 @@ def telemetry_from_rows(rows: pa.Table, egos: Mapping[tuple[str, str, str], Scen
                 return np.asarray(_list_values(rows, name, row), dtype=dtype)
 
             bus = arr("can_bus", np.uint8)
+            payload = rows.column("can_data")[row].as_py() or b""
             can = CanFrames(
                 timestamps_ns=arr("can_timestamps_ns", np.int64),
                 bus=bus,
                 address=arr("can_address", np.int64),
-                data=arr("can_data", np.uint8).reshape(bus.shape[0], 8),
+                data=np.frombuffer(payload, dtype=np.uint8).reshape(bus.shape[0], 8).copy(),
                 length=arr("can_length", np.uint8),
             )
         ego = None

@@ -143,10 +143,10 @@ TELEMETRY = TableSpec(
             ("timestamps_ns", pa.list_(pa.int64())),
             ("values", pa.list_(pa.float64())),  # (N, C) row-major
             ("can_timestamps_ns", pa.list_(pa.int64())),
-            ("can_bus", pa.list_(pa.uint8())),
+            ("can_bus", pa.list_(pa.int16())),  # Delta has no unsigned types: uint8 widened
             ("can_address", pa.list_(pa.int64())),
-            ("can_data", pa.list_(pa.uint8())),  # (M, 8) row-major
-            ("can_length", pa.list_(pa.uint8())),
+            ("can_data", pa.binary()),  # (M, 8) payload bytes, row-major
+            ("can_length", pa.list_(pa.int16())),
             ("ego_scenario_id", pa.string()),
             ("frame", pa.string()),
             ("location", pa.string()),

@@ -234,6 +234,7 @@ class RegionStore:
                 continue
             record = parse_record(entry)
             if record is not None:
+                _check_record_version(record, self.region.name, v)
                 return LakeVersion(
                     version=want,
                     table_versions={k: int(x) for k, x in record["versions"].items()},
@@ -323,6 +324,17 @@ def check_schema_version(dt: Any, spec: TableSpec, region: str) -> None:
         raise SchemaVersionError(
             f"region {region}: table {spec.name} has lake schema version {found}, but this datadrive "
             f"({__version__}) reads versions up to {LAKE_SCHEMA_VERSION}: upgrade datadrive to read it"
+        )
+
+
+def _check_record_version(record: Mapping[str, Any], region: str, version: int) -> None:
+    found = int(record.get("schema_version", LAKE_SCHEMA_VERSION))
+    if found > LAKE_SCHEMA_VERSION:
+        from datadrive import __version__
+
+        raise SchemaVersionError(
+            f"region {region}: lake version {version} was written with lake schema version {found}, but this "
+            f"datadrive ({__version__}) reads versions up to {LAKE_SCHEMA_VERSION}: upgrade datadrive to read it"
         )
 
 

@@ -1,0 +1,98 @@
+"""Erasure: deleted rows are gone from every version, every file and the ledger; the rest stays."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import lake_synth
+from datadrive.errors import AccessDeniedError, LakeError
+from datadrive.lake import Erasure, IngestOptions, Lake
+
+
+@pytest.fixture
+def lake_with_data(make_lake, inputs) -> Lake:
+    lake = make_lake(home="eu-central")
+    lake.ingest(
+        inputs(range(4), scenarios=2, telemetry=True),
+        "eu-central",
+        registry=lake_synth.REGISTRY,
+        options=IngestOptions(batch_inputs=2),
+    )
+    return lake
+
+
+def all_bytes_under(root: Path) -> bytes:
+    return b"".join(p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file() and "audit" not in p.parts)
+
+
+def test_erase_a_vehicle_removes_it_from_every_version_and_file(lake_with_data) -> None:
+    lake = lake_with_data
+    root = Path(lake.config.region("eu-central").root.uri)
+    snap = lake.snapshot("eu-central")
+    victim = snap.scenarios()[0]
+    # every record of that vehicle: pick by the vehicle's pseudonym in the scenario id
+    vehicle = victim.metadata.extras["vehicle_name"]
+    ids = [s.scenario_id for s in snap.scenarios(include_telemetry_egos=True) if vehicle in s.scenario_id]
+    tel_ids = [t.telemetry_id for t in snap.telemetry() if vehicle in t.telemetry_id]
+    assert ids
+    assert tel_ids
+    assert vehicle.encode() in all_bytes_under(root)
+    before = snap.version
+
+    report = lake.erase("eu-central", Erasure(tenant="bmw", scenario_ids=tuple(ids), telemetry_ids=tuple(tel_ids)))
+    assert report.scenarios == len(ids)
+    assert report.telemetry == len(tel_ids)
+    assert report.files_removed > 0
+
+    after = lake.snapshot("eu-central")
+    assert not [s for s in after.scenarios(include_telemetry_egos=True) if vehicle in s.scenario_id]
+    assert not [t for t in after.telemetry() if vehicle in t.telemetry_id]
+    assert len(after.scenarios()) == 8 - len([i for i in ids if "_099" not in i])
+    # time travel cannot bring it back: old versions that held it say they are gone; the others lack it
+    gone = 0
+    for v in range(1, before + 1):
+        try:
+            old = lake.snapshot("eu-central", v)
+        except LakeError as exc:
+            assert "can no longer be read" in str(exc)
+            gone += 1
+            continue
+        assert not [s for s in old.scenarios(include_telemetry_egos=True) if vehicle in s.scenario_id]
+    assert gone >= 1
+    # and no byte under the region root (logs, data, ledger; the audit keeps only counts) holds it
+    assert vehicle.encode() not in all_bytes_under(root)
+    row = lake.audit_log("eu-central").to_pylist()
+    erase_rows = [r for r in row if r["action"] == "erase"]
+    assert erase_rows
+    assert vehicle not in erase_rows[-1]["detail"]
+
+
+def test_erased_input_leaves_the_ledger_and_can_be_ingested_again(lake_with_data, inputs) -> None:
+    lake = lake_with_data
+    (path,) = inputs([0], scenarios=2, telemetry=True)  # rewrites the same file, same bytes
+    from datadrive.sources.base import file_sha256
+
+    sha = file_sha256(path)
+    report = lake.erase("eu-central", Erasure(tenant="bmw", input_sha256=(sha,)))
+    assert report.inputs == 1
+    assert report.scenarios == 3  # two scenarios and the telemetry ego
+    again = lake.ingest([path], "eu-central", registry=lake_synth.REGISTRY)
+    assert again.counts()["ingested"] == 1
+
+
+def test_retention_erases_what_was_ingested_before_a_date(lake_with_data) -> None:
+    report = lake_with_data.erase("eu-central", Erasure(tenant="bmw", ingested_before="2999-01-01"))
+    assert report.inputs == 4
+    assert lake_with_data.snapshot("eu-central").scenarios() == []
+    nothing = lake_with_data.erase("eu-central", Erasure(tenant="bmw", ingested_before="1999-01-01"))
+    assert nothing.scenarios == 0
+    assert nothing.lake_version is None
+
+
+def test_a_tenant_cannot_erase_another_tenants_data(lake_with_data, config) -> None:
+    other = Lake(config, lake_with_data.principal.__class__("li", "tencent", "eu-central"))
+    with pytest.raises(AccessDeniedError):
+        other.erase("eu-central", Erasure(tenant="bmw", sources=("synthetic",)))
+    assert len(lake_with_data.snapshot("eu-central").scenarios()) == 8
