@@ -35,6 +35,7 @@ their first row. There is no per-row Python.
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar, Final, Literal
@@ -203,9 +204,7 @@ class Av2MotionForecastingAdapter(Adapter):
 
         track_ids, codes, first_row = _group(rows["track_id"])
         num_tracks = int(track_ids.shape[0])
-        category = _take_str(rows["object_type"], first_row)
-        lut = {c: AV2_MF_OBJECT_TYPES.get(c, ObjectType.OTHER) for c in set(category.tolist())}
-        object_type = np.array([lut[c] for c in category.tolist()], dtype=np.uint8)
+        category, object_type = _categories(rows["object_type"], first_row)
         track_category = _numpy(rows["object_category"]).astype(np.int64, copy=False)[first_row]
 
         timestep = _numpy(rows["timestep"]).astype(np.int64, copy=False)
@@ -242,7 +241,8 @@ class Av2MotionForecastingAdapter(Adapter):
         if ego_index is not None:
             object_type[ego_index] = ObjectType.VEHICLE  # the ego is a vehicle whatever its label
 
-        observed_steps = timestep[_numpy(rows["observed"]).astype(np.bool_, copy=False)]
+        observed = _numpy(rows["observed"]).astype(np.bool_, copy=False)
+        last_observed = int(np.max(timestep, where=observed, initial=-1))
         tracks = Tracks(
             track_ids=track_ids,
             object_type=object_type,
@@ -264,7 +264,7 @@ class Av2MotionForecastingAdapter(Adapter):
             "city": city,
             "map_id": None if map_id is None else int(map_id),
             "slice_id": None if slice_id is None else str(slice_id),
-            "num_observed_steps": int(observed_steps.max()) + 1 if observed_steps.shape[0] else 0,
+            "num_observed_steps": last_observed + 1,
             **map_extras,
         }
         return Scenario(
@@ -283,8 +283,11 @@ class Av2MotionForecastingAdapter(Adapter):
         stem_id = path.stem.removeprefix("scenario_")
         for candidate in dict.fromkeys((stem_id, scenario_id)):
             map_path = path.parent / f"log_map_archive_{candidate}.json"
-            if map_path.is_file():
+            try:  # one failed open() is cheaper than stat() + open() on the common no-map path
                 map_file = MapFile(map_path)
+            except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+                continue
+            else:
                 return map_file.parse(), {
                     "map_file": map_path.name,
                     "map_sha256": hashlib.sha256(map_file.data).hexdigest(),
@@ -342,15 +345,29 @@ def _scenario_level(pf: pq.ParquetFile, names: list[str], path: Path) -> dict[st
     return level
 
 
+_USUAL_ROW_SCHEMA: Final[pa.Schema] = pa.schema(
+    [
+        ("observed", pa.bool_()),
+        ("track_id", pa.dictionary(pa.int32(), pa.string())),
+        ("object_type", pa.dictionary(pa.int32(), pa.string())),
+        ("object_category", pa.int64()),
+        ("timestep", pa.int64()),
+        *[(c, pa.float64()) for c in ("position_x", "position_y", "heading", "velocity_x", "velocity_y")],
+    ]
+)
+"""What the per-row columns of every AV2 file decode to; anything else is checked column by column."""
+
+
 def _rows(table: pa.Table, path: Path) -> dict[str, pa.Array]:
     """The per-row columns as single arrays, after checking types and nulls."""
-    wrong = [
-        f"{name} is {dtype}, expected {_KINDS[name]}"
-        for name, dtype in zip(_PER_ROW, table.schema.types, strict=True)
-        if not _kind_ok(dtype, _KINDS[name])
-    ]
-    if wrong:
-        raise SchemaMismatchError(path, "wrong column type(s): " + "; ".join(wrong))
+    if not table.schema.equals(_USUAL_ROW_SCHEMA):
+        wrong = [
+            f"{name} is {dtype}, expected {_KINDS[name]}"
+            for name, dtype in zip(_PER_ROW, table.schema.types, strict=True)
+            if not _kind_ok(dtype, _KINDS[name])
+        ]
+        if wrong:
+            raise SchemaMismatchError(path, "wrong column type(s): " + "; ".join(wrong))
     rows: dict[str, pa.Array] = {}
     for name, col in zip(_PER_ROW, table.columns, strict=True):
         if col.null_count:
@@ -370,14 +387,17 @@ def _numpy(arr: pa.Array) -> NDArrayAny:
     return np.asarray(arr.to_numpy(zero_copy_only=False))
 
 
-def _take_str(arr: pa.Array, index: NDArrayAny) -> NDArrayAny:
-    """``(len(index),)`` str values of a string or dictionary array at ``index``."""
+def _categories(arr: pa.Array, first_row: NDArrayAny) -> tuple[NDArrayAny, NDArrayAny]:
+    """``(A,)`` AV2 ``object_type`` of each track's first row, and its ``(A,)`` uint8 coarse type."""
     if pa.types.is_dictionary(arr.type):
-        codes = np.asarray(arr.indices)[index]
-        values = np.asarray(arr.dictionary.to_numpy(zero_copy_only=False), dtype=np.str_).reshape(-1)
-        picked: NDArrayAny = values[codes]
-        return picked
-    return np.asarray(arr.take(pa.array(index)).to_numpy(zero_copy_only=False), dtype=np.str_).reshape(-1)
+        codes = np.asarray(arr.indices)[first_row]
+        labels = arr.dictionary.to_pylist()
+    else:
+        codes = np.arange(first_row.shape[0])
+        labels = arr.take(pa.array(first_row)).to_pylist()
+    coarse = np.array([AV2_MF_OBJECT_TYPES.get(c, ObjectType.OTHER) for c in labels], dtype=np.uint8)
+    names = np.asarray(labels, dtype=np.str_).reshape(-1)
+    return names[codes], coarse[codes]
 
 
 def _group(track_col: pa.Array) -> tuple[NDArrayAny, NDArrayAny, NDArrayAny]:
@@ -434,7 +454,7 @@ def _timestamps(path: Path, level: dict[str, Any]) -> NDArrayAny:
     num = int(_level(level, "num_timestamps", path))
     if not 1 <= num <= MAX_STEPS:
         raise InvalidValueError(path, f"num_timestamps={num} is outside [1, {MAX_STEPS}]")
-    if not (np.isfinite(start) and np.isfinite(end) and abs(start) < 2**62 and abs(end) < 2**62):
+    if not (math.isfinite(start) and math.isfinite(end) and abs(start) < 2**62 and abs(end) < 2**62):
         raise InvalidValueError(path, f"start/end timestamps {start}, {end} are not valid nanoseconds")
     if num == 1:
         return np.array([start]).astype(np.int64)
