@@ -1,0 +1,466 @@
+"""Ingest speed and peak memory of datadrive's readers against the official loaders, in one run.
+
+Every row of the table is a *case*: a loader (a datadrive adapter, an official
+devkit function, or a raw decoder) and the inputs it reads. Each case runs in
+a fresh Python process, reading its inputs in a loop for at least
+``--min-time`` seconds after one warm-up read; ``--rounds`` rounds interleave
+the cases (so a burst of load on a shared machine hits every case alike) and
+the best round of each case is reported. Ratios compare a case with the
+reference case of its group, measured in the same run.
+
+Peak memory is the worker process's ``ru_maxrss`` (Linux: KiB): the absolute
+peak (imports included, since a loader needs them) and the growth from just
+before the first read to the end (what reading costs on top of the imports).
+
+Add a row: append a :class:`Case` to :data:`CASES` (a loader factory and a
+function that lists its inputs). ``adapter_loader("name")`` makes a loader from
+any registered datadrive adapter.
+
+Usage::
+
+    python benchmarks/ingest.py            # about 2 minutes, rewrites its section of docs/benchmarks.md
+    python benchmarks/ingest.py --quick    # a few seconds per case, nothing written
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import re
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+# INTERACTION, Lanelet2 map, CommonRoad and NGSIM roadway rows (loaders beside this file)
+from ingest_fleet import (
+    commonroad_etree_loader,
+    commonroad_inputs,
+    fleet_loader,
+    interaction_inputs,
+    interaction_scripts_loader,
+    lanelet2_inputs,
+    lanelet2_package_loader,
+    ngsim_inputs,
+    ngsim_jl_loader,
+)
+from ingest_telemetry import (  # Lyft L5 zarr and telemetry rows (loaders beside this file)
+    comma_inputs,
+    comma_numpy_loader,
+    lyft_inputs,
+    lyft_zarr_decode_loader,
+    lyft_zarr_loop_loader,
+    telemetry_loader,
+    udacity_inputs,
+    udacity_pandas_loader,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+DOC = REPO / "docs" / "benchmarks.md"
+BEGIN, END = "<!-- ingest.py:begin -->", "<!-- ingest.py:end -->"
+
+Loader = Callable[[Path], int]
+"""Reads one input, returns the number of object states it holds."""
+
+
+# --------------------------------------------------------------------------- loaders
+
+
+def adapter_loader(name: str, **options: Any) -> Callable[[], Loader]:
+    """A loader factory for the registered datadrive adapter ``name`` (states = valid track states)."""
+
+    def make() -> Loader:
+        import numpy as np
+
+        from datadrive.core import Scenario
+        from datadrive.sources import DEFAULT_REGISTRY
+
+        adapter = type(DEFAULT_REGISTRY.get(name))(**options) if options else DEFAULT_REGISTRY.get(name)
+
+        def load(path: Path) -> int:
+            return sum(
+                int(np.count_nonzero(r.tracks.valid)) for r in adapter.read(path) if isinstance(r, Scenario)
+            )
+
+        return load
+
+    return make
+
+
+def av2_motion_loader() -> Loader:
+    from av2.datasets.motion_forecasting.scenario_serialization import load_argoverse_scenario_parquet
+
+    def load(path: Path) -> int:
+        scenario = load_argoverse_scenario_parquet(path)
+        return sum(len(track.object_states) for track in scenario.tracks)
+
+    return load
+
+
+def pyarrow_parquet_loader() -> Loader:
+    import pyarrow.parquet as pq
+
+    def load(path: Path) -> int:
+        return int(pq.ParquetFile(path).read(use_threads=False).num_rows)  # faster than read_table here
+
+    return load
+
+
+def av2_sensor_loader() -> Loader:
+    """What av2 offers for a sensor log: cuboids moved to the city frame, plus the vector map."""
+    from av2.map.map_api import ArgoverseStaticMap
+    from av2.structures.cuboid import CuboidList
+    from av2.utils.io import read_city_SE3_ego
+
+    def load(log: Path) -> int:
+        name = "annotations_with_ego.feather"
+        cuboids = CuboidList.from_feather(
+            log / name if (log / name).is_file() else log / "annotations.feather"
+        )
+        poses = read_city_SE3_ego(log)
+        moved = [c.transform(poses[int(c.timestamp_ns)]) for c in cuboids.cuboids]
+        ArgoverseStaticMap.from_map_dir(log / "map", build_raster=False)
+        return len(moved)
+
+    return load
+
+
+def pyarrow_feather_loader() -> Loader:
+    import pyarrow.feather as feather
+
+    def load(log: Path) -> int:
+        name = "annotations_with_ego.feather"
+        table = feather.read_table(log / name if (log / name).is_file() else log / "annotations.feather")
+        feather.read_table(log / "city_SE3_egovehicle.feather")
+        return int(table.num_rows)
+
+    return load
+
+
+# --------------------------------------------------------------------------- inputs
+
+
+MF_SAMPLES = "av2_motion_forecasting"
+SENSOR_LOGS = (
+    "av2_sensor/adcf7d18-0510-35b0-a2fa-b4cea13a6d76",
+    "av2_sensor/7fab2350-7eaf-3b7e-a39d-6937a4c1bede",
+    "av2_scenario_mining/3bffdcff-c3a7-38b6-a0f2-64196d130958",
+)
+
+
+def mf_copies(with_map: bool) -> Callable[[Path, Path, int], list[Path]]:
+    """The 3 AV2 scenarios, each copied to ``copies`` new paths ``copy-<k>/<id>/scenario_<id>.parquet``.
+
+    AV2's own layout (one folder per scenario, files named by the scenario id), with the map JSON
+    beside the parquet or not. Copies make every read a different file, as in a real ingest.
+    """
+
+    def prepare(samples: Path, scratch: Path, copies: int) -> list[Path]:
+        out = scratch / ("mf_with_map" if with_map else "mf_parquet_only")
+        if not out.exists():
+            for parquet in sorted((samples / MF_SAMPLES).glob("*/scenario_*.parquet")):
+                for k in range(copies):
+                    folder = out / f"copy-{k:04d}" / parquet.parent.name
+                    folder.mkdir(parents=True)
+                    shutil.copyfile(parquet, folder / parquet.name)
+                    if with_map:
+                        for map_json in parquet.parent.glob("log_map_archive_*.json"):
+                            shutil.copyfile(map_json, folder / map_json.name)
+        return sorted(out.glob("*/*/scenario_*.parquet"))
+
+    return prepare
+
+
+def sensor_logs(samples: Path, scratch: Path, copies: int) -> list[Path]:
+    return [samples / log for log in SENSOR_LOGS]
+
+
+@dataclass(frozen=True)
+class Case:
+    """One row of the table.
+
+    Attributes:
+        name: Row label, unique.
+        group: Cases compared with one another; ratios are against the group's reference.
+        make: Builds the loader inside the worker process (heavy imports go there).
+        inputs: ``(samples, scratch, copies) -> paths``: the inputs, prepared once per run.
+        reference: Whether this is the group's reference.
+    """
+
+    name: str
+    group: str
+    make: Callable[[], Loader]
+    inputs: Callable[[Path, Path, int], list[Path]]
+    reference: bool = False
+
+
+CASES: list[Case] = [
+    Case(
+        "av2 load_argoverse_scenario_parquet",
+        "AV2 motion forecasting",
+        av2_motion_loader,
+        mf_copies(False),
+        True,
+    ),
+    Case(
+        "datadrive av2_motion_forecasting",
+        "AV2 motion forecasting",
+        adapter_loader("av2_motion_forecasting"),
+        mf_copies(False),
+    ),
+    Case(
+        "datadrive av2_motion_forecasting + map JSON",
+        "AV2 motion forecasting",
+        adapter_loader("av2_motion_forecasting"),
+        mf_copies(True),
+    ),
+    Case(
+        "pyarrow ParquetFile.read, all columns (decode only)",
+        "AV2 motion forecasting",
+        pyarrow_parquet_loader,
+        mf_copies(False),
+    ),
+    Case(
+        "av2 CuboidList + SE3 to city + static map", "AV2 sensor logs", av2_sensor_loader, sensor_logs, True
+    ),
+    Case("datadrive av2_sensor (with map)", "AV2 sensor logs", adapter_loader("av2_sensor"), sensor_logs),
+    Case("pyarrow.feather.read_table (decode only)", "AV2 sensor logs", pyarrow_feather_loader, sensor_logs),
+    Case(
+        "zarr 2 + per-frame Python loop (l5kit-style)",
+        "Lyft L5 zarr",
+        lyft_zarr_loop_loader,
+        lyft_inputs,
+        True,
+    ),
+    Case("datadrive lyft_l5kit", "Lyft L5 zarr", adapter_loader("lyft_l5kit"), lyft_inputs),
+    Case("zarr 2 read of every array (decode only)", "Lyft L5 zarr", lyft_zarr_decode_loader, lyft_inputs),
+    Case(
+        "np.load every array + pyproj ECEF->ENU", "comma2k19 segment", comma_numpy_loader, comma_inputs, True
+    ),
+    Case("datadrive comma2k19", "comma2k19 segment", telemetry_loader("comma2k19"), comma_inputs),
+    Case(
+        "pandas.read_csv + to_datetime(index)",
+        "Udacity steering CSV",
+        udacity_pandas_loader,
+        udacity_inputs,
+        True,
+    ),
+    Case(
+        "datadrive udacity_steering",
+        "Udacity steering CSV",
+        telemetry_loader("udacity_steering"),
+        udacity_inputs,
+    ),
+    Case(
+        "INTERACTION scripts: csv rows -> MotionState objects + lanelet2 map",
+        "INTERACTION recording",
+        interaction_scripts_loader,
+        interaction_inputs,
+        True,
+    ),
+    Case(
+        "datadrive interaction (11 s windows + Lanelet2 map)",
+        "INTERACTION recording",
+        fleet_loader("interaction"),
+        interaction_inputs,
+    ),
+    Case(
+        "lanelet2.io.load + centerlines/borders to numpy",
+        "Lanelet2 maps",
+        lanelet2_package_loader,
+        lanelet2_inputs,
+        True,
+    ),
+    Case("datadrive lanelet2_map", "Lanelet2 maps", fleet_loader("lanelet2_map"), lanelet2_inputs),
+    Case(
+        "ElementTree.parse + states/bounds to dicts/numpy (CommonRoad)",
+        "CommonRoad XML",
+        commonroad_etree_loader,
+        commonroad_inputs,
+        True,
+    ),
+    Case("datadrive commonroad", "CommonRoad XML", fleet_loader("commonroad"), commonroad_inputs),
+    Case("NGSIM.jl line parser in Python", "NGSIM roadway text", ngsim_jl_loader, ngsim_inputs, True),
+    Case("datadrive ngsim_roadway", "NGSIM roadway text", fleet_loader("ngsim_roadway"), ngsim_inputs),
+]
+
+
+# --------------------------------------------------------------------------- measurement
+
+
+def run_worker(case_name: str, list_file: Path, min_time: float) -> dict[str, Any]:
+    """Inside the fresh process: load the inputs in a loop, report rate and peak memory."""
+    case = next(c for c in CASES if c.name == case_name)
+    load = case.make()
+    paths = [Path(p) for p in list_file.read_text().splitlines()]
+    rss_before_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    load(paths[0])  # warm-up: first-call imports and caches, not timed
+    items = states = 0
+    start = time.perf_counter()
+    while time.perf_counter() - start < min_time:
+        for path in paths:
+            states += load(path)
+            items += 1
+            if time.perf_counter() - start >= min_time:
+                break
+    seconds = time.perf_counter() - start
+    rss_after_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return {
+        "items": items,
+        "states": states,
+        "seconds": seconds,
+        "peak_rss_mib": rss_after_kib / 1024,
+        "peak_growth_mib": (rss_after_kib - rss_before_kib) / 1024,
+    }
+
+
+def measure(case: Case, list_file: Path, min_time: float) -> dict[str, Any]:
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")]))
+    cmd = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--worker",
+        case.name,
+        str(list_file),
+        str(min_time),
+    ]
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env, timeout=600)
+    if done.returncode != 0:
+        raise SystemExit(f"case {case.name!r} failed:\n{done.stderr}")
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+def machine() -> str:
+    model = platform.processor() or platform.machine()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        found = re.search(r"model name\s*:\s*(.+)", cpuinfo.read_text())
+        model = found.group(1).strip() if found else model
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    from importlib.metadata import PackageNotFoundError, version
+
+    versions = []
+    for package in ("numpy", "pyarrow", "pandas", "av2"):
+        with contextlib.suppress(PackageNotFoundError):
+            versions.append(f"{package} {version(package)}")
+    return (
+        f"{model}, {os.cpu_count()} cores, {platform.system()} {platform.release()}, "
+        f"Python {platform.python_version()}, {', '.join(versions)}; load average {load:.2f} at start"
+    )
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    head = (
+        "| group | case | scenarios/s | states/s | vs reference | peak RSS MiB | RSS growth MiB |\n"
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: |\n"
+    )
+    lines = []
+    for r in rows:
+        ratio = "reference" if r["reference"] else f"{r['ratio']:.1f}x"
+        lines.append(
+            f"| {r['group']} | {r['name']} | {r['rate']:.1f} | {r['states_rate']:,.0f} | {ratio} "
+            f"| {r['peak_rss_mib']:.0f} | {r['peak_growth_mib']:.1f} |"
+        )
+    return head + "\n".join(lines) + "\n"
+
+
+def write_doc(section: str) -> None:
+    DOC.parent.mkdir(exist_ok=True)
+    text = DOC.read_text() if DOC.exists() else "# Benchmarks\n"
+    block = f"{BEGIN}\n{section.rstrip()}\n{END}"
+    if BEGIN in text and END in text:
+        text = text[: text.index(BEGIN)] + block + text[text.index(END) + len(END) :]
+    else:
+        text = text.rstrip() + "\n\n" + block + "\n"
+    DOC.write_text(text)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="1 round, 0.5 s per case, docs untouched")
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="interleaved rounds; the best is kept (default 3)"
+    )
+    parser.add_argument("--min-time", type=float, default=2.5, help="seconds of reading per case and round")
+    parser.add_argument("--copies", type=int, default=40, help="copies of each AV2 scenario (default 40)")
+    parser.add_argument("--samples", type=Path, default=None, help="sample folder (DATADRIVE_SAMPLES)")
+    parser.add_argument("--cases", default="", help="only cases whose name contains this text")
+    parser.add_argument("--no-write", action="store_true", help="do not rewrite docs/benchmarks.md")
+    parser.add_argument("--worker", nargs=3, metavar=("CASE", "LIST", "MIN_TIME"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        print(json.dumps(run_worker(args.worker[0], Path(args.worker[1]), float(args.worker[2]))))
+        return
+    if args.quick:
+        args.rounds, args.min_time, args.copies, args.no_write = 1, 0.5, 5, True
+    samples = args.samples or Path(os.environ.get("DATADRIVE_SAMPLES", REPO.parent / "shared" / "data"))
+    if not (samples / MF_SAMPLES).is_dir():
+        raise SystemExit(f"no AV2 samples under {samples} (set DATADRIVE_SAMPLES)")
+    cases = [c for c in CASES if args.cases in c.name]
+    started = datetime.now(UTC)
+    where = machine()
+    best: dict[str, dict[str, Any]] = {}
+    with tempfile.TemporaryDirectory(prefix="datadrive-bench-") as tmp:
+        scratch = Path(tmp)
+        lists: dict[str, Path] = {}
+        for i, case in enumerate(cases):
+            paths = case.inputs(samples, scratch, args.copies)
+            lists[case.name] = scratch / f"inputs-{i}.txt"
+            lists[case.name].write_text("\n".join(str(p) for p in paths))
+        for r in range(args.rounds):
+            for case in cases:
+                got = measure(case, lists[case.name], args.min_time)
+                got["rate"] = got["items"] / got["seconds"]
+                print(f"round {r + 1}/{args.rounds}  {case.name:48s} {got['rate']:9.1f} /s", flush=True)
+                if case.name not in best or got["rate"] > best[case.name]["rate"]:
+                    best[case.name] = got
+    rows = []
+    for case in cases:
+        got = best[case.name]
+        ref = next((c for c in cases if c.group == case.group and c.reference), None)
+        ref_rate = best[ref.name]["rate"] if ref is not None else float("nan")
+        rows.append(
+            {
+                "group": case.group,
+                "name": case.name,
+                "reference": case.reference,
+                "rate": got["rate"],
+                "states_rate": got["states"] / got["seconds"],
+                "ratio": got["rate"] / ref_rate,
+                "peak_rss_mib": got["peak_rss_mib"],
+                "peak_growth_mib": got["peak_growth_mib"],
+            }
+        )
+    result = table(rows)
+    print()
+    print(result)
+    section = (
+        "## Ingest: AV2 readers against the official loaders (`benchmarks/ingest.py`)\n\n"
+        f"Run {started:%Y-%m-%d %H:%M} UTC on {where}.\n"
+        f"{args.rounds} interleaved rounds, each case in a fresh process reading for {args.min_time:g} s "
+        f"after one warm-up read; the best round is shown. Motion forecasting: the 3 sample scenarios, "
+        f"{args.copies} copies each at new paths (one folder per scenario, as AV2 ships them); sensor: the 3 "
+        "sample logs (2 sensor-dataset, 1 scenario-mining), read in a loop. Peak RSS is `ru_maxrss` of the "
+        "worker (imports included); RSS growth is its rise from just before the first read to the end.\n\n"
+        + result
+    )
+    if not args.no_write:
+        write_doc(section)
+        print(f"wrote {DOC.relative_to(REPO)}")
+
+
+if __name__ == "__main__":
+    main()
