@@ -26,7 +26,7 @@ from datadrive.errors import (
     SchemaMismatchError,
     UnsafePickleError,
 )
-from datadrive.sources import DEFAULT_REGISTRY
+from datadrive.sources import DEFAULT_REGISTRY, files_sha256
 from datadrive.sources.comma2k19 import Comma2k19Adapter
 
 ADAPTER = Comma2k19Adapter()
@@ -152,11 +152,23 @@ def test_raw_can_frames(segment: Path, telemetry: Telemetry) -> None:
     assert np.array_equal(can.address, address)
     raw_bytes = np.frombuffer(data.tobytes(), dtype=np.uint8).reshape(-1, 8)
     assert np.array_equal(can.data, raw_bytes)
+    assert can.length.tolist() == expected_lengths(src, address, data)
+
+
+def expected_lengths(src: np.ndarray, address: np.ndarray, data: np.ndarray) -> list[int]:
+    """Per (bus, address), the longest payload without trailing zero bytes, by hand."""
     longest: dict[tuple[int, int], int] = {}
     for s, a, d in zip(src.tolist(), address.tolist(), data.tolist(), strict=True):
         longest[(s, a)] = max(longest.get((s, a), 0), len(d.rstrip(b"\0")))
-    expected = [longest[(s, a)] for s, a in zip(src.tolist(), address.tolist(), strict=True)]
-    assert can.length.tolist() == expected
+    return [longest[(s, a)] for s, a in zip(src.tolist(), address.tolist(), strict=True)]
+
+
+def test_provenance_hashes_every_file_read(segment: Path, telemetry: Telemetry) -> None:
+    read = [f for f in segment.rglob("*") if f.is_file() and f.name != "preview.png"]
+    assert len(read) == 37
+    assert telemetry.metadata.provenance.sha256 == files_sha256(segment, read)
+    assert telemetry.ego is not None
+    assert telemetry.ego.metadata.provenance.sha256 == telemetry.metadata.provenance.sha256
 
 
 def test_ego_track_enu_matches_proj(segment: Path, telemetry: Telemetry) -> None:
@@ -384,6 +396,19 @@ def test_can_bus_out_of_range(copy: Path) -> None:
     save(copy / "processed_log" / "CAN" / "raw_can" / "src", src)
     with pytest.raises(InvalidValueError, match="bus number or address"):
         ADAPTER.read_all(copy)
+
+
+def test_extended_29_bit_can_ids(copy: Path) -> None:
+    folder = copy / "processed_log" / "CAN" / "raw_can"
+    address = load(folder / "address").copy()
+    address[::3] += 0x18DA0000  # 29-bit ids on every third frame
+    save(folder / "address", address)
+    [again] = ADAPTER.read_all(copy)
+    assert isinstance(again, Telemetry)
+    assert again.can_frames is not None
+    assert np.array_equal(again.can_frames.address, address)
+    src, data = load(folder / "src"), load(folder / "data")
+    assert again.can_frames.length.tolist() == expected_lengths(src, address, data)
 
 
 def test_out_of_order_rows_are_kept_and_sorted(copy: Path) -> None:

@@ -25,7 +25,7 @@ from datadrive.errors import (
     SchemaMismatchError,
     UnknownFormatError,
 )
-from datadrive.sources import DEFAULT_REGISTRY
+from datadrive.sources import DEFAULT_REGISTRY, file_sha256
 from datadrive.sources.udacity import UdacitySteeringAdapter
 
 ADAPTER = UdacitySteeringAdapter()
@@ -79,7 +79,7 @@ def test_which_timestamp_is_exact(rows: list[dict[str, str]]) -> None:
     assert all(w == int(float(n)) for w, n in integer_written)
 
 
-def test_signals(rows: list[dict[str, str]], telemetry: Telemetry) -> None:
+def test_signals(csv_path: Path, rows: list[dict[str, str]], telemetry: Telemetry) -> None:
     exact = np.array([filename_ns(r["filename"]) for r in rows], dtype=np.int64)
     for name, column, unit in (
         ("can/steering_angle", "angle", "rad"),
@@ -101,6 +101,7 @@ def test_signals(rows: list[dict[str, str]], telemetry: Telemetry) -> None:
     assert extras["timestamps_from"] == "filename"
     assert extras["float_notation_timestamps"] == 33
     assert extras["camera_frames"] == {"center": 4401}
+    assert telemetry.metadata.provenance.sha256 == file_sha256(csv_path)
 
 
 def test_registry_and_inspect(csv_path: Path, telemetry: Telemetry) -> None:

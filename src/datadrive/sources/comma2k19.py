@@ -57,6 +57,7 @@ equal to it whenever one frame of that message ends in a non-zero byte.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import re
 from collections.abc import Iterator
@@ -76,7 +77,7 @@ from datadrive.errors import (
     SchemaMismatchError,
     UnsafePickleError,
 )
-from datadrive.sources.base import Adapter, Record, files_sha256
+from datadrive.sources.base import Adapter, Record
 from datadrive.sources.geodesy import EnuOrigin, ecef_to_enu, enu_R_ecef
 
 __all__ = ["Comma2k19Adapter", "load_npy"]
@@ -168,7 +169,10 @@ def load_npy(path: Path) -> NDArrayAny:
     """
     if not path.is_file():
         raise SchemaMismatchError(path, "array file is missing")
-    raw = path.read_bytes()
+    return _parse_npy(path, path.read_bytes())
+
+
+def _parse_npy(path: Path, raw: bytes) -> NDArrayAny:
     fh = io.BytesIO(raw)
     try:
         version = np.lib.format.read_magic(fh)
@@ -189,6 +193,25 @@ def load_npy(path: Path) -> NDArrayAny:
         raise CorruptFileError(path, f"holds {len(raw) - offset} data bytes, its header says {expected}")
     flat = np.frombuffer(raw, dtype=dtype, count=count, offset=offset)
     return flat.reshape(shape, order="F" if fortran_order else "C")
+
+
+def _load(path: Path, read: dict[Path, bytes]) -> NDArrayAny:
+    """:func:`load_npy`, recording the file's SHA-256 digest in ``read`` (each file is read once)."""
+    if not path.is_file():
+        raise SchemaMismatchError(path, "array file is missing")
+    raw = path.read_bytes()
+    read[path] = hashlib.sha256(raw).digest()
+    return _parse_npy(path, raw)
+
+
+def _files_sha256(root: Path, digests: dict[Path, bytes]) -> str:
+    """:func:`~datadrive.sources.base.files_sha256` of the files in ``digests``, from their digests."""
+    combined = hashlib.sha256()
+    for f in sorted(digests):
+        combined.update(f.relative_to(root).as_posix().encode())
+        combined.update(b"\0")
+        combined.update(digests[f])
+    return combined.hexdigest()
 
 
 def _numeric(path: Path, array: NDArrayAny) -> NDArrayFloat:
@@ -239,7 +262,7 @@ class Comma2k19Adapter(Adapter):
         yield telemetry
 
     def _telemetry(self, path: Path) -> Telemetry:
-        read: list[Path] = []
+        read: dict[Path, bytes] = {}  # every file read -> its SHA-256 digest
         notes: dict[str, Any] = {}
         signals: list[Signal] = []
         reordered: list[str] = []
@@ -248,8 +271,7 @@ class Comma2k19Adapter(Adapter):
             folder = log / spec.folder
             if not folder.is_dir():
                 continue
-            t, value = load_npy(folder / "t"), load_npy(folder / "value")
-            read += [folder / "t", folder / "value"]
+            t, value = _load(folder / "t", read), _load(folder / "value", read)
             ts = _boot_ns(folder / "t", t)
             values = _values(folder / "value", value, ts.shape[0], len(spec.channels))
             signals.append(self._signal(spec, ts, values, reordered))
@@ -272,7 +294,7 @@ class Comma2k19Adapter(Adapter):
         extras.update(self._clock_offsets(signals))
         if reordered:
             extras["reordered_by_time"] = sorted(reordered)
-        sha = files_sha256(path, read)
+        sha = _files_sha256(path, read)
         frame = "none (no global_pose)"
         if ego_parts is not None:
             timestamps, tracks, origin = ego_parts
@@ -316,12 +338,11 @@ class Comma2k19Adapter(Adapter):
 
     @staticmethod
     def _can_frames(
-        folder: Path, read: list[Path], reordered: list[str], notes: dict[str, Any]
+        folder: Path, read: dict[Path, bytes], reordered: list[str], notes: dict[str, Any]
     ) -> CanFrames | None:
         if not folder.is_dir():
             return None
-        t, src, address, data = (load_npy(folder / n) for n in _RAW_CAN)
-        read += [folder / n for n in _RAW_CAN]
+        t, src, address, data = (_load(folder / n, read) for n in _RAW_CAN)
         ts = _boot_ns(folder / "t", t)
         m = ts.shape[0]
         for name, arr in (("src", src), ("address", address), ("data", data)):
@@ -343,8 +364,14 @@ class Comma2k19Adapter(Adapter):
         payload[:, : data.dtype.itemsize] = np.frombuffer(data.tobytes(), dtype=np.uint8).reshape(m, -1)
         # bytes up to the last non-zero one: as a little-endian uint64, the count of powers of 256 <= it
         used = np.searchsorted(_BYTE_STEPS, payload.view("<u8").reshape(m), side="right")
-        _, group = np.unique(src.astype(np.int64) * (1 << 32) + address.astype(np.int64), return_inverse=True)
-        longest = np.zeros(int(group.max()) + 1 if m else 0, dtype=np.int64)
+        if m and int(address.max()) < 1 << 11:  # standard 11-bit ids: a dense (bus, address) table
+            group = src.astype(np.intp) * (1 << 11) + address.astype(np.intp)
+            longest = np.zeros(256 << 11, dtype=np.int64)
+        else:  # extended 29-bit ids
+            _, group = np.unique(
+                src.astype(np.int64) * (1 << 32) + address.astype(np.int64), return_inverse=True
+            )
+            longest = np.zeros(int(group.max()) + 1 if m else 0, dtype=np.int64)
         np.maximum.at(longest, group, used)
         bus, addr, length = src.astype(np.uint8), address.astype(np.int64), longest[group].astype(np.uint8)
         if m > 1 and not bool(np.all(np.diff(ts) >= 0)):
@@ -357,10 +384,9 @@ class Comma2k19Adapter(Adapter):
         return CanFrames(timestamps_ns=ts, bus=bus, address=addr, data=payload, length=length)
 
     def _poses(
-        self, folder: Path, read: list[Path], reordered: list[str]
+        self, folder: Path, read: dict[Path, bytes], reordered: list[str]
     ) -> tuple[list[Signal], tuple[NDArrayInt, Tracks, EnuOrigin] | None]:
-        t = load_npy(folder / "frame_times")
-        read.append(folder / "frame_times")
+        t = _load(folder / "frame_times", read)
         ts = _boot_ns(folder / "frame_times", t)
         n = ts.shape[0]
         arrays: dict[str, NDArrayFloat] = {}
@@ -369,9 +395,8 @@ class Comma2k19Adapter(Adapter):
             if not (folder / spec.folder).is_file() and spec.folder == "frame_gps_times":
                 continue
             arrays[spec.folder] = _values(
-                folder / spec.folder, load_npy(folder / spec.folder), n, len(spec.channels)
+                folder / spec.folder, _load(folder / spec.folder, read), n, len(spec.channels)
             )
-            read.append(folder / spec.folder)
             signals.append(self._signal(spec, ts, arrays[spec.folder], reordered))
         if n == 0:
             return signals, None

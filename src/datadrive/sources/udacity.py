@@ -31,6 +31,7 @@ ratio and wheelbase, which the file does not give.
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 from collections.abc import Iterator
 from pathlib import Path
@@ -49,7 +50,7 @@ from datadrive.errors import (
     InvalidValueError,
     SchemaMismatchError,
 )
-from datadrive.sources.base import Adapter, Record, file_sha256
+from datadrive.sources.base import Adapter, Record
 
 __all__ = ["UdacitySteeringAdapter"]
 
@@ -59,14 +60,15 @@ _SIGNALS = (
     ("torque", "can/steering_torque", "N m"),
     ("speed", "can/speed", "m/s"),
 )
-_FILENAME_NS = r"(?P<ns>\d{1,19})\.(?:jpg|jpeg|png)$"
-_INTEGER = r"^-?\d+$"
+_INTEGER_TOLERANCE_NS = 1024
+_USED = frozenset({"index", "timestamp", "filename", "angle", "torque", "speed", "lat", "long", "alt"})
 _HEADER_BYTES = 4096
 
 
 def _header(raw: bytes) -> list[str] | None:
     """Column names of the first line, or None if it is not a CSV header line."""
-    line = raw.split(b"\n", 1)[0].rstrip(b"\r")
+    end = raw.find(b"\n")
+    line = (raw if end < 0 else raw[:end]).rstrip(b"\r")
     if b"\0" in line:
         return None
     try:
@@ -94,7 +96,7 @@ class UdacitySteeringAdapter(Adapter):
 
     def _read(self, path: Path) -> Iterator[Record]:
         raw = path.read_bytes()
-        if not raw.strip():
+        if not raw or raw.isspace():
             raise EmptyLogError(path, "the file is empty")
         names = _header(raw)
         if names is None:
@@ -110,7 +112,9 @@ class UdacitySteeringAdapter(Adapter):
             table = pcsv.read_csv(
                 io.BytesIO(raw),
                 convert_options=pcsv.ConvertOptions(
-                    column_types={n: pa.string() for n in names}, strings_can_be_null=True
+                    column_types={n: pa.string() for n in names},
+                    strings_can_be_null=True,
+                    include_columns=[n for n in names if n in _USED],  # not the path columns
                 ),
             )
         except pa.ArrowInvalid as exc:
@@ -141,15 +145,19 @@ class UdacitySteeringAdapter(Adapter):
                 )
             )
         if "filename" in names:
-            files = table.column("filename").to_pylist()
-            cameras = [str(f).split("/", 1)[0] if f and "/" in str(f) else "" for f in files]
-            extras["camera_frames"] = {cam: cameras.count(cam) for cam in sorted(set(cameras))}
+            camera, _ = _split_last(pc.fill_null(table.column("filename"), ""), "/")
+            counts = pc.value_counts(pc.fill_null(camera, "")).to_pylist()
+            extras["camera_frames"] = {
+                c["values"]: int(c["counts"]) for c in sorted(counts, key=lambda c: str(c["values"]))
+            }
         extras["timestamps"] = "int64 ns since the Unix epoch (UTC)"
         yield Telemetry(
             telemetry_id=path.stem,
             source=self.name,
             signals=tuple(signals),
-            metadata=self.metadata(path, file_sha256(path), frame="none (no pose)", extras=extras),
+            metadata=self.metadata(
+                path, hashlib.sha256(raw).hexdigest(), frame="none (no pose)", extras=extras
+            ),
         )
 
     @staticmethod
@@ -173,10 +181,9 @@ class UdacitySteeringAdapter(Adapter):
         candidates: list[tuple[str, NDArrayInt]] = []
         names = table.column_names
         if "filename" in names:
-            digits = pc.extract_regex(pc.fill_null(table.column("filename"), ""), _FILENAME_NS)
-            if digits.null_count == 0:
-                ns = pc.struct_field(digits, "ns").cast(pa.int64())
-                candidates.append(("filename", np.asarray(ns.to_numpy(zero_copy_only=False), dtype=np.int64)))
+            from_name = _filename_ns(table.column("filename"))
+            if from_name is not None:
+                candidates.append(("filename", from_name))
         if "index" in names:
             try:
                 dt = pc.cast(table.column("index"), pa.timestamp("ns"))
@@ -195,16 +202,17 @@ class UdacitySteeringAdapter(Adapter):
             bad = np.flatnonzero(off > tolerance_ns)
             if bad.shape[0]:
                 row = int(bad[0])
+                written = column[row].as_py()
                 raise InvalidValueError(
                     path,
-                    f"row {row + 1}: timestamp {column[row]!r} disagrees with the {source} time {exact[row]}",
+                    f"row {row + 1}: timestamp {written!r} disagrees with the {source} time {exact[row]}",
                 )
             extras["timestamps_from"] = source
             extras["timestamp_column_max_error_ns"] = int(off.max())
         else:
             exact = written_ns
             extras["timestamps_from"] = "timestamp column (exact only to float64 precision)"
-        extras["float_notation_timestamps"] = sum(1 for v in column if not v.lstrip("-").isdigit())
+        extras["float_notation_timestamps"] = int(np.count_nonzero(tolerance_ns > _INTEGER_TOLERANCE_NS))
         return exact, extras
 
 
@@ -216,7 +224,39 @@ def _is_float(text: str) -> bool:
     return True
 
 
-def _timestamp_column(path: Path, table: pa.Table) -> tuple[list[str], NDArrayInt, NDArrayInt]:
+def _split_last(column: pa.ChunkedArray | pa.Array, separator: str) -> tuple[pa.Array, pa.Array]:
+    """``(head, tail)`` of each string split at its last ``separator`` (head is null without one)."""
+    parts = pc.split_pattern(column, separator, max_splits=1, reverse=True)
+    if isinstance(parts, pa.ChunkedArray):
+        parts = parts.combine_chunks()
+    two = pc.equal(pc.list_value_length(parts), 2)
+    flat = pc.list_flatten(parts)
+    ends = np.asarray(parts.offsets.to_numpy()[1:], dtype=np.int64)
+    tail = flat.take(pa.array(ends - 1))
+    head = pc.if_else(two, flat.take(pa.array(np.maximum(ends - 2, 0))), pa.scalar(None, pa.string()))
+    return head, tail
+
+
+def _filename_ns(filenames: pa.ChunkedArray) -> NDArrayInt | None:
+    """The ns digits of ``<camera>/<ns>.<ext>`` names, or None unless every row has them."""
+    if filenames.null_count:
+        return None
+    _, name = _split_last(filenames, "/")
+    digits, ext = _split_last(name, ".")
+    if digits.null_count or not bool(
+        pc.all(pc.is_in(pc.utf8_lower(ext), pa.array(["jpg", "jpeg", "png"]))).as_py()
+    ):
+        return None
+    try:
+        ns = pc.cast(digits, pa.int64())
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None
+    if not bool(pc.all(pc.utf8_is_digit(digits)).as_py()):  # no signs, spaces or decimal points
+        return None
+    return np.asarray(ns.to_numpy(zero_copy_only=False), dtype=np.int64)
+
+
+def _timestamp_column(path: Path, table: pa.Table) -> tuple[pa.Array, NDArrayInt, NDArrayInt]:
     """The ``timestamp`` column as text, as ns, and the precision each value is written to.
 
     Integer notation is trusted to 1024 ns (the exporter's float64 rounding is at
@@ -224,29 +264,28 @@ def _timestamp_column(path: Path, table: pa.Table) -> tuple[list[str], NDArrayIn
     to half a unit of its last digit.
     """
     col = pc.utf8_trim_whitespace(table.column("timestamp"))
+    if isinstance(col, pa.ChunkedArray):
+        col = col.combine_chunks()
     if col.null_count:
         row = int(np.flatnonzero(col.is_null().to_numpy(zero_copy_only=False))[0])
         raise InvalidValueError(path, f"row {row + 1} has no timestamp")
-    text: list[str] = col.to_pylist()
-    is_int = np.asarray(
-        pc.match_substring_regex(col, _INTEGER).to_numpy(zero_copy_only=False), dtype=np.bool_
-    )
-    ns = np.zeros(len(text), dtype=np.int64)
-    tolerance = np.zeros(len(text), dtype=np.int64)
+    is_float = pc.or_(pc.match_substring(col, "."), pc.match_substring(col, "e", ignore_case=True))
+    is_int = ~np.asarray(is_float.to_numpy(zero_copy_only=False), dtype=np.bool_)
+    ns = np.zeros(len(col), dtype=np.int64)
+    tolerance = np.full(len(col), _INTEGER_TOLERANCE_NS, dtype=np.int64)
     try:
         if is_int.any():
             ints = pc.cast(pc.filter(col, pa.array(is_int)), pa.int64())
             ns[is_int] = ints.to_numpy(zero_copy_only=False)
-            tolerance[is_int] = 1024
-        for i in np.flatnonzero(~is_int):
-            value = float(text[i])
+        for i in np.flatnonzero(~is_int):  # rare: the sample has 33 of 4401
+            text = str(col[int(i)].as_py())
+            value = float(text)
             if not (np.isfinite(value) and abs(value) < 9.2e18):
-                raise ValueError(text[i])
+                raise ValueError(text)
             ns[i] = round(value)
-            mantissa = text[i].lower().split("e")[0].lstrip("+-")
-            decimals = len(mantissa.split(".")[1]) if "." in mantissa else 0
-            exponent = int(text[i].lower().split("e")[1]) if "e" in text[i].lower() else 0
-            tolerance[i] = int(0.5 * 10.0 ** max(exponent - decimals, 0)) + 1024
+            mantissa, _, exponent = text.lower().partition("e")
+            decimals = len(mantissa.partition(".")[2])
+            tolerance[i] += int(0.5 * 10.0 ** max(int(exponent or 0) - decimals, 0))
     except (ValueError, OverflowError, pa.ArrowInvalid) as exc:
         raise InvalidValueError(path, f"a timestamp is not a number of ns ({exc})") from exc
-    return text, ns, tolerance
+    return col, ns, tolerance
