@@ -170,7 +170,7 @@ def comma_numpy_loader() -> Loader:
 
 def udacity_pandas_loader() -> Loader:
     """``pandas.read_csv`` and exact ns times from the ``index`` datetimes."""
-    import pandas as pd
+    import pandas as pd  # type: ignore[import-untyped]
 
     def load(path: Path) -> int:
         frame = pd.read_csv(path)

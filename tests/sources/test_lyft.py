@@ -269,7 +269,7 @@ def test_many_scenes_and_chunk_boundaries(tmp_path: Path, raw: dict[str, Any], s
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
 def test_group_median_matches_numpy(dtype: type) -> None:
     rng = np.random.default_rng(3)
-    values = rng.normal(0.0, 10.0, size=(4000, 3)).astype(dtype)
+    values: np.ndarray = rng.normal(0.0, 10.0, size=(4000, 3)).astype(dtype)
     values[::7] = -values[::7] * 1e-30  # tiny negatives, zeros and signed zeros
     values[::11] = 0.0
     values[::13] = -0.0
