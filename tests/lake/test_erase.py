@@ -96,3 +96,12 @@ def test_a_tenant_cannot_erase_another_tenants_data(lake_with_data, config) -> N
     with pytest.raises(AccessDeniedError):
         other.erase("eu-central", Erasure(tenant="bmw", sources=("synthetic",)))
     assert len(lake_with_data.snapshot("eu-central").scenarios()) == 8
+
+
+def test_partial_erasure_keeps_the_ledger_consistent(lake_with_data) -> None:
+    lake = lake_with_data
+    one = lake.snapshot("eu-central").scenarios()[0]
+    lake.erase("eu-central", Erasure(tenant="bmw", scenario_ids=(one.scenario_id,)))
+    report = lake.check("eu-central")
+    assert report.ok, report.problems
+    assert report.counts["scenarios"] == 8 + 4 - 1

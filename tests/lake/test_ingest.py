@@ -182,3 +182,31 @@ def test_library_reads_filter_by_id_and_source(make_lake, inputs) -> None:
     assert scenarios_equal(one[0], everything[0])
     assert snap.scenarios(sources=["nothing"]) == []
     assert len(snap.scenarios(filter=ds.field("num_tracks") >= 1)) == 6
+
+
+def test_check_finds_a_whole_lake_whole_and_a_damaged_one_damaged(make_lake, inputs) -> None:
+    from deltalake import DeltaTable
+
+    lake = make_lake(home="eu-central")
+    lake.ingest(inputs(range(3), scenarios=2, telemetry=True), "eu-central", registry=lake_synth.REGISTRY)
+    report = lake.check("eu-central")
+    assert report.ok, report.problems
+    assert report.counts["scenarios"] == 9
+    # damage: remove one scenario's tracks behind the lake's back, then commit a version that pins it
+    store = lake.store("eu-central")
+    victim = lake.snapshot("eu-central").scenarios()[0].scenario_id
+    DeltaTable(store.uri(TRACKS)).delete(f"scenario_id = '{victim}'")
+    from datadrive.lake.tables import commit_record
+    from datetime import UTC, datetime
+    from deltalake import CommitProperties, write_deltalake
+
+    versions = dict(store.resolve().table_versions, tracks=store.head(TRACKS))
+    write_deltalake(
+        store.uri(INGESTS),
+        INGESTS.schema.empty_table(),
+        mode="append",
+        commit_properties=CommitProperties(commit_record("ingest", versions, now=datetime.now(UTC))),
+    )
+    damaged = lake.check("eu-central")
+    assert not damaged.ok
+    assert any("half-written" in p for p in damaged.problems)

@@ -550,6 +550,35 @@ def audit_cmd(
     _print_rows(table, as_json=as_json, title="audit log", limit=max(limit, 1) if limit else table.num_rows)
 
 
+@lake_app.command("check")
+def check_cmd(
+    lake: LakeOpt,
+    region: RegionOpt = None,
+    as_of: Annotated[int | None, typer.Option("--as-of", help="Lake version to check (default: latest).")] = None,
+    as_json: JsonOpt = False,
+    tenant: TenantOpt = None,
+    user: UserOpt = None,
+    home: HomeOpt = None,
+) -> None:
+    """Check that a region is whole: every table reads, nothing duplicated or half-written. Exit 2 if not."""
+    try:
+        lk = _open(lake, user=user, tenant=tenant, home=home, region=region)
+        report = lk.check(region, as_of)
+    except DatadriveError as exc:
+        _fail(str(exc))
+        return
+    if as_json:
+        print(json.dumps({"region": report.region, "version": report.version, "ok": report.ok, "problems": list(report.problems), "counts": report.counts, "pending": report.pending}))
+    elif report.ok:
+        rows = ", ".join(f"{k} {v}" for k, v in report.counts.items())
+        _out.print(f"region {report.region} @ lake version {report.version}: whole ({rows}; {report.pending} batches pending clean-up)", highlight=False)
+    else:
+        for p in report.problems:
+            _err.print(f"[bold red]problem:[/] {escape(p)}", highlight=False)
+    if not report.ok:
+        raise typer.Exit(code=2)
+
+
 # --------------------------------------------------------------------------- export / derived / erase / optimize
 
 

@@ -6,6 +6,7 @@ protocol, residency, the audit chain and the SQL views.
 """
 
 from datadrive.lake.audit import AuditVerification
+from datadrive.lake.check import CheckReport
 from datadrive.lake.config import (
     DERIVED_KINDS,
     EXTERNAL,
@@ -33,6 +34,7 @@ __all__ = [
     "EXTERNAL",
     "LAKE_SCHEMA_VERSION",
     "AuditVerification",
+    "CheckReport",
     "CoordinatePublisher",
     "Engine",
     "EraseReport",

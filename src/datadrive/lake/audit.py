@@ -109,9 +109,10 @@ def append(store: RegionStore, event: AuditEvent, now: Callable[[], datetime]) -
     from deltalake import CommitProperties, write_deltalake
 
     detail_json = json.dumps(dict(event.detail), sort_keys=True, default=str)
-    with region_lock(store.root, "audit"):
-        if not store.exists(AUDIT):
+    if not store.exists(AUDIT):
+        with region_lock(store.root, "commit"):  # tables are created under the commit lock only
             store.ensure(now())
+    with region_lock(store.root, "audit"):
         seq, prev = _head(store)
         t = now().astimezone(UTC)
         time_us = int(t.timestamp() * 1_000_000)

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import pyarrow as pa
 import pyarrow.dataset as ds
 
 from datadrive.errors import StorageError
@@ -137,21 +138,27 @@ def plan_erase(store: RegionStore, e: Erasure) -> dict[str, Any]:
     telemetry_keys |= {(r["source"], r["telemetry_id"]) for r in s_rows if r["telemetry_id"]}
     scenario_keys |= {(r["source"], r["ego_scenario_id"]) for r in t_rows if r["ego_scenario_id"]}
     touched = {r["input_sha256"] for r in s_rows + t_rows}
-    # inputs with nothing left after the erasure leave the ledger too
+    # inputs with nothing left leave the ledger; the others get their counts updated
     emptied: list[str] = []
+    recount: dict[str, list[int]] = {}
     if touched:
         flt = (ds.field("tenant") == e.tenant) & ds.field("input_sha256").isin(sorted(touched))
-        left_s = scen.to_table(columns=["input_sha256", "source", "scenario_id"], filter=flt).to_pylist()
+        left_s = scen.to_table(columns=["input_sha256", "source", "scenario_id", "telemetry_id"], filter=flt)
         left_t = tel.to_table(
             columns=["input_sha256", "source", "telemetry_id"], filter=flt & (ds.field("row_kind") == "log")
-        ).to_pylist()
-        remaining = {
-            r["input_sha256"] for r in left_s if (r["source"], r["scenario_id"]) not in scenario_keys
-        }
-        remaining |= {
-            r["input_sha256"] for r in left_t if (r["source"], r["telemetry_id"]) not in telemetry_keys
-        }
+        )
+        for sha in sorted(touched):
+            recount[sha] = [0, 0]
+        for r in left_s.to_pylist():
+            if (r["source"], r["scenario_id"]) not in scenario_keys and r["telemetry_id"] is None:
+                recount[r["input_sha256"]][0] += 1
+        for r in left_t.to_pylist():
+            if (r["source"], r["telemetry_id"]) not in telemetry_keys:
+                recount[r["input_sha256"]][1] += 1
+        remaining = {r["input_sha256"] for r in left_s.to_pylist() if (r["source"], r["scenario_id"]) not in scenario_keys}
+        remaining |= {r["input_sha256"] for r in left_t.to_pylist() if (r["source"], r["telemetry_id"]) not in telemetry_keys}
         emptied = sorted(touched - remaining)
+        recount = {k: v for k, v in recount.items() if k not in emptied}
     return {
         "op": "erase",
         "erase_id": uuid.uuid4().hex,
@@ -159,6 +166,7 @@ def plan_erase(store: RegionStore, e: Erasure) -> dict[str, Any]:
         "scenario_keys": sorted(scenario_keys),
         "telemetry_keys": sorted(telemetry_keys),
         "inputs": emptied,
+        "recount": recount,
     }
 
 
@@ -214,6 +222,47 @@ def _rewrite_without(
     return True
 
 
+def _rewrite_ledger(
+    store: RegionStore, tenant: str, emptied: list[str], recount: dict[str, list[int]], props: Any
+) -> bool:
+    """Drop emptied inputs from the ledger and update the counts of partly erased ones (one commit)."""
+    from deltalake import write_deltalake
+
+    touched = sorted(set(emptied) | set(recount))
+    if not touched:
+        return False
+    data = store.table(INGESTS).to_pyarrow_dataset()
+    flt = (ds.field("tenant") == tenant) & ds.field("input_sha256").isin(touched)
+    batches = sorted(set(data.to_table(columns=["batch_id"], filter=flt).column("batch_id").to_pylist()))
+    if not batches:
+        return False
+    rows = conform(
+        INGESTS, data.to_table(filter=(ds.field("tenant") == tenant) & ds.field("batch_id").isin(batches))
+    ).to_pylist()
+    kept = []
+    for r in rows:
+        sha = r["input_sha256"]
+        if sha in emptied:
+            continue
+        if sha in recount:
+            r["num_scenarios"], r["num_telemetry"] = recount[sha]
+        kept.append(r)
+    predicate = f"tenant = {sql_quote(tenant)} AND batch_id IN ({', '.join(sql_quote(b) for b in batches)})"
+    if kept:
+        write_deltalake(
+            store.uri(INGESTS),
+            conform(INGESTS, pa.Table.from_pylist(kept, schema=INGESTS.schema)),
+            mode="overwrite",
+            predicate=predicate,
+            partition_by=list(INGESTS.partition_by),
+            storage_options=store.root.storage_options(),
+            commit_properties=props,
+        )
+    else:
+        store.table(INGESTS).delete(predicate, commit_properties=props)
+    return True
+
+
 def ids_digest(plan: Mapping[str, Any]) -> str:
     payload = json.dumps([plan["scenario_keys"], plan["telemetry_keys"], plan["inputs"]], sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()
@@ -246,12 +295,7 @@ def finish_erase(store: RegionStore, plan: Mapping[str, Any], now: Callable[[], 
             ids_sha256=ids_digest(plan),
         )
         props = CommitProperties(custom_metadata=record)
-        ledger_rows = (
-            (ds.field("tenant") == tenant) & ds.field("input_sha256").isin(list(plan["inputs"]))
-            if plan["inputs"]
-            else None
-        )
-        if not _rewrite_without(store, INGESTS, tenant, ledger_rows, props):
+        if not _rewrite_ledger(store, tenant, list(plan["inputs"]), dict(plan.get("recount", {})), props):
             write_deltalake(
                 store.uri(INGESTS),
                 INGESTS.schema.empty_table(),

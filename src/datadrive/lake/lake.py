@@ -25,6 +25,7 @@ import pyarrow as pa
 
 from datadrive.errors import AccessDeniedError, ConfigError, LakeError, ResidencyError, StorageError
 from datadrive.lake import audit as audit_log
+from datadrive.lake.check import CheckReport, check_region
 from datadrive.lake.config import DERIVED_KINDS, EXTERNAL, LakeConfig, Principal, RegionConfig
 from datadrive.lake.engines import Engine
 from datadrive.lake.erase import EraseReport, Erasure, finish_erase, ids_digest, plan_erase
@@ -250,6 +251,21 @@ class Lake:
             {"rows": result.rows, "head_hash": result.head_hash, "problems": len(result.problems)},
         )
         return result
+
+    def check(self, region: str | None = None, version: int | None = None) -> CheckReport:
+        """Check that the region's lake is whole (see :mod:`datadrive.lake.check`). Audited."""
+        name = self._region_name(region)
+        self._check_raw_read(self.config.region(name), "check", "lake")
+        report = check_region(self.store(name), version)
+        self._audit(
+            name,
+            "check",
+            "lake",
+            report.version,
+            "ok" if report.ok else "failed",
+            {"problems": len(report.problems), "pending": report.pending, **report.counts},
+        )
+        return report
 
     # ------------------------------------------------------------------ writes
 

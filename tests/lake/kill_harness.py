@@ -1,0 +1,188 @@
+"""Kill ``datadrive ingest`` with SIGKILL at random moments and check the lake after each kill.
+
+Shared by ``tests/lake/test_faults.py`` (20 kills) and
+``scripts/lake_kill_stress.py`` (500). Every run prints or returns the seed
+that replays it.
+
+After every kill the lake must be whole (``Lake.check``: every table reads,
+no scenario duplicated or half-written), and hold, for every input in its
+ledger, exactly that input's scenarios; after a final uninterrupted rerun it
+must hold every input exactly once.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import lake_synth
+
+REPO = Path(__file__).resolve().parents[2]
+HERE = Path(__file__).resolve().parent
+
+
+def cli_env(**extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(HERE), str(REPO / "src"), env.get("PYTHONPATH", "")])
+    env.setdefault("DATADRIVE_USER", "stress")
+    env.update(extra)
+    return env
+
+
+def cli(
+    args: list[str], *, timeout: float = 300, env: dict[str, str] | None = None, user: list[str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run ``datadrive ARGS`` in a fresh interpreter (optionally wrapped, e.g. by setpriv)."""
+    cmd = [*(user or []), sys.executable, "-m", "datadrive.cli.main", *args]
+    return subprocess.run(
+        cmd, capture_output=True, text=True, timeout=timeout, env=env or cli_env(), check=False
+    )
+
+
+def ingest_args(lake: Path, inputs: Path, *, region: str, batch: int, workers: int) -> list[str]:
+    return [
+        "ingest", str(inputs), "--lake", str(lake), "--region", region, "--tenant", "bmw",
+        "--adapters", "lake_synth:REGISTRY", "--batch-size", str(batch), "--workers", str(workers), "--json",
+    ]  # fmt: skip
+
+
+def make_lake(root: Path, *, regions: tuple[str, ...] = ("eu-central",)) -> Path:
+    """``datadrive lake init`` of a lake under ``root`` (tenant bmw)."""
+    spec = [arg for r in regions for arg in ("--region", f"{r}=regions/{r}")]
+    out = cli(["lake", "init", str(root), "--tenant", "bmw", *spec])
+    if out.returncode != 0:
+        raise RuntimeError(f"lake init failed: {out.stderr}")
+    return root
+
+
+def expected_scenarios(inputs: list[Path]) -> dict[str, int]:
+    """input sha256 -> number of scenarios it holds (from the synthetic spec, not from the lake)."""
+    from datadrive.sources.base import file_sha256
+
+    return {file_sha256(p): int(lake_synth.spec(p).get("scenarios", 1)) for p in inputs}
+
+
+def verify(lake: Path, region: str, expected: dict[str, int], *, complete: bool) -> tuple[list[str], int]:
+    """Problems with the lake after a kill (or, with ``complete``, after the final rerun).
+
+    Returns:
+        The problems, and how many batches a killed writer left for clean-up
+        (the kill landed between a batch's first write and its commit).
+    """
+    import pyarrow.compute as pc
+
+    from datadrive.cli.lake import load_lake_config
+    from datadrive.lake import Lake, Principal
+
+    config = load_lake_config(lake)
+    lk = Lake(config, Principal("checker", "bmw", region))
+    report = lk.check(region)
+    problems = list(report.problems)
+    snap = lk.snapshot(region)
+    ledger = snap.table("ingests", columns=["input_sha256", "num_scenarios"])
+    scen = snap.table("scenarios", columns=["input_sha256", "scenario_id"])
+    per_input: dict[str, int] = {}
+    for sha in scen.column("input_sha256").to_pylist():
+        per_input[sha] = per_input.get(sha, 0) + 1
+    for sha, n in zip(
+        ledger.column("input_sha256").to_pylist(), ledger.column("num_scenarios").to_pylist(), strict=True
+    ):
+        if sha not in expected:
+            problems.append(f"unknown input {sha[:12]} in the ledger")
+        elif n != expected[sha] or per_input.get(sha, 0) != expected[sha]:
+            problems.append(f"input {sha[:12]}: {per_input.get(sha, 0)} scenarios, expected {expected[sha]}")
+    extra = set(per_input) - set(ledger.column("input_sha256").to_pylist())
+    if extra:
+        problems.append(f"{len(extra)} input(s) visible without a ledger row")
+    if complete:
+        missing = set(expected) - set(ledger.column("input_sha256").to_pylist())
+        if missing:
+            problems.append(f"{len(missing)} input(s) missing after the rerun")
+        if int(pc.count(scen.column("scenario_id")).as_py()) != sum(expected.values()):
+            problems.append("scenario count differs from the inputs'")
+    audit = lk.verify_audit(region)
+    if not audit.ok:
+        problems.extend(audit.problems)
+    return problems, report.pending
+
+
+@dataclass
+class KillStats:
+    seed: int
+    kills: int = 0
+    completed_before_kill: int = 0
+    mid_commit: int = 0
+    lakes: int = 0
+    problems: list[str] = field(default_factory=list)
+
+
+def run(
+    workdir: Path,
+    *,
+    seed: int,
+    kills: int,
+    kills_per_lake: int = 5,
+    files: int = 24,
+    batch: int = 2,
+    max_delay_s: float = 4.0,
+    sleep_s: float = 0.03,
+    log: bool = False,
+) -> KillStats:
+    """Kill ingests ``kills`` times; a fresh lake every ``kills_per_lake`` kills, each finished by a rerun."""
+    rng = random.Random(seed)
+    stats = KillStats(seed=seed)
+    region = "eu-central"
+    lake_no = 0
+    while stats.kills < kills:
+        lake_no += 1
+        root = make_lake(workdir / f"lake{lake_no}")
+        inputs = lake_synth.write_inputs(
+            workdir / f"in{lake_no}",
+            range(lake_no * 1000, lake_no * 1000 + files),
+            scenarios=2,
+            sleep_s=sleep_s,
+        )
+        expected = expected_scenarios(inputs)
+        for _ in range(min(kills_per_lake, kills - stats.kills)):
+            workers = rng.choice([1, 1, 2])
+            delay = rng.uniform(0.3, max_delay_s)
+            proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "datadrive.cli.main",
+                    *ingest_args(root, inputs[0].parent, region=region, batch=batch, workers=workers),
+                ],
+                env=cli_env(),
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,  # kill the whole group: the pool's workers too
+            )
+            t0 = time.monotonic()
+            while time.monotonic() - t0 < delay and proc.poll() is None:
+                time.sleep(0.01)
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+            else:
+                stats.completed_before_kill += 1
+            proc.wait()
+            stats.kills += 1
+            found, pending = verify(root, region, expected, complete=False)
+            stats.mid_commit += pending > 0
+            if log:
+                print(f"seed {seed} kill {stats.kills}: lake {lake_no}, after {delay:.2f}s, workers {workers}: "
+                      f"{'ok' if not found else found[:3]}{' (killed mid-commit)' if pending else ''}", flush=True)  # fmt: skip
+            stats.problems += [f"kill {stats.kills} (lake {lake_no}, {delay:.2f}s): {p}" for p in found]
+        rerun = cli(ingest_args(root, inputs[0].parent, region=region, batch=batch, workers=1))
+        if rerun.returncode != 0:
+            stats.problems.append(f"lake {lake_no}: the rerun failed: {rerun.stderr.strip()[-500:]}")
+        found, _ = verify(root, region, expected, complete=True)
+        stats.problems += [f"lake {lake_no} after the rerun: {p}" for p in found]
+        stats.lakes += 1
+    return stats
