@@ -151,7 +151,12 @@ def run(
         expected = expected_scenarios(inputs)
         for _ in range(min(kills_per_lake, kills - stats.kills)):
             workers = rng.choice([1, 1, 2])
+            # half the kills land at a random moment; half inside a commit (after the batch's
+            # pending marker appears, before or during its writes), the window that matters most
+            in_commit = rng.random() < 0.5
             delay = rng.uniform(0.3, max_delay_s)
+            nth_commit, extra_s = rng.randint(1, 6), rng.uniform(0.0, 0.25)
+            pending_dir = root / "regions" / region / "_datadrive" / "pending"
             proc = subprocess.Popen(
                 [
                     sys.executable,
@@ -165,8 +170,16 @@ def run(
                 start_new_session=True,  # kill the whole group: the pool's workers too
             )
             t0 = time.monotonic()
-            while time.monotonic() - t0 < delay and proc.poll() is None:
-                time.sleep(0.01)
+            seen: set[str] = set()
+            deadline = t0 + delay if not in_commit else t0 + 60.0
+            while proc.poll() is None and time.monotonic() < deadline:
+                if in_commit:
+                    names = {p.name for p in pending_dir.glob("*.json")} if pending_dir.is_dir() else set()
+                    if names - seen:
+                        seen |= names
+                        if len(seen) >= nth_commit:
+                            deadline = min(deadline, time.monotonic() + extra_s)
+                time.sleep(0.002)
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGKILL)
             else:
@@ -176,9 +189,10 @@ def run(
             found, pending = verify(root, region, expected, complete=False)
             stats.mid_commit += pending > 0
             if log:
-                print(f"seed {seed} kill {stats.kills}: lake {lake_no}, after {delay:.2f}s, workers {workers}: "
+                when = f"in commit {nth_commit} +{extra_s:.3f}s" if in_commit else f"after {delay:.2f}s"
+                print(f"seed {seed} kill {stats.kills}: lake {lake_no}, {when}, workers {workers}: "
                       f"{'ok' if not found else found[:3]}{' (killed mid-commit)' if pending else ''}", flush=True)  # fmt: skip
-            stats.problems += [f"kill {stats.kills} (lake {lake_no}, {delay:.2f}s): {p}" for p in found]
+            stats.problems += [f"kill {stats.kills} (lake {lake_no}): {p}" for p in found]
         rerun = cli(ingest_args(root, inputs[0].parent, region=region, batch=batch, workers=1))
         if rerun.returncode != 0:
             stats.problems.append(f"lake {lake_no}: the rerun failed: {rerun.stderr.strip()[-500:]}")
