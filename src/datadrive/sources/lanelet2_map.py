@@ -135,7 +135,7 @@ from datadrive.core.scenario import (
     ScenarioMetadata,
     Tracks,
 )
-from datadrive.core.typing import NDArrayFloat, NDArrayInt
+from datadrive.core.typing import NDArrayAny, NDArrayFloat, NDArrayInt
 from datadrive.errors import (
     ConfigError,
     CorruptFileError,
@@ -329,31 +329,76 @@ def utm_local_xy(
 # --------------------------------------------------------------------------- geometry
 
 
-def _dedupe(points: NDArrayFloat) -> NDArrayFloat:
-    """Drop points that repeat the previous one in x, y."""
-    if points.shape[0] < 2:
-        return points
-    step = np.hypot(*np.diff(points[:, :2], axis=0).T)
-    kept: NDArrayFloat = points[np.concatenate([[True], step > 0.0])]
-    return kept
+def _flatten(polylines: Sequence[NDArrayFloat]) -> tuple[NDArrayFloat, NDArrayInt, NDArrayInt]:
+    """``(P, D)`` points of all polylines, ``(P,)`` owner index, ``(N + 1,)`` offsets."""
+    counts = np.fromiter((p.shape[0] for p in polylines), dtype=np.int64, count=len(polylines))
+    offsets = np.zeros(counts.shape[0] + 1, dtype=np.int64)
+    np.cumsum(counts, out=offsets[1:])
+    owner = np.repeat(np.arange(counts.shape[0], dtype=np.int64), counts)
+    return np.concatenate(polylines), owner, offsets
 
 
-def _arc_fraction(points: NDArrayFloat) -> NDArrayFloat:
-    """``(N,)`` arc length from the first point over the total, in [0, 1]."""
-    n = points.shape[0]
-    if n == 1:
-        return np.zeros(1, dtype=np.float64)
-    s = np.concatenate([[0.0], np.cumsum(np.hypot(*np.diff(points[:, :2], axis=0).T))])
-    if s[-1] <= 0.0:
-        return np.linspace(0.0, 1.0, n)
-    fraction: NDArrayFloat = s / s[-1]
-    return fraction
+def _group_cumsum(values: NDArrayFloat, offsets: NDArrayInt) -> NDArrayFloat:
+    """Cumulative sum restarting at every group start (groups given by ``offsets``)."""
+    total = np.cumsum(values)
+    before = np.concatenate([[0.0], total])[offsets[:-1]]
+    counts = np.diff(offsets)
+    out: NDArrayFloat = total - np.repeat(before, counts)
+    return out
 
 
-def _resample(points: NDArrayFloat, fraction: NDArrayFloat, at: NDArrayFloat) -> NDArrayFloat:
-    if points.shape[0] == 1:
-        return np.repeat(points, at.shape[0], axis=0)
-    return np.stack([np.interp(at, fraction, points[:, k]) for k in range(points.shape[1])], axis=-1)
+def _centerlines(lefts: Sequence[NDArrayFloat], rights: Sequence[NDArrayFloat]) -> list[NDArrayFloat]:
+    """:func:`centerline_from_bounds` (not paired) for many lanes at once."""
+    n = len(lefts)
+    if n == 0:
+        return []
+    flat, owner, offsets = _flatten([*lefts, *rights])  # polyline k < n: left of lane k; n + k: right
+    if int(np.diff(offsets).min()) == 0:
+        raise ValueError("a lane bound has no points")
+    # drop points that repeat the previous one of the same polyline
+    step = np.hypot(*np.diff(flat[:, :2], axis=0).T)
+    keep = np.concatenate([[True], (step > 0.0) | (owner[1:] != owner[:-1])])
+    flat, owner = flat[keep], owner[keep]
+    counts = np.bincount(owner, minlength=2 * n)
+    offsets = np.concatenate([[0], np.cumsum(counts)])
+    # normalised arc length of every point within its polyline
+    seg = np.concatenate([[0.0], np.hypot(*np.diff(flat[:, :2], axis=0).T)])
+    seg[offsets[:-1]] = 0.0
+    s = _group_cumsum(seg, offsets)
+    total = np.repeat(s[offsets[1:] - 1], counts)  # repeated points are gone: 0 only for one-point bounds
+    fraction = s / np.where(total > 0, total, 1.0)
+    # query parameters per lane: the union of both bounds' fractions, near-duplicates merged
+    lane = owner % n
+    order = np.lexsort((fraction, lane))
+    q_lane, q_t = lane[order], fraction[order]
+    fresh = np.concatenate([[True], (q_lane[1:] != q_lane[:-1]) | (np.diff(q_t) > 1e-9)])
+    q_lane, q_t = q_lane[fresh], q_t[fresh]
+    left_at = _interpolate(flat, owner, offsets, fraction, q_lane, q_t)
+    right_at = _interpolate(flat, owner, offsets, fraction, q_lane + n, q_t)
+    middle = (left_at + right_at) / 2.0
+    return np.split(middle, np.cumsum(np.bincount(q_lane, minlength=n))[:-1])
+
+
+def _interpolate(
+    flat: NDArrayFloat,
+    owner: NDArrayInt,
+    offsets: NDArrayInt,
+    fraction: NDArrayFloat,
+    q_owner: NDArrayInt,
+    q_t: NDArrayFloat,
+) -> NDArrayFloat:
+    """Points of polylines ``q_owner`` at normalised arc length ``q_t`` (``np.interp`` per polyline)."""
+    key = owner * 2.0 + fraction  # fractions lie in [0, 1]: keys of one polyline never mix with the next
+    i = np.searchsorted(key, q_owner * 2.0 + q_t, side="right") - 1
+    start, end = offsets[q_owner], offsets[q_owner + 1]
+    i = np.clip(i, start, np.maximum(end - 2, start))
+    j = np.minimum(i + 1, end - 1)
+    span = fraction[j] - fraction[i]
+    w = np.clip(np.where(span > 0, (q_t - fraction[i]) / np.where(span > 0, span, 1.0), 0.0), 0.0, 1.0)
+    blend = flat[i] + w[:, None] * (flat[j] - flat[i])
+    # at a vertex, its own value (a NaN height next door must not leak in, as with np.interp)
+    out: NDArrayFloat = np.where((w == 0.0)[:, None], flat[i], np.where((w == 1.0)[:, None], flat[j], blend))
+    return out
 
 
 def centerline_from_bounds(left: NDArrayFloat, right: NDArrayFloat, *, paired: bool = False) -> NDArrayFloat:
@@ -381,42 +426,48 @@ def centerline_from_bounds(left: NDArrayFloat, right: NDArrayFloat, *, paired: b
     if paired and left.shape[0] == right.shape[0]:
         middle: NDArrayFloat = (left + right) / 2.0
         return middle
-    left, right = _dedupe(left), _dedupe(right)
-    fl, fr = _arc_fraction(left), _arc_fraction(right)
-    at = np.unique(np.concatenate([fl, fr]))
-    at = at[np.concatenate([[True], np.diff(at) > 1e-9])]
-    center: NDArrayFloat = (_resample(left, fl, at) + _resample(right, fr, at)) / 2.0
-    return center
+    return _centerlines([left], [right])[0]
 
 
-def _signed_distance(line_xy: NDArrayFloat, point: NDArrayFloat) -> float:
-    """Distance from ``point`` to the polyline, positive when the point is on its left."""
-    if line_xy.shape[0] == 1:
-        return float(np.hypot(*(point - line_xy[0])))
-    a, ab = line_xy[:-1], np.diff(line_xy, axis=0)
-    ap = point - a
+def _signed_distances(lines: Sequence[NDArrayFloat], points: NDArrayFloat) -> NDArrayFloat:
+    """``(N,)`` distance from ``points[k]`` to polyline ``lines[k]`` (2-D), positive on its left."""
+    flat, owner, offsets = _flatten(lines)
+    out: NDArrayFloat = np.hypot(*(points - flat[offsets[:-1]]).T)  # one-point lines: distance to the point
+    inner = owner[1:] == owner[:-1]
+    a, b, so = flat[:-1][inner], flat[1:][inner], owner[:-1][inner]
+    if so.shape[0] == 0:
+        return out
+    ab, ap = b - a, points[so] - a
     length2 = np.einsum("ij,ij->i", ab, ab)
     t = np.clip(np.einsum("ij,ij->i", ap, ab) / np.where(length2 > 0, length2, 1.0), 0.0, 1.0)
     d = np.hypot(*(ap - t[:, None] * ab).T)
-    i = int(np.argmin(d))
-    cross = ab[i, 0] * ap[i, 1] - ab[i, 1] * ap[i, 0]
-    return float(d[i]) if cross > 0 else -float(d[i])
+    cross = ab[:, 0] * ap[:, 1] - ab[:, 1] * ap[:, 0]
+    order = np.lexsort((np.arange(d.shape[0]), d, so))  # per line, the nearest segment (first on ties)
+    first = order[np.concatenate([[True], so[order][1:] != so[order][:-1]])]
+    out[so[first]] = np.where(cross[first] > 0, d[first], -d[first])
+    return out
 
 
-def _middle_point(xy: NDArrayFloat) -> NDArrayFloat:
-    n = xy.shape[0]
-    mid: NDArrayFloat = xy[n // 2] if n > 2 else (xy[0] + xy[-1]) / 2.0
+def _middle_points(lines: Sequence[NDArrayFloat], reversed_: NDArrayAny | None = None) -> NDArrayFloat:
+    """``(N, 2)`` lanelet2's middle point of each line (its middle vertex, or the mean of its ends)."""
+    flat, _, offsets = _flatten(lines)
+    n = np.diff(offsets)
+    k = n // 2 if reversed_ is None else np.where(reversed_, n - 1 - n // 2, n // 2)
+    ends = (flat[offsets[:-1]] + flat[offsets[1:] - 1]) / 2.0
+    mid: NDArrayFloat = np.where((n > 2)[:, None], flat[offsets[:-1] + np.minimum(k, n - 1)], ends)
     return mid
 
 
-def _align(left_xy: NDArrayFloat, right_xy: NDArrayFloat) -> tuple[bool, bool]:
-    """Whether to invert the left and the right bound (lanelet2's ``geometry::align``)."""
-    if (left_xy.shape[0] <= 1 and right_xy.shape[0] <= 1) or not left_xy.shape[0] or not right_xy.shape[0]:
-        return False, False
-    invert_left = left_xy.shape[0] > 1 and not _signed_distance(left_xy, _middle_point(right_xy)) < 0
-    if invert_left:
-        left_xy = left_xy[::-1]
-    invert_right = right_xy.shape[0] > 1 and not _signed_distance(right_xy, _middle_point(left_xy)) > 0
+def _align_many(
+    lefts: Sequence[NDArrayFloat], rights: Sequence[NDArrayFloat]
+) -> tuple[NDArrayAny, NDArrayAny]:
+    """Whether to invert each left and right bound (lanelet2's ``geometry::align``), 2-D points."""
+    nl = np.fromiter((p.shape[0] for p in lefts), dtype=np.int64, count=len(lefts))
+    nr = np.fromiter((p.shape[0] for p in rights), dtype=np.int64, count=len(rights))
+    active = ~((nl <= 1) & (nr <= 1))
+    invert_left = active & (nl > 1) & ~(_signed_distances(lefts, _middle_points(rights)) < 0)
+    left_middle = _middle_points(lefts, invert_left)
+    invert_right = active & (nr > 1) & ~(_signed_distances(rights, left_middle) > 0)
     return invert_left, invert_right
 
 
@@ -453,84 +504,162 @@ class _Osm:
         self.warnings.append(message)
 
 
-def _tags(element: ET.Element) -> dict[str, str]:
-    return {t.get("k", ""): t.get("v", "") for t in element.iter("tag")}
+class _OsmCollector:
+    """expat callbacks that collect OSM elements as strings in one pass (no element tree).
+
+    Top-level ``node``, ``way`` and ``relation`` elements are kept unless
+    marked ``action='delete'``; their ``tag``, ``nd`` and ``member`` children
+    are read, everything else is ignored.
+    """
+
+    def __init__(self) -> None:
+        self.root = ""
+        self.node_ids: list[str] = []
+        self.lat: list[str | None] = []
+        self.lon: list[str | None] = []
+        self.ele: list[str] = []
+        self.ways: list[tuple[str, list[str], dict[str, str]]] = []
+        self.relations: list[tuple[str, list[tuple[str, str, str]], dict[str, str]]] = []
+        self._depth = 0
+        self._kind = ""  # the open top-level element: "node", "way", "relation" or "" (ignored)
+        self._tags: dict[str, str] = {}
+        self._refs: list[str] = []
+        self._members: list[tuple[str, str, str]] = []
+
+    def start(self, name: str, attrs: dict[str, str]) -> None:
+        self._depth += 1
+        if self._depth == 1:
+            self.root = name
+        elif self._depth == 2:
+            self._kind = (
+                name if name in ("node", "way", "relation") and attrs.get("action") != "delete" else ""
+            )
+            if self._kind == "node":
+                self.node_ids.append(attrs.get("id", ""))
+                self.lat.append(attrs.get("lat"))
+                self.lon.append(attrs.get("lon"))
+                self.ele.append("nan")
+            elif self._kind:
+                self._id, self._tags, self._refs, self._members = attrs.get("id", ""), {}, [], []
+        elif self._depth == 3 and self._kind:
+            if name == "tag":
+                key = attrs.get("k", "")
+                if self._kind != "node":
+                    self._tags[key] = attrs.get("v", "")
+                elif key == "ele":
+                    self.ele[-1] = attrs.get("v", "nan")
+            elif name == "nd" and self._kind == "way":
+                self._refs.append(attrs.get("ref", ""))
+            elif name == "member" and self._kind == "relation":
+                self._members.append((attrs.get("type", ""), attrs.get("ref", ""), attrs.get("role", "")))
+
+    def end(self, name: str) -> None:
+        if self._depth == 2:
+            if self._kind == "way":
+                self.ways.append((self._id, self._refs, self._tags))
+            elif self._kind == "relation":
+                self.relations.append((self._id, self._members, self._tags))
+            self._kind = ""
+        self._depth -= 1
 
 
-def _osm_id(element: ET.Element, path: Path) -> int:
-    raw = element.get("id")
+def _collect_osm(data: bytes, path: Path) -> _OsmCollector:
+    """Run expat over the bytes, refusing DTDs and entities as :func:`parse_xml` does."""
+    collector = _OsmCollector()
+    parser = expat.ParserCreate()
+    parser.StartElementHandler = collector.start
+    parser.EndElementHandler = collector.end
+    parser.StartDoctypeDeclHandler = _refuse
+    parser.EntityDeclHandler = _refuse
+    parser.UnparsedEntityDeclHandler = _refuse
+    parser.ExternalEntityRefHandler = _refuse  # type: ignore[assignment]
     try:
-        return int(raw)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        raise InvalidValueError(path, f"a {element.tag} has id {raw!r}, not an integer") from None
+        parser.Parse(data, True)
+    except _RefusedDeclarationError:
+        raise CorruptFileError(
+            path, "the XML declares a DTD or entities, which datadrive refuses (XML-bomb protection)"
+        ) from None
+    except expat.ExpatError as exc:
+        raise CorruptFileError(
+            path, f"not well-formed XML ({expat.ErrorString(exc.code)}, line {exc.lineno})"
+        ) from None
+    return collector
 
 
-def _parse_osm(root: ET.Element, path: Path) -> _Osm:
-    if root.tag != "osm":
-        raise UnsupportedFormatError(path, f"the XML root is <{root.tag}>, not <osm>")
-    ids: list[int] = []
-    lat: list[str] = []
-    lon: list[str] = []
-    ele: list[str] = []
-    way_elements: list[tuple[int, ET.Element]] = []
-    relations: dict[int, _Relation] = {}
-    for el in root:
-        if el.get("action") == "delete" or el.tag not in ("node", "way", "relation"):
-            continue
-        oid = _osm_id(el, path)
-        if el.tag == "node":
-            la, lo = el.get("lat"), el.get("lon")
-            if la is None or lo is None:
-                raise SchemaMismatchError(path, f"node {oid} has no lat/lon attribute")
-            ids.append(oid)
-            lat.append(la)
-            lon.append(lo)
-            ele.append(next((t.get("v", "nan") for t in el.iter("tag") if t.get("k") == "ele"), "nan"))
-        elif el.tag == "way":
-            way_elements.append((oid, el))
-        else:
-            if oid in relations:
-                raise InvalidValueError(path, f"relation id {oid} appears twice")
-            members = []
-            for m in el.iter("member"):
-                try:
-                    members.append((m.get("type", ""), int(m.get("ref", "")), m.get("role", "")))
-                except ValueError:
-                    raise InvalidValueError(
-                        path, f"relation {oid} has a member ref that is not an integer"
-                    ) from None
-            relations[oid] = _Relation(tuple(members), _tags(el))
-    node_ids = np.asarray(ids, dtype=np.int64)
+def _integers(values: list[str], what: str, path: Path) -> NDArrayInt:
     try:
-        lat_deg = np.asarray(lat, dtype=np.str_).astype(np.float64)
-        lon_deg = np.asarray(lon, dtype=np.str_).astype(np.float64)
-        ele_m = np.asarray(ele, dtype=np.str_).astype(np.float64)
+        return np.fromiter(map(int, values), dtype=np.int64, count=len(values))
+    except (ValueError, OverflowError):
+        bad = next((v for v in values if not v.strip().lstrip("+-").isdigit()), values[0])
+        raise InvalidValueError(path, f"a {what} is {bad[:40]!r}, not an integer") from None
+
+
+def _floats(values: list[str]) -> NDArrayFloat:
+    """Raises ValueError naming the first value that is not a number."""
+    return np.fromiter(map(float, values), dtype=np.float64, count=len(values))
+
+
+def _parse_osm(data: bytes, path: Path) -> _Osm:
+    raw = _collect_osm(data, path)
+    if raw.root != "osm":
+        raise UnsupportedFormatError(path, f"the XML root is <{raw.root}>, not <osm>")
+    if None in raw.lat or None in raw.lon:
+        i = next(i for i, (a, b) in enumerate(zip(raw.lat, raw.lon, strict=True)) if a is None or b is None)
+        raise SchemaMismatchError(path, f"node {raw.node_ids[i]} has no lat/lon attribute")
+    node_ids = _integers(raw.node_ids, "node id", path)
+    try:
+        lat_deg = _floats(raw.lat)  # type: ignore[arg-type]  # None was ruled out above
+        lon_deg = _floats(raw.lon)  # type: ignore[arg-type]
+        ele_m = _floats(raw.ele)
     except ValueError as exc:
         raise InvalidValueError(path, f"a node coordinate is not a number ({exc})") from None
-    finite = np.isfinite(lat_deg) & np.isfinite(lon_deg)
-    in_range = finite & (np.abs(lat_deg) <= 90.0) & (np.abs(lon_deg) <= 180.0)
+    in_range = (
+        np.isfinite(lat_deg) & np.isfinite(lon_deg) & (np.abs(lat_deg) <= 90.0) & (np.abs(lon_deg) <= 180.0)
+    )
     if not in_range.all():
         bad = int(np.flatnonzero(~in_range)[0])
         raise InvalidValueError(
-            path, f"node {node_ids[bad]} has lat/lon ({lat[bad]}, {lon[bad]}), not a position on Earth"
+            path,
+            f"node {node_ids[bad]} has lat/lon ({raw.lat[bad]}, {raw.lon[bad]}), not a position on Earth",
         )
     ele_m[~np.isfinite(ele_m)] = np.nan
-    row_of = {int(i): r for r, i in enumerate(ids)}
-    if len(row_of) != len(ids):
+    order = np.argsort(node_ids, kind="stable")
+    sorted_ids = node_ids[order]
+    if sorted_ids.shape[0] > 1 and bool(np.any(sorted_ids[1:] == sorted_ids[:-1])):
         raise InvalidValueError(path, "a node id appears twice")
+
+    relations: dict[int, _Relation] = {}
+    rel_ids = _integers([r[0] for r in raw.relations], "relation id", path)
+    member_refs = _integers([m[1] for r in raw.relations for m in r[1]], "relation member ref", path).tolist()
+    k = 0
+    for rel_id, (_, members, tags) in zip(rel_ids.tolist(), raw.relations, strict=True):
+        if rel_id in relations:
+            raise InvalidValueError(path, f"relation id {rel_id} appears twice")
+        refs = member_refs[k : k + len(members)]
+        k += len(members)
+        relations[rel_id] = _Relation(
+            tuple((t, ref, role) for (t, _, role), ref in zip(members, refs, strict=True)), tags
+        )
+
     osm = _Osm(node_ids, lat_deg, lon_deg, ele_m, {}, relations)
-    for oid, el in way_elements:
-        if oid in osm.ways:
-            raise InvalidValueError(path, f"way id {oid} appears twice")
-        try:
-            refs = tuple(int(nd.get("ref", "")) for nd in el.iter("nd"))
-        except ValueError:
-            raise InvalidValueError(path, f"way {oid} has a node ref that is not an integer") from None
-        missing = [r for r in refs if r not in row_of]
-        if missing or not refs:
-            osm.warn(f"way {oid} dropped: " + (f"names missing node {missing[0]}" if missing else "no nodes"))
+    way_ids = _integers([w[0] for w in raw.ways], "way id", path)
+    lengths = np.fromiter((len(w[1]) for w in raw.ways), dtype=np.int64, count=len(raw.ways))
+    refs = _integers([r for w in raw.ways for r in w[1]], "way node ref", path)
+    pos = np.clip(np.searchsorted(sorted_ids, refs), 0, max(sorted_ids.shape[0] - 1, 0))
+    found = sorted_ids[pos] == refs if sorted_ids.shape[0] else np.zeros(refs.shape[0], dtype=np.bool_)
+    rows = order[pos] if sorted_ids.shape[0] else np.zeros(refs.shape[0], dtype=np.int64)
+    starts = np.concatenate([[0], np.cumsum(lengths)]).tolist()
+    missing = np.bincount(np.repeat(np.arange(lengths.shape[0]), lengths)[~found], minlength=lengths.shape[0])
+    ref_list = refs.tolist()
+    for i, (way_id, (_, _, tags)) in enumerate(zip(way_ids.tolist(), raw.ways, strict=True)):
+        if way_id in osm.ways:
+            raise InvalidValueError(path, f"way id {way_id} appears twice")
+        a, b = starts[i], starts[i + 1]
+        if a == b or missing[i]:
+            what = "no nodes" if a == b else f"names missing node {refs[a:b][~found[a:b]][0]}"
+            osm.warn(f"way {way_id} dropped: {what}")
             continue
-        osm.ways[oid] = _Way(np.asarray([row_of[r] for r in refs], dtype=np.int64), refs, _tags(el))
+        osm.ways[way_id] = _Way(rows[a:b], tuple(ref_list[a:b]), tags)
     return osm
 
 
@@ -720,7 +849,8 @@ class _Builder:
             self.emitted_ways.add(way_id)
         return fid
 
-    def lanelet(self, rel_id: int, rel: _Relation) -> None:
+    def borders(self, rel_id: int, rel: _Relation) -> tuple[list[int], list[int]]:
+        """The node ids of a lanelet's left and right border chains, as written."""
         sides: list[list[int]] = []
         for role in ("left", "right"):
             refs = rel.refs("way", role)
@@ -737,31 +867,44 @@ class _Builder:
                     self.path, f"lanelet {rel_id}: the ways of its {role} border do not join up"
                 )
             sides.append(chained)
-        left_ids, right_ids = sides
-        left, right = self.points(left_ids), self.points(right_ids)
-        invert_left, invert_right = _align(left[:, :2], right[:, :2])
-        if invert_left:
-            left, left_ids = left[::-1], left_ids[::-1]
-        if invert_right:
-            right, right_ids = right[::-1], right_ids[::-1]
-        subtype = rel.tags.get("subtype", "")
-        fid = f"lanelet_{rel_id}"
-        if subtype in ("crosswalk", *_PEDESTRIAN_LANELETS):
-            ring = np.concatenate([left, right[::-1], left[:1]])
-            kind = MapFeatureKind.CROSSWALK if subtype == "crosswalk" else MapFeatureKind.OTHER
-            self.builder.add(fid, kind, ring, subtype=subtype)
-            return
-        self.builder.add(
-            fid, MapFeatureKind.LANE_CENTERLINE, centerline_from_bounds(left, right), subtype=subtype
-        )
-        self.lanes[rel_id] = (left_ids, right_ids)
-        if rel.tags.get("one_way", "") == "no":
-            self.two_way.append(fid)
-        for role, relation in (("left", MapRelation.LEFT_BOUNDARY), ("right", MapRelation.RIGHT_BOUNDARY)):
-            for ref in rel.refs("way", role):
-                bound_id = self.emit_way(ref)
-                if bound_id is not None:
-                    self.builder.relate(fid, relation, bound_id)
+        return sides[0], sides[1]
+
+    def lanelets(self, lanelets: Mapping[int, _Relation]) -> None:
+        """Every lanelet: borders aligned and centerlines computed for all lanes at once."""
+        ids = list(lanelets)
+        chains = [self.borders(i, lanelets[i]) for i in ids]
+        sides = [side for chain in chains for side in chain]  # left, right, left, right, ...
+        lengths = np.fromiter((len(side) for side in sides), dtype=np.int64, count=len(sides))
+        points = np.split(self.points([i for side in sides for i in side]), np.cumsum(lengths)[:-1])
+        lefts, rights = points[0::2], points[1::2]
+        invert_left, invert_right = _align_many([p[:, :2] for p in lefts], [p[:, :2] for p in rights])
+        for i in np.flatnonzero(invert_left).tolist():
+            lefts[i], chains[i] = lefts[i][::-1], (chains[i][0][::-1], chains[i][1])
+        for i in np.flatnonzero(invert_right).tolist():
+            rights[i], chains[i] = rights[i][::-1], (chains[i][0], chains[i][1][::-1])
+        subtypes = [lanelets[i].tags.get("subtype", "") for i in ids]
+        lane = [sub not in ("crosswalk", *_PEDESTRIAN_LANELETS) for sub in subtypes]
+        lane_rows = [k for k in range(len(ids)) if lane[k]]
+        centers = iter(_centerlines([lefts[k] for k in lane_rows], [rights[k] for k in lane_rows]))
+        for k, rel_id in enumerate(ids):
+            fid, rel, subtype = f"lanelet_{rel_id}", lanelets[rel_id], subtypes[k]
+            if not lane[k]:
+                ring = np.concatenate([lefts[k], rights[k][::-1], lefts[k][:1]])
+                kind = MapFeatureKind.CROSSWALK if subtype == "crosswalk" else MapFeatureKind.OTHER
+                self.builder.add(fid, kind, ring, subtype=subtype)
+                continue
+            self.builder.add(fid, MapFeatureKind.LANE_CENTERLINE, next(centers), subtype=subtype)
+            self.lanes[rel_id] = chains[k]
+            if rel.tags.get("one_way", "") == "no":
+                self.two_way.append(fid)
+            for role, relation in (
+                ("left", MapRelation.LEFT_BOUNDARY),
+                ("right", MapRelation.RIGHT_BOUNDARY),
+            ):
+                for ref in rel.refs("way", role):
+                    bound_id = self.emit_way(ref)
+                    if bound_id is not None:
+                        self.builder.relate(fid, relation, bound_id)
 
     def topology(self) -> None:
         starts: dict[tuple[int, int], list[int]] = {}
@@ -850,7 +993,7 @@ def parse_lanelet2_map(
         InvalidValueError: bad numbers, duplicate ids, broken lanelets.
         EmptyLogError: an OSM file without nodes.
     """
-    osm = _parse_osm(parse_xml(data, path), path)
+    osm = _parse_osm(data, path)
     if osm.node_ids.shape[0] == 0:
         raise EmptyLogError(path, "the OSM file has no nodes")
     lanelets = {i: r for i, r in osm.relations.items() if r.tags.get("type") == "lanelet"}
@@ -870,8 +1013,7 @@ def parse_lanelet2_map(
     xyz = np.concatenate([xy, osm.ele_m[:, None]], axis=1)
 
     b = _Builder(osm, xyz, path)
-    for rel_id, rel in lanelets.items():
-        b.lanelet(rel_id, rel)
+    b.lanelets(lanelets)
     b.topology()
     users: dict[int, list[int]] = {}
     for rel_id, rel in lanelets.items():
