@@ -435,6 +435,23 @@ def test_empty_arrays(tmp_path: Path) -> None:
         ADAPTER.read_all(folder)
 
 
+def test_older_eight_column_raw_gnss_and_unknown_logs(copy: Path) -> None:
+    folder = copy / "processed_log" / "GNSS" / "raw_gnss_qcom"
+    value = load(folder / "value")[:, :8].copy()  # the README's layout, before C/N0 and carrier phase
+    save(folder / "value", value)
+    (copy / "processed_log" / "CAN" / "gas_pedal").mkdir()
+    [again] = ADAPTER.read_all(copy)
+    assert isinstance(again, Telemetry)
+    raw = again.signal("gnss/raw_qcom")
+    assert raw.channels[-1] == "pseudorange_rate_std"
+    assert len(raw.channel_units) == 8
+    assert np.array_equal(raw.values, value, equal_nan=True)
+    assert again.metadata.extras["unread_logs"] == ["CAN/gas_pedal"]
+    save(folder / "value", np.zeros((600, 5)))
+    with pytest.raises(SchemaMismatchError, match=r"expected \(600, 10\)"):
+        ADAPTER.read_all(copy)
+
+
 def test_segment_without_global_pose_has_no_ego(copy: Path) -> None:
     shutil.rmtree(copy / "global_pose")
     [again] = ADAPTER.read_all(copy)

@@ -95,6 +95,14 @@ class _Spec:
     unit: str
     channels: tuple[str, ...]
     channel_units: tuple[str, ...] = ()
+    min_channels: int = 0  # > 0: older files may hold only the first min_channels columns
+
+    def fit(self, columns: int) -> _Spec:
+        """This spec cut to the first ``columns`` channels, if the format allows that width."""
+        if not 0 < self.min_channels <= columns < len(self.channels):
+            return self
+        units = self.channel_units[:columns]
+        return _Spec(self.folder, self.name, self.unit, self.channels[:columns], units, self.min_channels)
 
 
 _FIX = (
@@ -146,8 +154,9 @@ _LOGS = (
     _Spec("IMU/magnetometer_uncalibrated", "imu/magnetometer_uncalibrated", "uT", _FRD),
     _Spec("GNSS/live_gnss_ublox", "gnss/live_ublox", "mixed", *_FIX),
     _Spec("GNSS/live_gnss_qcom", "gnss/live_qcom", "mixed", *_FIX),
-    _Spec("GNSS/raw_gnss_ublox", "gnss/raw_ublox", "mixed", *_RAW_GNSS),
-    _Spec("GNSS/raw_gnss_qcom", "gnss/raw_qcom", "mixed", *_RAW_GNSS),
+    # laika's raw measurement arrays gained C/N0 and carrier phase (columns 9-10) after the README's 8
+    _Spec("GNSS/raw_gnss_ublox", "gnss/raw_ublox", "mixed", *_RAW_GNSS, min_channels=8),
+    _Spec("GNSS/raw_gnss_qcom", "gnss/raw_qcom", "mixed", *_RAW_GNSS, min_channels=8),
 )
 _POSES = (
     _Spec("frame_positions", "pose/position_ecef", "m", ("x", "y", "z")),
@@ -273,8 +282,17 @@ class Comma2k19Adapter(Adapter):
                 continue
             t, value = _load(folder / "t", read), _load(folder / "value", read)
             ts = _boot_ns(folder / "t", t)
-            values = _values(folder / "value", value, ts.shape[0], len(spec.channels))
-            signals.append(self._signal(spec, ts, values, reordered))
+            fitted = spec.fit(value.shape[1] if value.ndim == 2 else 1)
+            values = _values(folder / "value", value, ts.shape[0], len(fitted.channels))
+            signals.append(self._signal(fitted, ts, values, reordered))
+        known = {spec.folder for spec in _LOGS} | {"CAN/raw_can"}
+        unread = sorted(
+            f"{d.parent.name}/{d.name}"
+            for d in log.glob("*/*")
+            if d.is_dir() and f"{d.parent.name}/{d.name}" not in known
+        )
+        if unread:
+            notes["unread_logs"] = unread
         can = self._can_frames(log / "CAN" / "raw_can", read, reordered, notes)
 
         ego: Scenario | None = None
