@@ -22,13 +22,17 @@ What the Telemetry holds (units as measured, see the notes below):
 * ``gnss/raw_ublox`` and ``gnss/raw_qcom``: one row per satellite and epoch,
   laika's ``array_from_normal_meas`` columns (NMEA id, GPS week, GPS time of
   week s, GLONASS frequency channel, pseudorange m and its std, pseudorange
-  rate m/s and its std, C/N0 dB-Hz, carrier phase cycles);
+  rate m/s and its std, C/N0 dB-Hz, carrier phase cycles; files with only
+  the README's first 8 columns are read as such);
 * ``pose/position_ecef`` (m), ``pose/velocity_ecef`` (m/s),
   ``pose/orientation_ecef`` (Hamilton quaternion w, x, y, z that takes
   camera [forward, right, down] vectors to ECEF) and ``pose/gps_time``
   (week, time of week s), at the video frame times (20 Hz);
 * ``can_frames``: every raw CAN frame (``src`` is the bus: 0-2 received,
   128+ sent by the panda), payload zero-padded to 8 bytes.
+
+A log folder this reader does not know is listed in ``extras["unread_logs"]``;
+a missing one is simply absent (segments differ by car and firmware).
 
 Timestamps are int64 ns of the **device boot clock** (``t * 1e9`` rounded);
 ``metadata.extras`` keeps the offsets from that clock to GPS time (from
