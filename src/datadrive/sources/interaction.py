@@ -82,10 +82,11 @@ from typing import Any, ClassVar, Final, Literal
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from datadrive.core.scenario import MapFeatures, ObjectType, Scenario, Tracks
-from datadrive.core.typing import NDArrayAny, NDArrayBool, NDArrayFloat, NDArrayInt
+from datadrive.core.typing import NDArrayBool, NDArrayFloat, NDArrayInt, NDArrayStr
 from datadrive.errors import (
     ConfigError,
     CorruptFileError,
@@ -178,18 +179,22 @@ class _Rows:
     """The rows of one or both CSVs, as arrays.
 
     Attributes:
-        track_ids: ``(R,)`` str.
+        track_code: ``(R,)`` int64 index into ``track_names``.
+        track_names: ``(K,)`` str, the distinct ``track_id`` values.
         frame: ``(R,)`` int64 ``frame_id``.
         timestamp_ms: ``(R,)`` int64.
-        agent_type: ``(R,)`` str.
+        agent_code: ``(R,)`` int64 index into ``agent_names``.
+        agent_names: the distinct ``agent_type`` values.
         xy: ``(R, 2)``; velocity ``(R, 2)``; heading ``(R,)`` (NaN for
             pedestrians); length_width ``(R, 2)`` (NaN for pedestrians).
     """
 
-    track_ids: NDArrayAny
+    track_code: NDArrayInt
+    track_names: NDArrayStr
     frame: NDArrayInt
     timestamp_ms: NDArrayInt
-    agent_type: NDArrayAny
+    agent_code: NDArrayInt
+    agent_names: NDArrayStr
     xy: NDArrayFloat
     velocity: NDArrayFloat
     heading: NDArrayFloat
@@ -226,11 +231,24 @@ def _read_csv(path: Path, data: bytes, columns: Mapping[str, pa.DataType]) -> pa
         raise CorruptFileError(path, f"not a well-formed CSV ({message})") from None
 
 
-def _strings(table: pa.Table, name: str, path: Path) -> NDArrayAny:
+def _encoded(table: pa.Table, name: str, path: Path) -> tuple[NDArrayInt, NDArrayStr]:
+    """A string column as ``(R,)`` codes into its ``(K,)`` distinct values (Arrow's dictionary encoding)."""
     column = table.column(name)
     if column.null_count:
         raise InvalidValueError(path, f"column {name} has empty values")
-    return np.asarray(column.to_numpy(zero_copy_only=False), dtype=np.str_)
+    encoded = pc.dictionary_encode(column.combine_chunks())
+    codes: NDArrayInt = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+    return codes, np.asarray(encoded.dictionary.to_pylist(), dtype=np.str_).reshape(-1)
+
+
+def _merge_codes(codes: list[NDArrayInt], names: list[NDArrayStr]) -> tuple[NDArrayInt, NDArrayStr]:
+    """Codes of several files into one set of distinct values (equal names become one)."""
+    offsets = np.cumsum([0] + [n.shape[0] for n in names[:-1]])
+    unique, inverse = np.unique(np.concatenate(names), return_inverse=True)
+    merged: NDArrayInt = inverse.reshape(-1)[
+        np.concatenate([c + o for c, o in zip(codes, offsets, strict=True)])
+    ]
+    return merged, unique
 
 
 def _ints(table: pa.Table, name: str, path: Path) -> NDArrayInt:
@@ -273,11 +291,15 @@ def _rows(path: Path, data: bytes, *, vehicles: bool) -> _Rows:
     else:
         heading = np.full(n, np.nan, dtype=np.float64)
         length_width = np.full((n, 2), np.nan, dtype=np.float64)
+    track_code, track_names = _encoded(table, "track_id", path)
+    agent_code, agent_names = _encoded(table, "agent_type", path)
     return _Rows(
-        track_ids=_strings(table, "track_id", path),
+        track_code=track_code,
+        track_names=track_names,
         frame=_ints(table, "frame_id", path),
         timestamp_ms=_ints(table, "timestamp_ms", path),
-        agent_type=_strings(table, "agent_type", path),
+        agent_code=agent_code,
+        agent_names=agent_names,
         xy=xy,
         velocity=velocity,
         heading=heading,
@@ -288,8 +310,15 @@ def _rows(path: Path, data: bytes, *, vehicles: bool) -> _Rows:
 def _concat(parts: list[_Rows]) -> _Rows:
     if len(parts) == 1:
         return parts[0]
+    track_code, track_names = _merge_codes([p.track_code for p in parts], [p.track_names for p in parts])
+    agent_code, agent_names = _merge_codes([p.agent_code for p in parts], [p.agent_names for p in parts])
+    per_row = ("frame", "timestamp_ms", "xy", "velocity", "heading", "length_width")
     return _Rows(
-        **{f: np.concatenate([getattr(p, f) for p in parts]) for f in _Rows.__dataclass_fields__},
+        track_code=track_code,
+        track_names=track_names,
+        agent_code=agent_code,
+        agent_names=agent_names,
+        **{f: np.concatenate([getattr(p, f) for p in parts]) for f in per_row},
     )
 
 
@@ -420,20 +449,23 @@ class InteractionAdapter(Adapter):
         offset_ms, step_ms = _time_axis(path, rows.frame, rows.timestamp_ms)
         window = max(1, round(self.config.window_s * 1000.0 / step_ms))
 
-        track_ids, first_row, codes = np.unique(rows.track_ids, return_index=True, return_inverse=True)
         # tracks in order of first appearance (vehicles first, as the files are concatenated)
+        present, first_row = np.unique(rows.track_code, return_index=True)
         appearance = np.argsort(first_row, kind="stable")
-        rank = np.empty_like(appearance)
-        rank[appearance] = np.arange(appearance.shape[0])
-        codes = rank[codes]
-        track_ids, first_row = track_ids[appearance], first_row[appearance]
-        category = rows.agent_type[first_row]
+        rank = np.zeros(rows.track_names.shape[0], dtype=np.int64)
+        rank[present[appearance]] = np.arange(appearance.shape[0])
+        codes = rank[rows.track_code]
+        track_ids = rows.track_names[present[appearance]]
+        first_row = first_row[appearance]
+        track_agent = rows.agent_code[first_row]
+        category = rows.agent_names[track_agent]
         object_type = np.array([agent_object_type(str(c)) for c in category], dtype=np.uint8)
-        mixed = np.flatnonzero(rows.agent_type != category[codes])
+        mixed = np.flatnonzero(rows.agent_code != track_agent[codes])
         if mixed.shape[0]:
             i = int(mixed[0])
             raise InvalidValueError(
-                path, f"track {rows.track_ids[i]} changes agent_type to {rows.agent_type[i]!r}"
+                path,
+                f"track {track_ids[codes[i]]} changes agent_type to {rows.agent_names[rows.agent_code[i]]!r}",
             )
 
         heading = rows.heading.copy()
