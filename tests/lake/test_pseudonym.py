@@ -73,7 +73,7 @@ def test_identifier_values_in_extras_are_replaced_everywhere(tmp_path) -> None:
 def test_docs_list_every_rule() -> None:
     docs = (Path(__file__).resolve().parents[2] / "docs" / "lake.md").read_text()
     for rule in DEFAULT_RULES:
-        assert rule.example in docs, rule.name
+        assert rule.example in docs or rule.example.replace("|", "\\|") in docs, rule.name
 
 
 def test_no_raw_identifier_reaches_the_lake(make_lake, inputs, lake_root) -> None:

@@ -224,7 +224,8 @@ def _cell(value: Any) -> str:
         return f"{value:.6g}" if abs(value) < 1e6 else f"{value:.3f}"
     if isinstance(value, list) and len(value) > 6:
         return "[" + ", ".join(_cell(v) for v in value[:6]) + f", ... {len(value)} items]"
-    return str(value)
+    text = str(value)
+    return text if len(text) <= 100 else text[:97] + "..."
 
 
 # --------------------------------------------------------------------------- lake init
@@ -547,6 +548,12 @@ def audit_cmd(
     if limit > 0 and table.num_rows > limit:
         table = table.slice(table.num_rows - limit)
     table = table.drop_columns(["prev_hash"])
+    if not as_json:  # the full hash and detail are in --json
+        import pyarrow.compute as pc
+
+        table = table.set_column(
+            table.schema.get_field_index("row_hash"), "row_hash", pc.utf8_slice_codeunits(table.column("row_hash"), 0, 12)
+        )
     _print_rows(table, as_json=as_json, title="audit log", limit=max(limit, 1) if limit else table.num_rows)
 
 
