@@ -1,0 +1,343 @@
+"""Ingest rows for the INTERACTION, Lanelet2 map, CommonRoad and NGSIM roadway readers, and their runner.
+
+The rows are :class:`ingest.Case` entries in ``benchmarks/ingest.py`` (the
+shared harness: one fresh process per case, interleaved rounds, best round,
+``ru_maxrss``); this module holds their loaders and inputs, and ``main`` runs
+only these groups and rewrites their own section of ``docs/benchmarks.md``.
+
+A loader returns a count that every case of its group counts the same way:
+
+* INTERACTION: object states (CSV rows of both files: 18,076 per recording);
+* Lanelet2 maps: lanelets read (maps hold no states);
+* CommonRoad: obstacle states (initial + trajectory states);
+* NGSIM roadway: polylines read.
+
+References, each the pipeline a user of the dataset reaches for:
+
+* INTERACTION: the dataset's own ``dataset_reader.py`` approach (``csv``
+  rows into a ``MotionState`` object per row, per track dicts) plus the map
+  through lanelet2's C++ loader (``lanelet2.io.loadRobust`` with
+  ``UtmProjector(Origin(0, 0))``), as ``main_visualize_data.py`` does;
+* Lanelet2 maps: ``lanelet2.io.loadRobust`` and each lanelet's centerline and
+  borders copied into numpy arrays (what a learning pipeline needs);
+* CommonRoad: ``xml.etree.ElementTree.parse`` and every state and lanelet
+  bound into Python dicts / numpy arrays, without checks (commonroad-io is
+  not installed: it pins protobuf 3, which the Waymo reader cannot share);
+* NGSIM roadway: NGSIM.jl's ``read_boundaries``/``read_centerlines`` line
+  parser, in Python, into numpy arrays of metres.
+
+Usage::
+
+    python benchmarks/ingest_fleet.py           # about a minute, rewrites its docs section
+    python benchmarks/ingest_fleet.py --quick   # a few seconds per case, nothing written
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import re
+import tempfile
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+Loader = Callable[[Path], int]
+
+INTERACTION_RECORDING = "interaction/recorded_trackfiles/DR_USA_Intersection_EP0/vehicle_tracks_000.csv"
+LANELET2_MAPS = (  # the maps lanelet2 loads with every lanelet whole (its centerline crashes on the others)
+    "lanelet2_map/mapping_example.osm",
+    "interaction/maps/DR_USA_Intersection_EP0.osm",
+    "interaction/maps/DR_DEU_Roundabout_OF.osm",
+    "interaction/maps/DR_CHN_Merging_ZS.osm",
+)
+COMMONROAD_FILES = ("USA_US101-3_3_T-1.xml", "USA_Lanker-1_1_T-1.xml", "USA_Peach-4_8_T-1.xml")
+NGSIM_FILES = ("boundaries101.txt", "centerlines101.txt")
+GROUPS = ("INTERACTION recording", "Lanelet2 maps", "CommonRoad XML", "NGSIM roadway text")
+BEGIN, END = "<!-- ingest_fleet.py:begin -->", "<!-- ingest_fleet.py:end -->"
+
+
+# --------------------------------------------------------------------------- inputs
+
+
+def interaction_inputs(samples: Path, scratch: Path, copies: int) -> list[Path]:
+    return [samples / INTERACTION_RECORDING]
+
+
+def lanelet2_inputs(samples: Path, scratch: Path, copies: int) -> list[Path]:
+    return [samples / m for m in LANELET2_MAPS]
+
+
+def commonroad_inputs(samples: Path, scratch: Path, copies: int) -> list[Path]:
+    return [samples / "commonroad_ngsim" / f for f in COMMONROAD_FILES]
+
+
+def ngsim_inputs(samples: Path, scratch: Path, copies: int) -> list[Path]:
+    return [samples / "ngsim_roadway" / f for f in NGSIM_FILES]
+
+
+# --------------------------------------------------------------------------- datadrive loaders
+
+
+def fleet_loader(name: str) -> Callable[[], Loader]:
+    """A datadrive adapter; counts valid states, or for map-only records lanelets / polylines."""
+
+    def make() -> Loader:
+        import numpy as np
+
+        from datadrive.core import Scenario
+        from datadrive.sources import DEFAULT_REGISTRY
+
+        adapter = DEFAULT_REGISTRY.get(name)
+
+        def load(path: Path) -> int:
+            count = 0
+            for record in adapter.read(path):
+                assert isinstance(record, Scenario)
+                if name == "lanelet2_map":
+                    count += int(record.metadata.extras["num_lanelets"])
+                elif name == "ngsim_roadway":
+                    count += 0 if record.map is None else record.map.num_features
+                else:
+                    count += int(np.count_nonzero(record.tracks.valid))
+            return count
+
+        return load
+
+    return make
+
+
+# --------------------------------------------------------------------------- references
+
+
+class _MotionState:
+    """One row of an INTERACTION track, as the dataset's ``dataset_reader.py`` keeps it."""
+
+    __slots__ = ("psi_rad", "time_stamp_ms", "vx", "vy", "x", "y")
+
+    def __init__(self, time_stamp_ms: int) -> None:
+        self.time_stamp_ms = time_stamp_ms
+
+
+class _Track:
+    __slots__ = ("agent_type", "length", "motion_states", "track_id", "width")
+
+    def __init__(self, track_id: str) -> None:
+        self.track_id = track_id
+        self.motion_states: dict[int, _MotionState] = {}
+
+
+def _read_interaction_csv(path: Path, vehicles: bool) -> dict[str, _Track]:
+    tracks: dict[str, _Track] = {}
+    with path.open(newline="") as fh:
+        rows = csv.reader(fh)
+        header = next(rows)
+        col = {name: i for i, name in enumerate(header)}
+        for row in rows:
+            tid = row[col["track_id"]]
+            track = tracks.get(tid)
+            if track is None:
+                track = tracks[tid] = _Track(tid)
+                track.agent_type = row[col["agent_type"]]
+                if vehicles:
+                    track.length, track.width = float(row[col["length"]]), float(row[col["width"]])
+            ms = _MotionState(int(row[col["timestamp_ms"]]))
+            ms.x, ms.y = float(row[col["x"]]), float(row[col["y"]])
+            ms.vx, ms.vy = float(row[col["vx"]]), float(row[col["vy"]])
+            if vehicles:
+                ms.psi_rad = float(row[col["psi_rad"]])
+            track.motion_states[ms.time_stamp_ms] = ms
+    return tracks
+
+
+def interaction_scripts_loader() -> Loader:
+    import lanelet2
+    from lanelet2.io import Origin
+    from lanelet2.projection import UtmProjector
+
+    def load(vehicle_csv: Path) -> int:
+        vehicles = _read_interaction_csv(vehicle_csv, True)
+        pedestrian_csv = vehicle_csv.with_name(vehicle_csv.name.replace("vehicle", "pedestrian"))
+        pedestrians = _read_interaction_csv(pedestrian_csv, False) if pedestrian_csv.is_file() else {}
+        map_path = vehicle_csv.parents[2] / "maps" / f"{vehicle_csv.parent.name}.osm"
+        lanelet2.io.loadRobust(str(map_path), UtmProjector(Origin(0, 0)))
+        return sum(len(t.motion_states) for t in (*vehicles.values(), *pedestrians.values()))
+
+    return load
+
+
+def lanelet2_package_loader() -> Loader:
+    import lanelet2
+    import numpy as np
+    from lanelet2.io import Origin
+    from lanelet2.projection import UtmProjector
+
+    def load(path: Path) -> int:
+        origin = Origin(49.0, 8.4) if "mapping_example" in path.name else Origin(0, 0)
+        lanelet_map, _errors = lanelet2.io.loadRobust(str(path), UtmProjector(origin))
+        arrays = []
+        for ll in lanelet_map.laneletLayer:
+            for line in (ll.centerline, ll.leftBound, ll.rightBound):
+                arrays.append(np.array([[p.x, p.y, p.z] for p in line]))
+        return len(lanelet_map.laneletLayer)
+
+    return load
+
+
+def commonroad_etree_loader() -> Loader:
+    import xml.etree.ElementTree as ET
+
+    import numpy as np
+
+    def load(path: Path) -> int:
+        root = ET.parse(path).getroot()
+        states = 0
+        for obstacle in root:
+            if obstacle.tag not in ("obstacle", "dynamicObstacle", "staticObstacle"):
+                continue
+            initial = obstacle.find("initialState")
+            trajectory = [initial, *obstacle.findall("trajectory/state")] if initial is not None else []
+            parsed = [
+                {
+                    "time": int(s.findtext("time/exact", "0")),
+                    "x": float(s.findtext("position/point/x", "nan")),
+                    "y": float(s.findtext("position/point/y", "nan")),
+                    "orientation": float(s.findtext("orientation/exact", "nan")),
+                    "velocity": float(s.findtext("velocity/exact", "nan")),
+                }
+                for s in trajectory
+            ]
+            states += len(parsed)
+        for lanelet in root.findall("lanelet"):
+            for bound in ("leftBound", "rightBound"):
+                np.array(
+                    [
+                        [float(p.findtext("x", "")), float(p.findtext("y", ""))]
+                        for p in lanelet.findall(f"{bound}/point")
+                    ]
+                )
+        return states
+
+    return load
+
+
+_FLOAT = re.compile(r"[-+]?[0-9]*\.?[0-9]+([eE][-+]?[0-9]+)?")
+
+
+def ngsim_jl_loader() -> Loader:
+    import numpy as np
+
+    def load(path: Path) -> int:
+        lines = [line.strip() for line in path.read_text().splitlines()]
+        count, i, out = int(lines[1]), 2, []
+        for _ in range(count):
+            i += 2 if lines[i] == "CENTERLINE" else 1  # "CENTERLINE" + name, or "BOUNDARY i"
+            n = int(lines[i])
+            pts = [[float(m.group()) for m in _FLOAT.finditer(lines[i + 1 + j])][:2] for j in range(n)]
+            out.append(np.array(pts) * (1200.0 / 3937.0))
+            i += 1 + n
+        return len(out)
+
+    return load
+
+
+# --------------------------------------------------------------------------- runner
+
+
+def check_counts(cases: list[Any], samples: Path) -> None:
+    """Every case of a group counts the same for every input as its reference (loaded once, in-process)."""
+    with tempfile.TemporaryDirectory(prefix="datadrive-bench-") as tmp:
+        for ref in (c for c in cases if c.reference):
+            inputs = ref.inputs(samples, Path(tmp), 1)
+            expected = [ref.make()(p) for p in inputs]
+            for case in (c for c in cases if c.group == ref.group and not c.reference):
+                got = [case.make()(p) for p in inputs]
+                if got != expected:
+                    raise SystemExit(f"{case.name} counts {got} for the inputs, its reference {expected}")
+
+
+def main() -> None:
+    import ingest  # the shared harness, beside this file
+
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="1 round, 0.5 s per case, docs untouched")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--min-time", type=float, default=2.5)
+    parser.add_argument("--samples", type=Path, default=None)
+    parser.add_argument("--no-write", action="store_true")
+    args = parser.parse_args()
+    if args.quick:
+        args.rounds, args.min_time, args.no_write = 1, 0.5, True
+    samples = args.samples or Path(
+        os.environ.get("DATADRIVE_SAMPLES", ingest.REPO.parent / "shared" / "data")
+    )
+    cases = [c for c in ingest.CASES if c.group in GROUPS]
+    started, where = datetime.now(UTC), ingest.machine()
+    best: dict[str, dict[str, Any]] = {}
+    with tempfile.TemporaryDirectory(prefix="datadrive-bench-") as tmp:
+        lists: dict[str, Path] = {}
+        for i, case in enumerate(cases):
+            lists[case.name] = Path(tmp) / f"inputs-{i}.txt"
+            lists[case.name].write_text("\n".join(str(p) for p in case.inputs(samples, Path(tmp), 1)))
+        for r in range(args.rounds):
+            for case in cases:
+                got = ingest.measure(case, lists[case.name], args.min_time)
+                got["rate"] = got["items"] / got["seconds"]
+                print(f"round {r + 1}/{args.rounds}  {case.name:56s} {got['rate']:9.1f} /s", flush=True)
+                if case.name not in best or got["rate"] > best[case.name]["rate"]:
+                    best[case.name] = got
+    check_counts(cases, samples)
+    rows = []
+    for case in cases:
+        got = best[case.name]
+        ref = next(c for c in cases if c.group == case.group and c.reference)
+        rows.append(
+            {
+                "group": case.group,
+                "name": case.name,
+                "reference": case.reference,
+                "rate": got["rate"],
+                "states_rate": got["states"] / got["seconds"],
+                "ratio": got["rate"] / best[ref.name]["rate"],
+                "peak_rss_mib": got["peak_rss_mib"],
+                "first_read_mib": got["first_read_mib"],
+                "loop_growth_mib": got["loop_growth_mib"],
+            }
+        )
+    result = (
+        ingest.table(rows)
+        .replace("| scenarios/s |", "| inputs/s |")
+        .replace("| states/s |", "| states (or lanelets, polylines)/s |")
+    )
+    print()
+    print(result)
+    section = (
+        "## Ingest: INTERACTION, Lanelet2 maps, CommonRoad, NGSIM roadway (`benchmarks/ingest_fleet.py`)\n\n"
+        f"Run {started:%Y-%m-%d %H:%M} UTC on {where}.\n"
+        f"{args.rounds} interleaved rounds of the `benchmarks/ingest.py` harness, each case in a fresh "
+        f"process reading for {args.min_time:g} s after one warm-up read; the best round is shown. One input "
+        "is: INTERACTION, the sample recording (vehicle + pedestrian CSVs and the location's Lanelet2 "
+        "map; 18,076 states; datadrive also cuts it into 28 windows of 11 s); Lanelet2, one of 4 maps "
+        "that lanelet2 loads whole (mapping_example and 3 INTERACTION maps; counted in lanelets); "
+        "CommonRoad, one of the 3 sample scenarios (counted in obstacle states); NGSIM, one of the 2 "
+        "US-101 text files (counted in polylines). Every case of a group counts the same for every input "
+        "(checked by the runner).\n\n" + result
+    )
+    if not args.no_write:
+        text = ingest.DOC.read_text() if ingest.DOC.exists() else "# Benchmarks\n"
+        block = f"{BEGIN}\n{section.rstrip()}\n{END}"
+        if BEGIN in text and END in text:
+            text = text[: text.index(BEGIN)] + block + text[text.index(END) + len(END) :]
+        else:
+            text = text.rstrip() + "\n\n" + block + "\n"
+        ingest.DOC.parent.mkdir(exist_ok=True)
+        ingest.DOC.write_text(text)
+        print(f"wrote {ingest.DOC.relative_to(ingest.REPO)}")
+
+
+if __name__ == "__main__":
+    main()
