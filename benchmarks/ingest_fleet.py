@@ -1,9 +1,8 @@
-"""Ingest rows for the INTERACTION, Lanelet2 map, CommonRoad and NGSIM roadway readers, and their runner.
+"""Loaders and inputs of the INTERACTION, Lanelet2 map, CommonRoad and NGSIM roadway rows of ``ingest.py``.
 
 The rows are :class:`ingest.Case` entries in ``benchmarks/ingest.py`` (the
-shared harness: one fresh process per case, interleaved rounds, best round,
-``ru_maxrss``); this module holds their loaders and inputs, and ``main`` runs
-only these groups and rewrites their own section of ``docs/benchmarks.md``.
+shared harness); this module holds their loaders and inputs, and ``main``
+checks that the cases of each group count the same for every input.
 
 A loader returns a count that every case of its group counts the same way:
 
@@ -26,23 +25,23 @@ References, each the pipeline a user of the dataset reaches for:
 * NGSIM roadway: NGSIM.jl's ``read_boundaries``/``read_centerlines`` line
   parser, in Python, into numpy arrays of metres.
 
-Usage::
+Usage (one group at a time; ``--no-write`` keeps the harness's own docs section as it is)::
 
-    python benchmarks/ingest_fleet.py           # about a minute, rewrites its docs section
-    python benchmarks/ingest_fleet.py --quick   # a few seconds per case, nothing written
+    python benchmarks/ingest.py --group INTERACTION --no-write
+    python benchmarks/ingest.py --group Lanelet2 --no-write
+    python benchmarks/ingest.py --group CommonRoad --no-write
+    python benchmarks/ingest.py --group NGSIM --no-write
+    python benchmarks/ingest_fleet.py   # checks that each group's cases count the same per input
 """
 
 from __future__ import annotations
 
-import argparse
 import csv
 import os
 import re
 import tempfile
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 Loader = Callable[[Path], int]
 
@@ -243,11 +242,15 @@ def ngsim_jl_loader() -> Loader:
     return load
 
 
-# --------------------------------------------------------------------------- runner
+# --------------------------------------------------------------------------- count check
 
 
-def check_counts(cases: list[Any], samples: Path) -> None:
-    """Every case of a group counts the same for every input as its reference (loaded once, in-process)."""
+def main() -> None:
+    """Check that every case of these groups counts the same as its reference, input by input."""
+    import ingest  # the shared harness, beside this file
+
+    samples = Path(os.environ.get("DATADRIVE_SAMPLES", ingest.REPO.parent / "shared" / "data"))
+    cases = [c for c in ingest.CASES if c.group in GROUPS]
     with tempfile.TemporaryDirectory(prefix="datadrive-bench-") as tmp:
         for ref in (c for c in cases if c.reference):
             inputs = ref.inputs(samples, Path(tmp), 1)
@@ -256,87 +259,7 @@ def check_counts(cases: list[Any], samples: Path) -> None:
                 got = [case.make()(p) for p in inputs]
                 if got != expected:
                     raise SystemExit(f"{case.name} counts {got} for the inputs, its reference {expected}")
-
-
-def main() -> None:
-    import ingest  # the shared harness, beside this file
-
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--quick", action="store_true", help="1 round, 0.5 s per case, docs untouched")
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--min-time", type=float, default=2.5)
-    parser.add_argument("--samples", type=Path, default=None)
-    parser.add_argument("--no-write", action="store_true")
-    args = parser.parse_args()
-    if args.quick:
-        args.rounds, args.min_time, args.no_write = 1, 0.5, True
-    samples = args.samples or Path(
-        os.environ.get("DATADRIVE_SAMPLES", ingest.REPO.parent / "shared" / "data")
-    )
-    cases = [c for c in ingest.CASES if c.group in GROUPS]
-    started, where = datetime.now(UTC), ingest.machine()
-    best: dict[str, dict[str, Any]] = {}
-    with tempfile.TemporaryDirectory(prefix="datadrive-bench-") as tmp:
-        lists: dict[str, Path] = {}
-        for i, case in enumerate(cases):
-            lists[case.name] = Path(tmp) / f"inputs-{i}.txt"
-            lists[case.name].write_text("\n".join(str(p) for p in case.inputs(samples, Path(tmp), 1)))
-        for r in range(args.rounds):
-            for case in cases:
-                got = ingest.measure(case, lists[case.name], args.min_time)
-                got["rate"] = got["items"] / got["seconds"]
-                print(f"round {r + 1}/{args.rounds}  {case.name:56s} {got['rate']:9.1f} /s", flush=True)
-                if case.name not in best or got["rate"] > best[case.name]["rate"]:
-                    best[case.name] = got
-    check_counts(cases, samples)
-    rows = []
-    for case in cases:
-        got = best[case.name]
-        ref = next(c for c in cases if c.group == case.group and c.reference)
-        rows.append(
-            {
-                "group": case.group,
-                "name": case.name,
-                "reference": case.reference,
-                "rate": got["rate"],
-                "states_rate": got["states"] / got["seconds"],
-                "ratio": got["rate"] / best[ref.name]["rate"],
-                "peak_rss_mib": got["peak_rss_mib"],
-                "first_read_mib": got["first_read_mib"],
-                "loop_growth_mib": got["loop_growth_mib"],
-            }
-        )
-    result = (
-        ingest.table(rows)
-        .replace("| scenarios/s |", "| inputs/s |")
-        .replace("| states/s |", "| states (or lanelets, polylines)/s |")
-    )
-    print()
-    print(result)
-    section = (
-        "## Ingest: INTERACTION, Lanelet2 maps, CommonRoad, NGSIM roadway (`benchmarks/ingest_fleet.py`)\n\n"
-        f"Run {started:%Y-%m-%d %H:%M} UTC on {where}.\n"
-        f"{args.rounds} interleaved rounds of the `benchmarks/ingest.py` harness, each case in a fresh "
-        f"process reading for {args.min_time:g} s after one warm-up read; the best round is shown. One input "
-        "is: INTERACTION, the sample recording (vehicle + pedestrian CSVs and the location's Lanelet2 "
-        "map; 18,076 states; datadrive also cuts it into 28 windows of 11 s); Lanelet2, one of 4 maps "
-        "that lanelet2 loads whole (mapping_example and 3 INTERACTION maps; counted in lanelets); "
-        "CommonRoad, one of the 3 sample scenarios (counted in obstacle states); NGSIM, one of the 2 "
-        "US-101 text files (counted in polylines). Every case of a group counts the same for every input "
-        "(checked by the runner).\n\n" + result
-    )
-    if not args.no_write:
-        text = ingest.DOC.read_text() if ingest.DOC.exists() else "# Benchmarks\n"
-        block = f"{BEGIN}\n{section.rstrip()}\n{END}"
-        if BEGIN in text and END in text:
-            text = text[: text.index(BEGIN)] + block + text[text.index(END) + len(END) :]
-        else:
-            text = text.rstrip() + "\n\n" + block + "\n"
-        ingest.DOC.parent.mkdir(exist_ok=True)
-        ingest.DOC.write_text(text)
-        print(f"wrote {ingest.DOC.relative_to(ingest.REPO)}")
+            print(f"{ref.group}: every case counts {expected} for its {len(inputs)} input(s)")
 
 
 if __name__ == "__main__":
