@@ -1,16 +1,16 @@
 """Ingest speed and peak memory of datadrive's readers against the official loaders, in one run.
 
 Every row of the table is a *case*: a loader (a datadrive adapter, an official
-devkit function, or a raw decoder) and the inputs it reads. Each case runs in
-a fresh Python process, reading its inputs in a loop for at least
-``--min-time`` seconds after one warm-up read; ``--rounds`` rounds interleave
-the cases (so a burst of load on a shared machine hits every case alike) and
-the best round of each case is reported. Ratios compare a case with the
-reference case of its group, measured in the same run.
+devkit function, or a raw decoder) and the inputs it reads; cases form groups
+with one reference each. Speed: one fresh process per group loads all its
+loaders and times them in alternating slices (A, B, C, A, B, C, ...), so the
+ratio to the reference is taken slice by slice (median reported) and a burst
+of load on a shared machine moves both sides of it alike.
 
-Peak memory is the worker process's ``ru_maxrss`` (Linux: KiB): the absolute
-peak (imports included, since a loader needs them) and the growth from just
-before the first read to the end (what reading costs on top of the imports).
+Memory: one more fresh process per case, its ``ru_maxrss`` (peak resident set; Linux: KiB):
+the absolute peak (imports included, since a loader needs them), its rise over
+the warm-up read (one-time lazy initialisation plus one input) and its rise
+over the timed reads (leaks, larger inputs).
 
 Add a row: append a :class:`Case` to :data:`CASES` (a loader factory and a
 function that lists its inputs). ``adapter_loader("name")`` makes a loader from
@@ -18,8 +18,9 @@ any registered datadrive adapter.
 
 Usage::
 
-    python benchmarks/ingest.py            # about 2 minutes, rewrites its section of docs/benchmarks.md
-    python benchmarks/ingest.py --quick    # a few seconds per case, nothing written
+    python benchmarks/ingest.py               # every case, rewrites its section of docs/benchmarks.md
+    python benchmarks/ingest.py --group AV2   # only the AV2 rows (about 1 minute)
+    python benchmarks/ingest.py --quick       # a fraction of a second per case, nothing written
 """
 
 from __future__ import annotations
@@ -27,11 +28,13 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import os
 import platform
 import re
 import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -298,49 +301,69 @@ CASES: list[Case] = [
 # --------------------------------------------------------------------------- measurement
 
 
-def run_worker(case_name: str, list_file: Path, min_time: float) -> dict[str, Any]:
-    """Inside the fresh process: load the inputs in a loop, report rate and peak memory."""
+def _load_all(load: Loader, paths: list[Path], position: int, seconds: float) -> tuple[int, int, float, int]:
+    """Read inputs round-robin from ``position`` for at least ``seconds`` (at least one input).
+
+    Returns:
+        ``(items, states, elapsed_s, next_position)``.
+    """
+    items = states = 0
+    start = time.perf_counter()
+    while True:
+        states += load(paths[position % len(paths)])
+        position += 1
+        items += 1
+        elapsed = time.perf_counter() - start
+        if elapsed >= seconds:
+            return items, states, elapsed, position
+
+
+def rate_worker(group: str, lists: dict[str, str], slice_s: float, slices: int) -> dict[str, Any]:
+    """Inside one fresh process: every loader of ``group``, timed in alternating slices.
+
+    Loader A, B, C, A, B, C, ...: a burst of outside load hits the slices of
+    every case alike, and each slice's rate is paired with the reference's
+    slice of the same turn.
+    """
+    cases = [c for c in CASES if c.group == group and c.name in lists]
+    loads = {c.name: c.make() for c in cases}
+    paths = {c.name: [Path(p) for p in Path(lists[c.name]).read_text().splitlines()] for c in cases}
+    position = dict.fromkeys(loads, 0)
+    for name, load in loads.items():
+        load(paths[name][0])  # warm-up: first-call imports and caches, not timed
+    out: dict[str, Any] = {name: {"rates": [], "states_rates": []} for name in loads}
+    for _ in range(slices):
+        for name, load in loads.items():
+            items, states, elapsed, position[name] = _load_all(load, paths[name], position[name], slice_s)
+            out[name]["rates"].append(items / elapsed)
+            out[name]["states_rates"].append(states / elapsed)
+    return out
+
+
+def memory_worker(case_name: str, list_file: Path, seconds: float) -> dict[str, Any]:
+    """Inside a fresh process: one loader's peak resident memory (``ru_maxrss``, KiB on Linux)."""
     case = next(c for c in CASES if c.name == case_name)
     load = case.make()
     paths = [Path(p) for p in list_file.read_text().splitlines()]
     rss_before_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    load(paths[0])  # warm-up: first-call imports and caches, not timed
+    load(paths[0])
     rss_warm_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    items = states = 0
-    start = time.perf_counter()
-    while time.perf_counter() - start < min_time:
-        for path in paths:
-            states += load(path)
-            items += 1
-            if time.perf_counter() - start >= min_time:
-                break
-    seconds = time.perf_counter() - start
+    _load_all(load, paths, 1, seconds)
     rss_after_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return {
-        "items": items,
-        "states": states,
-        "seconds": seconds,
         "peak_rss_mib": rss_after_kib / 1024,
         "first_read_mib": (rss_warm_kib - rss_before_kib) / 1024,
         "loop_growth_mib": (rss_after_kib - rss_warm_kib) / 1024,
     }
 
 
-def measure(case: Case, list_file: Path, min_time: float) -> dict[str, Any]:
+def _subprocess(*args: str) -> Any:
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")]))
-    cmd = [
-        sys.executable,
-        str(Path(__file__).resolve()),
-        "--worker",
-        case.name,
-        str(list_file),
-        str(min_time),
-    ]
-    done = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env, timeout=600)
+    cmd = [sys.executable, str(Path(__file__).resolve()), *args]
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env, timeout=900)
     if done.returncode != 0:
-        raise SystemExit(f"case {case.name!r} failed:\n{done.stderr}")
-    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
-    return result
+        raise SystemExit(f"worker {args[:2]} failed:\n{done.stderr}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def machine() -> str:
@@ -370,7 +393,8 @@ def table(rows: list[dict[str, Any]]) -> str:
     )
     lines = []
     for r in rows:
-        ratio = "reference" if r["reference"] else f"{r['ratio']:.1f}x"
+        lo, hi = r["ratio_range"]
+        ratio = "reference" if r["reference"] else f"{r['ratio']:.1f}x ({lo:.1f}-{hi:.1f})"
         lines.append(
             f"| {r['group']} | {r['name']} | {r['rate']:.1f} | {r['states_rate']:,.0f} | {ratio} "
             f"| {r['peak_rss_mib']:.0f} | {r['first_read_mib']:.1f} | {r['loop_growth_mib']:.1f} |"
@@ -393,30 +417,36 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--quick", action="store_true", help="1 round, 0.5 s per case, docs untouched")
-    parser.add_argument(
-        "--rounds", type=int, default=3, help="interleaved rounds; the best is kept (default 3)"
-    )
-    parser.add_argument("--min-time", type=float, default=2.5, help="seconds of reading per case and round")
+    parser.add_argument("--quick", action="store_true", help="3 short slices per case, docs untouched")
+    parser.add_argument("--slices", type=int, default=8, help="timed slices per case (default 8)")
+    parser.add_argument("--slice-time", type=float, default=0.3, help="seconds per slice (default 0.3)")
+    parser.add_argument("--memory-time", type=float, default=1.0, help="seconds of reads per memory worker")
     parser.add_argument("--copies", type=int, default=40, help="copies of each AV2 scenario (default 40)")
     parser.add_argument("--samples", type=Path, default=None, help="sample folder (DATADRIVE_SAMPLES)")
     parser.add_argument("--cases", default="", help="only cases whose name contains this text")
     parser.add_argument("--group", default="", help="only groups whose name contains this text (e.g. AV2)")
     parser.add_argument("--no-write", action="store_true", help="do not rewrite docs/benchmarks.md")
-    parser.add_argument("--worker", nargs=3, metavar=("CASE", "LIST", "MIN_TIME"), help=argparse.SUPPRESS)
+    parser.add_argument("--rate-worker", nargs=4, help=argparse.SUPPRESS)
+    parser.add_argument("--memory-worker", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.worker:
-        print(json.dumps(run_worker(args.worker[0], Path(args.worker[1]), float(args.worker[2]))))
+    if args.rate_worker:
+        group, lists, slice_s, slices = args.rate_worker
+        print(json.dumps(rate_worker(group, json.loads(lists), float(slice_s), int(slices))))
+        return
+    if args.memory_worker:
+        name, list_file, seconds = args.memory_worker
+        print(json.dumps(memory_worker(name, Path(list_file), float(seconds))))
         return
     if args.quick:
-        args.rounds, args.min_time, args.copies, args.no_write = 1, 0.5, 5, True
+        args.slices, args.slice_time, args.memory_time, args.copies, args.no_write = 3, 0.15, 0.3, 5, True
     samples = args.samples or Path(os.environ.get("DATADRIVE_SAMPLES", REPO.parent / "shared" / "data"))
     if not (samples / MF_SAMPLES).is_dir():
         raise SystemExit(f"no AV2 samples under {samples} (set DATADRIVE_SAMPLES)")
     cases = [c for c in CASES if args.cases in c.name and args.group in c.group]
     started = datetime.now(UTC)
     where = machine()
-    best: dict[str, dict[str, Any]] = {}
+    rates: dict[str, Any] = {}
+    memory: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="datadrive-bench-") as tmp:
         scratch = Path(tmp)
         lists: dict[str, Path] = {}
@@ -424,46 +454,54 @@ def main() -> None:
             paths = case.inputs(samples, scratch, args.copies)
             lists[case.name] = scratch / f"inputs-{i}.txt"
             lists[case.name].write_text("\n".join(str(p) for p in paths))
-        for r in range(args.rounds):
-            for case in cases:
-                got = measure(case, lists[case.name], args.min_time)
-                got["rate"] = got["items"] / got["seconds"]
-                print(f"round {r + 1}/{args.rounds}  {case.name:48s} {got['rate']:9.1f} /s", flush=True)
-                if case.name not in best or got["rate"] > best[case.name]["rate"]:
-                    best[case.name] = got
+        for group in dict.fromkeys(c.group for c in cases):
+            names = {c.name: str(lists[c.name]) for c in cases if c.group == group}
+            got = _subprocess(
+                "--rate-worker", group, json.dumps(names), str(args.slice_time), str(args.slices)
+            )
+            rates.update(got)
+            for name in names:
+                print(f"{group:24s} {name:56s} {max(got[name]['rates']):10.1f} /s", flush=True)
+        for case in cases:
+            memory[case.name] = _subprocess(
+                "--memory-worker", case.name, str(lists[case.name]), str(args.memory_time)
+            )
     rows = []
     for case in cases:
-        got = best[case.name]
         ref = next((c for c in cases if c.group == case.group and c.reference), None)
-        ref_rate = best[ref.name]["rate"] if ref is not None else float("nan")
+        mine = rates[case.name]["rates"]
+        paired = [a / b for a, b in zip(mine, rates[ref.name]["rates"], strict=True)] if ref else [math.nan]
+        best = max(range(len(mine)), key=mine.__getitem__)
         rows.append(
             {
                 "group": case.group,
                 "name": case.name,
                 "reference": case.reference,
-                "rate": got["rate"],
-                "states_rate": got["states"] / got["seconds"],
-                "ratio": got["rate"] / ref_rate,
-                "peak_rss_mib": got["peak_rss_mib"],
-                "first_read_mib": got["first_read_mib"],
-                "loop_growth_mib": got["loop_growth_mib"],
+                "rate": mine[best],
+                "states_rate": rates[case.name]["states_rates"][best],
+                "ratio": statistics.median(paired),
+                "ratio_range": (min(paired), max(paired)),
+                **memory[case.name],
             }
         )
     result = table(rows)
     print()
     print(result)
     section = (
-        "## Ingest: AV2 readers against the official loaders (`benchmarks/ingest.py`)\n\n"
-        f"Run {started:%Y-%m-%d %H:%M} UTC on {where}.\n"
-        f"{args.rounds} interleaved rounds, each case in a fresh process reading for {args.min_time:g} s "
-        f"after one warm-up read; the best round is shown. Motion forecasting: the 3 sample scenarios, "
-        f"{args.copies} copies each at new paths (one folder per scenario, as AV2 ships them); sensor: the 3 "
-        "sample logs (2 sensor-dataset, 1 scenario-mining), read in a loop. Memory is the worker's "
-        "`ru_maxrss` (peak resident set, Linux): *peak RSS* includes the loader's imports; "
-        "*first read* is its rise over "
-        "the first (warm-up) read, i.e. one-time lazy initialisation (pyarrow compute kernels, pandas, "
-        "allocator arenas) plus one input; *loop* is its further rise over all timed reads (a leak or a "
-        "larger input would show here).\n\n" + result
+        "## Ingest: datadrive readers against the official loaders (`benchmarks/ingest.py`)\n\n"
+        f"Run {started:%Y-%m-%d %H:%M} UTC on {where}.\n\n"
+        "**Speed.** One fresh process per group loads every loader of the group, reads one warm-up input "
+        f"with each, then times them in turn, {args.slices} slices of {args.slice_time:g} s each (A, B, C, "
+        "A, B, C, ...), each slice reading inputs round-robin. *scenarios/s* and *states/s* are a case's "
+        "fastest slice; *vs reference* is the median, over the slices, of the case's rate divided by the "
+        "reference's rate in the same turn (min-max in brackets), so a burst of outside load on a shared "
+        "machine moves both sides of each ratio. AV2 motion forecasting: the 3 sample scenarios, "
+        f"{args.copies} copies each at new paths (one folder per scenario with AV2's own file names); "
+        "sensor: the 3 sample logs (2 sensor-dataset, 1 scenario-mining).\n\n"
+        "**Memory.** One more fresh process per case: its `ru_maxrss` (peak resident set, Linux). *peak RSS* "
+        "includes the loader's imports; *first read* is the rise over the first read (one-time lazy "
+        "initialisation such as pyarrow compute kernels or pandas, plus one input); *loop* is the further "
+        f"rise over {args.memory_time:g} s of reads (a leak or a larger input would show here).\n\n" + result
     )
     if not args.no_write:
         write_doc(section)
