@@ -26,10 +26,27 @@ file name, else the ``scenario_id`` column) is read with
 :mod:`datadrive.sources.av2_map` when present; without one the scenario has
 ``map=None``.
 
-Speed: the file is read once (hashed and decoded from the same bytes), the
-per-row columns are decoded with pyarrow and scattered into ``(A, T)``
-arrays with numpy, and the scenario-level columns are decoded only for
-their first row. There is no per-row Python.
+``metadata.extras``: ``focal_track_id``; ``track_category``, per track (in
+track order) its AV2 ``object_category`` (0 track fragment, 1 unscored,
+2 scored, 3 focal); ``city``; ``map_id`` and ``slice_id`` (``None`` where the
+file lacks the column); ``num_observed_steps``, the last timestep with
+``observed`` true plus one (50 in AV2: 5 s of history); ``map_file`` and
+``map_sha256`` of the map JSON read (provenance's ``sha256`` is the parquet's).
+
+Where av2 would not fail but the data cannot be one scenario, the reader
+refuses it: two rows for one (track, timestep) (av2 keeps both states in its
+list), a timestep outside ``[0, num_timestamps)``, NaN or infinite positions
+or headings (``InvalidValueError``). Missing columns are a
+``SchemaMismatchError`` naming them; bytes that are not Parquet, or a
+truncated file, a ``CorruptFileError``; a file without rows an
+``EmptyLogError``.
+
+Speed (see ``docs/benchmarks.md``): the file is read once (hashed and
+decoded from the same bytes); scenario-level columns come from the
+row-group statistics when these prove them constant, else from decoding
+their first row only; ``track_id``/``object_type`` are read as dictionaries;
+states are scattered into ``(A, T)`` arrays with one numpy assignment per
+quantity. There is no per-row Python.
 """
 
 from __future__ import annotations
