@@ -34,7 +34,9 @@ def two_region_config(root: Path, *, grants: tuple[Grant, ...] = ()) -> LakeConf
                 "cn-north",
                 StorageRoot(str(root / "cn-north")),
                 publish_crs="gcj02",
-                export=ExportPolicy(derived=frozenset({"metrics", "aggregate"}), to=frozenset({"eu-central"})),
+                export=ExportPolicy(
+                    derived=frozenset({"metrics", "aggregate"}), to=frozenset({"eu-central"})
+                ),
             ),
             "eu-central": RegionConfig(
                 "eu-central",

@@ -190,8 +190,11 @@ def run(
             stats.mid_commit += pending > 0
             if log:
                 when = f"in commit {nth_commit} +{extra_s:.3f}s" if in_commit else f"after {delay:.2f}s"
-                print(f"seed {seed} kill {stats.kills}: lake {lake_no}, {when}, workers {workers}: "
-                      f"{'ok' if not found else found[:3]}{' (killed mid-commit)' if pending else ''}", flush=True)  # fmt: skip
+                verdict = "ok" if not found else str(found[:3])
+                mid = " (killed mid-commit)" if pending else ""
+                where = f"lake {lake_no}, {when}, workers {workers}"
+                print(f"seed {seed} kill {stats.kills}: {where}: {verdict}{mid}")
+                sys.stdout.flush()
             stats.problems += [f"kill {stats.kills} (lake {lake_no}): {p}" for p in found]
         rerun = cli(ingest_args(root, inputs[0].parent, region=region, batch=batch, workers=1))
         if rerun.returncode != 0:

@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import lake_synth
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from deltalake import DeltaTable
 
-import lake_synth
 from datadrive.errors import ResidencyError
 from datadrive.lake import Lake, Principal
 from datadrive.lake import audit as audit_log
@@ -57,7 +57,17 @@ def test_rows_form_a_hash_chain(busy_lake) -> None:
     for i, (r, t) in enumerate(zip(table.to_pylist(), times, strict=True)):
         assert r["seq"] == i
         assert r["prev_hash"] == prev
-        fields = (r["who"], r["tenant"], r["home_region"], r["region"], r["action"], r["object"], r["lake_version"], r["outcome"], r["detail"])
+        fields = (
+            r["who"],
+            r["tenant"],
+            r["home_region"],
+            r["region"],
+            r["action"],
+            r["object"],
+            r["lake_version"],
+            r["outcome"],
+            r["detail"],
+        )
         assert r["row_hash"] == row_hash(i, t, fields, prev)
         prev = r["row_hash"]
     result = busy_lake.verify_audit("eu-central")

@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import lake_synth
 import pytest
 from typer.testing import CliRunner
 
-import lake_synth
 from datadrive.cli.lake import load_lake_config
 from datadrive.cli.main import app
 from datadrive.errors import ConfigError
@@ -19,7 +19,9 @@ def lake_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("DATADRIVE_USER", "ana")
     monkeypatch.delenv("DATADRIVE_HOME_REGION", raising=False)
     monkeypatch.delenv("DATADRIVE_TENANT", raising=False)
-    result = CliRunner().invoke(app, ["lake", "init", str(tmp_path / "lake"), "--tenant", "bmw", "--tenant", "tencent"])
+    result = CliRunner().invoke(
+        app, ["lake", "init", str(tmp_path / "lake"), "--tenant", "bmw", "--tenant", "tencent"]
+    )
     assert result.exit_code == 0, result.output
     return tmp_path / "lake"
 
@@ -129,7 +131,9 @@ def test_audit_verify_exits_2_when_tampered(lake_dir, tmp_path) -> None:
     lake_synth.write_inputs(tmp_path / "in", range(1))
     assert ingest(lake_dir, tmp_path / "in").exit_code == 0
     DeltaTable(str(lake_dir / "regions" / "cn-north" / "audit")).delete("seq = 1")
-    result = run("lake", "audit", "--lake", str(lake_dir), "--region", "cn-north", "--tenant", "bmw", "--verify")
+    result = run(
+        "lake", "audit", "--lake", str(lake_dir), "--region", "cn-north", "--tenant", "bmw", "--verify"
+    )
     assert result.exit_code == 2
     assert "tampered" in result.stderr
 
@@ -145,7 +149,15 @@ def test_audit_verify_exits_2_when_tampered(lake_dir, tmp_path) -> None:
         ('[regions.X]\nroot = "r"\n', "lower-case"),
         ("[regions\n", "not valid TOML"),
     ],
-    ids=["no-regions", "bad-crs", "unknown-destination", "no-key", "overlapping-roots", "bad-name", "bad-toml"],
+    ids=[
+        "no-regions",
+        "bad-crs",
+        "unknown-destination",
+        "no-key",
+        "overlapping-roots",
+        "bad-name",
+        "bad-toml",
+    ],
 )
 def test_config_errors_are_clear(tmp_path, toml, message) -> None:
     (tmp_path / "datadrive.toml").write_text(toml)

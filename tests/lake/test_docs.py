@@ -5,15 +5,16 @@ from __future__ import annotations
 import shlex
 from pathlib import Path
 
-import pytest
-
 import lake_synth
+import pytest
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "lake.md"
 
 
 def sql_examples() -> list[list[str]]:
-    lines = [ln.strip()[2:] for ln in DOCS.read_text().splitlines() if ln.strip().startswith("$ datadrive sql ")]
+    lines = [
+        ln.strip()[2:] for ln in DOCS.read_text().splitlines() if ln.strip().startswith("$ datadrive sql ")
+    ]
     return [shlex.split(ln) for ln in lines if "--home" not in ln]  # refusal examples are tested elsewhere
 
 

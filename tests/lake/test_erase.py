@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import lake_synth
 import pytest
 
-import lake_synth
 from datadrive.errors import AccessDeniedError, LakeError
 from datadrive.lake import Erasure, IngestOptions, Lake
 
@@ -41,7 +41,9 @@ def test_erase_a_vehicle_removes_it_from_every_version_and_file(lake_with_data) 
     assert vehicle.encode() in all_bytes_under(root)
     before = snap.version
 
-    report = lake.erase("eu-central", Erasure(tenant="bmw", scenario_ids=tuple(ids), telemetry_ids=tuple(tel_ids)))
+    report = lake.erase(
+        "eu-central", Erasure(tenant="bmw", scenario_ids=tuple(ids), telemetry_ids=tuple(tel_ids))
+    )
     assert report.scenarios == len(ids)
     assert report.telemetry == len(tel_ids)
     assert report.files_removed > 0
@@ -56,8 +58,9 @@ def test_erase_a_vehicle_removes_it_from_every_version_and_file(lake_with_data) 
         try:
             old = lake.snapshot("eu-central", v)
         except LakeError as exc:
-            assert "can no longer be read" in str(exc)
+            message = str(exc)
             gone += 1
+            assert "can no longer be read" in message
             continue
         assert not [s for s in old.scenarios(include_telemetry_egos=True) if vehicle in s.scenario_id]
     assert gone >= 1

@@ -18,10 +18,9 @@ import tempfile
 from collections import Counter
 from pathlib import Path
 
-import pytest
-
 import kill_harness
 import lake_synth
+import pytest
 from kill_harness import cli, expected_scenarios, ingest_args, make_lake, verify
 
 pytestmark = pytest.mark.slow
@@ -46,7 +45,12 @@ def test_four_concurrent_ingests_store_every_scenario_once(tmp_path) -> None:
     inputs = lake_synth.write_inputs(tmp_path / "in", range(24), scenarios=2, sleep_s=0.01)
     procs = [
         subprocess.Popen(
-            [sys.executable, "-m", "datadrive.cli.main", *ingest_args(root, tmp_path / "in", region="eu-central", batch=3, workers=1)],
+            [
+                sys.executable,
+                "-m",
+                "datadrive.cli.main",
+                *ingest_args(root, tmp_path / "in", region="eu-central", batch=3, workers=1),
+            ],
             env=kill_harness.cli_env(DATADRIVE_USER=f"writer{i}"),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -84,7 +88,12 @@ def _namespace_script(tmp_path: Path, body: str) -> subprocess.CompletedProcess[
     script = tmp_path / "fault.sh"
     script.write_text("set -eu\n" + body)
     return subprocess.run(
-        ["unshare", *flags, "sh", str(script)], capture_output=True, text=True, env=kill_harness.cli_env(), timeout=600, check=False
+        ["unshare", *flags, "sh", str(script)],
+        capture_output=True,
+        text=True,
+        env=kill_harness.cli_env(),
+        timeout=600,
+        check=False,
     )
 
 
@@ -104,23 +113,29 @@ def test_disk_full_leaves_the_lake_at_its_last_good_version(tmp_path) -> None:
     small = lake_synth.write_inputs(tmp_path / "small", range(3))
     big = lake_synth.write_inputs(tmp_path / "big", range(100, 140), scenarios=4, tracks=40, steps=80)
     region = root / "regions" / "eu-central"
-    py = sys.executable
+    datadrive = f"{sys.executable} -m datadrive.cli.main"
+    first = " ".join(ingest_args(root, small[0].parent, region="eu-central", batch=2, workers=1))
+    second = " ".join(ingest_args(root, big[0].parent, region="eu-central", batch=8, workers=1))
+    state = (
+        f"{sys.executable} -c \"import sys, json, pathlib; sys.path[:0] = ['{kill_harness.HERE}']; "
+        f"import test_faults; print(json.dumps(test_faults._lake_state(pathlib.Path('{root}'))))\""
+    )
     body = f"""
 mkdir -p {region}.full
 mount -t tmpfs -o size=64m tmpfs {region}.full
 cp -a {region}/. {region}.full/
 mount --bind {region}.full {region}
-{py} -m datadrive.cli.main {" ".join(ingest_args(root, small[0].parent, region="eu-central", batch=2, workers=1))} > {tmp_path}/first.json
+{datadrive} {first} > {tmp_path}/first.json
 avail=$(df --output=avail -B1 {region} | tail -1)
-fallocate -l $((avail - 160000)) {region}/filler || dd if=/dev/zero of={region}/filler bs=4096 count=$(( (avail - 160000) / 4096 )) 2>/dev/null
+fallocate -l $((avail - 160000)) {region}/filler
 set +e
-{py} -m datadrive.cli.main {" ".join(ingest_args(root, big[0].parent, region="eu-central", batch=8, workers=1))} > {tmp_path}/second.json 2> {tmp_path}/second.err
+{datadrive} {second} > {tmp_path}/second.json 2> {tmp_path}/second.err
 echo $? > {tmp_path}/second.rc
 set -e
-{py} -c "import sys; sys.path[:0] = ['{kill_harness.HERE}']; import test_faults, json; print(json.dumps(test_faults._lake_state(__import__('pathlib').Path('{root}'))))" > {tmp_path}/after_full.json
+{state} > {tmp_path}/after_full.json
 rm {region}/filler
-{py} -m datadrive.cli.main {" ".join(ingest_args(root, big[0].parent, region="eu-central", batch=8, workers=1))} > {tmp_path}/third.json
-{py} -c "import sys; sys.path[:0] = ['{kill_harness.HERE}']; import test_faults, json; print(json.dumps(test_faults._lake_state(__import__('pathlib').Path('{root}'))))" > {tmp_path}/after_rerun.json
+{datadrive} {second} > {tmp_path}/third.json
+{state} > {tmp_path}/after_rerun.json
 """
     out = _namespace_script(tmp_path, body)
     if out.returncode != 0 and "mount" in out.stderr and not (tmp_path / "first.json").exists():
@@ -171,10 +186,18 @@ def test_permission_denied_is_a_clear_error_and_changes_nothing() -> None:
         before = _lake_state(root)
         nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
         env = kill_harness.cli_env(HOME=str(base))
-        probe = subprocess.run([*nobody, sys.executable, "-c", "import datadrive"], capture_output=True, text=True, env=env, check=False)
+        probe = subprocess.run(
+            [*nobody, sys.executable, "-c", "import datadrive"],
+            capture_output=True,
+            text=True,
+            env=env,
+            check=False,
+        )
         if probe.returncode != 0:
             _unavailable(f"the unprivileged user cannot run datadrive here: {probe.stderr.strip()[-300:]}")
-        out = cli(ingest_args(root, second[0].parent, region="eu-central", batch=2, workers=1), env=env, user=nobody)
+        out = cli(
+            ingest_args(root, second[0].parent, region="eu-central", batch=2, workers=1), env=env, user=nobody
+        )
         assert out.returncode == 2
         assert "permission denied" in out.stderr.lower(), out.stderr
         assert "Traceback" not in out.stderr
@@ -190,12 +213,12 @@ def test_read_only_root_is_a_clear_error_and_changes_nothing(tmp_path) -> None:
     assert cli(ingest_args(root, first[0].parent, region="eu-central", batch=2, workers=1)).returncode == 0
     before = _lake_state(root)
     region = root / "regions" / "eu-central"
-    py = sys.executable
+    second = " ".join(ingest_args(root, tmp_path / "second", region="eu-central", batch=2, workers=1))
     body = f"""
 mount --bind {region} {region}
 mount -o remount,bind,ro {region}
 set +e
-{py} -m datadrive.cli.main {" ".join(ingest_args(root, tmp_path / "second", region="eu-central", batch=2, workers=1))} > {tmp_path}/out.json 2> {tmp_path}/out.err
+{sys.executable} -m datadrive.cli.main {second} > {tmp_path}/out.json 2> {tmp_path}/out.err
 echo $? > {tmp_path}/rc
 """
     out = _namespace_script(tmp_path, body)

@@ -92,7 +92,8 @@ def test_a_china_region_publishes_gnss_in_gcj02_and_others_in_wgs84(make_lake, i
         lake = make_lake(home=region)
         lake.ingest(paths, region, registry=lake_synth.REGISTRY)
         rows = lake.sql(
-            "SELECT crs, sample_values FROM signal_samples WHERE signal = 'gnss/fix' AND sample = 0", region=region
+            "SELECT crs, sample_values FROM signal_samples WHERE signal = 'gnss/fix' AND sample = 0",
+            region=region,
         ).table.to_pylist()
         (row,) = rows
         if region == "cn-north":
@@ -103,4 +104,6 @@ def test_a_china_region_publishes_gnss_in_gcj02_and_others_in_wgs84(make_lake, i
             assert row["crs"] == "WGS-84"
             assert row["sample_values"][:2] == [39.915, 116.404]
         (tel,) = lake.snapshot(region).telemetry()
-        assert tel.metadata.frame.startswith("enu_gcj02@39.916404" if region == "cn-north" else "enu_wgs84@39.915")
+        assert tel.metadata.frame.startswith(
+            "enu_gcj02@39.916404" if region == "cn-north" else "enu_wgs84@39.915"
+        )

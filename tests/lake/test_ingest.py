@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import lake_synth
 import numpy as np
 import pyarrow.dataset as ds
 import pytest
 
-import lake_synth
 from datadrive.core import Scenario, Telemetry, scenarios_equal, summarize
 from datadrive.lake import IngestOptions, InlineEngine, ProcessPoolEngine, Pseudonymizer
 from datadrive.lake.geo import publisher_for
@@ -20,7 +20,15 @@ def _expected(paths: list[Path], *, key: bytes, region: str, crs: str, tenant: s
     out = []
     for p in paths:
         for rec in lake_synth.records_of(p):
-            out.append(prepare(rec, region=region, tenant=tenant, pseudonyms=Pseudonymizer(key), publisher=publisher_for(crs)))
+            out.append(
+                prepare(
+                    rec,
+                    region=region,
+                    tenant=tenant,
+                    pseudonyms=Pseudonymizer(key),
+                    publisher=publisher_for(crs),
+                )
+            )
     return out
 
 
@@ -48,7 +56,9 @@ def test_round_trip_is_lossless_apart_from_pseudonyms(make_lake, inputs, config,
     snap = lake.snapshot(region)
     got_s = {s.scenario_id: s for s in snap.scenarios()}
     got_t = {t.telemetry_id: t for t in snap.telemetry()}
-    expected = _expected(paths, key=config.tenant("bmw").key, region=region, crs=config.region(region).publish_crs)
+    expected = _expected(
+        paths, key=config.tenant("bmw").key, region=region, crs=config.region(region).publish_crs
+    )
     exp_s = [r for r in expected if isinstance(r, Scenario)]
     exp_t = [r for r in expected if isinstance(r, Telemetry)]
     assert sorted(got_s) == sorted(s.scenario_id for s in exp_s)
@@ -66,14 +76,19 @@ def test_counts_match_the_raw_records(make_lake, inputs) -> None:
     lake.ingest(paths, "eu-central", registry=lake_synth.REGISTRY)
     raw = [summarize(r) for p in paths for r in lake_synth.records_of(p)]
     res = lake.snapshot("eu-central").sql(
-        "SELECT count(*) AS n, sum(num_tracks) AS a, sum(num_valid_states) AS v, sum(xy_sum_m) AS xy FROM scenarios"
+        "SELECT count(*) AS n, sum(num_tracks) AS a, sum(num_valid_states) AS v, sum(xy_sum_m) AS xy "
+        "FROM scenarios"
     )
     row = res.table.to_pylist()[0]
     assert row["n"] == len(raw) == 12
     assert row["a"] == sum(r["num_tracks"] for r in raw)
     assert row["v"] == sum(r["num_valid_states"] for r in raw)
     assert row["xy"] == pytest.approx(sum(r["xy_sum_m"] for r in raw), rel=1e-12)
-    states = lake.snapshot("eu-central").sql("SELECT count(*) AS v, sum(x_m + y_m) AS xy FROM states").table.to_pylist()[0]
+    states = (
+        lake.snapshot("eu-central")
+        .sql("SELECT count(*) AS v, sum(x_m + y_m) AS xy FROM states")
+        .table.to_pylist()[0]
+    )
     assert states["v"] == row["v"]
     assert states["xy"] == pytest.approx(row["xy"], rel=1e-12)
 
@@ -105,16 +120,22 @@ def test_same_bytes_under_two_names_are_one_input(make_lake, inputs, tmp_path) -
 def test_another_tenant_ingests_the_same_file_separately(make_lake, inputs) -> None:
     paths = inputs(range(2))
     make_lake("ana", "bmw", "eu-central").ingest(paths, "eu-central", registry=lake_synth.REGISTRY)
-    report = make_lake("li", "tencent", "eu-central").ingest(paths, "eu-central", registry=lake_synth.REGISTRY)
+    report = make_lake("li", "tencent", "eu-central").ingest(
+        paths, "eu-central", registry=lake_synth.REGISTRY
+    )
     assert report.counts()["ingested"] == 2
-    bmw_ids = {s.scenario_id for s in make_lake("ana", "bmw", "eu-central").snapshot("eu-central").scenarios()}
-    ten_ids = {s.scenario_id for s in make_lake("li", "tencent", "eu-central").snapshot("eu-central").scenarios()}
+    bmw_ids = {
+        s.scenario_id for s in make_lake("ana", "bmw", "eu-central").snapshot("eu-central").scenarios()
+    }
+    ten_ids = {
+        s.scenario_id for s in make_lake("li", "tencent", "eu-central").snapshot("eu-central").scenarios()
+    }
     assert len(bmw_ids) == len(ten_ids) == 2
     assert not bmw_ids & ten_ids, "pseudonyms are keyed per tenant"
 
 
 def test_corrupt_file_among_good_ones(make_lake, inputs, tmp_path) -> None:
-    paths = inputs(range(4))
+    inputs(range(4))
     bad = tmp_path / "in" / "broken.ddsynth"
     bad.write_bytes(b"\x00\xffnot json")
     missing = tmp_path / "nope.ddsynth"
@@ -149,7 +170,13 @@ def test_scenario_id_clash_from_another_file_fails_that_file(make_lake, inputs, 
 def test_batches_commit_one_lake_version_each(make_lake, inputs, engine) -> None:
     paths = inputs(range(7))
     lake = make_lake(home="eu-central")
-    report = lake.ingest(paths, "eu-central", registry=lake_synth.REGISTRY, engine=engine, options=IngestOptions(batch_inputs=3))
+    report = lake.ingest(
+        paths,
+        "eu-central",
+        registry=lake_synth.REGISTRY,
+        engine=engine,
+        options=IngestOptions(batch_inputs=3),
+    )
     assert report.lake_version_before == 0 or report.lake_version_before is None
     assert report.lake_version_after == 3  # 3 + 3 + 1 inputs
     assert len({o.batch_id for o in report.outcomes}) == 3
@@ -157,14 +184,25 @@ def test_batches_commit_one_lake_version_each(make_lake, inputs, engine) -> None
     assert [v.operation for v in history] == ["ingest", "ingest", "ingest", "create"]
     # the raw Delta tables hold exactly the committed batches: no stray rows
     store = lake.store("eu-central")
-    batches = set(store.table(INGESTS).to_pyarrow_dataset().to_table(columns=["batch_id"]).column("batch_id").to_pylist())
-    track_batches = set(store.table(TRACKS).to_pyarrow_dataset().to_table(columns=["batch_id"]).column("batch_id").to_pylist())
+    batches = set(
+        store.table(INGESTS)
+        .to_pyarrow_dataset()
+        .to_table(columns=["batch_id"])
+        .column("batch_id")
+        .to_pylist()
+    )
+    track_batches = set(
+        store.table(TRACKS).to_pyarrow_dataset().to_table(columns=["batch_id"]).column("batch_id").to_pylist()
+    )
     assert track_batches == batches
 
 
 def test_partitioned_by_tenant_source_and_date(make_lake, inputs, lake_root) -> None:
     make_lake(home="eu-central").ingest(inputs(range(2)), "eu-central", registry=lake_synth.REGISTRY)
-    parts = sorted(p.relative_to(lake_root / "eu-central" / "tracks").parts[:3] for p in (lake_root / "eu-central" / "tracks").rglob("*.parquet"))
+    parts = sorted(
+        p.relative_to(lake_root / "eu-central" / "tracks").parts[:3]
+        for p in (lake_root / "eu-central" / "tracks").rglob("*.parquet")
+    )
     assert parts
     for tenant, source, day in parts:
         assert tenant == "tenant=bmw"
@@ -196,9 +234,11 @@ def test_check_finds_a_whole_lake_whole_and_a_damaged_one_damaged(make_lake, inp
     store = lake.store("eu-central")
     victim = lake.snapshot("eu-central").scenarios()[0].scenario_id
     DeltaTable(store.uri(TRACKS)).delete(f"scenario_id = '{victim}'")
-    from datadrive.lake.tables import commit_record
     from datetime import UTC, datetime
+
     from deltalake import CommitProperties, write_deltalake
+
+    from datadrive.lake.tables import commit_record
 
     versions = dict(store.resolve().table_versions, tracks=store.head(TRACKS))
     write_deltalake(

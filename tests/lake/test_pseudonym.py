@@ -6,9 +6,9 @@ import hashlib
 import hmac
 from pathlib import Path
 
+import lake_synth
 import pytest
 
-import lake_synth
 from datadrive.lake import Pseudonymizer
 from datadrive.lake.pseudonym import DEFAULT_RULES
 
@@ -36,7 +36,10 @@ def test_embedded_identifiers_are_replaced_by_their_hmac(source, raw, identifier
 
 
 def test_rules_apply_only_to_their_sources() -> None:
-    assert Pseudonymizer(KEY).text("waymo_open_motion", "veh-45 b0c9d2329ad1606b host-a101") == "veh-45 b0c9d2329ad1606b host-a101"
+    assert (
+        Pseudonymizer(KEY).text("waymo_open_motion", "veh-45 b0c9d2329ad1606b host-a101")
+        == "veh-45 b0c9d2329ad1606b host-a101"
+    )
 
 
 def test_a_sha256_is_not_mistaken_for_a_dongle_id() -> None:

@@ -13,14 +13,14 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
+import lake_synth
 import pytest
 
-import lake_synth
+from conftest import two_region_config
 from datadrive.errors import AccessDeniedError, ResidencyError
 from datadrive.lake import ExportPolicy, Grant, Lake, Principal
 from datadrive.lake import audit as audit_log
 from datadrive.lake.tables import RegionStore
-from conftest import two_region_config
 
 RAW_TABLES = ["scenarios", "tracks", "map_features", "telemetry", "ingests", "audit"]
 
@@ -82,7 +82,12 @@ def test_sql_that_touches_files_is_refused_and_audited(cn_lake, query) -> None:
 
 @pytest.mark.parametrize(
     "query",
-    ["CREATE TABLE x AS SELECT 1", "INSERT INTO scenarios SELECT * FROM scenarios", "SET threads = 1", "SELECT 1; SELECT 2"],
+    [
+        "CREATE TABLE x AS SELECT 1",
+        "INSERT INTO scenarios SELECT * FROM scenarios",
+        "SET threads = 1",
+        "SELECT 1; SELECT 2",
+    ],
     ids=["create", "insert", "set", "two-statements"],
 )
 def test_sql_that_is_not_a_select_is_refused_and_audited(cn_lake, query) -> None:
@@ -112,9 +117,14 @@ def test_a_policy_can_let_principals_abroad_read(lake_root, inputs) -> None:
     regions = dict(config.regions)
     regions["eu-central"] = replace(eu, raw_readers=frozenset({"cn-north"}))
     config = replace(config, regions=regions)
-    Lake(config, Principal("ana", "bmw", "eu-central")).ingest(inputs(range(2)), "eu-central", registry=lake_synth.REGISTRY)
+    Lake(config, Principal("ana", "bmw", "eu-central")).ingest(
+        inputs(range(2)), "eu-central", registry=lake_synth.REGISTRY
+    )
     visitor = Lake(config, Principal("li", "bmw", "cn-north"))
-    assert visitor.sql("SELECT count(*) AS n FROM scenarios", region="eu-central").table.column("n")[0].as_py() == 2
+    assert (
+        visitor.sql("SELECT count(*) AS n FROM scenarios", region="eu-central").table.column("n")[0].as_py()
+        == 2
+    )
 
 
 def test_dataset_build_cannot_write_one_regions_records_into_another(cn_lake) -> None:
@@ -137,7 +147,9 @@ def test_derived_artefact_of_one_region_cannot_be_stored_in_another(cn_lake) -> 
 
 def test_derived_exports_follow_the_policy(cn_lake, tmp_path) -> None:
     snap = cn_lake.snapshot("cn-north")
-    metrics = cn_lake.put_derived("cn-north", "metrics", "eval/run1.json", b'{"minADE": 1.2}', derived_from=snap)
+    metrics = cn_lake.put_derived(
+        "cn-north", "metrics", "eval/run1.json", b'{"minADE": 1.2}', derived_from=snap
+    )
     model = cn_lake.put_derived("cn-north", "model", "weights.pt", b"\x00" * 64, derived_from=snap)
     report = cn_lake.export(metrics, region="cn-north", to="eu-central")
     copied = Path(report.destination)
@@ -157,7 +169,9 @@ def test_derived_exports_follow_the_policy(cn_lake, tmp_path) -> None:
 def test_a_raw_export_happens_only_where_the_policy_says_so(lake_root, inputs) -> None:
     config = two_region_config(lake_root)
     regions = dict(config.regions)
-    regions["eu-central"] = replace(regions["eu-central"], export=ExportPolicy(raw_to=frozenset({"cn-north"})))
+    regions["eu-central"] = replace(
+        regions["eu-central"], export=ExportPolicy(raw_to=frozenset({"cn-north"}))
+    )
     config = replace(config, regions=regions)
     lake = Lake(config, Principal("ana", "bmw", "eu-central"))
     lake.ingest(inputs(range(2)), "eu-central", registry=lake_synth.REGISTRY)
@@ -169,10 +183,14 @@ def test_a_raw_export_happens_only_where_the_policy_says_so(lake_root, inputs) -
 
 def test_tenants_see_only_their_rows_unless_granted(lake_root, inputs) -> None:
     config = two_region_config(lake_root)
-    Lake(config, Principal("ana", "bmw", "cn-north")).ingest(inputs(range(2)), "cn-north", registry=lake_synth.REGISTRY)
+    Lake(config, Principal("ana", "bmw", "cn-north")).ingest(
+        inputs(range(2)), "cn-north", registry=lake_synth.REGISTRY
+    )
     outsider = Lake(config, Principal("li", "tencent", "cn-north"))
     assert outsider.snapshot("cn-north").scenarios() == []
-    assert outsider.sql("SELECT count(*) AS n FROM tracks", region="cn-north").table.column("n")[0].as_py() == 0
+    assert (
+        outsider.sql("SELECT count(*) AS n FROM tracks", region="cn-north").table.column("n")[0].as_py() == 0
+    )
     granted = replace(config, grants=(Grant("bmw", "tencent", frozenset({"cn-north"})),))
     partner = Lake(granted, Principal("li", "tencent", "cn-north"))
     assert len(partner.snapshot("cn-north").scenarios()) == 2

@@ -15,12 +15,12 @@ from typing import Any
 
 import pytest
 
+from conftest import KEYS, two_region_config
 from datadrive.core import Scenario, Telemetry, summarize
 from datadrive.core.summary import summarize_telemetry
 from datadrive.errors import InputError, UnsupportedFormatError
 from datadrive.lake import Lake, Principal, ProcessPoolEngine, Pseudonymizer
 from datadrive.sources import DEFAULT_REGISTRY
-from conftest import KEYS, two_region_config
 
 pytestmark = pytest.mark.slow
 REGIONS = ("cn-north", "eu-central")
@@ -92,7 +92,11 @@ def test_every_input_is_accounted_for(sample_lake, region) -> None:
     assert len(report.outcomes) == len(sample_lake["units"][region])
     assert sum(report.counts().values()) == len(report.outcomes)
     failed = {o.path: o.reason for o in report.failed}
-    raw_failed = {p: r for p, r in sample_lake["raw_failed"].items() if p in {str(u) for u in sample_lake["units"][region]}}
+    raw_failed = {
+        p: r
+        for p, r in sample_lake["raw_failed"].items()
+        if p in {str(u) for u in sample_lake["units"][region]}
+    }
     assert set(failed) == set(raw_failed), "the lake fails exactly the inputs the readers fail"
     ingested = [o for o in report.outcomes if o.status == "ingested"]
     assert sum(o.num_scenarios for o in ingested) == len(sample_lake["expected"][region])
@@ -110,9 +114,10 @@ def test_sql_matches_inspect_of_the_raw_files(sample_lake, region) -> None:
                coalesce(st.n, 0) AS states, coalesce(st.xy, 0) AS xy, coalesce(tr.n, 0) AS tracks,
                coalesce(mf.lanes, 0) AS lanes, s.has_map
         FROM scenarios s
-        LEFT JOIN (SELECT source, scenario_id, count(*) AS n, sum(x_m + y_m) AS xy FROM states GROUP BY ALL) st
-            USING (source, scenario_id)
-        LEFT JOIN (SELECT source, scenario_id, count(*) AS n FROM tracks GROUP BY ALL) tr USING (source, scenario_id)
+        LEFT JOIN (SELECT source, scenario_id, count(*) AS n, sum(x_m + y_m) AS xy
+                   FROM states GROUP BY ALL) st USING (source, scenario_id)
+        LEFT JOIN (SELECT source, scenario_id, count(*) AS n
+                   FROM tracks GROUP BY ALL) tr USING (source, scenario_id)
         LEFT JOIN (SELECT source, scenario_id, count(*) FILTER (WHERE kind = 0) AS lanes
                    FROM map_features GROUP BY ALL) mf USING (source, scenario_id)
         WHERE s.telemetry_id IS NULL

@@ -6,9 +6,9 @@ import json
 from datetime import UTC, datetime
 from pathlib import Path
 
+import lake_synth
 import pytest
 
-import lake_synth
 from datadrive.errors import LakeError, SchemaVersionError
 from datadrive.lake import IngestOptions
 from datadrive.lake.schema import INGESTS, SCHEMA_VERSION_KEY, TRACKS
@@ -56,7 +56,7 @@ def test_every_table_is_pinned_consistently(versioned) -> None:
 
 
 def test_a_version_that_does_not_exist_says_so(versioned) -> None:
-    with pytest.raises(LakeError, match="no lake version 9 .latest is 3"):
+    with pytest.raises(LakeError, match=r"no lake version 9 .latest is 3"):
         versioned.snapshot("eu-central", 9)
 
 
@@ -83,14 +83,19 @@ def _newer_writer_commits(store: RegionStore, *, bump_table: bool) -> None:
     record = commit_record("ingest", versions, now=datetime.now(UTC))
     record[COMMIT_KEY] = record[COMMIT_KEY].replace('"schema_version": 1', '"schema_version": 2')
     write_deltalake(
-        store.uri(INGESTS), INGESTS.schema.empty_table(), mode="append", commit_properties=CommitProperties(record)
+        store.uri(INGESTS),
+        INGESTS.schema.empty_table(),
+        mode="append",
+        commit_properties=CommitProperties(record),
     )
 
 
 @pytest.mark.parametrize("bump_table", [True, False], ids=["table-and-commit", "commit-only"])
 def test_a_newer_schema_is_refused_with_a_clear_message(versioned, bump_table) -> None:
     _newer_writer_commits(RegionStore(versioned.config.region("eu-central")), bump_table=bump_table)
-    with pytest.raises(SchemaVersionError, match="schema version 2, but this datadrive .* up to 1: upgrade datadrive"):
+    with pytest.raises(
+        SchemaVersionError, match=r"schema version 2, but this datadrive .* up to 1: upgrade datadrive"
+    ):
         versioned.snapshot("eu-central").scenarios()
     assert len(versioned.snapshot("eu-central", 3).scenarios()) == 6, "older versions still read"
 
@@ -106,7 +111,9 @@ def test_a_newer_commit_log_is_refused_before_anything_is_written(versioned, inp
 
 def test_optimize_keeps_rows_and_versions(make_lake, inputs) -> None:
     lake = make_lake(home="eu-central")
-    lake.ingest(inputs(range(6)), "eu-central", registry=lake_synth.REGISTRY, options=IngestOptions(batch_inputs=1))
+    lake.ingest(
+        inputs(range(6)), "eu-central", registry=lake_synth.REGISTRY, options=IngestOptions(batch_inputs=1)
+    )
     before = count(lake)
     stats = lake.optimize("eu-central")
     assert stats["tracks"]["files_removed"] >= 6

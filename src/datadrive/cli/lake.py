@@ -16,7 +16,7 @@ import math
 import os
 import secrets
 import tomllib
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -84,7 +84,9 @@ def load_lake_config(lake: Path) -> LakeConfig:
     try:
         doc = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise ConfigError(f"{path}: no lake config here (create one with `datadrive lake init {lake}`)") from None
+        raise ConfigError(
+            f"{path}: no lake config here (create one with `datadrive lake init {lake}`)"
+        ) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read the lake config ({exc})") from exc
     except tomllib.TOMLDecodeError as exc:
@@ -100,13 +102,17 @@ def load_lake_config(lake: Path) -> LakeConfig:
             value = os.environ.get(str(tdoc["key_env"]), "")
             if not value:
                 raise ConfigError(f"tenant {name}: environment variable {tdoc['key_env']} is not set")
-            keys[name] = bytes.fromhex(value) if all(c in "0123456789abcdefABCDEF" for c in value) else value.encode()
+            keys[name] = (
+                bytes.fromhex(value) if all(c in "0123456789abcdefABCDEF" for c in value) else value.encode()
+            )
         elif "key_file" in tdoc:
             key_path = (path.parent / str(tdoc["key_file"])).resolve()
             try:
                 keys[name] = read_key(key_path)
             except OSError as exc:
-                raise ConfigError(f"tenant {name}: cannot read key file {key_path} ({exc.strerror or exc})") from exc
+                raise ConfigError(
+                    f"tenant {name}: cannot read key file {key_path} ({exc.strerror or exc})"
+                ) from exc
         else:
             raise ConfigError(f"[tenants.{name}] needs key_file (or key_env) for its pseudonymisation key")
     return LakeConfig.from_mapping(doc, base_dir=path.parent, keys=keys)
@@ -146,9 +152,7 @@ def _login() -> str:
         return f"uid-{os.getuid()}"
 
 
-def _open(
-    lake: Path, *, user: str | None, tenant: str | None, home: str | None, region: str | None
-) -> Lake:
+def _open(lake: Path, *, user: str | None, tenant: str | None, home: str | None, region: str | None) -> Lake:
     from datadrive.lake import Lake
 
     config = load_lake_config(lake)
@@ -175,13 +179,18 @@ def _registry(spec: str | None) -> Registry:
 
 LakeOpt = Annotated[Path, typer.Option("--lake", help="The lake: a folder with datadrive.toml, or the file.")]
 RegionOpt = Annotated[str | None, typer.Option("--region", help="Region (default: your home region).")]
-UserOpt = Annotated[str | None, typer.Option("--user", help="Who you are (default: DATADRIVE_USER or login).")]
+UserOpt = Annotated[
+    str | None, typer.Option("--user", help="Who you are (default: DATADRIVE_USER or login).")
+]
 TenantOpt = Annotated[
-    str | None, typer.Option("--tenant", help="Tenant you act for (default: DATADRIVE_TENANT, or the only one).")
+    str | None,
+    typer.Option("--tenant", help="Tenant you act for (default: DATADRIVE_TENANT, or the only one)."),
 ]
 HomeOpt = Annotated[
     str | None,
-    typer.Option("--home", help="Region you are in (default: DATADRIVE_HOME_REGION, [deployment], or --region)."),
+    typer.Option(
+        "--home", help="Region you are in (default: DATADRIVE_HOME_REGION, [deployment], or --region)."
+    ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 
@@ -261,9 +270,15 @@ def init_cmd(
         from datadrive.lake import Lake, Principal
 
         for name in config.regions:
-            lake = Lake(config, Principal(user or os.environ.get("DATADRIVE_USER") or _login(), next(iter(config.tenants)), name))
+            lake = Lake(
+                config,
+                Principal(
+                    user or os.environ.get("DATADRIVE_USER") or _login(), next(iter(config.tenants)), name
+                ),
+            )
             lake.init([name])
-            _out.print(f"region {name}: {config.region(name).root.uri} ready (lake version {lake.store(name).lake_version()})")
+            version = lake.store(name).lake_version()
+            _out.print(f"region {name}: {config.region(name).root.uri} ready (lake version {version})")
     except DatadriveError as exc:
         _fail(str(exc))
 
@@ -276,6 +291,7 @@ def _write_config(folder: Path, regions: Sequence[str], tenants: Sequence[str]) 
             raise ConfigError(f"--region {spec!r}: write NAME=ROOT, e.g. cn-north=regions/cn-north")
         parsed.append((name, root))
     names = [n for n, _ in parsed]
+    derived_china, derived_other = ["aggregate", "metrics"], ["aggregate", "metrics", "model", "features"]
     lines = [
         "# datadrive lake configuration (see docs/lake.md).",
         "",
@@ -293,10 +309,10 @@ def _write_config(folder: Path, regions: Sequence[str], tenants: Sequence[str]) 
             f"[regions.{name}]",
             f'root = "{root}"',
             f'publish_crs = "{"gcj02" if china else "wgs84"}"',
-            f"raw_readers = {json.dumps([] if china else [])}   # other home regions allowed to read raw rows",
+            "raw_readers = []   # other home regions whose principals may read raw rows",
             "",
             f"[regions.{name}.export]",
-            f"derived = {json.dumps(['aggregate', 'metrics'] if china else ['aggregate', 'metrics', 'model', 'features'])}",
+            f"derived = {json.dumps(derived_china if china else derived_other)}",
             f"to = {json.dumps(others)}",
             "raw_to = []   # raw tables never leave unless listed here",
             "",
@@ -309,7 +325,11 @@ def _write_config(folder: Path, regions: Sequence[str], tenants: Sequence[str]) 
             fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "w") as fh:
                 fh.write(secrets.token_hex(32) + "\n")
-        lines += [f"[tenants.{t}]", f'key_file = "keys/{t}.key"   # HMAC key for pseudonyms: keep it secret', ""]
+        lines += [
+            f"[tenants.{t}]",
+            f'key_file = "keys/{t}.key"   # HMAC key for pseudonyms: keep it secret',
+            "",
+        ]
     lines += ["# [[grants]]", '# owner = "bmw"', '# grantee = "tencent"', '# regions = ["cn-north"]', ""]
     (folder / CONFIG_NAME).write_text("\n".join(lines), encoding="utf-8")
     (keys / ".gitignore").write_text("*\n")
@@ -323,11 +343,14 @@ def ingest_cmd(
     lake: LakeOpt,
     region: Annotated[str, typer.Option("--region", help="The region where the logs were recorded.")],
     tenant: Annotated[str | None, typer.Option("--tenant", help="The tenant that owns them.")] = None,
-    workers: Annotated[int | None, typer.Option("--workers", help="Reader processes (default: all cores).")] = None,
+    workers: Annotated[
+        int | None, typer.Option("--workers", help="Reader processes (default: all cores).")
+    ] = None,
     engine: Annotated[str, typer.Option("--engine", help="process, inline or ray.")] = "process",
     batch_size: Annotated[int, typer.Option("--batch-size", help="Inputs per commit.")] = 32,
     adapters: Annotated[
-        str | None, typer.Option("--adapters", help="MODULE:ATTR of a Registry to use instead of the built-in one.")
+        str | None,
+        typer.Option("--adapters", help="MODULE:ATTR of a Registry to use instead of the built-in one."),
     ] = None,
     user: UserOpt = None,
     home: HomeOpt = None,
@@ -423,10 +446,21 @@ def _short(path: str, roots: Sequence[Path]) -> str:
 
 def _print_report(report: IngestReport, roots: Sequence[Path]) -> None:
     counts = report.counts()
-    shown = [o for o in report.outcomes if o.status != "ingested"] if len(report.outcomes) > 40 else list(report.outcomes)
+    shown = (
+        [o for o in report.outcomes if o.status != "ingested"]
+        if len(report.outcomes) > 40
+        else list(report.outcomes)
+    )
     if shown:
         table = Table(title=f"ingest into {report.region} (tenant {report.tenant})")
-        for col, justify in (("status", "left"), ("input", "left"), ("format", "left"), ("scenarios", "right"), ("telemetry", "right"), ("reason", "left")):
+        for col, justify in (
+            ("status", "left"),
+            ("input", "left"),
+            ("format", "left"),
+            ("scenarios", "right"),
+            ("telemetry", "right"),
+            ("reason", "left"),
+        ):
             table.add_column(col, justify=justify, overflow="fold")  # type: ignore[arg-type]
         style = {"ingested": "green", "duplicate": "cyan", "unsupported": "yellow", "failed": "bold red"}
         for o in shown:
@@ -455,7 +489,9 @@ def sql_cmd(
     query: Annotated[str, typer.Argument(help="One SELECT statement.")],
     lake: LakeOpt,
     region: RegionOpt = None,
-    as_of: Annotated[int | None, typer.Option("--as-of", help="Lake version to read (default: latest).")] = None,
+    as_of: Annotated[
+        int | None, typer.Option("--as-of", help="Lake version to read (default: latest).")
+    ] = None,
     as_json: JsonOpt = False,
     tenant: TenantOpt = None,
     user: UserOpt = None,
@@ -532,9 +568,20 @@ def audit_cmd(
         if verify:
             result = lk.verify_audit(region)
             if as_json:
-                print(json.dumps({"ok": result.ok, "rows": result.rows, "head_hash": result.head_hash, "problems": list(result.problems)}))
+                print(
+                    json.dumps(
+                        {
+                            "ok": result.ok,
+                            "rows": result.rows,
+                            "head_hash": result.head_hash,
+                            "problems": list(result.problems),
+                        }
+                    )
+                )
             elif result.ok:
-                _out.print(f"audit chain intact: {result.rows} rows, head {result.head_hash}", highlight=False)
+                _out.print(
+                    f"audit chain intact: {result.rows} rows, head {result.head_hash}", highlight=False
+                )
             else:
                 for p in result.problems:
                     _err.print(f"[bold red]tampered:[/] {escape(p)}", highlight=False)
@@ -552,7 +599,9 @@ def audit_cmd(
         import pyarrow.compute as pc
 
         table = table.set_column(
-            table.schema.get_field_index("row_hash"), "row_hash", pc.utf8_slice_codeunits(table.column("row_hash"), 0, 12)
+            table.schema.get_field_index("row_hash"),
+            "row_hash",
+            pc.utf8_slice_codeunits(table.column("row_hash"), 0, 12),
         )
     _print_rows(table, as_json=as_json, title="audit log", limit=max(limit, 1) if limit else table.num_rows)
 
@@ -561,7 +610,9 @@ def audit_cmd(
 def check_cmd(
     lake: LakeOpt,
     region: RegionOpt = None,
-    as_of: Annotated[int | None, typer.Option("--as-of", help="Lake version to check (default: latest).")] = None,
+    as_of: Annotated[
+        int | None, typer.Option("--as-of", help="Lake version to check (default: latest).")
+    ] = None,
     as_json: JsonOpt = False,
     tenant: TenantOpt = None,
     user: UserOpt = None,
@@ -575,10 +626,25 @@ def check_cmd(
         _fail(str(exc))
         return
     if as_json:
-        print(json.dumps({"region": report.region, "version": report.version, "ok": report.ok, "problems": list(report.problems), "counts": report.counts, "pending": report.pending}))
+        print(
+            json.dumps(
+                {
+                    "region": report.region,
+                    "version": report.version,
+                    "ok": report.ok,
+                    "problems": list(report.problems),
+                    "counts": report.counts,
+                    "pending": report.pending,
+                }
+            )
+        )
     elif report.ok:
         rows = ", ".join(f"{k} {v}" for k, v in report.counts.items())
-        _out.print(f"region {report.region} @ lake version {report.version}: whole ({rows}; {report.pending} batches pending clean-up)", highlight=False)
+        _out.print(
+            f"region {report.region} @ lake version {report.version}: whole "
+            f"({rows}; {report.pending} batches pending clean-up)",
+            highlight=False,
+        )
     else:
         for p in report.problems:
             _err.print(f"[bold red]problem:[/] {escape(p)}", highlight=False)
@@ -586,7 +652,7 @@ def check_cmd(
         raise typer.Exit(code=2)
 
 
-# --------------------------------------------------------------------------- export / derived / erase / optimize
+# --------------------------------------------------------------------------- export, derived, erase, optimize
 
 
 @lake_app.command("export")
@@ -611,7 +677,9 @@ def export_cmd(
     except DatadriveError as exc:
         _fail(str(exc))
         return
-    _out.print(f"exported {report.object} from {report.region} to {report.to}: {report.destination}", highlight=False)
+    _out.print(
+        f"exported {report.object} from {report.region} to {report.to}: {report.destination}", highlight=False
+    )
 
 
 @lake_app.command("put-derived")
@@ -620,7 +688,9 @@ def put_derived_cmd(
     lake: LakeOpt,
     region: Annotated[str, typer.Option("--region", help="The region of the data it was derived from.")],
     kind: Annotated[str, typer.Option("--kind", help="aggregate, metrics, model or features.")],
-    name: Annotated[str | None, typer.Option("--name", help="Name in the lake (default: the file name).")] = None,
+    name: Annotated[
+        str | None, typer.Option("--name", help="Name in the lake (default: the file name).")
+    ] = None,
     as_of: Annotated[int | None, typer.Option("--as-of", help="Lake version it was derived from.")] = None,
     tenant: TenantOpt = None,
     user: UserOpt = None,
@@ -645,11 +715,19 @@ def put_derived_cmd(
 def erase_cmd(
     lake: LakeOpt,
     region: Annotated[str, typer.Option("--region", help="The region.")],
-    scenario: Annotated[list[str] | None, typer.Option("--scenario", help="Scenario id (as stored). Repeatable.")] = None,
-    telemetry: Annotated[list[str] | None, typer.Option("--telemetry", help="Telemetry id. Repeatable.")] = None,
+    scenario: Annotated[
+        list[str] | None, typer.Option("--scenario", help="Scenario id (as stored). Repeatable.")
+    ] = None,
+    telemetry: Annotated[
+        list[str] | None, typer.Option("--telemetry", help="Telemetry id. Repeatable.")
+    ] = None,
     source: Annotated[list[str] | None, typer.Option("--source", help="A whole source. Repeatable.")] = None,
-    input_sha256: Annotated[list[str] | None, typer.Option("--input", help="Input SHA-256. Repeatable.")] = None,
-    before: Annotated[str | None, typer.Option("--before", help="Ingested before this date (YYYY-MM-DD).")] = None,
+    input_sha256: Annotated[
+        list[str] | None, typer.Option("--input", help="Input SHA-256. Repeatable.")
+    ] = None,
+    before: Annotated[
+        str | None, typer.Option("--before", help="Ingested before this date (YYYY-MM-DD).")
+    ] = None,
     yes: Annotated[bool, typer.Option("--yes", help="Do it (without this, nothing is erased).")] = False,
     tenant: TenantOpt = None,
     user: UserOpt = None,
@@ -692,7 +770,9 @@ def erase_cmd(
 def optimize_cmd(
     lake: LakeOpt,
     region: Annotated[str, typer.Option("--region", help="The region.")],
-    retention_hours: Annotated[int, typer.Option("--retention-hours", help="Keep files old versions need for this long.")] = 168,
+    retention_hours: Annotated[
+        int, typer.Option("--retention-hours", help="Keep files old versions need for this long.")
+    ] = 168,
     tenant: TenantOpt = None,
     user: UserOpt = None,
     home: HomeOpt = None,
@@ -712,6 +792,3 @@ def register(app: typer.Typer) -> None:
     app.command("ingest")(ingest_cmd)
     app.command("sql")(sql_cmd)
     app.add_typer(lake_app, name="lake")
-
-
-

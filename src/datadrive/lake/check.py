@@ -102,7 +102,9 @@ def check_region(store: RegionStore, version: int | None = None) -> CheckReport:
         problems.append(f"tracks of {k} have no scenario row")
     for k in set(have_maps) - set(want_maps):
         problems.append(f"map features of {k} have no scenario row")
-    signal_keys = set(_keys(tel.filter(pc.equal(tel.column("row_kind"), "signal")), "tenant", "source", "telemetry_id"))
+    signal_keys = set(
+        _keys(tel.filter(pc.equal(tel.column("row_kind"), "signal")), "tenant", "source", "telemetry_id")
+    )
     for k in signal_keys - set(tkey):
         problems.append(f"signals of telemetry {k} have no log row")
 
@@ -115,7 +117,10 @@ def check_region(store: RegionStore, version: int | None = None) -> CheckReport:
     if ldup:
         problems.append(f"ingests: {len(ldup)} input(s) recorded twice, e.g. {ldup[0]}")
     for k, ns, nt in zip(
-        lkey, ledger.column("num_scenarios").to_pylist(), ledger.column("num_telemetry").to_pylist(), strict=True
+        lkey,
+        ledger.column("num_scenarios").to_pylist(),
+        ledger.column("num_telemetry").to_pylist(),
+        strict=True,
     ):
         if per_input_s.get(k, 0) != ns or per_input_t.get(k, 0) != nt:
             problems.append(

@@ -73,7 +73,9 @@ class ProcessPoolEngine:
 
     name = "process"
 
-    def __init__(self, workers: int | None = None, preload: tuple[str, ...] = ("datadrive.lake.ingest",)) -> None:
+    def __init__(
+        self, workers: int | None = None, preload: tuple[str, ...] = ("datadrive.lake.ingest",)
+    ) -> None:
         self.workers = workers or default_workers()
         self.preload = preload
         if self.workers < 1:

@@ -155,8 +155,16 @@ def plan_erase(store: RegionStore, e: Erasure) -> dict[str, Any]:
         for r in left_t.to_pylist():
             if (r["source"], r["telemetry_id"]) not in telemetry_keys:
                 recount[r["input_sha256"]][1] += 1
-        remaining = {r["input_sha256"] for r in left_s.to_pylist() if (r["source"], r["scenario_id"]) not in scenario_keys}
-        remaining |= {r["input_sha256"] for r in left_t.to_pylist() if (r["source"], r["telemetry_id"]) not in telemetry_keys}
+        remaining = {
+            r["input_sha256"]
+            for r in left_s.to_pylist()
+            if (r["source"], r["scenario_id"]) not in scenario_keys
+        }
+        remaining |= {
+            r["input_sha256"]
+            for r in left_t.to_pylist()
+            if (r["source"], r["telemetry_id"]) not in telemetry_keys
+        }
         emptied = sorted(touched - remaining)
         recount = {k: v for k, v in recount.items() if k not in emptied}
     return {

@@ -251,10 +251,15 @@ def read_unit(task: ReadTask) -> ReadResult:
         return ReadResult(task.index, None, error=f"{type(exc).__name__}: {reason}")
     except MemoryError:
         return ReadResult(task.index, None, error="MemoryError: the input does not fit in memory")
+    return result_from_tables(task.index, tables, seconds=time.perf_counter() - t0)
+
+
+def result_from_tables(index: int, tables: UnitTables, *, seconds: float = 0.0) -> ReadResult:
+    """A successful :class:`ReadResult` for one input's rows."""
     scen = tables.scenarios
     tel = tables.telemetry.filter(pc.equal(tables.telemetry.column("row_kind"), "log"))
     return ReadResult(
-        index=task.index,
+        index=index,
         tables=tables,
         num_scenarios=int(pc.sum(pc.is_null(scen.column("telemetry_id"))).as_py() or 0),
         num_telemetry=tel.num_rows,
@@ -264,7 +269,7 @@ def read_unit(task: ReadTask) -> ReadResult:
         telemetry_keys=tuple(
             zip(tel.column("source").to_pylist(), tel.column("telemetry_id").to_pylist(), strict=True)
         ),
-        seconds=time.perf_counter() - t0,
+        seconds=seconds,
     )
 
 
@@ -404,10 +409,10 @@ def commit_units(
         accepted: list[tuple[_Unit, ReadResult]] = []
         for u, r in units:
             sha = u.sha256 or ""
-            base = {"path": u.path, "adapter": u.adapter.name if u.adapter else None, "input_sha256": sha}
+            name = u.adapter.name if u.adapter else None
             if sha in known:
                 outcomes[u.index] = InputOutcome(
-                    **base, status="duplicate", reason="already in the lake", batch_id=known[sha]
+                    u.path, "duplicate", name, sha, reason="already in the lake", batch_id=known[sha]
                 )
                 continue
             clash = [k for k in r.scenario_keys if k in taken_s] + [
@@ -416,9 +421,12 @@ def commit_units(
             if clash:
                 src, sid = clash[0]
                 outcomes[u.index] = InputOutcome(
-                    **base,
-                    status="failed",
-                    reason=f"{src} {sid!r} is already in the lake from another input (erase it first to replace it)",
+                    u.path,
+                    "failed",
+                    name,
+                    sha,
+                    reason=f"{src} {sid!r} is already in the lake from another input "
+                    "(erase it first to replace it)",
                 )
                 continue
             known[sha] = "(this batch)"
@@ -554,7 +562,8 @@ def discover(
                 InputOutcome(
                     str(f),
                     "unsupported",
-                    reason="not a log datadrive reads (companion files, such as maps, are read with their log)",
+                    reason="not a log datadrive reads "
+                    "(companion files, such as maps, are read with their log)",
                 )
             )
     return units, decided
@@ -592,11 +601,8 @@ def ingest_paths(
 
     # hash
     hashed: dict[int, str] = {}
-    done = 0
-    for index, sha, error in engine.map_unordered(
-        hash_unit, [HashTask(u.index, u.path, u.unit) for u in units]
-    ):
-        done += 1
+    hashes = engine.map_unordered(hash_unit, [HashTask(u.index, u.path, u.unit) for u in units])
+    for done, (index, sha, error) in enumerate(hashes, start=1):
         u = units[index]
         if sha is None:
             outcomes[index] = InputOutcome(

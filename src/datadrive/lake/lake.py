@@ -25,6 +25,7 @@ import pyarrow as pa
 
 from datadrive.errors import AccessDeniedError, ConfigError, LakeError, ResidencyError, StorageError
 from datadrive.lake import audit as audit_log
+from datadrive.lake.audit import AuditVerification
 from datadrive.lake.check import CheckReport, check_region
 from datadrive.lake.config import DERIVED_KINDS, EXTERNAL, LakeConfig, Principal, RegionConfig
 from datadrive.lake.engines import Engine
@@ -34,12 +35,11 @@ from datadrive.lake.ingest import (
     IngestEvent,
     IngestOptions,
     IngestReport,
-    InputOutcome,
-    ReadResult,
     _Unit,
     commit_units,
     ingest_paths,
     recover,
+    result_from_tables,
 )
 from datadrive.lake.locks import region_lock
 from datadrive.lake.schema import DATA_TABLES, INGESTS, TABLES
@@ -155,8 +155,8 @@ class Lake:
                 action,
                 obj,
                 ResidencyError(
-                    f"{self.principal.name} is in {home}; raw data of region {region.name} may be read only from "
-                    f"{allowed}. Answering would export it, and its policy does not allow that"
+                    f"{self.principal.name} is in {home}; raw data of region {region.name} may be read only "
+                    f"from {allowed}. Answering would export it, and its policy does not allow that"
                 ),
             )
 
@@ -236,7 +236,7 @@ class Lake:
         self._audit(name, "read", "audit", store.lake_version(), "ok", {"rows": table.num_rows})
         return table
 
-    def verify_audit(self, region: str | None = None) -> audit_log.AuditVerification:
+    def verify_audit(self, region: str | None = None) -> AuditVerification:
         """Check the region's audit chain (see :func:`datadrive.lake.audit.verify`)."""
         name = self._region_name(region)
         self._check_raw_read(self.config.region(name), "verify", "audit")
@@ -352,8 +352,8 @@ class Lake:
         foreign = sorted({r.metadata.region for r in records if r.metadata.region not in (None, region)})
         if foreign:
             exc = ResidencyError(
-                f"records of region {', '.join(str(f) for f in foreign)} cannot be written to region {region}: "
-                "raw data stays in the region where it was recorded"
+                f"records of region {', '.join(str(f) for f in foreign)} cannot be written to region "
+                f"{region}: raw data stays in the region where it was recorded"
             )
             for f in foreign:
                 if f in self.config.regions:
@@ -378,26 +378,7 @@ class Lake:
         tables = unit_tables(
             prepared, input_sha256=sha, key_id=tenant.key_id, crs=publisher_for(rc.publish_crs).crs
         )
-        scen, tel = tables.scenarios, tables.telemetry
-        from datadrive.lake.ingest import ReadResult as _RR
-
-        tel_logs = tel.filter(pa.compute.equal(tel.column("row_kind"), "log"))
-        result: ReadResult = _RR(
-            index=0,
-            tables=tables,
-            num_scenarios=sum(1 for x in scen.column("telemetry_id").to_pylist() if x is None),
-            num_telemetry=tel_logs.num_rows,
-            scenario_keys=tuple(
-                zip(scen.column("source").to_pylist(), scen.column("scenario_id").to_pylist(), strict=True)
-            ),
-            telemetry_keys=tuple(
-                zip(
-                    tel_logs.column("source").to_pylist(),
-                    tel_logs.column("telemetry_id").to_pylist(),
-                    strict=True,
-                )
-            ),
-        )
+        result = result_from_tables(0, tables)
         store = self.store(region)
         before = store.lake_version() if store.exists(INGESTS) else None
         committed = commit_units(
@@ -478,8 +459,7 @@ class Lake:
         Compaction keeps every row and every readable version; the vacuum
         removes files no version younger than the retention needs.
         """
-        from deltalake import write_deltalake
-        from deltalake import CommitProperties
+        from deltalake import CommitProperties, write_deltalake
 
         rc = self.config.region(region)
         self._check_raw_read(rc, "optimize", "lake")
@@ -558,8 +538,9 @@ class Lake:
                 "export",
                 f"{obj} -> {region}",
                 ResidencyError(
-                    f"an artefact derived from region {derived_from.region} is stored in {derived_from.region}; "
-                    f"use export to move it to {region}, as that region's policy allows"
+                    f"an artefact derived from region {derived_from.region} is stored in "
+                    f"{derived_from.region}; use export to move it to {region}, "
+                    "as that region's policy allows"
                 ),
             )
         store = self.store(region)
@@ -714,6 +695,3 @@ class Lake:
             region, "export", target, None, "ok", {"bytes": len(data), "sha256": provenance.get("sha256")}
         )
         return ExportReport(obj, region, to, destination, len(data))
-
-
-_ = (InputOutcome, Committed)

@@ -100,7 +100,7 @@ class Snapshot:
         self, name: str, *, columns: Sequence[str] | None = None, filter: ds.Expression | None = None
     ) -> pa.Table:
         """A table's rows (optionally some columns, a filter) as one Arrow table. Audited."""
-        spec = TABLES[name] if name in TABLES else None
+        spec = TABLES.get(name)
         t = self._dataset(name).to_table(columns=list(columns) if columns else None, filter=filter)
         if spec is not None and not columns:
             t = conform(spec, t)
@@ -196,9 +196,11 @@ def _keys_filter(rows: pa.Table) -> ds.Expression:
         strict=True,
     ):
         by.setdefault((t, s), []).append(i)
-    out: ds.Expression | None = None
-    for (t, s), ids in by.items():
-        part = (ds.field("tenant") == t) & (ds.field("source") == s) & ds.field("scenario_id").isin(ids)
-        out = part if out is None else out | part
-    assert out is not None
+    parts = [
+        (ds.field("tenant") == t) & (ds.field("source") == s) & ds.field("scenario_id").isin(ids)
+        for (t, s), ids in by.items()
+    ]
+    out = parts[0] if parts else ds.scalar(False)
+    for part in parts[1:]:
+        out = out | part
     return out

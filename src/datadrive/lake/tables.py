@@ -11,6 +11,7 @@ next writer (their batch ids are in ``_datadrive/pending/``).
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -300,10 +301,8 @@ class RegionStore:
         return sorted(i.path for i in infos if i.type == pafs.FileType.File)
 
     def delete_file(self, path: str) -> None:
-        try:
+        with contextlib.suppress(FileNotFoundError):
             self.fs.delete_file(path)
-        except FileNotFoundError:
-            pass
 
 
 def check_schema_version(dt: Any, spec: TableSpec, region: str) -> None:
@@ -316,7 +315,8 @@ def check_schema_version(dt: Any, spec: TableSpec, region: str) -> None:
         found = None
     if found is None:
         raise SchemaVersionError(
-            f"region {region}: table {spec.name} has no datadrive schema version; it was not written by datadrive"
+            f"region {region}: table {spec.name} has no datadrive schema version; "
+            "it was not written by datadrive"
         )
     if found > LAKE_SCHEMA_VERSION:
         from datadrive import __version__
@@ -333,8 +333,9 @@ def _check_record_version(record: Mapping[str, Any], region: str, version: int) 
         from datadrive import __version__
 
         raise SchemaVersionError(
-            f"region {region}: lake version {version} was written with lake schema version {found}, but this "
-            f"datadrive ({__version__}) reads versions up to {LAKE_SCHEMA_VERSION}: upgrade datadrive to read it"
+            f"region {region}: lake version {version} was written with lake schema version {found}, but "
+            f"this datadrive ({__version__}) reads versions up to {LAKE_SCHEMA_VERSION}: "
+            "upgrade datadrive to read it"
         )
 
 
