@@ -230,7 +230,7 @@ def _files_sha256(root: Path, digests: dict[Path, bytes]) -> str:
 def _numeric(path: Path, array: NDArrayAny) -> NDArrayFloat:
     if array.dtype.kind not in "fiub":
         raise SchemaMismatchError(path, f"has dtype {array.dtype}, expected numbers")
-    return array.astype(np.float64)
+    return array.astype(np.float64, copy=False)  # a read-only view of the file bytes when already f8
 
 
 def _boot_ns(path: Path, t: NDArrayAny) -> NDArrayInt:
