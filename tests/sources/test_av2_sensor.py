@@ -378,6 +378,20 @@ def test_bad_annotations_raise_specific_errors(
     assert Path(info.value.path).parent == log_copy  # the file at fault (annotations, or poses they outrun)
 
 
+def test_absurdly_sparse_log_is_refused_before_allocating(log_copy: Path) -> None:
+    """One cuboid per track and per timestamp would need rows x rows states: refused, not allocated."""
+
+    def sparse(t: pa.Table) -> pa.Table:
+        stamps = t["timestamp_ns"].to_numpy()
+        unique = np.linspace(stamps.min(), stamps.max(), t.num_rows).astype(np.int64)
+        t = set_column(t, "timestamp_ns", pa.array(unique))
+        return set_column(t, "track_uuid", pa.array([f"t{i}" for i in range(t.num_rows)]))
+
+    edit_annotations(log_copy, sparse)
+    with pytest.raises(InvalidValueError, match="tracks x"):
+        read_one(log_copy)
+
+
 def test_missing_poses_file(log_copy: Path) -> None:
     (log_copy / "city_SE3_egovehicle.feather").unlink()
     with pytest.raises(SchemaMismatchError, match="city_SE3_egovehicle"):

@@ -91,8 +91,12 @@ AV2_MF_OBJECT_TYPES: Final[dict[str, ObjectType]] = {
 }
 """AV2 ``object_type`` -> coarse type; a label not listed here is ``OTHER``."""
 
-MAX_STEPS: Final[int] = 100_000
-"""Refuse ``num_timestamps`` above this (AV2 has 110): a corrupt count must not allocate gigabytes."""
+MAX_STEPS: Final[int] = 10_000
+"""Refuse ``num_timestamps`` above this (AV2 has 110; 10,000 steps is 1,000 s at 10 Hz): a corrupt
+count must not allocate gigabytes."""
+
+MAX_CELLS: Final[int] = 50_000_000
+"""Refuse more than this many (track, step) cells (~3 GB of arrays); AV2 scenarios have ~10,000."""
 
 EGO_TRACK_ID: Final[str] = "AV"
 
@@ -237,6 +241,10 @@ class Av2MotionForecastingAdapter(Adapter):
             raise InvalidValueError(path, "a state has a NaN or infinite heading")
 
         size = num_tracks * num_steps
+        if size > MAX_CELLS:
+            raise InvalidValueError(
+                path, f"{num_tracks} tracks x {num_steps} steps is beyond {MAX_CELLS} states"
+            )
         valid = np.zeros(size, dtype=np.bool_)
         valid[flat] = True
         if int(np.count_nonzero(valid)) != flat.shape[0]:

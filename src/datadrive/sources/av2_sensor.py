@@ -78,6 +78,8 @@ __all__ = [
 FRAME: Final[str] = "av2_city"
 EGO_CATEGORY: Final[str] = "EGO_VEHICLE"
 EGO_TRACK_ID: Final[str] = "ego"
+MAX_CELLS: Final[int] = 50_000_000
+"""Refuse more than this many (track, step) cells (~3 GB of arrays); AV2 logs have ~20,000-100,000."""
 AV2_EGO_SIZE_M: Final[tuple[float, float, float]] = (4.877, 2.0, 1.473)
 """Length, width, height of the ``EGO_VEHICLE`` cuboid in AV2's scenario-mining annotations."""
 
@@ -204,6 +206,10 @@ class Av2SensorAdapter(Adapter):
         )
         category = cat_values[counts.reshape(num_tracks, -1).argmax(axis=1)]
 
+        if num_tracks * num_steps > MAX_CELLS:
+            raise InvalidValueError(
+                ann_path, f"{num_tracks} tracks x {num_steps} steps is beyond {MAX_CELLS} states"
+            )
         flat = codes * num_steps + step
         valid_flat = np.zeros(num_tracks * num_steps, dtype=np.bool_)
         valid_flat[flat] = True
