@@ -14,6 +14,7 @@ from datadrive.lake import IngestOptions, InlineEngine, ProcessPoolEngine, Pseud
 from datadrive.lake.geo import publisher_for
 from datadrive.lake.records import prepare
 from datadrive.lake.schema import INGESTS, TRACKS
+from datadrive.lake.tables import RegionStore
 
 
 def _expected(paths: list[Path], *, key: bytes, region: str, crs: str, tenant: str = "bmw") -> list:
@@ -183,7 +184,7 @@ def test_batches_commit_one_lake_version_each(make_lake, inputs, engine) -> None
     history = lake.history("eu-central")
     assert [v.operation for v in history] == ["ingest", "ingest", "ingest", "create"]
     # the raw Delta tables hold exactly the committed batches: no stray rows
-    store = lake.store("eu-central")
+    store = RegionStore(lake.config.region("eu-central"))
     batches = set(
         store.table(INGESTS)
         .to_pyarrow_dataset()
@@ -231,7 +232,7 @@ def test_check_finds_a_whole_lake_whole_and_a_damaged_one_damaged(make_lake, inp
     assert report.ok, report.problems
     assert report.counts["scenarios"] == 9
     # damage: remove one scenario's tracks behind the lake's back, then commit a version that pins it
-    store = lake.store("eu-central")
+    store = RegionStore(lake.config.region("eu-central"))
     victim = lake.snapshot("eu-central").scenarios()[0].scenario_id
     DeltaTable(store.uri(TRACKS)).delete(f"scenario_id = '{victim}'")
     from datetime import UTC, datetime

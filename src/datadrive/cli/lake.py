@@ -269,15 +269,12 @@ def init_cmd(
         config = load_lake_config(folder)
         from datadrive.lake import Lake, Principal
 
+        if not config.tenants:
+            raise ConfigError(f"{config_path(folder)} has no [tenants.<name>]: add one (with its key_file)")
+        who = user or os.environ.get("DATADRIVE_USER") or _login()
         for name in config.regions:
-            lake = Lake(
-                config,
-                Principal(
-                    user or os.environ.get("DATADRIVE_USER") or _login(), next(iter(config.tenants)), name
-                ),
-            )
-            lake.init([name])
-            version = lake.store(name).lake_version()
+            lake = Lake(config, Principal(who, next(iter(config.tenants)), name))
+            version = lake.init([name])[name]
             _out.print(f"region {name}: {config.region(name).root.uri} ready (lake version {version})")
     except DatadriveError as exc:
         _fail(str(exc))

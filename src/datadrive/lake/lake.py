@@ -95,8 +95,8 @@ class Lake:
 
     # ------------------------------------------------------------------ plumbing
 
-    def store(self, region: str) -> RegionStore:
-        """The storage of ``region`` (no access check: for maintenance code)."""
+    def _store(self, region: str) -> RegionStore:
+        """The storage of ``region`` (no access check: callers check first)."""
         if region not in self._stores:
             self._stores[region] = RegionStore(self.config.region(region))
         return self._stores[region]
@@ -122,7 +122,7 @@ class Lake:
             outcome=outcome,
             detail=dict(detail or {}),
         )
-        audit_log.append(self.store(region), event, self._clock)
+        audit_log.append(self._store(region), event, self._clock)
 
     def _refuse(
         self, region: str, action: str, obj: str, exc: Exception, version: int | None = None
@@ -171,13 +171,21 @@ class Lake:
 
     # ------------------------------------------------------------------ set-up
 
-    def init(self, regions: Iterable[str] | None = None) -> None:
-        """Create every table of the given regions (all by default) and audit it."""
+    def init(self, regions: Iterable[str] | None = None) -> dict[str, int]:
+        """Create every table of the given regions (all by default) and audit it.
+
+        Returns:
+            Region name -> its latest lake version.
+        """
+        out: dict[str, int] = {}
         for name in regions or list(self.config.regions):
-            store = self.store(name)
+            self._check_tenant(name, "init", "lake")
+            store = self._store(name)
             with region_lock(store.root, "commit"):
                 store.ensure(self._clock())
-            self._audit(name, "init", "lake", store.lake_version())
+            out[name] = store.lake_version()
+            self._audit(name, "init", "lake", out[name])
+        return out
 
     # ------------------------------------------------------------------ reads
 
@@ -194,7 +202,7 @@ class Lake:
         rc = self.config.region(name)
         what = "snapshot" if version is None else f"snapshot v{version}"
         self._check_raw_read(rc, "read", what)
-        store = self.store(name)
+        store = self._store(name)
         lv = store.resolve(version)
         tenants = self.config.visible_tenants(self.principal.tenant, name)
 
@@ -222,7 +230,7 @@ class Lake:
         """Every lake version of ``region``, newest first (commit metadata only). Audited."""
         name = self._region_name(region)
         self._check_tenant(name, "history", "lake")
-        store = self.store(name)
+        store = self._store(name)
         versions = list(store.history())
         self._audit(name, "history", "lake", versions[0].version if versions else None)
         return versions
@@ -231,7 +239,7 @@ class Lake:
         """The region's audit rows, oldest first. Audited (as a read of the audit log)."""
         name = self._region_name(region)
         self._check_raw_read(self.config.region(name), "read", "audit")
-        store = self.store(name)
+        store = self._store(name)
         table = audit_log.read(store)
         self._audit(name, "read", "audit", store.lake_version(), "ok", {"rows": table.num_rows})
         return table
@@ -240,7 +248,7 @@ class Lake:
         """Check the region's audit chain (see :func:`datadrive.lake.audit.verify`)."""
         name = self._region_name(region)
         self._check_raw_read(self.config.region(name), "verify", "audit")
-        store = self.store(name)
+        store = self._store(name)
         result = audit_log.verify(store)
         self._audit(
             name,
@@ -256,7 +264,7 @@ class Lake:
         """Check that the region's lake is whole (see :mod:`datadrive.lake.check`). Audited."""
         name = self._region_name(region)
         self._check_raw_read(self.config.region(name), "check", "lake")
-        report = check_region(self.store(name), version)
+        report = check_region(self._store(name), version)
         self._audit(
             name,
             "check",
@@ -289,7 +297,7 @@ class Lake:
         rc = self.config.region(region)
         self._check_tenant(region, "ingest", "run")
         tenant = self.config.tenant(self.principal.tenant)
-        store = self.store(region)
+        store = self._store(region)
 
         def on_commit(c: Committed) -> None:
             n = [o for o in c.outcomes.values() if o.status == "ingested"]
@@ -379,7 +387,7 @@ class Lake:
             prepared, input_sha256=sha, key_id=tenant.key_id, crs=publisher_for(rc.publish_crs).crs
         )
         result = result_from_tables(0, tables)
-        store = self.store(region)
+        store = self._store(region)
         before = store.lake_version() if store.exists(INGESTS) else None
         committed = commit_units(
             store,
@@ -412,7 +420,7 @@ class Lake:
             )
         if erasure.is_empty:
             raise ConfigError("an erasure needs at least one criterion (ids, sources, inputs or a date)")
-        store = self.store(region)
+        store = self._store(region)
         with region_lock(store.root, "commit"):
             store.ensure(self._clock())
             recover(store, self._clock)
@@ -463,7 +471,7 @@ class Lake:
 
         rc = self.config.region(region)
         self._check_raw_read(rc, "optimize", "lake")
-        store = self.store(region)
+        store = self._store(region)
         stats: dict[str, Any] = {}
         with region_lock(store.root, "commit"):
             store.ensure(self._clock())
@@ -543,7 +551,7 @@ class Lake:
                     "as that region's policy allows"
                 ),
             )
-        store = self.store(region)
+        store = self._store(region)
         provenance = {
             "kind": kind,
             "tenant": self.principal.tenant,
@@ -636,7 +644,7 @@ class Lake:
             rows = snap.table(obj)
             from deltalake import write_deltalake
 
-            dest_store = self.store(to)
+            dest_store = self._store(to)
             uri = dest_store.root.table_uri(f"imports/{region}/{obj}")
             try:
                 write_deltalake(
@@ -663,7 +671,7 @@ class Lake:
             raise self._refuse(
                 region, "export", target, ResidencyError(f"cannot export {obj} from {region}: {why}")
             )
-        data, provenance = self._read_artefact(self.store(region).root, obj)
+        data, provenance = self._read_artefact(self._store(region).root, obj)
         if provenance.get("tenant") not in self.config.visible_tenants(self.principal.tenant, region):
             raise self._refuse(
                 region,
@@ -687,7 +695,7 @@ class Lake:
                 raise StorageError(f"cannot write the export to {dest}: {exc.strerror or exc}") from exc
             destination = str(dest)
         else:
-            dest_root = self.store(to).root
+            dest_root = self._store(to).root
             self._write_artefact(dest_root, obj, data, provenance)
             destination = dest_root.table_uri(obj)
             self._audit(to, "import", f"{obj} <- {region}", None, "ok", {"bytes": len(data)})
