@@ -344,6 +344,12 @@ def ingest_cmd(
         int | None, typer.Option("--workers", help="Reader processes (default: all cores).")
     ] = None,
     engine: Annotated[str, typer.Option("--engine", help="process, inline or ray.")] = "process",
+    ray_address: Annotated[
+        str | None,
+        typer.Option(
+            "--ray-address", help="Ray cluster for --engine ray (default: RAY_ADDRESS, else a local Ray)."
+        ),
+    ] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Inputs per commit.")] = 32,
     adapters: Annotated[
         str | None,
@@ -366,7 +372,7 @@ def ingest_cmd(
     try:
         lk = _open(lake, user=user, tenant=tenant, home=home, region=region)
         registry = _registry(adapters)
-        eng = _engine(engine, workers)
+        eng = _engine(engine, workers, ray_address)
         progress = Progress(
             TextColumn("{task.description}"),
             BarColumn(),
@@ -412,7 +418,7 @@ def ingest_cmd(
         raise typer.Exit(code=2)
 
 
-def _engine(name: str, workers: int | None) -> Any:
+def _engine(name: str, workers: int | None, ray_address: str | None = None) -> Any:
     from datadrive.lake import InlineEngine, ProcessPoolEngine
 
     if name == "process":
@@ -424,7 +430,7 @@ def _engine(name: str, workers: int | None) -> Any:
             ray_engine = importlib.import_module("datadrive.lake.ray_engine")
         except ImportError as exc:
             raise ConfigError(f"--engine ray is not available here ({exc})") from exc
-        return ray_engine.RayEngine(workers=workers)
+        return ray_engine.RayEngine(ray_address or os.environ.get("RAY_ADDRESS") or None)
     raise ConfigError(f"--engine {name!r}: choose process, inline or ray")
 
 
