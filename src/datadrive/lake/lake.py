@@ -42,7 +42,7 @@ from datadrive.lake.ingest import (
     result_from_tables,
 )
 from datadrive.lake.locks import region_lock
-from datadrive.lake.schema import DATA_TABLES, INGESTS, TABLES
+from datadrive.lake.schema import AUDIT, DATA_TABLES, INGESTS, TABLES
 from datadrive.lake.snapshot import Snapshot
 from datadrive.lake.sql import SqlResult
 from datadrive.lake.storage import StorageRoot, storage_error
@@ -465,7 +465,10 @@ class Lake:
         """Compact small files of every table; vacuum files older than the retention.
 
         Compaction keeps every row and every readable version; the vacuum
-        removes files no version younger than the retention needs.
+        removes files no version younger than the retention needs, and files
+        a crashed writer never committed (``full`` mode: the commit lock is
+        held, so no writer has files in flight). The audit table is compacted
+        under its own lock and never vacuumed.
         """
         from deltalake import CommitProperties, write_deltalake
 
@@ -502,9 +505,16 @@ class Lake:
                             retention_hours=vacuum_retention_hours,
                             dry_run=False,
                             enforce_retention_duration=False,
+                            full=True,
                         )
                     )
                 stats["files_vacuumed"] = removed
+                with region_lock(store.root, "audit"):
+                    metrics = store.table(AUDIT).optimize.compact()
+                stats["audit"] = {
+                    "files_added": metrics.get("numFilesAdded"),
+                    "files_removed": metrics.get("numFilesRemoved"),
+                }
             except (LakeError, StorageError):
                 raise
             except Exception as exc:
