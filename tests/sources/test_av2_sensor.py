@@ -378,6 +378,22 @@ def test_bad_annotations_raise_specific_errors(
     assert Path(info.value.path).parent == log_copy  # the file at fault (annotations, or poses they outrun)
 
 
+def test_size_is_the_median_when_dims_vary(log_copy: Path) -> None:
+    def vary(t: pa.Table) -> pa.Table:
+        factor = 1.0 + 0.01 * (np.arange(t.num_rows) % 7)
+        return set_column(t, "length_m", pa.array(t["length_m"].to_numpy() * factor))
+
+    path = edit_annotations(log_copy, vary)
+    raw = feather.read_table(path)
+    lengths: dict[str, list[float]] = {}
+    for u, length in zip(raw["track_uuid"].to_pylist(), raw["length_m"].to_pylist(), strict=True):
+        lengths.setdefault(u, []).append(length)
+    ours = read_one(log_copy)
+    row = {tid: i for i, tid in enumerate(ours.tracks.track_ids.tolist())}
+    for u, values in lengths.items():
+        assert ours.tracks.size_m[row[u], 0] == pytest.approx(statistics.median(values), rel=1e-12)
+
+
 def test_absurdly_sparse_log_is_refused_before_allocating(log_copy: Path) -> None:
     """One cuboid per track and per timestamp would need rows x rows states: refused, not allocated."""
 

@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from operator import itemgetter
 from pathlib import Path
 from typing import Any, Final
 
@@ -84,6 +85,7 @@ LANE_KEYS: Final[frozenset[str]] = frozenset(
 """Keys every lane segment must have (what av2's ``LaneSegment.from_dict`` reads)."""
 
 _TOP_KEYS: Final[tuple[str, ...]] = ("lane_segments", "drivable_areas")
+_XYZ: Final = itemgetter("x", "y", "z")
 
 
 class MapFile:
@@ -167,7 +169,7 @@ def _polylines(raws: list[Any], names: list[str], path: Path) -> list[NDArrayFlo
         if not isinstance(raw, list) or not raw:
             raise InvalidValueError(path, f"{name} is not a non-empty list of points")
     try:
-        flat = np.array([(p["x"], p["y"], p["z"]) for raw in raws for p in raw], dtype=np.float64)
+        flat = np.array([_XYZ(p) for raw in raws for p in raw], dtype=np.float64)
     except (KeyError, TypeError, ValueError):
         for raw, name in zip(raws, names, strict=True):  # find the culprit for the message
             for p in raw:

@@ -309,7 +309,10 @@ def _read_feather(path: Path, columns: list[str]) -> pa.Table:
     if data[:6] != b"ARROW1" and data[:4] != b"FEA1":
         raise CorruptFileError(path, "not a Feather/Arrow IPC file (bad magic bytes)")
     try:
-        schema_names = feather.read_table(pa.BufferReader(data), columns=[]).schema.names
+        if data[:6] == b"ARROW1":  # Feather v2 = Arrow IPC file: the schema is in the footer
+            schema_names = pa.ipc.open_file(pa.BufferReader(data)).schema.names
+        else:
+            schema_names = feather.read_table(pa.BufferReader(data), columns=[]).schema.names
     except (pa.ArrowException, OSError, ValueError) as exc:
         raise CorruptFileError(path, f"cannot read the Feather file ({exc})") from exc
     missing = [c for c in columns if c not in schema_names]
@@ -453,6 +456,11 @@ def _slerp(q0: NDArrayFloat, q1: NDArrayFloat, u: NDArrayFloat) -> NDArrayFloat:
 
 def _group_median(values: NDArrayFloat, codes: NDArrayInt, num_groups: int) -> NDArrayFloat:
     """``(G, C)`` per-group median of ``(N, C)`` values; every group has at least one row."""
+    first = np.full(num_groups, codes.shape[0], dtype=np.int64)
+    np.minimum.at(first, codes, np.arange(codes.shape[0]))  # each group's first row
+    if np.array_equal(values, values[first[codes]]):  # constant within every group (AV2 tracks are)
+        constant: NDArrayFloat = values[first]
+        return constant
     counts = np.bincount(codes, minlength=num_groups)
     starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
     lo = starts + (counts - 1) // 2
@@ -482,9 +490,8 @@ def finite_difference_velocity(
         ``(A, T, 2)`` float64 velocity in m/s.
     """
     a, t = valid.shape
-    out = np.full((a, t, 2), np.nan, dtype=np.float64)
     if t < 2:
-        return out
+        return np.full((a, t, 2), np.nan, dtype=np.float64)
     ts_s = (timestamps_ns - timestamps_ns[0]).astype(np.float64) / 1e9
     prev_ok = np.zeros((a, t), dtype=np.bool_)
     next_ok = np.zeros((a, t), dtype=np.bool_)
@@ -496,8 +503,6 @@ def finite_difference_velocity(
     hi = np.where(next_ok, next_i[None, :], np.arange(t)[None, :])
     has = prev_ok | next_ok
     rows = np.arange(a)[:, None]
-    dt = ts_s[hi] - ts_s[lo]
-    dt = np.where(has, dt, 1.0)
-    vel = (xy_m[rows, hi] - xy_m[rows, lo]) / dt[..., None]
-    out[has] = vel[has]
-    return out
+    dt = np.where(has, ts_s[hi] - ts_s[lo], np.nan)  # NaN where no neighbour: velocity NaN
+    vel: NDArrayFloat = (xy_m[rows, hi] - xy_m[rows, lo]) / dt[..., None]
+    return vel
