@@ -34,7 +34,7 @@ from datadrive.errors import (
     SchemaMismatchError,
 )
 from datadrive.sources import DEFAULT_REGISTRY
-from datadrive.sources.av2_motion import Av2MotionForecastingAdapter
+from datadrive.sources.av2_motion import AV2_MF_OBJECT_TYPES, Av2MotionForecastingAdapter
 
 serialization = pytest.importorskip("av2.datasets.motion_forecasting.scenario_serialization")
 
@@ -91,6 +91,12 @@ def case(request: pytest.FixtureRequest, samples: Path) -> tuple[str, Path, Scen
 
 
 # --------------------------------------------------------------------------- values against av2
+
+
+def test_every_av2_object_type_has_the_coarse_type_of_the_task() -> None:
+    schema = pytest.importorskip("av2.datasets.motion_forecasting.data_schema")
+    for object_type in schema.ObjectType:
+        assert AV2_MF_OBJECT_TYPES[object_type.value].name.lower() == coarse(object_type.value)
 
 
 def test_registry_detects_parquet_and_not_the_map(samples: Path) -> None:

@@ -35,7 +35,7 @@ from datadrive.errors import (
     SchemaMismatchError,
 )
 from datadrive.sources import DEFAULT_REGISTRY
-from datadrive.sources.av2_sensor import Av2SensorAdapter
+from datadrive.sources.av2_sensor import AV2_SENSOR_OBJECT_TYPES, Av2SensorAdapter
 
 cuboid = pytest.importorskip("av2.structures.cuboid")
 av2_io = pytest.importorskip("av2.utils.io")
@@ -111,6 +111,13 @@ def angle_diff(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- values against av2
+
+
+def test_every_av2_category_has_the_coarse_type_of_the_task() -> None:
+    constants = pytest.importorskip("av2.datasets.sensor.constants")
+    for category in constants.AnnotationCategories:
+        assert category.value in AV2_SENSOR_OBJECT_TYPES, category
+        assert AV2_SENSOR_OBJECT_TYPES[category.value].name.lower() == coarse(category.value)
 
 
 def test_registry_claims_the_log_folder(samples: Path) -> None:
