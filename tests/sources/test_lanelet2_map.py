@@ -491,11 +491,11 @@ def test_minimal_map_reads(tmp_path: Path) -> None:
         (MINIMAL.replace("lat='0.001' lon='0.002'", "lon='0.002'"), SchemaMismatchError, "no lat/lon"),
         (MINIMAL.replace("<node id='2'", "<node id='1'"), InvalidValueError, "appears twice"),
         (MINIMAL.replace("<node id='2'", "<node id='x2'"), InvalidValueError, "not an integer"),
-        (MINIMAL.replace("role='right'", "role='middle'"), InvalidValueError, "no right border"),
+        (MINIMAL.replace("role='right'", "role='middle'"), InvalidValueError, "no lanelet has both borders"),
         (
             MINIMAL.replace("<nd ref='1' /><nd ref='2' />", "<nd ref='1' /><nd ref='9' />"),
             InvalidValueError,
-            "is missing",
+            r"no lanelet has both borders \(way 10 dropped: names missing node 9\)",
         ),
         (MINIMAL.replace("v='lanelet'", "v='route'"), UnsupportedFormatError, "without Lanelet2 lanelets"),
         ("<?xml version='1.0'?><osm version='0.6'></osm>", EmptyLogError, "no nodes"),
@@ -529,13 +529,31 @@ def test_bad_input(tmp_path: Path, text: str, error: type[InputError], reason: s
     assert info.value.path == str(path)
 
 
-def test_border_ways_that_do_not_join_are_refused(tmp_path: Path) -> None:
+def test_border_ways_with_a_gap_are_joined_and_reported(tmp_path: Path) -> None:
+    """Ways of one border that share no node are joined at their nearest ends; a wide gap is reported."""
     text = MINIMAL.replace(
         "<member type='way' ref='10' role='right' />",
         "<member type='way' ref='10' role='right' /><member type='way' ref='11' role='right' />",
     )
-    with pytest.raises(InvalidValueError, match="do not join up"):
-        ADAPTER.read_all(write(tmp_path, text))
+    (s,) = ADAPTER.read_all(write(tmp_path, text))
+    assert isinstance(s, Scenario)
+    assert s.metadata.extras["warnings"] == [
+        "lanelet 100: its right border ways are joined across a 3.3 m gap"
+    ]
+    assert relations(s, MapRelation.RIGHT_BOUNDARY)["lanelet_100"] == {"linestring_10", "linestring_11"}
+
+
+def test_lanelets_without_a_border_are_dropped_and_counted(tmp_path: Path) -> None:
+    second = (
+        "<relation id='101'><member type='way' ref='11' role='left' />"
+        "<tag k='type' v='lanelet' /><tag k='subtype' v='road' /></relation></osm>"
+    )
+    (s,) = ADAPTER.read_all(write(tmp_path, MINIMAL.replace("</osm>", second)))
+    assert isinstance(s, Scenario)
+    assert s.map is not None
+    assert s.map.num_lanes == 1
+    assert s.metadata.extras["num_dropped_lanelets"] == 1
+    assert s.metadata.extras["warnings"] == ["lanelet 101 dropped: its right border is not named"]
 
 
 def test_border_split_over_ways_is_chained(tmp_path: Path) -> None:
@@ -573,8 +591,12 @@ def test_border_ways_with_duplicated_end_nodes_are_joined(tmp_path: Path) -> Non
     moved = text.replace(
         "<node id='6' lat='0.001' lon='0.0015' />", "<node id='6' lat='0.001' lon='0.0016' />"
     )
-    with pytest.raises(InvalidValueError, match="do not join up"):  # 11 m apart: not the same spot
-        ADAPTER.read_all(write(tmp_path, moved))
+    (far,) = ADAPTER.read_all(write(tmp_path, moved))  # 11 m apart: joined, and reported
+    assert isinstance(far, Scenario)
+    assert far.metadata.extras["warnings"] == [
+        "lanelet 100: its right border ways are joined across a 11.1 m gap"
+    ]
+    assert not s.metadata.extras["warnings"]
 
 
 def test_unclosed_area_is_a_warning(tmp_path: Path) -> None:

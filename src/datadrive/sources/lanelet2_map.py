@@ -40,7 +40,7 @@ What becomes of the elements (feature ids keep lanelet2's primitive names):
 
 * a ``lanelet`` relation -> its left and right borders, each the chain of its
   ``left`` (``right``) member ways joined end to end at shared nodes (or at
-  ends closer than :data:`JOIN_TOLERANCE_M`; usually there is one way),
+  their nearest ends; usually there is one way),
   oriented as lanelet2's ``geometry::align`` orients them. Then by subtype:
 
   - ``crosswalk`` -> one closed ``CROSSWALK`` polygon ``"lanelet_<id>"``
@@ -92,12 +92,15 @@ What becomes of the elements (feature ids keep lanelet2's primitive names):
   ``"<subtype>:inner"``.
 
 Errors: broken XML, a DTD, non-numeric or out-of-range coordinates, duplicate
-ids, a lanelet without a left or right border or whose border ways do not
-join up, a file without lanelets (``UnsupportedFormatError``: plain
-OpenStreetMap data) raise. Lesser defects that lanelet2 also only reports (a
-way naming a missing node, an area ring that does not close, a regulatory
-element naming a missing member) drop that element and are listed in
-``extras["warnings"]`` (at most :data:`MAX_WARNINGS`).
+ids, a file without lanelets (``UnsupportedFormatError``: plain OpenStreetMap
+data) or without a single lanelet that has both borders raise. Lesser defects,
+which lanelet2 also only reports (its ``loadRobust``), drop the element
+concerned and are listed in ``extras["warnings"]`` (at most
+:data:`MAX_WARNINGS`): a way naming a missing node, a lanelet without a left
+or right border (counted in ``extras["num_dropped_lanelets"]``), an area ring
+that does not close, a regulatory element naming a missing member. Border
+ways that share no node are joined at their nearest ends anyway; a gap wider
+than :data:`JOIN_TOLERANCE_M` is reported.
 
 Map-only files:
     :class:`Scenario` needs tracks and time, a map file has neither. A map on
@@ -170,7 +173,7 @@ STOP_SIGN_SUBTYPES: Final[frozenset[str]] = frozenset({"de206", "usr1-1", "stop"
 """``traffic_sign`` subtypes (lower case) that are stop signs: Germany's 206, the US R1-1."""
 
 JOIN_TOLERANCE_M: Final[float] = 0.5
-"""Border ways that share no node are joined where their ends are closer than this."""
+"""Border ways joined across a wider gap than this (no shared node) are reported in the warnings."""
 
 MAX_WARNINGS: Final[int] = 50
 """At most this many warnings are kept in ``extras["warnings"]``."""
@@ -675,20 +678,20 @@ def _attach(ids: list[int], way: _Way, at_tail: bool, reverse: bool, shared: boo
         ids[:0] = nodes[:-1] if shared else nodes
 
 
-def _chain(ways: list[_Way], position: Callable[[int], NDArrayFloat]) -> list[int] | None:
+def _chain(ways: list[_Way], position: Callable[[int], NDArrayFloat]) -> tuple[list[int], float]:
     """Join ways end to end into one polyline of node ids, in any member order and direction.
 
     Ways are joined where they share an end node; where none does (a map
-    that duplicated the node), at the nearest pair of end points closer than
-    :data:`JOIN_TOLERANCE_M`.
+    that duplicated the node, or left a gap), at the nearest pair of end
+    points.
 
     Returns:
-        The chain's node ids, or None when the ways do not form one chain.
+        The chain's node ids and the widest gap bridged in metres (0 when
+        every join is a shared node).
     """
-    if not ways:
-        return None
     ids = list(ways[0].node_ids)
     rest = list(ways[1:])
+    widest = 0.0
     while rest:
         joined = False
         for k, w in enumerate(rest):
@@ -718,13 +721,14 @@ def _chain(ways: list[_Way], position: Callable[[int], NDArrayFloat]) -> list[in
                 (False, True, ids[0], w.node_ids[0]),
             ):
                 gap = float(np.hypot(*(position(mine)[:2] - position(theirs)[:2])))
-                if gap <= JOIN_TOLERANCE_M and (best is None or gap < best[0]):
+                if best is None or gap < best[0]:
                     best = (gap, k, at_tail, reverse)
-        if best is None:
-            return None
-        _, k, at_tail, reverse = best
+        if best is None:  # unreachable: rest is not empty
+            break
+        gap, k, at_tail, reverse = best
+        widest = max(widest, gap)
         _attach(ids, rest.pop(k), at_tail, reverse, shared=False)
-    return ids
+    return ids, widest
 
 
 def _rings(ways: list[_Way]) -> tuple[list[list[int]], int]:
@@ -813,6 +817,7 @@ class _Builder:
         self.emitted_ways: set[int] = set()
         self.lanes: dict[int, tuple[list[int], list[int]]] = {}  # lanelet id -> (left ids, right ids)
         self.two_way: list[str] = []
+        self.dropped = 0
         self._order = np.argsort(osm.node_ids, kind="stable")
         self._sorted_ids = osm.node_ids[self._order]
 
@@ -849,30 +854,32 @@ class _Builder:
             self.emitted_ways.add(way_id)
         return fid
 
-    def borders(self, rel_id: int, rel: _Relation) -> tuple[list[int], list[int]]:
-        """The node ids of a lanelet's left and right border chains, as written."""
+    def borders(self, rel_id: int, rel: _Relation) -> tuple[list[int], list[int]] | None:
+        """The node ids of a lanelet's left and right border chains, as written; None if it has none."""
         sides: list[list[int]] = []
         for role in ("left", "right"):
             refs = rel.refs("way", role)
-            if not refs:
-                raise InvalidValueError(self.path, f"lanelet {rel_id} has no {role} border")
-            missing = [r for r in refs if r not in self.osm.ways]
-            if missing:
-                raise InvalidValueError(
-                    self.path, f"lanelet {rel_id}: its {role} border way {missing[0]} is missing"
-                )
-            chained = _chain([self.osm.ways[r] for r in refs], self.position)
-            if chained is None:
-                raise InvalidValueError(
-                    self.path, f"lanelet {rel_id}: the ways of its {role} border do not join up"
-                )
+            ways = [self.osm.ways[r] for r in refs if r in self.osm.ways]
+            if not ways:
+                what = "is missing" if refs else "is not named"
+                self.osm.warn(f"lanelet {rel_id} dropped: its {role} border {what}")
+                return None
+            if len(ways) < len(refs):
+                self.osm.warn(f"lanelet {rel_id}: its {role} border lacks a missing way")
+            chained, gap = _chain(ways, self.position)
+            if gap > JOIN_TOLERANCE_M:
+                self.osm.warn(f"lanelet {rel_id}: its {role} border ways are joined across a {gap:.1f} m gap")
             sides.append(chained)
         return sides[0], sides[1]
 
     def lanelets(self, lanelets: Mapping[int, _Relation]) -> None:
         """Every lanelet: borders aligned and centerlines computed for all lanes at once."""
-        ids = list(lanelets)
-        chains = [self.borders(i, lanelets[i]) for i in ids]
+        found = {i: self.borders(i, lanelets[i]) for i in lanelets}
+        ids = [i for i, chain in found.items() if chain is not None]
+        chains = [chain for chain in found.values() if chain is not None]
+        self.dropped = len(found) - len(ids)
+        if not ids:
+            raise InvalidValueError(self.path, f"no lanelet has both borders ({self.osm.warnings[0]})")
         sides = [side for chain in chains for side in chain]  # left, right, left, right, ...
         lengths = np.fromiter((len(side) for side in sides), dtype=np.int64, count=len(sides))
         points = np.split(self.points([i for side in sides for i in side]), np.cumsum(lengths)[:-1])
@@ -1049,6 +1056,7 @@ def parse_lanelet2_map(
         "pseudo_georeferenced": pseudo,
         "num_lanelets": len(lanelets),
         "num_lanes": len(b.lanes),
+        "num_dropped_lanelets": b.dropped,
         "two_way_lanelet_ids": b.two_way,
         "regulatory_elements": regulatory,
         "warnings": osm.warnings[:MAX_WARNINGS],
