@@ -28,6 +28,8 @@ from datadrive.errors import StorageError
 if TYPE_CHECKING:
     import pyarrow.fs as pafs
 
+    from datadrive.lake.s3 import S3Client, S3Settings
+
 __all__ = ["META_DIR", "StorageRoot", "storage_error"]
 
 META_DIR = "_datadrive"
@@ -53,10 +55,7 @@ class StorageRoot:
         uri = self.uri
         if uri.startswith("file://"):
             uri = uri[len("file://") :]
-        if "://" not in uri:
-            uri = os.path.abspath(os.path.expanduser(uri))
-        else:
-            uri = uri.rstrip("/")
+        uri = os.path.abspath(os.path.expanduser(uri)) if "://" not in uri else uri.rstrip("/")
         object.__setattr__(self, "uri", uri)
         object.__setattr__(self, "options", MappingProxyType(dict(self.options)))
 
@@ -73,13 +72,26 @@ class StorageRoot:
         """``"file"`` for local roots, else the URI scheme (``"s3"``)."""
         return "file" if self.is_local else self.uri.split("://", 1)[0]
 
+    @property
+    def is_s3(self) -> bool:
+        """Whether the root is on an S3-compatible object store (``s3://``, ``s3a://``)."""
+        return self.scheme in ("s3", "s3a")
+
     def table_uri(self, name: str) -> str:
         """URI of the Delta table ``name`` under this root, for ``deltalake``."""
         _check_name(name)
         return posixpath.join(self.uri, name)
 
     def storage_options(self) -> dict[str, str] | None:
-        """``storage_options`` for ``deltalake`` (``None`` when there are none)."""
+        """``storage_options`` for ``deltalake`` (``None`` when there are none).
+
+        For S3 roots these are the configured options plus ``conditional_put
+        = etag`` (see :func:`datadrive.lake.s3.delta_storage_options`).
+        """
+        if self.is_s3:
+            from datadrive.lake.s3 import delta_storage_options
+
+            return delta_storage_options(self.options)
         return dict(self.options) or None
 
     @property
@@ -100,15 +112,71 @@ class StorageRoot:
     def filesystem(self) -> pafs.FileSystem:
         """A pyarrow filesystem for the lake's own files under this root.
 
+        Paths inside it are :attr:`base_path`-based (``bucket/prefix/...``
+        for S3).
+
         Raises:
-            NotImplementedError: for schemes other than local folders (S3
-                support lives with the object-store backend).
+            ConfigError: if an S3 root's options are wrong.
+            NotImplementedError: for schemes other than local folders and S3.
         """
         import pyarrow.fs as pafs
 
         if self.is_local:
             return pafs.LocalFileSystem()
+        if self.is_s3:
+            return self.s3_settings().filesystem()
         raise NotImplementedError(f"storage scheme {self.scheme!r} is not supported yet ({self.uri})")
+
+    def table_filesystem(self, name: str) -> pafs.FileSystem:
+        """A pyarrow filesystem rooted at the Delta table ``name``.
+
+        Pass it to ``DeltaTable.to_pyarrow_dataset(filesystem=...)`` /
+        ``to_pyarrow_table``: without it deltalake reads through its own
+        Python filesystem handler, and a process that did so aborts at exit
+        now and then ("terminate called without an active exception", exit
+        status 134; measured in ``docs/lake-storage.md``).
+        """
+        import pyarrow.fs as pafs
+
+        _check_name(name)
+        return pafs.SubTreeFileSystem(posixpath.join(self.base_path, name), self.filesystem())
+
+    # ------------------------------------------------------------------ S3 roots
+
+    def s3_settings(self) -> S3Settings:
+        """Connection settings of an S3 root, from :attr:`options`.
+
+        Raises:
+            ConfigError: if the options are wrong.
+            NotImplementedError: for roots that are not on S3.
+        """
+        from datadrive.lake.s3 import S3Settings
+
+        if not self.is_s3:
+            raise NotImplementedError(f"{self.uri} is not an s3:// root")
+        return S3Settings.from_options(self.options)
+
+    @property
+    def bucket(self) -> str:
+        """The bucket of an S3 root."""
+        from datadrive.lake.s3 import split_s3_uri
+
+        return split_s3_uri(self.uri)[0]
+
+    def meta_key(self, *parts: str) -> str:
+        """Object key (inside :attr:`bucket`) of ``<root>/_datadrive/<parts>`` on an S3 root."""
+        from datadrive.lake.s3 import split_s3_uri
+
+        for p in parts:
+            _check_name(p)
+        prefix = split_s3_uri(self.uri)[1]
+        return posixpath.join(*([prefix] if prefix else []), META_DIR, *parts)
+
+    def s3_client(self) -> S3Client:
+        """A conditional-write client for the root's bucket (used by the region lock)."""
+        from datadrive.lake.s3 import S3Client
+
+        return S3Client(self.s3_settings(), self.bucket)
 
     def local_path(self) -> Path:
         """The root as a local :class:`Path`.
