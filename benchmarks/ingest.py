@@ -418,9 +418,9 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--quick", action="store_true", help="3 short slices per case, docs untouched")
-    parser.add_argument("--slices", type=int, default=8, help="timed slices per case (default 8)")
-    parser.add_argument("--slice-time", type=float, default=0.3, help="seconds per slice (default 0.3)")
-    parser.add_argument("--memory-time", type=float, default=1.0, help="seconds of reads per memory worker")
+    parser.add_argument("--slices", type=int, default=16, help="timed slices per case (default 16)")
+    parser.add_argument("--slice-time", type=float, default=0.2, help="seconds per slice (default 0.2)")
+    parser.add_argument("--memory-time", type=float, default=0.5, help="seconds of reads per memory worker")
     parser.add_argument("--copies", type=int, default=40, help="copies of each AV2 scenario (default 40)")
     parser.add_argument("--samples", type=Path, default=None, help="sample folder (DATADRIVE_SAMPLES)")
     parser.add_argument("--cases", default="", help="only cases whose name contains this text")
