@@ -108,3 +108,30 @@ def test_partial_erasure_keeps_the_ledger_consistent(lake_with_data) -> None:
     report = lake.check("eu-central")
     assert report.ok, report.problems
     assert report.counts["scenarios"] == 8 + 4 - 1
+
+
+def test_an_erasure_interrupted_by_a_crash_is_finished_by_the_next_writer(lake_with_data, inputs) -> None:
+    import json
+
+    from datadrive.lake.erase import _keys_expr, _rewrite_without, plan_erase
+    from datadrive.lake.schema import SCENARIOS
+    from datadrive.lake.tables import RegionStore
+
+    lake = lake_with_data
+    store = RegionStore(lake.config.region("eu-central"))
+    victim = lake.snapshot("eu-central").scenarios()[0].scenario_id
+    plan = plan_erase(store, Erasure(tenant="bmw", scenario_ids=(victim,)))
+    # what erase() does before the crash: save the plan, then the first of its rewrites
+    store.fs.create_dir(store.root.meta_path("pending"), recursive=True)
+    store.write_file(
+        store.root.meta_path("pending", f"erase-{plan['erase_id']}.json"), json.dumps(plan).encode()
+    )
+    _rewrite_without(store, SCENARIOS, "bmw", _keys_expr("bmw", plan["scenario_keys"], "scenario_id"))
+    # -- crash --
+    assert lake.snapshot("eu-central").scenarios(ids=[victim]), "readers still see the last committed version"
+    lake.ingest(inputs([77]), "eu-central", registry=lake_synth.REGISTRY)  # the next writer
+    assert lake.snapshot("eu-central").scenarios(ids=[victim]) == []
+    report = lake.check("eu-central")
+    assert report.ok, report.problems
+    assert report.pending == 0
+    assert [v.operation for v in lake.history("eu-central")][:2] == ["ingest", "erase"]
