@@ -122,6 +122,7 @@ _OPTIONAL_KINDS: Final[dict[str, Literal["bool", "int", "float", "str"]]] = {
     "map_id": "int",
     "slice_id": "str",
 }
+_ALL_KINDS: Final = _KINDS | _OPTIONAL_KINDS
 _PER_ROW: Final[list[str]] = [
     "observed",
     "track_id",
@@ -332,7 +333,8 @@ def _open_parquet(path: Path, data: bytes) -> tuple[pq.ParquetFile, list[str]]:
         num_rows = pf.metadata.num_rows
     except (pa.ArrowException, OSError) as exc:
         raise CorruptFileError(path, f"cannot read the Parquet footer ({exc})") from exc
-    missing = [c for c in _KINDS if c not in names]
+    present = set(names)
+    missing = [c for c in _KINDS if c not in present]
     if missing:
         raise SchemaMismatchError(path, f"missing column(s): {', '.join(missing)}")
     if num_rows == 0 or pf.metadata.num_row_groups == 0:
@@ -363,8 +365,7 @@ def _scenario_level(pf: pq.ParquetFile, names: list[str], path: Path) -> dict[st
     if rest:
         first = next(pf.iter_batches(batch_size=1, columns=rest, use_threads=False)).to_pydict()
         level.update({c: first[c][0] for c in rest})
-    kinds = _KINDS | _OPTIONAL_KINDS
-    wrong = [f"{c} holds {type(v).__name__}" for c, v in level.items() if not _value_ok(v, kinds[c])]
+    wrong = [f"{c} holds {type(v).__name__}" for c, v in level.items() if not _value_ok(v, _ALL_KINDS[c])]
     if wrong:
         raise SchemaMismatchError(path, "wrong column type(s): " + "; ".join(wrong))
     return level
