@@ -366,19 +366,29 @@ def ledger(store: RegionStore, tenant: str) -> dict[str, str]:
 
 
 def _existing_keys(
-    store: RegionStore, spec: Any, id_column: str, tenant: str, sources: set[str]
+    store: RegionStore, spec: Any, id_column: str, tenant: str, keys: set[tuple[str, str]]
 ) -> set[tuple[str, str]]:
+    """Which of ``keys`` ((source, id) pairs) the tenant already has in the table (latest version).
+
+    Scans one column of the tenant's partitions of those sources; identifiers
+    carry no Delta statistics (see :mod:`datadrive.lake.schema`), so files
+    cannot be skipped by id.
+    """
     import pyarrow.dataset as ds
 
-    if not sources:
+    if not keys:
         return set()
     versions = store.resolve(None).table_versions
     dataset = store.table(spec, versions[spec.name]).to_pyarrow_dataset()
-    flt = (ds.field("tenant") == tenant) & ds.field("source").isin(sorted(sources))
+    flt = (
+        (ds.field("tenant") == tenant)
+        & ds.field("source").isin(sorted({s for s, _ in keys}))
+        & ds.field(id_column).isin(sorted({i for _, i in keys}))
+    )
     if spec is TELEMETRY:
         flt = flt & (ds.field("row_kind") == "log")
     t = dataset.to_table(columns=["source", id_column], filter=flt)
-    return set(zip(t.column("source").to_pylist(), t.column(id_column).to_pylist(), strict=True))
+    return set(zip(t.column("source").to_pylist(), t.column(id_column).to_pylist(), strict=True)) & keys
 
 
 def commit_units(
@@ -403,9 +413,12 @@ def commit_units(
         store.ensure(now())
         recover(store, now)
         known = ledger(store, tenant.name)
-        sources = {k[0] for _, r in units for k in r.scenario_keys + r.telemetry_keys}
-        taken_s = _existing_keys(store, SCENARIOS, "scenario_id", tenant.name, sources)
-        taken_t = _existing_keys(store, TELEMETRY, "telemetry_id", tenant.name, sources)
+        taken_s = _existing_keys(
+            store, SCENARIOS, "scenario_id", tenant.name, {k for _, r in units for k in r.scenario_keys}
+        )
+        taken_t = _existing_keys(
+            store, TELEMETRY, "telemetry_id", tenant.name, {k for _, r in units for k in r.telemetry_keys}
+        )
         accepted: list[tuple[_Unit, ReadResult]] = []
         for u, r in units:
             sha = u.sha256 or ""
