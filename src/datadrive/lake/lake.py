@@ -219,12 +219,7 @@ class Lake:
 
     def sql(self, query: str, region: str | None = None, version: int | None = None) -> SqlResult:
         """Run one read-only query over ``region`` at ``version`` (see :mod:`datadrive.lake.sql`)."""
-        name = self._region_name(region)
-        try:
-            snap = self.snapshot(name, version)
-        except ResidencyError:
-            raise
-        return snap.sql(query)
+        return self.snapshot(self._region_name(region), version).sql(query)
 
     def history(self, region: str | None = None) -> list[LakeVersion]:
         """Every lake version of ``region``, newest first (commit metadata only). Audited."""
