@@ -235,11 +235,48 @@ def test_lane_borders_and_centerlines_match_lanelet2(case: tuple[Path, Scenario]
         assert float(np.median(worst)) < 0.25
 
 
-def test_successors_and_neighbours_match_the_lanelet2_routing_graph(case: tuple[Path, Scenario]) -> None:
-    path, s = case
+# lanelet2 cannot load lanelets whose border is split over several ways, and its routing graph
+# crashes on such maps; these six INTERACTION maps have them (checked below, so the list stays true).
+UNROUTABLE_BY_LANELET2 = {
+    "DR_CHN_Roundabout_LN",
+    "DR_USA_Intersection_EP1",
+    "DR_USA_Intersection_GL",
+    "DR_USA_Intersection_MA",
+    "DR_USA_Roundabout_EP",
+    "DR_USA_Roundabout_FT",
+}
+ROUTABLE = [(f, i) for f, i in zip(MAP_FILES, MAP_IDS, strict=True) if i not in UNROUTABLE_BY_LANELET2]
+UNROUTABLE = [(f, i) for f, i in zip(MAP_FILES, MAP_IDS, strict=True) if i in UNROUTABLE_BY_LANELET2]
+
+
+def read_map(samples: Path, name: str) -> tuple[Path, Scenario]:
+    path = samples / name
+    (scenario,) = ADAPTER.read_all(path)
+    assert isinstance(scenario, Scenario)
+    return path, scenario
+
+
+@pytest.mark.parametrize("name", [f for f, _ in UNROUTABLE], ids=[i for _, i in UNROUTABLE])
+def test_unroutable_maps_have_split_borders_and_geometric_successors(samples: Path, name: str) -> None:
+    path, s = read_map(samples, name)
+    assert s.map is not None
     ll2_map, _ = ll2_load(path, tuple(s.metadata.extras["origin_lat_lon"]))
-    if not ll2_safe(ll2_map):
-        pytest.skip("lanelet2 cannot build a routing graph for lanelets whose borders it could not load")
+    assert not ll2_safe(ll2_map), "lanelet2 now loads this map whole: move it to the routing-graph test"
+    index = {fid: i for i, fid in enumerate(s.map.feature_ids.tolist())}
+    succ = relations(s, MapRelation.SUCCESSOR)
+    assert succ, "no successor relations at all"
+    for src, dsts in succ.items():
+        end = s.map.points(index[src])[-1, :2]
+        for dst in dsts:
+            start = s.map.points(index[dst])[0, :2]
+            assert float(np.hypot(*(end - start))) < 0.5, f"{src} -> {dst} do not meet"
+
+
+@pytest.mark.parametrize("name", [f for f, _ in ROUTABLE], ids=[i for _, i in ROUTABLE])
+def test_successors_and_neighbours_match_the_lanelet2_routing_graph(samples: Path, name: str) -> None:
+    path, s = read_map(samples, name)
+    ll2_map, _ = ll2_load(path, tuple(s.metadata.extras["origin_lat_lon"]))
+    assert ll2_safe(ll2_map)
     rules = lanelet2.traffic_rules.create(
         lanelet2.traffic_rules.Locations.Germany, lanelet2.traffic_rules.Participants.Vehicle
     )
