@@ -72,7 +72,7 @@ def run_demo(
     report = DemoReport()
     found = registry.discover(samples) if samples.is_dir() else None
     if found is None or not found.units:
-        console.print(download_help(registry), highlight=False)
+        console.print(download_help(registry), highlight=False, soft_wrap=True, markup=False)
         return report
     report.unclaimed = len(found.unclaimed)
     out.mkdir(parents=True, exist_ok=True)
