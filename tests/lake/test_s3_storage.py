@@ -8,6 +8,7 @@ standard.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import multiprocessing as mp
 import os
@@ -135,9 +136,25 @@ class _IgnoresConditions:
         return True
 
 
-def test_store_ignoring_conditions_is_refused() -> None:
-    fake = _IgnoresConditions()
-    with pytest.raises(StorageError, match="does not enforce conditional writes"):
+class _IgnoresConditionalDelete(_IgnoresConditions):
+    """Honours conditional PUTs (ETag = MD5 of the body), ignores If-Match on DELETE."""
+
+    def put(self, key: str, body: bytes, *, if_none_match: bool = False, if_match: str | None = None) -> str:
+        etag = f'"{hashlib.md5(self.objects[key]).hexdigest()}"' if key in self.objects else None
+        if (if_none_match and etag is not None) or (if_match is not None and if_match != etag):
+            raise PreconditionFailedError(key)
+        self.objects[key] = body
+        return f'"{hashlib.md5(body).hexdigest()}"'
+
+
+@pytest.mark.parametrize(
+    ("store", "problem"),
+    [(_IgnoresConditions, "If-None-Match"), (_IgnoresConditionalDelete, "DELETE with a stale If-Match")],
+    ids=["put-conditions-ignored", "delete-condition-ignored"],
+)
+def test_store_ignoring_conditions_is_refused(store: type[_IgnoresConditions], problem: str) -> None:
+    fake = store()
+    with pytest.raises(StorageError, match=f"does not enforce conditional writes .*{problem}"):
         check_conditional_writes(fake, "prefix")  # type: ignore[arg-type]
     assert fake.objects == {}  # the probe cleaned up
 

@@ -411,6 +411,8 @@ def check_conditional_writes(client: S3Client, key_prefix: str) -> None:
                 client.put(key, b"probe 4", if_match=etag)
             except PreconditionFailedError:
                 problem = "a PUT with the current If-Match ETag was refused"
+        if not problem and client.delete(key, if_match=etag):
+            problem = "a DELETE with a stale If-Match ETag deleted the object"
     finally:
         client.delete(key)
     if problem:
