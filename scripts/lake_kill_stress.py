@@ -30,7 +30,7 @@ def main() -> int:
     )
     parser.add_argument("--kills", type=int, default=500)
     parser.add_argument("--seed", type=int, default=None)
-    parser.add_argument("--kills-per-lake", type=int, default=10)
+    parser.add_argument("--kills-per-lake", type=int, default=5)
     parser.add_argument("--files", type=int, default=40)
     parser.add_argument("--max-delay", type=float, default=5.0, help="latest kill, seconds after the start")
     parser.add_argument("--workdir", type=Path, default=None)

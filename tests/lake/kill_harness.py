@@ -155,7 +155,7 @@ def run(
             # pending marker appears, before or during its writes), the window that matters most
             in_commit = rng.random() < 0.5
             delay = rng.uniform(0.3, max_delay_s)
-            nth_commit, extra_s = rng.randint(1, 6), rng.uniform(0.0, 0.25)
+            nth_commit, extra_s = rng.randint(1, 4), rng.uniform(0.0, 0.25)
             pending_dir = root / "regions" / region / "_datadrive" / "pending"
             proc = subprocess.Popen(
                 [
