@@ -160,7 +160,7 @@ def _head(store: RegionStore) -> tuple[int, str]:
             except (ValueError, KeyError, TypeError):
                 pass
     # last commit was not an append by us (a compaction, a foreign write): scan
-    table = dt.to_pyarrow_table(columns=["seq", "row_hash"])
+    table = store.arrow(AUDIT).to_table(columns=["seq", "row_hash"])
     if table.num_rows == 0:
         return 0, GENESIS_HASH
     i = int(pc.index(table.column("seq"), pc.max(table.column("seq"))).as_py())
@@ -169,7 +169,7 @@ def _head(store: RegionStore) -> tuple[int, str]:
 
 def read(store: RegionStore) -> pa.Table:
     """The whole audit log, ordered by ``seq``."""
-    table = conform(AUDIT, store.table(AUDIT).to_pyarrow_table())
+    table = conform(AUDIT, store.arrow(AUDIT).to_table())
     return table.sort_by("seq")
 
 

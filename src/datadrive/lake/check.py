@@ -60,7 +60,7 @@ def check_region(store: RegionStore, version: int | None = None) -> CheckReport:
         except Exception as exc:
             problems.append(f"{spec.name} v{lv.table_versions[spec.name]} does not read: {exc}")
     try:
-        tables[INGESTS.name] = store.table(INGESTS, lv.version).to_pyarrow_dataset().to_table()
+        tables[INGESTS.name] = store.arrow(INGESTS, lv.version).to_table()
     except Exception as exc:
         problems.append(f"ingests v{lv.version} does not read: {exc}")
     pending = len(store.list_files(store.root.meta_path("pending")))

@@ -114,8 +114,8 @@ def _filter(e: Erasure, id_column: str, ids: Sequence[str]) -> ds.Expression:
 def plan_erase(store: RegionStore, e: Erasure) -> dict[str, Any]:
     """The keys an erasure removes, resolved at the latest lake version."""
     versions = store.resolve(None).table_versions
-    scen = store.table(SCENARIOS, versions[SCENARIOS.name]).to_pyarrow_dataset()
-    tel = store.table(TELEMETRY, versions[TELEMETRY.name]).to_pyarrow_dataset()
+    scen = store.arrow(SCENARIOS, versions[SCENARIOS.name])
+    tel = store.arrow(TELEMETRY, versions[TELEMETRY.name])
     only_telemetry = bool(e.telemetry_ids) and not e.scenario_ids
     only_scenarios = bool(e.scenario_ids) and not e.telemetry_ids
     cols = ["source", "scenario_id", "telemetry_id", "input_sha256"]
@@ -206,7 +206,7 @@ def _rewrite_without(
 
     if erased is None:
         return False
-    data = store.table(spec).to_pyarrow_dataset()
+    data = store.arrow(spec)
     hit = data.to_table(columns=["batch_id"], filter=erased)
     batches = sorted(set(hit.column("batch_id").to_pylist()))
     if not batches:
@@ -239,7 +239,7 @@ def _rewrite_ledger(
     touched = sorted(set(emptied) | set(recount))
     if not touched:
         return False
-    data = store.table(INGESTS).to_pyarrow_dataset()
+    data = store.arrow(INGESTS)
     flt = (ds.field("tenant") == tenant) & ds.field("input_sha256").isin(touched)
     batches = sorted(set(data.to_table(columns=["batch_id"], filter=flt).column("batch_id").to_pylist()))
     if not batches:

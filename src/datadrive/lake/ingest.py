@@ -335,7 +335,7 @@ def recover(store: RegionStore, now: Callable[[], datetime]) -> list[str]:
 def _batch_committed(store: RegionStore, batch_id: str) -> bool:
     import pyarrow.dataset as ds
 
-    dataset = store.table(INGESTS).to_pyarrow_dataset()
+    dataset = store.arrow(INGESTS)
     hits = dataset.to_table(columns=["batch_id"], filter=ds.field("batch_id") == batch_id)
     return bool(hits.num_rows)
 
@@ -360,7 +360,7 @@ def ledger(store: RegionStore, tenant: str) -> dict[str, str]:
 
     if not store.exists(INGESTS):
         return {}
-    dataset = store.table(INGESTS).to_pyarrow_dataset()
+    dataset = store.arrow(INGESTS)
     t = dataset.to_table(columns=["input_sha256", "batch_id"], filter=ds.field("tenant") == tenant)
     return dict(zip(t.column("input_sha256").to_pylist(), t.column("batch_id").to_pylist(), strict=True))
 
@@ -379,7 +379,7 @@ def _existing_keys(
     if not keys:
         return set()
     versions = store.resolve(None).table_versions
-    dataset = store.table(spec, versions[spec.name]).to_pyarrow_dataset()
+    dataset = store.arrow(spec, versions[spec.name])
     flt = (
         (ds.field("tenant") == tenant)
         & ds.field("source").isin(sorted({s for s, _ in keys}))

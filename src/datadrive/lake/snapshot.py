@@ -83,8 +83,7 @@ class Snapshot:
                 raise LakeError(f"no table {name!r} (tables: {', '.join(READABLE_TABLES)})")
             spec = TABLES[name]
             if name == INGESTS.name:
-                dt = self._store.table(INGESTS, self.version)
-                data = dt.to_pyarrow_dataset()
+                data = self._store.arrow(INGESTS, self.version)
             else:
                 data = self._store.dataset(spec, self.table_versions[name])
             self._datasets[name] = data.filter(ds.field("tenant").isin(list(self.tenants)))

@@ -260,6 +260,19 @@ class RegionStore:
                 info=record,
             )
 
+    def arrow(self, spec: TableSpec, version: int | None = None) -> ds.Dataset:
+        """The table (latest or at ``version``) as an Arrow dataset, read through a pyarrow filesystem.
+
+        Reading through deltalake's own filesystem handler can abort the
+        process at exit (``docs/lake-storage.md``); a pyarrow filesystem
+        rooted at the table does not.
+        """
+        dt = self.table(spec, version)
+        try:
+            return dt.to_pyarrow_dataset(filesystem=self.root.table_filesystem(spec.name))
+        except Exception as exc:
+            raise LakeError(f"region {self.region.name}: cannot read {spec.name}: {exc}") from exc
+
     def dataset(self, spec: TableSpec, version: int) -> ds.Dataset:
         """The table at ``version`` as an Arrow dataset (no copy).
 
@@ -269,7 +282,7 @@ class RegionStore:
         dt = self.table(spec, version)
         self._check_files(dt, spec, version)
         try:
-            return dt.to_pyarrow_dataset()
+            return dt.to_pyarrow_dataset(filesystem=self.root.table_filesystem(spec.name))
         except Exception as exc:
             raise LakeError(f"region {self.region.name}: cannot read {spec.name} v{version}: {exc}") from exc
 
