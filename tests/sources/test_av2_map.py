@@ -8,7 +8,8 @@ from typing import Any
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, seed, settings
+from fuzzing import FIXTURE_FUZZ, mutate
+from hypothesis import given, seed, settings
 from hypothesis import strategies as st
 
 from datadrive.core import (
@@ -257,27 +258,8 @@ def with_map(m: MapFeatures) -> Scenario:
     return Scenario("s", "test", np.array([0], dtype=np.int64), tracks, meta, map=m)
 
 
-def mutate(data: bytes, draw: Any) -> bytes:
-    """Flip, truncate or insert bytes."""
-    kind = draw(st.sampled_from(["flip", "truncate", "insert"]))
-    pos = draw(st.integers(0, len(data) - 1))
-    if kind == "truncate":
-        return data[:pos]
-    if kind == "insert":
-        return data[:pos] + draw(st.binary(min_size=1, max_size=16)) + data[pos:]
-    out = bytearray(data)
-    for _ in range(draw(st.integers(1, 4))):
-        out[draw(st.integers(0, len(data) - 1))] ^= draw(st.integers(1, 255))
-    return bytes(out)
-
-
 @seed(20_251_124)
-@settings(
-    max_examples=120,
-    deadline=5_000,
-    print_blob=True,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
+@settings(FIXTURE_FUZZ, max_examples=120, deadline=5_000)
 @given(data=st.data())
 def test_fuzz_mutated_map_json(samples: Path, tmp_path: Path, data: st.DataObject) -> None:
     original = map_file(samples, next(iter(MAPS))).read_bytes()

@@ -14,18 +14,15 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.feather as feather
 import pytest
-from hypothesis import HealthCheck, given, seed, settings
+from fuzzing import FIXTURE_FUZZ, assert_reads_or_refuses, mutated_file
+from hypothesis import given, seed, settings
 from hypothesis import strategies as st
-from typer.testing import CliRunner
+from reader_checks import assert_arrow_round_trip, assert_summary_equal, invoke_inspect
 
-from datadrive.cli.main import app
 from datadrive.core import (
     SUMMARY_KEYS,
     ObjectType,
     Scenario,
-    scenarios_equal,
-    scenarios_from_arrow,
-    scenarios_to_arrow,
 )
 from datadrive.errors import (
     CorruptFileError,
@@ -232,9 +229,7 @@ def test_velocity_is_finite_differences_in_the_city_frame(
 
 
 def test_arrow_round_trip(case: tuple[str, Path, Scenario, dict[str, Any]]) -> None:
-    ours = case[2]
-    (back,) = scenarios_from_arrow(scenarios_to_arrow([ours]))
-    assert scenarios_equal(ours, back)
+    assert_arrow_round_trip([case[2]])
 
 
 # --------------------------------------------------------------------------- poses between sweeps
@@ -312,7 +307,7 @@ def expected_summary(log: Path, ref: dict[str, Any]) -> dict[str, Any]:
 
 @pytest.mark.parametrize("folder", ["av2_sensor", "av2_scenario_mining"])
 def test_inspect_json_matches_raw_files(samples: Path, folder: str) -> None:
-    result = CliRunner().invoke(app, ["inspect", str(samples / folder), "--json"])
+    result = invoke_inspect(samples / folder)
     lines = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
     got = {row["scenario_id"]: row for row in lines if row["source"] == "av2_sensor"}
     logs = [k for k in LOGS if k.startswith(folder + "/")]
@@ -322,8 +317,7 @@ def test_inspect_json_matches_raw_files(samples: Path, folder: str) -> None:
         expected = expected_summary(log, reference(log))
         row = got[log.name]
         assert list(row) == list(SUMMARY_KEYS)
-        assert row["xy_sum_m"] == pytest.approx(expected.pop("xy_sum_m"), rel=1e-12)
-        assert {k: v for k, v in row.items() if k != "xy_sum_m"} == expected
+        assert_summary_equal(row, expected)
 
 
 # --------------------------------------------------------------------------- bad input
@@ -441,28 +435,13 @@ def test_two_maps_are_refused(samples: Path, tmp_path: Path) -> None:
 
 def test_cli_reports_one_line_and_exit_2(log_copy: Path) -> None:
     (log_copy / "annotations.feather").write_bytes(b"ARROW1 but nothing else")
-    result = CliRunner().invoke(app, ["inspect", str(log_copy), "--json"])
+    result = invoke_inspect(log_copy)
     assert result.exit_code == 2
     assert len(result.output.strip().splitlines()) == 1
     assert "annotations.feather" in result.output
 
 
 # --------------------------------------------------------------------------- fuzz
-
-
-def mutate(data: bytes, draw: Any) -> bytes:
-    """Flip, truncate or insert bytes; half the edits land in the last 2 KiB (the IPC footer)."""
-    kind = draw(st.sampled_from(["flip", "truncate", "insert"]))
-    lo = max(0, len(data) - 2048) if draw(st.booleans()) else 0
-    pos = draw(st.integers(lo, len(data) - 1))
-    if kind == "truncate":
-        return data[:pos]
-    if kind == "insert":
-        return data[:pos] + draw(st.binary(min_size=1, max_size=16)) + data[pos:]
-    out = bytearray(data)
-    for _ in range(draw(st.integers(1, 4))):
-        out[draw(st.integers(lo, len(data) - 1))] ^= draw(st.integers(1, 255))
-    return bytes(out)
 
 
 @pytest.fixture(scope="module")
@@ -472,27 +451,12 @@ def fuzz_log(samples: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @seed(20_251_124)
-@settings(
-    max_examples=60,
-    deadline=10_000,
-    print_blob=True,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
+@settings(FIXTURE_FUZZ, max_examples=60, deadline=10_000)
 @given(data=st.data())
 def test_fuzz_mutated_feather(fuzz_log: Path, data: st.DataObject) -> None:
     target = data.draw(
         st.sampled_from([fuzz_log / "annotations.feather", fuzz_log / "city_SE3_egovehicle.feather"]),
         label="file",
     )
-    original = target.read_bytes()
-    try:
-        target.write_bytes(mutate(original, data.draw))
-        try:
-            records = ADAPTER.read_all(fuzz_log)
-        except InputError:
-            return
-        for record in records:
-            assert isinstance(record, Scenario)
-            record.validate()
-    finally:
-        target.write_bytes(original)
+    with mutated_file(target, data.draw, tail=2048):  # half the edits in the last 2 KiB (the IPC footer)
+        assert_reads_or_refuses(ADAPTER, fuzz_log)

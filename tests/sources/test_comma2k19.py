@@ -5,23 +5,21 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, seed, settings
+from fuzzing import FIXTURE_FUZZ, assert_reads_or_refuses, mutated_file
+from hypothesis import given, seed, settings
 from hypothesis import strategies as st
+from reader_checks import assert_arrow_round_trip, run_inspect, run_inspect_json, sample_path, writable_copy
 
-from datadrive.core import Scenario, scenarios_equal, scenarios_from_arrow, scenarios_to_arrow, summarize
+from datadrive.core import Scenario, summarize
 from datadrive.core.summary import summarize_telemetry
 from datadrive.core.telemetry import Telemetry
 from datadrive.errors import (
     CorruptFileError,
     EmptyLogError,
-    InputError,
     InvalidValueError,
     SchemaMismatchError,
     UnsafePickleError,
@@ -59,10 +57,7 @@ POSES = {
 
 @pytest.fixture(scope="module")
 def segment(samples: Path) -> Path:
-    path = samples / SEGMENT
-    if not path.is_dir():
-        pytest.fail(f"sample folder {path} is missing")
-    return path
+    return sample_path(samples, SEGMENT, folder=True)
 
 
 @pytest.fixture(scope="module")
@@ -239,21 +234,12 @@ def test_clock_offsets_and_identity(segment: Path, telemetry: Telemetry) -> None
 
 def test_ego_arrow_round_trip(telemetry: Telemetry) -> None:
     assert telemetry.ego is not None
-    [again] = scenarios_from_arrow(scenarios_to_arrow([telemetry.ego]))
-    assert scenarios_equal(telemetry.ego, again)
+    assert_arrow_round_trip([telemetry.ego])
 
 
 def test_registry_and_inspect(segment: Path, telemetry: Telemetry) -> None:
     assert DEFAULT_REGISTRY.detect(segment).name == "comma2k19"
-    result = subprocess.run(
-        [sys.executable, "-m", "datadrive.cli.main", "inspect", str(segment.parent), "--json"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-    )
-    [line] = result.stdout.splitlines()
-    obj = json.loads(line)
+    [obj] = run_inspect_json(segment.parent, timeout_s=120)
     assert obj == json.loads(json.dumps(summarize_telemetry(telemetry)))
     assert set(obj) == {"telemetry_id", "source", "signals", "num_can_frames", "ego"}
     speed = next(s for s in obj["signals"] if s["name"] == "can/speed")
@@ -261,14 +247,9 @@ def test_registry_and_inspect(segment: Path, telemetry: Telemetry) -> None:
     assert speed["unit"] == "m/s"
     assert speed["duration_s"] == pytest.approx(60, abs=0.1)
     assert obj["ego"] == json.loads(json.dumps(summarize(telemetry.ego)))  # type: ignore[arg-type]
-    table = subprocess.run(
-        [sys.executable, "-m", "datadrive.cli.main", "inspect", str(segment)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-        env={**os.environ, "COLUMNS": "250"},
-    ).stdout
+    result = run_inspect(segment, timeout_s=120, env={**os.environ, "COLUMNS": "250"})
+    assert result.returncode == 0, result.stderr
+    table = result.stdout
     for expected in (
         "can/speed",
         "imu/gyro",
@@ -286,10 +267,7 @@ def test_registry_and_inspect(segment: Path, telemetry: Telemetry) -> None:
 @pytest.fixture
 def copy(tmp_path: Path, segment: Path) -> Path:
     dst = tmp_path / "b0c9d2329ad1606b_2018-08-02--08-34-47" / "40"
-    shutil.copytree(segment, dst, ignore=shutil.ignore_patterns("preview.png"))
-    for f in dst.rglob("*"):
-        f.chmod(0o644 if f.is_file() else 0o755)
-    return dst
+    return writable_copy(segment, dst, ignore=shutil.ignore_patterns("preview.png"))
 
 
 def save(path: Path, array: np.ndarray) -> None:
@@ -467,51 +445,17 @@ def test_segment_without_global_pose_has_no_ego(copy: Path) -> None:
 @pytest.fixture(scope="module")
 def fuzz_copy(tmp_path_factory: pytest.TempPathFactory, segment: Path) -> Path:
     dst = tmp_path_factory.mktemp("comma_fuzz") / "b0c9d2329ad1606b_2018-08-02--08-34-47" / "40"
-    shutil.copytree(segment, dst, ignore=shutil.ignore_patterns("preview.png"))
-    for f in dst.rglob("*"):
-        f.chmod(0o644 if f.is_file() else 0o755)
-    return dst
-
-
-def mutate(data: bytes, draw: Any) -> bytes:
-    """Flip, truncate or insert bytes; half the edits land in the .npy header (first 128 bytes)."""
-    kind = draw(st.sampled_from(["flip", "truncate", "insert"]))
-    limit = len(data) - 1 if draw(st.booleans()) else min(len(data) - 1, 127)
-    pos = draw(st.integers(0, limit))
-    if kind == "truncate":
-        return data[:pos]
-    if kind == "insert":
-        return data[:pos] + bytes(draw(st.binary(min_size=1, max_size=16))) + data[pos:]
-    out = bytearray(data)
-    for _ in range(draw(st.integers(1, 4))):
-        p = draw(st.integers(0, limit))
-        out[p] ^= draw(st.integers(1, 255))
-    return bytes(out)
+    return writable_copy(segment, dst, ignore=shutil.ignore_patterns("preview.png"))
 
 
 @seed(20_251_124)
-@settings(
-    max_examples=100,
-    deadline=10_000,
-    print_blob=True,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
+@settings(FIXTURE_FUZZ, max_examples=100, deadline=10_000)
 @given(data=st.data())
 def test_fuzz_mutated_files(fuzz_copy: Path, data: st.DataObject) -> None:
     files = sorted(f for f in fuzz_copy.rglob("*") if f.is_file())
     target = data.draw(st.sampled_from(files), label="file")
-    original = target.read_bytes()
-    try:
-        target.write_bytes(mutate(original, data.draw))
-        try:
-            records = ADAPTER.read_all(fuzz_copy)
-        except InputError:
-            return
-        for record in records:
-            assert isinstance(record, Telemetry)
-            record.validate()
-    finally:
-        target.write_bytes(original)
+    with mutated_file(target, data.draw, head=128):  # half the edits in the .npy header (first 128 bytes)
+        assert_reads_or_refuses(ADAPTER, fuzz_copy, Telemetry)
 
 
 def test_ego_is_a_scenario(telemetry: Telemetry) -> None:

@@ -8,7 +8,6 @@ pedestrians, frames 1-3007 at 10 Hz).
 from __future__ import annotations
 
 import csv
-import json
 import math
 import shutil
 from collections import defaultdict
@@ -16,18 +15,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, seed, settings
-from hypothesis import strategies as st
-from typer.testing import CliRunner
+from fuzzing import INNER_FUZZ, assert_reads_or_refuses, text_mutations
+from hypothesis import given, seed, settings
+from reader_checks import assert_arrow_round_trip, invoke_inspect_json
 
-from datadrive.cli.main import app
 from datadrive.core import (
     MapFeatureKind,
     ObjectType,
     Scenario,
-    scenarios_equal,
-    scenarios_from_arrow,
-    scenarios_to_arrow,
     summarize,
 )
 from datadrive.errors import (
@@ -260,9 +255,7 @@ def test_broken_map_names_the_map(recording: Path) -> None:
 def test_pedestrian_file_points_to_its_recording(recording: Path) -> None:
     with pytest.raises(UnsupportedFormatError, match=r"vehicle_tracks_000\.csv"):
         ADAPTER.read_all(recording / "pedestrian_tracks_000.csv")
-    result = CliRunner().invoke(app, ["inspect", str(recording.parent.parent), "--json"])
-    assert result.exit_code == 0, result.output
-    lines = [json.loads(x) for x in result.stdout.splitlines()]
+    lines = invoke_inspect_json(recording.parent.parent)
     assert {x["source"] for x in lines} == {"interaction", "lanelet2_map"}
     assert sum(x["num_valid_states"] for x in lines) == 14118 + 3958
 
@@ -287,11 +280,7 @@ def test_pedestrians_alone(recording: Path) -> None:
 
 
 def test_inspect_json(samples: Path, raw: dict[str, list[dict[str, str]]]) -> None:
-    result = CliRunner().invoke(
-        app, ["inspect", str(samples / RECORDING / "vehicle_tracks_000.csv"), "--json"]
-    )
-    assert result.exit_code == 0, result.output
-    lines = [json.loads(x) for x in result.stdout.splitlines()]
+    lines = invoke_inspect_json(samples / RECORDING / "vehicle_tracks_000.csv")
     assert len(lines) == 28
     assert sum(x["num_valid_states"] for x in lines) == len(raw["vehicle"]) + len(raw["pedestrian"])
     assert all(x["num_map_lanes"] == 59 and x["ego_track_id"] is None and x["dt_s"] == 0.1 for x in lines)
@@ -300,8 +289,7 @@ def test_inspect_json(samples: Path, raw: dict[str, list[dict[str, str]]]) -> No
 
 
 def test_arrow_round_trip(windows: list[Scenario]) -> None:
-    back = scenarios_from_arrow(scenarios_to_arrow(windows[:3]))
-    assert all(scenarios_equal(a, b) for a, b in zip(windows[:3], back, strict=True))
+    assert_arrow_round_trip(windows[:3])
 
 
 def test_registry(samples: Path) -> None:
@@ -404,27 +392,6 @@ def test_small_recording_values(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- fuzz
 
 
-@st.composite
-def mutate(draw: st.DrawFn, data: bytes) -> bytes:
-    """Byte flips, truncation, insertion or deletion, half of them in the first 600 bytes."""
-    out = bytearray(data)
-    for _ in range(draw(st.integers(1, 4))):
-        if not out:
-            break
-        kind = draw(st.sampled_from(["flip", "flip", "truncate", "insert", "delete"]))
-        span = min(len(out), 600) if draw(st.booleans()) else len(out)
-        pos = draw(st.integers(0, 2**32 - 1)) % span
-        if kind == "flip":
-            out[pos] ^= draw(st.integers(1, 255))
-        elif kind == "truncate":
-            del out[pos:]
-        elif kind == "insert":
-            out[pos:pos] = draw(st.sampled_from([b",", b"\n", b'"', b"nan", b"-", b"1e308", b"\x00"]))
-        else:
-            del out[pos : pos + draw(st.integers(1, 16))]
-    return bytes(out)
-
-
 @pytest.mark.parametrize(
     "name", ["vehicle_tracks_000.csv", "pedestrian_tracks_000.csv"], ids=["vehicle", "pedestrian"]
 )
@@ -435,25 +402,10 @@ def test_fuzz(recording: Path, name: str) -> None:
     vehicle = recording / "vehicle_tracks_000.csv"
 
     @seed(20261124)
-    @settings(
-        max_examples=30,
-        deadline=10_000,
-        database=None,
-        suppress_health_check=[
-            HealthCheck.too_slow,
-            HealthCheck.data_too_large,
-            HealthCheck.function_scoped_fixture,
-        ],
-    )
-    @given(data=mutate(original))
+    @settings(INNER_FUZZ, max_examples=30, deadline=10_000)
+    @given(data=text_mutations(original, [b",", b"\n", b'"', b"nan", b"-", b"1e308", b"\x00"]))
     def check(data: bytes) -> None:
         target.write_bytes(data)
-        try:
-            records = ADAPTER.read_all(vehicle)
-        except InputError:
-            return
-        for record in records:
-            assert isinstance(record, Scenario)
-            record.validate()
+        assert_reads_or_refuses(ADAPTER, vehicle)
 
     check()

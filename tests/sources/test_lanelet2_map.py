@@ -9,7 +9,6 @@ only on maps whose every lanelet lanelet2 loads with both borders.
 
 from __future__ import annotations
 
-import json
 import math
 import xml.etree.ElementTree as ET
 from collections import Counter
@@ -17,18 +16,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, seed, settings
-from hypothesis import strategies as st
-from typer.testing import CliRunner
+from fuzzing import INNER_FUZZ, assert_reads_or_refuses, text_mutations
+from hypothesis import given, seed, settings
+from reader_checks import assert_arrow_round_trip, invoke_inspect_json
 
-from datadrive.cli.main import app
 from datadrive.core import (
     MapFeatureKind,
     MapRelation,
     Scenario,
-    scenarios_equal,
-    scenarios_from_arrow,
-    scenarios_to_arrow,
     summarize,
 )
 from datadrive.errors import (
@@ -422,9 +417,7 @@ def test_centerline_from_bounds_keeps_vertices_of_both_bounds() -> None:
 
 def test_inspect_json(samples: Path) -> None:
     path = samples / "lanelet2_map/mapping_example.osm"
-    result = CliRunner().invoke(app, ["inspect", str(path), "--json"])
-    assert result.exit_code == 0, result.output
-    (line,) = [json.loads(x) for x in result.stdout.splitlines()]
+    (line,) = invoke_inspect_json(path)
     lanelets = raw_lanelets(raw_osm(path)).values()
     lanes = sum(tags_of(r).get("subtype") not in ("crosswalk", "walkway") for r in lanelets)
     assert line == {
@@ -442,9 +435,7 @@ def test_inspect_json(samples: Path) -> None:
 
 
 def test_arrow_round_trip(case: tuple[Path, Scenario]) -> None:
-    _, s = case
-    (back,) = scenarios_from_arrow(scenarios_to_arrow([s]))
-    assert scenarios_equal(s, back)
+    assert_arrow_round_trip([case[1]])
 
 
 def test_registry_detects_maps(samples: Path) -> None:
@@ -681,27 +672,6 @@ def test_read_lanelet2_map_api(samples: Path) -> None:
 # --------------------------------------------------------------------------- fuzz
 
 
-@st.composite
-def mutate(draw: st.DrawFn, data: bytes) -> bytes:
-    """Byte flips, truncation, insertion or deletion, half of them in the first 600 bytes."""
-    out = bytearray(data)
-    for _ in range(draw(st.integers(1, 4))):
-        if not out:
-            break
-        kind = draw(st.sampled_from(["flip", "flip", "truncate", "insert", "delete"]))
-        span = min(len(out), 600) if draw(st.booleans()) else len(out)
-        pos = draw(st.integers(0, 2**32 - 1)) % span
-        if kind == "flip":
-            out[pos] ^= draw(st.integers(1, 255))
-        elif kind == "truncate":
-            del out[pos:]
-        elif kind == "insert":
-            out[pos:pos] = draw(st.sampled_from([b"<", b"'", b"\x00", b"nan", b"-", b"9999", b"/>"]))
-        else:
-            del out[pos : pos + draw(st.integers(1, 16))]
-    return bytes(out)
-
-
 @pytest.mark.parametrize(
     ("rel", "examples"),
     [("interaction/maps/DR_USA_Intersection_EP0.osm", 40), ("lanelet2_map/mapping_example.osm", 12)],
@@ -713,25 +683,10 @@ def test_fuzz(samples: Path, tmp_path: Path, rel: str, examples: int) -> None:
     path = tmp_path / "fuzzed.osm"
 
     @seed(20261124)
-    @settings(
-        max_examples=examples,
-        deadline=10_000,
-        database=None,
-        suppress_health_check=[
-            HealthCheck.too_slow,
-            HealthCheck.data_too_large,
-            HealthCheck.function_scoped_fixture,
-        ],
-    )
-    @given(data=mutate(original))
+    @settings(INNER_FUZZ, max_examples=examples, deadline=10_000)
+    @given(data=text_mutations(original, [b"<", b"'", b"\x00", b"nan", b"-", b"9999", b"/>"]))
     def check(data: bytes) -> None:
         path.write_bytes(data)
-        try:
-            records = ADAPTER.read_all(path)
-        except InputError:
-            return
-        for record in records:
-            assert isinstance(record, Scenario)
-            record.validate()
+        assert_reads_or_refuses(ADAPTER, path)
 
     check()

@@ -4,30 +4,26 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, seed, settings
+from fuzzing import FIXTURE_FUZZ, assert_reads_or_refuses, mutated_file
+from hypothesis import given, seed, settings
 from hypothesis import strategies as st
+from reader_checks import assert_arrow_round_trip, run_inspect_json, sample_path, writable_copy
 
 from datadrive.core import (
     SUMMARY_KEYS,
     ObjectType,
     Scenario,
-    scenarios_equal,
-    scenarios_from_arrow,
-    scenarios_to_arrow,
     summarize,
 )
 from datadrive.errors import (
     CorruptFileError,
     EmptyLogError,
-    InputError,
     InvalidValueError,
     SchemaMismatchError,
     UnsupportedFormatError,
@@ -58,10 +54,7 @@ def coarse(label: str) -> str:
 
 @pytest.fixture(scope="module")
 def zarr_path(samples: Path) -> Path:
-    path = samples / "lyft_l5kit" / "single_scene.zarr"
-    if not path.is_dir():
-        pytest.fail(f"sample folder {path} is missing")
-    return path
+    return sample_path(samples, "lyft_l5kit/single_scene.zarr", folder=True)
 
 
 @pytest.fixture(scope="module")
@@ -209,9 +202,7 @@ def test_traffic_light_faces_in_extras(raw: dict[str, Any], scenario: Scenario) 
 
 
 def test_arrow_round_trip(scenario: Scenario) -> None:
-    again = scenarios_from_arrow(scenarios_to_arrow([scenario]))
-    assert len(again) == 1
-    assert scenarios_equal(scenario, again[0])
+    assert_arrow_round_trip([scenario])
 
 
 def test_registry_detects_the_zarr_folder(zarr_path: Path) -> None:
@@ -222,15 +213,7 @@ def test_registry_detects_the_zarr_folder(zarr_path: Path) -> None:
 
 
 def test_inspect_json_contract(zarr_path: Path, raw: dict[str, Any]) -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "datadrive.cli.main", "inspect", str(zarr_path), "--json"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-    )
-    [line] = result.stdout.splitlines()
-    obj = json.loads(line)
+    [obj] = run_inspect_json(zarr_path, timeout_s=120)
     assert tuple(obj) == SUMMARY_KEYS
     assert obj["num_tracks"] == 1654
     assert obj["num_steps"] == 248
@@ -296,11 +279,7 @@ def test_uncompressed_chunks(tmp_path: Path, raw: dict[str, Any], scenario: Scen
 
 @pytest.fixture
 def copy(tmp_path: Path, zarr_path: Path) -> Path:
-    dst = tmp_path / "copy.zarr"
-    shutil.copytree(zarr_path, dst)
-    for f in dst.rglob("*"):
-        f.chmod(0o644 if f.is_file() else 0o755)
-    return dst
+    return writable_copy(zarr_path, tmp_path / "copy.zarr")
 
 
 def rewrite_zarray(path: Path, change: Any) -> None:
@@ -474,51 +453,14 @@ def test_zarr_v3_folder_is_not_claimed(tmp_path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def fuzz_copy(tmp_path_factory: pytest.TempPathFactory, zarr_path: Path) -> Path:
-    dst = tmp_path_factory.mktemp("lyft_fuzz") / "fuzz.zarr"
-    shutil.copytree(zarr_path, dst)
-    for f in dst.rglob("*"):
-        f.chmod(0o644 if f.is_file() else 0o755)
-    return dst
-
-
-def mutate(data: bytes, draw: Any) -> bytes:
-    """Flip, truncate or insert bytes; half the edits land in the first 64 bytes (headers)."""
-    kind = draw(st.sampled_from(["flip", "truncate", "insert"]))
-    if not data:
-        return bytes(draw(st.binary(min_size=1, max_size=8)))
-    limit = len(data) - 1 if draw(st.booleans()) else min(len(data) - 1, 63)
-    pos = draw(st.integers(0, limit))
-    if kind == "truncate":
-        return data[:pos]
-    if kind == "insert":
-        return data[:pos] + bytes(draw(st.binary(min_size=1, max_size=16))) + data[pos:]
-    out = bytearray(data)
-    for _ in range(draw(st.integers(1, 4))):
-        p = draw(st.integers(0, limit))
-        out[p] ^= draw(st.integers(1, 255))
-    return bytes(out)
+    return writable_copy(zarr_path, tmp_path_factory.mktemp("lyft_fuzz") / "fuzz.zarr")
 
 
 @seed(20_251_124)
-@settings(
-    max_examples=150,
-    deadline=10_000,
-    print_blob=True,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
+@settings(FIXTURE_FUZZ, max_examples=150, deadline=10_000)
 @given(data=st.data())
 def test_fuzz_mutated_files(fuzz_copy: Path, data: st.DataObject) -> None:
     files = sorted(f for f in fuzz_copy.rglob("*") if f.is_file())
     target = data.draw(st.sampled_from(files), label="file")
-    original = target.read_bytes()
-    try:
-        target.write_bytes(mutate(original, data.draw))
-        try:
-            records = ADAPTER.read_all(fuzz_copy)
-        except InputError:
-            return
-        for record in records:
-            assert isinstance(record, Scenario)
-            record.validate()
-    finally:
-        target.write_bytes(original)
+    with mutated_file(target, data.draw, head=64):  # half the edits in the first 64 bytes (headers)
+        assert_reads_or_refuses(ADAPTER, fuzz_copy)

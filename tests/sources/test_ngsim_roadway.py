@@ -7,17 +7,15 @@ counts (12 boundaries, 6 centerlines, 2726 centerline points).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, seed, settings
-from hypothesis import strategies as st
-from typer.testing import CliRunner
+from fuzzing import INNER_FUZZ, assert_reads_or_refuses, text_mutations
+from hypothesis import given, seed, settings
+from reader_checks import assert_arrow_round_trip, invoke_inspect_json
 
-from datadrive.cli.main import app
-from datadrive.core import MapFeatureKind, Scenario, scenarios_equal, scenarios_from_arrow, scenarios_to_arrow
+from datadrive.core import MapFeatureKind, Scenario
 from datadrive.errors import (
     CorruptFileError,
     EmptyLogError,
@@ -106,18 +104,14 @@ def test_metres_are_california_zone_5_per_pyproj(case: tuple[Path, Scenario]) ->
 
 
 def test_inspect_json(samples: Path) -> None:
-    result = CliRunner().invoke(app, ["inspect", str(samples / "ngsim_roadway"), "--json"])
-    assert result.exit_code == 0, result.output
-    lines = {x["scenario_id"]: x for x in map(json.loads, result.stdout.splitlines())}
+    lines = {x["scenario_id"]: x for x in invoke_inspect_json(samples / "ngsim_roadway")}
     assert lines["ngsim_centerlines101"]["num_map_lanes"] == 6
     assert lines["ngsim_boundaries101"]["num_map_lanes"] == 0
     assert all(x["num_tracks"] == 0 and x["num_steps"] == 1 and x["xy_sum_m"] == 0.0 for x in lines.values())
 
 
 def test_arrow_round_trip(case: tuple[Path, Scenario]) -> None:
-    _, s = case
-    (back,) = scenarios_from_arrow(scenarios_to_arrow([s]))
-    assert scenarios_equal(s, back)
+    assert_arrow_round_trip([case[1]])
 
 
 def test_registry(samples: Path) -> None:
@@ -200,27 +194,6 @@ def test_claims(tmp_path: Path) -> None:
     assert not ADAPTER.claims(notes)
 
 
-@st.composite
-def mutate(draw: st.DrawFn, data: bytes) -> bytes:
-    """Byte flips, truncation, insertion or deletion, half of them in the first 600 bytes."""
-    out = bytearray(data)
-    for _ in range(draw(st.integers(1, 4))):
-        if not out:
-            break
-        kind = draw(st.sampled_from(["flip", "flip", "truncate", "insert", "delete"]))
-        span = min(len(out), 600) if draw(st.booleans()) else len(out)
-        pos = draw(st.integers(0, 2**32 - 1)) % span
-        if kind == "flip":
-            out[pos] ^= draw(st.integers(1, 255))
-        elif kind == "truncate":
-            del out[pos:]
-        elif kind == "insert":
-            out[pos:pos] = draw(st.sampled_from([b"\n", b" ", b"\x00", b"nan", b"-", b"1e999", b"9"]))
-        else:
-            del out[pos : pos + draw(st.integers(1, 16))]
-    return bytes(out)
-
-
 @pytest.mark.parametrize("name", FILES, ids=["boundaries", "centerlines"])
 def test_fuzz(samples: Path, tmp_path: Path, name: str) -> None:
     """Mutated files: validated records or an InputError, nothing else (seeded: replays)."""
@@ -228,25 +201,10 @@ def test_fuzz(samples: Path, tmp_path: Path, name: str) -> None:
     path = tmp_path / name
 
     @seed(20261124)
-    @settings(
-        max_examples=60,
-        deadline=5_000,
-        database=None,
-        suppress_health_check=[
-            HealthCheck.too_slow,
-            HealthCheck.data_too_large,
-            HealthCheck.function_scoped_fixture,
-        ],
-    )
-    @given(data=mutate(original))
+    @settings(INNER_FUZZ, max_examples=60, deadline=5_000)
+    @given(data=text_mutations(original, [b"\n", b" ", b"\x00", b"nan", b"-", b"1e999", b"9"]))
     def check(data: bytes) -> None:
         path.write_bytes(data)
-        try:
-            records = ADAPTER.read_all(path)
-        except InputError:
-            return
-        for record in records:
-            assert isinstance(record, Scenario)
-            record.validate()
+        assert_reads_or_refuses(ADAPTER, path)
 
     check()

@@ -2,35 +2,29 @@
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import math
 import shutil
 import sqlite3
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, seed, settings
-from hypothesis import strategies as st
+from fuzzing import INNER_FUZZ, assert_reads_or_refuses, mutations
+from hypothesis import given, seed, settings
+from reader_checks import assert_arrow_round_trip, assert_summary_equal, run_inspect_json
 
 from datadrive.core import (
     ObjectType,
     Scenario,
     TrafficLightState,
-    scenarios_equal,
-    scenarios_from_arrow,
-    scenarios_to_arrow,
     summarize,
 )
 from datadrive.errors import (
     CorruptFileError,
     EmptyLogError,
-    InputError,
     InvalidValueError,
     SchemaMismatchError,
 )
@@ -135,15 +129,6 @@ def expected_summary(path: Path) -> dict[str, Any]:
     }
 
 
-def assert_summary_equal(got: dict[str, Any], want: dict[str, Any]) -> None:
-    assert got.keys() == want.keys()
-    for key in want:
-        if key == "xy_sum_m":
-            assert got[key] == pytest.approx(want[key], rel=1e-12)
-        else:
-            assert got[key] == want[key], key
-
-
 @pytest.mark.parametrize("name", FILES, ids=ids)
 def test_summary_matches_sql(samples: Path, read: dict[str, Scenario], name: str) -> None:
     assert_summary_equal(summarize(read[name]), expected_summary(nuplan(samples) / name))
@@ -167,15 +152,7 @@ def test_facts_from_sources_md(samples: Path, read: dict[str, Scenario], name: s
 
 
 def test_inspect_json_on_the_sample_folder(samples: Path) -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "datadrive.cli.main", "inspect", str(nuplan(samples)), "--json"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    lines = run_inspect_json(nuplan(samples), timeout_s=300)
     assert len(lines) == len(FILES)
     for got, name in zip(lines, sorted(FILES), strict=True):
         assert_summary_equal(got, expected_summary(nuplan(samples) / name))
@@ -309,10 +286,7 @@ def test_traffic_lights(samples: Path, read: dict[str, Scenario]) -> None:
 
 
 def test_arrow_round_trip(read: dict[str, Scenario]) -> None:
-    scenarios = list(read.values())
-    back = scenarios_from_arrow(scenarios_to_arrow(scenarios))
-    for a, b in zip(scenarios, back, strict=True):
-        assert scenarios_equal(a, b)
+    assert_arrow_round_trip(list(read.values()))
 
 
 def test_claims_and_detection(samples: Path) -> None:
@@ -473,44 +447,15 @@ def test_queries_have_a_work_budget(log_copy: Path, monkeypatch: pytest.MonkeyPa
 # --------------------------------------------------------------------------- fuzz
 
 
-@st.composite
-def mutate(draw: st.DrawFn, data: bytes) -> bytes:
-    """Byte flips (mostly), truncation, insertion or deletion, spread over the file."""
-    out = bytearray(data)
-    for _ in range(draw(st.integers(1, 4))):
-        if not out:
-            break
-        kind = draw(st.sampled_from(["flip", "flip", "flip", "truncate", "insert", "delete"]))
-        span = min(len(out), 400) if draw(st.booleans()) else len(out)
-        pos = draw(st.integers(0, 2**32 - 1)) % span
-        if kind == "flip":
-            out[pos] ^= draw(st.integers(1, 255))
-        elif kind == "truncate":
-            del out[pos:]
-        elif kind == "insert":
-            out[pos:pos] = draw(st.binary(min_size=1, max_size=8))
-        else:
-            del out[pos : pos + draw(st.integers(1, 8))]
-    return bytes(out)
-
-
 def test_fuzz_mutated_logs_read_or_raise_input_errors(samples: Path, tmp_path: Path) -> None:
     data = (nuplan(samples) / SMALLEST).read_bytes()
     path = tmp_path / "fuzz.db"
 
     @seed(20261128)
-    @settings(
-        max_examples=30,
-        deadline=10_000,
-        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-        database=None,
-    )
-    @given(mutated=mutate(data))
+    @settings(INNER_FUZZ, max_examples=30, deadline=10_000)
+    @given(mutated=mutations(data))
     def check(mutated: bytes) -> None:
         path.write_bytes(mutated)
-        with contextlib.suppress(InputError):
-            for record in ADAPTER.read(path):
-                assert isinstance(record, Scenario)
-                record.validate()
+        assert_reads_or_refuses(ADAPTER, path)
 
     check()

@@ -27,8 +27,8 @@ from typing import Any
 import numpy as np
 import numpy.testing._private.utils as np_testing_utils
 import pytest
-from hypothesis import HealthCheck, given, seed, settings
-from hypothesis import strategies as st
+from fuzzing import INNER_FUZZ, mutations
+from hypothesis import given, seed, settings
 
 from datadrive.errors import CorruptFileError, InputError, UnsafePickleError
 from datadrive.sources.safe_pickle import ALLOWED_GLOBALS, safe_load, safe_loads
@@ -399,33 +399,7 @@ def test_unreadable_file_is_an_input_error(tmp_path: Path) -> None:
         safe_load(tmp_path)  # a folder
 
 
-@st.composite
-def mutate(draw: st.DrawFn, data: bytes) -> bytes:
-    """Byte flips (mostly), truncation, insertion or deletion, spread over the buffer."""
-    out = bytearray(data)
-    for _ in range(draw(st.integers(1, 4))):
-        if not out:
-            break
-        kind = draw(st.sampled_from(["flip", "flip", "flip", "truncate", "insert", "delete"]))
-        span = min(len(out), 400) if draw(st.booleans()) else len(out)
-        pos = draw(st.integers(0, 2**32 - 1)) % span
-        if kind == "flip":
-            out[pos] ^= draw(st.integers(1, 255))
-        elif kind == "truncate":
-            del out[pos:]
-        elif kind == "insert":
-            out[pos:pos] = draw(st.binary(min_size=1, max_size=8))
-        else:
-            del out[pos : pos + draw(st.integers(1, 8))]
-    return bytes(out)
-
-
-FUZZ = settings(
-    max_examples=60,
-    deadline=5000,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-    database=None,
-)
+FUZZ = settings(INNER_FUZZ, max_examples=60, deadline=5000)
 
 
 def test_fuzz_small_pickles_raise_only_input_errors() -> None:
@@ -433,7 +407,7 @@ def test_fuzz_small_pickles_raise_only_input_errors() -> None:
 
     @seed(20261124)
     @FUZZ
-    @given(data=mutate(payload))
+    @given(data=mutations(payload))
     def check(data: bytes) -> None:
         with contextlib.suppress(InputError):
             safe_loads(data)
@@ -446,7 +420,7 @@ def test_fuzz_sample_pickle_raises_only_input_errors(samples: Path) -> None:
 
     @seed(20261126)
     @settings(FUZZ, max_examples=25)
-    @given(mutated=mutate(data))
+    @given(mutated=mutations(data))
     def check(mutated: bytes) -> None:
         with contextlib.suppress(InputError):
             safe_loads(mutated)

@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import contextlib
 import copy
-import json
 import pickle
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, seed, settings
-from hypothesis import strategies as st
+from fuzzing import INNER_FUZZ, assert_reads_or_refuses, mutations
+from hypothesis import given, seed, settings
+from reader_checks import assert_arrow_round_trip, assert_summary_equal, run_inspect, run_inspect_json
 
 from datadrive.core import (
     MapFeatureKind,
@@ -22,15 +19,11 @@ from datadrive.core import (
     ObjectType,
     Scenario,
     TrafficLightState,
-    scenarios_equal,
-    scenarios_from_arrow,
-    scenarios_to_arrow,
     summarize,
 )
 from datadrive.errors import (
     CorruptFileError,
     EmptyLogError,
-    InputError,
     InvalidValueError,
     SchemaMismatchError,
     UnsafePickleError,
@@ -109,15 +102,6 @@ def expected_summary(sd: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def assert_summary_equal(got: dict[str, Any], want: dict[str, Any]) -> None:
-    assert got.keys() == want.keys()
-    for key in want:
-        if key == "xy_sum_m":
-            assert got[key] == pytest.approx(want[key], rel=1e-12)
-        else:
-            assert got[key] == want[key], key
-
-
 @pytest.mark.parametrize("name", FILES, ids=ids)
 def test_summary_matches_the_raw_pickle(raw: dict[str, Any], read: dict[str, Scenario], name: str) -> None:
     assert_summary_equal(summarize(read[name]), expected_summary(raw[name]))
@@ -164,15 +148,7 @@ def test_inspect_json_on_the_sample_folders(samples: Path, raw: dict[str, Any]) 
         ("scenarionet_nuscenes", [n for n in FILES if n.startswith("scenarionet_nuscenes")]),
         ("scenarionet_waymo", [WAYMO]),
     ):
-        result = subprocess.run(
-            [sys.executable, "-m", "datadrive.cli.main", "inspect", str(samples / folder), "--json"],
-            capture_output=True,
-            text=True,
-            timeout=300,
-            check=False,
-        )
-        assert result.returncode == 0, result.stderr
-        lines = [json.loads(line) for line in result.stdout.splitlines()]
+        lines = run_inspect_json(samples / folder, timeout_s=300)
         assert len(lines) == len(names)
         for got, name in zip(lines, sorted(names), strict=True):
             assert_summary_equal(got, expected_summary(raw[name]))
@@ -293,11 +269,7 @@ def test_waymo_traffic_lights(raw: dict[str, Any], read: dict[str, Scenario]) ->
 
 
 def test_arrow_round_trip(read: dict[str, Scenario]) -> None:
-    scenarios = list(read.values())
-    back = scenarios_from_arrow(scenarios_to_arrow(scenarios))
-    assert len(back) == len(scenarios)
-    for a, b in zip(scenarios, back, strict=True):
-        assert scenarios_equal(a, b)
+    assert_arrow_round_trip(list(read.values()))
 
 
 # --------------------------------------------------------------------------- claims and other pickles
@@ -428,13 +400,7 @@ def test_unknown_sdc_leaves_no_ego(tmp_path: Path, waymo: dict[str, Any]) -> Non
 def test_cli_prints_one_line_and_exits_2_on_a_hostile_pickle(tmp_path: Path) -> None:
     path = tmp_path / "evil.pkl"
     path.write_bytes(b"cbuiltins\neval\n(S'1+1'\ntR.")
-    result = subprocess.run(
-        [sys.executable, "-m", "datadrive.cli.main", "inspect", str(path), "--json"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    result = run_inspect(path, "--json", timeout_s=300)
     assert result.returncode == 2
     assert "builtins.eval" in result.stderr
     assert result.stdout == ""
@@ -443,44 +409,15 @@ def test_cli_prints_one_line_and_exits_2_on_a_hostile_pickle(tmp_path: Path) -> 
 # --------------------------------------------------------------------------- fuzz
 
 
-@st.composite
-def mutate(draw: st.DrawFn, data: bytes) -> bytes:
-    """Byte flips (mostly), truncation, insertion or deletion, spread over the buffer."""
-    out = bytearray(data)
-    for _ in range(draw(st.integers(1, 4))):
-        if not out:
-            break
-        kind = draw(st.sampled_from(["flip", "flip", "flip", "truncate", "insert", "delete"]))
-        span = min(len(out), 400) if draw(st.booleans()) else len(out)
-        pos = draw(st.integers(0, 2**32 - 1)) % span
-        if kind == "flip":
-            out[pos] ^= draw(st.integers(1, 255))
-        elif kind == "truncate":
-            del out[pos:]
-        elif kind == "insert":
-            out[pos:pos] = draw(st.binary(min_size=1, max_size=8))
-        else:
-            del out[pos : pos + draw(st.integers(1, 8))]
-    return bytes(out)
-
-
 def test_fuzz_mutated_pickles_read_or_raise_input_errors(samples: Path, tmp_path: Path) -> None:
     data = (samples / WAYMO).read_bytes()
     path = tmp_path / "fuzz.pkl"
 
     @seed(20261127)
-    @settings(
-        max_examples=25,
-        deadline=10_000,
-        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-        database=None,
-    )
-    @given(mutated=mutate(data))
+    @settings(INNER_FUZZ, max_examples=25, deadline=10_000)
+    @given(mutated=mutations(data))
     def check(mutated: bytes) -> None:
         path.write_bytes(mutated)
-        with contextlib.suppress(InputError):
-            for record in ADAPTER.read(path):
-                assert isinstance(record, Scenario)
-                record.validate()
+        assert_reads_or_refuses(ADAPTER, path)
 
     check()

@@ -4,23 +4,21 @@ from __future__ import annotations
 
 import csv
 import json
-import subprocess
-import sys
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, seed, settings
+from fuzzing import FIXTURE_FUZZ, assert_reads_or_refuses, mutate
+from hypothesis import given, seed, settings
 from hypothesis import strategies as st
+from reader_checks import run_inspect_json, sample_path
 
 from datadrive.core.summary import summarize_telemetry
 from datadrive.core.telemetry import Telemetry
 from datadrive.errors import (
     CorruptFileError,
     EmptyLogError,
-    InputError,
     InvalidValueError,
     SchemaMismatchError,
     UnknownFormatError,
@@ -33,10 +31,7 @@ ADAPTER = UdacitySteeringAdapter()
 
 @pytest.fixture(scope="module")
 def csv_path(samples: Path) -> Path:
-    path = samples / "udacity_steering" / "train_round2_part1.txt"
-    if not path.is_file():
-        pytest.fail(f"sample file {path} is missing")
-    return path
+    return sample_path(samples, "udacity_steering/train_round2_part1.txt")
 
 
 @pytest.fixture(scope="module")
@@ -106,15 +101,7 @@ def test_signals(csv_path: Path, rows: list[dict[str, str]], telemetry: Telemetr
 
 def test_registry_and_inspect(csv_path: Path, telemetry: Telemetry) -> None:
     assert DEFAULT_REGISTRY.detect(csv_path).name == "udacity_steering"
-    result = subprocess.run(
-        [sys.executable, "-m", "datadrive.cli.main", "inspect", str(csv_path), "--json"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-    )
-    [line] = result.stdout.splitlines()
-    obj = json.loads(line)
+    [obj] = run_inspect_json(csv_path, timeout_s=120)
     assert obj == json.loads(json.dumps(summarize_telemetry(telemetry)))
     assert [s["name"] for s in obj["signals"]] == ["can/steering_angle", "can/steering_torque", "can/speed"]
     assert obj["ego"] is None
@@ -237,41 +224,15 @@ def test_float_notation_timestamp_within_its_precision(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- fuzz
 
 
-def mutate(data: bytes, draw: Any) -> bytes:
-    kind = draw(st.sampled_from(["flip", "truncate", "insert"]))
-    limit = len(data) - 1 if draw(st.booleans()) else min(len(data) - 1, 255)
-    pos = draw(st.integers(0, limit))
-    if kind == "truncate":
-        return data[:pos]
-    if kind == "insert":
-        return data[:pos] + bytes(draw(st.binary(min_size=1, max_size=16))) + data[pos:]
-    out = bytearray(data)
-    for _ in range(draw(st.integers(1, 4))):
-        p = draw(st.integers(0, limit))
-        out[p] ^= draw(st.integers(1, 255))
-    return bytes(out)
-
-
 @pytest.fixture(scope="module")
 def original_bytes(csv_path: Path) -> bytes:
     return csv_path.read_bytes()
 
 
 @seed(20_251_124)
-@settings(
-    max_examples=80,
-    deadline=10_000,
-    print_blob=True,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
+@settings(FIXTURE_FUZZ, max_examples=80, deadline=10_000)
 @given(data=st.data())
 def test_fuzz_mutated_bytes(tmp_path: Path, original_bytes: bytes, data: st.DataObject) -> None:
     path = tmp_path / "fuzz.txt"
-    path.write_bytes(mutate(original_bytes, data.draw))
-    try:
-        records = ADAPTER.read_all(path)
-    except InputError:
-        return
-    for record in records:
-        assert isinstance(record, Telemetry)
-        record.validate()
+    path.write_bytes(mutate(original_bytes, data.draw, head=256))  # half the edits in the first 256 bytes
+    assert_reads_or_refuses(ADAPTER, path, Telemetry)

@@ -8,13 +8,10 @@ adapter, of protobuf and of our TFRecord module).
 from __future__ import annotations
 
 import itertools
-import json
 import math
 import random
 import statistics
 import struct
-import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,17 +20,15 @@ from typing import Any
 import google_crc32c
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, seed, settings
-from hypothesis import strategies as st
+from fuzzing import INNER_FUZZ, assert_reads_or_refuses, mutations
+from hypothesis import given, seed, settings
+from reader_checks import assert_arrow_round_trip, run_inspect_json, sample_path
 
 from datadrive.core import (
     MapFeatureKind,
     MapRelation,
     ObjectType,
     Scenario,
-    scenarios_equal,
-    scenarios_from_arrow,
-    scenarios_to_arrow,
 )
 from datadrive.errors import (
     CorruptFileError,
@@ -275,10 +270,7 @@ def frame(payload: bytes) -> bytes:
 
 @pytest.fixture(scope="module")
 def scenario_path(samples: Path) -> Path:
-    path = samples / SCENARIO_FILE
-    if not path.exists():
-        pytest.fail(f"sample {path} is missing")
-    return path
+    return sample_path(samples, SCENARIO_FILE)
 
 
 @pytest.fixture(scope="module")
@@ -442,17 +434,9 @@ def test_extras_name_prediction_targets(scenario: Scenario, raw: RawScenario) ->
 
 
 def test_inspect_json_matches_the_raw_record(scenario_path: Path, raw: RawScenario) -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "datadrive.cli.main", "inspect", str(scenario_path), "--json"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    lines = result.stdout.splitlines()
+    lines = run_inspect_json(scenario_path, timeout_s=120)
     assert len(lines) == 1
-    summary = json.loads(lines[0])
+    summary = lines[0]
     valid_states = [s for t in raw.tracks for s in t.states if s["valid"]]
     type_names = {1: "vehicle", 2: "pedestrian", 3: "cyclist"}
     type_counts = dict.fromkeys(["vehicle", "cyclist", "pedestrian", "other"], 0)
@@ -475,9 +459,7 @@ def test_inspect_json_matches_the_raw_record(scenario_path: Path, raw: RawScenar
 
 
 def test_arrow_round_trip_is_lossless(scenario: Scenario) -> None:
-    back = scenarios_from_arrow(scenarios_to_arrow([scenario]))
-    assert len(back) == 1
-    assert scenarios_equal(back[0], scenario)
+    assert_arrow_round_trip([scenario])
 
 
 def test_registry_routes_tfrecords_here(scenario_path: Path, tmp_path: Path) -> None:
@@ -776,49 +758,7 @@ def test_impossible_values_are_invalid(tmp_path: Path, breakage: Any, phrase: st
 # --------------------------------------------------------------------------- fuzz
 
 
-def read_or_refuse(path: Path) -> None:
-    """The contract: validated records, or an InputError; nothing else escapes."""
-    try:
-        records = ADAPTER.read_all(path)
-    except InputError:
-        return
-    for record in records:
-        assert isinstance(record, Scenario)
-        record.validate()
-
-
-@st.composite
-def mutate(draw: st.DrawFn, data: bytes) -> bytes:
-    """Byte flips (mostly), truncation, insertion or deletion.
-
-    Positions are drawn as big integers taken modulo the length, so they spread
-    over the whole buffer (values, nested messages) instead of piling up at 0;
-    half of them fall in the first 400 bytes, where the headers and tags are.
-    """
-    out = bytearray(data)
-    for _ in range(draw(st.integers(1, 4))):
-        if not out:
-            break
-        kind = draw(st.sampled_from(["flip", "flip", "flip", "truncate", "insert", "delete"]))
-        span = min(len(out), 400) if draw(st.booleans()) else len(out)
-        pos = draw(st.integers(0, 2**32 - 1)) % span
-        if kind == "flip":
-            out[pos] ^= draw(st.integers(1, 255))
-        elif kind == "truncate":
-            del out[pos:]
-        elif kind == "insert":
-            out[pos:pos] = draw(st.binary(min_size=1, max_size=8))
-        else:
-            del out[pos : pos + draw(st.integers(1, 8))]
-    return bytes(out)
-
-
-FUZZ = settings(
-    max_examples=30,
-    deadline=5000,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-    database=None,
-)
+FUZZ = settings(INNER_FUZZ, max_examples=30, deadline=5000)
 
 
 @pytest.fixture(scope="module")
@@ -843,10 +783,10 @@ def test_fuzz_raw_file_bytes(sample_bytes: dict[str, bytes], fuzz_dir: Path, kin
 
     @seed(20261124)
     @FUZZ
-    @given(data=mutate(sample_bytes[kind]))
+    @given(data=mutations(sample_bytes[kind]))
     def check(data: bytes) -> None:
         path.write_bytes(data)
-        read_or_refuse(path)
+        assert_reads_or_refuses(ADAPTER, path)
 
     check()
 
@@ -864,9 +804,9 @@ def test_fuzz_payload_reframed_with_valid_crcs(
 
     @seed(20261125)
     @settings(FUZZ, max_examples=examples)
-    @given(payload=mutate(first_payload(sample_bytes[kind])))
+    @given(payload=mutations(first_payload(sample_bytes[kind])))
     def check(payload: bytes) -> None:
         path.write_bytes(frame(payload))
-        read_or_refuse(path)
+        assert_reads_or_refuses(ADAPTER, path)
 
     check()
