@@ -2,7 +2,7 @@
 
 A CommonRoad file holds one benchmark scenario: a lanelet network, obstacles
 with per-time-step states, and one or more planning problems. The XML is
-parsed with :func:`datadrive.sources.lanelet2_map.parse_xml`, which refuses
+parsed with :func:`datadrive.sources.safe_xml.parse_xml`, which refuses
 DTDs and entity declarations (XML bombs) before anything is expanded.
 
 What a Scenario holds:
@@ -94,7 +94,8 @@ from datadrive.errors import (
     UnsupportedFormatError,
 )
 from datadrive.sources.base import Adapter
-from datadrive.sources.lanelet2_map import centerline_from_bounds, parse_xml
+from datadrive.sources.lanelet2_map import centerline_from_bounds
+from datadrive.sources.safe_xml import parse_xml
 
 __all__ = ["MAX_CELLS", "MAX_STEPS", "SUPPORTED_VERSIONS", "CommonRoadAdapter", "obstacle_object_type"]
 

@@ -3,11 +3,11 @@
 A Lanelet2 map is OpenStreetMap XML: ``node`` (a lat/lon point), ``way`` (a
 linestring of nodes) and ``relation`` (lanelets, areas, regulatory elements).
 The XML is parsed here with the standard library's expat parser (DTDs and
-entity declarations refused, see :func:`parse_xml`), not with the ``lanelet2``
-package: lanelet2 reads non-numeric coordinates as 0 without a word, cannot
-load a lanelet whose border is split over several ways (the INTERACTION maps
-in circulation have such lanelets: lanelet2 gives them empty borders), and
-is an optional, compiled dependency. The tests check the result against
+entity declarations refused, see :mod:`datadrive.sources.safe_xml`), not with
+the ``lanelet2`` package: lanelet2 reads non-numeric coordinates as 0 without
+a word, cannot load a lanelet whose border is split over several ways (the
+INTERACTION maps in circulation have such lanelets: lanelet2 gives them empty
+borders), and is an optional, compiled dependency. The tests check the result against
 lanelet2 wherever lanelet2 reads the map correctly (projection, bound
 orientation, successors, neighbours).
 
@@ -120,12 +120,10 @@ from __future__ import annotations
 
 import hashlib
 import math
-import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Final, Literal
-from xml.parsers import expat
 
 import numpy as np
 
@@ -141,13 +139,13 @@ from datadrive.core.scenario import (
 from datadrive.core.typing import NDArrayAny, NDArrayFloat, NDArrayInt
 from datadrive.errors import (
     ConfigError,
-    CorruptFileError,
     EmptyLogError,
     InvalidValueError,
     SchemaMismatchError,
     UnsupportedFormatError,
 )
 from datadrive.sources.base import Adapter
+from datadrive.sources.safe_xml import parse_xml_events
 
 __all__ = [
     "JOIN_TOLERANCE_M",
@@ -160,7 +158,6 @@ __all__ = [
     "centerline_from_bounds",
     "map_only_scenario",
     "parse_lanelet2_map",
-    "parse_xml",
     "read_lanelet2_map",
     "utm_local_xy",
     "utm_zone",
@@ -190,55 +187,6 @@ _AREA_KINDS: Final[Mapping[str, MapFeatureKind]] = {
     "parking": MapFeatureKind.DRIVABLE_AREA,
     "exit": MapFeatureKind.DRIVEWAY,
 }
-
-# --------------------------------------------------------------------------- XML
-
-
-class _RefusedDeclarationError(Exception):
-    """Raised from expat callbacks when a document declares a DTD or entities."""
-
-
-def _refuse(*_args: object) -> None:
-    raise _RefusedDeclarationError
-
-
-def parse_xml(data: bytes, path: Path) -> ET.Element:
-    """Parse XML bytes into an ElementTree, refusing DTDs and entity declarations.
-
-    Entity expansion is how XML bombs ("billion laughs", quadratic blow-up)
-    and external-entity reads work; no map or scenario format needs a DTD, so
-    any ``<!DOCTYPE``, ``<!ENTITY`` or external entity reference is refused
-    before anything is expanded (what ``defusedxml`` does).
-
-    Args:
-        data: The file's bytes.
-        path: The file, named in errors.
-
-    Raises:
-        CorruptFileError: the bytes are not well-formed XML, or declare a DTD.
-    """
-    builder = ET.TreeBuilder()
-    parser = expat.ParserCreate()
-    parser.buffer_text = True
-    parser.StartElementHandler = builder.start
-    parser.EndElementHandler = builder.end
-    parser.CharacterDataHandler = builder.data
-    parser.StartDoctypeDeclHandler = _refuse
-    parser.EntityDeclHandler = _refuse
-    parser.UnparsedEntityDeclHandler = _refuse
-    parser.ExternalEntityRefHandler = _refuse  # type: ignore[assignment]
-    try:
-        parser.Parse(data, True)
-    except _RefusedDeclarationError:
-        raise CorruptFileError(
-            path, "the XML declares a DTD or entities, which datadrive refuses (XML-bomb protection)"
-        ) from None
-    except expat.ExpatError as exc:
-        raise CorruptFileError(
-            path, f"not well-formed XML ({expat.ErrorString(exc.code)}, line {exc.lineno})"
-        ) from None
-    return builder.close()
-
 
 # --------------------------------------------------------------------------- UTM
 
@@ -567,25 +515,9 @@ class _OsmCollector:
 
 
 def _collect_osm(data: bytes, path: Path) -> _OsmCollector:
-    """Run expat over the bytes, refusing DTDs and entities as :func:`parse_xml` does."""
+    """Run expat over the bytes (DTDs and entities refused, see :mod:`datadrive.sources.safe_xml`)."""
     collector = _OsmCollector()
-    parser = expat.ParserCreate()
-    parser.StartElementHandler = collector.start
-    parser.EndElementHandler = collector.end
-    parser.StartDoctypeDeclHandler = _refuse
-    parser.EntityDeclHandler = _refuse
-    parser.UnparsedEntityDeclHandler = _refuse
-    parser.ExternalEntityRefHandler = _refuse  # type: ignore[assignment]
-    try:
-        parser.Parse(data, True)
-    except _RefusedDeclarationError:
-        raise CorruptFileError(
-            path, "the XML declares a DTD or entities, which datadrive refuses (XML-bomb protection)"
-        ) from None
-    except expat.ExpatError as exc:
-        raise CorruptFileError(
-            path, f"not well-formed XML ({expat.ErrorString(exc.code)}, line {exc.lineno})"
-        ) from None
+    parse_xml_events(data, path, start=collector.start, end=collector.end)
     return collector
 
 
