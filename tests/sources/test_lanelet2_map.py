@@ -36,13 +36,12 @@ from datadrive.errors import (
     UnsupportedFormatError,
 )
 from datadrive.sources import DEFAULT_REGISTRY
+from datadrive.sources.geodesy import utm_local_xy, utm_zone
 from datadrive.sources.lanelet2_map import (
     Lanelet2MapAdapter,
     Lanelet2MapConfig,
     centerline_from_bounds,
     read_lanelet2_map,
-    utm_local_xy,
-    utm_zone,
 )
 
 lanelet2 = pytest.importorskip("lanelet2")

@@ -1,4 +1,4 @@
-"""WGS84 conversions between geodetic, ECEF and local ENU coordinates, vectorised.
+"""WGS84 conversions between geodetic, ECEF, local ENU and UTM coordinates, vectorised.
 
 Telemetry logs give positions as GNSS fixes (latitude, longitude, height) or as
 Earth-centred Earth-fixed (ECEF) vectors; scenarios want metres in a local,
@@ -11,12 +11,19 @@ Earth-centered Earth-fixed coordinates to geodetic coordinates"), exact to
 well below a millimetre for points near the Earth's surface, without
 iteration.
 
+UTM (for maps given in latitude/longitude, such as Lanelet2's) is the
+transverse Mercator projection by Krüger's series to order 6, the series
+GeographicLib and so lanelet2's ``UtmProjector`` evaluate; :func:`utm_local_xy`
+is ``UtmProjector(Origin(lat, lon))``: every point in the origin's zone, minus
+the origin's own UTM coordinates.
+
 Notation:
     N: number of points.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -34,6 +41,8 @@ __all__ = [
     "enu_R_ecef",
     "enu_to_ecef",
     "geodetic_to_ecef",
+    "utm_local_xy",
+    "utm_zone",
 ]
 
 WGS84_A_M = 6378137.0
@@ -176,3 +185,90 @@ def enu_to_ecef(enu_m: NDArrayFloat, origin: EnuOrigin) -> NDArrayFloat:
         ``(N, 3)`` ECEF points in metres.
     """
     return np.asarray(enu_m, dtype=np.float64) @ enu_R_ecef(origin.lat_deg, origin.lon_deg) + origin.ecef_m
+
+
+# --------------------------------------------------------------------------- UTM
+
+_UTM_K0 = 0.9996  # scale on the central meridian
+
+
+def _kruger_coefficients() -> tuple[float, float, tuple[float, ...]]:
+    n = WGS84_F / (2.0 - WGS84_F)
+    n2, n3, n4, n5, n6 = n**2, n**3, n**4, n**5, n**6
+    rectifying_radius = WGS84_A_M / (1.0 + n) * (1.0 + n2 / 4.0 + n4 / 64.0 + n6 / 256.0)
+    alpha = (
+        n / 2 - 2 * n2 / 3 + 5 * n3 / 16 + 41 * n4 / 180 - 127 * n5 / 288 + 7891 * n6 / 37800,
+        13 * n2 / 48 - 3 * n3 / 5 + 557 * n4 / 1440 + 281 * n5 / 630 - 1983433 * n6 / 1935360,
+        61 * n3 / 240 - 103 * n4 / 140 + 15061 * n5 / 26880 + 167603 * n6 / 181440,
+        49561 * n4 / 161280 - 179 * n5 / 168 + 6601661 * n6 / 7257600,
+        34729 * n5 / 80640 - 3418889 * n6 / 1995840,
+        212378941 * n6 / 319334400,
+    )
+    return rectifying_radius, math.sqrt(WGS84_E2), alpha
+
+
+_TM_A, _TM_E, _TM_ALPHA = _kruger_coefficients()
+
+
+def utm_zone(lat_deg: float, lon_deg: float) -> int:
+    """The standard UTM zone of a point (GeographicLib's ``UTMUPS::StandardZone``).
+
+    Includes the Norway (32V) and Svalbard (31X-37X) exceptions.
+
+    Raises:
+        ValueError: outside UTM's latitude range [-80, 84).
+    """
+    if not -80.0 <= lat_deg < 84.0:
+        raise ValueError(f"latitude {lat_deg} is outside UTM's range [-80, 84)")
+    ilon = math.floor(lon_deg % 360.0)
+    if ilon >= 180:
+        ilon -= 360
+    zone = (ilon + 186) // 6
+    band = max(-10, min(9, (math.floor(lat_deg) + 80) // 8 - 10))
+    if band == 7 and zone == 31 and ilon >= 3:
+        zone = 32
+    elif band == 9 and 0 <= ilon < 42:
+        zone = 2 * ((ilon + 183) // 12) + 1
+    return int(zone)
+
+
+def _tm_forward(lat_deg: NDArrayFloat, lon_deg: NDArrayFloat, lon0_deg: float) -> NDArrayFloat:
+    """``(N, 2)`` transverse Mercator easting/northing (scale 0.9996, no false origin)."""
+    lam = np.radians((lon_deg - lon0_deg + 180.0) % 360.0 - 180.0)
+    phi = np.radians(lat_deg)
+    sin_phi = np.sin(phi)
+    tau = np.sinh(np.arctanh(sin_phi) - _TM_E * np.arctanh(_TM_E * sin_phi))
+    xi_p = np.arctan2(tau, np.cos(lam))
+    eta_p = np.arctanh(np.sin(lam) / np.sqrt(1.0 + tau * tau))
+    xi, eta = xi_p.copy(), eta_p.copy()
+    for j, a in enumerate(_TM_ALPHA, start=1):
+        xi += a * np.sin(2 * j * xi_p) * np.cosh(2 * j * eta_p)
+        eta += a * np.cos(2 * j * xi_p) * np.sinh(2 * j * eta_p)
+    return np.stack([_UTM_K0 * _TM_A * eta, _UTM_K0 * _TM_A * xi], axis=-1)
+
+
+def utm_local_xy(
+    lat_deg: NDArrayFloat, lon_deg: NDArrayFloat, origin_lat_lon: tuple[float, float]
+) -> NDArrayFloat:
+    """Lanelet2's ``UtmProjector(Origin(lat, lon))`` for many points.
+
+    Every point is projected in the UTM zone (and hemisphere) of the origin,
+    and the origin's own UTM coordinates are subtracted.
+
+    Args:
+        lat_deg: ``(N,)`` latitudes in degrees.
+        lon_deg: ``(N,)`` longitudes in degrees.
+        origin_lat_lon: The projection origin in degrees.
+
+    Returns:
+        ``(N, 2)`` x (east) and y (north) in metres from the origin.
+
+    Raises:
+        ValueError: the origin is outside UTM's range.
+    """
+    lat0, lon0 = origin_lat_lon
+    zone = utm_zone(lat0, lon0)
+    central_meridian = 6.0 * zone - 183.0
+    origin = _tm_forward(np.array([lat0]), np.array([lon0]), central_meridian)
+    xy: NDArrayFloat = _tm_forward(lat_deg, lon_deg, central_meridian) - origin
+    return xy

@@ -13,8 +13,9 @@ orientation, successors, neighbours).
 
 Projection:
     Points are projected with UTM (WGS84, Krüger's series to order 6, the
-    series GeographicLib and so lanelet2's ``UtmProjector`` evaluate), in the
-    zone of a projection origin, minus the origin's own UTM coordinates, so
+    series GeographicLib and so lanelet2's ``UtmProjector`` evaluate; see
+    :func:`datadrive.sources.geodesy.utm_local_xy`), in the zone of a
+    projection origin, minus the origin's own UTM coordinates, so
     ``(0, 0)`` is the origin. This is lanelet2's ``UtmProjector(Origin(lat,
     lon))``, including its handling of points outside the origin's zone (they
     stay in the origin's zone). The origin is, in this order:
@@ -145,6 +146,7 @@ from datadrive.errors import (
     UnsupportedFormatError,
 )
 from datadrive.sources.base import Adapter
+from datadrive.sources.geodesy import utm_local_xy, utm_zone
 from datadrive.sources.safe_xml import parse_xml_events
 
 __all__ = [
@@ -159,8 +161,6 @@ __all__ = [
     "map_only_scenario",
     "parse_lanelet2_map",
     "read_lanelet2_map",
-    "utm_local_xy",
-    "utm_zone",
 ]
 
 PSEUDO_GEOREFERENCE_MAX_DEG: Final[float] = 1.0
@@ -187,95 +187,6 @@ _AREA_KINDS: Final[Mapping[str, MapFeatureKind]] = {
     "parking": MapFeatureKind.DRIVABLE_AREA,
     "exit": MapFeatureKind.DRIVEWAY,
 }
-
-# --------------------------------------------------------------------------- UTM
-
-_WGS84_A_M: Final[float] = 6378137.0
-_WGS84_F: Final[float] = 1.0 / 298.257223563
-_UTM_K0: Final[float] = 0.9996
-
-
-def _kruger_coefficients() -> tuple[float, float, tuple[float, ...]]:
-    n = _WGS84_F / (2.0 - _WGS84_F)
-    n2, n3, n4, n5, n6 = n**2, n**3, n**4, n**5, n**6
-    rectifying_radius = _WGS84_A_M / (1.0 + n) * (1.0 + n2 / 4.0 + n4 / 64.0 + n6 / 256.0)
-    alpha = (
-        n / 2 - 2 * n2 / 3 + 5 * n3 / 16 + 41 * n4 / 180 - 127 * n5 / 288 + 7891 * n6 / 37800,
-        13 * n2 / 48 - 3 * n3 / 5 + 557 * n4 / 1440 + 281 * n5 / 630 - 1983433 * n6 / 1935360,
-        61 * n3 / 240 - 103 * n4 / 140 + 15061 * n5 / 26880 + 167603 * n6 / 181440,
-        49561 * n4 / 161280 - 179 * n5 / 168 + 6601661 * n6 / 7257600,
-        34729 * n5 / 80640 - 3418889 * n6 / 1995840,
-        212378941 * n6 / 319334400,
-    )
-    return rectifying_radius, math.sqrt(_WGS84_F * (2.0 - _WGS84_F)), alpha
-
-
-_TM_A, _TM_E, _TM_ALPHA = _kruger_coefficients()
-
-
-def utm_zone(lat_deg: float, lon_deg: float) -> int:
-    """The standard UTM zone of a point (GeographicLib's ``UTMUPS::StandardZone``).
-
-    Includes the Norway (32V) and Svalbard (31X-37X) exceptions.
-
-    Raises:
-        ValueError: outside UTM's latitude range [-80, 84).
-    """
-    if not -80.0 <= lat_deg < 84.0:
-        raise ValueError(f"latitude {lat_deg} is outside UTM's range [-80, 84)")
-    ilon = math.floor(lon_deg % 360.0)
-    if ilon >= 180:
-        ilon -= 360
-    zone = (ilon + 186) // 6
-    band = max(-10, min(9, (math.floor(lat_deg) + 80) // 8 - 10))
-    if band == 7 and zone == 31 and ilon >= 3:
-        zone = 32
-    elif band == 9 and 0 <= ilon < 42:
-        zone = 2 * ((ilon + 183) // 12) + 1
-    return int(zone)
-
-
-def _tm_forward(lat_deg: NDArrayFloat, lon_deg: NDArrayFloat, lon0_deg: float) -> NDArrayFloat:
-    """``(N, 2)`` transverse Mercator easting/northing (scale 0.9996, no false origin)."""
-    lam = np.radians((lon_deg - lon0_deg + 180.0) % 360.0 - 180.0)
-    phi = np.radians(lat_deg)
-    sin_phi = np.sin(phi)
-    tau = np.sinh(np.arctanh(sin_phi) - _TM_E * np.arctanh(_TM_E * sin_phi))
-    xi_p = np.arctan2(tau, np.cos(lam))
-    eta_p = np.arctanh(np.sin(lam) / np.sqrt(1.0 + tau * tau))
-    xi, eta = xi_p.copy(), eta_p.copy()
-    for j, a in enumerate(_TM_ALPHA, start=1):
-        xi += a * np.sin(2 * j * xi_p) * np.cosh(2 * j * eta_p)
-        eta += a * np.cos(2 * j * xi_p) * np.sinh(2 * j * eta_p)
-    return np.stack([_UTM_K0 * _TM_A * eta, _UTM_K0 * _TM_A * xi], axis=-1)
-
-
-def utm_local_xy(
-    lat_deg: NDArrayFloat, lon_deg: NDArrayFloat, origin_lat_lon: tuple[float, float]
-) -> NDArrayFloat:
-    """Lanelet2's ``UtmProjector(Origin(lat, lon))`` for many points.
-
-    Every point is projected in the UTM zone (and hemisphere) of the origin,
-    and the origin's own UTM coordinates are subtracted.
-
-    Args:
-        lat_deg: ``(N,)`` latitudes in degrees.
-        lon_deg: ``(N,)`` longitudes in degrees.
-        origin_lat_lon: The projection origin in degrees.
-
-    Returns:
-        ``(N, 2)`` x (east) and y (north) in metres from the origin.
-
-    Raises:
-        ValueError: the origin is outside UTM's range.
-    """
-    lat0, lon0 = origin_lat_lon
-    zone = utm_zone(lat0, lon0)
-    central_meridian = 6.0 * zone - 183.0
-    origin = _tm_forward(np.array([lat0]), np.array([lon0]), central_meridian)
-    xy: NDArrayFloat = _tm_forward(lat_deg, lon_deg, central_meridian) - origin
-    return xy
-
 
 # --------------------------------------------------------------------------- geometry
 
