@@ -37,12 +37,8 @@ from datadrive.errors import (
 )
 from datadrive.sources import DEFAULT_REGISTRY
 from datadrive.sources.geodesy import utm_local_xy, utm_zone
-from datadrive.sources.lanelet2_map import (
-    Lanelet2MapAdapter,
-    Lanelet2MapConfig,
-    centerline_from_bounds,
-    read_lanelet2_map,
-)
+from datadrive.sources.geometry import centerline_from_bounds
+from datadrive.sources.lanelet2_map import Lanelet2MapAdapter, Lanelet2MapConfig, read_lanelet2_map
 
 lanelet2 = pytest.importorskip("lanelet2")
 from lanelet2.io import Origin  # noqa: E402

@@ -50,7 +50,7 @@ What becomes of the elements (feature ids keep lanelet2's primitive names):
   - anything else (``road``, ``highway``, ``bicycle_lane``, ``bus_lane``,
     ``rail``, ...) is a lane -> ``LANE_CENTERLINE`` ``"lanelet_<id>"``,
     subtype the lanelet's subtype, the centerline from
-    :func:`centerline_from_bounds`. Each border way becomes a feature
+    :func:`datadrive.sources.geometry.centerline_from_bounds`. Each border way becomes a feature
     ``"linestring_<id>"`` (once, shared by the lanelets on either side) with
     a ``LEFT_BOUNDARY`` / ``RIGHT_BOUNDARY`` relation from the lane.
     ``SUCCESSOR``/``PREDECESSOR``: lane b follows lane a when a's left and
@@ -147,6 +147,7 @@ from datadrive.errors import (
 )
 from datadrive.sources.base import Adapter
 from datadrive.sources.geodesy import utm_local_xy, utm_zone
+from datadrive.sources.geometry import centerlines_from_bounds, flatten_polylines
 from datadrive.sources.safe_xml import parse_xml_events
 
 __all__ = [
@@ -157,7 +158,6 @@ __all__ = [
     "Lanelet2Map",
     "Lanelet2MapAdapter",
     "Lanelet2MapConfig",
-    "centerline_from_bounds",
     "map_only_scenario",
     "parse_lanelet2_map",
     "read_lanelet2_map",
@@ -188,112 +188,12 @@ _AREA_KINDS: Final[Mapping[str, MapFeatureKind]] = {
     "exit": MapFeatureKind.DRIVEWAY,
 }
 
-# --------------------------------------------------------------------------- geometry
-
-
-def _flatten(polylines: Sequence[NDArrayFloat]) -> tuple[NDArrayFloat, NDArrayInt, NDArrayInt]:
-    """``(P, D)`` points of all polylines, ``(P,)`` owner index, ``(N + 1,)`` offsets."""
-    counts = np.fromiter((p.shape[0] for p in polylines), dtype=np.int64, count=len(polylines))
-    offsets = np.zeros(counts.shape[0] + 1, dtype=np.int64)
-    np.cumsum(counts, out=offsets[1:])
-    owner = np.repeat(np.arange(counts.shape[0], dtype=np.int64), counts)
-    return np.concatenate(polylines), owner, offsets
-
-
-def _group_cumsum(values: NDArrayFloat, offsets: NDArrayInt) -> NDArrayFloat:
-    """Cumulative sum restarting at every group start (groups given by ``offsets``)."""
-    total = np.cumsum(values)
-    before = np.concatenate([[0.0], total])[offsets[:-1]]
-    counts = np.diff(offsets)
-    out: NDArrayFloat = total - np.repeat(before, counts)
-    return out
-
-
-def _centerlines(lefts: Sequence[NDArrayFloat], rights: Sequence[NDArrayFloat]) -> list[NDArrayFloat]:
-    """:func:`centerline_from_bounds` (not paired) for many lanes at once."""
-    n = len(lefts)
-    if n == 0:
-        return []
-    flat, owner, offsets = _flatten([*lefts, *rights])  # polyline k < n: left of lane k; n + k: right
-    if int(np.diff(offsets).min()) == 0:
-        raise ValueError("a lane bound has no points")
-    # drop points that repeat the previous one of the same polyline
-    step = np.hypot(*np.diff(flat[:, :2], axis=0).T)
-    keep = np.concatenate([[True], (step > 0.0) | (owner[1:] != owner[:-1])])
-    flat, owner = flat[keep], owner[keep]
-    counts = np.bincount(owner, minlength=2 * n)
-    offsets = np.concatenate([[0], np.cumsum(counts)])
-    # normalised arc length of every point within its polyline
-    seg = np.concatenate([[0.0], np.hypot(*np.diff(flat[:, :2], axis=0).T)])
-    seg[offsets[:-1]] = 0.0
-    s = _group_cumsum(seg, offsets)
-    total = np.repeat(s[offsets[1:] - 1], counts)  # repeated points are gone: 0 only for one-point bounds
-    fraction = s / np.where(total > 0, total, 1.0)
-    # query parameters per lane: the union of both bounds' fractions, near-duplicates merged
-    lane = owner % n
-    order = np.lexsort((fraction, lane))
-    q_lane, q_t = lane[order], fraction[order]
-    fresh = np.concatenate([[True], (q_lane[1:] != q_lane[:-1]) | (np.diff(q_t) > 1e-9)])
-    q_lane, q_t = q_lane[fresh], q_t[fresh]
-    left_at = _interpolate(flat, owner, offsets, fraction, q_lane, q_t)
-    right_at = _interpolate(flat, owner, offsets, fraction, q_lane + n, q_t)
-    middle = (left_at + right_at) / 2.0
-    return np.split(middle, np.cumsum(np.bincount(q_lane, minlength=n))[:-1])
-
-
-def _interpolate(
-    flat: NDArrayFloat,
-    owner: NDArrayInt,
-    offsets: NDArrayInt,
-    fraction: NDArrayFloat,
-    q_owner: NDArrayInt,
-    q_t: NDArrayFloat,
-) -> NDArrayFloat:
-    """Points of polylines ``q_owner`` at normalised arc length ``q_t`` (``np.interp`` per polyline)."""
-    key = owner * 2.0 + fraction  # fractions lie in [0, 1]: keys of one polyline never mix with the next
-    i = np.searchsorted(key, q_owner * 2.0 + q_t, side="right") - 1
-    start, end = offsets[q_owner], offsets[q_owner + 1]
-    i = np.clip(i, start, np.maximum(end - 2, start))
-    j = np.minimum(i + 1, end - 1)
-    span = fraction[j] - fraction[i]
-    w = np.clip(np.where(span > 0, (q_t - fraction[i]) / np.where(span > 0, span, 1.0), 0.0), 0.0, 1.0)
-    blend = flat[i] + w[:, None] * (flat[j] - flat[i])
-    # at a vertex, its own value (a NaN height next door must not leak in, as with np.interp)
-    out: NDArrayFloat = np.where((w == 0.0)[:, None], flat[i], np.where((w == 1.0)[:, None], flat[j], blend))
-    return out
-
-
-def centerline_from_bounds(left: NDArrayFloat, right: NDArrayFloat, *, paired: bool = False) -> NDArrayFloat:
-    """The centerline between a lane's left and right bounds.
-
-    Both bounds are resampled at the union of their vertices' normalised arc
-    lengths (so no vertex of either bound is cut off and both get the same
-    number of points), and the centerline is the midpoint of corresponding
-    points. With ``paired=True`` and bounds of equal length, the i-th points
-    are paired directly (CommonRoad's ``center_vertices``).
-
-    Args:
-        left: ``(N, D)`` left bound, D = 2 or 3, in driving direction.
-        right: ``(M, D)`` right bound, same direction.
-        paired: Pair the bounds point by point when N == M.
-
-    Returns:
-        ``(K, D)`` centerline points, K >= max(N, M) after dropping repeated points.
-
-    Raises:
-        ValueError: a bound has no points.
-    """
-    if left.shape[0] == 0 or right.shape[0] == 0:
-        raise ValueError("a lane bound has no points")
-    if paired and left.shape[0] == right.shape[0]:
-        middle: NDArrayFloat = (left + right) / 2.0
-        return middle
-    return _centerlines([left], [right])[0]
+# --------------------------------------------------------------------------- bound alignment
 
 
 def _signed_distances(lines: Sequence[NDArrayFloat], points: NDArrayFloat) -> NDArrayFloat:
     """``(N,)`` distance from ``points[k]`` to polyline ``lines[k]`` (2-D), positive on its left."""
-    flat, owner, offsets = _flatten(lines)
+    flat, owner, offsets = flatten_polylines(lines)
     out: NDArrayFloat = np.hypot(*(points - flat[offsets[:-1]]).T)  # one-point lines: distance to the point
     inner = owner[1:] == owner[:-1]
     a, b, so = flat[:-1][inner], flat[1:][inner], owner[:-1][inner]
@@ -312,7 +212,7 @@ def _signed_distances(lines: Sequence[NDArrayFloat], points: NDArrayFloat) -> ND
 
 def _middle_points(lines: Sequence[NDArrayFloat], reversed_: NDArrayAny | None = None) -> NDArrayFloat:
     """``(N, 2)`` lanelet2's middle point of each line (its middle vertex, or the mean of its ends)."""
-    flat, _, offsets = _flatten(lines)
+    flat, _, offsets = flatten_polylines(lines)
     n = np.diff(offsets)
     k = n // 2 if reversed_ is None else np.where(reversed_, n - 1 - n // 2, n // 2)
     ends = (flat[offsets[:-1]] + flat[offsets[1:] - 1]) / 2.0
@@ -735,7 +635,7 @@ class _Builder:
         subtypes = [lanelets[i].tags.get("subtype", "") for i in ids]
         lane = [sub not in ("crosswalk", *_PEDESTRIAN_LANELETS) for sub in subtypes]
         lane_rows = [k for k in range(len(ids)) if lane[k]]
-        centers = iter(_centerlines([lefts[k] for k in lane_rows], [rights[k] for k in lane_rows]))
+        centers = iter(centerlines_from_bounds([lefts[k] for k in lane_rows], [rights[k] for k in lane_rows]))
         for k, rel_id in enumerate(ids):
             fid, rel, subtype = f"lanelet_{rel_id}", lanelets[rel_id], subtypes[k]
             if not lane[k]:
