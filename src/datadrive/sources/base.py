@@ -11,6 +11,10 @@ The contract every adapter keeps, enforced by :meth:`Adapter.read`:
 * every record it yields has passed ``validate()``;
 * any failure surfaces as an :class:`~datadrive.errors.InputError` naming the
   path and the reason, never as a bare ``KeyError`` or ``struct.error``.
+
+Helpers adapters share live here too: the provenance hashes
+(:func:`file_sha256`, :func:`files_sha256`) and the map-only record
+(:func:`map_only_scenario`).
 """
 
 from __future__ import annotations
@@ -24,7 +28,9 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, ClassVar, Literal
 
-from datadrive.core.scenario import Provenance, Scenario, ScenarioMetadata
+import numpy as np
+
+from datadrive.core.scenario import MapFeatures, Provenance, Scenario, ScenarioMetadata, Tracks
 from datadrive.core.telemetry import Telemetry
 from datadrive.errors import (
     CorruptFileError,
@@ -41,6 +47,7 @@ __all__ = [
     "Registry",
     "file_sha256",
     "files_sha256",
+    "map_only_scenario",
 ]
 
 Record = Scenario | Telemetry
@@ -68,6 +75,28 @@ def files_sha256(root: Path, files: Iterable[Path]) -> str:
         digest.update(b"\0")
         digest.update(bytes.fromhex(file_sha256(f)))
     return digest.hexdigest()
+
+
+def map_only_scenario(
+    scenario_id: str, source: str, map_features: MapFeatures, metadata: ScenarioMetadata
+) -> Scenario:
+    """A Scenario that carries only a map: zero tracks, one timestamp (0 ns).
+
+    How map files (Lanelet2 ``.osm``, NGSIM roadway text) become records:
+    :class:`Scenario` needs tracks and time, a map file has neither, so that
+    ``inspect``, the Arrow form and the lake treat maps like any other record
+    (``num_tracks`` 0, ``num_steps`` 1, ``dt_s`` null, ``num_map_lanes`` the
+    lane count).
+    """
+    empty = np.zeros(0, dtype=np.str_)
+    return Scenario(
+        scenario_id=scenario_id,
+        source=source,
+        timestamps_ns=np.zeros(1, dtype=np.int64),
+        tracks=Tracks.allocate(empty, np.zeros(0, dtype=np.uint8), empty, 1),
+        metadata=metadata,
+        map=map_features,
+    )
 
 
 class Adapter(ABC):

@@ -106,10 +106,10 @@ than :data:`JOIN_TOLERANCE_M` is reported.
 Map-only files:
     :class:`Scenario` needs tracks and time, a map file has neither. A map on
     its own is therefore a Scenario with **zero tracks and one timestamp**
-    (0 ns) carrying the map (:func:`map_only_scenario`), so that ``inspect``,
-    the Arrow form and the lake treat maps like any other record
-    (``num_tracks`` 0, ``num_steps`` 1, ``dt_s`` null, ``num_map_lanes`` the
-    lane count). Code that wants only the map calls
+    (0 ns) carrying the map (:func:`datadrive.sources.base.map_only_scenario`),
+    so that ``inspect``, the Arrow form and the lake treat maps like any other
+    record (``num_tracks`` 0, ``num_steps`` 1, ``dt_s`` null,
+    ``num_map_lanes`` the lane count). Code that wants only the map calls
     :func:`read_lanelet2_map`, which returns a :class:`Lanelet2Map`.
 
 Notation:
@@ -134,8 +134,6 @@ from datadrive.core.scenario import (
     MapFeatures,
     MapRelation,
     Scenario,
-    ScenarioMetadata,
-    Tracks,
 )
 from datadrive.core.typing import NDArrayAny, NDArrayFloat, NDArrayInt
 from datadrive.errors import (
@@ -145,7 +143,7 @@ from datadrive.errors import (
     SchemaMismatchError,
     UnsupportedFormatError,
 )
-from datadrive.sources.base import Adapter
+from datadrive.sources.base import Adapter, map_only_scenario
 from datadrive.sources.geodesy import utm_local_xy, utm_zone
 from datadrive.sources.geometry import centerlines_from_bounds, flatten_polylines
 from datadrive.sources.safe_xml import parse_xml_events
@@ -158,7 +156,6 @@ __all__ = [
     "Lanelet2Map",
     "Lanelet2MapAdapter",
     "Lanelet2MapConfig",
-    "map_only_scenario",
     "parse_lanelet2_map",
     "read_lanelet2_map",
 ]
@@ -812,24 +809,6 @@ def read_lanelet2_map(path: str | Path, *, origin_lat_lon: tuple[float, float] |
     """Read one Lanelet2 ``.osm`` file; see :func:`parse_lanelet2_map`."""
     p = Path(path)
     return parse_lanelet2_map(p.read_bytes(), p, origin_lat_lon=origin_lat_lon)
-
-
-# --------------------------------------------------------------------------- map-only scenarios
-
-
-def map_only_scenario(
-    scenario_id: str, source: str, map_features: MapFeatures, metadata: ScenarioMetadata
-) -> Scenario:
-    """A Scenario that carries only a map: zero tracks, one timestamp (0 ns)."""
-    empty = np.zeros(0, dtype=np.str_)
-    return Scenario(
-        scenario_id=scenario_id,
-        source=source,
-        timestamps_ns=np.zeros(1, dtype=np.int64),
-        tracks=Tracks.allocate(empty, np.zeros(0, dtype=np.uint8), empty, 1),
-        metadata=metadata,
-        map=map_features,
-    )
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ centerlines file lanes only, and nothing in either links one to the other
 (no ids in common), so joining them would add no information; both come out
 in the same frame, so a user can overlay them. Each becomes a map-only
 Scenario (zero tracks, one timestamp; see
-:func:`datadrive.sources.lanelet2_map.map_only_scenario`): boundaries ->
+:func:`datadrive.sources.base.map_only_scenario`): boundaries ->
 ``LANE_BOUNDARY`` ``"boundary_<i>"`` (subtype ``"ngsim_boundary"``; they lie
 half a lane from the centerlines, so they are lane lines, edges included),
 centerlines -> ``LANE_CENTERLINE`` named as in the file (``"centerline1"``,
@@ -56,8 +56,7 @@ import numpy as np
 from datadrive.core.scenario import MapBuilder, MapFeatureKind, Scenario
 from datadrive.core.typing import NDArrayFloat
 from datadrive.errors import CorruptFileError, EmptyLogError, InvalidValueError, SchemaMismatchError
-from datadrive.sources.base import Adapter
-from datadrive.sources.lanelet2_map import map_only_scenario
+from datadrive.sources.base import Adapter, map_only_scenario
 
 __all__ = [
     "METRES_PER_US_SURVEY_FOOT",
