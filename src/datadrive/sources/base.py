@@ -13,7 +13,8 @@ The contract every adapter keeps, enforced by :meth:`Adapter.read`:
   path and the reason, never as a bare ``KeyError`` or ``struct.error``.
 
 Helpers adapters share live here too: the provenance hashes
-(:func:`file_sha256`, :func:`files_sha256`) and the map-only record
+(:func:`file_sha256`, :func:`files_sha256`), a file's first bytes for
+``claims`` (:func:`file_head`) and the map-only record
 (:func:`map_only_scenario`).
 """
 
@@ -45,6 +46,7 @@ __all__ = [
     "Discovery",
     "Record",
     "Registry",
+    "file_head",
     "file_sha256",
     "files_sha256",
     "map_only_scenario",
@@ -52,6 +54,19 @@ __all__ = [
 
 Record = Scenario | Telemetry
 """What an adapter yields."""
+
+
+def file_head(path: Path, size: int) -> bytes:
+    """The first ``size`` bytes of a file; empty when it cannot be read (a folder, no permission).
+
+    For :meth:`Adapter.claims` that look for magic bytes: a path that cannot
+    be read is not claimed, and ``read`` reports why.
+    """
+    try:
+        with path.open("rb") as fh:
+            return fh.read(size)
+    except OSError:
+        return b""
 
 
 def file_sha256(path: Path) -> str:

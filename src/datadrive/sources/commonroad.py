@@ -93,7 +93,7 @@ from datadrive.errors import (
     SchemaMismatchError,
     UnsupportedFormatError,
 )
-from datadrive.sources.base import Adapter
+from datadrive.sources.base import Adapter, file_head
 from datadrive.sources.geometry import centerline_from_bounds
 from datadrive.sources.safe_xml import parse_xml
 
@@ -547,14 +547,7 @@ class CommonRoadAdapter(Adapter):
     download_hint: ClassVar[str] = "CommonRoad scenarios: https://commonroad.in.tum.de/scenarios"
 
     def claims(self, path: Path) -> bool:
-        if path.suffix.lower() != ".xml":
-            return False
-        try:
-            with path.open("rb") as fh:
-                head = fh.read(2048)
-        except OSError:
-            return False
-        return b"<commonRoad" in head
+        return path.suffix.lower() == ".xml" and b"<commonRoad" in file_head(path, 2048)
 
     def _read(self, path: Path) -> Iterator[Scenario]:
         data = path.read_bytes()

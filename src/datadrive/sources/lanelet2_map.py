@@ -143,7 +143,7 @@ from datadrive.errors import (
     SchemaMismatchError,
     UnsupportedFormatError,
 )
-from datadrive.sources.base import Adapter, map_only_scenario
+from datadrive.sources.base import Adapter, file_head, map_only_scenario
 from datadrive.sources.geodesy import utm_local_xy, utm_zone
 from datadrive.sources.geometry import centerlines_from_bounds, flatten_polylines
 from datadrive.sources.safe_xml import parse_xml_events
@@ -849,14 +849,7 @@ class Lanelet2MapAdapter(Adapter):
         self.config = config or Lanelet2MapConfig()
 
     def claims(self, path: Path) -> bool:
-        if path.suffix.lower() != ".osm":
-            return False
-        try:
-            with path.open("rb") as fh:
-                head = fh.read(1024)
-        except OSError:
-            return False
-        return b"<osm" in head
+        return path.suffix.lower() == ".osm" and b"<osm" in file_head(path, 1024)
 
     def _read(self, path: Path) -> Iterator[Scenario]:
         data = path.read_bytes()

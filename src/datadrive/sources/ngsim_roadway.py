@@ -56,7 +56,7 @@ import numpy as np
 from datadrive.core.scenario import MapBuilder, MapFeatureKind, Scenario
 from datadrive.core.typing import NDArrayFloat
 from datadrive.errors import CorruptFileError, EmptyLogError, InvalidValueError, SchemaMismatchError
-from datadrive.sources.base import Adapter, map_only_scenario
+from datadrive.sources.base import Adapter, file_head, map_only_scenario
 
 __all__ = [
     "METRES_PER_US_SURVEY_FOOT",
@@ -195,12 +195,7 @@ class NgsimRoadwayAdapter(Adapter):
     def claims(self, path: Path) -> bool:
         if _FILE.fullmatch(path.name) is None:
             return False
-        try:
-            with path.open("rb") as fh:
-                head = fh.read(16)
-        except OSError:
-            return False
-        return head.startswith((b"BOUNDARIES", b"CENTERLINES"))
+        return file_head(path, 16).startswith((b"BOUNDARIES", b"CENTERLINES"))
 
     def _read(self, path: Path) -> Iterator[Scenario]:
         data = path.read_bytes()
