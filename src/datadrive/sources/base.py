@@ -13,7 +13,7 @@ The contract every adapter keeps, enforced by :meth:`Adapter.read`:
   path and the reason, never as a bare ``KeyError`` or ``struct.error``.
 
 Helpers adapters share live here too: the provenance hashes
-(:func:`file_sha256`, :func:`files_sha256`), a file's first bytes for
+(:func:`file_sha256`, :func:`files_sha256`, :func:`digests_sha256`), a file's first bytes for
 ``claims`` (:func:`file_head`) and the map-only record
 (:func:`map_only_scenario`).
 """
@@ -46,6 +46,7 @@ __all__ = [
     "Discovery",
     "Record",
     "Registry",
+    "digests_sha256",
     "file_head",
     "file_sha256",
     "files_sha256",
@@ -84,11 +85,21 @@ def files_sha256(root: Path, files: Iterable[Path]) -> str:
     Used for folder-shaped inputs (an AV2 log, a comma2k19 segment), so that
     the hash changes when any file that was read changes.
     """
+    return digests_sha256(root, [(f, bytes.fromhex(file_sha256(f))) for f in sorted(files)])
+
+
+def digests_sha256(root: Path, digests: Iterable[tuple[Path, bytes]]) -> str:
+    """:func:`files_sha256` from each file's SHA-256 digest, for readers that hashed the bytes they read.
+
+    Args:
+        root: The folder the paths are relative to.
+        digests: ``(path, 32-byte SHA-256 digest of its bytes)`` per file.
+    """
     digest = hashlib.sha256()
-    for f in sorted(files):
+    for f, file_digest in sorted(digests, key=lambda item: item[0]):
         digest.update(f.relative_to(root).as_posix().encode())
         digest.update(b"\0")
-        digest.update(bytes.fromhex(file_sha256(f)))
+        digest.update(file_digest)
     return digest.hexdigest()
 
 

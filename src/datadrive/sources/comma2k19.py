@@ -81,7 +81,7 @@ from datadrive.errors import (
     SchemaMismatchError,
     UnsafePickleError,
 )
-from datadrive.sources.base import Adapter, Record
+from datadrive.sources.base import Adapter, Record, digests_sha256
 from datadrive.sources.geodesy import EnuOrigin, ecef_to_enu, enu_R_ecef
 
 __all__ = ["Comma2k19Adapter", "load_npy"]
@@ -217,16 +217,6 @@ def _load(path: Path, read: dict[Path, bytes]) -> NDArrayAny:
     return _parse_npy(path, raw)
 
 
-def _files_sha256(root: Path, digests: dict[Path, bytes]) -> str:
-    """:func:`~datadrive.sources.base.files_sha256` of the files in ``digests``, from their digests."""
-    combined = hashlib.sha256()
-    for f in sorted(digests):
-        combined.update(f.relative_to(root).as_posix().encode())
-        combined.update(b"\0")
-        combined.update(digests[f])
-    return combined.hexdigest()
-
-
 def _numeric(path: Path, array: NDArrayAny) -> NDArrayFloat:
     if array.dtype.kind not in "fiub":
         raise SchemaMismatchError(path, f"has dtype {array.dtype}, expected numbers")
@@ -316,7 +306,7 @@ class Comma2k19Adapter(Adapter):
         extras.update(self._clock_offsets(signals))
         if reordered:
             extras["reordered_by_time"] = sorted(reordered)
-        sha = _files_sha256(path, read)
+        sha = digests_sha256(path, read.items())
         frame = "none (no global_pose)"
         if ego_parts is not None:
             timestamps, tracks, origin = ego_parts
