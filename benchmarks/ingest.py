@@ -14,7 +14,9 @@ over the timed reads (leaks, larger inputs).
 
 Add a row: append a :class:`Case` to :data:`CASES` (a loader factory and a
 function that lists its inputs). ``adapter_loader("name")`` makes a loader from
-any registered datadrive adapter.
+any registered datadrive adapter (``count=`` for records that are not counted
+by their valid track states); ``sample_inputs(...)`` lists sample files or
+folders read as they are.
 
 Usage::
 
@@ -47,24 +49,25 @@ from typing import Any
 
 # INTERACTION, Lanelet2 map, CommonRoad and NGSIM roadway rows (loaders beside this file)
 from ingest_fleet import (
+    COMMONROAD_FILES,
+    INTERACTION_RECORDING,
+    LANELET2_MAPS,
+    NGSIM_FILES,
     commonroad_etree_loader,
-    commonroad_inputs,
-    fleet_loader,
-    interaction_inputs,
     interaction_scripts_loader,
-    lanelet2_inputs,
     lanelet2_package_loader,
-    ngsim_inputs,
+    lanelets_read,
     ngsim_jl_loader,
+    polylines_read,
 )
 from ingest_telemetry import (  # Lyft L5 zarr and telemetry rows (loaders beside this file)
-    comma_inputs,
+    COMMA_SAMPLE,
+    LYFT_SAMPLE,
+    UDACITY_SAMPLE,
     comma_numpy_loader,
-    lyft_inputs,
     lyft_zarr_decode_loader,
     lyft_zarr_loop_loader,
-    telemetry_loader,
-    udacity_inputs,
+    telemetry_states,
     udacity_pandas_loader,
 )
 
@@ -79,8 +82,17 @@ Loader = Callable[[Path], int]
 # --------------------------------------------------------------------------- loaders
 
 
-def adapter_loader(name: str, **options: Any) -> Callable[[], Loader]:
-    """A loader factory for the registered datadrive adapter ``name`` (states = valid track states)."""
+def adapter_loader(
+    name: str, count: Callable[[Any], int] | None = None, **options: Any
+) -> Callable[[], Loader]:
+    """A loader factory for the registered datadrive adapter ``name``.
+
+    Args:
+        name: The adapter's name.
+        count: A record's count of states for the group (default: a
+            Scenario's valid track states, 0 for other records).
+        options: Arguments of the adapter's constructor, if not its defaults.
+    """
 
     def make() -> Loader:
         import numpy as np
@@ -90,10 +102,13 @@ def adapter_loader(name: str, **options: Any) -> Callable[[], Loader]:
 
         adapter = type(DEFAULT_REGISTRY.get(name))(**options) if options else DEFAULT_REGISTRY.get(name)
 
+        def valid_states(record: Any) -> int:
+            return int(np.count_nonzero(record.tracks.valid)) if isinstance(record, Scenario) else 0
+
+        states = count or valid_states
+
         def load(path: Path) -> int:
-            return sum(
-                int(np.count_nonzero(r.tracks.valid)) for r in adapter.read(path) if isinstance(r, Scenario)
-            )
+            return sum(states(r) for r in adapter.read(path))
 
         return load
 
@@ -184,8 +199,23 @@ def mf_copies(with_map: bool) -> Callable[[Path, Path, int], list[Path]]:
     return prepare
 
 
-def sensor_logs(samples: Path, scratch: Path, copies: int) -> list[Path]:
-    return [samples / log for log in SENSOR_LOGS]
+def sample_inputs(*relative: str) -> Callable[[Path, Path, int], list[Path]]:
+    """Inputs read where they are: ``samples / r`` for each ``r`` (no copies)."""
+
+    def inputs(samples: Path, scratch: Path, copies: int) -> list[Path]:
+        return [samples / r for r in relative]
+
+    return inputs
+
+
+sensor_logs = sample_inputs(*SENSOR_LOGS)
+lyft_inputs = sample_inputs(LYFT_SAMPLE)
+comma_inputs = sample_inputs(COMMA_SAMPLE)
+udacity_inputs = sample_inputs(UDACITY_SAMPLE)
+interaction_inputs = sample_inputs(INTERACTION_RECORDING)
+lanelet2_inputs = sample_inputs(*LANELET2_MAPS)
+commonroad_inputs = sample_inputs(*COMMONROAD_FILES)
+ngsim_inputs = sample_inputs(*NGSIM_FILES)
 
 
 @dataclass(frozen=True)
@@ -250,7 +280,12 @@ CASES: list[Case] = [
     Case(
         "np.load every array + pyproj ECEF->ENU", "comma2k19 segment", comma_numpy_loader, comma_inputs, True
     ),
-    Case("datadrive comma2k19", "comma2k19 segment", telemetry_loader("comma2k19"), comma_inputs),
+    Case(
+        "datadrive comma2k19",
+        "comma2k19 segment",
+        adapter_loader("comma2k19", count=telemetry_states),
+        comma_inputs,
+    ),
     Case(
         "pandas.read_csv + to_datetime(index)",
         "Udacity steering CSV",
@@ -261,7 +296,7 @@ CASES: list[Case] = [
     Case(
         "datadrive udacity_steering",
         "Udacity steering CSV",
-        telemetry_loader("udacity_steering"),
+        adapter_loader("udacity_steering", count=telemetry_states),
         udacity_inputs,
     ),
     Case(
@@ -274,7 +309,7 @@ CASES: list[Case] = [
     Case(
         "datadrive interaction (11 s windows + Lanelet2 map)",
         "INTERACTION recording",
-        fleet_loader("interaction"),
+        adapter_loader("interaction"),
         interaction_inputs,
     ),
     Case(
@@ -284,7 +319,12 @@ CASES: list[Case] = [
         lanelet2_inputs,
         True,
     ),
-    Case("datadrive lanelet2_map", "Lanelet2 maps", fleet_loader("lanelet2_map"), lanelet2_inputs),
+    Case(
+        "datadrive lanelet2_map",
+        "Lanelet2 maps",
+        adapter_loader("lanelet2_map", count=lanelets_read),
+        lanelet2_inputs,
+    ),
     Case(
         "ElementTree.parse + states/bounds to dicts/numpy (CommonRoad)",
         "CommonRoad XML",
@@ -292,9 +332,14 @@ CASES: list[Case] = [
         commonroad_inputs,
         True,
     ),
-    Case("datadrive commonroad", "CommonRoad XML", fleet_loader("commonroad"), commonroad_inputs),
+    Case("datadrive commonroad", "CommonRoad XML", adapter_loader("commonroad"), commonroad_inputs),
     Case("NGSIM.jl line parser in Python", "NGSIM roadway text", ngsim_jl_loader, ngsim_inputs, True),
-    Case("datadrive ngsim_roadway", "NGSIM roadway text", fleet_loader("ngsim_roadway"), ngsim_inputs),
+    Case(
+        "datadrive ngsim_roadway",
+        "NGSIM roadway text",
+        adapter_loader("ngsim_roadway", count=polylines_read),
+        ngsim_inputs,
+    ),
 ]
 
 

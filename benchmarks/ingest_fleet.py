@@ -1,8 +1,9 @@
 """Loaders and inputs of the INTERACTION, Lanelet2 map, CommonRoad and NGSIM roadway rows of ``ingest.py``.
 
 The rows are :class:`ingest.Case` entries in ``benchmarks/ingest.py`` (the
-shared harness); this module holds their loaders and inputs, and ``main``
-checks that the cases of each group count the same for every input.
+shared harness, which also makes the datadrive loaders); this module holds
+their reference loaders, sample paths and counting rules, and ``main`` checks
+that the cases of each group count the same for every input.
 
 A loader returns a count that every case of its group counts the same way:
 
@@ -42,6 +43,7 @@ import re
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 Loader = Callable[[Path], int]
 
@@ -52,60 +54,26 @@ LANELET2_MAPS = (  # the maps lanelet2 loads with every lanelet whole (its cente
     "interaction/maps/DR_DEU_Roundabout_OF.osm",
     "interaction/maps/DR_CHN_Merging_ZS.osm",
 )
-COMMONROAD_FILES = ("USA_US101-3_3_T-1.xml", "USA_Lanker-1_1_T-1.xml", "USA_Peach-4_8_T-1.xml")
-NGSIM_FILES = ("boundaries101.txt", "centerlines101.txt")
+COMMONROAD_FILES = tuple(
+    f"commonroad_ngsim/{name}"
+    for name in ("USA_US101-3_3_T-1.xml", "USA_Lanker-1_1_T-1.xml", "USA_Peach-4_8_T-1.xml")
+)
+NGSIM_FILES = ("ngsim_roadway/boundaries101.txt", "ngsim_roadway/centerlines101.txt")
 GROUPS = ("INTERACTION recording", "Lanelet2 maps", "CommonRoad XML", "NGSIM roadway text")
 BEGIN, END = "<!-- ingest_fleet.py:begin -->", "<!-- ingest_fleet.py:end -->"
 
 
-# --------------------------------------------------------------------------- inputs
+# --------------------------------------------------------------------------- counts of map-only records
 
 
-def interaction_inputs(samples: Path, scratch: Path, copies: int) -> list[Path]:
-    return [samples / INTERACTION_RECORDING]
+def lanelets_read(record: Any) -> int:
+    """Lanelet2 maps: the lanelets of a map-only record (``count`` of ``ingest.adapter_loader``)."""
+    return int(record.metadata.extras["num_lanelets"])
 
 
-def lanelet2_inputs(samples: Path, scratch: Path, copies: int) -> list[Path]:
-    return [samples / m for m in LANELET2_MAPS]
-
-
-def commonroad_inputs(samples: Path, scratch: Path, copies: int) -> list[Path]:
-    return [samples / "commonroad_ngsim" / f for f in COMMONROAD_FILES]
-
-
-def ngsim_inputs(samples: Path, scratch: Path, copies: int) -> list[Path]:
-    return [samples / "ngsim_roadway" / f for f in NGSIM_FILES]
-
-
-# --------------------------------------------------------------------------- datadrive loaders
-
-
-def fleet_loader(name: str) -> Callable[[], Loader]:
-    """A datadrive adapter; counts valid states, or for map-only records lanelets / polylines."""
-
-    def make() -> Loader:
-        import numpy as np
-
-        from datadrive.core import Scenario
-        from datadrive.sources import DEFAULT_REGISTRY
-
-        adapter = DEFAULT_REGISTRY.get(name)
-
-        def load(path: Path) -> int:
-            count = 0
-            for record in adapter.read(path):
-                assert isinstance(record, Scenario)
-                if name == "lanelet2_map":
-                    count += int(record.metadata.extras["num_lanelets"])
-                elif name == "ngsim_roadway":
-                    count += 0 if record.map is None else record.map.num_features
-                else:
-                    count += int(np.count_nonzero(record.tracks.valid))
-            return count
-
-        return load
-
-    return make
+def polylines_read(record: Any) -> int:
+    """NGSIM roadway: the polylines of a map-only record (``count`` of ``ingest.adapter_loader``)."""
+    return 0 if record.map is None else int(record.map.num_features)
 
 
 # --------------------------------------------------------------------------- references

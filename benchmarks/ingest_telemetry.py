@@ -1,7 +1,8 @@
 """Loaders and inputs of the Lyft L5 zarr, comma2k19 and Udacity rows of ``benchmarks/ingest.py``.
 
 The rows themselves are :class:`ingest.Case` entries in ``benchmarks/ingest.py``
-(the shared harness); this module only holds what they call.
+(the shared harness, which also makes the datadrive loaders); this module only
+holds their reference loaders, sample paths and the telemetry counting rule.
 
 A loader returns the number of *states* it produced, counted the same way by
 every case of a group so that states/s compare:
@@ -40,49 +41,25 @@ COMMA_SAMPLE = "comma2k19/b0c9d2329ad1606b_2018-08-02--08-34-47/40"
 UDACITY_SAMPLE = "udacity_steering/train_round2_part1.txt"
 
 
-# --------------------------------------------------------------------------- inputs
+# --------------------------------------------------------------------------- datadrive count
 
 
-def lyft_inputs(samples: Path, scratch: Path, copies: int) -> list[Path]:
-    return [samples / LYFT_SAMPLE]
+def telemetry_states(record: Any) -> int:
+    """Signal samples + raw CAN frames + ego poses of a Telemetry (``ingest.adapter_loader``'s count)."""
+    import numpy as np
+
+    from datadrive.core.telemetry import Telemetry
+
+    assert isinstance(record, Telemetry)
+    total = sum(int(s.timestamps_ns.shape[0]) for s in record.signals)
+    if record.can_frames is not None:
+        total += int(record.can_frames.timestamps_ns.shape[0])
+    if record.ego is not None:
+        total += int(np.count_nonzero(record.ego.tracks.valid))
+    return total
 
 
-def comma_inputs(samples: Path, scratch: Path, copies: int) -> list[Path]:
-    return [samples / COMMA_SAMPLE]
-
-
-def udacity_inputs(samples: Path, scratch: Path, copies: int) -> list[Path]:
-    return [samples / UDACITY_SAMPLE]
-
-
-# --------------------------------------------------------------------------- loaders
-
-
-def telemetry_loader(name: str) -> Callable[[], Loader]:
-    """A loader factory for a registered telemetry adapter (states: samples + CAN frames + ego poses)."""
-
-    def make() -> Loader:
-        import numpy as np
-
-        from datadrive.core.telemetry import Telemetry
-        from datadrive.sources import DEFAULT_REGISTRY
-
-        adapter = DEFAULT_REGISTRY.get(name)
-
-        def load(path: Path) -> int:
-            total = 0
-            for record in adapter.read(path):
-                assert isinstance(record, Telemetry)
-                total += sum(int(s.timestamps_ns.shape[0]) for s in record.signals)
-                if record.can_frames is not None:
-                    total += int(record.can_frames.timestamps_ns.shape[0])
-                if record.ego is not None:
-                    total += int(np.count_nonzero(record.ego.tracks.valid))
-            return total
-
-        return load
-
-    return make
+# --------------------------------------------------------------------------- references
 
 
 def lyft_zarr_loop_loader() -> Loader:
