@@ -22,11 +22,16 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    import pyarrow.fs as pafs
 
 LOOPBACK = "127.0.0.1"
 _CI = os.environ.get("CI", "").lower() == "true"
@@ -70,13 +75,13 @@ def venv_binary(name: str) -> str | None:
     return shutil.which(name)
 
 
-def wait_until(check: object, what: str, timeout_s: float, log: Path | None = None) -> None:
+def wait_until(check: Callable[[], object], what: str, timeout_s: float, log: Path | None = None) -> None:
     """Call ``check()`` until it is truthy: at most ``timeout_s`` seconds and 20 tries a second."""
     deadline = time.monotonic() + timeout_s
     last: BaseException | None = None
     for _ in range(int(timeout_s * 20) + 1):
         try:
-            if check():  # type: ignore[operator]
+            if check():
                 return
         except Exception as exc:  # the server is still coming up
             last = exc
@@ -196,7 +201,8 @@ class S3Server:
             "AWS_ALLOW_HTTP": "true",
         }
 
-    def filesystem(self) -> object:
+    def filesystem(self) -> pafs.S3FileSystem:
+        """A pyarrow filesystem on this server, allowed to create buckets."""
         import pyarrow.fs as pafs
 
         return pafs.S3FileSystem(
@@ -212,7 +218,7 @@ class S3Server:
 
     def create_bucket(self, name: str) -> str:
         """Create bucket ``name`` (idempotent) and return it."""
-        self.filesystem().create_dir(name)  # type: ignore[attr-defined]
+        self.filesystem().create_dir(name)
         return name
 
     def new_bucket(self) -> str:
@@ -286,7 +292,7 @@ def start_seaweedfs(data_dir: Path, timeout_s: float = 60.0) -> S3Server:
             )
         server = S3Server(f"http://{LOOPBACK}:{p[6]}", key_id, secret, data_dir, proc)
         try:
-            wait_until(lambda s=server: _s3_ready(s), "SeaweedFS S3", timeout_s, log)  # type: ignore[misc]
+            wait_until(partial(_s3_ready, server), "SeaweedFS S3", timeout_s, log)
             return server
         except RuntimeError as exc:
             last_error = str(exc)
@@ -299,8 +305,8 @@ def _s3_ready(server: S3Server) -> bool:
         raise RuntimeError(f"weed exited with status {server.proc.returncode}")
     # A signed request through the gateway, and a write, prove auth and storage are up.
     fs = server.filesystem()
-    fs.create_dir("ready-check")  # type: ignore[attr-defined]
-    with fs.open_output_stream("ready-check/ping") as fh:  # type: ignore[attr-defined]
+    fs.create_dir("ready-check")
+    with fs.open_output_stream("ready-check/ping") as fh:
         fh.write(b"ok")
     return True
 

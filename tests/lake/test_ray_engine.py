@@ -27,7 +27,7 @@ def _pickle_this_module_by_value() -> None:
     pytest.importorskip("ray")
     import ray.cloudpickle
 
-    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # type: ignore[no-untyped-call]
 
 
 def node_and_square(x: int) -> tuple[int, int, str, int]:
@@ -54,7 +54,7 @@ def test_map_runs_every_item_once_on_both_nodes(ray_cluster: RayCluster) -> None
 
     with RayEngine(ray_cluster.address, max_in_flight=4) as engine:
         results = list(engine.map_unordered(node_and_square, range(12)))
-        nodes = {n["NodeID"] for n in ray.nodes() if n["Alive"]}
+        nodes = {n["NodeID"] for n in ray.nodes() if n["Alive"]}  # type: ignore[no-untyped-call]
     assert sorted((x, sq) for x, sq, _, _ in results) == [(x, x * x) for x in range(12)]
     assert len(nodes) == 2
     assert {node for _, _, node, _ in results} == nodes  # both nodes did some of the work

@@ -57,7 +57,7 @@ def sample_lake(
 
     try:
         with _patched(test_samples, "ProcessPoolEngine", ray_engine):
-            lake: dict[str, Any] = test_samples.sample_lake.__wrapped__(samples, tmp_path_factory)
+            lake: dict[str, Any] = test_samples.sample_lake.__wrapped__(samples, tmp_path_factory)  # type: ignore[attr-defined]
     finally:
         for e in engines:
             e.close()
@@ -68,7 +68,7 @@ def sample_lake(
 @pytest.fixture(scope="module")
 def process_pool_lake(samples: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """The same lake built with the process pool, for comparison."""
-    lake: dict[str, Any] = test_samples.sample_lake.__wrapped__(samples, tmp_path_factory)
+    lake: dict[str, Any] = test_samples.sample_lake.__wrapped__(samples, tmp_path_factory)  # type: ignore[attr-defined]
     return lake
 
 
@@ -80,7 +80,8 @@ test_library_matches_inspect_of_the_raw_files = test_samples.test_library_matche
 def _stable(table: pa.Table, keys: list[str]) -> list[Any]:
     """Rows sorted by ``keys``, without :data:`VOLATILE` columns, NaN made comparable."""
     cols = [c for c in table.column_names if c not in VOLATILE]
-    return _nan_safe(table.select(cols).sort_by([(k, "ascending") for k in keys]).to_pylist())
+    rows: list[Any] = _nan_safe(table.select(cols).sort_by([(k, "ascending") for k in keys]).to_pylist())
+    return rows
 
 
 def _nan_safe(value: Any) -> Any:

@@ -85,7 +85,7 @@ def sample_lake(
         return on_s3(two_region_config(root, **kwargs), s3_server, bucket, "samples")
 
     with _patched(test_samples, "two_region_config", s3_config):
-        lake: dict[str, Any] = test_samples.sample_lake.__wrapped__(samples, tmp_path_factory)
+        lake: dict[str, Any] = test_samples.sample_lake.__wrapped__(samples, tmp_path_factory)  # type: ignore[attr-defined]
     assert all(r.root.is_s3 for r in lake["config"].regions.values())
     return lake
 

@@ -1,0 +1,751 @@
+"""The lake: ingest throughput, mining-SQL latency over >= 100k scenarios, bytes on disk per state.
+
+Three measurements, each with a reference taken in the same run:
+
+1. **Ingest throughput** (valid states/s): every sample in ``../shared/data``
+   ingested into a fresh local region with the process-pool engine, 1 and 2
+   workers, runs interleaved. Reference: reading the same inputs with the
+   adapters alone, in one process (no hashing, conversion, pseudonyms or
+   commits). With ``--s3`` also into a SeaweedFS bucket on 127.0.0.1, and
+   with ``--ray`` also on a 2-node Ray cluster on 127.0.0.1 (both started as
+   the tests start them, ``tests/services.py``).
+2. **Query latency** (p50/p95 of ``--runs`` runs) of typical mining SQL
+   through ``Lake.sql`` (residency checks, tenant filter, audit row) over a
+   lake of ``--scenarios`` scenarios. The big lake is built from the samples'
+   lake by replication: every scenario row and its tracks copied ``R`` times
+   with ``~rNNNNN`` appended to the scenario id, a new input hash per copy,
+   committed through the lake's own protocol (data tables, then the ledger
+   commit that pins their versions) in chunks, under the region lock. Map
+   features and telemetry are not replicated (see ``docs/benchmarks.md``).
+   Reference: the same query in a plain DuckDB connection over the same
+   pinned datasets (no lake layer).
+3. **Bytes on disk per valid state**, per source and in total, against the
+   raw files' bytes per valid state, as ingested and after ``optimize``.
+
+Usage::
+
+    python benchmarks/lake.py             # 100k scenarios; rewrites its section of docs/benchmarks.md
+    python benchmarks/lake.py --s3 --ray  # plus ingest into SeaweedFS and on a 2-node Ray cluster
+    python benchmarks/lake.py --quick     # 2,000 scenarios, 1 run each, nothing written
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import platform
+import re
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from datadrive.core.scenario import Scenario
+from datadrive.core.telemetry import Telemetry
+from datadrive.errors import InputError
+from datadrive.lake import (
+    Engine,
+    Lake,
+    LakeConfig,
+    Principal,
+    ProcessPoolEngine,
+    RegionConfig,
+    StorageRoot,
+    TenantConfig,
+)
+from datadrive.lake.locks import region_lock
+from datadrive.lake.schema import INGESTS, SCENARIOS, TRACKS
+from datadrive.lake.sql import VIEWS
+from datadrive.lake.tables import RegionStore, commit_record
+from datadrive.sources import DEFAULT_REGISTRY
+
+REPO = Path(__file__).resolve().parents[1]
+DOC = REPO / "docs" / "benchmarks.md"
+BEGIN, END = "<!-- lake.py:begin -->", "<!-- lake.py:end -->"
+REGION = "eu-central"
+TENANT = "bmw"
+KEY = bytes(range(32))
+
+QUERIES: dict[str, str] = {
+    "lookup one scenario by id": (
+        "SELECT source, num_tracks, num_valid_states FROM scenarios WHERE scenario_id = '{sid}'"
+    ),
+    "count by source and type (scenarios)": (
+        "SELECT source, count(*) AS scenarios, sum(num_valid_states) AS states, "
+        "sum(num_vehicles) AS vehicles, sum(num_pedestrians) AS pedestrians, sum(num_cyclists) AS cyclists "
+        "FROM scenarios GROUP BY source"
+    ),
+    "states by type (per-state view)": (
+        "SELECT object_type_name, count(*) AS states FROM states GROUP BY 1 ORDER BY 2 DESC"
+    ),
+    "spatial box, 100 m (per-state view)": (
+        "SELECT count(DISTINCT scenario_id) AS scenarios, count(*) AS states FROM states "
+        "WHERE x_m BETWEEN {x0} AND {x1} AND y_m BETWEEN {y0} AND {y1}"
+    ),
+    "top 10 speeds (per-state view)": (
+        "SELECT source, scenario_id, track_id, max(sqrt(vx_mps * vx_mps + vy_mps * vy_mps)) AS top_mps "
+        "FROM states GROUP BY ALL ORDER BY top_mps DESC LIMIT 10"
+    ),
+    "hard-braking vehicles, < -4 m/s^2 (per-state view)": (
+        "SELECT count(DISTINCT scenario_id) AS scenarios FROM ("
+        " SELECT scenario_id,"
+        " (v - lag(v) OVER w) / ((timestamp_ns - lag(timestamp_ns) OVER w) * 1e-9) AS a_mps2"
+        " FROM (SELECT scenario_id, track_id, step, timestamp_ns,"
+        " sqrt(vx_mps * vx_mps + vy_mps * vy_mps) AS v FROM states WHERE object_type_name = 'vehicle')"
+        " WINDOW w AS (PARTITION BY scenario_id, track_id ORDER BY step)"
+        ") WHERE a_mps2 < -4"
+    ),
+}
+
+
+def _config(root: StorageRoot) -> LakeConfig:
+    return LakeConfig(
+        regions={REGION: RegionConfig(REGION, root)},
+        tenants={TENANT: TenantConfig(TENANT, KEY)},
+    )
+
+
+def _lake(root: StorageRoot) -> Lake:
+    return Lake(_config(root), Principal("bench", TENANT, REGION))
+
+
+def _dir_bytes(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+def _states(records: list[Any]) -> int:
+    n = 0
+    for r in records:
+        if isinstance(r, Scenario):
+            n += int(r.tracks.valid.sum())
+        elif isinstance(r, Telemetry) and r.ego is not None:
+            n += int(r.ego.tracks.valid.sum())
+    return n
+
+
+# --------------------------------------------------------------------------- 1. ingest
+
+
+@dataclass
+class Inputs:
+    """The sample units, what the adapters alone make of them, and their raw size."""
+
+    units: list[tuple[Any, Path]]
+    states: int
+    scenarios: int
+    raw_bytes: int
+    raw_bytes_by_source: dict[str, int]
+    states_by_source: dict[str, int]
+
+
+def sample_inputs(samples: Path) -> Inputs:
+    units = DEFAULT_REGISTRY.discover(samples).units
+    states = scenarios = raw = 0
+    raw_by: dict[str, int] = {}
+    states_by: dict[str, int] = {}
+    for adapter, unit in units:
+        try:
+            records = adapter.read_all(unit)
+        except InputError:
+            continue
+        n = _states(records)
+        size = _dir_bytes(unit) if unit.is_dir() else unit.stat().st_size
+        states += n
+        scenarios += sum(isinstance(r, Scenario) for r in records)
+        raw += size
+        raw_by[adapter.name] = raw_by.get(adapter.name, 0) + size
+        states_by[adapter.name] = states_by.get(adapter.name, 0) + n
+    return Inputs(units, states, scenarios, raw, raw_by, states_by)
+
+
+def read_alone(inputs: Inputs) -> float:
+    """Seconds to read every unit with its adapter, in this process (the reference)."""
+    t0 = time.perf_counter()
+    for adapter, unit in inputs.units:
+        with suppress(InputError):
+            adapter.read_all(unit)
+    return time.perf_counter() - t0
+
+
+def ingest_once(samples: Path, root: StorageRoot, engine: Engine) -> tuple[float, int]:
+    """Seconds to ingest every sample into a fresh region, and the valid states it holds."""
+    lake = _lake(root)
+    t0 = time.perf_counter()
+    report = lake.ingest([samples], REGION, engine=engine)
+    seconds = time.perf_counter() - t0
+    if report.storage_error:
+        raise RuntimeError(report.storage_error)
+    n = (
+        lake.sql("SELECT sum(num_valid_states) AS n FROM scenarios", region=REGION)
+        .table.column("n")[0]
+        .as_py()
+    )
+    return seconds, int(n or 0)
+
+
+# --------------------------------------------------------------------------- 2. the big lake
+
+
+def replicate(seed: Lake, big_root: StorageRoot, target: int, chunk: int, log: Callable[[str], None]) -> int:
+    """Copy ``seed``'s scenarios into ``big_root`` until it holds >= ``target``; returns how many it holds."""
+    from deltalake import CommitProperties, write_deltalake
+
+    snap = seed.snapshot(REGION)
+    scen = snap.table("scenarios")
+    scen = scen.filter(pc.is_null(scen.column("telemetry_id")))
+    tracks = snap.table("tracks")
+    tracks = tracks.filter(pc.is_in(tracks.column("scenario_id"), value_set=scen.column("scenario_id")))
+    ledger = snap.table("ingests")
+    per_input = Counter(scen.column("input_sha256").to_pylist())
+    ledger = ledger.filter(pc.is_in(ledger.column("input_sha256"), value_set=pa.array(sorted(per_input))))
+    copies = -(-target // scen.num_rows)
+    big = _lake(big_root)
+    big.init([REGION])
+    store = RegionStore(big.config.region(REGION))
+    written = 0
+    for k0 in range(0, copies, chunk):
+        ks = range(k0, min(k0 + chunk, copies))
+        batch_id = uuid.uuid4().hex
+        now = datetime.now(UTC)
+        day = now.date().isoformat()
+        parts_s, parts_t, parts_l = [], [], []
+        for k in ks:
+            suffix = pa.scalar(f"~r{k:05d}")
+            new_sha = {sha: hashlib.sha256(f"{sha}:{k}".encode()).hexdigest() for sha in per_input}
+            parts_s.append(
+                _stamp(scen, batch_id, day, now)
+                .set_column(
+                    scen.schema.get_field_index("scenario_id"),
+                    "scenario_id",
+                    pc.binary_join_element_wise(scen.column("scenario_id"), suffix, ""),
+                )
+                .set_column(
+                    scen.schema.get_field_index("input_sha256"),
+                    "input_sha256",
+                    pa.array([new_sha[s] for s in scen.column("input_sha256").to_pylist()], pa.string()),
+                )
+            )
+            parts_t.append(
+                _stamp(tracks, batch_id, day, now).set_column(
+                    tracks.schema.get_field_index("scenario_id"),
+                    "scenario_id",
+                    pc.binary_join_element_wise(tracks.column("scenario_id"), suffix, ""),
+                )
+            )
+            shas = ledger.column("input_sha256").to_pylist()
+            parts_l.append(
+                _stamp(ledger, batch_id, day, now)
+                .set_column(
+                    ledger.schema.get_field_index("input_sha256"),
+                    "input_sha256",
+                    pa.array([new_sha[s] for s in shas], pa.string()),
+                )
+                .set_column(
+                    ledger.schema.get_field_index("num_scenarios"),
+                    "num_scenarios",
+                    pa.array([per_input[s] for s in shas], pa.int32()),
+                )
+                .set_column(
+                    ledger.schema.get_field_index("num_telemetry"),
+                    "num_telemetry",
+                    pa.array([0] * len(shas), pa.int32()),
+                )
+            )
+        s_rows, t_rows, l_rows = (
+            pa.concat_tables(parts_s),
+            pa.concat_tables(parts_t),
+            pa.concat_tables(parts_l),
+        )
+        opts = store.root.storage_options()
+        with region_lock(store.root, "commit"):
+            versions = dict(store.resolve(None).table_versions)
+            for spec, rows in ((SCENARIOS, s_rows), (TRACKS, t_rows)):
+                write_deltalake(
+                    store.uri(spec),
+                    rows,
+                    mode="append",
+                    partition_by=list(spec.partition_by),
+                    storage_options=opts,
+                )
+                versions[spec.name] = store.head(spec)
+            record = commit_record(
+                "ingest",
+                versions,
+                now=now,
+                batch_id=batch_id,
+                who="benchmark-replication",
+                tenant=TENANT,
+                inputs=l_rows.num_rows,
+                scenarios=s_rows.num_rows,
+                telemetry=0,
+            )
+            write_deltalake(
+                store.uri(INGESTS),
+                l_rows,
+                mode="append",
+                partition_by=list(INGESTS.partition_by),
+                storage_options=opts,
+                commit_properties=CommitProperties(custom_metadata=record),
+            )
+        written += s_rows.num_rows
+        log(f"  replicated {written:,} scenarios ({k0 + len(ks)}/{copies} copies)")
+    return written
+
+
+def _stamp(table: pa.Table, batch_id: str, day: str, now: datetime) -> pa.Table:
+    """``table`` with the batch columns of a new commit."""
+    n = table.num_rows
+    out = table
+    for name, value in (
+        ("batch_id", pa.array([batch_id] * n, pa.string())),
+        ("ingest_date", pa.array([day] * n, pa.string())),
+        ("ingested_at", pa.array([now] * n, pa.timestamp("us", tz="UTC"))),
+        ("ingested_by", pa.array(["benchmark-replication"] * n, pa.string())),
+    ):
+        i = out.schema.get_field_index(name)
+        if i >= 0:
+            out = out.set_column(i, name, value.cast(out.schema.field(i).type))
+    return out
+
+
+def plain_duckdb(lake: Lake) -> Any:
+    """A DuckDB connection over the same pinned datasets as ``lake.sql``, without the lake layer."""
+    import duckdb
+
+    snap = lake.snapshot(REGION)
+    con = duckdb.connect(":memory:")
+    for name in ("scenarios", "tracks", "map_features", "telemetry", "ingests"):
+        con.register(name, snap.dataset(name))
+    for name, body in VIEWS.items():
+        con.execute(f"CREATE VIEW {name} AS {body}")
+    return con
+
+
+def time_queries(
+    lake: Lake, params: dict[str, Any], runs: int, heavy_runs: int, log: Callable[[str], None]
+) -> list[dict[str, Any]]:
+    """p50/p95 of each query through the lake, and its time in plain DuckDB, runs interleaved.
+
+    Queries over the per-state view run ``heavy_runs`` times (plain DuckDB
+    once); the others ``runs`` times each way.
+    """
+    con = plain_duckdb(lake)
+    rows = []
+    for name, template in QUERIES.items():
+        query = template.format(**params)
+        heavy = " states " in f" {query} "
+        n_lake, n_plain = (heavy_runs, 1) if heavy else (runs, runs)
+        lake_s: list[float] = []
+        plain_s: list[float] = []
+        answer: Any = None
+        for i in range(n_lake):
+            t0 = time.perf_counter()
+            answer = lake.sql(query, region=REGION).table
+            lake_s.append(time.perf_counter() - t0)
+            if i < n_plain:
+                t0 = time.perf_counter()
+                plain = con.sql(query).to_arrow_table()
+                plain_s.append(time.perf_counter() - t0)
+                assert plain.num_rows == answer.num_rows, name
+        row = {
+            "query": name,
+            "sql": query,
+            "runs": n_lake,
+            "rows": answer.num_rows,
+            "answer": _short_answer(answer),
+            "lake_p50": _pct(lake_s, 50),
+            "lake_p95": _pct(lake_s, 95),
+            "plain_p50": _pct(plain_s, 50),
+            "ratio": _pct(lake_s, 50) / _pct(plain_s, 50),
+        }
+        log(f"  {name}: p50 {row['lake_p50']:.3f} s, p95 {row['lake_p95']:.3f} s, plain {plain_s[0]:.3f} s")
+        rows.append(row)
+    con.close()
+    return rows
+
+
+def _pct(values: list[float], q: float) -> float:
+    return float(np.percentile(np.asarray(values), q, method="linear"))
+
+
+def _short_answer(table: pa.Table) -> str:
+    if table.num_rows == 1 and table.num_columns <= 3:
+        return ", ".join(f"{k}={v}" for k, v in table.to_pylist()[0].items())
+    return f"{table.num_rows} rows"
+
+
+# --------------------------------------------------------------------------- 3. bytes per state
+
+
+def bytes_per_state(root: Path, lake: Lake) -> dict[str, Any]:
+    """Lake bytes under a region root: per source (its partition folders) and shared."""
+    region_root = root
+    by_source: dict[str, int] = {}
+    shared = 0
+    for f in region_root.rglob("*"):
+        if not f.is_file():
+            continue
+        m = re.search(r"/source=([^/]+)/", str(f))
+        if m:
+            by_source[m.group(1)] = by_source.get(m.group(1), 0) + f.stat().st_size
+        else:
+            shared += f.stat().st_size  # Delta logs, ledger, audit, markers
+    states = {
+        r["source"]: int(r["n"] or 0)
+        for r in lake.sql(
+            "SELECT source, sum(num_valid_states) AS n FROM scenarios GROUP BY 1", region=REGION
+        ).table.to_pylist()
+    }
+    return {"by_source": by_source, "shared": shared, "states": states}
+
+
+# --------------------------------------------------------------------------- servers (optional)
+
+
+@contextmanager
+def s3_root(workdir: Path) -> Iterator[StorageRoot]:
+    sys.path.insert(0, str(REPO / "tests"))
+    import services
+
+    server = services.start_seaweedfs(workdir / "seaweedfs")
+    try:
+        yield StorageRoot(f"s3://{server.new_bucket()}/bench", server.options())
+    finally:
+        services.stop_group(server.proc, grace_s=3)
+
+
+@contextmanager
+def ray_cluster(workdir: Path) -> Iterator[str]:
+    sys.path.insert(0, str(REPO / "tests"))
+    import services
+
+    cluster = services.start_ray_cluster(workdir / "ray")
+    services.use_loopback_ray_driver()
+    try:
+        yield cluster.address
+    finally:
+        services.stop_ray_cluster(cluster)
+
+
+# --------------------------------------------------------------------------- report
+
+
+def environment() -> str:
+    import deltalake
+    import duckdb
+
+    cpu = platform.processor() or "unknown CPU"
+    with open("/proc/cpuinfo") as fh:
+        m = re.search(r"model name\s*:\s*(.+)", fh.read())
+        if m:
+            cpu = m.group(1).strip()
+    load = os.getloadavg()[0]
+    return (
+        f"{cpu}, {os.cpu_count()} cores, Linux {platform.release()}, Python {platform.python_version()}, "
+        f"deltalake {deltalake.__version__}, duckdb {duckdb.__version__}, pyarrow {pa.__version__}; "
+        f"load average {load:.2f} at start"
+    )
+
+
+def render(results: dict[str, Any]) -> str:
+    r = results
+    lines = [
+        BEGIN,
+        "## Lake: ingest, mining SQL at 100k scenarios, bytes per state (`benchmarks/lake.py`)",
+        "",
+        f"Run {r['started']} on {r['env']}.",
+        "",
+        "**Ingest throughput.** Every sample in `../shared/data` ("
+        f"{r['inputs']['units']} inputs, {r['inputs']['scenarios']} scenarios, "
+        f"{r['inputs']['states']:,} valid states) into a fresh region with `Lake.ingest`: discover, hash, "
+        "read, convert, pseudonymise, commit (batches of 32 inputs under the region lock), audit. Runs "
+        f"interleaved, median of {r['ingest_runs']}. Reference: the adapters alone reading the same inputs "
+        "in one process.",
+        "",
+        "| engine | storage | seconds | states/s | vs adapters alone | vs 1 worker |",
+        "| --- | --- | ---: | ---: | ---: | ---: |",
+    ]
+    ref = r["ingest"]["read alone"]
+    one = r["ingest"].get("process pool, 1 worker", {}).get("seconds")
+    for name, row in r["ingest"].items():
+        rate = row["states"] / row["seconds"]
+        vs_ref = "reference" if name == "read alone" else f"{ref['seconds'] / row['seconds']:.2f}x"
+        vs_one = "" if name == "read alone" or one is None else f"{one / row['seconds']:.2f}x"
+        lines.append(
+            f"| {name} | {row['storage']} | {row['seconds']:.2f} | {rate:,.0f} | {vs_ref} | {vs_one} |"
+        )
+    b = r["big"]
+    lines += [
+        "",
+        f"**Mining SQL over {b['scenarios']:,} scenarios.** The lake was built from the samples' lake by "
+        f"replication: its {b['seed_scenarios']} scenarios (telemetry rows excluded) and their tracks copied "
+        f"{b['copies']:,} times, `~rNNNNN` appended to each scenario id and a new input hash per copy, "
+        "committed through the lake's own protocol (data tables, then the ledger commit that pins their "
+        f"versions, under the region lock) in {b['commits']} commits of {b['chunk']} copies. It holds "
+        f"{b['states']:,} valid states in {b['files']:,} Parquet files, {b['bytes'] / 2**30:.2f} GiB; "
+        f"building it took {b['build_s']:.0f} s. Map features and telemetry are not replicated (a fleet "
+        "shares maps per location; copying the samples' polylines would add about as many bytes again).",
+        "",
+        "Each query went through `Lake.sql` (a pinned snapshot of every table, tenant filter, locked-down "
+        f"DuckDB, one audit row per query): {b['runs']} runs of the scenario-level queries, "
+        f"{b['heavy_runs']} of those over the per-state view (with few runs, p95 is close to the slowest). "
+        "*Plain DuckDB* is the same SQL over the same pinned datasets registered once, without the lake "
+        "layer (as many runs for scenario-level queries, one for the per-state ones), interleaved.",
+        "",
+        "| query | answer | runs | p50 s | p95 s | plain DuckDB s | lake / plain |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for q in b["queries"]:
+        lines.append(
+            f"| {q['query']} | {q['answer']} | {q['runs']} | {q['lake_p50']:.2f} | {q['lake_p95']:.2f} | "
+            f"{q['plain_p50']:.2f} | {q['ratio']:.2f}x |"
+        )
+    lines += ["", "The queries:", "", "```sql"]
+    lines += [f"-- {q['query']}\n{q['sql']};" for q in b["queries"]]
+    lines += ["```", ""]
+    d = r["bytes"]
+    lines += [
+        "**Bytes on disk per valid state.** The samples' lake (all its tables, Delta logs included) against "
+        "the raw files of the inputs it holds (a folder input counts every file in it), as ingested and "
+        "after `lake optimize` (compaction, then vacuum of the replaced files). Per source: the partition "
+        "folders `source=...` of every table; *shared*: Delta logs, ledger, audit and the lake's own files.",
+        "",
+        "| source | valid states | raw bytes/state | lake bytes/state | after optimize | lake / raw |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for src in sorted(d["raw_by_source"]):
+        n = d["states_by_source"].get(src, 0)
+        if not n:
+            continue
+        raw = d["raw_by_source"][src] / n
+        lake_b = d["ingested"]["by_source"].get(src, 0) / n
+        opt = d["optimized"]["by_source"].get(src, 0) / n
+        lines.append(f"| {src} | {n:,} | {raw:,.1f} | {lake_b:,.1f} | {opt:,.1f} | {opt / raw:.2f} |")
+    n = d["states"]
+    tot_ing = sum(d["ingested"]["by_source"].values()) + d["ingested"]["shared"]
+    tot_opt = sum(d["optimized"]["by_source"].values()) + d["optimized"]["shared"]
+    shared = (
+        f"shared: {d['ingested']['shared'] / 2**20:.1f} MiB, {d['optimized']['shared'] / 2**20:.1f} after"
+    )
+    lines.append(
+        f"| **all** ({shared}) | {n:,} | {d['raw'] / n:,.1f} | {tot_ing / n:,.1f} | {tot_opt / n:,.1f} | "
+        f"{tot_opt / d['raw']:.2f} |"
+    )
+    lines += ["", END]
+    return "\n".join(lines)
+
+
+def write_section(text: str) -> None:
+    doc = (
+        DOC.read_text() if DOC.exists() else "# Benchmarks\n"
+    )  # re-read right before editing: others edit it
+    if BEGIN in doc and END in doc:
+        doc = doc[: doc.index(BEGIN)] + text + doc[doc.index(END) + len(END) :]
+    else:
+        doc = doc.rstrip("\n") + "\n\n" + text + "\n"
+    DOC.write_text(doc)
+
+
+# --------------------------------------------------------------------------- main
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--samples",
+        type=Path,
+        default=Path(os.environ.get("DATADRIVE_SAMPLES", REPO.parent / "shared" / "data")),
+    )
+    parser.add_argument("--scenarios", type=int, default=100_000, help="Scenarios in the big lake.")
+    parser.add_argument("--runs", type=int, default=5, help="Runs of each scenario-level query.")
+    parser.add_argument("--heavy-runs", type=int, default=3, help="Runs of each per-state-view query.")
+    parser.add_argument("--ingest-runs", type=int, default=3, help="Runs of each ingest engine.")
+    parser.add_argument("--chunk", type=int, default=20, help="Copies per replication commit.")
+    parser.add_argument("--s3", action="store_true", help="Also ingest into SeaweedFS on 127.0.0.1.")
+    parser.add_argument(
+        "--ray", action="store_true", help="Also ingest on a 2-node Ray cluster on 127.0.0.1."
+    )
+    parser.add_argument(
+        "--workdir", type=Path, default=None, help="Where the lakes go (default: a temp folder)."
+    )
+    parser.add_argument("--keep", action="store_true", help="Keep the work folder.")
+    parser.add_argument("--quick", action="store_true", help="2,000 scenarios, 1 run each; nothing written.")
+    parser.add_argument("--no-write", action="store_true", help="Print, do not touch docs/benchmarks.md.")
+    args = parser.parse_args()
+    if args.quick:
+        args.scenarios, args.runs, args.heavy_runs, args.ingest_runs, args.no_write = 2_000, 1, 1, 1, True
+    work = args.workdir or Path(tempfile.mkdtemp(prefix="datadrive-lake-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
+
+    def log(msg: str) -> None:
+        print(msg, flush=True)
+
+    results: dict[str, Any] = {
+        "started": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "env": environment(),
+        "ingest_runs": args.ingest_runs,
+    }
+    try:
+        log(f"work folder {work}")
+        inputs = sample_inputs(args.samples)
+        results["inputs"] = {
+            "units": len(inputs.units),
+            "scenarios": inputs.scenarios,
+            "states": inputs.states,
+        }
+        log(f"{len(inputs.units)} inputs, {inputs.scenarios} scenarios, {inputs.states:,} valid states")
+
+        # 1. ingest, interleaved
+        cases: dict[str, tuple[str, Callable[[int], float]]] = {}
+        counter = iter(range(10_000))
+
+        def local(workers: int) -> Callable[[int], float]:
+            def run(_: int) -> float:
+                root = StorageRoot(str(work / f"ingest-{next(counter)}"))
+                seconds, states = ingest_once(args.samples, root, ProcessPoolEngine(workers))
+                assert states == inputs.states, (states, inputs.states)
+                shutil.rmtree(root.uri)
+                return seconds
+
+            return run
+
+        cases["read alone"] = ("-", lambda _: read_alone(inputs))
+        cases["process pool, 1 worker"] = ("local folder", local(1))
+        cases["process pool, 2 workers"] = ("local folder", local(2))
+        stack: list[Any] = []
+        if args.s3:
+            cm = s3_root(work)
+            s3 = cm.__enter__()
+            stack.append(cm)
+
+            def on_s3(workers: int) -> Callable[[int], float]:
+                def run(i: int) -> float:
+                    root = StorageRoot(f"{s3.uri}-{next(counter)}", s3.options)
+                    return ingest_once(args.samples, root, ProcessPoolEngine(workers))[0]
+
+                return run
+
+            cases["process pool, 2 workers, S3"] = ("S3 (SeaweedFS)", on_s3(2))
+        if args.ray:
+            from datadrive.lake.ray_engine import RayEngine
+
+            cm2 = ray_cluster(work)
+            address = cm2.__enter__()
+            stack.append(cm2)
+            engine = RayEngine(address)
+            engine.connect()
+
+            def on_ray(_: int) -> float:
+                root = StorageRoot(str(work / f"ingest-{next(counter)}"))
+                return ingest_once(args.samples, root, engine)[0]
+
+            cases["Ray, 2 nodes x 1 CPU"] = ("local folder", on_ray)
+        try:
+            timings: dict[str, list[float]] = {name: [] for name in cases}
+            for i in range(args.ingest_runs):
+                for name, (_, run) in cases.items():
+                    timings[name].append(run(i))
+                    log(f"  ingest {name}: {timings[name][-1]:.2f} s")
+        finally:
+            if args.ray:
+                engine.close()  # disconnect before the cluster stops, or Ray ends this process
+            for cm in reversed(stack):
+                cm.__exit__(None, None, None)
+        results["ingest"] = {
+            name: {"storage": cases[name][0], "seconds": statistics.median(t), "states": inputs.states}
+            for name, t in timings.items()
+        }
+
+        # 3. bytes per state (on the seed lake, before and after optimize)
+        seed_root = StorageRoot(str(work / "seed"))
+        ingest_once(args.samples, seed_root, ProcessPoolEngine(2))
+        seed = _lake(seed_root)
+        ingested = bytes_per_state(Path(seed_root.uri), seed)
+        seed.optimize(REGION, vacuum_retention_hours=0)
+        optimized = bytes_per_state(Path(seed_root.uri), seed)
+        results["bytes"] = {
+            "raw": inputs.raw_bytes,
+            "raw_by_source": inputs.raw_bytes_by_source,
+            "states_by_source": inputs.states_by_source,
+            "states": inputs.states,
+            "ingested": ingested,
+            "optimized": optimized,
+        }
+
+        # 2. the big lake and its queries
+        big_root = StorageRoot(str(work / "big"))
+        log(f"replicating to {args.scenarios:,} scenarios")
+        t0 = time.perf_counter()
+        n = replicate(seed, big_root, args.scenarios, args.chunk, log)
+        build_s = time.perf_counter() - t0
+        big = _lake(big_root)
+        facts = big.sql(
+            "SELECT count(*) AS n, sum(num_valid_states) AS states FROM scenarios", region=REGION
+        ).table.to_pylist()[0]
+        assert int(facts["n"]) == n
+        params = _query_params(big)
+        seed_scenarios = (
+            seed.sql("SELECT count(*) AS n FROM scenarios WHERE telemetry_id IS NULL", region=REGION)
+            .table.column("n")[0]
+            .as_py()
+        )
+        copies = -(-args.scenarios // int(seed_scenarios))
+        log("timing queries")
+        results["big"] = {
+            "scenarios": n,
+            "seed_scenarios": int(seed_scenarios),
+            "copies": copies,
+            "chunk": args.chunk,
+            "commits": -(-copies // args.chunk),
+            "states": int(facts["states"]),
+            "bytes": _dir_bytes(Path(big_root.uri)),
+            "build_s": build_s,
+            "runs": args.runs,
+            "heavy_runs": args.heavy_runs,
+            "files": sum(1 for f in Path(big_root.uri).rglob("*.parquet")),
+            "queries": time_queries(big, params, args.runs, args.heavy_runs, log),
+        }
+    finally:
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+    text = render(results)
+    print(text)
+    print(json.dumps(results, default=str))
+    if not args.no_write:
+        write_section(text)
+        print(f"wrote {DOC.relative_to(REPO)}")
+
+
+def _query_params(lake: Lake) -> dict[str, Any]:
+    """A real scenario id, and a 100 m box around the median position of the AV2 motion-forecasting states."""
+    first_av2 = (
+        "SELECT min(scenario_id) AS scenario_id FROM scenarios WHERE source = 'av2_motion_forecasting'"
+    )
+    row = lake.sql(first_av2, region=REGION).table.to_pylist()[0]
+    centre = lake.sql(
+        "SELECT median(x_m) AS x, median(y_m) AS y FROM states WHERE scenario_id = '"
+        + row["scenario_id"]
+        + "'",
+        region=REGION,
+    ).table.to_pylist()[0]
+    x, y = float(centre["x"]), float(centre["y"])
+    return {"sid": row["scenario_id"], "x0": x - 50, "x1": x + 50, "y0": y - 50, "y1": y + 50}
+
+
+if __name__ == "__main__":
+    main()
