@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import random
 import re
 import secrets
 import shutil
@@ -369,21 +370,32 @@ def _node_ports(p: list[int]) -> list[str]:
         f"--runtime-env-agent-port={p[4]}",
         f"--metrics-export-port={p[5]}",
         f"--min-worker-port={p[6]}",
-        f"--max-worker-port={p[6] + 40}",
+        f"--max-worker-port={p[6] + 40}",  # 41 ports: _worker_port_block
     ]
 
 
-def _worker_port_block() -> int:
-    """The start of 41 consecutive ports free on 127.0.0.1 (Ray's worker port range)."""
-    for _ in range(50):
-        start = free_ports(1)[0]
-        if start + 40 > 65535:
+def _worker_port_block(n: int = 41, taken: int | None = None) -> int:
+    """The start of ``n`` consecutive ports free on 127.0.0.1 (Ray's worker port range), apart from ``taken``.
+
+    Picked below the kernel's ephemeral range, where client connections (and
+    their TIME_WAIT leftovers) do not land; checked with ``SO_REUSEADDR``, as
+    a server binds them.
+    """
+    low, high = 20000, 32000
+    with contextlib.suppress(OSError, ValueError):
+        ephemeral_low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+        high = min(high, ephemeral_low)
+    rng = random.Random()
+    for _ in range(200):
+        start = rng.randrange(low, max(low + 1, high - n))
+        if taken is not None and abs(start - taken) < n:  # the other node's block
             continue
-        socks = []
+        socks: list[socket.socket] = []
         try:
-            for port in range(start, start + 41):
+            for port in range(start, start + n):
                 s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
                 socks.append(s)
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
                 s.bind((LOOPBACK, port))
             return start
         except OSError:
@@ -391,7 +403,7 @@ def _worker_port_block() -> int:
         finally:
             for s in socks:
                 s.close()
-    raise RuntimeError("no block of 41 free ports on 127.0.0.1")
+    raise RuntimeError(f"no block of {n} free ports on 127.0.0.1 between {low} and {high}")
 
 
 def start_ray_cluster(temp_dir: Path, timeout_s: float = 90.0) -> RayCluster:
@@ -438,7 +450,7 @@ def start_ray_cluster(temp_dir: Path, timeout_s: float = 90.0) -> RayCluster:
         )
     try:
         wait_until(lambda: _ray_started(head, head_log), "Ray head", timeout_s, head_log)
-        worker_ports = [*free_ports(6), _worker_port_block()]
+        worker_ports = [*free_ports(6), _worker_port_block(taken=head_ports[6])]
         worker_args = [
             sys.executable,
             "-c",
