@@ -40,3 +40,18 @@ def test_error_tree_roots_at_datadrive_error() -> None:
     for symbol in errors.__all__:
         cls = getattr(errors, symbol)
         assert issubclass(cls, errors.DatadriveError)
+
+
+def test_input_errors_survive_pickling() -> None:
+    """Workers in a process pool or on Ray send errors back pickled."""
+    import pickle
+
+    import datadrive.errors as errors
+
+    for symbol in errors.__all__:
+        cls = getattr(errors, symbol)
+        if issubclass(cls, errors.InputError):
+            err = cls("logs/a.parquet", "missing columns heading")
+            back = pickle.loads(pickle.dumps(err))
+            assert type(back) is cls
+            assert (back.path, back.reason, str(back)) == (err.path, err.reason, str(err))

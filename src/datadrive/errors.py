@@ -66,6 +66,10 @@ class InputError(DatadriveError):
         self.reason = reason
         super().__init__(f"{self.path}: {reason}")
 
+    def __reduce__(self) -> tuple[type[InputError], tuple[str, str]]:
+        # Rebuild from (path, reason), so the error survives a process pool or Ray worker.
+        return (type(self), (self.path, self.reason))
+
 
 class UnknownFormatError(InputError):
     """No registered adapter recognises the path."""
