@@ -35,10 +35,3 @@ def samples() -> Path:
         pytest.skip("sample data not found: set DATADRIVE_SAMPLES or place it at ../shared/data")
     return root
 
-
-def sample_dir(root: Path, name: str) -> Path:
-    """``root/name``, failing (not skipping) when a dataset folder is missing."""
-    path = root / name
-    if not path.exists():
-        pytest.fail(f"sample folder {path} is missing")
-    return path
