@@ -15,7 +15,7 @@ offsets, never row by row.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
@@ -40,6 +40,7 @@ __all__ = [
     "SCENARIO_SCHEMA",
     "TRACK_SCHEMA",
     "ScenarioTables",
+    "metadata_from_row",
     "scenarios_from_arrow",
     "scenarios_to_arrow",
 ]
@@ -358,6 +359,26 @@ def _traffic_lights_from(row: dict[str, Any], num_steps: int) -> TrafficLights |
     )
 
 
+def metadata_from_row(row: Mapping[str, Any]) -> ScenarioMetadata:
+    """The :class:`ScenarioMetadata` held in one row with the metadata columns of
+    :data:`SCENARIO_SCHEMA` (``frame``, ``source_path``, ``extras_json``, ...)."""
+    return ScenarioMetadata(
+        frame=row["frame"],
+        provenance=Provenance(
+            source_path=row["source_path"],
+            sha256=row["source_sha256"],
+            adapter=row["adapter"],
+            adapter_version=row["adapter_version"],
+            member=row["member"],
+        ),
+        location=row["location"],
+        region=row["region"],
+        tenant=row["tenant"],
+        licence=row["licence"],
+        extras=MappingProxyType(json.loads(row["extras_json"])),
+    )
+
+
 def scenarios_from_arrow(tables: ScenarioTables) -> list[Scenario]:
     """Rebuild scenarios from their tables, in the order of ``tables.scenarios``.
 
@@ -371,21 +392,7 @@ def scenarios_from_arrow(tables: ScenarioTables) -> list[Scenario]:
     for row in tables.scenarios.to_pylist():
         sid = row["scenario_id"]
         timestamps = np.asarray(row["timestamps_ns"], dtype=np.int64)
-        metadata = ScenarioMetadata(
-            frame=row["frame"],
-            provenance=Provenance(
-                source_path=row["source_path"],
-                sha256=row["source_sha256"],
-                adapter=row["adapter"],
-                adapter_version=row["adapter_version"],
-                member=row["member"],
-            ),
-            location=row["location"],
-            region=row["region"],
-            tenant=row["tenant"],
-            licence=row["licence"],
-            extras=MappingProxyType(json.loads(row["extras_json"])),
-        )
+        metadata = metadata_from_row(row)
         out.append(
             Scenario(
                 scenario_id=sid,

@@ -32,10 +32,11 @@ from datadrive.core.arrow import (
     SCENARIO_SCHEMA,
     TRACK_SCHEMA,
     ScenarioTables,
+    metadata_from_row,
     scenarios_from_arrow,
     scenarios_to_arrow,
 )
-from datadrive.core.scenario import ObjectType, Provenance, Scenario, ScenarioMetadata
+from datadrive.core.scenario import ObjectType, Scenario, ScenarioMetadata
 from datadrive.core.telemetry import CanFrames, Signal, Telemetry
 from datadrive.core.typing import NDArrayAny
 from datadrive.lake.geo import CoordinatePublisher
@@ -451,21 +452,7 @@ def telemetry_from_rows(rows: pa.Table, egos: Mapping[tuple[str, str, str], Scen
     for r in logs:
         key = (r["tenant"], r["source"], r["telemetry_id"])
         sigs = sorted(signals.get(key, []), key=lambda x: x["signal_index"])
-        md = ScenarioMetadata(
-            frame=r["frame"],
-            provenance=Provenance(
-                source_path=r["source_path"],
-                sha256=r["source_sha256"],
-                adapter=r["adapter"],
-                adapter_version=r["adapter_version"],
-                member=r["member"],
-            ),
-            location=r["location"],
-            region=r["region"],
-            tenant=r["tenant"],
-            licence=r["licence"],
-            extras=MappingProxyType(json.loads(r["extras_json"])),
-        )
+        md = metadata_from_row(r)
         can = None
         row = r["_row"]
         if rows.column("can_bus")[row].is_valid:
