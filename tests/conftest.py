@@ -34,4 +34,3 @@ def samples() -> Path:
             pytest.fail("sample data missing: set DATADRIVE_SAMPLES or place it at ../shared/data")
         pytest.skip("sample data not found: set DATADRIVE_SAMPLES or place it at ../shared/data")
     return root
-
