@@ -12,12 +12,14 @@ must hold every input exactly once.
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -120,6 +122,47 @@ class KillStats:
     mid_commit: int = 0
     lakes: int = 0
     problems: list[str] = field(default_factory=list)
+
+
+def check_concurrent_ingests(lake: Path, inputs_dir: Path, inputs: list[Path], *, writers: int = 4) -> None:
+    """Run ``writers`` CLI ingests of ``inputs_dir`` at once into eu-central and check the outcome.
+
+    Every report accounts for every input; each input is ingested by exactly
+    one writer and a duplicate for the others; the region ends complete and whole.
+    """
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "datadrive.cli.main",
+                *ingest_args(lake, inputs_dir, region="eu-central", batch=3, workers=1),
+            ],
+            env=cli_env(DATADRIVE_USER=f"writer{i}"),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(writers)
+    ]
+    reports = []
+    for p in procs:
+        out, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err
+        reports.append(json.loads(out))
+    status: Counter[tuple[str, str]] = Counter()
+    for r in reports:
+        assert r["inputs"] == len(inputs)
+        assert sum(r["counts"].values()) == len(inputs)
+        for o in r["outcomes"]:
+            status[(o["input_sha256"], o["status"])] += 1
+    expected = expected_scenarios(inputs)
+    for sha in expected:
+        assert status[(sha, "ingested")] == 1, "each input is ingested by exactly one writer"
+        assert status[(sha, "duplicate")] == writers - 1
+    problems, pending = verify(lake, "eu-central", expected, complete=True)
+    assert not problems
+    assert pending == 0
 
 
 def run(

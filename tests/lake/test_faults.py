@@ -15,13 +15,12 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections import Counter
 from pathlib import Path
 
 import kill_harness
 import lake_synth
 import pytest
-from kill_harness import cli, expected_scenarios, ingest_args, make_lake, verify
+from kill_harness import cli, ingest_args, make_lake
 
 pytestmark = pytest.mark.slow
 
@@ -43,38 +42,7 @@ def test_kill_minus_nine_at_20_random_moments(tmp_path) -> None:
 def test_four_concurrent_ingests_store_every_scenario_once(tmp_path) -> None:
     root = make_lake(tmp_path / "lake")
     inputs = lake_synth.write_inputs(tmp_path / "in", range(24), scenarios=2, sleep_s=0.01)
-    procs = [
-        subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "datadrive.cli.main",
-                *ingest_args(root, tmp_path / "in", region="eu-central", batch=3, workers=1),
-            ],
-            env=kill_harness.cli_env(DATADRIVE_USER=f"writer{i}"),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for i in range(4)
-    ]
-    reports = []
-    for p in procs:
-        out, err = p.communicate(timeout=300)
-        assert p.returncode == 0, err
-        reports.append(json.loads(out))
-    status = Counter()
-    for r in reports:
-        assert r["inputs"] == 24
-        assert sum(r["counts"].values()) == 24
-        for o in r["outcomes"]:
-            status[(o["input_sha256"], o["status"])] += 1
-    for sha in expected_scenarios(inputs):
-        assert status[(sha, "ingested")] == 1, "each input is ingested by exactly one writer"
-        assert status[(sha, "duplicate")] == 3
-    problems, pending = verify(root, "eu-central", expected_scenarios(inputs), complete=True)
-    assert not problems
-    assert pending == 0
+    kill_harness.check_concurrent_ingests(root, tmp_path / "in", inputs)
 
 
 def _namespace_script(tmp_path: Path, body: str) -> subprocess.CompletedProcess[str]:

@@ -14,9 +14,6 @@ from __future__ import annotations
 import contextlib
 import json
 import secrets
-import subprocess
-import sys
-from collections import Counter
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -212,35 +209,4 @@ def test_four_concurrent_ingests_store_every_scenario_once(
     """``test_faults``' concurrent-writer test with the region on S3: the lease lock serialises batches."""
     root = _s3_lake_folder(tmp_path / "lake", s3_server, bucket)
     inputs = lake_synth.write_inputs(tmp_path / "in", range(12), scenarios=2, sleep_s=0.01)
-    procs = [
-        subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "datadrive.cli.main",
-                *kill_harness.ingest_args(root, tmp_path / "in", region="eu-central", batch=3, workers=1),
-            ],
-            env=kill_harness.cli_env(DATADRIVE_USER=f"writer{i}"),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for i in range(4)
-    ]
-    reports = []
-    for p in procs:
-        out, err = p.communicate(timeout=300)
-        assert p.returncode == 0, err
-        reports.append(json.loads(out))
-    status: Counter[tuple[str, str]] = Counter()
-    for r in reports:
-        assert r["inputs"] == 12
-        for o in r["outcomes"]:
-            status[(o["input_sha256"], o["status"])] += 1
-    expected = kill_harness.expected_scenarios(inputs)
-    for sha in expected:
-        assert status[(sha, "ingested")] == 1, "each input is ingested by exactly one writer"
-        assert status[(sha, "duplicate")] == 3
-    problems, pending = kill_harness.verify(root, "eu-central", expected, complete=True)
-    assert not problems
-    assert pending == 0
+    kill_harness.check_concurrent_ingests(root, tmp_path / "in", inputs)
