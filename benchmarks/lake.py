@@ -55,15 +55,14 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from datadrive.compute import Engine, ProcessPoolEngine
 from datadrive.core.scenario import Scenario
 from datadrive.core.telemetry import Telemetry
 from datadrive.errors import InputError
 from datadrive.lake import (
-    Engine,
     Lake,
     LakeConfig,
     Principal,
-    ProcessPoolEngine,
     RegionConfig,
     StorageRoot,
     TenantConfig,
@@ -617,7 +616,9 @@ def main() -> None:
         def local(workers: int) -> Callable[[int], float]:
             def run(_: int) -> float:
                 root = StorageRoot(str(work / f"ingest-{next(counter)}"))
-                seconds, states = ingest_once(args.samples, root, ProcessPoolEngine(workers))
+                seconds, states = ingest_once(
+                    args.samples, root, ProcessPoolEngine(workers, preload=("datadrive.lake.ingest",))
+                )
                 assert states == inputs.states, (states, inputs.states)
                 shutil.rmtree(root.uri)
                 return seconds
@@ -636,13 +637,15 @@ def main() -> None:
             def on_s3(workers: int) -> Callable[[int], float]:
                 def run(i: int) -> float:
                     root = StorageRoot(f"{s3.uri}-{next(counter)}", s3.options)
-                    return ingest_once(args.samples, root, ProcessPoolEngine(workers))[0]
+                    return ingest_once(
+                        args.samples, root, ProcessPoolEngine(workers, preload=("datadrive.lake.ingest",))
+                    )[0]
 
                 return run
 
             cases["process pool, 2 workers, S3"] = ("S3 (SeaweedFS)", on_s3(2))
         if args.ray:
-            from datadrive.lake.ray_engine import RayEngine
+            from datadrive.compute.ray_engine import RayEngine
 
             cm2 = ray_cluster(work)
             address = cm2.__enter__()
@@ -673,7 +676,7 @@ def main() -> None:
 
         # 3. bytes per state (on the seed lake, before and after optimize)
         seed_root = StorageRoot(str(work / "seed"))
-        ingest_once(args.samples, seed_root, ProcessPoolEngine(2))
+        ingest_once(args.samples, seed_root, ProcessPoolEngine(2, preload=("datadrive.lake.ingest",)))
         seed = _lake(seed_root)
         ingested = bytes_per_state(Path(seed_root.uri), seed)
         seed.optimize(REGION, vacuum_retention_hours=0)

@@ -11,7 +11,6 @@ MODULES = [
     "datadrive.lake.audit",
     "datadrive.lake.check",
     "datadrive.lake.config",
-    "datadrive.lake.engines",
     "datadrive.lake.erase",
     "datadrive.lake.geo",
     "datadrive.lake.ingest",

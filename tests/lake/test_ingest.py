@@ -9,8 +9,9 @@ import numpy as np
 import pyarrow.dataset as ds
 import pytest
 
+from datadrive.compute import InlineEngine, ProcessPoolEngine
 from datadrive.core import Scenario, Telemetry, scenarios_equal, summarize
-from datadrive.lake import IngestOptions, InlineEngine, ProcessPoolEngine, Pseudonymizer
+from datadrive.lake import IngestOptions, Pseudonymizer
 from datadrive.lake.geo import publisher_for
 from datadrive.lake.records import prepare
 from datadrive.lake.schema import INGESTS, TRACKS

@@ -21,9 +21,9 @@ import pyarrow as pa
 import pytest
 import test_samples
 
+from datadrive.compute.ray_engine import RayEngine
 from datadrive.core.scenario import scenarios_equal
 from datadrive.lake import Lake, Principal
-from datadrive.lake.ray_engine import RayEngine
 from services import RAY_ENV, RayCluster, ray_cluster
 
 __all__ = ["ray_cluster"]  # the fixture, imported so pytest finds it here

@@ -16,10 +16,11 @@ from typing import Any
 import pytest
 
 from conftest import KEYS, two_region_config
+from datadrive.compute import ProcessPoolEngine
 from datadrive.core import Scenario, Telemetry, summarize
 from datadrive.core.summary import summarize_telemetry
 from datadrive.errors import InputError, UnsupportedFormatError
-from datadrive.lake import Lake, Principal, ProcessPoolEngine, Pseudonymizer
+from datadrive.lake import Lake, Principal, Pseudonymizer
 from datadrive.sources import DEFAULT_REGISTRY
 
 pytestmark = pytest.mark.slow

@@ -26,6 +26,8 @@ from datadrive.core import (
     Scenario,
     summarize,
 )
+from datadrive.core.geodesy import utm_local_xy, utm_zone
+from datadrive.core.geometry import centerline_from_bounds
 from datadrive.errors import (
     ConfigError,
     CorruptFileError,
@@ -36,8 +38,6 @@ from datadrive.errors import (
     UnsupportedFormatError,
 )
 from datadrive.sources import DEFAULT_REGISTRY
-from datadrive.sources.geodesy import utm_local_xy, utm_zone
-from datadrive.sources.geometry import centerline_from_bounds
 from datadrive.sources.lanelet2_map import Lanelet2MapAdapter, Lanelet2MapConfig, read_lanelet2_map
 
 lanelet2 = pytest.importorskip("lanelet2")

@@ -37,6 +37,8 @@ if TYPE_CHECKING:
 __all__ = ["CONFIG_NAME", "lake_app", "load_lake_config", "principal_from", "register"]
 
 CONFIG_NAME = "datadrive.toml"
+INGEST_PRELOAD = ("datadrive.lake.ingest",)
+"""What the process pool's fork server imports before forking ingest workers."""
 
 lake_app = typer.Typer(
     name="lake",
@@ -419,15 +421,15 @@ def ingest_cmd(
 
 
 def _engine(name: str, workers: int | None, ray_address: str | None = None) -> Any:
-    from datadrive.lake import InlineEngine, ProcessPoolEngine
+    from datadrive.compute import InlineEngine, ProcessPoolEngine
 
     if name == "process":
-        return InlineEngine() if workers == 1 else ProcessPoolEngine(workers)
+        return InlineEngine() if workers == 1 else ProcessPoolEngine(workers, preload=INGEST_PRELOAD)
     if name == "inline":
         return InlineEngine()
     if name == "ray":
         try:
-            ray_engine = importlib.import_module("datadrive.lake.ray_engine")
+            ray_engine = importlib.import_module("datadrive.compute.ray_engine")
         except ImportError as exc:
             raise ConfigError(f"--engine ray is not available here ({exc})") from exc
         return ray_engine.RayEngine(ray_address or os.environ.get("RAY_ADDRESS") or None)

@@ -17,7 +17,6 @@ from datadrive.lake.config import (
     RegionConfig,
     TenantConfig,
 )
-from datadrive.lake.engines import Engine, InlineEngine, ProcessPoolEngine
 from datadrive.lake.erase import EraseReport, Erasure
 from datadrive.lake.geo import CoordinatePublisher, Gcj02Publisher, Wgs84Publisher
 from datadrive.lake.ingest import IngestEvent, IngestOptions, IngestReport, InputOutcome
@@ -36,7 +35,6 @@ __all__ = [
     "AuditVerification",
     "CheckReport",
     "CoordinatePublisher",
-    "Engine",
     "EraseReport",
     "Erasure",
     "ExportPolicy",
@@ -46,13 +44,11 @@ __all__ = [
     "IngestEvent",
     "IngestOptions",
     "IngestReport",
-    "InlineEngine",
     "InputOutcome",
     "Lake",
     "LakeConfig",
     "LakeVersion",
     "Principal",
-    "ProcessPoolEngine",
     "Pseudonymizer",
     "RegionConfig",
     "Snapshot",

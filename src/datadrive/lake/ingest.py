@@ -34,6 +34,7 @@ from typing import Any, Literal
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from datadrive.compute.engines import Engine, InlineEngine
 from datadrive.errors import (
     DatadriveError,
     InputError,
@@ -43,7 +44,6 @@ from datadrive.errors import (
     UnsupportedFormatError,
 )
 from datadrive.lake.config import Principal, RegionConfig, TenantConfig
-from datadrive.lake.engines import Engine, InlineEngine
 from datadrive.lake.geo import publisher_for
 from datadrive.lake.locks import region_lock
 from datadrive.lake.pseudonym import Pseudonymizer

@@ -23,12 +23,12 @@ from typing import Any
 
 import pyarrow as pa
 
+from datadrive.compute.engines import Engine
 from datadrive.errors import AccessDeniedError, ConfigError, LakeError, ResidencyError, StorageError
 from datadrive.lake import audit as audit_log
 from datadrive.lake.audit import AuditVerification
 from datadrive.lake.check import CheckReport, check_region
 from datadrive.lake.config import DERIVED_KINDS, EXTERNAL, LakeConfig, Principal, RegionConfig
-from datadrive.lake.engines import Engine
 from datadrive.lake.erase import EraseReport, Erasure, finish_erase, ids_digest, plan_erase
 from datadrive.lake.ingest import (
     Committed,

@@ -71,6 +71,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from datadrive.core.geodesy import EnuOrigin, ecef_to_enu, enu_R_ecef
 from datadrive.core.scenario import ObjectType, Scenario, Tracks
 from datadrive.core.telemetry import CanFrames, Signal, Telemetry
 from datadrive.core.typing import NDArrayAny, NDArrayFloat, NDArrayInt
@@ -82,7 +83,6 @@ from datadrive.errors import (
     UnsafePickleError,
 )
 from datadrive.sources.base import Adapter, Record, digests_sha256
-from datadrive.sources.geodesy import EnuOrigin, ecef_to_enu, enu_R_ecef
 
 __all__ = ["Comma2k19Adapter", "load_npy"]
 

@@ -35,7 +35,7 @@ What a Scenario holds:
 * map: each lanelet -> ``LANE_CENTERLINE`` ``"lanelet_<id>"`` (subtype the
   ``laneletType`` values joined by ``,``; the centerline is the midpoint of
   the bounds point by point, commonroad-io's ``center_vertices``, or
-  :func:`~datadrive.sources.geometry.centerline_from_bounds` when the
+  :func:`~datadrive.core.geometry.centerline_from_bounds` when the
   bounds have different point counts), its bounds -> ``LANE_BOUNDARY``
   ``"lanelet_<id>_left"``/``"_right"`` (subtype the ``lineMarking``) with
   ``LEFT_BOUNDARY``/``RIGHT_BOUNDARY``; ``successor``/``predecessor`` ->
@@ -76,6 +76,7 @@ from typing import Any, ClassVar, Final, Literal
 
 import numpy as np
 
+from datadrive.core.geometry import centerline_from_bounds
 from datadrive.core.scenario import (
     MapBuilder,
     MapFeatureKind,
@@ -94,7 +95,6 @@ from datadrive.errors import (
     UnsupportedFormatError,
 )
 from datadrive.sources.base import Adapter, file_head
-from datadrive.sources.geometry import centerline_from_bounds
 from datadrive.sources.safe_xml import parse_xml
 
 __all__ = ["MAX_CELLS", "MAX_STEPS", "SUPPORTED_VERSIONS", "CommonRoadAdapter", "obstacle_object_type"]

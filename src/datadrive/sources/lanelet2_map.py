@@ -14,7 +14,7 @@ orientation, successors, neighbours).
 Projection:
     Points are projected with UTM (WGS84, Krüger's series to order 6, the
     series GeographicLib and so lanelet2's ``UtmProjector`` evaluate; see
-    :func:`datadrive.sources.geodesy.utm_local_xy`), in the zone of a
+    :func:`datadrive.core.geodesy.utm_local_xy`), in the zone of a
     projection origin, minus the origin's own UTM coordinates, so
     ``(0, 0)`` is the origin. This is lanelet2's ``UtmProjector(Origin(lat,
     lon))``, including its handling of points outside the origin's zone (they
@@ -50,7 +50,7 @@ What becomes of the elements (feature ids keep lanelet2's primitive names):
   - anything else (``road``, ``highway``, ``bicycle_lane``, ``bus_lane``,
     ``rail``, ...) is a lane -> ``LANE_CENTERLINE`` ``"lanelet_<id>"``,
     subtype the lanelet's subtype, the centerline from
-    :func:`datadrive.sources.geometry.centerline_from_bounds`. Each border way becomes a feature
+    :func:`datadrive.core.geometry.centerline_from_bounds`. Each border way becomes a feature
     ``"linestring_<id>"`` (once, shared by the lanelets on either side) with
     a ``LEFT_BOUNDARY`` / ``RIGHT_BOUNDARY`` relation from the lane.
     ``SUCCESSOR``/``PREDECESSOR``: lane b follows lane a when a's left and
@@ -128,6 +128,8 @@ from typing import Any, ClassVar, Final, Literal
 
 import numpy as np
 
+from datadrive.core.geodesy import utm_local_xy, utm_zone
+from datadrive.core.geometry import centerlines_from_bounds, flatten_polylines
 from datadrive.core.scenario import (
     MapBuilder,
     MapFeatureKind,
@@ -144,8 +146,6 @@ from datadrive.errors import (
     UnsupportedFormatError,
 )
 from datadrive.sources.base import Adapter, file_head, map_only_scenario
-from datadrive.sources.geodesy import utm_local_xy, utm_zone
-from datadrive.sources.geometry import centerlines_from_bounds, flatten_polylines
 from datadrive.sources.safe_xml import parse_xml_events
 
 __all__ = [

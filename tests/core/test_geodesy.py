@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from datadrive.sources.geodesy import (
+from datadrive.core.geodesy import (
     WGS84_B_M,
     EnuOrigin,
     ecef_to_enu,

@@ -9,12 +9,15 @@ from typing import Any
 
 import pytest
 
+from datadrive.compute import InlineEngine
+from datadrive.compute.ray_engine import RayEngine
 from datadrive.core.arrow import scenarios_from_arrow, scenarios_to_arrow
 from datadrive.core.scenario import Scenario, scenarios_equal
 from datadrive.errors import UnsupportedFormatError
-from datadrive.lake.ray_engine import RayEngine
 from datadrive.sources import DEFAULT_REGISTRY
 from services import RayCluster, is_loopback, listeners, ray_cluster
+
+sys.path.insert(0, str(Path(__file__).parent))
 
 __all__ = ["ray_cluster"]  # the fixture, imported so pytest finds it here
 
@@ -128,3 +131,20 @@ def test_readers_on_the_cluster_match_local_reads(ray_cluster: RayCluster, sampl
         here = scenarios_to_arrow(local)
         assert tables.tracks.schema == here.tracks.schema
         assert tables.tracks.num_rows == here.tracks.num_rows, path
+
+
+def test_same_report_as_inline_including_failures_and_dead_workers(ray_cluster: RayCluster) -> None:
+    import ray.cloudpickle
+    import units
+    from units import die_on_seven, square_or_fail
+
+    ray.cloudpickle.register_pickle_by_value(units)  # type: ignore[no-untyped-call]
+    seen: list[int] = []
+    with RayEngine(ray_cluster.address) as engine:
+        report = engine.map(square_or_fail, range(20), progress=lambda p: seen.append(p.done))
+        crashed = engine.map(die_on_seven, range(9))
+    assert report == InlineEngine().map(square_or_fail, range(20))
+    assert seen == list(range(1, 21))
+    assert [f.index for f in crashed.failures] == [7]
+    assert crashed.failures[0].error_type == "WorkerDiedError"
+    assert crashed.values == tuple(None if x == 7 else x + 1 for x in range(9))

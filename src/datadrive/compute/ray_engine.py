@@ -1,12 +1,12 @@
-"""The Ray engine: the ingest pipeline's map step on a Ray cluster.
+"""The Ray engine: the map step of any layer on a Ray cluster.
 
-Same protocol as :class:`~datadrive.lake.engines.ProcessPoolEngine`
-(``map_unordered(fn, items)``, results in completion order), so the
-pipeline does not change when it moves from a laptop to a cluster; only the
-commits stay on the driver, under the region lock.
+Same API as :class:`~datadrive.compute.engines.ProcessPoolEngine`
+(:meth:`~datadrive.compute.engines.Engine.map`, ``imap`` and
+``map_unordered``), so a pipeline does not change when it moves from a laptop
+to a cluster; what must happen once (the lake's commits) stays on the driver.
 
->>> engine = RayEngine("10.0.0.5:6379")                       # doctest: +SKIP
->>> for outcome in engine.map_unordered(read_unit, units): ...  # doctest: +SKIP
+>>> engine = RayEngine("10.0.0.5:6379")                   # doctest: +SKIP
+>>> report = engine.map(read_unit, units)                  # doctest: +SKIP
 
 Every node must be able to import ``datadrive`` and read the input paths
 (a shared file system, or an object store). Ray is the ``[ray]`` extra and is
@@ -18,13 +18,15 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, TypeVar
 
+from datadrive.compute.engines import Engine, Outcome, UnitFailure, WorkerDiedError, _Guarded
+
 __all__ = ["RayEngine"]
 
 T = TypeVar("T")
 R = TypeVar("R")
 
 
-class RayEngine:
+class RayEngine(Engine):
     """Runs ``fn`` over items as Ray tasks on an existing cluster.
 
     Args:
@@ -125,3 +127,46 @@ class RayEngine:
         finally:
             for ref in pending:
                 ray.cancel(ref, force=True)
+
+    def _map_guarded(self, fn: _Guarded[T, R], tasks: Iterable[tuple[int, T]]) -> Iterator[Outcome[R]]:
+        """As :meth:`map_unordered`; a worker that dies fails only its own unit (``WorkerDiedError``)."""
+        import ray
+        from ray.exceptions import RayError
+
+        self.connect()
+        pending: dict[Any, tuple[int, T]] = {}
+        try:
+            resources = ray.cluster_resources()  # type: ignore[no-untyped-call]
+            window = self.max_in_flight or max(2, 2 * int(resources.get("CPU", 1)))
+            remote: Any = ray.remote(num_cpus=self.num_cpus, max_retries=0)(_call)
+            fn_ref = ray.put(fn)  # shipped once, not with every task
+            it = iter(tasks)
+            exhausted = False
+            while True:
+                while not exhausted and len(pending) < window:
+                    try:
+                        task = next(it)
+                    except StopIteration:
+                        exhausted = True
+                        break
+                    pending[remote.remote(fn_ref, task)] = task
+                if not pending:
+                    break
+                done, _ = ray.wait(list(pending), num_returns=1)
+                for ref in done:
+                    index, unit = pending.pop(ref)
+                    try:
+                        yield ray.get(ref)
+                    except RayError as exc:  # the worker died (the function's own errors are guarded)
+                        died = WorkerDiedError(
+                            f"the Ray worker died while running this unit ({type(exc).__name__})"
+                        )
+                        yield Outcome(index, None, UnitFailure.from_exception(index, unit, died))
+        finally:
+            for ref in pending:
+                ray.cancel(ref, force=True)
+
+
+def _call(fn: Callable[[T], R], task: T) -> R:
+    """The Ray task body: ``fn(task)`` (Ray tasks must be plain functions)."""
+    return fn(task)

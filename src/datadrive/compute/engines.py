@@ -1,0 +1,348 @@
+"""Engines: run one function over many units, collecting per-unit failures.
+
+Every engine implements one primitive, :meth:`Engine.map_unordered` (``fn``
+over items, results in completion order, a bounded number in flight), and
+inherits the API that layers use on top of it:
+
+* :meth:`Engine.imap` yields an :class:`Outcome` per unit as it finishes: the
+  value, or a :class:`UnitFailure` if ``fn`` raised. Pipelines that commit as
+  they go (ingest) consume it.
+* :meth:`Engine.map` collects every outcome into a :class:`MapReport`, values
+  in unit order, so inline, process-pool and Ray runs of the same function
+  give the same report.
+
+Both take a ``progress`` callback, called in the calling process after each
+unit with a :class:`Progress`.
+
+``fn`` must be picklable for the process pool and Ray (a module-level
+function, or a :func:`functools.partial` of one), and so must the units and
+the values. An exception ``fn`` raises is caught in the worker and reported
+as ``"<ExceptionType>: <message>"``, the same text on every engine. A worker
+process that dies (a crash in native code, the OOM killer) fails the units it
+held; the pool is restarted and the other units carry on.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable, Iterator, Sequence, Sized
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+__all__ = [
+    "Engine",
+    "InlineEngine",
+    "MapReport",
+    "Outcome",
+    "ProcessPoolEngine",
+    "Progress",
+    "UnitFailure",
+    "default_workers",
+]
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+_UNIT_TEXT_MAX = 200
+_MESSAGE_MAX = 1000
+
+
+def _short(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+@dataclass(frozen=True)
+class UnitFailure:
+    """A unit whose function raised (or whose worker died).
+
+    Attributes:
+        index: Position of the unit in the input order.
+        unit: The unit as text (``repr``, shortened).
+        error_type: The exception's class name (``"InputError"``, ``"WorkerDiedError"``).
+        message: The exception's message, shortened.
+    """
+
+    index: int
+    unit: str
+    error_type: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.unit}: {self.error_type}: {self.message}"
+
+    @classmethod
+    def from_exception(cls, index: int, unit: object, exc: BaseException) -> UnitFailure:
+        return cls(
+            index, _short(repr(unit), _UNIT_TEXT_MAX), type(exc).__name__, _short(str(exc), _MESSAGE_MAX)
+        )
+
+
+@dataclass(frozen=True)
+class Outcome(Generic[R]):
+    """What became of one unit: its value, or its failure."""
+
+    index: int
+    value: R | None
+    failure: UnitFailure | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.failure is None
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Where a map stands, for a progress bar.
+
+    Attributes:
+        done: Units finished (succeeded or failed).
+        total: Units in all, when the input has a length.
+        failed: Units that failed so far.
+        index: The unit that just finished.
+    """
+
+    done: int
+    total: int | None
+    failed: int
+    index: int
+
+
+@dataclass(frozen=True)
+class MapReport(Generic[R]):
+    """Every unit of a :meth:`Engine.map`.
+
+    Attributes:
+        values: One entry per unit, in unit order; ``None`` where it failed.
+        failures: The failed units, in unit order.
+    """
+
+    values: tuple[R | None, ...]
+    failures: tuple[UnitFailure, ...]
+
+    @property
+    def ok(self) -> bool:
+        """No unit failed."""
+        return not self.failures
+
+    def successes(self) -> list[R]:
+        """The values of the units that did not fail, in unit order."""
+        failed = {f.index for f in self.failures}
+        return [v for i, v in enumerate(self.values) if i not in failed]  # type: ignore[misc]
+
+
+class _Guarded(Generic[T, R]):
+    """``fn`` with its exceptions turned into a :class:`UnitFailure` (runs in the worker)."""
+
+    def __init__(self, fn: Callable[[T], R]) -> None:
+        self.fn = fn
+
+    def __call__(self, task: tuple[int, T]) -> Outcome[R]:
+        index, unit = task
+        try:
+            return Outcome(index, self.fn(unit))
+        except Exception as exc:  # reported per unit; one bad unit never stops the map
+            return Outcome(index, None, UnitFailure.from_exception(index, unit, exc))
+
+
+class WorkerDiedError(Exception):
+    """The process (or Ray worker) running a unit died before it returned."""
+
+
+class Engine(ABC):
+    """Runs a function over units. Subclasses implement :meth:`map_unordered`."""
+
+    name: str = "engine"
+
+    @abstractmethod
+    def map_unordered(self, fn: Callable[[T], R], items: Iterable[T]) -> Iterator[R]:
+        """``fn(item)`` for every item, in completion order, a bounded number in flight.
+
+        The primitive the other methods build on: ``fn`` must not raise (use
+        :meth:`imap` for functions that may). A consumer that stops early
+        cancels the work not yet started.
+        """
+
+    def imap(
+        self,
+        fn: Callable[[T], R],
+        units: Iterable[T],
+        *,
+        progress: Callable[[Progress], None] | None = None,
+    ) -> Iterator[Outcome[R]]:
+        """An :class:`Outcome` per unit, in completion order.
+
+        Args:
+            fn: Picklable function of one unit; it may raise.
+            units: Picklable units, consumed lazily.
+            progress: Called after each unit, in this process.
+        """
+        total = len(units) if isinstance(units, Sized) else None
+        failed = 0
+        for done, outcome in enumerate(self._map_guarded(_Guarded(fn), enumerate(units)), start=1):
+            failed += not outcome.ok
+            if progress is not None:
+                progress(Progress(done, total, failed, outcome.index))
+            yield outcome
+
+    def _map_guarded(self, fn: _Guarded[T, R], tasks: Iterable[tuple[int, T]]) -> Iterator[Outcome[R]]:
+        """Run guarded tasks; engines that can lose a worker override this to report it."""
+        return self.map_unordered(fn, tasks)
+
+    def map(
+        self,
+        fn: Callable[[T], R],
+        units: Iterable[T],
+        *,
+        progress: Callable[[Progress], None] | None = None,
+    ) -> MapReport[R]:
+        """Every unit's value, in unit order, and every failure.
+
+        Args:
+            fn: Picklable function of one unit; it may raise.
+            units: Picklable units.
+            progress: Called after each unit, in this process.
+        """
+        items: Sequence[T] = units if isinstance(units, Sequence) else list(units)
+        values: list[R | None] = [None] * len(items)
+        failures: list[UnitFailure] = []
+        for outcome in self.imap(fn, items, progress=progress):
+            if outcome.failure is not None:
+                failures.append(outcome.failure)
+            else:
+                values[outcome.index] = outcome.value
+        failures.sort(key=lambda f: f.index)
+        return MapReport(tuple(values), tuple(failures))
+
+
+def default_workers() -> int:
+    """All cores this process may use."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+class InlineEngine(Engine):
+    """Runs everything in the calling process, one unit at a time (tests, debugging, tiny jobs)."""
+
+    name = "inline"
+
+    def map_unordered(self, fn: Callable[[T], R], items: Iterable[T]) -> Iterator[R]:
+        for item in items:
+            yield fn(item)
+
+
+class ProcessPoolEngine(Engine):
+    """A local process pool.
+
+    Workers are started with ``forkserver``, so they never inherit the
+    parent's threads (storage libraries, Ray, torch). At most
+    ``window_per_worker * workers`` items are in flight, which bounds the
+    memory that finished-but-unconsumed results take.
+
+    Args:
+        workers: Number of processes (default: all cores).
+        preload: Modules the fork server imports once before forking workers,
+            so that each worker starts warm (e.g. ``("datadrive.lake.ingest",)``).
+        window_per_worker: Items in flight per worker.
+    """
+
+    name = "process"
+
+    def __init__(
+        self, workers: int | None = None, preload: tuple[str, ...] = (), *, window_per_worker: int = 2
+    ) -> None:
+        self.workers = workers or default_workers()
+        self.preload = preload
+        self.window_per_worker = window_per_worker
+        if self.workers < 1:
+            raise ValueError("workers must be >= 1")
+        if window_per_worker < 1:
+            raise ValueError("window_per_worker must be >= 1")
+
+    def __repr__(self) -> str:
+        return f"ProcessPoolEngine(workers={self.workers})"
+
+    def _pool(self) -> ProcessPoolExecutor:
+        ctx = multiprocessing.get_context("forkserver")
+        ctx.set_forkserver_preload(["datadrive.compute.engines", *self.preload])
+        return ProcessPoolExecutor(max_workers=self.workers, mp_context=ctx)
+
+    def map_unordered(self, fn: Callable[[T], R], items: Iterable[T]) -> Iterator[R]:
+        window = self.window_per_worker * self.workers
+        it = iter(items)
+        pool = self._pool()
+        try:
+            pending: set[Future[R]] = set()
+            for item in it:
+                pending.add(pool.submit(fn, item))
+                if len(pending) >= window:
+                    break
+            while pending:
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for fut in done:
+                    yield fut.result()
+                for item in it:
+                    pending.add(pool.submit(fn, item))
+                    if len(pending) >= window:
+                        break
+        finally:
+            # a consumer that stops early (a storage failure) must not wait for queued work
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    def _map_guarded(self, fn: _Guarded[T, R], tasks: Iterable[tuple[int, T]]) -> Iterator[Outcome[R]]:
+        """As :meth:`map_unordered`, but a dead worker fails only the unit that killed it.
+
+        When the pool breaks, the units in flight are retried one at a time in
+        a fresh pool: the one that breaks it again is reported as failed
+        (``WorkerDiedError``), the others complete normally.
+        """
+        window = self.window_per_worker * self.workers
+        it = iter(tasks)
+        pool = self._pool()
+        suspects: list[tuple[int, T]] = []
+        try:
+            pending: dict[Future[Outcome[R]], tuple[int, T]] = {}
+
+            def fill() -> None:
+                for task in it:
+                    pending[pool.submit(fn, task)] = task
+                    if len(pending) >= window:
+                        break
+
+            fill()
+            while pending:
+                done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                broken = False
+                for fut in done:
+                    task = pending.pop(fut)
+                    try:
+                        yield fut.result()
+                    except BrokenProcessPool:
+                        suspects.append(task)
+                        broken = True
+                if broken:
+                    suspects.extend(pending.values())
+                    pending.clear()
+                    pool.shutdown(wait=True, cancel_futures=True)
+                    pool = self._pool()
+                    yield from self._isolate(fn, suspects)
+                    suspects = []
+                fill()
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    def _isolate(self, fn: _Guarded[T, R], tasks: list[tuple[int, T]]) -> Iterator[Outcome[R]]:
+        """Run each task alone in a one-worker pool; a task that kills it is a failure."""
+        for task in sorted(tasks, key=lambda t: t[0]):
+            ctx = multiprocessing.get_context("forkserver")
+            with ProcessPoolExecutor(max_workers=1, mp_context=ctx) as single:
+                try:
+                    yield single.submit(fn, task).result()
+                except BrokenProcessPool:
+                    died = WorkerDiedError("the worker process died while running this unit")
+                    yield Outcome(task[0], None, UnitFailure.from_exception(task[0], task[1], died))
