@@ -42,10 +42,7 @@ if TYPE_CHECKING:
     from datadrive.lake import IngestReport
     from datadrive.sources import Registry
 
-__all__ = ["INGEST_PRELOAD", "lake_app", "register"]
-
-INGEST_PRELOAD = ("datadrive.lake.ingest",)
-"""What the process pool's fork server imports before forking ingest workers."""
+__all__ = ["lake_app", "register"]
 
 lake_app = typer.Typer(
     name="lake",
@@ -197,6 +194,7 @@ def ingest_cmd(
 
 def _engine(name: str, workers: int | None, ray_address: str | None = None) -> Engine:
     from datadrive.compute import InlineEngine, ProcessPoolEngine
+    from datadrive.lake.ingest import INGEST_PRELOAD
 
     if name == "process":
         return InlineEngine() if workers == 1 else ProcessPoolEngine(workers, preload=INGEST_PRELOAD)

@@ -27,7 +27,8 @@ import hashlib
 import os
 import time
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -52,9 +53,11 @@ from datadrive.lake.pseudonym import Pseudonymizer
 from datadrive.lake.records import UnitTables, prepare, stamp_batch, unit_tables
 from datadrive.lake.schema import INGESTS, SCENARIOS, TELEMETRY
 from datadrive.lake.tables import RegionStore
+from datadrive.sources import READER_MODULES
 from datadrive.sources.base import Adapter, Record, Registry, Unit, file_sha256, files_sha256, read_units
 
 __all__ = [
+    "INGEST_PRELOAD",
     "Committed",
     "IngestEvent",
     "IngestInput",
@@ -63,13 +66,14 @@ __all__ = [
     "InputOutcome",
     "InputStatus",
     "ReadResult",
+    "UnitReader",
+    "UnitTask",
     "commit_units",
-    "hash_unit",
     "ingest_paths",
     "ingest_records",
     "prepare_records",
-    "read_unit",
     "records_sha256",
+    "unit_sha256",
 ]
 
 InputStatus = Literal["ingested", "duplicate", "unsupported", "failed"]
@@ -187,42 +191,35 @@ class IngestEvent:
 # --------------------------------------------------------------------------- worker side
 
 
-@dataclass(frozen=True)
-class HashTask:
-    index: int
-    path: str
-    unit: str
-
-
-def hash_unit(task: HashTask) -> tuple[int, str | None, str | None]:
-    """``(index, sha256, None)`` or ``(index, None, reason)``; never raises for bad input."""
-    try:
-        p = Path(task.path)
-        if task.unit == "dir":
-            files = [f for f in p.rglob("*") if f.is_file() and not any(x.startswith(".") for x in f.parts)]
-            return task.index, files_sha256(p, files), None
-        return task.index, file_sha256(p), None
-    except OSError as exc:
-        return task.index, None, f"cannot read ({exc.strerror or exc})"
+INGEST_PRELOAD = ("datadrive.lake.ingest", *READER_MODULES)
+"""What a process pool's fork server imports before forking ingest workers: the pipeline and every
+reader's heavy dependencies, so each worker starts warm (``ProcessPoolEngine(preload=INGEST_PRELOAD)``)."""
 
 
 @dataclass(frozen=True)
-class ReadTask:
-    """Everything a worker needs to read and prepare one input."""
+class UnitTask:
+    """One input for a worker: where it is and which adapter reads it."""
 
     index: int
     path: str
     adapter: Adapter
-    input_sha256: str
-    region: str
-    tenant: str
-    key: bytes = field(repr=False)
-    key_id: str
-    crs: str
+    unit: str = "file"
 
 
 @dataclass(frozen=True)
 class ReadResult:
+    """What a worker made of one input: its rows, or why not.
+
+    Attributes:
+        index: The input's position in the run.
+        tables: Its rows (``None`` when it failed, is unsupported or a duplicate).
+        input_sha256: Its idempotency hash, when known.
+        duplicate: The hash is already in the ledger: not read.
+        error: Why it failed (or is unsupported).
+        unsupported: A variant datadrive does not read.
+        seconds: Time the worker spent on it.
+    """
+
     index: int
     tables: UnitTables | None
     num_scenarios: int = 0
@@ -232,33 +229,107 @@ class ReadResult:
     error: str | None = None
     unsupported: bool = False
     seconds: float = 0.0
+    input_sha256: str | None = None
+    duplicate: bool = False
 
 
-def read_unit(task: ReadTask) -> ReadResult:
-    """Read, prepare and convert one input; report bad input instead of raising.
+def unit_sha256(path: Path, unit: str) -> str:
+    """The idempotency hash of an input: a file's SHA-256, or a folder's over every (non-hidden) file in it.
 
-    Reads through the same path as every other tool
-    (:func:`datadrive.sources.read_units`), then :func:`prepare_records`.
+    Raises:
+        OSError: if a file cannot be read.
     """
-    t0 = time.perf_counter()
-    records: list[Record] = []
-    for _, item in read_units([Unit(task.adapter, Path(task.path))]):
-        if isinstance(item, UnsupportedFormatError):
-            return ReadResult(task.index, None, error=item.reason, unsupported=True)
-        if isinstance(item, InputError):
-            return ReadResult(task.index, None, error=f"{type(item).__name__}: {item.reason}")
-        records.append(item)
-    result = prepare_records(
-        task.index,
-        records,
-        region=task.region,
-        tenant=task.tenant,
-        key=task.key,
-        key_id=task.key_id,
-        crs=task.crs,
-        input_sha256=task.input_sha256,
-    )
-    return dataclasses.replace(result, seconds=time.perf_counter() - t0)
+    if unit == "dir":
+        files = [f for f in path.rglob("*") if f.is_file() and not any(x.startswith(".") for x in f.parts)]
+        return files_sha256(path, files)
+    return file_sha256(path)
+
+
+def _provenance_sha256(records: Sequence[Record], path: str) -> str | None:
+    """The file's SHA-256 as its adapter computed it while reading (every record's provenance agrees)."""
+    shas = {r.metadata.provenance.sha256 for r in records if r.metadata.provenance.source_path == path}
+    if len(shas) == 1 and all(r.metadata.provenance.source_path == path for r in records):
+        return shas.pop()
+    return None
+
+
+@dataclass(frozen=True)
+class UnitReader:
+    """The worker side of an ingest: hash, read, prepare and convert one input (see :meth:`__call__`).
+
+    Built once per run and shipped to each worker once (with the ledger's
+    hashes); its calls never raise for bad input.
+
+    Attributes:
+        region: The region ingested into.
+        tenant: The owner.
+        key: The tenant's pseudonymisation key.
+        key_id: Its public fingerprint.
+        crs: The region's published datum.
+        known: Hashes already in the ledger for this tenant.
+    """
+
+    region: str
+    tenant: str
+    key: bytes = field(repr=False)
+    key_id: str
+    crs: str
+    known: frozenset[str] = field(default=frozenset(), repr=False)
+
+    def __call__(self, task: UnitTask) -> ReadResult:
+        """The input's rows, or why it has none.
+
+        A folder is hashed first (every file in it); so is a file when the
+        ledger holds anything, and an input already there is reported as a
+        duplicate without being read. Otherwise a file is read once: its
+        adapter hashes the bytes it reads for provenance, and that hash is
+        the input's (one pass over the bytes).
+        """
+        t0 = time.perf_counter()
+        path = Path(task.path)
+        sha: str | None = None
+        try:
+            if task.unit == "dir" or self.known:
+                sha = unit_sha256(path, task.unit)
+                if sha in self.known:
+                    return ReadResult(task.index, None, input_sha256=sha, duplicate=True)
+        except OSError as exc:
+            return ReadResult(task.index, None, error=f"cannot read ({exc.strerror or exc})")
+        records: list[Record] = []
+        for _, item in read_units([Unit(task.adapter, path)]):
+            if isinstance(item, InputError):
+                return ReadResult(
+                    task.index,
+                    None,
+                    input_sha256=sha or _quiet_sha256(path, task.unit),
+                    error=item.reason
+                    if isinstance(item, UnsupportedFormatError)
+                    else f"{type(item).__name__}: {item.reason}",
+                    unsupported=isinstance(item, UnsupportedFormatError),
+                )
+            records.append(item)
+        if sha is None:
+            sha = _provenance_sha256(records, task.path) or _quiet_sha256(path, task.unit)
+        if sha is None:
+            return ReadResult(task.index, None, error="cannot read (the file changed or vanished while read)")
+        result = prepare_records(
+            task.index,
+            records,
+            region=self.region,
+            tenant=self.tenant,
+            key=self.key,
+            key_id=self.key_id,
+            crs=self.crs,
+            input_sha256=sha,
+        )
+        return dataclasses.replace(result, input_sha256=sha, seconds=time.perf_counter() - t0)
+
+
+def _quiet_sha256(path: Path, unit: str) -> str | None:
+    try:
+        return unit_sha256(path, unit)
+    except OSError:
+        return None
 
 
 def prepare_records(
@@ -520,6 +591,16 @@ def discover(
     return units, decided
 
 
+def _size(path: Path, unit: str) -> int:
+    """Bytes of an input (a folder's files summed); 0 if it cannot be told."""
+    try:
+        if unit == "dir":
+            return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
 def ingest_paths(
     store: RegionStore,
     paths: Iterable[str | os.PathLike[str]],
@@ -536,6 +617,12 @@ def ingest_paths(
 ) -> IngestReport:
     """Ingest every input under ``paths`` into ``region`` for ``tenant``.
 
+    One pass through the engine: each worker hashes (where it must), reads,
+    pseudonymises and converts an input (:class:`UnitReader`), the largest
+    inputs first so that the run does not end waiting on a big one. Batches
+    are committed in a background thread while the workers go on reading,
+    one commit at a time and in order.
+
     Returns:
         A report accounting for every input. A storage failure stops the run:
         the inputs not committed are reported as failed with the reason.
@@ -548,78 +635,35 @@ def ingest_paths(
 
     units, decided = discover(paths, registry)
     notify(IngestEvent("discover", len(units), len(units), f"{len(units)} inputs"))
-    outcomes: dict[int, InputOutcome] = {}
-
-    # hash
-    hashed: dict[int, str] = {}
-    hashes = engine.map_unordered(hash_unit, [HashTask(u.index, u.path, u.unit) for u in units])
-    for done, (index, sha, error) in enumerate(hashes, start=1):
-        u = units[index]
-        if sha is None:
-            outcomes[index] = InputOutcome(u.path, "failed", u.adapter_name, reason=error)
-        else:
-            hashed[index] = sha
-        notify(IngestEvent("hash", done, len(units), u.path))
-
-    # skip what the ledger already holds, and repeats within the run
     known = ledger(store, tenant.name)
-    first_of: dict[str, str] = {}
-    to_read: list[IngestInput] = []
-    for u in units:
-        if u.index not in hashed:
-            continue
-        sha = hashed[u.index]
-        u = IngestInput(u.index, u.path, u.unit, u.adapter, sha)
-        units[u.index] = u
-        name = u.adapter_name
-        if sha in known:
-            outcomes[u.index] = InputOutcome(
-                u.path, "duplicate", name, sha, reason="already in the lake", batch_id=known[sha]
-            )
-        elif sha in first_of:
-            outcomes[u.index] = InputOutcome(
-                u.path, "duplicate", name, sha, reason=f"same bytes as {first_of[sha]}"
-            )
-        else:
-            first_of[sha] = u.path
-            to_read.append(u)
+    reader = UnitReader(
+        region=region.name,
+        tenant=tenant.name,
+        key=tenant.key,
+        key_id=tenant.key_id,
+        crs=region.publish_crs,
+        known=frozenset(known),
+    )
+    order = sorted((u for u in units if u.adapter is not None), key=lambda u: -_size(Path(u.path), u.unit))
+    tasks = [UnitTask(u.index, u.path, u.adapter, u.unit) for u in order if u.adapter is not None]
 
-    # read and commit in batches
-    tasks = [
-        ReadTask(
-            index=u.index,
-            path=u.path,
-            adapter=u.adapter,
-            input_sha256=u.sha256 or "",
-            region=region.name,
-            tenant=tenant.name,
-            key=tenant.key,
-            key_id=tenant.key_id,
-            crs=region.publish_crs,
-        )
-        for u in to_read
-        if u.adapter is not None
-    ]
+    outcomes: dict[int, InputOutcome] = {}
+    first_of: dict[str, int] = {}  # hash -> the input of this run that carries it
     buffer: list[tuple[IngestInput, ReadResult]] = []
     buffered_bytes = 0
-    failure: StorageError | None = None
     after = before
     read_done = 0
+    committer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="datadrive-commit")
+    pending: Future[Committed] | None = None
+    failure: StorageError | None = None
 
-    def flush() -> None:
-        nonlocal buffer, buffered_bytes, after
-        if not buffer:
+    def merge() -> None:
+        """Take in the commit in flight (waiting for it): its outcomes, the lake version, the audit."""
+        nonlocal pending, after
+        if pending is None:
             return
-        batch = buffer
-        buffer, buffered_bytes = [], 0
-        committed = commit_units(
-            store,
-            batch,
-            tenant=tenant,
-            principal=principal,
-            now=now,
-            lock_timeout_s=options.lock_timeout_s,
-        )
+        fut, pending = pending, None
+        committed = fut.result()
         outcomes.update(committed.outcomes)
         if committed.lake_version is not None:
             after = committed.lake_version
@@ -627,28 +671,84 @@ def ingest_paths(
                 on_commit(committed)
         notify(IngestEvent("commit", read_done, len(tasks), f"lake version {after}"))
 
-    results = engine.map_unordered(read_unit, tasks)
+    def flush() -> None:
+        nonlocal buffer, buffered_bytes, pending
+        if not buffer:
+            return
+        merge()  # one commit at a time, in order
+        batch, buffer, buffered_bytes = buffer, [], 0
+        pending = committer.submit(
+            commit_units,
+            store,
+            batch,
+            tenant=tenant,
+            principal=principal,
+            now=now,
+            lock_timeout_s=options.lock_timeout_s,
+        )
+
+    def take(u: IngestInput, r: ReadResult) -> None:
+        """Decide what becomes of one read input: buffered for a commit, or an outcome now."""
+        nonlocal buffered_bytes
+        name = u.adapter_name
+        sha = r.input_sha256
+        if r.duplicate or (sha is not None and sha in known):
+            outcomes[u.index] = InputOutcome(
+                u.path, "duplicate", name, sha, reason="already in the lake", batch_id=known.get(sha or "")
+            )
+            return
+        if r.error is not None or r.tables is None or sha is None:
+            status: InputStatus = "unsupported" if r.unsupported else "failed"
+            outcomes[u.index] = InputOutcome(u.path, status, name, sha, reason=r.error or "not read")
+            return
+        item = IngestInput(u.index, u.path, u.unit, u.adapter, sha)
+        other = first_of.get(sha)
+        if other is not None:
+            buffered = next((k for k, (b, _) in enumerate(buffer) if b.index == other), None)
+            if other < u.index or buffered is None:  # the first in discovery order (or committing) keeps it
+                outcomes[u.index] = InputOutcome(
+                    u.path, "duplicate", name, sha, reason=f"same bytes as {units[other].path}"
+                )
+                return
+            earlier, dropped = buffer.pop(
+                buffered
+            )  # this one comes first in discovery order: it carries them
+            buffered_bytes -= dropped.tables.nbytes if dropped.tables is not None else 0
+            outcomes[earlier.index] = InputOutcome(
+                earlier.path, "duplicate", earlier.adapter_name, sha, reason=f"same bytes as {u.path}"
+            )
+        first_of[sha] = u.index
+        buffer.append((item, r))
+        buffered_bytes += r.tables.nbytes
+
+    results = engine.imap(reader, tasks)
     try:
-        for result in results:
+        for out in results:
             read_done += 1
-            u = units[result.index]
-            name = u.adapter_name
-            if result.error is not None:
-                status: InputStatus = "unsupported" if result.unsupported else "failed"
-                outcomes[u.index] = InputOutcome(u.path, status, name, u.sha256, reason=result.error)
-            else:
-                buffer.append((u, result))
-                buffered_bytes += result.tables.nbytes if result.tables is not None else 0
+            u = units[tasks[out.index].index]
+            if out.failure is not None:
+                outcomes[u.index] = InputOutcome(u.path, "failed", u.adapter_name, reason=str(out.failure))
+            elif out.value is not None:
+                take(u, out.value)
             notify(IngestEvent("read", read_done, len(tasks), u.path))
+            if pending is not None and pending.done():
+                merge()
             if len(buffer) >= options.batch_inputs or buffered_bytes >= options.batch_bytes:
                 flush()
         flush()
+        merge()
     except StorageError as exc:
         failure = exc
     finally:
         close = getattr(results, "close", None)
         if close is not None:
             close()
+        if pending is not None:  # a commit was in flight when reading stopped: it decides its inputs
+            try:
+                merge()
+            except StorageError as exc:
+                failure = failure or exc
+        committer.shutdown(wait=True)
 
     if failure is not None:
         for u in units:
@@ -657,7 +757,7 @@ def ingest_paths(
                     u.path,
                     "failed",
                     u.adapter_name,
-                    u.sha256,
+                    first_sha(first_of, u.index),
                     reason=f"not committed: {failure}",
                 )
     ordered = [outcomes[u.index] for u in units] + decided
@@ -670,6 +770,11 @@ def ingest_paths(
         seconds=time.perf_counter() - t0,
         storage_error=None if failure is None else str(failure),
     )
+
+
+def first_sha(first_of: Mapping[str, int], index: int) -> str | None:
+    """The hash an input of the run carries, if it got that far."""
+    return next((sha for sha, i in first_of.items() if i == index), None)
 
 
 # --------------------------------------------------------------------------- in-memory records
