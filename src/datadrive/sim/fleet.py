@@ -60,7 +60,7 @@ from datadrive.errors import ConfigError
 from datadrive.sim.lanes import LaneGraph, chain_path, resample_polyline
 
 if TYPE_CHECKING:
-    from datadrive.compute import Engine, Progress
+    from datadrive.compute import Engine
     from datadrive.lake import Lake
 
 __all__ = [
@@ -99,7 +99,12 @@ class FleetConfig:
     vehicles: tuple[int, int] = (6, 20)
     speed_limit_mps: float = 13.9
     event_rates: dict[str, float] = field(
-        default_factory=lambda: {"cut_in": 0.2, "hard_braking": 0.2, "pedestrian_crossing": 0.15, "stopped_vehicle": 0.15}
+        default_factory=lambda: {
+            "cut_in": 0.2,
+            "hard_braking": 0.2,
+            "pedestrian_crossing": 0.15,
+            "stopped_vehicle": 0.15,
+        }
     )
     crop_radius_m: float = 120.0
 
@@ -169,7 +174,9 @@ def _crop(m: MapFeatures, centre: NDArrayFloat, radius: float) -> MapFeatures:
     ok = keep[rel[:, 0]] & keep[rel[:, 1]] if rel.shape[0] else np.zeros(0, dtype=bool)
     rel = rel[ok].copy()
     rel[:, 0], rel[:, 1] = new[rel[:, 0]], new[rel[:, 1]]
-    return MapFeatures(m.feature_ids[idx], m.kind[idx], m.subtype[idx], m.is_intersection[idx], offsets, pts, rel)
+    return MapFeatures(
+        m.feature_ids[idx], m.kind[idx], m.subtype[idx], m.is_intersection[idx], offsets, pts, rel
+    )
 
 
 def _random_chain(fm: FleetMap, lane: int, length: float, rng: np.random.Generator) -> NDArrayFloat:
@@ -250,7 +257,12 @@ def generate_scenario(fm: FleetMap, cfg: FleetConfig, index: int, map_index: int
         side = 1.0 if rng.random() < 0.5 else -1.0
         speed = float(rng.uniform(1.2, 1.6))
         step = int(rng.integers(0, int(2.0 / dt)))
-        pedestrian = {"start": ego_path[k] + side * 6.0 * normal, "dir": -side * normal, "speed": speed, "step": step}
+        pedestrian = {
+            "start": ego_path[k] + side * 6.0 * normal,
+            "dir": -side * normal,
+            "speed": speed,
+            "step": step,
+        }
     # --- background traffic on lanes near the ego
     near = lanes.match(start_xy[None], None, max_distance_m=1.0)  # warm the index
     del near
@@ -264,7 +276,12 @@ def generate_scenario(fm: FleetMap, cfg: FleetConfig, index: int, map_index: int
         s = float(rng.uniform(0.0, lanes.lengths_m[ln]))
         path = resample_polyline(_random_chain(fm, ln, s + K, rng), 1.0, K)
         if free(path, s):
-            add(path, s, cfg.speed_limit_mps * float(rng.uniform(0.6, 1.1)), (float(rng.uniform(4.2, 5.2)), 1.9))
+            add(
+                path,
+                s,
+                cfg.speed_limit_mps * float(rng.uniform(0.6, 1.1)),
+                (float(rng.uniform(4.2, 5.2)), 1.9),
+            )
     # --- simulate: IDM along each path
     N = len(paths)
     P = np.stack(paths)  # (N, K, 2)
@@ -305,7 +322,9 @@ def generate_scenario(fm: FleetMap, cfg: FleetConfig, index: int, map_index: int
         t_idx = np.arange(T)
         moving = np.maximum(t_idx - pedestrian["step"], 0) * dt
         pxy = pedestrian["start"][None] + moving[:, None] * pedestrian["speed"] * pedestrian["dir"][None]
-        pv = np.where((t_idx >= pedestrian["step"])[:, None], pedestrian["speed"] * pedestrian["dir"][None], 0.0)
+        pv = np.where(
+            (t_idx >= pedestrian["step"])[:, None], pedestrian["speed"] * pedestrian["dir"][None], 0.0
+        )
         all_xy.append(pxy[None])
         all_h.append(np.full((1, T), np.arctan2(pedestrian["dir"][1], pedestrian["dir"][0])))
         all_v.append(pv[None])
@@ -376,7 +395,9 @@ def _heading_series(P: NDArrayFloat, xy: NDArrayFloat) -> NDArrayFloat:
     return out
 
 
-def _idm(pos: NDArrayFloat, heading: NDArrayFloat, v: NDArrayFloat, vd: NDArrayFloat, L: NDArrayFloat) -> NDArrayFloat:
+def _idm(
+    pos: NDArrayFloat, heading: NDArrayFloat, v: NDArrayFloat, vd: NDArrayFloat, L: NDArrayFloat
+) -> NDArrayFloat:
     """IDM (a=1.5, b=2.0, T=1.5 s, s0=2 m) behind the nearest vehicle ahead in the same lane corridor."""
     c, s = np.cos(heading), np.sin(heading)
     dx = pos[None, :, 0] - pos[:, None, 0]
@@ -450,7 +471,9 @@ def generate_into_lake(
     for m in cfg.maps:  # fail early on a bad map, in this process
         load_map(m)
     eng = engine or InlineEngine()
-    tasks = [(cfg, lo, min(lo + commit_every, start + count)) for lo in range(start, start + count, commit_every)]
+    tasks = [
+        (cfg, lo, min(lo + commit_every, start + count)) for lo in range(start, start + count, commit_every)
+    ]
     t0 = time.perf_counter()
     done = 0
     commits = 0

@@ -34,9 +34,7 @@ __all__ = [
 _NP = NumpyBackend()
 
 
-def box_corners(
-    x: Array, y: Array, heading: Array, length: Array, width: Array, xp: Backend = _NP
-) -> Array:
+def box_corners(x: Array, y: Array, heading: Array, length: Array, width: Array, xp: Backend = _NP) -> Array:
     """``(..., 4, 2)`` corners in the order front-left, rear-left, rear-right, front-right (nuPlan's order)."""
     c, s = xp.cos(heading), xp.sin(heading)
     hl, hw = length / 2.0, width / 2.0

@@ -124,7 +124,9 @@ _AGENT_TYPES = (int(ObjectType.VEHICLE), int(ObjectType.PEDESTRIAN), int(ObjectT
 # --------------------------------------------------------------------------- helpers
 
 
-def _angle_to(ex: NDArrayFloat, ey: NDArrayFloat, eh: NDArrayFloat, px: NDArrayFloat, py: NDArrayFloat) -> NDArrayFloat:
+def _angle_to(
+    ex: NDArrayFloat, ey: NDArrayFloat, eh: NDArrayFloat, px: NDArrayFloat, py: NDArrayFloat
+) -> NDArrayFloat:
     """Angle between the ego's heading and the direction to a point (nuPlan's ``get_agent_relative_angle``)."""
     dx, dy = px - ex, py - ey
     n = np.hypot(dx, dy)
@@ -141,7 +143,9 @@ def _savgol(y: NDArrayFloat, window: int, poly: int, deriv: int = 0, delta: floa
             return y
         out: NDArrayFloat = np.gradient(y, delta, axis=-1) if deriv == 1 and n > 1 else np.zeros_like(y)
         return out
-    res: NDArrayFloat = savgol_filter(y, window_length=window, polyorder=poly, deriv=deriv, delta=delta, axis=-1)
+    res: NDArrayFloat = savgol_filter(
+        y, window_length=window, polyorder=poly, deriv=deriv, delta=delta, axis=-1
+    )
     return res
 
 
@@ -202,7 +206,9 @@ class _Frames:
     corners: NDArrayFloat  # (T, 4, 2)
 
 
-def _frames(sim: SimScenario, x: NDArrayFloat, y: NDArrayFloat, h: NDArrayFloat, cfg: NuplanConfig) -> _Frames:
+def _frames(
+    sim: SimScenario, x: NDArrayFloat, y: NDArrayFloat, h: NDArrayFloat, cfg: NuplanConfig
+) -> _Frames:
     lanes = sim.lanes
     assert lanes is not None
     T = x.shape[0]
@@ -329,7 +335,9 @@ def _ttc_nuplan(
     rel &= moving[None, :]
     speeds = np.where(np.isin(sim.object_type[1:], _AGENT_TYPES)[:, None], np.abs(v[1:]), 0.0)
     # a cheap reach filter before the exact projection: nothing farther than both can travel plus their sizes
-    reach = (np.abs(v[0])[None] + speeds) * cfg.ttc_horizon_s + (np.hypot(L[0], W[0]) + np.hypot(L[1:], W[1:]))[:, None]
+    reach = (np.abs(v[0])[None] + speeds) * cfg.ttc_horizon_s + (
+        np.hypot(L[0], W[0]) + np.hypot(L[1:], W[1:])
+    )[:, None]
     dist = np.hypot(x[1:] - x[0][None], y[1:] - y[0][None])
     rel &= dist <= reach
     ai, ti = np.nonzero(rel)
@@ -415,7 +423,13 @@ def scenario_metrics(
     n_h = int(cfg.direction_horizon_s / dt)
     window = np.asarray([prog[max(0, k - n_h) : k + 1].sum() for k in range(T)])
     worst_back = abs(min(float(window.min()), 0.0))
-    ddc = 1.0 if worst_back < cfg.direction_compliance_m else 0.5 if worst_back < cfg.direction_violation_m else 0.0
+    ddc = (
+        1.0
+        if worst_back < cfg.direction_compliance_m
+        else 0.5
+        if worst_back < cfg.direction_violation_m
+        else 0.0
+    )
     # progress along the expert route
     ego_prog = _progress(sim.route_xy_m, x[0], y[0])
     lv = sim.valid[0]
@@ -517,7 +531,9 @@ def _pdms(
                 ex[None], ey[None], h[0, span][None], L[0], W[0],
                 x[1:, tk], y[1:, tk], h[1:, tk], L[1:, None], W[1:, None],
             ) & valid[1:, tk]  # fmt: skip
-            before = np.asarray([collided_at[a]["step"] < s0 if a in collided_at else False for a in range(1, A)])
+            before = np.asarray(
+                [collided_at[a]["step"] < s0 if a in collided_at else False for a in range(1, A)]
+            )
             hit &= ~before[:, None] & moving[None]
             if not hit.any():
                 continue
@@ -540,7 +556,11 @@ def _pdms(
         else:
             ep = 0.0 if mult == 0.0 else 1.0
         weights = nv.progress_weight + nv.ttc_weight + nv.comfortable_weight + nv.driving_direction_weight
-        score = mult * (nv.progress_weight * ep + nv.ttc_weight * ttc + nv.comfortable_weight * float(c["ok"])) / weights
+        score = (
+            mult
+            * (nv.progress_weight * ep + nv.ttc_weight * ttc + nv.comfortable_weight * float(c["ok"]))
+            / weights
+        )
         rows.append((nc, dac, ep, ttc, float(c["ok"]), score))
     arr = np.asarray(rows)
     mean = arr.mean(axis=0)

@@ -335,7 +335,9 @@ def planning_input(obs: Observation) -> PlanningInput:
         dx, dy = px - ex[:, None], py - ey[:, None]
         return np.stack([c * dx + s * dy, -s * dx + c * dy], axis=-1)
 
-    ax, ay, ah, av = (xp.to_numpy(a) for a in (obs.agents_x_m, obs.agents_y_m, obs.agents_heading_rad, obs.agents_speed_mps))
+    ax, ay, ah, av = (
+        xp.to_numpy(a) for a in (obs.agents_x_m, obs.agents_y_m, obs.agents_heading_rad, obs.agents_speed_mps)
+    )
     rel_h = (ah - eh[:, None] + np.pi) % (2 * np.pi) - np.pi
     route = xp.to_numpy(obs.route_xy_m)
     return PlanningInput(

@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from datadrive.core.scenario import ObjectType, Scenario, TrafficLights, TrafficLightState, Tracks
+from datadrive.core.scenario import ObjectType, Scenario, Tracks, TrafficLights, TrafficLightState
 from datadrive.core.typing import NDArrayBool, NDArrayFloat, NDArrayInt, NDArrayStr
 from datadrive.errors import SimulationInputError
 from datadrive.sim.lanes import DEFAULT_HALF_WIDTH_M, LaneGraph, chain_path, resample_polyline
@@ -174,9 +174,10 @@ def resample(scenario: Scenario, dt_s: float = 0.1, *, max_gap_s: float = 0.35) 
     valid = tr.valid[:, lo] & tr.valid[:, hi] & ok_gap[None, :]
 
     def lerp(x: NDArrayFloat) -> NDArrayFloat:
-        out: NDArrayFloat = x[:, lo] * (1.0 - w)[None, :, *([None] * (x.ndim - 2))] + x[:, hi] * w[
-            None, :, *([None] * (x.ndim - 2))
-        ]
+        out: NDArrayFloat = (
+            x[:, lo] * (1.0 - w)[None, :, *([None] * (x.ndim - 2))]
+            + x[:, hi] * w[None, :, *([None] * (x.ndim - 2))]
+        )
         return out
 
     dh = (tr.heading_rad[:, hi] - tr.heading_rad[:, lo] + np.pi) % (2 * np.pi) - np.pi
@@ -211,7 +212,7 @@ _DEFAULT_SIZE = {
 }
 
 
-def prepare(scenario: Scenario, config: PrepareConfig = PrepareConfig()) -> SimScenario:  # noqa: B008
+def prepare(scenario: Scenario, config: PrepareConfig = PrepareConfig()) -> SimScenario:
     """Resample, select agents, match lanes and build paths (see the module docstring).
 
     Raises:
@@ -434,7 +435,10 @@ def _build_paths(
             continue
 
         def parallel(_cur: int, succ: list[int]) -> int:
-            d = [float(np.min(np.hypot(*(lanes.points[n][:, None, :] - own_pts[None, ::8]).T).min())) for n in succ]
+            d = [
+                float(np.min(np.hypot(*(lanes.points[n][:, None, :] - own_pts[None, ::8]).T).min()))
+                for n in succ
+            ]
             return succ[int(np.argmin(d))]
 
         pts, starts_nb = chain_path(lanes, nb, K * step + 50.0, parallel)
@@ -479,7 +483,11 @@ def _on_drivable_polygon(s: Scenario, xy: NDArrayFloat) -> bool:
 
 
 def _ego_route(
-    xy: NDArrayFloat, heading: NDArrayFloat, valid: NDArrayBool, lanes: LaneGraph | None, config: PrepareConfig
+    xy: NDArrayFloat,
+    heading: NDArrayFloat,
+    valid: NDArrayBool,
+    lanes: LaneGraph | None,
+    config: PrepareConfig,
 ) -> NDArrayFloat:
     """The ego's expert route as a 1 m polyline: its matched lane chain, else its logged path."""
     pts = xy[valid]

@@ -22,8 +22,9 @@ import hashlib
 import io
 import json
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
+from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,13 +32,13 @@ from datadrive.core.scenario import Scenario
 from datadrive.errors import ConfigError, SimulationInputError
 from datadrive.sim.backend import backend_for
 from datadrive.sim.metrics import METRIC_VERSION, scenario_metrics
-from datadrive.sim.policies import make_policy
+from datadrive.sim.policies import Policy, make_policy
 from datadrive.sim.prepare import PrepareConfig, SimScenario, prepare
 from datadrive.sim.simulator import SimConfig, Simulator
 
 if TYPE_CHECKING:
     from datadrive.compute import Engine, Progress
-    from datadrive.lake import Lake, LakeConfig, Principal
+    from datadrive.lake import Lake
 
 __all__ = ["SimRequest", "SimRunReport", "code_version", "simulate", "simulate_lake", "summarize_rows"]
 
@@ -80,6 +81,12 @@ class SimRequest:
         return PrepareConfig(max_steps=self.max_steps)
 
 
+@cache
+def _policy(spec: str) -> Policy:
+    """One policy per process and name: a model's weights load once per worker, not per scenario."""
+    return make_policy(spec)
+
+
 def simulate(
     scenarios: Iterable[Scenario],
     request: SimRequest,
@@ -90,7 +97,7 @@ def simulate(
 
     Rows have ``status`` ``ok`` (every metric) or ``skipped`` (``reason``).
     """
-    policy = make_policy(request.policy)
+    policy = _policy(request.policy)
     sim = Simulator(request.sim_config(), backend_for(request.device))
     pcfg = request.prepare_config()
     pending: list[SimScenario] = []
@@ -112,7 +119,9 @@ def simulate(
                 }
                 safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in s.scenario_id)
                 out = Path(request.render_dir) / f"{safe}.gif"
-                render_gif(s, sl, out, title=f"{request.policy}: {s.scenario_id} (CLS {row['nuplan_cls']:.2f})")
+                render_gif(
+                    s, sl, out, title=f"{request.policy}: {s.scenario_id} (CLS {row['nuplan_cls']:.2f})"
+                )
                 row["render"] = str(out)
             yield row
         pending.clear()
@@ -136,25 +145,19 @@ def simulate(
 
 @dataclass(frozen=True)
 class _Chunk:
-    """A unit of work for a worker: scenario ids at a pinned lake version."""
+    """A unit of work for a worker: a few scenarios (read by the parent at the pinned version)."""
 
-    config: LakeConfig
-    principal: Principal
-    region: str
-    version: int
-    ids: tuple[str, ...]
+    scenarios: tuple[Scenario, ...]
     request: SimRequest
 
 
-def _run_chunk(chunk: _Chunk) -> list[dict[str, Any]]:
-    from datadrive.lake import Lake
+def _portable(s: Scenario) -> Scenario:
+    """The scenario with plain-dict extras (a ``mappingproxy`` cannot cross a process boundary)."""
+    return replace(s, metadata=replace(s.metadata, extras=dict(s.metadata.extras)))
 
-    lake = Lake(chunk.config, chunk.principal)
-    snap = lake.snapshot(chunk.region, chunk.version)
-    scenarios = snap.scenarios(ids=chunk.ids)
-    by_id = {s.scenario_id: s for s in scenarios}
-    ordered = [by_id[i] for i in chunk.ids if i in by_id]
-    return list(simulate(ordered, chunk.request))
+
+def _run_chunk(chunk: _Chunk) -> list[dict[str, Any]]:
+    return list(simulate(chunk.scenarios, chunk.request))
 
 
 @dataclass
@@ -178,7 +181,9 @@ class SimRunReport:
     summary: dict[str, Any] = field(default_factory=dict)
 
 
-def select_ids(lake: Lake, region: str, *, query: str | None, dataset: str | None, version: int | None) -> tuple[int, list[str]]:
+def select_ids(
+    lake: Lake, region: str, *, query: str | None, dataset: str | None, version: int | None
+) -> tuple[int, list[str]]:
     """The lake version and the scenario ids a run covers (sorted).
 
     Args:
@@ -224,22 +229,35 @@ def simulate_lake(
 
     lake_version, ids = select_ids(lake, region, query=query, dataset=dataset, version=version)
     size = chunk_size or max(1, request.batch_size)
-    chunks = [
-        _Chunk(lake.config, lake.principal, region, lake_version, tuple(ids[k : k + size]), request)
-        for k in range(0, len(ids), size)
-    ]
+    id_chunks = [tuple(ids[k : k + size]) for k in range(0, len(ids), size)]
+    snap = lake.snapshot(region, lake_version)
+
+    def units() -> Iterator[_Chunk]:
+        # read lazily: the engine keeps only a bounded window of chunks in flight
+        for chunk_ids in id_chunks:
+            by_id = {s.scenario_id: s for s in snap.scenarios(ids=chunk_ids)}
+            yield _Chunk(tuple(_portable(by_id[i]) for i in chunk_ids if i in by_id), request)
+
     eng = engine or InlineEngine()
-    rows: list[dict[str, Any]] = []
-    report = eng.map(_run_chunk, chunks, progress=progress)
-    for chunk, value in zip(chunks, report.values, strict=True):
-        if value is None:
-            failure = next(f for f in report.failures if chunks[f.index] is chunk)
-            rows += [
-                {"scenario_id": i, "status": "failed", "reason": f"{failure.error_type}: {failure.message}"}
-                for i in chunk.ids
+    results: dict[int, list[dict[str, Any]]] = {}
+    total = len(id_chunks)
+    done = failed = 0
+    for outcome in eng.imap(_run_chunk, units()):
+        done += 1
+        if outcome.failure is not None:
+            failed += 1
+            f = outcome.failure
+            results[outcome.index] = [
+                {"scenario_id": i, "status": "failed", "reason": f"{f.error_type}: {f.message}"}
+                for i in id_chunks[outcome.index]
             ]
         else:
-            rows += value
+            results[outcome.index] = list(outcome.value or [])
+        if progress is not None:
+            from datadrive.compute import Progress as _P
+
+            progress(_P(done, total, failed, outcome.index))
+    rows: list[dict[str, Any]] = [r for k in sorted(results) for r in results[k]]
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     digest = hashlib.sha256(json.dumps([request.policy, request.reactive, ids]).encode()).hexdigest()[:8]
     run_id = f"{stamp}-{request.policy.replace(':', '_')}-{digest}"
@@ -258,7 +276,6 @@ def simulate_lake(
     summary = {**meta, **summarize_rows(rows), "request": asdict(request)}
     artefact = None
     if store:
-        snap = lake.snapshot(region, lake_version)
         artefact = lake.put_derived(
             region, "metrics", f"sim/{run_id}/scores.parquet", rows_to_parquet(rows), derived_from=snap
         )

@@ -48,7 +48,16 @@ from datadrive.sim.prepare import NUM_PATHS, OWN_PATH, SimScenario
 if TYPE_CHECKING:
     from datadrive.sim.policies import Action, Policy
 
-__all__ = ["IdmParams", "MobilParams", "Observation", "Rollout", "SimBatch", "SimConfig", "Simulator", "idm_accel"]
+__all__ = [
+    "IdmParams",
+    "MobilParams",
+    "Observation",
+    "Rollout",
+    "SimBatch",
+    "SimConfig",
+    "Simulator",
+    "idm_accel",
+]
 
 
 @dataclass(frozen=True)
@@ -282,7 +291,7 @@ class Simulator:
         xp: Backend (default numpy); ``backend_for("cuda")`` runs the same code on a GPU.
     """
 
-    def __init__(self, config: SimConfig = SimConfig(), xp: Backend | None = None) -> None:  # noqa: B008
+    def __init__(self, config: SimConfig = SimConfig(), xp: Backend | None = None) -> None:
         self.config = config
         self.xp = xp or NumpyBackend()
 
@@ -321,7 +330,9 @@ class Simulator:
         v = batch.log_speed[:, :, 0]
         present = batch.log_valid[:, :, 0] & batch.agent_mask
         not_ego = xp.asarray(np.arange(A) > 0, "bool")[None, :]
-        reactive = batch.reactive_ok & not_ego & batch.agent_mask if cfg.reactive else batch.reactive_ok & False
+        reactive = (
+            batch.reactive_ok & not_ego & batch.agent_mask if cfg.reactive else batch.reactive_ok & False
+        )
         s_arc = batch.s0
         d_lat = batch.d0
         p_idx = xp.full((S, A), OWN_PATH, "int")
@@ -530,9 +541,14 @@ class Simulator:
                 ofv = xp.gather(v, foll, axis=1)
                 ofv0 = xp.gather(v0, foll, axis=1)
                 of_a = idm_accel(xp, ofv, ofv0, foll_gap, ofv - v, of_has, idm)
-                of_pred = idm_accel(xp, ofv, ofv0, foll_gap + lead_gap + b.length, ofv - lead_v, has_lead, idm)
-                gain = self_pred - acc + mob.politeness * (
-                    xp.where(f_has, f_pred_a - f_a, 0.0) + xp.where(of_has, of_pred - of_a, 0.0)
+                of_pred = idm_accel(
+                    xp, ofv, ofv0, foll_gap + lead_gap + b.length, ofv - lead_v, has_lead, idm
+                )
+                gain = (
+                    self_pred
+                    - acc
+                    + mob.politeness
+                    * (xp.where(f_has, f_pred_a - f_a, 0.0) + xp.where(of_has, of_pred - of_a, 0.0))
                 )
                 good = due & ok & safe & (gain >= mob.gain_threshold_mps2) & (gain > best_gain)
                 best_gain = xp.where(good, gain, best_gain)
