@@ -507,7 +507,7 @@ def _pdms(
     L, W = sim.length_m, sim.width_m
     dt = sim.dt_s
     n = nv.window_steps
-    starts = list(range(0, max(T - n, 0), n)) or [0]
+    starts = list(range(0, max(T - 1, 1), n))
     rows = []
     collided_at = {e["agent"]: e for e in events}
     for s0 in starts:
@@ -532,8 +532,8 @@ def _pdms(
                 x[1:, tk], y[1:, tk], h[1:, tk], L[1:, None], W[1:, None],
             ) & valid[1:, tk]  # fmt: skip
             before = np.asarray(
-                [collided_at[a]["step"] < s0 if a in collided_at else False for a in range(1, A)]
-            )
+                [collided_at[a]["step"] < s0 if a in collided_at else False for a in range(1, A)], dtype=bool
+            ).reshape(A - 1)
             hit &= ~before[:, None] & moving[None]
             if not hit.any():
                 continue

@@ -73,6 +73,8 @@ class IdmParams:
         clamp_desired_gap: ``s* = s0 + max(0, vT + v dv / 2 sqrt(ab))`` (Treiber) when
             True; without the ``max`` (highway-env's form) when False.
         a_min_mps2: Hardest braking the model may command (negative).
+        gap_reference: ``"bumper"``: the gap is bumper to bumper (Treiber); ``"center"``:
+            centre to centre (highway-env's convention, with ``s0`` then including a length).
     """
 
     a_max_mps2: float = 1.0
@@ -82,6 +84,7 @@ class IdmParams:
     delta: float = 4.0
     clamp_desired_gap: bool = True
     a_min_mps2: float = -9.0
+    gap_reference: str = "bumper"
 
 
 @dataclass(frozen=True)
@@ -473,6 +476,8 @@ class Simulator:
         lon = c[:, :, None] * dxw + sn[:, :, None] * dyw
         lat = -sn[:, :, None] * dxw + c[:, :, None] * dyw
         half_len = (b.length[:, :, None] + b.length[:, None, :]) / 2.0
+        if idm.gap_reference == "center":
+            half_len = half_len * 0.0
         others = present[:, None, :] & ~xp.asarray(np.eye(A, dtype=bool), "bool")[None]
         v_proj = v[:, None, :] * xp.cos(h[:, None, :] - hh[:, :, None])  # others' speed along my heading
         big = 1e9
