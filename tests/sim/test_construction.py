@@ -89,7 +89,7 @@ def test_a_red_light_stops_a_reactive_car_before_the_line() -> None:
     b.relate("in", MapRelation.SUCCESSOR, "junction")
     T = 200
     # the ego stands far away (it only needs to exist); a car at x=0 drives toward the red light at x=100
-    xy, h, v = constant_motion([-90.0, 0.0], [-30.0, 0.0], [0.0, 0.0], [0.0, 10.0], T)
+    xy, h, v = constant_motion([-90.0, 0.0], [0.0, 0.0], [0.0, 0.0], [0.0, 10.0], T)
     base = scenario(xy, h, v, map_=b.build())
     lights = TrafficLights(
         np.asarray(["junction"]),
