@@ -16,17 +16,23 @@ from datadrive.core.scenario import (
 )
 
 
-def straight_map(length_m: float = 2000.0, *, lanes: int = 1, lane_width_m: float = 3.7, opposite: bool = False):
-    """Lanes along +x (lane k centred at y = k * lane_width), neighbours related; optionally one lane the other way."""
+def straight_map(
+    length_m: float = 2000.0, *, lanes: int = 1, lane_width_m: float = 3.7, opposite: bool = False
+):
+    """Lanes along +x (lane k centred at y = k * lane_width), neighbours; optionally one the other way."""
     b = MapBuilder()
     xs = np.arange(-100.0, length_m + 1.0, 10.0)
     for k in range(lanes):
-        b.add(f"lane{k}", MapFeatureKind.LANE_CENTERLINE, np.stack([xs, np.full_like(xs, k * lane_width_m)], 1))
+        b.add(
+            f"lane{k}", MapFeatureKind.LANE_CENTERLINE, np.stack([xs, np.full_like(xs, k * lane_width_m)], 1)
+        )
     for k in range(lanes - 1):
         b.relate(f"lane{k}", MapRelation.LEFT_NEIGHBOR, f"lane{k + 1}")
         b.relate(f"lane{k + 1}", MapRelation.RIGHT_NEIGHBOR, f"lane{k}")
     if opposite:
-        b.add("back", MapFeatureKind.LANE_CENTERLINE, np.stack([xs[::-1], np.full_like(xs, -lane_width_m)], 1))
+        b.add(
+            "back", MapFeatureKind.LANE_CENTERLINE, np.stack([xs[::-1], np.full_like(xs, -lane_width_m)], 1)
+        )
     return b.build()
 
 
@@ -57,10 +63,14 @@ def scenario(
     )
     md = ScenarioMetadata("test_frame", Provenance("built", "0" * 64, "test", "1"))
     ts = (np.arange(T) * round(dt_s * 1e9)).astype(np.int64)
-    return Scenario(sid, "test", ts, tracks, md, map=map_ if map_ is not None else straight_map(), ego_index=0).validate()
+    return Scenario(
+        sid, "test", ts, tracks, md, map=map_ if map_ is not None else straight_map(), ego_index=0
+    ).validate()
 
 
-def constant_motion(x0: list[float], y0: list[float], heading: list[float], speed: list[float], steps: int, dt_s=0.1):
+def constant_motion(
+    x0: list[float], y0: list[float], heading: list[float], speed: list[float], steps: int, dt_s=0.1
+):
     """``(A, T, 2)``, ``(A, T)``, ``(A, T)`` for agents moving at constant velocity."""
     t = np.arange(steps) * dt_s
     h = np.asarray(heading)[:, None] * np.ones_like(t)[None]

@@ -1,4 +1,4 @@
-"""Bad input is named and skipped; the synthetic fleet validates, streams into a lake and simulates from it."""
+"""Bad input is named and skipped; the synthetic fleet validates, streams into a lake, simulates."""
 
 from __future__ import annotations
 
@@ -61,7 +61,8 @@ def test_bad_input_names_the_scenario_and_the_reason(case: str) -> None:
     s, reason = _bad_cases()[case]
     with pytest.raises(SimulationInputError) as err:
         prepare(s)
-    assert err.value.scenario_id == s.scenario_id and reason in err.value.reason
+    assert err.value.scenario_id == s.scenario_id
+    assert reason in err.value.reason
 
 
 def test_a_run_carries_on_past_bad_scenarios() -> None:
@@ -78,7 +79,9 @@ def test_torch_and_numpy_rollouts_agree() -> None:
     from datadrive.sim.policies import IdmRoutePolicy
     from datadrive.sim.simulator import SimConfig, Simulator
 
-    xy, h, v = constant_motion([0.0, 25.0, 40.0, 10.0], [0.0, 0.0, 3.7, 3.7], [0.0] * 4, [9.0, 6.0, 7.0, 8.0], 120)
+    xy, h, v = constant_motion(
+        [0.0, 25.0, 40.0, 10.0], [0.0, 0.0, 3.7, 3.7], [0.0] * 4, [9.0, 6.0, 7.0, 8.0], 120
+    )
     s = prepare(scenario(xy, h, v, map_=straight_map(lanes=2)))
     out = []
     for dev in (None, "cpu"):
@@ -113,12 +116,14 @@ def test_fleet_scenarios_validate_and_carry_their_seed(samples: Path) -> None:
 
     cfg = FleetConfig(maps=_maps(samples), seed=7, event_rates=dict.fromkeys(EVENT_TYPES, 0.5))
     made = list(generate(cfg, 0, 15))
-    again = list(generate(cfg, 3, 1))[0]
+    again = next(iter(generate(cfg, 3, 1)))
     seen = set()
     for s in made:
         s.validate()
-        assert s.source == "synthetic" and s.ego_index == 0
-        assert s.metadata.extras["seed"] == 7 and s.metadata.extras["generator"].startswith("datadrive.sim.fleet")
+        assert s.source == "synthetic"
+        assert s.ego_index == 0
+        assert s.metadata.extras["seed"] == 7
+        assert s.metadata.extras["generator"].startswith("datadrive.sim.fleet")
         assert s.metadata.extras["params"]["event_rates"]["cut_in"] == 0.5
         seen |= {e["type"] for e in s.metadata.extras["events"]}
     assert {m.metadata.extras["map"] for m in made} >= {Path(p).stem for p in _maps(samples)[:2]}
@@ -154,8 +159,12 @@ def test_fleet_into_a_lake_then_simulate_from_it(tmp_path: Path, samples: Path) 
     assert res.exit_code == 0, res.output
     lines = [json.loads(x) for x in res.stdout.splitlines()]
     rows, summary = lines[:-1], lines[-1]
-    assert len(rows) == 6 and all(r["status"] == "ok" for r in rows)
+    assert len(rows) == 6
+    assert all(r["status"] == "ok" for r in rows)
     assert all(r["lake_version"] == 2 and r["policy"] == "idm" and r["metric_version"] for r in rows)
     assert summary["artefact"].startswith("derived/metrics/sim/")
-    res = runner.invoke(app, ["simulate", "--lake", str(lake), "--region", "eu-central", "--policy", "nope"], env=env)
-    assert res.exit_code == 2 and "unknown policy" in res.output
+    res = runner.invoke(
+        app, ["simulate", "--lake", str(lake), "--region", "eu-central", "--policy", "nope"], env=env
+    )
+    assert res.exit_code == 2
+    assert "unknown policy" in res.output

@@ -25,8 +25,10 @@ def test_head_on_approach_collides_at_the_computed_step() -> None:
     m = scenario_metrics(s, ro, 0)
     (event,) = m["collision_events"]
     assert event["step"] == 48
-    assert event["type"] == "active_front" and event["at_fault"]
-    assert m["no_at_fault_collisions"] == 0.0 and m["nuplan_cls"] == 0.0
+    assert event["type"] == "active_front"
+    assert event["at_fault"]
+    assert m["no_at_fault_collisions"] == 0.0
+    assert m["nuplan_cls"] == 0.0
     assert m["navsim_nc"] < 1.0
 
 
@@ -81,7 +83,13 @@ def test_leaving_the_drivable_area_is_flagged_at_the_right_step() -> None:
 def test_a_red_light_stops_a_reactive_car_before_the_line() -> None:
     from dataclasses import replace
 
-    from datadrive.core.scenario import MapBuilder, MapFeatureKind, MapRelation, TrafficLights, TrafficLightState
+    from datadrive.core.scenario import (
+        MapBuilder,
+        MapFeatureKind,
+        MapRelation,
+        TrafficLights,
+        TrafficLightState,
+    )
 
     b = MapBuilder()
     b.add("in", MapFeatureKind.LANE_CENTERLINE, np.asarray([[-100.0, 0.0], [100.0, 0.0]]))

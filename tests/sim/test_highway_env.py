@@ -1,4 +1,4 @@
-"""Against an independent simulator: car following in highway-env and in datadrive, same IDM, straight road."""
+"""Against an independent simulator: car following in highway-env and datadrive, same IDM."""
 
 from __future__ import annotations
 
@@ -15,7 +15,9 @@ TOLERANCE_M = 1e-6
 
 
 def test_idm_car_following_matches_highway_env() -> None:
-    highway_env = pytest.importorskip("highway_env", reason="highway-env is a test dependency (pip install highway-env)")
+    highway_env = pytest.importorskip(
+        "highway_env", reason="highway-env is a test dependency (pip install highway-env)"
+    )
     del highway_env
     from highway_env.road.road import Road, RoadNetwork
     from highway_env.vehicle.behavior import IDMVehicle
@@ -27,7 +29,9 @@ def test_idm_car_following_matches_highway_env() -> None:
     road = Road(RoadNetwork.straight_road_network(lanes=1, length=10000), np_random=np.random.default_rng(0))
     lane = road.network.get_lane(("0", "1", 0))
     leader = Vehicle(road, lane.position(x_lead, 0), 0.0, v_lead)
-    follower = IDMVehicle(road, lane.position(x_follow, 0), 0.0, v_follow, target_speed=v0, enable_lane_change=False)
+    follower = IDMVehicle(
+        road, lane.position(x_follow, 0), 0.0, v_follow, target_speed=v0, enable_lane_change=False
+    )
     road.vehicles += [leader, follower]
     ref = []
     for _ in range(steps):

@@ -239,7 +239,8 @@ def fleet_generate_cmd(
         return
     rate_s = report.scenarios / report.seconds if report.seconds > 0 else 0.0
     _out.print(
-        f"{report.scenarios} synthetic scenarios in {report.commits} commits · lake version {report.lake_version} · "
+        f"{report.scenarios} synthetic scenarios in {report.commits} commits · "
+        f"lake version {report.lake_version} · "
         f"events {report.events} · {report.seconds:.1f} s ({rate_s:.1f} scenarios/s)",
         highlight=False,
     )

@@ -285,37 +285,39 @@ def generate_scenario(fm: FleetMap, cfg: FleetConfig, index: int, map_index: int
     # --- simulate: IDM along each path
     N = len(paths)
     P = np.stack(paths)  # (N, K, 2)
-    s = np.asarray(s0)
+    s_arr: NDArrayFloat = np.asarray(s0, dtype=np.float64)
     vd = np.asarray(v_des)
     v = vd * rng.uniform(0.7, 1.0, N)
     v[[a for a, sc in scripts.items() if sc.get("stopped")]] = 0.0
     L = np.asarray([z[0] for z in sizes])
     xy = np.zeros((N, T, 2))
     for t in range(T):
-        pos = _at(P, s)
+        pos = _at(P, s_arr)
         for a, sc in scripts.items():
             if "cut_in_at" in sc and t >= sc["cut_in_at"]:
                 w = min(1.0, (t - sc["cut_in_at"]) / sc["duration"])
                 w = 0.5 - 0.5 * np.cos(np.pi * w)
-                pos[a] = (1 - w) * pos[a] + w * _at(sc["target"][None], s[a : a + 1])[0]
+                pos[a] = (1 - w) * pos[a] + w * _at(sc["target"][None], s_arr[a : a + 1])[0]
         xy[:, t] = pos
-        heading = _heading(P, s)
+        heading = _heading(P, s_arr)
         acc = _idm(pos, heading, v, vd, L)
         for a, sc in scripts.items():
             if sc.get("stopped"):
                 acc[a], v[a] = 0.0, 0.0
             elif "brake_at" in sc and t >= sc["brake_at"]:
                 acc[a] = -sc["decel"] if v[a] > 0 else 0.0
-        s = s + v * dt
+        s_arr = s_arr + v * dt
         v = np.maximum(v + acc * dt, 0.0)
     # headings and velocities from the trajectories (what a recording would give)
-    vel = np.gradient(xy, dt, axis=1)
-    speed = np.hypot(vel[..., 0], vel[..., 1])
+    vel: NDArrayFloat = np.asarray(np.gradient(xy, dt, axis=1))
+    speed_t = np.hypot(vel[..., 0], vel[..., 1])
     hd = np.arctan2(vel[..., 1], vel[..., 0])
     path_h = _heading_series(P, xy)
-    hd = np.where(speed > 0.3, hd, path_h)
+    hd = np.where(speed_t > 0.3, hd, path_h)
     names = ["ego", *[f"veh_{i:03d}" for i in range(1, N)]]
-    all_xy, all_h, all_v = [xy], [hd], [vel]
+    all_xy: list[NDArrayFloat] = [xy]
+    all_h: list[NDArrayFloat] = [hd]
+    all_v: list[NDArrayFloat] = [vel]
     size_rows = [[z[0], z[1], 1.6] for z in sizes]
     cats = ["synthetic_car"] * N
     if pedestrian is not None:

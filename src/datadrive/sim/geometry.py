@@ -35,7 +35,7 @@ _NP = NumpyBackend()
 
 
 def box_corners(x: Array, y: Array, heading: Array, length: Array, width: Array, xp: Backend = _NP) -> Array:
-    """``(..., 4, 2)`` corners in the order front-left, rear-left, rear-right, front-right (nuPlan's order)."""
+    """``(..., 4, 2)`` corners in the order front-left, rear-left, rear-right, front-right (nuPlan's)."""
     c, s = xp.cos(heading), xp.sin(heading)
     hl, hw = length / 2.0, width / 2.0
     fx, fy = c * hl, s * hl  # half length along the heading
@@ -52,7 +52,7 @@ def _project(corners: Array, ax: Array, ay: Array, xp: Backend) -> tuple[Array, 
 
 def boxes_overlap(a: Array, b: Array, xp: Backend = _NP) -> Array:
     """``(...)`` whether boxes ``a`` and ``b`` (``(..., 4, 2)`` corners, broadcast) overlap or touch."""
-    sep = None
+    sep: Any = None
     for box in (a, b):
         for i in (0, 1):  # two edge directions per rectangle
             e = box[..., i + 1, :] - box[..., i, :]

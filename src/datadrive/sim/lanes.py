@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -123,7 +124,7 @@ class LaneGraph:
         d = self.seg_b - self.seg_a
         self.seg_len = np.hypot(d[:, 0], d[:, 1])
         self.seg_heading = np.arctan2(d[:, 1], d[:, 0])
-        self._tree = None
+        self._tree: Any = None
 
     def connected(self, a: int, b: int) -> bool:
         """Same lane, or one continues the other."""
@@ -234,7 +235,7 @@ def _point_polyline_distance(points: NDArrayFloat, line: NDArrayFloat) -> NDArra
 
 
 def resample_polyline(points: NDArrayFloat, step_m: float, num: int, start_m: float = 0.0) -> NDArrayFloat:
-    """``(num, 2)`` points every ``step_m`` metres from arc length ``start_m``, extrapolated straight past the end."""
+    """``(num, 2)`` points every ``step_m`` metres from arc ``start_m``, straight past the ends."""
     pts = np.asarray(points, dtype=np.float64)[:, :2]
     seg = np.hypot(*np.diff(pts, axis=0).T)
     keep = np.concatenate([[True], seg > 1e-6])

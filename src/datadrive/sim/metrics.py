@@ -127,7 +127,7 @@ _AGENT_TYPES = (int(ObjectType.VEHICLE), int(ObjectType.PEDESTRIAN), int(ObjectT
 def _angle_to(
     ex: NDArrayFloat, ey: NDArrayFloat, eh: NDArrayFloat, px: NDArrayFloat, py: NDArrayFloat
 ) -> NDArrayFloat:
-    """Angle between the ego's heading and the direction to a point (nuPlan's ``get_agent_relative_angle``)."""
+    """Angle between the ego's heading and the direction to a point (nuPlan's)."""
     dx, dy = px - ex, py - ey
     n = np.hypot(dx, dy)
     dot = (np.cos(eh) * dx + np.sin(eh) * dy) / np.where(n > 0, n, 1.0)
@@ -244,18 +244,26 @@ def _frames(
     in_lane_c = (c.lane >= 0) & (c.distance_m <= lanes.half_width_m[np.maximum(c.lane, 0)])
     center_lane = np.where(in_lane_c, c.lane, -1)
     inter = np.where(center_lane >= 0, lanes.is_intersection[np.maximum(center_lane, 0)], False)
-    return _Frames(multiple, nondrivable.any(axis=1), far.any(axis=1), inter, center_lane, c.s_m, corners)
+    return _Frames(
+        multiple,
+        np.asarray(nondrivable.any(axis=1)),
+        np.asarray(far.any(axis=1)),
+        inter,
+        center_lane,
+        c.s_m,
+        corners,
+    )
 
 
 # --------------------------------------------------------------------------- collisions
 
 
 def _collisions(
-    sim: SimScenario, ro: dict[str, NDArrayFloat], fr: _Frames, cfg: NuplanConfig
+    sim: SimScenario, ro: dict[str, Any], fr: _Frames, cfg: NuplanConfig
 ) -> tuple[list[dict[str, Any]], NDArrayBool]:
     """Every first contact of the ego with a track: step, track, type, at fault (nuPlan's rules)."""
     x, y, h, v, valid = ro["x"], ro["y"], ro["h"], ro["v"], ro["valid"]
-    A, T = x.shape
+    _A, T = x.shape
     L, W = sim.length_m, sim.width_m
     over = obb_overlap(
         x[:1], y[:1], h[:1], L[0], W[0], x[1:], y[1:], h[1:], L[1:, None], W[1:, None]
@@ -309,7 +317,7 @@ def _collisions(
 
 def _ttc_nuplan(
     sim: SimScenario,
-    ro: dict[str, NDArrayFloat],
+    ro: dict[str, Any],
     fr: _Frames,
     events: list[dict[str, Any]],
     at_fault_steps: NDArrayBool,
@@ -361,7 +369,7 @@ def _ttc_nuplan(
 # --------------------------------------------------------------------------- the metrics of one scenario
 
 
-def _rollout_slice(sim: SimScenario, ro: Rollout, i: int) -> dict[str, NDArrayFloat]:
+def _rollout_slice(sim: SimScenario, ro: Rollout, i: int) -> dict[str, Any]:
     A, T = sim.num_agents, sim.num_steps
     return {
         "x": ro.x_m[i, :A, :T],
@@ -495,7 +503,7 @@ def scenario_metrics(
 
 def _pdms(
     sim: SimScenario,
-    r: dict[str, NDArrayFloat],
+    r: dict[str, Any],
     fr: _Frames,
     events: list[dict[str, Any]],
     nv: NavsimConfig,
@@ -551,10 +559,7 @@ def _pdms(
             exp_raw = max(_progress(sim.route_xy_m, sim.xy_m[0, span[ev], 0], sim.xy_m[0, span[ev], 1]), 0.0)
         mult = nc * dac
         best = max(raw * mult, exp_raw)
-        if best > nv.progress_distance_threshold_m:
-            ep = raw * mult / best
-        else:
-            ep = 0.0 if mult == 0.0 else 1.0
+        ep = raw * mult / best if best > nv.progress_distance_threshold_m else 0.0 if mult == 0.0 else 1.0
         weights = nv.progress_weight + nv.ttc_weight + nv.comfortable_weight + nv.driving_direction_weight
         score = (
             mult

@@ -28,7 +28,6 @@ Notation:
 from __future__ import annotations
 
 import importlib
-from abc import ABC
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
@@ -75,7 +74,7 @@ class Action:
     pose_speed_mps: Array | None = None
 
 
-class Policy(ABC):
+class Policy:
     """Drives the egos of a batch. Subclasses implement :meth:`act`; the hooks default to nothing."""
 
     name: str = "policy"
@@ -198,7 +197,7 @@ class IdmRoutePolicy(Policy):
         b = obs.batch
         xp = b.xp
         assert self._v0 is not None
-        S, A, _ = b.shape
+        S, _A, _ = b.shape
         R = obs.route_xy_m.shape[1]
         i0, _ = _route_progress(xp, obs)
         v = obs.ego_speed_mps

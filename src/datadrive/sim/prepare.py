@@ -31,6 +31,7 @@ Notation:
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -97,7 +98,8 @@ class SimScenario:
         path_lateral_m: ``(A, P)`` lateral offset of path p from the own path (left positive).
         s0_m, d0_m: ``(A,)`` initial arc length and lateral offset on the own path.
         desired_speed_mps: ``(A,)`` IDM desired speed.
-        stop_s_m: ``(A, P, M)`` arc lengths (on each path) where traffic lights stop it; ``stop_light (A, P, M)`` row in the light arrays, -1 none.
+        stop_s_m: ``(A, P, M)`` arc lengths (on each path) where traffic lights stop it.
+        stop_light: ``(A, P, M)`` row in the light arrays, -1 none.
         light_stop: ``(L, T)`` the light says stop; ``light_caution (L, T)``.
         route_xy_m: ``(R, 2)`` the ego's route polyline (1 m spacing).
         lanes: The map's lane graph (``None`` without lanes).
@@ -304,7 +306,7 @@ def prepare(scenario: Scenario, config: PrepareConfig = PrepareConfig()) -> SimS
         match = lanes.match(xy[:, 0], heading[:, 0], max_distance_m=config.lane_match_m)
         for a in np.flatnonzero(cand & (match.lane >= 0)):
             _build_paths(
-                a, int(match.lane[a]), float(match.s_m[a]), xy, valid, lanes, config,
+                int(a), int(match.lane[a]), float(match.s_m[a]), xy, valid, lanes, config,
                 path_xy, path_ok, s_off, lat_off, light_lanes, stop_s, stop_light,
             )  # fmt: skip
             s0[a] = match.s_m[a]
@@ -503,7 +505,7 @@ def _ego_route(
     if not seq or np.mean(m.lane >= 0) < 0.6:
         return logged
     chain = [lanes.points[seq[0]]]
-    for prev, ln in zip(seq[:-1], seq[1:], strict=True):
+    for prev, ln in itertools.pairwise(seq):
         if ln == prev:
             continue
         chain.append(lanes.points[ln])

@@ -82,7 +82,7 @@ def render_gif(
         c = box_corners(x[:, t], y[:, t], h[:, t], sim.length_m, sim.width_m)
         live = valid[:, t]
         boxes.set_verts([c[a] for a in range(A) if live[a]])
-        boxes.set_facecolors([colours[a] for a in range(A) if live[a]])
+        boxes.set_facecolor([colours[a] for a in range(A) if live[a]])
         ax.set_xlim(x[0, t] - view_m, x[0, t] + view_m)
         ax.set_ylim(y[0, t] - view_m, y[0, t] + view_m)
         label.set_text(f"t = {t * sim.dt_s:.1f} s")

@@ -161,7 +161,7 @@ class SimBatch:
             out = np.full(shape, fill, dtype=dtype)
             for i, s in enumerate(self.scenarios):
                 v = getattr(s, name)
-                out[(i, *tuple(slice(0, d) for d in v.shape))] = v
+                out[(i, *[slice(0, d) for d in v.shape])] = v  # type: ignore[index]
             return out
 
         f, b, i64 = np.float64, np.bool_, np.int64
@@ -216,7 +216,7 @@ class Observation:
         step: Index of the current step; ``time_s`` its time from the start.
         ego_x_m, ego_y_m, ego_heading_rad, ego_speed_mps: ``(S,)`` the ego's state.
         ego_length_m, ego_width_m: ``(S,)``.
-        agents_x_m, agents_y_m, agents_heading_rad, agents_speed_mps: ``(S, A)`` every agent now (row 0 is the ego).
+        agents_x_m, agents_y_m, agents_heading_rad, agents_speed_mps: ``(S, A)`` all agents (0: ego).
         agents_valid: ``(S, A)`` present now (padding and absent agents False; the ego False).
         agents_length_m, agents_width_m: ``(S, A)``; ``agents_type (S, A)`` :class:`ObjectType` codes.
         route_xy_m: ``(S, R, 2)`` the ego's route.
