@@ -21,6 +21,7 @@ __all__ = ["COMMAND_MODULES", "app", "main"]
 COMMAND_MODULES = (
     "datadrive.cli.read",  # inspect, demo
     "datadrive.cli.lake",  # ingest, sql, lake ...
+    "datadrive.cli.sim",  # simulate, fleet generate
 )
 """Modules whose ``register(app)`` adds commands, in the order ``--help`` lists them."""
 
@@ -34,10 +35,6 @@ app = typer.Typer(
 
 for _module in COMMAND_MODULES:
     importlib.import_module(_module).register(app)
-
-from datadrive.cli import sim as _sim  # noqa: E402  (simulate, fleet generate)
-
-_sim.register(app)
 
 
 def main() -> None:  # pragma: no cover - console entry point
