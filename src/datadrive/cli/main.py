@@ -21,6 +21,7 @@ __all__ = ["COMMAND_MODULES", "app", "main"]
 COMMAND_MODULES = (
     "datadrive.cli.read",  # inspect, demo
     "datadrive.cli.lake",  # ingest, sql, lake ...
+    "datadrive.cli.sim",  # simulate, fleet generate
 )
 """Modules whose ``register(app)`` adds commands, in the order ``--help`` lists them."""
 
