@@ -668,8 +668,8 @@ def main() -> None:
 
         # 3. bytes per state (on the seed lake, before and after optimize)
         seed_root = StorageRoot(str(work / "seed"))
-        if not (args.reuse_big and (work / "seed").is_dir()):
-            ingest_once(args.samples, seed_root, ProcessPoolEngine(2, preload=INGEST_PRELOAD))
+        shutil.rmtree(seed_root.uri, ignore_errors=True)
+        ingest_once(args.samples, seed_root, ProcessPoolEngine(2, preload=INGEST_PRELOAD))
         seed = _lake(seed_root)
         if "bytes" in parts:
             ingested = bytes_per_state(Path(seed_root.uri), seed)

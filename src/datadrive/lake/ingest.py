@@ -50,8 +50,10 @@ from datadrive.lake.config import Principal, RegionConfig, TenantConfig
 from datadrive.lake.geo import publisher_for
 from datadrive.lake.locks import region_lock
 from datadrive.lake.pseudonym import Pseudonymizer
-from datadrive.lake.records import UnitTables, prepare, stamp_batch, unit_tables
-from datadrive.lake.schema import INGESTS, SCENARIOS, TELEMETRY
+from datadrive.lake.records import UnitTables, prepare, unit_tables
+from datadrive.lake.schema import INGESTS, SCENARIOS, TELEMETRY, versioned_tables
+from datadrive.lake.staging import StagedFile, delete_staged, file_schema, missing_staged, stage_rows
+from datadrive.lake.storage import StorageRoot
 from datadrive.lake.tables import RegionStore
 from datadrive.sources import READER_MODULES
 from datadrive.sources.base import Adapter, Record, Registry, Unit, file_sha256, files_sha256, read_units
@@ -84,13 +86,13 @@ class IngestOptions:
     """How an ingest batches its commits.
 
     Attributes:
-        batch_inputs: Commit after this many read inputs.
-        batch_bytes: ... or once their rows take this many bytes in memory.
+        batch_inputs: Inputs per batch (one lake commit each). The rows are
+            written by the workers, so a batch's size bounds no memory; it
+            trades commits (and small files) against how soon rows are visible.
         lock_timeout_s: How long to wait for another process's commit.
     """
 
     batch_inputs: int = 32
-    batch_bytes: int = 256 << 20
     lock_timeout_s: float = 300.0
 
 
@@ -197,26 +199,59 @@ reader's heavy dependencies, so each worker starts warm (``ProcessPoolEngine(pre
 
 
 @dataclass(frozen=True)
+class BatchStamp:
+    """The batch columns of every row of one batch, decided before its inputs are read.
+
+    Attributes:
+        batch_id: The batch (its rows' ``batch_id``, its ledger rows', its marker's).
+        ingest_date: ISO date: the partition its rows go to.
+        ingested_at: When the run that made it started (UTC).
+        ingested_by: Who ran it.
+    """
+
+    batch_id: str
+    ingest_date: str
+    ingested_at: datetime
+    ingested_by: str
+
+    @classmethod
+    def new(cls, now: datetime, who: str) -> BatchStamp:
+        return cls(uuid.uuid4().hex, now.date().isoformat(), now, who)
+
+    def columns(self) -> dict[str, Any]:
+        """The batch columns' values (``records.BATCH_COLUMNS``)."""
+        return {
+            "batch_id": self.batch_id,
+            "ingest_date": self.ingest_date,
+            "ingested_at": self.ingested_at,
+            "ingested_by": self.ingested_by,
+        }
+
+
+@dataclass(frozen=True)
 class UnitTask:
-    """One input for a worker: where it is and which adapter reads it."""
+    """One input for a worker: where it is, which adapter reads it, the batch it goes to."""
 
     index: int
     path: str
     adapter: Adapter
-    unit: str = "file"
+    unit: str
+    stamp: BatchStamp
 
 
 @dataclass(frozen=True)
 class ReadResult:
-    """What a worker made of one input: its rows, or why not.
+    """What a worker made of one input: its rows (written as staged files, or in memory), or why not.
 
     Attributes:
         index: The input's position in the run.
-        tables: Its rows (``None`` when it failed, is unsupported or a duplicate).
+        tables: Its rows, when they were not written as files.
+        files: The data files its rows were written to, not yet committed.
         input_sha256: Its idempotency hash, when known.
         duplicate: The hash is already in the ledger: not read.
         error: Why it failed (or is unsupported).
         unsupported: A variant datadrive does not read.
+        storage_error: The region root refused the files: the run stops.
         seconds: Time the worker spent on it.
     """
 
@@ -231,6 +266,12 @@ class ReadResult:
     seconds: float = 0.0
     input_sha256: str | None = None
     duplicate: bool = False
+    files: tuple[StagedFile, ...] = ()
+    storage_error: str | None = None
+
+    @property
+    def has_rows(self) -> bool:
+        return self.error is None and (self.tables is not None or bool(self.files))
 
 
 def unit_sha256(path: Path, unit: str) -> str:
@@ -253,9 +294,22 @@ def _provenance_sha256(records: Sequence[Record], path: str) -> str | None:
     return None
 
 
+def stage_result(
+    result: ReadResult, root: StorageRoot, schemas: Mapping[str, pa.Schema], name: str
+) -> ReadResult:
+    """``result`` with its rows (stamped with their batch) written as staged files, not committed."""
+    if result.tables is None:
+        return result
+    try:
+        files = stage_rows(root, result.tables.items(), schemas, name=name)
+    except StorageError as exc:
+        return dataclasses.replace(result, tables=None, storage_error=str(exc))
+    return dataclasses.replace(result, tables=None, files=files)
+
+
 @dataclass(frozen=True)
 class UnitReader:
-    """The worker side of an ingest: hash, read, prepare and convert one input (see :meth:`__call__`).
+    """The worker side of an ingest: hash, read, prepare, convert and write one input (see :meth:`__call__`).
 
     Built once per run and shipped to each worker once (with the ledger's
     hashes); its calls never raise for bad input.
@@ -266,6 +320,8 @@ class UnitReader:
         key: The tenant's pseudonymisation key.
         key_id: Its public fingerprint.
         crs: The region's published datum.
+        root: The region's storage root, where the rows are written.
+        schemas: Table name -> its data files' schema (``staging.file_schema``).
         known: Hashes already in the ledger for this tenant.
     """
 
@@ -274,16 +330,19 @@ class UnitReader:
     key: bytes = field(repr=False)
     key_id: str
     crs: str
+    root: StorageRoot
+    schemas: Mapping[str, pa.Schema] = field(repr=False)
     known: frozenset[str] = field(default=frozenset(), repr=False)
 
     def __call__(self, task: UnitTask) -> ReadResult:
-        """The input's rows, or why it has none.
+        """The input's rows, written as staged data files of its batch, or why it has none.
 
         A folder is hashed first (every file in it); so is a file when the
         ledger holds anything, and an input already there is reported as a
         duplicate without being read. Otherwise a file is read once: its
         adapter hashes the bytes it reads for provenance, and that hash is
-        the input's (one pass over the bytes).
+        the input's (one pass over the bytes). The rows are written by this
+        worker (:mod:`datadrive.lake.staging`): they never travel back.
         """
         t0 = time.perf_counter()
         path = Path(task.path)
@@ -298,14 +357,13 @@ class UnitReader:
         records: list[Record] = []
         for _, item in read_units([Unit(task.adapter, path)]):
             if isinstance(item, InputError):
+                unsupported = isinstance(item, UnsupportedFormatError)
                 return ReadResult(
                     task.index,
                     None,
                     input_sha256=sha or _quiet_sha256(path, task.unit),
-                    error=item.reason
-                    if isinstance(item, UnsupportedFormatError)
-                    else f"{type(item).__name__}: {item.reason}",
-                    unsupported=isinstance(item, UnsupportedFormatError),
+                    error=item.reason if unsupported else f"{type(item).__name__}: {item.reason}",
+                    unsupported=unsupported,
                 )
             records.append(item)
         if sha is None:
@@ -321,7 +379,9 @@ class UnitReader:
             key_id=self.key_id,
             crs=self.crs,
             input_sha256=sha,
+            stamp=task.stamp,
         )
+        result = stage_result(result, self.root, self.schemas, f"{task.stamp.batch_id}-{task.index:06d}")
         return dataclasses.replace(result, input_sha256=sha, seconds=time.perf_counter() - t0)
 
 
@@ -342,12 +402,14 @@ def prepare_records(
     key_id: str,
     crs: str,
     input_sha256: str,
+    stamp: BatchStamp | None = None,
 ) -> ReadResult:
     """The rows of one input's validated records, as the lake stores them (see :func:`prepare`).
 
     Stamps region and tenant, pseudonymises with the tenant's key, publishes
-    coordinates in the region's datum, and converts to the data tables' rows.
-    A failure is reported in the result, not raised.
+    coordinates in the region's datum, and converts to the data tables' rows
+    (with the batch columns of ``stamp``, when given). A failure is reported
+    in the result, not raised.
     """
     try:
         pseudonyms = Pseudonymizer(key)
@@ -358,7 +420,13 @@ def prepare_records(
         ]
         if not prepared:
             return ReadResult(index, None, error="EmptyLogError: holds no records")
-        tables = unit_tables(prepared, input_sha256=input_sha256, key_id=key_id, crs=publisher.crs)
+        tables = unit_tables(
+            prepared,
+            input_sha256=input_sha256,
+            key_id=key_id,
+            crs=publisher.crs,
+            batch=None if stamp is None else stamp.columns(),
+        )
     except DatadriveError as exc:
         reason = exc.reason if isinstance(exc, InputError) else str(exc)
         return ReadResult(index, None, error=f"{type(exc).__name__}: {reason}")
@@ -462,6 +530,7 @@ def commit_units(
     store: RegionStore,
     units: Sequence[tuple[IngestInput, ReadResult]],
     *,
+    stamp: BatchStamp,
     tenant: TenantConfig,
     principal: Principal,
     now: Callable[[], datetime],
@@ -469,11 +538,17 @@ def commit_units(
 ) -> Committed:
     """Commit one batch of read inputs atomically (see the module docstring).
 
+    Their rows are the staged files their readers wrote, all stamped with
+    ``stamp``: the commit re-checks the ledger and the scenario ids under
+    the lock, adds the accepted inputs' files to the tables' logs and the
+    inputs to the ledger, and deletes the files of the inputs it rejects.
+
     Raises:
         StorageError: if the root refuses a write; the lake stays at its
             previous version.
     """
     outcomes: dict[int, InputOutcome] = {}
+    rejected: list[ReadResult] = []
     with region_lock(store.root, "commit", lock_timeout_s):
         store.ensure(now())
         commit.recover(store, now)
@@ -484,21 +559,21 @@ def commit_units(
         taken_t = _existing_keys(
             store, TELEMETRY, "telemetry_id", tenant.name, {k for _, r in units for k in r.telemetry_keys}
         )
+        gone = {(f.table, f.path) for f in missing_staged(store.root, [f for _, r in units for f in r.files])}
         accepted: list[tuple[IngestInput, ReadResult]] = []
         for u, r in units:
             sha = u.sha256 or ""
             name = u.adapter_name
-            if sha in known:
-                outcomes[u.index] = InputOutcome(
-                    u.path, "duplicate", name, sha, reason="already in the lake", batch_id=known[sha]
-                )
-                continue
             clash = [k for k in r.scenario_keys if k in taken_s] + [
                 k for k in r.telemetry_keys if k in taken_t
             ]
-            if clash:
+            if sha in known:
+                outcome = InputOutcome(
+                    u.path, "duplicate", name, sha, reason="already in the lake", batch_id=known[sha]
+                )
+            elif clash:
                 src, sid = clash[0]
-                outcomes[u.index] = InputOutcome(
+                outcome = InputOutcome(
                     u.path,
                     "failed",
                     name,
@@ -506,56 +581,71 @@ def commit_units(
                     reason=f"{src} {sid!r} is already in the lake from another input "
                     "(erase it first to replace it)",
                 )
+            elif any((f.table, f.path) in gone for f in r.files):
+                outcome = InputOutcome(
+                    u.path,
+                    "failed",
+                    name,
+                    sha,
+                    reason="its data files were removed before the commit (a vacuum with no retention "
+                    "ran meanwhile): ingest it again",
+                )
+            else:
+                known[sha] = "(this batch)"
+                taken_s.update(r.scenario_keys)
+                taken_t.update(r.telemetry_keys)
+                accepted.append((u, r))
                 continue
-            known[sha] = "(this batch)"
-            taken_s.update(r.scenario_keys)
-            taken_t.update(r.telemetry_keys)
-            accepted.append((u, r))
-        if not accepted:
-            return Committed(outcomes, None, None)
-
-        batch_id = uuid.uuid4().hex
-        t = now()
-        day = t.date().isoformat()
-        commit.start(store, batch_id, {"op": "ingest", "batch_id": batch_id, "time": t.isoformat()})
-        tables = stamp_batch(
-            UnitTables.concat([r.tables for _, r in accepted if r.tables is not None]),
-            batch_id=batch_id,
-            ingest_date=day,
-            ingested_at=t,
-            ingested_by=principal.name,
-        )
-        versions = commit.append_batch(store, tables.items())
-        pseudonyms = Pseudonymizer(tenant.key)
-        ledger_rows = {
-            "tenant": [tenant.name] * len(accepted),
-            "input_sha256": [u.sha256 for u, _ in accepted],
-            "input_path": [pseudonyms.text(u.adapter_name or "", u.path) for u, _ in accepted],
-            "unit": [u.unit for u, _ in accepted],
-            "adapter": [u.adapter_name for u, _ in accepted],
-            "adapter_version": [u.adapter.version if u.adapter else None for u, _ in accepted],
-            "num_scenarios": [r.num_scenarios for _, r in accepted],
-            "num_telemetry": [r.num_telemetry for _, r in accepted],
-            "batch_id": [batch_id] * len(accepted),
-            "region": [store.region.name] * len(accepted),
-            "ingest_date": [day] * len(accepted),
-            "ingested_at": [t] * len(accepted),
-            "ingested_by": [principal.name] * len(accepted),
-        }
-        version = commit.commit_version(
-            store,
-            "ingest",
-            versions,
-            now=t,
-            ledger_rows=pa.table(ledger_rows),
-            batch_id=batch_id,
-            who=principal.name,
-            tenant=tenant.name,
-            inputs=len(accepted),
-            scenarios=sum(r.num_scenarios for _, r in accepted),
-            telemetry=sum(r.num_telemetry for _, r in accepted),
-        )
-        commit.finish(store, batch_id)
+            outcomes[u.index] = outcome
+            rejected.append(r)
+        if accepted:
+            batch_id = stamp.batch_id
+            files = [f for _, r in accepted for f in r.files]
+            commit.start(
+                store,
+                batch_id,
+                {
+                    "op": "ingest",
+                    "batch_id": batch_id,
+                    "time": now().isoformat(),
+                    "files": [[f.table, f.path] for f in files],
+                },
+            )
+            versions = commit.add_files(store, files)
+            pseudonyms = Pseudonymizer(tenant.key)
+            n = len(accepted)
+            ledger_rows = {
+                "tenant": [tenant.name] * n,
+                "input_sha256": [u.sha256 for u, _ in accepted],
+                "input_path": [pseudonyms.text(u.adapter_name or "", u.path) for u, _ in accepted],
+                "unit": [u.unit for u, _ in accepted],
+                "adapter": [u.adapter_name for u, _ in accepted],
+                "adapter_version": [u.adapter.version if u.adapter else None for u, _ in accepted],
+                "num_scenarios": [r.num_scenarios for _, r in accepted],
+                "num_telemetry": [r.num_telemetry for _, r in accepted],
+                "batch_id": [batch_id] * n,
+                "region": [store.region.name] * n,
+                "ingest_date": [stamp.ingest_date] * n,
+                "ingested_at": [stamp.ingested_at] * n,
+                "ingested_by": [stamp.ingested_by] * n,
+            }
+            version = commit.commit_version(
+                store,
+                "ingest",
+                versions,
+                now=now(),
+                ledger_rows=pa.table(ledger_rows),
+                batch_id=batch_id,
+                who=principal.name,
+                tenant=tenant.name,
+                inputs=n,
+                scenarios=sum(r.num_scenarios for _, r in accepted),
+                telemetry=sum(r.num_telemetry for _, r in accepted),
+            )
+            commit.finish(store, batch_id)
+    delete_staged(store.root, [f for r in rejected for f in r.files])
+    if not accepted:
+        return Committed(outcomes, None, None)
     for u, r in accepted:
         outcomes[u.index] = InputOutcome(
             path=u.path,
@@ -601,6 +691,18 @@ def _size(path: Path, unit: str) -> int:
         return 0
 
 
+def file_schemas(store: RegionStore, now: Callable[[], datetime]) -> dict[str, pa.Schema]:
+    """Table name -> the schema of its data files, from the tables' logs (created if missing)."""
+    with region_lock(store.root, "commit"):
+        store.ensure(now())
+    out: dict[str, pa.Schema] = {}
+    for spec in versioned_tables():
+        with store.lock:
+            delta_schema = store.latest(spec).schema()
+        out[spec.name] = file_schema(pa.schema(delta_schema.to_arrow()), spec)
+    return out
+
+
 def ingest_paths(
     store: RegionStore,
     paths: Iterable[str | os.PathLike[str]],
@@ -618,10 +720,11 @@ def ingest_paths(
     """Ingest every input under ``paths`` into ``region`` for ``tenant``.
 
     One pass through the engine: each worker hashes (where it must), reads,
-    pseudonymises and converts an input (:class:`UnitReader`), the largest
-    inputs first so that the run does not end waiting on a big one. Batches
-    are committed in a background thread while the workers go on reading,
-    one commit at a time and in order.
+    pseudonymises, converts and writes an input (:class:`UnitReader`), the
+    largest inputs first so that the run does not end waiting on a big one.
+    Inputs are assigned to batches of ``options.batch_inputs`` before they
+    are read; a batch whose inputs are all done is committed in a background
+    thread while the workers go on, one commit at a time.
 
     Returns:
         A report accounting for every input. A storage failure stops the run:
@@ -642,15 +745,28 @@ def ingest_paths(
         key=tenant.key,
         key_id=tenant.key_id,
         crs=region.publish_crs,
+        root=store.root,
+        schemas=file_schemas(store, now) if units else {},
         known=frozenset(known),
     )
     order = sorted((u for u in units if u.adapter is not None), key=lambda u: -_size(Path(u.path), u.unit))
-    tasks = [UnitTask(u.index, u.path, u.adapter, u.unit) for u in order if u.adapter is not None]
+    started = now()
+    stamps: list[BatchStamp] = []
+    tasks: list[UnitTask] = []
+    batch_of: dict[int, int] = {}
+    for k in range(0, len(order), options.batch_inputs):
+        stamps.append(BatchStamp.new(started, principal.name))
+        for u in order[k : k + options.batch_inputs]:
+            batch_of[u.index] = len(stamps) - 1
+            tasks.append(UnitTask(u.index, u.path, u.adapter, u.unit, stamps[-1]))  # type: ignore[arg-type]
+    waiting = [0] * len(stamps)
+    for b in batch_of.values():
+        waiting[b] += 1
+    batches: list[list[tuple[IngestInput, ReadResult]]] = [[] for _ in stamps]
+    submitted: set[int] = set()
 
     outcomes: dict[int, InputOutcome] = {}
     first_of: dict[str, int] = {}  # hash -> the input of this run that carries it
-    buffer: list[tuple[IngestInput, ReadResult]] = []
-    buffered_bytes = 0
     after = before
     read_done = 0
     committer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="datadrive-commit")
@@ -671,71 +787,72 @@ def ingest_paths(
                 on_commit(committed)
         notify(IngestEvent("commit", read_done, len(tasks), f"lake version {after}"))
 
-    def flush() -> None:
-        nonlocal buffer, buffered_bytes, pending
-        if not buffer:
+    def submit(b: int) -> None:
+        nonlocal pending
+        submitted.add(b)
+        if not batches[b]:
             return
-        merge()  # one commit at a time, in order
-        batch, buffer, buffered_bytes = buffer, [], 0
+        merge()  # one commit at a time
         pending = committer.submit(
             commit_units,
             store,
-            batch,
+            batches[b],
+            stamp=stamps[b],
             tenant=tenant,
             principal=principal,
             now=now,
             lock_timeout_s=options.lock_timeout_s,
         )
 
+    def duplicate(u: IngestInput, r: ReadResult, reason: str, batch_id: str | None = None) -> None:
+        outcomes[u.index] = InputOutcome(
+            u.path, "duplicate", u.adapter_name, u.sha256, reason=reason, batch_id=batch_id
+        )
+        delete_staged(store.root, r.files)
+
     def take(u: IngestInput, r: ReadResult) -> None:
-        """Decide what becomes of one read input: buffered for a commit, or an outcome now."""
-        nonlocal buffered_bytes
+        """Decide what becomes of one read input: a place in its batch, or an outcome now."""
         name = u.adapter_name
         sha = r.input_sha256
         if r.duplicate or (sha is not None and sha in known):
-            outcomes[u.index] = InputOutcome(
-                u.path, "duplicate", name, sha, reason="already in the lake", batch_id=known.get(sha or "")
-            )
+            duplicate(dataclasses.replace(u, sha256=sha), r, "already in the lake", known.get(sha or ""))
             return
-        if r.error is not None or r.tables is None or sha is None:
+        if not r.has_rows or sha is None:
             status: InputStatus = "unsupported" if r.unsupported else "failed"
             outcomes[u.index] = InputOutcome(u.path, status, name, sha, reason=r.error or "not read")
             return
-        item = IngestInput(u.index, u.path, u.unit, u.adapter, sha)
+        item = dataclasses.replace(u, sha256=sha)
         other = first_of.get(sha)
         if other is not None:
-            buffered = next((k for k, (b, _) in enumerate(buffer) if b.index == other), None)
-            if other < u.index or buffered is None:  # the first in discovery order (or committing) keeps it
-                outcomes[u.index] = InputOutcome(
-                    u.path, "duplicate", name, sha, reason=f"same bytes as {units[other].path}"
-                )
+            b = batch_of[other]
+            placed = next((k for k, (x, _) in enumerate(batches[b]) if x.index == other), None)
+            if other < u.index or placed is None or b in submitted:  # the first (or committing) one keeps it
+                duplicate(item, r, f"same bytes as {units[other].path}")
                 return
-            earlier, dropped = buffer.pop(
-                buffered
-            )  # this one comes first in discovery order: it carries them
-            buffered_bytes -= dropped.tables.nbytes if dropped.tables is not None else 0
-            outcomes[earlier.index] = InputOutcome(
-                earlier.path, "duplicate", earlier.adapter_name, sha, reason=f"same bytes as {u.path}"
-            )
+            earlier, dropped = batches[b].pop(placed)  # this one comes first in discovery order
+            duplicate(earlier, dropped, f"same bytes as {u.path}")
         first_of[sha] = u.index
-        buffer.append((item, r))
-        buffered_bytes += r.tables.nbytes
+        batches[batch_of[u.index]].append((item, r))
 
     results = engine.imap(reader, tasks)
     try:
         for out in results:
             read_done += 1
-            u = units[tasks[out.index].index]
+            task = tasks[out.index]
+            u = units[task.index]
+            b = batch_of[u.index]
             if out.failure is not None:
                 outcomes[u.index] = InputOutcome(u.path, "failed", u.adapter_name, reason=str(out.failure))
+            elif out.value is not None and out.value.storage_error is not None:
+                raise StorageError(out.value.storage_error)
             elif out.value is not None:
                 take(u, out.value)
             notify(IngestEvent("read", read_done, len(tasks), u.path))
+            waiting[b] -= 1
             if pending is not None and pending.done():
                 merge()
-            if len(buffer) >= options.batch_inputs or buffered_bytes >= options.batch_bytes:
-                flush()
-        flush()
+            if waiting[b] == 0:
+                submit(b)
         merge()
     except StorageError as exc:
         failure = exc
@@ -751,6 +868,12 @@ def ingest_paths(
         committer.shutdown(wait=True)
 
     if failure is not None:
+        for b, batch in enumerate(batches):
+            if b in submitted:  # its commit started: its marker lists the files, recovery deals with them
+                continue
+            for u, r in batch:
+                if u.index not in outcomes:
+                    delete_staged(store.root, r.files)  # never in a commit: nothing refers to them
         for u in units:
             if u.index not in outcomes:
                 outcomes[u.index] = InputOutcome(
@@ -836,11 +959,13 @@ def ingest_records(
     after = before
     outcomes: list[InputOutcome] = []
     batch: list[Record] = []
+    schemas = file_schemas(store, now)
 
     def flush() -> None:
         nonlocal batch, after
         k = len(outcomes)
         sha = records_sha256(batch)
+        stamp = BatchStamp.new(now(), principal.name)
         result = prepare_records(
             k,
             batch,
@@ -850,15 +975,20 @@ def ingest_records(
             key_id=tenant.key_id,
             crs=region.publish_crs,
             input_sha256=sha,
+            stamp=stamp,
         )
         batch = []
         item = IngestInput(k, f"{name}#{k}", "records", None, sha)
         if result.error is not None:  # records were validated: a conversion failure is a bug or a limit
             outcomes.append(InputOutcome(item.path, "failed", None, sha, reason=result.error))
             return
+        result = stage_result(result, store.root, schemas, f"{stamp.batch_id}-{k:06d}")
+        if result.storage_error is not None:
+            raise StorageError(result.storage_error)
         committed = commit_units(
             store,
             [(item, result)],
+            stamp=stamp,
             tenant=tenant,
             principal=principal,
             now=now,

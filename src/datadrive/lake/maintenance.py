@@ -73,14 +73,7 @@ def optimize_region(
             commit.commit_version(store, "optimize", versions, now=now(), who=who)
             removed = 0
             for spec in (*versioned_tables(), INGESTS):
-                removed += len(
-                    store.table(spec).vacuum(
-                        retention_hours=vacuum_retention_hours,
-                        dry_run=False,
-                        enforce_retention_duration=False,
-                        full=True,
-                    )
-                )
+                removed += store.vacuum(spec, retention_hours=vacuum_retention_hours)
             stats["files_vacuumed"] = removed
             with region_lock(store.root, "audit"):
                 metrics = store.table(AUDIT).optimize.compact()

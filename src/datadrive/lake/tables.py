@@ -37,6 +37,7 @@ __all__ = [
     "AUDIT_CHECKPOINT_INTERVAL",
     "CHECKPOINT_INTERVAL",
     "COMMIT_KEY",
+    "UNREFERENCED_GRACE_HOURS",
     "LakeVersion",
     "RegionStore",
     "check_schema_version",
@@ -55,6 +56,10 @@ _MARKER = "region.json"
 CHECKPOINT_INTERVAL = 20
 """Commits between Delta checkpoints of the data tables and the ledger: opening a table reads
 the last checkpoint and at most this many commit files, however long its history."""
+
+UNREFERENCED_GRACE_HOURS = 6
+"""Data files no version refers to are vacuumed only once this old: younger ones may belong to an
+ingest still running (its workers write their files before the commit adds them to the log)."""
 
 AUDIT_CHECKPOINT_INTERVAL = 100
 """The audit log grows by one commit per audited read, each adding a file: its checkpoints,
@@ -360,6 +365,27 @@ class RegionStore:
                 f"{missing} of its {len(paths)} files were removed by vacuum (erasure or retention); "
                 "read a later lake version"
             )
+
+    def vacuum(self, spec: TableSpec, *, retention_hours: float) -> int:
+        """Delete the table's files that versions older than the retention needed; returns how many.
+
+        Files removed by a commit (an erasure's rewrite, a compaction) go once
+        the retention has passed (0: now). Files no version ever referred to
+        (a crashed writer's) go once they are older than the retention and
+        :data:`UNREFERENCED_GRACE_HOURS`, because a younger one may be the
+        staged file of an ingest still running in another process.
+        """
+        dt = self.table(spec)
+        removed = dt.vacuum(
+            retention_hours=retention_hours, dry_run=False, enforce_retention_duration=False, full=False
+        )
+        unreferenced = dt.vacuum(
+            retention_hours=max(retention_hours, UNREFERENCED_GRACE_HOURS),
+            dry_run=False,
+            enforce_retention_duration=False,
+            full=True,
+        )
+        return len(removed) + len(unreferenced)
 
     # ------------------------------------------------------------------ small files
 
