@@ -40,7 +40,7 @@ bench: $(STAMP)
 	DATADRIVE_SAMPLES=$(SAMPLES) $(BIN)/python benchmarks/ingest.py
 
 protos: $(STAMP)
-	$(BIN)/python -m grpc_tools.protoc -Isrc --python_out=src --pyi_out=src src/datadrive/sources/waymo_protos/*.proto
+	$(BIN)/python -m grpc_tools.protoc -Isrc --python_out=src --pyi_out=src src/datadrive/sources/waymo_protos/*.proto src/datadrive/assistant/osm_protos/*.proto
 
 clean:
 	rm -rf $(VENV) out .pytest_cache .mypy_cache .ruff_cache

@@ -18,6 +18,10 @@ The tree::
     │   └── UnsafePickleError      a pickle that asks for more than plain data
     ├── ValidationError            a Scenario broke an invariant (no file attached)
     ├── ConfigError                a configuration file or flag is wrong
+    ├── AssistantError             the in-car assistant cannot do what was asked
+    │   ├── UnknownVehicleError    no such vehicle (or drive) in the lake
+    │   ├── UnknownPlaceError      no such place on the map, or no route between places
+    │   └── EndpointError          a language-model endpoint failed, timed out or answered garbage
     └── LakeError                  storage-side failures
         ├── ResidencyError         raw data would leave its region
         ├── AccessDeniedError      a principal may not read or write this data
@@ -31,10 +35,12 @@ from os import PathLike
 
 __all__ = [
     "AccessDeniedError",
+    "AssistantError",
     "ConfigError",
     "CorruptFileError",
     "DatadriveError",
     "EmptyLogError",
+    "EndpointError",
     "InputError",
     "InvalidValueError",
     "LakeError",
@@ -43,6 +49,8 @@ __all__ = [
     "SchemaVersionError",
     "StorageError",
     "UnknownFormatError",
+    "UnknownPlaceError",
+    "UnknownVehicleError",
     "UnsafePickleError",
     "UnsupportedFormatError",
     "ValidationError",
@@ -105,6 +113,22 @@ class ValidationError(DatadriveError):
 
 class ConfigError(DatadriveError):
     """A configuration file or command-line flag is wrong."""
+
+
+class AssistantError(DatadriveError):
+    """The in-car assistant cannot do what was asked."""
+
+
+class UnknownVehicleError(AssistantError):
+    """The lake has no telemetry of the vehicle (or the drive) asked about."""
+
+
+class UnknownPlaceError(AssistantError):
+    """The map has no such place, or no drivable route between places."""
+
+
+class EndpointError(AssistantError):
+    """A language-model endpoint failed, timed out, or answered something unusable."""
 
 
 class LakeError(DatadriveError):
