@@ -93,9 +93,9 @@ _UNIT_SPELLINGS = (
     (r"\bmiles?\b", "mi"),
     (r"\bmet(?:er|re)s?\b", "m"),
     (r"\bdegrees?\b|\bdeg\b|°", "deg"),
-    (r"\bseconds?\b|\bsecs?\b", "s"),
-    (r"\bminutes?\b|\bmins?\b", "min"),
-    (r"\bhours?\b|\bhrs?\b", "h"),
+    (r"(?<=\d )(?:seconds?|secs?)\b", "s"),
+    (r"(?<=\d )(?:minutes?|mins?)\b", "min"),
+    (r"(?<=\d )(?:hours?|hrs?)\b", "h"),
 )
 
 
@@ -180,7 +180,7 @@ _QUANTITY_WORDS: tuple[tuple[str, str], ...] = (
 
 _STAT_WORDS = (
     ("max", r"\btop\b|\bmax(?:imum)?\b|\bhighest\b|\bpeak\b|\bfastest\b|\blargest\b|\bbiggest\b|\bmost\b|\bgreatest\b|\bhardest\b|\bstrongest\b|\bhigh(?:est)? point\b|\bhow high\b|\bmaximal\b|\bupper\b"),
-    ("min", r"\bmin(?:imum)?\b|\blowest\b|\bslowest\b|\bsmallest\b|\bleast\b|\bweakest\b|\bclosest\b|\bshortest\b|\blow point\b|\bminimal\b"),
+    ("min", r"(?<!\d )\bmin\b|\bminimum\b|\blowest\b|\bslowest\b|\bsmallest\b|\bleast\b|\bweakest\b|\bclosest\b|\bshortest\b|\blow point\b|\bminimal\b"),
     ("mean", r"\baverage\b|\bmean\b|\btypical(?:ly)?\b|\bavg\b|\bon average\b|\busual\b"),
 )
 
@@ -208,6 +208,8 @@ def normalise(question: str) -> str:
     text = re.sub(r"[?!,;]+", " ", text)
     text = re.sub(r"\.(?!\d)", " ", text)
     text = words_to_numbers(text)
+    text = re.sub(r"\b(first|last|final|opening|closing) (second|minute|hour)\b", r"\1 1 \2", text)
+    text = re.sub(r"(\d)(seconds?|secs?|minutes?|mins?|hours?|hrs?|s|h)\b", r"\1 \2", text)
     text = _units_unified(text)
     text = re.sub(r"(\d)\s*(km/h|mph|m/s|km|mi|m|s|min|h|deg)\b", r"\1 \2", text)
     return " ".join(text.split())
@@ -405,6 +407,11 @@ def parse_question(question: str) -> Intent:
     ):
         return Intent("brake_why", **base, **times)  # type: ignore[arg-type]
 
+    if re.search(
+        r"\b(?:hardest|strongest|heaviest|sharpest|most abrupt|biggest|worst) (?:brak\w*|decelerat\w*|stop)|\bbrak\w* (?:the )?(?:hardest|most|strongest|heaviest)\b|\bdecelerat\w* (?:the )?most\b|\b(?:max(?:imum)?|peak) (?:braking|deceleration)\b",
+        text,
+    ):
+        return Intent("stat", quantity="acceleration", stat="min", extra={"as": "braking"}, **base, **times)  # type: ignore[arg-type]
     event_kind = None
     if re.search(r"\bhard(?:est)? brak\w*\b|\bbrak\w* hard\b|\bharsh(?:ly)? brak\w*\b|\bbrak\w* harsh(?:ly)?\b|\bsudden(?:ly)? brak\w*\b|\bslam\w* (?:on )?the brakes?\b|\bemergency brak\w*\b|\bbrak\w* (?:suddenly|sharply|abruptly|aggressively)\b|\bhard stops?\b", text):
         event_kind = "hard_brake"
