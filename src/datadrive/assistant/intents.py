@@ -240,7 +240,13 @@ def _clock_ref(m: re.Match[str]) -> TimeRef:
 def _times(text: str) -> tuple[TimeRef | None, TimeRef | None, TimeRef | None, bool, float | None]:
     """(start, end, point, around, last_s) from the question's time expressions."""
     clocks = [_clock_ref(m) for m in _CLOCK.finditer(text)]
-    clocks += [_clock_ref(m) for m in _CLOCK_WORDS.finditer(text) if m.group("ampm") != "o'clock" or True]
+    clocks += [_clock_ref(m) for m in _CLOCK_WORDS.finditer(text)]
+    if not clocks:  # spoken clock times: "around nine fifteen" -> "around 9 15"
+        for m in re.finditer(r"\b(?:at|around|about|near|by|between|and|from|to|until) (?P<h>\d{1,2}) (?P<m>[0-5]\d)(?! (?:s|min|h|km/h|mph|m/s|deg|m|km)\b)(?: (?P<s>[0-5]\d)(?! (?:s|min|h)\b))?", text):
+            if int(m.group("h")) < 24:
+                h, mi = int(m.group("h")), int(m.group("m"))
+                sec = m.group("s")
+                clocks.append(TimeRef("clock", h * 3600.0 + mi * 60.0 + float(sec or 0), 1.0 if sec else 60.0, m.group(0)))
     around = bool(re.search(r"\b(?:around|about|approximately|roughly|near|circa|close to)\b", text))
     if len(clocks) >= 2 and re.search(r"\bbetween\b|\bfrom\b|\bto\b|\buntil\b|\btill\b|\band\b", text):
         a, b = clocks[0], clocks[1]

@@ -27,6 +27,7 @@ import difflib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -37,12 +38,16 @@ from datadrive.core.telemetry import Telemetry
 from datadrive.core.typing import NDArrayFloat, NDArrayInt
 from datadrive.errors import ConfigError, UnknownPlaceError
 
+if TYPE_CHECKING:
+    from datadrive.lake import Snapshot
+
 __all__ = [
     "FleetSpeeds",
     "PlaceMatch",
     "PoiHit",
     "Route",
     "Router",
+    "fleet_speeds_from_lake",
     "fleet_speeds_from_telemetry",
     "geocode",
     "pois_along",
@@ -133,6 +138,7 @@ def fleet_speeds_from_telemetry(
     max_match_m: float = 15.0,
     min_samples: int = 3,
     map_crs: str = "WGS-84",
+    data_crs: str = "WGS-84",
 ) -> FleetSpeeds:
     """Median driven speed per edge from the GNSS fixes of telemetry logs.
 
@@ -141,14 +147,15 @@ def fleet_speeds_from_telemetry(
     agrees with the fix's bearing where the signal has one (within 60
     degrees); an edge needs ``min_samples`` fixes. Fixes published in
     another datum than the map (GCJ-02 fixes on a WGS-84 map) are not
-    matched: the datums differ by hundreds of metres in China.
+    matched: the datums differ by hundreds of metres in China (``data_crs``
+    is the datum the logs' region publishes in).
     """
     num_edges = graph.num_edges
     speeds: list[NDArrayFloat] = []
     edges: list[NDArrayInt] = []
     contributing = 0
-    if num_edges == 0:
-        return FleetSpeeds(np.full(0, np.nan), np.zeros(0, dtype=np.int64), 0)
+    if num_edges == 0 or data_crs != map_crs:
+        return FleetSpeeds(np.full(num_edges, np.nan), np.zeros(num_edges, dtype=np.int64), 0)
     pts = np.stack([graph.xy_m[graph.src], graph.xy_m[graph.dst]], axis=1).reshape(-1, 2)
     offsets = np.arange(0, 2 * num_edges + 1, 2, dtype=np.int64)
     index = PolylineIndex(pts, offsets, step_m=5.0)
@@ -156,8 +163,6 @@ def fleet_speeds_from_telemetry(
         for sig in log.signals:
             ch = sig.channels
             if not {"latitude", "longitude", "speed"} <= set(ch) or sig.timestamps_ns.shape[0] == 0:
-                continue
-            if _signal_crs(log, sig.name) not in (map_crs, ""):
                 continue
             lat = sig.values[:, ch.index("latitude")]
             lon = sig.values[:, ch.index("longitude")]
@@ -192,9 +197,9 @@ def fleet_speeds_from_telemetry(
     return FleetSpeeds(median, counts, contributing)
 
 
-def _signal_crs(log: Telemetry, name: str) -> str:
-    crs = log.metadata.extras.get("signal_crs", {}) if isinstance(log.metadata.extras, dict) else {}
-    return str(crs.get(name, "")) if isinstance(crs, dict) else ""
+def fleet_speeds_from_lake(snapshot: Snapshot, graph: RoadGraph, origin: EnuOrigin, *, data_crs: str, map_crs: str = "WGS-84") -> FleetSpeeds:
+    """Fleet speeds from every telemetry log the principal may read in a snapshot (a read: audited)."""
+    return fleet_speeds_from_telemetry(graph, origin, snapshot.telemetry(), map_crs=map_crs, data_crs=data_crs)
 
 
 @dataclass(frozen=True)

@@ -134,12 +134,12 @@ class WakeWordConfig:
     """
 
     phrase: str = "hey datadrive"
-    positives: int = 700
+    positives: int = 1400
     augment: int = 2
-    sentences: int = 350
-    near_misses: int = 300
-    noise_windows: int = 500
-    epochs: int = 14
+    sentences: int = 600
+    near_misses: int = 400
+    noise_windows: int = 600
+    epochs: int = 12
     batch_size: int = 64
     lr: float = 2e-3
     window_s: float = 1.6
@@ -302,11 +302,9 @@ def build_training_set(config: WakeWordConfig, progress: Callable[[str, int, int
         for _ in range(config.augment):
             before = sent_audio[int(rng.integers(len(sent_audio)))] if sent_audio else None
             add(_place_end(utt, n, int(rng.uniform(0.03, 0.3) * SR), rng, before), 1.0, "positive")
-        cut = utt[: int(utt.shape[0] * rng.uniform(0.35, 0.75))]  # the phrase not finished yet: not a wake
-        add(_place_end(cut, n, int(rng.uniform(0.0, 0.3) * SR), rng, None), 0.0, "partial")
-        late = int(rng.uniform(0.6, 1.0) * SR)  # finished long ago: the detector fired already
-        if late < n:
-            add(_place_end(utt, n, late, rng, None), 0.0, "late")
+        if rng.random() < 0.5:
+            cut = utt[: int(utt.shape[0] * rng.uniform(0.3, 0.6))]  # "hey da...": the phrase not finished yet
+            add(_place_end(cut, n, int(rng.uniform(0.0, 0.3) * SR), rng, None), 0.0, "partial")
     for utt in sent_audio:
         for _ in range(3):
             if utt.shape[0] > n:
