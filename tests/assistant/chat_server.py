@@ -1,4 +1,7 @@
-"""A small chat-completions server on 127.0.0.1 for the endpoint client's tests (real HTTP, scripted replies)."""
+"""A small chat-completions server on 127.0.0.1 for the endpoint client's tests.
+
+Real HTTP, scripted replies.
+"""
 
 from __future__ import annotations
 
@@ -18,10 +21,21 @@ def completion(content: str | None = None, tool_calls: list[dict[str, Any]] | No
     message: dict[str, Any] = {"role": "assistant", "content": content}
     if tool_calls:
         message["tool_calls"] = [
-            {"id": f"call_{i}", "type": "function", "function": {"name": c["name"], "arguments": json.dumps(c["arguments"])}}
+            {
+                "id": f"call_{i}",
+                "type": "function",
+                "function": {"name": c["name"], "arguments": json.dumps(c["arguments"])},
+            }
             for i, c in enumerate(tool_calls)
         ]
-    return json.dumps({"id": "x", "object": "chat.completion", "choices": [{"index": 0, "message": message, "finish_reason": "stop"}], "usage": {"completion_tokens": 12}}).encode()
+    return json.dumps(
+        {
+            "id": "x",
+            "object": "chat.completion",
+            "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
+            "usage": {"completion_tokens": 12},
+        }
+    ).encode()
 
 
 @contextmanager
@@ -30,7 +44,7 @@ def chat_server(script: Script) -> Iterator[tuple[str, list[dict[str, Any]]]]:
     received: list[dict[str, Any]] = []
 
     class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+        def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length", "0"))
             body = json.loads(self.rfile.read(length) or b"{}")
             received.append({"path": self.path, "auth": self.headers.get("Authorization"), **body})

@@ -42,7 +42,9 @@ def lake_config(root: Path) -> LakeConfig:
                 "cn-north",
                 StorageRoot(str(root / "cn-north")),
                 publish_crs="gcj02",
-                export=ExportPolicy(derived=frozenset({"metrics", "aggregate"}), to=frozenset({"eu-central"})),
+                export=ExportPolicy(
+                    derived=frozenset({"metrics", "aggregate"}), to=frozenset({"eu-central"})
+                ),
             ),
             "eu-central": RegionConfig(
                 "eu-central",
@@ -59,7 +61,8 @@ def lake_config(root: Path) -> LakeConfig:
 
 def read(path: Path) -> Telemetry:
     records = list(DEFAULT_REGISTRY.detect(path).read(path))
-    assert len(records) == 1 and isinstance(records[0], Telemetry)
+    assert len(records) == 1
+    assert isinstance(records[0], Telemetry)
     return records[0]
 
 
@@ -87,7 +90,9 @@ def faulty_copy(t: Telemetry) -> Telemetry:
     busiest = int(values[np.argmax(counts)])
     rel = (can.timestamps_ns - start) / 1e9
     keep = ~((key == busiest) & (rel > FAULT_CAN_STOP_S))
-    can2 = CanFrames(can.timestamps_ns[keep], can.bus[keep], can.address[keep], can.data[keep], can.length[keep])
+    can2 = CanFrames(
+        can.timestamps_ns[keep], can.bus[keep], can.address[keep], can.data[keep], can.length[keep]
+    )
     extras = dict(t.metadata.extras)
     extras["dongle_id"] = "f00dfeedcafe0001"
     md = replace(t.metadata, extras=extras)
@@ -131,7 +136,8 @@ def sample_lake(tmp_path_factory: pytest.TempPathFactory, samples: Path) -> Samp
     snap = eu.snapshot("eu-central")
     vehicles = sorted(v for v in list_vehicles(snap) if v != "train_round2_part1")
     steering = {
-        v: load_vehicle(snap, v).drives[0].telemetry.signal("can/steering_angle").timestamps_ns.shape[0] for v in vehicles
+        v: load_vehicle(snap, v).drives[0].telemetry.signal("can/steering_angle").timestamps_ns.shape[0]
+        for v in vehicles
     }
     comma_v = max(vehicles, key=lambda v: steering[v])  # the faulty copy lost its dropout's samples
     faulty_v = min(vehicles, key=lambda v: steering[v])
@@ -141,4 +147,6 @@ def sample_lake(tmp_path_factory: pytest.TempPathFactory, samples: Path) -> Samp
     key = can.bus.astype(np.int64) * (1 << 32) + can.address
     vals, counts = np.unique(key[can.bus == 0], return_counts=True)
     busiest = int(vals[np.argmax(counts)])
-    return SampleLake(root, config, comma_v, "train_round2_part1", faulty_v, (busiest >> 32, busiest & 0xFFFFFFFF))
+    return SampleLake(
+        root, config, comma_v, "train_round2_part1", faulty_v, (busiest >> 32, busiest & 0xFFFFFFFF)
+    )

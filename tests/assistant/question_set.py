@@ -1,4 +1,4 @@
-"""The question set: questions generated from templates with varied phrasings, expected answers from raw arrays.
+"""The question set: templated questions with varied phrasings, expected answers from raw arrays.
 
 Expected values are computed here from the raw sample files (``np.load`` of
 the comma2k19 arrays, the ``csv`` module on the Udacity CSV), with the
@@ -83,7 +83,11 @@ def raw_udacity(samples: Path) -> Raw:
         return np.array([float(rows[i][name]) for i in order])
 
     return Raw(
-        {"speed": (t, col("speed")), "steering_angle": (t, np.rad2deg(col("angle"))), "steering_torque": (t, col("torque"))},
+        {
+            "speed": (t, col("speed")),
+            "steering_angle": (t, np.rad2deg(col("angle"))),
+            "steering_torque": (t, col("torque")),
+        },
         ns[0] / 1e9,
         None,
         float(t[-1]),
@@ -150,7 +154,10 @@ def clock_near(text: str, raw: Raw, t: float, after: str = "at ") -> bool:
         return False
     stated = datetime.strptime(m.group(1), "%H:%M:%S")
     exp = raw.clock(t)
-    diff = abs((stated.hour * 3600 + stated.minute * 60 + stated.second) - (exp.hour * 3600 + exp.minute * 60 + exp.second + exp.microsecond / 1e6))
+    diff = abs(
+        (stated.hour * 3600 + stated.minute * 60 + stated.second)
+        - (exp.hour * 3600 + exp.minute * 60 + exp.second + exp.microsecond / 1e6)
+    )
     return diff <= 1.0
 
 
@@ -167,7 +174,10 @@ def _speed_unit(unit: str) -> tuple[float, str]:
 
 
 def build_cases(samples: Path, faults: dict[str, tuple[float, float]]) -> list[Case]:
-    """Every case; ``faults`` names the faulty vehicle's frozen window and stopped CAN message (bus, address)."""
+    """Every case.
+
+    ``faults`` names the faulty vehicle's frozen window and stopped CAN message (bus, address).
+    """
     raws = {"comma": raw_comma(samples), "udacity": raw_udacity(samples)}
     cases: list[Case] = []
 
@@ -188,13 +198,25 @@ def build_cases(samples: Path, faults: dict[str, tuple[float, float]]) -> list[C
         ]
         if vehicle == "comma":
             a, b = c0 + timedelta(seconds=12), c0 + timedelta(seconds=41)
-            windows.append((f" between {a:%H:%M:%S} and {b:%H:%M:%S}", raw.t_of(f"{a:%H:%M:%S}"), raw.t_of(f"{b:%H:%M:%S}")))
+            windows.append(
+                (
+                    f" between {a:%H:%M:%S} and {b:%H:%M:%S}",
+                    raw.t_of(f"{a:%H:%M:%S}"),
+                    raw.t_of(f"{b:%H:%M:%S}"),
+                )
+            )
         else:
             windows.append((" after 2 minutes", 120.0, None))
             windows.append((" in the first half", None, raw.duration_s / 2))
 
         speed_phrasings = {
-            "max": ["what was my top speed{w}", "how fast did I go{w}", "what was the highest speed{w}", "peak speed{w}", "what's the maximum speed I reached{w}"],
+            "max": [
+                "what was my top speed{w}",
+                "how fast did I go{w}",
+                "what was the highest speed{w}",
+                "peak speed{w}",
+                "what's the maximum speed I reached{w}",
+            ],
             "min": ["what was my lowest speed{w}", "what was the minimum speed{w}", "slowest speed{w}"],
             "mean": ["what was my average speed{w}", "mean speed{w}", "how fast was I going on average{w}"],
         }
@@ -206,7 +228,9 @@ def build_cases(samples: Path, faults: dict[str, tuple[float, float]]) -> list[C
                 lo2, hi2 = window(raw, lo, hi)
                 exp = stats(raw, "speed", lo2, hi2)
 
-                def check(text: str, exp: dict[str, float] = exp, stat: str = stat, unit: str = unit, raw: Raw = raw) -> str | None:
+                def check(
+                    text: str, exp: dict[str, float] = exp, stat: str = stat, unit: str = unit, raw: Raw = raw
+                ) -> str | None:
                     factor, u = _speed_unit(unit)
                     stated = _num(r"(-?\d+(?:\.\d+)?) " + re.escape(u), text)
                     if not near(stated, exp[stat] * factor, 1):
@@ -217,7 +241,15 @@ def build_cases(samples: Path, faults: dict[str, tuple[float, float]]) -> list[C
 
                 add(q, vehicle, f"speed {stat}", check)
 
-        steer = {"max": ["what was the largest steering angle{w}", "maximum steering wheel angle{w}", "highest steering angle{w}"], "min": ["lowest steering angle{w}", "minimum steering angle{w}"], "mean": ["average steering angle{w}", "what was the mean steering wheel angle{w}"]}
+        steer = {
+            "max": [
+                "what was the largest steering angle{w}",
+                "maximum steering wheel angle{w}",
+                "highest steering angle{w}",
+            ],
+            "min": ["lowest steering angle{w}", "minimum steering angle{w}"],
+            "mean": ["average steering angle{w}", "what was the mean steering wheel angle{w}"],
+        }
         for stat, phrasings in steer.items():
             for i, (wtext, lo, hi) in enumerate(windows[:6]):
                 q = phrasings[i % len(phrasings)].format(w=wtext)
@@ -226,7 +258,9 @@ def build_cases(samples: Path, faults: dict[str, tuple[float, float]]) -> list[C
 
                 def check_s(text: str, exp: dict[str, float] = exp, stat: str = stat) -> str | None:
                     stated = _num(r"(-?\d+\.\d)°", text)
-                    return None if near(stated, exp[stat], 1) else f"stated {stated}°, expected {exp[stat]:.1f}"
+                    return (
+                        None if near(stated, exp[stat], 1) else f"stated {stated}°, expected {exp[stat]:.1f}"
+                    )
 
                 add(q, vehicle, f"steering {stat}", check_s)
 
@@ -235,23 +269,49 @@ def build_cases(samples: Path, faults: dict[str, tuple[float, float]]) -> list[C
             lo2, hi2 = window(raw, lo, hi)
             exp = stats(raw, extra, lo2, hi2)
             if extra == "altitude":
-                q = ["what was the highest elevation{w}", "maximum altitude{w}", "how high above sea level did I get{w}", "highest altitude{w}", "peak elevation{w}"][i].format(w=wtext)
+                q = [
+                    "what was the highest elevation{w}",
+                    "maximum altitude{w}",
+                    "how high above sea level did I get{w}",
+                    "highest altitude{w}",
+                    "peak elevation{w}",
+                ][i].format(w=wtext)
 
                 def check_a(text: str, exp: dict[str, float] = exp) -> str | None:
                     stated = _num(r"(-?\d+\.\d) m\b", text)
-                    return None if near(stated, exp["max"], 1) else f"stated {stated} m, expected {exp['max']:.1f}"
+                    return (
+                        None
+                        if near(stated, exp["max"], 1)
+                        else f"stated {stated} m, expected {exp['max']:.1f}"
+                    )
 
                 add(q, vehicle, "altitude max", check_a)
             else:
-                q = ["what was the highest steering torque{w}", "max torque on the steering wheel{w}", "peak steering effort{w}", "largest steering torque{w}", "maximum torque{w}"][i].format(w=wtext)
+                q = [
+                    "what was the highest steering torque{w}",
+                    "max torque on the steering wheel{w}",
+                    "peak steering effort{w}",
+                    "largest steering torque{w}",
+                    "maximum torque{w}",
+                ][i].format(w=wtext)
 
                 def check_t(text: str, exp: dict[str, float] = exp) -> str | None:
                     stated = _num(r"(-?\d+\.\d+) N m", text)
-                    return None if near(stated, exp["max"], 2) else f"stated {stated} N m, expected {exp['max']:.2f}"
+                    return (
+                        None
+                        if near(stated, exp["max"], 2)
+                        else f"stated {stated} N m, expected {exp['max']:.2f}"
+                    )
 
                 add(q, vehicle, "torque max", check_t)
 
-        dist_phr = ["how far did I drive{w}", "what distance did I cover{w}", "how many kilometers did I drive{w}", "how far did we travel{w}", "distance driven{w}"]
+        dist_phr = [
+            "how far did I drive{w}",
+            "what distance did I cover{w}",
+            "how many kilometers did I drive{w}",
+            "how far did we travel{w}",
+            "distance driven{w}",
+        ]
         for i, (wtext, lo, hi) in enumerate(windows):
             lo2, hi2 = window(raw, lo, hi)
             exp_d = distance(raw, lo2, hi2)
@@ -265,9 +325,9 @@ def build_cases(samples: Path, faults: dict[str, tuple[float, float]]) -> list[C
 
         s = raws[vehicle].signals["speed"][1]
         thresholds = [float(np.percentile(s * 3.6, p)) for p in (20, 50, 80)]
-        for j, thr in enumerate(thresholds):
+        for _j, thr in enumerate(thresholds):
             thr_i = round(thr)
-            for k, (phr, above, unit) in enumerate(
+            for _k, (phr, above, unit) in enumerate(
                 [
                     ("how long was I above {x} km/h", True, "km/h"),
                     ("for how long did I drive faster than {x} km/h", True, "km/h"),
@@ -292,7 +352,13 @@ def build_cases(samples: Path, faults: dict[str, tuple[float, float]]) -> list[C
                 add(q, vehicle, "threshold", check_th)
 
         dec, t_dec = strongest_deceleration(raw)
-        for q in ["did I brake hard", "any hard braking on my last drive", "were there any harsh braking events", "did I slam on the brakes", "how many times did I brake hard"]:
+        for q in [
+            "did I brake hard",
+            "any hard braking on my last drive",
+            "were there any harsh braking events",
+            "did I slam on the brakes",
+            "how many times did I brake hard",
+        ]:
 
             def check_b(text: str, dec: float = dec, raw: Raw = raw, t_dec: float = t_dec) -> str | None:
                 if dec > -3.0 and not text.startswith("No hard braking"):
@@ -300,10 +366,18 @@ def build_cases(samples: Path, faults: dict[str, tuple[float, float]]) -> list[C
                 stated = _num(r"deceleration was (-?\d+\.\d+) m/s²", text)
                 if not near(stated, dec, 2):
                     return f"strongest deceleration {stated}, expected {dec:.2f}"
-                return None if clock_near(text, raw, t_dec) or raw.tz is None and "s into the drive" in text else "time of the strongest deceleration wrong"
+                return (
+                    None
+                    if clock_near(text, raw, t_dec) or (raw.tz is None and "s into the drive" in text)
+                    else "time of the strongest deceleration wrong"
+                )
 
             add(q, vehicle, "events", check_b)
-        for q in ["what was the hardest braking", "when did I brake the hardest", "strongest braking on the drive"]:
+        for q in [
+            "what was the hardest braking",
+            "when did I brake the hardest",
+            "strongest braking on the drive",
+        ]:
 
             def check_hb(text: str, dec: float = dec) -> str | None:
                 stated = _num(r"(-?\d+\.\d+) m/s²", text)
@@ -311,7 +385,13 @@ def build_cases(samples: Path, faults: dict[str, tuple[float, float]]) -> list[C
 
             add(q, vehicle, "hardest braking", check_hb)
 
-        for q in ["summarise this trip", "give me a recap of my drive", "how was my drive", "trip summary please", "tell me about the drive"]:
+        for q in [
+            "summarise this trip",
+            "give me a recap of my drive",
+            "how was my drive",
+            "trip summary please",
+            "tell me about the drive",
+        ]:
             exp_dist = distance(raw, 0.0, raw.duration_s)
             exp_top = stats(raw, "speed", 0.0, raw.duration_s)["max"]
 
@@ -320,22 +400,52 @@ def build_cases(samples: Path, faults: dict[str, tuple[float, float]]) -> list[C
                 if not near(stated, exp_dist, 0):
                     return f"distance {stated}, expected {exp_dist:.0f}"
                 top = _num(r"top speed (\d+\.\d) km/h", text)
-                return None if near(top, exp_top * 3.6, 1) else f"top speed {top}, expected {exp_top * 3.6:.1f}"
+                return (
+                    None if near(top, exp_top * 3.6, 1) else f"top speed {top}, expected {exp_top * 3.6:.1f}"
+                )
 
             add(q, vehicle, "trip", check_trip)
 
-        for q in ["is the steering angle sensor healthy", "is the speed sensor working properly", "any dropouts in the steering signal", "is the steering sensor frozen"]:
+        for q in [
+            "is the steering angle sensor healthy",
+            "is the speed sensor working properly",
+            "any dropouts in the steering signal",
+            "is the steering sensor frozen",
+        ]:
 
             def check_h(text: str) -> str | None:
-                return None if "looks healthy" in text and "0 dropouts" in text else "expected a healthy signal"
+                return (
+                    None if "looks healthy" in text and "0 dropouts" in text else "expected a healthy signal"
+                )
 
             add(q, vehicle, "health", check_h)
 
-        for q in ["what's the tyre pressure", "how much fuel is left", "what is the battery charge", "what song was playing", "what's the outside temperature", "who was driving"]:
-            add(q, vehicle, "unanswerable", lambda text: None if text.startswith("I can't tell that from this vehicle's data") else "expected a refusal")
+        for q in [
+            "what's the tyre pressure",
+            "how much fuel is left",
+            "what is the battery charge",
+            "what song was playing",
+            "what's the outside temperature",
+            "who was driving",
+        ]:
+            add(
+                q,
+                vehicle,
+                "unanswerable",
+                lambda text: (
+                    None
+                    if text.startswith("I can't tell that from this vehicle's data")
+                    else "expected a refusal"
+                ),
+            )
 
     # the faulty vehicle: injected faults the answers must find
-    for q in ["is the steering angle sensor healthy", "any dropouts in the steering signal", "is the steering sensor frozen", "is the steering wheel angle working properly"]:
+    for q in [
+        "is the steering angle sensor healthy",
+        "any dropouts in the steering signal",
+        "is the steering sensor frozen",
+        "is the steering wheel angle working properly",
+    ]:
 
         def check_f(text: str) -> str | None:
             if "steering-wheel angle signal looks faulty" not in text:
@@ -343,11 +453,41 @@ def build_cases(samples: Path, faults: dict[str, tuple[float, float]]) -> list[C
             if "1 dropouts" not in text:
                 return "expected exactly 1 dropout"
             frozen = _num(r"(\d+\.\d) s frozen", text)
-            return None if frozen is not None and abs(frozen - (faults["frozen"][1] - faults["frozen"][0])) <= 0.5 else f"frozen {frozen} s"
+            return (
+                None
+                if frozen is not None and abs(frozen - (faults["frozen"][1] - faults["frozen"][0])) <= 0.5
+                else f"frozen {frozen} s"
+            )
 
         add(q, "faulty", "health faulty", check_f)
-    for q in ["is the speed sensor healthy", "any problems with the speed signal", "is the speedometer reliable"]:
-        add(q, "faulty", "health faulty", lambda text: None if "speed signal looks faulty" in text and "1 out-of-range values" in text else "expected 1 out-of-range speed value")
-    for q in ["did any CAN messages stop", "are there CAN messages that stopped or changed rate", "check the CAN bus messages"]:
-        add(q, "faulty", "can", lambda text: None if re.search(r"\b1 stopped\b", text) and f"address {faults['can'][1]} " in text else "expected the stopped CAN message")
+    for q in [
+        "is the speed sensor healthy",
+        "any problems with the speed signal",
+        "is the speedometer reliable",
+    ]:
+        add(
+            q,
+            "faulty",
+            "health faulty",
+            lambda text: (
+                None
+                if "speed signal looks faulty" in text and "1 out-of-range values" in text
+                else "expected 1 out-of-range speed value"
+            ),
+        )
+    for q in [
+        "did any CAN messages stop",
+        "are there CAN messages that stopped or changed rate",
+        "check the CAN bus messages",
+    ]:
+        add(
+            q,
+            "faulty",
+            "can",
+            lambda text: (
+                None
+                if re.search(r"\b1 stopped\b", text) and f"address {faults['can'][1]} " in text
+                else "expected the stopped CAN message"
+            ),
+        )
     return cases

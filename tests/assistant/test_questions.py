@@ -9,9 +9,9 @@ from __future__ import annotations
 from collections import Counter
 
 import pytest
-from conftest import FAULT_FROZEN_S, SampleLake
 from question_set import Case, build_cases
 
+from conftest import FAULT_FROZEN_S, SampleLake
 from datadrive.assistant import Assistant, load_vehicle
 
 
@@ -23,7 +23,11 @@ def cases(samples, sample_lake: SampleLake) -> list[Case]:  # type: ignore[no-un
 def test_question_set(sample_lake: SampleLake, cases: list[Case]) -> None:
     lake = sample_lake.lake()
     snap = lake.snapshot("eu-central")
-    vehicles = {"comma": sample_lake.comma_vehicle, "udacity": sample_lake.udacity_vehicle, "faulty": sample_lake.faulty_vehicle}
+    vehicles = {
+        "comma": sample_lake.comma_vehicle,
+        "udacity": sample_lake.udacity_vehicle,
+        "faulty": sample_lake.faulty_vehicle,
+    }
     assistants = {k: Assistant(load_vehicle(snap, v), lake=lake, store=False) for k, v in vehicles.items()}
     assert len(cases) >= 200
     assert len({c.question for c in cases}) >= 120  # varied phrasings, not one template repeated
@@ -39,6 +43,8 @@ def test_question_set(sample_lake: SampleLake, cases: list[Case]) -> None:
         if problem is not None:
             wrong.append(f"[{case.vehicle}] {case.question!r}: {problem}\n    {answer.text.splitlines()[0]}")
     share = 1 - len(wrong) / len(cases)
-    print(f"\nquestion set: {len(cases)} questions, {share:.1%} with the right facts; families {dict(families)}")
+    print(
+        f"\nquestion set: {len(cases)} questions, {share:.1%} with the right facts; families {dict(families)}"
+    )
     assert not ungrounded, "answers stating numbers no tool returned:\n" + "\n".join(ungrounded)
     assert share >= 0.98, f"{len(wrong)} of {len(cases)} wrong:\n" + "\n".join(wrong)

@@ -24,7 +24,7 @@ import json
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -40,7 +40,7 @@ from datadrive.assistant.vehicle import Drive, VehicleLogs
 from datadrive.errors import AssistantError, EndpointError, UnknownPlaceError
 from datadrive.lake import Lake
 
-__all__ = ["Answer", "Assistant", "TOOL_SCHEMAS"]
+__all__ = ["TOOL_SCHEMAS", "Answer", "Assistant"]
 
 
 @dataclass(frozen=True)
@@ -94,7 +94,10 @@ class Answer:
 
 
 _Q = sorted(QUANTITIES)
-_TIME = {"type": ["number", "string"], "description": "seconds into the drive, or a local time of day HH:MM or HH:MM:SS"}
+_TIME = {
+    "type": ["number", "string"],
+    "description": "seconds into the drive, or a local time of day HH:MM or HH:MM:SS",
+}
 TOOL_SCHEMAS: list[dict[str, Any]] = [
     {
         "type": "function",
@@ -111,29 +114,63 @@ TOOL_SCHEMAS: list[dict[str, Any]] = [
             {"quantity": {"type": "string", "enum": _Q}, "start": _TIME, "end": _TIME},
             ["quantity"],
         ),
-        ("value_at", "A quantity's value at a moment.", {"quantity": {"type": "string", "enum": _Q}, "time": _TIME}, ["quantity", "time"]),
+        (
+            "value_at",
+            "A quantity's value at a moment.",
+            {"quantity": {"type": "string", "enum": _Q}, "time": _TIME},
+            ["quantity", "time"],
+        ),
         (
             "threshold_time",
             "How long a quantity was above (or below) a threshold given in SI units (speed in m/s).",
-            {"quantity": {"type": "string", "enum": _Q}, "threshold": {"type": "number"}, "above": {"type": "boolean"}, "start": _TIME, "end": _TIME},
+            {
+                "quantity": {"type": "string", "enum": _Q},
+                "threshold": {"type": "number"},
+                "above": {"type": "boolean"},
+                "start": _TIME,
+                "end": _TIME,
+            },
             ["quantity", "threshold"],
         ),
         ("distance", "Distance driven over the drive or a window.", {"start": _TIME, "end": _TIME}, []),
         ("trip_summary", "Distance, duration, speeds, stops and harsh events of the drive.", {}, []),
         (
             "harsh_events",
-            "Hard braking, hard acceleration and sharp turns (documented thresholds) in the drive or a window.",
-            {"kind": {"type": "string", "enum": ["hard_brake", "hard_acceleration", "sharp_turn"]}, "start": _TIME, "end": _TIME},
+            "Hard braking, hard acceleration and sharp turns "
+            "(documented thresholds) in the drive or a window.",
+            {
+                "kind": {"type": "string", "enum": ["hard_brake", "hard_acceleration", "sharp_turn"]},
+                "start": _TIME,
+                "end": _TIME,
+            },
             [],
         ),
-        ("braking_near", "The strongest braking near a time and what radar and steering showed.", {"time": _TIME}, ["time"]),
-        ("signal_health", "Dropouts, frozen values, out-of-range values, rate anomalies of a signal.", {"quantity": {"type": "string", "enum": _Q}}, ["quantity"]),
+        (
+            "braking_near",
+            "The strongest braking near a time and what radar and steering showed.",
+            {"time": _TIME},
+            ["time"],
+        ),
+        (
+            "signal_health",
+            "Dropouts, frozen values, out-of-range values, rate anomalies of a signal.",
+            {"quantity": {"type": "string", "enum": _Q}},
+            ["quantity"],
+        ),
         ("can_health", "Raw CAN messages that stopped or changed rate.", {}, []),
-        ("route", "A route through places (names, addresses, points of interest), with ETAs.", {"places": {"type": "array", "items": {"type": "string"}}}, ["places"]),
+        (
+            "route",
+            "A route through places (names, addresses, points of interest), with ETAs.",
+            {"places": {"type": "array", "items": {"type": "string"}}},
+            ["places"],
+        ),
         (
             "pois",
             "Points of interest (fuel, charging, parking, food) along a route or near a place.",
-            {"places": {"type": "array", "items": {"type": "string"}}, "category": {"type": "string", "enum": ["fuel", "charging", "parking", "food"]}},
+            {
+                "places": {"type": "array", "items": {"type": "string"}},
+                "category": {"type": "string", "enum": ["fuel", "charging", "parking", "food"]},
+            },
             ["places", "category"],
         ),
     )
@@ -142,7 +179,8 @@ TOOL_SCHEMAS: list[dict[str, Any]] = [
 _SYSTEM = (
     "You are the in-car assistant of a vehicle. Answer only from the tools' results: never state a number, "
     "time or place that a tool did not return. Call tools to get facts, then answer in one or two sentences, "
-    "citing the signal and time window. Speeds from tools are in m/s (you may convert to km/h by multiplying by 3.6). "
+    "citing the signal and time window. Speeds from tools are "
+    "in m/s (you may convert to km/h by multiplying by 3.6). "
     "If no tool can answer, say you can't tell from the vehicle's data."
 )
 
@@ -177,7 +215,9 @@ class Assistant:
         self.lake = lake
         self._clock = clock
         self._conversations = (
-            ConversationStore(lake, logs.region, logs.vehicle) if store and lake is not None and logs is not None else None
+            ConversationStore(lake, logs.region, logs.vehicle)
+            if store and lake is not None and logs is not None
+            else None
         )
         if model is not None and logs is not None:
             self._authorize(model)
@@ -189,15 +229,21 @@ class Assistant:
             return  # runs in this process, in the data's region
         if self.lake is None:
             raise AssistantError(
-                f"model {model.name} runs in {model.region}; sending vehicle data to it needs the lake to judge the transfer"
+                f"model {model.name} runs in {model.region}; sending "
+                "vehicle data to it needs the lake to judge the transfer"
             )
         self.lake.authorize_transfer(
-            self.logs.region, model.region, f"assistant context (vehicle data) for model endpoint {model.name}", kind="raw"
+            self.logs.region,
+            model.region,
+            f"assistant context (vehicle data) for model endpoint {model.name}",
+            kind="raw",
         )
 
     # ------------------------------------------------------------------ asking
 
-    def ask(self, question: str, *, conversation_id: str | None = None, drive: str | int | None = None) -> Answer:
+    def ask(
+        self, question: str, *, conversation_id: str | None = None, drive: str | int | None = None
+    ) -> Answer:
         """Answer one question (see the module doc)."""
         t0 = time.perf_counter()
         intent = parse_question(question)
@@ -234,15 +280,34 @@ class Assistant:
             which = "last"
         return self.logs.drive(which)
 
-    def _result(self, question: str, intent: Intent, text: str, results: Sequence[ToolResult], answered: bool, backend: str, notes: list[str], drive: Drive | None) -> Answer:
+    def _result(
+        self,
+        question: str,
+        intent: Intent,
+        text: str,
+        results: Sequence[ToolResult],
+        answered: bool,
+        backend: str,
+        notes: list[str],
+        drive: Drive | None,
+    ) -> Answer:
         clocks = []
         if drive is not None:
-            times = [f.t_s for r in results for f in list(r.facts.values()) + [x for it in r.items for x in it.values()] if f.t_s is not None]
+            times = [
+                f.t_s
+                for r in results
+                for f in list(r.facts.values()) + [x for it in r.items for x in it.values()]
+                if f.t_s is not None
+            ]
             times += [t for r in results for e in r.evidence for t in (e.t0_s, e.t1_s)]
             times += [0.0, drive.duration_s]
             clocks = [c for c in (drive.clock(t) for t in times) if c is not None]
-        qclock = [r.seconds for r in (intent.start, intent.end, intent.point) if r is not None and r.kind == "clock"]
-        check = check_numbers(text, results, question_numbers=intent.numbers, clock_times=clocks, question_clock_s=qclock)
+        qclock = [
+            r.seconds for r in (intent.start, intent.end, intent.point) if r is not None and r.kind == "clock"
+        ]
+        check = check_numbers(
+            text, results, question_numbers=intent.numbers, clock_times=clocks, question_clock_s=qclock
+        )
         return Answer(
             question,
             text,
@@ -257,17 +322,36 @@ class Assistant:
             self.logs.lake_version if self.logs else None,
         )
 
-    def _ask_offline(self, question: str, intent: Intent, drive_sel: str | int | None, notes: list[str]) -> Answer:
+    def _ask_offline(
+        self, question: str, intent: Intent, drive_sel: str | int | None, notes: list[str]
+    ) -> Answer:
         if intent.kind in ("route", "pois"):
             return self._travel(question, intent, notes)
         if intent.kind == "capabilities":
-            return self._result(question, intent, "I can answer: " + "; ".join(CAPABILITIES) + ".", [], True, "offline", notes, None)
+            return self._result(
+                question,
+                intent,
+                "I can answer: " + "; ".join(CAPABILITIES) + ".",
+                [],
+                True,
+                "offline",
+                notes,
+                None,
+            )
         if self.logs is None:
-            text = "I have no vehicle data to answer that from (no vehicle selected). " + unanswerable(intent, None)
+            text = "I have no vehicle data to answer that from (no vehicle selected). " + unanswerable(
+                intent, None
+            )
             return self._result(question, intent, text, [], False, "offline", notes, None)
         if intent.kind == "drives":
-            lines = [f"- `{d.drive_id}` ({d.source}), {genius.when(d, 0.0)}: {d.duration_s:.1f} s" for d in self.logs.drives]
-            text = f"Vehicle `{self.logs.vehicle}` has {len(self.logs.drives)} drives in region {self.logs.region}:\n" + "\n".join(lines)
+            lines = [
+                f"- `{d.drive_id}` ({d.source}), {genius.when(d, 0.0)}: {d.duration_s:.1f} s"
+                for d in self.logs.drives
+            ]
+            text = (
+                f"Vehicle `{self.logs.vehicle}` has {len(self.logs.drives)} "
+                f"drives in region {self.logs.region}:\n" + "\n".join(lines)
+            )
             return self._result(question, intent, text, [], True, "offline", notes, self.logs.drives[-1])
         drive = self._drive(intent, drive_sel)
         calls, why = plan(intent, drive)
@@ -275,7 +359,10 @@ class Assistant:
             if why == "outside":
                 c0, c1 = drive.clock(0.0), drive.clock(drive.duration_s)
                 span = f"{c0:%H:%M:%S} to {c1:%H:%M:%S}" if c0 and c1 else f"0 to {drive.duration_s:.1f} s"
-                text = f"I can't tell that from this vehicle's data: drive `{drive.drive_id}` ran from {span}, and the time you asked about is outside it."
+                text = (
+                    f"I can't tell that from this vehicle's data: drive `{drive.drive_id}` "
+                    f"ran from {span}, and the time you asked about is outside it."
+                )
             elif why:
                 text = f"I can't tell that from this vehicle's data: {why}."
             else:
@@ -314,7 +401,9 @@ class Assistant:
                 result = self.companion.pois(intent.places, intent.category)
                 text = self.companion.render_pois(result)
         except UnknownPlaceError as exc:
-            return self._result(question, intent, f"I can't plan that: {exc}.", [], False, "offline", notes, None)
+            return self._result(
+                question, intent, f"I can't plan that: {exc}.", [], False, "offline", notes, None
+            )
         return self._result(question, intent, text, [result], True, "offline", notes, None)
 
     # ------------------------------------------------------------------ with a model
@@ -340,7 +429,9 @@ class Assistant:
                 return float(parts[0])
             from datetime import time as dtime
 
-            clock = datetime.combine(datetime(2000, 1, 1).date(), dtime(parts[0] % 24, parts[1], parts[2] if len(parts) > 2 else 0))
+            clock = datetime.combine(
+                datetime(2000, 1, 1).date(), dtime(parts[0] % 24, parts[1], parts[2] if len(parts) > 2 else 0)
+            )
             placed = drive.t_of_clock(clock)
             if placed is None:
                 raise AssistantError("this drive has no wall-clock time; use seconds into the drive")
@@ -348,18 +439,29 @@ class Assistant:
 
         window = [t(args.get("start"), None), t(args.get("end"), None), ""]
         quantity = str(args.get("quantity", ""))
-        if name in ("signal_stats", "value_at", "threshold_time", "signal_health") and quantity not in QUANTITIES:
+        if (
+            name in ("signal_stats", "value_at", "threshold_time", "signal_health")
+            and quantity not in QUANTITIES
+        ):
             raise AssistantError(f"unknown quantity {quantity!r}")
         call = {
             "signal_stats": lambda: ToolCall("signal_stats", {"quantity": quantity, "window": window}),
             "value_at": lambda: ToolCall("value_at", {"quantity": quantity, "t_s": t(args.get("time"), 0.0)}),
             "threshold_time": lambda: ToolCall(
-                "threshold_time", {"quantity": quantity, "threshold": float(args["threshold"]), "above": bool(args.get("above", True)), "window": window}
+                "threshold_time",
+                {
+                    "quantity": quantity,
+                    "threshold": float(args["threshold"]),
+                    "above": bool(args.get("above", True)),
+                    "window": window,
+                },
             ),
             "distance": lambda: ToolCall("distance", {"window": window}),
             "trip_summary": lambda: ToolCall("trip_summary"),
             "harsh_events": lambda: ToolCall("harsh_events", {"kind": args.get("kind"), "window": window}),
-            "braking_near": lambda: ToolCall("braking_near", {"t_s": t(args.get("time"), 0.0), "radius_s": 30.0}),
+            "braking_near": lambda: ToolCall(
+                "braking_near", {"t_s": t(args.get("time"), 0.0), "radius_s": 30.0}
+            ),
             "signal_health": lambda: ToolCall("signal_health", {"quantity": quantity}),
             "can_health": lambda: ToolCall("can_health"),
         }.get(name)
@@ -367,13 +469,17 @@ class Assistant:
             raise AssistantError(f"no tool called {name!r}")
         return run_tool(call(), drive)
 
-    def _ask_model(self, question: str, intent: Intent, drive_sel: str | int | None, notes: list[str]) -> Answer:
+    def _ask_model(
+        self, question: str, intent: Intent, drive_sel: str | int | None, notes: list[str]
+    ) -> Answer:
         assert self.model is not None
         drive = self._drive(intent, drive_sel) if self.logs is not None else None
         context = ""
         if drive is not None:
             c0 = drive.clock(0.0)
-            context = f" The drive is `{drive.drive_id}`, {drive.duration_s:.1f} s long" + (f", starting at {c0:%H:%M:%S} local time." if c0 else ".")
+            context = f" The drive is `{drive.drive_id}`, {drive.duration_s:.1f} s long" + (
+                f", starting at {c0:%H:%M:%S} local time." if c0 else "."
+            )
         messages: list[dict[str, Any]] = [
             {"role": "system", "content": _SYSTEM + context},
             {"role": "user", "content": question},
@@ -381,6 +487,22 @@ class Assistant:
         results: list[ToolResult] = []
         rounds = getattr(getattr(self.model, "config", None), "max_rounds", 4)
         reply: ChatReply | None = None
+        if not getattr(self.model, "chooses_tools", True):
+            # a small local model only phrases: the offline parser chooses and runs the tools
+            offline = self._ask_offline(question, intent, drive_sel, [])
+            if not offline.results:
+                return offline
+            results = list(offline.results)
+            messages.append(
+                {
+                    "role": "user",
+                    "content": "Tool results:\n"
+                    + json.dumps([r.to_json() for r in results], default=str)[:6000]
+                    + "\nAnswer the question in one sentence using only these numbers.",
+                }
+            )
+            rounds = -1
+            reply = self.model.complete(messages, [])
         for _ in range(rounds + 1):
             reply = self.model.complete(messages, TOOL_SCHEMAS)
             if not reply.tool_calls:
@@ -390,7 +512,11 @@ class Assistant:
                     "role": "assistant",
                     "content": reply.content or None,
                     "tool_calls": [
-                        {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": json.dumps(c.arguments)}}
+                        {
+                            "id": c.id,
+                            "type": "function",
+                            "function": {"name": c.name, "arguments": json.dumps(c.arguments)},
+                        }
                         for c in reply.tool_calls
                     ],
                 }
@@ -407,11 +533,15 @@ class Assistant:
         backend = f"model:{self.model.name}"
         if reply.tool_calls or not reply.content.strip():
             raise EndpointError(f"model {self.model.name} gave no final answer")
-        answer = self._result(question, intent, reply.content.strip(), results, bool(results), backend, notes, drive)
+        answer = self._result(
+            question, intent, reply.content.strip(), results, bool(results), backend, notes, drive
+        )
         if answer.check.ok and results:
             return answer
         reason = (
-            f"stated numbers no tool returned ({', '.join(answer.check.ungrounded)})" if not answer.check.ok else "called no tool"
+            f"stated numbers no tool returned ({', '.join(answer.check.ungrounded)})"
+            if not answer.check.ok
+            else "called no tool"
         )
         notes.append(f"the model's answer {reason}; replaced by the checked offline answer")
         offline = self._ask_offline(question, intent, drive_sel, notes)

@@ -67,7 +67,8 @@ class TravelCompanion:
         """
         if len(names) < 2:
             raise UnknownPlaceError(
-                "say where from and where to (\"route from Kauppatori to Hakaniemi\"), or several stops with 'via'"
+                'say where from and where to ("route from Kauppatori '
+                "to Hakaniemi\"), or several stops with 'via'"
             )
         stops = self.locate(names)
         route = self.router.route(stops)
@@ -76,7 +77,9 @@ class TravelCompanion:
             "limit_time": Fact(route.limit_time_s, "s"),
             "fleet_time": Fact(route.fleet_time_s, "s"),
             "fleet_length": Fact(route.fleet_length_m, "m"),
-            "fleet_share": Fact(route.fleet_length_m / route.length_m if route.length_m > 0 else 0.0, "ratio"),
+            "fleet_share": Fact(
+                route.fleet_length_m / route.length_m if route.length_m > 0 else 0.0, "ratio"
+            ),
             "stops": Fact(len(stops), "count"),
         }
         items = []
@@ -116,7 +119,9 @@ class TravelCompanion:
                     "fleet",
                     0.0,
                     route.fleet_time_s,
-                    int(np.count_nonzero(np.isfinite(self.router.fleet.speed_mps[route.edges]))) if self.router.fleet else 0,
+                    int(np.count_nonzero(np.isfinite(self.router.fleet.speed_mps[route.edges])))
+                    if self.router.fleet
+                    else 0,
                 )
             )
         result = ToolResult(
@@ -137,9 +142,22 @@ class TravelCompanion:
         elif len(names) == 1:
             stop = self.locate(names)[0]
             node, _ = self.graph.nearest_node(np.array([stop.xy_m]))
-            route = Route((stop, stop), node, np.zeros(0, dtype=np.int64), np.array([0, 0]), 0.0, 0.0, 0.0, 0.0, "time", np.zeros(2))
+            route = Route(
+                (stop, stop),
+                node,
+                np.zeros(0, dtype=np.int64),
+                np.array([0, 0]),
+                0.0,
+                0.0,
+                0.0,
+                0.0,
+                "time",
+                np.zeros(2),
+            )
         else:
-            raise UnknownPlaceError("say which route or place to search along (\"charging on the way from A to B\")")
+            raise UnknownPlaceError(
+                'say which route or place to search along ("charging on the way from A to B")'
+            )
         hits = pois_along(route, self.graph, self.places, category, max_distance_m=max_distance_m)
         items = []
         for h in hits:
@@ -161,20 +179,26 @@ class TravelCompanion:
         }
         ev = (
             Evidence(
-                f"{self.source.name}: amenity in {sorted(POI_CATEGORIES[category])} within {max_distance_m:g} m of the route",
+                f"{self.source.name}: amenity in {sorted(POI_CATEGORIES[category])} "
+                f"within {max_distance_m:g} m of the route",
                 "map",
                 0.0,
                 0.0,
                 len(hits),
             ),
         )
-        return ToolResult("pois", {"places": list(names), "category": category}, True, facts, ev, items=tuple(items))
+        return ToolResult(
+            "pois", {"places": list(names), "category": category}, True, facts, ev, items=tuple(items)
+        )
 
     def render_route(self, r: ToolResult) -> str:
         stops = [str(i["name"].value) for i in r.items]
         length = float(r.fact("length"))
         t_lim = float(r.fact("limit_time"))
-        text = f"Route {' → '.join(stops)}: {length / 1000:.2f} km, {r.message}. ETA at the speed limits: {t_lim / 60:.1f} min."
+        text = (
+            f"Route {' → '.join(stops)}: {length / 1000:.2f} km, "
+            f"{r.message}. ETA at the speed limits: {t_lim / 60:.1f} min."
+        )
         share = float(r.fact("fleet_share"))
         if share > 0:
             text += (
@@ -184,10 +208,16 @@ class TravelCompanion:
         else:
             text += " The lake has no fleet speeds on this route."
         crs = self.publisher.crs
-        text += "\nStops (" + crs + "):\n" + "\n".join(
-            f"- {i['name'].value} ({i['kind'].value}) at {float(i['lat'].value or 0.0):.5f}, {float(i['lon'].value or 0.0):.5f}"
-            + (f", leg {float(i['leg_length'].value or 0.0) / 1000:.2f} km" if "leg_length" in i else "")
-            for i in r.items
+        text += (
+            "\nStops ("
+            + crs
+            + "):\n"
+            + "\n".join(
+                f"- {i['name'].value} ({i['kind'].value}) at "
+                f"{float(i['lat'].value or 0.0):.5f}, {float(i['lon'].value or 0.0):.5f}"
+                + (f", leg {float(i['leg_length'].value or 0.0) / 1000:.2f} km" if "leg_length" in i else "")
+                for i in r.items
+            )
         )
         text += "\nEvidence:\n" + "\n".join(f"- {e.what}" for e in r.evidence)
         return text
@@ -204,10 +234,19 @@ class TravelCompanion:
             )
         crs = self.publisher.crs
         lines = [
-            f"- {i['name'].value} ({i['kind'].value}), {float(i['distance'].value or 0.0):.0f} m off the route"
-            + (f", {float(i['along'].value or 0.0) / 1000:.2f} km along it" if len(r.args["places"]) >= 2 else "")
+            f"- {i['name'].value} ({i['kind'].value}), "
+            f"{float(i['distance'].value or 0.0):.0f} m off the route"
+            + (
+                f", {float(i['along'].value or 0.0) / 1000:.2f} km along it"
+                if len(r.args["places"]) >= 2
+                else ""
+            )
             + f", at {float(i['lat'].value or 0.0):.5f}, {float(i['lon'].value or 0.0):.5f}"
             for i in r.items[:10]
         ]
-        more = f" (the first 10 listed)" if n > 10 else ""
-        return f"{n} {category} places within {maxd:.0f} m {where}{more}, coordinates in {crs}:\n" + "\n".join(lines) + f"\nEvidence:\n- {r.evidence[0].what}"
+        more = " (the first 10 listed)" if n > 10 else ""
+        return (
+            f"{n} {category} places within {maxd:.0f} m {where}{more}, coordinates in {crs}:\n"
+            + "\n".join(lines)
+            + f"\nEvidence:\n- {r.evidence[0].what}"
+        )

@@ -83,7 +83,9 @@ class ConversationStore:
                 fh.write(old + line)
         except OSError as exc:
             raise StorageError(f"cannot store the conversation in region {self.region}: {exc}") from exc
-        self.lake.record(self.region, "converse", f"assistant conversation about vehicle {self.vehicle}", {"turns": 1})
+        self.lake.record(
+            self.region, "converse", f"assistant conversation about vehicle {self.vehicle}", {"turns": 1}
+        )
         return path
 
     def read(self, conversation_id: str) -> list[dict[str, Any]]:
@@ -114,5 +116,7 @@ def erase_vehicle_conversations(lake: Lake, region: str, vehicle: str) -> int:
             fs.delete_dir(store._folder)
         except OSError as exc:
             raise StorageError(f"cannot erase the conversations in region {region}: {exc}") from exc
-    lake.record(region, "erase", f"assistant conversations about vehicle {vehicle}", {"conversations": len(names)})
+    lake.record(
+        region, "erase", f"assistant conversations about vehicle {vehicle}", {"conversations": len(names)}
+    )
     return len(names)

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from datadrive.assistant import tools as T
+from datadrive.assistant import tools as T  # noqa: N812 (T for tools, as numpy is np)
 from datadrive.assistant.intents import Intent, TimeRef
 from datadrive.assistant.tools import QUANTITIES, ToolResult, Window
 from datadrive.assistant.vehicle import Drive, VehicleLogs
@@ -31,8 +31,10 @@ CAPABILITIES = (
     "how far and how long you drove, and how long you were above or below a speed",
     "a trip summary: distance, duration, speeds, stops, harsh events",
     "harsh events: hard braking, hard acceleration, sharp turns, and why the car braked around a time",
-    "sensor health: dropouts, frozen values, out-of-range values, rate anomalies; CAN messages that stop or change rate",
-    "routes between places, addresses and points of interest on the map, with ETAs, and fuel, charging, parking or food along the way",
+    "sensor health: dropouts, frozen values, out-of-range values, "
+    "rate anomalies; CAN messages that stop or change rate",
+    "routes between places, addresses and points of interest on the "
+    "map, with ETAs, and fuel, charging, parking or food along the way",
 )
 
 
@@ -85,7 +87,8 @@ def _window_of(intent: Intent, drive: Drive) -> tuple[Window | None, str]:
     else:
         lo = place(intent.start) if intent.start is not None else 0.0
         hi = place(intent.end) if intent.end is not None else dur
-        assert lo is not None and hi is not None
+        assert lo is not None
+        assert hi is not None
         label = ""
     if hi < 0 or lo > dur:
         return None, "outside"
@@ -102,11 +105,19 @@ def plan(intent: Intent, drive: Drive) -> tuple[list[ToolCall], str]:
     if k == "stat" and intent.quantity:
         return [ToolCall("signal_stats", {"quantity": intent.quantity, "window": w})], ""
     if k == "value_at" and intent.quantity:
-        assert window.t0_s is not None and window.t1_s is not None
-        return [ToolCall("value_at", {"quantity": intent.quantity, "t_s": (window.t0_s + window.t1_s) / 2})], ""
+        assert window.t0_s is not None
+        assert window.t1_s is not None
+        return [
+            ToolCall("value_at", {"quantity": intent.quantity, "t_s": (window.t0_s + window.t1_s) / 2})
+        ], ""
     if k == "threshold" and intent.quantity and intent.threshold is not None:
         value = _to_si(intent.threshold, intent.threshold_unit, intent.quantity)
-        return [ToolCall("threshold_time", {"quantity": intent.quantity, "threshold": value, "above": intent.above, "window": w})], ""
+        return [
+            ToolCall(
+                "threshold_time",
+                {"quantity": intent.quantity, "threshold": value, "above": intent.above, "window": w},
+            )
+        ], ""
     if k == "distance":
         return [ToolCall("distance", {"window": w})], ""
     if k in ("duration", "trip"):
@@ -116,9 +127,12 @@ def plan(intent: Intent, drive: Drive) -> tuple[list[ToolCall], str]:
     if k == "brake_why":
         if window.whole:
             return [ToolCall("harsh_events", {"kind": "hard_brake", "window": w})], ""
-        assert window.t0_s is not None and window.t1_s is not None
+        assert window.t0_s is not None
+        assert window.t1_s is not None
         centre = (window.t0_s + window.t1_s) / 2
-        return [ToolCall("braking_near", {"t_s": centre, "radius_s": max(10.0, (window.t1_s - window.t0_s) / 2)})], ""
+        return [
+            ToolCall("braking_near", {"t_s": centre, "radius_s": max(10.0, (window.t1_s - window.t0_s) / 2)})
+        ], ""
     if k == "health":
         if intent.quantity:
             return [ToolCall("signal_health", {"quantity": intent.quantity})], ""
@@ -146,7 +160,9 @@ def run_tool(call: ToolCall, drive: Drive) -> ToolResult:
     if call.tool == "value_at":
         return T.value_at(drive, a["quantity"], float(a["t_s"]))
     if call.tool == "threshold_time":
-        return T.threshold_time(drive, a["quantity"], float(a["threshold"]), above=bool(a.get("above", True)), window=window)
+        return T.threshold_time(
+            drive, a["quantity"], float(a["threshold"]), above=bool(a.get("above", True)), window=window
+        )
     if call.tool == "distance":
         return T.distance(drive, window)
     if call.tool == "trip_summary":
@@ -261,9 +277,15 @@ def render(intent: Intent, calls: Sequence[ToolCall], results: Sequence[ToolResu
             f = r.facts[intent.stat]
             value = f.value if isinstance(f.value, float) else 0.0
             if intent.extra.get("as") == "braking":
-                head = f"The hardest braking {where} was {fmt_value(value, q.unit, pref)} at {when(drive, f.t_s)}."
+                head = (
+                    f"The hardest braking {where} was "
+                    f"{fmt_value(value, q.unit, pref)} at {when(drive, f.t_s)}."
+                )
             else:
-                head = f"The {_STAT_WORD[intent.stat]} {name} {where} was {fmt_value(value, q.unit, pref)}, at {when(drive, f.t_s)}."
+                head = (
+                    f"The {_STAT_WORD[intent.stat]} {name} {where} was "
+                    f"{fmt_value(value, q.unit, pref)}, at {when(drive, f.t_s)}."
+                )
         elif intent.stat == "mean":
             head = f"The average {name} {where} was {fmt_value(float(r.fact('mean')), q.unit, pref)}."
         else:
@@ -283,14 +305,27 @@ def render(intent: Intent, calls: Sequence[ToolCall], results: Sequence[ToolResu
         share = float(r.fact("share"))
         where = _window_phrase(r, drive, label)
         if intent.extra.get("as") == "stopped":
-            head = f"You were stopped (speed below {fmt_value(float(r.fact('threshold')), q.unit, 'm/s')}) for {fmt_value(secs, 's')} {where}, {share * 100:.0f}% of the time."
+            head = (
+                f"You were stopped (speed below {fmt_value(float(r.fact('threshold')), q.unit, 'm/s')}) "
+                f"for {fmt_value(secs, 's')} {where}, {share * 100:.0f}% of the time."
+            )
         else:
             word = "above" if r.args["above"] else "below"
-            thr = f"{intent.threshold:g} {intent.threshold_unit}".strip() if intent.threshold is not None else ""
-            head = f"The {q.label} was {word} {thr} for {fmt_value(secs, 's')} {where}, {share * 100:.0f}% of the time."
+            thr = (
+                f"{intent.threshold:g} {intent.threshold_unit}".strip()
+                if intent.threshold is not None
+                else ""
+            )
+            head = (
+                f"The {q.label} was {word} {thr} for {fmt_value(secs, 's')} "
+                f"{where}, {share * 100:.0f}% of the time."
+            )
     elif r.tool == "distance":
         where = _window_phrase(r, drive, label)
-        head = f"You drove {fmt_distance(float(r.fact('distance')), pref)} {where}, in {fmt_value(float(r.fact('duration')), 's')}."
+        head = (
+            f"You drove {fmt_distance(float(r.fact('distance')), pref)} "
+            f"{where}, in {fmt_value(float(r.fact('duration')), 's')}."
+        )
     elif r.tool == "trip_summary" and intent.kind == "duration":
         c0 = drive.clock(0.0)
         head = f"The drive lasted {fmt_value(float(r.fact('duration')), 's')}" + (
@@ -299,43 +334,75 @@ def render(intent: Intent, calls: Sequence[ToolCall], results: Sequence[ToolResu
     elif r.tool == "trip_summary":
         c0 = drive.clock(0.0)
         mx = r.facts["max_speed"]
-        start = f" on {c0:%Y-%m-%d} from {c0:%H:%M:%S} (UTC{c0:%z}"[:-2] + f":{c0:%z}"[-2:] + ")" if c0 is not None else ""
+        start = (
+            f" on {c0:%Y-%m-%d} from {c0:%H:%M:%S} (UTC{c0:%z}"[:-2] + f":{c0:%z}"[-2:] + ")"
+            if c0 is not None
+            else ""
+        )
         head = (
-            f"Drive `{drive.drive_id}`{start}: {fmt_distance(float(r.fact('distance')), pref)} in {fmt_value(float(r.fact('duration')), 's')}, "
-            f"average speed {fmt_speed(float(r.fact('mean_speed')), pref)}, top speed {fmt_speed(float(mx.value or 0.0), pref)} at {when(drive, mx.t_s)}, "
+            f"Drive `{drive.drive_id}`{start}: {fmt_distance(float(r.fact('distance')), pref)} "
+            f"in {fmt_value(float(r.fact('duration')), 's')}, "
+            f"average speed {fmt_speed(float(r.fact('mean_speed')), pref)}, top speed "
+            f"{fmt_speed(float(mx.value or 0.0), pref)} at {when(drive, mx.t_s)}, "
             f"{r.fact('stops')} stops, {r.fact('harsh_events')} harsh events "
-            f"({r.fact('hard_brakes')} hard braking, {r.fact('hard_accelerations')} hard acceleration, {r.fact('sharp_turns')} sharp turns)."
+            f"({r.fact('hard_brakes')} hard braking, {r.fact('hard_accelerations')} "
+            f"hard acceleration, {r.fact('sharp_turns')} sharp turns)."
         )
     elif r.tool == "harsh_events":
         kind = r.args.get("kind")
-        noun = {"hard_brake": "hard braking", "hard_acceleration": "hard acceleration", "sharp_turn": "sharp turns", None: "harsh events"}[kind]
+        noun = {
+            "hard_brake": "hard braking",
+            "hard_acceleration": "hard acceleration",
+            "sharp_turn": "sharp turns",
+            None: "harsh events",
+        }[kind]
         where = _window_phrase(r, drive, label)
         n = int(r.fact("count"))
         if n == 0:
             dec = r.facts.get("strongest_deceleration")
             acc = r.facts.get("strongest_acceleration")
-            head = f"No {noun} {where} (thresholds: braking at {T.HARSH_BRAKE_MPS2} m/s² or harder, acceleration at {T.HARSH_ACCEL_MPS2} m/s², turns at {T.SHARP_TURN_MPS2} m/s², each for {T.HARSH_MIN_DURATION_S} s)."
+            head = (
+                f"No {noun} {where} (thresholds: braking at "
+                f"{T.HARSH_BRAKE_MPS2} m/s² or harder, acceleration "
+                f"at {T.HARSH_ACCEL_MPS2} m/s², turns at {T.SHARP_TURN_MPS2} "
+                f"m/s², each for {T.HARSH_MIN_DURATION_S} s)."
+            )
             if dec is not None and kind in (None, "hard_brake"):
-                head += f" The strongest deceleration was {fmt_value(float(dec.value or 0.0), 'm/s^2')} at {when(drive, dec.t_s)}."
+                head += (
+                    " The strongest deceleration was "
+                    f"{fmt_value(float(dec.value or 0.0), 'm/s^2')} at {when(drive, dec.t_s)}."
+                )
             if acc is not None and kind == "hard_acceleration":
-                head += f" The strongest acceleration was {fmt_value(float(acc.value or 0.0), 'm/s^2')} at {when(drive, acc.t_s)}."
+                head += (
+                    " The strongest acceleration was "
+                    f"{fmt_value(float(acc.value or 0.0), 'm/s^2')} at {when(drive, acc.t_s)}."
+                )
         else:
             parts = []
             for item in r.items:
-                ev_label = {"hard_brake": "hard braking", "hard_acceleration": "hard acceleration", "sharp_turn": "sharp turn"}[str(item["kind"].value)]
+                ev_label = {
+                    "hard_brake": "hard braking",
+                    "hard_acceleration": "hard acceleration",
+                    "sharp_turn": "sharp turn",
+                }[str(item["kind"].value)]
                 parts.append(
-                    f"{ev_label} at {when(drive, item['start'].t_s)}, peak {fmt_value(float(item['peak'].value or 0.0), 'm/s^2')}, "
-                    f"from {fmt_speed(float(item['speed_before'].value or 0.0), pref)} to {fmt_speed(float(item['speed_after'].value or 0.0), pref)}"
+                    f"{ev_label} at {when(drive, item['start'].t_s)}, peak "
+                    f"{fmt_value(float(item['peak'].value or 0.0), 'm/s^2')}, "
+                    f"from {fmt_speed(float(item['speed_before'].value or 0.0), pref)} "
+                    f"to {fmt_speed(float(item['speed_after'].value or 0.0), pref)}"
                 )
             head = f"{n} {noun if n != 1 else noun.rstrip('s')} {where}: " + "; ".join(parts) + "."
     elif r.tool == "braking_near":
         pk = r.facts["peak_deceleration"]
         v0, v1 = r.facts["speed_before"], r.facts["speed_after"]
         harsh = r.fact("harsh") == "yes"
+        below = f"below the hard-braking threshold of {T.HARSH_BRAKE_MPS2} m/s²"
         head = (
-            f"The strongest braking near then was at {when(drive, pk.t_s)}: {fmt_value(float(pk.value or 0.0), 'm/s^2')} "
-            f"({'hard braking' if harsh else f'below the hard-braking threshold of {T.HARSH_BRAKE_MPS2} m/s²'}), "
-            f"slowing from {fmt_speed(float(v0.value or 0.0), pref)} to {fmt_speed(float(v1.value or 0.0), pref)} "
+            f"The strongest braking near then was at {when(drive, pk.t_s)}: "
+            f"{fmt_value(float(pk.value or 0.0), 'm/s^2')} "
+            f"({'hard braking' if harsh else below}), "
+            f"slowing from {fmt_speed(float(v0.value or 0.0), pref)} "
+            f"to {fmt_speed(float(v1.value or 0.0), pref)} "
             f"between {when(drive, v0.t_s)} and {when(drive, v1.t_s)}."
         )
         reasons = []
@@ -344,11 +411,18 @@ def render(intent: Intent, calls: Sequence[ToolCall], results: Sequence[ToolResu
             closing = float(rs.value or 0.0) < 0
             reasons.append(
                 f"the radar saw a vehicle {float(ld.value or 0.0):.1f} m ahead in the lane, "
-                + (f"closing at {abs(float(rs.value or 0.0)):.1f} m/s" if closing else f"moving away at {float(rs.value or 0.0):.1f} m/s")
+                + (
+                    f"closing at {abs(float(rs.value or 0.0)):.1f} m/s"
+                    if closing
+                    else f"moving away at {float(rs.value or 0.0):.1f} m/s"
+                )
             )
         if "max_abs_steering" in r.facts:
             st = float(r.fact("max_abs_steering"))
-            reasons.append(f"the steering-wheel angle stayed within {st:.1f}°" + (" (a turn)" if st > 30 else " (no turn)"))
+            reasons.append(
+                f"the steering-wheel angle stayed within {st:.1f}°"
+                + (" (a turn)" if st > 30 else " (no turn)")
+            )
         if r.fact("stopped") == "yes":
             reasons.append("the car came to a stop")
         if reasons:
@@ -373,30 +447,52 @@ def _render_health(results: Sequence[ToolResult], drive: Drive) -> str:
             continue
         if r.tool == "can_health":
             n_stop, n_rate = int(r.fact("stopped")), int(r.fact("rate_changes"))
-            text = f"CAN bus: {r.fact('messages')} periodic messages in {r.fact('frames')} frames; {n_stop} stopped before the log ended, {n_rate} changed rate"
+            text = (
+                f"CAN bus: {r.fact('messages')} periodic messages in {r.fact('frames')} "
+                f"frames; {n_stop} stopped before the log ended, {n_rate} changed rate"
+            )
             details = []
             for item in r.items[:5]:
                 addr = int(item["address"].value or 0)
                 if item["fault"].value == "stopped":
-                    details.append(f"bus {item['bus'].value} address {addr} (0x{addr:x}) stopped at {when(drive, item['last'].t_s)}")
+                    details.append(
+                        f"bus {item['bus'].value} address {addr} (0x{addr:x}) "
+                        f"stopped at {when(drive, item['last'].t_s)}"
+                    )
                 else:
                     details.append(
-                        f"bus {item['bus'].value} address {addr} (0x{addr:x}) went from {float(item['rate_before'].value or 0.0):.1f} Hz to {float(item['rate_after'].value or 0.0):.1f} Hz"
+                        f"bus {item['bus'].value} address {addr} (0x{addr:x}) went from "
+                        f"{float(item['rate_before'].value or 0.0):.1f} Hz "
+                        f"to {float(item['rate_after'].value or 0.0):.1f} Hz"
                     )
             parts.append(text + (": " + "; ".join(details) if details else "") + ".")
             continue
         q = QUANTITIES[r.args["quantity"]]
         healthy = r.fact("healthy") == "yes"
-        head = f"The {q.label} signal looks {'healthy' if healthy else 'faulty'}: {r.fact('samples')} samples at {float(r.fact('rate')):.1f} Hz, "
-        head += f"{r.fact('dropouts')} dropouts (longest gap {float(r.fact('longest_gap')):.3f} s), {r.fact('out_of_range')} out-of-range values, "
-        head += f"{float(r.fact('frozen_time')):.1f} s frozen while moving, {r.fact('rate_anomaly_seconds')} seconds with an abnormal rate"
+        head = (
+            f"The {q.label} signal looks {'healthy' if healthy else 'faulty'}: "
+            f"{r.fact('samples')} samples at {float(r.fact('rate')):.1f} Hz, "
+        )
+        head += (
+            f"{r.fact('dropouts')} dropouts (longest gap {float(r.fact('longest_gap')):.3f} "
+            f"s), {r.fact('out_of_range')} out-of-range values, "
+        )
+        head += (
+            f"{float(r.fact('frozen_time')):.1f} s frozen while moving, "
+            f"{r.fact('rate_anomaly_seconds')} seconds with an abnormal rate"
+        )
         details = []
         for item in r.items[:4]:
             fault = str(item["fault"].value).replace("_", " ")
             if "length" in item:
-                details.append(f"{fault} at {when(drive, item['start'].t_s)} lasting {float(item['length'].value or 0.0):.2f} s")
+                details.append(
+                    f"{fault} at {when(drive, item['start'].t_s)} "
+                    f"lasting {float(item['length'].value or 0.0):.2f} s"
+                )
             else:
-                details.append(f"{fault} at {when(drive, item['start'].t_s)} ({item['samples'].value} samples)")
+                details.append(
+                    f"{fault} at {when(drive, item['start'].t_s)} ({item['samples'].value} samples)"
+                )
         parts.append(head + (": " + "; ".join(details) if details else "") + ".")
     return " ".join(parts)
 
@@ -407,4 +503,10 @@ def unanswerable(intent: Intent, logs: VehicleLogs | None) -> str:
     if logs is not None:
         qs = sorted({QUANTITIES[q].label for d in logs.drives for q in T.available(d)})
         have = f" This vehicle's data has: {', '.join(qs)}."
-    return "I can't tell that from this vehicle's data." + have + " I can answer: " + "; ".join(CAPABILITIES) + "."
+    return (
+        "I can't tell that from this vehicle's data."
+        + have
+        + " I can answer: "
+        + "; ".join(CAPABILITIES)
+        + "."
+    )

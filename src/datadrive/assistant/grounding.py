@@ -69,7 +69,11 @@ def allowed_values(results: Sequence[ToolResult], question_numbers: Sequence[flo
     for r in results:
         facts = list(r.facts.values()) + [f for item in r.items for f in item.values()]
         for f in facts:
-            if isinstance(f.value, int | float) and not isinstance(f.value, bool) and math.isfinite(float(f.value)):
+            if (
+                isinstance(f.value, int | float)
+                and not isinstance(f.value, bool)
+                and math.isfinite(float(f.value))
+            ):
                 base.append((float(f.value), f.unit))
             if f.t_s is not None:
                 times.append(f.t_s)
@@ -88,7 +92,9 @@ def allowed_values(results: Sequence[ToolResult], question_numbers: Sequence[flo
     base += [(t, "s") for t in times]
     out: list[float] = []
     for value, unit in base:
-        factors = _CONVERSIONS.get(unit, (1.0,)) if unit else tuple({f for fs in _CONVERSIONS.values() for f in fs})
+        factors = (
+            _CONVERSIONS.get(unit, (1.0,)) if unit else tuple({f for fs in _CONVERSIONS.values() for f in fs})
+        )
         for f in factors:
             out += [value * f, abs(value * f)]
     return out

@@ -59,7 +59,11 @@ _TENS_WORDS = {
     "ninety": 90,
 }
 _NUMBER_WORD = re.compile(
-    r"\b(?:(?P<tens>" + "|".join(_TENS_WORDS) + r")(?:[ -](?P<unit1>" + "|".join(list(_UNITS_WORDS)[1:10]) + r"))?"
+    r"\b(?:(?P<tens>"
+    + "|".join(_TENS_WORDS)
+    + r")(?:[ -](?P<unit1>"
+    + "|".join(list(_UNITS_WORDS)[1:10])
+    + r"))?"
     r"|(?P<unit>" + "|".join(_UNITS_WORDS) + r"))(?:\s+(?P<hundred>hundred))?\b"
 )
 
@@ -86,7 +90,11 @@ def words_to_numbers(text: str) -> str:
 
 
 _UNIT_SPELLINGS = (
-    (r"\bkilomet(?:er|re)s? (?:per|an|a) hour\b|\bkm ?/ ?h\b|\bkmh\b|\bkph\b|\bkm per hour\b|\bkilometers an hour\b", "km/h"),
+    (
+        r"\bkilomet(?:er|re)s? (?:per|an|a) hour\b|\bkm ?/ "
+        r"?h\b|\bkmh\b|\bkph\b|\bkm per hour\b|\bkilometers an hour\b",
+        "km/h",
+    ),
     (r"\bmiles? (?:per|an|a) hour\b|\bmph\b|\bmi/h\b", "mph"),
     (r"\bmet(?:er|re)s? per second\b|\bm ?/ ?s\b|\bmps\b", "m/s"),
     (r"\bkilomet(?:er|re)s?\b|\bkms?\b", "km"),
@@ -166,34 +174,83 @@ class Intent:
 
 _QUANTITY_WORDS: tuple[tuple[str, str], ...] = (
     ("steering_torque", r"\b(?:steering )?torque\b|\bsteering effort\b|\bforce on the (?:steering )?wheel\b"),
-    ("lateral_acceleration", r"\blateral (?:acceleration|accel|g|force)\b|\bsideways (?:acceleration|force|g)\b|\bcornering (?:force|g|acceleration)\b|\bg ?force in (?:the )?(?:turns?|corners?)\b"),
+    (
+        "lateral_acceleration",
+        r"\blateral (?:acceleration|accel|g|force)\b|\bsideways (?:acceleration|force|g)\b|\bcornering "
+        r"(?:force|g|acceleration)\b|\bg ?force in (?:the )?(?:turns?|corners?)\b",
+    ),
     ("imu_acceleration", r"\b(?:imu|accelerometer)\b"),
-    ("yaw_rate", r"\byaw(?: rate)?\b|\bturn(?:ing)? rate\b|\brotation rate\b|\bgyro(?:scope)?\b|\bhow fast (?:did )?(?:the car |i |we )?turn"),
+    (
+        "yaw_rate",
+        r"\byaw(?: rate)?\b|\bturn(?:ing)? rate\b|\brotation "
+        r"rate\b|\bgyro(?:scope)?\b|\bhow fast (?:did )?(?:the car |i |we )?turn",
+    ),
     ("wheel_speed", r"\bwheel speeds?\b|\bwheel sensors?\b|\bwheel ?speed sensors?\b"),
     ("gnss_speed", r"\b(?:gps|gnss) speed\b|\bspeed (?:from|by|according to) (?:the )?(?:gps|gnss)\b"),
-    ("radar_distance", r"\bradar\b|\b(?:distance|gap|following distance|headway) (?:to|from|behind) (?:the )?(?:car|vehicle|truck) (?:ahead|in front)\b|\bfollowing distance\b|\blead (?:car|vehicle)\b|\bcar in front\b"),
-    ("steering_angle", r"\bsteering(?: wheel)?(?: angle)?\b|\bsteer(?:ed|ing)?\b|\bwheel angle\b|\bsteering sensor\b"),
+    (
+        "radar_distance",
+        r"\bradar\b|\b(?:distance|gap|following distance|headway) "
+        r"(?:to|from|behind) (?:the )?(?:car|vehicle|truck) "
+        r"(?:ahead|in front)\b|\bfollowing distance\b|\blead (?:car|vehicle)\b|\bcar in front\b",
+    ),
+    (
+        "steering_angle",
+        r"\bsteering(?: wheel)?(?: angle)?\b|\bsteer(?:ed|ing)?\b|\bwheel angle\b|\bsteering sensor\b",
+    ),
     ("altitude", r"\baltitude\b|\belevation\b|\bheight above sea\b|\bhow high\b|\babove sea level\b"),
-    ("acceleration", r"\bacceleration\b|\baccelerat(?:e|ed|ing)\b|\baccel\b|\bdeceleration\b|\bdecelerat(?:e|ed|ing)\b|\bg ?force\b|\bgs\b"),
-    ("speed", r"\bspeed\b|\bfast(?:est)?\b|\bvelocity\b|\bkm/h\b|\bmph\b|\bm/s\b|\bslow(?:est)?\b|\bspeedo(?:meter)?\b|\bquick(?:est)?\b"),
+    (
+        "acceleration",
+        r"\bacceleration\b|\baccelerat(?:e|ed|ing)\b|\bacce"
+        r"l\b|\bdeceleration\b|\bdecelerat(?:e|ed|ing)\b|\bg "
+        r"?force\b|\bgs\b",
+    ),
+    (
+        "speed",
+        r"\bspeed\b|\bfast(?:est)?\b|\bvelocity\b|\bkm/h\b|\bmph\b|\bm"
+        r"/s\b|\bslow(?:est)?\b|\bspeedo(?:meter)?\b|\bquick(?:est)?\b",
+    ),
 )
 
 _STAT_WORDS = (
-    ("max", r"\btop\b|\bmax(?:imum)?\b|\bhighest\b|\bpeak\b|\bfastest\b|\blargest\b|\bbiggest\b|\bmost\b|\bgreatest\b|\bhardest\b|\bstrongest\b|\bhigh(?:est)? point\b|\bhow high\b|\bmaximal\b|\bupper\b"),
-    ("min", r"(?<!\d )\bmin\b|\bminimum\b|\blowest\b|\bslowest\b|\bsmallest\b|\bleast\b|\bweakest\b|\bclosest\b|\bshortest\b|\blow point\b|\bminimal\b"),
+    (
+        "max",
+        r"\btop\b|\bmax(?:imum)?\b|\bhighest\b|\bpeak\b|\bfastest\b|\blargest\b|\b"
+        r"biggest\b|\bmost\b|\bgreatest\b|\bhardest\b|\bstrongest\b|\bhigh(?:est)? "
+        r"point\b|\bhow high\b|\bmaximal\b|\bupper\b",
+    ),
+    (
+        "min",
+        r"(?<!\d )\bmin\b|\bminimum\b|\blowest\b|\bslowest\b|\bsmall"
+        r"est\b|\bleast\b|\bweakest\b|\bclosest\b|\bshortest\b|\blow "
+        r"point\b|\bminimal\b",
+    ),
     ("mean", r"\baverage\b|\bmean\b|\btypical(?:ly)?\b|\bavg\b|\bon average\b|\busual\b"),
 )
 
 _TRAVEL = re.compile(
-    r"\b(?:route|directions?|navigate|navigation|take me|drive me|get me|bring me|how do i get|how (?:long|far) (?:will it take |is it )?(?:to get )?to|way to|trip to|go to|going to|head(?:ing)? to|eta)\b"
+    r"\b(?:route|directions?|navigate|navigation|take me|drive "
+    r"me|get me|bring me|how do i get|how (?:long|far) "
+    r"(?:will it take |is it )?(?:to get )?to|way to|trip to|go to|going to|head(?:ing)? to|eta)\b"
 )
 _POI = (
     ("charging", r"\bcharg(?:e|er|ers|ing)\b|\bev (?:station|point)s?\b|\bplug in\b|\brecharge\b"),
-    ("fuel", r"\bfuel\b|\bgas(?:oline)? station\b|\bpetrol\b|\bfill(?:ing)? (?:up|station)\b|\bgas\b|\brefuel\b|\bdiesel\b"),
+    (
+        "fuel",
+        r"\bfuel\b|\bgas(?:oline)? station\b|\bpetrol\b|\bfill(?:ing)? "
+        r"(?:up|station)\b|\bgas\b|\brefuel\b|\bdiesel\b",
+    ),
     ("parking", r"\bpark(?:ing)?\b|\bcar ?park\b|\bgarage\b|\bplace to park\b"),
-    ("food", r"\bfood\b|\beat\b|\brestaurants?\b|\bcaf(?:e|é)s?\b|\bcoffee\b|\blunch\b|\bdinner\b|\bbreakfast\b|\bsnack\b|\bhungry\b|\bfast food\b|\bburger\b"),
+    (
+        "food",
+        r"\bfood\b|\beat\b|\brestaurants?\b|\bcaf(?:e|é)s?\b|\bcoffee\b"
+        r"|\blunch\b|\bdinner\b|\bbreakfast\b|\bsnack\b|\bhungry\b|\bfast "
+        r"food\b|\bburger\b",
+    ),
 )
-_ALONG = re.compile(r"\balong\b|\bon the way\b|\ben route\b|\bnear(?:by)?\b|\bclose to\b|\baround\b|\bnext to\b|\bby the\b|\bon my route\b|\bwhere can i\b|\bany\b|\bfind\b")
+_ALONG = re.compile(
+    r"\balong\b|\bon the way\b|\ben route\b|\bnear(?:by)?\b|\bclose to\b|\baround\b|\bnext "
+    r"to\b|\bby the\b|\bon my route\b|\bwhere can i\b|\bany\b|\bfind\b"
+)
 
 
 def _units_unified(text: str) -> str:
@@ -216,7 +273,10 @@ def normalise(question: str) -> str:
 
 
 _CLOCK = re.compile(r"\b(?P<h>\d{1,2}):(?P<m>\d{2})(?::(?P<s>\d{2}))?(?:\s*(?P<ampm>am|pm|a m|p m))?\b")
-_CLOCK_WORDS = re.compile(r"\b(?:at|around|about|near|by|approximately|roughly|circa) (?P<h>\d{1,2})(?: (?P<m>\d{2}))?\s*(?P<ampm>am|pm|o'?clock)\b")
+_CLOCK_WORDS = re.compile(
+    r"\b(?:at|around|about|near|by|approximately|roughly|circa) "
+    r"(?P<h>\d{1,2})(?: (?P<m>\d{2}))?\s*(?P<ampm>am|pm|o'?clock)\b"
+)
 _DURATION = r"(?P<{n}>\d+(?:\.\d+)?) (?P<{u}>s|min|h)"
 
 
@@ -242,11 +302,19 @@ def _times(text: str) -> tuple[TimeRef | None, TimeRef | None, TimeRef | None, b
     clocks = [_clock_ref(m) for m in _CLOCK.finditer(text)]
     clocks += [_clock_ref(m) for m in _CLOCK_WORDS.finditer(text)]
     if not clocks:  # spoken clock times: "around nine fifteen" -> "around 9 15"
-        for m in re.finditer(r"\b(?:at|around|about|near|by|between|and|from|to|until) (?P<h>\d{1,2}) (?P<m>[0-5]\d)(?! (?:s|min|h|km/h|mph|m/s|deg|m|km)\b)(?: (?P<s>[0-5]\d)(?! (?:s|min|h)\b))?", text):
+        for m in re.finditer(
+            r"\b(?:at|around|about|near|by|between|and|from|to|until) (?P<h>\d{1,2}) (?P<m>[0-5]\d)(?! "
+            r"(?:s|min|h|km/h|mph|m/s|deg|m|km)\b)(?: (?P<s>[0-5]\d)(?! (?:s|min|h)\b))?",
+            text,
+        ):
             if int(m.group("h")) < 24:
                 h, mi = int(m.group("h")), int(m.group("m"))
                 sec = m.group("s")
-                clocks.append(TimeRef("clock", h * 3600.0 + mi * 60.0 + float(sec or 0), 1.0 if sec else 60.0, m.group(0)))
+                clocks.append(
+                    TimeRef(
+                        "clock", h * 3600.0 + mi * 60.0 + float(sec or 0), 1.0 if sec else 60.0, m.group(0)
+                    )
+                )
     around = bool(re.search(r"\b(?:around|about|approximately|roughly|near|circa|close to)\b", text))
     if len(clocks) >= 2 and re.search(r"\bbetween\b|\bfrom\b|\bto\b|\buntil\b|\btill\b|\band\b", text):
         a, b = clocks[0], clocks[1]
@@ -267,12 +335,20 @@ def _times(text: str) -> tuple[TimeRef | None, TimeRef | None, TimeRef | None, b
         a = _seconds(m.group(1), m.group(2) or u2)
         b = _seconds(m.group(3), u2)
         lo, hi = min(a, b), max(a, b)
-        return TimeRef("offset", lo, 1.0, m.group(0)), TimeRef("offset", hi, 1.0, m.group(0)), None, False, None
+        return (
+            TimeRef("offset", lo, 1.0, m.group(0)),
+            TimeRef("offset", hi, 1.0, m.group(0)),
+            None,
+            False,
+            None,
+        )
     m = re.search(r"\b(?:first|opening|initial) " + dur, text) or re.search(r"\bfirst (s|min|h)\b", text)
     if m:
         value = _seconds(m.group(1), m.group(2)) if len(m.groups()) == 2 else _seconds("1", m.group(1))
         return None, TimeRef("offset", value, 1.0, m.group(0)), None, False, None
-    m = re.search(r"\b(?:last|final|closing) " + dur, text) or re.search(r"\b(?:last|final) (s|min|h)\b", text)
+    m = re.search(r"\b(?:last|final|closing) " + dur, text) or re.search(
+        r"\b(?:last|final) (s|min|h)\b", text
+    )
     if m:
         value = _seconds(m.group(1), m.group(2)) if len(m.groups()) == 2 else _seconds("1", m.group(1))
         return None, None, None, False, value
@@ -282,9 +358,9 @@ def _times(text: str) -> tuple[TimeRef | None, TimeRef | None, TimeRef | None, b
     m = re.search(r"\b(?:before|within|until|in the first|up to) " + dur, text)
     if m:
         return None, TimeRef("offset", _seconds(m.group(1), m.group(2)), 1.0, m.group(0)), None, False, None
-    m = re.search(r"\b(?:at|around|about|near) " + dur + r"(?: (?:in|into|after the start|from the start))?", text) or re.search(
-        dur + r" (?:in|into) (?:the )?(?:drive|trip|ride|journey|log|recording)?", text
-    )
+    m = re.search(
+        r"\b(?:at|around|about|near) " + dur + r"(?: (?:in|into|after the start|from the start))?", text
+    ) or re.search(dur + r" (?:in|into) (?:the )?(?:drive|trip|ride|journey|log|recording)?", text)
     if m:
         return None, None, TimeRef("offset", _seconds(m.group(1), m.group(2)), 1.0, m.group(0)), around, None
     if re.search(r"\bfirst half\b", text):
@@ -293,7 +369,9 @@ def _times(text: str) -> tuple[TimeRef | None, TimeRef | None, TimeRef | None, b
         return None, None, None, False, 0.5
     if re.search(r"\b(?:at|near) the (?:start|beginning)\b|\bwhen (?:i|we) (?:started|set off|left)\b", text):
         return None, TimeRef("offset", 10.0, 1.0, "at the start"), None, False, None
-    if re.search(r"\b(?:at|near|towards?) the end\b|\bwhen (?:i|we) (?:arrived|finished|stopped the car)\b", text):
+    if re.search(
+        r"\b(?:at|near|towards?) the end\b|\bwhen (?:i|we) (?:arrived|finished|stopped the car)\b", text
+    ):
         return None, None, None, False, 10.0
     return None, None, None, False, None
 
@@ -319,7 +397,10 @@ def _stat(text: str) -> str | None:
 def _drive(text: str) -> str | int:
     if re.search(r"\b(?:first|earliest|oldest) (?:drive|trip|ride|journey|log)\b", text):
         return "first"
-    if re.search(r"\b(?:previous|prior|second to last|penultimate) (?:drive|trip|ride|journey)\b|\bdrive before\b", text):
+    if re.search(
+        r"\b(?:previous|prior|second to last|penultimate) (?:drive|trip|ride|journey)\b|\bdrive before\b",
+        text,
+    ):
         return -2
     return "last"
 
@@ -338,12 +419,19 @@ def _places(text: str) -> tuple[str, ...]:
     """Place names of a travel request: 'from A to B via C', 'to A then B'."""
     t = re.sub(r"^(?:hey |ok |okay )?(?:datadrive |data drive )?", "", text)
     t = re.sub(
-        r"\b(?:please|can you|could you|would you|i want to|i'd like to|i would like to|show me|give me|find|plan|what is|what's|how long|how far|will it take|does it take)\b",
+        r"\b(?:please|can you|could you|would you|i want to|i'd like to|i would like to|show "
+        r"me|give me|find|plan|what is|what's|how long|how far|will it take|does it take)\b",
         " ",
         t,
     )
-    t = re.sub(r"\b(?:the )?(?:fastest |shortest |quickest |best )?(?:route|directions?|way|trip|drive|eta)\b", " ", t)
-    t = re.sub(r"\b(?:navigate|take me|drive me|get me|bring me|how do i get|go|going|head(?:ing)?)\b", " ", t)
+    t = re.sub(
+        r"\b(?:the )?(?:fastest |shortest |quickest |best )?(?:route|directions?|way|trip|drive|eta)\b",
+        " ",
+        t,
+    )
+    t = re.sub(
+        r"\b(?:navigate|take me|drive me|get me|bring me|how do i get|go|going|head(?:ing)?)\b", " ", t
+    )
     t = " ".join(t.split())
     parts: list[str] = []
     m = re.search(r"\bfrom (.+?) to (.+)$", t)
@@ -353,7 +441,8 @@ def _places(text: str) -> tuple[str, ...]:
     else:
         m = re.search(r"\bto (.+)$", t)
         if not m:
-            return ()
+            near = re.search(r"\b(?:near|around|close to|next to|nearby|by|at) (?:the )?(.+)$", t)
+            return (near.group(1).strip(" ."),) if near else ()
         rest = m.group(1)
     rest = re.sub(r"\b(?:and )?(?:show|find|list|any|with (?:the )?(?:eta|time))\b.*$", "", rest)
     via: list[str] = []
@@ -378,70 +467,141 @@ def parse_question(question: str) -> Intent:
     if not text:
         return Intent("unknown", **base)  # type: ignore[arg-type]
     if re.search(
-        r"\bwhat (?:can|do) you (?:do|answer|know|tell)\b|^help\b|\bwhat questions\b|\bwhat can i ask\b|\bhow can you help\b|\bwhat are you able\b",
+        r"\bwhat (?:can|do) you (?:do|answer|know|tell)\b|^help\b|\bwhat "
+        r"questions\b|\bwhat can i ask\b|\bhow can you help\b|\bwhat are you able\b",
         text,
     ):
         return Intent("capabilities", **base)  # type: ignore[arg-type]
-    if re.search(r"\bwhich (?:drives|trips)\b|\blist (?:my |the )?(?:drives|trips)\b|\bhow many (?:drives|trips)\b", text):
+    if re.search(
+        r"\bwhich (?:drives|trips)\b|\blist (?:my |the )?(?:drives|trips)\b|\bhow many (?:drives|trips)\b",
+        text,
+    ):
         return Intent("drives", **base)  # type: ignore[arg-type]
+
+    def original_case(places: tuple[str, ...]) -> tuple[str, ...]:
+        out = []
+        for p in places:
+            m = re.search(r"\b" + re.escape(p).replace(r"\ ", r"\s+") + r"\b", question, re.IGNORECASE)
+            out.append(m.group(0) if m else p)
+        return tuple(out)
 
     category = next((cat for cat, pattern in _POI if re.search(pattern, text)), None)
     travel = bool(_TRAVEL.search(text)) and not re.search(r"\b(?:did|was|were) (?:i|we|the car|my)\b", text)
     if category and not re.search(r"\b(?:did|was|were|my) ", text) and (travel or _ALONG.search(text)):
-        return Intent("pois", category=category, places=_places(text), **base)  # type: ignore[arg-type]
+        return Intent("pois", category=category, places=original_case(_places(text)), **base)  # type: ignore[arg-type]
     if travel:
-        return Intent("route", places=_places(text), category=category, **base)  # type: ignore[arg-type]
+        return Intent("route", places=original_case(_places(text)), category=category, **base)  # type: ignore[arg-type]
 
     start, end, point, around, last_s = _times(text)
     times = {"start": start, "end": end, "point": point, "around": around, "last_s": last_s}
     quantity = _quantity(text)
 
-    if re.search(r"\bcan (?:bus|messages?|frames?|ids?|traffic|network)\b|\bbus messages?\b|\b(?:messages?|frames?) (?:stop|drop|disappear)", text) or (
-        re.search(r"\bcan\b", text) and re.search(r"\b(?:bus|message|frame|stop|rate)\b", text) and re.search(r"\bCAN\b", question)
+    if re.search(
+        r"\bcan (?:bus|messages?|frames?|ids?|traffic|network)\b|\bbus "
+        r"messages?\b|\b(?:messages?|frames?) (?:stop|drop|disappear)",
+        text,
+    ) or (
+        re.search(r"\bcan\b", text)
+        and re.search(r"\b(?:bus|message|frame|stop|rate)\b", text)
+        and re.search(r"\bCAN\b", question)
     ):
         return Intent("can", **base)  # type: ignore[arg-type]
     health = re.search(
-        r"\bhealth(?:y)?\b|\bworking\b|\bwork(?:s|ing)? (?:properly|correctly|right|ok|fine)\b|\bfault(?:y|s)?\b|\bbroken\b|\bdropouts?\b|\bdrop(?:ped)? out\b|\bfrozen\b|\bstuck\b|\bglitch(?:es|y)?\b|\bmalfunction\w*\b|\bdiagnos\w*\b|\bout of range\b|\bfailing\b|\bfailed\b|\bok(?:ay)?\b.*\bsensor\b|\bsensor\b.*\b(?:ok(?:ay)?|fine|good|right)\b|\bany (?:problems?|issues?) with\b|\bsignal quality\b|\breliab\w+\b|\bplausib\w+\b",
+        r"\bhealth(?:y)?\b|\bworking\b|\bwork(?:s|ing)? "
+        r"(?:properly|correctly|right|ok|fine)\b|\bfault(?:y|s)?\b|\bbroken\b|\bdropouts?\b|\bdrop(?:ped)? "
+        r"out\b|\bfrozen\b|\bstuck\b|\bglitch(?:es|y)?\b|\bmalfunction\w*\b|\bdiagnos\w*\b|\bout of "
+        r"range\b|\bfailing\b|\bfailed\b|\bok(?:ay)?\b.*\bsenso"
+        r"r\b|\bsensor\b.*\b(?:ok(?:ay)?|fine|good|right)\b|\bany "
+        r"(?:problems?|issues?) with\b|\bsignal quality\b|\breliab\w+\b|\bplausib\w+\b",
         text,
     )
     if health:
         return Intent("health", quantity=quantity, **base)  # type: ignore[arg-type]
 
-    brake_words = r"\bbrak(?:e|ed|es|ing)\b|\bslow(?:ed)? down\b|\bslammed\b|\bstopped suddenly\b|\bdecelerat\w+\b"
+    brake_words = (
+        r"\bbrak(?:e|ed|es|ing)\b|\bslow(?:ed)? down\b|\bslammed\b|\bstopped suddenly\b|\bdecelerat\w+\b"
+    )
     if re.search(r"\bwhy\b|\bwhat (?:made|caused|happened)\b|\bexplain\b|\breason\b|\bcause\b", text) and (
         re.search(brake_words, text) or (point is not None and re.search(r"\bwhat happened\b", text))
     ):
         return Intent("brake_why", **base, **times)  # type: ignore[arg-type]
 
     if re.search(
-        r"\b(?:hardest|strongest|heaviest|sharpest|most abrupt|biggest|worst) (?:brak\w*|decelerat\w*|stop)|\bbrak\w* (?:the )?(?:hardest|most|strongest|heaviest)\b|\bdecelerat\w* (?:the )?most\b|\b(?:max(?:imum)?|peak) (?:braking|deceleration)\b",
+        r"\b(?:hardest|strongest|heaviest|sharpest|most "
+        r"abrupt|biggest|worst) (?:brak\w*|decelerat\w*|stop)|\bbrak\w* "
+        r"(?:the )?(?:hardest|most|strongest|heaviest)\b|\bdecelerat\w* "
+        r"(?:the )?most\b|\b(?:max(?:imum)?|peak) (?:braking|deceleration)\b",
         text,
     ):
         return Intent("stat", quantity="acceleration", stat="min", extra={"as": "braking"}, **base, **times)  # type: ignore[arg-type]
     event_kind = None
-    if re.search(r"\bhard(?:est)? brak\w*\b|\bbrak\w* hard\b|\bharsh(?:ly)? brak\w*\b|\bbrak\w* harsh(?:ly)?\b|\bsudden(?:ly)? brak\w*\b|\bslam\w* (?:on )?the brakes?\b|\bemergency brak\w*\b|\bbrak\w* (?:suddenly|sharply|abruptly|aggressively)\b|\bhard stops?\b", text):
-        event_kind = "hard_brake"
-    elif re.search(r"\bhard acceleration\b|\baccelerat\w* (?:hard|harshly|aggressively|quickly)\b|\bharsh acceleration\b|\bjack ?rabbit\b|\bfloored\b|\bfloor(?:ed)? it\b|\bpunched it\b", text):
-        event_kind = "hard_acceleration"
-    elif re.search(r"\bsharp (?:turns?|corners?|curves?)\b|\bturn\w* (?:sharply|hard|aggressively)\b|\bcorner\w* (?:hard|aggressively|fast)\b|\bswerv\w*\b", text):
-        event_kind = "sharp_turn"
-    if event_kind or re.search(
-        r"\bharsh\b|\bevents?\b|\bincidents?\b|\baggressive(?:ly)?\b|\bdangerous\b|\brisky\b|\bnear miss\b|\bhow (?:safely|smoothly|well) did i drive\b|\bdriving style\b",
+    if re.search(
+        r"\bhard(?:est)? brak\w*\b|\bbrak\w* hard\b|\bharsh(?:ly)? "
+        r"brak\w*\b|\bbrak\w* harsh(?:ly)?\b|\bsudden(?:ly)? "
+        r"brak\w*\b|\bslam\w* (?:on )?the brakes?\b|\bemergency brak\w*\b|\bbrak\w* "
+        r"(?:suddenly|sharply|abruptly|aggressively)\b|\bhard stops?\b",
         text,
     ):
-        if event_kind == "hard_brake" and re.search(r"\bhardest\b|\bstrongest\b|\bmost\b", text) and not re.search(r"\bhow many\b", text):
-            return Intent("stat", quantity="acceleration", stat="min", extra={"as": "braking"}, **base, **times)  # type: ignore[arg-type]
+        event_kind = "hard_brake"
+    elif re.search(
+        r"\bhard acceleration\b|\baccelerat\w* (?:hard|harshly|aggressively|quickly)\b|\bharsh "
+        r"acceleration\b|\bjack ?rabbit\b|\bfloored\b|\bfloor(?:ed)? it\b|\bpunched it\b",
+        text,
+    ):
+        event_kind = "hard_acceleration"
+    elif re.search(
+        r"\bsharp (?:turns?|corners?|curves?)\b|\bturn\w* "
+        r"(?:sharply|hard|aggressively)\b|\bcorner\w* (?:hard|aggressively|fast)\b|\bswerv\w*\b",
+        text,
+    ):
+        event_kind = "sharp_turn"
+    if event_kind or re.search(
+        r"\bharsh\b|\bevents?\b|\bincidents?\b|\baggressive(?:ly)?\b|\bdangerous\b|\brisky\b|\bnear "
+        r"miss\b|\bhow (?:safely|smoothly|well) did i drive\b|\bdriving style\b",
+        text,
+    ):
+        if (
+            event_kind == "hard_brake"
+            and re.search(r"\bhardest\b|\bstrongest\b|\bmost\b", text)
+            and not re.search(r"\bhow many\b", text)
+        ):
+            return Intent(
+                "stat", quantity="acceleration", stat="min", extra={"as": "braking"}, **base, **times
+            )  # type: ignore[arg-type]
         return Intent("events", event_kind=event_kind, **base, **times)  # type: ignore[arg-type]
 
-    if re.search(r"\bsumm\w*\b|\boverview\b|\brecap\b|\bhow was (?:my|the|this|that) (?:drive|trip|ride|journey)\b|\btell me about (?:my|the|this|that) (?:drive|trip|ride|journey)\b|\breport\b|\bstats\b|\bstatistics\b", text):
+    if re.search(
+        r"\bsumm\w*\b|\boverview\b|\brecap\b|\bhow was "
+        r"(?:my|the|this|that) (?:drive|trip|ride|journey)\b|\btell "
+        r"me about (?:my|the|this|that) "
+        r"(?:drive|trip|ride|journey)\b|\breport\b|\bstats\b|\bstatistics\b",
+        text,
+    ):
         return Intent("trip", **base)  # type: ignore[arg-type]
 
     threshold = re.search(
-        r"\b(?P<dir>above|over|faster than|more than|higher than|exceed(?:ing|ed)?|beyond|at least|below|under|slower than|less than|lower than)\s+(?P<num>-?\d+(?:\.\d+)?)\s*(?P<unit>km/h|mph|m/s|deg|m)?",
+        r"\b(?P<dir>above|over|faster than|more than|higher "
+        r"than|exceed(?:ing|ed)?|beyond|at least|below|under|slower "
+        r"than|less than|lower than)\s+(?P<num>-?\d+(?:\.\d+)?)\s*(?P<unit>km/h|mph|m/s|deg|m)?",
         text,
     )
-    if threshold and re.search(r"\bhow (?:long|much time|many seconds|many minutes)\b|\bduration\b|\btime (?:spent|above|over|below|under)\b|\bfor how long\b|\bshare\b|\bpercent", text):
-        above = threshold.group("dir") in ("above", "over", "faster than", "more than", "higher than", "exceed", "exceeding", "exceeded", "beyond", "at least")
+    if threshold and re.search(
+        r"\bhow (?:long|much time|many seconds|many minutes)\b|\bduration\b|\btime "
+        r"(?:spent|above|over|below|under)\b|\bfor how long\b|\bshare\b|\bpercent",
+        text,
+    ):
+        above = threshold.group("dir") in (
+            "above",
+            "over",
+            "faster than",
+            "more than",
+            "higher than",
+            "exceed",
+            "exceeding",
+            "exceeded",
+            "beyond",
+            "at least",
+        )
         q = quantity or "speed"
         unit = threshold.group("unit") or base["unit"] or ("m/s" if q == "speed" else "")
         return Intent(
@@ -453,18 +613,48 @@ def parse_question(question: str) -> Intent:
             **{**base, "unit": threshold.group("unit") or base["unit"]},  # type: ignore[arg-type]
             **times,  # type: ignore[arg-type]
         )
-    if re.search(r"\bhow long (?:was|were|did) (?:i|we|the car) (?:stopped|stop|standing|stand still|idle|idling|stationary|at a standstill)\b|\btime (?:spent )?(?:stopped|standing still|idling)\b", text):
-        return Intent("threshold", quantity="speed", threshold=0.5, threshold_unit="m/s", above=False, extra={"as": "stopped"}, **base, **times)  # type: ignore[arg-type]
-    if re.search(r"\bhow (?:far|much distance)\b|\bdistance\b|\bmileage\b|\bhow many (?:km|mi|m)\b|\bkm did\b|\bmiles did\b|\bcovered\b|\btravel(?:l)?ed\b", text) and quantity in (None, "speed") and not re.search(r"\bradar\b|\bahead\b|\bin front\b", text):
+    if re.search(
+        r"\bhow long (?:was|were|did) (?:i|we|the car) (?:stopped|stop|standing|stand "
+        r"still|idle|idling|stationary|at a standstill)\b|\btime "
+        r"(?:spent )?(?:stopped|standing still|idling)\b",
+        text,
+    ):
+        return Intent(
+            "threshold",
+            quantity="speed",
+            threshold=0.5,
+            threshold_unit="m/s",
+            above=False,
+            extra={"as": "stopped"},
+            **base,
+            **times,
+        )  # type: ignore[arg-type]
+    if (
+        re.search(
+            r"\bhow (?:far|much distance)\b|\bdistance\b|\bmileage\b|\bhow many "
+            r"(?:km|mi|m)\b|\bkm did\b|\bmiles did\b|\bcovered\b|\btravel(?:l)?ed\b",
+            text,
+        )
+        and quantity in (None, "speed")
+        and not re.search(r"\bradar\b|\bahead\b|\bin front\b", text)
+    ):
         return Intent("distance", **base, **times)  # type: ignore[arg-type]
-    if re.search(r"\bhow long (?:was|did|were|is)\b.*\b(?:drive|trip|ride|journey|log|recording)\b|\bduration\b|\bhow long did (?:i|we) drive\b|\bhow much time\b", text) and quantity in (None, "speed"):
+    if re.search(
+        r"\bhow long (?:was|did|were|is)\b.*\b(?:drive|trip|ride|journey|log|recording)\b|\bduration\b|\bhow "
+        r"long did (?:i|we) drive\b|\bhow much time\b",
+        text,
+    ) and quantity in (None, "speed"):
         return Intent("duration", **base)  # type: ignore[arg-type]
 
     if quantity is not None:
         stat = _stat(text)
         if quantity == "speed" and stat is None and re.search(r"\bhow fast\b", text) and point is None:
             stat = "max"
-        if quantity == "acceleration" and re.search(r"\bdecelerat\w+\b|\bbrak\w+\b", text) and stat in (None, "max"):
+        if (
+            quantity == "acceleration"
+            and re.search(r"\bdecelerat\w+\b|\bbrak\w+\b", text)
+            and stat in (None, "max")
+        ):
             stat, extra = "min", {"as": "braking"}
         else:
             extra = {}

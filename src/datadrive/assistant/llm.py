@@ -83,7 +83,9 @@ class ChatModel(Protocol):
     region: str | None
     """The region it runs in; None for a model running in this process (in the data's region)."""
 
-    def complete(self, messages: Sequence[Mapping[str, Any]], tools: Sequence[Mapping[str, Any]]) -> ChatReply:
+    def complete(
+        self, messages: Sequence[Mapping[str, Any]], tools: Sequence[Mapping[str, Any]]
+    ) -> ChatReply:
         """One chat completion.
 
         Raises:
@@ -105,7 +107,9 @@ def parse_reply(body: bytes, who: str) -> ChatReply:
             raise TypeError("message is not an object")
     except (UnicodeDecodeError, json.JSONDecodeError, KeyError, IndexError, TypeError) as exc:
         snippet = body[:80].decode("utf-8", "replace")
-        raise EndpointError(f"{who} answered something that is not a chat completion ({type(exc).__name__}: {snippet!r})") from None
+        raise EndpointError(
+            f"{who} answered something that is not a chat completion ({type(exc).__name__}: {snippet!r})"
+        ) from None
     content = message.get("content") or ""
     if not isinstance(content, str):
         raise EndpointError(f"{who} answered content that is not text")
@@ -119,7 +123,9 @@ def parse_reply(body: bytes, who: str) -> ChatReply:
                 raise TypeError("arguments are not an object")
             calls.append(ToolCallRequest(str(call.get("id") or f"call_{i}"), str(fn["name"]), args))
         except (KeyError, TypeError, json.JSONDecodeError) as exc:
-            raise EndpointError(f"{who} asked for a tool call that does not parse ({type(exc).__name__})") from None
+            raise EndpointError(
+                f"{who} asked for a tool call that does not parse ({type(exc).__name__})"
+            ) from None
     usage = doc.get("usage") if isinstance(doc, dict) else None
     tokens = usage.get("completion_tokens") if isinstance(usage, dict) else None
     return ChatReply(content, tuple(calls), tokens if isinstance(tokens, int) else None)
@@ -133,7 +139,9 @@ class ChatEndpoint:
         self.name = config.name
         self.region: str | None = config.region
 
-    def complete(self, messages: Sequence[Mapping[str, Any]], tools: Sequence[Mapping[str, Any]]) -> ChatReply:
+    def complete(
+        self, messages: Sequence[Mapping[str, Any]], tools: Sequence[Mapping[str, Any]]
+    ) -> ChatReply:
         c = self.config
         payload: dict[str, Any] = {"model": c.model, "messages": list(messages), "temperature": 0}
         if tools:
@@ -143,15 +151,18 @@ class ChatEndpoint:
         if c.api_key:
             headers["Authorization"] = f"Bearer {c.api_key}"
         request = urllib.request.Request(
-            c.base_url.rstrip("/") + "/chat/completions", data=json.dumps(payload).encode(), headers=headers, method="POST"
+            c.base_url.rstrip("/") + "/chat/completions",
+            data=json.dumps(payload).encode(),
+            headers=headers,
+            method="POST",
         )
         who = f"endpoint {c.name}"
         try:
-            with urllib.request.urlopen(request, timeout=c.timeout_s) as response:  # noqa: S310 (configured URL)
+            with urllib.request.urlopen(request, timeout=c.timeout_s) as response:
                 body = response.read()
         except urllib.error.HTTPError as exc:
             raise EndpointError(f"{who} answered HTTP {exc.code} ({exc.reason})") from None
-        except (TimeoutError, socket.timeout):
+        except TimeoutError:
             raise EndpointError(f"{who} did not answer within {c.timeout_s:g} s") from None
         except urllib.error.URLError as exc:
             reason = exc.reason

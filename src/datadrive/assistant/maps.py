@@ -385,10 +385,17 @@ class OsmMapSource:
                 if is_road
                 else "place"
                 if "place" in tags
-                else tags.get("amenity") or tags.get("shop") or tags.get("tourism") or tags.get("railway") or ""
+                else tags.get("amenity")
+                or tags.get("shop")
+                or tags.get("tourism")
+                or tags.get("railway")
+                or ""
             )
             if not kind:
-                kind = next((tags[k] for k in ("leisure", "historic", "building", "public_transport") if k in tags), "")
+                kind = next(
+                    (tags[k] for k in ("leisure", "historic", "building", "public_transport") if k in tags),
+                    "",
+                )
             if kind:
                 aliases = [name] + [tags[k] for k in _ALIAS_KEYS if tags.get(k) and tags[k] != name]
                 for alias in aliases:

@@ -24,6 +24,7 @@ Notation:
 from __future__ import annotations
 
 import difflib
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -197,9 +198,13 @@ def fleet_speeds_from_telemetry(
     return FleetSpeeds(median, counts, contributing)
 
 
-def fleet_speeds_from_lake(snapshot: Snapshot, graph: RoadGraph, origin: EnuOrigin, *, data_crs: str, map_crs: str = "WGS-84") -> FleetSpeeds:
+def fleet_speeds_from_lake(
+    snapshot: Snapshot, graph: RoadGraph, origin: EnuOrigin, *, data_crs: str, map_crs: str = "WGS-84"
+) -> FleetSpeeds:
     """Fleet speeds from every telemetry log the principal may read in a snapshot (a read: audited)."""
-    return fleet_speeds_from_telemetry(graph, origin, snapshot.telemetry(), map_crs=map_crs, data_crs=data_crs)
+    return fleet_speeds_from_telemetry(
+        graph, origin, snapshot.telemetry(), map_crs=map_crs, data_crs=data_crs
+    )
 
 
 @dataclass(frozen=True)
@@ -285,7 +290,7 @@ class Router:
         while nodes[-1] != source:
             nodes.append(int(pred[nodes[-1]]))
         nodes.reverse()
-        edges = [best[(a, b)] for a, b in zip(nodes[:-1], nodes[1:], strict=True)]
+        edges = [best[(a, b)] for a, b in itertools.pairwise(nodes)]
         return np.array(nodes, dtype=np.int64), np.array(edges, dtype=np.int64), float(dist[target])
 
     def route(self, stops: Sequence[PlaceMatch]) -> Route:
@@ -301,7 +306,7 @@ class Router:
         all_nodes: list[NDArrayInt] = [node_idx[:1]]
         all_edges: list[NDArrayInt] = []
         starts = [0]
-        for a, b in zip(node_idx[:-1], node_idx[1:], strict=True):
+        for a, b in itertools.pairwise(node_idx):
             if a == b:
                 nodes, edges = np.array([a], dtype=np.int64), np.zeros(0, dtype=np.int64)
             else:

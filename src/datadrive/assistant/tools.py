@@ -240,7 +240,9 @@ def _convert(values: NDArrayFloat, unit: str, target: str) -> NDArrayFloat:
     return values
 
 
-def _raw(drive: Drive, sources: tuple[tuple[str, str], ...], unit: str) -> tuple[NDArrayFloat, NDArrayFloat, str] | None:
+def _raw(
+    drive: Drive, sources: tuple[tuple[str, str], ...], unit: str
+) -> tuple[NDArrayFloat, NDArrayFloat, str] | None:
     for name, channel in sources:
         sig = drive.signal(name)
         if sig is None or channel not in sig.channels or sig.timestamps_ns.shape[0] == 0:
@@ -299,8 +301,16 @@ QUANTITIES: dict[str, Quantity] = {
             (("can/speed", "speed"), ("gnss/live_ublox", "speed"), ("gnss/live_qcom", "speed")),
             (0.0, 90.0),
         ),
-        Quantity("steering_angle", "steering-wheel angle", "deg", (("can/steering_angle", "angle"),), (-1080.0, 1080.0)),
-        Quantity("steering_torque", "steering torque", "N m", (("can/steering_torque", "torque"),), (-50.0, 50.0)),
+        Quantity(
+            "steering_angle",
+            "steering-wheel angle",
+            "deg",
+            (("can/steering_angle", "angle"),),
+            (-1080.0, 1080.0),
+        ),
+        Quantity(
+            "steering_torque", "steering torque", "N m", (("can/steering_torque", "torque"),), (-50.0, 50.0)
+        ),
         Quantity(
             "wheel_speed",
             "wheel speed (front left)",
@@ -351,7 +361,11 @@ def quantity_series(drive: Drive, key: str) -> tuple[NDArrayFloat, NDArrayFloat,
         got = q.derived(drive)
         if got is None:
             return None
-        source = {"acceleration": "derived from speed", "yaw_rate": "imu/gyro (down)", "lateral_acceleration": "speed x imu/gyro"}[key]
+        source = {
+            "acceleration": "derived from speed",
+            "yaw_rate": "imu/gyro (down)",
+            "lateral_acceleration": "speed x imu/gyro",
+        }[key]
         return got[0], got[1], source
     return _raw(drive, q.sources, q.unit)
 
@@ -402,7 +416,11 @@ def signal_stats(drive: Drive, quantity: str, window: Window = WHOLE) -> ToolRes
         float(tv[0]),
         float(tv[-1]),
         int(vv.shape[0]),
-        {"max": round(float(vv[imax]), 3), "min": round(float(vv[imin]), 3), "mean": round(float(vv.mean()), 3)},
+        {
+            "max": round(float(vv[imax]), 3),
+            "min": round(float(vv[imin]), 3),
+            "mean": round(float(vv.mean()), 3),
+        },
     )
     return ToolResult("signal_stats", args, True, facts, (ev,))
 
@@ -424,18 +442,27 @@ def value_at(drive: Drive, quantity: str, t_s: float) -> ToolResult:
         return ToolResult(
             "value_at", args, False, message=f"no {q.label} sample within 1 s of {t_s:.1f} s into the drive"
         )
-    ev = Evidence(f"{source} ({q.label})", drive.drive_id, float(t[i]), float(t[i]), 1, {"value": round(float(v[i]), 3)})
+    ev = Evidence(
+        f"{source} ({q.label})", drive.drive_id, float(t[i]), float(t[i]), 1, {"value": round(float(v[i]), 3)}
+    )
     return ToolResult("value_at", args, True, {"value": Fact(float(v[i]), q.unit, float(t[i]))}, (ev,))
 
 
-def threshold_time(drive: Drive, quantity: str, threshold: float, *, above: bool = True, window: Window = WHOLE) -> ToolResult:
+def threshold_time(
+    drive: Drive, quantity: str, threshold: float, *, above: bool = True, window: Window = WHOLE
+) -> ToolResult:
     """How long the quantity stayed above (or below) ``threshold`` (sample-and-hold between samples)."""
-    args = {"quantity": quantity, "threshold": threshold, "above": above, "window": [window.t0_s, window.t1_s]}
+    args = {
+        "quantity": quantity,
+        "threshold": threshold,
+        "above": above,
+        "window": [window.t0_s, window.t1_s],
+    }
     got = quantity_series(drive, quantity)
     if got is None:
         return _missing("threshold_time", args, drive, quantity)
     t, v, source = got
-    sel, lo, hi = _select(t, window, drive)
+    sel, _lo, _hi = _select(t, window, drive)
     tv, vv = t[sel], v[sel]
     q = QUANTITIES[quantity]
     if tv.shape[0] < 2:
@@ -451,7 +478,14 @@ def threshold_time(drive: Drive, quantity: str, threshold: float, *, above: bool
         "threshold": Fact(threshold, q.unit),
         "window_s": Fact(total, "s"),
     }
-    ev = Evidence(f"{source} ({q.label})", drive.drive_id, float(tv[0]), float(tv[-1]), int(tv.shape[0]), {"threshold": threshold})
+    ev = Evidence(
+        f"{source} ({q.label})",
+        drive.drive_id,
+        float(tv[0]),
+        float(tv[-1]),
+        int(tv.shape[0]),
+        {"threshold": threshold},
+    )
     return ToolResult("threshold_time", args, True, facts, (ev,))
 
 
@@ -469,12 +503,20 @@ def distance(drive: Drive, window: Window = WHOLE) -> ToolResult:
     if sp is None:
         return _missing("distance", args, drive, "speed")
     t, v, source = sp
-    sel, lo, hi = _select(t, window, drive)
+    sel, _lo, _hi = _select(t, window, drive)
     if sel.sum() < 2:
         return ToolResult("distance", args, False, message="too few speed samples in that window")
     d = _distance(t[sel], v[sel])
-    ev = Evidence(f"{source} (speed, integrated)", drive.drive_id, float(t[sel][0]), float(t[sel][-1]), int(sel.sum()))
-    return ToolResult("distance", args, True, {"distance": Fact(d, "m"), "duration": Fact(float(t[sel][-1] - t[sel][0]), "s")}, (ev,))
+    ev = Evidence(
+        f"{source} (speed, integrated)", drive.drive_id, float(t[sel][0]), float(t[sel][-1]), int(sel.sum())
+    )
+    return ToolResult(
+        "distance",
+        args,
+        True,
+        {"distance": Fact(d, "m"), "duration": Fact(float(t[sel][-1] - t[sel][0]), "s")},
+        (ev,),
+    )
 
 
 @dataclass(frozen=True)
@@ -517,7 +559,10 @@ def detect_harsh(drive: Drive) -> list[HarshEvent]:
     min_points = round(HARSH_MIN_DURATION_S * ACCEL_GRID_HZ)
     if acc is not None and sp is not None:
         g, a = acc
-        for kind, mask in (("hard_brake", a <= HARSH_BRAKE_MPS2), ("hard_acceleration", a >= HARSH_ACCEL_MPS2)):
+        for kind, mask in (
+            ("hard_brake", a <= HARSH_BRAKE_MPS2),
+            ("hard_acceleration", a >= HARSH_ACCEL_MPS2),
+        ):
             for s, e in _runs(mask):
                 if e - s < min_points:
                     continue
@@ -568,7 +613,11 @@ def _thresholds() -> dict[str, Fact]:
     }
 
 
-_EVENT_LABEL = {"hard_brake": "hard braking", "hard_acceleration": "hard acceleration", "sharp_turn": "sharp turn"}
+_EVENT_LABEL = {
+    "hard_brake": "hard braking",
+    "hard_acceleration": "hard acceleration",
+    "sharp_turn": "sharp turn",
+}
 
 
 def _event_item(ev: HarshEvent) -> dict[str, Fact]:
@@ -589,7 +638,9 @@ def harsh_events(drive: Drive, kind: str | None = None, window: Window = WHOLE) 
         return _missing("harsh_events", args, drive, "speed")
     lo, hi = window.clip(drive)
     events = [
-        e for e in detect_harsh(drive) if (kind is None or e.kind == kind) and e.t1_s >= lo - 1e-9 and e.t0_s <= hi + 1e-9
+        e
+        for e in detect_harsh(drive)
+        if (kind is None or e.kind == kind) and e.t1_s >= lo - 1e-9 and e.t0_s <= hi + 1e-9
     ]
     counts = {k: sum(1 for e in events if e.kind == k) for k in _EVENT_LABEL}
     facts: dict[str, Fact] = {"count": Fact(len(events), "count"), **_thresholds()}
@@ -605,7 +656,8 @@ def harsh_events(drive: Drive, kind: str | None = None, window: Window = WHOLE) 
             facts["strongest_acceleration"] = Fact(float(a[j]), "m/s^2", float(g[j]))
     ev = [
         Evidence(
-            f"{_EVENT_LABEL[e.kind]} (thresholds: brake <= {HARSH_BRAKE_MPS2} m/s^2, accel >= {HARSH_ACCEL_MPS2} m/s^2, "
+            f"{_EVENT_LABEL[e.kind]} (thresholds: brake <= "
+            f"{HARSH_BRAKE_MPS2} m/s^2, accel >= {HARSH_ACCEL_MPS2} m/s^2, "
             f"turn >= {SHARP_TURN_MPS2} m/s^2, for >= {HARSH_MIN_DURATION_S} s)",
             drive.drive_id,
             e.t0_s,
@@ -617,7 +669,9 @@ def harsh_events(drive: Drive, kind: str | None = None, window: Window = WHOLE) 
     ]
     if not ev:
         ev = [Evidence("acceleration derived from speed (10 Hz grid)", drive.drive_id, lo, hi, 0)]
-    return ToolResult("harsh_events", args, True, facts, tuple(ev), items=tuple(_event_item(e) for e in events))
+    return ToolResult(
+        "harsh_events", args, True, facts, tuple(ev), items=tuple(_event_item(e) for e in events)
+    )
 
 
 def braking_near(drive: Drive, t_s: float, radius_s: float = 60.0) -> ToolResult:
@@ -659,7 +713,16 @@ def braking_near(drive: Drive, t_s: float, radius_s: float = 60.0) -> ToolResult
         **_thresholds(),
         "stopped": Fact("yes" if v1 < MOVING_MPS else "no"),
     }
-    evidence = [Evidence("acceleration derived from can/speed", drive.drive_id, t0, t1, e - s + 1, {"peak_mps2": round(peak, 2)})]
+    evidence = [
+        Evidence(
+            "acceleration derived from can/speed",
+            drive.drive_id,
+            t0,
+            t1,
+            e - s + 1,
+            {"peak_mps2": round(peak, 2)},
+        )
+    ]
     radar = drive.signal("can/radar")
     if radar is not None and {"forward_distance", "left_distance", "relative_speed"} <= set(radar.channels):
         rt = drive.t_s(radar.timestamps_ns)
@@ -672,7 +735,13 @@ def braking_near(drive: Drive, t_s: float, radius_s: float = 60.0) -> ToolResult
             facts["lead_distance"] = Fact(float(fwd[k]), "m", float(rt[k]))
             facts["lead_relative_speed"] = Fact(float(rel[k]), "m/s", float(rt[k]))
             evidence.append(
-                Evidence("can/radar (target in lane ahead, |left| < 2 m)", drive.drive_id, t0 - 2.0, t1, int(near.sum()))
+                Evidence(
+                    "can/radar (target in lane ahead, |left| < 2 m)",
+                    drive.drive_id,
+                    t0 - 2.0,
+                    t1,
+                    int(near.sum()),
+                )
             )
     steer = quantity_series(drive, "steering_angle")
     if steer is not None:
@@ -713,23 +782,48 @@ def trip_summary(drive: Drive) -> ToolResult:
         "hard_accelerations": Fact(sum(1 for e in events if e.kind == "hard_acceleration"), "count"),
         "sharp_turns": Fact(sum(1 for e in events if e.kind == "sharp_turn"), "count"),
     }
-    ev = (Evidence(f"{source} (speed)", drive.drive_id, float(t[0]), float(t[-1]), int(t.shape[0]), {"max": round(float(v[imax]), 3)}),)
+    ev = (
+        Evidence(
+            f"{source} (speed)",
+            drive.drive_id,
+            float(t[0]),
+            float(t[-1]),
+            int(t.shape[0]),
+            {"max": round(float(v[imax]), 3)},
+        ),
+    )
     return ToolResult("trip_summary", args, True, facts, ev, items=tuple(_event_item(e) for e in events))
 
 
-def _health_of(t: NDArrayFloat, v: NDArrayFloat, q: Quantity, moving: Callable[[NDArrayFloat], NDArrayBool]) -> tuple[dict[str, Fact], list[dict[str, Fact]]]:
+def _health_of(
+    t: NDArrayFloat, v: NDArrayFloat, q: Quantity, moving: Callable[[NDArrayFloat], NDArrayBool]
+) -> tuple[dict[str, Fact], list[dict[str, Fact]]]:
     items: list[dict[str, Fact]] = []
     n = t.shape[0]
-    tu = np.unique(t)  # several values may share a timestamp (radar targets): rate and gaps use distinct times
+    tu = np.unique(
+        t
+    )  # several values may share a timestamp (radar targets): rate and gaps use distinct times
     dt = np.diff(tu)
     median_dt = float(np.median(dt)) if tu.shape[0] > 1 else float("nan")
     limit = max(DROPOUT_FACTOR * median_dt, 0.05) if tu.shape[0] > 1 else float("inf")
     gaps = np.flatnonzero(dt > limit) if tu.shape[0] > 1 else np.zeros(0, dtype=np.int64)
     for g in gaps.tolist():
-        items.append({"fault": Fact("dropout"), "start": Fact(float(tu[g]), "s", float(tu[g])), "length": Fact(float(dt[g]), "s")})
+        items.append(
+            {
+                "fault": Fact("dropout"),
+                "start": Fact(float(tu[g]), "s", float(tu[g])),
+                "length": Fact(float(dt[g]), "s"),
+            }
+        )
     bad = ~np.isfinite(v) | (v < q.valid_range[0]) | (v > q.valid_range[1])
     for s, e in _runs(bad):
-        items.append({"fault": Fact("out_of_range"), "start": Fact(float(t[s]), "s", float(t[s])), "samples": Fact(e - s, "count")})
+        items.append(
+            {
+                "fault": Fact("out_of_range"),
+                "start": Fact(float(t[s]), "s", float(t[s])),
+                "samples": Fact(e - s, "count"),
+            }
+        )
     frozen_s = 0.0
     if n > 1:
         same = np.concatenate([[False], v[1:] == v[:-1]])
@@ -755,7 +849,11 @@ def _health_of(t: NDArrayFloat, v: NDArrayFloat, q: Quantity, moving: Callable[[
         anomalous = int(off.sum())
         for s, e in _runs(off):
             items.append(
-                {"fault": Fact("rate_anomaly"), "start": Fact(float(edges[s]), "s", float(edges[s])), "length": Fact(float(e - s), "s")}
+                {
+                    "fault": Fact("rate_anomaly"),
+                    "start": Fact(float(edges[s]), "s", float(edges[s])),
+                    "length": Fact(float(e - s), "s"),
+                }
             )
     facts = {
         "samples": Fact(n, "count"),
@@ -778,7 +876,10 @@ def signal_health(drive: Drive, quantity: str) -> ToolResult:
     q = QUANTITIES[quantity]
     if q.derived is not None:
         return ToolResult(
-            "signal_health", args, False, message=f"{q.label} is derived, not measured: ask about the signals it comes from"
+            "signal_health",
+            args,
+            False,
+            message=f"{q.label} is derived, not measured: ask about the signals it comes from",
         )
     got = quantity_series(drive, quantity)
     if got is None:

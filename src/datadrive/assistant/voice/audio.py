@@ -45,7 +45,12 @@ def read_wav(path: str | Path, *, rate_hz: int = SAMPLE_RATE_HZ) -> NDArrayFloat
         raise CorruptFileError(p, "not a WAV file (no RIFF/WAVE header)")
     try:
         with wave.open(io.BytesIO(raw)) as w:
-            channels, width, rate, frames = w.getnchannels(), w.getsampwidth(), w.getframerate(), w.getnframes()
+            channels, width, rate, frames = (
+                w.getnchannels(),
+                w.getsampwidth(),
+                w.getframerate(),
+                w.getnframes(),
+            )
             data = w.readframes(frames)
     except (wave.Error, EOFError) as exc:
         raise CorruptFileError(p, f"the WAV file does not decode ({exc})") from exc
@@ -53,12 +58,18 @@ def read_wav(path: str | Path, *, rate_hz: int = SAMPLE_RATE_HZ) -> NDArrayFloat
         raise InvalidValueError(p, f"{8 * width}-bit samples; the assistant reads 16-bit PCM")
     if rate != rate_hz:
         raise InvalidValueError(
-            p, f"sample rate {rate} Hz; the assistant listens at {rate_hz} Hz (convert: sox IN -r {rate_hz} -c 1 -b 16 OUT.wav)"
+            p,
+            f"sample rate {rate} Hz; the assistant listens at {rate_hz} "
+            f"Hz (convert: sox IN -r {rate_hz} -c 1 -b 16 OUT.wav)",
         )
     if channels != 1:
-        raise InvalidValueError(p, f"{channels} channels; the assistant reads mono (convert: sox IN -c 1 OUT.wav)")
+        raise InvalidValueError(
+            p, f"{channels} channels; the assistant reads mono (convert: sox IN -c 1 OUT.wav)"
+        )
     if len(data) < 2 * frames:
-        raise CorruptFileError(p, f"truncated: the header says {frames} samples, the file holds {len(data) // 2}")
+        raise CorruptFileError(
+            p, f"truncated: the header says {frames} samples, the file holds {len(data) // 2}"
+        )
     if frames == 0:
         raise EmptyLogError(p, "the WAV file holds no audio")
     out: NDArrayFloat32 = (np.frombuffer(data, dtype="<i2").astype(np.float32) / 32768.0).astype(np.float32)

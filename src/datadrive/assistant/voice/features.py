@@ -1,4 +1,6 @@
-"""Log-mel features: 40 mel bands, 25 ms windows every 10 ms, 60-7,600 Hz (the usual keyword-spotting front end).
+"""Log-mel features: 40 mel bands, 25 ms windows every 10 ms, 60-7,600 Hz.
+
+The usual front end of keyword spotting.
 
 Notation:
     S: number of samples.

@@ -64,7 +64,9 @@ def _pink(n: int, rng: np.random.Generator) -> np.ndarray:
 def _family(name: str, n: int, rng: np.random.Generator) -> np.ndarray:
     t = np.arange(n) / _SR
     if name == "engine":
-        rpm = rng.uniform(800, 3500) * (1 + 0.08 * np.sin(2 * np.pi * rng.uniform(0.05, 0.3) * t + rng.uniform(0, 6)))
+        rpm = rng.uniform(800, 3500) * (
+            1 + 0.08 * np.sin(2 * np.pi * rng.uniform(0.05, 0.3) * t + rng.uniform(0, 6))
+        )
         f0 = rpm / 60.0 * rng.choice([2.0, 3.0])  # 4- or 6-cylinder four-stroke firing frequency
         phase = 2 * np.pi * np.cumsum(f0) / _SR
         tones = sum(rng.uniform(0.3, 1.0) / k * np.sin(k * phase + rng.uniform(0, 6)) for k in range(1, 7))
@@ -97,12 +99,16 @@ def _family(name: str, n: int, rng: np.random.Generator) -> np.ndarray:
             root = 110.0 * 2 ** (rng.integers(0, 24) / 12)
             for ratio in (1.0, 1.26, 1.5):
                 for k in range(1, 5):
-                    out[start:end] += np.sin(2 * np.pi * root * ratio * k * tt) / k * np.exp(-tt * rng.uniform(1, 4))
+                    out[start:end] += (
+                        np.sin(2 * np.pi * root * ratio * k * tt) / k * np.exp(-tt * rng.uniform(1, 4))
+                    )
         return out
     raise ValueError(f"unknown noise family {name!r}")
 
 
-def cabin_noise(n: int, rng: np.random.Generator, families: tuple[str, ...] = TRAIN_FAMILIES, *, k: int | None = None) -> NDArrayFloat32:
+def cabin_noise(
+    n: int, rng: np.random.Generator, families: tuple[str, ...] = TRAIN_FAMILIES, *, k: int | None = None
+) -> NDArrayFloat32:
     """``(S,)`` noise: a random mixture of 1-3 of ``families`` (unit RMS)."""
     count = k or int(rng.integers(1, min(3, len(families)) + 1))
     chosen = rng.choice(np.array(families), size=count, replace=False)
@@ -114,7 +120,9 @@ def cabin_noise(n: int, rng: np.random.Generator, families: tuple[str, ...] = TR
     return result
 
 
-def reverb(x: NDArrayFloat32, rng: np.random.Generator, *, rt60_s: tuple[float, float] = (0.05, 0.4)) -> NDArrayFloat32:
+def reverb(
+    x: NDArrayFloat32, rng: np.random.Generator, *, rt60_s: tuple[float, float] = (0.05, 0.4)
+) -> NDArrayFloat32:
     """``x`` through a synthetic small-room impulse response."""
     rt60 = rng.uniform(*rt60_s)
     length = int(_SR * rt60)

@@ -29,7 +29,26 @@ from datadrive.errors import ConfigError
 __all__ = ["Voice", "english_voices", "espeak_available", "speak", "variants"]
 
 _ESPEAK_RATE_HZ = 22050
-_ACCENTED = ("de", "fr", "es", "it", "nl", "sv", "pl", "pt", "hi", "fi", "cs", "ro", "hu", "da", "no", "tr", "ru", "el")
+_ACCENTED = (
+    "de",
+    "fr",
+    "es",
+    "it",
+    "nl",
+    "sv",
+    "pl",
+    "pt",
+    "hi",
+    "fi",
+    "cs",
+    "ro",
+    "hu",
+    "da",
+    "no",
+    "tr",
+    "ru",
+    "el",
+)
 
 
 @dataclass(frozen=True)
@@ -96,13 +115,31 @@ def speak(text: str, voice: Voice | None = None, *, rate_hz: int = SAMPLE_RATE_H
         ConfigError: if espeak-ng is missing or fails.
     """
     v = voice or Voice("en-us")
-    cmd = [_espeak(), "-v", v.name, "-s", str(v.speed_wpm), "-p", str(v.pitch), "-a", str(v.amplitude), "--stdout", "--", text]
+    cmd = [
+        _espeak(),
+        "-v",
+        v.name,
+        "-s",
+        str(v.speed_wpm),
+        "-p",
+        str(v.pitch),
+        "-a",
+        str(v.amplitude),
+        "--stdout",
+        "--",
+        text,
+    ]
     done = subprocess.run(cmd, capture_output=True, check=False)
     if done.returncode != 0:
-        raise ConfigError(f"espeak-ng failed for voice {v.name}: {done.stderr.decode(errors='replace').strip()}")
+        raise ConfigError(
+            f"espeak-ng failed for voice {v.name}: {done.stderr.decode(errors='replace').strip()}"
+        )
     raw = done.stdout
     i = raw.find(b"data")
     if raw[:4] != b"RIFF" or i < 0:
         raise ConfigError(f"espeak-ng gave no WAV for voice {v.name}")
-    pcm = np.frombuffer(raw[i + 8 : i + 8 + (len(raw) - i - 8) // 2 * 2], dtype="<i2").astype(np.float32) / 32768.0
+    pcm = (
+        np.frombuffer(raw[i + 8 : i + 8 + (len(raw) - i - 8) // 2 * 2], dtype="<i2").astype(np.float32)
+        / 32768.0
+    )
     return resample(pcm, _ESPEAK_RATE_HZ, rate_hz)

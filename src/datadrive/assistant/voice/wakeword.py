@@ -149,7 +149,7 @@ class WakeWordConfig:
 
     @property
     def frames(self) -> int:
-        return int(round(self.window_s * SR / HOP))
+        return round(self.window_s * SR / HOP)
 
 
 # --------------------------------------------------------------------------- data
@@ -182,13 +182,19 @@ def sentence_pools() -> tuple[list[str], list[str]]:
     return sentences[:cut], sentences[cut:]
 
 
-def _random_voice(rng: np.random.Generator, accents: Sequence[str], variant_pool: Sequence[str], speeds: tuple[int, int]) -> Voice:
+def _random_voice(
+    rng: np.random.Generator, accents: Sequence[str], variant_pool: Sequence[str], speeds: tuple[int, int]
+) -> Voice:
     accent = str(rng.choice(np.array(accents)))
     var = str(rng.choice(np.array(variant_pool))) if rng.random() < 0.8 else ""
-    return Voice(accent + (f"+{var}" if var else ""), int(rng.integers(*speeds)), int(rng.integers(15, 85)), 100)
+    return Voice(
+        accent + (f"+{var}" if var else ""), int(rng.integers(*speeds)), int(rng.integers(15, 85)), 100
+    )
 
 
-def _synth_many(jobs: Sequence[tuple[str, Voice]], threads: int, progress: Callable[[int], None] | None = None) -> list[NDArrayFloat32]:
+def _synth_many(
+    jobs: Sequence[tuple[str, Voice]], threads: int, progress: Callable[[int], None] | None = None
+) -> list[NDArrayFloat32]:
     def one(job: tuple[str, Voice]) -> NDArrayFloat32:
         text, voice = job
         try:
@@ -216,7 +222,9 @@ class NoiseBank:
     def __init__(self, families: tuple[str, ...], seed: int, seconds: float = 20.0, takes: int = 3) -> None:
         rng = np.random.default_rng(seed)
         self.families = families
-        self.bank = {f: [cabin_noise(int(seconds * SR), rng, (f,), k=1) for _ in range(takes)] for f in families}
+        self.bank = {
+            f: [cabin_noise(int(seconds * SR), rng, (f,), k=1) for _ in range(takes)] for f in families
+        }
 
     def sample(self, n: int, rng: np.random.Generator) -> NDArrayFloat32:
         count = int(rng.integers(1, min(3, len(self.families)) + 1))
@@ -233,13 +241,17 @@ class NoiseBank:
         return result
 
 
-def _noisy(speech: NDArrayFloat32, rng: np.random.Generator, bank: NoiseBank, snr: tuple[float, float] = (0.0, 20.0)) -> NDArrayFloat32:
+def _noisy(
+    speech: NDArrayFloat32, rng: np.random.Generator, bank: NoiseBank, snr: tuple[float, float] = (0.0, 20.0)
+) -> NDArrayFloat32:
     x = reverb(speech, rng) if rng.random() < 0.5 else speech
     noise = bank.sample(x.shape[0], rng)
     return mix(x, noise, float(rng.uniform(*snr)), float(rng.uniform(-12.0, 6.0)))
 
 
-def _place_end(utt: NDArrayFloat32, n: int, end_gap: int, rng: np.random.Generator, before: NDArrayFloat32 | None) -> NDArrayFloat32:
+def _place_end(
+    utt: NDArrayFloat32, n: int, end_gap: int, rng: np.random.Generator, before: NDArrayFloat32 | None
+) -> NDArrayFloat32:
     """A window of ``n`` samples whose utterance ends ``end_gap`` samples before the window's end."""
     out = np.zeros(n, dtype=np.float32)
     end = n - end_gap
@@ -269,7 +281,9 @@ class Dataset:
     kinds: list[str] = field(default_factory=list)
 
 
-def build_training_set(config: WakeWordConfig, progress: Callable[[str, int, int], None] | None = None) -> Dataset:
+def build_training_set(
+    config: WakeWordConfig, progress: Callable[[str, int, int], None] | None = None
+) -> Dataset:
     """The training windows (train voices, sentences, near misses and noise families only)."""
     rng = np.random.default_rng(config.seed)
     pools = voice_pools()
@@ -278,12 +292,26 @@ def build_training_set(config: WakeWordConfig, progress: Callable[[str, int, int
     train_sentences, _ = sentence_pools()
     n = int(config.window_s * SR)
     spoken = [config.phrase, config.phrase.replace(" ", ", ", 1)]
-    pos_jobs = [(str(rng.choice(np.array(spoken))), _random_voice(rng, accents, var_pool, (115, 210))) for _ in range(config.positives)]
-    sent_jobs = [(str(rng.choice(np.array(train_sentences + list(COMMANDS[:6])))), _random_voice(rng, accents, var_pool, (115, 210))) for _ in range(config.sentences)]
-    near_jobs = [(str(rng.choice(np.array(TRAIN_NEAR_MISSES))), _random_voice(rng, accents, var_pool, (115, 210))) for _ in range(config.near_misses)]
+    pos_jobs = [
+        (str(rng.choice(np.array(spoken))), _random_voice(rng, accents, var_pool, (115, 210)))
+        for _ in range(config.positives)
+    ]
+    sent_jobs = [
+        (
+            str(rng.choice(np.array(train_sentences + list(COMMANDS[:6])))),
+            _random_voice(rng, accents, var_pool, (115, 210)),
+        )
+        for _ in range(config.sentences)
+    ]
+    near_jobs = [
+        (str(rng.choice(np.array(TRAIN_NEAR_MISSES))), _random_voice(rng, accents, var_pool, (115, 210)))
+        for _ in range(config.near_misses)
+    ]
     jobs = pos_jobs + sent_jobs + near_jobs
     total = len(jobs)
-    audio = _synth_many(jobs, config.threads, None if progress is None else lambda i: progress("synthesizing", i, total))
+    audio = _synth_many(
+        jobs, config.threads, None if progress is None else lambda i: progress("synthesizing", i, total)
+    )
     pos_audio = audio[: len(pos_jobs)]
     sent_audio = audio[len(pos_jobs) : len(pos_jobs) + len(sent_jobs)]
     near_audio = audio[len(pos_jobs) + len(sent_jobs) :]
@@ -359,13 +387,26 @@ class WakeWordModel:
     threshold: float
     meta: dict[str, Any] = field(default_factory=dict)
 
-    def scores(self, feats: NDArrayFloat32, *, hop_frames: int = 10, batch: int = 512) -> tuple[NDArrayFloat, NDArrayFloat]:
-        """Scores of windows every ``hop_frames`` over ``(F_total, M)`` features: (window end times s, scores)."""
+    def scores(
+        self, feats: NDArrayFloat32, *, hop_frames: int = 10, batch: int = 512
+    ) -> tuple[NDArrayFloat, NDArrayFloat]:
+        """Scores of windows every ``hop_frames`` over ``(F_total, M)`` features.
+
+        Returns:
+            The windows' end times (s) and their scores.
+        """
         import torch
 
         f = self.config.frames
         if feats.shape[0] < f:
-            feats = np.concatenate([np.full((f - feats.shape[0], N_MELS), feats.min() if feats.size else -13.8, dtype=np.float32), feats])
+            feats = np.concatenate(
+                [
+                    np.full(
+                        (f - feats.shape[0], N_MELS), feats.min() if feats.size else -13.8, dtype=np.float32
+                    ),
+                    feats,
+                ]
+            )
         starts = np.arange(0, feats.shape[0] - f + 1, hop_frames)
         windows = np.lib.stride_tricks.sliding_window_view(feats, (f, N_MELS))[starts, 0]
         out = np.empty(starts.shape[0])
@@ -380,19 +421,28 @@ class WakeWordModel:
     def detect(self, samples: NDArrayFloat32, threshold: float | None = None) -> list[tuple[float, float]]:
         """Wake-ups in ``samples``: (time s of the window's end, score), with the refractory period."""
         ends, scores = self.scores(log_mel(samples))
-        return triggers(ends, scores, self.threshold if threshold is None else threshold, self.config.refractory_s)
+        return triggers(
+            ends, scores, self.threshold if threshold is None else threshold, self.config.refractory_s
+        )
 
     def save(self, path: str | Path) -> None:
         import torch
 
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         torch.save(
-            {"config": asdict(self.config), "threshold": self.threshold, "meta": self.meta, "state": self.net.state_dict()},
+            {
+                "config": asdict(self.config),
+                "threshold": self.threshold,
+                "meta": self.meta,
+                "state": self.net.state_dict(),
+            },
             str(path),
         )
 
 
-def triggers(ends: NDArrayFloat, scores: NDArrayFloat, threshold: float, refractory_s: float) -> list[tuple[float, float]]:
+def triggers(
+    ends: NDArrayFloat, scores: NDArrayFloat, threshold: float, refractory_s: float
+) -> list[tuple[float, float]]:
     out: list[tuple[float, float]] = []
     last = -np.inf
     for i in np.flatnonzero(scores >= threshold).tolist():
@@ -412,7 +462,9 @@ def load_model(path: str | Path | None = None) -> WakeWordModel:
 
     p = Path(path) if path is not None else BUNDLED_MODEL
     if not p.is_file():
-        raise ConfigError(f"{p}: no wake-word model here (train one: datadrive assistant wakeword train --out {p})")
+        raise ConfigError(
+            f"{p}: no wake-word model here (train one: datadrive assistant wakeword train --out {p})"
+        )
     try:
         doc = torch.load(str(p), map_location="cpu", weights_only=True)
         config = WakeWordConfig(**doc["config"])
@@ -424,7 +476,7 @@ def load_model(path: str | Path | None = None) -> WakeWordModel:
 
 
 def train(
-    config: WakeWordConfig = WakeWordConfig(),  # noqa: B008 (frozen)
+    config: WakeWordConfig = WakeWordConfig(),
     *,
     progress: Callable[[str, int, int], None] | None = None,
     dataset: Dataset | None = None,
@@ -445,7 +497,11 @@ def train(
     y = torch.from_numpy(data.y)
     net = _net(config.frames)
     opt = torch.optim.Adam(net.parameters(), lr=config.lr, weight_decay=1e-4)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=config.lr, total_steps=config.epochs * ((len(tr) + config.batch_size - 1) // config.batch_size))
+    sched = torch.optim.lr_scheduler.OneCycleLR(
+        opt,
+        max_lr=config.lr,
+        total_steps=config.epochs * ((len(tr) + config.batch_size - 1) // config.batch_size),
+    )
     pos_weight = torch.tensor(float((data.y[tr] == 0).sum()) / max(1.0, float((data.y[tr] == 1).sum())))
     loss_fn = torch.nn.BCEWithLogitsLoss(pos_weight=pos_weight)
     history = []
@@ -520,7 +576,13 @@ class EvalReport:
         return asdict(self)
 
 
-def _test_set(config: WakeWordConfig, n_pos: int, neg_minutes: float, seed: int, progress: Callable[[str, int, int], None] | None) -> tuple[list[NDArrayFloat32], list[tuple[float, float]], list[str], Iterator[NDArrayFloat32]]:
+def _test_set(
+    config: WakeWordConfig,
+    n_pos: int,
+    neg_minutes: float,
+    seed: int,
+    progress: Callable[[str, int, int], None] | None,
+) -> tuple[list[NDArrayFloat32], list[tuple[float, float]], list[str], Iterator[NDArrayFloat32]]:
     """Held-out positives (clips, phrase spans, noise family) and a generator of negative audio chunks."""
     rng = np.random.default_rng(seed)
     pools = voice_pools()
@@ -528,21 +590,40 @@ def _test_set(config: WakeWordConfig, n_pos: int, neg_minutes: float, seed: int,
     _, var_pool = pools["variants"]
     _, test_sentences = sentence_pools()
     jobs = [(config.phrase, _random_voice(rng, accents, var_pool, (110, 215))) for _ in range(n_pos)]
-    ctx_jobs = [(str(rng.choice(np.array(test_sentences))), _random_voice(rng, accents, var_pool, (110, 215))) for _ in range(max(8, n_pos // 4))]
-    audio = _synth_many(jobs + ctx_jobs, config.threads, None if progress is None else lambda i: progress("synthesizing test positives", i, len(jobs) + len(ctx_jobs)))
+    ctx_jobs = [
+        (str(rng.choice(np.array(test_sentences))), _random_voice(rng, accents, var_pool, (110, 215)))
+        for _ in range(max(8, n_pos // 4))
+    ]
+    audio = _synth_many(
+        jobs + ctx_jobs,
+        config.threads,
+        None
+        if progress is None
+        else lambda i: progress("synthesizing test positives", i, len(jobs) + len(ctx_jobs)),
+    )
     phrases, ctx = audio[: len(jobs)], audio[len(jobs) :]
     bank = NoiseBank(NOISE_FAMILIES, seed + 2)
     clips, spans, fams = [], [], []
     for utt in phrases:
         family = str(rng.choice(np.array(NOISE_FAMILIES)))
-        lead = ctx[int(rng.integers(len(ctx)))][-int(rng.uniform(0.5, 1.5) * SR) :] * np.float32(rng.uniform(0.3, 1.0))
-        gap1, gap2 = np.zeros(int(rng.uniform(0.2, 0.6) * SR), np.float32), np.zeros(int(1.2 * SR), np.float32)
+        lead = ctx[int(rng.integers(len(ctx)))][-int(rng.uniform(0.5, 1.5) * SR) :] * np.float32(
+            rng.uniform(0.3, 1.0)
+        )
+        gap1, gap2 = (
+            np.zeros(int(rng.uniform(0.2, 0.6) * SR), np.float32),
+            np.zeros(int(1.2 * SR), np.float32),
+        )
         x = np.concatenate([lead, gap1, utt, gap2])
         start = (lead.shape[0] + gap1.shape[0]) / SR
-        fams_here = (family,) + tuple(str(f) for f in rng.choice(np.array(NOISE_FAMILIES), size=1))
+        fams_here = (family, *tuple(str(f) for f in rng.choice(np.array(NOISE_FAMILIES), size=1)))
         noise = NoiseBank.__new__(NoiseBank)
         noise.families, noise.bank = fams_here, {f: bank.bank[f] for f in fams_here}
-        noisy = mix(reverb(x, rng) if rng.random() < 0.5 else x, noise.sample(x.shape[0], rng), float(rng.uniform(0, 20)), float(rng.uniform(-12, 6)))
+        noisy = mix(
+            reverb(x, rng) if rng.random() < 0.5 else x,
+            noise.sample(x.shape[0], rng),
+            float(rng.uniform(0, 20)),
+            float(rng.uniform(-12, 6)),
+        )
         clips.append(noisy)
         spans.append((start, start + utt.shape[0] / SR))
         fams.append(family)
@@ -557,9 +638,19 @@ def _test_set(config: WakeWordConfig, n_pos: int, neg_minutes: float, seed: int,
             seg_jobs = []
             for k in kinds:
                 if k < 0.7:
-                    seg_jobs.append((str(nrng.choice(np.array(test_sentences))), _random_voice(nrng, accents, var_pool, (110, 215))))
+                    seg_jobs.append(
+                        (
+                            str(nrng.choice(np.array(test_sentences))),
+                            _random_voice(nrng, accents, var_pool, (110, 215)),
+                        )
+                    )
                 elif k < 0.85:
-                    seg_jobs.append((str(nrng.choice(np.array(TEST_NEAR_MISSES + COMMANDS[6:]))), _random_voice(nrng, accents, var_pool, (110, 215))))
+                    seg_jobs.append(
+                        (
+                            str(nrng.choice(np.array(TEST_NEAR_MISSES + COMMANDS[6:]))),
+                            _random_voice(nrng, accents, var_pool, (110, 215)),
+                        )
+                    )
                 else:
                     seg_jobs.append(("", Voice("en-us")))
             synthed = _synth_many([j for j in seg_jobs if j[0]], config.threads)
@@ -572,7 +663,12 @@ def _test_set(config: WakeWordConfig, n_pos: int, neg_minutes: float, seed: int,
                 parts.append(np.zeros(int(nrng.uniform(0.3, 1.5) * SR), np.float32))
             x = np.concatenate(parts)
             noise = bank.sample(x.shape[0], nrng)
-            chunk = mix(reverb(x, nrng) if nrng.random() < 0.5 else x, noise, float(nrng.uniform(0, 20)), float(nrng.uniform(-12, 6)))
+            chunk = mix(
+                reverb(x, nrng) if nrng.random() < 0.5 else x,
+                noise,
+                float(nrng.uniform(0, 20)),
+                float(nrng.uniform(-12, 6)),
+            )
             produced += chunk.shape[0] / SR
             if progress is not None:
                 progress("negative audio (s)", int(min(produced, target)), int(target))
@@ -581,7 +677,13 @@ def _test_set(config: WakeWordConfig, n_pos: int, neg_minutes: float, seed: int,
     return clips, spans, fams, negatives()
 
 
-def _anchor_pocketsphinx(phrase: str, clips: Sequence[NDArrayFloat32], spans: Sequence[tuple[float, float]], negatives: Sequence[NDArrayFloat32], thresholds: Sequence[float]) -> list[dict[str, Any]]:
+def _anchor_pocketsphinx(
+    phrase: str,
+    clips: Sequence[NDArrayFloat32],
+    spans: Sequence[tuple[float, float]],
+    negatives: Sequence[NDArrayFloat32],
+    thresholds: Sequence[float],
+) -> list[dict[str, Any]]:
     """pocketsphinx keyword spotting (its en-us model and dictionary) on the same audio."""
     from pocketsphinx import Decoder
 
@@ -589,7 +691,8 @@ def _anchor_pocketsphinx(phrase: str, clips: Sequence[NDArrayFloat32], spans: Se
     rows = []
     neg_s = sum(x.shape[0] for x in negatives) / SR
     for th in thresholds:
-        def run(x: NDArrayFloat32) -> list[float]:
+
+        def run(x: NDArrayFloat32, th: float = th) -> list[float]:
             d = Decoder(samprate=SR, lm=None, keyphrase=words, kws_threshold=th, loglevel="FATAL")
             pcm = (np.clip(x, -1, 1) * 32767).astype("<i2").tobytes()
             hits: list[float] = []
@@ -604,7 +707,9 @@ def _anchor_pocketsphinx(phrase: str, clips: Sequence[NDArrayFloat32], spans: Se
             d.end_utt()
             return hits
 
-        detected = sum(1 for x, (a, b) in zip(clips, spans, strict=True) if any(a <= h <= b + 1.0 for h in run(x)))
+        detected = sum(
+            1 for x, (a, b) in zip(clips, spans, strict=True) if any(a <= h <= b + 1.0 for h in run(x))
+        )
         false = sum(len(run(x)) for x in negatives)
         rows.append(
             {
@@ -664,14 +769,27 @@ def evaluate(
     pos = np.array(pos_best)
 
     def at(th: float) -> tuple[float, float]:
-        return float((pos >= th).mean()), len(triggers(all_ends, all_scores, th, model.config.refractory_s)) / hours
+        return float((pos >= th).mean()), len(
+            triggers(all_ends, all_scores, th, model.config.refractory_s)
+        ) / hours
 
-    grid = np.unique(np.concatenate([np.linspace(0.05, 0.95, 19), 1 - np.logspace(-1, -6, 26), [model.threshold]]))
+    grid = np.unique(
+        np.concatenate([np.linspace(0.05, 0.95, 19), 1 - np.logspace(-1, -6, 26), [model.threshold]])
+    )
     curve = [(float(th), *at(float(th))) for th in grid]
     det, fa = at(model.threshold)
-    by_family = {f: float((pos[[i for i, x in enumerate(fams) if x == f]] >= model.threshold).mean()) for f in sorted(set(fams))}
+    by_family = {
+        f: float((pos[[i for i, x in enumerate(fams) if x == f]] >= model.threshold).mean())
+        for f in sorted(set(fams))
+    }
     anchor = (
-        _anchor_pocketsphinx(model.config.phrase, clips[:anchor_positives], spans[:anchor_positives], anchor_neg, anchor_thresholds)
+        _anchor_pocketsphinx(
+            model.config.phrase,
+            clips[:anchor_positives],
+            spans[:anchor_positives],
+            anchor_neg,
+            anchor_thresholds,
+        )
         if anchor_positives > 0
         else []
     )
@@ -684,7 +802,11 @@ def evaluate(
         curve=curve,
         anchor=anchor,
         realtime_factor=compute / audio_s,
-        details={"detection_by_noise_family": by_family, "seed": seed, "test_only_noise_families": ["rain", "indicator", "music"]},
+        details={
+            "detection_by_noise_family": by_family,
+            "seed": seed,
+            "test_only_noise_families": ["rain", "indicator", "music"],
+        },
     )
 
 
@@ -698,7 +820,12 @@ def plot_curve(report: EvalReport, path: str | Path) -> None:
     fig, ax = plt.subplots(figsize=(6, 4))
     c = np.array(report.curve)
     ax.plot(np.maximum(c[:, 2], 0.05), c[:, 1] * 100, "-", label="datadrive wake word")
-    ax.plot([max(report.false_wakes_per_hour, 0.05)], [report.detection_rate * 100], "o", label=f"chosen threshold {report.threshold:.3f}")
+    ax.plot(
+        [max(report.false_wakes_per_hour, 0.05)],
+        [report.detection_rate * 100],
+        "o",
+        label=f"chosen threshold {report.threshold:.3f}",
+    )
     for row in report.anchor:
         ax.plot([max(row["false_wakes_per_hour"], 0.05)], [row["detection_rate"] * 100], "x", color="tab:red")
     if report.anchor:
@@ -708,7 +835,11 @@ def plot_curve(report: EvalReport, path: str | Path) -> None:
     ax.set_xscale("log")
     ax.set_xlabel("false wakes per hour (held-out negatives, log; 0 drawn at 0.05)")
     ax.set_ylabel("detection rate (%)")
-    ax.set_title(f"wake word on synthesized speech: {report.positives} phrases, {report.negative_hours:.2f} h negatives", fontsize=9)
+    ax.set_title(
+        f"wake word on synthesized speech: {report.positives} "
+        f"phrases, {report.negative_hours:.2f} h negatives",
+        fontsize=9,
+    )
     ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
     fig.savefig(str(path), dpi=120)
@@ -721,5 +852,7 @@ def report_json(report: EvalReport) -> str:
 
 def small_config(**overrides: Any) -> WakeWordConfig:
     """A quick configuration for tests (about a minute on 2 cores)."""
-    base = WakeWordConfig(positives=200, augment=2, sentences=100, near_misses=80, noise_windows=150, epochs=8)
+    base = WakeWordConfig(
+        positives=200, augment=2, sentences=100, near_misses=80, noise_windows=150, epochs=8
+    )
     return replace(base, **overrides)
