@@ -85,10 +85,11 @@ def _window_of(intent: Intent, drive: Drive) -> tuple[Window | None, str]:
             lo, hi = t - half, t + half
         label = f"around {intent.point.text.split()[-1]}" if intent.around else intent.point.text
     else:
-        lo = place(intent.start) if intent.start is not None else 0.0
-        hi = place(intent.end) if intent.end is not None else dur
-        assert lo is not None
-        assert hi is not None
+        lo_at = place(intent.start) if intent.start is not None else 0.0
+        hi_at = place(intent.end) if intent.end is not None else dur
+        assert lo_at is not None
+        assert hi_at is not None
+        lo, hi = lo_at, hi_at
         label = ""
     if hi < 0 or lo > dur:
         return None, "outside"

@@ -68,15 +68,15 @@ def allowed_values(results: Sequence[ToolResult], question_numbers: Sequence[flo
     times: list[float] = []
     for r in results:
         facts = list(r.facts.values()) + [f for item in r.items for f in item.values()]
-        for f in facts:
+        for fact in facts:
             if (
-                isinstance(f.value, int | float)
-                and not isinstance(f.value, bool)
-                and math.isfinite(float(f.value))
+                isinstance(fact.value, int | float)
+                and not isinstance(fact.value, bool)
+                and math.isfinite(float(fact.value))
             ):
-                base.append((float(f.value), f.unit))
-            if f.t_s is not None:
-                times.append(f.t_s)
+                base.append((float(fact.value), fact.unit))
+            if fact.t_s is not None:
+                times.append(fact.t_s)
         for e in r.evidence:
             times += [e.t0_s, e.t1_s]
             base.append((float(e.samples), "count"))

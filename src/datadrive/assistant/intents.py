@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import Any
 
 __all__ = ["Intent", "TimeRef", "parse_question", "words_to_numbers"]
 
@@ -302,17 +303,17 @@ def _times(text: str) -> tuple[TimeRef | None, TimeRef | None, TimeRef | None, b
     clocks = [_clock_ref(m) for m in _CLOCK.finditer(text)]
     clocks += [_clock_ref(m) for m in _CLOCK_WORDS.finditer(text)]
     if not clocks:  # spoken clock times: "around nine fifteen" -> "around 9 15"
-        for m in re.finditer(
+        for mm in re.finditer(
             r"\b(?:at|around|about|near|by|between|and|from|to|until) (?P<h>\d{1,2}) (?P<m>[0-5]\d)(?! "
             r"(?:s|min|h|km/h|mph|m/s|deg|m|km)\b)(?: (?P<s>[0-5]\d)(?! (?:s|min|h)\b))?",
             text,
         ):
-            if int(m.group("h")) < 24:
-                h, mi = int(m.group("h")), int(m.group("m"))
-                sec = m.group("s")
+            if int(mm.group("h")) < 24:
+                h, mi = int(mm.group("h")), int(mm.group("m"))
+                sec = mm.group("s")
                 clocks.append(
                     TimeRef(
-                        "clock", h * 3600.0 + mi * 60.0 + float(sec or 0), 1.0 if sec else 60.0, m.group(0)
+                        "clock", h * 3600.0 + mi * 60.0 + float(sec or 0), 1.0 if sec else 60.0, mm.group(0)
                     )
                 )
     around = bool(re.search(r"\b(?:around|about|approximately|roughly|near|circa|close to)\b", text))
@@ -332,9 +333,9 @@ def _times(text: str) -> tuple[TimeRef | None, TimeRef | None, TimeRef | None, b
     )
     if m:
         u2 = m.group(4)
-        a = _seconds(m.group(1), m.group(2) or u2)
-        b = _seconds(m.group(3), u2)
-        lo, hi = min(a, b), max(a, b)
+        s0 = _seconds(m.group(1), m.group(2) or u2)
+        s1 = _seconds(m.group(3), u2)
+        lo, hi = min(s0, s1), max(s0, s1)
         return (
             TimeRef("offset", lo, 1.0, m.group(0)),
             TimeRef("offset", hi, 1.0, m.group(0)),
@@ -463,20 +464,20 @@ def parse_question(question: str) -> Intent:
     """Parse one question (see the module doc)."""
     text = normalise(question)
     numbers = _numbers(text)
-    base = {"text": text, "numbers": numbers, "drive": _drive(text), "unit": _unit(text)}
+    base: dict[str, Any] = {"text": text, "numbers": numbers, "drive": _drive(text), "unit": _unit(text)}
     if not text:
-        return Intent("unknown", **base)  # type: ignore[arg-type]
+        return Intent("unknown", **base)
     if re.search(
         r"\bwhat (?:can|do) you (?:do|answer|know|tell)\b|^help\b|\bwhat "
         r"questions\b|\bwhat can i ask\b|\bhow can you help\b|\bwhat are you able\b",
         text,
     ):
-        return Intent("capabilities", **base)  # type: ignore[arg-type]
+        return Intent("capabilities", **base)
     if re.search(
         r"\bwhich (?:drives|trips)\b|\blist (?:my |the )?(?:drives|trips)\b|\bhow many (?:drives|trips)\b",
         text,
     ):
-        return Intent("drives", **base)  # type: ignore[arg-type]
+        return Intent("drives", **base)
 
     def original_case(places: tuple[str, ...]) -> tuple[str, ...]:
         out = []
@@ -488,12 +489,12 @@ def parse_question(question: str) -> Intent:
     category = next((cat for cat, pattern in _POI if re.search(pattern, text)), None)
     travel = bool(_TRAVEL.search(text)) and not re.search(r"\b(?:did|was|were) (?:i|we|the car|my)\b", text)
     if category and not re.search(r"\b(?:did|was|were|my) ", text) and (travel or _ALONG.search(text)):
-        return Intent("pois", category=category, places=original_case(_places(text)), **base)  # type: ignore[arg-type]
+        return Intent("pois", category=category, places=original_case(_places(text)), **base)
     if travel:
-        return Intent("route", places=original_case(_places(text)), category=category, **base)  # type: ignore[arg-type]
+        return Intent("route", places=original_case(_places(text)), category=category, **base)
 
     start, end, point, around, last_s = _times(text)
-    times = {"start": start, "end": end, "point": point, "around": around, "last_s": last_s}
+    times: dict[str, Any] = {"start": start, "end": end, "point": point, "around": around, "last_s": last_s}
     quantity = _quantity(text)
 
     if re.search(
@@ -505,7 +506,7 @@ def parse_question(question: str) -> Intent:
         and re.search(r"\b(?:bus|message|frame|stop|rate)\b", text)
         and re.search(r"\bCAN\b", question)
     ):
-        return Intent("can", **base)  # type: ignore[arg-type]
+        return Intent("can", **base)
     health = re.search(
         r"\bhealth(?:y)?\b|\bworking\b|\bwork(?:s|ing)? "
         r"(?:properly|correctly|right|ok|fine)\b|\bfault(?:y|s)?\b|\bbroken\b|\bdropouts?\b|\bdrop(?:ped)? "
@@ -516,7 +517,7 @@ def parse_question(question: str) -> Intent:
         text,
     )
     if health:
-        return Intent("health", quantity=quantity, **base)  # type: ignore[arg-type]
+        return Intent("health", quantity=quantity, **base)
 
     brake_words = (
         r"\bbrak(?:e|ed|es|ing)\b|\bslow(?:ed)? down\b|\bslammed\b|\bstopped suddenly\b|\bdecelerat\w+\b"
@@ -524,7 +525,7 @@ def parse_question(question: str) -> Intent:
     if re.search(r"\bwhy\b|\bwhat (?:made|caused|happened)\b|\bexplain\b|\breason\b|\bcause\b", text) and (
         re.search(brake_words, text) or (point is not None and re.search(r"\bwhat happened\b", text))
     ):
-        return Intent("brake_why", **base, **times)  # type: ignore[arg-type]
+        return Intent("brake_why", **base, **times)
 
     if re.search(
         r"\b(?:hardest|strongest|heaviest|sharpest|most "
@@ -533,7 +534,7 @@ def parse_question(question: str) -> Intent:
         r"(?:the )?most\b|\b(?:max(?:imum)?|peak) (?:braking|deceleration)\b",
         text,
     ):
-        return Intent("stat", quantity="acceleration", stat="min", extra={"as": "braking"}, **base, **times)  # type: ignore[arg-type]
+        return Intent("stat", quantity="acceleration", stat="min", extra={"as": "braking"}, **base, **times)
     event_kind = None
     if re.search(
         r"\bhard(?:est)? brak\w*\b|\bbrak\w* hard\b|\bharsh(?:ly)? "
@@ -567,8 +568,8 @@ def parse_question(question: str) -> Intent:
         ):
             return Intent(
                 "stat", quantity="acceleration", stat="min", extra={"as": "braking"}, **base, **times
-            )  # type: ignore[arg-type]
-        return Intent("events", event_kind=event_kind, **base, **times)  # type: ignore[arg-type]
+            )
+        return Intent("events", event_kind=event_kind, **base, **times)
 
     if re.search(
         r"\bsumm\w*\b|\boverview\b|\brecap\b|\bhow was "
@@ -577,7 +578,7 @@ def parse_question(question: str) -> Intent:
         r"(?:drive|trip|ride|journey)\b|\breport\b|\bstats\b|\bstatistics\b",
         text,
     ):
-        return Intent("trip", **base)  # type: ignore[arg-type]
+        return Intent("trip", **base)
 
     threshold = re.search(
         r"\b(?P<dir>above|over|faster than|more than|higher "
@@ -610,8 +611,8 @@ def parse_question(question: str) -> Intent:
             threshold=float(threshold.group("num")),
             threshold_unit=str(unit),
             above=above,
-            **{**base, "unit": threshold.group("unit") or base["unit"]},  # type: ignore[arg-type]
-            **times,  # type: ignore[arg-type]
+            **{**base, "unit": threshold.group("unit") or base["unit"]},
+            **times,
         )
     if re.search(
         r"\bhow long (?:was|were|did) (?:i|we|the car) (?:stopped|stop|standing|stand "
@@ -628,7 +629,7 @@ def parse_question(question: str) -> Intent:
             extra={"as": "stopped"},
             **base,
             **times,
-        )  # type: ignore[arg-type]
+        )
     if (
         re.search(
             r"\bhow (?:far|much distance)\b|\bdistance\b|\bmileage\b|\bhow many "
@@ -638,13 +639,13 @@ def parse_question(question: str) -> Intent:
         and quantity in (None, "speed")
         and not re.search(r"\bradar\b|\bahead\b|\bin front\b", text)
     ):
-        return Intent("distance", **base, **times)  # type: ignore[arg-type]
+        return Intent("distance", **base, **times)
     if re.search(
         r"\bhow long (?:was|did|were|is)\b.*\b(?:drive|trip|ride|journey|log|recording)\b|\bduration\b|\bhow "
         r"long did (?:i|we) drive\b|\bhow much time\b",
         text,
     ) and quantity in (None, "speed"):
-        return Intent("duration", **base)  # type: ignore[arg-type]
+        return Intent("duration", **base)
 
     if quantity is not None:
         stat = _stat(text)
@@ -659,10 +660,10 @@ def parse_question(question: str) -> Intent:
         else:
             extra = {}
         if point is not None and not around and stat is None:
-            return Intent("value_at", quantity=quantity, extra=extra, **base, **times)  # type: ignore[arg-type]
+            return Intent("value_at", quantity=quantity, extra=extra, **base, **times)
         if point is not None and point.precision_s <= 1 and stat is None:
-            return Intent("value_at", quantity=quantity, extra=extra, **base, **times)  # type: ignore[arg-type]
-        return Intent("stat", quantity=quantity, stat=stat, extra=extra, **base, **times)  # type: ignore[arg-type]
+            return Intent("value_at", quantity=quantity, extra=extra, **base, **times)
+        return Intent("stat", quantity=quantity, stat=stat, extra=extra, **base, **times)
     if re.search(r"\bbrak\w*\b", text):
-        return Intent("events", event_kind="hard_brake", **base, **times)  # type: ignore[arg-type]
-    return Intent("unknown", **base)  # type: ignore[arg-type]
+        return Intent("events", event_kind="hard_brake", **base, **times)
+    return Intent("unknown", **base)

@@ -72,7 +72,7 @@ class LocalChatModel:
             )
         except Exception as exc:  # transformers raises many kinds for an unreadable file
             raise ConfigError(f"{gguf}: transformers cannot load it ({type(exc).__name__}: {exc})") from exc
-        self.model.eval()
+        self.model.eval()  # type: ignore[no-untyped-call]
 
     def complete(
         self, messages: Sequence[Mapping[str, Any]], tools: Sequence[Mapping[str, Any]]
@@ -85,18 +85,23 @@ class LocalChatModel:
             for m in messages
         ]
         try:
-            ids = self.tokenizer.apply_chat_template(plain, add_generation_prompt=True, return_tensors="pt")
+            ids: Any = self.tokenizer.apply_chat_template(
+                plain, add_generation_prompt=True, return_tensors="pt"
+            )
             with self._torch.no_grad():
                 out = self.model.generate(ids, max_new_tokens=self.max_new_tokens, do_sample=False)
         except Exception as exc:
             raise EndpointError(f"local model {self.name} failed ({type(exc).__name__}: {exc})") from exc
         new = out[0, ids.shape[1] :]
-        return ChatReply(self.tokenizer.decode(new, skip_special_tokens=True).strip(), (), int(new.shape[0]))
+        text = str(self.tokenizer.decode(new, skip_special_tokens=True))
+        return ChatReply(text.strip(), (), int(new.shape[0]))
 
     def tokens_per_second(self, tokens: int = 64) -> dict[str, float]:
         """Greedy generation speed (tokens/s) on a fixed prompt."""
         messages = [{"role": "user", "content": "Describe a car's speedometer in three sentences."}]
-        ids = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt")
+        ids: Any = self.tokenizer.apply_chat_template(
+            messages, add_generation_prompt=True, return_tensors="pt"
+        )
         with self._torch.no_grad():
             self.model.generate(ids, max_new_tokens=4, do_sample=False)
             t0 = time.perf_counter()

@@ -165,8 +165,12 @@ def read_osm_pbf(path: str | Path) -> OsmExtract:
             dense = group.dense
             if len(dense.id):
                 ids = np.cumsum(np.asarray(dense.id, dtype=np.int64))
-                lat = 1e-9 * (lat_off + gran * np.cumsum(np.asarray(dense.lat, dtype=np.int64)))
-                lon = 1e-9 * (lon_off + gran * np.cumsum(np.asarray(dense.lon, dtype=np.int64)))
+                lat = (1e-9 * (lat_off + gran * np.cumsum(np.asarray(dense.lat, dtype=np.int64)))).astype(
+                    np.float64
+                )
+                lon = (1e-9 * (lon_off + gran * np.cumsum(np.asarray(dense.lon, dtype=np.int64)))).astype(
+                    np.float64
+                )
                 if lat.shape != ids.shape or lon.shape != ids.shape:
                     raise CorruptFileError(p, "dense nodes have ids and coordinates of different lengths")
                 id_parts.append(ids)
@@ -175,7 +179,7 @@ def read_osm_pbf(path: str | Path) -> OsmExtract:
                 kv = list(dense.keys_vals)
                 if kv:
                     i = 0
-                    for node in range(ids.shape[0]):
+                    for k in range(ids.shape[0]):
                         tags: dict[str, str] = {}
                         while i < len(kv) and kv[i] != 0:
                             if i + 1 >= len(kv):
@@ -184,7 +188,7 @@ def read_osm_pbf(path: str | Path) -> OsmExtract:
                             i += 2
                         i += 1
                         if tags:
-                            tagged.append((int(ids[node]), tags))
+                            tagged.append((int(ids[k]), tags))
             for node in group.nodes:
                 id_parts.append(np.array([node.id], dtype=np.int64))
                 lat_parts.append(np.array([1e-9 * (lat_off + gran * node.lat)]))

@@ -156,7 +156,7 @@ class VehicleLogs:
 def _log_rows(snapshot: Snapshot) -> list[dict[str, Any]]:
     import pyarrow.dataset as ds
 
-    rows = snapshot.table(
+    rows: list[dict[str, Any]] = snapshot.table(
         "telemetry",
         columns=["telemetry_id", "source", "extras_json"],
         filter=ds.field("row_kind") == "log",
@@ -196,8 +196,8 @@ def load_vehicle(snapshot: Snapshot, vehicle: str, *, utc_offset_h: float | None
             f"(vehicles there: {shown or 'none'})"
         )
     logs = snapshot.telemetry(ids=ids)
-    drives = [_drive(t, vehicle_of(t.telemetry_id, dict(t.metadata.extras)), utc_offset_h) for t in logs]
-    drives = [d for d in drives if d is not None]
+    found = [_drive(t, vehicle_of(t.telemetry_id, dict(t.metadata.extras)), utc_offset_h) for t in logs]
+    drives = [d for d in found if d is not None]
     if not drives:
         raise UnknownVehicleError(f"vehicle {vehicle!r} has telemetry logs without any samples")
     drives.sort(key=lambda d: (d.start_ns / 1e9 + (d.unix_offset_s or 0.0), d.drive_id))

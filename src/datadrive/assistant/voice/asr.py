@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from functools import lru_cache
+from typing import Any
 
 import numpy as np
 
@@ -162,7 +163,7 @@ def _words(place: str) -> list[str]:
 
 
 @lru_cache(maxsize=1)
-def _probe() -> object:
+def _probe() -> Any:
     from pocketsphinx import Decoder
 
     return Decoder(samprate=SAMPLE_RATE_HZ, lm=None, loglevel="FATAL")
