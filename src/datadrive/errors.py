@@ -22,6 +22,7 @@ The tree::
     │   ├── UnknownVehicleError    no such vehicle (or drive) in the lake
     │   ├── UnknownPlaceError      no such place on the map, or no route between places
     │   └── EndpointError          a language-model endpoint failed, timed out or answered garbage
+    ├── SimulationInputError       a scenario the simulator cannot run; names .scenario_id and .reason
     └── LakeError                  storage-side failures
         ├── ResidencyError         raw data would leave its region
         ├── AccessDeniedError      a principal may not read or write this data
@@ -47,6 +48,7 @@ __all__ = [
     "ResidencyError",
     "SchemaMismatchError",
     "SchemaVersionError",
+    "SimulationInputError",
     "StorageError",
     "UnknownFormatError",
     "UnknownPlaceError",
@@ -129,6 +131,23 @@ class UnknownPlaceError(AssistantError):
 
 class EndpointError(AssistantError):
     """A language-model endpoint failed, timed out, or answered something unusable."""
+
+
+class SimulationInputError(DatadriveError):
+    """A scenario the simulator cannot run (no lanes, NaN states, no ego, zero length, off the map).
+
+    Attributes:
+        scenario_id: The scenario.
+        reason: Why, in one sentence.
+    """
+
+    def __init__(self, scenario_id: str, reason: str) -> None:
+        self.scenario_id = scenario_id
+        self.reason = reason
+        super().__init__(f"scenario {scenario_id}: {reason}")
+
+    def __reduce__(self) -> tuple[type[SimulationInputError], tuple[str, str]]:
+        return (type(self), (self.scenario_id, self.reason))
 
 
 class LakeError(DatadriveError):

@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-import tomllib
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -28,8 +27,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from datadrive.cli.lake import HomeOpt, JsonOpt, LakeOpt, TenantOpt, UserOpt, _open, config_path
-from datadrive.errors import ConfigError, DatadriveError
+from datadrive.cli.shell import JsonOpt, LakeOpt, Who, command, fail, open_lake
+from datadrive.errors import ConfigError
 
 if TYPE_CHECKING:
     from datadrive.assistant import Assistant
@@ -48,14 +47,8 @@ assistant_app = typer.Typer(
 wakeword_app = typer.Typer(
     name="wakeword", help="Train and evaluate the wake word.", no_args_is_help=True, add_completion=False
 )
-assistant_app.add_typer(wakeword_app)
 _out = Console()
 _err = Console(stderr=True)
-
-
-def _fail(message: str) -> None:
-    _err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
-    raise typer.Exit(code=2)
 
 
 def endpoint_from_config(lake: Path, name: str) -> EndpointConfig:
@@ -65,12 +58,9 @@ def endpoint_from_config(lake: Path, name: str) -> EndpointConfig:
         ConfigError: if it is missing or incomplete.
     """
     from datadrive.assistant.llm import EndpointConfig
+    from datadrive.lake.settings import load_document
 
-    path = config_path(lake)
-    try:
-        doc = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read ({exc})") from exc
+    path, doc = load_document(lake)
     table = doc.get("assistant", {}).get("endpoints", {}).get(name)
     if not isinstance(table, dict):
         known = ", ".join(sorted(doc.get("assistant", {}).get("endpoints", {}))) or "none"
@@ -111,9 +101,7 @@ def _build(
     endpoint: str | None,
     utc_offset: float | None,
     store: bool,
-    user: str | None,
-    tenant: str | None,
-    home: str | None,
+    who: Who,
 ) -> Assistant:
     from datadrive.assistant import Assistant, ChatEndpoint, OsmMapSource, TravelCompanion, load_vehicle
     from datadrive.lake.geo import publisher_for
@@ -122,7 +110,7 @@ def _build(
     logs = None
     crs = "wgs84"
     if lake_path is not None:
-        lake = _open(lake_path, user=user, tenant=tenant, home=home, region=region)
+        lake = open_lake(lake_path, who, region)
         name = region or lake._region_name(None)
         crs = lake.config.region(name).publish_crs
         if vehicle is not None:
@@ -149,17 +137,20 @@ def _build(
     return Assistant(logs, companion=companion, model=model, lake=lake, store=store)
 
 
-@assistant_app.command("ask")
+OptLake = Annotated[Path | None, typer.Option("--lake", help="The lake (datadrive.toml or its folder).")]
+OptRegion = Annotated[str | None, typer.Option("--region", help="The vehicle data's region.")]
+OptVehicle = Annotated[
+    str | None, typer.Option("--vehicle", help="Vehicle id (pseudonymised, as in the lake) or telemetry id.")
+]
+
+
+@command
 def ask_cmd(
     question: Annotated[str, typer.Argument(help="The question, in plain English.")],
-    lake: Annotated[
-        Path | None, typer.Option("--lake", help="The lake (datadrive.toml or its folder).")
-    ] = None,
-    region: Annotated[str | None, typer.Option("--region", help="The vehicle data's region.")] = None,
-    vehicle: Annotated[
-        str | None,
-        typer.Option("--vehicle", help="Vehicle id (pseudonymised, as in the lake) or telemetry id."),
-    ] = None,
+    who: Who,
+    lake: OptLake = None,
+    region: OptRegion = None,
+    vehicle: OptVehicle = None,
     map_path: MapOpt = None,
     endpoint: Annotated[
         str | None,
@@ -172,28 +163,19 @@ def ask_cmd(
     ] = None,
     no_store: Annotated[bool, typer.Option("--no-store", help="Do not store the conversation.")] = False,
     as_json: JsonOpt = False,
-    user: UserOpt = None,
-    tenant: TenantOpt = None,
-    home: HomeOpt = None,
 ) -> None:
     """Answer QUESTION about a vehicle's drives (or a trip on the map), citing the evidence."""
-    try:
-        a = _build(
-            lake,
-            region,
-            vehicle,
-            map_path=map_path,
-            endpoint=endpoint,
-            utc_offset=utc_offset,
-            store=not no_store,
-            user=user,
-            tenant=tenant,
-            home=home,
-        )
-        answer = a.ask(question)
-    except DatadriveError as exc:
-        _fail(str(exc))
-        return
+    a = _build(
+        lake,
+        region,
+        vehicle,
+        map_path=map_path,
+        endpoint=endpoint,
+        utc_offset=utc_offset,
+        store=not no_store,
+        who=who,
+    )
+    answer = a.ask(question)
     if as_json:
         sys.stdout.write(json.dumps(answer.to_json(), default=str) + "\n")
         return
@@ -202,24 +184,18 @@ def ask_cmd(
         _err.print(f"[yellow]note:[/] {escape(note)}", highlight=False, soft_wrap=True)
 
 
-@assistant_app.command("vehicles")
+@command
 def vehicles_cmd(
     lake: LakeOpt,
+    who: Who,
     region: Annotated[str | None, typer.Option("--region")] = None,
     as_json: JsonOpt = False,
-    user: UserOpt = None,
-    tenant: TenantOpt = None,
-    home: HomeOpt = None,
 ) -> None:
     """List the vehicles (and their drives) the assistant can answer about in a region."""
     from datadrive.assistant import list_vehicles
 
-    try:
-        lk = _open(lake, user=user, tenant=tenant, home=home, region=region)
-        found = list_vehicles(lk.snapshot(region or lk._region_name(None)))
-    except DatadriveError as exc:
-        _fail(str(exc))
-        return
+    lk = open_lake(lake, who, region)
+    found = list_vehicles(lk.snapshot(region or lk._region_name(None)))
     if as_json:
         sys.stdout.write(json.dumps(found) + "\n")
         return
@@ -227,33 +203,27 @@ def vehicles_cmd(
         _out.print(f"{escape(v)}: {len(ids)} drive(s)", highlight=False)
 
 
-@assistant_app.command("erase")
+@command
 def erase_cmd(
     lake: LakeOpt,
+    who: Who,
     region: Annotated[str, typer.Option("--region")],
     vehicle: Annotated[str, typer.Option("--vehicle")],
     yes: Annotated[bool, typer.Option("--yes", help="Really erase.")] = False,
-    user: UserOpt = None,
-    tenant: TenantOpt = None,
-    home: HomeOpt = None,
 ) -> None:
     """Erase a vehicle for good: its telemetry in the lake and every assistant conversation about it."""
     from datadrive.assistant import erase_vehicle_conversations, list_vehicles
     from datadrive.lake import Erasure
 
     if not yes:
-        _fail("erasure cannot be undone: add --yes")
-    try:
-        lk = _open(lake, user=user, tenant=tenant, home=home, region=region)
-        ids = list_vehicles(lk.snapshot(region)).get(vehicle, [])
-        report = lk.erase(region, Erasure(lk.principal.tenant, telemetry_ids=tuple(ids))) if ids else None
-        n = erase_vehicle_conversations(lk, region, vehicle)
-    except DatadriveError as exc:
-        _fail(str(exc))
-        return
+        fail("erasure cannot be undone: add --yes")
+    lk = open_lake(lake, who, region)
+    ids = list_vehicles(lk.snapshot(region)).get(vehicle, [])
+    report = lk.erase(region, Erasure(lk.principal.tenant, telemetry_ids=tuple(ids))) if ids else None
+    n = erase_vehicle_conversations(lk, region, vehicle)
+    erased = 0 if report is None else report.telemetry
     _out.print(
-        f"erased {0 if report is None else report.telemetry} telemetry log(s) "
-        f"and {n} conversation(s) of vehicle {escape(vehicle)} in {region}"
+        f"erased {erased} telemetry log(s) and {n} conversation(s) of vehicle {escape(vehicle)} in {region}"
     )
 
 
@@ -267,15 +237,27 @@ def _progress() -> Progress:
     )
 
 
-@assistant_app.command("listen")
+def _progress_callback(bar: Progress) -> Any:
+    tasks: dict[str, Any] = {}
+
+    def progress(stage: str, i: int, n: int) -> None:
+        if stage not in tasks:
+            tasks[stage] = bar.add_task(stage, total=n)
+        bar.update(tasks[stage], completed=i, total=n)
+
+    return progress
+
+
+@command
 def listen_cmd(
     wav: Annotated[
         Path, typer.Option("--wav", help="16 kHz mono 16-bit WAV: the wake word, then a question.")
     ],
+    who: Who,
     out: Annotated[Path | None, typer.Option("--out", help="Where to write the spoken answer (WAV).")] = None,
-    lake: Annotated[Path | None, typer.Option("--lake")] = None,
-    region: Annotated[str | None, typer.Option("--region")] = None,
-    vehicle: Annotated[str | None, typer.Option("--vehicle")] = None,
+    lake: OptLake = None,
+    region: OptRegion = None,
+    vehicle: OptVehicle = None,
     map_path: MapOpt = None,
     model: Annotated[
         Path | None, typer.Option("--model", help="Wake-word model (default: the bundled one).")
@@ -284,9 +266,6 @@ def listen_cmd(
         float | None, typer.Option("--threshold", help="Override the model's threshold.")
     ] = None,
     as_json: JsonOpt = False,
-    user: UserOpt = None,
-    tenant: TenantOpt = None,
-    home: HomeOpt = None,
 ) -> None:
     """Wake word -> transcript -> answer text -> answer WAV, on a WAV file."""
     from datadrive.assistant.voice.asr import CommandRecognizer
@@ -294,38 +273,16 @@ def listen_cmd(
     from datadrive.assistant.voice.listen import listen
     from datadrive.assistant.voice.wakeword import load_model
 
-    try:
-        read_wav(wav)  # bad audio is reported before anything else is loaded
-        a = _build(
-            lake,
-            region,
-            vehicle,
-            map_path=map_path,
-            endpoint=None,
-            utc_offset=None,
-            store=True,
-            user=user,
-            tenant=tenant,
-            home=home,
-        )
-        wake = load_model(model)
-        if threshold is not None:
-            wake.threshold = threshold
-        places = (
-            sorted(
-                {
-                    n
-                    for n, k in zip(a.companion.places.name, a.companion.places.kind, strict=True)
-                    if k not in ("address",)
-                }
-            )
-            if a.companion
-            else []
-        )
-        heard = listen(wav, a, wake, CommandRecognizer(places), out_wav=out)
-    except DatadriveError as exc:
-        _fail(str(exc))
-        return
+    read_wav(wav)  # bad audio is reported before anything else is loaded
+    a = _build(lake, region, vehicle, map_path=map_path, endpoint=None, utc_offset=None, store=True, who=who)
+    wake = load_model(model)
+    if threshold is not None:
+        wake.threshold = threshold
+    places: list[str] = []
+    if a.companion is not None:
+        kinds = a.companion.places.kind
+        places = sorted({n for n, k in zip(a.companion.places.name, kinds, strict=True) if k != "address"})
+    heard = listen(wav, a, wake, CommandRecognizer(places), out_wav=out)
     if as_json:
         sys.stdout.write(json.dumps(heard.to_json(), default=str) + "\n")
         return
@@ -340,7 +297,7 @@ def listen_cmd(
         _out.print(f"spoken answer: {escape(heard.answer_wav)}")
 
 
-@wakeword_app.command("train")
+@command
 def wakeword_train_cmd(
     out: Annotated[Path, typer.Option("--out", help="Where to write the model.")] = Path("wakeword.pt"),
     phrase: Annotated[str, typer.Option("--phrase", help="The wake phrase.")] = "hey datadrive",
@@ -357,28 +314,17 @@ def wakeword_train_cmd(
     config = small_config(phrase=phrase) if quick else WakeWordConfig(phrase=phrase)
     if seed is not None:
         config = replace(config, seed=seed)
-    try:
-        with _progress() as bar:
-            tasks: dict[str, Any] = {}
-
-            def progress(stage: str, i: int, n: int) -> None:
-                if stage not in tasks:
-                    tasks[stage] = bar.add_task(stage, total=n)
-                bar.update(tasks[stage], completed=i, total=n)
-
-            model = train(config, progress=progress)
-        model.save(out)
-    except DatadriveError as exc:
-        _fail(str(exc))
-        return
+    with _progress() as bar:
+        model = train(config, progress=_progress_callback(bar))
+    model.save(out)
     last = model.meta["history"][-1]
     _out.print(
-        f"wrote {out}: threshold {model.threshold:.3f}, validation accuracy "
-        f"{last['val_accuracy']:.3f}, {model.meta['windows']} windows, {model.meta['trained_s']} s"
+        f"wrote {out}: threshold {model.threshold:.3f}, validation accuracy {last['val_accuracy']:.3f}, "
+        f"{model.meta['windows']} windows, {model.meta['trained_s']} s"
     )
 
 
-@wakeword_app.command("eval")
+@command
 def wakeword_eval_cmd(
     model: Annotated[
         Path | None, typer.Option("--model", help="Model to evaluate (default: the bundled one).")
@@ -404,38 +350,27 @@ def wakeword_eval_cmd(
     """
     from datadrive.assistant.voice.wakeword import evaluate, load_model, plot_curve
 
-    try:
-        m = load_model(model)
-        with _progress() as bar:
-            tasks: dict[str, Any] = {}
-
-            def progress(stage: str, i: int, n: int) -> None:
-                if stage not in tasks:
-                    tasks[stage] = bar.add_task(stage, total=n)
-                bar.update(tasks[stage], completed=i, total=n)
-
-            report = evaluate(
-                m,
-                positives=positives,
-                negative_minutes=negative_minutes,
-                seed=seed,
-                anchor_positives=anchor_positives,
-                anchor_negative_minutes=anchor_minutes,
-                progress=progress,
-            )
-        if plot is not None:
-            plot_curve(report, plot)
-    except DatadriveError as exc:
-        _fail(str(exc))
-        return
+    m = load_model(model)
+    with _progress() as bar:
+        report = evaluate(
+            m,
+            positives=positives,
+            negative_minutes=negative_minutes,
+            seed=seed,
+            anchor_positives=anchor_positives,
+            anchor_negative_minutes=anchor_minutes,
+            progress=_progress_callback(bar),
+        )
+    if plot is not None:
+        plot_curve(report, plot)
     if as_json:
         sys.stdout.write(json.dumps(report.to_json()) + "\n")
         return
     _out.print(
         f"threshold {report.threshold:.3f}: detection "
         f"{report.detection_rate:.1%} of {report.positives} phrases, "
-        f"{report.false_wakes_per_hour:.2f} false wakes/hour over "
-        f"{report.negative_hours:.2f} h; real-time factor {report.realtime_factor:.4f}"
+        f"{report.false_wakes_per_hour:.2f} false wakes/hour over {report.negative_hours:.2f} h; "
+        f"real-time factor {report.realtime_factor:.4f}"
     )
     ok = [c for c in report.curve if c[2] <= 1.0]
     if ok:
@@ -443,8 +378,8 @@ def wakeword_eval_cmd(
         _out.print(f"best detection at <= 1 false wake/hour: {best[1]:.1%} (threshold {best[0]:.4f})")
     for row in report.anchor:
         _out.print(
-            f"pocketsphinx KWS '{row['keyphrase']}' threshold "
-            f"{row['kws_threshold']:g}: {row['detected']}/{row['positives']} detected, "
+            f"pocketsphinx KWS '{row['keyphrase']}' threshold {row['kws_threshold']:g}: "
+            f"{row['detected']}/{row['positives']} detected, "
             f"{row['false_wakes_per_hour']:.1f} false wakes/hour over {row['negative_hours']:.2f} h"
         )
     if plot is not None:
@@ -452,5 +387,12 @@ def wakeword_eval_cmd(
 
 
 def register(app: typer.Typer) -> None:
-    """Add ``datadrive assistant`` to the main app."""
+    """Add ``datadrive assistant ...`` to the main app."""
+    assistant_app.command("ask")(ask_cmd)
+    assistant_app.command("vehicles")(vehicles_cmd)
+    assistant_app.command("erase")(erase_cmd)
+    assistant_app.command("listen")(listen_cmd)
+    wakeword_app.command("train")(wakeword_train_cmd)
+    wakeword_app.command("eval")(wakeword_eval_cmd)
+    assistant_app.add_typer(wakeword_app)
     app.add_typer(assistant_app)
