@@ -485,7 +485,8 @@ def train(
     import torch
 
     torch.manual_seed(config.seed)
-    torch.set_num_threads(max(1, config.threads))
+    # one thread: the model is small, and OpenMP threads on a busy machine spin instead of working
+    torch.set_num_threads(1)
     t0 = time.perf_counter()
     data = dataset or build_training_set(config, progress)
     t_data = time.perf_counter() - t0
