@@ -68,7 +68,7 @@ class LocalChatModel:
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
             self.model = AutoModelForCausalLM.from_pretrained(
-                str(gguf.parent), gguf_file=gguf.name, torch_dtype=torch.float32
+                str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32
             )
         except Exception as exc:  # transformers raises many kinds for an unreadable file
             raise ConfigError(f"{gguf}: transformers cannot load it ({type(exc).__name__}: {exc})") from exc
@@ -95,6 +95,13 @@ class LocalChatModel:
         new = out[0, ids.shape[1] :]
         text = str(self.tokenizer.decode(new, skip_special_tokens=True))
         return ChatReply(text.strip(), (), int(new.shape[0]))
+
+    def _ids(self, messages: Sequence[Mapping[str, str]]) -> Any:
+        """``(1, L)`` token ids of the chat prompt (transformers 4 returns ids, 5 a mapping)."""
+        got = self.tokenizer.apply_chat_template(
+            list(messages), add_generation_prompt=True, return_tensors="pt"
+        )
+        return got["input_ids"] if isinstance(got, Mapping) or hasattr(got, "keys") else got
 
     def tokens_per_second(self, tokens: int = 64) -> dict[str, float]:
         """Greedy generation speed (tokens/s) on a fixed prompt."""
