@@ -85,11 +85,14 @@ class LocalChatModel:
             for m in messages
         ]
         try:
-            ids: Any = self.tokenizer.apply_chat_template(
-                plain, add_generation_prompt=True, return_tensors="pt"
-            )
+            ids = self._ids(plain)
             with self._torch.no_grad():
-                out = self.model.generate(ids, max_new_tokens=self.max_new_tokens, do_sample=False)
+                out = self.model.generate(
+                    ids,
+                    attention_mask=self._torch.ones_like(ids),
+                    max_new_tokens=self.max_new_tokens,
+                    do_sample=False,
+                )
         except Exception as exc:
             raise EndpointError(f"local model {self.name} failed ({type(exc).__name__}: {exc})") from exc
         new = out[0, ids.shape[1] :]
@@ -106,13 +109,14 @@ class LocalChatModel:
     def tokens_per_second(self, tokens: int = 64) -> dict[str, float]:
         """Greedy generation speed (tokens/s) on a fixed prompt."""
         messages = [{"role": "user", "content": "Describe a car's speedometer in three sentences."}]
-        ids: Any = self.tokenizer.apply_chat_template(
-            messages, add_generation_prompt=True, return_tensors="pt"
-        )
+        ids = self._ids(messages)
+        mask = self._torch.ones_like(ids)
         with self._torch.no_grad():
-            self.model.generate(ids, max_new_tokens=4, do_sample=False)
+            self.model.generate(ids, attention_mask=mask, max_new_tokens=4, do_sample=False)
             t0 = time.perf_counter()
-            out = self.model.generate(ids, max_new_tokens=tokens, min_new_tokens=tokens, do_sample=False)
+            out = self.model.generate(
+                ids, attention_mask=mask, max_new_tokens=tokens, min_new_tokens=tokens, do_sample=False
+            )
             dt = time.perf_counter() - t0
         n = int(out.shape[1] - ids.shape[1])
         return {"tokens": float(n), "seconds": dt, "tokens_per_s": n / dt}

@@ -909,6 +909,7 @@ def can_health(drive: Drive) -> ToolResult:
     order = np.lexsort((t, key))
     ks, ts = key[order], t[order]
     uniq, start, count = np.unique(ks, return_index=True, return_counts=True)
+    bus_ends = {int(b): float(t[can.bus == b].max()) for b in np.unique(can.bus)}
     items: list[dict[str, Fact]] = []
     stopped = changed = 0
     checked = 0
@@ -917,7 +918,7 @@ def can_health(drive: Drive) -> ToolResult:
             continue
         checked += 1
         times = ts[s : s + c]
-        bus_end = float(t[can.bus == (k >> 32)].max())
+        bus_end = bus_ends[k >> 32]
         period = float(np.median(np.diff(times)))
         if bus_end - float(times[-1]) > max(1.0, 10 * period):
             stopped += 1
