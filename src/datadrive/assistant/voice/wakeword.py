@@ -130,6 +130,11 @@ class WakeWordConfig:
         window_s: The detector's window.
         refractory_s: After a wake, how long nothing else wakes.
         seed: Every random choice derives from it.
+        mining_minutes: Training-distribution negative audio scanned for hard
+            negatives (windows the first model scores high) after the first
+            epochs; 0 turns mining off. Two thirds are mined, one third sets
+            the threshold.
+        mining_epochs: Epochs over the data plus the hard negatives.
         threads: espeak-ng processes at once.
     """
 
@@ -144,6 +149,8 @@ class WakeWordConfig:
     lr: float = 2e-3
     window_s: float = 1.6
     refractory_s: float = 1.5
+    mining_minutes: float = 20.0
+    mining_epochs: int = 5
     seed: int = 20261207
     threads: int = 2
 
@@ -531,13 +538,76 @@ def train(
     with torch.no_grad():
         pv = torch.sigmoid(net(x[torch.from_numpy(val)]).squeeze(1)).numpy()
     neg_val = pv[data.y[val] == 0]
-    # the threshold: above every validation negative, and at least 0.5
+    # the threshold without mining: above every validation negative, and at least 0.5
     threshold = float(max(0.5, min(0.995, (neg_val.max() if neg_val.size else 0.5) + 0.02)))
+    mined = 0
+    if config.mining_minutes > 0:
+        model = WakeWordModel(config, net, threshold)
+        pools = voice_pools()
+        train_sentences, _ = sentence_pools()
+        bank = NoiseBank(TRAIN_FAMILIES, config.seed + 3)
+        chunks = list(
+            negative_stream(
+                config,
+                config.mining_minutes,
+                config.seed + 4,
+                pools["accents"][0],
+                pools["variants"][0],
+                train_sentences,
+                TRAIN_NEAR_MISSES + COMMANDS[:6],
+                bank,
+                progress,
+            )
+        )
+        cut = max(1, (2 * len(chunks)) // 3)
+        hard: list[NDArrayFloat32] = []
+        f = config.frames
+        for chunk in chunks[:cut]:
+            feats = log_mel(chunk)
+            _, scores = model.scores(feats)
+            starts = np.arange(0, feats.shape[0] - f + 1, 10)[scores >= 0.2]
+            hard += [feats[a : a + f] for a in starts.tolist()]
+        mined = len(hard)
+        if hard:
+            x_all = torch.cat([x, torch.from_numpy(normalise(np.stack(hard))).transpose(1, 2).contiguous()])
+            y_all = torch.cat([y, torch.zeros(len(hard))])
+            idx_all = np.concatenate([tr, np.arange(x.shape[0], x_all.shape[0])])
+            opt = torch.optim.Adam(net.parameters(), lr=config.lr / 4, weight_decay=1e-4)
+            for epoch in range(config.mining_epochs):
+                net.train()
+                perm = torch.from_numpy(rng.permutation(idx_all))
+                for i in range(0, perm.shape[0], config.batch_size):
+                    idx = perm[i : i + config.batch_size]
+                    opt.zero_grad()
+                    loss = loss_fn(net(x_all[idx]).squeeze(1), y_all[idx])
+                    loss.backward()
+                    opt.step()
+                if progress is not None:
+                    progress("training on hard negatives", epoch + 1, config.mining_epochs)
+        # the threshold: at most one wake-up per hour on the held-back third of the mining audio
+        ends_all: list[NDArrayFloat] = []
+        scores_all: list[NDArrayFloat] = []
+        offset = 0.0
+        for chunk in chunks[cut:]:
+            e, sc = model.scores(log_mel(chunk))
+            ends_all.append(e + offset)
+            scores_all.append(sc)
+            offset += chunk.shape[0] / SR + 10.0
+        if ends_all:
+            ends_c, scores_c = np.concatenate(ends_all), np.concatenate(scores_all)
+            hours = sum(c.shape[0] for c in chunks[cut:]) / SR / 3600.0
+            for th in np.unique(np.concatenate([np.linspace(0.5, 0.99, 50), 1 - np.logspace(-2, -6, 41)])):
+                if len(triggers(ends_c, scores_c, float(th), config.refractory_s)) / hours <= 1.0:
+                    threshold = float(th)
+                    break
+            else:
+                threshold = 0.999999
     meta = {
         "trained_s": round(time.perf_counter() - t0, 1),
         "data_s": round(t_data, 1),
         "windows": int(data.y.shape[0]),
         "positives": int((data.y == 1).sum()),
+        "hard_negatives": mined,
         "history": history,
         "trainer": "datadrive.assistant.voice.wakeword.train (datadrive.train not on main yet)",
     }
@@ -630,52 +700,76 @@ def _test_set(
         fams.append(family)
 
     def negatives() -> Iterator[NDArrayFloat32]:
-        nrng = np.random.default_rng(seed + 1)
-        produced = 0.0
-        target = neg_minutes * 60.0
-        while produced < target:
-            parts = []
-            kinds = nrng.random(24)
-            seg_jobs = []
-            for k in kinds:
-                if k < 0.7:
-                    seg_jobs.append(
-                        (
-                            str(nrng.choice(np.array(test_sentences))),
-                            _random_voice(nrng, accents, var_pool, (110, 215)),
-                        )
-                    )
-                elif k < 0.85:
-                    seg_jobs.append(
-                        (
-                            str(nrng.choice(np.array(TEST_NEAR_MISSES + COMMANDS[6:]))),
-                            _random_voice(nrng, accents, var_pool, (110, 215)),
-                        )
-                    )
-                else:
-                    seg_jobs.append(("", Voice("en-us")))
-            synthed = _synth_many([j for j in seg_jobs if j[0]], config.threads)
-            it = iter(synthed)
-            for text, _ in seg_jobs:
-                if text:
-                    parts.append(next(it))
-                else:
-                    parts.append(np.zeros(int(nrng.uniform(2, 6) * SR), np.float32))  # noise only
-                parts.append(np.zeros(int(nrng.uniform(0.3, 1.5) * SR), np.float32))
-            x = np.concatenate(parts)
-            noise = bank.sample(x.shape[0], nrng)
-            chunk = mix(
-                reverb(x, nrng) if nrng.random() < 0.5 else x,
-                noise,
-                float(nrng.uniform(0, 20)),
-                float(nrng.uniform(-12, 6)),
-            )
-            produced += chunk.shape[0] / SR
-            if progress is not None:
-                progress("negative audio (s)", int(min(produced, target)), int(target))
-            yield chunk
+        yield from negative_stream(
+            config,
+            neg_minutes,
+            seed + 1,
+            accents,
+            var_pool,
+            test_sentences,
+            TEST_NEAR_MISSES + COMMANDS[6:],
+            bank,
+            progress,
+        )
 
     return clips, spans, fams, negatives()
+
+
+def negative_stream(
+    config: WakeWordConfig,
+    minutes: float,
+    seed: int,
+    accents: Sequence[str],
+    var_pool: Sequence[str],
+    sentences: Sequence[str],
+    near_misses: Sequence[str],
+    bank: NoiseBank,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> Iterator[NDArrayFloat32]:
+    """Chunks of negative audio: sentences, near misses and noise alone, in cabin noise."""
+    nrng = np.random.default_rng(seed)
+    produced = 0.0
+    target = minutes * 60.0
+    while produced < target:
+        parts = []
+        seg_jobs = []
+        for k in nrng.random(24):
+            if k < 0.7:
+                seg_jobs.append(
+                    (
+                        str(nrng.choice(np.array(sentences))),
+                        _random_voice(nrng, accents, var_pool, (110, 215)),
+                    )
+                )
+            elif k < 0.85:
+                seg_jobs.append(
+                    (
+                        str(nrng.choice(np.array(near_misses))),
+                        _random_voice(nrng, accents, var_pool, (110, 215)),
+                    )
+                )
+            else:
+                seg_jobs.append(("", Voice("en-us")))
+        synthed = _synth_many([j for j in seg_jobs if j[0]], config.threads)
+        it = iter(synthed)
+        for text, _ in seg_jobs:
+            if text:
+                parts.append(next(it))
+            else:
+                parts.append(np.zeros(int(nrng.uniform(2, 6) * SR), np.float32))  # noise only
+            parts.append(np.zeros(int(nrng.uniform(0.3, 1.5) * SR), np.float32))
+        x = np.concatenate(parts)
+        noise = bank.sample(x.shape[0], nrng)
+        chunk = mix(
+            reverb(x, nrng) if nrng.random() < 0.5 else x,
+            noise,
+            float(nrng.uniform(0, 20)),
+            float(nrng.uniform(-12, 6)),
+        )
+        produced += chunk.shape[0] / SR
+        if progress is not None:
+            progress("negative audio (s)", int(min(produced, target)), int(target))
+        yield chunk
 
 
 def _anchor_pocketsphinx(
