@@ -102,7 +102,7 @@ class LocalChatModel:
     def _ids(self, messages: Sequence[Mapping[str, str]]) -> Any:
         """``(1, L)`` token ids of the chat prompt (transformers 4 returns ids, 5 a mapping)."""
         got: Any = self.tokenizer.apply_chat_template(
-            list(messages), add_generation_prompt=True, return_tensors="pt"
+            [dict(m) for m in messages], add_generation_prompt=True, return_tensors="pt"
         )
         return got["input_ids"] if isinstance(got, Mapping) or hasattr(got, "keys") else got
 
