@@ -166,6 +166,10 @@ from datadrive.cli import lake as _lake  # noqa: E402  (the lake's commands: ing
 
 _lake.register(app)
 
+from datadrive.cli import sim as _sim  # noqa: E402  (simulate, fleet generate)
+
+_sim.register(app)
+
 
 def main() -> None:  # pragma: no cover - console entry point
     app()
