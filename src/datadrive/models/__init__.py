@@ -34,7 +34,7 @@ from datadrive.models.base import (
 from datadrive.models.baselines import ConstantVelocity, NearestNeighbor
 from datadrive.models.io import MODEL_FORMAT, load_model, model_bytes, read_model_file, save_model
 from datadrive.models.mlp import MlpForecaster
-from datadrive.models.policy import Plan, PlanningPolicy, resolve_device
+from datadrive.models.policy import ModelPlanner, Plan, PlanningPolicy, resolve_device
 from datadrive.models.transformer import TransformerForecaster
 
 MODELS.update(
@@ -55,6 +55,7 @@ __all__ = [
     "LossTerms",
     "MlpForecaster",
     "ModelOutput",
+    "ModelPlanner",
     "ModelSpec",
     "NearestNeighbor",
     "Plan",

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -33,7 +34,7 @@ from datadrive.errors import DeviceError
 from datadrive.models.base import Forecaster, to_tensors
 from datadrive.models.io import load_model
 
-__all__ = ["Plan", "PlanningPolicy", "resolve_device"]
+__all__ = ["ModelPlanner", "Plan", "PlanningPolicy", "resolve_device"]
 
 
 def resolve_device(name: str) -> torch.device:
@@ -132,3 +133,76 @@ def _forward_fill(values: NDArrayFloat) -> NDArrayFloat:
     filled = np.take_along_axis(out, idx, axis=1)
     first = np.maximum.accumulate(have, axis=1)
     return np.where(first, filled, 0.0)
+
+
+class ModelPlanner:
+    """A trained model as the simulator's ``Planner`` (``datadrive.sim.policies.Planner``).
+
+    The simulator hands a planner each step the current state of the agents
+    in the ego's frame and the ego's route (``PlanningInput``: no history,
+    no map). This adapter turns that into the model's inputs: histories are
+    back-cast at each agent's current velocity over the model's history
+    length (the simulator keeps no history per agent), the route becomes
+    the map (a lane centreline, cut into segments as the cache does), and
+    the ego is the planning agent at the origin. It returns the plan's
+    positions as ``(S, F, 2)`` ego-frame waypoints, ``waypoint_dt_s`` apart.
+
+    It only reads attributes of the input (duck typing), so this layer does
+    not depend on the simulator.
+
+    Args:
+        policy: The planning policy (model, feature config, device).
+    """
+
+    def __init__(self, policy: PlanningPolicy) -> None:
+        self.policy = policy
+        self.waypoint_dt_s = policy.features.dt_s
+
+    @classmethod
+    def from_file(cls, path: Path, device: str = "cpu") -> ModelPlanner:
+        return cls(PlanningPolicy.from_file(path, device))
+
+    def plan(self, inputs: Any) -> NDArrayFloat:
+        from datadrive.core.scenario import MapBuilder, MapFeatureKind
+        from datadrive.curate.observation import observation_batch, segment_map
+
+        cfg = self.policy.features
+        xy = np.asarray(inputs.agents_xy_m, dtype=np.float64)  # (S, A, 2)
+        s = xy.shape[0]
+        heading = np.asarray(inputs.agents_heading_rad, dtype=np.float64)
+        vel = np.asarray(inputs.agents_velocity_mps, dtype=np.float64)
+        size = np.asarray(inputs.agents_size_m, dtype=np.float64)
+        types = np.asarray(inputs.agents_type).astype(np.int64)
+        valid = np.asarray(inputs.agents_valid, dtype=np.bool_)
+        speed = np.asarray(inputs.ego_speed_mps, dtype=np.float64)
+        route = np.asarray(inputs.route_xy_m, dtype=np.float64)  # (S, R, 2)
+        h = cfg.history_steps
+        back = (np.arange(h) - (h - 1)) * cfg.dt_s  # (H,) seconds, <= 0
+        # row 0 of every scenario is the ego (origin, heading 0, its speed along x)
+        all_xy = np.concatenate([np.zeros((s, 1, 2)), np.nan_to_num(xy)], axis=1)
+        all_vel = np.concatenate(
+            [np.stack([speed, np.zeros_like(speed)], -1)[:, None], np.nan_to_num(vel)], axis=1
+        )
+        all_head = np.concatenate([np.zeros((s, 1)), np.nan_to_num(heading)], axis=1)
+        all_valid = np.concatenate([np.ones((s, 1), np.bool_), valid], axis=1)
+        hist_xy = all_xy[:, :, None, :] + all_vel[:, :, None, :] * back[None, None, :, None]
+        maps = []
+        for r in range(s):
+            b = MapBuilder()
+            pts = route[r][np.isfinite(route[r]).all(axis=1)]
+            if pts.shape[0] >= 2:
+                b.add("route", MapFeatureKind.LANE_CENTERLINE, pts)
+            maps.append(segment_map(b.build() if pts.shape[0] >= 2 else None, cfg))
+        batch = observation_batch(
+            hist_xy,
+            np.repeat(all_head[:, :, None], h, axis=2),
+            np.repeat(all_vel[:, :, None, :], h, axis=2),
+            np.repeat(all_valid[:, :, None], h, axis=2),
+            np.concatenate([np.zeros((s, 1), np.int64), types], axis=1),
+            np.concatenate([np.full((s, 1, 2), [4.5, 2.0]), size], axis=1),
+            ego=np.zeros(s, dtype=np.int64),
+            maps=maps,
+            map_index=np.arange(s),
+            config=cfg,
+        )
+        return self.policy.plan(batch).xy_m
