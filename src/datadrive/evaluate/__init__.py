@@ -23,17 +23,33 @@ from datadrive.evaluate.metrics import (
     womd_object_metrics,
     womd_summary,
 )
+from datadrive.evaluate.report import write_report
+from datadrive.evaluate.runner import (
+    HEADLINE_METRICS,
+    Comparison,
+    EvaluationResult,
+    MetricDelta,
+    compare_results,
+    evaluate_model,
+)
 
 __all__ = [
     "AV2_MISS_THRESHOLD_M",
+    "HEADLINE_METRICS",
     "METRICS_VERSION",
     "WOMD_CHALLENGE",
     "Av2AgentMetrics",
+    "Comparison",
+    "EvaluationResult",
     "MeasurementStep",
+    "MetricDelta",
     "WomdConfig",
     "WomdObjectMetrics",
     "av2_agent_metrics",
     "av2_summary",
+    "compare_results",
+    "evaluate_model",
     "womd_object_metrics",
     "womd_summary",
+    "write_report",
 ]
