@@ -170,6 +170,14 @@ from datadrive.cli import sim as _sim  # noqa: E402  (simulate, fleet generate)
 
 _sim.register(app)
 
+from datadrive.cli import curate as _curate  # noqa: E402  (dataset create|show|list|diff|cache)
+
+_curate.register(app)
+
+from datadrive.cli import train as _train  # noqa: E402  (train, evaluate)
+
+_train.register(app)
+
 
 def main() -> None:  # pragma: no cover - console entry point
     app()
