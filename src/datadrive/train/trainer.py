@@ -190,6 +190,7 @@ def fit(
         )
     model.to(device)
     history: list[dict[str, float]] = []
+    partial: dict[str, Any] = {}  # the running sums of an epoch a checkpoint cut in two
     position = Position(0, 0, 0)
     resumed_from: int | None = None
     params = [p for p in model.parameters() if p.requires_grad]
@@ -213,6 +214,7 @@ def fit(
         p = doc["position"]
         position = Position(int(p["epoch"]), int(p["batch"]), int(p["step"]))
         history = [dict(h) for h in doc["history"].get("epochs", [])]
+        partial = dict(doc["history"].get("partial") or {})
         resumed_from = position.step
     wrapped: torch.nn.Module = model
     if dist.world_size > 1 and optimizer is not None:
@@ -226,7 +228,12 @@ def fit(
     samples_done = 0
     t_run = time.perf_counter()
 
-    def checkpoint(pos: Position) -> None:
+    def checkpoint(pos: Position, sums: Mapping[str, Any] | None = None) -> None:
+        if not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
+            raise NonFiniteLossError(
+                f"the weights became NaN or infinite by step {pos.step} (learning rate too high?); "
+                f"nothing was saved: the last good checkpoint is {ckpt}"
+            )
         if dist.is_main:
             save_checkpoint(
                 ckpt,
@@ -235,7 +242,7 @@ def fit(
                 scheduler=scheduler,
                 scaler=None,
                 position=pos,
-                history={"epochs": history},
+                history={"epochs": history, "partial": dict(sums or {})},
                 fingerprint=fp,
             )
         if dist.world_size > 1:
@@ -258,10 +265,13 @@ def fit(
         skip = position.batch if epoch == position.epoch else 0
         wrapped.train()
         t_epoch = time.perf_counter()
-        losses: list[float] = []
-        parts_sum: dict[str, float] = {}
+        carried = partial if (epoch == position.epoch and skip) else {}
+        loss_sum = float(carried.get("loss_sum", 0.0))
+        n_batches = int(carried.get("batches", 0))
+        parts_sum: dict[str, float] = dict(carried.get("parts", {}))
         epoch_ms: list[float] = []
-        n_samples = 0
+        n_samples = int(carried.get("samples", 0))
+        session_samples = 0
         t_step = time.perf_counter()
         loader = BatchLoader(cache, plan[skip:], prefetch=config.prefetch)
         for i, batch in enumerate(loader, start=skip):
@@ -289,7 +299,10 @@ def fit(
             scheduler.step()
             step += 1
             n_samples += batch.size
-            losses.append(float(loss.detach()))
+            session_samples += batch.size
+            last_loss = float(loss.detach())
+            loss_sum += last_loss
+            n_batches += 1
             for k, v in terms.parts.items():
                 parts_sum[k] = parts_sum.get(k, 0.0) + v
             now = time.perf_counter()
@@ -299,7 +312,10 @@ def fit(
             epoch_ms.append(ms)
             last_of_epoch = i + 1 == len(plan)
             if step % config.checkpoint_every == 0 and not last_of_epoch:
-                checkpoint(Position(epoch, i + 1, step))
+                checkpoint(
+                    Position(epoch, i + 1, step),
+                    {"loss_sum": loss_sum, "batches": n_batches, "parts": parts_sum, "samples": n_samples},
+                )
             if progress is not None and dist.is_main:
                 progress(
                     StepInfo(
@@ -308,21 +324,21 @@ def fit(
                         i + 1,
                         len(plan),
                         step,
-                        losses[-1],
-                        n_samples * dist.world_size / max(1e-9, now - t_epoch),
+                        last_loss,
+                        session_samples * dist.world_size / max(1e-9, now - t_epoch),
                         float(scheduler.get_last_lr()[0]),
                     )
                 )
             if config.max_steps and step >= config.max_steps:
                 stopped = True
                 break
-        samples_done += n_samples
+        samples_done += session_samples
         wall = time.perf_counter() - t_epoch
         record: dict[str, float] = {
             "epoch": float(epoch + 1),
-            "train_loss": float(np.mean(losses)) if losses else float("nan"),
-            **{f"train_{k}": v / max(1, len(losses)) for k, v in parts_sum.items()},
-            "samples_per_s": n_samples * dist.world_size / max(1e-9, wall),
+            "train_loss": loss_sum / n_batches if n_batches else float("nan"),
+            **{f"train_{k}": v / max(1, n_batches) for k, v in parts_sum.items()},
+            "samples_per_s": session_samples * dist.world_size / max(1e-9, wall),
             "step_ms_mean": float(np.mean(epoch_ms)) if epoch_ms else float("nan"),
             "step_ms_p50": float(np.median(epoch_ms)) if epoch_ms else float("nan"),
             "learning_rate": float(scheduler.get_last_lr()[0]) if scheduler is not None else 0.0,
