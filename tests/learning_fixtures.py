@@ -9,7 +9,6 @@ build their own lakes or copies.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,7 +21,7 @@ SQL = "SELECT scenario_id FROM scenarios WHERE num_steps >= 110"
 
 
 def learning_config(root: Path) -> LakeConfig:
-    """cn-north: China rules (only aggregates and metrics may leave, to eu-central); eu-central: models may leave."""
+    """cn-north: China rules (aggregates and metrics may leave, to eu-central); eu-central: models may leave too."""
     return LakeConfig(
         regions={
             "cn-north": RegionConfig(
@@ -60,7 +59,7 @@ class SampleLake:
 
 
 @pytest.fixture(scope="session")
-def sample_lake(samples: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SampleLake]:
+def sample_lake(samples: Path, tmp_path_factory: pytest.TempPathFactory) -> SampleLake:
     from datadrive.compute import InlineEngine
     from datadrive.curate import AV2_FEATURES, DatasetQuery, build_cache, create_dataset
 
@@ -73,4 +72,4 @@ def sample_lake(samples: Path, tmp_path_factory: pytest.TempPathFactory) -> Iter
     manifest = create_dataset(lake, "samples", "eu-central", DatasetQuery.sql(SQL))
     cache = build_cache(lake, manifest, AV2_FEATURES, shard_size=8, engine=InlineEngine())
     assert cache.ok, cache.failed
-    yield SampleLake(root, config, manifest, cache.path)
+    return SampleLake(root, config, manifest, cache.path)

@@ -53,7 +53,9 @@ def test_dataset_commands(lake_dir: Path) -> None:
     assert r.exit_code == 0, r.output
     doc = json.loads(r.output.strip().splitlines()[-1])
     assert doc["dataset"] == "mix@v1"
-    assert sum(doc["counts"].values()) == 11  # 3 AV2 scenarios (110 steps, the test one without a future) + 8 scenes
+    assert (
+        sum(doc["counts"].values()) == 11
+    )  # 3 AV2 scenarios (110 steps, the test one without a future) + 8 scenes
     r = run(
         "dataset",
         "create",

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-
 from pathlib import Path
 
 import pytest
@@ -55,7 +54,7 @@ def test_a_run_is_tracked_registered_and_stored_as_the_regions_model(sample_lake
     data, prov = lake.read_derived("eu-central", report.model_object)
     assert prov["kind"] == "model"
     assert prov["derived_from"] == {"region": "eu-central", "lake_version": manifest.lake_version}
-    model, features, _ = load_model(data)
+    _, features, _ = load_model(data)
     assert features == cache.config
     # MLflow: params, one metric value per epoch, lineage tags, a registered version with the same tags
     client = MlflowClient(report.tracking_uri, registry_uri=report.tracking_uri)

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from datadrive.curate import FeatureCache
-from datadrive.errors import CheckpointError, DeviceError, NonFiniteLossError, TrainingError
+from datadrive.errors import CheckpointError, DeviceError, NonFiniteLossError
 from datadrive.models import ModelSpec, load_model
 from datadrive.train import TrainConfig, fit
 from learning_fixtures import SampleLake
@@ -29,7 +29,7 @@ def cache(sample_lake: SampleLake) -> FeatureCache:
     return FeatureCache(sample_lake.cache_path)
 
 
-class Interrupt(Exception):
+class InterruptError(Exception):
     """Stands for a crash in the middle of a run."""
 
 
@@ -40,11 +40,9 @@ def weights(path: Path) -> list[torch.Tensor]:
 
 def test_a_tiny_model_overfits_a_handful_of_real_scenarios(cache: FeatureCache, tmp_path: Path) -> None:
     """8 real samples, 150 epochs: the training minADE falls from about 19 m to under 0.5 m."""
-    from datadrive.curate.loader import FeatureCache as FC
-
     subset = tmp_path / "subset"
     shutil.copytree(cache.path, subset)
-    sub = FC(subset)
+    sub = FeatureCache(subset)
     keep = sub.split_indices("train")[:8]
     # everything but 8 samples goes to another split (the cache's split column is what the trainer reads)
     for d in sorted(subset.glob("shard-*")):
@@ -52,7 +50,7 @@ def test_a_tiny_model_overfits_a_handful_of_real_scenarios(cache: FeatureCache, 
         lo = int(sub._offsets[int(d.name.split("-")[1])])
         glob = np.arange(lo, lo + col.size)
         np.save(d / "sample_split.npy", np.where(np.isin(glob, keep), 0, 2).astype(np.uint8))
-    sub = FC(subset)
+    sub = FeatureCache(subset)
     assert sub.split_indices("train").size == 8
     config = TrainConfig(
         model=ModelSpec("mlp", {"hidden": 128, "layers": 2, "modes": 1}),
@@ -78,9 +76,9 @@ def test_resume_after_an_interruption_reproduces_the_uninterrupted_run(
 
     def crash(info) -> None:  # type: ignore[no-untyped-def]
         if info.step == 7:
-            raise Interrupt
+            raise InterruptError
 
-    with pytest.raises(Interrupt):
+    with pytest.raises(InterruptError):
         fit(cache, config, tmp_path / "b", progress=crash)
     resumed = fit(cache, config, tmp_path / "b")
     assert resumed.resumed_from == 6  # the last checkpoint before the crash
@@ -109,7 +107,7 @@ def test_a_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(
     config = TrainConfig(
         model=TINY, epochs=3, batch_size=8, learning_rate=float("inf"), checkpoint_every=1, warmup_steps=0
     )
-    with pytest.raises(NonFiniteLossError, match="NaN|nan"):
+    with pytest.raises(NonFiniteLossError, match=r"NaN|nan"):
         fit(cache, config, tmp_path / "r")
     ckpt = tmp_path / "r" / "checkpoints" / "last.pt"
     if ckpt.exists():  # the steps before the NaN were finite: their state is what is saved
