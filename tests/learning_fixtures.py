@@ -21,7 +21,7 @@ SQL = "SELECT scenario_id FROM scenarios WHERE num_steps >= 110"
 
 
 def learning_config(root: Path) -> LakeConfig:
-    """cn-north: China rules (aggregates and metrics may leave, to eu-central); eu-central: models may leave too."""
+    """cn-north: China rules (aggregates, metrics may go to eu-central); eu-central: models may leave."""
     return LakeConfig(
         regions={
             "cn-north": RegionConfig(
