@@ -152,12 +152,21 @@ def demo(
         Path, typer.Option(help="Folder of sample logs (DATADRIVE_SAMPLES in the Makefile).")
     ] = Path("../shared/data"),
     out: Annotated[Path, typer.Option(help="Where to write the report.")] = Path("out"),
+    loop: Annotated[
+        bool, typer.Option("--loop/--no-loop", help="Then run the loop: lake, dataset, training, evaluation.")
+    ] = True,
+    fleet: Annotated[int, typer.Option(help="Synthetic scenarios added to the real samples.")] = 120,
+    epochs: Annotated[int, typer.Option(help="Training epochs of the loop's model.")] = 4,
 ) -> None:
-    """Inspect every sample and render one bird's-eye view per source into OUT."""
+    """Inspect and render every sample into OUT, then run the loop: lake, dataset, training, evaluation."""
     from datadrive.demo import run_demo
 
     try:
-        run_demo(samples, out, console=_out)
+        report = run_demo(samples, out, console=_out)
+        if loop and report.scenarios:
+            from datadrive.demo_loop import run_loop
+
+            run_loop(samples, out, console=_out, fleet=fleet, epochs=epochs)
     except DatadriveError as exc:
         fail(str(exc))
 
