@@ -26,7 +26,7 @@ different file, the content repeats.
 
 Usage::
 
-    python benchmarks/train.py                     # 200 scenarios, 10 epochs, MLP and transformer; writes docs/benchmarks.md
+    python benchmarks/train.py                     # 100 scenarios, 10 epochs, MLP and transformer; writes docs/benchmarks.md
     python benchmarks/train.py --scenarios 100 --epochs 2 --no-write   # a quick look
 """
 
@@ -425,7 +425,7 @@ def write_section(text: str) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--scenarios", type=int, default=200)
+    parser.add_argument("--scenarios", type=int, default=100)
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--workers", type=int, default=2)

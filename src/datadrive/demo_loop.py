@@ -53,7 +53,8 @@ def _hook_fleet(
     except ImportError:
         notes.append("synthetic fleet: not installed (datadrive.sim), real samples only")
         return 0
-    maps = tuple(str(p) for p in sorted((samples / "av2_motion_forecasting").rglob("log_map_archive_*.json")))
+    folder = samples / "av2_motion_forecasting"
+    maps = tuple(str(d) for d in sorted(folder.iterdir()) if d.is_dir()) if folder.is_dir() else ()
     if not maps or count <= 0:
         notes.append("synthetic fleet: no AV2 sample maps to drive on")
         return 0

@@ -36,6 +36,7 @@ __all__ = [
     "TensorBatch",
     "agent_step_features",
     "build_model",
+    "constant_velocity",
     "init_linear",
     "mlp",
     "to_tensors",
@@ -109,6 +110,12 @@ def agent_step_features(x: TensorBatch, scale_m: float) -> Tensor:
         dim=-1,
     )
     return feats * valid.unsqueeze(-1)
+
+
+def constant_velocity(x: TensorBatch, times_s: Tensor) -> Tensor:
+    """``(B, F, 2)`` the target's position if it kept its velocity at ``t0`` (``times_s``: ``(F,)``)."""
+    v = x.agent_velocity_mps[:, 0, -1]
+    return v[:, None, :] * times_s[None, :, None]
 
 
 @dataclass(frozen=True)

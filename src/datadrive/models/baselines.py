@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 
 from datadrive.curate.features import FeatureConfig
-from datadrive.models.base import Forecaster, ModelOutput, TensorBatch
+from datadrive.models.base import Forecaster, ModelOutput, TensorBatch, constant_velocity
 
 __all__ = ["ConstantVelocity", "NearestNeighbor"]
 
@@ -34,10 +34,9 @@ class ConstantVelocity(Forecaster):
         self.register_buffer("_anchor", torch.zeros(()), persistent=False)
 
     def forward(self, x: TensorBatch) -> ModelOutput:
-        v = x.agent_velocity_mps[:, 0, -1]  # (B, 2)
-        t = self.future_times_s(v.device, v.dtype)
-        traj = v[:, None, None, :] * t[None, None, :, None]  # (B, 1, F, 2)
-        return ModelOutput(traj, torch.zeros(v.shape[0], 1, device=v.device, dtype=v.dtype))
+        t = self.future_times_s(x.agent_xy_m.device, x.agent_xy_m.dtype)
+        traj = constant_velocity(x, t)[:, None]  # (B, 1, F, 2)
+        return ModelOutput(traj, torch.zeros(x.size, 1, device=traj.device, dtype=traj.dtype))
 
 
 class NearestNeighbor(Forecaster):

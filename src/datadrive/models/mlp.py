@@ -2,8 +2,8 @@
 
 The target's history (``H`` steps), the last states of its ``context_agents``
 nearest neighbours and a max-pooled encoding of its ``context_segments``
-nearest map segments are concatenated and mapped to K trajectories and K
-mode logits. Trained with the winner-takes-all loss, like the transformer.
+nearest map segments are concatenated and mapped to K corrections of the target's constant-velocity
+extrapolation and K mode logits. Trained with the winner-takes-all loss, like the transformer.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from datadrive.models.base import (
     ModelOutput,
     TensorBatch,
     agent_step_features,
+    constant_velocity,
     init_linear,
     mlp,
     wta_loss,
@@ -95,7 +96,8 @@ class MlpForecaster(Forecaster):
         enc = torch.where(torch.isfinite(enc), enc, torch.zeros_like(enc))
         h = self.body(torch.cat([target, others.flatten(1), enc], dim=1))
         out = self.head(h).view(b, self.modes, -1)
-        traj = out[..., :-1].view(b, self.modes, self.future_steps, 2) * self.scale_m
+        base = constant_velocity(x, self.future_times_s(x.agent_xy_m.device, x.agent_xy_m.dtype))
+        traj = base[:, None] + out[..., :-1].view(b, self.modes, self.future_steps, 2) * self.scale_m
         return ModelOutput(traj, out[..., -1])
 
     def loss(self, out: ModelOutput, x: TensorBatch) -> LossTerms:

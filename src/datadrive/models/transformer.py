@@ -12,7 +12,8 @@ Scene encoding (everything in the target's frame, as the loader gives it):
 
 Decoding: K learned *mode queries*, each summed with the target's encoded
 token, cross-attend to the scene (a transformer decoder) and each becomes
-one trajectory (``F`` x 2) and one mode logit. Training is winner-takes-all
+one trajectory (``F`` x 2, a correction added to the target's
+constant-velocity extrapolation) and one mode logit. Training is winner-takes-all
 regression plus mode classification.
 
 The **planning head** is one more learned query through the same decoder,
@@ -40,6 +41,7 @@ from datadrive.models.base import (
     ModelOutput,
     TensorBatch,
     agent_step_features,
+    constant_velocity,
     init_linear,
     mlp,
     wta_loss,
@@ -147,10 +149,12 @@ class TransformerForecaster(Forecaster):
         queries = torch.cat([self.mode_queries, self.plan_query], dim=0)[None].expand(b, -1, -1) + target
         decoded = self.decoder(queries, scene, memory_key_padding_mask=padding)  # (B, K + 1, D)
         modes = decoded[:, : self.modes]
-        traj = self.traj_head(modes).view(b, self.modes, self.future_steps, 2) * self.scale_m
+        # every trajectory is a correction of the constant-velocity one: the network learns what changes
+        base = constant_velocity(x, self.future_times_s(x.agent_xy_m.device, x.agent_xy_m.dtype))
+        traj = base[:, None] + self.traj_head(modes).view(b, self.modes, self.future_steps, 2) * self.scale_m
         logits = self.score_head(modes).squeeze(-1)
         plan = self.plan_head(decoded[:, self.modes]).view(b, self.future_steps, 3)
-        plan_xy = plan[..., :2] * self.scale_m
+        plan_xy = base + plan[..., :2] * self.scale_m
         plan_heading = plan[..., 2]
         return ModelOutput(traj, logits, plan_xy, plan_heading)
 
