@@ -9,12 +9,13 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from datadrive.cli.lake import HomeOpt, LakeOpt, TenantOpt, UserOpt, _fail, _open
-from datadrive.errors import ConfigError, DatadriveError
+from datadrive.cli.shell import LakeOpt, Who, command, open_lake
+from datadrive.cli.shell import err as shell_err
+from datadrive.cli.shell import out as shell_out
+from datadrive.errors import ConfigError
 
 __all__ = ["dataset_app", "feature_config", "git_commit", "progress_bar", "register"]
 
@@ -25,8 +26,8 @@ dataset_app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-_out = Console()
-_err = Console(stderr=True)
+_out = shell_out
+_err = shell_err
 
 RegionReq = Annotated[
     str, typer.Option("--region", help="The region the dataset is built in (and stays in).")
@@ -89,10 +90,12 @@ def progress_bar(disable: bool = False) -> Any:
 
 
 @dataset_app.command("create")
+@command
 def create_cmd(
     name: Annotated[str, typer.Argument(help="The dataset's name (a new version if it exists).")],
     lake: LakeOpt,
     region: RegionReq,
+    who: Who,
     sql: Annotated[
         str | None,
         typer.Option("--sql", help="SELECT returning scenario_id (and optionally source, tenant)."),
@@ -106,32 +109,26 @@ def create_cmd(
     seed: Annotated[int, typer.Option("--seed", help="Seed of the split.")] = 0,
     as_of: Annotated[int | None, typer.Option("--as-of", help="Lake version (default: the latest).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
-    user: UserOpt = None,
-    tenant: TenantOpt = None,
-    home: HomeOpt = None,
 ) -> None:
     """Select scenarios with a query, split them by log, store the result as a versioned dataset in the region."""
-    try:
-        from datadrive.curate import DatasetQuery, SplitSpec, create_dataset
+    from datadrive.curate import DatasetQuery, SplitSpec, create_dataset
 
-        if sql is None:
-            raise ConfigError(
-                'say what selects the scenarios: --sql "SELECT scenario_id FROM scenarios WHERE ..."'
-            )
-        lk = _open(lake, user=user, tenant=tenant, home=home, region=region)
-        spec = SplitSpec.parse(split, group_by=split_by, seed=seed)
-        m = create_dataset(
-            lk,
-            name,
-            region,
-            DatasetQuery.sql(sql),
-            split=spec,
-            code={"git_commit": git_commit()},
-            as_of=as_of,
+    if sql is None:
+        raise ConfigError(
+            'say what selects the scenarios: --sql "SELECT scenario_id FROM scenarios WHERE ..."'
         )
-        _show(m, as_json)
-    except DatadriveError as exc:
-        _fail(str(exc))
+    lk = open_lake(lake, who, region)
+    spec = SplitSpec.parse(split, group_by=split_by, seed=seed)
+    m = create_dataset(
+        lk,
+        name,
+        region,
+        DatasetQuery.sql(sql),
+        split=spec,
+        code={"git_commit": git_commit()},
+        as_of=as_of,
+    )
+    _show(m, as_json)
 
 
 def _summary(m: Any) -> dict[str, Any]:
@@ -169,113 +166,99 @@ def _show(m: Any, as_json: bool) -> None:
 
 
 @dataset_app.command("show")
+@command
 def show_cmd(
     name: Annotated[str, typer.Argument(help="NAME or NAME@vN.")],
     lake: LakeOpt,
     region: RegionReq,
+    who: Who,
     ids: Annotated[bool, typer.Option("--ids", help="Also list every scenario with its split.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
-    user: UserOpt = None,
-    tenant: TenantOpt = None,
-    home: HomeOpt = None,
 ) -> None:
     """Show a dataset version: query, lake version, code versions, counts per split and source."""
-    try:
-        from datadrive.curate import load_dataset
+    from datadrive.curate import load_dataset
 
-        lk = _open(lake, user=user, tenant=tenant, home=home, region=region)
-        m = load_dataset(lk, name, region)
-        _show(m, as_json)
-        if ids:
-            for (t, s, i), sp in zip(m.keys(), m.splits, strict=True):
-                sys.stdout.write(f"{sp}\t{t}\t{s}\t{i}\n")
-    except DatadriveError as exc:
-        _fail(str(exc))
+    lk = open_lake(lake, who, region)
+    m = load_dataset(lk, name, region)
+    _show(m, as_json)
+    if ids:
+        for (t, s, i), sp in zip(m.keys(), m.splits, strict=True):
+            sys.stdout.write(f"{sp}\t{t}\t{s}\t{i}\n")
 
 
 @dataset_app.command("list")
+@command
 def list_cmd(
     lake: LakeOpt,
     region: RegionReq,
+    who: Who,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per dataset.")] = False,
-    user: UserOpt = None,
-    tenant: TenantOpt = None,
-    home: HomeOpt = None,
 ) -> None:
     """The datasets of a region (their latest versions)."""
-    try:
-        from datadrive.curate import list_datasets
+    from datadrive.curate import list_datasets
 
-        lk = _open(lake, user=user, tenant=tenant, home=home, region=region)
-        found = list_datasets(lk, region)
-        if as_json:
-            for m in found:
-                sys.stdout.write(json.dumps(_summary(m)) + "\n")
-            return
-        table = Table(title=f"datasets in {region}")
-        for col in ("name", "version", "scenarios", "splits", "lake version", "query", "created"):
-            table.add_column(col)
+    lk = open_lake(lake, who, region)
+    found = list_datasets(lk, region)
+    if as_json:
         for m in found:
-            table.add_row(
-                m.name,
-                str(m.version),
-                str(len(m)),
-                " ".join(f"{k}={v}" for k, v in m.counts().items()),
-                str(m.lake_version),
-                escape(m.query.text[:60]),
-                m.created_at[:19],
-            )
-        _out.print(table)
-    except DatadriveError as exc:
-        _fail(str(exc))
+            sys.stdout.write(json.dumps(_summary(m)) + "\n")
+        return
+    table = Table(title=f"datasets in {region}")
+    for col in ("name", "version", "scenarios", "splits", "lake version", "query", "created"):
+        table.add_column(col)
+    for m in found:
+        table.add_row(
+            m.name,
+            str(m.version),
+            str(len(m)),
+            " ".join(f"{k}={v}" for k, v in m.counts().items()),
+            str(m.lake_version),
+            escape(m.query.text[:60]),
+            m.created_at[:19],
+        )
+    _out.print(table)
 
 
 @dataset_app.command("diff")
+@command
 def diff_cmd(
     a: Annotated[str, typer.Argument(help="NAME@vN (the older).")],
     b: Annotated[str, typer.Argument(help="NAME@vM (the newer).")],
     lake: LakeOpt,
     region: RegionReq,
+    who: Who,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
-    user: UserOpt = None,
-    tenant: TenantOpt = None,
-    home: HomeOpt = None,
 ) -> None:
     """What changed between two dataset versions: scenarios added, removed, moved between splits; query, lake version."""
-    try:
-        from datadrive.curate import diff_datasets, load_dataset
+    from datadrive.curate import diff_datasets, load_dataset
 
-        lk = _open(lake, user=user, tenant=tenant, home=home, region=region)
-        d = diff_datasets(load_dataset(lk, a, region), load_dataset(lk, b, region))
-        doc: dict[str, Any] = {
-            "a": f"{d.a.name}@v{d.a.version}",
-            "b": f"{d.b.name}@v{d.b.version}",
-            "added": ["/".join(k) for k in d.added],
-            "removed": ["/".join(k) for k in d.removed],
-            "moved": [{"scenario": "/".join(k), "from": f, "to": t} for k, f, t in d.moved],
-            "changed": {k: {"a": va, "b": vb} for k, (va, vb) in d.changed.items()},
-        }
-        if as_json:
-            sys.stdout.write(json.dumps(doc) + "\n")
-            return
-        _out.print(
-            f"{doc['a']} -> {doc['b']}: {len(d.added)} added, {len(d.removed)} removed, "
-            f"{len(d.moved)} moved between splits"
-            + ("" if not d.changed else f"; changed: {', '.join(d.changed)}"),
-            highlight=False,
-        )
-        for k in doc["added"][:50]:
-            _out.print(f"  + {escape(k)}", highlight=False)
-        for k in doc["removed"][:50]:
-            _out.print(f"  - {escape(k)}", highlight=False)
-        for mv in doc["moved"][:50]:
-            _out.print(f"  ~ {escape(mv['scenario'])}: {mv['from']} -> {mv['to']}", highlight=False)
-        for k, v in doc["changed"].items():
-            _out.print(
-                f"  {k}: {escape(json.dumps(v['a']))} -> {escape(json.dumps(v['b']))}", highlight=False
-            )
-    except DatadriveError as exc:
-        _fail(str(exc))
+    lk = open_lake(lake, who, region)
+    d = diff_datasets(load_dataset(lk, a, region), load_dataset(lk, b, region))
+    doc: dict[str, Any] = {
+        "a": f"{d.a.name}@v{d.a.version}",
+        "b": f"{d.b.name}@v{d.b.version}",
+        "added": ["/".join(k) for k in d.added],
+        "removed": ["/".join(k) for k in d.removed],
+        "moved": [{"scenario": "/".join(k), "from": f, "to": t} for k, f, t in d.moved],
+        "changed": {k: {"a": va, "b": vb} for k, (va, vb) in d.changed.items()},
+    }
+    if as_json:
+        sys.stdout.write(json.dumps(doc) + "\n")
+        return
+    _out.print(
+        f"{doc['a']} -> {doc['b']}: {len(d.added)} added, {len(d.removed)} removed, "
+        f"{len(d.moved)} moved between splits"
+        + ("" if not d.changed else f"; changed: {', '.join(d.changed)}"),
+        highlight=False,
+    )
+    for k in doc["added"][:50]:
+        _out.print(f"  + {escape(k)}", highlight=False)
+    for k in doc["removed"][:50]:
+        _out.print(f"  - {escape(k)}", highlight=False)
+    for mv in doc["moved"][:50]:
+        _out.print(f"  ~ {escape(mv['scenario'])}: {mv['from']} -> {mv['to']}", highlight=False)
+    for k, v in doc["changed"].items():
+        _out.print(f"  {k}: {escape(json.dumps(v['a']))} -> {escape(json.dumps(v['b']))}", highlight=False)
 
 
 def ensure_cache(
@@ -322,10 +305,12 @@ def ensure_cache(
 
 
 @dataset_app.command("cache")
+@command
 def cache_cmd(
     name: Annotated[str, typer.Argument(help="NAME or NAME@vN.")],
     lake: LakeOpt,
     region: RegionReq,
+    who: Who,
     features: Annotated[
         str, typer.Option("--features", help="Horizons: av2 (5 s + 6 s) or womd (1.1 s + 8 s).")
     ] = "av2",
@@ -338,33 +323,27 @@ def cache_cmd(
     rebuild: Annotated[
         bool, typer.Option("--rebuild", help="Rebuild groups of another featuriser version.")
     ] = False,
-    user: UserOpt = None,
-    tenant: TenantOpt = None,
-    home: HomeOpt = None,
 ) -> None:
     """Build (or finish after a crash) the feature cache of a dataset version, beside it in its region."""
-    try:
-        from datadrive.curate import load_dataset
+    from datadrive.curate import load_dataset
 
-        lk = _open(lake, user=user, tenant=tenant, home=home, region=region)
-        m = load_dataset(lk, name, region)
-        r = ensure_cache(
-            lk, m, feature_config(features, resample), workers=workers, engine_name=engine, shard_size=shard_size,
-            rebuild=rebuild,
-        )  # fmt: skip
-        _out.print(
-            f"{r.samples} samples in {r.shards} shards ({r.built} built, {r.reused} reused), "
-            f"{r.bytes / 1e6:.1f} MB, {len(r.skipped)} scenarios gave no sample, {r.resampled} resampled, "
-            f"{r.seconds:.1f} s: {r.path}",
-            highlight=False,
-        )
-        reasons: dict[str, int] = {}
-        for s in r.skipped:
-            reasons[s.reason] = reasons.get(s.reason, 0) + 1
-        for reason, n in sorted(reasons.items(), key=lambda x: -x[1])[:8]:
-            _out.print(f"  skipped {n}: {escape(reason)}", highlight=False)
-    except DatadriveError as exc:
-        _fail(str(exc))
+    lk = open_lake(lake, who, region)
+    m = load_dataset(lk, name, region)
+    r = ensure_cache(
+        lk, m, feature_config(features, resample), workers=workers, engine_name=engine, shard_size=shard_size,
+        rebuild=rebuild,
+    )  # fmt: skip
+    _out.print(
+        f"{r.samples} samples in {r.shards} shards ({r.built} built, {r.reused} reused), "
+        f"{r.bytes / 1e6:.1f} MB, {len(r.skipped)} scenarios gave no sample, {r.resampled} resampled, "
+        f"{r.seconds:.1f} s: {r.path}",
+        highlight=False,
+    )
+    reasons: dict[str, int] = {}
+    for s in r.skipped:
+        reasons[s.reason] = reasons.get(s.reason, 0) + 1
+    for reason, n in sorted(reasons.items(), key=lambda x: -x[1])[:8]:
+        _out.print(f"  skipped {n}: {escape(reason)}", highlight=False)
 
 
 def register(app: typer.Typer) -> None:

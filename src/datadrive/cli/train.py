@@ -15,18 +15,19 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from datadrive.cli.curate import ensure_cache, feature_config, git_commit, progress_bar
-from datadrive.cli.lake import HomeOpt, LakeOpt, TenantOpt, UserOpt, _fail, _open
+from datadrive.cli.shell import LakeOpt, Who, command, open_lake
+from datadrive.cli.shell import err as shell_err
+from datadrive.cli.shell import out as shell_out
 from datadrive.errors import ConfigError, DatadriveError
 
 __all__ = ["evaluate_cmd", "parse_model_config", "register", "train_cmd"]
 
-_out = Console()
-_err = Console(stderr=True)
+_out = shell_out
+_err = shell_err
 
 
 def parse_model_config(items: list[str] | None) -> dict[str, Any]:
@@ -43,9 +44,11 @@ def parse_model_config(items: list[str] | None) -> dict[str, Any]:
     return out
 
 
+@command
 def train_cmd(
     lake: LakeOpt,
     region: Annotated[str, typer.Option("--region", help="The dataset's region (training stays there).")],
+    who: Who,
     dataset: Annotated[
         str, typer.Option("--dataset", help="NAME or NAME@vN (a REGION/ prefix must be --region).")
     ],
@@ -95,100 +98,94 @@ def train_cmd(
         bool, typer.Option("--track/--no-track", help="Track in MLflow and register the model.")
     ] = True,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bars.")] = False,
-    user: UserOpt = None,
-    tenant: TenantOpt = None,
-    home: HomeOpt = None,
 ) -> None:
     """Train a model on a dataset version: cache (built if missing), train, store as the region's model, register."""
-    try:
-        from datadrive.curate import FeatureCache, load_dataset
-        from datadrive.models import ModelSpec
-        from datadrive.train import (
-            RaySettings,
-            TrackingSettings,
-            TrainConfig,
-            distributed_from_env,
-            init_process_group,
-            train_run,
+    from datadrive.curate import FeatureCache, load_dataset
+    from datadrive.models import ModelSpec
+    from datadrive.train import (
+        RaySettings,
+        TrackingSettings,
+        TrainConfig,
+        distributed_from_env,
+        init_process_group,
+        train_run,
+    )
+
+    dist = distributed_from_env(dict(os.environ)) if engine == "local" else None
+    if dist is not None:
+        init_process_group(dist, device)
+    lk = open_lake(lake, who, region)
+    manifest = load_dataset(lk, dataset, region)
+    fcfg = feature_config(features, resample)
+    is_main = dist is None or dist.is_main
+    if is_main:
+        report = ensure_cache(
+            lk, manifest, fcfg, workers=cache_workers, engine_name="process", shard_size=256, quiet=quiet
         )
+        cache_path = report.path
+    if dist is not None:
+        import torch.distributed
 
-        dist = distributed_from_env(dict(os.environ)) if engine == "local" else None
-        if dist is not None:
-            init_process_group(dist, device)
-        lk = _open(lake, user=user, tenant=tenant, home=home, region=region)
-        manifest = load_dataset(lk, dataset, region)
-        fcfg = feature_config(features, resample)
-        is_main = dist is None or dist.is_main
-        if is_main:
-            report = ensure_cache(
-                lk, manifest, fcfg, workers=cache_workers, engine_name="process", shard_size=256, quiet=quiet
+        torch.distributed.barrier()
+        from datadrive.curate import cache_dir_for
+
+        cache_path = cache_dir_for(lk, manifest, fcfg)
+    cache = FeatureCache(cache_path)
+    config = TrainConfig(
+        model=ModelSpec(model, parse_model_config(set_)),
+        epochs=epochs,
+        batch_size=batch_size,
+        learning_rate=lr,
+        seed=seed,
+        device=device,
+        amp=amp,
+        threads=threads,
+        checkpoint_every=checkpoint_every,
+        max_steps=max_steps,
+    )
+    name = run or f"{manifest.name}-{model}-{datetime.now(UTC).strftime('%Y%m%d-%H%M%S')}"
+    if dist is not None and run is None:
+        raise ConfigError("under torchrun give every rank the same --run NAME")
+    with progress_bar(disable=quiet or not is_main) as bar:
+        task = bar.add_task(f"train {name}", total=None, extra="")
+
+        def on_step(info: Any) -> None:
+            bar.update(
+                task,
+                completed=info.batch,
+                total=info.batches,
+                description=f"epoch {info.epoch + 1}/{info.epochs}",
+                extra=f"loss {info.loss:.3f} · {info.samples_per_s:,.0f} samples/s · lr {info.learning_rate:.2e}",
             )
-            cache_path = report.path
-        if dist is not None:
-            import torch.distributed
 
-            torch.distributed.barrier()
-            from datadrive.curate import cache_dir_for
-
-            cache_path = cache_dir_for(lk, manifest, fcfg)
-        cache = FeatureCache(cache_path)
-        config = TrainConfig(
-            model=ModelSpec(model, parse_model_config(set_)),
-            epochs=epochs,
-            batch_size=batch_size,
-            learning_rate=lr,
-            seed=seed,
-            device=device,
-            amp=amp,
-            threads=threads,
-            checkpoint_every=checkpoint_every,
-            max_steps=max_steps,
+        result = train_run(
+            lk,
+            manifest,
+            cache,
+            config,
+            run_name=name,
+            code={"git_commit": git_commit()},
+            tracking=TrackingSettings(enabled=track, tracking_uri=tracking_uri),
+            engine=engine,
+            ray=RaySettings(
+                address=ray_address or os.environ.get("RAY_ADDRESS") or None, num_workers=workers
+            ),
+            dist=dist,
+            resume=resume,
+            progress=on_step,
         )
-        name = run or f"{manifest.name}-{model}-{datetime.now(UTC).strftime('%Y%m%d-%H%M%S')}"
-        if dist is not None and run is None:
-            raise ConfigError("under torchrun give every rank the same --run NAME")
-        with progress_bar(disable=quiet or not is_main) as bar:
-            task = bar.add_task(f"train {name}", total=None, extra="")
-
-            def on_step(info: Any) -> None:
-                bar.update(
-                    task,
-                    completed=info.batch,
-                    total=info.batches,
-                    description=f"epoch {info.epoch + 1}/{info.epochs}",
-                    extra=f"loss {info.loss:.3f} · {info.samples_per_s:,.0f} samples/s · lr {info.learning_rate:.2e}",
-                )
-
-            result = train_run(
-                lk,
-                manifest,
-                cache,
-                config,
-                run_name=name,
-                code={"git_commit": git_commit()},
-                tracking=TrackingSettings(enabled=track, tracking_uri=tracking_uri),
-                engine=engine,
-                ray=RaySettings(
-                    address=ray_address or os.environ.get("RAY_ADDRESS") or None, num_workers=workers
-                ),
-                dist=dist,
-                resume=resume,
-                progress=on_step,
-            )
-        if is_main:
-            _print_history(result.history)
-            _out.print(
-                f"run {result.run_name}: {result.steps} steps, {result.samples_per_s:,.0f} samples/s; model "
-                f"{result.model_object} in {manifest.region}"
-                + (
-                    f"; MLflow run {result.mlflow_run_id}, model version {result.model_version}"
-                    if result.mlflow_run_id
-                    else ""
-                ),
-                highlight=False,
-            )
-    except DatadriveError as exc:
-        _fail(str(exc))
+    if is_main:
+        _print_history(result.history)
+        _out.print(
+            f"run {result.run_name}: {result.steps} steps, {result.samples_per_s:,.0f} samples/s; model "
+            f"{result.model_object} in {manifest.region}"
+            + (
+                f"; MLflow run {result.mlflow_run_id}, model version {result.model_version}"
+                if result.mlflow_run_id
+                else ""
+            ),
+            highlight=False,
+        )
 
 
 def _print_history(history: list[dict[str, float]]) -> None:
@@ -226,12 +223,14 @@ def _read_history(lk: Any, region: str, run: str) -> list[dict[str, float]]:
         return []
 
 
+@command
 def evaluate_cmd(
     run: Annotated[
         str, typer.Argument(help="The run to score (its model artefact derived/model/RUN/model.pt).")
     ],
     lake: LakeOpt,
     region: Annotated[str, typer.Option("--region", help="The region of the run and dataset.")],
+    who: Who,
     dataset: Annotated[str, typer.Option("--dataset", help="NAME or NAME@vN.")],
     split: Annotated[str, typer.Option("--split", help="The split to score.")] = "val",
     against: Annotated[
@@ -242,65 +241,59 @@ def evaluate_cmd(
     resamples: Annotated[int, typer.Option("--resamples", help="Bootstrap resamples.")] = 2000,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bars.")] = False,
-    user: UserOpt = None,
-    tenant: TenantOpt = None,
-    home: HomeOpt = None,
 ) -> None:
     """Score a run on a dataset split with the official AV2 and WOMD metrics; compare with --against; HTML report."""
-    try:
-        from datadrive.curate import FeatureCache, load_dataset
-        from datadrive.evaluate import compare_results, evaluate_model, write_report
-        from datadrive.models import load_model
+    from datadrive.curate import FeatureCache, load_dataset
+    from datadrive.evaluate import compare_results, evaluate_model, write_report
+    from datadrive.models import load_model
 
-        lk = _open(lake, user=user, tenant=tenant, home=home, region=region)
-        manifest = load_dataset(lk, dataset, region)
-        results = []
-        events = _mined_events(lk, manifest)
-        for name in [run] + ([against] if against else []):
-            data, _ = lk.read_derived(region, f"derived/model/{name}/model.pt")
-            model, fcfg, _ = load_model(data, f"derived/model/{name}/model.pt")
-            report = ensure_cache(
-                lk, manifest, fcfg, workers=None, engine_name="process", shard_size=256, quiet=quiet
-            )
-            cache = FeatureCache(report.path)
-            results.append(
-                evaluate_model(
-                    model,
-                    cache,
-                    run=name,
-                    dataset=f"{manifest.name}@v{manifest.version}",
-                    split=split,
-                    events=events,
-                    device=device,
-                )
-            )
-        comparison = None
-        if against:
-            comparison = compare_results(results[1], results[0], resamples=resamples)
-        snap = lk.snapshot(region, manifest.lake_version)
-        for r in results:
-            lk.put_derived(
-                region, "metrics", f"evaluations/{r.run}/{manifest.name}-v{manifest.version:04d}-{split}.json", r.dumps(),
-                derived_from=snap,
-            )  # fmt: skip
-        folder = out or Path("out") / f"eval-{run}"
-        histories = {r.run: _read_history(lk, region, r.run) for r in results}
-        index = write_report(
-            folder, results, histories=histories, comparison=comparison, title=f"evaluation of {run}"
+    lk = open_lake(lake, who, region)
+    manifest = load_dataset(lk, dataset, region)
+    results = []
+    events = _mined_events(lk, manifest)
+    for name in [run] + ([against] if against else []):
+        data, _ = lk.read_derived(region, f"derived/model/{name}/model.pt")
+        model, fcfg, _ = load_model(data, f"derived/model/{name}/model.pt")
+        report = ensure_cache(
+            lk, manifest, fcfg, workers=None, engine_name="process", shard_size=256, quiet=quiet
         )
-        if as_json:
-            doc: dict[str, Any] = {
-                r.run: {"overall": r.overall, "by_event": r.by_event, "info": r.info} for r in results
-            }
-            doc["metrics_version"] = results[0].metrics_version
-            if comparison is not None:
-                doc["regressions"] = comparison.regressions
-            sys.stdout.write(json.dumps(doc, default=float) + "\n")
-        else:
-            _print_results(results, comparison)
-            _out.print(f"report: {index}", highlight=False)
-    except DatadriveError as exc:
-        _fail(str(exc))
+        cache = FeatureCache(report.path)
+        results.append(
+            evaluate_model(
+                model,
+                cache,
+                run=name,
+                dataset=f"{manifest.name}@v{manifest.version}",
+                split=split,
+                events=events,
+                device=device,
+            )
+        )
+    comparison = None
+    if against:
+        comparison = compare_results(results[1], results[0], resamples=resamples)
+    snap = lk.snapshot(region, manifest.lake_version)
+    for r in results:
+        lk.put_derived(
+            region, "metrics", f"evaluations/{r.run}/{manifest.name}-v{manifest.version:04d}-{split}.json", r.dumps(),
+            derived_from=snap,
+        )  # fmt: skip
+    folder = out or Path("out") / f"eval-{run}"
+    histories = {r.run: _read_history(lk, region, r.run) for r in results}
+    index = write_report(
+        folder, results, histories=histories, comparison=comparison, title=f"evaluation of {run}"
+    )
+    if as_json:
+        doc: dict[str, Any] = {
+            r.run: {"overall": r.overall, "by_event": r.by_event, "info": r.info} for r in results
+        }
+        doc["metrics_version"] = results[0].metrics_version
+        if comparison is not None:
+            doc["regressions"] = comparison.regressions
+        sys.stdout.write(json.dumps(doc, default=float) + "\n")
+    else:
+        _print_results(results, comparison)
+        _out.print(f"report: {index}", highlight=False)
 
 
 def _mined_events(lk: Any, manifest: Any) -> dict[str, list[str]] | None:
