@@ -68,6 +68,8 @@ class MlpForecaster(Forecaster):
         self.body = mlp([size_in] + [hidden] * layers, last_activation=True)
         self.head = torch.nn.Linear(hidden, modes * (features.future_steps * 2 + 1))
         self.apply(init_linear)
+        # the corrections start small: an untrained model forecasts about constant velocity
+        torch.nn.init.normal_(self.head.weight, std=1e-3)
 
     def spec_config(self) -> dict[str, Any]:
         return {

@@ -110,6 +110,11 @@ class TransformerForecaster(Forecaster):
         self.score_head = mlp([d, d, 1])
         self.plan_head = mlp([d, 2 * d, features.future_steps * 3])
         self.apply(init_linear)
+        # the corrections start at zero: an untrained model forecasts constant velocity, not noise
+        for head in (self.traj_head, self.plan_head):
+            last = head[-1]
+            assert isinstance(last, nn.Linear)
+            nn.init.zeros_(last.weight)
 
     def spec_config(self) -> dict[str, Any]:
         return {
