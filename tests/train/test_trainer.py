@@ -195,3 +195,39 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+@pytest.mark.slow
+def test_a_killed_run_resumes_to_the_uninterrupted_weights(sample_lake: SampleLake, tmp_path: Path) -> None:
+    """SIGKILL a training process once it has checkpointed; the same call again finishes it exactly."""
+    import signal
+    import time
+
+    cache_path = sample_lake.cache_path
+    config = TrainConfig(model=TINY, epochs=3, batch_size=4, checkpoint_every=2, warmup_steps=2)
+    script = (
+        "import json, sys\n"
+        "from pathlib import Path\n"
+        "from datadrive.curate import FeatureCache\n"
+        "from datadrive.train import TrainConfig, fit\n"
+        f"cfg = TrainConfig.from_json(json.loads({json.dumps(json.dumps(config.as_json()))}))\n"
+        f"fit(FeatureCache(Path({str(cache_path)!r})), cfg, Path({str(tmp_path / 'killed')!r}))\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script], env={**os.environ, "OMP_NUM_THREADS": "1"}, start_new_session=True
+    )
+    ckpt = tmp_path / "killed" / "checkpoints" / "last.pt"
+    deadline = time.monotonic() + 240
+    while not ckpt.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert ckpt.exists(), "the run never checkpointed"
+    assert not (tmp_path / "killed" / "model.pt").exists(), "the run finished before the kill"
+    cache = FeatureCache(cache_path)
+    resumed = fit(cache, config, tmp_path / "killed")
+    assert resumed.resumed_from is not None
+    assert resumed.resumed_from > 0
+    straight = fit(cache, config, tmp_path / "straight")
+    for x, y in zip(weights(straight.model_path), weights(resumed.model_path), strict=True):
+        assert torch.equal(x, y)
