@@ -46,6 +46,7 @@ pytest: $(STAMP) sysdeps
 
 bench: $(STAMP) sysdeps
 	DATADRIVE_SAMPLES=$(SAMPLES) $(BIN)/python benchmarks/ingest.py
+	DATADRIVE_SAMPLES=$(SAMPLES) $(BIN)/python benchmarks/train.py
 
 protos: $(STAMP)
 	$(BIN)/python -m grpc_tools.protoc -Isrc --python_out=src --pyi_out=src src/datadrive/sources/waymo_protos/*.proto src/datadrive/assistant/osm_protos/*.proto
