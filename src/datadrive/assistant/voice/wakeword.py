@@ -22,9 +22,10 @@ window), scoring the chance that the wake phrase *ended* within the window;
 streamed every 100 ms, a score above the threshold wakes the assistant,
 then nothing for 1.5 s (refractory).
 
-Training: Adam and binary cross-entropy in a short loop here (the
-project's trainer, ``datadrive.train``, is not on main yet; when it is, the
-loop moves there). Seeds are fixed: ``datadrive assistant wakeword train``
+Training: Adam and binary cross-entropy in a short loop here, then
+hard-negative mining. The project's trainer (``datadrive.train``) trains
+registered models on the curate layer's feature caches; the wake word moves
+there once it has an audio-window cache and a registered model kind. Seeds are fixed: ``datadrive assistant wakeword train``
 reproduces the committed model.
 
 Evaluation: detection rate over held-out positives (each inside 3-4 s of
@@ -609,7 +610,7 @@ def train(
         "positives": int((data.y == 1).sum()),
         "hard_negatives": mined,
         "history": history,
-        "trainer": "datadrive.assistant.voice.wakeword.train (datadrive.train not on main yet)",
+        "trainer": "datadrive.assistant.voice.wakeword.train",
     }
     return WakeWordModel(config, net, threshold, meta)
 
