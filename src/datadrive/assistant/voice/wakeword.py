@@ -136,6 +136,8 @@ class WakeWordConfig:
             epochs; 0 turns mining off. Two thirds are mined, one third sets
             the threshold.
         mining_epochs: Epochs over the data plus the hard negatives.
+        max_wakes_per_hour: The threshold is the lowest giving at most this
+            many wake-ups per hour on the held-back mining audio.
         threads: espeak-ng processes at once.
     """
 
@@ -150,14 +152,16 @@ class WakeWordConfig:
     lr: float = 2e-3
     window_s: float = 1.6
     refractory_s: float = 1.5
-    mining_minutes: float = 20.0
+    mining_minutes: float = 0.0
     mining_epochs: int = 5
+    max_wakes_per_hour: float = 5.0
     seed: int = 20261207
     threads: int = 2
 
     @property
     def frames(self) -> int:
-        return round(self.window_s * SR / HOP)
+        """Feature frames in one window (158 for 1.6 s)."""
+        return 1 + (round(self.window_s * SR) - WIN) // HOP
 
 
 # --------------------------------------------------------------------------- data
@@ -585,7 +589,7 @@ def train(
                     opt.step()
                 if progress is not None:
                     progress("training on hard negatives", epoch + 1, config.mining_epochs)
-        # the threshold: at most one wake-up per hour on the held-back third of the mining audio
+        # the threshold: at most `max_wakes_per_hour` wake-ups per hour on the held-back third of the mining audio
         ends_all: list[NDArrayFloat] = []
         scores_all: list[NDArrayFloat] = []
         offset = 0.0
@@ -598,7 +602,10 @@ def train(
             ends_c, scores_c = np.concatenate(ends_all), np.concatenate(scores_all)
             hours = sum(c.shape[0] for c in chunks[cut:]) / SR / 3600.0
             for th in np.unique(np.concatenate([np.linspace(0.5, 0.99, 50), 1 - np.logspace(-2, -6, 41)])):
-                if len(triggers(ends_c, scores_c, float(th), config.refractory_s)) / hours <= 1.0:
+                if (
+                    len(triggers(ends_c, scores_c, float(th), config.refractory_s)) / hours
+                    <= config.max_wakes_per_hour
+                ):
                     threshold = float(th)
                     break
             else:
