@@ -23,10 +23,10 @@ streamed every 100 ms, a score above the threshold wakes the assistant,
 then nothing for 1.5 s (refractory).
 
 Training: Adam and binary cross-entropy in a short loop here, then
-hard-negative mining. The project's trainer (``datadrive.train``) trains
+optionally hard-negative mining (off by default). The project's trainer (``datadrive.train``) trains
 registered models on the curate layer's feature caches; the wake word moves
-there once it has an audio-window cache and a registered model kind. Seeds are fixed: ``datadrive assistant wakeword train``
-reproduces the committed model.
+there once it has an audio-window cache and a registered model kind. Seeds
+are fixed: ``datadrive assistant wakeword train`` reproduces the committed model.
 
 Evaluation: detection rate over held-out positives (each inside 3-4 s of
 context) and false wakes per hour over at least an hour of held-out
@@ -589,7 +589,7 @@ def train(
                     opt.step()
                 if progress is not None:
                     progress("training on hard negatives", epoch + 1, config.mining_epochs)
-        # the threshold: at most `max_wakes_per_hour` wake-ups per hour on the held-back third of the mining audio
+        # the threshold: at most max_wakes_per_hour wake-ups/hour on the held-back third of the mining audio
         ends_all: list[NDArrayFloat] = []
         scores_all: list[NDArrayFloat] = []
         offset = 0.0
