@@ -23,6 +23,7 @@ import threading
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -81,6 +82,14 @@ class Lake:
 
     def _store(self, region: str) -> RegionStore:
         return self._access.store(region)
+
+    def region_name(self, region: str | None = None) -> str:
+        """``region``, or else the principal's home region, or else the lake's only region.
+
+        Raises:
+            ConfigError: if none of these decides it.
+        """
+        return self._access.region_name(region)
 
     # ------------------------------------------------------------------ set-up
 
@@ -500,6 +509,38 @@ class Lake:
         """
         return artefacts.put_derived(self._access, region, kind, name, data, derived_from=derived_from)
 
+    def list_derived(self, region: str, kind: str, prefix: str = "") -> list[str]:
+        """Names of the derived artefacts of ``kind`` in ``region`` (``derived/<kind>/<name>``), sorted.
+
+        Provenance files are not listed. Audited; judged like :meth:`read_derived`.
+        """
+        return artefacts.list_derived(self._access, region, kind, prefix)
+
+    def read_derived(self, region: str, obj: str) -> tuple[bytes, dict[str, Any]]:
+        """A derived artefact's bytes and provenance.
+
+        Readable by principals at home in the region, or in a region its
+        kind may be exported to (reading it from there is an export).
+        Audited; a refusal raises :class:`ResidencyError` and is audited.
+        """
+        return artefacts.read_derived(self._access, region, obj)
+
+    def local_derived_dir(
+        self, region: str, kind: str, name: str, *, derived_from: Snapshot | None = None
+    ) -> Path:
+        """A folder on this machine for a derived artefact made of many files (a feature cache).
+
+        The folder is ``<root>/derived/<kind>/<name>/`` of a local region
+        root, so what is derived from a region stays under its root. It is
+        created, and its provenance (kind, tenant, lake version) written beside
+        it, on first use. Audited.
+
+        Raises:
+            ResidencyError: if ``derived_from`` is a snapshot of another region (audited).
+            ConfigError: if the region's root is not a local folder.
+        """
+        return artefacts.local_derived_dir(self._access, region, kind, name, derived_from=derived_from)
+
     def export(
         self, obj: str, *, region: str, to: str, dest_path: str | os.PathLike[str] | None = None
     ) -> ExportReport:
@@ -519,3 +560,55 @@ class Lake:
         return artefacts.export(
             self._access, obj, region=region, to=to, dest_path=dest_path, snapshot=self.snapshot
         )
+
+    # ------------------------------------------------------------------ transfers and records
+
+    def authorize_transfer(self, region: str, to: str, obj: str, *, kind: str = "raw") -> None:
+        """Judge (and audit) sending data of ``region`` somewhere other than a table or artefact copy.
+
+        A language model endpoint, a partner's API: anything that receives a
+        region's data, or anything derived from it, is judged like an export
+        (``DESIGN.md``: the context sent to a model inherits the region).
+        Staying in the region is always allowed; raw data may go only where
+        ``export.raw_to`` lists the destination; a derived ``kind`` only
+        where ``export.derived`` lists the kind and ``export.to`` the
+        destination. Both outcomes are audited (action ``export``).
+
+        Args:
+            region: Where the data lives.
+            to: The destination's region (or :data:`EXTERNAL`).
+            obj: What is sent, for the audit log (no identifiers in it).
+            kind: ``"raw"`` or one of :data:`DERIVED_KINDS`.
+
+        Raises:
+            ResidencyError: if the region's policy does not allow it (audited).
+        """
+        artefacts.authorize_transfer(self._access, region, to, obj, kind=kind)
+
+    def audit_event(
+        self,
+        region: str,
+        action: str,
+        obj: str,
+        *,
+        lake_version: int | None = None,
+        outcome: str = "ok",
+        detail: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Append one row to the region's audit log for work done outside the lake (a training run).
+
+        A refusal a higher layer decides (a dataset materialised in the wrong
+        region) is recorded with ``outcome="refused"``.
+        """
+        self.config.region(region)
+        self._access.audit(region, action, obj, lake_version, outcome, detail)
+
+    def record(self, region: str, action: str, obj: str, detail: Mapping[str, Any] | None = None) -> None:
+        """Append an audit row for an action done on the region's data outside the lake's own methods.
+
+        Layers above the lake that keep their own in-region records (the
+        assistant's conversations) audit their writes and erasures here.
+        """
+        self.config.region(region)
+        self._access.check_tenant(region, action, obj)
+        self._access.audit(region, action, obj, None, "ok", detail)

@@ -63,8 +63,8 @@ class StorageRoot:
         return f"StorageRoot({self.uri!r})"
 
     def __reduce__(self) -> tuple[type[StorageRoot], tuple[str, dict[str, str]]]:
-        # Rebuilt from plain values: ingest workers write the region's data files.
-        return (type(self), (self.uri, dict(self.options)))
+        # the read-only options mapping does not pickle; workers (ingest, a feature-cache build) get a copy
+        return (StorageRoot, (self.uri, dict(self.options)))
 
     @property
     def is_local(self) -> bool:
