@@ -18,7 +18,9 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from datadrive.lake.schema import INGESTS, MAP_FEATURES, SCENARIOS, TELEMETRY, TRACKS, derived_tables
+from datadrive.errors import one_line
+from datadrive.lake.audit import anchor_problems
+from datadrive.lake.schema import AUDIT, INGESTS, MAP_FEATURES, SCENARIOS, TELEMETRY, TRACKS, derived_tables
 from datadrive.lake.tables import RegionStore
 
 __all__ = ["CheckReport", "check_region"]
@@ -47,6 +49,18 @@ class CheckReport:
 
 def _keys(t: pa.Table, *cols: str) -> list[tuple[Any, ...]]:
     return list(zip(*(t.column(c).to_pylist() for c in cols), strict=True))
+
+
+def _audit_problems(store: RegionStore) -> list[str]:
+    """The audit log is there and holds every row the lake commits anchored (:mod:`datadrive.lake.audit`)."""
+    if not store.exists(AUDIT):
+        return ["audit: the audit table is missing (it was deleted)"]
+    try:
+        rows = store.arrow(AUDIT).to_table(columns=["seq", "row_hash"])
+    except Exception as exc:
+        return [f"audit: the audit table does not read: {one_line(str(exc), 300)}"]
+    hashes = dict(zip(rows.column("seq").to_pylist(), rows.column("row_hash").to_pylist(), strict=True))
+    return [f"audit: {p}" for p in anchor_problems(store, hashes)]
 
 
 def check_region(store: RegionStore, version: int | None = None) -> CheckReport:
@@ -141,5 +155,6 @@ def check_region(store: RegionStore, version: int | None = None) -> CheckReport:
         if orphans:
             problems.append(f"{spec.name}: rows of {len(orphans)} scenario(s) with no scenario row")
         tables[spec.name] = rows
+    problems += _audit_problems(store)
     counts = {name: t.num_rows for name, t in tables.items()}
     return CheckReport(store.region.name, lv.version, not problems, tuple(problems[:50]), counts, pending)

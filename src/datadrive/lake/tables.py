@@ -16,14 +16,16 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+from urllib.parse import unquote
 
 import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 
-from datadrive.errors import LakeError, ResidencyError, SchemaVersionError
+from datadrive.errors import LakeError, ResidencyError, SchemaVersionError, StorageError, one_line
 from datadrive.lake.config import RegionConfig
 from datadrive.lake.schema import (
+    AUDIT,
     INGESTS,
     LAKE_SCHEMA_VERSION,
     SCHEMA_VERSION_KEY,
@@ -42,6 +44,7 @@ __all__ = [
     "RegionStore",
     "check_schema_version",
     "commit_record",
+    "delta_log_problem",
     "empty_dataset",
     "parse_record",
     "sql_quote",
@@ -163,7 +166,9 @@ class RegionStore:
                     "(run `datadrive lake init` or ingest something first)"
                 ) from exc
             where = "latest" if version is None else f"version {version}"
-            raise LakeError(f"region {self.region.name}: cannot open {spec.name} at {where}: {exc}") from exc
+            raise LakeError(
+                f"region {self.region.name}: cannot open {spec.name} at {where}: {delta_log_problem(exc)}"
+            ) from exc
         check_schema_version(dt, spec, self.region.name)
         return dt
 
@@ -226,7 +231,15 @@ class RegionStore:
             StorageError: if the root cannot be written.
         """
         try:
-            if not self.check_marker():
+            had_marker = self.check_marker()
+            # ingests is created last, after the audit table: a region with ingests had an audit log
+            if not self.exists(AUDIT) and self.exists(INGESTS):
+                # a region whose audit log disappeared must not start a new one: that would hide the loss
+                raise StorageError(
+                    f"region {self.region.name}: its audit log is missing from {self.root.uri} (the audit "
+                    "table was deleted); datadrive will not start a new one silently: restore it from backup"
+                )
+            if not had_marker:
                 self.fs.create_dir(self.root.meta_path(), recursive=True)
                 self.write_file(
                     self.root.meta_path(_MARKER),
@@ -356,7 +369,10 @@ class RegionStore:
         uris = dt.file_uris()
         if not uris:
             return
-        paths = [u[len("file://") :] if u.startswith("file://") else u.split("://", 1)[-1] for u in uris]
+        # the URIs are percent-encoded (a root with a space reads "my%20lake"); the filesystem wants paths
+        paths = [
+            unquote(u[len("file://") :] if u.startswith("file://") else u.split("://", 1)[-1]) for u in uris
+        ]
         infos = self.fs.get_file_info(paths)
         missing = sum(1 for i in infos if i.type == pafs.FileType.NotFound)
         if missing:
@@ -474,3 +490,16 @@ def _commit_time(entry: Mapping[str, Any]) -> datetime:
 def empty_dataset(spec: TableSpec) -> ds.Dataset:
     """An empty in-memory dataset with ``spec``'s schema."""
     return ds.dataset(pa.Table.from_batches([], schema=spec.schema))
+
+
+def delta_log_problem(exc: BaseException) -> str:
+    """What a ``deltalake`` failure to open a table means, in one sentence (not its Rust error chain)."""
+    text = str(exc)
+    if "ParsedLogPath" in text or "missing version" in text.lower() or "log segment" in text.lower():
+        return (
+            "its Delta log is missing a commit file (a file under _delta_log was deleted or is unreadable); "
+            "restore _delta_log from a backup"
+        )
+    if "no such file" in text.lower() or "not found" in text.lower():
+        return "a file of its Delta log is missing (restore _delta_log from a backup)"
+    return one_line(text, limit=300)
