@@ -47,7 +47,9 @@ def test_every_rule_applies_to_paths_whatever_the_source_and_case() -> None:
     assert p.text("nuplan", "pz/dongle_b0c9d2329ad1606b/veh-49.db") == (
         f"pz/dongle_{dongle}/veh-{hmac_hex(KEY, 'veh-49')[:12]}.db"
     )
-    assert p.text("comma2k19", "B0C9D2329AD1606B_2018-08-02--08-34-47/40") == f"{dongle}_2018-08-02--08-34-47/40"
+    assert (
+        p.text("comma2k19", "B0C9D2329AD1606B_2018-08-02--08-34-47/40") == f"{dongle}_2018-08-02--08-34-47/40"
+    )
     assert p.text("waymo_open_motion", "/x/HOST-A101/VEH-45") == (
         f"/x/host-{hmac_hex(KEY, 'host-a101')[:12]}/veh-{hmac_hex(KEY, 'veh-45')[:12]}"
     )

@@ -458,7 +458,7 @@ def put_derived_cmd(
         data = file.read_bytes()
     except OSError as exc:
         fail(f"{file}: cannot read ({exc.strerror or exc})")
-    obj = lk.put_derived(region, kind, name or file.name, data, derived_from=snap)
+    obj = lk.put_derived(region, kind, file.name if name is None else name, data, derived_from=snap)
     out.print(f"stored {obj} in {region}", highlight=False, markup=False)
 
 

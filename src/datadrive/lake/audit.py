@@ -47,7 +47,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from datadrive.errors import LakeError, one_line
+from datadrive.errors import LakeError, StorageError, one_line
 from datadrive.lake.locks import region_lock
 from datadrive.lake.schema import AUDIT, INGESTS, conform
 from datadrive.lake.storage import storage_error
@@ -146,6 +146,14 @@ def append(store: RegionStore, event: AuditEvent, now: Callable[[], datetime]) -
     with region_lock(store.root, "audit"), store.lock:
         dt = store.latest(AUDIT)
         seq, prev = _head(store, dt)
+        recorded = _read_head_file(store)
+        if recorded is not None and _behind(recorded, seq, prev):
+            # rows the head file saw are gone: appending would bury the loss under a valid, shorter chain
+            raise StorageError(
+                f"region {store.region.name}: the audit log ends before the head recorded beside it "
+                f"(row {recorded.get('seq')}): rows were removed; nothing more is audited (so nothing is "
+                "read) until it is restored from a backup (`datadrive lake audit --verify` says more)"
+            )
         t = now().astimezone(UTC)
         time_us = int(t.timestamp() * 1_000_000)
         h = row_hash(seq, time_us, _fields(event, detail_json), prev)
@@ -188,6 +196,15 @@ def _write_head_file(store: RegionStore, seq: int, h: str) -> None:
     """Record the head beside the table (under the audit lock). Best effort: a crash leaves an older head."""
     with contextlib.suppress(OSError):
         store.write_file(store.root.meta_path(_HEAD_FILE), json.dumps({"seq": seq, "hash": h}).encode())
+
+
+def _behind(recorded: Mapping[str, Any], next_seq: int, last_hash: str) -> bool:
+    """Whether the table (next row ``next_seq``, last hash ``last_hash``) lost rows the head file recorded."""
+    try:
+        seq, h = int(recorded["seq"]), str(recorded["hash"])
+    except (KeyError, TypeError, ValueError):
+        return False  # an unreadable head file is rewritten by this append; verify reports it meanwhile
+    return seq >= next_seq or (seq == next_seq - 1 and h != last_hash)
 
 
 def _read_head_file(store: RegionStore) -> dict[str, Any] | None:

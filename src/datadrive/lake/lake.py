@@ -192,14 +192,19 @@ class Lake:
         a.check_raw_read(self.config.region(name), "verify", "audit")
         store = a.store(name)
         result = audit_log.verify(store)
-        a.audit(
-            name,
-            "verify",
-            "audit",
-            store.lake_version(),
-            "ok" if result.ok else "failed",
-            {"rows": result.rows, "head_hash": result.head_hash, "problems": len(result.problems)},
-        )
+        try:
+            a.audit(
+                name,
+                "verify",
+                "audit",
+                store.lake_version(),
+                "ok" if result.ok else "failed",
+                {"rows": result.rows, "head_hash": result.head_hash, "problems": len(result.problems)},
+            )
+        except (StorageError, LakeError):
+            if result.ok:
+                raise
+            # a damaged log cannot record its own verification; the problems are the answer
         return result
 
     def check(self, region: str | None = None, version: int | None = None) -> CheckReport:
@@ -208,14 +213,19 @@ class Lake:
         name = a.region_name(region)
         a.check_raw_read(self.config.region(name), "check", "lake")
         report = check_region(a.store(name), version)
-        a.audit(
-            name,
-            "check",
-            "lake",
-            report.version,
-            "ok" if report.ok else "failed",
-            {"problems": len(report.problems), "pending": report.pending, **report.counts},
-        )
+        try:
+            a.audit(
+                name,
+                "check",
+                "lake",
+                report.version,
+                "ok" if report.ok else "failed",
+                {"problems": len(report.problems), "pending": report.pending, **report.counts},
+            )
+        except (StorageError, LakeError):
+            if report.ok:
+                raise
+            # a damaged audit log cannot record the check that found it; the problems are the answer
         return report
 
     # ------------------------------------------------------------------ writes

@@ -125,13 +125,13 @@ def classify(text: str) -> Statement:
     tokens = duckdb.tokenize(text)
     try:
         statements = duckdb.extract_statements(text)
+        if len(statements) != 1:
+            raise LakeError(f"SQL error: expected one statement, found {len(statements)}")
+        kind = statements[0].type.name
     except ValueError:  # parsed, but a statement type this Python package has no name for
         return Statement("UNKNOWN", _label(text, tokens) or "UNKNOWN")
     except duckdb.Error as exc:
         raise LakeError(f"SQL error: {one_line(str(exc))}") from exc
-    if len(statements) != 1:
-        raise LakeError(f"SQL error: expected one statement, found {len(statements)}")
-    kind = statements[0].type.name
     words = [
         (offset, _token_text(text, tokens, i)) for i, (offset, t) in enumerate(tokens) if t.name != "comment"
     ]
