@@ -23,6 +23,7 @@ The tree::
         ├── AccessDeniedError      a principal may not read or write this data
         ├── SchemaVersionError     a table written by a newer datadrive
         └── StorageError           the storage root refused a write (disk full, permissions)
+            └── StorageUnreachableError   an object store's endpoint does not answer
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ __all__ = [
     "SchemaMismatchError",
     "SchemaVersionError",
     "StorageError",
+    "StorageUnreachableError",
     "UnknownFormatError",
     "UnsafePickleError",
     "UnsupportedFormatError",
@@ -125,3 +127,7 @@ class SchemaVersionError(LakeError):
 
 class StorageError(LakeError):
     """The storage root refused an operation (disk full, permission denied, ...)."""
+
+
+class StorageUnreachableError(StorageError):
+    """An object store's endpoint does not answer (connection refused, timed out, unknown host)."""

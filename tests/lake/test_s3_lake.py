@@ -12,7 +12,6 @@ and four concurrent ``datadrive ingest`` processes on one region.
 from __future__ import annotations
 
 import contextlib
-import json
 import secrets
 from collections.abc import Iterator
 from dataclasses import replace
@@ -191,22 +190,12 @@ def test_audit_chain_verifies_on_s3(s3_cn_lake: Lake) -> None:
 # --------------------------------------------------------------------------- 4 concurrent CLI writers
 
 
-def _s3_lake_folder(folder: Path, server: S3Server, bucket: str) -> Path:
-    """A lake folder (``datadrive.toml`` + key) whose eu-central root is in ``bucket``."""
-    kill_harness.make_lake(folder)  # a local lake, for its config layout and key file
-    toml = folder / "datadrive.toml"
-    text = toml.read_text().replace('root = "regions/eu-central"', f'root = "s3://{bucket}/cli/eu-central"')
-    options = "\n".join(f"{k} = {json.dumps(v)}" for k, v in server.options().items())
-    toml.write_text(text + f"\n[regions.eu-central.storage_options]\n{options}\n")
-    out = kill_harness.cli(["lake", "init", str(folder), "--tenant", "bmw"])
-    assert out.returncode == 0, out.stderr
-    return folder
-
-
 def test_four_concurrent_ingests_store_every_scenario_once(
     tmp_path: Path, s3_server: S3Server, bucket: str
 ) -> None:
     """``test_faults``' concurrent-writer test with the region on S3: the lease lock serialises batches."""
-    root = _s3_lake_folder(tmp_path / "lake", s3_server, bucket)
+    root = kill_harness.object_store_lake(
+        tmp_path / "lake", f"s3://{bucket}/cli/eu-central", s3_server.options()
+    )
     inputs = lake_synth.write_inputs(tmp_path / "in", range(12), scenarios=2, sleep_s=0.01)
     kill_harness.check_concurrent_ingests(root, tmp_path / "in", inputs)

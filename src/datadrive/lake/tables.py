@@ -93,6 +93,7 @@ class RegionStore:
     @property
     def fs(self) -> pafs.FileSystem:
         if self._fs is None:
+            self.root.check_access()
             self._fs = self.root.filesystem()
         return self._fs
 
@@ -100,8 +101,15 @@ class RegionStore:
         return self.root.table_uri(spec.name)
 
     def exists(self, spec: TableSpec) -> bool:
+        """Whether the table exists.
+
+        Raises:
+            StorageError: if an object-store root cannot be reached (a
+                missing table is not confused with an unreachable one).
+        """
         from deltalake import DeltaTable
 
+        self.root.check_access()
         try:
             return bool(DeltaTable.is_deltatable(self.uri(spec), storage_options=self.root.storage_options()))
         except Exception:
@@ -116,6 +124,7 @@ class RegionStore:
         """
         from deltalake import DeltaTable
 
+        self.root.check_access()
         try:
             dt = DeltaTable(self.uri(spec), version=version, storage_options=self.root.storage_options())
         except Exception as exc:
