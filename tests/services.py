@@ -499,7 +499,7 @@ def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AzuriteServer]
     try:
         yield server
     finally:
-        stop_group(server.proc, grace_s=5)
+        stop_group(server.proc, grace_s=2)  # its data dir is thrown away
 
 
 class HeaderStrippingProxy:

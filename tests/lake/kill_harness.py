@@ -67,20 +67,33 @@ def make_lake(root: Path, *, regions: tuple[str, ...] = ("eu-central",)) -> Path
 def object_store_lake(
     folder: Path, uri: str, options: Mapping[str, str], *, region: str = "eu-central", init: bool = True
 ) -> Path:
-    """A lake folder (``datadrive.toml``, key, tenant bmw) whose ``region`` is at ``uri`` on an object store.
+    """A lake folder (``datadrive.toml``, a key for tenant bmw) whose one ``region`` is at ``uri``.
+
+    The config is written as a user would write it for an object store (no
+    local lake first).
 
     Args:
         folder: Where the config goes.
         uri: The region's root (``s3://...``, ``az://...``).
         options: Its ``storage_options``.
-        region: The region (its config is what ``lake init`` writes for a folder).
-        init: Run ``datadrive lake init`` on the new root too (it must then succeed).
+        region: The region's name.
+        init: Run ``datadrive lake init`` too (it must then succeed).
     """
-    make_lake(folder, regions=(region,))  # a local lake, for its config layout and key file
-    toml = folder / "datadrive.toml"
-    text = toml.read_text().replace(f'root = "regions/{region}"', f"root = {json.dumps(uri)}")
-    lines = "\n".join(f"{k} = {json.dumps(v)}" for k, v in options.items())
-    toml.write_text(text + f"\n[regions.{region}.storage_options]\n{lines}\n")
+    keys = folder / "keys"
+    keys.mkdir(parents=True, exist_ok=True)
+    (keys / "bmw.key").write_text(os.urandom(32).hex() + "\n")
+    lines = [
+        f"[regions.{region}]",
+        f"root = {json.dumps(uri)}",
+        "",
+        f"[regions.{region}.storage_options]",
+        *(f"{k} = {json.dumps(v)}" for k, v in options.items()),
+        "",
+        "[tenants.bmw]",
+        'key_file = "keys/bmw.key"',
+        "",
+    ]
+    (folder / "datadrive.toml").write_text("\n".join(lines))
     if init:
         out = cli(["lake", "init", str(folder), "--tenant", "bmw"])
         if out.returncode != 0:
@@ -224,13 +237,13 @@ def run(
     sleep_s: float = 0.03,
     log: bool = False,
     new_lake: Callable[[Path], Path] = make_lake,
-    pending: Callable[[Path, str], Callable[[], set[str]]] = local_pending,
+    pending_markers: Callable[[Path, str], Callable[[], set[str]]] = local_pending,
     poll_s: float = 0.002,
 ) -> KillStats:
     """Kill ingests ``kills`` times; a fresh lake every ``kills_per_lake`` kills, each finished by a rerun.
 
     ``new_lake(folder)`` makes each lake (a local one by default);
-    ``pending(lake, region)`` lists its pending-batch markers, polled every
+    ``pending_markers(lake, region)`` lists its pending-batch markers, polled every
     ``poll_s`` to land kills inside a commit.
     """
     rng = random.Random(seed)
@@ -240,7 +253,7 @@ def run(
     while stats.kills < kills:
         lake_no += 1
         root = new_lake(workdir / f"lake{lake_no}")
-        markers = pending(root, region)
+        markers = pending_markers(root, region)
         inputs = lake_synth.write_inputs(
             workdir / f"in{lake_no}",
             range(lake_no * 1000, lake_no * 1000 + files),

@@ -304,6 +304,31 @@ def test_lock_released_after_its_object_vanished_is_lost(store_root: StorageRoot
         assert client.delete(store_root.meta_key("locks", "commit.lock")) is True
 
 
+def test_an_endpoint_that_never_answers_times_out_clearly() -> None:
+    """A socket that accepts connections but never replies: the check gives up after the client's timeout."""
+    import socket
+    import time
+
+    from datadrive.lake.azure import AzureBlobClient
+
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        port = silent.getsockname()[1]
+        options = {
+            "account_name": "ddlake1",
+            "account_key": KEY,
+            "endpoint": f"http://127.0.0.1:{port}/ddlake1",
+        }
+        client = AzureBlobClient(
+            AzureSettings.from_options({**options, "allow_http": "true"}), "lake", timeout_s=1.0
+        )
+        t0 = time.monotonic()
+        problem = client.check_access("eu/_datadrive/region.json")
+        assert problem == f"the Azure endpoint http://127.0.0.1:{port}/ddlake1 does not answer (timed out)"
+        assert time.monotonic() - t0 < 5
+
+
 # --------------------------------------------------------------------------- a store that ignores conditions
 
 

@@ -26,7 +26,7 @@ import test_residency
 import test_samples
 import test_versions
 
-from conftest import two_region_config
+from conftest import root_objects, two_region_config
 from datadrive.lake import Lake, LakeConfig, Principal, StorageRoot
 from datadrive.lake.tables import RegionStore
 from services import S3Server, s3_server
@@ -55,17 +55,6 @@ def bucket(s3_server: S3Server) -> str:
 def config(lake_root: Path, s3_server: S3Server, bucket: str) -> LakeConfig:
     """Overrides conftest's ``config``: the same two regions, on S3 (so ``make_lake`` builds S3 lakes)."""
     return on_s3(two_region_config(lake_root), s3_server, bucket, secrets.token_hex(4))
-
-
-def s3_objects(root: StorageRoot) -> Iterator[tuple[str, bytes]]:
-    """``(path, bytes)`` of every object under an S3 root."""
-    import pyarrow.fs as pafs
-
-    fs = root.filesystem()
-    for info in fs.get_file_info(pafs.FileSelector(root.base_path, recursive=True)):
-        if info.type == pafs.FileType.File:
-            with fs.open_input_stream(info.path) as fh:
-                yield info.path, fh.read()
 
 
 # --------------------------------------------------------------------------- every sample, on S3
@@ -107,7 +96,7 @@ def test_no_vehicle_identifier_of_the_samples_reaches_the_bucket(sample_lake: di
     raw_ids = [b"veh-45", b"veh-49", b"b0c9d2329ad1606b", b"host-a101"]
     seen = 0
     for region in REGIONS:
-        for path, data in s3_objects(sample_lake["config"].region(region).root):
+        for path, data in root_objects(sample_lake["config"].region(region).root):
             seen += 1
             for raw in raw_ids:
                 assert raw not in data, (path, raw)
@@ -117,7 +106,7 @@ def test_no_vehicle_identifier_of_the_samples_reaches_the_bucket(sample_lake: di
 def test_region_objects_stay_under_their_prefix(sample_lake: dict[str, Any]) -> None:
     for region in REGIONS:
         root = sample_lake["config"].region(region).root
-        paths = [p for p, _ in s3_objects(root)]
+        paths = [p for p, _ in root_objects(root)]
         assert paths
         assert all(p.startswith(root.base_path + "/") for p in paths)
         assert any(p.endswith(".parquet") for p in paths)

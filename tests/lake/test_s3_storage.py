@@ -201,6 +201,7 @@ def check_conditional_write_semantics(root: StorageRoot) -> None:
     assert client.delete(key, if_match=etag) is False  # stale ETag: refused
     assert client.delete(key, if_match=etag2) is True
     assert client.get(key) is None
+    assert client.delete(key, if_match=etag2) is False  # gone: not the object that ETag named
     assert client.delete(key) is True  # already gone, no condition: nothing to do
     check_conditional_writes(client, root.meta_key())
 

@@ -366,9 +366,9 @@ class S3Client:
         return ObjectInfo(etag=hdrs.get("etag", ""), body=data, age_s=server_age_s(hdrs))
 
     def delete(self, key: str, *, if_match: str | None = None) -> bool:
-        """Delete ``key``; ``False`` when ``If-Match`` failed (the object changed).
+        """Delete ``key``; ``False`` when ``If-Match`` failed (the object changed or is gone).
 
-        S3 answers 204 whether or not the key existed.
+        S3 answers 204 whether or not the key existed, when unconditional.
 
         Raises:
             StorageError: for other failures.
@@ -377,7 +377,9 @@ class S3Client:
         status, _, data = self._request("DELETE", key, b"", headers)
         if status in (409, 412):
             return False
-        if status not in (200, 204, 404):
+        if status == 404:  # gone: fine unless we named the object we meant (SeaweedFS answers 412 then)
+            return if_match is None
+        if status not in (200, 204):
             raise self._fail("DELETE", key, status, data)
         return True
 

@@ -13,6 +13,7 @@ module, so a new backend changes one place.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import posixpath
@@ -293,6 +294,26 @@ class StorageRoot:
                 f"{self.uri}: {LOCK_LEASE_OPTION} must be a positive number of seconds, not {value!r}"
             )
         return lease
+
+    def delete_file(self, path: str) -> None:
+        """Delete one of the lake's own files (a path inside :meth:`filesystem`); nothing if it is absent.
+
+        On object stores this is one DELETE through :meth:`lock_client`:
+        pyarrow's ``AzureFileSystem.delete_file`` leases the blob, writes a
+        directory-marker blob and, against Azurite, now and then stalls 7 or
+        14 s retrying the lease release (``docs/lake-storage.md``).
+
+        Raises:
+            StorageError: if the store refuses.
+        """
+        if self.is_local:
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(path)
+            return
+        bucket, _, key = path.partition("/")
+        if bucket != self.base_path.split("/", 1)[0] or not key:
+            raise ValueError(f"{path!r} is not a file under {self.uri}")
+        self.lock_client().delete(key)
 
     def check_access(self) -> None:
         """Check, once per process, that an object-store root answers and takes the credentials.

@@ -11,7 +11,6 @@ next writer (their batch ids are in ``_datadrive/pending/``).
 
 from __future__ import annotations
 
-import contextlib
 import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -323,8 +322,7 @@ class RegionStore:
         return sorted(i.path for i in infos if i.type == pafs.FileType.File)
 
     def delete_file(self, path: str) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            self.fs.delete_file(path)
+        self.root.delete_file(path)
 
 
 def check_schema_version(dt: Any, spec: TableSpec, region: str) -> None:
