@@ -111,9 +111,9 @@ def root_pending(lake: Path, region: str) -> Callable[[], set[str]]:
     """Names of the pending-batch markers of any region root, listed through its filesystem."""
     import pyarrow.fs as pafs
 
-    from datadrive.cli.lake import load_lake_config
+    from datadrive.lake import load_config
 
-    root = load_lake_config(lake).region(region).root
+    root = load_config(lake, env={}).region(region).root
     fs, folder = root.filesystem(), root.meta_path("pending")
 
     def names() -> set[str]:

@@ -8,7 +8,7 @@ files and calls :meth:`LakeConfig.from_mapping`. A ``datadrive.toml``::
     name = "alliance"
 
     [regions.cn-north]
-    root = "regions/cn-north"          # relative to the file, or s3://bucket/prefix
+    root = "regions/cn-north"          # relative to the file, s3://bucket/prefix or az://container/prefix
     publish_crs = "gcj02"              # latitude/longitude published in GCJ-02
     raw_readers = ["cn-north"]         # home regions whose principals may read raw rows
     [regions.cn-north.export]
@@ -286,7 +286,7 @@ def _strings(doc: Mapping[str, Any], key: str, where: str) -> list[str]:
 def _region(name: str, doc: Mapping[str, Any], base_dir: Path) -> RegionConfig:
     root = doc.get("root")
     if not isinstance(root, str) or not root:
-        raise ConfigError(f"[regions.{name}] needs a root (a folder or an s3:// URI)")
+        raise ConfigError(f"[regions.{name}] needs a root (a folder, an s3:// or an az:// URI)")
     if "://" not in root and not root.startswith("/"):
         root = str((base_dir / root).resolve())
     options = doc.get("storage_options", {})
