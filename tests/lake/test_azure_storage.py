@@ -171,6 +171,41 @@ def test_account_in_uri_and_options_must_agree() -> None:
         AzureSettings.from_options({"account_name": "other01", "account_key": KEY}, account="fleet01")
 
 
+def _lake_doc(*roots: tuple[str, dict[str, str]]) -> dict[str, Any]:
+    regions = {f"r{i}": {"root": uri, "storage_options": opts} for i, (uri, opts) in enumerate(roots)}
+    return {"regions": regions, "tenants": {"bmw": {}}}
+
+
+def test_region_roots_in_two_accounts_may_share_names() -> None:
+    """``az://lake/eu`` in two accounts are two places; the same place written twice is refused."""
+    from datadrive.lake import LakeConfig
+
+    one = {"account_name": "fleet01", "account_key": KEY}
+    two = {"account_name": "fleet02", "account_key": KEY}
+    keys = {"bmw": bytes(32)}
+    config = LakeConfig.from_mapping(
+        _lake_doc(("az://lake/eu", one), ("az://lake/eu", two)), base_dir=Path("."), keys=keys
+    )
+    assert {r.root.location for r in config.regions.values()} == {
+        "azure://fleet01/lake/eu",
+        "azure://fleet02/lake/eu",
+    }
+    for same in (
+        (("az://lake/eu", one), ("az://lake/eu", one)),
+        (("az://lake/eu", one), ("abfss://lake@fleet01.dfs.core.windows.net/eu/cn", {"account_key": KEY})),
+    ):
+        with pytest.raises(ConfigError, match="region roots must not overlap"):
+            LakeConfig.from_mapping(_lake_doc(*same), base_dir=Path("."), keys=keys)
+
+
+def test_a_root_without_credentials_is_a_config_error_naming_it() -> None:
+    from datadrive.lake import LakeConfig
+
+    doc = _lake_doc(("az://lake/eu", {"account_name": "fleet01"}))
+    with pytest.raises(ConfigError, match=r"^az://lake/eu: an Azure root needs azure_storage_account_key"):
+        LakeConfig.from_mapping(doc, base_dir=Path("."), keys={"bmw": bytes(32)})
+
+
 def test_secrets_never_printed() -> None:
     options = {"azure_storage_account_name": "fleet01", "azure_storage_account_key": KEY}
     s = AzureSettings.from_options(options)

@@ -64,6 +64,7 @@ __all__ = [
     "AzureLocation",
     "AzureSettings",
     "delta_storage_options",
+    "settings_for",
     "shared_key_signature",
     "split_azure_uri",
 ]
@@ -310,6 +311,19 @@ class AzureSettings:
         return pafs.AzureFileSystem(self.account, **kwargs)
 
 
+def settings_for(uri: str, options: Mapping[str, str]) -> AzureSettings:
+    """:meth:`AzureSettings.from_options` for the root ``uri`` (whose URI may name the account).
+
+    Raises:
+        ConfigError: naming the root, if the URI or the options are wrong.
+    """
+    account = split_azure_uri(uri).account
+    try:
+        return AzureSettings.from_options(options, account=account)
+    except ConfigError as exc:
+        raise ConfigError(f"{uri}: {exc}") from None
+
+
 def delta_storage_options(uri: str, options: Mapping[str, str]) -> dict[str, str]:
     """``storage_options`` for ``deltalake`` on an Azure root.
 
@@ -327,7 +341,7 @@ def delta_storage_options(uri: str, options: Mapping[str, str]) -> dict[str, str
     Raises:
         ConfigError: if the options are wrong (see :meth:`AzureSettings.from_options`).
     """
-    s = AzureSettings.from_options(options, account=split_azure_uri(uri).account)
+    s = settings_for(uri, options)
     out = {str(k): str(v) for k, v in options.items() if str(k).lower() not in _NORMALISED}
     out["azure_storage_account_name"] = s.account
     out["azure_storage_endpoint"] = s.blob_endpoint

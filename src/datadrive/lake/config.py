@@ -235,11 +235,11 @@ class LakeConfig:
                     raise ConfigError(f"[regions.{r.name}] names unknown region {dest!r}")
             if EXTERNAL in r.export.raw_to:
                 raise ConfigError(f"[regions.{r.name}.export] raw_to cannot be {EXTERNAL!r}")
-        uris = [r.root.uri for r in regions.values()]
-        for i, a in enumerate(uris):
-            for b in uris[i + 1 :]:
+        places = [(r.root.location, r.root.uri) for r in regions.values()]  # Azure: the account counts too
+        for i, (a, a_uri) in enumerate(places):
+            for b, b_uri in places[i + 1 :]:
                 if a == b or a.startswith(b.rstrip("/") + "/") or b.startswith(a.rstrip("/") + "/"):
-                    raise ConfigError(f"region roots must not overlap: {a} and {b}")
+                    raise ConfigError(f"region roots must not overlap: {a_uri} and {b_uri}")
         tenants: dict[str, TenantConfig] = {}
         for tname in _table(doc, "tenants"):
             _name("tenant", tname)

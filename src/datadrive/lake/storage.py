@@ -134,6 +134,25 @@ class StorageRoot:
         return options or None
 
     @property
+    def location(self) -> str:
+        """Where the root is, for telling roots apart: :attr:`uri`, except on Azure.
+
+        An Azure root's location names the account too
+        (``azure://<account>/<container>/<prefix>``), so ``az://lake/eu`` in
+        two accounts are two places, and ``az://c/p`` and
+        ``abfss://c@acct.dfs.core.windows.net/p`` in one account are one.
+
+        Raises:
+            ConfigError: for an Azure root whose options name no account.
+        """
+        if not self.is_azure:
+            return self.uri
+        loc = self._azure_location()
+        return f"azure://{self.azure_settings().account}/{posixpath.join(loc.container, loc.prefix)}".rstrip(
+            "/"
+        )
+
+    @property
     def base_path(self) -> str:
         """The root as a path inside :meth:`filesystem` (no scheme; ``container/prefix`` on Azure)."""
         if self.is_local:
@@ -244,14 +263,14 @@ class StorageRoot:
         """Connection settings of an Azure root, from :attr:`options` and the URI.
 
         Raises:
-            ConfigError: if the options are wrong.
+            ConfigError: naming the root, if the options are wrong.
             NotImplementedError: for roots that are not on Azure.
         """
-        from datadrive.lake.azure import AzureSettings
+        from datadrive.lake.azure import settings_for
 
         if not self.is_azure:
             raise NotImplementedError(f"{self.uri} is not an Azure root")
-        return AzureSettings.from_options(self.options, account=self._azure_location().account)
+        return settings_for(self.uri, self.options)
 
     @property
     def container(self) -> str:
