@@ -212,6 +212,26 @@ def test_derived_exports_follow_the_policy(az_cn_lake: Lake, tmp_path: Path) -> 
     test_residency.test_derived_exports_follow_the_policy(az_cn_lake, tmp_path)
 
 
+def test_a_raw_export_happens_only_where_the_policy_says_so(
+    lake_root: Path, inputs: Any, azurite: AzuriteServer
+) -> None:
+    """``test_residency``'s allowed raw export (eu-central -> cn-north), with both regions on Azure."""
+
+    made: list[LakeConfig] = []
+
+    def azure_config(root: Path, **kwargs: Any) -> LakeConfig:
+        made.append(
+            on_azure(two_region_config(root, **kwargs), azurite, two_containers(azurite), "raw-export")
+        )
+        return made[-1]
+
+    with _patched(test_residency, "two_region_config", azure_config):
+        test_residency.test_a_raw_export_happens_only_where_the_policy_says_so(lake_root, inputs)
+    (config,) = made
+    imported = root_paths(config.region("cn-north").root)
+    assert [p for p in imported if p.startswith("imports/eu-central/scenarios/") and p.endswith(".parquet")]
+
+
 def test_unknown_tenant_is_refused_and_audited(az_cn_lake: Lake) -> None:
     test_residency.test_unknown_tenant_is_refused_and_audited(az_cn_lake, az_cn_lake.config)
 
