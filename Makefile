@@ -13,7 +13,7 @@ AZURITE_VERSION := 3.37.0
 AZURITE_NODE_VERSION := 22.23.3
 AZURITE := .azurite/installed-$(AZURITE_VERSION)-node$(AZURITE_NODE_VERSION)
 
-.PHONY: demo test check lint typecheck layers pytest bench clean protos azurite
+.PHONY: demo test check lint typecheck layers pytest bench clean protos sysdeps azurite
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,10 +22,18 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]' 'torch==2.13.0'
 	touch $(STAMP)
 
+# Debian packages the tests need (CI starts from a fresh machine): espeak-ng speaks the assistant's
+# training data and answers. Idempotent: nothing is installed when it is there; root or sudo.
+sysdeps:
+	@command -v espeak-ng >/dev/null 2>&1 || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq espeak-ng; }
+
 demo: $(STAMP)
 	DATADRIVE_SAMPLES=$(SAMPLES) $(BIN)/datadrive demo --samples $(SAMPLES) --out out
 
-test: $(STAMP) check pytest
+test: $(STAMP) sysdeps check pytest
 
 check: lint typecheck layers
 
@@ -39,7 +47,7 @@ typecheck: $(STAMP)
 layers: $(STAMP)
 	$(BIN)/lint-imports
 
-pytest: $(STAMP) azurite
+pytest: $(STAMP) sysdeps azurite
 	DATADRIVE_SAMPLES=$(SAMPLES) $(BIN)/pytest
 
 azurite: $(AZURITE)
@@ -51,12 +59,12 @@ $(AZURITE):
 			azurite@$(AZURITE_VERSION) node@$(AZURITE_NODE_VERSION) && touch $@; \
 	else echo "npm not found: the Azure (Azurite) lake tests will skip"; fi
 
-bench: $(STAMP)
+bench: $(STAMP) sysdeps
 	DATADRIVE_SAMPLES=$(SAMPLES) $(BIN)/python benchmarks/ingest.py
 	DATADRIVE_SAMPLES=$(SAMPLES) $(BIN)/python benchmarks/train.py
 
 protos: $(STAMP)
-	$(BIN)/python -m grpc_tools.protoc -Isrc --python_out=src --pyi_out=src src/datadrive/sources/waymo_protos/*.proto
+	$(BIN)/python -m grpc_tools.protoc -Isrc --python_out=src --pyi_out=src src/datadrive/sources/waymo_protos/*.proto src/datadrive/assistant/osm_protos/*.proto
 
 clean:
 	rm -rf $(VENV) out .pytest_cache .mypy_cache .ruff_cache .azurite

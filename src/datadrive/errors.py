@@ -19,6 +19,10 @@ The tree::
     ├── ValidationError            a Scenario broke an invariant (no file attached)
     ├── ConfigError                a configuration file or flag is wrong
     │   └── DeviceError            an accelerator was asked for where there is none
+    ├── AssistantError             the in-car assistant cannot do what was asked
+    │   ├── UnknownVehicleError    no such vehicle (or drive) in the lake
+    │   ├── UnknownPlaceError      no such place on the map, or no route between places
+    │   └── EndpointError          a language-model endpoint failed, timed out or answered garbage
     ├── SimulationInputError       a scenario the simulator cannot run; names .scenario_id and .reason
     ├── LakeError                  storage-side failures
     │   ├── ResidencyError         raw data would leave its region
@@ -42,6 +46,7 @@ from os import PathLike
 
 __all__ = [
     "AccessDeniedError",
+    "AssistantError",
     "CacheVersionError",
     "CheckpointError",
     "ConfigError",
@@ -51,6 +56,7 @@ __all__ = [
     "DeviceError",
     "EmptyDatasetError",
     "EmptyLogError",
+    "EndpointError",
     "FeatureCacheError",
     "InputError",
     "InvalidValueError",
@@ -65,6 +71,8 @@ __all__ = [
     "StorageUnreachableError",
     "TrainingError",
     "UnknownFormatError",
+    "UnknownPlaceError",
+    "UnknownVehicleError",
     "UnsafePickleError",
     "UnsupportedFormatError",
     "ValidationError",
@@ -131,6 +139,22 @@ class ConfigError(DatadriveError):
 
 class DeviceError(ConfigError):
     """An accelerator (a CUDA GPU) was requested on a machine that has none."""
+
+
+class AssistantError(DatadriveError):
+    """The in-car assistant cannot do what was asked."""
+
+
+class UnknownVehicleError(AssistantError):
+    """The lake has no telemetry of the vehicle (or the drive) asked about."""
+
+
+class UnknownPlaceError(AssistantError):
+    """The map has no such place, or no drivable route between places."""
+
+
+class EndpointError(AssistantError):
+    """A language-model endpoint failed, timed out, or answered something unusable."""
 
 
 class SimulationInputError(DatadriveError):
