@@ -30,6 +30,7 @@ The tree::
     │   ├── SchemaVersionError     a table written by a newer datadrive
     │   ├── ArtefactNameError      a derived artefact's name is not a safe relative name
     │   └── StorageError           the storage root refused a write (disk full, permissions)
+    │       └── StorageUnreachableError   an object store's endpoint does not answer
     ├── DatasetError               a curated dataset cannot be built, found or used
     │   └── EmptyDatasetError      its query matched no scenario
     ├── FeatureCacheError          a feature cache is missing, incomplete or unreadable
@@ -70,6 +71,7 @@ __all__ = [
     "SchemaVersionError",
     "SimulationInputError",
     "StorageError",
+    "StorageUnreachableError",
     "TrainingError",
     "UnknownFormatError",
     "UnknownPlaceError",
@@ -220,6 +222,10 @@ class ArtefactNameError(LakeError):
 
 class StorageError(LakeError):
     """The storage root refused an operation (disk full, permission denied, ...)."""
+
+
+class StorageUnreachableError(StorageError):
+    """An object store's endpoint does not answer (connection refused, timed out, unknown host)."""
 
 
 class DatasetError(DatadriveError):
