@@ -481,3 +481,45 @@ def test_a_deleted_middle_commit_is_one_sentence(sql_lake) -> None:
     assert "ParsedLogPath" not in text, text
     assert "Kernel" not in text, text
     assert "missing a commit file" in text, text
+
+
+# --------------------------------------------------------------------------- F5: provenance of records read back
+
+
+def test_records_read_abroad_cannot_be_relabelled_into_another_region(make_lake_pair, tmp_path) -> None:
+    """F5: a cn-north record with ``region=None`` (or another region) is still refused in eu-central."""
+    import dataclasses
+
+    from datadrive.errors import ResidencyError
+
+    cn, records = make_lake_pair
+    for forged_region in (None, "eu-central"):
+        forged = [
+            dataclasses.replace(r, metadata=dataclasses.replace(r.metadata, region=forged_region))
+            for r in records
+        ]
+        with pytest.raises(ResidencyError, match="cn-north"):
+            cn.ingest_records(forged, region="eu-central", name=f"forged-{forged_region}")
+    view = dataclasses.replace(
+        records[0],
+        tracks=dataclasses.replace(records[0].tracks, xy_m=records[0].tracks.xy_m[:]),
+        metadata=dataclasses.replace(records[0].metadata, region=None),
+    )
+    with pytest.raises(ResidencyError):
+        cn.ingest_records([view], region="eu-central", name="forged-view")
+    refused = [r for r in cn.audit_log("cn-north").to_pylist() if r["outcome"] == "refused"]
+    assert len(refused) >= 3
+    eu = Lake(cn.config, Principal("eve", "bmw", "eu-central"))
+    assert eu.snapshot("eu-central").scenarios() == []
+
+
+@pytest.fixture
+def make_lake_pair(tmp_path):  # type: ignore[no-untyped-def]
+    from conftest import two_region_config
+
+    config = two_region_config(tmp_path / "lake")
+    cn = Lake(config, Principal("ana", "bmw", "cn-north"))
+    (path,) = lake_synth.write_inputs(tmp_path / "in", [5])
+    report = cn.ingest([path], "cn-north", registry=lake_synth.REGISTRY)
+    assert report.ok
+    return cn, cn.snapshot("cn-north").scenarios()

@@ -47,6 +47,7 @@ from datadrive.lake.ingest import (
     ingest_records,
 )
 from datadrive.lake.locks import region_lock
+from datadrive.lake.records import origin_of
 from datadrive.lake.maintenance import erase_region, optimize_region
 from datadrive.lake.schema import DERIVED_COLUMNS, conform, derived_tables
 from datadrive.lake.snapshot import Snapshot
@@ -319,8 +320,10 @@ class Lake:
         tenant = self.config.tenant(self.principal.tenant)
 
         def judge(record: Record) -> None:
-            foreign = record.metadata.region
-            if foreign in (None, region):
+            # the region its data was read from (not editable), else the one its metadata names
+            claims = (origin_of(record), record.metadata.region)
+            foreign = next((r for r in claims if r not in (None, region)), None)
+            if foreign is None:
                 return
             exc = ResidencyError(
                 f"records of region {foreign} cannot be written to region {region}: "
