@@ -483,7 +483,7 @@ def test_a_deleted_middle_commit_is_one_sentence(sql_lake) -> None:
     assert "missing a commit file" in text, text
 
 
-# --------------------------------------------------------------------------- F5: provenance of records read back
+# --------------------------------------------------------------------------- F5: records read back
 
 
 def test_records_read_abroad_cannot_be_relabelled_into_another_region(make_lake_pair, tmp_path) -> None:

@@ -47,8 +47,8 @@ from datadrive.lake.ingest import (
     ingest_records,
 )
 from datadrive.lake.locks import region_lock
-from datadrive.lake.records import origin_of
 from datadrive.lake.maintenance import erase_region, optimize_region
+from datadrive.lake.records import origin_of
 from datadrive.lake.schema import DERIVED_COLUMNS, conform, derived_tables
 from datadrive.lake.snapshot import Snapshot
 from datadrive.lake.sql import SqlResult

@@ -47,9 +47,9 @@ from datadrive.lake.schema import MAP_FEATURES, SCENARIOS, TELEMETRY, TRACKS, Ta
 __all__ = [
     "BATCH_COLUMNS",
     "UnitTables",
-    "prepare",
     "mark_origin",
     "origin_of",
+    "prepare",
     "scenarios_from_rows",
     "stamp_batch",
     "telemetry_from_rows",
