@@ -64,6 +64,7 @@ __all__ = [
     "read",
     "row_hash",
     "verify",
+    "version_problems",
 ]
 
 ANCHOR_KEY = "audit_head"
@@ -277,6 +278,23 @@ def anchor_problems(store: RegionStore, hashes: Mapping[int, str]) -> list[str]:
     return []
 
 
+def version_problems(store: RegionStore, newest_recorded: int) -> list[str]:
+    """The audit log records a lake version the lake no longer has: commits of ``ingests`` were removed.
+
+    A lake commit is made before its audit row, so the audit never names a
+    version ahead of the lake, even after a crash between the two.
+    """
+    if newest_recorded < 0 or not store.exists(INGESTS):
+        return []
+    latest = store.lake_version()
+    if newest_recorded > latest:
+        return [
+            f"the audit log records lake version {newest_recorded}, but the lake's latest is {latest}: "
+            "commits of the ingests table were removed"
+        ]
+    return []
+
+
 def read(store: RegionStore) -> pa.Table:
     """The whole audit log, ordered by ``seq``."""
     table = conform(AUDIT, store.arrow(AUDIT).to_table())
@@ -310,7 +328,15 @@ def verify(store: RegionStore) -> AuditVerification:
         dt = store.table(AUDIT)
     except LakeError as exc:
         return AuditVerification(ok=False, rows=0, head_hash="", problems=(str(exc),))
-    for entry in dt.history():
+    history = dt.history()
+    gaps = store.log_holes(AUDIT)  # a checkpoint hides a hole from the history deltalake reports
+    if gaps:  # log clean-up removes only a prefix; a hole is a commit file someone deleted
+        problems.append(
+            f"audit table commit {gaps[0]} is missing from its log"
+            + (f" (and {len(gaps) - 1} more)" if len(gaps) > 1 else "")
+            + ": a commit file was deleted"
+        )
+    for entry in history:
         op = str(entry.get("operation", ""))
         mode = str((entry.get("operationParameters") or {}).get("mode", ""))
         if op not in _ALLOWED_OPERATIONS or (op == "WRITE" and mode not in ("Append", "")):
@@ -366,4 +392,5 @@ def verify(store: RegionStore) -> AuditVerification:
             problems.append("the last commit's recorded head does not match the last row (rows were removed)")
     hashes = {int(r["seq"]): str(r["row_hash"]) for r in rows}
     problems += anchor_problems(store, hashes)
+    problems += version_problems(store, max((int(r["lake_version"]) for r in rows), default=-1))
     return AuditVerification(ok=not problems, rows=len(rows), head_hash=prev, problems=tuple(problems))

@@ -10,6 +10,7 @@ version reads as empty). How versions are made, and unmade after a crash, is
 from __future__ import annotations
 
 import json
+import posixpath
 import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -416,6 +417,17 @@ class RegionStore:
     def write_file(self, path: str, data: bytes) -> None:
         with self.fs.open_output_stream(path) as fh:
             fh.write(data)
+
+    def log_holes(self, spec: TableSpec) -> list[int]:
+        """Versions missing between the first and last commit file of the table's Delta log.
+
+        Log clean-up removes only a prefix (after a checkpoint); a hole is a
+        commit file someone deleted. A checkpoint can hide it from readers
+        (they start there), not from this listing.
+        """
+        names = [posixpath.basename(p) for p in self.list_files(self.root.path(spec.name, "_delta_log"))]
+        versions = sorted(int(n[:-5]) for n in names if n.endswith(".json") and n[:-5].isdigit())
+        return sorted(set(range(versions[0], versions[-1] + 1)) - set(versions)) if versions else []
 
     def list_files(self, folder: str) -> list[str]:
         try:
