@@ -98,7 +98,7 @@ def test_eio_on_a_write_leaves_the_lake_at_a_whole_version(tmp_path, shim, after
 
 
 def power_loss(region: Path, before: Path, log: Path) -> dict[str, int]:
-    """Drop from ``region`` what the run logged in ``log`` never made durable (``before``: a copy from before).
+    """Drop from ``region`` what the run in ``log`` never made durable (``before``: a copy from before).
 
     Returns:
         Counts of files dropped, cut back and restored.
