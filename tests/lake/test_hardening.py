@@ -23,6 +23,7 @@ from datadrive.cli.main import app
 from datadrive.errors import InputError
 from datadrive.lake import Lake, Principal, load_config
 from datadrive.lake.ingest import unit_sha256
+from datadrive.lake.sql import masked
 
 SAMPLES = Path(
     os.environ.get("DATADRIVE_SAMPLES", Path(__file__).resolve().parents[2] / ".." / "shared" / "data")
@@ -256,7 +257,7 @@ def test_only_select_runs_and_refusals_name_the_statement(sql_lake, query) -> No
     assert f"{label} is refused" in line, line
     refused = [r for r in audit_rows(sql_lake) if r["action"] == "sql" and r["outcome"] == "refused"]
     assert refused
-    assert refused[-1]["object"] == query
+    assert refused[-1]["object"] == masked(query)
 
 
 def test_explain_of_a_select_still_runs(sql_lake) -> None:
@@ -523,3 +524,25 @@ def make_lake_pair(tmp_path):  # type: ignore[no-untyped-def]
     report = cn.ingest([path], "cn-north", registry=lake_synth.REGISTRY)
     assert report.ok
     return cn, cn.snapshot("cn-north").scenarios()
+
+
+# --------------------------------------------------------------------------- F8: what the audit keeps of SQL
+
+
+def test_the_audit_never_keeps_literals_typed_into_a_query(sql_lake) -> None:
+    """F8: an identifier typed into a query (a literal or a comment) never reaches the append-only log."""
+    import hashlib
+
+    query = "SELECT count(*) AS n FROM scenarios WHERE scenario_id LIKE '%veh-45%' -- find veh-45"
+    assert run("sql", query, *where(sql_lake)).exit_code == 0
+    refused = run("sql", "COPY (SELECT 'b0c9d2329ad1606b') TO 'x.csv'", *where(sql_lake))
+    assert refused.exit_code == 2
+    rows = audit_rows(sql_lake)
+    text = json.dumps(rows, default=str)
+    assert "veh-45" not in text
+    assert "b0c9d2329ad1606b" not in text
+    ran = next(r for r in rows if r["action"] == "sql" and r["outcome"] == "ok")
+    assert ran["object"] == "SELECT count(*) AS n FROM scenarios WHERE scenario_id LIKE ?"
+    assert json.loads(str(ran["detail"]))["sha256"] == hashlib.sha256(query.encode()).hexdigest()
+    verify = run("lake", "audit", "--verify", *where(sql_lake))
+    assert verify.exit_code == 0, verify.output

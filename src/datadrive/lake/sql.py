@@ -37,7 +37,7 @@ import pyarrow.dataset as ds
 from datadrive.core.scenario import MapFeatureKind, ObjectType
 from datadrive.errors import AccessDeniedError, LakeError, ResidencyError, one_line
 
-__all__ = ["VIEWS", "SqlResult", "SqlSession", "Statement", "classify"]
+__all__ = ["VIEWS", "SqlResult", "SqlSession", "Statement", "classify", "masked"]
 
 
 def _case(column: str, names: dict[int, str]) -> str:
@@ -153,6 +153,37 @@ def classify(text: str) -> Statement:
         return Statement("EXPLAIN", "EXPLAIN")
     inner = classify(text[words[k][0] :])
     return inner if inner.kind != "SELECT" else Statement("SELECT", "EXPLAIN " + inner.label)
+
+
+def masked(text: str) -> str:
+    """``text`` as the audit log keeps it: string literals become ``?`` and comments go.
+
+    What a user types into a query's literals (``LIKE '%veh-45%'``, a
+    dongle id) can identify a vehicle or a person, and the audit log is
+    append-only: it cannot be erased from there later. So the log keeps the
+    query's shape and the SHA-256 of its full text (which proves what ran to
+    anyone who holds the text), never the literals. Tokens are DuckDB's own.
+    """
+    import duckdb
+
+    try:
+        tokens = duckdb.tokenize(text)
+    except Exception:
+        return f"<{len(text)} characters>"
+    out: list[str] = []
+    pos = 0
+    for i, (offset, t) in enumerate(tokens):
+        end = tokens[i + 1][0] if i + 1 < len(tokens) else len(text)
+        if t.name not in ("string_const", "comment"):
+            continue
+        piece = text[offset:end]
+        body = piece.rstrip()
+        out.append(text[pos:offset])
+        out.append("?" if t.name == "string_const" else "")
+        out.append(piece[len(body) :])
+        pos = end
+    out.append(text[pos:])
+    return " ".join("".join(out).split())
 
 
 def _token_text(text: str, tokens: Sequence[tuple[int, Any]], i: int) -> str:
@@ -347,7 +378,8 @@ class SqlSession:
 
         text = query.strip()
         digest = hashlib.sha256(text.encode()).hexdigest()
-        shown = text if len(text) <= 2000 else text[:2000] + "..."
+        shown = masked(text)
+        shown = shown if len(shown) <= 2000 else shown[:2000] + "..."
         with self._lock:
             try:
                 count = len(duckdb.extract_statements(text))
