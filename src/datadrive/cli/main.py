@@ -166,6 +166,10 @@ from datadrive.cli import lake as _lake  # noqa: E402  (the lake's commands: ing
 
 _lake.register(app)
 
+from datadrive.cli import mining as _mining  # noqa: E402  (mine, events)
+
+_mining.register(app)
+
 
 def main() -> None:  # pragma: no cover - console entry point
     app()

@@ -72,7 +72,7 @@ class ScenarioContext:
         self.timestamps_ns = scenario.timestamps_ns
         self.ego_index = scenario.ego_index
         self.cache: dict[object, object] = {}
-        """Results shared between taggers and predicates (lane changes, turns), keyed by what computed them."""
+        """Results shared by taggers and predicates (lane changes, turns), keyed by what made them."""
 
     @property
     def num_tracks(self) -> int:

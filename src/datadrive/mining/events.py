@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from types import MappingProxyType
 from typing import Any
@@ -467,11 +467,35 @@ def _registry() -> dict[str, EventType]:
             tl.dense_traffic,
         ),
     ]
-    return {name: EventType(name, desc, frozenset(needs), unit, fn) for name, desc, needs, unit, fn in rows}
+    out: dict[str, EventType] = {}
+    for name, desc, needs, unit, fn in rows:
+        tagger: Tagger = fn  # type: ignore[assignment]
+        out[str(name)] = EventType(str(name), str(desc), frozenset(needs), str(unit), tagger)
+    return out
 
 
-EVENT_TYPES: Mapping[str, EventType] = MappingProxyType(_registry())
-"""Every event type, by name."""
+class _Registry(Mapping[str, EventType]):
+    """Built on first use: the tagger modules import this one."""
+
+    _types: dict[str, EventType] | None = None
+
+    def _get(self) -> dict[str, EventType]:
+        if self._types is None:
+            self._types = _registry()
+        return self._types
+
+    def __getitem__(self, key: str) -> EventType:
+        return self._get()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._get())
+
+    def __len__(self) -> int:
+        return len(self._get())
+
+
+EVENT_TYPES: Mapping[str, EventType] = _Registry()
+"""Every event type, by name (in the order taggers run)."""
 
 
 def _config_for(config: TaggerConfig, name: str) -> Any:

@@ -220,12 +220,12 @@ def _lane_widths(
     lane_of = {int(f): i for i, f in enumerate(lane_feature.tolist())}
     for relation in (MapRelation.LEFT_NEIGHBOR, MapRelation.RIGHT_NEIGHBOR):
         for f, targets in _relation_targets(m, relation).items():
-            i = lane_of.get(f)
-            if i is None or np.isfinite(width[i]):
+            row = lane_of.get(f)
+            if row is None or np.isfinite(width[row]):
                 continue
-            ds = [_project_on(centers[lane_of[j]], mids[i])[1] for j in targets if j in lane_of]
+            ds = [_project_on(centers[lane_of[j]], mids[row])[1] for j in targets if j in lane_of]
             if ds:
-                width[i] = min(ds)
+                width[row] = min(ds)
     bad = ~((width > 1.0) & (width < 8.0))
     width[bad] = default
     return width
@@ -382,15 +382,15 @@ def build_lane_map(
             continue
         where = m.points(src)[:, :2].mean(axis=0)
         for dst in targets:
-            i = lane_of.get(dst)
-            if i is not None:
-                controlled.append((i, _project_on(centers[i], where)[0]))
+            row = lane_of.get(dst)
+            if row is not None:
+                controlled.append((row, _project_on(centers[row], where)[0]))
     if traffic_lights is not None:
         for lane_id, stop in zip(traffic_lights.lane_ids.tolist(), traffic_lights.stop_point_m, strict=True):
-            hit = np.flatnonzero(m.feature_ids[lane_feature] == lane_id) if num else []
-            if len(hit) and np.isfinite(stop[:2]).all():
-                i = int(hit[0])
-                controlled.append((i, _project_on(centers[i], stop[:2])[0]))
+            hit = np.flatnonzero(m.feature_ids[lane_feature] == lane_id) if num else np.zeros(0, np.int64)
+            if hit.size and np.isfinite(stop[:2]).all():
+                row = int(hit[0])
+                controlled.append((row, _project_on(centers[row], stop[:2])[0]))
     if controlled:
         entries_lane["stop_line"].append(np.array([c[0] for c in controlled], dtype=np.int64))
         entries_s["stop_line"].append(np.array([c[1] for c in controlled]))

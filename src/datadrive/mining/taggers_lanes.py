@@ -17,7 +17,7 @@ import numpy as np
 
 from datadrive.core.frames import wrap_angle
 from datadrive.core.scenario import ObjectType, TrafficLightState
-from datadrive.core.typing import NDArrayBool, NDArrayFloat
+from datadrive.core.typing import NDArrayBool, NDArrayInt
 from datadrive.mining.context import ScenarioContext
 from datadrive.mining.events import (
     CutInConfig,
@@ -72,7 +72,7 @@ def _succ_pairs(m: MapContext) -> set[tuple[int, int]]:
     return {(int(a), int(b)) for a, b in m.lanes.successors.tolist()}
 
 
-def _hold(lane: NDArrayFloat, r: int, start: int, stop: int, want: int) -> bool:
+def _hold(lane: NDArrayInt, r: int, start: int, stop: int, want: int) -> bool:
     """Whether track ``r`` is on lane ``want`` at every step of ``[start, stop)`` it is on a lane."""
     seg = lane[r, max(start, 0) : stop]
     seg = seg[seg >= 0]

@@ -1,0 +1,243 @@
+"""``datadrive mine`` and ``datadrive events``: search the lake, summarise tagged events.
+
+Thin over :mod:`datadrive.mining`. Configuration (the lake, who you are,
+the translator endpoint) is read here, at the edge.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from datadrive.cli.lake import HomeOpt, TenantOpt, UserOpt, _open
+from datadrive.errors import ConfigError, DatadriveError
+
+if TYPE_CHECKING:
+    from datadrive.mining.api import MiningRun
+    from datadrive.mining.describe import Translation
+
+__all__ = ["register"]
+
+_out = Console()
+_err = Console(stderr=True)
+
+
+def _fail(message: str) -> None:
+    _err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code=2)
+
+
+def _translate(description: str, endpoint: str | None, model: str | None, key_env: str | None) -> Translation:
+    from datadrive.mining.describe import describe
+
+    if endpoint is None:
+        return describe(description)
+    from datadrive.mining.llm import EndpointConfig, translate_remote
+
+    if not model:
+        raise ConfigError("--endpoint needs --model (the model name the server expects)")
+    key = os.environ.get(key_env) if key_env else None
+    if key_env and not key:
+        raise ConfigError(f"--api-key-env {key_env}: the variable is not set")
+    return translate_remote(description, EndpointConfig(url=endpoint, model=model, api_key=key))
+
+
+def _mine_inputs(paths: list[Path], query: Any, description: str | None) -> MiningRun:
+    from datadrive.cli.main import iter_records
+    from datadrive.core.scenario import Scenario
+    from datadrive.errors import InputError
+    from datadrive.mining.api import MiningRun
+    from datadrive.mining.context import ScenarioContext
+    from datadrive.mining.engine import evaluate
+    from datadrive.mining.results import ResultSet, hits_of
+
+    hits = []
+    scenarios = {}
+    selections = {}
+    no_map = []
+    n = 0
+    for path in paths:
+        for _unit, item in iter_records(path, folder_mode=path.is_dir()):
+            if isinstance(item, InputError):
+                _err.print(f"[yellow]skipped:[/] {escape(str(item))}", highlight=False)
+                continue
+            if not isinstance(item, Scenario):
+                continue
+            n += 1
+            ctx = ScenarioContext(item)
+            sel = evaluate(query, ctx)
+            found = hits_of(item, sel)
+            hits.extend(found)
+            if ctx.cache.get("no_map"):
+                no_map.append(item.scenario_id)
+            if found or item.source == "av2_sensor":  # RefAV output needs every log, hits or not
+                key = (item.metadata.tenant, item.source, item.scenario_id)
+                scenarios[key] = item
+                selections[key] = sel
+    result = ResultSet(query.text, tuple(hits), n, tuple(no_map), description=description)
+    return MiningRun(result, scenarios, selections)
+
+
+def _seconds(h: Any, t0: dict[str, int]) -> str:
+    base = t0.get(h.scenario_id, h.intervals_ns[0][0])
+    return ", ".join(f"{(s - base) / 1e9:.1f}-{(e - base) / 1e9:.1f}s" for s, e in h.intervals_ns)
+
+
+def mine_cmd(
+    expression: Annotated[
+        str | None, typer.Argument(help='A query expression, e.g. "car and stopped" (or use --describe).')
+    ] = None,
+    describe_text: Annotated[
+        str | None, typer.Option("--describe", help="A plain-English description to translate and run.")
+    ] = None,
+    lake: Annotated[
+        Path | None, typer.Option("--lake", help="The lake: a folder with datadrive.toml, or the file.")
+    ] = None,
+    region: Annotated[
+        str | None, typer.Option("--region", help="Region (default: your home region).")
+    ] = None,
+    as_of: Annotated[
+        int | None, typer.Option("--as-of", help="Lake version to read (default: latest).")
+    ] = None,
+    inputs: Annotated[
+        list[Path] | None, typer.Option("--input", help="Mine log files/folders directly instead of a lake.")
+    ] = None,
+    source: Annotated[list[str] | None, typer.Option("--source", help="Only these sources.")] = None,
+    scenario_id: Annotated[list[str] | None, typer.Option("--id", help="Only these scenario ids.")] = None,
+    yes: Annotated[
+        bool, typer.Option("--yes", help="Confirm a scan of a large lake with no filter.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per hit per line.")] = False,
+    refav_out: Annotated[
+        Path | None,
+        typer.Option("--refav-out", help="Write a RefAV (AV2 scenario mining) submission pickle."),
+    ] = None,
+    render: Annotated[
+        Path | None, typer.Option("--render", help="Write a bird's-eye PNG per hit here.")
+    ] = None,
+    animate: Annotated[bool, typer.Option("--animate", help="With --render: animated GIFs.")] = False,
+    endpoint: Annotated[
+        str | None, typer.Option("--endpoint", help="OpenAI-compatible base URL for --describe (optional).")
+    ] = None,
+    model: Annotated[str | None, typer.Option("--model", help="Model name for --endpoint.")] = None,
+    api_key_env: Annotated[
+        str | None, typer.Option("--api-key-env", help="Environment variable holding the endpoint's key.")
+    ] = None,
+    tenant: TenantOpt = None,
+    user: UserOpt = None,
+    home: HomeOpt = None,
+) -> None:
+    """Find the tracks and moments an expression (or a description) selects.
+
+    Prints the expression it runs, then one row per hit: scenario, track,
+    time intervals, related tracks. See docs/mining.md for the language.
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from datadrive.mining.vocabulary import compile_query
+
+    try:
+        if (expression is None) == (describe_text is None):
+            raise ConfigError("give an expression or --describe TEXT (one of them)")
+        description = describe_text
+        if describe_text is not None:
+            tr = _translate(describe_text, endpoint, model, api_key_env)
+            _err.print(f"[bold]expression[/] ({tr.translator}): {escape(tr.text)}", highlight=False)
+            query = compile_query(tr.expression)
+        else:
+            assert expression is not None
+            query = compile_query(expression)
+        if (lake is None) == (not inputs):
+            raise ConfigError("say where to search: --lake LAKE (with --region) or --input PATH")
+        if inputs:
+            run = _mine_inputs(list(inputs), query, description)
+        else:
+            from datadrive.mining.api import mine_snapshot
+
+            assert lake is not None
+            lk = _open(lake, user=user, tenant=tenant, home=home, region=region)
+            snap = lk.snapshot(region, as_of)
+            bar = Progress(
+                TextColumn("mining"), BarColumn(), MofNCompleteColumn(), console=_err, transient=True
+            )
+            with bar:
+                task = bar.add_task("mining", total=None)
+                run = mine_snapshot(
+                    snap,
+                    query,
+                    sources=source,
+                    ids=scenario_id,
+                    description=description,
+                    allow_full_scan=yes,
+                    keep="all" if refav_out else bool(render),
+                    progress=lambda done, total: bar.update(task, completed=done, total=total),
+                )
+        result = run.result
+        if refav_out is not None:
+            from datadrive.mining.refav import write_refav
+
+            prompt = description or result.expression
+            entries = [
+                (run.scenarios[k], run.selections[k], prompt)
+                for k in run.scenarios
+                if run.scenarios[k].source == "av2_sensor"
+            ]
+            if not entries:
+                raise ConfigError("--refav-out: no AV2 sensor / scenario-mining log was searched")
+            write_refav(refav_out, entries)
+            _err.print(f"RefAV predictions for {len(entries)} log(s): {refav_out}", highlight=False)
+        if render is not None:
+            from datadrive.mining.render import render_hits
+
+            files = render_hits(
+                result.hits,
+                run.scenarios,
+                render,
+                title=result.expression,
+                animate=animate,
+                selections=run.selections,
+            )
+            _err.print(f"{len(files)} render(s) in {render}", highlight=False)
+    except DatadriveError as exc:
+        _fail(str(exc))
+        return
+    if result.scenarios_without_map:
+        _err.print(
+            f"[yellow]note:[/] {len(result.scenarios_without_map)} scenario(s) have no map: "
+            "map predicates were false there",
+            highlight=False,
+        )
+    if as_json:
+        for row in result.to_json():
+            sys.stdout.write(json.dumps(row) + "\n")
+        return
+    t0 = {s.scenario_id: int(s.timestamps_ns[0]) for s in run.scenarios.values()}
+    table = Table(
+        title=f"{result.expression}  ({len(result.scenario_ids())} of {result.scenarios_searched} scenarios)"
+    )
+    for col in ("source", "scenario", "track", "intervals", "related"):
+        table.add_column(col, overflow="fold")
+    for h in result.hits[:500]:
+        table.add_row(
+            h.source,
+            h.scenario_id,
+            h.track_id + (" (ego)" if h.is_ego else ""),
+            _seconds(h, t0) if t0 else ", ".join(f"{s}-{e}" for s, e in h.intervals_ns),
+            str(len(h.related_track_ids)) if h.related_track_ids else "",
+        )
+    _out.print(table)
+    if len(result.hits) > 500:
+        _out.print(f"... {len(result.hits) - 500} more hits (use --json for all)")
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``mine`` and ``events`` to the top-level app."""
+    app.command("mine")(mine_cmd)

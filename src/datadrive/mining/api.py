@@ -1,0 +1,157 @@
+"""Mining over a lake snapshot: run a query, a description, or the taggers on what a principal may read.
+
+These are the entry points the CLI, the service, dataset curation and the
+assistant use. Everything goes through a :class:`~datadrive.lake.Snapshot`,
+so residency, tenant filtering, version pinning and the audit log apply as
+to any other read.
+
+>>> run = mine_snapshot(lake.snapshot("eu-central"), "car and stopped")   # doctest: +SKIP
+>>> run.result.scenario_ids()                                              # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow.dataset as ds
+
+from datadrive.core.scenario import Scenario
+from datadrive.errors import MiningError
+from datadrive.mining.context import FeatureConfig, ScenarioContext
+from datadrive.mining.engine import Selection, evaluate
+from datadrive.mining.query import Expr
+from datadrive.mining.results import Hit, ResultSet, hits_of
+from datadrive.mining.vocabulary import Bound, compile_query
+
+__all__ = ["FULL_SCAN_LIMIT", "MiningRun", "mine_snapshot", "scenario_keys"]
+
+FULL_SCAN_LIMIT = 10_000
+"""A query with no filter over more scenarios than this is refused unless confirmed."""
+
+Key = tuple[str | None, str, str]
+
+
+@dataclass(frozen=True)
+class MiningRun:
+    """A result set and, for scenarios with hits, the scenarios and selections (for renders, RefAV).
+
+    Attributes:
+        result: The hits.
+        scenarios: ``(tenant, source, scenario_id)`` -> scenario, where there are hits.
+        selections: The same keys -> the query's selection in that scenario.
+    """
+
+    result: ResultSet
+    scenarios: dict[Key, Scenario] = field(default_factory=dict)
+    selections: dict[Key, Selection] = field(default_factory=dict)
+
+
+def scenario_keys(
+    snapshot: Any, *, sources: Sequence[str] | None = None, ids: Sequence[str] | None = None
+) -> list[Key]:
+    """``(tenant, source, scenario_id)`` of every scenario in the snapshot (telemetry egos excluded)."""
+    flt = ds.field("telemetry_id").is_null()
+    if sources:
+        flt = flt & ds.field("source").isin(list(sources))
+    if ids:
+        flt = flt & ds.field("scenario_id").isin(list(ids))
+    t = snapshot.table("scenarios", columns=["tenant", "source", "scenario_id"], filter=flt)
+    return list(
+        zip(
+            t.column("tenant").to_pylist(),
+            t.column("source").to_pylist(),
+            t.column("scenario_id").to_pylist(),
+            strict=True,
+        )
+    )
+
+
+def _batches(keys: list[Key], size: int) -> Iterable[list[Key]]:
+    for i in range(0, len(keys), size):
+        yield keys[i : i + size]
+
+
+def mine_snapshot(
+    snapshot: Any,
+    query: str | Expr | Bound,
+    *,
+    sources: Sequence[str] | None = None,
+    ids: Sequence[str] | None = None,
+    candidates: Sequence[Key] | None = None,
+    description: str | None = None,
+    allow_full_scan: bool = False,
+    full_scan_limit: int = FULL_SCAN_LIMIT,
+    batch_size: int = 32,
+    features: FeatureConfig | None = None,
+    keep: bool | str = False,
+    progress: Callable[[int, int], None] | None = None,
+) -> MiningRun:
+    """Run a query over the scenarios of a snapshot the principal may read.
+
+    Args:
+        snapshot: A :class:`~datadrive.lake.Snapshot` (pinned, tenant-filtered, audited).
+        query: Expression text, a built expression, or a bound query.
+        sources: Only these sources.
+        ids: Only these scenario ids.
+        candidates: Only these ``(tenant, source, scenario_id)`` keys (e.g.
+            from a prefilter over the state index).
+        description: Recorded with the result.
+        allow_full_scan: Confirm evaluating more than ``full_scan_limit``
+            scenarios with no filter.
+        full_scan_limit: See ``allow_full_scan``.
+        batch_size: Scenarios read per batch.
+        features: Feature parameters.
+        keep: ``True``: keep the scenarios and selections that have hits (for
+            renders); ``"all"``: keep every scenario searched (RefAV output
+            needs the logs without hits too).
+        progress: Called with (done, total) after each batch.
+
+    Raises:
+        QueryError: the query does not parse or bind (nothing is read).
+        MiningError: the scan would be large and was not confirmed.
+    """
+    bound = query if isinstance(query, Bound) else compile_query(query)
+    keys = list(candidates) if candidates is not None else scenario_keys(snapshot, sources=sources, ids=ids)
+    unfiltered = candidates is None and not sources and not ids
+    if unfiltered and len(keys) > full_scan_limit and not allow_full_scan:
+        raise MiningError(
+            f"{bound.text!r} would evaluate all {len(keys):,} scenarios of region {snapshot.region} "
+            f"(more than {full_scan_limit:,}) with no filter: narrow it (--source, --id) or confirm "
+            "(--yes / allow_full_scan=True)"
+        )
+    hits: list[Hit] = []
+    no_map: list[str] = []
+    scenarios: dict[Key, Scenario] = {}
+    selections: dict[Key, Selection] = {}
+    done = 0
+    by_key = {k: None for k in keys}
+    for batch in _batches(keys, batch_size):
+        ids_in = sorted({k[2] for k in batch})
+        for s in snapshot.scenarios(ids=ids_in):
+            key = (s.metadata.tenant, s.source, s.scenario_id)
+            if key not in by_key:
+                continue
+            ctx = ScenarioContext(s, features)
+            sel = evaluate(bound, ctx)
+            found = hits_of(s, sel)
+            hits.extend(found)
+            if ctx.cache.get("no_map"):
+                no_map.append(s.scenario_id)
+            if keep == "all" or (keep and found):
+                scenarios[key] = s
+                selections[key] = sel
+        done += len(batch)
+        if progress is not None:
+            progress(done, len(keys))
+    result = ResultSet(
+        expression=bound.text,
+        hits=tuple(hits),
+        scenarios_searched=len(keys),
+        scenarios_without_map=tuple(no_map),
+        region=snapshot.region,
+        lake_version=snapshot.version,
+        description=description,
+    )
+    return MiningRun(result, scenarios, selections)
