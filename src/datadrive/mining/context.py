@@ -124,6 +124,26 @@ class ScenarioContext:
             out[self.ego_index] = True
         return out
 
+    def interior(self, margin_s: float) -> NDArrayBool:
+        """``(A, T)`` valid states with at least ``margin_s`` of the same valid run on both sides.
+
+        Derivatives near the ends of a run are one-sided and amplify noise
+        (a track that starts mid-turn, a box that jumps when it is first
+        seen); the acceleration taggers look only at interior states.
+        """
+        from datadrive.mining.kinematics import valid_runs
+
+        key = ("interior", margin_s)
+        if key not in self.cache:
+            start, end = valid_runs(self.valid)
+            t = self.t_s[None, :]
+            ok = (
+                self.valid & (t - self.t_s[start] >= margin_s - 1e-9) & (self.t_s[end] - t >= margin_s - 1e-9)
+            )
+            self.cache[key] = ok
+        out: NDArrayBool = self.cache[key]  # type: ignore[assignment]
+        return out
+
     def duration_s(self, first: NDArrayInt, last: NDArrayInt) -> NDArrayFloat:
         """Seconds between steps ``first`` and ``last`` (arrays)."""
         out: NDArrayFloat = self.t_s[last] - self.t_s[first]

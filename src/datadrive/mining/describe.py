@@ -555,7 +555,7 @@ _rel(
     "adjacent to",
     "surrounded by",
 )
-_rel("ahead_of", "in front of", "ahead of", "before", "preceding", "leading")
+_rel("ahead_of", "in front of", "ahead of", "preceding", "leading")
 _rel("behind", "behind", "in back of", "at the back of", "trailing")
 _rel("left_of", "to the left of", "on the left of", "left of", "on the left side of")
 _rel("right_of", "to the right of", "on the right of", "right of", "on the right side of")
@@ -1013,7 +1013,9 @@ class _NP:
     count: int | None = None
 
     def expr(self) -> Expr:
-        parts = [self.head or Name("any"), *self.mods]
+        parts: list[Expr] = []
+        for p in [self.head or Name("any"), *self.mods]:
+            parts.extend(p.parts if isinstance(p, And) else (p,))
         return parts[0] if len(parts) == 1 else And(tuple(parts))
 
 

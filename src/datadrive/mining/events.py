@@ -54,6 +54,7 @@ __all__ = [
     "TagReport",
     "TaggerConfig",
     "UnprotectedTurnConfig",
+    "events_in_window",
     "make_event",
     "tag_scenario",
     "tagger_version",
@@ -318,9 +319,11 @@ class UnprotectedTurnConfig:
 class DenseTrafficConfig:
     """Many vehicles around the ego in its direction of travel.
 
-    Density: vehicles on lanes within ``radius_m`` of the ego moving within
-    45 degrees of its direction, per lane-kilometre (lanes: the ego's lane
-    and its same-direction neighbours). Default 28 veh/km/lane: the density
+    Density: vehicles on lanes within ``radius_m`` of the ego, pointing
+    within 45 degrees of its direction and within ``max_lateral_m`` of their
+    lane's centre (a car parked at the kerb is not traffic), per
+    lane-kilometre (lanes: the ego's lane and its same-direction neighbours).
+    Default 28 veh/km/lane: the density
     at which a basic freeway segment reaches level of service F (45
     pc/mi/ln, Highway Capacity Manual 2010, ch. 11).
     """
@@ -328,6 +331,7 @@ class DenseTrafficConfig:
     min_density_veh_per_km_lane: float = 28.0
     radius_m: float = 50.0
     min_duration_s: float = 2.0
+    max_lateral_m: float = 1.2
 
 
 @dataclass(frozen=True)
@@ -595,3 +599,35 @@ def tag_scenario(
         skipped=MappingProxyType(skipped),
         tagger_version=tagger_version(cfg),
     )
+
+
+def events_in_window(
+    events: Iterable[Event],
+    start_ns: int,
+    end_ns: int,
+    *,
+    ego_only: bool = False,
+    event_types: Iterable[str] | None = None,
+) -> list[Event]:
+    """Events that overlap ``[start_ns, end_ns]`` (the assistant's "what happened in the last minute").
+
+    Args:
+        events: Events of one scenario (a :class:`TagReport`'s, or read from the lake).
+        start_ns: Window start.
+        end_ns: Window end (inclusive).
+        ego_only: Only events the ego is involved in.
+        event_types: Only these types.
+
+    Returns:
+        The events, ordered by start time.
+    """
+    types = None if event_types is None else set(event_types)
+    out = [
+        e
+        for e in events
+        if e.start_ns <= end_ns
+        and e.end_ns >= start_ns
+        and (not ego_only or e.ego_involved)
+        and (types is None or e.event_type in types)
+    ]
+    return sorted(out, key=lambda e: (e.start_ns, e.event_type))

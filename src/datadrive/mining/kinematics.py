@@ -152,6 +152,7 @@ def windowed_derivative(
     half_window_s: float,
     *,
     angle: bool = False,
+    times_s: NDArrayFloat | None = None,
 ) -> NDArrayFloat:
     """Derivative of per-state values by windowed differences over real timestamps.
 
@@ -161,6 +162,9 @@ def windowed_derivative(
         timestamps_ns: ``(T,)`` int64, strictly increasing.
         half_window_s: Half-window (see the module docstring).
         angle: Wrap differences into ``[-pi, pi)`` (headings).
+        times_s: ``(A, T)`` the time each value refers to, when not its
+            step's timestamp (a difference quotient refers to the middle of
+            its two samples); the window is still chosen by timestamps.
 
     Returns:
         The derivative per second, same shape as ``values``, NaN where there is
@@ -171,6 +175,9 @@ def windowed_derivative(
         return np.full(values.shape, np.nan)
     lo, hi, dt_s = _window_bounds(valid, timestamps_ns, half_window_s)
     rows = np.arange(a)[:, None]
+    if times_s is not None:
+        dt_s = np.where(np.isfinite(dt_s), times_s[rows, hi] - times_s[rows, lo], np.nan)
+        dt_s = np.where(dt_s > 0, dt_s, np.nan)
     diff = values[rows, hi] - values[rows, lo]
     if angle:
         diff = wrap_angle(diff)
@@ -178,6 +185,14 @@ def windowed_derivative(
         out: NDArrayFloat = diff / dt_s[..., None]
     else:
         out = diff / dt_s
+    return out
+
+
+def _reference_times(valid: NDArrayBool, timestamps_ns: NDArrayInt, half_window_s: float) -> NDArrayFloat:
+    """``(A, T)`` the time a windowed difference refers to: the middle of its two samples."""
+    lo, hi, dt_s = _window_bounds(valid, timestamps_ns, half_window_s)
+    t_s = (timestamps_ns - timestamps_ns[0]).astype(np.float64) / 1e9
+    out: NDArrayFloat = np.where(np.isfinite(dt_s), (t_s[lo] + t_s[hi]) / 2.0, np.nan)
     return out
 
 
@@ -196,6 +211,13 @@ def compute_kinematics(scenario: Scenario, config: KinematicsConfig | None = Non
     valid = tr.valid
     ts = scenario.timestamps_ns
     vel = windowed_derivative(tr.xy_m, valid, ts, cfg.velocity_window_s)
+    t_s = (ts - ts[0]).astype(np.float64) / 1e9 if ts.shape[0] else np.zeros(0)
+    vel_t = (
+        _reference_times(valid, ts, cfg.velocity_window_s)
+        if ts.shape[0] > 1
+        else np.full(valid.shape, np.nan)
+    )
+    known = np.zeros(valid.shape, dtype=bool)
     if cfg.prefer_source_velocity:
         source = tr.velocity_mps
         derived_speed = np.hypot(vel[..., 0], vel[..., 1])
@@ -207,16 +229,22 @@ def compute_kinematics(scenario: Scenario, config: KinematicsConfig | None = Non
             zeroed = end & (source_speed == 0.0) & (derived_speed > cfg.source_velocity_tolerance_mps)
         known = np.isfinite(source).all(axis=-1) & valid & ~zeroed
         vel = np.where(known[..., None], source, vel)
+    vel_t = np.where(known, t_s[None, :], vel_t)  # a measured velocity refers to its own step
     vel = np.where(valid[..., None], vel, np.nan)
     speed = np.hypot(vel[..., 0], vel[..., 1])
     moving = speed > cfg.heading_from_velocity_mps
     travel = np.where(moving, np.arctan2(vel[..., 1], vel[..., 0]), tr.heading_rad)
     travel = np.where(valid, travel, np.nan)
-    acc_vec = windowed_derivative(vel, valid, ts, cfg.accel_window_s)
+    acc_vec = windowed_derivative(vel, valid, ts, cfg.accel_window_s, times_s=vel_t)
     c, s = np.cos(travel), np.sin(travel)
     accel = acc_vec[..., 0] * c + acc_vec[..., 1] * s
     lat = -acc_vec[..., 0] * s + acc_vec[..., 1] * c
-    jerk = windowed_derivative(accel, valid, ts, cfg.jerk_window_s)
+    accel_t = vel_t
+    if ts.shape[0] > 1 and valid.shape[0]:
+        rows = np.arange(valid.shape[0])[:, None]
+        lo, hi, _ = _window_bounds(valid, ts, cfg.accel_window_s)
+        accel_t = (vel_t[rows, lo] + vel_t[rows, hi]) / 2.0  # the time each acceleration refers to
+    jerk = windowed_derivative(accel, valid, ts, cfg.jerk_window_s, times_s=accel_t)
     heading = np.where(valid, tr.heading_rad, np.nan)
     yaw_rate = windowed_derivative(heading, valid, ts, cfg.yaw_rate_window_s, angle=True)
     return Kinematics(

@@ -48,6 +48,7 @@ __all__ = [
     "Not",
     "Number",
     "Or",
+    "Q",
     "Text",
     "Value",
     "parse",
@@ -139,10 +140,16 @@ Value = Expr | Number | Text
 
 @dataclass(frozen=True)
 class Name(Expr):
-    """A bare name: a category, a predicate without arguments, or a choice."""
+    """A bare name: a category, a predicate without arguments, or a choice.
+
+    Calling it builds a :class:`Call`: ``Q.near(Q.pedestrian, within="5m")``.
+    """
 
     name: str
     pos: int = field(default=-1, compare=False)
+
+    def __call__(self, *args: object, **kwargs: object) -> Call:
+        return Call(self.name, tuple(_py(a) for a in args), tuple((k, _py(v)) for k, v in kwargs.items()))
 
 
 @dataclass(frozen=True)
@@ -174,6 +181,40 @@ class Not(Expr):
     """States of the candidates (the rest of an ``and``) not selected by ``part``."""
 
     part: Expr
+
+
+def _py(v: object) -> Value:
+    """A Python argument as a node: expressions as they are, numbers, ``"5m"``-style strings, choice words."""
+    if isinstance(v, Expr | Number | Text):
+        return v
+    if isinstance(v, bool):
+        raise QueryError(f"{v!r} is not a query argument")
+    if isinstance(v, int | float):
+        if not math.isfinite(float(v)):
+            raise QueryError(f"{v!r} is not a finite number")
+        return Number(float(v))
+    if isinstance(v, str):
+        toks = _tokens(v)
+        if len(toks) == 2 and toks[0].kind == "NUMBER" and isinstance(toks[0].value, tuple):
+            number, unit = toks[0].value
+            return Number(float(number), unit)
+        if len(toks) == 2 and toks[0].kind == "NAME":
+            return Name(str(toks[0].value))
+        return Text(v)
+    raise QueryError(f"{v!r} is not a query argument (use expressions, numbers or strings)")
+
+
+class _Builder:
+    """``Q.car``, ``Q.turning("left")``: expressions built from Python (attribute = name)."""
+
+    def __getattr__(self, name: str) -> Name:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return Name(name)
+
+
+Q = _Builder()
+"""Build expressions in Python: ``Q.car & Q.stopped``, ``Q.pedestrian & Q.near(Q.ego, within="10m")``."""
 
 
 def _flat(kind: type[And] | type[Or], e: Expr) -> tuple[Expr, ...]:

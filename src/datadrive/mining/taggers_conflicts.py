@@ -70,7 +70,8 @@ def near_miss(ctx: ScenarioContext, cfg: NearMissConfig) -> list[Event]:
     k = ctx.kinematics
     vel = np.stack([k.vx_mps, k.vy_mps], axis=-1)  # (A, T, 2)
     speed = k.speed_mps
-    known = ctx.valid & np.isfinite(speed)
+    # a velocity needs a neighbour on each side to be trusted: a box first seen is often misplaced
+    known = ctx.interior(0.2) & np.isfinite(speed)
     length, width = ctx.footprint
     radius = 0.5 * np.hypot(length, width)
     corners = ctx.corners

@@ -464,7 +464,8 @@ def dense_traffic(ctx: ScenarioContext, cfg: DenseTrafficConfig) -> list[Event]:
     d = np.hypot(xy[:, :, 0] - xy[e, None, :, 0], xy[:, :, 1] - xy[e, None, :, 1])  # (A, T)
     with np.errstate(invalid="ignore"):
         same_dir = np.abs(wrap_angle(k.travel_heading_rad - he[None, :])) <= np.deg2rad(45.0)
-        near = veh[:, None] & ctx.valid & (m.lane >= 0) & (d <= cfg.radius_m) & same_dir
+        in_path = np.abs(m.lane_lateral_m) <= cfg.max_lateral_m  # parked at the kerb is not traffic
+        near = veh[:, None] & ctx.valid & (m.lane >= 0) & in_path & (d <= cfg.radius_m) & same_dir
     count = near.sum(axis=0).astype(np.float64)  # (T,)
     num_lanes = np.full(ctx.num_steps, np.nan)
     for t in np.flatnonzero(ctx.valid[e] & (m.lane[e] >= 0)).tolist():

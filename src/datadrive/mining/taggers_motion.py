@@ -3,7 +3,9 @@
 Each tagger builds an ``(A, T)`` mask of qualifying states from the
 kinematics of :class:`~datadrive.mining.context.ScenarioContext` (one
 vectorised expression), takes its runs of consecutive steps, and turns the
-runs that last long enough into events. Thresholds and their sources are on
+runs that last long enough into events. The acceleration taggers consider
+only states at least one acceleration half-window inside their track's valid
+run, where the estimate is two-sided. Thresholds and their sources are on
 the config classes in :mod:`datadrive.mining.events`.
 
 Notation:
@@ -40,7 +42,9 @@ __all__ = [
 
 
 def _vehicles(ctx: ScenarioContext) -> NDArrayBool:
-    out: NDArrayBool = ctx.of_type(ObjectType.VEHICLE)[:, None] & ctx.valid
+    """Vehicle states far enough inside their valid run for a two-sided acceleration estimate."""
+    margin = ctx.config.kinematics.accel_window_s
+    out: NDArrayBool = ctx.of_type(ObjectType.VEHICLE)[:, None] & ctx.interior(margin)
     return out
 
 

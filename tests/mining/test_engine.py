@@ -1,0 +1,205 @@
+"""Predicates and combinators on hand-built scenarios: which (track, step) states each one selects."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from build import OTHER, C, P, V, line, road, scenario
+
+from datadrive.mining.results import mine, select
+
+T = np.arange(50) * 0.1  # 5 s
+
+
+def rows(query: str, s) -> set[str]:  # type: ignore[no-untyped-def]
+    sel = select(query, s)
+    return {str(s.tracks.track_ids[r]) for r in np.flatnonzero(sel.mask.any(axis=1))}
+
+
+def test_categories_follow_labels_across_datasets() -> None:
+    labels = [
+        "REGULAR_VEHICLE",
+        "BUS",
+        "vehicle.car",
+        "TYPE_VEHICLE",
+        "BOX_TRUCK",
+        "PEDESTRIAN",
+        "BICYCLIST",
+        "BOLLARD",
+        "EGO_VEHICLE",
+    ]
+    types = [V, V, V, V, V, P, C, OTHER, V]
+    xy = np.zeros((9, 3, 2))
+    xy[:, :, 0] = np.arange(9)[:, None] * 10
+    s = scenario(xy, types=types, categories=labels, ego_index=8)
+    assert rows("car", s) == {"t0", "t2", "t3"}  # Waymo's one vehicle label counts as a car
+    assert rows("vehicle", s) == {"t0", "t1", "t2", "t3", "t4"}  # the ego is not "a vehicle"
+    assert rows("bus or truck", s) == {"t1", "t4"}
+    assert rows("ego", s) == {"t8"}
+    assert rows("any", s) == {f"t{i}" for i in range(9)}
+    assert rows("vru", s) == {"t5", "t6"}
+    assert rows("barrier", s) == {"t7"}
+    assert rows("not vehicle", s) == {"t5", "t6", "t7", "t8"}
+
+
+def test_kinematic_predicates() -> None:
+    moving = line(0, 0, 8, 0, T)
+    parked = np.tile([[0.0, 10.0]], (50, 1))
+    stop_go = np.stack([np.where(T < 2, 5 * T, np.where(T < 3, 10, 10 + 5 * (T - 3))), np.full(50, 20.0)], 1)
+    s = scenario(np.stack([moving, parked, stop_go]))
+    assert rows("stationary", s) == {"t1"}
+    sel = select("stopped", s).mask
+    assert sel[1].all()
+    assert not sel[0].any()
+    assert sel[2, 22:28].all()
+    assert not sel[2, :18].any()
+    assert rows("speed(min=7, max=9)", s) == {"t0"}
+    assert rows("moving and not stationary", s) == {"t0", "t2"}
+
+
+def test_relational_directions_and_near() -> None:
+    ego = line(0, 0, 5, 0, T)
+    ahead = line(20, 0, 5, 0, T)  # 15.5 m ahead of the ego's front bumper
+    left = line(0, 3.0, 5, 0, T)
+    ped = line(8, -1.5, 5, 0, T)  # ahead and 1.5 m right of the centre line
+    s = scenario(np.stack([ego, ahead, left, ped]), types=[V, V, V, P], ego_index=0)
+    # t3 (a pedestrian 1.5 m off the axis) has t1 ahead too; t2 does not: t1 is 3 m to its right,
+    # beyond its half width (0.95 m) plus the 2 m lateral default
+    assert rows("has_ahead(vehicle)", s) == {"t0", "t3"}
+    assert rows("vehicle and ahead_of(ego)", s) == {"t1"}
+    assert rows("left_of(ego)", s) == {"t2"}
+    # distances in a direction run from the subject's side to the other object's centre: 3 - 0.95 m
+    assert rows("ego and has_left(vehicle, within=2.1m)", s) == {"t0"}
+    assert rows("ego and has_left(vehicle, within=2m)", s) == set()
+    assert rows("pedestrian and ahead_of(ego, within=10m)", s) == {"t3"}
+    assert rows("ego and near(pedestrian, within=5.5m)", s) == {"t0"}  # box to box: 8 - 2.25 - 0.3 m
+    assert rows("ego and near(pedestrian, within=5.4m)", s) == set()
+    assert rows("ego and near(vehicle, within=5m, min=2)", s) == set()
+    sel = select("ego and has_ahead(vehicle)", s)
+    assert sel.related[1].all()  # the vehicle ahead is the related object
+
+
+def test_following_heading_and_facing() -> None:
+    lead = line(20, 0, 10, 0, T)
+    follower = line(0, 0, 10, 0, T)
+    oncoming = line(60, 3.6, -10, 0, T)
+    cross = line(30, -20, 0, 8, T)
+    s = scenario(np.stack([lead, follower, oncoming, cross]))
+    assert rows("following(vehicle)", s) == {"t1"}
+    assert rows("followed_by(vehicle)", s) == {"t0"}
+    assert rows("heading(t0_is_not_a_category, opposite)".replace("t0_is_not_a_category", "vehicle"), s) == {
+        "t0",
+        "t1",
+        "t2",
+    }
+    assert rows("heading(vehicle, perpendicular)", s) == {"t0", "t1", "t2", "t3"}
+    m = select("facing(vehicle, angle=10deg, within=30m)", s).mask
+    assert (m[1].any() and not m[3].any()) or m[3].any()  # the crossing car faces the lead only briefly
+    assert rows("heading_toward(vehicle, within=100m)", s) >= {"t1", "t2"}
+
+
+def test_crossing_in_front() -> None:
+    car = line(0, 0, 2, 0, T)
+    ped = np.stack([np.full(50, 12.0), -8 + 4 * T], 1)  # crosses y = 0 at t = 2 s, 12 - 4 - 2.25 m ahead
+    s = scenario(np.stack([car, ped]), types=[V, P])
+    sel = select("pedestrian and crossing(vehicle)", s)
+    assert sel.mask[1, 20]
+    assert sel.related[0, 20]
+    assert not sel.mask[1, :7].any()  # still more than 5 m to the side
+    assert sel.mask[1, 8:32].all()  # within 5 m of the car's axis
+    assert rows("vehicle and crossed_by(pedestrian)", s) == {"t0"}
+
+
+def test_map_predicates_on_a_built_road() -> None:
+    m = road(lanes=3, crosswalk_x=20.0, stop_line_x=15.0, bike_lane=True, intersection=(40.0, 60.0))
+    on_bike_lane = np.tile([[0.0, 0.0]], (50, 1))
+    at_crosswalk = np.tile([[20.0, 3.6]], (50, 1))
+    in_intersection = np.tile([[50.0, 3.6]], (50, 1))
+    off_road = np.tile([[0.0, -10.0]], (50, 1))
+    before_stop = np.tile([[9.0, 3.6]], (50, 1))
+    s = scenario(
+        np.stack([on_bike_lane, at_crosswalk, in_intersection, off_road, before_stop]),
+        heading=np.zeros((5, 50)),
+        types=[C, P, V, P, V],
+        map=m,
+    )
+    assert rows("lane_type(bike)", s) == {"t0"}
+    assert rows("at_crosswalk", s) == {"t1"}
+    assert rows("at_intersection", s) == {"t2"}
+    assert rows("near_intersection(within=5m)", s) == {"t2"}
+    assert rows("not in_drivable_area", s) == {"t3"}
+    assert rows("on_road", s) == {"t0", "t1", "t2", "t4"}
+    assert rows("at_stop_line(within=10m)", s) == {"t4"}
+    assert rows("road_side(within=2m)", s) == {"t0"}  # 1.8 m from the drivable area's edge; lane 1 is 5.4 m
+    # without a map, map predicates select nothing and the result says so
+    bare = scenario(np.stack([on_bike_lane]), types=[C])
+    r = mine("cyclist and not on_road", [bare])
+    assert r.scenarios_without_map == ("built",)
+    assert len(r) == 1
+
+
+def test_temporal_combinators() -> None:
+    ego = np.stack([np.where(T < 2, 5 * T, 10.0), np.zeros(50)], 1)  # stops at t = 2 s
+    ped = line(30, 5, 0, 0, T)
+    valid = np.ones((2, 50), dtype=bool)
+    valid[1, :35] = False  # the pedestrian appears at t = 3.5 s
+    s = scenario(np.stack([ego, ped]), types=[V, P], valid=valid, ego_index=0)
+    during = select("during(ego, pedestrian)", s).mask
+    assert during[0, 35:].all()
+    assert not during[0, :35].any()
+    before = select("before(ego and stopped, pedestrian, within=1s)", s).mask
+    assert before[0, 25:].any()
+    assert not before[0, :24].any()
+    after = select("after(ego and stopped, pedestrian, within=0.5s)", s).mask
+    assert after[0, 35:].all()
+    assert not after[0, :35].any()
+    assert rows("at_least(2, any)", s) == {"t0", "t1"}
+    assert rows("at_least(3, any)", s) == set()
+    lasting = select("for_at_least(ego and stopped, 2.5s)", s).mask
+    assert lasting[0].sum() >= 25
+    assert rows("for_at_least(ego and stopped, 4s)", s) == set()
+
+
+def test_results_intervals_and_related_tracks() -> None:
+    car = line(0, 0, 2, 0, T)
+    ped = np.stack([np.full(50, 12.0), -4 + 2 * T], 1)
+    s = scenario(np.stack([car, ped]), types=[V, P])
+    r = mine("pedestrian and crossing(vehicle)", [s])
+    assert len(r) == 1
+    hit = r.hits[0]
+    assert hit.track_id == "t1"
+    assert hit.related_track_ids == ("t0",)
+    (first, last) = hit.steps[0]
+    assert hit.intervals_ns[0] == (int(s.timestamps_ns[first]), int(s.timestamps_ns[last]))
+    table = r.to_arrow()
+    assert table.num_rows == 1
+    assert table.column("track_id")[0].as_py() == "t1"
+    assert r.to_json()[0]["related_track_ids"] == ["t0"]
+
+
+def test_empty_single_and_invalid_scenarios_do_not_crash() -> None:
+    m = road()
+    for s in (
+        scenario(np.zeros((0, 5, 2)), types=[], map=m),
+        scenario(np.zeros((1, 1, 2)), map=m, ego_index=0),
+        scenario(np.zeros((2, 5, 2)), valid=np.zeros((2, 5), dtype=bool), map=m),
+    ):
+        for q in (
+            "car and near(pedestrian)",
+            "during(ego, crossing(vehicle))",
+            "for_at_least(stopped, 1s)",
+            "at_crosswalk or at_intersection",
+            "changing_lanes and turning",
+        ):
+            assert len(mine(q, [s])) == 0
+
+
+@pytest.mark.parametrize(
+    "q", ["car and stopped", "pedestrian and crossing(vehicle)", "ego and has_ahead(vehicle)"]
+)
+def test_real_samples_answer_quickly_and_consistently(sample, q: str) -> None:  # type: ignore[no-untyped-def]
+    s = sample("waymo")
+    r = mine(q, [s])
+    sel = select(q, s)
+    assert {h.track_id for h in r} == {str(s.tracks.track_ids[i]) for i in np.flatnonzero(sel.mask.any(1))}
+    assert (sel.mask <= s.tracks.valid).all()
