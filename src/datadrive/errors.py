@@ -22,6 +22,7 @@ The tree::
     │   ├── QueryError             an expression does not parse or names unknown things
     │   ├── DescriptionError       a description has words no rule can place
     │   └── TranslatorError        a language-model endpoint failed or answered garbage
+    ├── SimulationInputError       a scenario the simulator cannot run; names .scenario_id and .reason
     └── LakeError                  storage-side failures
         ├── ResidencyError         raw data would leave its region
         ├── AccessDeniedError      a principal may not read or write this data
@@ -48,6 +49,7 @@ __all__ = [
     "ResidencyError",
     "SchemaMismatchError",
     "SchemaVersionError",
+    "SimulationInputError",
     "StorageError",
     "TranslatorError",
     "UnknownFormatError",
@@ -165,6 +167,23 @@ class DescriptionError(MiningError):
 
 class TranslatorError(MiningError):
     """A language-model endpoint could not be reached, timed out, or answered something unusable."""
+
+
+class SimulationInputError(DatadriveError):
+    """A scenario the simulator cannot run (no lanes, NaN states, no ego, zero length, off the map).
+
+    Attributes:
+        scenario_id: The scenario.
+        reason: Why, in one sentence.
+    """
+
+    def __init__(self, scenario_id: str, reason: str) -> None:
+        self.scenario_id = scenario_id
+        self.reason = reason
+        super().__init__(f"scenario {scenario_id}: {reason}")
+
+    def __reduce__(self) -> tuple[type[SimulationInputError], tuple[str, str]]:
+        return (type(self), (self.scenario_id, self.reason))
 
 
 class LakeError(DatadriveError):

@@ -21,7 +21,7 @@ def test_mine_a_description_prints_the_expression_and_hits(samples: Path, tmp_pa
         app, ["mine", "--describe", "stopped car", "--input", str(log), "--json", "--refav-out", str(out)]
     )
     assert result.exit_code == 0, result.output
-    assert "expression (offline): car and stopped" in result.stderr
+    assert "expression: (offline) car and stopped" in result.stderr
     rows = [json.loads(line) for line in result.stdout.splitlines()]
     assert rows
     assert {r["source"] for r in rows} == {"av2_sensor"}

@@ -13,12 +13,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
-from datadrive.cli.lake import HomeOpt, TenantOpt, UserOpt, _open
-from datadrive.errors import ConfigError, DatadriveError
+from datadrive.cli.shell import Who, command, err, open_lake, out, say
+from datadrive.errors import ConfigError
 
 if TYPE_CHECKING:
     from datadrive.mining.api import MiningRun
@@ -26,13 +24,8 @@ if TYPE_CHECKING:
 
 __all__ = ["register"]
 
-_out = Console()
-_err = Console(stderr=True)
-
-
-def _fail(message: str) -> None:
-    _err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
-    raise typer.Exit(code=2)
+_out = out
+_err = err
 
 
 def _translate(description: str, endpoint: str | None, model: str | None, key_env: str | None) -> Translation:
@@ -51,23 +44,26 @@ def _translate(description: str, endpoint: str | None, model: str | None, key_en
 
 
 def _mine_inputs(paths: list[Path], query: Any, description: str | None) -> MiningRun:
-    from datadrive.cli.main import iter_records
     from datadrive.core.scenario import Scenario
     from datadrive.errors import InputError
     from datadrive.mining.api import MiningRun
     from datadrive.mining.context import ScenarioContext
     from datadrive.mining.engine import evaluate
     from datadrive.mining.results import ResultSet, hits_of
+    from datadrive.sources import DEFAULT_REGISTRY
 
     hits = []
     scenarios = {}
     selections = {}
     no_map = []
     n = 0
-    for path in paths:
-        for _unit, item in iter_records(path, folder_mode=path.is_dir()):
+    scan = DEFAULT_REGISTRY.scan(list(paths))
+    if scan.errors:
+        raise scan.errors[0]
+    if True:
+        for _unit, item in DEFAULT_REGISTRY.read(scan.units):
             if isinstance(item, InputError):
-                _err.print(f"[yellow]skipped:[/] {escape(str(item))}", highlight=False)
+                say("skipped", str(item), style="yellow")
                 continue
             if not isinstance(item, Scenario):
                 continue
@@ -91,7 +87,10 @@ def _seconds(h: Any, t0: dict[str, int]) -> str:
     return ", ".join(f"{(s - base) / 1e9:.1f}-{(e - base) / 1e9:.1f}s" for s, e in h.intervals_ns)
 
 
+@command
 def mine_cmd(
+    *,
+    who: Who,
     expression: Annotated[
         str | None, typer.Argument(help='A query expression, e.g. "car and stopped" (or use --describe).')
     ] = None,
@@ -131,9 +130,6 @@ def mine_cmd(
     api_key_env: Annotated[
         str | None, typer.Option("--api-key-env", help="Environment variable holding the endpoint's key.")
     ] = None,
-    tenant: TenantOpt = None,
-    user: UserOpt = None,
-    home: HomeOpt = None,
 ) -> None:
     """Find the tracks and moments an expression (or a description) selects.
 
@@ -144,13 +140,13 @@ def mine_cmd(
 
     from datadrive.mining.vocabulary import compile_query
 
-    try:
+    if True:  # errors are one line, exit 2 (the shared handler of @command)
         if (expression is None) == (describe_text is None):
             raise ConfigError("give an expression or --describe TEXT (one of them)")
         description = describe_text
         if describe_text is not None:
             tr = _translate(describe_text, endpoint, model, api_key_env)
-            _err.print(f"[bold]expression[/] ({tr.translator}): {escape(tr.text)}", highlight=False)
+            say("expression", f"({tr.translator}) {tr.text}", style="bold", console=_err)
             query = compile_query(tr.expression)
         else:
             assert expression is not None
@@ -163,7 +159,7 @@ def mine_cmd(
             from datadrive.mining.api import mine_snapshot
 
             assert lake is not None
-            lk = _open(lake, user=user, tenant=tenant, home=home, region=region)
+            lk = open_lake(lake, who, region)
             snap = lk.snapshot(region, as_of)
             bar = Progress(
                 TextColumn("mining"), BarColumn(), MofNCompleteColumn(), console=_err, transient=True
@@ -206,9 +202,6 @@ def mine_cmd(
                 selections=run.selections,
             )
             _err.print(f"{len(files)} render(s) in {render}", highlight=False)
-    except DatadriveError as exc:
-        _fail(str(exc))
-        return
     if result.scenarios_without_map:
         _err.print(
             f"[yellow]note:[/] {len(result.scenarios_without_map)} scenario(s) have no map: "
