@@ -35,12 +35,14 @@ from typing import Generic, TypeVar
 
 __all__ = [
     "Engine",
+    "Guarded",
     "InlineEngine",
     "MapReport",
     "Outcome",
     "ProcessPoolEngine",
     "Progress",
     "UnitFailure",
+    "WorkerDiedError",
     "default_workers",
 ]
 
@@ -134,7 +136,7 @@ class MapReport(Generic[R]):
         return [v for i, v in enumerate(self.values) if i not in failed]  # type: ignore[misc]
 
 
-class _Guarded(Generic[T, R]):
+class Guarded(Generic[T, R]):
     """``fn`` with its exceptions turned into a :class:`UnitFailure` (runs in the worker)."""
 
     def __init__(self, fn: Callable[[T], R]) -> None:
@@ -182,13 +184,13 @@ class Engine(ABC):
         """
         total = len(units) if isinstance(units, Sized) else None
         failed = 0
-        for done, outcome in enumerate(self._map_guarded(_Guarded(fn), enumerate(units)), start=1):
+        for done, outcome in enumerate(self.map_guarded(Guarded(fn), enumerate(units)), start=1):
             failed += not outcome.ok
             if progress is not None:
                 progress(Progress(done, total, failed, outcome.index))
             yield outcome
 
-    def _map_guarded(self, fn: _Guarded[T, R], tasks: Iterable[tuple[int, T]]) -> Iterator[Outcome[R]]:
+    def map_guarded(self, fn: Guarded[T, R], tasks: Iterable[tuple[int, T]]) -> Iterator[Outcome[R]]:
         """Run guarded tasks; engines that can lose a worker override this to report it."""
         return self.map_unordered(fn, tasks)
 
@@ -294,7 +296,7 @@ class ProcessPoolEngine(Engine):
             # a consumer that stops early (a storage failure) must not wait for queued work
             pool.shutdown(wait=True, cancel_futures=True)
 
-    def _map_guarded(self, fn: _Guarded[T, R], tasks: Iterable[tuple[int, T]]) -> Iterator[Outcome[R]]:
+    def map_guarded(self, fn: Guarded[T, R], tasks: Iterable[tuple[int, T]]) -> Iterator[Outcome[R]]:
         """As :meth:`map_unordered`, but a dead worker fails only the unit that killed it.
 
         When the pool breaks, the units in flight are retried one at a time in
@@ -336,7 +338,7 @@ class ProcessPoolEngine(Engine):
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
 
-    def _isolate(self, fn: _Guarded[T, R], tasks: list[tuple[int, T]]) -> Iterator[Outcome[R]]:
+    def _isolate(self, fn: Guarded[T, R], tasks: list[tuple[int, T]]) -> Iterator[Outcome[R]]:
         """Run each task alone in a one-worker pool; a task that kills it is a failure."""
         for task in sorted(tasks, key=lambda t: t[0]):
             ctx = multiprocessing.get_context("forkserver")

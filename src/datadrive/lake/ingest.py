@@ -15,15 +15,15 @@ The pipeline, for ``datadrive ingest PATH... --region R --tenant T``:
 5. **Commit** in batches under the region's commit lock: re-check the ledger
    (another process may have ingested the same file meanwhile), write the
    data tables, then the ledger rows with the pinned table versions — the
-   lake commit. A crash anywhere leaves the lake at its previous version; the
-   rows written before the crash are invisible and deleted by the next commit.
+   lake commit (:mod:`datadrive.lake.commit`). A crash anywhere leaves the
+   lake at its previous version; the rows written before the crash are
+   invisible and deleted by the next commit.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import os
 import time
 import uuid
@@ -40,19 +40,18 @@ from datadrive.compute.engines import Engine, InlineEngine
 from datadrive.errors import (
     DatadriveError,
     InputError,
-    LakeError,
     StorageError,
     UnsupportedFormatError,
     ValidationError,
 )
+from datadrive.lake import commit
 from datadrive.lake.config import Principal, RegionConfig, TenantConfig
 from datadrive.lake.geo import publisher_for
 from datadrive.lake.locks import region_lock
 from datadrive.lake.pseudonym import Pseudonymizer
 from datadrive.lake.records import UnitTables, prepare, stamp_batch, unit_tables
-from datadrive.lake.schema import DATA_TABLES, INGESTS, SCENARIOS, TELEMETRY, conform
-from datadrive.lake.storage import storage_error
-from datadrive.lake.tables import RegionStore, commit_record, sql_quote
+from datadrive.lake.schema import INGESTS, SCENARIOS, TELEMETRY
+from datadrive.lake.tables import RegionStore
 from datadrive.sources.base import Adapter, Record, Registry, Unit, file_sha256, files_sha256, read_units
 
 __all__ = [
@@ -71,7 +70,6 @@ __all__ = [
     "prepare_records",
     "read_unit",
     "records_sha256",
-    "recover",
 ]
 
 InputStatus = Literal["ingested", "duplicate", "unsupported", "failed"]
@@ -352,66 +350,6 @@ class Committed:
     batch_id: str | None
 
 
-def _pending_path(store: RegionStore, name: str) -> str:
-    return store.root.meta_path("pending", name)
-
-
-def recover(store: RegionStore, now: Callable[[], datetime]) -> list[str]:
-    """Finish or undo what a crashed writer left behind. Call under the commit lock.
-
-    An ingest batch whose ledger commit never happened is deleted from the
-    data tables; an erasure that started is finished.
-
-    Returns:
-        One line per action taken.
-    """
-    from datadrive.lake.erase import finish_erase
-
-    actions: list[str] = []
-    for path in store.list_files(store.root.meta_path("pending")):
-        try:
-            with store.fs.open_input_stream(path) as fh:
-                record = json.loads(fh.read().decode("utf-8"))
-        except (OSError, ValueError):
-            record = {"op": "ingest", "batch_id": os.path.basename(path).removesuffix(".json")}
-        op = record.get("op")
-        if op == "ingest":
-            batch = str(record.get("batch_id"))
-            if _batch_committed(store, batch):
-                actions.append(f"batch {batch} was committed; removed its marker")
-            else:
-                for spec in DATA_TABLES:
-                    _delete(store, spec, f"batch_id = {sql_quote(batch)}")
-                actions.append(f"deleted the rows of uncommitted batch {batch}")
-        elif op == "erase":
-            finish_erase(store, record, now)
-            actions.append(f"finished erasure {record.get('erase_id')}")
-        store.delete_file(path)
-    return actions
-
-
-def _batch_committed(store: RegionStore, batch_id: str) -> bool:
-    import pyarrow.dataset as ds
-
-    dataset = store.arrow(INGESTS)
-    hits = dataset.to_table(columns=["batch_id"], filter=ds.field("batch_id") == batch_id)
-    return bool(hits.num_rows)
-
-
-def _delete(store: RegionStore, spec: Any, predicate: str, metadata: dict[str, str] | None = None) -> None:
-    from deltalake import CommitProperties
-
-    try:
-        dt = store.table(spec)
-        dt.delete(
-            predicate, commit_properties=CommitProperties(custom_metadata=metadata) if metadata else None
-        )
-    except (LakeError, StorageError):
-        raise
-    except Exception as exc:
-        raise storage_error(store.root, f"delete from {spec.name}", exc) from exc
-
-
 def ledger(store: RegionStore, tenant: str) -> dict[str, str]:
     """``input_sha256 -> batch_id`` of every input the tenant has in the region (latest version)."""
     import pyarrow.dataset as ds
@@ -464,12 +402,10 @@ def commit_units(
         StorageError: if the root refuses a write; the lake stays at its
             previous version.
     """
-    from deltalake import CommitProperties, write_deltalake
-
     outcomes: dict[int, InputOutcome] = {}
     with region_lock(store.root, "commit", lock_timeout_s):
         store.ensure(now())
-        recover(store, now)
+        commit.recover(store, now)
         known = ledger(store, tenant.name)
         taken_s = _existing_keys(
             store, SCENARIOS, "scenario_id", tenant.name, {k for _, r in units for k in r.scenario_keys}
@@ -510,14 +446,7 @@ def commit_units(
         batch_id = uuid.uuid4().hex
         t = now()
         day = t.date().isoformat()
-        marker = _pending_path(store, f"{batch_id}.json")
-        try:
-            store.fs.create_dir(store.root.meta_path("pending"), recursive=True)
-            store.write_file(
-                marker, json.dumps({"op": "ingest", "batch_id": batch_id, "time": t.isoformat()}).encode()
-            )
-        except Exception as exc:
-            raise storage_error(store.root, "start a batch", exc) from exc
+        commit.start(store, batch_id, {"op": "ingest", "batch_id": batch_id, "time": t.isoformat()})
         tables = stamp_batch(
             UnitTables.concat([r.tables for _, r in accepted if r.tables is not None]),
             batch_id=batch_id,
@@ -525,21 +454,7 @@ def commit_units(
             ingested_at=t,
             ingested_by=principal.name,
         )
-        versions = dict(store.resolve(None).table_versions)
-        for spec, rows in tables.items():
-            if rows.num_rows == 0:
-                continue
-            try:
-                write_deltalake(
-                    store.uri(spec),
-                    rows,
-                    mode="append",
-                    partition_by=list(spec.partition_by),
-                    storage_options=store.root.storage_options(),
-                )
-            except Exception as exc:
-                raise storage_error(store.root, f"write the batch to {spec.name}", exc) from exc
-            versions[spec.name] = store.head(spec)
+        versions = commit.append_batch(store, tables.items())
         pseudonyms = Pseudonymizer(tenant.key)
         ledger_rows = {
             "tenant": [tenant.name] * len(accepted),
@@ -556,10 +471,12 @@ def commit_units(
             "ingested_at": [t] * len(accepted),
             "ingested_by": [principal.name] * len(accepted),
         }
-        record = commit_record(
+        version = commit.commit_version(
+            store,
             "ingest",
             versions,
             now=t,
+            ledger_rows=pa.table(ledger_rows),
             batch_id=batch_id,
             who=principal.name,
             tenant=tenant.name,
@@ -567,19 +484,7 @@ def commit_units(
             scenarios=sum(r.num_scenarios for _, r in accepted),
             telemetry=sum(r.num_telemetry for _, r in accepted),
         )
-        try:
-            write_deltalake(
-                store.uri(INGESTS),
-                conform(INGESTS, pa.table(ledger_rows)),
-                mode="append",
-                partition_by=list(INGESTS.partition_by),
-                storage_options=store.root.storage_options(),
-                commit_properties=CommitProperties(custom_metadata=record),
-            )
-        except Exception as exc:
-            raise storage_error(store.root, "commit the batch to the ledger", exc) from exc
-        version = store.lake_version()
-        store.delete_file(marker)
+        commit.finish(store, batch_id)
     for u, r in accepted:
         outcomes[u.index] = InputOutcome(
             path=u.path,

@@ -24,18 +24,18 @@ Tables: ``scenarios``, ``tracks``, ``map_features``, ``telemetry``,
 from __future__ import annotations
 
 import hashlib
+import threading
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pyarrow as pa
+import pyarrow.dataset as ds
 
 from datadrive.core.scenario import MapFeatureKind, ObjectType
 from datadrive.errors import AccessDeniedError, LakeError, ResidencyError
 
-if TYPE_CHECKING:
-    from datadrive.lake.snapshot import Snapshot
-
-__all__ = ["VIEWS", "SqlResult", "run_query"]
+__all__ = ["VIEWS", "SqlResult", "SqlSession"]
 
 
 def _case(column: str, names: dict[int, str]) -> str:
@@ -98,80 +98,101 @@ class SqlResult:
     version: int
 
 
-def _connect(snapshot: Snapshot) -> Any:
-    import duckdb
+class SqlSession:
+    """A locked-down DuckDB connection over a set of Arrow datasets, for many queries.
 
-    con = duckdb.connect(
-        ":memory:",
-        config={
-            "enable_external_access": False,
-            "autoinstall_known_extensions": False,
-            "autoload_known_extensions": False,
-            "allow_community_extensions": False,
-        },
-    )
-    for name, data in snapshot._datasets_for_sql().items():
-        con.register(name, data)
-    for name, body in VIEWS.items():
-        con.execute(f"CREATE VIEW {name} AS {body}")
-    con.execute("SET lock_configuration = true")
-    return con
+    The datasets are registered (scanned in place, no copy) and the views
+    created once; then file access, extension loading and configuration
+    changes are switched off for good. Queries are serialised (one DuckDB
+    connection), so a session may be shared between threads.
 
-
-def run_query(snapshot: Snapshot, query: str) -> SqlResult:
-    """Run ``query`` against ``snapshot`` (see the module docstring).
-
-    Raises:
-        AccessDeniedError: for a statement other than SELECT/EXPLAIN.
-        ResidencyError: for a statement or function that reads or writes
-            files (COPY, EXPORT, ATTACH, read_parquet of a path, ...).
-        LakeError: for a query DuckDB cannot run (syntax, unknown column).
+    Args:
+        datasets: Table name -> dataset (already pinned and tenant-filtered).
     """
-    import duckdb
 
-    text = query.strip()
-    digest = hashlib.sha256(text.encode()).hexdigest()
-    shown = text if len(text) <= 2000 else text[:2000] + "..."
-    con = _connect(snapshot)
-    try:
-        try:
-            statements = con.extract_statements(text)
-        except duckdb.Error as exc:
-            raise LakeError(f"SQL error: {exc}") from exc
-        if not statements:
-            raise LakeError("SQL error: no statement given")
-        if len(statements) > 1:
-            raise snapshot._refuse("sql", shown, AccessDeniedError("one statement per query, please"))
-        kind = statements[0].type.name
-        if kind in _FILE_STATEMENTS:
-            raise snapshot._refuse(
-                "sql",
-                shown,
-                ResidencyError(
-                    f"{kind} is refused: SQL over the lake cannot read or write files "
-                    "(raw data leaves a region only through `datadrive lake export`, as its policy allows)"
-                ),
-            )
-        if kind not in _ALLOWED:
-            raise snapshot._refuse(
-                "sql",
-                shown,
-                AccessDeniedError(f"{kind} is refused: SQL over the lake is read-only (SELECT only)"),
-            )
-        try:
-            relation = con.sql(text)
-            table = relation.to_arrow_table() if relation is not None else pa.table({})
-        except duckdb.PermissionException as exc:
-            raise snapshot._refuse(
-                "sql",
-                shown,
-                ResidencyError(
-                    f"the query tried to reach files outside the lake's tables, which is refused ({exc})"
-                ),
-            ) from exc
-        except duckdb.Error as exc:
-            raise LakeError(f"SQL error: {exc}") from exc
-    finally:
-        con.close()
-    snapshot._audit("sql", shown, {"rows": table.num_rows, "sha256": digest})
-    return SqlResult(table=table, region=snapshot.region, version=snapshot.version)
+    def __init__(self, datasets: Mapping[str, ds.Dataset]) -> None:
+        import duckdb
+
+        con = duckdb.connect(
+            ":memory:",
+            config={
+                "enable_external_access": False,
+                "autoinstall_known_extensions": False,
+                "autoload_known_extensions": False,
+                "allow_community_extensions": False,
+            },
+        )
+        for name, data in datasets.items():
+            con.register(name, data)
+        for name, body in VIEWS.items():
+            con.execute(f"CREATE VIEW {name} AS {body}")
+        con.execute("SET lock_configuration = true")
+        self._con: Any = con
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        """Close the connection."""
+        with self._lock:
+            self._con.close()
+
+    def run(
+        self,
+        query: str,
+        *,
+        audit: Callable[[str, str, Mapping[str, Any]], None],
+        refuse: Callable[[str, str, Exception], Exception],
+    ) -> pa.Table:
+        """Run one statement; audit it (``audit("sql", query, facts)``) before returning its rows.
+
+        Raises:
+            AccessDeniedError: for a statement other than SELECT/EXPLAIN (refused: audited).
+            ResidencyError: for a statement or function that reads or writes
+                files (COPY, EXPORT, ATTACH, read_parquet of a path, ...; audited).
+            LakeError: for a query DuckDB cannot run (syntax, unknown column).
+        """
+        import duckdb
+
+        text = query.strip()
+        digest = hashlib.sha256(text.encode()).hexdigest()
+        shown = text if len(text) <= 2000 else text[:2000] + "..."
+        with self._lock:
+            con = self._con
+            try:
+                statements = con.extract_statements(text)
+            except duckdb.Error as exc:
+                raise LakeError(f"SQL error: {exc}") from exc
+            if not statements:
+                raise LakeError("SQL error: no statement given")
+            if len(statements) > 1:
+                raise refuse("sql", shown, AccessDeniedError("one statement per query, please"))
+            kind = statements[0].type.name
+            if kind in _FILE_STATEMENTS:
+                raise refuse(
+                    "sql",
+                    shown,
+                    ResidencyError(
+                        f"{kind} is refused: SQL over the lake cannot read or write files (raw data "
+                        "leaves a region only through `datadrive lake export`, as its policy allows)"
+                    ),
+                )
+            if kind not in _ALLOWED:
+                raise refuse(
+                    "sql",
+                    shown,
+                    AccessDeniedError(f"{kind} is refused: SQL over the lake is read-only (SELECT only)"),
+                )
+            try:
+                relation = con.sql(text)
+                table = relation.to_arrow_table() if relation is not None else pa.table({})
+            except duckdb.PermissionException as exc:
+                raise refuse(
+                    "sql",
+                    shown,
+                    ResidencyError(
+                        f"the query tried to reach files outside the lake's tables, which is refused ({exc})"
+                    ),
+                ) from exc
+            except duckdb.Error as exc:
+                raise LakeError(f"SQL error: {exc}") from exc
+        audit("sql", shown, {"rows": table.num_rows, "sha256": digest})
+        return table

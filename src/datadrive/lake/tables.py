@@ -1,12 +1,10 @@
 """The Delta tables of one region root, and what a lake version pins.
 
-Commit protocol (see ``docs/lake.md``): an operation writes the data tables
-first, then commits to ``ingests`` last. That last commit carries, in its
-commit metadata, the version of every data table it saw: **lake version N is
-``ingests`` version N**, and reading lake version N reads each data table at
-the version recorded there. Rows a crashed writer left in a data table after
-the last recorded version are therefore never seen, and are deleted by the
-next writer (their batch ids are in ``_datadrive/pending/``).
+**Lake version N is ``ingests`` version N**: its commit metadata records the
+version of every versioned table it saw, and reading lake version N reads
+each table at the version recorded there (a table created after that lake
+version reads as empty). How versions are made, and unmade after a crash, is
+:mod:`datadrive.lake.commit`.
 """
 
 from __future__ import annotations
@@ -25,12 +23,12 @@ import pyarrow.fs as pafs
 from datadrive.errors import LakeError, ResidencyError, SchemaVersionError
 from datadrive.lake.config import RegionConfig
 from datadrive.lake.schema import (
-    DATA_TABLES,
     INGESTS,
     LAKE_SCHEMA_VERSION,
     SCHEMA_VERSION_KEY,
-    TABLES,
     TableSpec,
+    lake_tables,
+    versioned_tables,
 )
 from datadrive.lake.storage import StorageRoot, storage_error
 
@@ -175,7 +173,7 @@ class RegionStore:
                         indent=2,
                     ).encode(),
                 )
-            missing = [spec for spec in TABLES.values() if not self.exists(spec)]
+            missing = [spec for spec in lake_tables() if not self.exists(spec)]
             # ingests last: its version 0 commit records the data tables' versions
             for spec in sorted(missing, key=lambda s: s is INGESTS):
                 self._create(spec, now)
@@ -193,7 +191,7 @@ class RegionStore:
         }
         props = None
         if spec is INGESTS:
-            versions = {t.name: self.head(t) for t in DATA_TABLES}
+            versions = {t.name: self.head(t) for t in versioned_tables()}
             props = CommitProperties(custom_metadata=commit_record("create", versions, now=now))
         DeltaTable.create(
             self.uri(spec),
@@ -245,10 +243,10 @@ class RegionStore:
                 )
         raise LakeError(f"region {self.region.name}: lake version {want} has no datadrive commit record")
 
-    def history(self) -> Iterator[LakeVersion]:
-        """Every lake version, newest first."""
+    def history(self, limit: int | None = None) -> Iterator[LakeVersion]:
+        """Every lake version (the last ``limit`` commits, if given), newest first."""
         dt = self.table(INGESTS)
-        for entry in dt.history():
+        for entry in dt.history(limit):
             record = parse_record(entry)
             if record is None:
                 continue
