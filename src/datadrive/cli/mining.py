@@ -130,6 +130,9 @@ def mine_cmd(
     api_key_env: Annotated[
         str | None, typer.Option("--api-key-env", help="Environment variable holding the endpoint's key.")
     ] = None,
+    save: Annotated[
+        str | None, typer.Option("--save", help="Store the result set in the region under this name.")
+    ] = None,
 ) -> None:
     """Find the tracks and moments an expression (or a description) selects.
 
@@ -161,6 +164,8 @@ def mine_cmd(
             assert lake is not None
             lk = open_lake(lake, who, region)
             snap = lk.snapshot(region, as_of)
+            if save and as_of is not None:
+                raise ConfigError("--save stores results of the latest lake version: drop --as-of")
             bar = Progress(
                 TextColumn("mining"), BarColumn(), MofNCompleteColumn(), console=_err, transient=True
             )
@@ -176,6 +181,11 @@ def mine_cmd(
                     keep="all" if refav_out else bool(render),
                     progress=lambda done, total: bar.update(task, completed=done, total=total),
                 )
+            if save:
+                from datadrive.mining.store import save_result_set
+
+                name, version, lake_version = save_result_set(lk, snap, run.result, save)
+                say("saved", f"{name} v{version} (lake version {lake_version})", style="bold", console=_err)
         result = run.result
         if refav_out is not None:
             from datadrive.mining.refav import write_refav
@@ -231,6 +241,143 @@ def mine_cmd(
         _out.print(f"... {len(result.hits) - 500} more hits (use --json for all)")
 
 
+def _engine(name: str, workers: int | None) -> Any:
+    from datadrive.cli.lake import _engine as lake_engine
+
+    return lake_engine(name, workers, None)
+
+
+@command
+def index_cmd(
+    *,
+    who: Who,
+    lake: Annotated[
+        Path, typer.Option("--lake", help="The lake: a folder with datadrive.toml, or the file.")
+    ],
+    region: Annotated[
+        str | None, typer.Option("--region", help="Region (default: your home region).")
+    ] = None,
+    engine: Annotated[str, typer.Option("--engine", help="process, inline or ray.")] = "process",
+    workers: Annotated[
+        int | None, typer.Option("--workers", help="Worker processes (default: all cores).")
+    ] = None,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Scenarios per unit and per commit.")] = 32,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Bring the mining tables (per-state index, events) up to date with the latest lake version.
+
+    Incremental: only scenarios not yet indexed with the current feature
+    version, or not yet tagged by the current tagger version, are processed.
+    Each batch is one lake version.
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from datadrive.mining.index import index_region
+
+    lk = open_lake(lake, who, region)
+    name = region or lk.snapshot(region).region
+    bar = Progress(
+        TextColumn("indexing"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=_err,
+        transient=True,
+    )
+    with bar:
+        task = bar.add_task("index", total=None)
+        report = index_region(
+            lk,
+            name,
+            engine=_engine(engine, workers),
+            batch_size=batch_size,
+            progress=lambda done, total: bar.update(task, completed=done, total=total),
+        )
+    if as_json:
+        from dataclasses import asdict
+
+        row = asdict(report)
+        row["failures"] = [str(f) for f in report.failures]
+        sys.stdout.write(json.dumps(row) + "\n")
+    else:
+        _out.print(
+            f"region {report.region}: {report.scenarios} scenarios; indexed {report.indexed} "
+            f"({report.states:,} states), tagged {report.tagged} ({report.events:,} events); "
+            f"lake version {report.lake_version_before} -> {report.lake_version_after} "
+            f"in {report.seconds:.1f} s",
+            highlight=False,
+        )
+        for tagger, n in sorted(report.skipped_taggers.items()):
+            say(
+                "skipped",
+                f"{tagger} on {n} scenario(s) (see docs/mining.md: what each tagger needs)",
+                style="yellow",
+                console=_err,
+            )
+    for f in report.failures:
+        say("failed", str(f), console=_err)
+    if report.failures:
+        raise typer.Exit(code=2)
+
+
+@command
+def events_cmd(
+    *,
+    who: Who,
+    lake: Annotated[
+        Path, typer.Option("--lake", help="The lake: a folder with datadrive.toml, or the file.")
+    ],
+    region: Annotated[
+        str | None, typer.Option("--region", help="Region (default: your home region).")
+    ] = None,
+    as_of: Annotated[
+        int | None, typer.Option("--as-of", help="Lake version to read (default: latest).")
+    ] = None,
+    by: Annotated[
+        str, typer.Option("--by", help="Group by: type, source, tenant, or a comma list (default all three).")
+    ] = "type,source,tenant",
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per row.")] = False,
+) -> None:
+    """Summarise tagged events: counts by type, source and tenant (current tagger version)."""
+    from datadrive.cli.shell import print_rows
+    from datadrive.mining.events import tagger_version
+
+    columns = {"type": "event_type", "source": "source", "tenant": "tenant"}
+    keys = [k.strip() for k in by.split(",") if k.strip()]
+    bad = [k for k in keys if k not in columns]
+    if bad or not keys:
+        raise ConfigError(f"--by {by}: choose among {', '.join(columns)}")
+    cols = ", ".join(columns[k] for k in keys)
+    version = tagger_version()
+    lk = open_lake(lake, who, region)
+    result = lk.sql(
+        f"SELECT {cols}, count(*) AS events, count(DISTINCT scenario_id) AS scenarios, "
+        "sum(CASE WHEN ego_involved THEN 1 ELSE 0 END) AS with_ego, round(avg(severity), 3) AS mean_severity "
+        f"FROM events WHERE tagger_version = '{version}' GROUP BY {cols} ORDER BY events DESC, {cols}",
+        region,
+        as_of,
+    )
+    tagged = (
+        lk.sql(
+            f"SELECT count(DISTINCT scenario_id) AS n FROM mining_index WHERE tagger_version = '{version}'",
+            region,
+            as_of,
+        )
+        .table.column("n")[0]
+        .as_py()
+    )
+    print_rows(
+        result.table,
+        as_json=as_json,
+        title=f"events of region {result.region} @ lake version {result.version} "
+        f"({tagged} scenarios tagged, tagger {version})",
+    )
+    if not as_json and not tagged:
+        say("note", "no scenario is tagged yet: run `datadrive index` first", style="yellow", console=_err)
+
+
 def register(app: typer.Typer) -> None:
-    """Add ``mine`` and ``events`` to the top-level app."""
+    """Add ``mine``, ``index`` and ``events`` to the top-level app."""
     app.command("mine")(mine_cmd)
+    app.command("index")(index_cmd)
+    app.command("events")(events_cmd)

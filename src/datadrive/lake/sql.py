@@ -11,7 +11,9 @@ accepted; anything else is refused with a clear error and audited, as is a
 query DuckDB stops for touching files.
 
 Tables: ``scenarios``, ``tracks``, ``map_features``, ``telemetry``,
-``ingests``. Views:
+``ingests``, and the derived per-scenario tables (mining's ``mining_states``,
+``events``, ``mining_index``, ``mining_results``). Views (unknown values are
+``NULL``, never NaN: DuckDB sorts NaN above every number):
 
 * ``states``: one row per valid (scenario, track, step) with its timestamp,
   ``x_m``, ``y_m``, ``z_m``, ``heading_rad``, ``vx_mps``, ``vy_mps`` and
@@ -43,6 +45,12 @@ def _case(column: str, names: dict[int, str]) -> str:
     return f"CASE {column} {whens} END"
 
 
+def _null_nan(expr: str) -> str:
+    """``expr`` with NaN as NULL: DuckDB sorts NaN above every number (``ORDER BY x DESC`` puts it
+    first, ``max`` returns it), so an unknown value must be NULL in anything meant for SQL."""
+    return f"nullif({expr}, 'NaN'::DOUBLE)"
+
+
 _TYPE_NAME = _case("t.object_type", {int(t): t.name.lower() for t in ObjectType})
 _KIND_NAME = _case("kind", {int(k): k.name.lower() for k in MapFeatureKind})
 
@@ -54,9 +62,10 @@ VIEWS: dict[str, str] = {
             SELECT t.tenant, t.source, t.scenario_id, t.track_index, t.track_id, t.object_type,
                    {_TYPE_NAME} AS object_type_name, t.category,
                    unnest(range(len(t.valid))) AS step, unnest(s.timestamps_ns) AS timestamp_ns,
-                   unnest(t.x_m) AS x_m, unnest(t.y_m) AS y_m, unnest(t.z_m) AS z_m,
-                   unnest(t.heading_rad) AS heading_rad, unnest(t.vx_mps) AS vx_mps,
-                   unnest(t.vy_mps) AS vy_mps, unnest(t.valid) AS valid
+                   {_null_nan("unnest(t.x_m)")} AS x_m, {_null_nan("unnest(t.y_m)")} AS y_m,
+                   {_null_nan("unnest(t.z_m)")} AS z_m, {_null_nan("unnest(t.heading_rad)")} AS heading_rad,
+                   {_null_nan("unnest(t.vx_mps)")} AS vx_mps, {_null_nan("unnest(t.vy_mps)")} AS vy_mps,
+                   unnest(t.valid) AS valid
             FROM tracks t JOIN scenarios s USING (tenant, source, scenario_id)
         )
         WHERE valid
@@ -64,12 +73,15 @@ VIEWS: dict[str, str] = {
     "map_points": f"""
         SELECT tenant, source, scenario_id, feature_index, feature_id, kind, {_KIND_NAME} AS kind_name,
                subtype, is_intersection, unnest(range(len(x_m))) AS point_index,
-               unnest(x_m) AS x_m, unnest(y_m) AS y_m, unnest(z_m) AS z_m
+               unnest(x_m) AS x_m, unnest(y_m) AS y_m, {_null_nan("unnest(z_m)")} AS z_m
         FROM map_features
     """,
-    "signal_samples": """
+    "signal_samples": f"""
         SELECT tenant, source, telemetry_id, signal, unit, channels, crs, sample, timestamp_ns,
-               list_slice(vals, sample * len(channels) + 1, (sample + 1) * len(channels)) AS sample_values
+               list_transform(
+                   list_slice(vals, sample * len(channels) + 1, (sample + 1) * len(channels)),
+                   lambda v: {_null_nan("v")}
+               ) AS sample_values
         FROM (
             SELECT tenant, source, telemetry_id, name AS signal, unit, channels, crs, "values" AS vals,
                    unnest(range(len(timestamps_ns))) AS sample, unnest(timestamps_ns) AS timestamp_ns

@@ -25,7 +25,14 @@ from datadrive.mining.query import Expr
 from datadrive.mining.results import Hit, ResultSet, hits_of
 from datadrive.mining.vocabulary import Bound, compile_query
 
-__all__ = ["FULL_SCAN_LIMIT", "MiningRun", "mine_snapshot", "scenario_keys"]
+__all__ = [
+    "FULL_SCAN_LIMIT",
+    "MiningRun",
+    "candidate_keys",
+    "mine_snapshot",
+    "prefilter_sql",
+    "scenario_keys",
+]
 
 FULL_SCAN_LIMIT = 10_000
 """A query with no filter over more scenarios than this is refused unless confirmed."""
@@ -87,6 +94,7 @@ def mine_snapshot(
     features: FeatureConfig | None = None,
     keep: bool | str = False,
     progress: Callable[[int, int], None] | None = None,
+    use_index: bool = True,
 ) -> MiningRun:
     """Run a query over the scenarios of a snapshot the principal may read.
 
@@ -107,12 +115,24 @@ def mine_snapshot(
             renders); ``"all"``: keep every scenario searched (RefAV output
             needs the logs without hits too).
         progress: Called with (done, total) after each batch.
+        use_index: Narrow the scenarios with the state index first, when the
+            query has a per-state condition and the index is current
+            (:func:`candidate_keys`); the answer is the same either way.
 
     Raises:
         QueryError: the query does not parse or bind (nothing is read).
         MiningError: the scan would be large and was not confirmed.
     """
     bound = query if isinstance(query, Bound) else compile_query(query)
+    if candidates is None and use_index:
+        narrowed = candidate_keys(snapshot, bound)
+        if narrowed is not None:
+            wanted_sources, wanted_ids = set(sources or ()), set(ids or ())
+            candidates = [
+                k
+                for k in narrowed
+                if (not wanted_sources or k[1] in wanted_sources) and (not wanted_ids or k[2] in wanted_ids)
+            ]
     keys = list(candidates) if candidates is not None else scenario_keys(snapshot, sources=sources, ids=ids)
     unfiltered = candidates is None and not sources and not ids
     if unfiltered and len(keys) > full_scan_limit and not allow_full_scan:
@@ -155,3 +175,99 @@ def mine_snapshot(
         description=description,
     )
     return MiningRun(result, scenarios, selections)
+
+
+# --------------------------------------------------------------------------- the state index as a prefilter
+
+
+def _quote(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def prefilter_sql(node: Bound) -> str | None:
+    """A SQL condition on ``mining_states`` rows that every state the query selects satisfies, or ``None``.
+
+    Used to narrow a search to the scenarios that have at least one state
+    meeting the condition (categories, speeds, accelerations, a few map
+    facts); predicates that need more than one state (relations, turns,
+    events) contribute nothing, so the condition stays necessary, never
+    sufficient: the query itself still decides.
+    """
+    from datadrive.mining.vocabulary import CATEGORIES
+
+    op, p = node.op, node.params
+    if op == "and":
+        parts = [c for c in (prefilter_sql(ch) for ch in node.children) if c]
+        return " AND ".join(f"({c})" for c in parts) if parts else None
+    if op == "or":
+        ors = [prefilter_sql(ch) for ch in node.children]
+        return None if any(c is None for c in ors) else " OR ".join(f"({c})" for c in ors if c)
+    if op == "category":
+        cat = CATEGORIES[p["name"]]
+        conds = []
+        if cat.ego is True:
+            return "is_ego"
+        if cat.ego is False:
+            conds.append("NOT is_ego")
+        if cat.types:
+            conds.append(f"object_type IN ({', '.join(str(int(t)) for t in cat.types)})")
+        if cat.include:
+            conds.append(
+                "(" + " OR ".join(f"upper(category) LIKE {_quote('%' + w + '%')}" for w in cat.include) + ")"
+            )
+        conds += [f"upper(category) NOT LIKE {_quote('%' + w + '%')}" for w in cat.exclude]
+        return " AND ".join(conds) if conds else None
+    simple: dict[str, Callable[[], str]] = {
+        "stopped": lambda: f"speed_mps < {p['max_speed']!r}",
+        "moving": lambda: f"speed_mps >= {p['min_speed']!r}",
+        "speed": lambda: (
+            f"speed_mps >= {p['min']!r}" + (f" AND speed_mps <= {p['max']!r}" if p["max"] < 1e30 else "")
+        ),
+        "braking": lambda: f"accel_mps2 <= {-p['min_decel']!r}",
+        "at_intersection": lambda: "in_intersection",
+        "on_road": lambda: "lane_id IS NOT NULL",
+        "in_drivable_area": lambda: "in_drivable_area",
+        "at_stop_line": lambda: f"next_stop_line_m <= {p['within']!r}",
+    }
+    if op in simple:
+        return simple[op]()
+    if op in ("accelerating", "lateral_accel"):
+        col = "accel_mps2" if op == "accelerating" else "lat_accel_mps2"
+        conds = []
+        if p["min"] > -1e30:
+            conds.append(f"{col} >= {p['min']!r}")
+        if p["max"] < 1e30:
+            conds.append(f"{col} <= {p['max']!r}")
+        return " AND ".join(conds) if conds else None
+    if op in ("during", "before", "after", "for_at_least"):
+        return prefilter_sql(p["a"])
+    if op == "at_least":
+        return prefilter_sql(p["a"]) if p["n"] > 0 else None
+    return None
+
+
+def candidate_keys(snapshot: Any, query: str | Expr | Bound) -> list[Key] | None:
+    """Scenarios of ``snapshot`` that may hold hits, from the state index; ``None`` if it cannot tell.
+
+    ``None`` when the query gives no per-state condition, or when the
+    index does not cover every scenario of the snapshot with the current
+    feature version (run ``datadrive index``).
+    """
+    from datadrive.mining.index import pending_keys
+
+    bound = query if isinstance(query, Bound) else compile_query(query)
+    cond = prefilter_sql(bound)
+    if cond is None:
+        return None
+    _, need_states, _ = pending_keys(snapshot)
+    if need_states:
+        return None
+    t = snapshot.sql(f"SELECT DISTINCT tenant, source, scenario_id FROM mining_states WHERE {cond}").table
+    return list(
+        zip(
+            t.column("tenant").to_pylist(),
+            t.column("source").to_pylist(),
+            t.column("scenario_id").to_pylist(),
+            strict=True,
+        )
+    )
