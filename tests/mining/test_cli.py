@@ -60,3 +60,31 @@ def test_bad_input_is_one_line_and_exit_2(args: list[str], message: str) -> None
     assert result.exit_code == 2
     assert message in result.stderr
     assert "Traceback" not in result.output
+
+
+@pytest.mark.slow
+def test_index_events_and_saved_results_through_the_cli(samples: Path, tmp_path: Path) -> None:
+    lake = tmp_path / "lake"
+    base = ["--lake", str(lake), "--region", "eu-central", "--tenant", "bmw"]
+    ok = runner.invoke(
+        app, ["lake", "init", str(lake), "--tenant", "bmw", "--region", "eu-central=regions/eu"]
+    )
+    assert ok.exit_code == 0, ok.output
+    logs = samples / "waymo_open_motion" / "scenario_637f20cafde22ff8"
+    assert runner.invoke(app, ["ingest", str(logs), *base, "--workers", "1"]).exit_code == 0
+    index = runner.invoke(app, ["index", *base, "--engine", "inline", "--json"])
+    assert index.exit_code == 0, index.output
+    report = json.loads(index.stdout)
+    assert report["indexed"] == report["tagged"] == 1
+    assert report["states"] == 4596  # SOURCES.md: 4596 valid states
+    events = runner.invoke(app, ["events", *base, "--json", "--by", "type"])
+    assert events.exit_code == 0, events.output
+    rows = [json.loads(line) for line in events.stdout.splitlines()]
+    assert {r["event_type"] for r in rows} >= {"ego_stationary", "vru_crossing"}
+    mined = runner.invoke(app, ["mine", "pedestrian and crossing(vehicle)", *base, "--save", "crossers"])
+    assert mined.exit_code == 0, mined.output
+    assert "saved: crossers v1" in mined.stderr
+    sql = runner.invoke(app, ["sql", "SELECT count(*) AS n FROM mining_results", *base, "--json"])
+    assert json.loads(sql.stdout)["n"] >= 1
+    again = runner.invoke(app, ["index", *base, "--engine", "inline", "--json"])
+    assert json.loads(again.stdout)["indexed"] == 0
