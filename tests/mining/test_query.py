@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from datadrive.errors import QueryError
-from datadrive.mining.query import And, Call, Name, Not, Number, Or, Q, Text, parse, to_text
+from datadrive.mining.query import And, Call, Name, Not, Number, Or, Text, parse, q, to_text
 from datadrive.mining.vocabulary import CATEGORIES, PREDICATES, bind, compile_query
 
 CASES = [
@@ -34,10 +34,10 @@ def test_parse_by_hand_and_round_trip(text: str, tree: object) -> None:
 
 
 def test_python_builder_matches_text() -> None:
-    built = Q.pedestrian & Q.crossing(Q.vehicle & Q.moving, forward="15m") & ~Q.at_crosswalk
+    built = q.pedestrian & q.crossing(q.vehicle & q.moving, forward="15m") & ~q.at_crosswalk
     assert built == parse("pedestrian and crossing(vehicle and moving, forward=15 m) and not at_crosswalk")
-    assert str(Q.turning("left")) == "turning(left)"
-    assert Q.near(Q.ego, within=3.5) == parse("near(ego, within=3.5)")
+    assert str(q.turning("left")) == "turning(left)"
+    assert q.near(q.ego, within=3.5) == parse("near(ego, within=3.5)")
 
 
 ERRORS = [

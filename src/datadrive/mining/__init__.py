@@ -17,8 +17,8 @@ It may import :mod:`datadrive.lake`, :mod:`datadrive.sources`,
 :mod:`datadrive.viz`, :mod:`datadrive.compute` and :mod:`datadrive.core`
 (and :mod:`datadrive.errors`); nothing above it (curate, models, sim, ...).
 
->>> from datadrive.mining import Q, parse
->>> str(Q.car & Q.stopped) == str(parse("car and stopped"))
+>>> from datadrive.mining import parse, q
+>>> str(q.car & q.stopped) == str(parse("car and stopped"))
 True
 """
 
@@ -40,7 +40,7 @@ from datadrive.mining.events import (
 from datadrive.mining.kinematics import Kinematics, KinematicsConfig, compute_kinematics
 from datadrive.mining.llm import EndpointConfig, translate_remote
 from datadrive.mining.map_context import MapContext, MapContextConfig, compute_map_context
-from datadrive.mining.query import And, Call, Expr, Name, Not, Number, Or, Q, Text, parse, to_text
+from datadrive.mining.query import And, Call, Expr, Name, Not, Number, Or, Text, parse, q, to_text
 from datadrive.mining.refav import refav_frames, write_refav
 from datadrive.mining.render import render_hits
 from datadrive.mining.results import Hit, ResultSet, mine, select
@@ -70,7 +70,6 @@ __all__ = [
     "Not",
     "Number",
     "Or",
-    "Q",
     "ResultSet",
     "ScenarioContext",
     "Selection",
@@ -88,6 +87,7 @@ __all__ = [
     "mine",
     "mine_snapshot",
     "parse",
+    "q",
     "refav_frames",
     "render_hits",
     "scenario_keys",

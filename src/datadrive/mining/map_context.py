@@ -548,28 +548,39 @@ def compute_map_context(
     tr = scenario.tracks
     a, t = tr.valid.shape
     rows, cols = np.nonzero(tr.valid)
-    q = tr.xy_m[rows, cols]
-    n = q.shape[0]
-    lane_q = np.full(n, -1, dtype=np.int64)
-    s_q = np.full(n, np.nan)
-    lat_q = np.full(n, np.nan)
-    dh_q = np.full(n, np.nan)
-    if lanes.index is not None and n:
+    q_all = tr.xy_m[rows, cols]
+    n = q_all.shape[0]
+    steered_all = np.isin(tr.object_type[rows], (ObjectType.VEHICLE, ObjectType.CYCLIST))
+    heading_all = tr.heading_rad[rows, cols]
+    # parked cars, cones and poles repeat one pose step after step: place each distinct pose once
+    key = np.stack([q_all[:, 0], q_all[:, 1], heading_all, steered_all.astype(np.float64)], axis=1)
+    if n:
+        _, first, inverse = np.unique(key, axis=0, return_index=True, return_inverse=True)
+        inverse = inverse.reshape(-1)
+    else:
+        first, inverse = np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    q = q_all[first]
+    u = q.shape[0]
+    lane_u = np.full(u, -1, dtype=np.int64)
+    s_u = np.full(u, np.nan)
+    lat_u = np.full(u, np.nan)
+    dh_u = np.full(u, np.nan)
+    if lanes.index is not None and u:
         cand = lanes.index.candidates(q, max_distance_m=cfg.lane_search_m, k=4)
         used = cand.feature >= 0
         fidx = np.where(used, cand.feature, 0)
-        dh = wrap_angle(tr.heading_rad[rows, cols][:, None] - cand.heading_rad)
-        steered = np.isin(tr.object_type[rows], (ObjectType.VEHICLE, ObjectType.CYCLIST))
-        weight = np.where(steered, cfg.heading_weight_m_per_rad, 0.0)[:, None]
+        dh = wrap_angle(heading_all[first][:, None] - cand.heading_rad)
+        weight = np.where(steered_all[first], cfg.heading_weight_m_per_rad, 0.0)[:, None]
         on = used & (cand.distance_m <= lanes.width_m[fidx] / 2.0 + cfg.lane_margin_m)
         cost = np.where(on, cand.distance_m + weight * np.abs(dh), np.inf)
         best = np.argmin(cost, axis=1)
-        pick = np.isfinite(cost[np.arange(n), best])
+        pick = np.isfinite(cost[np.arange(u), best])
         r = np.flatnonzero(pick)
-        lane_q[r] = cand.feature[r, best[r]]
-        s_q[r] = cand.s_m[r, best[r]]
-        lat_q[r] = cand.lateral_m[r, best[r]]
-        dh_q[r] = dh[r, best[r]]
+        lane_u[r] = cand.feature[r, best[r]]
+        s_u[r] = cand.s_m[r, best[r]]
+        lat_u[r] = cand.lateral_m[r, best[r]]
+        dh_u[r] = dh[r, best[r]]
+    lane_q, s_q, lat_q, dh_q = lane_u[inverse], s_u[inverse], lat_u[inverse], dh_u[inverse]
 
     def grid(values: NDArrayFloat | NDArrayInt | NDArrayBool, fill: Any) -> Any:
         out = np.full((a, t), fill, dtype=np.asarray(values).dtype)
@@ -580,12 +591,12 @@ def compute_map_context(
     safe_lane = np.where(on_lane, lane_q, 0)
     in_inter = on_lane & (lanes.is_intersection[safe_lane] if lanes.num_lanes else False)
     in_cw = (
-        points_in_rings(q, lanes.crosswalks[0], lanes.crosswalks[1]) >= 0
+        (points_in_rings(q, lanes.crosswalks[0], lanes.crosswalks[1]) >= 0)[inverse]
         if lanes.crosswalks is not None and n
         else np.zeros(n, dtype=bool)
     )
     if lanes.drivable is not None and n:
-        in_da = points_in_rings(q, lanes.drivable[0], lanes.drivable[1]) >= 0
+        in_da = (points_in_rings(q, lanes.drivable[0], lanes.drivable[1]) >= 0)[inverse]
     else:
         in_da = on_lane.copy()
     nxt = {}

@@ -48,10 +48,10 @@ __all__ = [
     "Not",
     "Number",
     "Or",
-    "Q",
     "Text",
     "Value",
     "parse",
+    "q",
     "to_text",
 ]
 
@@ -142,7 +142,7 @@ Value = Expr | Number | Text
 class Name(Expr):
     """A bare name: a category, a predicate without arguments, or a choice.
 
-    Calling it builds a :class:`Call`: ``Q.near(Q.pedestrian, within="5m")``.
+    Calling it builds a :class:`Call`: ``q.near(q.pedestrian, within="5m")``.
     """
 
     name: str
@@ -205,7 +205,7 @@ def _py(v: object) -> Value:
 
 
 class _Builder:
-    """``Q.car``, ``Q.turning("left")``: expressions built from Python (attribute = name)."""
+    """``q.car``, ``q.turning("left")``: expressions built from Python (attribute = name)."""
 
     def __getattr__(self, name: str) -> Name:
         if name.startswith("_"):
@@ -213,8 +213,8 @@ class _Builder:
         return Name(name)
 
 
-Q = _Builder()
-"""Build expressions in Python: ``Q.car & Q.stopped``, ``Q.pedestrian & Q.near(Q.ego, within="10m")``."""
+q = _Builder()
+"""Build expressions in Python: ``q.car & q.stopped``, ``q.pedestrian & q.near(q.ego, within="10m")``."""
 
 
 def _flat(kind: type[And] | type[Or], e: Expr) -> tuple[Expr, ...]:

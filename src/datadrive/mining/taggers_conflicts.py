@@ -89,75 +89,75 @@ def near_miss(ctx: ScenarioContext, cfg: NearMissConfig) -> list[Event]:
         m[first : last + 1] = True
         return m
 
-    # ---- TTC, step by step
-    for t in range(ctx.num_steps):
-        idx = np.flatnonzero(users & known[:, t])
-        if idx.size < 2:
-            continue
-        ii, jj = np.triu_indices(idx.size, 1)
-        gi, gj = idx[ii], idx[jj]
-        d = xy[gj, t] - xy[gi, t]
-        dv = vel[gj, t] - vel[gi, t]
-        dist = np.hypot(d[:, 0], d[:, 1])
-        fast = np.maximum(speed[gi, t], speed[gj, t]) >= cfg.min_speed_mps
-        closing = -(d * dv).sum(axis=1) / np.maximum(dist, 1e-6) >= cfg.min_closing_speed_mps
-        cand = (dist <= cfg.search_radius_m) & fast & closing & (vehicle[gi] | vehicle[gj])
-        # bounding circles first: can they touch within the horizon?
-        rr = radius[gi] + radius[gj]
-        a = (dv * dv).sum(axis=1)
-        b = 2 * (d * dv).sum(axis=1)
-        c = dist**2 - rr**2
-        disc = b * b - 4 * a * c
-        with np.errstate(invalid="ignore", divide="ignore"):
-            tau = np.where(c <= 0, 0.0, (-b - np.sqrt(np.maximum(disc, 0))) / (2 * np.where(a > 0, a, 1)))
-        cand &= (disc >= 0) & (a > 0) & (tau <= cfg.ttc_s)
-        sel = np.flatnonzero(cand)
-        if sel.size == 0:
-            continue
-        ttc = pair_ttc(
-            corners[gi[sel], t],
-            corners[gj[sel], t],
-            vel[gi[sel], t],
-            vel[gj[sel], t],
-            cfg.ttc_s,
-            cfg.ttc_step_s,
-        )
-        for n in np.flatnonzero((ttc > 0) & (ttc <= cfg.ttc_s)).tolist():
-            i, j = int(gi[sel[n]]), int(gj[sel[n]])
-            flag(i, j, t, t)
-            key = (i, j)
-            min_ttc[key] = min(min_ttc.get(key, np.inf), float(ttc[n]))
+    # ---- TTC: every pair of road users at the same step within the search radius, found at once with a
+    # k-d tree on (x, y, step * far) so that only states of one step can pair
+    from scipy.spatial import cKDTree
 
-    # ---- PET: box i at t overlaps box j at a later t2 (t2 - t <= pet_s), never at the same time
-    crossing = np.deg2rad(cfg.crossing_angle_deg)
-    pet_ns = round(cfg.pet_s * 1e9)
-    for t in range(ctx.num_steps - 1):
-        i_idx = np.flatnonzero(users & known[:, t] & (speed[:, t] >= cfg.min_speed_mps))
-        if i_idx.size == 0:
-            continue
-        t_end = int(np.searchsorted(ts, ts[t] + pet_ns, side="right"))
-        for t2 in range(t + 1, min(t_end, ctx.num_steps)):
-            j_idx = np.flatnonzero(users & known[:, t2] & (speed[:, t2] >= cfg.min_speed_mps))
-            if j_idx.size == 0:
-                continue
-            gi = np.repeat(i_idx, j_idx.size)
-            gj = np.tile(j_idx, i_idx.size)
+    rows, cols = np.nonzero(users[:, None] & known)
+    if rows.size > 1:
+        far = 10.0 * cfg.search_radius_m
+        tree = cKDTree(np.stack([xy[rows, cols, 0], xy[rows, cols, 1], cols * far], axis=1))
+        pairs = tree.query_pairs(r=cfg.search_radius_m, output_type="ndarray")
+        if pairs.size:
+            gi, gj, t = rows[pairs[:, 0]], rows[pairs[:, 1]], cols[pairs[:, 0]]
             keep = (gi != gj) & (vehicle[gi] | vehicle[gj])
-            d = xy[gj, t2] - xy[gi, t]
+            gi, gj, t = gi[keep], gj[keep], t[keep]
+            d = xy[gj, t] - xy[gi, t]
+            dv = vel[gj, t] - vel[gi, t]
+            dist = np.hypot(d[:, 0], d[:, 1])
+            fast = np.maximum(speed[gi, t], speed[gj, t]) >= cfg.min_speed_mps
+            closing = -(d * dv).sum(axis=1) / np.maximum(dist, 1e-6) >= cfg.min_closing_speed_mps
+            # bounding circles first: can they touch within the horizon?
+            rr = radius[gi] + radius[gj]
+            qa = (dv * dv).sum(axis=1)
+            qb = 2 * (d * dv).sum(axis=1)
+            qc = dist**2 - rr**2
+            disc = qb * qb - 4 * qa * qc
+            with np.errstate(invalid="ignore", divide="ignore"):
+                tau = np.where(
+                    qc <= 0, 0.0, (-qb - np.sqrt(np.maximum(disc, 0))) / (2 * np.where(qa > 0, qa, 1))
+                )
+            sel = np.flatnonzero(fast & closing & (disc >= 0) & (qa > 0) & (tau <= cfg.ttc_s))
+            if sel.size:
+                gi, gj, t = gi[sel], gj[sel], t[sel]
+                ttc = pair_ttc(
+                    corners[gi, t], corners[gj, t], vel[gi, t], vel[gj, t], cfg.ttc_s, cfg.ttc_step_s
+                )
+                for n in np.flatnonzero((ttc > 0) & (ttc <= cfg.ttc_s)).tolist():
+                    i, j = int(gi[n]), int(gj[n])
+                    flag(i, j, int(t[n]), int(t[n]))
+                    key = (i, j) if i < j else (j, i)
+                    min_ttc[key] = min(min_ttc.get(key, np.inf), float(ttc[n]))
+
+    # ---- PET: box i at t overlaps box j at another time t2 (|t2 - t| <= pet_s), never at the same time.
+    # Candidates: moving states near in space and time, found at once with a k-d tree on (x, y, c*t),
+    # c = (the largest box radius sum) / pet_s, so a pair within reach in space and time is within r.
+    crossing = np.deg2rad(cfg.crossing_angle_deg)
+    moving = users[:, None] & known & (speed >= cfg.min_speed_mps)
+    rows, cols = np.nonzero(moving)
+    if rows.size > 1:
+        reach = float(2 * radius[rows].max())
+        scale = reach / max(cfg.pet_s, 1e-6)
+        tsec = ctx.t_s[cols]
+        tree = cKDTree(np.stack([xy[rows, cols, 0], xy[rows, cols, 1], tsec * scale], axis=1))
+        pairs = tree.query_pairs(r=reach * np.sqrt(2.0), output_type="ndarray")
+        if pairs.size:
+            a, b = pairs[:, 0], pairs[:, 1]
+            gi, ti, gj, tj = rows[a], cols[a], rows[b], cols[b]
+            keep = (gi != gj) & (ti != tj) & (vehicle[gi] | vehicle[gj])
+            keep &= np.abs(tsec[a] - tsec[b]) <= cfg.pet_s + 1e-9
+            d = xy[gj, tj] - xy[gi, ti]
             keep &= np.hypot(d[:, 0], d[:, 1]) <= radius[gi] + radius[gj]
-            keep &= np.abs(wrap_angle(heading[gj, t2] - heading[gi, t])) >= crossing
-            sel = np.flatnonzero(keep)
-            if sel.size == 0:
-                continue
-            gi, gj = gi[sel], gj[sel]
-            hit = boxes_overlap(corners[gi, t], corners[gj, t2])
+            keep &= np.abs(wrap_angle(heading[gj, tj] - heading[gi, ti])) >= crossing
+            gi, ti, gj, tj = gi[keep], ti[keep], gj[keep], tj[keep]
+            hit = boxes_overlap(corners[gi, ti], corners[gj, tj])
             # same-time overlap (a collision, or touching annotations) is not an encroachment
-            for tt in (t, t2):
+            for tt in (ti, tj):
                 both = ctx.valid[gi, tt] & ctx.valid[gj, tt]
-                same = boxes_overlap(corners[gi, tt], corners[gj, tt]) & both
-                hit &= ~same
+                hit &= ~(boxes_overlap(corners[gi, tt], corners[gj, tt]) & both)
             for n in np.flatnonzero(hit).tolist():
                 i, j = int(gi[n]), int(gj[n])
+                t, t2 = sorted((int(ti[n]), int(tj[n])))
                 pet = (ts[t2] - ts[t]) / 1e9
                 flag(i, j, t, t2)
                 key = (i, j) if i < j else (j, i)
@@ -167,7 +167,7 @@ def near_miss(ctx: ScenarioContext, cfg: NearMissConfig) -> list[Event]:
     for (i, j), mask in flagged.items():
         _, first, last = ctx.runs(mask[None, :], max_gap_s=cfg.merge_gap_s)
         for f, la in zip(first.tolist(), last.tolist(), strict=True):
-            ttc_v = min_ttc.get((i, j), min_ttc.get((j, i), np.inf))
+            ttc_v = min_ttc.get((i, j), np.inf)
             pet_v = min_pet.get((i, j), np.inf)
             margin = max(cfg.ttc_s - ttc_v, cfg.pet_s - pet_v, 0.0)
             si = float(np.nanmean(speed[i, f : la + 1])) if ctx.valid[i, f : la + 1].any() else 0.0
