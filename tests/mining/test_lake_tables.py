@@ -6,6 +6,8 @@ import math
 import shutil
 from pathlib import Path
 
+import numpy as np
+import pyarrow as pa
 import pytest
 
 from datadrive.compute import InlineEngine, ProcessPoolEngine
@@ -51,6 +53,24 @@ def lake(tmp_path: Path, samples: Path) -> Lake:
     report = lk.ingest([first], "eu-central")
     assert report.ok
     return lk
+
+
+def test_rows_have_one_schema_whatever_the_scenario(samples: Path, tmp_path: Path) -> None:
+    """A map-only input (no track, one step) and a scenario without a map index side by side."""
+    from build import scenario
+
+    from datadrive.mining.index import STATE_SCHEMA, state_table
+
+    empty = scenario(np.zeros((0, 1, 2)), types=[])
+    one = scenario(np.zeros((1, 3, 2)))
+    tables = [state_table(empty), state_table(one)]
+    assert all(t.schema == STATE_SCHEMA for t in tables)
+    assert pa.concat_tables(tables).num_rows == 3
+    lk = Lake(_config(tmp_path), Principal("ana", "bmw", "eu-central"))
+    lk.ingest([samples / "lanelet2_map" / "mapping_example.osm", samples / "ngsim_roadway"], "eu-central")
+    report = index_region(lk, "eu-central")
+    assert report.failures == ()
+    assert report.indexed == report.scenarios == 3
 
 
 def count(lake: Lake, sql: str, version: int | None = None) -> int:

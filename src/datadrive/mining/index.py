@@ -44,11 +44,15 @@ import pyarrow.compute as pc
 
 from datadrive.compute import Engine, InlineEngine, UnitFailure
 from datadrive.core.scenario import ObjectType, Scenario
+from datadrive.lake.schema import EVENTS, MINING_INDEX, MINING_STATES, TableSpec
 from datadrive.mining.context import FeatureConfig, ScenarioContext
 from datadrive.mining.events import TaggerConfig, TagReport, tag_scenario, tagger_version
 
 __all__ = [
+    "EVENT_SCHEMA",
     "FEATURE_VERSION",
+    "INDEX_SCHEMA",
+    "STATE_SCHEMA",
     "IndexReport",
     "current_events",
     "event_table",
@@ -61,6 +65,18 @@ FEATURE_VERSION = "1"
 """Bumped whenever the per-state features change; stale scenarios are re-indexed."""
 
 Key = tuple[str, str, str]
+
+_LAKE_FILLS = ("batch_id", "derived_at", "derived_from_version")
+
+
+def _schema(spec: TableSpec) -> pa.Schema:
+    """A derived table's columns without those the lake fills at commit."""
+    return pa.schema([f for f in spec.schema if f.name not in _LAKE_FILLS])
+
+
+STATE_SCHEMA = _schema(MINING_STATES)
+EVENT_SCHEMA = _schema(EVENTS)
+INDEX_SCHEMA = _schema(MINING_INDEX)
 
 _TYPE_NAMES = np.array([t.name.lower() for t in ObjectType] + ["other"] * (256 - len(ObjectType)))
 
@@ -151,7 +167,7 @@ def state_table(
         ):
             out[name] = pa.nulls(n, pa.float32())
     out["feature_version"] = pa.array([feature_version] * n, pa.string())
-    return pa.table(out)
+    return pa.table(out).select(STATE_SCHEMA.names).cast(STATE_SCHEMA)
 
 
 def event_table(scenario: Scenario, report: TagReport) -> pa.Table:
@@ -176,7 +192,7 @@ def event_table(scenario: Scenario, report: TagReport) -> pa.Table:
             "tagger_version": pa.array([report.tagger_version] * n, pa.string()),
         }
     )
-    return pa.table(out)
+    return pa.table(out).select(EVENT_SCHEMA.names).cast(EVENT_SCHEMA)
 
 
 def _picklable(s: Scenario) -> Scenario:
