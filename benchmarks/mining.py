@@ -75,7 +75,7 @@ INDEX_QUERIES = {
     ),
     "top 10 speeds (per-state view)": (
         "SELECT source, scenario_id, track_id, max(speed_mps) AS top_mps "
-        "FROM mining_states GROUP BY ALL ORDER BY top_mps DESC LIMIT 10"
+        "FROM mining_states GROUP BY ALL ORDER BY top_mps DESC, source, scenario_id, track_id LIMIT 10"
     ),
     "hard-braking vehicles, < -4 m/s^2 (per-state view)": (
         "SELECT count(DISTINCT scenario_id) AS scenarios FROM mining_states "
@@ -276,6 +276,7 @@ def refav_scores(samples: Path, work: Path) -> dict[str, Any]:
     with (folder / f"refav_predictions_{log_dir.name}.pkl").open("rb") as fh:
         shipped = pickle.load(fh)  # trusted sample (SOURCES.md)
     scenario = DEFAULT_REGISTRY.detect(log_dir).read_all(log_dir)[0]
+    assert isinstance(scenario, Scenario)
     t = describe("stopped car")
     ours = write_refav(work / "refav.pkl", [(scenario, select(t.expression, scenario), "stopped car")])
     with warnings.catch_warnings():
@@ -332,21 +333,33 @@ def replicate_mining(seed: Lake, big: Lake, copies: int, chunk: int) -> int:
 
 
 def write_flat(big: Lake, path: Path, work: Path) -> int:
-    """Every ``mining_states`` row of the big lake, once, in one Parquet file sorted by key."""
-    import duckdb
+    """Every ``mining_states`` row of the big lake, once, in one Parquet file sorted by key.
 
+    The rows stream into an unsorted file first and DuckDB sorts that under a
+    memory limit (spilling to disk), so the copy fits a small machine.
+    """
+    import duckdb
+    import pyarrow.parquet as pq
+
+    data = big.snapshot(REGION).dataset("mining_states")
+    cols = [c for c in data.schema.names if c not in ("batch_id", "derived_at", "derived_from_version")]
+    unsorted = work / "flat_unsorted.parquet"
+    schema = pa.schema([data.schema.field(c) for c in cols])
+    with pq.ParquetWriter(unsorted, schema) as writer:
+        for batch in data.to_batches(columns=cols, batch_size=1 << 18):
+            writer.write_batch(batch)
     con = duckdb.connect(":memory:")
     con.execute(f"SET temp_directory = '{work / 'duck-tmp'}'")
+    con.execute("SET memory_limit = '4GB'")
     con.execute("SET preserve_insertion_order = false")
-    data = big.snapshot(REGION).dataset("mining_states")
-    con.register("s", data)
-    cols = [c for c in data.schema.names if c not in ("batch_id", "derived_at", "derived_from_version")]
     con.execute(
-        f"COPY (SELECT {', '.join(cols)} FROM s ORDER BY tenant, source, scenario_id, track_index, step) "
+        f"COPY (SELECT * FROM read_parquet('{unsorted}') "
+        "ORDER BY tenant, source, scenario_id, track_index, step) "
         f"TO '{path}' (FORMAT parquet, COMPRESSION zstd)"
     )
     n = int(con.sql(f"SELECT count(*) FROM read_parquet('{path}')").fetchall()[0][0])
     con.close()
+    unsorted.unlink()
     return n
 
 

@@ -65,14 +65,18 @@ def scenario_keys(
     if ids:
         flt = flt & ds.field("scenario_id").isin(list(ids))
     t = snapshot.table("scenarios", columns=["tenant", "source", "scenario_id"], filter=flt)
-    return list(
-        zip(
-            t.column("tenant").to_pylist(),
-            t.column("source").to_pylist(),
-            t.column("scenario_id").to_pylist(),
-            strict=True,
-        )
+    return _sorted_keys(t)
+
+
+def _sorted_keys(t: Any) -> list[Key]:
+    """The (tenant, source, scenario_id) rows of ``t``, in key order (answers do not depend on file order)."""
+    keys = zip(
+        t.column("tenant").to_pylist(),
+        t.column("source").to_pylist(),
+        t.column("scenario_id").to_pylist(),
+        strict=True,
     )
+    return sorted(keys, key=lambda k: (k[0] or "", k[1], k[2]))
 
 
 def _batches(keys: list[Key], size: int) -> Iterable[list[Key]]:
@@ -133,7 +137,11 @@ def mine_snapshot(
                 for k in narrowed
                 if (not wanted_sources or k[1] in wanted_sources) and (not wanted_ids or k[2] in wanted_ids)
             ]
-    keys = list(candidates) if candidates is not None else scenario_keys(snapshot, sources=sources, ids=ids)
+    keys = (
+        sorted(candidates, key=lambda k: (k[0] or "", k[1], k[2]))
+        if candidates is not None
+        else scenario_keys(snapshot, sources=sources, ids=ids)
+    )
     unfiltered = candidates is None and not sources and not ids
     if unfiltered and len(keys) > full_scan_limit and not allow_full_scan:
         raise MiningError(
@@ -149,9 +157,10 @@ def mine_snapshot(
     by_key = {k: None for k in keys}
     for batch in _batches(keys, batch_size):
         ids_in = sorted({k[2] for k in batch})
-        for s in snapshot.scenarios(ids=ids_in):
-            key = (s.metadata.tenant, s.source, s.scenario_id)
-            if key not in by_key:
+        read = {(s.metadata.tenant, s.source, s.scenario_id): s for s in snapshot.scenarios(ids=ids_in)}
+        for key in batch:
+            s = read.get(key)
+            if s is None or key not in by_key:
                 continue
             ctx = ScenarioContext(s, features)
             sel = evaluate(bound, ctx)
@@ -263,11 +272,4 @@ def candidate_keys(snapshot: Any, query: str | Expr | Bound) -> list[Key] | None
     if need_states:
         return None
     t = snapshot.sql(f"SELECT DISTINCT tenant, source, scenario_id FROM mining_states WHERE {cond}").table
-    return list(
-        zip(
-            t.column("tenant").to_pylist(),
-            t.column("source").to_pylist(),
-            t.column("scenario_id").to_pylist(),
-            strict=True,
-        )
-    )
+    return _sorted_keys(t)

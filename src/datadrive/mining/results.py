@@ -82,7 +82,8 @@ class ResultSet:
 
     Attributes:
         expression: Canonical text of the query.
-        hits: One per selected track, in scenario order.
+        hits: One per selected track, in the order the scenarios were searched (a snapshot's: by
+            tenant, source, scenario id).
         scenarios_searched: How many scenarios were evaluated.
         scenarios_without_map: Ids of scenarios where map predicates could not apply.
         region: Region of the scenarios, when they came from a lake.
