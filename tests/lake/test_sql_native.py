@@ -14,8 +14,8 @@ import lake_synth
 import pytest
 
 from conftest import two_region_config
-from datadrive.errors import ResidencyError
-from datadrive.lake import Lake, Principal
+from datadrive.errors import LakeError, ResidencyError
+from datadrive.lake import Erasure, Lake, Principal
 from datadrive.lake.snapshot import readable_tables
 from datadrive.lake.sql import SqlSession, parquet_scan
 
@@ -102,3 +102,15 @@ def test_the_ingests_log_stays_on_arrow(two_tenants) -> None:
     assert "ingests" not in {n for n, d in snap._raw.items() if parquet_scan(d, snap.tenants)}
     rows = bmw.sql("SELECT count(*) AS n FROM ingests", region="cn-north").table.column("n")[0].as_py()
     assert rows >= 1
+
+
+def test_a_held_snapshot_whose_files_were_vacuumed_says_so(two_tenants) -> None:
+    bmw, _ = two_tenants
+    snap = bmw.snapshot("cn-north")
+    victim = snap.scenarios()[0].scenario_id
+    query = f"SELECT count(*) AS n FROM tracks WHERE scenario_id = '{victim}'"
+    assert snap.sql(query).table.column("n")[0].as_py() > 0
+    bmw.erase("cn-north", Erasure(tenant="bmw", scenario_ids=(victim,)))
+    with pytest.raises(LakeError, match="SQL error"):  # its files are gone: nothing may answer
+        snap.sql(query)
+    assert bmw.sql(query, region="cn-north").table.column("n")[0].as_py() == 0

@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "datadrive.cli.read",  # inspect, demo
     "datadrive.cli.lake",  # ingest, sql, lake ...
     "datadrive.cli.mining",  # mine, events, index
+    "datadrive.cli.sim",  # simulate, fleet generate
 )
 """Modules whose ``register(app)`` adds commands, in the order ``--help`` lists them."""
 
@@ -35,10 +36,6 @@ app = typer.Typer(
 
 for _module in COMMAND_MODULES:
     importlib.import_module(_module).register(app)
-
-from datadrive.cli import sim as _sim  # noqa: E402  (simulate, fleet generate)
-
-_sim.register(app)
 
 
 def main() -> None:  # pragma: no cover - console entry point

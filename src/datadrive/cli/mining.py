@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.table import Table
 
-from datadrive.cli.shell import Who, command, err, open_lake, out, say
+from datadrive.cli.shell import Who, command, err, make_engine, open_lake, out, say
 from datadrive.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -241,12 +241,6 @@ def mine_cmd(
         _out.print(f"... {len(result.hits) - 500} more hits (use --json for all)")
 
 
-def _engine(name: str, workers: int | None) -> Any:
-    from datadrive.cli.lake import _engine as lake_engine
-
-    return lake_engine(name, workers, None)
-
-
 @command
 def index_cmd(
     *,
@@ -260,6 +254,12 @@ def index_cmd(
     engine: Annotated[str, typer.Option("--engine", help="process, inline or ray.")] = "process",
     workers: Annotated[
         int | None, typer.Option("--workers", help="Worker processes (default: all cores).")
+    ] = None,
+    ray_address: Annotated[
+        str | None,
+        typer.Option(
+            "--ray-address", help="Ray cluster for --engine ray (default: RAY_ADDRESS, else a local Ray)."
+        ),
     ] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Scenarios per unit and per commit.")] = 32,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
@@ -289,7 +289,7 @@ def index_cmd(
         report = index_region(
             lk,
             name,
-            engine=_engine(engine, workers),
+            engine=make_engine(engine, workers, ray_address),
             batch_size=batch_size,
             progress=lambda done, total: bar.update(task, completed=done, total=total),
         )

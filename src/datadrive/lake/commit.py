@@ -8,8 +8,9 @@ version the same way, under the region's commit lock:
 1. :func:`recover` what a crashed writer left;
 2. :func:`start` a pending marker, ``_datadrive/pending/<name>.json``, saying
    what is in flight (an ingest or derive batch: its id; an erasure: its plan);
-3. write the rows (:func:`append_batch`: one Delta commit per table, every
-   file holding only this batch's rows);
+3. add the rows (:func:`add_files`: the Parquet files the readers wrote,
+   :mod:`datadrive.lake.staging`; or :func:`append_batch`: rows in memory),
+   one Delta commit per table, every file holding only this batch's rows;
 4. :func:`commit_version`: commit to ``ingests`` (ledger rows, or none) with
    the table versions it pins: the lake commit;
 5. :func:`finish`: delete the marker.
@@ -17,7 +18,8 @@ version the same way, under the region's commit lock:
 A crash before step 4 leaves the lake at its previous version: the rows
 beyond the pinned versions are invisible. :func:`recover` then deletes an
 unfinished batch's rows from every versioned table (whole files: a batch
-never shares one), and finishes an erasure whose plan is pending (an
+never shares one) and the files its marker lists, and finishes an erasure
+whose plan is pending (an
 erasure must complete; see :mod:`datadrive.lake.erase`). A batch whose
 ledger commit did land just loses its marker. This module is the one place
 that knows both.
@@ -36,11 +38,13 @@ import pyarrow.dataset as ds
 
 from datadrive.errors import LakeError, StorageError
 from datadrive.lake.erase import finish_erase
-from datadrive.lake.schema import INGESTS, TableSpec, conform, versioned_tables
+from datadrive.lake.schema import INGESTS, TableSpec, conform, table_spec, versioned_tables
+from datadrive.lake.staging import StagedFile, add_actions, delete_staged
 from datadrive.lake.storage import storage_error
 from datadrive.lake.tables import RegionStore, commit_record, sql_quote
 
 __all__ = [
+    "add_files",
     "append_batch",
     "batch_committed",
     "commit_version",
@@ -110,6 +114,36 @@ def append_batch(store: RegionStore, tables: Sequence[tuple[TableSpec, pa.Table]
             )
         except Exception as exc:
             raise storage_error(store.root, f"write the batch to {spec.name}", exc) from exc
+        versions[spec.name] = store.head(spec)
+    return versions
+
+
+def add_files(store: RegionStore, files: Sequence[StagedFile]) -> dict[str, int]:
+    """Add staged Parquet files to their tables' logs (step 3), one Delta commit per table.
+
+    Returns:
+        The version of every versioned table to pin (see :func:`append_batch`).
+
+    Raises:
+        StorageError: if the root refuses a commit.
+    """
+    pinned = dict(store.resolve(None).table_versions)
+    versions = {
+        spec.name: pinned[spec.name] if spec.name in pinned else store.head(spec)
+        for spec in versioned_tables()
+    }
+    for name, actions in add_actions(files).items():
+        spec = table_spec(name)
+        if spec is None:
+            raise ValueError(f"no table {name!r}")
+        try:
+            with store.lock:
+                dt = store.latest(spec)
+                dt.create_write_transaction(
+                    actions, mode="append", schema=dt.schema(), partition_by=list(spec.partition_by) or None
+                )
+        except Exception as exc:
+            raise storage_error(store.root, f"commit the batch to {spec.name}", exc) from exc
         versions[spec.name] = store.head(spec)
     return versions
 
@@ -199,9 +233,19 @@ def recover(store: RegionStore, now: Callable[[], datetime]) -> list[str]:
                 for spec in versioned_tables():
                     if store.exists(spec):
                         delete_rows(store, spec, f"batch_id = {sql_quote(batch)}")
+                delete_staged(store.root, _listed_files(record))
                 actions.append(f"deleted the rows of uncommitted batch {batch}")
         elif op == "erase":
             finish_erase(store, record, now)
             actions.append(f"finished erasure {record.get('erase_id')}")
         store.delete_file(path)
     return actions
+
+
+def _listed_files(record: Mapping[str, Any]) -> list[StagedFile]:
+    """The staged files a batch marker lists (``"files": [[table, path], ...]``)."""
+    out = []
+    for item in record.get("files") or ():
+        if isinstance(item, list) and len(item) == 2 and all(isinstance(x, str) for x in item):
+            out.append(StagedFile(item[0], item[1], 0, (), 0, "{}", 0))
+    return out

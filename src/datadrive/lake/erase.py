@@ -316,11 +316,7 @@ def finish_erase(store: RegionStore, plan: Mapping[str, Any], now: Callable[[], 
         version = store.lake_version()
         removed = 0
         for spec in (*versioned_tables(), INGESTS):
-            removed += len(
-                store.table(spec).vacuum(
-                    retention_hours=0, dry_run=False, enforce_retention_duration=False, full=True
-                )
-            )
+            removed += store.vacuum(spec, retention_hours=0)
     except StorageError:
         raise
     except Exception as exc:

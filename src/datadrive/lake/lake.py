@@ -19,6 +19,7 @@ appends an audit row before it does. The work itself is delegated: ingest
 from __future__ import annotations
 
 import os
+import threading
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
@@ -70,6 +71,8 @@ class Lake:
         self.config = config
         self.principal = principal
         self._access = Access(config, principal, clock)
+        self._latest: dict[str, Snapshot] = {}
+        self._latest_lock = threading.Lock()
 
     @property
     def access(self) -> Access:
@@ -103,6 +106,11 @@ class Lake:
     def snapshot(self, region: str | None = None, version: int | None = None) -> Snapshot:
         """A read-only view of ``region`` at lake ``version`` (latest by default).
 
+        A snapshot of the latest lake version is kept and handed out again
+        while that version stays the latest, with its open tables and SQL
+        session (a long-lived process, a service, pays for opening a version
+        once); every read through it is still judged and audited.
+
         Raises:
             ResidencyError: if the principal's home region may not read the
                 region's raw data (audited).
@@ -115,6 +123,13 @@ class Lake:
         what = "snapshot" if version is None else f"snapshot v{version}"
         a.check_raw_read(rc, "read", what)
         store = a.store(name)
+        latest = store.lake_version()
+        tenants = a.visible_tenants(name)
+        if version is None or version == latest:
+            with self._latest_lock:
+                kept = self._latest.get(name)
+            if kept is not None and kept.version == latest and kept.tenants == tenants:
+                return kept
         lv = store.resolve(version)
 
         def audit(action: str, obj: str, detail: Mapping[str, Any]) -> None:
@@ -123,9 +138,20 @@ class Lake:
         def refuse(action: str, obj: str, exc: Exception) -> Exception:
             return a.refuse(name, action, obj, exc, lv.version)
 
-        snap = Snapshot(store, lv, a.visible_tenants(name), audit, refuse)
+        snap = Snapshot(store, lv, tenants, audit, refuse)
         snap.check_readable()  # fail now, clearly, if the version's files were vacuumed
+        if lv.version == latest:
+            with self._latest_lock:
+                old, self._latest[name] = self._latest.get(name), snap
+            if old is not None and old is not snap:
+                old.close()
         return snap
+
+    def _forget_snapshots(self, region: str) -> None:
+        with self._latest_lock:
+            old = self._latest.pop(region, None)
+        if old is not None:
+            old.close()
 
     def sql(self, query: str, region: str | None = None, version: int | None = None) -> SqlResult:
         """Run one read-only query over ``region`` at ``version`` (see :mod:`datadrive.lake.sql`)."""
@@ -446,6 +472,7 @@ class Lake:
             )
         if erasure.is_empty:
             raise ConfigError("an erasure needs at least one criterion (ids, sources, inputs or a date)")
+        self._forget_snapshots(region)
         report = erase_region(a.store(region), erasure, a.clock)
         a.audit(
             region,
@@ -470,6 +497,7 @@ class Lake:
         """
         a = self._access
         a.check_raw_read(self.config.region(region), "optimize", "lake")
+        self._forget_snapshots(region)
         stats = optimize_region(
             a.store(region), a.clock, who=self.principal.name, vacuum_retention_hours=vacuum_retention_hours
         )

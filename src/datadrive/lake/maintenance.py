@@ -18,7 +18,7 @@ from datadrive.lake.erase import EraseReport, Erasure, finish_erase, ids_digest,
 from datadrive.lake.locks import region_lock
 from datadrive.lake.schema import AUDIT, INGESTS, versioned_tables
 from datadrive.lake.storage import storage_error
-from datadrive.lake.tables import RegionStore
+from datadrive.lake.tables import RegionStore, commit_record, table_configuration
 
 __all__ = ["erase_region", "optimize_region"]
 
@@ -50,7 +50,9 @@ def optimize_region(
     removes files no version younger than the retention needs, and files a
     crashed writer never committed (``full`` mode: the commit lock is held,
     so no writer has files in flight). The audit table is compacted under
-    its own lock and never vacuumed.
+    its own lock and never vacuumed. Tables made by an older datadrive get
+    the current table properties (checkpoints, kept logs), and every table
+    a checkpoint.
 
     Returns:
         Files added and removed per table, files vacuumed, and the lake version.
@@ -60,6 +62,7 @@ def optimize_region(
         store.ensure(now())
         commit.recover(store, now)
         try:
+            _upgrade_properties(store, now)
             for spec in (*versioned_tables(), INGESTS):
                 metrics = store.table(spec).optimize.compact()
                 stats[spec.name] = {
@@ -70,17 +73,13 @@ def optimize_region(
             commit.commit_version(store, "optimize", versions, now=now(), who=who)
             removed = 0
             for spec in (*versioned_tables(), INGESTS):
-                removed += len(
-                    store.table(spec).vacuum(
-                        retention_hours=vacuum_retention_hours,
-                        dry_run=False,
-                        enforce_retention_duration=False,
-                        full=True,
-                    )
-                )
+                removed += store.vacuum(spec, retention_hours=vacuum_retention_hours)
             stats["files_vacuumed"] = removed
             with region_lock(store.root, "audit"):
                 metrics = store.table(AUDIT).optimize.compact()
+                store.table(AUDIT).create_checkpoint()
+            for spec in (*versioned_tables(), INGESTS):
+                store.table(spec).create_checkpoint()
             stats["audit"] = {
                 "files_added": metrics.get("numFilesAdded"),
                 "files_removed": metrics.get("numFilesRemoved"),
@@ -91,3 +90,27 @@ def optimize_region(
             raise storage_error(store.root, "optimize", exc) from exc
         stats["lake_version"] = store.lake_version()
     return stats
+
+
+def _upgrade_properties(store: RegionStore, now: Callable[[], datetime]) -> None:
+    """Set the table properties this datadrive writes (checkpoints, kept logs) where they are missing.
+
+    The ledger's property change is a commit of ``ingests``, so it carries a
+    commit record (``settings``) pinning the same table versions: it is a
+    lake version like any other, with the same data.
+    """
+    from deltalake import CommitProperties
+
+    for spec in (*versioned_tables(), INGESTS, AUDIT):
+        dt = store.table(spec)
+        wanted = {k: v for k, v in table_configuration(spec).items() if k.startswith("delta.")}
+        have = dt.metadata().configuration or {}
+        missing = {k: v for k, v in wanted.items() if have.get(k) != v}
+        if not missing:
+            continue
+        props = None
+        if spec is INGESTS:
+            pinned = store.resolve(None).table_versions
+            record = commit_record("settings", pinned, now=now(), properties=sorted(missing))
+            props = CommitProperties(custom_metadata=record)
+        dt.alter.set_table_properties(missing, raise_if_not_exists=False, commit_properties=props)

@@ -75,6 +75,11 @@ class TableSpec:
         key_column: The id column erasure matches, with ``source``:
             ``scenario_id`` for per-scenario tables, ``telemetry_id`` for
             telemetry; ``None`` for the ledger and the audit log.
+        sql_cache: Whether a reused snapshot keeps the table's narrow
+            columns in memory for SQL (tables with one row per scenario or
+            input; see :class:`datadrive.lake.sql.SqlSession`).
+        wide_columns: Columns left out of that cache besides lists and
+            binaries (large text such as ``extras_json``).
     """
 
     name: str
@@ -83,6 +88,8 @@ class TableSpec:
     stats_columns: tuple[str, ...]
     description: str
     key_column: str | None = None
+    sql_cache: bool = False
+    wide_columns: tuple[str, ...] = ()
 
 
 def _extend(base: pa.Schema, extra: list[tuple[str, pa.DataType]]) -> pa.Schema:
@@ -130,6 +137,8 @@ SCENARIOS = TableSpec(
     stats_columns=("batch_id", "start_time_ns", "end_time_ns", "num_tracks", "num_steps"),
     description="datadrive: one row per scenario",
     key_column="scenario_id",
+    sql_cache=True,
+    wide_columns=("extras_json",),
 )
 
 TRACKS = TableSpec(
@@ -213,6 +222,7 @@ INGESTS = TableSpec(
     partition_by=("tenant",),
     stats_columns=("batch_id", "ingested_at"),
     description="datadrive: the commit log and idempotency ledger, one row per ingested input",
+    sql_cache=True,
 )
 
 AUDIT = TableSpec(

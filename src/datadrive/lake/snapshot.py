@@ -186,22 +186,42 @@ class Snapshot:
         """Run one read-only SQL query in DuckDB over this snapshot. Audited.
 
         The snapshot keeps one locked-down DuckDB session for all its
-        queries (see :class:`~datadrive.lake.sql.SqlSession` for the views
-        and what is refused).
+        queries; from the second on, scenario-level tables are answered from
+        memory (see :class:`~datadrive.lake.sql.SqlSession` for the views,
+        the cache and what is refused). The cache is dropped for good once
+        the region has erased or vacuumed anything since this lake version,
+        so erased rows are never answered from memory.
         """
         with self._lock:
             session = self._session
         if session is None:
             datasets = {name: self._dataset(name) for name in readable_tables()}
+            cacheable = {
+                name: spec.wide_columns
+                for name in readable_tables()
+                if (spec := table_spec(name)) is not None and spec.sql_cache
+            }
             with self._lock:
                 raw = dict(self._raw)
             native = {name: scan for name, d in raw.items() if (scan := parquet_scan(d, self.tenants))}
             with self._lock:
                 if self._session is None:
-                    self._session = SqlSession(datasets, native=native)
+                    self._session = SqlSession(datasets, cacheable=cacheable, native=native)
                 session = self._session
+        if not self._nothing_erased_since():
+            session.drop_cache()
         table = session.run(query, audit=self._audit, refuse=self._refuse)
         return SqlResult(table=table, region=self.region, version=self.version)
+
+    def _nothing_erased_since(self) -> bool:
+        """No erasure or vacuum (optimize) committed after this lake version."""
+        latest = self._store.lake_version()
+        if latest <= self.version:
+            return True
+        return not any(
+            v.version > self.version and v.operation in ("erase", "optimize")
+            for v in self._store.history(limit=latest - self.version)
+        )
 
     def close(self) -> None:
         """Release the SQL session (a snapshot that is dropped releases it too)."""

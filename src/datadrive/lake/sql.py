@@ -124,7 +124,7 @@ class ParquetScan:
         for keys, files in self.groups:
             values = dict(keys)
             cols = ", ".join(
-                f"{_literal(values[c])} AS {_ident(c)}" if c in values else _ident(c) for c in self.columns
+                f"{_literal(values[c])} AS {_quote(c)}" if c in values else _quote(c) for c in self.columns
             )
             listed = ", ".join(_literal(f) for f in files)
             parts.append(f"SELECT {cols} FROM read_parquet([{listed}], hive_partitioning = false)")
@@ -133,10 +133,6 @@ class ParquetScan:
 
 def _literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
-
-
-def _ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 def parquet_scan(data: ds.Dataset, tenants: Sequence[str]) -> ParquetScan | None:
@@ -192,59 +188,174 @@ class SqlResult:
     version: int
 
 
+_NARROW_MARKER = "datadrive-narrow-cache: column "
+"""Start of the error a cached table's uncached column raises (the query then runs on the datasets)."""
+
+_CACHE_AFTER_QUERIES = 2
+"""A session builds its cache at its second query: a one-shot process (``datadrive sql``) never pays it."""
+
+
+def _connect(allowed_paths: Sequence[str] = ()) -> Any:
+    """A DuckDB connection that may open no file but ``allowed_paths`` (and no extension)."""
+    import duckdb
+
+    con = duckdb.connect(
+        ":memory:",
+        config={
+            "autoinstall_known_extensions": False,
+            "autoload_known_extensions": False,
+            "allow_community_extensions": False,
+        },
+    )
+    # allowed_paths can only be set while external access is on; no user SQL has run yet
+    con.execute("SET allowed_paths = ?", [sorted(set(allowed_paths))])
+    con.execute("SET enable_external_access = false")
+    return con
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
 class SqlSession:
-    """A locked-down DuckDB connection over a set of Arrow datasets, for many queries.
+    """Locked-down DuckDB connections over a set of Arrow datasets, for many queries.
 
     The datasets are registered (scanned in place, no copy) and the views
     created once; then file access, extension loading and configuration
     changes are switched off for good. Queries are serialised (one DuckDB
-    connection), so a session may be shared between threads.
+    connection at a time), so a session may be shared between threads.
+
+    **The cache.** From its second query on, a session keeps the narrow
+    columns of the tables named in ``cacheable`` (one row per scenario or per
+    input: every column but lists, binaries and the ones listed as wide) as
+    DuckDB tables in memory, so scenario-level queries no longer open every
+    Parquet file of the table. A query runs there first; in that connection
+    a wide column of a cached table raises when it is evaluated (so
+    ``SELECT *`` or any use of a wide value cannot silently come back
+    short), and views that need one do not exist, so such a query, and any
+    other the cache cannot answer, runs again over the datasets. Answers are
+    the same either way; only the time differs.
+
+    **Native scans.** A table named in ``native`` (its permitted local
+    Parquet files, see :func:`parquet_scan`) is read by DuckDB's own Parquet
+    reader instead of its dataset (an order of magnitude faster for the
+    per-state tables); those files are the only ones the connections may
+    open. A table whose view cannot be created that way (a file without one
+    of its columns) falls back to its dataset.
 
     Args:
         datasets: Table name -> dataset (already pinned and tenant-filtered).
-        native: Table name -> its permitted local Parquet files (see
-            :func:`parquet_scan`): read by DuckDB directly instead of the
-            dataset, the only files the session may open. A table whose
-            view cannot be created that way (a file without one of its
-            columns) falls back to its dataset.
+        cacheable: Table name -> its wide columns, for the tables worth
+            caching.
+        native: Table name -> its permitted local Parquet files.
     """
 
     def __init__(
-        self, datasets: Mapping[str, ds.Dataset], *, native: Mapping[str, ParquetScan] | None = None
+        self,
+        datasets: Mapping[str, ds.Dataset],
+        *,
+        cacheable: Mapping[str, Sequence[str]] | None = None,
+        native: Mapping[str, ParquetScan] | None = None,
     ) -> None:
+        self._datasets = dict(datasets)
+        self._cacheable = {k: tuple(v) for k, v in (cacheable or {}).items() if k in self._datasets}
+        self._native = {k: v for k, v in (native or {}).items() if k in self._datasets}
+        self._full: Any = self._connection(self._datasets, cached={}, native=self._native)
+        self._fast: Any = None
+        self._queries = 0
+        self._cache_allowed = bool(self._cacheable)
+        self._lock = threading.Lock()
+        self.cache_hits = 0
+        """Queries answered from the cache so far."""
+
+    @staticmethod
+    def _connection(
+        datasets: Mapping[str, ds.Dataset],
+        cached: Mapping[str, tuple[list[str], list[str]]],
+        native: Mapping[str, ParquetScan],
+    ) -> Any:
+        """A locked-down connection: tables registered or read natively, cached tables materialised, views.
+
+        Args:
+            cached: Table name -> (narrow columns, all columns) for the tables
+                to hold in memory (the rest are scanned from their datasets
+                or, where ``native`` names them, their Parquet files).
+        """
         import duckdb
 
-        native = dict(native or {})
-        con = duckdb.connect(
-            ":memory:",
-            config={
-                "autoinstall_known_extensions": False,
-                "autoload_known_extensions": False,
-                "allow_community_extensions": False,
-            },
-        )
-        # allowed_paths can only be set while external access is on; no user SQL has run yet
-        con.execute("SET allowed_paths = ?", [sorted({p for scan in native.values() for p in scan.paths})])
-        con.execute("SET enable_external_access = false")
+        con = _connect([p for scan in native.values() for p in scan.paths])
         for name, data in datasets.items():
+            if name in cached:
+                continue
             scan = native.get(name)
             if scan is not None:
                 try:
-                    con.execute(f"CREATE VIEW {_ident(name)} AS {scan.select()}")
+                    con.execute(f"CREATE VIEW {_quote(name)} AS {scan.select()}")
                     continue
                 except duckdb.Error:
-                    pass
+                    pass  # a file without one of the table's columns: read it through Arrow
             con.register(name, data)
+        wide_types: dict[str, dict[str, str]] = {}
+        for name, (narrow, columns) in cached.items():
+            source = f"__datadrive_source_{name}"
+            con.register(source, datasets[name])
+            types = {
+                row[0]: row[1] for row in con.execute(f"DESCRIBE SELECT * FROM {_quote(source)}").fetchall()
+            }
+            wide_types[name] = {c: types[c] for c in columns if c not in narrow}
+            selected = ", ".join(_quote(c) for c in narrow)
+            cache = _quote(f"__datadrive_cache_{name}")
+            con.execute(f"CREATE TABLE {cache} AS SELECT {selected} FROM {_quote(source)}")
+            con.unregister(source)
+            con.execute(f"CREATE VIEW {_quote(name)} AS SELECT {selected} FROM {cache}")
         for name, body in VIEWS.items():
-            con.execute(f"CREATE VIEW {name} AS {body}")
+            try:
+                con.execute(f"CREATE VIEW {name} AS {body}")
+            except duckdb.BinderException:
+                if not cached:
+                    raise
+                # the view needs a column the cache does not hold: queries on it use the datasets
+        for name, (narrow, columns) in cached.items():
+            parts = [
+                _quote(c)
+                if c in narrow
+                else f"CAST(error('{_NARROW_MARKER}{c}') AS {wide_types[name][c]}) AS {_quote(c)}"
+                for c in columns
+            ]
+            body = ", ".join(parts)
+            cache = _quote(f"__datadrive_cache_{name}")
+            con.execute(f"CREATE OR REPLACE VIEW {_quote(name)} AS SELECT {body} FROM {cache}")
         con.execute("SET lock_configuration = true")
-        self._con: Any = con
-        self._lock = threading.Lock()
+        return con
+
+    def _build_cache(self) -> None:
+        cached: dict[str, tuple[list[str], list[str]]] = {}
+        for name, wide in self._cacheable.items():
+            schema = self._datasets[name].schema
+            narrow = [f.name for f in schema if f.name not in wide and not _is_wide_type(f.type)]
+            cached[name] = (narrow, list(schema.names))
+        self._fast = self._connection(self._datasets, cached, self._native)
+
+    def drop_cache(self) -> None:
+        """Stop answering from the cache (and free it): every later query scans the datasets."""
+        with self._lock:
+            self._cache_allowed = False
+            if self._fast is not None:
+                self._fast.close()
+                self._fast = None
+
+    @property
+    def cached(self) -> bool:
+        """Whether the cache is built and in use."""
+        return self._fast is not None
 
     def close(self) -> None:
-        """Close the connection."""
+        """Close the connections."""
         with self._lock:
-            self._con.close()
+            self._full.close()
+            if self._fast is not None:
+                self._fast.close()
+                self._fast = None
 
     def run(
         self,
@@ -267,9 +378,8 @@ class SqlSession:
         digest = hashlib.sha256(text.encode()).hexdigest()
         shown = text if len(text) <= 2000 else text[:2000] + "..."
         with self._lock:
-            con = self._con
             try:
-                statements = con.extract_statements(text)
+                statements = self._full.extract_statements(text)
             except duckdb.Error as exc:
                 raise LakeError(f"SQL error: {exc}") from exc
             if not statements:
@@ -292,18 +402,74 @@ class SqlSession:
                     shown,
                     AccessDeniedError(f"{kind} is refused: SQL over the lake is read-only (SELECT only)"),
                 )
-            try:
-                relation = con.sql(text)
-                table = relation.to_arrow_table() if relation is not None else pa.table({})
-            except duckdb.PermissionException as exc:
-                raise refuse(
-                    "sql",
-                    shown,
-                    ResidencyError(
-                        f"the query tried to reach files outside the lake's tables, which is refused ({exc})"
-                    ),
-                ) from exc
-            except duckdb.Error as exc:
-                raise LakeError(f"SQL error: {exc}") from exc
+            self._queries += 1
+            if self._fast is None and self._cache_allowed and self._queries >= _CACHE_AFTER_QUERIES:
+                self._build_cache()
+            table = None
+            if self._fast is not None:
+                table = self._try(self._fast, text, shown, refuse, cached=True)
+                self.cache_hits += table is not None
+            if table is None:
+                table = self._try(self._full, text, shown, refuse, cached=False)
+            assert table is not None
         audit("sql", shown, {"rows": table.num_rows, "sha256": digest})
         return table
+
+    def _vacuumed(self) -> int:
+        """How many of the natively read files are gone (vacuumed after an erasure or by retention)."""
+        import os
+
+        return sum(1 for scan in self._native.values() for f in scan.paths if not os.path.exists(f))
+
+    def _try(
+        self,
+        con: Any,
+        text: str,
+        shown: str,
+        refuse: Callable[[str, str, Exception], Exception],
+        *,
+        cached: bool,
+    ) -> pa.Table | None:
+        """The query's rows from ``con``; ``None`` if the cache (``cached``) cannot answer it."""
+        import duckdb
+
+        try:
+            relation = con.sql(text)
+            return relation.to_arrow_table() if relation is not None else pa.table({})
+        except duckdb.PermissionException as exc:
+            # DuckDB reads a missing file's path as a pattern, which the lock-down refuses
+            gone = self._vacuumed()
+            if gone:
+                raise LakeError(
+                    f"SQL error: {gone} files of this lake version were removed by vacuum (erasure or "
+                    "retention); read a later lake version"
+                ) from exc
+            raise refuse(
+                "sql",
+                shown,
+                ResidencyError(
+                    f"the query tried to reach files outside the lake's tables, which is refused ({exc})"
+                ),
+            ) from exc
+        except (duckdb.CatalogException, duckdb.BinderException) as exc:
+            if cached:
+                return None
+            raise LakeError(f"SQL error: {exc}") from exc
+        except duckdb.InvalidInputException as exc:
+            if cached and _NARROW_MARKER in str(exc):
+                return None
+            raise LakeError(f"SQL error: {exc}") from exc
+        except duckdb.Error as exc:
+            raise LakeError(f"SQL error: {exc}") from exc
+
+
+def _is_wide_type(t: pa.DataType) -> bool:
+    return bool(
+        pa.types.is_list(t)
+        or pa.types.is_large_list(t)
+        or pa.types.is_fixed_size_list(t)
+        or pa.types.is_binary(t)
+        or pa.types.is_large_binary(t)
+        or pa.types.is_struct(t)
+        or pa.types.is_map(t)
+    )

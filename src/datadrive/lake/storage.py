@@ -62,6 +62,10 @@ class StorageRoot:
     def __repr__(self) -> str:  # options may hold credentials: never print them
         return f"StorageRoot({self.uri!r})"
 
+    def __reduce__(self) -> tuple[type[StorageRoot], tuple[str, dict[str, str]]]:
+        # Rebuilt from plain values: ingest workers write the region's data files.
+        return (type(self), (self.uri, dict(self.options)))
+
     @property
     def is_local(self) -> bool:
         """Whether the root is a folder on this machine."""
@@ -205,7 +209,7 @@ _ERRNO_TEXT = {
     errno.EROFS: "the file system is read-only",
     errno.EIO: "input/output error",
 }
-_OS_ERROR = re.compile(r"os error (\d+)")
+_OS_ERROR = re.compile(r"(?:os error|errno) (\d+)", re.IGNORECASE)
 
 
 def storage_error(root: StorageRoot, action: str, exc: BaseException) -> StorageError:
