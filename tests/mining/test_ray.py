@@ -38,7 +38,8 @@ def test_ray_index_equals_inline(samples: Path, tmp_path: Path, ray_cluster: Ray
     assert report.indexed == report.tagged == 3
     index_region(inline, "eu-central")
     for q in (
-        "SELECT scenario_id, track_id, step, speed_mps, accel_mps2, lane_id FROM mining_states ORDER BY 1, 2, 3",
+        "SELECT scenario_id, track_id, step, speed_mps, accel_mps2, lane_id FROM mining_states "
+        "ORDER BY 1, 2, 3",
         "SELECT scenario_id, event_type, actor_track_id, start_ns, severity FROM events ORDER BY 1, 2, 3, 4",
     ):
         assert on_ray.sql(q, "eu-central").table.equals(inline.sql(q, "eu-central").table)

@@ -23,6 +23,8 @@ COMMAND_MODULES = (
     "datadrive.cli.lake",  # ingest, sql, lake ...
     "datadrive.cli.mining",  # mine, events, index
     "datadrive.cli.sim",  # simulate, fleet generate
+    "datadrive.cli.curate",  # dataset create|show|list|diff|cache
+    "datadrive.cli.train",  # train, evaluate
 )
 """Modules whose ``register(app)`` adds commands, in the order ``--help`` lists them."""
 
