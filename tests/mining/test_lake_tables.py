@@ -178,6 +178,7 @@ def test_tenants_see_only_what_they_may_and_residency_holds(lake: Lake, tmp_path
         lake.append_derived_tables("cn-north", {"mining_index": eu.table("mining_index")}, derived_from=eu)
 
 
+@pytest.mark.slow
 def test_process_pool_gives_the_same_rows_as_inline(lake: Lake, tmp_path: Path, samples: Path) -> None:
     twin = Lake(_config(tmp_path / "twin"), Principal("ana", "bmw", "eu-central"))
     src = tmp_path / "in1"

@@ -80,6 +80,11 @@ class TableSpec:
             input; see :class:`datadrive.lake.sql.SqlSession`).
         wide_columns: Columns left out of that cache besides lists and
             binaries (large text such as ``extras_json``).
+        row_group_rows: Rows per Parquet row group when the lake writes
+            the table (append, erasure rewrite, optimize); ``None``: the
+            writer's default (one group per file, up to a million rows).
+            Smaller groups let a reader skip more by min/max statistics and
+            scan a file in parallel: worth it for big per-state tables.
     """
 
     name: str
@@ -90,6 +95,7 @@ class TableSpec:
     key_column: str | None = None
     sql_cache: bool = False
     wide_columns: tuple[str, ...] = ()
+    row_group_rows: int | None = None
 
 
 def _extend(base: pa.Schema, extra: list[tuple[str, pa.DataType]]) -> pa.Schema:
@@ -272,6 +278,7 @@ def derived_table(
     *,
     description: str,
     stats_columns: tuple[str, ...] = (),
+    row_group_rows: int | None = None,
 ) -> TableSpec:
     """A per-scenario table: :data:`DERIVED_COLUMNS`, then ``columns``, partitioned by tenant and source.
 
@@ -281,6 +288,7 @@ def derived_table(
         description: One line for the table's Delta metadata.
         stats_columns: Non-identifying columns to keep Delta statistics for
             (``batch_id`` always is).
+        row_group_rows: Rows per Parquet row group (see :class:`TableSpec`).
     """
     own = [pa.field(n, t) for n, t in columns]
     clash = {f.name for f in own} & {n for n, _ in DERIVED_COLUMNS}
@@ -293,6 +301,7 @@ def derived_table(
         stats_columns=("batch_id", *stats_columns),
         description=f"datadrive: {description}",
         key_column="scenario_id",
+        row_group_rows=row_group_rows,
     )
 
 
@@ -334,6 +343,7 @@ MINING_STATES = derived_table(
     ],
     description="mining: one row per valid scenario x track x step, kinematics and map context",
     stats_columns=("object_type", "step", "speed_mps", "accel_mps2"),
+    row_group_rows=131_072,  # DuckDB's own group size (122,880), rounded: pruning and parallel scans
 )
 """Mining's per-state index (``datadrive.mining.index``): unknown values are NULL, never NaN."""
 
