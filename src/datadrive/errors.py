@@ -23,12 +23,17 @@ The tree::
     │   ├── QueryError             an expression does not parse or names unknown things
     │   ├── DescriptionError       a description has words no rule can place
     │   └── TranslatorError        a language-model endpoint failed or answered garbage
+    ├── AssistantError             the in-car assistant cannot do what was asked
+    │   ├── UnknownVehicleError    no such vehicle (or drive) in the lake
+    │   ├── UnknownPlaceError      no such place on the map, or no route between places
+    │   └── EndpointError          a language-model endpoint failed, timed out or answered garbage
     ├── SimulationInputError       a scenario the simulator cannot run; names .scenario_id and .reason
     ├── LakeError                  storage-side failures
     │   ├── ResidencyError         raw data would leave its region
     │   ├── AccessDeniedError      a principal may not read or write this data
     │   ├── SchemaVersionError     a table written by a newer datadrive
     │   └── StorageError           the storage root refused a write (disk full, permissions)
+    │       └── StorageUnreachableError   an object store's endpoint does not answer
     ├── DatasetError               a curated dataset cannot be built, found or used
     │   └── EmptyDatasetError      its query matched no scenario
     ├── FeatureCacheError          a feature cache is missing, incomplete or unreadable
@@ -45,6 +50,7 @@ from os import PathLike
 
 __all__ = [
     "AccessDeniedError",
+    "AssistantError",
     "CacheVersionError",
     "CheckpointError",
     "ConfigError",
@@ -55,6 +61,7 @@ __all__ = [
     "DeviceError",
     "EmptyDatasetError",
     "EmptyLogError",
+    "EndpointError",
     "FeatureCacheError",
     "InputError",
     "InvalidValueError",
@@ -68,9 +75,12 @@ __all__ = [
     "SchemaVersionError",
     "SimulationInputError",
     "StorageError",
+    "StorageUnreachableError",
     "TrainingError",
     "TranslatorError",
     "UnknownFormatError",
+    "UnknownPlaceError",
+    "UnknownVehicleError",
     "UnsafePickleError",
     "UnsupportedFormatError",
     "ValidationError",
@@ -191,6 +201,22 @@ class TranslatorError(MiningError):
     """A language-model endpoint could not be reached, timed out, or answered something unusable."""
 
 
+class AssistantError(DatadriveError):
+    """The in-car assistant cannot do what was asked."""
+
+
+class UnknownVehicleError(AssistantError):
+    """The lake has no telemetry of the vehicle (or the drive) asked about."""
+
+
+class UnknownPlaceError(AssistantError):
+    """The map has no such place, or no drivable route between places."""
+
+
+class EndpointError(AssistantError):
+    """A language-model endpoint failed, timed out, or answered something unusable."""
+
+
 class SimulationInputError(DatadriveError):
     """A scenario the simulator cannot run (no lanes, NaN states, no ego, zero length, off the map).
 
@@ -226,6 +252,10 @@ class SchemaVersionError(LakeError):
 
 class StorageError(LakeError):
     """The storage root refused an operation (disk full, permission denied, ...)."""
+
+
+class StorageUnreachableError(StorageError):
+    """An object store's endpoint does not answer (connection refused, timed out, unknown host)."""
 
 
 class DatasetError(DatadriveError):

@@ -13,7 +13,7 @@ HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
-from sample_data import read_sample  # noqa: E402  (after the sys.path entry)
+from mining_sample_data import read_sample  # noqa: E402  (after the sys.path entry)
 
 
 @pytest.fixture(scope="session")

@@ -78,7 +78,9 @@ def init_cmd(
     folder: Annotated[Path, typer.Argument(help="Folder for datadrive.toml (and local region roots).")],
     region: Annotated[
         list[str] | None,
-        typer.Option("--region", help="NAME=ROOT (a folder, relative to FOLDER, or s3://...). Repeatable."),
+        typer.Option(
+            "--region", help="NAME=ROOT (a folder relative to FOLDER, s3://..., az://...). Repeatable."
+        ),
     ] = None,
     tenant: Annotated[list[str] | None, typer.Option("--tenant", help="Tenant name. Repeatable.")] = None,
     user: Annotated[
@@ -165,11 +167,9 @@ def ingest_cmd(
     tasks: dict[str, Any] = {}
 
     def on_event(e: IngestEvent) -> None:
-        label = {"hash": "hashing", "read": "reading", "commit": "committing"}.get(e.stage)
-        if label is None:
+        if e.stage not in ("read", "commit"):
             return
-        if e.stage == "commit":
-            label, e = "reading", IngestEvent("read", e.done, e.total, e.message)
+        label = "reading"  # a commit reports how far reading got when it landed
         if label not in tasks:
             tasks[label] = progress.add_task(label, total=e.total)
         progress.update(tasks[label], completed=e.done, total=e.total)

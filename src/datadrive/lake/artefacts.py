@@ -22,14 +22,25 @@ from typing import TYPE_CHECKING, Any
 
 from datadrive.errors import AccessDeniedError, ConfigError, LakeError, ResidencyError, StorageError
 from datadrive.lake.access import Access
-from datadrive.lake.config import DERIVED_KINDS, EXTERNAL
+from datadrive.lake.config import DERIVED_KINDS, EXTERNAL, RegionConfig
 from datadrive.lake.schema import TABLES
 from datadrive.lake.storage import StorageRoot, storage_error
 
 if TYPE_CHECKING:
     from datadrive.lake.snapshot import Snapshot
 
-__all__ = ["ExportReport", "export", "put_derived", "read_artefact", "write_artefact"]
+__all__ = [
+    "ExportReport",
+    "authorize_transfer",
+    "check_derived_read",
+    "export",
+    "list_derived",
+    "local_derived_dir",
+    "put_derived",
+    "read_artefact",
+    "read_derived",
+    "write_artefact",
+]
 
 
 @dataclass(frozen=True)
@@ -238,3 +249,152 @@ def _export_table(
     access.audit(region, "export", target, snap.version, "ok", {"rows": rows.num_rows})
     access.audit(to, "import", f"{obj} <- {region}", None, "ok", {"rows": rows.num_rows})
     return ExportReport(obj, region, to, uri, rows.num_rows)
+
+
+# --------------------------------------------------------------------------- reading artefacts
+
+
+def _kind_known(kind: str) -> None:
+    if kind not in DERIVED_KINDS:
+        raise ConfigError(f"unknown derived kind {kind!r}; known: {', '.join(DERIVED_KINDS)}")
+
+
+def check_derived_read(access: Access, region: RegionConfig, kind: str, obj: str) -> None:
+    """A derived artefact may be read at home, or from a region its kind may be exported to (audited)."""
+    access.check_tenant(region.name, "read", obj)
+    home = access.principal.home_region
+    if home == region.name or (kind in region.export.derived and home in region.export.to):
+        return
+    raise access.refuse(
+        region.name,
+        "read",
+        obj,
+        ResidencyError(
+            f"{access.principal.name} is in {home}; {kind} artefacts of region {region.name} may not be "
+            f"read from there (its policy lets {', '.join(sorted(region.export.derived)) or 'no'} "
+            f"artefacts go to {', '.join(sorted(region.export.to)) or 'nowhere'})"
+        ),
+    )
+
+
+def list_derived(access: Access, region: str, kind: str, prefix: str = "") -> list[str]:
+    """Names of the derived artefacts of ``kind`` in ``region`` (see ``Lake.list_derived``)."""
+    import pyarrow.fs as pafs
+
+    _kind_known(kind)
+    rc = access.config.region(region)
+    obj = f"derived/{kind}/{prefix}"
+    check_derived_read(access, rc, kind, obj)
+    root = access.store(region).root
+    fs = root.filesystem()
+    base = root.path("derived", kind)
+    try:
+        infos = fs.get_file_info(pafs.FileSelector(base, recursive=True, allow_not_found=True))
+    except Exception as exc:
+        raise storage_error(root, f"list {obj}", exc) from exc
+    names = sorted(
+        f"derived/{kind}/{info.path[len(base) + 1 :]}"
+        for info in infos
+        if info.type == pafs.FileType.File and not info.path.endswith(".provenance.json")
+    )
+    out = [n for n in names if n.startswith(obj)]
+    access.audit(region, "list", obj, None, "ok", {"artefacts": len(out)})
+    return out
+
+
+def read_derived(access: Access, region: str, obj: str) -> tuple[bytes, dict[str, Any]]:
+    """A derived artefact's bytes and provenance (see :meth:`datadrive.lake.Lake.read_derived`)."""
+    parts = obj.split("/")
+    if len(parts) < 3 or parts[0] != "derived" or parts[1] not in DERIVED_KINDS:
+        raise LakeError(f"{obj!r} is not a derived artefact (derived/<kind>/<name>)")
+    rc = access.config.region(region)
+    check_derived_read(access, rc, parts[1], obj)
+    data, provenance = read_artefact(access.store(region).root, obj)
+    if provenance.get("tenant") not in access.visible_tenants(region):
+        raise access.refuse(
+            region, "read", obj, AccessDeniedError(f"{obj} belongs to tenant {provenance.get('tenant')!r}")
+        )
+    access.audit(region, "read", obj, None, "ok", {"bytes": len(data)})
+    return data, provenance
+
+
+def local_derived_dir(
+    access: Access, region: str, kind: str, name: str, *, derived_from: Snapshot | None = None
+) -> Path:
+    """A local folder for a derived artefact of many files (see ``Lake.local_derived_dir``)."""
+    _kind_known(kind)
+    rc = access.config.region(region)
+    obj = f"derived/{kind}/{name}"
+    access.check_tenant(region, "derive", obj)
+    if derived_from is not None and derived_from.region != region:
+        raise access.refuse(
+            derived_from.region,
+            "export",
+            f"{obj} -> {region}",
+            ResidencyError(
+                f"an artefact derived from region {derived_from.region} must stay in "
+                f"{derived_from.region}; it cannot be materialised in {region}"
+            ),
+        )
+    root = access.store(region).root
+    if not root.is_local:
+        raise ConfigError(
+            f"region {region} is stored at {root.uri}: a local folder is needed for {obj} "
+            "(give the command a local cache folder)"
+        )
+    path = Path(root.path("derived", kind, *name.split("/")))
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        prov = path.with_name(path.name + ".provenance.json")
+        if not prov.exists():
+            prov.write_text(
+                json.dumps(
+                    {
+                        "kind": kind,
+                        "tenant": access.principal.tenant,
+                        "region": rc.name,
+                        "derived_from": None
+                        if derived_from is None
+                        else {"region": derived_from.region, "lake_version": derived_from.version},
+                        "created_by": access.principal.name,
+                        "created_at": access.clock().isoformat(),
+                    },
+                    indent=2,
+                )
+            )
+    except OSError as exc:
+        raise StorageError(f"cannot create {path}: {exc.strerror or exc}") from exc
+    access.audit(region, "derive", obj, None if derived_from is None else derived_from.version, "ok", {})
+    return path
+
+
+# --------------------------------------------------------------------------- transfers out of the tables
+
+
+def authorize_transfer(access: Access, region: str, to: str, obj: str, *, kind: str = "raw") -> None:
+    """Judge (and audit) sending a region's data elsewhere (see ``Lake.authorize_transfer``)."""
+    rc = access.config.region(region)
+    access.check_tenant(region, "export", obj)
+    target = f"{obj} -> {to}"
+    if to != region:
+        if kind == "raw":
+            allowed = to in rc.export.raw_to
+            why = f"its policy lets raw data go to: {', '.join(sorted(rc.export.raw_to)) or 'nowhere'}"
+        else:
+            if kind not in DERIVED_KINDS:
+                raise ConfigError(f"unknown derived kind {kind!r}; known: raw, {', '.join(DERIVED_KINDS)}")
+            allowed = kind in rc.export.derived and to in rc.export.to
+            kinds = ", ".join(sorted(rc.export.derived)) or "no"
+            where = ", ".join(sorted(rc.export.to)) or "nowhere"
+            why = f"its policy lets {kinds} artefacts go to {where}"
+        if not allowed:
+            raise access.refuse(
+                region,
+                "export",
+                target,
+                ResidencyError(
+                    f"{obj} is {'data' if kind == 'raw' else kind} of region {region}; "
+                    f"sending it to {to} would export it, and {why}"
+                ),
+            )
+    access.audit(region, "export", target, None, "ok", {"kind": kind})

@@ -2,22 +2,29 @@
 
 The pipeline, for ``datadrive ingest PATH... --region R --tenant T``:
 
-1. **Discover** every input under the paths (one unit per file, or per folder
-   for folder-shaped formats); every path and unclaimed file is accounted for.
-2. **Hash** every unit in the engine (a file's SHA-256; a folder's over all its
-   files): ``(tenant, sha256)`` is the idempotency key.
-3. **Skip** units already in the region's ledger (``ingests``) or repeated in
-   this run: reported as duplicates, not read again.
-4. **Read** the rest in the engine; each worker reads one unit with its
-   adapter, stamps region and tenant, pseudonymises identifiers, publishes
-   coordinates in the region's datum, and returns Arrow rows, or the reason
-   it failed. One bad file never stops the run.
-5. **Commit** in batches under the region's commit lock: re-check the ledger
-   (another process may have ingested the same file meanwhile), write the
-   data tables, then the ledger rows with the pinned table versions — the
-   lake commit (:mod:`datadrive.lake.commit`). A crash anywhere leaves the
-   lake at its previous version; the rows written before the crash are
-   invisible and deleted by the next commit.
+1. **Discover** every input under the paths (:meth:`Registry.scan
+   <datadrive.sources.Registry.scan>`: one unit per file, or per folder for
+   folder-shaped formats); every path and unclaimed file is accounted for.
+   The inputs are put in batches, largest first, before any is read.
+2. **Read** each input in the engine, one pass (:class:`UnitReader`): the
+   worker hashes it where it must (a folder; a file when the ledger holds
+   anything, so that an input already there is a duplicate without being
+   read), reads it through the shared read path, stamps region and tenant,
+   pseudonymises identifiers, publishes coordinates in the region's datum,
+   converts the records to rows and writes them as staged Parquet files of
+   its batch (:mod:`datadrive.lake.staging`), or reports why it failed. One
+   bad file never stops the run. ``(tenant, sha256)`` is the idempotency key.
+3. **Commit** each batch once its inputs are done, in a background thread
+   while the workers go on, under the region's commit lock: re-check the
+   ledger (another process may have ingested the same file meanwhile) and
+   the scenario ids, add the batch's files to the data tables, then the
+   ledger rows with the pinned table versions — the lake commit
+   (:mod:`datadrive.lake.commit`). A crash anywhere leaves the lake at its
+   previous version; the rows written before the crash are invisible and
+   deleted by the next commit.
+
+In-memory records (:func:`ingest_records`) take the same path from step 2's
+conversion on.
 """
 
 from __future__ import annotations
@@ -178,7 +185,8 @@ class IngestEvent:
     """Progress of a run, for a progress bar.
 
     Attributes:
-        stage: ``discover``, ``hash``, ``read`` or ``commit``.
+        stage: ``discover``, ``read`` (an input read, converted and written) or
+            ``commit`` (a batch committed).
         done: Units finished in this stage.
         total: Units in this stage.
         message: One line about the latest step.

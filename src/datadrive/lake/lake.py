@@ -18,7 +18,6 @@ appends an audit row before it does. The work itself is delegated: ingest
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 import uuid
@@ -37,7 +36,7 @@ from datadrive.lake.access import Access, utc_now
 from datadrive.lake.artefacts import ExportReport
 from datadrive.lake.audit import AuditVerification
 from datadrive.lake.check import CheckReport, check_region
-from datadrive.lake.config import DERIVED_KINDS, LakeConfig, Principal, RegionConfig
+from datadrive.lake.config import LakeConfig, Principal
 from datadrive.lake.erase import EraseReport, Erasure
 from datadrive.lake.ingest import (
     Committed,
@@ -52,7 +51,6 @@ from datadrive.lake.maintenance import erase_region, optimize_region
 from datadrive.lake.schema import DERIVED_COLUMNS, conform, derived_tables
 from datadrive.lake.snapshot import Snapshot
 from datadrive.lake.sql import SqlResult
-from datadrive.lake.storage import storage_error
 from datadrive.lake.tables import LakeVersion, RegionStore
 from datadrive.sources.base import Record, Registry
 
@@ -84,6 +82,14 @@ class Lake:
 
     def _store(self, region: str) -> RegionStore:
         return self._access.store(region)
+
+    def region_name(self, region: str | None = None) -> str:
+        """``region``, or else the principal's home region, or else the lake's only region.
+
+        Raises:
+            ConfigError: if none of these decides it.
+        """
+        return self._access.region_name(region)
 
     # ------------------------------------------------------------------ set-up
 
@@ -532,50 +538,12 @@ class Lake:
         """
         return artefacts.put_derived(self._access, region, kind, name, data, derived_from=derived_from)
 
-    def _check_derived_read(self, region: RegionConfig, kind: str, obj: str) -> None:
-        """A derived artefact may be read at home, or from a region its kind may be exported to."""
-        self._access.check_tenant(region.name, "read", obj)
-        home = self.principal.home_region
-        if home == region.name or (kind in region.export.derived and home in region.export.to):
-            return
-        raise self._access.refuse(
-            region.name,
-            "read",
-            obj,
-            ResidencyError(
-                f"{self.principal.name} is in {home}; {kind} artefacts of region {region.name} may not be "
-                f"read from there (its policy lets {', '.join(sorted(region.export.derived)) or 'no'} "
-                f"artefacts go to {', '.join(sorted(region.export.to)) or 'nowhere'})"
-            ),
-        )
-
     def list_derived(self, region: str, kind: str, prefix: str = "") -> list[str]:
         """Names of the derived artefacts of ``kind`` in ``region`` (``derived/<kind>/<name>``), sorted.
 
         Provenance files are not listed. Audited; judged like :meth:`read_derived`.
         """
-        import pyarrow.fs as pafs
-
-        if kind not in DERIVED_KINDS:
-            raise ConfigError(f"unknown derived kind {kind!r}; known: {', '.join(DERIVED_KINDS)}")
-        rc = self.config.region(region)
-        obj = f"derived/{kind}/{prefix}"
-        self._check_derived_read(rc, kind, obj)
-        root = self._store(region).root
-        fs = root.filesystem()
-        base = root.path("derived", kind)
-        try:
-            infos = fs.get_file_info(pafs.FileSelector(base, recursive=True, allow_not_found=True))
-        except Exception as exc:
-            raise storage_error(root, f"list {obj}", exc) from exc
-        names = sorted(
-            f"derived/{kind}/{info.path[len(base) + 1 :]}"
-            for info in infos
-            if info.type == pafs.FileType.File and not info.path.endswith(".provenance.json")
-        )
-        out = [n for n in names if n.startswith(obj)]
-        self._access.audit(region, "list", obj, None, "ok", {"artefacts": len(out)})
-        return out
+        return artefacts.list_derived(self._access, region, kind, prefix)
 
     def read_derived(self, region: str, obj: str) -> tuple[bytes, dict[str, Any]]:
         """A derived artefact's bytes and provenance.
@@ -584,21 +552,7 @@ class Lake:
         kind may be exported to (reading it from there is an export).
         Audited; a refusal raises :class:`ResidencyError` and is audited.
         """
-        parts = obj.split("/")
-        if len(parts) < 3 or parts[0] != "derived" or parts[1] not in DERIVED_KINDS:
-            raise LakeError(f"{obj!r} is not a derived artefact (derived/<kind>/<name>)")
-        rc = self.config.region(region)
-        self._check_derived_read(rc, parts[1], obj)
-        data, provenance = artefacts.read_artefact(self._store(region).root, obj)
-        if provenance.get("tenant") not in self.config.visible_tenants(self.principal.tenant, region):
-            raise self._access.refuse(
-                region,
-                "read",
-                obj,
-                AccessDeniedError(f"{obj} belongs to tenant {provenance.get('tenant')!r}"),
-            )
-        self._access.audit(region, "read", obj, None, "ok", {"bytes": len(data)})
-        return data, provenance
+        return artefacts.read_derived(self._access, region, obj)
 
     def local_derived_dir(
         self, region: str, kind: str, name: str, *, derived_from: Snapshot | None = None
@@ -614,71 +568,7 @@ class Lake:
             ResidencyError: if ``derived_from`` is a snapshot of another region (audited).
             ConfigError: if the region's root is not a local folder.
         """
-        if kind not in DERIVED_KINDS:
-            raise ConfigError(f"unknown derived kind {kind!r}; known: {', '.join(DERIVED_KINDS)}")
-        rc = self.config.region(region)
-        obj = f"derived/{kind}/{name}"
-        self._access.check_tenant(region, "derive", obj)
-        if derived_from is not None and derived_from.region != region:
-            raise self._access.refuse(
-                derived_from.region,
-                "export",
-                f"{obj} -> {region}",
-                ResidencyError(
-                    f"an artefact derived from region {derived_from.region} must stay in "
-                    f"{derived_from.region}; it cannot be materialised in {region}"
-                ),
-            )
-        root = self._store(region).root
-        if not root.is_local:
-            raise ConfigError(
-                f"region {region} is stored at {root.uri}: a local folder is needed for {obj} "
-                "(give the command a local cache folder)"
-            )
-        path = Path(root.path("derived", kind, *name.split("/")))
-        try:
-            path.mkdir(parents=True, exist_ok=True)
-            prov = path.with_name(path.name + ".provenance.json")
-            if not prov.exists():
-                prov.write_text(
-                    json.dumps(
-                        {
-                            "kind": kind,
-                            "tenant": self.principal.tenant,
-                            "region": rc.name,
-                            "derived_from": None
-                            if derived_from is None
-                            else {"region": derived_from.region, "lake_version": derived_from.version},
-                            "created_by": self.principal.name,
-                            "created_at": self._access.clock().isoformat(),
-                        },
-                        indent=2,
-                    )
-                )
-        except OSError as exc:
-            raise StorageError(f"cannot create {path}: {exc.strerror or exc}") from exc
-        self._access.audit(
-            region, "derive", obj, None if derived_from is None else derived_from.version, "ok", {}
-        )
-        return path
-
-    def audit_event(
-        self,
-        region: str,
-        action: str,
-        obj: str,
-        *,
-        lake_version: int | None = None,
-        outcome: str = "ok",
-        detail: Mapping[str, Any] | None = None,
-    ) -> None:
-        """Append one row to the region's audit log for work done outside the lake (a training run).
-
-        A refusal a higher layer decides (a dataset materialised in the wrong
-        region) is recorded with ``outcome="refused"``.
-        """
-        self.config.region(region)
-        self._access.audit(region, action, obj, lake_version, outcome, detail)
+        return artefacts.local_derived_dir(self._access, region, kind, name, derived_from=derived_from)
 
     def export(
         self, obj: str, *, region: str, to: str, dest_path: str | os.PathLike[str] | None = None
@@ -699,3 +589,55 @@ class Lake:
         return artefacts.export(
             self._access, obj, region=region, to=to, dest_path=dest_path, snapshot=self.snapshot
         )
+
+    # ------------------------------------------------------------------ transfers and records
+
+    def authorize_transfer(self, region: str, to: str, obj: str, *, kind: str = "raw") -> None:
+        """Judge (and audit) sending data of ``region`` somewhere other than a table or artefact copy.
+
+        A language model endpoint, a partner's API: anything that receives a
+        region's data, or anything derived from it, is judged like an export
+        (``DESIGN.md``: the context sent to a model inherits the region).
+        Staying in the region is always allowed; raw data may go only where
+        ``export.raw_to`` lists the destination; a derived ``kind`` only
+        where ``export.derived`` lists the kind and ``export.to`` the
+        destination. Both outcomes are audited (action ``export``).
+
+        Args:
+            region: Where the data lives.
+            to: The destination's region (or :data:`EXTERNAL`).
+            obj: What is sent, for the audit log (no identifiers in it).
+            kind: ``"raw"`` or one of :data:`DERIVED_KINDS`.
+
+        Raises:
+            ResidencyError: if the region's policy does not allow it (audited).
+        """
+        artefacts.authorize_transfer(self._access, region, to, obj, kind=kind)
+
+    def audit_event(
+        self,
+        region: str,
+        action: str,
+        obj: str,
+        *,
+        lake_version: int | None = None,
+        outcome: str = "ok",
+        detail: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Append one row to the region's audit log for work done outside the lake (a training run).
+
+        A refusal a higher layer decides (a dataset materialised in the wrong
+        region) is recorded with ``outcome="refused"``.
+        """
+        self.config.region(region)
+        self._access.audit(region, action, obj, lake_version, outcome, detail)
+
+    def record(self, region: str, action: str, obj: str, detail: Mapping[str, Any] | None = None) -> None:
+        """Append an audit row for an action done on the region's data outside the lake's own methods.
+
+        Layers above the lake that keep their own in-region records (the
+        assistant's conversations) audit their writes and erasures here.
+        """
+        self.config.region(region)
+        self._access.check_tenant(region, action, obj)
+        self._access.audit(region, action, obj, None, "ok", detail)

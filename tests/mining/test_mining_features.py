@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from build import C, P, V, line, road, scenario
+from mining_build import C, P, V, line, road, scenario
 
 from datadrive.core.geometry import PolylineIndex
 from datadrive.mining.context import ScenarioContext, mask_runs

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from build import OTHER, C, P, V, line, road, scenario
+from mining_build import OTHER, C, P, V, line, road, scenario
 
 from datadrive.mining.results import mine, select
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from build import P, V, line, road, scenario
+from mining_build import P, V, line, road, scenario
 
 from datadrive.mining.events import (
     EVENT_TYPES,

@@ -57,7 +57,7 @@ def lake(tmp_path: Path, samples: Path) -> Lake:
 
 def test_rows_have_one_schema_whatever_the_scenario(samples: Path, tmp_path: Path) -> None:
     """A map-only input (no track, one step) and a scenario without a map index side by side."""
-    from build import scenario
+    from mining_build import scenario
 
     from datadrive.mining.index import STATE_SCHEMA, state_table
 

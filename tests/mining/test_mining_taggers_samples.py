@@ -198,7 +198,7 @@ def test_stopped_in_lane_on_av2_is_still_and_inside_the_official_lane(sample, sa
 
 
 def test_unprotected_turns_on_interaction_cross_oncoming_traffic(sample, samples: Path) -> None:  # type: ignore[no-untyped-def]
-    from sample_data import read_sample
+    from mining_sample_data import read_sample
 
     found = 0
     for s in read_sample(samples, "interaction")[:14]:
