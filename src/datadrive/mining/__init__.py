@@ -10,7 +10,10 @@ turns plain-English descriptions into queries
 (:mod:`~datadrive.mining.describe`, optionally :mod:`~datadrive.mining.llm`),
 writes RefAV submissions (:mod:`~datadrive.mining.refav`), renders hits
 (:mod:`~datadrive.mining.render`) and runs all of it over lake snapshots
-(:mod:`~datadrive.mining.api`). ``docs/mining.md`` is the user guide, with
+(:mod:`~datadrive.mining.api`).
+Other layers call :func:`tag_lake` (bring a region's mining tables up to
+date) and :func:`select_scenarios` (pick scenarios by a query and/or
+events, with provenance and event types for balancing). ``docs/mining.md`` is the user guide, with
 runnable examples.
 
 It may import :mod:`datadrive.lake`, :mod:`datadrive.sources`,
@@ -37,6 +40,7 @@ from datadrive.mining.events import (
     tag_scenario,
     tagger_version,
 )
+from datadrive.mining.index import IndexReport, current_events, index_region
 from datadrive.mining.kinematics import Kinematics, KinematicsConfig, compute_kinematics
 from datadrive.mining.llm import EndpointConfig, translate_remote
 from datadrive.mining.map_context import MapContext, MapContextConfig, compute_map_context
@@ -44,6 +48,7 @@ from datadrive.mining.query import And, Call, Expr, Name, Not, Number, Or, Text,
 from datadrive.mining.refav import refav_frames, write_refav
 from datadrive.mining.render import render_hits
 from datadrive.mining.results import Hit, ResultSet, mine, select
+from datadrive.mining.selection import ScenarioSelection, scenario_events, select_scenarios, tag_lake
 from datadrive.mining.vocabulary import CATEGORIES, PREDICATES, Bound, bind, compile_query
 
 __all__ = [
@@ -61,6 +66,7 @@ __all__ = [
     "Expr",
     "FeatureConfig",
     "Hit",
+    "IndexReport",
     "Kinematics",
     "KinematicsConfig",
     "MapContext",
@@ -72,6 +78,7 @@ __all__ = [
     "Or",
     "ResultSet",
     "ScenarioContext",
+    "ScenarioSelection",
     "Selection",
     "TagReport",
     "TaggerConfig",
@@ -81,17 +88,22 @@ __all__ = [
     "compile_query",
     "compute_kinematics",
     "compute_map_context",
+    "current_events",
     "describe",
     "evaluate",
     "events_in_window",
+    "index_region",
     "mine",
     "mine_snapshot",
     "parse",
     "q",
     "refav_frames",
     "render_hits",
+    "scenario_events",
     "scenario_keys",
     "select",
+    "select_scenarios",
+    "tag_lake",
     "tag_scenario",
     "tagger_version",
     "to_text",
