@@ -13,6 +13,13 @@ from datadrive.mining.vocabulary import bind
 
 CASES = [
     ("stopped car", "car and stopped"),
+    ("pedestrians far from any vehicle", "pedestrian and not near(vehicle)"),
+    ("a pedestrian not far from a bus", "pedestrian and near(bus)"),
+    ("a car within 10 meters of an intersection", "car and near_intersection(within=10m)"),
+    ("a pedestrian near a crosswalk", "pedestrian and at_crosswalk(within=5m)"),
+    ("a stopped truck away from the intersection", "truck and stopped and not near_intersection(within=5m)"),
+    ("a car near a stop line", "car and at_stop_line(within=10m)"),
+    ("a car near a pedestrian at a crosswalk", "car and near(pedestrian and at_crosswalk)"),
     ("A stopped car.", "car and stopped"),
     ("vehicle stopped in the middle of the road", "vehicle and stopped and on_road"),
     ("parked cars on the side of the road", "car and stationary and road_side"),

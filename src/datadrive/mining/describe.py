@@ -505,6 +505,10 @@ _place(
     "at a stop line",
     "at the stop line",
     "before a stop line",
+    "a stop line",
+    "the stop line",
+    "stop line",
+    "stop lines",
     "near a stop sign",
     "near the stop sign",
 )
@@ -555,6 +559,8 @@ _rel(
     "adjacent to",
     "surrounded by",
 )
+# "far from X" is "not near X" (default distance): nothing measures "far" better than near's bound
+_rel("near", "far from", "far away from", "away from", "distant from", "apart from", negated=True)
 _rel("ahead_of", "in front of", "ahead of", "preceding", "leading")
 _rel("behind", "behind", "in back of", "at the back of", "trailing")
 _rel("left_of", "to the left of", "on the left of", "left of", "on the left side of")
@@ -1019,6 +1025,23 @@ class _NP:
         return parts[0] if len(parts) == 1 else And(tuple(parts))
 
 
+_PLACE_NEAR: dict[str | None, tuple[str, float]] = {
+    "at_intersection": ("near_intersection", 5.0),
+    "near_intersection": ("near_intersection", 5.0),
+    "at_crosswalk": ("at_crosswalk", 5.0),
+    "at_stop_line": ("at_stop_line", 10.0),
+}
+"""A map place as the object of "near" -> its distance predicate and the default distance (m)."""
+
+
+def _only_place(obj: _NP) -> str | None:
+    """The place's predicate name when a noun phrase is only a map place ("an intersection")."""
+    if obj.head not in (None, Name("any")) or len(obj.mods) != 1 or obj.count not in (None, 1):
+        return None
+    mod = obj.mods[0]
+    return mod.name if isinstance(mod, Name | Call) and mod.name in _PLACE_NEAR else None
+
+
 class _Parser:
     def __init__(self, lexemes: list[_Lex], text: str) -> None:
         self.lx = lexemes
@@ -1237,6 +1260,9 @@ class _Parser:
                 }[str(lex.value)]
             else:
                 pred, params = lex.value  # type: ignore[misc]
+        if params.get("negated"):
+            negate = not negate
+            params = {k: v for k, v in params.items() if k != "negated"}
         if within is None:
             within = self.distance()
         # with no object ("a car nearby", "a truck behind") the relation is to the ego
@@ -1263,6 +1289,12 @@ class _Parser:
             kwargs.append(("min", Number(float(obj.count))))
         if obj.count == 0:
             negate = not negate
+        place = _PLACE_NEAR.get(_only_place(obj)) if pred == "near" else None
+        if place is not None:
+            # "near a crosswalk", "within 10 m of an intersection": distance to the map place itself
+            name, default = place
+            near_place = Call(name, (), (("within", within or Number(default, "m")),))
+            return Not(near_place) if negate else near_place
         if pred == "cut_in_front":
             e: Expr = And((Call("event", (Name("cut_in"),), ()), Call("ahead_of", (obj.expr(),), ())))
         else:
