@@ -233,6 +233,7 @@ CASES: list[tuple[str, str, Callable[[Brute], np.ndarray]]] = [
         "pedestrian and not near(vehicle)",
         _pedestrian_not_near_vehicle,
     ),
+    ("pedestrians far from any vehicle", "pedestrian and not near(vehicle)", _pedestrian_not_near_vehicle),
     (
         "a moving vehicle with no pedestrian nearby",
         "vehicle and moving and not near(pedestrian)",
