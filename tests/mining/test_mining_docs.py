@@ -35,3 +35,6 @@ def test_the_lake_example_runs(samples: Path, tmp_path: Path) -> None:
     namespace: dict[str, object] = {"lake": lake}
     exec(compile(_blocks()[1], str(DOC), "exec"), namespace)  # the documentation's own code
     assert namespace["events"].num_rows > 0  # type: ignore[attr-defined]
+    pick, dataset = namespace["pick"], namespace["dataset"]
+    keys = sorted(zip(dataset.tenants, dataset.sources, dataset.scenario_ids, strict=True))  # type: ignore[attr-defined]
+    assert keys == list(pick.keys)  # type: ignore[attr-defined]
