@@ -271,5 +271,11 @@ def candidate_keys(snapshot: Any, query: str | Expr | Bound) -> list[Key] | None
     _, need_states, _ = pending_keys(snapshot)
     if need_states:
         return None
-    t = snapshot.sql(f"SELECT DISTINCT tenant, source, scenario_id FROM mining_states WHERE {cond}").table
+    from datadrive.mining.index import FEATURE_VERSION
+
+    # rows of an older feature version stay in the table (append-only, like older taggers' events)
+    current = f"feature_version = {_quote(FEATURE_VERSION)}"
+    t = snapshot.sql(
+        f"SELECT DISTINCT tenant, source, scenario_id FROM mining_states WHERE {current} AND ({cond})"
+    ).table
     return _sorted_keys(t)
