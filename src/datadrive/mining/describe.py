@@ -1292,8 +1292,8 @@ class _Parser:
         place = _PLACE_NEAR.get(_only_place(obj)) if pred == "near" else None
         if place is not None:
             # "near a crosswalk", "within 10 m of an intersection": distance to the map place itself
-            name, default = place
-            near_place = Call(name, (), (("within", within or Number(default, "m")),))
+            place_name, default_m = place
+            near_place = Call(place_name, (), (("within", within or Number(default_m, "m")),))
             return Not(near_place) if negate else near_place
         if pred == "cut_in_front":
             e: Expr = And((Call("event", (Name("cut_in"),), ()), Call("ahead_of", (obj.expr(),), ())))
