@@ -14,6 +14,13 @@ from datadrive.mining.vocabulary import bind
 CASES = [
     ("stopped car", "car and stopped"),
     ("pedestrians far from any vehicle", "pedestrian and not near(vehicle)"),
+    ("a child running into the road", "pedestrian and speed(min=2.5 m/s) and on_road"),
+    ("an ambulance near the ego", "emergency_vehicle and near(ego)"),
+    ("a large truck turning left at an intersection", "truck and turning(left) and at_intersection"),
+    ("trucks blocking the road", "truck and event(stopped_in_lane)"),
+    ("a vehicle in the opposite lane", "vehicle and heading(ego, relation=opposite)"),
+    ("pedestrians waiting to cross", "pedestrian and stopped and road_side"),
+    ("a car turning left across oncoming traffic", "car and turning(left) and event(unprotected_turn)"),
     ("a pedestrian not far from a bus", "pedestrian and near(bus)"),
     ("a car within 10 meters of an intersection", "car and near_intersection(within=10m)"),
     ("a pedestrian near a crosswalk", "pedestrian and at_crosswalk(within=5m)"),

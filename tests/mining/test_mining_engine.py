@@ -40,6 +40,12 @@ def test_categories_follow_labels_across_datasets() -> None:
     assert rows("vru", s) == {"t5", "t6"}
     assert rows("barrier", s) == {"t7"}
     assert rows("not vehicle", s) == {"t5", "t6", "t7", "t8"}
+    nus = ["vehicle.emergency.police", "vehicle.emergency.ambulance", "vehicle.car", "EGO_VEHICLE"]
+    e = scenario(
+        np.zeros((4, 3, 2)) + np.arange(4)[:, None, None] * 10, types=[V] * 4, categories=nus, ego_index=3
+    )
+    assert rows("emergency_vehicle", e) == {"t0", "t1"}
+    assert rows("car", e) == {"t2"}  # an ambulance is a large vehicle, not a car
 
 
 def test_kinematic_predicates() -> None:

@@ -111,6 +111,12 @@ CATEGORIES: Mapping[str, Category] = MappingProxyType(
             Category("large_vehicle", "a bus, truck, trailer or other large vehicle", (_V,), include=_LARGE),
             Category("trailer", "a trailer towed by a vehicle", include=("TRAILER",)),
             Category(
+                "emergency_vehicle",
+                "an ambulance, police car or fire engine (where the dataset labels them)",
+                (_V,),
+                include=("EMERGENCY", "POLICE", "AMBULANCE", "FIRE"),
+            ),
+            Category(
                 "motorcycle",
                 "a motorcycle or moped, ridden or not",
                 include=("MOTORCYCL", "MOTORBIKE", "MOPED"),
