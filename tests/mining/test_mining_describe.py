@@ -16,6 +16,7 @@ CASES = [
     ("pedestrians far from any vehicle", "pedestrian and not near(vehicle)"),
     ("a child running into the road", "pedestrian and speed(min=2.5 m/s) and on_road"),
     ("an ambulance near the ego", "emergency_vehicle and near(ego)"),
+    ("a truck backing up", "truck and reversing"),
     ("a large truck turning left at an intersection", "truck and turning(left) and at_intersection"),
     ("trucks blocking the road", "truck and event(stopped_in_lane)"),
     ("a vehicle in the opposite lane", "vehicle and heading(ego, relation=opposite)"),
@@ -82,7 +83,8 @@ def test_descriptions_translate_as_written_by_hand(text: str, expected: str) -> 
     ("text", "unknown"),
     [
         ("flying saucer near a car", ("flying", "saucer")),
-        ("car reversing out of a driveway", ("reversing", "out")),
+        ("car reversing out of a driveway", ("out", "driveway")),
+        ("car drifting around a roundabout", ("drifting", "roundabout")),
         ("pedestrian waiting at a bus stop", ("bus stop",)),
         ("car running a red light", ("red light",)),
     ],

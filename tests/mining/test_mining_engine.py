@@ -63,6 +63,19 @@ def test_kinematic_predicates() -> None:
     assert rows("moving and not stationary", s) == {"t0", "t2"}
 
 
+def test_reversing_needs_a_box_facing_away_from_the_motion() -> None:
+    forward = line(0, 0, 3, 0, T)  # faces +x, drives +x
+    backward = line(0, 10, -3, 0, T)  # faces +x, drives -x at 3 m/s: reversing
+    slower = line(0, 20, -1.5, 0, T)  # the same at 1.5 m/s
+    heading = np.zeros((3, 50))
+    s = scenario(np.stack([forward, backward, slower]), heading=heading)
+    assert rows("reversing", s) == {"t1", "t2"}
+    assert rows("reversing(min_speed=2)", s) == {"t1"}
+    assert select("reversing", s).mask[1].all()
+    # heading derived from the motion (what a source without box headings gives): never reversing
+    assert rows("reversing", scenario(np.stack([forward, backward]))) == set()
+
+
 def test_relational_directions_and_near() -> None:
     ego = line(0, 0, 5, 0, T)
     ahead = line(20, 0, 5, 0, T)  # 15.5 m ahead of the ego's front bumper

@@ -226,6 +226,22 @@ _mod(
     "active",
 )
 _mod(
+    _n("reversing"),
+    *_verb("reverse", ing="reversing", past="reversed", third="reverses"),
+    "backing up",
+    "backs up",
+    "backed up",
+    "backing out",
+    "backs out",
+    "in reverse",
+    "driving backwards",
+    "driving backward",
+    "moving backwards",
+    "moving backward",
+    "going backwards",
+    "going backward",
+)
+_mod(
     And((_n("moving"), _c("speed", max=Number(2.0, "m/s")))),
     "slow",
     "slowly",

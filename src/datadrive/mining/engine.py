@@ -117,6 +117,13 @@ def _moving(ctx: ScenarioContext, cand: NDArrayBool, p: Mapping[str, Any]) -> Se
         return _plain(cand & (ctx.kinematics.speed_mps >= p["min_speed"]))
 
 
+def _reversing(ctx: ScenarioContext, cand: NDArrayBool, p: Mapping[str, Any]) -> Selection:
+    k = ctx.kinematics
+    with np.errstate(invalid="ignore"):
+        back = np.abs(wrap_angle(k.travel_heading_rad - ctx.tracks.heading_rad)) > p["angle"]
+        return _plain(cand & (k.speed_mps >= p["min_speed"]) & back)
+
+
 def _stationary(ctx: ScenarioContext, cand: NDArrayBool, p: Mapping[str, Any]) -> Selection:
     big = np.finfo(np.float64).max
     lo = np.where(ctx.valid[..., None], ctx.tracks.xy_m, big).min(axis=1)
@@ -638,6 +645,7 @@ def _for_at_least(ctx: ScenarioContext, cand: NDArrayBool, p: Mapping[str, Any])
 _IMPL: dict[str, Callable[[ScenarioContext, NDArrayBool, Mapping[str, Any]], Selection]] = {
     "stopped": _stopped,
     "moving": _moving,
+    "reversing": _reversing,
     "stationary": _stationary,
     "speed": _speed,
     "accelerating": _accelerating,

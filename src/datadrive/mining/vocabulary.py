@@ -211,6 +211,13 @@ PREDICATES: Mapping[str, Predicate] = MappingProxyType(
                 "moving", "kinematic", (_p("min_speed", "speed", 0.5),), "speed at least min_speed now"
             ),
             Predicate(
+                "reversing",
+                "kinematic",
+                (_p("min_speed", "speed", 1.0), _p("angle", "angle", math.radians(135.0))),
+                "moving backwards: at least min_speed, travelling more than `angle` from where the box faces "
+                "(needs the source's box headings, and the direction of travel is known above 1 m/s)",
+            ),
+            Predicate(
                 "stationary",
                 "kinematic",
                 (_p("max_displacement", "length", 2.0),),
