@@ -21,6 +21,7 @@ from datadrive.core.scenario import (
     Scenario,
     ScenarioMetadata,
     Tracks,
+    TrafficLights,
 )
 
 V, C, P, OTHER = ObjectType.VEHICLE, ObjectType.CYCLIST, ObjectType.PEDESTRIAN, ObjectType.OTHER
@@ -115,6 +116,7 @@ def scenario(
     categories: Sequence[str] | None = None,
     sizes: np.ndarray | None = None,
     map: MapFeatures | None = None,
+    traffic_lights: TrafficLights | None = None,
     ego_index: int | None = None,
     extras: dict[str, object] | None = None,
     location: str | None = None,
@@ -161,7 +163,9 @@ def scenario(
         location=location,
         extras=dict(extras or {}),
     )
-    return Scenario(scenario_id, source, ts, tracks, md, map=map, ego_index=ego_index).validate()
+    return Scenario(
+        scenario_id, source, ts, tracks, md, map=map, traffic_lights=traffic_lights, ego_index=ego_index
+    ).validate()
 
 
 def line(x0: float, y0: float, vx: float, vy: float, t: np.ndarray) -> np.ndarray:

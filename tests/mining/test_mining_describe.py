@@ -17,6 +17,8 @@ CASES = [
     ("a child running into the road", "pedestrian and speed(min=2.5 m/s) and on_road"),
     ("an ambulance near the ego", "emergency_vehicle and near(ego)"),
     ("a truck backing up", "truck and reversing"),
+    ("car running a red light", "car and running_red_light"),
+    ("ego vehicle waiting at a red light", "ego and stopped and red_light"),
     ("a large truck turning left at an intersection", "truck and turning(left) and at_intersection"),
     ("trucks blocking the road", "truck and event(stopped_in_lane)"),
     ("a vehicle in the opposite lane", "vehicle and heading(ego, relation=opposite)"),
@@ -86,7 +88,7 @@ def test_descriptions_translate_as_written_by_hand(text: str, expected: str) -> 
         ("car reversing out of a driveway", ("out", "driveway")),
         ("car drifting around a roundabout", ("drifting", "roundabout")),
         ("pedestrian waiting at a bus stop", ("bus stop",)),
-        ("car running a red light", ("red light",)),
+        ("car running a yellow light", ("yellow light",)),
     ],
 )
 def test_words_no_rule_places_are_named(text: str, unknown: tuple[str, ...]) -> None:

@@ -129,6 +129,49 @@ def test_crossing_in_front() -> None:
     assert rows("vehicle and crossed_by(pedestrian)", s) == {"t0"}
 
 
+@pytest.mark.parametrize(
+    ("lane", "stop"),
+    [("L0_0", (0.0, 0.0)), ("L0_1", (0.0, 0.0)), ("L0_0", (np.nan, np.nan)), ("L0_1", (np.nan, np.nan))],
+    ids=[
+        "approach lane",
+        "intersection lane (Waymo)",
+        "approach, no stop point",
+        "intersection, no stop point",
+    ],
+)
+def test_red_lights_and_running_them(lane: str, stop: tuple[float, float]) -> None:
+    from datadrive.core.scenario import TrafficLights, TrafficLightState
+
+    m = road(lanes=1, intersection=(0.0, 20.0))  # approach L0_0 ends at x=0, L0_1 is the intersection
+    state = np.where(T < 2.5, TrafficLightState.STOP, TrafficLightState.GO).astype(np.int8)
+    lights = TrafficLights(
+        lane_ids=np.array([lane]),
+        state=state[None, :],
+        stop_point_m=np.array([[*stop, np.nan]]),
+        valid=np.ones((1, 50), dtype=bool),
+    )
+    waits = np.tile([[-3.0, 0.0]], (50, 1))
+    runs = line(-15, 0, 10, 0, T)  # reaches the stop line at 1.5 s, while red
+    later = line(-40, 0, 10, 0, T)  # reaches it at 4 s, green
+    s = scenario(np.stack([waits, runs, later]), map=m, traffic_lights=lights)
+    assert rows("running_red_light", s) == {"t1"}
+    run = select("running_red_light", s).mask[1]
+    first = int(np.flatnonzero(run)[0])
+    assert runs[first, 0] < 0 <= runs[first + 1, 0]  # from its last step before the line ...
+    assert run[first : int(np.flatnonzero(runs[:, 0] < 20)[-1]) + 1].all()  # ... through the intersection
+    assert not run[runs[:, 0] > 21].any()
+    red = select("red_light", s).mask
+    assert red[0, :25].all()
+    assert not red[0, 25:].any()  # green from 2.5 s
+    assert red[1, :15].all()
+    assert not red[1, 18:].any()  # more than half its length past the stop line
+    assert rows("red_light", s) == {"t0", "t1", "t2"}
+    assert rows("red_light(within=5m)", s) == {"t0", "t1"}  # the later car is 16 m away when it turns green
+    assert rows("vehicle and stopped and red_light", s) == {"t0"}
+    dark = scenario(np.stack([waits, runs, later]), map=m)
+    assert rows("red_light or running_red_light", dark) == set()
+
+
 def test_map_predicates_on_a_built_road() -> None:
     m = road(lanes=3, crosswalk_x=20.0, stop_line_x=15.0, bike_lane=True, intersection=(40.0, 60.0))
     on_bike_lane = np.tile([[0.0, 0.0]], (50, 1))
@@ -222,3 +265,25 @@ def test_real_samples_answer_quickly_and_consistently(sample, q: str) -> None:  
     sel = select(q, s)
     assert {h.track_id for h in r} == {str(s.tracks.track_ids[i]) for i in np.flatnonzero(sel.mask.any(1))}
     assert (sel.mask <= s.tracks.valid).all()
+
+
+def test_vehicles_wait_at_red_lights_on_waymo(sample) -> None:  # type: ignore[no-untyped-def]
+    """The Waymo sample: traffic queues at a red light, the ego among them, and none runs it."""
+    from datadrive.core.scenario import TrafficLightState
+
+    s = sample("waymo")
+    tl = s.traffic_lights
+    assert tl is not None
+    hits = list(mine("vehicle and stopped and red_light", [s]))
+    assert len(hits) >= 5
+    speed = np.hypot(s.tracks.velocity_mps[..., 0], s.tracks.velocity_mps[..., 1])
+    rows_of = {str(t): i for i, t in enumerate(s.tracks.track_ids.tolist())}
+    stops = [TrafficLightState.STOP, TrafficLightState.ARROW_STOP, TrafficLightState.FLASHING_STOP]
+    red = (np.isin(tl.state, stops) & tl.valid).any(axis=0)
+    for h in hits:
+        for first, last in h.steps:
+            known = speed[rows_of[h.track_id], first : last + 1]
+            assert np.all(known[np.isfinite(known)] < 0.5)  # the source's own velocities: standing
+            assert red[first : last + 1].all()  # a light shows red (or a red arrow) all the while
+    assert rows("ego and red_light", s) == {str(s.tracks.track_ids[s.ego_index])}
+    assert rows("running_red_light", s) == set()

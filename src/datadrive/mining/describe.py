@@ -560,6 +560,34 @@ _place(
     "in the driveway",
 )
 _place(
+    _n("red_light"),
+    "at a red light",
+    "at the red light",
+    "at a red traffic light",
+    "at the red traffic light",
+    "at a red signal",
+    "at a red",
+    "approaching a red light",
+    "before a red light",
+    "facing a red light",
+    "red light",
+    "red lights",
+)
+_mod(
+    _n("running_red_light"),
+    "running a red light",
+    "running the red light",
+    "runs a red light",
+    "ran a red light",
+    "run a red light",
+    "running red lights",
+    "jumping the red light",
+    "jumping a red light",
+    "through a red light",
+    "through the red light",
+    "red light violation",
+)
+_place(
     _n("at_stop_line"),
     "at a stop sign",
     "at the stop sign",

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from datadrive.core.frames import wrap_angle
-from datadrive.core.scenario import MapFeatureKind
+from datadrive.core.scenario import MapFeatureKind, TrafficLightState
 from datadrive.core.typing import NDArrayBool, NDArrayFloat, NDArrayInt
 from datadrive.mining.context import ScenarioContext, mask_runs
 from datadrive.mining.shapes import box_distance, rings_distance
@@ -486,6 +486,110 @@ def _at_intersection(ctx: ScenarioContext, cand: NDArrayBool, p: Mapping[str, An
     return _plain(cand & _map(ctx).in_intersection)
 
 
+_RED = (int(TrafficLightState.STOP), int(TrafficLightState.ARROW_STOP), int(TrafficLightState.FLASHING_STOP))
+
+
+@dataclass(frozen=True)
+class _Light:
+    """One controlled lane's light, as seen by every state: ``(A, T)`` arrays."""
+
+    approach: NDArrayBool  # on the controlled lane or a predecessor of it
+    red: NDArrayBool  # ``(T,)`` red (stop, red arrow, flashing red) and observed
+    ahead_m: NDArrayFloat  # the stop point's distance ahead along the heading (negative: passed)
+    lateral_m: NDArrayFloat  # and across it
+    lane: int  # the controlled lane (map-context index)
+
+
+def _lights(ctx: ScenarioContext) -> list[_Light]:
+    """Every traffic light of the scenario whose lane is on the map, cached.
+
+    Datasets attach a light either to the lane that ends at the stop line
+    (the approach) or to the lane that starts there (inside the
+    intersection, as Waymo does), so a state faces the light from the
+    controlled lane or any lane leading into it, while the stop point is
+    still ahead of it. A light with no stop point stops traffic where its
+    lane meets the intersection: the lane's end for an approach lane, its
+    start for an intersection lane.
+    """
+    if "lights" in ctx.cache:
+        cached: list[_Light] = ctx.cache["lights"]  # type: ignore[assignment]
+        return cached
+    out: list[_Light] = []
+    tl = ctx.scenario.traffic_lights
+    m = _map(ctx)
+    sm = ctx.scenario.map
+    if tl is not None and sm is not None:
+        index = {str(f): i for i, f in enumerate(m.lanes.feature_ids.tolist())}
+        edges = m.lanes.successors
+        xy = ctx.tracks.xy_m
+        c, s = np.cos(ctx.tracks.heading_rad), np.sin(ctx.tracks.heading_rad)
+        for j, lane_id in enumerate(tl.lane_ids.tolist()):
+            i = index.get(str(lane_id))
+            if i is None:
+                continue
+            stop = tl.stop_point_m[j, :2]
+            if not np.isfinite(stop).all():
+                pts = sm.points(int(m.lanes.feature[i]))[:, :2]
+                stop = pts[0] if m.lanes.is_intersection[i] else pts[-1]
+            lanes = [i, *edges[edges[:, 1] == i, 0].tolist()] if edges.shape[0] else [i]
+            dx, dy = stop[0] - xy[..., 0], stop[1] - xy[..., 1]
+            out.append(
+                _Light(
+                    approach=np.isin(m.lane, lanes) & ctx.valid,
+                    red=tl.valid[j] & np.isin(tl.state[j], _RED),
+                    ahead_m=dx * c + dy * s,
+                    lateral_m=-dx * s + dy * c,
+                    lane=i,
+                )
+            )
+    ctx.cache["lights"] = out
+    return out
+
+
+def _red_light(ctx: ScenarioContext, cand: NDArrayBool, p: Mapping[str, Any]) -> Selection:
+    length, _ = ctx.footprint
+    out = np.zeros_like(ctx.valid)
+    for light in _lights(ctx):
+        with np.errstate(invalid="ignore"):
+            # the stop point ahead (the front bumper may be over it), within reach, in this lane
+            facing = (
+                (light.ahead_m >= -length[:, None] / 2)
+                & (light.ahead_m <= p["within"])
+                & (np.abs(light.lateral_m) <= 3.0)
+            )
+        out |= light.approach & light.red[None, :] & facing
+    return _plain(cand & out)
+
+
+def _running_red_light(ctx: ScenarioContext, cand: NDArrayBool, p: Mapping[str, Any]) -> Selection:
+    m = _map(ctx)
+    out = np.zeros_like(ctx.valid)
+    if ctx.num_steps < 2:
+        return _plain(out)
+    with np.errstate(invalid="ignore"):
+        fast = ctx.kinematics.speed_mps >= p["min_speed"]
+    for light in _lights(ctx):
+        with np.errstate(invalid="ignore"):
+            # the centre passes the stop point between t and t + 1 while the light is red at t
+            cross = (
+                light.approach[:, :-1]
+                & ctx.valid[:, 1:]
+                & light.red[None, :-1]
+                & fast[:, :-1]
+                & (light.ahead_m[:, :-1] > 0)
+                & (light.ahead_m[:, 1:] <= 0)
+                & (np.abs(light.lateral_m[:, :-1]) <= 3.0)
+            )
+        through = (m.in_intersection | (m.lane == light.lane)) & ctx.valid
+        for r, t in zip(*np.nonzero(cross), strict=True):
+            out[r, t : t + 2] = True
+            u = t + 2
+            while u < ctx.num_steps and through[r, u]:
+                out[r, u] = True
+                u += 1
+    return _plain(cand & out)
+
+
 def _points_distance(ctx: ScenarioContext, key: str, build: Callable[[], Any]) -> NDArrayFloat:
     """``(A, T)`` distance of each state's box (centre and corners) to a set of map shapes, cached."""
     if key not in ctx.cache:
@@ -675,6 +779,8 @@ _IMPL: dict[str, Callable[[ScenarioContext, NDArrayBool, Mapping[str, Any]], Sel
     "on_road": _on_road,
     "lane_type": _lane_type,
     "at_intersection": _at_intersection,
+    "red_light": _red_light,
+    "running_red_light": _running_red_light,
     "near_intersection": _near_intersection,
     "at_crosswalk": _at_crosswalk,
     "at_stop_line": _at_stop_line,

@@ -352,6 +352,22 @@ PREDICATES: Mapping[str, Predicate] = MappingProxyType(
             ),
             Predicate("at_intersection", "map", (), "on an intersection lane", needs_map=True),
             Predicate(
+                "red_light",
+                "map",
+                (_p("within", "length", 30.0),),
+                "on a lane whose traffic light is red (stop, red arrow, flashing red) now, its stop line "
+                "within `within` ahead (sources with light states: Waymo, nuPlan)",
+                needs_map=True,
+            ),
+            Predicate(
+                "running_red_light",
+                "map",
+                (_p("min_speed", "speed", 1.0),),
+                "leaving a lane whose light is red into the intersection, at min_speed or more, "
+                "and on through the intersection",
+                needs_map=True,
+            ),
+            Predicate(
                 "near_intersection",
                 "map",
                 (_p("within", "length", 5.0),),
