@@ -18,6 +18,18 @@ CASES = [
     ("an ambulance near the ego", "emergency_vehicle and near(ego)"),
     ("a truck backing up", "truck and reversing"),
     ("car running a red light", "car and running_red_light"),
+    ("car reversing out of a driveway", "car and reversing and in_drivable_area and not on_road"),
+    ("a car turning right on red", "car and turning(right) and running_red_light"),
+    (
+        "a cyclist overtaking a bus",
+        "cyclist and moving and heading(bus, same) and (left_of(bus) or right_of(bus))",
+    ),
+    ("a scooter on the sidewalk", "cyclist and not in_drivable_area"),
+    ("ego stuck in traffic", "ego and stopped and has_ahead(vehicle and stopped, within=15m)"),
+    (
+        "a pedestrian stepping out behind a parked van",
+        "pedestrian and moving and on_road and behind(car and stationary)",
+    ),
     ("ego vehicle waiting at a red light", "ego and stopped and red_light"),
     ("a large truck turning left at an intersection", "truck and turning(left) and at_intersection"),
     ("trucks blocking the road", "truck and event(stopped_in_lane)"),
@@ -85,7 +97,7 @@ def test_descriptions_translate_as_written_by_hand(text: str, expected: str) -> 
     ("text", "unknown"),
     [
         ("flying saucer near a car", ("flying", "saucer")),
-        ("car reversing out of a driveway", ("out", "driveway")),
+        ("a truck jackknifing on the highway", ("jackknifing",)),
         ("car drifting around a roundabout", ("drifting", "roundabout")),
         ("pedestrian waiting at a bus stop", ("bus stop",)),
         ("car running a yellow light", ("yellow light",)),

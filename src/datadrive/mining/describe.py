@@ -94,7 +94,8 @@ for _cat, _names in {
     "trailer": "trailer trailers",
     "motorcycle": "motorcycle motorcycles motorbike motorbikes moped mopeds",
     "bicycle": "bicycle bicycles bike bikes",
-    "cyclist": "cyclist cyclists bicyclist bicyclists biker bikers rider riders motorcyclist motorcyclists",
+    "cyclist": "cyclist cyclists bicyclist bicyclists biker bikers rider riders motorcyclist motorcyclists "
+    "scooter scooters scooterist",
     "pedestrian": "pedestrian pedestrians person persons people walker walkers man men woman women child "
     "children kid kids human humans jaywalker jaywalkers ped peds",
     "animal": "animal animals dog dogs deer cat cats",
@@ -558,6 +559,10 @@ _place(
     "in a parking area",
     "in a driveway",
     "in the driveway",
+    "into a driveway",
+    "into the driveway",
+    "out of a driveway",
+    "out of the driveway",
 )
 _place(
     _n("red_light"),
@@ -573,6 +578,34 @@ _place(
     "red light",
     "red lights",
 )
+# queued: standing behind another standing vehicle close ahead
+_mod(
+    And((_n("stopped"), _c("has_ahead", And((_n("vehicle"), _n("stopped"))), within=_m(15.0)))),
+    "queued",
+    "queueing",
+    "queuing",
+    "in a queue",
+    "in the queue",
+    "waiting in traffic",
+    "stuck in traffic",
+    "in a traffic jam",
+)
+# stepping out: a road user on foot moving onto the road
+_mod(
+    And((_n("moving"), _n("on_road"))),
+    "stepping out",
+    "steps out",
+    "stepped out",
+    "stepping into the road",
+    "steps into the road",
+    "stepping onto the road",
+    "emerging",
+    "emerges",
+    "coming out",
+    "comes out",
+    "darting out",
+    "darts out",
+)
 _mod(
     _n("running_red_light"),
     "running a red light",
@@ -586,6 +619,8 @@ _mod(
     "through a red light",
     "through the red light",
     "red light violation",
+    "on red",  # "turning right on red": through the stop line while red
+    "on a red",
 )
 _place(
     _n("at_stop_line"),
@@ -689,6 +724,7 @@ _rel(
     "cutting across the path of",
     "crossing",
 )
+_rel("overtaking", "overtaking", "overtakes", "overtook", "passing", "passes", "passed", "going past")
 _rel(
     "cut_in_front",
     "cutting in front of",
@@ -1390,6 +1426,12 @@ class _Parser:
             place_name, default_m = place
             near_place = Call(place_name, (), (("within", within or Number(default_m, "m")),))
             return Not(near_place) if negate else near_place
+        if pred == "overtaking":
+            # beside it, travelling the same way, and moving: RefAV composes "passing" the same way
+            beside = Or((Call("left_of", (obj.expr(),), ()), Call("right_of", (obj.expr(),), ())))
+            same = Call("heading", (obj.expr(), Name("same")), ())
+            e = And((_n("moving"), same, beside))
+            return Not(e) if negate else e
         if pred == "cut_in_front":
             e: Expr = And((Call("event", (Name("cut_in"),), ()), Call("ahead_of", (obj.expr(),), ())))
         else:
