@@ -1430,8 +1430,8 @@ class _Parser:
             # beside it, travelling the same way, and moving: RefAV composes "passing" the same way
             beside = Or((Call("left_of", (obj.expr(),), ()), Call("right_of", (obj.expr(),), ())))
             same = Call("heading", (obj.expr(), Name("same")), ())
-            e = And((_n("moving"), same, beside))
-            return Not(e) if negate else e
+            passing = And((_n("moving"), same, beside))
+            return Not(passing) if negate else passing
         if pred == "cut_in_front":
             e: Expr = And((Call("event", (Name("cut_in"),), ()), Call("ahead_of", (obj.expr(),), ())))
         else:
