@@ -18,6 +18,8 @@ CASES = [
     ("an ambulance near the ego", "emergency_vehicle and near(ego)"),
     ("a truck backing up", "truck and reversing"),
     ("car running a red light", "car and running_red_light"),
+    ("a vehicle driving the wrong way", "vehicle and wrong_way"),
+    ("a cyclist riding against traffic", "cyclist and moving and wrong_way"),
     ("car reversing out of a driveway", "car and reversing and in_drivable_area and not on_road"),
     ("a car turning right on red", "car and turning(right) and running_red_light"),
     (

@@ -129,6 +129,20 @@ def test_crossing_in_front() -> None:
     assert rows("vehicle and crossed_by(pedestrian)", s) == {"t0"}
 
 
+def test_wrong_way_against_the_lane_not_reversing_not_in_the_other_lane() -> None:
+    m = road(lanes=1, opposite=True)  # L0_0 runs +x at y=0, OPP runs -x at y=3.6
+    ghost = line(50, 0, -8, 0, T)  # in the +x lane, facing and driving -x
+    oncoming = line(50, 3.6, -8, 0, T)  # in its own -x lane
+    normal = line(-50, 0, 8, 0, T)
+    backing = line(20, 0, -3, 0, T)  # in the +x lane, facing +x, reversing
+    heading = np.stack([np.full(50, np.pi), np.full(50, np.pi), np.zeros(50), np.zeros(50)])
+    s = scenario(np.stack([ghost, oncoming, normal, backing]), heading=heading, map=m)
+    assert rows("wrong_way", s) == {"t0"}
+    assert select("wrong_way", s).mask[0].all()
+    assert rows("reversing", s) == {"t3"}
+    assert rows("wrong_way", scenario(np.stack([ghost]), heading=heading[:1])) == set()  # no map
+
+
 @pytest.mark.parametrize(
     ("lane", "stop"),
     [("L0_0", (0.0, 0.0)), ("L0_1", (0.0, 0.0)), ("L0_0", (np.nan, np.nan)), ("L0_1", (np.nan, np.nan))],

@@ -230,6 +230,7 @@ def prefilter_sql(node: Bound) -> str | None:
         "stopped": lambda: f"speed_mps < {p['max_speed']!r}",
         "moving": lambda: f"speed_mps >= {p['min_speed']!r}",
         "reversing": lambda: f"speed_mps >= {p['min_speed']!r}",
+        "wrong_way": lambda: f"speed_mps >= {p['min_speed']!r} AND NOT in_intersection",
         "speed": lambda: (
             f"speed_mps >= {p['min']!r}" + (f" AND speed_mps <= {p['max']!r}" if p["max"] < 1e30 else "")
         ),

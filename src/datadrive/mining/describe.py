@@ -578,6 +578,21 @@ _place(
     "red light",
     "red lights",
 )
+_mod(
+    _n("wrong_way"),
+    "wrong way",
+    "the wrong way",
+    "driving the wrong way",
+    "going the wrong way",
+    "wrong way driver",
+    "wrong way driving",
+    "against traffic",
+    "against the traffic",
+    "against the flow of traffic",
+    "on the wrong side of the road",
+    "in the wrong lane",
+    "ghost driver",
+)
 # queued: standing behind another standing vehicle close ahead
 _mod(
     And((_n("stopped"), _c("has_ahead", And((_n("vehicle"), _n("stopped"))), within=_m(15.0)))),

@@ -117,11 +117,24 @@ def _moving(ctx: ScenarioContext, cand: NDArrayBool, p: Mapping[str, Any]) -> Se
         return _plain(cand & (ctx.kinematics.speed_mps >= p["min_speed"]))
 
 
+def _lasting(ctx: ScenarioContext, mask: NDArrayBool, seconds: float) -> NDArrayBool:
+    """``mask`` without its runs shorter than ``seconds`` (a box whose heading flips for a frame)."""
+    if seconds <= 0:
+        return mask
+    rows, first, last = mask_runs(mask)
+    keep = ctx.t_s[last] - ctx.t_s[first] >= seconds - 1e-9
+    out = np.zeros_like(mask)
+    for r, f, la in zip(rows[keep].tolist(), first[keep].tolist(), last[keep].tolist(), strict=True):
+        out[r, f : la + 1] = True
+    return out
+
+
 def _reversing(ctx: ScenarioContext, cand: NDArrayBool, p: Mapping[str, Any]) -> Selection:
     k = ctx.kinematics
     with np.errstate(invalid="ignore"):
         back = np.abs(wrap_angle(k.travel_heading_rad - ctx.tracks.heading_rad)) > p["angle"]
-        return _plain(cand & (k.speed_mps >= p["min_speed"]) & back)
+        moving = ctx.valid & (k.speed_mps >= p["min_speed"]) & back
+    return _plain(cand & _lasting(ctx, moving, p["min_duration"]))
 
 
 def _stationary(ctx: ScenarioContext, cand: NDArrayBool, p: Mapping[str, Any]) -> Selection:
@@ -482,6 +495,17 @@ def _lane_type(ctx: ScenarioContext, cand: NDArrayBool, p: Mapping[str, Any]) ->
     return _plain(cand & (lane >= 0) & (kinds == p["kind"]))
 
 
+def _wrong_way(ctx: ScenarioContext, cand: NDArrayBool, p: Mapping[str, Any]) -> Selection:
+    m = _map(ctx)
+    k = ctx.kinematics
+    with np.errstate(invalid="ignore"):
+        against = np.abs(m.lane_heading_diff_rad) > p["angle"]
+        forwards = np.cos(wrap_angle(k.travel_heading_rad - ctx.tracks.heading_rad)) > 0  # not reversing
+        fast = k.speed_mps >= p["min_speed"]
+    wrong = ctx.valid & (m.lane >= 0) & ~m.in_intersection & against & forwards & fast
+    return _plain(cand & _lasting(ctx, wrong, p["min_duration"]))
+
+
 def _at_intersection(ctx: ScenarioContext, cand: NDArrayBool, p: Mapping[str, Any]) -> Selection:
     return _plain(cand & _map(ctx).in_intersection)
 
@@ -779,6 +803,7 @@ _IMPL: dict[str, Callable[[ScenarioContext, NDArrayBool, Mapping[str, Any]], Sel
     "on_road": _on_road,
     "lane_type": _lane_type,
     "at_intersection": _at_intersection,
+    "wrong_way": _wrong_way,
     "red_light": _red_light,
     "running_red_light": _running_red_light,
     "near_intersection": _near_intersection,

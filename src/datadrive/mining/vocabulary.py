@@ -213,9 +213,13 @@ PREDICATES: Mapping[str, Predicate] = MappingProxyType(
             Predicate(
                 "reversing",
                 "kinematic",
-                (_p("min_speed", "speed", 1.0), _p("angle", "angle", math.radians(135.0))),
-                "moving backwards: at least min_speed, travelling more than `angle` from where the box faces "
-                "(needs the source's box headings, and the direction of travel is known above 1 m/s)",
+                (
+                    _p("min_speed", "speed", 1.0),
+                    _p("angle", "angle", math.radians(135.0)),
+                    _p("min_duration", "duration", 0.5),
+                ),
+                "moving backwards for min_duration: at least min_speed, more than `angle` from where the "
+                "box faces (needs the source's box headings; the direction of travel is known above 1 m/s)",
             ),
             Predicate(
                 "stationary",
@@ -351,6 +355,18 @@ PREDICATES: Mapping[str, Predicate] = MappingProxyType(
                 needs_map=True,
             ),
             Predicate("at_intersection", "map", (), "on an intersection lane", needs_map=True),
+            Predicate(
+                "wrong_way",
+                "map",
+                (
+                    _p("min_speed", "speed", 2.0),
+                    _p("angle", "angle", math.radians(135.0)),
+                    _p("min_duration", "duration", 1.0),
+                ),
+                "driving forwards against its lane for min_duration: the box more than `angle` from the "
+                "lane's direction, outside intersections, at min_speed or more",
+                needs_map=True,
+            ),
             Predicate(
                 "red_light",
                 "map",
