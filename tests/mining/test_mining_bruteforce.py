@@ -332,3 +332,41 @@ def test_top_10_speeds_over_the_states_view_are_the_fastest_tracks(mined_lake: L
     )
     assert all(x is not None and math.isfinite(x) for x in idx)
     assert idx == sorted(idx, reverse=True)
+
+
+PREFILTERED = (
+    "vehicle and stopped",
+    "pedestrian and moving",
+    "car or bus",
+    "ego and speed(min=2, max=8)",
+    "braking(min_decel=0.5)",
+    "accelerating(min=0.3)",
+    "lateral_accel(min=0.5)",
+    "reversing(min_duration=0s)",
+    "wrong_way(min_duration=0s, min_speed=0.5)",
+    "at_intersection",
+    "on_road",
+    "in_drivable_area",
+    "for_at_least(vehicle and moving, 1s)",
+)
+
+
+@pytest.mark.parametrize("text", PREFILTERED)
+def test_the_index_prefilter_keeps_every_state_the_query_selects(mined_lake: Lake, text: str) -> None:
+    """The prefilter narrows by scenario; it must hold on every selected state, or hits would be lost."""
+    from datadrive.mining.api import prefilter_sql
+
+    snap = mined_lake.snapshot("eu-central")
+    cond = prefilter_sql(compile_query(text))
+    assert cond is not None, text
+    rows = snap.sql(f"SELECT scenario_id, track_id, step FROM mining_states WHERE {cond}").table
+    passing = set(
+        zip(*(rows.column(c).to_pylist() for c in ("scenario_id", "track_id", "step")), strict=True)
+    )
+    selected = 0
+    for s in snap.scenarios():
+        mask = evaluate(compile_query(text), ScenarioContext(s)).mask
+        for a, t in zip(*np.nonzero(mask), strict=True):
+            selected += 1
+            assert (s.scenario_id, str(s.tracks.track_ids[a]), int(t)) in passing, (text, s.scenario_id, a, t)
+    assert selected or text.startswith(("reversing", "wrong_way")), f"{text!r} selects nothing in the samples"
