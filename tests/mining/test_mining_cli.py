@@ -88,3 +88,20 @@ def test_index_events_and_saved_results_through_the_cli(samples: Path, tmp_path:
     assert json.loads(sql.stdout)["n"] >= 1
     again = runner.invoke(app, ["index", *base, "--engine", "inline", "--json"])
     assert json.loads(again.stdout)["indexed"] == 0
+    # time travel: a second log arrives; mining as of the earlier version sees only the first one
+    history = json.loads(
+        runner.invoke(
+            app, ["sql", "SELECT max(derived_from_version) AS v FROM mining_states", *base, "--json"]
+        ).stdout
+    )["v"]
+    first_only = int(history)
+    more = samples / "scenarionet_waymo"
+    assert runner.invoke(app, ["ingest", str(more), *base, "--workers", "1"]).exit_code == 0
+    now = runner.invoke(app, ["mine", "vehicle and moving", *base, "--json"])
+    then = runner.invoke(app, ["mine", "vehicle and moving", *base, "--json", "--as-of", str(first_only)])
+    assert now.exit_code == 0, now.output
+    assert then.exit_code == 0, then.output
+    sources_now = {json.loads(line)["source"] for line in now.stdout.splitlines()}
+    sources_then = {json.loads(line)["source"] for line in then.stdout.splitlines()}
+    assert sources_then == {"waymo_open_motion"}
+    assert sources_now == {"waymo_open_motion", "scenarionet"}
