@@ -101,6 +101,7 @@ MAP_FEATURE_SCHEMA = pa.schema(
         ("kind", pa.uint8()),
         ("subtype", pa.string()),
         ("is_intersection", pa.bool_()),
+        ("speed_limit_mps", pa.float64()),  # null where unknown (SQL reads NULL, never NaN)
         ("x_m", _F64),
         ("y_m", _F64),
         ("z_m", _F64),
@@ -244,6 +245,11 @@ def _tracks_table(scenarios: Sequence[Scenario]) -> pa.Table:
     return pa.table([cols[n] for n in TRACK_SCHEMA.names], schema=TRACK_SCHEMA)
 
 
+def _nullable(values: NDArrayAny) -> pa.Array:
+    """A float64 column with NULL where ``values`` is NaN."""
+    return pa.array(values, type=pa.float64(), mask=np.isnan(values))
+
+
 def _map_table(scenarios: Sequence[Scenario]) -> pa.Table:
     with_map = [s for s in scenarios if s.map is not None]
     maps = [s.map for s in with_map if s.map is not None]
@@ -259,6 +265,7 @@ def _map_table(scenarios: Sequence[Scenario]) -> pa.Table:
         "kind": pa.array(np.concatenate([m.kind for m in maps]), type=pa.uint8()),
         "subtype": pa.array(np.concatenate([m.subtype for m in maps]).tolist(), type=pa.string()),
         "is_intersection": pa.array(np.concatenate([m.is_intersection for m in maps])),
+        "speed_limit_mps": _nullable(np.concatenate([m.speed_limits() for m in maps])),
         "x_m": _lists(xyz[:, 0], lengths, pa.float64()),
         "y_m": _lists(xyz[:, 1], lengths, pa.float64()),
         "z_m": _lists(xyz[:, 2], lengths, pa.float64()),
@@ -336,6 +343,11 @@ def _map_from(table: pa.Table | None, relations: Any) -> MapFeatures:
     offsets = np.zeros(table.num_rows + 1, dtype=np.int64)
     np.cumsum(lengths, out=offsets[1:])
     xyz = np.stack([_flat(table.column(c)) for c in ("x_m", "y_m", "z_m")], axis=-1)
+    limits: NDArrayAny | None = None
+    if "speed_limit_mps" in table.column_names:  # a lake written before speed limits has no such column
+        col = table.column("speed_limit_mps")
+        if col.null_count < table.num_rows:
+            limits = col.to_numpy(zero_copy_only=False).astype(np.float64)  # nulls become NaN
     return MapFeatures(
         feature_ids=np.asarray(table.column("feature_id").to_pylist(), dtype=np.str_),
         kind=table.column("kind").to_numpy().astype(np.uint8),
@@ -344,6 +356,7 @@ def _map_from(table: pa.Table | None, relations: Any) -> MapFeatures:
         offsets=offsets,
         xyz_m=xyz.astype(np.float64).reshape(-1, 3),
         relations=rel,
+        speed_limit_mps=limits,
     )
 
 
