@@ -48,11 +48,13 @@ def test_a_lake_from_before_speed_limits_reads_them_as_unknown(
     lake.ingest_records([after], "eu-central", name="new")  # type: ignore[list-item]
     snap = lake.snapshot("eu-central")
     got = list(snap.scenarios())  # ids are pseudonymised: tell them apart by their limits
-    assert len(got) == 2 and all(s.map is not None for s in got)
+    assert len(got) == 2
+    assert all(s.map is not None for s in got)
     known = [s for s in got if s.map.speed_limit_mps is not None]  # type: ignore[union-attr]
     assert len(known) == 1  # the old input's limits read as unknown (None), not as zeros
     limits = known[0].map.speed_limits()  # type: ignore[union-attr]
-    assert limits[0] == 13.9 and np.isnan(limits[1:]).all()
+    assert limits[0] == 13.9
+    assert np.isnan(limits[1:]).all()
     # unknown limits are NULL in SQL, never NaN
     rows = snap.sql("SELECT count(*) AS n FROM map_features WHERE speed_limit_mps IS NULL").table
     assert rows.column("n")[0].as_py() == 2 * before.map.num_features - 1  # type: ignore[union-attr]

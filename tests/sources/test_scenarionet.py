@@ -239,7 +239,8 @@ def test_lane_speed_limits_come_from_the_raw_lanes(raw: dict[str, Any], read: di
             assert np.isnan(limits[i])
     assert checked == 107  # every lane of the sample: 40, 15 and 65 mph
     nuscenes = read[FILES[0]].map
-    assert nuscenes is not None and nuscenes.speed_limit_mps is None  # nuScenes maps carry no limits
+    assert nuscenes is not None
+    assert nuscenes.speed_limit_mps is None  # nuScenes conversions carry placeholders only, not read
 
 
 def test_waymo_lane_links_become_relations(raw: dict[str, Any], read: dict[str, Scenario]) -> None:
