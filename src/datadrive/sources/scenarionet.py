@@ -464,7 +464,7 @@ _SPEED_KEYS = (("speed_limit_mps", 1.0), ("speed_limit_kmh", 1 / 3.6), ("speed_l
 
 
 def _speed_limit(path: Path, feature_id: str, feature: dict[Any, Any]) -> float:
-    """A lane's ``speed_limit_mps`` (nuPlan) / ``_kmh`` / ``_mph`` (Waymo) in m/s; NaN if absent, None or 0."""
+    """A lane's ``speed_limit_mps`` (nuPlan), ``_kmh`` or ``_mph`` (Waymo) in m/s; NaN if absent or 0."""
     for key, to_mps in _SPEED_KEYS:
         raw = feature.get(key)
         if raw is None:
