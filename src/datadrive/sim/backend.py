@@ -82,6 +82,9 @@ class Backend(ABC):
     def sqrt(self, x: Array) -> Array: ...
 
     @abstractmethod
+    def exp(self, x: Array) -> Array: ...
+
+    @abstractmethod
     def abs(self, x: Array) -> Array: ...
 
     @abstractmethod
@@ -136,6 +139,22 @@ class Backend(ABC):
     def random_uniform(self, shape: tuple[int, ...], seed: int) -> Array:
         """Uniform [0, 1) draws from a generator seeded by ``seed`` (same on every device)."""
 
+    @abstractmethod
+    def nonzero_flat(self, mask: Array) -> Array:
+        """Indices (int) of the True entries of a mask, in its flattened order."""
+
+    @abstractmethod
+    def take(self, x: Array, index: Array) -> Array:
+        """``x.reshape(-1)[index]``."""
+
+    @abstractmethod
+    def put(self, x: Array, index: Array, values: Array) -> Array:
+        """A copy of ``x`` with ``x.reshape(-1)[index] = values``."""
+
+    @abstractmethod
+    def smallest_k(self, x: Array, k: int) -> Array:
+        """Indices of the ``k`` smallest values along the last axis (in no particular order)."""
+
 
 class NumpyBackend(Backend):
     """numpy on the CPU (float64)."""
@@ -188,6 +207,9 @@ class NumpyBackend(Backend):
     def sqrt(self, x: Array) -> Array:
         return np.sqrt(x)
 
+    def exp(self, x: Array) -> Array:
+        return np.exp(x)
+
     def abs(self, x: Array) -> Array:
         return np.abs(x)
 
@@ -232,6 +254,20 @@ class NumpyBackend(Backend):
 
     def random_uniform(self, shape: tuple[int, ...], seed: int) -> Array:
         return np.random.default_rng(seed).random(shape)
+
+    def nonzero_flat(self, mask: Array) -> Array:
+        return np.flatnonzero(mask)
+
+    def take(self, x: Array, index: Array) -> Array:
+        return np.asarray(x).reshape(-1)[index]
+
+    def put(self, x: Array, index: Array, values: Array) -> Array:
+        out = np.array(x, copy=True)
+        out.reshape(-1)[index] = values
+        return out
+
+    def smallest_k(self, x: Array, k: int) -> Array:
+        return np.argpartition(x, k - 1, axis=-1)[..., :k]
 
 
 class TorchBackend(Backend):
@@ -319,6 +355,9 @@ class TorchBackend(Backend):
     def sqrt(self, x: Array) -> Array:
         return self._torch.sqrt(x)
 
+    def exp(self, x: Array) -> Array:
+        return self._torch.exp(x)
+
     def abs(self, x: Array) -> Array:
         return self._torch.abs(x)
 
@@ -363,6 +402,20 @@ class TorchBackend(Backend):
 
     def random_uniform(self, shape: tuple[int, ...], seed: int) -> Array:
         return self.asarray(np.random.default_rng(seed).random(shape))
+
+    def nonzero_flat(self, mask: Array) -> Array:
+        return self._torch.nonzero(mask.reshape(-1)).reshape(-1)
+
+    def take(self, x: Array, index: Array) -> Array:
+        return x.reshape(-1)[index]
+
+    def put(self, x: Array, index: Array, values: Array) -> Array:
+        out = x.clone()
+        out.view(-1)[index] = values
+        return out
+
+    def smallest_k(self, x: Array, k: int) -> Array:
+        return self._torch.topk(x, k, dim=-1, largest=False).indices
 
 
 def backend_for(device: str | None = None, *, float_dtype: str = "float32") -> Backend:

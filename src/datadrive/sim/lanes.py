@@ -35,9 +35,11 @@ import numpy as np
 from datadrive.core.geometry import polyline_arc_lengths
 from datadrive.core.scenario import MapFeatureKind, MapFeatures, MapRelation
 from datadrive.core.typing import NDArrayBool, NDArrayFloat, NDArrayInt
+from datadrive.sim.geometry import PolygonSet
 
 __all__ = [
     "DEFAULT_HALF_WIDTH_M",
+    "DrivableArea",
     "LaneGraph",
     "LaneMatch",
     "Membership",
@@ -203,38 +205,27 @@ class LaneGraph:
     def _build_polygons(self, left_b: list[NDArrayFloat | None], right_b: list[NDArrayFloat | None]) -> None:
         """Lane polygons (left bound + reversed right bound) where both bounds span the whole lane."""
         polys: list[NDArrayFloat] = []
-        owner: list[int] = []
+        self.polygon_of_lane: NDArrayInt = np.full(self.num_lanes, -1, dtype=np.int64)
         for a in range(self.num_lanes):
             lb, rb = left_b[a], right_b[a]
             if lb is None or rb is None:
                 continue
             cl = self.points[a]
-            hw = 2.5 * max(float(self.half_width_m[a]), 1.0) + 1.0
+            reach = 2.5 * max(float(self.half_width_m[a]), 1.0) + 1.0
             # the bounds must start and end beside the centerline's ends (Waymo's boundaries are shared
             # pieces of longer lines: no polygon from those)
-            if (
-                np.hypot(*(lb[0] - cl[0])) > hw
-                or np.hypot(*(rb[0] - cl[0])) > hw
-                or np.hypot(*(lb[-1] - cl[-1])) > hw
-                or np.hypot(*(rb[-1] - cl[-1])) > hw
-            ):
+            ends = (lb[0] - cl[0], rb[0] - cl[0], lb[-1] - cl[-1], rb[-1] - cl[-1])
+            if max(float(np.hypot(*e)) for e in ends) > reach:
                 continue
-            polys.append(np.concatenate([lb, rb[::-1], lb[:1]]))
-            owner.append(a)
-        self.polygon_of_lane: NDArrayInt = np.full(self.num_lanes, -1, dtype=np.int64)
-        E = max((p.shape[0] - 1 for p in polys), default=1)
-        self._poly_a = np.full((len(polys), E, 2), np.nan)
-        self._poly_b = np.full((len(polys), E, 2), np.nan)
-        for k, (p, a) in enumerate(zip(polys, owner, strict=True)):
-            self._poly_a[k, : p.shape[0] - 1] = p[:-1]
-            self._poly_b[k, : p.shape[0] - 1] = p[1:]
-            self.polygon_of_lane[a] = k
+            self.polygon_of_lane[a] = len(polys)
+            polys.append(np.concatenate([lb, rb[::-1]]))
+        self._polygons = PolygonSet(polys)
         self.has_polygons = bool(polys)
 
     def _in_polygons(self, q: NDArrayFloat, poly: NDArrayInt) -> NDArrayBool:
         """``(n,)`` whether point ``q[i]`` lies inside lane polygon ``poly[i]`` (even-odd rule)."""
-        a = self._poly_a[poly]  # (n, E, 2)
-        b = self._poly_b[poly]
+        a = self._polygons.a[poly]  # (n, E, 2)
+        b = self._polygons.b[poly]
         y = q[:, None, 1]
         x = q[:, None, 0]
         with np.errstate(invalid="ignore", divide="ignore"):
@@ -369,6 +360,42 @@ class LaneGraph:
         """``(Q,)`` distance outside the nearest lane area (negative or 0 inside) and the lane holding it."""
         m = self.membership(xy_m, radius_m=radius_m)
         return m.excess_m, m.lane
+
+
+class DrivableArea:
+    """The drivable area of a map: every lane's area, and the map's drivable-area polygons.
+
+    Args:
+        lanes: The lane graph.
+        polygons: The map's ``DRIVABLE_AREA`` polygons (``None``: none).
+    """
+
+    def __init__(self, lanes: LaneGraph, polygons: PolygonSet | None) -> None:
+        self.lanes = lanes
+        self.polygons = polygons
+
+    def excess(self, xy_m: NDArrayFloat, *, radius_m: float = 6.0) -> tuple[NDArrayFloat, NDArrayInt]:
+        """``(Q,)`` how far each point lies outside the drivable area (<= 0 inside), and its lane (-1 none).
+
+        Beyond ``radius_m`` of every lane and polygon the excess is ``inf``.
+        """
+        out, m = self.query(xy_m, radius_m=radius_m)
+        return out, m.lane
+
+    def query(self, xy_m: NDArrayFloat, *, radius_m: float = 6.0) -> tuple[NDArrayFloat, Membership]:
+        """``(Q,)`` excess outside the drivable area (see :meth:`excess`) and the lane membership."""
+        q = np.asarray(xy_m, dtype=np.float64).reshape(-1, 2)
+        m = self.lanes.membership(q, radius_m=radius_m)
+        out = m.excess_m.copy()
+        if self.polygons is not None:
+            outside = np.flatnonzero(out > 0)
+            if outside.size:
+                inside = self.polygons.contains(q[outside])
+                out[outside[inside]] = 0.0
+                still = outside[~inside]
+                if still.size:
+                    out[still] = np.minimum(out[still], self.polygons.distance_to_edges(q[still], radius_m))
+        return out, m
 
 
 def _point_polyline_distance(points: NDArrayFloat, line: NDArrayFloat) -> NDArrayFloat:

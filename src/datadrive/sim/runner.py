@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 from datadrive.core.scenario import Scenario
 from datadrive.errors import ConfigError, SimulationInputError
 from datadrive.sim.backend import backend_for
-from datadrive.sim.metrics import METRIC_VERSION, scenario_metrics
+from datadrive.sim.metrics import METRIC_VERSION, batch_metrics
 from datadrive.sim.policies import Policy, make_policy
 from datadrive.sim.prepare import PrepareConfig, SimScenario, prepare
 from datadrive.sim.simulator import SimConfig, Simulator
@@ -105,8 +105,9 @@ def simulate(
     def flush() -> Iterator[dict[str, Any]]:
         batch = sim.batch(pending)
         ro = sim.run(batch, policy)
+        scores = batch_metrics(pending, ro)
         for i, s in enumerate(pending):
-            row = {"status": "ok", "reason": None, **scenario_metrics(s, ro, i), "notes": list(s.notes)}
+            row = {"status": "ok", "reason": None, **scores[i], "notes": list(s.notes)}
             if request.render_dir and s.scenario_id in request.render_ids:
                 from datadrive.sim.render import render_gif
 
