@@ -148,6 +148,10 @@ class Backend(ABC):
         """``x.reshape(-1)[index]``."""
 
     @abstractmethod
+    def take_columns(self, table: Array, index: Array) -> Array:
+        """``(F, *index.shape)``: columns ``index`` of an ``(F, n)`` table (one gather for many fields)."""
+
+    @abstractmethod
     def put(self, x: Array, index: Array, values: Array) -> Array:
         """A copy of ``x`` with ``x.reshape(-1)[index] = values``."""
 
@@ -241,6 +245,13 @@ class NumpyBackend(Backend):
         return np.sum(x, axis=axis)
 
     def gather(self, x: Array, index: Array, axis: int) -> Array:
+        ax = axis % x.ndim
+        if ax == x.ndim - 1 and index.ndim == x.ndim and index.shape[:-1] == x.shape[:-1]:
+            # the common case, without take_along_axis's broadcast index arrays: one flat take
+            n = x.shape[-1]
+            lead = int(np.prod(x.shape[:-1]))
+            base = (np.arange(lead, dtype=np.int64) * n).reshape(*x.shape[:-1], 1)
+            return np.take(x.reshape(-1), index + base)
         return np.take_along_axis(x, index, axis=axis)
 
     def stack(self, xs: list[Array], axis: int) -> Array:
@@ -259,7 +270,10 @@ class NumpyBackend(Backend):
         return np.flatnonzero(mask)
 
     def take(self, x: Array, index: Array) -> Array:
-        return np.asarray(x).reshape(-1)[index]
+        return np.take(np.asarray(x).reshape(-1), index)
+
+    def take_columns(self, table: Array, index: Array) -> Array:
+        return np.take(table, index, axis=1)
 
     def put(self, x: Array, index: Array, values: Array) -> Array:
         out = np.array(x, copy=True)
@@ -408,6 +422,9 @@ class TorchBackend(Backend):
 
     def take(self, x: Array, index: Array) -> Array:
         return x.reshape(-1)[index]
+
+    def take_columns(self, table: Array, index: Array) -> Array:
+        return self._torch.index_select(table, 1, index.reshape(-1)).reshape(table.shape[0], *index.shape)
 
     def put(self, x: Array, index: Array, values: Array) -> Array:
         out = x.clone()

@@ -35,6 +35,7 @@ Notation:
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -138,6 +139,19 @@ def _angle_to(
     return np.where(n > 0, out, 0.0)
 
 
+@functools.lru_cache(maxsize=256)
+def _savgol_operator(n: int, window: int, poly: int, deriv: int, delta: float) -> NDArrayFloat:
+    """The ``(n, n)`` matrix of scipy's Savitzky-Golay filter (``interp`` mode) on series of ``n``.
+
+    The filter is linear, so filtering the identity gives its matrix exactly; a batch of
+    series is then one matrix product instead of scipy's per-series edge fits.
+    """
+    out: NDArrayFloat = savgol_filter(
+        np.eye(n), window_length=window, polyorder=poly, deriv=deriv, delta=delta, axis=-1
+    )
+    return out
+
+
 def _savgol(y: NDArrayFloat, window: int, poly: int, deriv: int = 0, delta: float = 1.0) -> NDArrayFloat:
     """Savitzky-Golay along the last axis (scipy's ``interp`` mode, as nuPlan calls it)."""
     n = y.shape[-1]
@@ -147,9 +161,7 @@ def _savgol(y: NDArrayFloat, window: int, poly: int, deriv: int = 0, delta: floa
             return y
         out: NDArrayFloat = np.gradient(y, delta, axis=-1) if deriv == 1 and n > 1 else np.zeros_like(y)
         return out
-    res: NDArrayFloat = savgol_filter(
-        y, window_length=window, polyorder=poly, deriv=deriv, delta=delta, axis=-1
-    )
+    res: NDArrayFloat = y @ _savgol_operator(n, window, poly, deriv, float(delta))  # row i: F(e_i)
     return res
 
 

@@ -353,31 +353,39 @@ class IdmRoutePolicy(Policy):
         lat = off[..., None] + (d_e[:, None, None, None] - off[..., None]) * relax + arcs * 0.0
         px, py, ph = self._pose(xp, b, arcs, lat)  # (S, O, F, H + 1)
         # 4. score: collisions (broad phase, then boxes), drivable area, TTC, progress, comfort
-        tt = times[None, None, None, :, None]
-        fx = ax[:, None, None, None, :] + (av * xp.cos(ah))[:, None, None, None, :] * tt  # (S,1,1,H+1,C)
-        fy = ay[:, None, None, None, :] + (av * xp.sin(ah))[:, None, None, None, :] * tt
         reach = (xp.hypot(le, we)[:, None] + xp.hypot(al, aw)) / 2.0  # (S, C)
         behind = self._behind(xp, ex, ey, eh, le, ax, ay)  # (S, C) agents coming from behind: not at fault
         already = obb_overlap(ex[:, None], ey[:, None], eh[:, None], le[:, None], we[:, None], ax, ay, ah, al, aw, xp)
         fault_ok = valid & ~behind & ~already
-        hit = self._hits(xp, px, py, ph, fx, fy, ah, le, we, al, aw, reach, fault_ok)  # (S, O, F, H+1, C)
-        is_agent = (at == int(ObjectType.VEHICLE)) | (at == int(ObjectType.PEDESTRIAN)) | (at == int(ObjectType.CYCLIST))
-        hit_agent = xp.any(xp.any(hit & is_agent[:, None, None, None, :], axis=4), axis=3)
-        hit_object = xp.any(xp.any(hit & ~is_agent[:, None, None, None, :], axis=4), axis=3)
-        nc = xp.where(hit_agent, 0.0, xp.where(hit_object, 0.5, 1.0))
-        first_hit = xp.min(xp.where(xp.any(hit, axis=4), times[None, None, None, :], _BIG), axis=3)
-        # TTC: the ego projected at constant velocity from each proposal pose
-        ttc_hit = xp.zeros(nc.shape, "bool")
-        for k in _TTC_LOOKAHEAD:
+        # the proposal poses, and (TTC) the ego projected at constant velocity from them k steps later,
+        # all tested at once: (S, O, F, J) poses against the agents at the matching times
+        qx, qy, qh, tix, kind = [px], [py], [ph], [np.arange(H + 1)], [np.zeros(H + 1, dtype=np.int64)]
+        for j, k in enumerate(_TTC_LOOKAHEAD, start=1):
             if k > H:
                 continue
-            pv = speeds[..., : H + 1 - k]
-            tx = px[..., : H + 1 - k] + pv * xp.cos(ph[..., : H + 1 - k]) * (k * dtp)
-            ty = py[..., : H + 1 - k] + pv * xp.sin(ph[..., : H + 1 - k]) * (k * dtp)
-            moving = (pv > 5e-3)[..., None]
-            hk = self._hits(xp, tx, ty, ph[..., : H + 1 - k], fx[..., k:, :], fy[..., k:, :], ah, le, we, al, aw, reach, fault_ok)
-            ttc_hit = ttc_hit | xp.any(xp.any(hk & moving, axis=4), axis=3)
-        ttc = xp.where(ttc_hit, 0.0, 1.0)
+            m = H + 1 - k
+            pv = speeds[..., :m]
+            far = xp.where(pv > 5e-3, 0.0, _BIG)  # a stopped ego has no time to collision
+            qx.append(px[..., :m] + pv * xp.cos(ph[..., :m]) * (k * dtp) + far)
+            qy.append(py[..., :m] + pv * xp.sin(ph[..., :m]) * (k * dtp))
+            qh.append(ph[..., :m])
+            tix.append(np.arange(k, H + 1))
+            kind.append(np.full(m, j, dtype=np.int64))
+        pose_t = np.concatenate(tix)  # (J,) the time index of every pose
+        collide = xp.asarray(np.concatenate(kind) == 0, "bool")
+        # the agents at constant velocity, (S, H + 1, C)
+        fx = ax[:, None, :] + (av * xp.cos(ah))[:, None, :] * times[None, :, None]
+        fy = ay[:, None, :] + (av * xp.sin(ah))[:, None, :] * times[None, :, None]
+        hit_any, hit_agent = self._hits(
+            xp, xp.concat(qx, axis=3), xp.concat(qy, axis=3), xp.concat(qh, axis=3),
+            fx[:, pose_t], fy[:, pose_t], ah, le, we, al, aw, at, reach, fault_ok,
+        )  # fmt: skip
+        hit_agent = xp.any(hit_agent & collide, axis=3)
+        hit_object = xp.any(hit_any & collide, axis=3) & ~hit_agent
+        nc = xp.where(hit_agent, 0.0, xp.where(hit_object, 0.5, 1.0))
+        qt = xp.asarray(np.arange(H + 1) * dtp)[xp.asarray(pose_t, "int")]
+        first_hit = xp.min(xp.where(hit_any & collide, qt, _BIG), axis=3)
+        ttc = xp.where(xp.any(hit_any & ~collide, axis=3), 0.0, 1.0)
         # drivable area: the ego's lateral extent within the route's drivable profile at every pose
         ri = xp.astype(xp.clip(xp.floor(arcs), 0, R - 1), "int").reshape(S, -1)
         free_l = xp.gather(b.route_free_left, ri, axis=1).reshape(arcs.shape)
@@ -448,29 +456,40 @@ class IdmRoutePolicy(Policy):
     @staticmethod
     def _hits(
         xp: Backend, px: Array, py: Array, ph: Array, fx: Array, fy: Array, ah: Array,
-        le: Array, we: Array, al: Array, aw: Array, reach: Array, ok: Array,
-    ) -> Array:  # fmt: skip
-        """``(S, O, F, H, C)`` whether ego poses meet agents; boxes only where the circles touch."""
-        d2 = (px[..., None] - fx) ** 2 + (py[..., None] - fy) ** 2
+        le: Array, we: Array, al: Array, aw: Array, at: Array, reach: Array, ok: Array,
+    ) -> tuple[Array, Array]:  # fmt: skip
+        """``(S, O, F, J)`` whether each ego pose meets an agent (``fx``/``fy`` ``(S, J, C)``: the agents at
+        the poses' times), and whether that agent is a road user; oriented boxes are tested only
+        where the enclosing circles touch."""
+        d2 = (px[..., None] - fx[:, None, None]) ** 2 + (py[..., None] - fy[:, None, None]) ** 2
         near = (d2 <= (reach * reach)[:, None, None, None, :]) & ok[:, None, None, None, :]
-        shape = near.shape
         idx = xp.nonzero_flat(near)
+        none = xp.zeros(px.shape, "bool")
         if not int(idx.shape[0]):
-            return near
-        C = shape[-1]
-        per_scen = int(np.prod(shape[1:]))
-        scen = idx // per_scen
-        agent = idx % C
-        pose = idx // C  # flat index into (S, O, F, H)
-        fx_full = fx + px[..., None] * 0.0
-        fy_full = fy + py[..., None] * 0.0
-        sc_a = scen * C + agent
+            return none, none
+        S, O, F, J = px.shape
+        C = near.shape[-1]
+        scen = idx // (O * F * J * C)
+        pose = idx // C  # flat index into (S, O, F, J)
+        agent = scen * C + idx % C
+        at_time = scen * (J * C) + (pose % J) * C + idx % C  # flat index into (S, J, C)
         hit = obb_overlap(
             xp.take(px, pose), xp.take(py, pose), xp.take(ph, pose), xp.take(le, scen), xp.take(we, scen),
-            xp.take(fx_full, idx), xp.take(fy_full, idx), xp.take(ah, sc_a), xp.take(al, sc_a), xp.take(aw, sc_a),
+            xp.take(fx, at_time), xp.take(fy, at_time), xp.take(ah, agent), xp.take(al, agent), xp.take(aw, agent),
             xp,
         )  # fmt: skip
-        return xp.put(near & False, idx, hit)
+        road_user = xp.take(at, agent)
+        road_user = (
+            (road_user == int(ObjectType.VEHICLE))
+            | (road_user == int(ObjectType.PEDESTRIAN))
+            | (road_user == int(ObjectType.CYCLIST))
+        )
+        # only True is written, so a pose that meets several agents keeps True
+        hits = xp.nonzero_flat(hit)
+        hit_pose = xp.put(none, xp.take(pose, hits), xp.take(hit, hits))
+        users = xp.nonzero_flat(hit & road_user)
+        user_pose = xp.put(none, xp.take(pose, users), xp.take(hit, users))
+        return hit_pose, user_pose
 
 
 # --------------------------------------------------------------------------- trained models

@@ -344,13 +344,8 @@ def prepare(scenario: Scenario, config: PrepareConfig = PrepareConfig()) -> SimS
             if str(lid) in by_id:
                 light_lanes[by_id[str(lid)]] = row
     duration_s = (num_steps - 1) * config.dt_s
-    # a path must reach past where the fastest agent can drive, from a start behind every agent on it
-    reach_m = config.path_back_m + _CROP_QUANTUM_M + float(desired.max()) * duration_s + 30.0
-    K = int(min(config.max_path_points, math.ceil(reach_m / config.path_step_m) + 1))
-    pool = _PathPool(lanes, config.path_step_m, K, light_lanes)
-    path_id = np.full((A, NUM_PATHS), -1, dtype=np.int64)
-    s_off = np.zeros((A, NUM_PATHS))
-    lat_off = np.zeros((A, NUM_PATHS))
+    travel_m = float(desired.max()) * duration_s  # as far as the fastest agent can drive
+    pool = _PathPool(lanes, config.path_step_m, light_lanes)
     d0 = np.zeros(A)
     notes: list[str] = []
     if swapped.any():
@@ -359,11 +354,11 @@ def prepare(scenario: Scenario, config: PrepareConfig = PrepareConfig()) -> SimS
     match = lanes.match(xy[:, 0], heading[:, 0], max_distance_m=config.lane_match_m)
     for a in np.flatnonzero(cand & (match.lane >= 0)).tolist():
         target = xy[a][valid[a]][-1]
-        _agent_paths(
-            pool, a, int(match.lane[a]), float(match.s_m[a]), xy[a, 0], target, config,
-            K * config.path_step_m, path_id, s_off, lat_off,
-        )  # fmt: skip
+        _agent_paths(pool, a, int(match.lane[a]), float(match.s_m[a]), xy[a, 0], target, travel_m + 80.0)
         d0[a] = match.lateral_m[a]
+    pool_xy, pool_stop_s, pool_stop_light, path_id, s_off, lat_off = pool.build(
+        travel_m, config.path_back_m, config.max_path_points, A
+    )
     if path_id[0, OWN_PATH] < 0:
         m0 = lanes.match(xy[:1, 0], None, max_distance_m=10.0)
         if m0.lane[0] < 0 and not (drivable.excess(xy[:1, 0])[0][0] <= 0):
@@ -382,7 +377,6 @@ def prepare(scenario: Scenario, config: PrepareConfig = PrepareConfig()) -> SimS
     route_stop_light = np.full(MAX_STOPS, -1, dtype=np.int64)
     _stops(route_starts, light_lanes, route_stop_s, route_stop_light)
     limit, free_left, free_right = _route_profile(route, lanes, drivable)
-    pool_xy, pool_stop_s, pool_stop_light = pool.arrays()
     return SimScenario(
         scenario_id=sid,
         source=s.source,
@@ -438,34 +432,71 @@ def _speed_along_heading(
 # --------------------------------------------------------------------------- paths
 
 
+@dataclass
+class _Request:
+    """An agent's wish for a path: a lane chain, and where along it the agent stands."""
+
+    agent: int
+    slot: int  # which of the agent's parallel paths
+    pts: NDArrayFloat
+    starts: list[tuple[int, float]]
+    arc_m: float
+    lateral_m: float
+
+
 class _PathPool:
-    """A scenario's distinct paths: lane chains resampled from a quantised start."""
+    """A scenario's distinct paths: one per lane chain and stretch of it that agents stand on.
 
-    def __init__(self, lanes: LaneGraph, step_m: float, K: int, light_lanes: dict[int, int]) -> None:
-        self.lanes, self.step_m, self.K, self.light_lanes = lanes, step_m, K, light_lanes
-        self.rows: dict[tuple[tuple[int, ...], float], int] = {}
-        self.points: list[NDArrayFloat] = []
-        self.stop_s: list[NDArrayFloat] = []
-        self.stop_light: list[NDArrayInt] = []
+    Agents on the same chain share a path resampled from a little behind the
+    rearmost of them; a chain whose agents spread further than one path can
+    hold gets several paths.
+    """
 
-    def add(self, pts: NDArrayFloat, starts: list[tuple[int, float]], crop_m: float) -> int:
-        key = (tuple(ln for ln, _ in starts), crop_m)
-        row = self.rows.get(key)
-        if row is None:
-            row = len(self.points)
-            self.rows[key] = row
-            self.points.append(resample_polyline(pts, self.step_m, self.K, start_m=crop_m))
+    def __init__(self, lanes: LaneGraph, step_m: float, light_lanes: dict[int, int]) -> None:
+        self.lanes, self.step_m, self.light_lanes = lanes, step_m, light_lanes
+        self.requests: list[_Request] = []
+
+    def build(
+        self, travel_m: float, back_m: float, max_points: int, A: int
+    ) -> tuple[NDArrayFloat, NDArrayFloat, NDArrayInt, NDArrayInt, NDArrayFloat, NDArrayFloat]:
+        """Pooled paths and stops, and per agent ``(A, P)`` path rows, arc offsets, lateral offsets."""
+        path_id = np.full((A, NUM_PATHS), -1, dtype=np.int64)
+        s_off = np.zeros((A, NUM_PATHS))
+        lat_off = np.zeros((A, NUM_PATHS))
+        ahead = travel_m + 30.0  # what a path must hold beyond its frontmost agent
+        span = max(max_points * self.step_m - ahead - back_m - _CROP_QUANTUM_M, _CROP_QUANTUM_M)
+        by_chain: dict[tuple[int, ...], list[_Request]] = {}
+        for r in self.requests:
+            by_chain.setdefault(tuple(ln for ln, _ in r.starts), []).append(r)
+        groups: list[tuple[float, float, list[_Request]]] = []
+        for reqs in by_chain.values():
+            reqs.sort(key=lambda r: r.arc_m)
+            k = 0
+            while k < len(reqs):
+                first = reqs[k].arc_m
+                group = [r for r in reqs[k:] if r.arc_m <= first + span]
+                k += len(group)
+                crop = _crop(first, back_m)
+                groups.append((crop, group[-1].arc_m - crop + ahead, group))
+        length = max((g[1] for g in groups), default=2.0)
+        K = int(min(max_points, math.ceil(length / self.step_m) + 1))
+        points, stop_s, stop_light = [], [], []
+        for row, (crop, _, group) in enumerate(groups):
+            chain = max(group, key=lambda r: r.pts.shape[0])  # the longest of the (equal-lane) chains
+            points.append(resample_polyline(chain.pts, self.step_m, K, start_m=crop))
             st = np.full(MAX_STOPS, np.inf)
             sl = np.full(MAX_STOPS, -1, dtype=np.int64)
-            _stops([(ln, a - crop_m) for ln, a in starts], self.light_lanes, st, sl)
-            self.stop_s.append(st)
-            self.stop_light.append(sl)
-        return row
-
-    def arrays(self) -> tuple[NDArrayFloat, NDArrayFloat, NDArrayInt]:
-        if not self.points:
-            return np.zeros((0, self.K, 2)), np.zeros((0, MAX_STOPS)), np.zeros((0, MAX_STOPS), dtype=np.int64)
-        return np.stack(self.points), np.stack(self.stop_s), np.stack(self.stop_light)
+            _stops([(ln, a - crop) for ln, a in chain.starts], self.light_lanes, st, sl)
+            stop_s.append(st)
+            stop_light.append(sl)
+            for r in group:
+                path_id[r.agent, r.slot] = row
+                s_off[r.agent, r.slot] = r.arc_m - crop
+                lat_off[r.agent, r.slot] = r.lateral_m
+        if not points:
+            empty = np.zeros((0, MAX_STOPS))
+            return np.zeros((0, 2, 2)), empty, empty.astype(np.int64), path_id, s_off, lat_off
+        return np.stack(points), np.stack(stop_s), np.stack(stop_light), path_id, s_off, lat_off
 
 
 def _crop(s_m: float, back_m: float) -> float:
@@ -491,13 +522,9 @@ def _agent_paths(
     s_on_lane: float,
     start_xy: NDArrayFloat,
     target: NDArrayFloat,
-    config: PrepareConfig,
     length_m: float,
-    path_id: NDArrayInt,
-    s_off: NDArrayFloat,
-    lat_off: NDArrayFloat,
 ) -> None:
-    """Agent ``a``'s own path and its neighbours' (see the module docstring)."""
+    """Agent ``a``'s own path and its neighbours' (see the module docstring), as requests to the pool."""
     lanes = pool.lanes
 
     def toward_log(_cur: int, succ: list[int]) -> int:
@@ -505,10 +532,8 @@ def _agent_paths(
         d = [float(np.min(np.hypot(*(lanes.points[n] - target).T))) for n in succ]
         return succ[int(np.argmin(d))]
 
-    crop = _crop(s_on_lane, config.path_back_m)
-    own, starts = chain_path(lanes, lane, crop + length_m, toward_log)
-    path_id[a, OWN_PATH] = pool.add(own, starts, crop)
-    s_off[a, OWN_PATH] = s_on_lane - crop
+    own, starts = chain_path(lanes, lane, s_on_lane + length_m, toward_log)
+    pool.requests.append(_Request(a, OWN_PATH, own, starts, s_on_lane, 0.0))
     _, own_foot, own_dir = _project(own, start_xy)
     left1, right1 = lanes.left[lane], lanes.right[lane]
     sides = {
@@ -517,8 +542,8 @@ def _agent_paths(
         OWN_PATH - 2: lanes.left[left1] if left1 >= 0 else -1,
         OWN_PATH + 2: lanes.right[right1] if right1 >= 0 else -1,
     }
-    own_pts = pool.points[path_id[a, OWN_PATH]]
     ho = np.arctan2(*(lanes.points[lane][-1] - lanes.points[lane][0])[::-1])
+    sample = own[:: max(1, own.shape[0] // 32)]
     for p, nb in sides.items():
         if nb < 0:
             continue
@@ -529,20 +554,15 @@ def _agent_paths(
             continue
 
         def parallel(_cur: int, succ: list[int]) -> int:
-            d = [float(np.min(np.hypot(*(lanes.points[n][:, None, :] - own_pts[None, ::8]).T))) for n in succ]
+            d = [float(np.min(np.hypot(*(lanes.points[n][:, None, :] - sample[None]).T))) for n in succ]
             return succ[int(np.argmin(d))]
 
-        # how far along the neighbour's chain the agent stands, then a chain long enough from there
-        first = lanes.points[nb]
-        arc0 = _project(first, start_xy)[0] if first.shape[0] >= 2 else 0.0
-        crop_nb = _crop(arc0, config.path_back_m)
-        pts, starts_nb = chain_path(lanes, nb, crop_nb + length_m + 50.0, parallel)
+        arc0 = _project(seg, start_xy)[0] if seg.shape[0] >= 2 else 0.0
+        pts, starts_nb = chain_path(lanes, nb, arc0 + length_m + 50.0, parallel)
         arc, foot, _ = _project(pts, start_xy)
-        crop_nb = _crop(arc, config.path_back_m)
-        path_id[a, p] = pool.add(pts, starts_nb, crop_nb)
-        s_off[a, p] = arc - crop_nb
         rel = foot - own_foot
-        lat_off[a, p] = float(-own_dir[1] * rel[0] + own_dir[0] * rel[1])
+        lateral = float(-own_dir[1] * rel[0] + own_dir[0] * rel[1])
+        pool.requests.append(_Request(a, p, pts, starts_nb, arc, lateral))
 
 
 def _stops(

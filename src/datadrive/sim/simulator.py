@@ -565,15 +565,22 @@ class Simulator:
         # path heading at the agent: the frame in which others are ahead, behind, beside
         i = xp.astype(xp.clip(xp.floor(s_arc / b.path_step_m), 0, K - 2), "int")
         hh = xp.where(reactive, xp.gather(b.pool_heading, i + row * K, axis=1), h)
-        c, sn = xp.cos(hh)[..., None], xp.sin(hh)[..., None]
-        dx = self._of_neighbors(x, nb) - x[..., None]
-        dy = self._of_neighbors(y, nb) - y[..., None]
+        ch, sh = xp.cos(hh), xp.sin(hh)
+        # every neighbour quantity in one gather: position, velocity, length, presence
+        table = xp.stack(
+            [x, y, v * xp.cos(h), v * xp.sin(h), b.length, xp.astype(present, "float")], axis=0
+        ).reshape(6, S * A)
+        flat = nb + (xp.arange(S) * A)[:, None, None]
+        got = xp.take_columns(table, flat)  # (6, S, A, N)
+        c, sn = ch[..., None], sh[..., None]
+        dx = got[0] - x[..., None]
+        dy = got[1] - y[..., None]
         lon = c * dx + sn * dy
         lat = -sn * dx + c * dy
-        nlen = self._of_neighbors(b.length, nb)
+        nlen = got[4]
         half_len = (b.length[..., None] + nlen) / 2.0 if idm.gap_reference == "bumper" else nlen * 0.0
-        others = self._of_neighbors(present, nb) & nb_ok
-        v_proj = self._of_neighbors(v, nb) * xp.cos(self._of_neighbors(h, nb) - hh[..., None])
+        others = (got[5] > 0.5) & nb_ok
+        v_proj = got[2] * c + got[3] * sn  # the neighbour's velocity along my path
         rel_lat = lat + d_lat[..., None]  # beside my own lane's centre
         hw = cfg.lane_half_width_m
         ahead = others & (xp.abs(rel_lat) < hw) & (lon > 0)
