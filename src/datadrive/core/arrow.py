@@ -150,8 +150,21 @@ def _per_step(arrays: list[NDArrayAny], num_steps: list[int], value_type: pa.Dat
 def _nested(items: list[NDArrayAny | None], value_type: pa.DataType, inner: int | None) -> pa.Array:
     """One ``list<list<value>>`` cell per scenario from ``(L, n)`` arrays (None -> null)."""
     inner_type = pa.list_(value_type, inner) if inner is not None else pa.list_(value_type)
-    cells: list[Any] = [None if x is None else x.tolist() for x in items]
-    return pa.array(cells, type=pa.list_(inner_type))
+    if inner is None:
+        cells: list[Any] = [None if x is None else x.tolist() for x in items]
+        return pa.array(cells, type=pa.list_(inner_type))
+    # fixed-size rows: built from one flat buffer and offsets, never through Python lists
+    present = [x for x in items if x is not None]
+    flat = (
+        np.concatenate([np.asarray(x).reshape(-1) for x in present])
+        if present
+        else np.zeros(0, dtype=value_type.to_pandas_dtype())
+    )
+    rows = pa.FixedSizeListArray.from_arrays(pa.array(flat, type=value_type), inner)
+    lengths = np.asarray([0 if x is None else np.asarray(x).shape[0] for x in items], dtype=np.int64)
+    offsets = _offsets(lengths).cast(pa.int32())
+    mask = pa.array([x is None for x in items], type=pa.bool_())
+    return pa.ListArray.from_arrays(offsets, rows, type=pa.list_(inner_type), mask=mask)
 
 
 def scenarios_to_arrow(scenarios: Sequence[Scenario]) -> ScenarioTables:

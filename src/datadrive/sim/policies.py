@@ -159,6 +159,9 @@ class PdmConfig:
         emergency_time_s: Brake when the chosen proposal collides within this time ...
         emergency_speed_mps: ... and the ego is at most this fast (PDMEmergencyBrake).
         lookahead_min_m: Least pure-pursuit lookahead (grows with speed, 1 s ahead).
+        max_jerk_mps3: How fast the commanded acceleration may change (the tracker's smoothing: PDM-Closed
+            tracks its trajectory with an LQR controller); braking for a proposal that is not free of
+            collision and TTC risk is not limited.
     """
 
     idm: IdmParams = field(
@@ -176,6 +179,7 @@ class PdmConfig:
     emergency_time_s: float = 2.0
     emergency_speed_mps: float = 5.0
     lookahead_min_m: float = 4.0
+    max_jerk_mps3: float = 3.0
 
 
 _PROGRESS_THRESHOLD_M = 0.1  # PDM scorer: below this best progress, every proposal gets full progress
@@ -325,7 +329,9 @@ class IdmRoutePolicy(Policy):
         red = xp.gather(b.light_stop[:, :, obs.step], xp.clip(b.route_stop_light, 0, L - 1), axis=1)
         stop_gap = b.route_stop_s - s_e[:, None] - le[:, None] / 2.0
         stop_gap = xp.where(red & (b.route_stop_light >= 0) & (stop_gap > -1.0), stop_gap, _BIG)
-        lg = xp.min(stop_gap, axis=1)[:, None]
+        # the end of the route: PDM-Closed's "leading agent" when nothing else is ahead
+        end_gap = xp.astype(b.route_len - 1, "float") - s_e - le / 2.0
+        lg = xp.minimum(xp.min(stop_gap, axis=1), xp.maximum(end_gap, 0.0))[:, None]
         use_light = lg < lead_gap
         lead_gap = xp.where(use_light, lg, lead_gap)
         lead_v = xp.where(use_light, 0.0, lead_v)
@@ -411,6 +417,10 @@ class IdmRoutePolicy(Policy):
         chosen_a = xp.gather(acc[..., 0].reshape(S, O * F), best_i[:, None], axis=1)[:, 0]
         chosen_o = xp.take(xp.asarray(np.repeat(np.asarray(offsets, dtype=np.float64), F)), best_i)
         t_hit = xp.gather(first_hit.reshape(S, O * F), best_i[:, None], axis=1)[:, 0]
+        safe = xp.gather((nc * ttc).reshape(S, O * F), best_i[:, None], axis=1)[:, 0] >= 1.0
+        step_j = cfg.max_jerk_mps3 * b.dt_s
+        low = xp.where(safe, self._a_prev - step_j, -_BIG)
+        chosen_a = xp.clip(chosen_a, low, self._a_prev + step_j)
         # 5. PDM's emergency brake
         brake = (t_hit <= cfg.emergency_time_s) & (v <= cfg.emergency_speed_mps)
         chosen_a = xp.where(brake, xp.clip(-10.0 * v, _LON_ACCEL[0], _LON_ACCEL[1]), chosen_a)

@@ -37,7 +37,6 @@ Notation:
 
 from __future__ import annotations
 
-import itertools
 import math
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -587,33 +586,52 @@ def _ego_route(
     lanes: LaneGraph,
     config: PrepareConfig,
 ) -> tuple[NDArrayFloat, list[tuple[int, float]]]:
-    """The ego's expert route as a 1 m polyline (see the module docstring) and its lanes' start arcs."""
+    """The ego's expert route as a 1 m polyline (see the module docstring) and its lanes' start arcs.
+
+    The lanes the expert drives on (matched every 0.5 s) become pieces of lane: a lane continues into
+    its successor at its end; a change to a lane that does not succeed it (a lane change, an
+    overlapping lane in a junction) cuts the first lane where the expert left it and joins the second
+    where the expert entered it, so the route never runs backwards.
+    """
     pts = xy[valid]
     starts: list[tuple[int, float]] = []
     full = pts
     if pts.shape[0] >= 2:
         idx = np.flatnonzero(valid)[::5]
         m = lanes.match(xy[idx], heading[idx], max_distance_m=config.lane_match_m)
-        seq: list[int] = []
-        for ln in m.lane.tolist():
-            if ln >= 0 and (not seq or seq[-1] != ln):
-                seq.append(ln)
-        if seq and np.mean(m.lane >= 0) >= 0.6:
-            chain = [lanes.points[seq[0]]]
-            total = float(lanes.lengths_m[seq[0]])
-            starts = [(seq[0], 0.0)]
-            for prev, ln in itertools.pairwise(seq):
-                if ln != prev:
-                    chain.append(lanes.points[ln])
-                    starts.append((ln, total))
-                    total += float(lanes.lengths_m[ln])
+        if np.mean(m.lane >= 0) >= 0.6:
+            pieces: list[list[float]] = []  # [lane, from arc, to arc]
+            for k in np.flatnonzero(m.lane >= 0).tolist():
+                ln, s = int(m.lane[k]), float(m.s_m[k])
+                if not pieces:
+                    pieces.append([ln, s, s])
+                elif pieces[-1][0] == ln:
+                    pieces[-1][2] = max(pieces[-1][2], s)
+                elif ln in lanes.successors[int(pieces[-1][0])]:
+                    pieces[-1][2] = float(lanes.lengths_m[int(pieces[-1][0])])
+                    pieces.append([ln, 0.0, s])
+                else:
+                    pieces.append([ln, s, s])
             # continue past the expert's last lane so a policy that drives further still gains progress
-            tail, tail_starts = chain_path(
-                lanes, seq[-1], float(lanes.lengths_m[seq[-1]]) + 120.0, lambda _c, s: s[0]
-            )
-            chain.append(tail[len(lanes.points[seq[-1]]) :])
-            starts += [(ln, total + a - float(lanes.lengths_m[seq[-1]])) for ln, a in tail_starts[1:]]
-            full = np.concatenate([c for c in chain if c.shape[0]])
+            last = int(pieces[-1][0])
+            pieces[-1][2] = float(lanes.lengths_m[last])
+            nxt = last
+            for _ in range(8):
+                succ = lanes.successors[nxt]
+                if not succ or sum(p[2] - p[1] for p in pieces) > 1e4:
+                    break
+                nxt = succ[0]
+                pieces.append([nxt, 0.0, float(lanes.lengths_m[nxt])])
+            chain, total = [], 0.0
+            for ln, a, b in pieces:
+                seg = _slice(lanes.points[int(ln)], a, b)
+                if seg.shape[0] < 2:
+                    continue
+                starts.append((int(ln), total - a))
+                chain.append(seg)
+                total += _length(seg)
+            if chain:
+                full = np.concatenate(chain)
     if full.shape[0] < 2 or _length(full) < 1e-3:
         base = xy[0] if not pts.shape[0] else pts[0]
         return np.repeat(base[None], 2, axis=0), []
@@ -621,9 +639,22 @@ def _ego_route(
     s_start = _project(full, xy[0])[0]
     s_end = _project(full, pts[-1])[0] if pts.shape[0] >= 2 else s_start
     crop = max(0.0, s_start - config.path_back_m)
-    n = max(2, int(max(s_end, s_start) - crop) + 101)
+    # 100 m past the expert's end, but never past the mapped lanes (the map ends there)
+    end = min(max(s_end, s_start) + 100.0, max(_length(full), max(s_end, s_start) + 1.0))
+    n = max(2, int(end - crop) + 1)
     route = resample_polyline(full, 1.0, n, start_m=crop)
     return route, [(ln, a - crop) for ln, a in starts]
+
+
+def _slice(pts: NDArrayFloat, a: float, b: float) -> NDArrayFloat:
+    """The part of a polyline between arc lengths ``a`` and ``b`` (interpolated ends)."""
+    arc = np.concatenate([[0.0], np.cumsum(np.hypot(*np.diff(pts, axis=0).T))])
+    a, b = max(0.0, a), min(float(arc[-1]), b)
+    if b <= a:
+        return pts[:0]
+    inner = pts[(arc > a) & (arc < b)]
+    ends = np.stack([np.interp([a, b], arc, pts[:, 0]), np.interp([a, b], arc, pts[:, 1])], axis=1)
+    return np.concatenate([ends[:1], inner, ends[1:]])
 
 
 def _route_profile(
