@@ -274,9 +274,9 @@ def _map_table(scenarios: Sequence[Scenario]) -> pa.Table:
     cols = {
         "scenario_id": _repeat_ids(with_map, counts),
         "feature_index": pa.array(np.concatenate([np.arange(c, dtype=np.int32) for c in counts])),
-        "feature_id": pa.array(np.concatenate([m.feature_ids for m in maps]).tolist(), type=pa.string()),
+        "feature_id": pa.array(np.concatenate([m.feature_ids for m in maps]), type=pa.string()),
         "kind": pa.array(np.concatenate([m.kind for m in maps]), type=pa.uint8()),
-        "subtype": pa.array(np.concatenate([m.subtype for m in maps]).tolist(), type=pa.string()),
+        "subtype": pa.array(np.concatenate([m.subtype for m in maps]), type=pa.string()),
         "is_intersection": pa.array(np.concatenate([m.is_intersection for m in maps])),
         "speed_limit_mps": _nullable(np.concatenate([m.speed_limits() for m in maps])),
         "x_m": _lists(xyz[:, 0], lengths, pa.float64()),

@@ -449,26 +449,52 @@ def _chunk_on_map(fm: FleetMap, cfg: FleetConfig, idx: NDArrayInt) -> list[Scena
     p_dir = -side * normal
     p_speed = 1.2 + 0.4 * e[:, 3, 3]
     p_step = (e[:, 3, 4] * 2.0 / dt).astype(np.int64)
-    xy, heading, on_map = _simulate(
-        fm, cfg, chain, s0, vd, v_init, length, active, stopped, braking, brake_step, brake_decel,
-        cut_in, cut_step, ped, p_start, p_dir, p_speed, p_step, W,
-    )  # fmt: skip
+    params = cfg.params()
+    params_pair = (params, json.dumps(params, sort_keys=True))
+    # simulate in buckets of scenarios with about as many vehicles: the pairwise work is V^2 per scenario
+    role = np.argsort(~active, axis=1, kind="stable")  # active slots first, in their original order
+    n_active = active.sum(axis=1)
+    order = np.argsort(n_active, kind="stable")
+    xy = np.zeros((n, V, T, 2))
+    heading = np.zeros((n, V, T))
+    on_map = np.zeros((n, V, T), dtype=bool)
+    for lo in range(0, n, 32):
+        b = order[lo : lo + 32]
+        Vb = int(n_active[b].max())
+        r = role[b, :Vb]
+
+        def g(a: NDArrayFloat, b: NDArrayInt = b, r: NDArrayInt = r) -> NDArrayFloat:
+            return np.take_along_axis(a[b], r, axis=1)
+
+        out = _simulate(
+            fm, cfg, g(chain), g(s0), g(vd), g(v_init), g(length), g(active), r, ego_chain[b],
+            stopped[b], braking[b], brake_step[b], brake_decel[b], cut_in[b], cut_step[b],
+            ped[b], p_start[b], p_dir[b], p_speed[b], p_step[b], W,
+        )  # fmt: skip
+        rows_b = b[:, None]
+        xy[rows_b, r], heading[rows_b, r], on_map[rows_b, r] = out
     return [
         _scenario(fm, cfg, int(idx[i]), xy[i], heading[i], on_map[i], length[i], active[i],
                   {"stopped_vehicle": bool(stopped[i]), "hard_braking": bool(braking[i]), "cut_in": bool(cut_in[i])},
                   (int(brake_step[i]), int(cut_step[i])),
-                  (p_start[i], p_dir[i], float(p_speed[i]), int(p_step[i])) if ped[i] else None)  # fmt: skip
+                  (p_start[i], p_dir[i], float(p_speed[i]), int(p_step[i])) if ped[i] else None,
+                  params_pair)  # fmt: skip
         for i in range(n)
     ]
 
 
 def _simulate(
     fm: FleetMap, cfg: FleetConfig, chain: NDArrayInt, s0: NDArrayFloat, vd: NDArrayFloat, v_init: NDArrayFloat,
-    length: NDArrayFloat, active: NDArrayBool, stopped: NDArrayBool, braking: NDArrayBool, brake_step: NDArrayInt,
-    brake_decel: NDArrayFloat, cut_in: NDArrayBool, cut_step: NDArrayInt, ped: NDArrayBool,
-    p_start: NDArrayFloat, p_dir: NDArrayFloat, p_speed: NDArrayFloat, p_step: NDArrayInt, W: int,
+    length: NDArrayFloat, active: NDArrayBool, role: NDArrayInt, ego_chain: NDArrayInt, stopped: NDArrayBool,
+    braking: NDArrayBool, brake_step: NDArrayInt, brake_decel: NDArrayFloat, cut_in: NDArrayBool,
+    cut_step: NDArrayInt, ped: NDArrayBool, p_start: NDArrayFloat, p_dir: NDArrayFloat, p_speed: NDArrayFloat,
+    p_step: NDArrayInt, W: int,
 ) -> tuple[NDArrayFloat, NDArrayFloat, NDArrayBool]:  # fmt: skip
-    """IDM traffic of a chunk: ``(n, V, T, 2)`` positions, ``(n, V, T)`` headings and on-map masks."""
+    """IDM traffic of a bucket: ``(n, V, T, 2)`` positions, ``(n, V, T)`` headings and on-map masks.
+
+    ``role`` is each vehicle's slot in the scenario: 0 the ego, 1 the stopped vehicle, 2 the braking
+    one, 3 the cut-in, 4+ the others (also the priority order at crossings).
+    """
     n, V = chain.shape
     dt, T = cfg.dt_s, cfg.num_steps
     a_max, b_comf, th, jam = _IDM
@@ -481,28 +507,28 @@ def _simulate(
     on_map = np.zeros((n, V, T), dtype=bool)
     ends = fm.lib_len[chain]  # where each vehicle's mapped lanes end
     same_chain = chain[:, :, None] == chain[:, None, :]
+    is_stopped = (role == 1) & stopped[:, None]
+    is_brake = (role == 2) & braking[:, None]
+    is_cut = (role == 3) & cut_in[:, None]
     # the ego (and the vehicles scripted into its lane) stay on the map: they stop before its end;
     # any other vehicle leaves the recording where its lanes end, as agents leave a logged scene
-    keeps = np.zeros((n, V), dtype=bool)
-    keeps[:, :4] = True
-    width = np.where(np.arange(V) == 0, 2.0, 1.9)
-    corridor = (width[:, None] + width[None, :]) / 2.0 + 0.3
-    order = np.arange(V)
-    yields = order[None, :] < order[:, None]  # [i, j]: i yields to j's anticipated position (j first)
-    eye = np.eye(V, dtype=bool)
-    ego_chain = chain[:, 0]
-    nb_off = fm.lib_nb_offset[ego_chain]
+    keeps = role < 4
+    width = np.where(role == 0, 2.0, 1.9)
+    corridor = (width[:, :, None] + width[:, None, :]) / 2.0 + 0.3
+    yields = role[:, None, :] < role[:, :, None]  # [i, j]: i yields to j's anticipated position (j first)
+    eye = np.eye(V, dtype=bool)[None]
+    nb_off = fm.lib_nb_offset[ego_chain][:, None]
     half_len = (length[:, :, None] + length[:, None, :]) / 2.0
     prev = None
     for t in range(-W, T):
         pos, h = _at(fm, chain, s)
-        # the cut-in vehicle (slot 3) moves into the ego's lane over 2.5 s
-        if cut_in.any():
-            w = np.clip((t - cut_step) / (2.5 / dt), 0.0, 1.0)
-            w = np.where(cut_in, 0.5 - 0.5 * np.cos(np.pi * w), 0.0)
-            target, th_target = _at(fm, ego_chain, s[:, 3] - nb_off)
-            pos[:, 3] = (1 - w[:, None]) * pos[:, 3] + w[:, None] * target
-            h[:, 3] = np.where(w > 0.5, th_target, h[:, 3])
+        # the cut-in vehicle moves into the ego's lane over 2.5 s
+        if is_cut.any():
+            w = np.clip((t - cut_step[:, None]) / (2.5 / dt), 0.0, 1.0)
+            w = np.where(is_cut, 0.5 - 0.5 * np.cos(np.pi * w), 0.0)
+            target, h_target = _at(fm, np.broadcast_to(ego_chain[:, None], chain.shape), s - nb_off)
+            pos = (1 - w[..., None]) * pos + w[..., None] * target
+            h = np.where(w > 0.5, h_target, h)
         # pedestrians: standing at the curb until their step, then walking across
         walk = np.maximum(t - p_step, 0) * dt * p_speed
         p_pos = p_start + walk[:, None] * p_dir
@@ -517,33 +543,34 @@ def _simulate(
         c, sn = np.cos(h), np.sin(h)
         vel = v[..., None] * np.stack([c, sn], -1) if prev is None else (pos - prev) / dt
         prev = pos
-        rel = pos[:, None, :, :] - pos[:, :, None, :]  # [i, j] j relative to i
-        lon = c[..., None] * rel[..., 0] + sn[..., None] * rel[..., 1]
-        lat = -sn[..., None] * rel[..., 0] + c[..., None] * rel[..., 1]
-        fut = rel + _LOOK_S * vel[:, None, :, :]  # where each other one will be
-        lon_f = c[..., None] * fut[..., 0] + sn[..., None] * fut[..., 1]
-        lat_f = -sn[..., None] * fut[..., 0] + c[..., None] * fut[..., 1]
-        other = (active & ~gone)[:, None, :] & ~eye[None]
+        rx = pos[:, None, :, 0] - pos[:, :, None, 0]  # [i, j] j relative to i
+        ry = pos[:, None, :, 1] - pos[:, :, None, 1]
+        ci, si = c[:, :, None], sn[:, :, None]
+        lon = ci * rx + si * ry
+        lat = -si * rx + ci * ry
+        fx, fy = rx + _LOOK_S * vel[:, None, :, 0], ry + _LOOK_S * vel[:, None, :, 1]  # where they will be
+        lon_f = ci * fx + si * fy
+        lat_f = -si * fx + ci * fy
+        other = (active & ~gone)[:, None, :] & ~eye
+        cos_dh = ci * c[:, None, :] + si * sn[:, None, :]
         # on my own chain the gap is the arc length between us (exact on curves); elsewhere, geometry
         along = s[:, None, :] - s[:, :, None]
         chain_ahead = other & same_chain & (along > 0)
-        now_in = other & ~same_chain & (lon > 0) & (np.abs(lat) < corridor[None])
-        same_way = (c[:, :, None] * c[:, None, :] + sn[:, :, None] * sn[:, None, :]) > 0.87  # within 30 degrees
-        soon_in = other & ~same_chain & (yields[None] | same_way) & (lon_f > 0) & (np.abs(lat_f) < corridor[None])
-        soon_in = soon_in & (lon > -2.0)
+        alat = np.abs(lat)
+        now_in = other & ~same_chain & (lon > 0) & (alat < corridor)
         # whatever is right in front of me, in a wider corridor, counts too (merges, tight crossings)
-        close = other & (lon > 0) & (lon < half_len + 2.0 + v[..., None]) & (np.abs(lat) < corridor[None] + 0.7)
-        now_in = now_in | (close & ~same_chain)
+        now_in |= other & ~same_chain & (lon > 0) & (lon < half_len + 2.0 + v[..., None]) & (alat < corridor + 0.7)
+        soon_in = other & ~same_chain & (yields | (cos_dh > 0.87)) & (lon_f > 0) & (np.abs(lat_f) < corridor)
+        soon_in &= lon > -2.0
         gap = np.where(
             chain_ahead,
             along,
             np.where(now_in, lon, np.where(soon_in, np.minimum(np.maximum(lon, 0.0), lon_f), np.inf)),
         ) - half_len
-        now_in = now_in | chain_ahead
-        lead = np.argmin(gap, axis=2)
-        g = np.take_along_axis(gap, lead[..., None], axis=2)[..., 0]
-        lead_v = np.take_along_axis(np.where(now_in, np.cos(h[:, None, :] - h[:, :, None]) * v[:, None, :], 0.0),
-                                    lead[..., None], axis=2)[..., 0]  # fmt: skip
+        now_in |= chain_ahead
+        lead = np.argmin(gap, axis=2)[..., None]
+        g = np.take_along_axis(gap, lead, axis=2)[..., 0]
+        lead_v = np.take_along_axis(np.where(now_in, cos_dh * v[:, None, :], 0.0), lead, axis=2)[..., 0]
         # a pedestrian in my corridor (now or soon): stop 2 m before it
         pr = p_pos[:, None, :] - pos
         p_lon = c * pr[..., 0] + sn * pr[..., 1]
@@ -562,8 +589,8 @@ def _simulate(
         lead_v = np.where(use_w, 0.0, lead_v)
         has = np.isfinite(g)
         # desired speed: the cap 10 m ahead (curves, limits), never above the driver's own
-        ci = np.clip(s + 10.0, 0, K - 1).astype(np.int64)
-        v0 = np.minimum(vd, fm.lib_vcap[chain, ci])
+        ci_ = np.clip(s + 10.0, 0, K - 1).astype(np.int64)
+        v0 = np.minimum(vd, fm.lib_vcap[chain, ci_])
         s_star = jam + np.maximum(0.0, v * th + v * (v - lead_v) / (2 * np.sqrt(a_max * b_comf)))
         inter = np.where(has, (s_star / np.maximum(np.where(has, g, 1.0), 0.1)) ** 2, 0.0)
         a = np.clip(a_max * (1.0 - (v / np.maximum(v0, 0.1)) ** 4 - inter), -9.0, a_max)
@@ -571,10 +598,10 @@ def _simulate(
         smooth = np.clip(a, a_prev - _JERK_MPS3 * dt, a_prev + _JERK_MPS3 * dt)
         a = np.where((a < -2.5) & (a < smooth), a, smooth)
         # scripts: the stopped vehicle stands, the braking one brakes from its step on
-        a[:, 1] = np.where(stopped, 0.0, a[:, 1])
-        hard = braking & (t >= brake_step)
-        a[:, 2] = np.where(hard, np.where(v[:, 2] > 0, -brake_decel, 0.0), a[:, 2])
-        v[:, 1] = np.where(stopped, 0.0, v[:, 1])
+        a = np.where(is_stopped, 0.0, a)
+        hard = is_brake & (t >= brake_step[:, None])
+        a = np.where(hard, np.where(v > 0, -brake_decel[:, None], 0.0), a)
+        v = np.where(is_stopped, 0.0, v)
         a = np.where(active & ~gone, a, 0.0)
         s = s + v * dt  # explicit Euler, as the simulator integrates
         v = np.maximum(v + a * dt, 0.0)
@@ -594,6 +621,7 @@ def _scenario(
     scripted: dict[str, bool],
     steps: tuple[int, int],
     pedestrian: tuple[NDArrayFloat, NDArrayFloat, float, int] | None,
+    params_pair: tuple[dict[str, Any], str],
 ) -> Scenario:
     """One scenario from its rows of a chunk."""
     T, dt = cfg.num_steps, cfg.dt_s
@@ -644,9 +672,9 @@ def _scenario(
     )
     pts = tracks.xy_m[tracks.valid]
     lo, hi = pts.min(axis=0) - cfg.crop_margin_m, pts.max(axis=0) + cfg.crop_margin_m
-    params = cfg.params()
+    params, params_json = params_pair
     sid = f"synthetic-{cfg.seed}-{index:07d}"
-    digest = hashlib.sha256(json.dumps([GENERATOR, cfg.seed, index, params, fm.name]).encode()).hexdigest()
+    digest = hashlib.sha256(f"{GENERATOR}|{cfg.seed}|{index}|{fm.name}|{params_json}".encode()).hexdigest()
     md = ScenarioMetadata(
         frame=fm.frame,
         provenance=Provenance(f"synthetic://{GENERATOR}/{cfg.seed}/{index}", digest, "synthetic", GENERATOR),
@@ -667,25 +695,43 @@ def _scenario(
 
 
 def _crop(fm: FleetMap, lo: NDArrayFloat, hi: NDArrayFloat) -> MapFeatures:
-    """Features whose bounding box meets ``[lo, hi]``; relations between kept features; the limits."""
+    """The map within the box ``[lo, hi]``: features that reach into it, clipped to the stretch of each
+    between its first and last point in the box (one point more on each side), relations between kept
+    features, and the speed limits."""
     m = fm.features
     keep = np.all(fm.feature_hi >= lo, axis=1) & np.all(fm.feature_lo <= hi, axis=1)
     idx = np.flatnonzero(keep)
+    counts_all = np.diff(m.offsets)
+    counts = counts_all[idx]
+    starts = np.repeat(m.offsets[idx], counts)
+    rank = np.arange(int(counts.sum())) - np.repeat(np.concatenate([[0], np.cumsum(counts)[:-1]]), counts)
+    pts = m.xyz_m[starts + rank]
+    inside = np.all((pts[:, :2] >= lo) & (pts[:, :2] <= hi), axis=1)
+    # per feature: first and last point inside (features crossing the box between two points: all of them)
+    owner = np.repeat(np.arange(idx.size), counts)
+    first = np.full(idx.size, np.iinfo(np.int64).max)
+    last = np.full(idx.size, -1)
+    np.minimum.at(first, owner[inside], rank[inside])
+    np.maximum.at(last, owner[inside], rank[inside])
+    none = last < 0
+    first = np.where(none, 0, np.maximum(first - 1, 0))
+    last = np.where(none, counts - 1, np.minimum(last + 1, counts - 1))
+    keep_pt = (rank >= first[owner]) & (rank <= last[owner])
+    # a polygon (crosswalk, drivable area, ...) stays whole: clipping would open it
+    closed = np.isin(m.kind[idx], (MapFeatureKind.CROSSWALK, MapFeatureKind.DRIVABLE_AREA,
+                                   MapFeatureKind.SPEED_BUMP, MapFeatureKind.DRIVEWAY))  # fmt: skip
+    keep_pt |= closed[owner]
+    new_counts = np.bincount(owner[keep_pt], minlength=idx.size)
+    offsets = np.concatenate([[0], np.cumsum(new_counts)]).astype(np.int64)
     new = np.full(m.num_features, -1, dtype=np.int64)
     new[idx] = np.arange(idx.size)
-    counts = np.diff(m.offsets)[idx]
-    offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-    # the kept features' points, in one gather: each point's index is its feature's start plus its rank
-    starts = np.repeat(m.offsets[idx], counts)
-    rank = np.arange(int(offsets[-1])) - np.repeat(offsets[:-1], counts)
-    pts = m.xyz_m[starts + rank]
     rel = m.relations
     ok = keep[rel[:, 0]] & keep[rel[:, 1]] if rel.shape[0] else np.zeros(0, dtype=bool)
     rel = rel[ok].copy()
     rel[:, 0], rel[:, 1] = new[rel[:, 0]], new[rel[:, 1]]
     limits = fm.limits[idx]
     return MapFeatures(
-        m.feature_ids[idx], m.kind[idx], m.subtype[idx], m.is_intersection[idx], offsets, pts, rel,
+        m.feature_ids[idx], m.kind[idx], m.subtype[idx], m.is_intersection[idx], offsets, pts[keep_pt], rel,
         limits if np.isfinite(limits).any() else None,
     )  # fmt: skip
 
