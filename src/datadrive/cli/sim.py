@@ -105,6 +105,9 @@ def simulate_cmd(
             def on_progress(p: Any) -> None:
                 progress.update(task, completed=p.done, total=p.total)
 
+            def emit(row: dict[str, Any]) -> None:  # --json streams rows as chunks finish
+                sys.stdout.write(json.dumps(_json_value(row), default=str) + "\n")
+
             report = simulate_lake(
                 lk,
                 region,
@@ -114,13 +117,13 @@ def simulate_cmd(
                 version=as_of,
                 engine=eng,
                 progress=on_progress,
+                on_row=emit if as_json else None,
+                keep_rows=0 if as_json else 200,
             )
     except DatadriveError as exc:
         _fail(str(exc))
         return
     if as_json:
-        for row in report.rows:
-            sys.stdout.write(json.dumps(_json_value(row), default=str) + "\n")
         sys.stdout.write(
             json.dumps(_json_value({"summary": report.summary, "artefact": report.artefact})) + "\n"
         )
@@ -172,6 +175,13 @@ def _print_summary(report: Any) -> None:
     means = s["means"]
     cls = "-" if means["nuplan_cls"] is None else f"{means['nuplan_cls']:.3f}"
     pdms = "-" if means["navsim_pdms"] is None else f"{means['navsim_pdms']:.3f}"
+    if s.get("by_event_type") and set(s["by_event_type"]) != {"none"}:
+        events = Table(title="by event type (a scenario counts under each of its events)")
+        for col in ("event type", "scenarios", "CLS", "PDMS"):
+            events.add_column(col, justify="left" if col == "event type" else "right")
+        for name, v in s["by_event_type"].items():
+            events.add_row(escape(name), str(v["scenarios"]), f"{v['nuplan_cls']:.3f}", f"{v['navsim_pdms']:.3f}")
+        _out.print(events)
     _out.print(
         f"{s['scenarios']} scenarios: {s['ok']} simulated, {s['skipped']} skipped, {s['failed']} failed · "
         f"nuPlan CLS {cls} · NAVSIM PDMS {pdms} · stored {report.artefact}",

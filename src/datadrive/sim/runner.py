@@ -40,7 +40,16 @@ if TYPE_CHECKING:
     from datadrive.compute import Engine, Progress
     from datadrive.lake import Lake
 
-__all__ = ["SimRequest", "SimRunReport", "code_version", "simulate", "simulate_lake", "summarize_rows"]
+__all__ = [
+    "SimRequest",
+    "SimRunReport",
+    "code_version",
+    "event_types",
+    "rows_to_parquet",
+    "simulate",
+    "simulate_lake",
+    "summarize_rows",
+]
 
 
 def code_version() -> str:
@@ -81,6 +90,14 @@ class SimRequest:
         return PrepareConfig(max_steps=self.max_steps)
 
 
+def event_types(scenario: Scenario) -> list[str]:
+    """The event types a scenario is known to hold: the events injected into a synthetic one."""
+    events = scenario.metadata.extras.get("events") if scenario.metadata.extras else None
+    if not isinstance(events, list):
+        return []
+    return sorted({str(e.get("type")) for e in events if isinstance(e, dict) and e.get("type")})
+
+
 @cache
 def _policy(spec: str) -> Policy:
     """One policy per process and name: a model's weights load once per worker, not per scenario."""
@@ -108,6 +125,7 @@ def simulate(
         scores = batch_metrics(pending, ro)
         for i, s in enumerate(pending):
             row = {"status": "ok", "reason": None, **scores[i], "notes": list(s.notes)}
+            row["event_types"] = event_types(s.scenario)
             if request.render_dir and s.scenario_id in request.render_ids:
                 from datadrive.sim.render import render_gif
 
@@ -132,6 +150,7 @@ def simulate(
             pending.append(prepare(scenario, pcfg))
         except SimulationInputError as exc:
             row = {"scenario_id": scenario.scenario_id, "source": scenario.source, "status": "skipped"}
+            row["event_types"] = event_types(scenario)
             row.update({"reason": exc.reason, "metric_version": METRIC_VERSION})
             yield row
             continue
@@ -224,8 +243,19 @@ def simulate_lake(
     chunk_size: int | None = None,
     progress: Callable[[Progress], None] | None = None,
     store: bool = True,
+    on_row: Callable[[dict[str, Any]], None] | None = None,
+    keep_rows: int | None = None,
 ) -> SimRunReport:
-    """Simulate the scenarios a query selects from a region's snapshot, and store the scores there."""
+    """Simulate the scenarios a query selects from a region's snapshot, and store the scores there.
+
+    Rows stream: each chunk's rows go to ``on_row`` and to a Parquet file as the chunk finishes (in
+    chunk order), and the summary is accumulated, so memory does not grow with the number of
+    scenarios. The report keeps the first ``keep_rows`` rows (all when ``None``).
+    """
+    import tempfile
+
+    import pyarrow.parquet as pq
+
     from datadrive.compute import InlineEngine
 
     lake_version, ids = select_ids(lake, region, query=query, dataset=dataset, version=version)
@@ -239,26 +269,6 @@ def simulate_lake(
             by_id = {s.scenario_id: s for s in snap.scenarios(ids=chunk_ids)}
             yield _Chunk(tuple(_portable(by_id[i]) for i in chunk_ids if i in by_id), request)
 
-    eng = engine or InlineEngine()
-    results: dict[int, list[dict[str, Any]]] = {}
-    total = len(id_chunks)
-    done = failed = 0
-    for outcome in eng.imap(_run_chunk, units()):
-        done += 1
-        if outcome.failure is not None:
-            failed += 1
-            f = outcome.failure
-            results[outcome.index] = [
-                {"scenario_id": i, "status": "failed", "reason": f"{f.error_type}: {f.message}"}
-                for i in id_chunks[outcome.index]
-            ]
-        else:
-            results[outcome.index] = list(outcome.value or [])
-        if progress is not None:
-            from datadrive.compute import Progress as _P
-
-            progress(_P(done, total, failed, outcome.index))
-    rows: list[dict[str, Any]] = [r for k in sorted(results) for r in results[k]]
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     digest = hashlib.sha256(json.dumps([request.policy, request.reactive, ids]).encode()).hexdigest()[:8]
     run_id = f"{stamp}-{request.policy.replace(':', '_')}-{digest}"
@@ -272,59 +282,170 @@ def simulate_lake(
         "code_version": code_version(),
         "metric_version": METRIC_VERSION,
     }
-    for r in rows:
-        r.update(meta)
-    summary = {**meta, **summarize_rows(rows), "request": asdict(request)}
-    artefact = None
-    if store:
-        artefact = lake.put_derived(
-            region, "metrics", f"sim/{run_id}/scores.parquet", rows_to_parquet(rows), derived_from=snap
-        )
-        lake.put_derived(
-            region, "metrics", f"sim/{run_id}/summary.json", json.dumps(summary, indent=2).encode(),
-            derived_from=snap,
-        )  # fmt: skip
-    return SimRunReport(run_id, region, lake_version, rows, artefact, summary)
+    eng = engine or InlineEngine()
+    total = len(id_chunks)
+    done = failed = 0
+    waiting: dict[int, list[dict[str, Any]]] = {}  # chunks finished out of order, until their turn
+    next_chunk = 0
+    kept: list[dict[str, Any]] = []
+    acc = _Summary()
+    with tempfile.TemporaryDirectory(prefix="datadrive-sim-") as tmp:
+        out = Path(tmp) / "scores.parquet"
+        writer: pq.ParquetWriter | None = None
+        for outcome in eng.imap(_run_chunk, units()):
+            done += 1
+            if outcome.failure is not None:
+                failed += 1
+                f = outcome.failure
+                waiting[outcome.index] = [
+                    {"scenario_id": i, "status": "failed", "reason": f"{f.error_type}: {f.message}"}
+                    for i in id_chunks[outcome.index]
+                ]
+            else:
+                waiting[outcome.index] = list(outcome.value or [])
+            while next_chunk in waiting:
+                rows = waiting.pop(next_chunk)
+                next_chunk += 1
+                for r in rows:
+                    r.update(meta)
+                    acc.add(r)
+                    if on_row is not None:
+                        on_row(r)
+                    if keep_rows is None or len(kept) < keep_rows:
+                        kept.append(r)
+                if store and rows:
+                    table = _rows_table(rows)
+                    if writer is None:
+                        writer = pq.ParquetWriter(out, table.schema)
+                    writer.write_table(table)
+                del rows
+            if progress is not None:
+                from datadrive.compute import Progress as _P
+
+                progress(_P(done, total, failed, outcome.index))
+        if writer is not None:
+            writer.close()
+        summary = {**meta, **acc.result(), "request": asdict(request)}
+        artefact = None
+        if store:
+            data = out.read_bytes() if out.exists() else rows_to_parquet([])
+            artefact = lake.put_derived(region, "metrics", f"sim/{run_id}/scores.parquet", data, derived_from=snap)
+            lake.put_derived(
+                region, "metrics", f"sim/{run_id}/summary.json", json.dumps(summary, indent=2).encode(),
+                derived_from=snap,
+            )  # fmt: skip
+    return SimRunReport(run_id, region, lake_version, kept, artefact, summary)
+
+
+_MEAN_KEYS = (
+    "nuplan_cls",
+    "navsim_pdms",
+    "no_at_fault_collisions",
+    "drivable_area_compliance",
+    "driving_direction_compliance",
+    "ego_progress_ratio",
+    "ttc_within_bound",
+    "speed_limit_compliance",
+    "ego_is_comfortable",
+)
+
+
+class _Summary:
+    """Means and counts of score rows, accumulated one row at a time."""
+
+    def __init__(self) -> None:
+        self.n = self.ok = self.skipped = self.failed = 0
+        self.sums = dict.fromkeys(_MEAN_KEYS, 0.0)
+        self.by_source: dict[str, list[float]] = {}
+        self.by_event: dict[str, list[float]] = {}
+
+    def add(self, r: dict[str, Any]) -> None:
+        self.n += 1
+        status = r.get("status")
+        self.skipped += status == "skipped"
+        self.failed += status == "failed"
+        if status != "ok":
+            return
+        self.ok += 1
+        for k in _MEAN_KEYS:
+            self.sums[k] += float(r[k])
+        cls = float(r["nuplan_cls"])
+        src = self.by_source.setdefault(str(r["source"]), [0.0, 0.0])
+        src[0] += cls
+        src[1] += 1
+        for name in r.get("event_types") or ["none"]:
+            ev = self.by_event.setdefault(str(name), [0.0, 0.0, 0.0])
+            ev[0] += cls
+            ev[1] += float(r["navsim_pdms"])
+            ev[2] += 1
+
+    def result(self) -> dict[str, Any]:
+        ok = self.ok
+        return {
+            "scenarios": self.n,
+            "ok": ok,
+            "skipped": self.skipped,
+            "failed": self.failed,
+            "means": {k: (v / ok if ok else None) for k, v in self.sums.items()},
+            "nuplan_cls_by_source": {k: v[0] / v[1] for k, v in sorted(self.by_source.items())},
+            "by_event_type": {
+                k: {"scenarios": int(v[2]), "nuplan_cls": v[0] / v[2], "navsim_pdms": v[1] / v[2]}
+                for k, v in sorted(self.by_event.items())
+            },
+        }
 
 
 def summarize_rows(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """Means of the scores over the scenarios that ran, and the counts."""
-    ok = [r for r in rows if r.get("status") == "ok"]
-    keys = (
-        "nuplan_cls",
-        "navsim_pdms",
-        "no_at_fault_collisions",
-        "drivable_area_compliance",
-        "driving_direction_compliance",
-        "ego_progress_ratio",
-        "ttc_within_bound",
-        "speed_limit_compliance",
-        "ego_is_comfortable",
-    )
-    means = {k: (sum(float(r[k]) for r in ok) / len(ok) if ok else None) for k in keys}
-    by_source: dict[str, list[float]] = {}
-    for r in ok:
-        by_source.setdefault(str(r["source"]), []).append(float(r["nuplan_cls"]))
-    return {
-        "scenarios": len(rows),
-        "ok": len(ok),
-        "skipped": sum(r.get("status") == "skipped" for r in rows),
-        "failed": sum(r.get("status") == "failed" for r in rows),
-        "means": means,
-        "nuplan_cls_by_source": {k: sum(v) / len(v) for k, v in sorted(by_source.items())},
-    }
+    """Means of the scores over the scenarios that ran, the counts, and the breakdowns."""
+    acc = _Summary()
+    for r in rows:
+        acc.add(r)
+    return acc.result()
+
+
+def _score_fields() -> tuple[tuple[str, Any], ...]:
+    import pyarrow as pa
+
+    text, i64, f64, b = pa.string(), pa.int64(), pa.float64(), pa.bool_()
+    return (
+        ("scenario_id", text), ("source", text), ("status", text), ("reason", text),
+        ("run_id", text), ("region", text), ("lake_version", i64), ("policy", text), ("reactive", b),
+        ("seed", i64), ("code_version", text), ("metric_version", text),
+        ("num_steps", i64), ("num_agents", i64),
+        ("nuplan_cls", f64), ("navsim_pdms", f64),
+        ("no_at_fault_collisions", f64), ("drivable_area_compliance", f64),
+        ("driving_direction_compliance", f64), ("ego_is_making_progress", f64), ("ego_progress_ratio", f64),
+        ("ego_progress_m", f64), ("expert_progress_m", f64), ("ttc_within_bound", f64), ("min_ttc_s", f64),
+        ("speed_limit_known", b), ("speed_limit_compliance", f64), ("ego_is_comfortable", f64),
+        ("max_against_traffic_m", f64),
+        ("collisions", i64), ("at_fault_collisions", i64), ("at_fault_collisions_vru", i64),
+        ("at_fault_collisions_vehicle", i64), ("at_fault_collisions_object", i64),
+        ("first_at_fault_collision_step", i64), ("drivable_area_violation_steps", i64),
+        ("first_drivable_area_violation_step", i64),
+        ("navsim_nc", f64), ("navsim_dac", f64), ("navsim_ep", f64), ("navsim_ttc", f64), ("navsim_c", f64),
+        ("navsim_windows", i64),
+        ("comfort_checks", text), ("collision_events", text), ("notes", text), ("event_types", text),
+        ("render", text),
+    )  # fmt: skip
+
+
+def _rows_table(rows: Sequence[dict[str, Any]]) -> Any:
+    """Score rows as an Arrow table of the fixed score schema (nested values as JSON text)."""
+    import pyarrow as pa
+
+    cols = {}
+    for name, type_ in _score_fields():
+        values = [r.get(name) for r in rows]
+        if type_ == pa.string():
+            values = [v if v is None or isinstance(v, str) else json.dumps(v) for v in values]
+        cols[name] = pa.array(values, type=type_)
+    return pa.table(cols)
 
 
 def rows_to_parquet(rows: Sequence[dict[str, Any]]) -> bytes:
-    """Score rows as Parquet bytes (nested values as JSON text)."""
-    import pyarrow as pa
+    """Score rows as Parquet bytes (the fixed score schema; nested values as JSON text)."""
     import pyarrow.parquet as pq
 
-    flat = []
-    for r in rows:
-        flat.append({k: (json.dumps(v) if isinstance(v, dict | list) else v) for k, v in r.items()})
-    keys = sorted({k for r in flat for k in r})
-    table = pa.Table.from_pylist([{k: r.get(k) for k in keys} for r in flat])
     buf = io.BytesIO()
-    pq.write_table(table, buf)
+    pq.write_table(_rows_table(rows), buf)
     return buf.getvalue()
