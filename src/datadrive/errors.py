@@ -18,12 +18,21 @@ The tree::
     │   └── UnsafePickleError      a pickle that asks for more than plain data
     ├── ValidationError            a Scenario broke an invariant (no file attached)
     ├── ConfigError                a configuration file or flag is wrong
+    │   └── DeviceError            an accelerator was asked for where there is none
     ├── SimulationInputError       a scenario the simulator cannot run; names .scenario_id and .reason
-    └── LakeError                  storage-side failures
-        ├── ResidencyError         raw data would leave its region
-        ├── AccessDeniedError      a principal may not read or write this data
-        ├── SchemaVersionError     a table written by a newer datadrive
-        └── StorageError           the storage root refused a write (disk full, permissions)
+    ├── LakeError                  storage-side failures
+    │   ├── ResidencyError         raw data would leave its region
+    │   ├── AccessDeniedError      a principal may not read or write this data
+    │   ├── SchemaVersionError     a table written by a newer datadrive
+    │   └── StorageError           the storage root refused a write (disk full, permissions)
+    ├── DatasetError               a curated dataset cannot be built, found or used
+    │   └── EmptyDatasetError      its query matched no scenario
+    ├── FeatureCacheError          a feature cache is missing, incomplete or unreadable
+    │   └── CacheVersionError      it was built by another version of the featuriser
+    ├── TrainingError              a training run cannot start or go on
+    │   ├── CheckpointError        a checkpoint of another model, or unreadable
+    │   └── NonFiniteLossError     the loss became NaN or infinite
+    └── MetricInputError           predictions or ground truth a metric cannot score
 """
 
 from __future__ import annotations
@@ -32,18 +41,27 @@ from os import PathLike
 
 __all__ = [
     "AccessDeniedError",
+    "CacheVersionError",
+    "CheckpointError",
     "ConfigError",
     "CorruptFileError",
     "DatadriveError",
+    "DatasetError",
+    "DeviceError",
+    "EmptyDatasetError",
     "EmptyLogError",
+    "FeatureCacheError",
     "InputError",
     "InvalidValueError",
     "LakeError",
+    "MetricInputError",
+    "NonFiniteLossError",
     "ResidencyError",
     "SchemaMismatchError",
     "SchemaVersionError",
     "SimulationInputError",
     "StorageError",
+    "TrainingError",
     "UnknownFormatError",
     "UnsafePickleError",
     "UnsupportedFormatError",
@@ -109,6 +127,10 @@ class ConfigError(DatadriveError):
     """A configuration file or command-line flag is wrong."""
 
 
+class DeviceError(ConfigError):
+    """An accelerator (a CUDA GPU) was requested on a machine that has none."""
+
+
 class SimulationInputError(DatadriveError):
     """A scenario the simulator cannot run (no lanes, NaN states, no ego, zero length, off the map).
 
@@ -144,3 +166,35 @@ class SchemaVersionError(LakeError):
 
 class StorageError(LakeError):
     """The storage root refused an operation (disk full, permission denied, ...)."""
+
+
+class DatasetError(DatadriveError):
+    """A curated dataset cannot be built, found or used."""
+
+
+class EmptyDatasetError(DatasetError):
+    """A dataset query matched no scenario."""
+
+
+class FeatureCacheError(DatadriveError):
+    """A feature cache is missing, incomplete or unreadable."""
+
+
+class CacheVersionError(FeatureCacheError):
+    """A feature cache was written by another version of the featuriser (rebuild it)."""
+
+
+class TrainingError(DatadriveError):
+    """A training run cannot start or go on."""
+
+
+class CheckpointError(TrainingError):
+    """A checkpoint belongs to another model or configuration, or cannot be read."""
+
+
+class NonFiniteLossError(TrainingError):
+    """The training loss became NaN or infinite; the run stopped without saving it."""
+
+
+class MetricInputError(DatadriveError):
+    """Predictions or ground truth that a metric cannot score (shapes, NaN, probabilities)."""

@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -35,11 +35,9 @@ from datadrive.lake.ingest import (
     IngestEvent,
     IngestOptions,
     IngestReport,
-    _Unit,
-    commit_units,
     ingest_paths,
+    ingest_records,
     recover,
-    result_from_tables,
 )
 from datadrive.lake.locks import region_lock
 from datadrive.lake.schema import AUDIT, DATA_TABLES, INGESTS, TABLES
@@ -338,63 +336,64 @@ class Lake:
         return report
 
     def ingest_records(
-        self, records: Sequence[Record], region: str, *, name: str = "records"
+        self, records: Iterable[Record], region: str, *, name: str = "records", batch_size: int = 256
     ) -> IngestReport:
-        """Ingest in-memory records (already validated) as one input.
+        """Ingest in-memory records (a dataset build, a synthetic fleet), streamed in batches.
 
-        Records that carry a region (every record read back from the lake
-        does) may only be written to that region: copying raw data to another
-        region this way is refused and audited in both regions.
+        Every record is validated before it is written; each batch of
+        ``batch_size`` records is one input of the ledger (``<name>#<k>``),
+        committed as one lake version, so only one batch is in memory and
+        running the same stream again skips the batches already there. Records
+        that carry a region (every record read back from the lake does) may
+        only be written to that region: copying raw data to another region
+        this way is refused and audited in both regions.
+
+        Raises:
+            ValidationError: at the first invalid record; it and the records
+                after it are not written (earlier batches stay committed).
+            ResidencyError: at the first record of another region (audited).
         """
-        from datadrive.lake.geo import publisher_for
-        from datadrive.lake.pseudonym import Pseudonymizer
-        from datadrive.lake.records import prepare, unit_tables
-
         rc = self.config.region(region)
         self._check_tenant(region, "ingest", name)
-        foreign = sorted({r.metadata.region for r in records if r.metadata.region not in (None, region)})
-        if foreign:
-            exc = ResidencyError(
-                f"records of region {', '.join(str(f) for f in foreign)} cannot be written to region "
-                f"{region}: raw data stays in the region where it was recorded"
-            )
-            for f in foreign:
-                if f in self.config.regions:
-                    self._refuse(str(f), "export", f"records -> {region}", exc)
-            raise self._refuse(region, "ingest", name, exc)
         tenant = self.config.tenant(self.principal.tenant)
-        digest = hashlib.sha256()
-        for r in records:
-            rid = r.scenario_id if hasattr(r, "scenario_id") else r.telemetry_id
-            digest.update(f"{r.source}\0{rid}\0{r.metadata.provenance.sha256}\0".encode())
-        sha = digest.hexdigest()
-        prepared = [
-            prepare(
-                r,
-                region=region,
-                tenant=tenant.name,
-                pseudonyms=Pseudonymizer(tenant.key),
-                publisher=publisher_for(rc.publish_crs),
+
+        def judge(record: Record) -> None:
+            foreign = record.metadata.region
+            if foreign in (None, region):
+                return
+            exc = ResidencyError(
+                f"records of region {foreign} cannot be written to region {region}: "
+                "raw data stays in the region where it was recorded"
             )
-            for r in records
-        ]
-        tables = unit_tables(
-            prepared, input_sha256=sha, key_id=tenant.key_id, crs=publisher_for(rc.publish_crs).crs
-        )
-        result = result_from_tables(0, tables)
-        store = self._store(region)
-        before = store.lake_version() if store.exists(INGESTS) else None
-        committed = commit_units(
-            store,
-            [(_Unit(0, name, None, "records", sha), result)],
+            if foreign in self.config.regions:
+                self._refuse(str(foreign), "export", f"{name} -> {region}", exc)
+            raise self._refuse(region, "ingest", name, exc)
+
+        def on_commit(c: Committed) -> None:
+            for o in c.outcomes.values():
+                self._audit(region, "ingest", o.path, c.lake_version, "ok", {"status": o.status})
+
+        report = ingest_records(
+            self._store(region),
+            records,
+            region=rc,
             tenant=tenant,
             principal=self.principal,
+            name=name,
+            batch_size=batch_size,
             now=self._clock,
-            lock_timeout_s=IngestOptions().lock_timeout_s,
+            judge=judge,
+            on_commit=on_commit,
         )
-        outcome = committed.outcomes[0]
-        self._audit(region, "ingest", name, committed.lake_version, "ok", {"status": outcome.status})
-        return IngestReport(region, tenant.name, (outcome,), before, committed.lake_version or before, 0.0)
+        self._audit(
+            region,
+            "ingest",
+            name,
+            report.lake_version_after,
+            "ok" if report.ok else "failed",
+            {**report.counts(), "batches": len(report.outcomes)},
+        )
+        return report
 
     def erase(self, region: str, erasure: Erasure) -> EraseReport:
         """Erase records for good: delete, commit, vacuum (see :mod:`datadrive.lake.erase`).
@@ -578,6 +577,152 @@ class Lake:
             {"bytes": len(data)},
         )
         return obj
+
+    def _check_derived_read(self, region: RegionConfig, kind: str, obj: str) -> None:
+        """A derived artefact may be read at home, or from a region its kind may be exported to."""
+        self._check_tenant(region.name, "read", obj)
+        home = self.principal.home_region
+        if home == region.name or (kind in region.export.derived and home in region.export.to):
+            return
+        raise self._refuse(
+            region.name,
+            "read",
+            obj,
+            ResidencyError(
+                f"{self.principal.name} is in {home}; {kind} artefacts of region {region.name} may not be "
+                f"read from there (its policy lets {', '.join(sorted(region.export.derived)) or 'no'} "
+                f"artefacts go to {', '.join(sorted(region.export.to)) or 'nowhere'})"
+            ),
+        )
+
+    def list_derived(self, region: str, kind: str, prefix: str = "") -> list[str]:
+        """Names of the derived artefacts of ``kind`` in ``region`` (``derived/<kind>/<name>``), sorted.
+
+        Provenance files are not listed. Audited; judged like :meth:`read_derived`.
+        """
+        import pyarrow.fs as pafs
+
+        if kind not in DERIVED_KINDS:
+            raise ConfigError(f"unknown derived kind {kind!r}; known: {', '.join(DERIVED_KINDS)}")
+        rc = self.config.region(region)
+        obj = f"derived/{kind}/{prefix}"
+        self._check_derived_read(rc, kind, obj)
+        root = self._store(region).root
+        fs = root.filesystem()
+        base = root.path("derived", kind)
+        try:
+            infos = fs.get_file_info(pafs.FileSelector(base, recursive=True, allow_not_found=True))
+        except Exception as exc:
+            raise storage_error(root, f"list {obj}", exc) from exc
+        names = sorted(
+            f"derived/{kind}/{info.path[len(base) + 1 :]}"
+            for info in infos
+            if info.type == pafs.FileType.File and not info.path.endswith(".provenance.json")
+        )
+        out = [n for n in names if n.startswith(obj)]
+        self._audit(region, "list", obj, None, "ok", {"artefacts": len(out)})
+        return out
+
+    def read_derived(self, region: str, obj: str) -> tuple[bytes, dict[str, Any]]:
+        """A derived artefact's bytes and provenance.
+
+        Readable by principals at home in the region, or in a region its
+        kind may be exported to (reading it from there is an export).
+        Audited; a refusal raises :class:`ResidencyError` and is audited.
+        """
+        parts = obj.split("/")
+        if len(parts) < 3 or parts[0] != "derived" or parts[1] not in DERIVED_KINDS:
+            raise LakeError(f"{obj!r} is not a derived artefact (derived/<kind>/<name>)")
+        rc = self.config.region(region)
+        self._check_derived_read(rc, parts[1], obj)
+        data, provenance = self._read_artefact(self._store(region).root, obj)
+        if provenance.get("tenant") not in self.config.visible_tenants(self.principal.tenant, region):
+            raise self._refuse(
+                region,
+                "read",
+                obj,
+                AccessDeniedError(f"{obj} belongs to tenant {provenance.get('tenant')!r}"),
+            )
+        self._audit(region, "read", obj, None, "ok", {"bytes": len(data)})
+        return data, provenance
+
+    def local_derived_dir(
+        self, region: str, kind: str, name: str, *, derived_from: Snapshot | None = None
+    ) -> Path:
+        """A folder on this machine for a derived artefact made of many files (a feature cache).
+
+        The folder is ``<root>/derived/<kind>/<name>/`` of a local region
+        root, so what is derived from a region stays under its root. It is
+        created, and its provenance (kind, tenant, lake version) written beside
+        it, on first use. Audited.
+
+        Raises:
+            ResidencyError: if ``derived_from`` is a snapshot of another region (audited).
+            ConfigError: if the region's root is not a local folder.
+        """
+        if kind not in DERIVED_KINDS:
+            raise ConfigError(f"unknown derived kind {kind!r}; known: {', '.join(DERIVED_KINDS)}")
+        rc = self.config.region(region)
+        obj = f"derived/{kind}/{name}"
+        self._check_tenant(region, "derive", obj)
+        if derived_from is not None and derived_from.region != region:
+            raise self._refuse(
+                derived_from.region,
+                "export",
+                f"{obj} -> {region}",
+                ResidencyError(
+                    f"an artefact derived from region {derived_from.region} must stay in "
+                    f"{derived_from.region}; it cannot be materialised in {region}"
+                ),
+            )
+        root = self._store(region).root
+        if not root.is_local:
+            raise ConfigError(
+                f"region {region} is stored at {root.uri}: a local folder is needed for {obj} "
+                "(give the command a local cache folder)"
+            )
+        path = Path(root.path("derived", kind, *name.split("/")))
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+            prov = path.with_name(path.name + ".provenance.json")
+            if not prov.exists():
+                prov.write_text(
+                    json.dumps(
+                        {
+                            "kind": kind,
+                            "tenant": self.principal.tenant,
+                            "region": rc.name,
+                            "derived_from": None
+                            if derived_from is None
+                            else {"region": derived_from.region, "lake_version": derived_from.version},
+                            "created_by": self.principal.name,
+                            "created_at": self._clock().isoformat(),
+                        },
+                        indent=2,
+                    )
+                )
+        except OSError as exc:
+            raise StorageError(f"cannot create {path}: {exc.strerror or exc}") from exc
+        self._audit(region, "derive", obj, None if derived_from is None else derived_from.version, "ok", {})
+        return path
+
+    def audit_event(
+        self,
+        region: str,
+        action: str,
+        obj: str,
+        *,
+        lake_version: int | None = None,
+        outcome: str = "ok",
+        detail: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Append one row to the region's audit log for work done outside the lake (a training run).
+
+        A refusal a higher layer decides (a dataset materialised in the wrong
+        region) is recorded with ``outcome="refused"``.
+        """
+        self.config.region(region)
+        self._audit(region, action, obj, lake_version, outcome, detail)
 
     def _write_artefact(
         self, root: StorageRoot, obj: str, data: bytes, provenance: Mapping[str, Any]
