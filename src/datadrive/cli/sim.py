@@ -44,7 +44,7 @@ def simulate_cmd(
     lake: LakeOpt,
     who: Who,
     region: Annotated[str, typer.Option("--region", help="The region whose scenarios are simulated.")],
-    policy: Annotated[str, typer.Option("--policy", help="log, cv, idm, or model:MODULE:ATTR.")] = "idm",
+    policy: Annotated[str, typer.Option("--policy", help="log, cv, idm, model:PATH (a model file), model:run:NAME (a training run's model), model:MODULE:ATTR.")] = "idm",
     query: Annotated[
         str | None,
         typer.Option("--query", help="SQL condition on the scenarios table, e.g. \"source = 'synthetic'\"."),
@@ -88,7 +88,8 @@ def simulate_cmd(
     )
     from datadrive.sim.policies import make_policy
 
-    make_policy(policy)  # a bad --policy fails here, in one line
+    if not policy.startswith("model:run:"):  # a run's model is read from the lake by the run itself
+        make_policy(policy, device=device)  # a bad --policy fails here, in one line
     eng = make_engine(engine, workers, preload=SIM_PRELOAD)
     progress = _progress(as_json)
     with progress:

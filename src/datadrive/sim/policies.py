@@ -28,6 +28,7 @@ Notation:
 from __future__ import annotations
 
 import importlib
+from pathlib import Path
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
@@ -628,11 +629,22 @@ POLICIES: dict[str, Callable[[], Policy]] = {
     "cv": ConstantVelocityPolicy,
     "idm": IdmRoutePolicy,
 }
-"""Built-in policies by name (``model:MODULE:ATTR`` loads a trained planner)."""
+"""Built-in policies by name (``model:...`` loads a trained planner: see :func:`make_policy`)."""
 
 
-def make_policy(spec: str) -> Policy:
-    """A policy from its name: ``log``, ``cv``, ``idm``, or ``model:MODULE:ATTR``.
+def make_policy(spec: str, *, model_bytes: bytes | None = None, device: str | None = None) -> Policy:
+    """A policy from its name.
+
+    * ``log``, ``cv``, ``idm``: the built-in policies;
+    * ``model:PATH``: a trained model file (``datadrive.models``; a training run's ``model.pt``),
+      driven through its planning head (:class:`~datadrive.models.ModelPlanner`);
+    * ``model:run:NAME``: a training run's model in the lake (the caller reads it: ``model_bytes``;
+      :func:`~datadrive.sim.runner.simulate_lake` does);
+    * ``model:MODULE:ATTR``: any :class:`Planner`, or a zero-argument factory of one.
+
+    Args:
+        model_bytes: The model file's bytes (for ``model:run:NAME``).
+        device: Where a trained model runs (``cpu``, ``cuda``; default ``cpu``).
 
     Raises:
         ConfigError: unknown name, or a model that cannot be loaded.
@@ -641,13 +653,39 @@ def make_policy(spec: str) -> Policy:
         return POLICIES[spec]()
     if spec.startswith("model:"):
         target = spec[len("model:") :]
+        if model_bytes is not None or target.startswith("run:") or Path(target).is_file():
+            return TrajectoryPolicy(_trained_planner(spec, target, model_bytes, device or "cpu"))
         module_name, _, attr = target.partition(":")
         try:
             found = getattr(importlib.import_module(module_name), attr or "planner")
         except (ImportError, AttributeError) as exc:
-            raise ConfigError(f"--policy {spec}: cannot load it ({exc})") from exc
+            raise ConfigError(
+                f"--policy {spec}: cannot load it ({exc}); give a model file, run:NAME or MODULE:ATTR"
+            ) from exc
         planner = found if isinstance(found, Planner) else found() if callable(found) else found
         if not isinstance(planner, Planner):
             raise ConfigError(f"--policy {spec}: {target} is not a Planner (plan(inputs) and waypoint_dt_s)")
         return TrajectoryPolicy(planner)
-    raise ConfigError(f"unknown policy {spec!r}: choose {', '.join(POLICIES)} or model:MODULE:ATTR")
+    raise ConfigError(
+        f"unknown policy {spec!r}: choose {', '.join(POLICIES)}, model:PATH, model:run:NAME or model:MODULE:ATTR"
+    )
+
+
+def _trained_planner(spec: str, target: str, model_bytes: bytes | None, device: str) -> Planner:
+    """A ``datadrive.models`` model (a file, or a run's bytes) as a :class:`Planner`."""
+    if model_bytes is None and target.startswith("run:"):
+        raise ConfigError(f"--policy {spec}: a training run's model is read from a lake (datadrive simulate)")
+    try:
+        from datadrive.models import ModelPlanner, PlanningPolicy, load_model
+    except ImportError as exc:  # pragma: no cover - the models layer is part of datadrive
+        raise ConfigError(f"--policy {spec}: trained models need datadrive.models and torch ({exc})") from exc
+    from datadrive.errors import DatadriveError
+
+    try:
+        model, features, _ = load_model(model_bytes if model_bytes is not None else Path(target), spec)
+        planner = ModelPlanner(PlanningPolicy(model, features, device))
+    except DatadriveError as exc:
+        raise ConfigError(f"--policy {spec}: {exc}") from exc
+    if not isinstance(planner, Planner):  # pragma: no cover - ModelPlanner implements it
+        raise ConfigError(f"--policy {spec}: the model does not plan")
+    return planner

@@ -24,7 +24,6 @@ import json
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
-from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -72,6 +71,8 @@ class SimRequest:
         max_steps: Cut scenarios to this many 0.1 s steps.
         render_dir: Where to write GIFs of the scenarios in ``render_ids``.
         render_ids: Scenarios to render.
+        model_bytes: A trained model's file (``policy="model:run:NAME"``: read from the lake by
+            :func:`simulate_lake`; workers get the bytes, not a path).
     """
 
     policy: str = "log"
@@ -82,6 +83,7 @@ class SimRequest:
     max_steps: int | None = None
     render_dir: str | None = None
     render_ids: tuple[str, ...] = ()
+    model_bytes: bytes | None = field(default=None, repr=False, compare=False)
 
     def sim_config(self) -> SimConfig:
         return SimConfig(reactive=self.reactive, seed=self.seed)
@@ -98,10 +100,18 @@ def event_types(scenario: Scenario) -> list[str]:
     return sorted({str(e.get("type")) for e in events if isinstance(e, dict) and e.get("type")})
 
 
-@cache
-def _policy(spec: str) -> Policy:
-    """One policy per process and name: a model's weights load once per worker, not per scenario."""
-    return make_policy(spec)
+_POLICIES: dict[tuple[str, str | None, str], Policy] = {}
+
+
+def _policy(request: SimRequest) -> Policy:
+    """One policy per process, name and model: a model's weights load once per worker, not per scenario."""
+    digest = hashlib.sha256(request.model_bytes).hexdigest() if request.model_bytes is not None else None
+    key = (request.policy, digest, request.device or "cpu")
+    if key not in _POLICIES:
+        if len(_POLICIES) >= 4:  # a long-lived worker serving many runs keeps a few, not all
+            _POLICIES.pop(next(iter(_POLICIES)))
+        _POLICIES[key] = make_policy(request.policy, model_bytes=request.model_bytes, device=request.device)
+    return _POLICIES[key]
 
 
 def simulate(
@@ -114,7 +124,7 @@ def simulate(
 
     Rows have ``status`` ``ok`` (every metric) or ``skipped`` (``reason``).
     """
-    policy = _policy(request.policy)
+    policy = _policy(request)
     sim = Simulator(request.sim_config(), backend_for(request.device))
     pcfg = request.prepare_config()
     pending: list[SimScenario] = []
@@ -258,6 +268,10 @@ def simulate_lake(
 
     from datadrive.compute import InlineEngine
 
+    if request.policy.startswith("model:run:") and request.model_bytes is None:
+        name = request.policy[len("model:run:") :]
+        data, _ = lake.read_derived(region, f"derived/model/{name}/model.pt")
+        request = replace(request, model_bytes=data)
     lake_version, ids = select_ids(lake, region, query=query, dataset=dataset, version=version)
     size = chunk_size or max(1, request.batch_size)
     id_chunks = [tuple(ids[k : k + size]) for k in range(0, len(ids), size)]
@@ -325,7 +339,7 @@ def simulate_lake(
                 progress(_P(done, total, failed, outcome.index))
         if writer is not None:
             writer.close()
-        summary = {**meta, **acc.result(), "request": asdict(request)}
+        summary = {**meta, **acc.result(), "request": {**asdict(request), "model_bytes": None}}
         artefact = None
         if store:
             data = out.read_bytes() if out.exists() else rows_to_parquet([])
