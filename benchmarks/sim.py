@@ -86,16 +86,16 @@ def synthetic_batch(batch: int) -> list[Any]:
     return [distinct[k % len(distinct)] for k in range(batch)]
 
 
-def step_and_score(args: tuple[int, int, str | None]) -> dict[str, float]:
+def step_and_score(args: tuple[int, int, str | None, str]) -> dict[str, float]:
     """One worker's share: ``rounds`` times, pack a batch, step it, score it (times per part)."""
-    batch, rounds, device = args
+    batch, rounds, device, dtype = args
     from datadrive.sim.backend import backend_for
     from datadrive.sim.metrics import batch_metrics
     from datadrive.sim.policies import IdmRoutePolicy
     from datadrive.sim.simulator import SimConfig, Simulator
 
     prepped = synthetic_batch(batch)
-    sim = Simulator(SimConfig(reactive=True), backend_for(device, float_dtype="float32"))
+    sim = Simulator(SimConfig(reactive=True), backend_for(device, float_dtype=dtype))
     out = {"agent_steps": 0.0, "wall": 0.0, "cpu": 0.0, "step_wall": 0.0, "metrics_wall": 0.0, "cls": 0.0}
     for _ in range(rounds):
         t0, c0 = time.perf_counter(), time.process_time()
@@ -133,13 +133,13 @@ def prepare_rate(batch: int = 16) -> float:
     return batch / (time.process_time() - c0)
 
 
-def parallel_rate(batch: int, rounds: int, workers: int) -> dict[str, float]:
+def parallel_rate(batch: int, rounds: int, workers: int, dtype: str) -> dict[str, float]:
     """``workers`` processes, each stepping and scoring its own batch: aggregate wall rate."""
     from datadrive.compute import ProcessPoolEngine
 
     eng = ProcessPoolEngine(workers=workers, preload=("datadrive.sim.runner",))
     t0 = time.perf_counter()
-    report = eng.map(step_and_score, [(batch, rounds, None)] * workers)
+    report = eng.map(step_and_score, [(batch, rounds, None, dtype)] * workers)
     wall = time.perf_counter() - t0
     parts = [v for v in report.values if v is not None]
     steps = sum(p["agent_steps"] for p in parts)
@@ -310,18 +310,23 @@ def main() -> None:
     hw_wall, hw_cpu = highway_env_rate()
     print(f"highway-env highway-v0 (51 vehicles, 10 Hz): {hw_wall:,.0f} agent-steps/s wall, {hw_cpu:,.0f} CPU")
     print(f"prepare (synthetic load): {prepare_rate():.1f} scenarios/s CPU")
-    one = step_and_score((a.batch, a.rounds, None))
-    r_wall, r_cpu = one["agent_steps"] / one["wall"], one["agent_steps"] / one["cpu"]
-    print(f"datadrive, 1 process, batch {a.batch}: {r_wall:,.0f} agent-steps/s wall ({r_wall / hw_wall:.0f}x), "
-          f"{r_cpu:,.0f} CPU ({r_cpu / hw_cpu:.0f}x); stepping {one['step_wall']:.1f} s, metrics "
-          f"{one['metrics_wall']:.1f} s; mean CLS {one['cls']:.3f}")  # fmt: skip
+    for dtype in ("float64", "float32"):
+        one = step_and_score((a.batch, a.rounds, None, dtype))
+        r_wall, r_cpu = one["agent_steps"] / one["wall"], one["agent_steps"] / one["cpu"]
+        print(f"datadrive numpy {dtype}, 1 process, batch {a.batch}: {r_wall:,.0f} agent-steps/s wall "
+              f"({r_wall / hw_wall:.0f}x), {r_cpu:,.0f} CPU ({r_cpu / hw_cpu:.0f}x); stepping "
+              f"{one['step_wall']:.1f} s, metrics {one['metrics_wall']:.1f} s; mean CLS {one['cls']:.3f}")  # fmt: skip
     if a.torch:
-        tt = step_and_score((a.batch, a.rounds, "cpu"))
-        print(f"datadrive on torch (CPU, float32), 1 process: {tt['agent_steps'] / tt['wall']:,.0f} agent-steps/s wall")
-    par = parallel_rate(a.batch, a.rounds, a.workers)
-    print(f"datadrive, {par['workers']} processes: {par['rate_total_wall']:,.0f} agent-steps/s wall "
-          f"({par['rate_total_wall'] / hw_wall:.0f}x highway-env) including start-up; "
-          f"{par['rate_stepping_wall']:,.0f} ({par['rate_stepping_wall'] / hw_wall:.0f}x) while stepping")  # fmt: skip
+        tt = step_and_score((a.batch, a.rounds, "cpu", "float32"))
+        print(f"datadrive on torch (CPU, float32), 1 process: {tt['agent_steps'] / tt['wall']:,.0f} agent-steps/s wall "
+              f"({tt['agent_steps'] / tt['wall'] / hw_wall:.0f}x)")  # fmt: skip
+    for dtype in ("float64", "float32"):
+        par = parallel_rate(a.batch, a.rounds, a.workers, dtype)
+        print(f"datadrive numpy {dtype}, {par['workers']} processes: {par['rate_total_wall']:,.0f} agent-steps/s "
+              f"wall ({par['rate_total_wall'] / hw_wall:.0f}x highway-env) including start-up; "
+              f"{par['rate_stepping_wall']:,.0f} ({par['rate_stepping_wall'] / hw_wall:.0f}x) while stepping")  # fmt: skip
+    hw2_wall, hw2_cpu = highway_env_rate()
+    print(f"highway-env again at the end: {hw2_wall:,.0f} agent-steps/s wall, {hw2_cpu:,.0f} CPU")
     if a.samples.is_dir():
         real = real_rate(a.samples)
         print(f"real logs ({real['scenarios']:.0f} sample scenarios, prepare + simulate + score): "

@@ -168,3 +168,30 @@ def test_fleet_into_a_lake_then_simulate_from_it(tmp_path: Path, samples: Path) 
     )
     assert res.exit_code == 2
     assert "unknown policy" in res.output
+
+
+def test_fleet_injects_events_at_their_rates_and_chunks_do_not_matter(samples: Path) -> None:
+    """Each event is drawn per scenario with its rate: counts are binomial (4 sigma). A stopped or braking
+    vehicle is dropped only when there is no room for it, a cut-in also when the ego's lane has no
+    neighbour in its direction; so those may fall short of the rate, never exceed it."""
+    from collections import Counter
+
+    from datadrive.sim.fleet import EVENT_TYPES, FleetConfig, generate_chunk
+
+    n, p = 400, 0.3
+    cfg = FleetConfig(maps=_maps(samples), seed=3, event_rates=dict.fromkeys(EVENT_TYPES, p))
+    made = generate_chunk(cfg, np.arange(n))
+    counts = Counter(e["type"] for s in made for e in s.metadata.extras["events"])
+    sigma = (n * p * (1 - p)) ** 0.5
+    assert abs(counts["pedestrian_crossing"] - n * p) < 4 * sigma
+    for kind in ("stopped_vehicle", "hard_braking"):
+        assert n * p - 4 * sigma - 0.1 * n * p < counts[kind] < n * p + 4 * sigma
+    assert 0 < counts["cut_in"] < n * p + 4 * sigma
+    # no event at rate 0
+    none = generate_chunk(FleetConfig(maps=_maps(samples), seed=3, event_rates={}), np.arange(50))
+    assert not any(s.metadata.extras["events"] for s in none)
+    # scenario k is a function of (seed, k): generated alone, or in another chunk, it is the same
+    alone = generate_chunk(cfg, [7, 123])
+    for s, k in zip(alone, (7, 123), strict=True):
+        np.testing.assert_array_equal(s.tracks.xy_m, made[k].tracks.xy_m)
+        assert s.metadata.extras["events"] == made[k].metadata.extras["events"]

@@ -59,6 +59,9 @@ def simulate_cmd(
     device: Annotated[
         str | None, typer.Option("--device", help="torch device (cpu, cuda); default numpy.")
     ] = None,
+    precision: Annotated[
+        str | None, typer.Option("--precision", help="float64 or float32 (faster); default float64 on numpy.")
+    ] = None,
     seed: Annotated[int, typer.Option("--seed")] = 0,
     as_of: Annotated[int | None, typer.Option("--as-of", help="Lake version (default: latest).")] = None,
     render: Annotated[Path | None, typer.Option("--render", help="Write bird's-eye GIFs here.")] = None,
@@ -82,12 +85,15 @@ def simulate_cmd(
         reactive=reactive,
         batch_size=max(1, batch_size),
         device=device,
+        float_dtype=precision,
         seed=seed,
         render_dir=str(render) if render is not None else None,
         render_ids=render_ids,
     )
     from datadrive.sim.policies import make_policy
 
+    if precision not in (None, "float32", "float64"):
+        fail(f"--precision {precision}: choose float32 or float64")
     if not policy.startswith("model:run:"):  # a run's model is read from the lake by the run itself
         make_policy(policy, device=device)  # a bad --policy fails here, in one line
     eng = make_engine(engine, workers, preload=SIM_PRELOAD)

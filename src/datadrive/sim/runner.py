@@ -67,6 +67,8 @@ class SimRequest:
         reactive: IDM/MOBIL agents instead of log replay.
         batch_size: Scenarios stepped together.
         device: ``None`` for numpy; ``"cpu"``/``"cuda"`` for torch.
+        float_dtype: ``"float64"`` or ``"float32"`` (about 1.5x faster on numpy); default float64 on
+            numpy, float32 on torch.
         seed: Seed of the simulator's random draws.
         max_steps: Cut scenarios to this many 0.1 s steps.
         render_dir: Where to write GIFs of the scenarios in ``render_ids``.
@@ -79,6 +81,7 @@ class SimRequest:
     reactive: bool = False
     batch_size: int = 16
     device: str | None = None
+    float_dtype: str | None = None
     seed: int = 0
     max_steps: int | None = None
     render_dir: str | None = None
@@ -125,7 +128,7 @@ def simulate(
     Rows have ``status`` ``ok`` (every metric) or ``skipped`` (``reason``).
     """
     policy = _policy(request)
-    sim = Simulator(request.sim_config(), backend_for(request.device))
+    sim = Simulator(request.sim_config(), backend_for(request.device, float_dtype=request.float_dtype))
     pcfg = request.prepare_config()
     pending: list[SimScenario] = []
 
