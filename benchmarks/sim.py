@@ -2,6 +2,7 @@
 
     python benchmarks/sim.py [--batch 256] [--rounds 2] [--workers 2] [--fleet 5000]
                              [--rss-scenarios 1000] [--plot docs/img/sim_rss.png] [--torch]
+                             [--generate-only 1000000] [--lake DIR]
 
 What each row measures:
 
@@ -124,7 +125,9 @@ def prepare_rate(batch: int = 16) -> float:
     for k in range(batch):
         lane = rng.integers(0, 4, AGENTS)
         x0 = np.sort(rng.uniform(0, 800, AGENTS))
-        xy, h, v = constant_motion(list(x0), list(lane * 3.7), [0.0] * AGENTS, list(rng.uniform(15, 25, AGENTS)), STEPS)
+        xy, h, v = constant_motion(
+            list(x0), list(lane * 3.7), [0.0] * AGENTS, list(rng.uniform(15, 25, AGENTS)), STEPS
+        )
         raw.append(scenario(xy, h, v, map_=m, sid=f"p{k}"))
     prepare(raw[0], PrepareConfig(max_agents=AGENTS))
     c0 = time.process_time()
@@ -254,6 +257,37 @@ def fleet_run(lake: Any, samples: Path, count: int, workers: int, commit_every: 
     }
 
 
+def _generate_task(args: tuple[Any, int, int]) -> tuple[int, float]:
+    from datadrive.sim.fleet import generate_chunk
+
+    cfg, lo, hi = args
+    c0 = time.process_time()
+    made = generate_chunk(cfg, np.arange(lo, hi))
+    return len(made), time.process_time() - c0
+
+
+def generate_only(samples: Path, count: int, workers: int, chunk: int) -> dict[str, float]:
+    """The generator alone at scale (no lake): scenarios/s and the memory of all processes over the run."""
+    from datadrive.compute import ProcessPoolEngine
+    from datadrive.sim.fleet import FleetConfig
+
+    cfg = FleetConfig(maps=fleet_maps(samples), seed=0)
+    eng = ProcessPoolEngine(workers=workers, preload=("datadrive.sim.fleet",))
+    tasks = [(cfg, lo, min(lo + chunk, count)) for lo in range(0, count, chunk)]
+    done, cpu = 0, 0.0
+    with Sampler(1.0) as sampler:
+        t0 = time.perf_counter()
+        for outcome in eng.imap(_generate_task, tasks):
+            n, c = outcome.value or (0, 0.0)
+            done += n
+            cpu += c
+        wall = time.perf_counter() - t0
+    rss = np.asarray([r for _, r in sampler.samples])
+    k = max(1, rss.size // 5)
+    return {"scenarios": done, "rate": done / wall, "cpu_s": cpu, "rss_warm": float(np.median(rss[k : 2 * k])),
+            "rss_end": float(np.median(rss[-k:])), "rss_max": float(rss.max())}  # fmt: skip
+
+
 def rss_run(lake: Any, count: int, workers: int) -> dict[str, Any]:
     from datadrive.compute import ProcessPoolEngine
     from datadrive.sim.runner import SimRequest, simulate_lake
@@ -281,7 +315,7 @@ def plot(res: dict[str, Any], path: Path) -> None:
     fig, ax = plt.subplots(figsize=(6, 3), dpi=110)
     ax.plot(res["t"], res["rss"], lw=1.2)
     ax.set_xlabel("seconds into the run")
-    ax.set_ylabel("resident memory, MiB (process + workers)")
+    ax.set_ylabel("RSS, MiB (all processes)")
     ax.set_title(f"{res['scenarios']} scenarios simulated from a lake, 2 workers")
     ax.set_ylim(0, max(res["rss"]) * 1.15)
     ax.grid(alpha=0.3)
@@ -299,16 +333,25 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--torch", action="store_true", help="also the torch CPU backend (float32)")
-    ap.add_argument("--fleet", type=int, default=5000, help="synthetic scenarios into a lake (1000000: the scale run)")
+    ap.add_argument(
+        "--fleet", type=int, default=5000, help="synthetic scenarios into a lake (1000000: the scale run)"
+    )
     ap.add_argument("--commit-every", type=int, default=1000)
+    ap.add_argument(
+        "--generate-only", type=int, default=0, help="the generator alone (no lake) at this scale"
+    )
     ap.add_argument("--rss-scenarios", type=int, default=1000)
     ap.add_argument("--plot", type=Path, default=None, help="write the memory curve here (PNG)")
     ap.add_argument("--samples", type=Path, default=REPO.parent / "shared" / "data")
-    ap.add_argument("--lake", type=Path, default=None, help="where the fleet lake goes (default: a temp folder)")
+    ap.add_argument(
+        "--lake", type=Path, default=None, help="where the fleet lake goes (default: a temp folder)"
+    )
     a = ap.parse_args()
     print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     hw_wall, hw_cpu = highway_env_rate()
-    print(f"highway-env highway-v0 (51 vehicles, 10 Hz): {hw_wall:,.0f} agent-steps/s wall, {hw_cpu:,.0f} CPU")
+    print(
+        f"highway-env highway-v0 (51 vehicles, 10 Hz): {hw_wall:,.0f} agent-steps/s wall, {hw_cpu:,.0f} CPU"
+    )
     print(f"prepare (synthetic load): {prepare_rate():.1f} scenarios/s CPU")
     for dtype in ("float64", "float32"):
         one = step_and_score((a.batch, a.rounds, None, dtype))
@@ -331,6 +374,11 @@ def main() -> None:
         real = real_rate(a.samples)
         print(f"real logs ({real['scenarios']:.0f} sample scenarios, prepare + simulate + score): "
               f"{real['scenarios_per_s_cpu']:.1f} scenarios/s CPU, {real['agent_steps_per_s_cpu']:,.0f} agent-steps/s CPU")  # fmt: skip
+    if a.generate_only and a.samples.is_dir():
+        g = generate_only(a.samples, a.generate_only, a.workers, a.commit_every)
+        print(f"generation only: {g['scenarios']:.0f} scenarios at {g['rate']:.0f}/s wall ({a.workers} processes; "
+              f"{g['scenarios'] / g['cpu_s']:.0f}/s per CPU-second); memory of all processes: after warm-up "
+              f"{g['rss_warm']:.0f} MiB, end {g['rss_end']:.0f} MiB, max {g['rss_max']:.0f} MiB")  # fmt: skip
     if a.fleet and a.samples.is_dir():
         with tempfile.TemporaryDirectory(dir=a.lake) as tmp:
             lake = make_lake(Path(tmp))
@@ -346,7 +394,10 @@ def main() -> None:
                 print(f"memory over a {rss['scenarios']}-scenario lake simulation (2 workers): after warm-up "
                       f"{rss['rss_after_warmup_mib']:.0f} MiB, end {rss['rss_end_mib']:.0f} MiB, max "
                       f"{rss['rss_max_mib']:.0f} MiB; mean CLS {rss['cls']:.3f}")  # fmt: skip
-                print("by event type:", {k: round(v["nuplan_cls"], 3) for k, v in rss["summary"]["by_event_type"].items()})
+                print(
+                    "by event type:",
+                    {k: round(v["nuplan_cls"], 3) for k, v in rss["summary"]["by_event_type"].items()},
+                )
                 if a.plot is not None:
                     plot(rss, a.plot)
                     print(f"memory curve: {a.plot}")

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from learning_fixtures import SampleLake
 
 from datadrive.errors import ConfigError
+from learning_fixtures import SampleLake
 
 
 @pytest.mark.slow
@@ -66,7 +66,7 @@ def test_bad_model_specs_are_clear_errors(tmp_path: Path) -> None:
         make_policy("model:run:nope")
     junk = tmp_path / "junk.pt"
     junk.write_bytes(b"not a model")
-    with pytest.raises(ConfigError, match="junk.pt"):
+    with pytest.raises(ConfigError, match=r"junk\.pt"):
         make_policy(f"model:{junk}")
     with pytest.raises(ConfigError, match="cannot load it"):
         make_policy("model:no.such.module:planner")

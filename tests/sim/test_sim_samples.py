@@ -27,10 +27,10 @@ EXPECTED_SKIPS = {
     "commonroad": "no ego track",  # NGSIM recordings: the planning problem's ego is not a recorded track
     "lanelet2_map": "no ego track",  # the INTERACTION folder's maps, read on their own
 }
-# Known exceptions, each with its reason (docs/sim.md): scene-0916's ego turns across a junction on a lane
-# connector, which ScenarioNet's nuScenes conversion stores without its polygon (lanes keep theirs); the 1.85 m
-# default corridor around the connector's centerline is narrower than the junction and a front corner leaves it
-# by 0.31-0.40 m for 12 steps (nuPlan's tolerance is 0.3 m).
+# Known exceptions, each with its reason (docs/sim.md): scene-0916's ego turns across a junction on a
+# lane connector, which ScenarioNet's nuScenes conversion stores without its polygon (lanes keep
+# theirs); the 1.85 m default corridor around the connector's centerline is narrower than the junction
+# and a front corner leaves it by 0.31-0.40 m for 12 steps (nuPlan's tolerance is 0.3 m).
 KNOWN_DRIVABLE_EXCEPTIONS = {"scene-0916"}
 KNOWN_AT_FAULT_EXCEPTIONS: set[str] = set()
 

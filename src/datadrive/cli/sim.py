@@ -44,7 +44,14 @@ def simulate_cmd(
     lake: LakeOpt,
     who: Who,
     region: Annotated[str, typer.Option("--region", help="The region whose scenarios are simulated.")],
-    policy: Annotated[str, typer.Option("--policy", help="log, cv, idm, model:PATH (a model file), model:run:NAME (a training run's model), model:MODULE:ATTR.")] = "idm",
+    policy: Annotated[
+        str,
+        typer.Option(
+            "--policy",
+            help="log, cv, idm, model:PATH (a model file), model:run:NAME (a training run's model) "
+            "or model:MODULE:ATTR.",
+        ),
+    ] = "idm",
     query: Annotated[
         str | None,
         typer.Option("--query", help="SQL condition on the scenarios table, e.g. \"source = 'synthetic'\"."),
@@ -176,7 +183,9 @@ def _print_summary(report: Any) -> None:
         for col in ("event type", "scenarios", "CLS", "PDMS"):
             events.add_column(col, justify="left" if col == "event type" else "right")
         for name, v in s["by_event_type"].items():
-            events.add_row(escape(name), str(v["scenarios"]), f"{v['nuplan_cls']:.3f}", f"{v['navsim_pdms']:.3f}")
+            events.add_row(
+                escape(name), str(v["scenarios"]), f"{v['nuplan_cls']:.3f}", f"{v['navsim_pdms']:.3f}"
+            )
         out.print(events)
     out.print(
         f"{s['scenarios']} scenarios: {s['ok']} simulated, {s['skipped']} skipped, {s['failed']} failed · "

@@ -213,12 +213,12 @@ def load_map(path: str, speed_limit_mps: float = 13.9, max_lat_accel_mps2: float
 
 
 def _smooth(pts: NDArrayFloat, half: int = 4) -> NDArrayFloat:
-    """A moving average over ``2 half + 1`` points (1 m apart): lane polylines have corners, drivers do not."""
+    """A moving average over ``2 half + 1`` points 1 m apart: lane polylines have corners, drivers do not."""
     k = 2 * half + 1
     padded = np.concatenate([np.repeat(pts[:1], half, 0), pts, np.repeat(pts[-1:], half, 0)])
     c = np.cumsum(np.concatenate([np.zeros((1, 2)), padded]), axis=0)
     out: NDArrayFloat = (c[k:] - c[:-k]) / k
-    out[:half + 1] = pts[:half + 1]  # the ends stay where they are
+    out[: half + 1] = pts[: half + 1]  # the ends stay where they are
     out[-half - 1 :] = pts[-half - 1 :]
     return out
 
@@ -348,7 +348,6 @@ def generate_chunk(cfg: FleetConfig, indices: NDArrayInt | list[int]) -> list[Sc
 def _chunk_on_map(fm: FleetMap, cfg: FleetConfig, idx: NDArrayInt) -> list[Scenario]:
     n = idx.size
     u = _draws(cfg.seed, idx)
-    C = fm.lib_xy.shape[0]
     dt, T = cfg.dt_s, cfg.num_steps
     W = max(0, round(cfg.warmup_s / dt))
     rates = cfg.event_rates
@@ -400,7 +399,8 @@ def _chunk_on_map(fm: FleetMap, cfg: FleetConfig, idx: NDArrayInt) -> list[Scena
         ok = wanted & (d > gap)
         placed_xy[ok, slot] = pos[ok]
         active[:, slot] = ok
-        return ok
+        out: NDArrayBool = ok
+        return out
 
     stopped = place(1, stopped, _MIN_GAP_M)
     braking = place(2, braking, _MIN_GAP_M)
@@ -463,7 +463,7 @@ def _chunk_on_map(fm: FleetMap, cfg: FleetConfig, idx: NDArrayInt) -> list[Scena
         Vb = int(n_active[b].max())
         r = role[b, :Vb]
 
-        def g(a: NDArrayFloat, b: NDArrayInt = b, r: NDArrayInt = r) -> NDArrayFloat:
+        def g(a: Any, b: NDArrayInt = b, r: NDArrayInt = r) -> Any:
             return np.take_along_axis(a[b], r, axis=1)
 
         out = _simulate(
@@ -474,17 +474,31 @@ def _chunk_on_map(fm: FleetMap, cfg: FleetConfig, idx: NDArrayInt) -> list[Scena
         rows_b = b[:, None]
         xy[rows_b, r], heading[rows_b, r], on_map[rows_b, r] = out
     return [
-        _scenario(fm, cfg, int(idx[i]), xy[i], heading[i], on_map[i], length[i], active[i],
-                  {"stopped_vehicle": bool(stopped[i]), "hard_braking": bool(braking[i]), "cut_in": bool(cut_in[i])},
-                  (int(brake_step[i]), int(cut_step[i])),
-                  (p_start[i], p_dir[i], float(p_speed[i]), int(p_step[i])) if ped[i] else None,
-                  params_pair)  # fmt: skip
+        _scenario(
+            fm,
+            cfg,
+            int(idx[i]),
+            xy[i],
+            heading[i],
+            on_map[i],
+            length[i],
+            active[i],
+            {
+                "stopped_vehicle": bool(stopped[i]),
+                "hard_braking": bool(braking[i]),
+                "cut_in": bool(cut_in[i]),
+            },
+            (int(brake_step[i]), int(cut_step[i])),
+            (p_start[i], p_dir[i], float(p_speed[i]), int(p_step[i])) if ped[i] else None,
+            params_pair,
+        )
         for i in range(n)
     ]
 
 
 def _simulate(
-    fm: FleetMap, cfg: FleetConfig, chain: NDArrayInt, s0: NDArrayFloat, vd: NDArrayFloat, v_init: NDArrayFloat,
+    fm: FleetMap, cfg: FleetConfig, chain: NDArrayInt, s0: NDArrayFloat, vd: NDArrayFloat,
+    v_init: NDArrayFloat,
     length: NDArrayFloat, active: NDArrayBool, role: NDArrayInt, ego_chain: NDArrayInt, stopped: NDArrayBool,
     braking: NDArrayBool, brake_step: NDArrayInt, brake_decel: NDArrayFloat, cut_in: NDArrayBool,
     cut_step: NDArrayInt, ped: NDArrayBool, p_start: NDArrayFloat, p_dir: NDArrayFloat, p_speed: NDArrayFloat,
@@ -559,14 +573,19 @@ def _simulate(
         alat = np.abs(lat)
         now_in = other & ~same_chain & (lon > 0) & (alat < corridor)
         # whatever is right in front of me, in a wider corridor, counts too (merges, tight crossings)
-        now_in |= other & ~same_chain & (lon > 0) & (lon < half_len + 2.0 + v[..., None]) & (alat < corridor + 0.7)
+        now_in |= (
+            other & ~same_chain & (lon > 0) & (lon < half_len + 2.0 + v[..., None]) & (alat < corridor + 0.7)
+        )
         soon_in = other & ~same_chain & (yields | (cos_dh > 0.87)) & (lon_f > 0) & (np.abs(lat_f) < corridor)
         soon_in &= lon > -2.0
-        gap = np.where(
-            chain_ahead,
-            along,
-            np.where(now_in, lon, np.where(soon_in, np.minimum(np.maximum(lon, 0.0), lon_f), np.inf)),
-        ) - half_len
+        gap = (
+            np.where(
+                chain_ahead,
+                along,
+                np.where(now_in, lon, np.where(soon_in, np.minimum(np.maximum(lon, 0.0), lon_f), np.inf)),
+            )
+            - half_len
+        )
         now_in |= chain_ahead
         lead = np.argmin(gap, axis=2)[..., None]
         g = np.take_along_axis(gap, lead, axis=2)[..., 0]
@@ -577,7 +596,11 @@ def _simulate(
         p_lat = -sn * pr[..., 0] + c * pr[..., 1]
         pf = pr + _LOOK_S * p_vel[:, None, :]
         pf_lat = -sn * pf[..., 0] + c * pf[..., 1]
-        p_in = ped[:, None] & (p_lon > 0) & ((np.abs(p_lat) < _HALF_CORRIDOR_M + 0.5) | (np.abs(pf_lat) < _HALF_CORRIDOR_M))
+        p_in = (
+            ped[:, None]
+            & (p_lon > 0)
+            & ((np.abs(p_lat) < _HALF_CORRIDOR_M + 0.5) | (np.abs(pf_lat) < _HALF_CORRIDOR_M))
+        )
         p_gap = np.where(p_in, p_lon - length / 2.0 - 2.0, np.inf)
         use_p = p_gap < g
         g = np.where(use_p, p_gap, g)
@@ -636,7 +659,10 @@ def _scenario(
     sizes = [[4.8 if k == 0 else float(length_v[k]), 2.0 if k == 0 else 1.9, 1.6] for k in slots.tolist()]
     cats = ["synthetic_car"] * slots.size
     name_of = {int(k): names[i] for i, k in enumerate(slots.tolist())}
-    scripted = {k: v and {"stopped_vehicle": 1, "hard_braking": 2, "cut_in": 3}[k] in name_of for k, v in scripted.items()}
+    scripted = {
+        k: v and {"stopped_vehicle": 1, "hard_braking": 2, "cut_in": 3}[k] in name_of
+        for k, v in scripted.items()
+    }
     events: list[dict[str, Any]] = []
     if scripted["stopped_vehicle"]:
         events.append({"type": "stopped_vehicle", "track_id": name_of[1], "step": 0})
@@ -788,7 +814,7 @@ def generate_into_lake(
     engine: Engine | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> FleetReport:
-    """Generate ``count`` scenarios into ``region``, one commit per ``commit_every`` (see the module docstring).
+    """Generate ``count`` scenarios into ``region``, a commit per ``commit_every`` (see the module docstring).
 
     This is also the function ``make demo`` calls for its volume: ``progress(done, total)`` is called
     after every commit.

@@ -196,7 +196,9 @@ class LaneGraph:
         codes = np.asarray(a, dtype=np.int64) * F + np.asarray(b, dtype=np.int64)
         pos = np.searchsorted(self._connected_codes, codes)
         pos = np.minimum(pos, max(self._connected_codes.size - 1, 0))
-        hit = self._connected_codes[pos] == codes if self._connected_codes.size else np.zeros(codes.shape, bool)
+        hit = (
+            self._connected_codes[pos] == codes if self._connected_codes.size else np.zeros(codes.shape, bool)
+        )
         out: NDArrayBool = ((a == b) | hit) & (a >= 0) & (b >= 0)
         return out
 
@@ -257,15 +259,15 @@ class LaneGraph:
         seg = self._sample_owner[np.where(real, idx, 0)]
         return seg, real
 
-    def _foot(
-        self, q: NDArrayFloat, seg: NDArrayInt
-    ) -> tuple[NDArrayFloat, NDArrayFloat, NDArrayFloat]:
+    def _foot(self, q: NDArrayFloat, seg: NDArrayInt) -> tuple[NDArrayFloat, NDArrayFloat, NDArrayFloat]:
         """Per ``(Q, C)`` candidate: distance, parameter along the segment, signed cross product / length."""
         a, b = self.seg_a[seg], self.seg_b[seg]
         d = b - a
         length = self.seg_len[seg]
         rel = q[:, None, :] - a
-        t = np.clip((rel[..., 0] * d[..., 0] + rel[..., 1] * d[..., 1]) / np.where(length > 0, length**2, 1.0), 0, 1)
+        t = np.clip(
+            (rel[..., 0] * d[..., 0] + rel[..., 1] * d[..., 1]) / np.where(length > 0, length**2, 1.0), 0, 1
+        )
         fx = a[..., 0] + t * d[..., 0] - q[:, None, 0]
         fy = a[..., 1] + t * d[..., 1] - q[:, None, 1]
         dist = np.hypot(fx, fy)
@@ -309,7 +311,9 @@ class LaneGraph:
         if heading_rad is not None:
             h = np.asarray(heading_rad, dtype=np.float64).reshape(-1)[rows]
             he = (h[:, None] - self.seg_heading[seg] + np.pi) % (2 * np.pi) - np.pi
-            cost = np.where(np.abs(he) <= max_heading_error_rad, cost + heading_weight_m_per_rad * np.abs(he), np.inf)
+            cost = np.where(
+                np.abs(he) <= max_heading_error_rad, cost + heading_weight_m_per_rad * np.abs(he), np.inf
+            )
         j = np.argmin(cost, axis=1)
         r = np.arange(rows.size)
         good = np.isfinite(cost[r, j])

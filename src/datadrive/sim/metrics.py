@@ -280,8 +280,10 @@ def _frames(
     return _Frames(multiple, nondrivable, far, inter, np.where(tmask, lane[..., 4], -1), arc, limit)
 
 
-def _route_arcs(routes: NDArrayFloat, route_len: NDArrayInt, px: NDArrayFloat, py: NDArrayFloat) -> NDArrayFloat:
-    """``(S, n)`` arc length along each scenario's route of the foot of points ``(S, n)`` (exact, brute force)."""
+def _route_arcs(
+    routes: NDArrayFloat, route_len: NDArrayInt, px: NDArrayFloat, py: NDArrayFloat
+) -> NDArrayFloat:
+    """``(S, n)`` arc length along each scenario's route of the feet of points ``(S, n)`` (exact)."""
     S, R, _ = routes.shape
     ok = np.arange(R)[None, :] < route_len[:, None]
     d2 = (routes[:, None, :, 0] - px[..., None]) ** 2 + (routes[:, None, :, 1] - py[..., None]) ** 2
@@ -331,7 +333,7 @@ def _collisions(
     L: NDArrayFloat, W: NDArrayFloat, otype: NDArrayInt, fr: _Frames, cfg: NuplanConfig,
 ) -> tuple[_Events, NDArrayBool]:  # fmt: skip
     """First contacts (oriented boxes over all pairs and steps at once), classified by nuPlan's rules."""
-    S, A, T = x.shape
+    S, _, T = x.shape
     over = obb_overlap(
         x[:, :1], y[:, :1], h[:, :1], L[:, :1, None], W[:, :1, None],
         x[:, 1:], y[:, 1:], h[:, 1:], L[:, 1:, None], W[:, 1:, None],
@@ -364,7 +366,9 @@ def _collisions(
             ),
         ),
     ).astype(np.int64)
-    lateral_fault = (kind == CollisionType.ACTIVE_LATERAL) & (fr.multiple_lanes[es, et] | fr.nondrivable[es, et])
+    lateral_fault = (kind == CollisionType.ACTIVE_LATERAL) & (
+        fr.multiple_lanes[es, et] | fr.nondrivable[es, et]
+    )
     fault = np.isin(kind, (CollisionType.ACTIVE_FRONT, CollisionType.STOPPED_TRACK)) | lateral_fault
     group = np.where(
         np.isin(typ, (int(ObjectType.PEDESTRIAN), int(ObjectType.CYCLIST))),
@@ -433,12 +437,22 @@ def _ttc_nuplan(
         tt = times[None, :]
         e_h, a_h = h[si, 0, ti][:, None], h[si, ai + 1, ti][:, None]
         e_v, a_v = v[si, 0, ti][:, None], speeds[si, ai, ti][:, None]
+        ex = x[si, 0, ti][:, None] + np.cos(e_h) * e_v * tt
+        ey = y[si, 0, ti][:, None] + np.sin(e_h) * e_v * tt
+        ax = x[si, ai + 1, ti][:, None] + np.cos(a_h) * a_v * tt
+        ay = y[si, ai + 1, ti][:, None] + np.sin(a_h) * a_v * tt
         hit = obb_overlap(
-            x[si, 0, ti][:, None] + np.cos(e_h) * e_v * tt, y[si, 0, ti][:, None] + np.sin(e_h) * e_v * tt,
-            e_h, L[si, 0][:, None], W[si, 0][:, None],
-            x[si, ai + 1, ti][:, None] + np.cos(a_h) * a_v * tt, y[si, ai + 1, ti][:, None] + np.sin(a_h) * a_v * tt,
-            a_h, L[si, ai + 1][:, None], W[si, ai + 1][:, None],
-        )  # fmt: skip
+            ex,
+            ey,
+            e_h,
+            L[si, 0][:, None],
+            W[si, 0][:, None],
+            ax,
+            ay,
+            a_h,
+            L[si, ai + 1][:, None],
+            W[si, ai + 1][:, None],
+        )
         first = np.where(hit.any(axis=1), times[np.argmax(hit, axis=1)], np.inf)
         np.minimum.at(ttc, (si, ti), first)
     ttc[at_fault_steps] = 0.0
@@ -464,7 +478,9 @@ def _navsim_ttc_hits(
         ex = x0 + np.cos(h0) * v0 * k * dt
         ey = y0 + np.sin(h0) * v0 * k * dt
         mask = valid[:, 1:, tk] & moving
-        hit = _pair_hits(ex, ey, h0, L[:, :1, None], W[:, :1, None], ax, ay, ah, L[:, 1:, None], W[:, 1:, None], mask)
+        hit = _pair_hits(
+            ex, ey, h0, L[:, :1, None], W[:, :1, None], ax, ay, ah, L[:, 1:, None], W[:, 1:, None], mask
+        )
         if not hit.any():
             continue
         ang = _angle_to(rear_x, rear_y, h0, ax, ay)
@@ -525,7 +541,9 @@ def batch_metrics(
     window = c - np.concatenate([np.zeros((S, n_h + 1)), c[:, : T - n_h - 1]], axis=1)[:, :T]
     worst_back = np.abs(np.minimum(np.min(np.where(tmask, window, 0.0), axis=1), 0.0))
     ddc = np.where(
-        worst_back < cfg.direction_compliance_m, 1.0, np.where(worst_back < cfg.direction_violation_m, 0.5, 0.0)
+        worst_back < cfg.direction_compliance_m,
+        1.0,
+        np.where(worst_back < cfg.direction_violation_m, 0.5, 0.0),
     )
     # progress along the expert route: the ego's and the expert's, first to last pose
     R = max(s.route_xy_m.shape[0] for s in sims)
@@ -543,8 +561,12 @@ def batch_metrics(
         expert_xy[i, : s.num_steps] = s.xy_m[0]
     ex_first = np.argmax(expert_valid, axis=1)
     ex_last = T - 1 - np.argmax(expert_valid[:, ::-1], axis=1)
-    probe_x = np.stack([x[rows, 0, 0], x[rows, 0, last], expert_xy[rows, ex_first, 0], expert_xy[rows, ex_last, 0]], 1)
-    probe_y = np.stack([y[rows, 0, 0], y[rows, 0, last], expert_xy[rows, ex_first, 1], expert_xy[rows, ex_last, 1]], 1)
+    probe_x = np.stack(
+        [x[rows, 0, 0], x[rows, 0, last], expert_xy[rows, ex_first, 0], expert_xy[rows, ex_last, 0]], 1
+    )
+    probe_y = np.stack(
+        [y[rows, 0, 0], y[rows, 0, last], expert_xy[rows, ex_first, 1], expert_xy[rows, ex_last, 1]], 1
+    )
     arcs = _route_arcs(routes, route_len, probe_x, probe_y)
     ego_prog = arcs[:, 1] - arcs[:, 0]
     expert_prog = np.where(expert_valid.sum(axis=1) >= 2, arcs[:, 3] - arcs[:, 2], 0.0)
@@ -577,7 +599,8 @@ def batch_metrics(
     out = []
     for i, s in enumerate(sims):
         mine = np.flatnonzero(ev.scenario == i)
-        events = [
+        order = mine[np.argsort(ev.step[mine], kind="stable")]
+        events: list[dict[str, Any]] = [
             {
                 "step": int(ev.step[k]),
                 "track_id": str(s.track_ids[ev.agent[k]]),
@@ -587,9 +610,9 @@ def batch_metrics(
                 "at_fault": bool(ev.at_fault[k]),
                 "delta_v_mps": float(ev.delta_v_mps[k]),
             }
-            for k in mine[np.argsort(ev.step[mine], kind="stable")]
+            for k in order
         ]
-        fault_steps = [e["step"] for e in events if e["at_fault"]]
+        fault_steps = [int(ev.step[k]) for k in order if ev.at_fault[k]]
         off = np.flatnonzero(fr.far_from_drivable[i])
         out.append(
             {
@@ -660,7 +683,9 @@ def _pdms(
         # comfort over the window (NAVSIM v1: every smoothing window is the whole series)
         c = np.ones(S)
         for length, idx in _groups((w1 - w0 + 1).tolist()).items():
-            checks = comfort(v[idx, 0, w0 : w0 + length], h[idx, 0, w0 : w0 + length], dt, cfg, whole_window=True)
+            checks = comfort(
+                v[idx, 0, w0 : w0 + length], h[idx, 0, w0 : w0 + length], dt, cfg, whole_window=True
+            )
             c[idx] = np.where(checks["ok"], 1.0, 0.0)
         # progress in the window: the ego's, and the expert's (its first and last valid pose in it)
         ev_span = expert_valid & span

@@ -10,27 +10,28 @@ Built in:
 * :class:`LogReplayPolicy` (``log``): the ego follows its recorded poses
   exactly (teleported), as nuPlan's log-future planner with a perfect tracker;
 * :class:`ConstantVelocityPolicy` (``cv``): keeps its speed and heading;
-* :class:`IdmRoutePolicy` (``idm``): a PDM-Closed-style rule planner: it
-  follows the route centerline (pure pursuit), and picks its target speed
-  from a set of proposals (fractions of its desired speed, IDM behind the
-  nearest agent or red light on the route), each forward-simulated 4 s
-  against constant-velocity forecasts of the other agents and rejected if its
-  boxes meet theirs; the fastest collision-free proposal wins;
-* :class:`TrajectoryPolicy` (``model:MODULE:ATTR``): the adapter for any
-  trained model with a planning head: the model implements :class:`Planner`
-  (ego-frame waypoints from an :class:`PlanningInput`), the adapter tracks
-  the waypoints with pure pursuit and a speed controller.
+* :class:`IdmRoutePolicy` (``idm``): a PDM-Closed-style planner: proposals
+  of lateral offsets from the route centerline x target speeds (IDM behind
+  the nearest agent or red light in each corridor), rolled out 4 s against
+  constant-velocity forecasts and scored with the PDM score's terms; the
+  best one is followed (pure pursuit, bounded jerk);
+* :class:`TrajectoryPolicy` (``model:PATH``, ``model:run:NAME``,
+  ``model:MODULE:ATTR``): the adapter for any trained model with a planning
+  head: the model implements :class:`Planner` (ego-frame waypoints from a
+  :class:`PlanningInput`); ``datadrive.models``' ``ModelPlanner`` does), the
+  adapter tracks the waypoints with pure pursuit and a speed controller.
 
 Notation:
-    S: scenarios. A: agents. R: route points. H: planned waypoints. N: proposals.
+    S: scenarios. A: agents. R: route points. H: planned waypoints or proposal steps. Y: lateral offsets.
+    F: target speeds. J: poses tested per proposal. C: agents checked against the proposals.
 """
 
 from __future__ import annotations
 
 import importlib
-from pathlib import Path
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -222,7 +223,9 @@ class IdmRoutePolicy(Policy):
     def setup(self, batch: SimBatch) -> None:
         xp = batch.xp
         r = batch.route_xy
-        d2 = (r[..., 0] - batch.log_x[:, 0, 0][:, None]) ** 2 + (r[..., 1] - batch.log_y[:, 0, 0][:, None]) ** 2
+        d2 = (r[..., 0] - batch.log_x[:, 0, 0][:, None]) ** 2 + (
+            r[..., 1] - batch.log_y[:, 0, 0][:, None]
+        ) ** 2
         self._route_index = xp.argmin(d2, axis=1)
         self._fallback = xp.maximum(xp.abs(batch.log_speed[:, 0, 0]), self.cfg.fallback_speed_mps)
         self._a_prev = xp.zeros((batch.shape[0],))
@@ -241,7 +244,9 @@ class IdmRoutePolicy(Policy):
         j = xp.argmin(d2, axis=2)
         return xp.gather(w[:, 0, :], j, axis=1)
 
-    def _arc_and_offset(self, xp: Backend, b: SimBatch, px: Array, py: Array, j: Array) -> tuple[Array, Array]:
+    def _arc_and_offset(
+        self, xp: Backend, b: SimBatch, px: Array, py: Array, j: Array
+    ) -> tuple[Array, Array]:
         """Arc length (route index units, fractional) and signed lateral offset at nearest index ``j``."""
         R = b.route_x.shape[1]
         j = xp.clip(j, 0, R - 2)
@@ -272,7 +277,8 @@ class IdmRoutePolicy(Policy):
     def act(self, obs: Observation) -> Action:
         b, cfg = obs.batch, self.cfg
         xp = b.xp
-        assert self._route_index is not None and self._fallback is not None and self._a_prev is not None
+        if self._route_index is None or self._fallback is None or self._a_prev is None:
+            raise RuntimeError("IdmRoutePolicy.act before setup()")
         S = b.shape[0]
         R = b.route_x.shape[1]
         ex, ey, eh, v = obs.ego_x_m, obs.ego_y_m, obs.ego_heading_rad, obs.ego_speed_mps
@@ -309,10 +315,10 @@ class IdmRoutePolicy(Policy):
         s_a, d_a = self._arc_and_offset(xp, b, ax, ay, j)
         rh_a = xp.gather(b.route_heading, xp.clip(j, 0, R - 1), axis=1)
         v_along = av * xp.cos(ah - rh_a)
-        # 3. proposals (S, O, F): lateral offsets x target speeds
+        # 3. proposals (S, Y, F): lateral offsets x target speeds
         offsets = (0.0, *cfg.lateral_offsets_m)
-        O, F = len(offsets), len(cfg.speed_fractions)
-        off = xp.asarray(np.asarray(offsets, dtype=np.float64))[None, :, None]  # (1, O, 1)
+        Y, F = len(offsets), len(cfg.speed_fractions)
+        off = xp.asarray(np.asarray(offsets, dtype=np.float64))[None, :, None]  # (1, Y, 1)
         frac = xp.asarray(np.asarray(cfg.speed_fractions, dtype=np.float64))[None, None, :]
         lim = xp.gather(b.route_speed_limit, i0[:, None], axis=1)[:, 0]
         target = xp.where(lim == lim, lim, self._fallback)  # NaN: no limit known
@@ -321,8 +327,10 @@ class IdmRoutePolicy(Policy):
         corridor = (aw[:, None, :] + we[:, None, None]) / 2.0  # (S, 1, C)
         in_corr = valid[:, None, :] & (xp.abs(d_a[:, None, :] - off[..., 0][..., None]) < corridor)
         in_corr = in_corr & (s_a[:, None, :] > s_e[:, None, None])
-        gap0 = xp.where(in_corr, s_a[:, None, :] - s_e[:, None, None] - (al[:, None, :] + le[:, None, None]) / 2, _BIG)
-        k = xp.argmin(gap0, axis=2)  # (S, O)
+        gap0 = xp.where(
+            in_corr, s_a[:, None, :] - s_e[:, None, None] - (al[:, None, :] + le[:, None, None]) / 2, _BIG
+        )
+        k = xp.argmin(gap0, axis=2)  # (S, Y)
         lead_gap = xp.gather(gap0, k[..., None], axis=2)[..., 0]
         lead_v = xp.maximum(xp.gather(v_along, k, axis=1), 0.0)
         # red lights on the route: a stopped leader at the stop line, for every offset
@@ -336,12 +344,12 @@ class IdmRoutePolicy(Policy):
         use_light = lg < lead_gap
         lead_gap = xp.where(use_light, lg, lead_gap)
         lead_v = xp.where(use_light, 0.0, lead_v)
-        has = (lead_gap < _BIG / 2)[..., None]  # (S, O, 1)
+        has = (lead_gap < _BIG / 2)[..., None]  # (S, Y, 1)
         lead_s = (s_e[:, None] + lead_gap + le[:, None] / 2.0)[..., None]  # where the leader's rear is
         lv = lead_v[..., None]
         H = max(1, round(cfg.horizon_s / cfg.proposal_dt_s))
         dtp = cfg.proposal_dt_s
-        s_p = s_e[:, None, None] + (v0 + off) * 0.0  # (S, O, F)
+        s_p = s_e[:, None, None] + (v0 + off) * 0.0  # (S, Y, F)
         v_p = v[:, None, None] + s_p * 0.0
         a_hist, s_hist, v_hist = [], [s_p], [v_p]
         for step in range(H):
@@ -352,20 +360,22 @@ class IdmRoutePolicy(Policy):
             v_p = xp.maximum(v_p + a * dtp, 0.0)
             s_hist.append(s_p)
             v_hist.append(v_p)
-        arcs = xp.stack(s_hist, axis=-1)  # (S, O, F, H + 1)
+        arcs = xp.stack(s_hist, axis=-1)  # (S, Y, F, H + 1)
         speeds = xp.stack(v_hist, axis=-1)
         times = xp.asarray(np.arange(H + 1) * dtp)
         tau = cfg.lateral_time_constant_s
         relax = xp.asarray(np.exp(-np.arange(H + 1) * dtp / tau))
         lat = off[..., None] + (d_e[:, None, None, None] - off[..., None]) * relax + arcs * 0.0
-        px, py, ph = self._pose(xp, b, arcs, lat)  # (S, O, F, H + 1)
+        px, py, ph = self._pose(xp, b, arcs, lat)  # (S, Y, F, H + 1)
         # 4. score: collisions (broad phase, then boxes), drivable area, TTC, progress, comfort
         reach = (xp.hypot(le, we)[:, None] + xp.hypot(al, aw)) / 2.0  # (S, C)
         behind = self._behind(xp, ex, ey, eh, le, ax, ay)  # (S, C) agents coming from behind: not at fault
-        already = obb_overlap(ex[:, None], ey[:, None], eh[:, None], le[:, None], we[:, None], ax, ay, ah, al, aw, xp)
+        already = obb_overlap(
+            ex[:, None], ey[:, None], eh[:, None], le[:, None], we[:, None], ax, ay, ah, al, aw, xp
+        )
         fault_ok = valid & ~behind & ~already
         # the proposal poses, and (TTC) the ego projected at constant velocity from them k steps later,
-        # all tested at once: (S, O, F, J) poses against the agents at the matching times
+        # all tested at once: (S, Y, F, J) poses against the agents at the matching times
         qx, qy, qh, tix, kind = [px], [py], [ph], [np.arange(H + 1)], [np.zeros(H + 1, dtype=np.int64)]
         for j, k in enumerate(_TTC_LOOKAHEAD, start=1):
             if k > H:
@@ -405,7 +415,9 @@ class IdmRoutePolicy(Policy):
         mult = nc * dac
         raw = (arcs[..., -1] - arcs[..., 0]) * mult
         best = xp.max(xp.max(raw, axis=2), axis=1)[:, None, None]
-        ep = xp.where(best > _PROGRESS_THRESHOLD_M, raw / xp.maximum(best, 1e-9), xp.where(mult > 0, 1.0, 0.0))
+        ep = xp.where(
+            best > _PROGRESS_THRESHOLD_M, raw / xp.maximum(best, 1e-9), xp.where(mult > 0, 1.0, 0.0)
+        )
         # comfort: longitudinal acceleration and jerk bounds over the horizon (from the last command)
         acc = xp.stack(a_hist, axis=-1)
         prev = self._a_prev[:, None, None, None] + acc[..., :1] * 0.0
@@ -413,12 +425,12 @@ class IdmRoutePolicy(Policy):
         comfy = xp.all((acc >= _LON_ACCEL[0]) & (acc <= _LON_ACCEL[1]) & (jerk <= _LON_JERK), axis=3)
         c = xp.where(comfy, 1.0, 0.0)
         score = mult * (_WEIGHTS[0] * ep + _WEIGHTS[1] * ttc + _WEIGHTS[2] * c) / sum(_WEIGHTS)
-        flat = score.reshape(S, O * F)
-        best_i = xp.argmin(-flat + xp.asarray(np.arange(O * F) * 1e-9)[None, :], axis=1)  # first of the best
-        chosen_a = xp.gather(acc[..., 0].reshape(S, O * F), best_i[:, None], axis=1)[:, 0]
+        flat = score.reshape(S, Y * F)
+        best_i = xp.argmin(-flat + xp.asarray(np.arange(Y * F) * 1e-9)[None, :], axis=1)  # first of the best
+        chosen_a = xp.gather(acc[..., 0].reshape(S, Y * F), best_i[:, None], axis=1)[:, 0]
         chosen_o = xp.take(xp.asarray(np.repeat(np.asarray(offsets, dtype=np.float64), F)), best_i)
-        t_hit = xp.gather(first_hit.reshape(S, O * F), best_i[:, None], axis=1)[:, 0]
-        safe = xp.gather((nc * ttc).reshape(S, O * F), best_i[:, None], axis=1)[:, 0] >= 1.0
+        t_hit = xp.gather(first_hit.reshape(S, Y * F), best_i[:, None], axis=1)[:, 0]
+        safe = xp.gather((nc * ttc).reshape(S, Y * F), best_i[:, None], axis=1)[:, 0] >= 1.0
         step_j = cfg.max_jerk_mps3 * b.dt_s
         low = xp.where(safe, self._a_prev - step_j, -_BIG)
         chosen_a = xp.clip(chosen_a, low, self._a_prev + step_j)
@@ -469,7 +481,7 @@ class IdmRoutePolicy(Policy):
         xp: Backend, px: Array, py: Array, ph: Array, fx: Array, fy: Array, ah: Array,
         le: Array, we: Array, al: Array, aw: Array, at: Array, reach: Array, ok: Array,
     ) -> tuple[Array, Array]:  # fmt: skip
-        """``(S, O, F, J)`` whether each ego pose meets an agent (``fx``/``fy`` ``(S, J, C)``: the agents at
+        """``(S, Y, F, J)`` whether each ego pose meets an agent (``fx``/``fy`` ``(S, J, C)``: the agents at
         the poses' times), and whether that agent is a road user; oriented boxes are tested only
         where the enclosing circles touch."""
         d2 = (px[..., None] - fx[:, None, None]) ** 2 + (py[..., None] - fy[:, None, None]) ** 2
@@ -478,16 +490,16 @@ class IdmRoutePolicy(Policy):
         none = xp.zeros(px.shape, "bool")
         if not int(idx.shape[0]):
             return none, none
-        S, O, F, J = px.shape
+        _, Y, F, J = px.shape
         C = near.shape[-1]
-        scen = idx // (O * F * J * C)
-        pose = idx // C  # flat index into (S, O, F, J)
+        scen = idx // (Y * F * J * C)
+        pose = idx // C  # flat index into (S, Y, F, J)
         agent = scen * C + idx % C
         at_time = scen * (J * C) + (pose % J) * C + idx % C  # flat index into (S, J, C)
         hit = obb_overlap(
-            xp.take(px, pose), xp.take(py, pose), xp.take(ph, pose), xp.take(le, scen), xp.take(we, scen),
-            xp.take(fx, at_time), xp.take(fy, at_time), xp.take(ah, agent), xp.take(al, agent), xp.take(aw, agent),
-            xp,
+            xp.take(px, pose), xp.take(py, pose), xp.take(ph, pose), xp.take(le, scen),
+            xp.take(we, scen), xp.take(fx, at_time), xp.take(fy, at_time), xp.take(ah, agent),
+            xp.take(al, agent), xp.take(aw, agent), xp,
         )  # fmt: skip
         road_user = xp.take(at, agent)
         road_user = (
@@ -667,7 +679,8 @@ def make_policy(spec: str, *, model_bytes: bytes | None = None, device: str | No
             raise ConfigError(f"--policy {spec}: {target} is not a Planner (plan(inputs) and waypoint_dt_s)")
         return TrajectoryPolicy(planner)
     raise ConfigError(
-        f"unknown policy {spec!r}: choose {', '.join(POLICIES)}, model:PATH, model:run:NAME or model:MODULE:ATTR"
+        f"unknown policy {spec!r}: choose {', '.join(POLICIES)}, "
+        "model:PATH, model:run:NAME or model:MODULE:ATTR"
     )
 
 

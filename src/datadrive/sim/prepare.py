@@ -361,7 +361,9 @@ def prepare(scenario: Scenario, config: PrepareConfig = PrepareConfig()) -> SimS
     if path_id[0, OWN_PATH] < 0:
         m0 = lanes.match(xy[:1, 0], None, max_distance_m=10.0)
         if m0.lane[0] < 0 and not (drivable.excess(xy[:1, 0])[0][0] <= 0):
-            raise SimulationInputError(sid, "agent off the map: the ego starts more than 10 m from every lane")
+            raise SimulationInputError(
+                sid, "agent off the map: the ego starts more than 10 m from every lane"
+            )
         notes.append("the ego matches no lane in its direction of travel")
     if lanes.num_lanes > 1 and not any(lanes.successors):
         notes.append(f"disconnected lanes: none of the {lanes.num_lanes} lanes has a successor")
@@ -600,14 +602,14 @@ def _ego_route(
         idx = np.flatnonzero(valid)[::5]
         m = lanes.match(xy[idx], heading[idx], max_distance_m=config.lane_match_m)
         if np.mean(m.lane >= 0) >= 0.6:
-            pieces: list[list[float]] = []  # [lane, from arc, to arc]
+            pieces: list[list[float]] = []  # [lane, from arc, to arc] (the lane as a float)
             for k in np.flatnonzero(m.lane >= 0).tolist():
-                ln, s = int(m.lane[k]), float(m.s_m[k])
+                ln, s = float(m.lane[k]), float(m.s_m[k])
                 if not pieces:
                     pieces.append([ln, s, s])
                 elif pieces[-1][0] == ln:
                     pieces[-1][2] = max(pieces[-1][2], s)
-                elif ln in lanes.successors[int(pieces[-1][0])]:
+                elif int(ln) in lanes.successors[int(pieces[-1][0])]:
                     pieces[-1][2] = float(lanes.lengths_m[int(pieces[-1][0])])
                     pieces.append([ln, 0.0, s])
                 else:
@@ -621,7 +623,7 @@ def _ego_route(
                 if not succ or sum(p[2] - p[1] for p in pieces) > 1e4:
                     break
                 nxt = succ[0]
-                pieces.append([nxt, 0.0, float(lanes.lengths_m[nxt])])
+                pieces.append([float(nxt), 0.0, float(lanes.lengths_m[nxt])])
             chain, total = [], 0.0
             for ln, a, b in pieces:
                 seg = _slice(lanes.points[int(ln)], a, b)

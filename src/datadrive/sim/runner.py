@@ -162,8 +162,12 @@ def simulate(
         try:
             pending.append(prepare(scenario, pcfg))
         except SimulationInputError as exc:
-            row = {"scenario_id": scenario.scenario_id, "source": scenario.source, "status": "skipped"}
-            row["event_types"] = event_types(scenario)
+            row: dict[str, Any] = {
+                "scenario_id": scenario.scenario_id,
+                "source": scenario.source,
+                "status": "skipped",
+                "event_types": event_types(scenario),
+            }
             row.update({"reason": exc.reason, "metric_version": METRIC_VERSION})
             yield row
             continue
@@ -346,7 +350,9 @@ def simulate_lake(
         artefact = None
         if store:
             data = out.read_bytes() if out.exists() else rows_to_parquet([])
-            artefact = lake.put_derived(region, "metrics", f"sim/{run_id}/scores.parquet", data, derived_from=snap)
+            artefact = lake.put_derived(
+                region, "metrics", f"sim/{run_id}/scores.parquet", data, derived_from=snap
+            )
             lake.put_derived(
                 region, "metrics", f"sim/{run_id}/summary.json", json.dumps(summary, indent=2).encode(),
                 derived_from=snap,

@@ -16,9 +16,12 @@ same number of agents ``A`` and steps ``T``, as arrays of one
   drive along lane centerline paths: IDM (Treiber, Hennecke & Helbing, 2000)
   along the path, with the nearest agent ahead in the lane (or a red light's
   stop line) as the leader; MOBIL (Kesting, Treiber & Helbing, 2007) lane
-  changes to the parallel paths, decided every ``lane_change_period_s``,
-  the lateral offset relaxing to the new lane's centre with time constant
-  ``lateral_time_constant_s``;
+  changes to the parallel paths, decided every ``lane_change_period_s`` (each
+  step only the agents due decide, gathered into one small array), the
+  lateral offset relaxing to the new lane's centre with time constant
+  ``lateral_time_constant_s``. Leaders and followers are searched among each
+  agent's ``neighbors`` nearest agents (the broad phase: an all-pairs distance
+  once per ``neighbor_period_s``), so a step costs ``S x A x N``, not ``S x A x A``;
 * **everything else** replays its log (non-reactive), appearing and
   disappearing with its valid mask.
 
@@ -27,8 +30,8 @@ period) comes from the seed, so a run is a function of (scenarios, policy,
 config, seed).
 
 Notation:
-    S: scenarios in the batch. A: agents (ego at 0). T: steps.
-    P: parallel paths per agent. K: points per path. M: stop lines per path.
+    S: scenarios in the batch. A: agents (ego at 0). T: steps. N: neighbours watched per agent.
+    P: parallel paths per agent. U: pooled paths. K: points per path. M: stop lines per path.
     L: traffic lights. R: route points.
 """
 
@@ -180,7 +183,7 @@ class SimBatch:
             out = np.full(shape, fill, dtype=dtype)
             for i, s in enumerate(sc):
                 v = getattr(s, name)
-                out[(i, *[slice(0, d) for d in v.shape])] = v
+                out[(i, *[slice(0, int(d)) for d in v.shape])] = v  # type: ignore[index]
             return out
 
         f, b, i64 = np.float64, np.bool_, np.int64
@@ -356,7 +359,7 @@ class Simulator:
     # ------------------------------------------------------------------ helpers
 
     def _on_path(self, b: SimBatch, row: Array, s: Array, d: Array) -> tuple[Array, Array, Array]:
-        """Position and heading at arc ``s`` on pooled path ``row`` with lateral offset ``d``: ``(S, A)`` each."""
+        """``(S, A)`` position and heading at arc ``s`` on pooled path ``row``, lateral offset ``d``."""
         xp = self.xp
         K = b.path_points
         u = s / b.path_step_m
@@ -381,9 +384,11 @@ class Simulator:
         xp, cfg = self.xp, self.config
         S, A, T = b.shape
         N = min(cfg.neighbors, max(A - 1, 1))
-        if A - 1 <= cfg.neighbors:
+        if cfg.neighbors >= A - 1:
             idx = np.stack([np.delete(np.arange(A), i) for i in range(A)]) if A > 1 else np.zeros((1, 1), int)
-            nb = xp.asarray(np.broadcast_to(idx[None, :, : max(A - 1, 1)], (S, A, max(A - 1, 1))).copy(), "int")
+            nb = xp.asarray(
+                np.broadcast_to(idx[None, :, : max(A - 1, 1)], (S, A, max(A - 1, 1))).copy(), "int"
+            )
             return nb, xp.asarray(np.ones((S, A, max(A - 1, 1)), dtype=bool) & (A > 1), "bool")
         ahead = min(t + max(1, round(cfg.neighbor_period_s / cfg.dt_s)), T - 1)
         later = b.log_valid[:, :, ahead] & b.agent_mask
@@ -437,7 +442,7 @@ class Simulator:
         policy.setup(batch)
         try:
             for t in range(T - 1):
-                if t > 0 and t % nb_period == 0 and A - 1 > cfg.neighbors:
+                if t > 0 and t % nb_period == 0 and cfg.neighbors < A - 1:
                     nb, nb_ok = self._neighbors(batch, t, x, y, present)
                 obs = self._observation(batch, t, x, y, h, v, present, not_ego, nb, nb_ok)
                 action = policy.act(obs)
