@@ -18,6 +18,7 @@ MODULES = [
     "datadrive.train",
     "datadrive.evaluate",
     "datadrive.sim",
+    "datadrive.assistant",
 ]
 
 
