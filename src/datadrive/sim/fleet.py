@@ -103,6 +103,7 @@ _JERK_MPS3 = 3.0
 _IDM = (1.5, 2.0, 1.5, 2.0)  # a_max, b_comf, time headway, jam distance
 _LOOK_S = 1.5  # anticipation: others' positions this far ahead count too
 _HALF_CORRIDOR_M = 1.6
+_PED_START_M = 4.5  # the pedestrian waits this far beside the ego's path (at the kerb of a 3.5 m lane)
 
 
 @dataclass(frozen=True)
@@ -382,14 +383,17 @@ def _chunk_on_map(fm: FleetMap, cfg: FleetConfig, idx: NDArrayInt) -> list[Scena
     ped = e[:, 3, 0] < rates.get("pedestrian_crossing", 0.0)
     chain[:, 1], s0[:, 1] = ego_chain, s0[:, 0] + 30.0 + 30.0 * e[:, 0, 1]
     chain[:, 2], s0[:, 2] = ego_chain, s0[:, 0] + 15.0 + 15.0 * e[:, 1, 1]
-    brake_step = (1.5 / dt + e[:, 1, 2] * (2.5 / dt)).astype(np.int64)
+    brake_step = (0.5 / dt + e[:, 1, 2] * (2.0 / dt)).astype(np.int64)  # early: small maps end soon
     brake_decel = 6.0 + 2.0 * e[:, 1, 3]
     chain[:, 3] = np.maximum(nb, 0)
-    s0[:, 3] = fm.lib_nb_offset[ego_chain] + s0[:, 0] + 6.0 + 9.0 * e[:, 2, 1]
+    s0[:, 3] = fm.lib_nb_offset[ego_chain] + s0[:, 0] + 12.0 + 15.0 * e[:, 2, 1]
     cut_step = (1.0 / dt + e[:, 2, 2] * (2.5 / dt)).astype(np.int64)
     vd[:, 1:4] = cap0[:, None]
-    vd[:, 3] = cap0 * (0.85 + 0.15 * e[:, 2, 3])
-    v_init[:, 2:4] = vd[:, 2:4] * 0.9
+    # the cut-in keeps about the ego's starting speed: the ego closes in slowly, so the gap it cuts into
+    # is a short one (a faster car would pull away and never cut in close)
+    vd[:, 3] = v_init[:, 0] * (0.85 + 0.15 * e[:, 2, 3])
+    v_init[:, 2] = vd[:, 2] * 0.9
+    v_init[:, 3] = vd[:, 3]
     placed_xy = np.full((n, V, 2), np.inf)
     placed_xy[:, 0] = ego_xy
 
@@ -440,13 +444,11 @@ def _chunk_on_map(fm: FleetMap, cfg: FleetConfig, idx: NDArrayInt) -> list[Scena
         count += ok
         slot_of += ok
     v_init[:, 1] = 0.0
-    # the pedestrian: beside the ego's path, 25-45 m ahead, crossing it
-    p_arc = s0[:, 0] + 25.0 + 20.0 * e[:, 3, 1]
-    p_at, p_h = _at(fm, ego_chain, p_arc)
-    normal = np.stack([-np.sin(p_h), np.cos(p_h)], axis=1)
-    side = np.where(e[:, 3, 2] < 0.5, 1.0, -1.0)[:, None]
-    p_start = p_at + side * 6.0 * normal
-    p_dir = -side * normal
+    # the pedestrian: beside the ego's path ahead, crossing it (placed in _simulate)
+    p_ahead = 1.5 + 2.0 * e[:, 3, 1]
+    p_side = np.where(e[:, 3, 2] < 0.5, 1.0, -1.0)
+    p_start = np.zeros((n, 2))
+    p_dir = np.zeros((n, 2))
     p_speed = 1.2 + 0.4 * e[:, 3, 3]
     p_step = (e[:, 3, 4] * 2.0 / dt).astype(np.int64)
     params = cfg.params()
@@ -466,13 +468,18 @@ def _chunk_on_map(fm: FleetMap, cfg: FleetConfig, idx: NDArrayInt) -> list[Scena
         def g(a: Any, b: NDArrayInt = b, r: NDArrayInt = r) -> Any:
             return np.take_along_axis(a[b], r, axis=1)
 
-        out = _simulate(
+        out, started = _simulate(
             fm, cfg, g(chain), g(s0), g(vd), g(v_init), g(length), g(active), r, ego_chain[b],
             stopped[b], braking[b], brake_step[b], brake_decel[b], cut_in[b], cut_step[b],
-            ped[b], p_start[b], p_dir[b], p_speed[b], p_step[b], W,
+            ped[b], p_ahead[b], p_side[b], p_speed[b], p_step[b], W,
         )  # fmt: skip
         rows_b = b[:, None]
         xy[rows_b, r], heading[rows_b, r], on_map[rows_b, r] = out
+        brake_step[b], cut_step[b], p_step[b], p_start[b], p_dir[b] = started
+    # an event happens only where its trigger came within the recording (see _simulate)
+    braking &= brake_step >= 0
+    cut_in &= cut_step >= 0
+    ped &= p_step >= 0
     return [
         _scenario(
             fm,
@@ -501,13 +508,27 @@ def _simulate(
     v_init: NDArrayFloat,
     length: NDArrayFloat, active: NDArrayBool, role: NDArrayInt, ego_chain: NDArrayInt, stopped: NDArrayBool,
     braking: NDArrayBool, brake_step: NDArrayInt, brake_decel: NDArrayFloat, cut_in: NDArrayBool,
-    cut_step: NDArrayInt, ped: NDArrayBool, p_start: NDArrayFloat, p_dir: NDArrayFloat, p_speed: NDArrayFloat,
-    p_step: NDArrayInt, W: int,
-) -> tuple[NDArrayFloat, NDArrayFloat, NDArrayBool]:  # fmt: skip
+    cut_step: NDArrayInt, ped: NDArrayBool, p_ahead_s: NDArrayFloat, p_side: NDArrayFloat,
+    p_speed: NDArrayFloat, p_step: NDArrayInt, W: int,
+) -> tuple[
+    tuple[NDArrayFloat, NDArrayFloat, NDArrayBool],
+    tuple[NDArrayInt, NDArrayInt, NDArrayInt, NDArrayFloat, NDArrayFloat],
+]:  # fmt: skip
     """IDM traffic of a bucket: ``(n, V, T, 2)`` positions, ``(n, V, T)`` headings and on-map masks.
 
     ``role`` is each vehicle's slot in the scenario: 0 the ego, 1 the stopped vehicle, 2 the braking
     one, 3 the cut-in, 4+ the others (also the priority order at crossings).
+
+    The scripted events start when the situation they stand for is there, not at a fixed time: a
+    vehicle brakes hard only from 5 m/s or more; the cut-in vehicle moves over while it is 3 m to 9 m or
+    1.8 s of the ego's speed ahead of the ego's front bumper (a gap a follower would call a cut-in),
+    both moving (2.5 and 2 m/s or more: a lane change in a queue is no cut-in); the pedestrian waits at
+    the kerb (``p_side``: left or right) of a crossing point where the ego will be ``p_ahead_s`` after
+    the recording starts (6 m more; at its lanes' end at most) and steps out when the ego is about 2 s
+    (plus 6 m) from it. Each waits for its earliest step (``brake_step``, ``cut_step``, ``p_step``)
+    and must leave time to be seen in the recording. Returned besides the traffic: the steps they
+    started at (-1: never, the event did not happen), the pedestrian's ``(n, 2)`` start and unit
+    direction.
     """
     n, V = chain.shape
     dt, T = cfg.dt_s, cfg.num_steps
@@ -533,20 +554,51 @@ def _simulate(
     eye = np.eye(V, dtype=bool)[None]
     nb_off = fm.lib_nb_offset[ego_chain][:, None]
     half_len = (length[:, :, None] + length[:, None, :]) / 2.0
+    brake_at = np.full(n, -1, dtype=np.int64)
+    cut_at = np.full(n, -1, dtype=np.int64)
+    ped_at = np.full(n, -1, dtype=np.int64)
+    p_arc = np.zeros(n)
+    p_start = np.full((n, 2), 1e9)  # no pedestrian during the warm-up
+    p_dir = np.zeros((n, 2))
+    last_start = T - round(3.0 / dt)  # an event needs about 3 s of recording to be seen
     prev = None
     for t in range(-W, T):
         pos, h = _at(fm, chain, s)
+        if t == 0:  # the pedestrian's kerb, ahead of where the ego now is
+            # where the ego will be in 1.5-3.5 s, and on its mapped lanes
+            p_arc = np.minimum(s[:, 0] + 6.0 + p_ahead_s * v[:, 0], ends[:, 0] - 1.0)
+            p_at, p_h = _at(fm, ego_chain, p_arc)
+            normal = np.stack([-np.sin(p_h), np.cos(p_h)], axis=1)
+            p_start = p_at + p_side[:, None] * _PED_START_M * normal
+            p_dir = -p_side[:, None] * normal
+        # triggers (see the docstring)
+        if 0 <= t <= last_start:
+            v_ego = v[:, 0]
+            v_brake = np.where(is_brake, v, 0.0).max(axis=1)
+            go = braking & (brake_at < 0) & (t >= brake_step) & (v_brake >= 5.0)
+            brake_at[go] = t
+            s_cut = np.where(is_cut, s - nb_off, -np.inf).max(axis=1)
+            len_cut = np.where(is_cut, length, 0.0).max(axis=1)
+            cut_gap = s_cut - s[:, 0] - (len_cut + length[:, 0]) / 2.0
+            go = cut_in & (cut_at < 0) & (t >= cut_step) & (cut_gap >= 3.0)
+            go &= cut_gap <= np.maximum(9.0, 1.8 * v_ego)
+            go &= (np.where(is_cut, v, 0.0).max(axis=1) >= 2.5) & (v_ego >= 2.0)  # in traffic that moves
+            cut_at[go] = t
+            ego_gap = p_arc - s[:, 0] - length[:, 0] / 2.0
+            go = ped & (ped_at < 0) & (t >= p_step) & (ego_gap <= 2.0 * v_ego + 6.0) & (ego_gap > 0.5)
+            ped_at[go] = t
         # the cut-in vehicle moves into the ego's lane over 2.5 s
         if is_cut.any():
-            w = np.clip((t - cut_step[:, None]) / (2.5 / dt), 0.0, 1.0)
-            w = np.where(is_cut, 0.5 - 0.5 * np.cos(np.pi * w), 0.0)
+            w = np.clip((t - cut_at[:, None]) / (2.5 / dt), 0.0, 1.0)
+            w = np.where(is_cut & (cut_at[:, None] >= 0), 0.5 - 0.5 * np.cos(np.pi * w), 0.0)
             target, h_target = _at(fm, np.broadcast_to(ego_chain[:, None], chain.shape), s - nb_off)
             pos = (1 - w[..., None]) * pos + w[..., None] * target
             h = np.where(w > 0.5, h_target, h)
-        # pedestrians: standing at the curb until their step, then walking across
-        walk = np.maximum(t - p_step, 0) * dt * p_speed
+        # pedestrians: standing at the curb until they step out, then walking across
+        walking = ped_at >= 0
+        walk = np.where(walking, np.maximum(t - ped_at, 0), 0) * dt * p_speed
         p_pos = p_start + walk[:, None] * p_dir
-        p_vel = np.where((t >= p_step)[:, None], p_speed[:, None] * p_dir, 0.0)
+        p_vel = np.where(walking[:, None], p_speed[:, None] * p_dir, 0.0)
         gone = ~keeps & (s > ends + 2.0)
         if t >= 0:
             xy[:, :, t] = pos
@@ -622,14 +674,14 @@ def _simulate(
         a = np.where((a < -2.5) & (a < smooth), a, smooth)
         # scripts: the stopped vehicle stands, the braking one brakes from its step on
         a = np.where(is_stopped, 0.0, a)
-        hard = is_brake & (t >= brake_step[:, None])
+        hard = is_brake & (brake_at[:, None] >= 0)
         a = np.where(hard, np.where(v > 0, -brake_decel[:, None], 0.0), a)
         v = np.where(is_stopped, 0.0, v)
         a = np.where(active & ~gone, a, 0.0)
         s = s + v * dt  # explicit Euler, as the simulator integrates
         v = np.maximum(v + a * dt, 0.0)
         a_prev = a
-    return xy, hd, on_map
+    return (xy, hd, on_map), (brake_at, cut_at, ped_at, p_start, p_dir)
 
 
 def _scenario(
