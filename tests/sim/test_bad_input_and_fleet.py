@@ -175,7 +175,8 @@ def test_fleet_into_a_lake_then_simulate_from_it(tmp_path: Path, samples: Path) 
 
 def test_fleet_injects_events_at_their_rates_and_chunks_do_not_matter(samples: Path) -> None:
     """Each event is drawn per scenario with its rate, so no count exceeds the binomial's 4 sigma. A stopped
-    vehicle is dropped only when there is no room for it (within 10 % of the rate); the others happen only
+    vehicle is dropped only when there is no room for it clear of junctions (none on the INTERACTION
+    intersection: within a fifth of the rate over the five maps); the others happen only
     when their situation comes within the recording (a braking car at 5 m/s or more, a cut-in car close
     ahead of the moving ego, the ego near the pedestrian's crossing), which on the small sample maps (the
     ego reaches their end) is part of the time: each still happens, and the pedestrian most of the time."""
@@ -189,7 +190,7 @@ def test_fleet_injects_events_at_their_rates_and_chunks_do_not_matter(samples: P
     counts = Counter(e["type"] for s in made for e in s.metadata.extras["events"])
     sigma = (n * p * (1 - p)) ** 0.5
     assert all(counts[kind] < n * p + 4 * sigma for kind in EVENT_TYPES)
-    assert counts["stopped_vehicle"] > n * p - 4 * sigma - 0.1 * n * p
+    assert counts["stopped_vehicle"] > n * p - 4 * sigma - 0.2 * n * p
     assert counts["pedestrian_crossing"] > 0.6 * n * p
     assert counts["hard_braking"] > 0
     assert counts["cut_in"] > 0

@@ -91,7 +91,7 @@ __all__ = [
     "load_map",
 ]
 
-GENERATOR = "datadrive.sim.fleet/2"
+GENERATOR = "datadrive.sim.fleet/3"  # /3: events start on their situation; cars keep off bicycle lanes
 EVENT_TYPES = ("cut_in", "hard_braking", "pedestrian_crossing", "stopped_vehicle")
 
 _CHAINS_PER_LANE = 3
@@ -158,6 +158,9 @@ class FleetMap:
         lib_start_len: ``(C,)`` how far along its first lane a vehicle may start.
         lib_len: ``(C,)`` how far the chain's lanes reach (the map ends there; points beyond continue
             straight and are never driven on).
+        lib_clear: ``(C, K)`` a vehicle standing at this point is clear of junctions: not on an
+            intersection lane (the map's flag; where a map flags none, lanes that cross another lane
+            that is not their successor or predecessor) and more than 15 m before one or a stop line.
         lib_neighbor: ``(C,)`` a chain beside this one in the same direction (-1 none);
             ``lib_nb_offset (C,)`` arc length on it beside this chain's arc 0.
         sample_chain, sample_arc: Start positions (every 2 m) for the nearest-chain search.
@@ -173,6 +176,7 @@ class FleetMap:
     lib_xy: NDArrayFloat
     lib_heading: NDArrayFloat
     lib_vcap: NDArrayFloat
+    lib_clear: NDArrayBool
     lib_start_len: NDArrayFloat
     lib_len: NDArrayFloat
     lib_neighbor: NDArrayInt
@@ -227,7 +231,21 @@ def _smooth(pts: NDArrayFloat, half: int = 4) -> NDArrayFloat:
 def _library(
     name: str, md: ScenarioMetadata, m: MapFeatures, lanes: LaneGraph, default_limit: float, lat_accel: float
 ) -> FleetMap:
-    usable = np.flatnonzero(lanes.lengths_m >= 8.0)
+    # cars start on car lanes: not on bicycle lanes (AV2's BIKE, Lanelet2's bicycle_lane, ...)
+    subtype = np.char.upper(m.subtype[lanes.feature_index].astype(np.str_))
+    for_cars = ~(
+        (np.char.find(subtype, "BIKE") >= 0) | (np.char.find(subtype, "BICYCLE") >= 0)
+        | (np.char.find(subtype, "CYCLE") >= 0)
+    )  # fmt: skip
+    usable = np.flatnonzero((lanes.lengths_m >= 8.0) & for_cars)
+    if not usable.size:
+        usable = np.flatnonzero(lanes.lengths_m >= 8.0)
+        for_cars[:] = True
+
+    def pick(_lane: int, nxt: list[int]) -> int:
+        cars = [x for x in nxt if for_cars[x]] or nxt
+        return cars[int(rng.integers(len(cars)))]
+
     rng = np.random.default_rng(zlib.crc32(name.encode()))
     start_len = np.minimum(lanes.lengths_m - 5.0, _START_RANGE_M)
     K = int(_START_RANGE_M + 330.0)  # a start, 9 s at highway speed, the warm-up, and some
@@ -237,11 +255,13 @@ def _library(
     first: dict[int, int] = {}
     for lane in usable.tolist():
         for _ in range(_CHAINS_PER_LANE):
-            pts, starts = chain_path(lanes, lane, K + 10.0, lambda _c, s: s[int(rng.integers(len(s)))])
+            pts, starts = chain_path(lanes, lane, K + 10.0, pick)
             first.setdefault(lane, len(chains))
             chains.append(_smooth(resample_polyline(pts, 1.0, K)))
             chain_lanes.append(starts)
-            chain_len.append(starts[-1][1] + float(lanes.lengths_m[starts[-1][0]]))
+            # the chain is a car's as far as car lanes go
+            bike = [a for ln, a in starts if not for_cars[ln]]
+            chain_len.append(bike[0] if bike else starts[-1][1] + float(lanes.lengths_m[starts[-1][0]]))
     C = len(chains)
     xy = np.stack(chains)
     d = np.diff(xy, axis=1)
@@ -255,11 +275,14 @@ def _library(
     v_curve = np.sqrt(lat_accel / np.maximum(kappa, 1e-4))
     lane_limit = np.where(np.isfinite(lanes.speed_limit_mps), lanes.speed_limit_mps, default_limit)
     limit = np.empty((C, K))
+    lane_at = np.empty((C, K), dtype=np.int64)  # the lane under each chain point
     arc = np.arange(K, dtype=np.float64)
     for c, starts in enumerate(chain_lanes):
         at = np.searchsorted(np.asarray([a for _, a in starts]), arc, side="right") - 1
-        limit[c] = lane_limit[np.asarray([ln for ln, _ in starts])[np.maximum(at, 0)]]
+        lane_at[c] = np.asarray([ln for ln, _ in starts])[np.maximum(at, 0)]
+        limit[c] = lane_limit[lane_at[c]]
     cap = np.minimum(limit, v_curve)
+    clear = _clear_of_junctions(m, lanes, xy, chain_lanes, lane_at)
     ahead = cap.copy()
     for k in range(1, 16):
         ahead[:, :-k] = np.minimum(ahead[:, :-k], cap[:, k:])
@@ -299,9 +322,51 @@ def _library(
         np.nan,
     )
     return FleetMap(
-        name, md.frame, md.location, md.licence, m, lanes, xy, heading, ahead, start_of,
+        name, md.frame, md.location, md.licence, m, lanes, xy, heading, ahead, clear, start_of,
         np.asarray(chain_len), neighbor, nb_offset, sample_chain, sample_arc, tree, lo, hi, limits,
     )  # fmt: skip
+
+
+def _clear_of_junctions(
+    m: MapFeatures, lanes: LaneGraph, xy: NDArrayFloat, chain_lanes: list[list[tuple[int, float]]],
+    lane_at: NDArrayInt,
+) -> NDArrayBool:  # fmt: skip
+    """``(C, K)``: where a vehicle may stand clear of junctions (see :class:`FleetMap`'s ``lib_clear``)."""
+    from scipy.spatial import cKDTree
+
+    junction = lanes.is_intersection.astype(bool).copy()
+    if not junction.any() and lanes.num_lanes > 1:
+        # a map that flags no intersection lane: lanes crossing an unrelated lane at more than 20 degrees
+        pts, owner, hd = [], [], []
+        for i, p in enumerate(lanes.points):
+            r = resample_polyline(p, 1.0, max(2, int(np.hypot(*np.diff(p, axis=0).T).sum()) + 1))
+            d = np.diff(r, axis=0)
+            pts.append(r[:-1])
+            owner.append(np.full(len(d), i))
+            hd.append(np.arctan2(d[:, 1], d[:, 0]))
+        P, own, H = np.concatenate(pts), np.concatenate(owner), np.concatenate(hd)
+        related = {(a, b) for a in range(lanes.num_lanes) for b in lanes.successors[a]}
+        related |= {(b, a) for a, b in related}
+        for a, b in cKDTree(P).query_pairs(0.7, output_type="ndarray").tolist():
+            la, lb = int(own[a]), int(own[b])
+            if la == lb or (la, lb) in related:
+                continue
+            if abs((H[a] - H[b] + np.pi) % (2 * np.pi) - np.pi) > np.radians(20.0):
+                junction[la] = junction[lb] = True
+    bad = junction[lane_at]
+    stops = np.flatnonzero(m.kind == MapFeatureKind.STOP_LINE)
+    if stops.size:
+        stop_pts = np.concatenate([m.xyz_m[m.offsets[f] : m.offsets[f + 1], :2] for f in stops])
+        C, K = lane_at.shape
+        near = cKDTree(stop_pts).query(xy.reshape(-1, 2), distance_upper_bound=2.5)[0]
+        bad |= np.isfinite(near).reshape(C, K)
+    # clear: no junction from 2 m behind to 17 m ahead (mining's stopped_in_lane wants 15 m)
+    window = np.zeros_like(bad)
+    for k in range(-2, 18):
+        lo, hi = max(0, -k), bad.shape[1] - max(0, k)
+        window[:, lo:hi] |= bad[:, lo + k : hi + k]
+    clear: NDArrayBool = ~window
+    return clear
 
 
 # --------------------------------------------------------------------------- random draws
@@ -381,7 +446,14 @@ def _chunk_on_map(fm: FleetMap, cfg: FleetConfig, idx: NDArrayInt) -> list[Scena
     nb = fm.lib_neighbor[ego_chain]
     cut_in = (e[:, 2, 0] < rates.get("cut_in", 0.0)) & (nb >= 0)
     ped = e[:, 3, 0] < rates.get("pedestrian_crossing", 0.0)
-    chain[:, 1], s0[:, 1] = ego_chain, s0[:, 0] + 30.0 + 30.0 * e[:, 0, 1]
+    # the stopped vehicle: 30-60 m ahead, moved on (up to 30 m) to a point clear of junctions
+    chain[:, 1] = ego_chain
+    first = (s0[:, 0] + 30.0 + 30.0 * e[:, 0, 1]).astype(np.int64)
+    K = fm.lib_xy.shape[1]
+    tries = np.clip(first[:, None] + np.arange(0, 31, 2)[None], 0, K - 1)
+    ok = fm.lib_clear[ego_chain[:, None], tries] & (tries < fm.lib_len[ego_chain][:, None] - 10.0)
+    s0[:, 1] = tries[rows, np.argmax(ok, axis=1)].astype(np.float64)
+    stopped &= ok.any(axis=1)
     chain[:, 2], s0[:, 2] = ego_chain, s0[:, 0] + 15.0 + 15.0 * e[:, 1, 1]
     brake_step = (0.5 / dt + e[:, 1, 2] * (2.0 / dt)).astype(np.int64)  # early: small maps end soon
     brake_decel = 6.0 + 2.0 * e[:, 1, 3]
