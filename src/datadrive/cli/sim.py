@@ -56,7 +56,10 @@ def simulate_cmd(
         str | None,
         typer.Option("--query", help="SQL condition on the scenarios table, e.g. \"source = 'synthetic'\"."),
     ] = None,
-    dataset: Annotated[str | None, typer.Option("--dataset", help="A curated dataset's name.")] = None,
+    dataset: Annotated[
+        str | None, typer.Option("--dataset", help="A curated dataset, NAME[@vN] (at its lake version).")
+    ] = None,
+    split: Annotated[str | None, typer.Option("--split", help="Only this split of --dataset.")] = None,
     reactive: Annotated[
         bool, typer.Option("--reactive", help="IDM/MOBIL agents instead of log replay.")
     ] = False,
@@ -85,7 +88,7 @@ def simulate_cmd(
     lk = open_lake(lake, who, region)
     render_ids: tuple[str, ...] = ()
     if render is not None:
-        _, ids = select_ids(lk, region, query=query, dataset=dataset, version=as_of)
+        _, ids = select_ids(lk, region, query=query, dataset=dataset, version=as_of, split=split)
         render_ids = tuple(ids[: max(0, render_count)])
     request = SimRequest(
         policy=policy,
@@ -121,6 +124,7 @@ def simulate_cmd(
             query=query,
             dataset=dataset,
             version=as_of,
+            split=split,
             engine=eng,
             progress=on_progress,
             on_row=emit if as_json else None,

@@ -219,26 +219,40 @@ class SimRunReport:
 
 
 def select_ids(
-    lake: Lake, region: str, *, query: str | None, dataset: str | None, version: int | None
+    lake: Lake,
+    region: str,
+    *,
+    query: str | None,
+    dataset: str | None,
+    version: int | None,
+    split: str | None = None,
 ) -> tuple[int, list[str]]:
     """The lake version and the scenario ids a run covers (sorted).
 
     Args:
         query: A SQL boolean expression over the ``scenarios`` table (``source = 'av2_motion_forecasting'``).
-        dataset: A curated dataset's name (needs :mod:`datadrive.curate`).
-    """
-    snap = lake.snapshot(region, version)
-    if dataset is not None:
-        try:
-            import importlib
+        dataset: A curated dataset, ``NAME[@vN]`` (:func:`datadrive.curate.load_dataset`; default its
+            latest version): its scenarios at the lake version it was built from.
+        version: The lake version (default: the latest, or the dataset's).
+        split: Only this split of the dataset (``test``, ...).
 
-            curate = importlib.import_module("datadrive.curate")
-        except ImportError:
+    Raises:
+        ConfigError: ``split`` without a dataset, or a ``version`` other than the dataset's.
+        DatasetError: no such dataset, version or split.
+    """
+    if split is not None and dataset is None:
+        raise ConfigError(f"--split {split}: a split belongs to a dataset (give --dataset)")
+    if dataset is not None:
+        from datadrive.curate import load_dataset
+
+        manifest = load_dataset(lake, dataset, region)
+        if version is not None and version != manifest.lake_version:
             raise ConfigError(
-                f"--dataset {dataset}: curated datasets need datadrive.curate, which this build does not have"
-            ) from None
-        ids = list(curate.dataset_scenario_ids(lake, region, dataset))  # pragma: no cover - once curate lands
-        return snap.version, sorted(ids)
+                f"--dataset {dataset} was built from lake version {manifest.lake_version}; "
+                f"--as-of {version} would simulate other scenario contents (leave --as-of out)"
+            )
+        return manifest.lake_version, sorted({i for _, _, i in manifest.keys(split)})
+    snap = lake.snapshot(region, version)
     if ";" in (query or ""):
         raise ConfigError("--query is one SQL boolean expression over scenarios (no ';')")
     cond = f"({query}) AND " if query else ""
@@ -256,6 +270,7 @@ def simulate_lake(
     query: str | None = None,
     dataset: str | None = None,
     version: int | None = None,
+    split: str | None = None,
     engine: Engine | None = None,
     chunk_size: int | None = None,
     progress: Callable[[Progress], None] | None = None,
@@ -267,7 +282,8 @@ def simulate_lake(
 
     Rows stream: each chunk's rows go to ``on_row`` and to a Parquet file as the chunk finishes (in
     chunk order), and the summary is accumulated, so memory does not grow with the number of
-    scenarios. The report keeps the first ``keep_rows`` rows (all when ``None``).
+    scenarios. The report keeps the first ``keep_rows`` rows (all when ``None``). The scenarios are
+    those ``query``, or ``dataset`` (and ``split``) select (see :func:`select_ids`).
     """
     import tempfile
 
@@ -279,7 +295,7 @@ def simulate_lake(
         name = request.policy[len("model:run:") :]
         data, _ = lake.read_derived(region, f"derived/model/{name}/model.pt")
         request = replace(request, model_bytes=data)
-    lake_version, ids = select_ids(lake, region, query=query, dataset=dataset, version=version)
+    lake_version, ids = select_ids(lake, region, query=query, dataset=dataset, version=version, split=split)
     size = chunk_size or max(1, request.batch_size)
     id_chunks = [tuple(ids[k : k + size]) for k in range(0, len(ids), size)]
     snap = lake.snapshot(region, lake_version)
