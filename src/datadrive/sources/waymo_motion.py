@@ -386,9 +386,7 @@ def _map(path: Path, msg: scenario_pb2.Scenario, where: str) -> MapFeatures | No
         payload = getattr(feature, case) if case is not None else None
         subtype = enum.Name(payload.type) if enum is not None and payload is not None else ""
         # speed_limit_mph: proto3's default 0 means "not set"
-        limit = (
-            float(payload.speed_limit_mph) * _MPH if case == "lane" and payload is not None else 0.0
-        )
+        limit = float(payload.speed_limit_mph) * _MPH if case == "lane" and payload is not None else 0.0
         builder.add(
             fid,
             kind,
