@@ -60,6 +60,14 @@ def simulate_cmd(
         str | None, typer.Option("--dataset", help="A curated dataset, NAME[@vN] (at its lake version).")
     ] = None,
     split: Annotated[str | None, typer.Option("--split", help="Only this split of --dataset.")] = None,
+    event_type: Annotated[
+        list[str] | None,
+        typer.Option("--event-type", help="Only scenarios where mining found this event type (repeatable)."),
+    ] = None,
+    mine: Annotated[
+        str | None,
+        typer.Option("--mine", help="Only scenarios a mining expression selects, e.g. 'car and stopped'."),
+    ] = None,
     reactive: Annotated[
         bool, typer.Option("--reactive", help="IDM/MOBIL agents instead of log replay.")
     ] = False,
@@ -88,7 +96,10 @@ def simulate_cmd(
     lk = open_lake(lake, who, region)
     render_ids: tuple[str, ...] = ()
     if render is not None:
-        _, ids = select_ids(lk, region, query=query, dataset=dataset, version=as_of, split=split)
+        _, ids = select_ids(
+            lk, region, query=query, dataset=dataset, version=as_of, split=split,
+            event_types=tuple(event_type or ()), mine=mine,
+        )  # fmt: skip
         render_ids = tuple(ids[: max(0, render_count)])
     request = SimRequest(
         policy=policy,
@@ -125,6 +136,8 @@ def simulate_cmd(
             dataset=dataset,
             version=as_of,
             split=split,
+            event_types=tuple(event_type or ()),
+            mine=mine,
             engine=eng,
             progress=on_progress,
             on_row=emit if as_json else None,
@@ -183,7 +196,9 @@ def _print_summary(report: Any) -> None:
     cls = "-" if means["nuplan_cls"] is None else f"{means['nuplan_cls']:.3f}"
     pdms = "-" if means["navsim_pdms"] is None else f"{means['navsim_pdms']:.3f}"
     if s.get("by_event_type") and set(s["by_event_type"]) != {"none"}:
-        events = Table(title="by event type (a scenario counts under each of its events)")
+        sources = s.get("event_types_from") or {}
+        origin = ", ".join(f"{k}: {v}" for k, v in sources.items()) if sources else "injected"
+        events = Table(title=f"by event type (a scenario counts under each of its events; from {origin})")
         for col in ("event type", "scenarios", "CLS", "PDMS"):
             events.add_column(col, justify="left" if col == "event type" else "right")
         for name, v in s["by_event_type"].items():

@@ -44,6 +44,7 @@ __all__ = [
     "SimRunReport",
     "code_version",
     "event_types",
+    "mined_event_types",
     "rows_to_parquet",
     "simulate",
     "simulate_lake",
@@ -96,7 +97,11 @@ class SimRequest:
 
 
 def event_types(scenario: Scenario) -> list[str]:
-    """The event types a scenario is known to hold: the events injected into a synthetic one."""
+    """The event types injected into a synthetic scenario (its generator's record; none for a log).
+
+    A lake run replaces them by the mining layer's where the region's mining index has tagged the
+    scenario (:func:`mined_event_types`).
+    """
     events = scenario.metadata.extras.get("events") if scenario.metadata.extras else None
     if not isinstance(events, list):
         return []
@@ -139,6 +144,7 @@ def simulate(
         for i, s in enumerate(pending):
             row = {"status": "ok", "reason": None, **scores[i], "notes": list(s.notes)}
             row["event_types"] = event_types(s.scenario)
+            row["tenant"] = s.scenario.metadata.tenant
             if request.render_dir and s.scenario_id in request.render_ids:
                 from datadrive.sim.render import render_gif
 
@@ -165,6 +171,7 @@ def simulate(
             row: dict[str, Any] = {
                 "scenario_id": scenario.scenario_id,
                 "source": scenario.source,
+                "tenant": scenario.metadata.tenant,
                 "status": "skipped",
                 "event_types": event_types(scenario),
             }
@@ -226,6 +233,8 @@ def select_ids(
     dataset: str | None,
     version: int | None,
     split: str | None = None,
+    event_types: Sequence[str] = (),
+    mine: str | None = None,
 ) -> tuple[int, list[str]]:
     """The lake version and the scenario ids a run covers (sorted).
 
@@ -235,11 +244,58 @@ def select_ids(
             latest version): its scenarios at the lake version it was built from.
         version: The lake version (default: the latest, or the dataset's).
         split: Only this split of the dataset (``test``, ...).
+        event_types: Only scenarios in which the mining layer's current taggers found one of these
+            event types (``cut_in``, ``hard_braking``, ...; the region must be indexed:
+            ``datadrive index``).
+        mine: Only scenarios where this mining expression selects a track (``"car and stopped"``;
+            :func:`datadrive.mining.mine_snapshot`).
 
     Raises:
-        ConfigError: ``split`` without a dataset, or a ``version`` other than the dataset's.
+        ConfigError: ``split`` without a dataset, a ``version`` other than the dataset's, an unknown
+            event type, or event types asked of a region mining has not indexed.
         DatasetError: no such dataset, version or split.
+        MiningError: a mining expression that does not parse or bind.
     """
+    version, ids = _base_ids(lake, region, query=query, dataset=dataset, version=version, split=split)
+    if (event_types or mine) and ids:
+        snap = lake.snapshot(region, version)
+        if event_types:
+            ids = _with_event_types(snap, ids, event_types)
+        if mine and ids:
+            from datadrive.mining import mine_snapshot
+
+            run = mine_snapshot(snap, mine, ids=ids, allow_full_scan=True)
+            ids = sorted({h.scenario_id for h in run.result.hits})
+    return version, ids
+
+
+def _with_event_types(snapshot: Any, ids: list[str], wanted: Sequence[str]) -> list[str]:
+    """The ``ids`` whose current mining events include one of ``wanted``."""
+    import pyarrow.dataset as pds
+
+    from datadrive.mining import EVENT_TYPES
+    from datadrive.mining.events import tagger_version
+
+    unknown = sorted(set(wanted) - set(EVENT_TYPES))
+    if unknown:
+        raise ConfigError(
+            f"--event-type {', '.join(unknown)}: not a mining event type ({', '.join(EVENT_TYPES)})"
+        )
+    current = pds.field("tagger_version") == tagger_version()
+    if not snapshot.table("mining_index", columns=["scenario_id"], filter=current).num_rows:
+        raise ConfigError(
+            "--event-type: the region's scenarios have not been tagged by mining at this lake version "
+            "(run `datadrive index` first)"
+        )
+    flt = current & pds.field("event_type").isin(list(wanted)) & pds.field("scenario_id").isin(ids)
+    hit = snapshot.table("events", columns=["scenario_id"], filter=flt).column("scenario_id").to_pylist()
+    return sorted(set(map(str, hit)))
+
+
+def _base_ids(
+    lake: Lake, region: str, *, query: str | None, dataset: str | None, version: int | None, split: str | None
+) -> tuple[int, list[str]]:
+    """:func:`select_ids` before the mining filters."""
     if split is not None and dataset is None:
         raise ConfigError(f"--split {split}: a split belongs to a dataset (give --dataset)")
     if dataset is not None:
@@ -262,6 +318,35 @@ def select_ids(
     return snap.version, ids
 
 
+def mined_event_types(snapshot: Any, ids: Sequence[str]) -> dict[tuple[str, str], list[str]]:
+    """Event types the mining layer's current taggers found, per ``(source, scenario id)`` of ``ids``.
+
+    Only scenarios the region's mining index records as tagged with the current tagger version
+    (``datadrive mine index``) are keys; a tagged scenario with no event maps to ``[]``. Read from the
+    ``mining_index`` and ``events`` tables of ``snapshot`` (the run's pinned lake version).
+    """
+    import pyarrow.dataset as pds
+
+    from datadrive.mining.events import tagger_version
+
+    version = tagger_version()
+    wanted = pds.field("scenario_id").isin(list(ids)) & (pds.field("tagger_version") == version)
+    index = snapshot.table("mining_index", columns=["source", "scenario_id"], filter=wanted)
+    out: dict[tuple[str, str], set[str]] = {
+        (str(s), str(i)): set()
+        for s, i in zip(
+            index.column("source").to_pylist(), index.column("scenario_id").to_pylist(), strict=True
+        )
+    }
+    if out:
+        ev = snapshot.table("events", columns=["source", "scenario_id", "event_type"], filter=wanted)
+        cols = (ev.column(c).to_pylist() for c in ("source", "scenario_id", "event_type"))
+        for s, i, e in zip(*cols, strict=True):
+            if (s, i) in out:
+                out[(s, i)].add(str(e))
+    return {k: sorted(v) for k, v in out.items()}
+
+
 def simulate_lake(
     lake: Lake,
     region: str,
@@ -271,6 +356,8 @@ def simulate_lake(
     dataset: str | None = None,
     version: int | None = None,
     split: str | None = None,
+    event_types: Sequence[str] = (),
+    mine: str | None = None,
     engine: Engine | None = None,
     chunk_size: int | None = None,
     progress: Callable[[Progress], None] | None = None,
@@ -283,7 +370,8 @@ def simulate_lake(
     Rows stream: each chunk's rows go to ``on_row`` and to a Parquet file as the chunk finishes (in
     chunk order), and the summary is accumulated, so memory does not grow with the number of
     scenarios. The report keeps the first ``keep_rows`` rows (all when ``None``). The scenarios are
-    those ``query``, or ``dataset`` (and ``split``) select (see :func:`select_ids`).
+    those ``query``, or ``dataset`` (and ``split``), and the mining filters select (see
+    :func:`select_ids`).
     """
     import tempfile
 
@@ -295,10 +383,14 @@ def simulate_lake(
         name = request.policy[len("model:run:") :]
         data, _ = lake.read_derived(region, f"derived/model/{name}/model.pt")
         request = replace(request, model_bytes=data)
-    lake_version, ids = select_ids(lake, region, query=query, dataset=dataset, version=version, split=split)
+    lake_version, ids = select_ids(
+        lake, region, query=query, dataset=dataset, version=version, split=split, event_types=event_types,
+        mine=mine,
+    )  # fmt: skip
     size = chunk_size or max(1, request.batch_size)
     id_chunks = [tuple(ids[k : k + size]) for k in range(0, len(ids), size)]
     snap = lake.snapshot(region, lake_version)
+    mined = mined_event_types(snap, ids) if ids else {}
 
     def units() -> Iterator[_Chunk]:
         # read lazily: the engine keeps only a bounded window of chunks in flight
@@ -345,6 +437,12 @@ def simulate_lake(
                 next_chunk += 1
                 for r in rows:
                     r.update(meta)
+                    # the breakdown by event type: mining's tags where the region's index has them
+                    r["injected_event_types"] = r.get("event_types") or []
+                    found = mined.get((str(r.get("source")), str(r.get("scenario_id"))))
+                    r["event_types_from"] = "mining" if found is not None else "injected"
+                    if found is not None:
+                        r["event_types"] = found
                     acc.add(r)
                     if on_row is not None:
                         on_row(r)
@@ -364,6 +462,9 @@ def simulate_lake(
             writer.close()
         summary = {**meta, **acc.result(), "request": {**asdict(request), "model_bytes": None}}
         artefact = None
+        if store and out.exists():  # the lake's sim_scores table: SQL, time travel, erasure with scenarios
+            summary["table"] = "sim_scores"
+            summary["table_versions"] = _append_scores(lake, region, out, snap)
         if store:
             data = out.read_bytes() if out.exists() else rows_to_parquet([])
             artefact = lake.put_derived(
@@ -374,6 +475,29 @@ def simulate_lake(
                 derived_from=snap,
             )  # fmt: skip
     return SimRunReport(run_id, region, lake_version, kept, artefact, summary)
+
+
+_TABLE_ROWS = 100_000
+"""Score rows per append to ``sim_scores`` (a lake version each): bounded memory on long runs."""
+
+
+def _append_scores(lake: Lake, region: str, path: Path, snap: Any) -> list[int]:
+    """Append a run's score rows (the Parquet file it streamed) to the lake's ``sim_scores`` table.
+
+    Rows of chunks that failed as a whole carry no source or tenant; they stay in the run's Parquet
+    artefact only. Returns the lake versions written.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    versions = []
+    for batch in pq.ParquetFile(path).iter_batches(batch_size=_TABLE_ROWS):
+        t = pa.Table.from_batches([batch])
+        t = t.filter(pc.and_(pc.is_valid(t.column("tenant")), pc.is_valid(t.column("source"))))
+        if t.num_rows:
+            versions.append(int(lake.append_derived(region, "sim_scores", t, derived_from=snap)))
+    return versions
 
 
 _MEAN_KEYS = (
@@ -397,12 +521,16 @@ class _Summary:
         self.sums = dict.fromkeys(_MEAN_KEYS, 0.0)
         self.by_source: dict[str, list[float]] = {}
         self.by_event: dict[str, list[float]] = {}
+        self.event_types_from: dict[str, int] = {}
 
     def add(self, r: dict[str, Any]) -> None:
         self.n += 1
         status = r.get("status")
         self.skipped += status == "skipped"
         self.failed += status == "failed"
+        if "event_types_from" in r:
+            src_ = str(r["event_types_from"])
+            self.event_types_from[src_] = self.event_types_from.get(src_, 0) + 1
         if status != "ok":
             return
         self.ok += 1
@@ -427,6 +555,7 @@ class _Summary:
             "failed": self.failed,
             "means": {k: (v / ok if ok else None) for k, v in self.sums.items()},
             "nuplan_cls_by_source": {k: v[0] / v[1] for k, v in sorted(self.by_source.items())},
+            "event_types_from": dict(sorted(self.event_types_from.items())),
             "by_event_type": {
                 k: {"scenarios": int(v[2]), "nuplan_cls": v[0] / v[2], "navsim_pdms": v[1] / v[2]}
                 for k, v in sorted(self.by_event.items())
@@ -443,29 +572,11 @@ def summarize_rows(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _score_fields() -> tuple[tuple[str, Any], ...]:
-    import pyarrow as pa
+    """The score rows' columns: the lake's ``sim_scores`` table (keys first, lake-filled columns aside)."""
+    from datadrive.lake.schema import DERIVED_COLUMNS, SIM_SCORES
 
-    text, i64, f64, b = pa.string(), pa.int64(), pa.float64(), pa.bool_()
-    return (
-        ("scenario_id", text), ("source", text), ("status", text), ("reason", text),
-        ("run_id", text), ("region", text), ("lake_version", i64), ("policy", text), ("reactive", b),
-        ("seed", i64), ("code_version", text), ("metric_version", text),
-        ("num_steps", i64), ("num_agents", i64),
-        ("nuplan_cls", f64), ("navsim_pdms", f64),
-        ("no_at_fault_collisions", f64), ("drivable_area_compliance", f64),
-        ("driving_direction_compliance", f64), ("ego_is_making_progress", f64), ("ego_progress_ratio", f64),
-        ("ego_progress_m", f64), ("expert_progress_m", f64), ("ttc_within_bound", f64), ("min_ttc_s", f64),
-        ("speed_limit_known", b), ("speed_limit_compliance", f64), ("ego_is_comfortable", f64),
-        ("max_against_traffic_m", f64),
-        ("collisions", i64), ("at_fault_collisions", i64), ("at_fault_collisions_vru", i64),
-        ("at_fault_collisions_vehicle", i64), ("at_fault_collisions_object", i64),
-        ("first_at_fault_collision_step", i64), ("drivable_area_violation_steps", i64),
-        ("first_drivable_area_violation_step", i64),
-        ("navsim_nc", f64), ("navsim_dac", f64), ("navsim_ep", f64), ("navsim_ttc", f64), ("navsim_c", f64),
-        ("navsim_windows", i64),
-        ("comfort_checks", text), ("collision_events", text), ("notes", text), ("event_types", text),
-        ("render", text),
-    )  # fmt: skip
+    filled = {n for n, _ in DERIVED_COLUMNS[3:]}
+    return tuple((f.name, f.type) for f in SIM_SCORES.schema if f.name not in filled)
 
 
 def _rows_table(rows: Sequence[dict[str, Any]]) -> Any:
