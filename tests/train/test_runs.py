@@ -171,7 +171,10 @@ def test_tracking_server(sample_lake: SampleLake, tmp_path: Path) -> None:
         import urllib.request
 
         wait_until(
-            lambda: urllib.request.urlopen(f"{uri}/health", timeout=2).status == 200, "mlflow server", 90, log
+            lambda: urllib.request.urlopen(f"{uri}/health", timeout=2).status == 200,
+            "mlflow server",
+            240,
+            log,
         )
         lake = sample_lake.lake()
         report = train_run(
