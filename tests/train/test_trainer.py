@@ -61,8 +61,10 @@ def test_a_tiny_model_overfits_a_handful_of_real_scenarios(sample_lake: SampleLa
 def test_resume_after_an_interruption_reproduces_the_uninterrupted_run(
     cache: FeatureCache, tmp_path: Path
 ) -> None:
-    config = TrainConfig(model=TINY, epochs=2, batch_size=8, checkpoint_every=3, warmup_steps=2)
+    # 3 epochs of 3 batches: checkpoints at steps 3, 6 and each epoch end; the crash comes in step 7
+    config = TrainConfig(model=TINY, epochs=3, batch_size=4, checkpoint_every=3, warmup_steps=2)
     straight = fit(cache, config, tmp_path / "a")
+    assert straight.steps == 9
 
     def crash(info) -> None:  # type: ignore[no-untyped-def]
         if info.step == 7:
