@@ -56,7 +56,7 @@ BEGIN, END = "<!-- train.py:begin -->", "<!-- train.py:end -->"
 
 # what datadrive's worker processes import: the fork server loads it once, before the clock (as the
 # naive DataLoader workers inherit the devkit imported before the clock by forking the main process)
-PRELOAD = ("datadrive.lake.ingest", "datadrive.curate.cache")
+PRELOAD = ("datadrive.lake.ingest", "datadrive.curate.cache")  # + the readers, below
 
 MODELS = {
     "mlp": {"hidden": 128, "layers": 2},
@@ -483,6 +483,10 @@ def main() -> None:
     # one-time start-up costs both sides would pay, paid before the clock: the fork server with
     # datadrive's modules (a few seconds on a busy machine), and torch's lazy import of its compiler
     # stack on the first optimizer built (several seconds; whichever side ran first paid it)
+    global PRELOAD
+    from datadrive.lake.ingest import INGEST_PRELOAD
+
+    PRELOAD = (*INGEST_PRELOAD, "datadrive.curate.cache")
     list(ProcessPoolEngine(args.workers, preload=PRELOAD).map_unordered(abs, range(args.workers)))
     torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], fused=True)
 

@@ -142,6 +142,7 @@ def run_loop(
         StorageRoot,
         TenantConfig,
     )
+    from datadrive.lake.ingest import INGEST_PRELOAD
     from datadrive.models import ModelSpec, load_model
     from datadrive.train import TrackingSettings, TrainConfig, train_run
 
@@ -172,9 +173,7 @@ def run_loop(
     with Progress(*columns, console=console) as bar:
         inputs = [samples / s for s in REAL_SOURCES if (samples / s).exists()]
         t = bar.add_task("ingest real samples", total=None)
-        engine = (
-            ProcessPoolEngine(workers, preload=("datadrive.lake.ingest",)) if workers > 1 else InlineEngine()
-        )
+        engine = ProcessPoolEngine(workers, preload=INGEST_PRELOAD) if workers > 1 else InlineEngine()
         rep = lake.ingest(inputs, region=REGION, engine=engine, progress=lambda e: bar.advance(t))
         bar.update(t, total=len(rep.outcomes), completed=len(rep.outcomes))
         ft = bar.add_task("synthetic fleet", total=fleet)
