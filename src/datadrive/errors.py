@@ -15,14 +15,23 @@ The tree::
     │   ├── SchemaMismatchError    a table lacks columns or has the wrong types
     │   ├── InvalidValueError      NaN positions, absurd values, broken invariants
     │   ├── EmptyLogError          a well-formed file with nothing in it
-    │   └── UnsafePickleError      a pickle that asks for more than plain data
+    │   ├── UnsafePickleError      a pickle that asks for more than plain data
+    │   ├── UnsafeArchiveError     an archive that escapes its folder, or inflates beyond limits
+    │   └── TooLargeError          an upload or array beyond the configured limits
     ├── ValidationError            a Scenario broke an invariant (no file attached)
     ├── ConfigError                a configuration file or flag is wrong
     └── LakeError                  storage-side failures
         ├── ResidencyError         raw data would leave its region
         ├── AccessDeniedError      a principal may not read or write this data
         ├── SchemaVersionError     a table written by a newer datadrive
+        ├── QueryTimeoutError      a query ran past its time limit and was stopped
         └── StorageError           the storage root refused a write (disk full, permissions)
+    ServiceError                   the service refused a request (datadrive.service)
+    ├── AuthenticationError        no, unknown, expired or revoked credentials
+    ├── PermissionDeniedError      the caller's role or key scope does not allow the action
+    ├── NotFoundError              no such object, or none the caller may see
+    ├── ConflictError              the object exists already, or its state forbids the change
+    └── RateLimitError             too many requests for one key in a window
 """
 
 from __future__ import annotations
@@ -31,18 +40,27 @@ from os import PathLike
 
 __all__ = [
     "AccessDeniedError",
+    "AuthenticationError",
     "ConfigError",
+    "ConflictError",
     "CorruptFileError",
     "DatadriveError",
     "EmptyLogError",
     "InputError",
     "InvalidValueError",
     "LakeError",
+    "NotFoundError",
+    "PermissionDeniedError",
+    "QueryTimeoutError",
+    "RateLimitError",
     "ResidencyError",
     "SchemaMismatchError",
     "SchemaVersionError",
+    "ServiceError",
     "StorageError",
+    "TooLargeError",
     "UnknownFormatError",
+    "UnsafeArchiveError",
     "UnsafePickleError",
     "UnsupportedFormatError",
     "ValidationError",
@@ -99,6 +117,14 @@ class UnsafePickleError(InputError):
     """A pickle asked to import something outside the plain-data allow-list."""
 
 
+class UnsafeArchiveError(InputError):
+    """An archive names a member outside its folder, links out of it, or inflates past the limits."""
+
+
+class TooLargeError(InputError):
+    """An upload, archive member or array is larger than the configured limits allow."""
+
+
 class ValidationError(DatadriveError):
     """A record violates a schema invariant (shape, dtype, value range)."""
 
@@ -123,5 +149,44 @@ class SchemaVersionError(LakeError):
     """A table was written with a schema newer than this datadrive understands."""
 
 
+class QueryTimeoutError(LakeError):
+    """A query ran longer than its time limit and was interrupted."""
+
+
 class StorageError(LakeError):
     """The storage root refused an operation (disk full, permission denied, ...)."""
+
+
+class ServiceError(DatadriveError):
+    """Base of the refusals of the HTTP service (``datadrive.service``)."""
+
+
+class AuthenticationError(ServiceError):
+    """The request carries no credentials, or unknown, expired or revoked ones."""
+
+
+class PermissionDeniedError(ServiceError):
+    """The caller's role or key scope does not allow this action."""
+
+
+class NotFoundError(ServiceError):
+    """No such object, or none the caller may see (the two are not told apart)."""
+
+
+class ConflictError(ServiceError):
+    """The object exists already, or its current state forbids the change."""
+
+
+class RateLimitError(ServiceError):
+    """Too many requests for one key in the rate-limit window.
+
+    Attributes:
+        retry_after_s: Seconds until a request would be admitted again.
+    """
+
+    def __init__(self, message: str, retry_after_s: float) -> None:
+        self.retry_after_s = retry_after_s
+        super().__init__(message)
+
+    def __reduce__(self) -> tuple[type[RateLimitError], tuple[str, float]]:
+        return (type(self), (str(self), self.retry_after_s))

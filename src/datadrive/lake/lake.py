@@ -217,9 +217,16 @@ class Lake:
             snap._dataset(spec.name)
         return snap
 
-    def sql(self, query: str, region: str | None = None, version: int | None = None) -> SqlResult:
+    def sql(
+        self,
+        query: str,
+        region: str | None = None,
+        version: int | None = None,
+        *,
+        timeout_s: float | None = None,
+    ) -> SqlResult:
         """Run one read-only query over ``region`` at ``version`` (see :mod:`datadrive.lake.sql`)."""
-        return self.snapshot(self._region_name(region), version).sql(query)
+        return self.snapshot(self._region_name(region), version).sql(query, timeout_s=timeout_s)
 
     def history(self, region: str | None = None) -> list[LakeVersion]:
         """Every lake version of ``region``, newest first (commit metadata only). Audited."""
@@ -608,6 +615,46 @@ class Lake:
                 raise LakeError(f"no artefact {obj} in {root.uri}") from None
             raise storage_error(root, f"read {obj}", exc) from exc
         return bytes(data), provenance
+
+    def read_derived(self, region: str, obj: str) -> tuple[bytes, dict[str, Any]]:
+        """Read a derived artefact ``derived/<kind>/<name>`` of ``region`` and its provenance.
+
+        A read is judged by where the reader is: a principal at home in
+        ``region`` (or in one of its ``raw_readers``) reads any artefact of a
+        tenant it may see; a principal elsewhere reads one only if the
+        region's policy lets that kind leave to the principal's home region,
+        exactly as :meth:`export` would. Audited; refusals too.
+
+        Raises:
+            ResidencyError: if the region's policy does not let it reach the principal (audited).
+            AccessDeniedError: if it belongs to a tenant the principal may not see (audited).
+            LakeError: if there is no such artefact.
+        """
+        rc = self.config.region(region)
+        self._check_tenant(region, "read", obj)
+        parts = obj.split("/")
+        if len(parts) < 3 or parts[0] != "derived" or parts[1] not in DERIVED_KINDS or ".." in parts:
+            raise LakeError(f"{obj!r} is not a derived artefact (derived/<kind>/<name>)")
+        kind, home = parts[1], self.principal.home_region
+        if not rc.may_read_raw(home) and (kind not in rc.export.derived or home not in rc.export.to):
+            why = (
+                f"its policy does not let {kind} artefacts leave"
+                if kind not in rc.export.derived
+                else f"its policy does not let them go to {home}"
+            )
+            raise self._refuse(
+                region,
+                "read",
+                obj,
+                ResidencyError(
+                    f"{self.principal.name} is in {home}; {obj} of region {region} may not reach them: {why}"
+                ),
+            )
+        data, provenance = self._read_artefact(self._store(region).root, obj)
+        if provenance.get("tenant") not in self.config.visible_tenants(self.principal.tenant, region):
+            raise self._refuse(region, "read", obj, AccessDeniedError(f"no artefact {obj} visible to you"))
+        self._audit(region, "read", obj, None, "ok", {"bytes": len(data), "owner": provenance.get("tenant")})
+        return data, provenance
 
     def export(
         self, obj: str, *, region: str, to: str, dest_path: str | os.PathLike[str] | None = None

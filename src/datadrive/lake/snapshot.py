@@ -163,14 +163,15 @@ class Snapshot:
 
     # ------------------------------------------------------------------ SQL
 
-    def sql(self, query: str) -> SqlResult:
+    def sql(self, query: str, *, timeout_s: float | None = None) -> SqlResult:
         """Run one read-only SQL query in DuckDB over this snapshot. Audited.
 
-        See :mod:`datadrive.lake.sql` for the views and what is refused.
+        See :mod:`datadrive.lake.sql` for the views and what is refused;
+        ``timeout_s`` interrupts a query that runs longer (``QueryTimeoutError``).
         """
         from datadrive.lake.sql import run_query
 
-        return run_query(self, query)
+        return run_query(self, query, timeout_s=timeout_s)
 
     def _datasets_for_sql(self) -> dict[str, ds.Dataset]:
         return {name: self._dataset(name) for name in READABLE_TABLES}

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 
 from datadrive.core.scenario import MapFeatureKind, ObjectType
-from datadrive.errors import AccessDeniedError, LakeError, ResidencyError
+from datadrive.errors import AccessDeniedError, LakeError, QueryTimeoutError, ResidencyError
 
 if TYPE_CHECKING:
     from datadrive.lake.snapshot import Snapshot
@@ -118,10 +118,16 @@ def _connect(snapshot: Snapshot) -> Any:
     return con
 
 
-def run_query(snapshot: Snapshot, query: str) -> SqlResult:
+def run_query(snapshot: Snapshot, query: str, *, timeout_s: float | None = None) -> SqlResult:
     """Run ``query`` against ``snapshot`` (see the module docstring).
 
+    Args:
+        snapshot: What to query.
+        query: One SELECT statement.
+        timeout_s: Interrupt the query after this many seconds (no limit by default).
+
     Raises:
+        QueryTimeoutError: if it ran past ``timeout_s`` (audited).
         AccessDeniedError: for a statement other than SELECT/EXPLAIN.
         ResidencyError: for a statement or function that reads or writes
             files (COPY, EXPORT, ATTACH, read_parquet of a path, ...).
@@ -158,9 +164,20 @@ def run_query(snapshot: Snapshot, query: str) -> SqlResult:
                 shown,
                 AccessDeniedError(f"{kind} is refused: SQL over the lake is read-only (SELECT only)"),
             )
+        timer = None
+        if timeout_s is not None:
+            import threading
+
+            timer = threading.Timer(timeout_s, con.interrupt)
+            timer.daemon = True
+            timer.start()
         try:
             relation = con.sql(text)
             table = relation.to_arrow_table() if relation is not None else pa.table({})
+        except duckdb.InterruptException as exc:
+            raise snapshot._refuse(
+                "sql", shown, QueryTimeoutError(f"the query ran past its time limit of {timeout_s:g} s")
+            ) from exc
         except duckdb.PermissionException as exc:
             raise snapshot._refuse(
                 "sql",
@@ -171,6 +188,9 @@ def run_query(snapshot: Snapshot, query: str) -> SqlResult:
             ) from exc
         except duckdb.Error as exc:
             raise LakeError(f"SQL error: {exc}") from exc
+        finally:
+            if timer is not None:
+                timer.cancel()
     finally:
         con.close()
     snapshot._audit("sql", shown, {"rows": table.num_rows, "sha256": digest})
