@@ -616,6 +616,24 @@ class Lake:
             raise storage_error(root, f"read {obj}", exc) from exc
         return bytes(data), provenance
 
+    def record(
+        self,
+        region: str,
+        action: str,
+        obj: str,
+        detail: Mapping[str, Any] | None = None,
+        *,
+        outcome: str = "ok",
+    ) -> None:
+        """Append an audit row for an action decided outside the library (a sharing grant in the service).
+
+        The row carries the principal, like every other row; the library
+        decides nothing here, it only records.
+        """
+        self.config.region(region)
+        self._check_tenant(region, action, obj)
+        self._audit(region, action, obj, None, outcome, detail)
+
     def read_derived(self, region: str, obj: str) -> tuple[bytes, dict[str, Any]]:
         """Read a derived artefact ``derived/<kind>/<name>`` of ``region`` and its provenance.
 
@@ -636,7 +654,7 @@ class Lake:
         if len(parts) < 3 or parts[0] != "derived" or parts[1] not in DERIVED_KINDS or ".." in parts:
             raise LakeError(f"{obj!r} is not a derived artefact (derived/<kind>/<name>)")
         kind, home = parts[1], self.principal.home_region
-        if not rc.may_read_raw(home) and (kind not in rc.export.derived or home not in rc.export.to):
+        if not rc.may_receive(kind, home):
             why = (
                 f"its policy does not let {kind} artefacts leave"
                 if kind not in rc.export.derived
