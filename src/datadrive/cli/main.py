@@ -166,6 +166,10 @@ from datadrive.cli import lake as _lake  # noqa: E402  (the lake's commands: ing
 
 _lake.register(app)
 
+from datadrive.cli import service as _service  # noqa: E402  (serve, export, service ...)
+
+_service.register(app)
+
 
 def main() -> None:  # pragma: no cover - console entry point
     app()

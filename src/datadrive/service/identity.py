@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session
 
 from datadrive.errors import AuthenticationError, ConflictError, PermissionDeniedError
 from datadrive.lake import Principal
+from datadrive.service.convert import json_value
 from datadrive.service.db import ApiKey, IdentityEvent, Tenant, UiSession, User, utc_now
 
 __all__ = [
@@ -166,7 +167,7 @@ def record(
             action=action,
             object=obj,
             outcome=outcome,
-            detail=dict(detail or {}),
+            detail=json_value(dict(detail or {})),
         )
     )
 

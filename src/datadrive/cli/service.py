@@ -1,0 +1,258 @@
+"""``datadrive serve``, ``datadrive service ...`` and ``datadrive export``: the service's commands.
+
+The edge for the service: flags and environment become a frozen
+:class:`~datadrive.service.ServiceSettings`; the lake's config is read here
+(``load_lake_config``) and handed to the app.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from datadrive.cli.lake import LakeOpt, load_lake_config
+from datadrive.errors import DatadriveError
+
+__all__ = ["register"]
+
+_out = Console()
+_err = Console(stderr=True)
+service_app = typer.Typer(
+    name="service",
+    help="Set up the alliance service: its database, tenants, users and API keys.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+DataOpt = Annotated[Path, typer.Option("--data", help="Service data folder (database, staged uploads).")]
+DbOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--database-url", help="SQLAlchemy URL (default: SQLite in --data; or DATADRIVE_DATABASE_URL)."
+    ),
+]
+
+
+def _fail(message: str) -> None:
+    from rich.markup import escape
+
+    _err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code=2)
+
+
+def _settings(lake: Path, data: Path, database_url: str | None, **kw: object):  # type: ignore[no-untyped-def]
+    from datadrive.service import ServiceSettings
+
+    return ServiceSettings(
+        lake=lake,
+        data_dir=data,
+        database_url=database_url or os.environ.get("DATADRIVE_DATABASE_URL"),
+        env=dict(os.environ),
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+def serve_cmd(
+    lake: LakeOpt,
+    data: DataOpt = Path("service-data"),
+    host: Annotated[
+        str, typer.Option("--host", help="Address to bind (default: loopback only).")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port")] = 8000,
+    database_url: DbOpt = None,
+    workers: Annotated[int, typer.Option("--workers", help="Jobs run at once.")] = 2,
+    ray_address: Annotated[
+        str | None, typer.Option("--ray-address", help="Run jobs on this Ray cluster.")
+    ] = None,
+    cors_origin: Annotated[
+        list[str] | None, typer.Option("--cors-origin", help="Allow this origin (CORS is off by default).")
+    ] = None,
+    rate_limit: Annotated[
+        int, typer.Option("--rate-limit", help="Requests per minute per key (0: off).")
+    ] = 1200,
+    secure_cookies: Annotated[
+        bool, typer.Option("--secure-cookies", help="Behind HTTPS: Secure cookies and HSTS.")
+    ] = False,
+) -> None:
+    """Run the alliance service (API + web UI) with its job workers."""
+    import uvicorn
+
+    from datadrive.service import create_app
+
+    try:
+        settings = _settings(
+            lake,
+            data,
+            database_url,
+            workers=workers,
+            ray_address=ray_address,
+            cors_origins=tuple(cors_origin or ()),
+            rate_limit_per_minute=rate_limit,
+            secure_cookies=secure_cookies,
+        )
+        app = create_app(settings, load_lake_config(lake))
+    except DatadriveError as exc:
+        _fail(str(exc))
+        return
+    _out.print(f"datadrive service on http://{host}:{port} (database {settings.db_url.split('@')[-1]})")
+    uvicorn.run(app, host=host, port=port, log_level="info", access_log=False, server_header=False)
+
+
+def _with_db(lake: Path, data: Path, database_url: str | None):  # type: ignore[no-untyped-def]
+    from datadrive.service.db import make_engine, migrate, session_factory
+
+    settings = _settings(lake, data, database_url)
+    data.mkdir(parents=True, exist_ok=True)
+    migrate(settings.db_url)
+    return session_factory(make_engine(settings.db_url))
+
+
+@service_app.command("add-tenant")
+def add_tenant_cmd(
+    tenant: Annotated[str, typer.Argument(help="A tenant of the lake's config.")],
+    home: Annotated[str, typer.Option("--home", help="The tenant's home region.")],
+    lake: LakeOpt,
+    data: DataOpt = Path("service-data"),
+    database_url: DbOpt = None,
+    name: Annotated[str | None, typer.Option("--name", help="Display name.")] = None,
+    admin: Annotated[str | None, typer.Option("--admin", help="Also create this admin user.")] = None,
+    password: Annotated[
+        str | None, typer.Option("--password", help="The admin's UI password (or DATADRIVE_ADMIN_PASSWORD).")
+    ] = None,
+) -> None:
+    """Register a lake tenant with the service (and its first admin)."""
+    from datadrive.service.db import Tenant
+    from datadrive.service.identity import create_user
+
+    try:
+        config = load_lake_config(lake)
+        config.tenant(tenant)
+        config.region(home)
+        sessions = _with_db(lake, data, database_url)
+        with sessions() as db:
+            if db.get(Tenant, tenant) is None:
+                db.add(Tenant(id=tenant, display_name=name or tenant, home_region=home))
+            if admin:
+                create_user(
+                    db,
+                    tenant=tenant,
+                    name=admin,
+                    role="admin",
+                    password=password or os.environ.get("DATADRIVE_ADMIN_PASSWORD"),
+                )
+            db.commit()
+    except DatadriveError as exc:
+        _fail(str(exc))
+        return
+    _out.print(f"tenant {tenant} (home {home}) ready" + (f"; admin {admin}" if admin else ""))
+
+
+@service_app.command("create-key")
+def create_key_cmd(
+    tenant: Annotated[str, typer.Argument()],
+    user: Annotated[str, typer.Argument()],
+    lake: LakeOpt,
+    data: DataOpt = Path("service-data"),
+    database_url: DbOpt = None,
+    scope: Annotated[
+        list[str] | None, typer.Option("--scope", help="read, write or admin. Repeatable.")
+    ] = None,
+    days: Annotated[int, typer.Option("--days", help="Days until it expires.")] = 90,
+) -> None:
+    """Create an API key for a user (prints the secret once)."""
+    from datetime import timedelta
+
+    from sqlalchemy import select
+
+    from datadrive.errors import NotFoundError
+    from datadrive.service.db import User
+    from datadrive.service.identity import create_key
+
+    try:
+        sessions = _with_db(lake, data, database_url)
+        with sessions() as db:
+            row = db.scalar(select(User).where(User.tenant_id == tenant, User.name == user))
+            if row is None:
+                raise NotFoundError(f"no user {user!r} in tenant {tenant!r}")
+            _, secret = create_key(
+                db, row, name="cli", scopes=tuple(scope or ["read"]), ttl=timedelta(days=days)
+            )
+            db.commit()
+    except DatadriveError as exc:
+        _fail(str(exc))
+        return
+    print(secret)
+
+
+def export_cmd(
+    scenario_id: Annotated[str, typer.Argument(help="A scenario id in the lake (or in --file).")],
+    out: Annotated[Path, typer.Option("--out", help="Output file: .mcap (Foxglove) or .rrd (Rerun).")],
+    lake: Annotated[Path | None, typer.Option("--lake", help="Read the scenario from this lake.")] = None,
+    region: Annotated[str | None, typer.Option("--region", help="The lake region.")] = None,
+    file: Annotated[
+        Path | None, typer.Option("--file", help="Read the scenario from a log file instead.")
+    ] = None,
+    event: Annotated[
+        list[str] | None,
+        typer.Option("--event", help="LABEL:START_S:END_S to mark (a mining hit). Repeatable."),
+    ] = None,
+    tenant: Annotated[str | None, typer.Option("--tenant")] = None,
+    user: Annotated[str | None, typer.Option("--user")] = None,
+    home: Annotated[str | None, typer.Option("--home")] = None,
+) -> None:
+    """Export one scenario (or mining hit) to Foxglove MCAP or a Rerun recording."""
+    from datadrive.cli.lake import principal_from
+    from datadrive.errors import ConfigError, NotFoundError
+    from datadrive.viz.openfile import ExportEvent, scenario_to_mcap, scenario_to_rrd
+
+    try:
+        if out.suffix not in (".mcap", ".rrd"):
+            raise ConfigError(f"--out {out}: name a .mcap or .rrd file")
+        if file is not None:
+            from datadrive.sources import DEFAULT_REGISTRY
+
+            found = [
+                s
+                for s in DEFAULT_REGISTRY.detect(file).read_all(file)
+                if getattr(s, "scenario_id", None) == scenario_id
+            ]
+        elif lake is not None:
+            from datadrive.lake import Lake
+
+            config = load_lake_config(lake)
+            lk = Lake(config, principal_from(config, user=user, tenant=tenant, home=home, region=region))
+            found = lk.snapshot(region).scenarios(ids=[scenario_id])
+        else:
+            raise ConfigError("say where the scenario is: --lake (with --region) or --file")
+        if not found:
+            raise NotFoundError(f"no scenario {scenario_id!r} there")
+        scenario = found[0]
+        t0 = int(scenario.timestamps_ns[0])
+        events = []
+        for spec in event or []:
+            label, _, rest = spec.partition(":")
+            start, _, end = rest.partition(":")
+            try:
+                events.append(ExportEvent(label, t0 + int(float(start) * 1e9), t0 + int(float(end) * 1e9)))
+            except ValueError:
+                raise ConfigError(f"--event {spec!r}: write LABEL:START_S:END_S") from None
+        data = (
+            scenario_to_mcap(scenario, events) if out.suffix == ".mcap" else scenario_to_rrd(scenario, events)
+        )
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_bytes(data)
+    except DatadriveError as exc:
+        _fail(str(exc))
+        return
+    _out.print(f"wrote {out} ({len(data):,} bytes)", highlight=False)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``serve``, ``export`` and the ``service`` group to the top-level app."""
+    app.command("serve")(serve_cmd)
+    app.command("export")(export_cmd)
+    app.add_typer(service_app, name="service")
