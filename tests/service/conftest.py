@@ -165,7 +165,7 @@ key_file = "keys/tencent.key"
 """
     )
     config = load_lake_config(folder)
-    av2 = sorted((samples / "av2_motion_forecasting").iterdir())[:3]
+    av2 = sorted((samples / "av2_motion_forecasting").iterdir())[:2]
     nuplan = sorted((samples / "nuplan").rglob("*.db"))[:1]
     Lake(config, Principal("setup", "bmw", "eu-central")).init()
     Lake(config, Principal("setup", "bmw", "eu-central")).ingest(av2, "eu-central", engine=InlineEngine())
