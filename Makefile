@@ -14,6 +14,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	# torch==2.13.0 in the same call as av2, or pip fetches a multi-GB CUDA build
 	$(BIN)/python -m pip install --quiet -e '.[dev]' 'torch==2.13.0'
+	# The service tests: PostgreSQL 15 (initdb/pg_ctl) and Debian's chromium for the UI test.
+	test -x /usr/lib/postgresql/15/bin/initdb -a -x /usr/bin/chromium || \
+	  (apt-get update -qq && apt-get install -y -qq postgresql-15 chromium)
 	touch $(STAMP)
 
 demo: $(STAMP)
