@@ -18,6 +18,7 @@ import pwd
 import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +27,7 @@ from typing import Any
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from services import LOOPBACK, free_ports, missing, wait_until  # noqa: E402
+from services import LOOPBACK, free_ports, missing, wait_until
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 PASSWORD = "correct horse battery"
@@ -65,48 +66,64 @@ class Postgres:
 
 
 @pytest.fixture(scope="session")
-def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Postgres]:
-    """PostgreSQL 15 of this test session on 127.0.0.1 (initdb + pg_ctl; runs as nobody under root)."""
+def postgres() -> Iterator[Postgres]:
+    """PostgreSQL 15 of this test session on 127.0.0.1 (initdb + pg_ctl; runs as nobody under root).
+
+    Its folder is a fresh one directly in the system's temporary directory,
+    not under pytest's base folder: pytest makes ``pytest-of-<user>`` private
+    (0700) at every session start, and the server runs as ``nobody``.
+    """
     if not (PG_BIN / "initdb").exists():
         missing("PostgreSQL 15 (/usr/lib/postgresql/15/bin)")
-    root = tmp_path_factory.mktemp("pg")
+    root = Path(tempfile.mkdtemp(prefix="datadrive-pg-"))
     data = root / "data"
     as_user: list[str] = []
     if os.geteuid() == 0:  # postgres refuses to run as root
         nobody = pwd.getpwnam("nobody")
         os.chmod(root, 0o777)
-        for p in root.parents:
-            if str(p).startswith("/tmp/") or str(p) == "/tmp":
-                os.chmod(p, os.stat(p).st_mode | 0o011)
         as_user = ["setpriv", f"--reuid={nobody.pw_uid}", f"--regid={nobody.pw_gid}", "--clear-groups"]
-    subprocess.run(
-        [*as_user, str(PG_BIN / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8"],
-        check=True,
-        capture_output=True,
-        timeout=120,
-    )
-    port = free_ports(1)[0]
-    log = root / "pg.log"
-    opts = f"-c listen_addresses={LOOPBACK} -c port={port} -c unix_socket_directories={root} -c fsync=off"
-    subprocess.run(
-        [
-            *as_user,
-            str(PG_BIN / "pg_ctl"),
-            "-D",
-            str(data),
-            "-l",
-            str(log),
-            "-o",
-            opts,
-            "-w",
-            "-t",
-            "60",
-            "start",
-        ],
-        check=True,
-        capture_output=True,
-        timeout=90,
-    )
+    try:
+        subprocess.run(
+            [
+                *as_user,
+                str(PG_BIN / "initdb"),
+                "-D",
+                str(data),
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+            ],
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
+        port = free_ports(1)[0]
+        log = root / "pg.log"
+        opts = f"-c listen_addresses={LOOPBACK} -c port={port} -c unix_socket_directories={root} -c fsync=off"
+        subprocess.run(
+            [
+                *as_user,
+                str(PG_BIN / "pg_ctl"),
+                "-D",
+                str(data),
+                "-l",
+                str(log),
+                "-o",
+                opts,
+                "-w",
+                "-t",
+                "60",
+                "start",
+            ],
+            check=True,
+            capture_output=True,
+            timeout=90,
+        )
+    except BaseException:
+        shutil.rmtree(root, ignore_errors=True)
+        raise
     pg = Postgres(port, data, as_user)
     try:
         import psycopg
@@ -126,6 +143,7 @@ def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Postgres]:
             capture_output=True,
             timeout=60,
         )
+        shutil.rmtree(root, ignore_errors=True)
 
 
 # --------------------------------------------------------------------------- the lake

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from conftest import Env
 
 
@@ -10,14 +11,17 @@ def _error(resp, status: int, code: str) -> dict:
     assert resp.status_code == status, resp.text
     body = resp.json()
     assert set(body) == {"error"}
-    assert body["error"]["status"] == status and body["error"]["code"] == code
+    assert body["error"]["status"] == status
+    assert body["error"]["code"] == code
     assert body["error"]["request_id"] == resp.headers["x-request-id"]
     return body["error"]
 
 
 def test_me_and_principal(env: Env) -> None:
     me = env.client.get("/api/v1/me", headers=env.h("ana@bmw")).json()
-    assert me["tenant"] == "bmw" and me["role"] == "admin" and me["home_region"] == "eu-central"
+    assert me["tenant"] == "bmw"
+    assert me["role"] == "admin"
+    assert me["home_region"] == "eu-central"
     assert me["principal"] == "ana@bmw"
 
 
@@ -39,13 +43,15 @@ def test_no_or_bad_credentials_are_refused_alike(env: Env) -> None:
 
 def test_lake_browsing_shows_only_own_rows(env: Env) -> None:
     bmw = env.client.get("/api/v1/regions/eu-central/scenarios", headers=env.h("ana@bmw")).json()
-    assert bmw["total"] == 2 and {r["tenant"] for r in bmw["items"]} == {"bmw"}
+    assert bmw["total"] == 2
+    assert {r["tenant"] for r in bmw["items"]} == {"bmw"}
     assert {r["source"] for r in bmw["items"]} == {"av2_motion_forecasting"}
     page = env.client.get(
         "/api/v1/regions/eu-central/scenarios?limit=2&offset=1", headers=env.h("ana@bmw")
     ).json()
     assert [r["scenario_id"] for r in page["items"]] == [r["scenario_id"] for r in bmw["items"]][1:]
-    assert page["next_offset"] is None and page["limit"] == 2
+    assert page["next_offset"] is None
+    assert page["limit"] == 2
     # tencent's home is cn-north: eu-central's raw rows may not be read from there (library's residency rule)
     err = _error(
         env.client.get("/api/v1/regions/eu-central/scenarios", headers=env.h("li@tencent")), 403, "residency"
@@ -63,11 +69,13 @@ def test_scenario_detail_scene_and_thumbnail(env: Env) -> None:
     ).json()
     assert len(scene["tracks"]) == detail["num_tracks"]  # AV2: every track has a valid state
     assert len(scene["t_s"]) == detail["num_steps"] == 110
-    assert sum(1 for t in scene["tracks"] if t["ego"]) == 1 and scene["map"]
+    assert sum(1 for t in scene["tracks"] if t["ego"]) == 1
+    assert scene["map"]
     svg = env.client.get(
         f"/api/v1/regions/eu-central/scenarios/{sid}/thumbnail.svg", headers=env.h("viewer@bmw")
     )
-    assert svg.headers["content-type"].startswith("image/svg+xml") and svg.text.startswith("<svg")
+    assert svg.headers["content-type"].startswith("image/svg+xml")
+    assert svg.text.startswith("<svg")
     _error(
         env.client.get("/api/v1/regions/eu-central/scenarios/nope/scene", headers=env.h("viewer@bmw")),
         404,

@@ -206,6 +206,7 @@ def export_cmd(
 ) -> None:
     """Export one scenario (or mining hit) to Foxglove MCAP or a Rerun recording."""
     from datadrive.cli.lake import principal_from
+    from datadrive.core.scenario import Scenario
     from datadrive.errors import ConfigError, NotFoundError
     from datadrive.viz.openfile import ExportEvent, scenario_to_mcap, scenario_to_rrd
 
@@ -218,7 +219,7 @@ def export_cmd(
             found = [
                 s
                 for s in DEFAULT_REGISTRY.detect(file).read_all(file)
-                if getattr(s, "scenario_id", None) == scenario_id
+                if isinstance(s, Scenario) and s.scenario_id == scenario_id
             ]
         elif lake is not None:
             from datadrive.lake import Lake

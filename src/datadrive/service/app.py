@@ -201,8 +201,10 @@ def _handlers(app: FastAPI) -> None:
             }
             for e in exc.errors()[:20]
         ]
-        first = details[0] if details else {"loc": [], "msg": "invalid request"}
-        message = f"{'.'.join(first['loc'])}: {first['msg']}" if first["loc"] else first["msg"]
+        message = "invalid request"
+        if details:
+            loc, msg = ".".join(details[0]["loc"]), str(details[0]["msg"])
+            message = f"{loc}: {msg}" if loc else msg
         return JSONResponse(error_body(422, "invalid_request", message, _rid(request), details), 422)
 
     @app.exception_handler(Exception)

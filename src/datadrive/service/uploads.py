@@ -26,6 +26,7 @@ import shutil
 import stat
 import tarfile
 import zipfile
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -147,11 +148,11 @@ def unpack(archive: Path, kind: str, dest: Path, shown: str, limits: Limits) -> 
                 except (zipfile.BadZipFile, OSError, EOFError) as exc:
                     raise InputError(shown, f"member {info.filename[:200]!r} cannot be read ({exc})") from exc
     else:
-        try:
-            tf = tarfile.open(archive, mode="r:*")
-        except (tarfile.TarError, OSError, EOFError) as exc:
-            raise InputError(shown, f"not a readable tar archive ({exc})") from exc
-        with tf:
+        with ExitStack() as stack:
+            try:
+                tf = stack.enter_context(tarfile.open(archive, mode="r:*"))
+            except (tarfile.TarError, OSError, EOFError) as exc:
+                raise InputError(shown, f"not a readable tar archive ({exc})") from exc
             count = 0
             try:
                 for member in tf:
@@ -166,9 +167,9 @@ def unpack(archive: Path, kind: str, dest: Path, shown: str, limits: Limits) -> 
                         continue
                     if not member.isfile():
                         raise UnsafeArchiveError(shown, f"member {member.name[:200]!r} is a device or FIFO")
-                    src = tf.extractfile(member)
-                    if src is not None:
-                        _copy_capped(src, target, budget, shown, limits)
+                    data = tf.extractfile(member)
+                    if data is not None:
+                        _copy_capped(data, target, budget, shown, limits)
                     if budget[0] / packed > limits.max_ratio and budget[0] > (64 << 20):
                         raise UnsafeArchiveError(
                             shown,

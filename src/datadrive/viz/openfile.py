@@ -236,16 +236,15 @@ def scenario_to_mcap(scenario: Scenario, events: Sequence[ExportEvent] = ()) -> 
     if m is not None and len(m.offsets) > 1:
         lines_by_kind: dict[int, list[dict[str, Any]]] = {}
         for i in range(len(m.offsets) - 1):
-            a, b = int(m.offsets[i]), int(m.offsets[i + 1])
-            if b - a < 2:
+            lo, hi = int(m.offsets[i]), int(m.offsets[i + 1])
+            if hi - lo < 2:
                 continue
             kind = int(m.kind[i])
-            pts = np.nan_to_num(m.xyz_m[a:b], nan=0.0)
+            pts = np.nan_to_num(m.xyz_m[lo:hi], nan=0.0)
             lines_by_kind.setdefault(kind, []).append(
                 {
-                    "type": 2
-                    if False
-                    else (1 if kind in (MapFeatureKind.CROSSWALK, MapFeatureKind.DRIVABLE_AREA) else 0),
+                    # LineType: 1 = closed loop (polygons), 0 = open strip
+                    "type": 1 if kind in (MapFeatureKind.CROSSWALK, MapFeatureKind.DRIVABLE_AREA) else 0,
                     "pose": {"position": {"x": 0, "y": 0, "z": 0}, "orientation": _quat(0.0)},
                     "thickness": 0.15,
                     "scale_invariant": False,

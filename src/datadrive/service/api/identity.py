@@ -64,9 +64,13 @@ class UserPatch(BaseModel):
     home_region: str | None = Field(None, max_length=63)
 
 
+def _read_only() -> list[Scope]:
+    return ["read"]
+
+
 class KeyIn(BaseModel):
     name: str = Field(min_length=1, max_length=100)
-    scopes: list[Scope] = Field(default_factory=lambda: ["read"], min_length=1, max_length=3)
+    scopes: list[Scope] = Field(default_factory=_read_only, min_length=1, max_length=3)
     ttl_days: int | None = Field(90, ge=1, le=730, description="Days until it expires; null: never.")
     user_id: str | None = Field(
         None, max_length=40, description="Admins: a key for another user of the tenant."

@@ -17,6 +17,8 @@ One dispatcher thread per service process:
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import multiprocessing
 import os
 import socket
@@ -234,10 +236,8 @@ class Dispatcher:
         if self.ray_address:
             import ray
 
-            try:
+            with contextlib.suppress(Exception):  # the task may have ended meanwhile
                 ray.cancel(r.handle, force=True)
-            except Exception:
-                pass
             return
         proc = r.handle
         if proc.is_alive():
@@ -304,7 +304,7 @@ class Dispatcher:
 
         if self._ray_fn is None:
             if not ray.is_initialized():
-                ray.init(address=self.ray_address, logging_level="ERROR", log_to_driver=False)
+                ray.init(address=self.ray_address, logging_level=logging.ERROR, log_to_driver=False)
             self._ray_fn = ray.remote(num_cpus=1, max_retries=0)(run_job)
         return self._ray_fn.remote(job_id, self.db_url, self.worker_settings, None)
 

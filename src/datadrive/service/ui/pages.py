@@ -162,8 +162,8 @@ def signin(
     cookie, _ = create_session(db, row, svc.settings.session_ttl_s)
     db.commit()
     dest = next if next.startswith("/") and not next.startswith("//") else "/"
-    resp = RedirectResponse(dest, status_code=303)
-    resp.set_cookie(
+    done = RedirectResponse(dest, status_code=303)
+    done.set_cookie(
         SESSION_COOKIE,
         cookie,
         httponly=True,
@@ -171,8 +171,8 @@ def signin(
         secure=svc.settings.secure_cookies,
         max_age=svc.settings.session_ttl_s,
     )
-    resp.delete_cookie(_PRE_CSRF)
-    return resp
+    done.delete_cookie(_PRE_CSRF)
+    return done
 
 
 @router.post("/signout")
