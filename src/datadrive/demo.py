@@ -16,13 +16,14 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from datadrive.core.scenario import Scenario
 from datadrive.core.summary import SUMMARY_KEYS, summarize, summarize_telemetry
 from datadrive.core.telemetry import Telemetry
 from datadrive.errors import InputError, UnsupportedFormatError
-from datadrive.sources import DEFAULT_REGISTRY, Registry
+from datadrive.sources import DEFAULT_REGISTRY, Registry, Unit
 
 __all__ = ["DemoReport", "run_demo"]
 
@@ -70,7 +71,7 @@ def run_demo(
         The report (also written as ``out/index.html`` and ``out/summary.jsonl``).
     """
     report = DemoReport()
-    found = registry.discover(samples) if samples.is_dir() else None
+    found = registry.scan([samples]) if samples.is_dir() else None
     if found is None or not found.units:
         console.print(download_help(registry), highlight=False, soft_wrap=True, markup=False)
         return report
@@ -80,16 +81,20 @@ def run_demo(
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=console, transient=False) as progress:
         task = progress.add_task("reading samples", total=len(found.units))
-        for adapter, unit in found.units:
-            progress.update(task, description=f"reading {unit.name[:40]}")
-            try:
-                for record in adapter.read(unit):
-                    _collect(report, first, record)
-            except UnsupportedFormatError as exc:
-                report.unsupported.append(str(exc))
-            except InputError as exc:
-                report.failed.append(str(exc))
-            progress.advance(task)
+        current: Unit | None = None
+        for unit, item in registry.read(found.units):
+            if unit is not current:
+                if current is not None:
+                    progress.advance(task)
+                current = unit
+                progress.update(task, description=escape(f"reading {unit.path.name[:40]}"))
+            if isinstance(item, UnsupportedFormatError):
+                report.unsupported.append(str(item))
+            elif isinstance(item, InputError):
+                report.failed.append(str(item))
+            else:
+                _collect(report, first, item)
+        progress.advance(task)
         task = progress.add_task("rendering", total=len(first))
         from datadrive.viz import render_bev
 
@@ -107,7 +112,7 @@ def run_demo(
         highlight=False,
     )
     for line in report.failed:
-        console.print(f"[red]failed:[/] {line}", highlight=False)
+        console.print(f"[red]failed:[/] {escape(line)}", highlight=False)
     return report
 
 

@@ -20,6 +20,7 @@ The tree::
     │   └── TooLargeError          an upload or array beyond the configured limits
     ├── ValidationError            a Scenario broke an invariant (no file attached)
     ├── ConfigError                a configuration file or flag is wrong
+    ├── SimulationInputError       a scenario the simulator cannot run; names .scenario_id and .reason
     └── LakeError                  storage-side failures
         ├── ResidencyError         raw data would leave its region
         ├── AccessDeniedError      a principal may not read or write this data
@@ -57,6 +58,7 @@ __all__ = [
     "SchemaMismatchError",
     "SchemaVersionError",
     "ServiceError",
+    "SimulationInputError",
     "StorageError",
     "TooLargeError",
     "UnknownFormatError",
@@ -131,6 +133,23 @@ class ValidationError(DatadriveError):
 
 class ConfigError(DatadriveError):
     """A configuration file or command-line flag is wrong."""
+
+
+class SimulationInputError(DatadriveError):
+    """A scenario the simulator cannot run (no lanes, NaN states, no ego, zero length, off the map).
+
+    Attributes:
+        scenario_id: The scenario.
+        reason: Why, in one sentence.
+    """
+
+    def __init__(self, scenario_id: str, reason: str) -> None:
+        self.scenario_id = scenario_id
+        self.reason = reason
+        super().__init__(f"scenario {scenario_id}: {reason}")
+
+    def __reduce__(self) -> tuple[type[SimulationInputError], tuple[str, str]]:
+        return (type(self), (self.scenario_id, self.reason))
 
 
 class LakeError(DatadriveError):

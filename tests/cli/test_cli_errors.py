@@ -51,3 +51,50 @@ def test_help_lists_commands() -> None:
     assert result.returncode == 0
     for command in ("inspect", "demo"):
         assert command in result.stdout
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["log[x].txt", "[bold red]loud[/]x.bin", "back\\[x]slash.txt"],
+    ids=["bracket-x", "markup-tags", "backslash"],
+)
+def test_error_text_with_rich_markup_characters_prints_unchanged(tmp_path: Path, name: str) -> None:
+    path = tmp_path / name  # "[/]" spans two folders: a file name cannot hold "/"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"hello, not a driving log\n")
+    result = run_cli("inspect", str(path))
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"error: {path}: not a format datadrive reads (no adapter claims it)"
+
+
+def test_lake_errors_with_markup_characters_print_unchanged(tmp_path: Path) -> None:
+    lake = tmp_path / "[red]lake[/red]"
+    result = run_cli("sql", "SELECT 1", "--lake", str(lake), "--tenant", "t", "--home", "eu")
+    assert result.returncode == 2
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    config = lake / "datadrive.toml"
+    assert lines == [f"error: {config}: no lake config here (create one with `datadrive lake init {lake}`)"]
+
+
+def test_every_command_goes_through_the_shared_error_handler() -> None:
+    """A command registered without ``shell.command`` would print tracebacks for bad input."""
+    import typer.main
+
+    from datadrive.cli.main import app
+
+    def walk(group: object, prefix: str) -> list[tuple[str, object]]:
+        found = []
+        for name, cmd in getattr(group, "commands", {}).items():
+            if getattr(cmd, "commands", None):
+                found += walk(cmd, f"{prefix}{name} ")
+            else:
+                found.append((f"{prefix}{name}", cmd.callback))  # type: ignore[attr-defined]
+        return found
+
+    commands = walk(typer.main.get_command(app), "")
+    assert {"inspect", "demo", "ingest", "sql", "lake history", "lake erase"} <= {n for n, _ in commands}
+    for name, callback in commands:
+        wrapped = callback
+        while wrapped is not None and not getattr(wrapped, "datadrive_command", False):
+            wrapped = getattr(wrapped, "__wrapped__", None)
+        assert wrapped is not None, f"{name} is not wrapped by datadrive.cli.shell.command"

@@ -79,10 +79,9 @@ def verify(lake: Path, region: str, expected: dict[str, int], *, complete: bool)
     """
     import pyarrow.compute as pc
 
-    from datadrive.cli.lake import load_lake_config
-    from datadrive.lake import Lake, Principal
+    from datadrive.lake import Lake, Principal, load_config
 
-    config = load_lake_config(lake)
+    config = load_config(lake, env={})
     lk = Lake(config, Principal("checker", "bmw", region))
     report = lk.check(region)
     problems = list(report.problems)

@@ -9,9 +9,9 @@ import lake_synth
 import pytest
 from typer.testing import CliRunner
 
-from datadrive.cli.lake import load_lake_config
 from datadrive.cli.main import app
 from datadrive.errors import ConfigError
+from datadrive.lake import load_config
 
 
 @pytest.fixture
@@ -38,7 +38,7 @@ def ingest(lake_dir: Path, path: Path, *extra: str):  # type: ignore[no-untyped-
 
 
 def test_init_writes_config_keys_and_tables(lake_dir) -> None:
-    config = load_lake_config(lake_dir)
+    config = load_config(lake_dir, env={})
     assert set(config.regions) == {"cn-north", "eu-central"}
     assert config.region("cn-north").publish_crs == "gcj02"
     assert config.region("eu-central").publish_crs == "wgs84"
@@ -162,7 +162,7 @@ def test_audit_verify_exits_2_when_tampered(lake_dir, tmp_path) -> None:
 def test_config_errors_are_clear(tmp_path, toml, message) -> None:
     (tmp_path / "datadrive.toml").write_text(toml)
     with pytest.raises(ConfigError, match=message):
-        load_lake_config(tmp_path)
+        load_config(tmp_path, env={})
 
 
 def test_missing_config_says_how_to_create_one(tmp_path) -> None:

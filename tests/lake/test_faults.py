@@ -66,10 +66,9 @@ def _namespace_script(tmp_path: Path, body: str) -> subprocess.CompletedProcess[
 
 
 def _lake_state(root: Path) -> tuple[int, int]:
-    from datadrive.cli.lake import load_lake_config
-    from datadrive.lake import Lake, Principal
+    from datadrive.lake import Lake, Principal, load_config
 
-    lk = Lake(load_lake_config(root), Principal("checker", "bmw", "eu-central"))
+    lk = Lake(load_config(root, env={}), Principal("checker", "bmw", "eu-central"))
     report = lk.check("eu-central")
     assert report.ok, report.problems
     return report.version, report.counts["scenarios"]

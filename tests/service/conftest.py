@@ -152,9 +152,8 @@ def postgres() -> Iterator[Postgres]:
 @pytest.fixture(scope="session")
 def lake_dir(tmp_path_factory: pytest.TempPathFactory, samples: Path) -> Path:
     """A two-region, two-tenant lake with real scenarios in each region."""
-    from datadrive.cli.lake import load_lake_config
     from datadrive.compute import InlineEngine
-    from datadrive.lake import Lake, Principal
+    from datadrive.lake import Lake, Principal, load_config
 
     folder = tmp_path_factory.mktemp("lake")
     keys = folder / "keys"
@@ -182,7 +181,7 @@ key_file = "keys/bmw.key"
 key_file = "keys/tencent.key"
 """
     )
-    config = load_lake_config(folder)
+    config = load_config(folder, env={})
     av2 = sorted((samples / "av2_motion_forecasting").iterdir())[:2]
     nuplan = sorted((samples / "nuplan").rglob("*.db"))[:1]
     Lake(config, Principal("setup", "bmw", "eu-central")).init()
@@ -234,13 +233,13 @@ def _populate(app: Any) -> tuple[dict[str, str], dict[str, str]]:
 
 
 def make_app(lake_dir: Path, data_dir: Path, db_url: str, **overrides: Any) -> Any:
-    from datadrive.cli.lake import load_lake_config
+    from datadrive.lake import load_config
     from datadrive.service import ServiceSettings, create_app
 
     settings = ServiceSettings(
         lake=lake_dir, data_dir=data_dir, database_url=db_url, start_workers=False, **overrides
     )
-    return create_app(settings, load_lake_config(lake_dir))
+    return create_app(settings, load_config(lake_dir, env={}))
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])

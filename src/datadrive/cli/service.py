@@ -1,26 +1,29 @@
 """``datadrive serve``, ``datadrive service ...`` and ``datadrive export``: the service's commands.
 
 The edge for the service: flags and environment become a frozen
-:class:`~datadrive.service.ServiceSettings`; the lake's config is read here
-(``load_lake_config``) and handed to the app.
+:class:`~datadrive.service.ServiceSettings`; the lake's config is read by
+the library's loader (:func:`datadrive.lake.load_config`) with the only
+environment variables it may name (the tenants' ``key_env``), and handed to
+the app.
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
 
-from datadrive.cli.lake import LakeOpt, load_lake_config
-from datadrive.errors import DatadriveError
+from datadrive.cli.shell import LakeOpt, RegionOpt, Who, command, open_lake, out
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session, sessionmaker
+
+    from datadrive.service import ServiceSettings
 
 __all__ = ["register"]
 
-_out = Console()
-_err = Console(stderr=True)
 service_app = typer.Typer(
     name="service",
     help="Set up the alliance service: its database, tenants, users and API keys.",
@@ -37,25 +40,29 @@ DbOpt = Annotated[
 ]
 
 
-def _fail(message: str) -> None:
-    from rich.markup import escape
+def _lake_env(lake: Path) -> dict[str, str]:
+    """The environment variables the lake's config names (``key_env``), and only those."""
+    from datadrive.lake import load_document
 
-    _err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
-    raise typer.Exit(code=2)
+    _, doc = load_document(lake)
+    tenants = doc.get("tenants", {})
+    names = {str(t["key_env"]) for t in tenants.values() if isinstance(t, dict) and "key_env" in t}
+    return {n: os.environ[n] for n in sorted(names) if n in os.environ}
 
 
-def _settings(lake: Path, data: Path, database_url: str | None, **kw: object):  # type: ignore[no-untyped-def]
+def _settings(lake: Path, data: Path, database_url: str | None, **kw: Any) -> ServiceSettings:
     from datadrive.service import ServiceSettings
 
     return ServiceSettings(
         lake=lake,
         data_dir=data,
         database_url=database_url or os.environ.get("DATADRIVE_DATABASE_URL"),
-        env=dict(os.environ),
-        **kw,  # type: ignore[arg-type]
+        env=_lake_env(lake),
+        **kw,
     )
 
 
+@command
 def serve_cmd(
     lake: LakeOpt,
     data: DataOpt = Path("service-data"),
@@ -66,7 +73,8 @@ def serve_cmd(
     database_url: DbOpt = None,
     workers: Annotated[int, typer.Option("--workers", help="Jobs run at once.")] = 2,
     ray_address: Annotated[
-        str | None, typer.Option("--ray-address", help="Run jobs on this Ray cluster.")
+        str | None,
+        typer.Option("--ray-address", help="Run jobs as Ray Jobs (the dashboard, http://HOST:8265)."),
     ] = None,
     cors_origin: Annotated[
         list[str] | None, typer.Option("--cors-origin", help="Allow this origin (CORS is off by default).")
@@ -81,28 +89,28 @@ def serve_cmd(
     """Run the alliance service (API + web UI) with its job workers."""
     import uvicorn
 
+    from datadrive.lake import load_config
     from datadrive.service import create_app
 
-    try:
-        settings = _settings(
-            lake,
-            data,
-            database_url,
-            workers=workers,
-            ray_address=ray_address,
-            cors_origins=tuple(cors_origin or ()),
-            rate_limit_per_minute=rate_limit,
-            secure_cookies=secure_cookies,
-        )
-        app = create_app(settings, load_lake_config(lake))
-    except DatadriveError as exc:
-        _fail(str(exc))
-        return
-    _out.print(f"datadrive service on http://{host}:{port} (database {settings.db_url.split('@')[-1]})")
+    settings = _settings(
+        lake,
+        data,
+        database_url,
+        workers=workers,
+        ray_address=ray_address,
+        cors_origins=tuple(cors_origin or ()),
+        rate_limit_per_minute=rate_limit,
+        secure_cookies=secure_cookies,
+    )
+    app = create_app(settings, load_config(lake, env=settings.env))
+    out.print(
+        f"datadrive service on http://{host}:{port} (database {settings.db_url.split('@')[-1]})",
+        highlight=False,
+    )
     uvicorn.run(app, host=host, port=port, log_level="info", access_log=False, server_header=False)
 
 
-def _with_db(lake: Path, data: Path, database_url: str | None):  # type: ignore[no-untyped-def]
+def _with_db(lake: Path, data: Path, database_url: str | None) -> sessionmaker[Session]:
     from datadrive.service.db import make_engine, migrate, session_factory
 
     settings = _settings(lake, data, database_url)
@@ -112,6 +120,7 @@ def _with_db(lake: Path, data: Path, database_url: str | None):  # type: ignore[
 
 
 @service_app.command("add-tenant")
+@command
 def add_tenant_cmd(
     tenant: Annotated[str, typer.Argument(help="A tenant of the lake's config.")],
     home: Annotated[str, typer.Option("--home", help="The tenant's home region.")],
@@ -125,33 +134,31 @@ def add_tenant_cmd(
     ] = None,
 ) -> None:
     """Register a lake tenant with the service (and its first admin)."""
+    from datadrive.lake import load_config
     from datadrive.service.db import Tenant
     from datadrive.service.identity import create_user
 
-    try:
-        config = load_lake_config(lake)
-        config.tenant(tenant)
-        config.region(home)
-        sessions = _with_db(lake, data, database_url)
-        with sessions() as db:
-            if db.get(Tenant, tenant) is None:
-                db.add(Tenant(id=tenant, display_name=name or tenant, home_region=home))
-            if admin:
-                create_user(
-                    db,
-                    tenant=tenant,
-                    name=admin,
-                    role="admin",
-                    password=password or os.environ.get("DATADRIVE_ADMIN_PASSWORD"),
-                )
-            db.commit()
-    except DatadriveError as exc:
-        _fail(str(exc))
-        return
-    _out.print(f"tenant {tenant} (home {home}) ready" + (f"; admin {admin}" if admin else ""))
+    config = load_config(lake, env=_lake_env(lake))
+    config.tenant(tenant)
+    config.region(home)
+    sessions = _with_db(lake, data, database_url)
+    with sessions() as db:
+        if db.get(Tenant, tenant) is None:
+            db.add(Tenant(id=tenant, display_name=name or tenant, home_region=home))
+        if admin:
+            create_user(
+                db,
+                tenant=tenant,
+                name=admin,
+                role="admin",
+                password=password or os.environ.get("DATADRIVE_ADMIN_PASSWORD"),
+            )
+        db.commit()
+    out.print(f"tenant {tenant} (home {home}) ready" + (f"; admin {admin}" if admin else ""), highlight=False)
 
 
 @service_app.command("create-key")
+@command
 def create_key_cmd(
     tenant: Annotated[str, typer.Argument()],
     user: Annotated[str, typer.Argument()],
@@ -172,27 +179,23 @@ def create_key_cmd(
     from datadrive.service.db import User
     from datadrive.service.identity import create_key
 
-    try:
-        sessions = _with_db(lake, data, database_url)
-        with sessions() as db:
-            row = db.scalar(select(User).where(User.tenant_id == tenant, User.name == user))
-            if row is None:
-                raise NotFoundError(f"no user {user!r} in tenant {tenant!r}")
-            _, secret = create_key(
-                db, row, name="cli", scopes=tuple(scope or ["read"]), ttl=timedelta(days=days)
-            )
-            db.commit()
-    except DatadriveError as exc:
-        _fail(str(exc))
-        return
+    sessions = _with_db(lake, data, database_url)
+    with sessions() as db:
+        row = db.scalar(select(User).where(User.tenant_id == tenant, User.name == user))
+        if row is None:
+            raise NotFoundError(f"no user {user!r} in tenant {tenant!r}")
+        _, secret = create_key(db, row, name="cli", scopes=tuple(scope or ["read"]), ttl=timedelta(days=days))
+        db.commit()
     print(secret)
 
 
+@command
 def export_cmd(
     scenario_id: Annotated[str, typer.Argument(help="A scenario id in the lake (or in --file).")],
-    out: Annotated[Path, typer.Option("--out", help="Output file: .mcap (Foxglove) or .rrd (Rerun).")],
+    out_path: Annotated[Path, typer.Option("--out", help="Output file: .mcap (Foxglove) or .rrd (Rerun).")],
+    who: Who,
     lake: Annotated[Path | None, typer.Option("--lake", help="Read the scenario from this lake.")] = None,
-    region: Annotated[str | None, typer.Option("--region", help="The lake region.")] = None,
+    region: RegionOpt = None,
     file: Annotated[
         Path | None, typer.Option("--file", help="Read the scenario from a log file instead.")
     ] = None,
@@ -200,56 +203,47 @@ def export_cmd(
         list[str] | None,
         typer.Option("--event", help="LABEL:START_S:END_S to mark (a mining hit). Repeatable."),
     ] = None,
-    tenant: Annotated[str | None, typer.Option("--tenant")] = None,
-    user: Annotated[str | None, typer.Option("--user")] = None,
-    home: Annotated[str | None, typer.Option("--home")] = None,
 ) -> None:
     """Export one scenario (or mining hit) to Foxglove MCAP or a Rerun recording."""
-    from datadrive.cli.lake import principal_from
     from datadrive.core.scenario import Scenario
     from datadrive.errors import ConfigError, NotFoundError
     from datadrive.viz.openfile import ExportEvent, scenario_to_mcap, scenario_to_rrd
 
-    try:
-        if out.suffix not in (".mcap", ".rrd"):
-            raise ConfigError(f"--out {out}: name a .mcap or .rrd file")
-        if file is not None:
-            from datadrive.sources import DEFAULT_REGISTRY
+    if out_path.suffix not in (".mcap", ".rrd"):
+        raise ConfigError(f"--out {out_path}: name a .mcap or .rrd file")
+    if file is not None:
+        from datadrive.sources import DEFAULT_REGISTRY
 
-            found = [
-                s
-                for s in DEFAULT_REGISTRY.detect(file).read_all(file)
-                if isinstance(s, Scenario) and s.scenario_id == scenario_id
-            ]
-        elif lake is not None:
-            from datadrive.lake import Lake
-
-            config = load_lake_config(lake)
-            lk = Lake(config, principal_from(config, user=user, tenant=tenant, home=home, region=region))
-            found = lk.snapshot(region).scenarios(ids=[scenario_id])
-        else:
-            raise ConfigError("say where the scenario is: --lake (with --region) or --file")
-        if not found:
-            raise NotFoundError(f"no scenario {scenario_id!r} there")
-        scenario = found[0]
-        t0 = int(scenario.timestamps_ns[0])
-        events = []
-        for spec in event or []:
-            label, _, rest = spec.partition(":")
-            start, _, end = rest.partition(":")
-            try:
-                events.append(ExportEvent(label, t0 + int(float(start) * 1e9), t0 + int(float(end) * 1e9)))
-            except ValueError:
-                raise ConfigError(f"--event {spec!r}: write LABEL:START_S:END_S") from None
-        data = (
-            scenario_to_mcap(scenario, events) if out.suffix == ".mcap" else scenario_to_rrd(scenario, events)
-        )
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_bytes(data)
-    except DatadriveError as exc:
-        _fail(str(exc))
-        return
-    _out.print(f"wrote {out} ({len(data):,} bytes)", highlight=False)
+        found = [
+            s
+            for s in DEFAULT_REGISTRY.detect(file).read_all(file)
+            if isinstance(s, Scenario) and s.scenario_id == scenario_id
+        ]
+    elif lake is not None:
+        lk = open_lake(lake, who, region)
+        found = lk.snapshot(region).scenarios(ids=[scenario_id])
+    else:
+        raise ConfigError("say where the scenario is: --lake (with --region) or --file")
+    if not found:
+        raise NotFoundError(f"no scenario {scenario_id!r} there")
+    scenario = found[0]
+    t0 = int(scenario.timestamps_ns[0])
+    events = []
+    for spec in event or []:
+        label, _, rest = spec.partition(":")
+        start, _, end = rest.partition(":")
+        try:
+            events.append(ExportEvent(label, t0 + int(float(start) * 1e9), t0 + int(float(end) * 1e9)))
+        except ValueError:
+            raise ConfigError(f"--event {spec!r}: write LABEL:START_S:END_S") from None
+    data = (
+        scenario_to_mcap(scenario, events)
+        if out_path.suffix == ".mcap"
+        else scenario_to_rrd(scenario, events)
+    )
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    out_path.write_bytes(data)
+    out.print(f"wrote {out_path} ({len(data):,} bytes)", highlight=False)
 
 
 def register(app: typer.Typer) -> None:

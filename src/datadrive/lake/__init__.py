@@ -1,8 +1,10 @@
 """The lake: region-pinned, versioned, audited Delta Lake tables with SQL.
 
 Start with :class:`Lake` (built from a :class:`LakeConfig` and a
-:class:`Principal`); ``docs/lake.md`` describes the tables, the commit
-protocol, residency, the audit chain and the SQL views.
+:class:`Principal`, or in one call by :func:`open_lake` from a
+``datadrive.toml``: see :mod:`datadrive.lake.settings`); ``docs/lake.md``
+describes the tables, the commit protocol, residency, the audit chain and
+the SQL views.
 """
 
 from datadrive.lake.audit import AuditVerification
@@ -23,12 +25,24 @@ from datadrive.lake.ingest import IngestEvent, IngestOptions, IngestReport, Inpu
 from datadrive.lake.lake import ExportReport, Lake
 from datadrive.lake.pseudonym import Pseudonymizer
 from datadrive.lake.schema import LAKE_SCHEMA_VERSION
+from datadrive.lake.settings import (
+    CONFIG_NAME,
+    generate_key,
+    init_lake,
+    load_config,
+    load_document,
+    open_lake,
+    read_key,
+    resolve_principal,
+    write_config,
+)
 from datadrive.lake.snapshot import Snapshot
 from datadrive.lake.sql import SqlResult
 from datadrive.lake.storage import StorageRoot
 from datadrive.lake.tables import LakeVersion
 
 __all__ = [
+    "CONFIG_NAME",
     "DERIVED_KINDS",
     "EXTERNAL",
     "LAKE_SCHEMA_VERSION",
@@ -56,4 +70,12 @@ __all__ = [
     "StorageRoot",
     "TenantConfig",
     "Wgs84Publisher",
+    "generate_key",
+    "init_lake",
+    "load_config",
+    "load_document",
+    "open_lake",
+    "read_key",
+    "resolve_principal",
+    "write_config",
 ]

@@ -21,6 +21,8 @@ The pipeline, for ``datadrive ingest PATH... --region R --tenant T``:
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 import os
 import time
@@ -40,8 +42,8 @@ from datadrive.errors import (
     InputError,
     LakeError,
     StorageError,
-    UnknownFormatError,
     UnsupportedFormatError,
+    ValidationError,
 )
 from datadrive.lake.config import Principal, RegionConfig, TenantConfig
 from datadrive.lake.geo import publisher_for
@@ -51,18 +53,24 @@ from datadrive.lake.records import UnitTables, prepare, stamp_batch, unit_tables
 from datadrive.lake.schema import DATA_TABLES, INGESTS, SCENARIOS, TELEMETRY, conform
 from datadrive.lake.storage import storage_error
 from datadrive.lake.tables import RegionStore, commit_record, sql_quote
-from datadrive.sources.base import Adapter, Record, Registry, file_sha256, files_sha256
+from datadrive.sources.base import Adapter, Record, Registry, Unit, file_sha256, files_sha256, read_units
 
 __all__ = [
+    "Committed",
     "IngestEvent",
+    "IngestInput",
     "IngestOptions",
     "IngestReport",
     "InputOutcome",
     "InputStatus",
+    "ReadResult",
     "commit_units",
     "hash_unit",
     "ingest_paths",
+    "ingest_records",
+    "prepare_records",
     "read_unit",
+    "records_sha256",
     "recover",
 ]
 
@@ -229,29 +237,65 @@ class ReadResult:
 
 
 def read_unit(task: ReadTask) -> ReadResult:
-    """Read, prepare and convert one input; report bad input instead of raising."""
+    """Read, prepare and convert one input; report bad input instead of raising.
+
+    Reads through the same path as every other tool
+    (:func:`datadrive.sources.read_units`), then :func:`prepare_records`.
+    """
     t0 = time.perf_counter()
+    records: list[Record] = []
+    for _, item in read_units([Unit(task.adapter, Path(task.path))]):
+        if isinstance(item, UnsupportedFormatError):
+            return ReadResult(task.index, None, error=item.reason, unsupported=True)
+        if isinstance(item, InputError):
+            return ReadResult(task.index, None, error=f"{type(item).__name__}: {item.reason}")
+        records.append(item)
+    result = prepare_records(
+        task.index,
+        records,
+        region=task.region,
+        tenant=task.tenant,
+        key=task.key,
+        key_id=task.key_id,
+        crs=task.crs,
+        input_sha256=task.input_sha256,
+    )
+    return dataclasses.replace(result, seconds=time.perf_counter() - t0)
+
+
+def prepare_records(
+    index: int,
+    records: Iterable[Record],
+    *,
+    region: str,
+    tenant: str,
+    key: bytes,
+    key_id: str,
+    crs: str,
+    input_sha256: str,
+) -> ReadResult:
+    """The rows of one input's validated records, as the lake stores them (see :func:`prepare`).
+
+    Stamps region and tenant, pseudonymises with the tenant's key, publishes
+    coordinates in the region's datum, and converts to the data tables' rows.
+    A failure is reported in the result, not raised.
+    """
     try:
-        pseudonyms = Pseudonymizer(task.key)
-        publisher = publisher_for(task.crs)
-        records: list[Record] = []
-        for rec in task.adapter.read(task.path):
-            records.append(
-                prepare(
-                    rec, region=task.region, tenant=task.tenant, pseudonyms=pseudonyms, publisher=publisher
-                )
-            )
-        if not records:
-            raise InputError(task.path, "holds no records")
-        tables = unit_tables(records, input_sha256=task.input_sha256, key_id=task.key_id, crs=publisher.crs)
-    except UnsupportedFormatError as exc:
-        return ReadResult(task.index, None, error=exc.reason, unsupported=True)
+        pseudonyms = Pseudonymizer(key)
+        publisher = publisher_for(crs)
+        prepared = [
+            prepare(rec, region=region, tenant=tenant, pseudonyms=pseudonyms, publisher=publisher)
+            for rec in records
+        ]
+        if not prepared:
+            return ReadResult(index, None, error="EmptyLogError: holds no records")
+        tables = unit_tables(prepared, input_sha256=input_sha256, key_id=key_id, crs=publisher.crs)
     except DatadriveError as exc:
         reason = exc.reason if isinstance(exc, InputError) else str(exc)
-        return ReadResult(task.index, None, error=f"{type(exc).__name__}: {reason}")
+        return ReadResult(index, None, error=f"{type(exc).__name__}: {reason}")
     except MemoryError:
-        return ReadResult(task.index, None, error="MemoryError: the input does not fit in memory")
-    return result_from_tables(task.index, tables, seconds=time.perf_counter() - t0)
+        return ReadResult(index, None, error="MemoryError: the input does not fit in memory")
+    return result_from_tables(index, tables)
 
 
 def result_from_tables(index: int, tables: UnitTables, *, seconds: float = 0.0) -> ReadResult:
@@ -277,12 +321,26 @@ def result_from_tables(index: int, tables: UnitTables, *, seconds: float = 0.0) 
 
 
 @dataclass(frozen=True)
-class _Unit:
+class IngestInput:
+    """One input as the commit sees it: a discovered unit, or a batch of in-memory records.
+
+    Attributes:
+        index: Its position in the run (outcomes are reported in this order).
+        path: The input as discovered, or the name of a batch of records.
+        unit: ``"file"``, ``"dir"`` or ``"records"``.
+        adapter: The adapter that read it (``None`` for in-memory records).
+        sha256: Its idempotency hash, once computed.
+    """
+
     index: int
     path: str
-    adapter: Adapter | None
     unit: str = "file"
+    adapter: Adapter | None = None
     sha256: str | None = None
+
+    @property
+    def adapter_name(self) -> str | None:
+        return self.adapter.name if self.adapter else None
 
 
 @dataclass(frozen=True)
@@ -393,7 +451,7 @@ def _existing_keys(
 
 def commit_units(
     store: RegionStore,
-    units: Sequence[tuple[_Unit, ReadResult]],
+    units: Sequence[tuple[IngestInput, ReadResult]],
     *,
     tenant: TenantConfig,
     principal: Principal,
@@ -419,10 +477,10 @@ def commit_units(
         taken_t = _existing_keys(
             store, TELEMETRY, "telemetry_id", tenant.name, {k for _, r in units for k in r.telemetry_keys}
         )
-        accepted: list[tuple[_Unit, ReadResult]] = []
+        accepted: list[tuple[IngestInput, ReadResult]] = []
         for u, r in units:
             sha = u.sha256 or ""
-            name = u.adapter.name if u.adapter else None
+            name = u.adapter_name
             if sha in known:
                 outcomes[u.index] = InputOutcome(
                     u.path, "duplicate", name, sha, reason="already in the lake", batch_id=known[sha]
@@ -486,9 +544,9 @@ def commit_units(
         ledger_rows = {
             "tenant": [tenant.name] * len(accepted),
             "input_sha256": [u.sha256 for u, _ in accepted],
-            "input_path": [pseudonyms.text(u.adapter.name if u.adapter else "", u.path) for u, _ in accepted],
+            "input_path": [pseudonyms.text(u.adapter_name or "", u.path) for u, _ in accepted],
             "unit": [u.unit for u, _ in accepted],
-            "adapter": [u.adapter.name if u.adapter else None for u, _ in accepted],
+            "adapter": [u.adapter_name for u, _ in accepted],
             "adapter_version": [u.adapter.version if u.adapter else None for u, _ in accepted],
             "num_scenarios": [r.num_scenarios for _, r in accepted],
             "num_telemetry": [r.num_telemetry for _, r in accepted],
@@ -526,7 +584,7 @@ def commit_units(
         outcomes[u.index] = InputOutcome(
             path=u.path,
             status="ingested",
-            adapter=u.adapter.name if u.adapter else None,
+            adapter=u.adapter_name,
             input_sha256=u.sha256,
             num_scenarios=r.num_scenarios,
             num_telemetry=r.num_telemetry,
@@ -541,44 +599,19 @@ def commit_units(
 
 def discover(
     paths: Iterable[str | os.PathLike[str]], registry: Registry
-) -> tuple[list[_Unit], list[InputOutcome]]:
-    """Units to ingest, and outcomes already decided (missing, unclaimed)."""
-    units: list[_Unit] = []
-    decided: list[InputOutcome] = []
-    seen: set[str] = set()
-    for raw in paths:
-        p = Path(raw)
-        if not p.exists():
-            decided.append(InputOutcome(str(p), "failed", reason="no such file or folder"))
-            continue
-        try:
-            found = registry.discover(p)
-        except InputError as exc:
-            decided.append(InputOutcome(str(p), "failed", reason=exc.reason))
-            continue
-        if p.is_file() and not found.units:
-            reason = UnknownFormatError(p, "not a format datadrive reads (no adapter claims it)").reason
-            decided.append(InputOutcome(str(p), "failed", reason=reason))
-            continue
-        for adapter, unit in found.units:
-            key = os.path.realpath(unit)
-            if key in seen:
-                continue
-            seen.add(key)
-            units.append(_Unit(len(units), str(unit), adapter, adapter.unit))
-        for f in found.unclaimed:
-            key = os.path.realpath(f)
-            if key in seen:
-                continue
-            seen.add(key)
-            decided.append(
-                InputOutcome(
-                    str(f),
-                    "unsupported",
-                    reason="not a log datadrive reads "
-                    "(companion files, such as maps, are read with their log)",
-                )
-            )
+) -> tuple[list[IngestInput], list[InputOutcome]]:
+    """Inputs to ingest, and outcomes already decided (missing, unclaimed), from :meth:`Registry.scan`."""
+    found = registry.scan(paths)
+    units = [IngestInput(i, str(u.path), u.adapter.unit, u.adapter) for i, u in enumerate(found.units)]
+    decided = [InputOutcome(e.path, "failed", reason=e.reason) for e in found.errors]
+    decided += [
+        InputOutcome(
+            str(f),
+            "unsupported",
+            reason="not a log datadrive reads (companion files, such as maps, are read with their log)",
+        )
+        for f in found.unclaimed
+    ]
     return units, decided
 
 
@@ -618,9 +651,7 @@ def ingest_paths(
     for done, (index, sha, error) in enumerate(hashes, start=1):
         u = units[index]
         if sha is None:
-            outcomes[index] = InputOutcome(
-                u.path, "failed", u.adapter.name if u.adapter else None, reason=error
-            )
+            outcomes[index] = InputOutcome(u.path, "failed", u.adapter_name, reason=error)
         else:
             hashed[index] = sha
         notify(IngestEvent("hash", done, len(units), u.path))
@@ -628,14 +659,14 @@ def ingest_paths(
     # skip what the ledger already holds, and repeats within the run
     known = ledger(store, tenant.name)
     first_of: dict[str, str] = {}
-    to_read: list[_Unit] = []
+    to_read: list[IngestInput] = []
     for u in units:
         if u.index not in hashed:
             continue
         sha = hashed[u.index]
-        u = _Unit(u.index, u.path, u.adapter, u.unit, sha)
+        u = IngestInput(u.index, u.path, u.unit, u.adapter, sha)
         units[u.index] = u
-        name = u.adapter.name if u.adapter else None
+        name = u.adapter_name
         if sha in known:
             outcomes[u.index] = InputOutcome(
                 u.path, "duplicate", name, sha, reason="already in the lake", batch_id=known[sha]
@@ -664,7 +695,7 @@ def ingest_paths(
         for u in to_read
         if u.adapter is not None
     ]
-    buffer: list[tuple[_Unit, ReadResult]] = []
+    buffer: list[tuple[IngestInput, ReadResult]] = []
     buffered_bytes = 0
     failure: StorageError | None = None
     after = before
@@ -696,7 +727,7 @@ def ingest_paths(
         for result in results:
             read_done += 1
             u = units[result.index]
-            name = u.adapter.name if u.adapter else None
+            name = u.adapter_name
             if result.error is not None:
                 status: InputStatus = "unsupported" if result.unsupported else "failed"
                 outcomes[u.index] = InputOutcome(u.path, status, name, u.sha256, reason=result.error)
@@ -720,7 +751,7 @@ def ingest_paths(
                 outcomes[u.index] = InputOutcome(
                     u.path,
                     "failed",
-                    u.adapter.name if u.adapter else None,
+                    u.adapter_name,
                     u.sha256,
                     reason=f"not committed: {failure}",
                 )
@@ -733,4 +764,114 @@ def ingest_paths(
         lake_version_after=after,
         seconds=time.perf_counter() - t0,
         storage_error=None if failure is None else str(failure),
+    )
+
+
+# --------------------------------------------------------------------------- in-memory records
+
+
+def records_sha256(records: Iterable[Record]) -> str:
+    """The idempotency hash of a batch of in-memory records: their sources, ids and provenance hashes."""
+    digest = hashlib.sha256()
+    for r in records:
+        rid = r.scenario_id if hasattr(r, "scenario_id") else r.telemetry_id
+        digest.update(f"{r.source}\0{rid}\0{r.metadata.provenance.sha256}\0".encode())
+    return digest.hexdigest()
+
+
+def _validated(record: Record, name: str, position: int) -> Record:
+    try:
+        record.validate()
+    except ValidationError as exc:
+        rid = record.scenario_id if hasattr(record, "scenario_id") else record.telemetry_id
+        raise ValidationError(
+            f"{name}: record {position} ({record.source} {rid!r}) is not valid, so it is not written: {exc}"
+        ) from exc
+    return record
+
+
+def ingest_records(
+    store: RegionStore,
+    records: Iterable[Record],
+    *,
+    region: RegionConfig,
+    tenant: TenantConfig,
+    principal: Principal,
+    name: str,
+    batch_size: int,
+    now: Callable[[], datetime],
+    judge: Callable[[Record], None] = lambda r: None,
+    on_commit: Callable[[Committed], None] | None = None,
+    lock_timeout_s: float = IngestOptions().lock_timeout_s,
+) -> IngestReport:
+    """Ingest a stream of in-memory records, ``batch_size`` at a time, each batch one input.
+
+    The same path as :func:`ingest_paths` after reading: every record is
+    validated (as :meth:`Adapter.read <datadrive.sources.Adapter.read>` does)
+    and judged by ``judge`` (residency) before it joins a batch; a batch is
+    prepared with :func:`prepare_records` and committed with
+    :func:`commit_units`, with the ledger path ``<name>#<k>`` and the hash
+    :func:`records_sha256`, so running the same stream again skips what is
+    already there. Only one batch is held in memory.
+
+    Raises:
+        ValidationError: at the first invalid record; its batch and the
+            records after it are not written (batches before it stay committed).
+        StorageError: if the root refuses a write.
+    """
+    t0 = time.perf_counter()
+    if batch_size < 1:
+        raise ValueError("batch_size must be >= 1")
+    before: int | None = store.lake_version() if store.exists(INGESTS) else None
+    after = before
+    outcomes: list[InputOutcome] = []
+    batch: list[Record] = []
+
+    def flush() -> None:
+        nonlocal batch, after
+        k = len(outcomes)
+        sha = records_sha256(batch)
+        result = prepare_records(
+            k,
+            batch,
+            region=region.name,
+            tenant=tenant.name,
+            key=tenant.key,
+            key_id=tenant.key_id,
+            crs=region.publish_crs,
+            input_sha256=sha,
+        )
+        batch = []
+        item = IngestInput(k, f"{name}#{k}", "records", None, sha)
+        if result.error is not None:  # records were validated: a conversion failure is a bug or a limit
+            outcomes.append(InputOutcome(item.path, "failed", None, sha, reason=result.error))
+            return
+        committed = commit_units(
+            store,
+            [(item, result)],
+            tenant=tenant,
+            principal=principal,
+            now=now,
+            lock_timeout_s=lock_timeout_s,
+        )
+        outcomes.append(committed.outcomes[k])
+        if committed.lake_version is not None:
+            after = committed.lake_version
+            if on_commit is not None:
+                on_commit(committed)
+
+    for position, record in enumerate(records):
+        judge(_validated(record, name, position))
+        batch.append(record)
+        if len(batch) >= batch_size:
+            flush()
+    if batch:
+        flush()
+    return IngestReport(
+        region=region.name,
+        tenant=tenant.name,
+        outcomes=tuple(outcomes),
+        lake_version_before=before,
+        lake_version_after=after,
+        seconds=time.perf_counter() - t0,
     )

@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -35,11 +35,9 @@ from datadrive.lake.ingest import (
     IngestEvent,
     IngestOptions,
     IngestReport,
-    _Unit,
-    commit_units,
     ingest_paths,
+    ingest_records,
     recover,
-    result_from_tables,
 )
 from datadrive.lake.locks import region_lock
 from datadrive.lake.schema import AUDIT, DATA_TABLES, INGESTS, TABLES
@@ -345,63 +343,64 @@ class Lake:
         return report
 
     def ingest_records(
-        self, records: Sequence[Record], region: str, *, name: str = "records"
+        self, records: Iterable[Record], region: str, *, name: str = "records", batch_size: int = 256
     ) -> IngestReport:
-        """Ingest in-memory records (already validated) as one input.
+        """Ingest in-memory records (a dataset build, a synthetic fleet), streamed in batches.
 
-        Records that carry a region (every record read back from the lake
-        does) may only be written to that region: copying raw data to another
-        region this way is refused and audited in both regions.
+        Every record is validated before it is written; each batch of
+        ``batch_size`` records is one input of the ledger (``<name>#<k>``),
+        committed as one lake version, so only one batch is in memory and
+        running the same stream again skips the batches already there. Records
+        that carry a region (every record read back from the lake does) may
+        only be written to that region: copying raw data to another region
+        this way is refused and audited in both regions.
+
+        Raises:
+            ValidationError: at the first invalid record; it and the records
+                after it are not written (earlier batches stay committed).
+            ResidencyError: at the first record of another region (audited).
         """
-        from datadrive.lake.geo import publisher_for
-        from datadrive.lake.pseudonym import Pseudonymizer
-        from datadrive.lake.records import prepare, unit_tables
-
         rc = self.config.region(region)
         self._check_tenant(region, "ingest", name)
-        foreign = sorted({r.metadata.region for r in records if r.metadata.region not in (None, region)})
-        if foreign:
-            exc = ResidencyError(
-                f"records of region {', '.join(str(f) for f in foreign)} cannot be written to region "
-                f"{region}: raw data stays in the region where it was recorded"
-            )
-            for f in foreign:
-                if f in self.config.regions:
-                    self._refuse(str(f), "export", f"records -> {region}", exc)
-            raise self._refuse(region, "ingest", name, exc)
         tenant = self.config.tenant(self.principal.tenant)
-        digest = hashlib.sha256()
-        for r in records:
-            rid = r.scenario_id if hasattr(r, "scenario_id") else r.telemetry_id
-            digest.update(f"{r.source}\0{rid}\0{r.metadata.provenance.sha256}\0".encode())
-        sha = digest.hexdigest()
-        prepared = [
-            prepare(
-                r,
-                region=region,
-                tenant=tenant.name,
-                pseudonyms=Pseudonymizer(tenant.key),
-                publisher=publisher_for(rc.publish_crs),
+
+        def judge(record: Record) -> None:
+            foreign = record.metadata.region
+            if foreign in (None, region):
+                return
+            exc = ResidencyError(
+                f"records of region {foreign} cannot be written to region {region}: "
+                "raw data stays in the region where it was recorded"
             )
-            for r in records
-        ]
-        tables = unit_tables(
-            prepared, input_sha256=sha, key_id=tenant.key_id, crs=publisher_for(rc.publish_crs).crs
-        )
-        result = result_from_tables(0, tables)
-        store = self._store(region)
-        before = store.lake_version() if store.exists(INGESTS) else None
-        committed = commit_units(
-            store,
-            [(_Unit(0, name, None, "records", sha), result)],
+            if foreign in self.config.regions:
+                self._refuse(str(foreign), "export", f"{name} -> {region}", exc)
+            raise self._refuse(region, "ingest", name, exc)
+
+        def on_commit(c: Committed) -> None:
+            for o in c.outcomes.values():
+                self._audit(region, "ingest", o.path, c.lake_version, "ok", {"status": o.status})
+
+        report = ingest_records(
+            self._store(region),
+            records,
+            region=rc,
             tenant=tenant,
             principal=self.principal,
+            name=name,
+            batch_size=batch_size,
             now=self._clock,
-            lock_timeout_s=IngestOptions().lock_timeout_s,
+            judge=judge,
+            on_commit=on_commit,
         )
-        outcome = committed.outcomes[0]
-        self._audit(region, "ingest", name, committed.lake_version, "ok", {"status": outcome.status})
-        return IngestReport(region, tenant.name, (outcome,), before, committed.lake_version or before, 0.0)
+        self._audit(
+            region,
+            "ingest",
+            name,
+            report.lake_version_after,
+            "ok" if report.ok else "failed",
+            {**report.counts(), "batches": len(report.outcomes)},
+        )
+        return report
 
     def erase(self, region: str, erasure: Erasure) -> EraseReport:
         """Erase records for good: delete, commit, vacuum (see :mod:`datadrive.lake.erase`).

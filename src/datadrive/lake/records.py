@@ -39,7 +39,7 @@ from datadrive.core.arrow import (
 from datadrive.core.scenario import ObjectType, Scenario, ScenarioMetadata
 from datadrive.core.telemetry import CanFrames, Signal, Telemetry
 from datadrive.core.typing import NDArrayAny
-from datadrive.lake.geo import CoordinatePublisher
+from datadrive.lake.geo import CoordinatePublisher, Wgs84Publisher
 from datadrive.lake.pseudonym import Pseudonymizer
 from datadrive.lake.schema import MAP_FEATURES, SCENARIOS, TELEMETRY, TRACKS, TableSpec, conform
 
@@ -61,6 +61,8 @@ BATCH_COLUMNS = ("batch_id", "ingest_date", "ingested_at", "ingested_by")
 _LAT = {"lat", "latitude", "lat_deg"}
 _LON = {"lon", "lng", "longitude", "lon_deg"}
 _ENU_FRAME = re.compile(r"^enu_wgs84@(-?[0-9.]+),(-?[0-9.]+),(.*)$")
+_ALREADY_PUBLISHED = Wgs84Publisher()
+"""Publishes nothing (the identity): for records already in the region's datum."""
 
 
 # --------------------------------------------------------------------------- preparing records
@@ -71,17 +73,26 @@ def prepare(
 ) -> Record:
     """The record as the lake stores it.
 
+    A record that already carries this region was read back from it (its
+    coordinates are published in the region's datum): publishing it again
+    would shift them twice. A record that already carries this tenant holds
+    this tenant's pseudonyms: pseudonymising again would hash them twice.
+    Both steps are skipped for such records, so a dataset build can write
+    what it read back unchanged (``Lake.ingest_records``).
+
     Args:
-        record: A validated record from an adapter.
+        record: A validated record from an adapter, or read back from the lake.
         region: The region it is ingested into.
         tenant: Its owner.
         pseudonyms: The tenant's pseudonymiser.
         publisher: The region's coordinate publisher (GCJ-02 in China).
     """
+    if record.metadata.region == region:
+        publisher = _ALREADY_PUBLISHED
     if isinstance(record, Scenario):
-        s = pseudonyms.scenario(record)
+        s = record if record.metadata.tenant == tenant else pseudonyms.scenario(record)
         return _publish_scenario(_stamp(s, region, tenant), publisher)
-    t = pseudonyms.telemetry(record)
+    t = record if record.metadata.tenant == tenant else pseudonyms.telemetry(record)
     md = _publish_metadata(dataclasses.replace(t.metadata, region=region, tenant=tenant), publisher)
     ego = None if t.ego is None else _publish_scenario(_stamp(t.ego, region, tenant), publisher)
     signals = tuple(_publish_signal(sig, publisher) for sig in t.signals)

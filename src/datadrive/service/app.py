@@ -19,12 +19,11 @@ from sqlalchemy.orm import Session, sessionmaker
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from datadrive.errors import AuthenticationError, DatadriveError, RateLimitError
-from datadrive.lake import LakeConfig
+from datadrive.lake import LakeConfig, load_config
 from datadrive.service.db import make_engine, migrate, session_factory
 from datadrive.service.errors import error_body, status_of
 from datadrive.service.gateway import LakeGateway
 from datadrive.service.jobs.runner import Dispatcher
-from datadrive.service.lakeconf import load_lake_config
 from datadrive.service.ops import Metrics, OpsMiddleware, log_event
 from datadrive.service.ratelimit import RateLimiter
 from datadrive.service.settings import ServiceSettings
@@ -73,7 +72,7 @@ def create_app(settings: ServiceSettings, lake_config: LakeConfig | None = None)
         lake_config: The lake's configuration (read from ``settings.lake`` if not given).
     """
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    config = lake_config or load_lake_config(settings.lake, settings.env)
+    config = lake_config or load_config(settings.lake, env=settings.env)
     migrate(settings.db_url)
     engine = make_engine(settings.db_url)
     sessions = session_factory(engine)

@@ -9,7 +9,16 @@ from __future__ import annotations
 
 from datadrive.sources.av2_motion import Av2MotionForecastingAdapter
 from datadrive.sources.av2_sensor import Av2SensorAdapter
-from datadrive.sources.base import Adapter, Discovery, Record, Registry, file_sha256, files_sha256
+from datadrive.sources.base import (
+    Adapter,
+    Discovery,
+    Record,
+    Registry,
+    Unit,
+    file_sha256,
+    files_sha256,
+    read_units,
+)
 from datadrive.sources.comma2k19 import Comma2k19Adapter
 from datadrive.sources.commonroad import CommonRoadAdapter
 from datadrive.sources.interaction import InteractionAdapter
@@ -45,6 +54,8 @@ __all__ = [
     "Discovery",
     "Record",
     "Registry",
+    "Unit",
     "file_sha256",
     "files_sha256",
+    "read_units",
 ]

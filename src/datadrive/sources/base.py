@@ -12,6 +12,19 @@ The contract every adapter keeps, enforced by :meth:`Adapter.read`:
 * any failure surfaces as an :class:`~datadrive.errors.InputError` naming the
   path and the reason, never as a bare ``KeyError`` or ``struct.error``.
 
+**The read path** every tool shares (``inspect``, ``demo``, the lake's
+ingest workers): :meth:`Registry.scan` judges the paths a user gave (each
+exists, each explicit file is claimed, folders are walked) into
+:class:`Unit` s, and :meth:`Registry.read` yields ``(unit, record)`` for every
+record of every unit, or ``(unit, error)`` for a unit that cannot be read::
+
+    found = registry.scan(paths)
+    for unit, item in registry.read(found.units):
+        if isinstance(item, InputError):
+            ...  # the unit failed (records it yielded before failing came first)
+        else:
+            ...  # a validated Scenario or Telemetry
+
 Helpers adapters share live here too: the provenance hashes
 (:func:`file_sha256`, :func:`files_sha256`, :func:`digests_sha256`), a file's first bytes for
 ``claims`` (:func:`file_head`) and the map-only record
@@ -27,7 +40,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, NamedTuple
 
 import numpy as np
 
@@ -35,6 +48,7 @@ from datadrive.core.scenario import MapFeatures, Provenance, Scenario, ScenarioM
 from datadrive.core.telemetry import Telemetry
 from datadrive.errors import (
     CorruptFileError,
+    EmptyLogError,
     InputError,
     InvalidValueError,
     UnknownFormatError,
@@ -46,11 +60,13 @@ __all__ = [
     "Discovery",
     "Record",
     "Registry",
+    "Unit",
     "digests_sha256",
     "file_head",
     "file_sha256",
     "files_sha256",
     "map_only_scenario",
+    "read_units",
 ]
 
 Record = Scenario | Telemetry
@@ -205,17 +221,48 @@ class Adapter(ABC):
         )
 
 
+class Unit(NamedTuple):
+    """One input: a file, or a folder for folder-shaped formats, and the adapter that reads it."""
+
+    adapter: Adapter
+    path: Path
+
+
 @dataclass(frozen=True)
 class Discovery:
-    """What :meth:`Registry.discover` found under a folder.
+    """What :meth:`Registry.scan` (or :meth:`Registry.discover`) found.
 
     Attributes:
-        units: ``(adapter, path)`` for every claimed input, in path order.
-        unclaimed: Files no adapter claims (lidar sweeps, images, ...).
+        units: Every claimed input, in path order (each once).
+        unclaimed: Files under a folder that no adapter claims (lidar
+            sweeps, images, companion files such as maps).
+        errors: Paths given that cannot be inputs: missing, or a file no
+            adapter claims.
     """
 
-    units: list[tuple[Adapter, Path]] = field(default_factory=list)
+    units: list[Unit] = field(default_factory=list)
     unclaimed: list[Path] = field(default_factory=list)
+    errors: list[InputError] = field(default_factory=list)
+
+
+def read_units(units: Iterable[Unit]) -> Iterator[tuple[Unit, Record | InputError]]:
+    """``(unit, record)`` for every record of every unit, ``(unit, error)`` for a unit that fails.
+
+    A unit that fails after yielding some records yields those first; a unit
+    with no record at all yields an :class:`~datadrive.errors.EmptyLogError`,
+    so every unit yields at least one item. Never raises for bad input.
+    """
+    for unit in units:
+        empty = True
+        try:
+            for record in unit.adapter.read(unit.path):
+                empty = False
+                yield unit, record
+        except InputError as exc:
+            yield unit, exc
+            continue
+        if empty:
+            yield unit, EmptyLogError(unit.path, "holds no records")
 
 
 @dataclass(frozen=True)
@@ -261,6 +308,9 @@ class Registry:
 
         A folder claimed by a folder-shaped adapter is one unit and is not
         descended into. Hidden entries are ignored.
+
+        Raises:
+            InputError: if ``root`` does not exist.
         """
         p = Path(root)
         if not p.exists():
@@ -269,17 +319,58 @@ class Registry:
         self._walk(p, found)
         return found
 
+    def scan(self, paths: Iterable[str | os.PathLike[str]]) -> Discovery:
+        """The inputs under every path a user gave: the one place that judges input paths.
+
+        A missing path, and a file given explicitly that no adapter claims,
+        go to :attr:`Discovery.errors` (a folder's unclaimed files go to
+        :attr:`Discovery.unclaimed`). A unit or file reached twice (the
+        same path given twice, a folder and a file inside it) counts once.
+        """
+        found = Discovery()
+        seen: set[str] = set()
+        for raw in paths:
+            p = Path(raw)
+            try:
+                here = self.discover(p)
+            except InputError as exc:
+                found.errors.append(exc)
+                continue
+            if p.is_file() and not here.units:
+                found.errors.append(
+                    UnknownFormatError(p, "not a format datadrive reads (no adapter claims it)")
+                )
+                continue
+            for unit in here.units:
+                key = os.path.realpath(unit.path)
+                if key not in seen:
+                    seen.add(key)
+                    found.units.append(unit)
+            for f in here.unclaimed:
+                key = os.path.realpath(f)
+                if key not in seen:
+                    seen.add(key)
+                    found.unclaimed.append(f)
+        return found
+
+    def read(self, units: Iterable[Unit]) -> Iterator[tuple[Unit, Record | InputError]]:
+        """The records of ``units`` (from :meth:`scan`), one ``(unit, record or error)`` at a time.
+
+        See :func:`read_units`, which this is.
+        """
+        return read_units(units)
+
     def _walk(self, p: Path, found: Discovery) -> None:
         if p.is_file():
             claimed = [a for a in self.adapters if a.unit == "file" and a.claims(p)]
             if claimed:
-                found.units.append((claimed[0], p))
+                found.units.append(Unit(claimed[0], p))
             else:
                 found.unclaimed.append(p)
             return
         claimed_dir = [a for a in self.adapters if a.unit == "dir" and a.claims(p)]
         if claimed_dir:
-            found.units.append((claimed_dir[0], p))
+            found.units.append(Unit(claimed_dir[0], p))
             return
         for child in sorted(p.iterdir()):
             if not child.name.startswith("."):

@@ -163,10 +163,9 @@ def run_job(job_id: str, db_url: str, settings: dict[str, Any], parent_pid: int 
     """
     if parent_pid is not None:
         threading.Thread(target=_watch_parent, args=(parent_pid,), daemon=True).start()
-    from datadrive.lake import Lake, Principal
+    from datadrive.lake import Lake, Principal, load_config
     from datadrive.service.db import Tenant, User
     from datadrive.service.jobs.kinds import job_kind
-    from datadrive.service.lakeconf import load_lake_config
 
     engine = make_engine(db_url)
     sessions = session_factory(engine)
@@ -184,7 +183,7 @@ def run_job(job_id: str, db_url: str, settings: dict[str, Any], parent_pid: int 
             return
         ctx: JobContext | None = None
         try:
-            config = load_lake_config(Path(settings["lake"]), settings.get("env", {}))
+            config = load_config(Path(settings["lake"]), env=settings.get("env", {}))
             principal = Principal(
                 f"{user.name}@{tenant.id}", tenant.id, user.home_region or tenant.home_region
             )
