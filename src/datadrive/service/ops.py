@@ -22,10 +22,11 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from starlette.routing import Mount
 
 from datadrive.service.errors import error_body
 
-__all__ = ["CSP", "LOG", "Metrics", "OpsMiddleware", "log_event"]
+__all__ = ["CSP", "LOG", "Metrics", "OpsMiddleware", "log_event", "route_template"]
 
 LOG = logging.getLogger("datadrive.service")
 
@@ -46,6 +47,7 @@ _HEADERS = [
     (b"cache-control", b"no-store"),
 ]
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._\-]{1,64}$")
+_PARAM = re.compile(r"{([A-Za-z_][A-Za-z0-9_]*)}")
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -170,10 +172,7 @@ class OpsMiddleware:
 
     def _finish(self, scope: Scope, status: int, t0: float, rid: str) -> None:
         seconds = time.perf_counter() - t0
-        route = scope.get("route")
-        template = getattr(route, "path", None) or (
-            "/static" if scope["path"].startswith("/static/") else "other"
-        )
+        template = route_template(scope)
         method = scope.get("method", "")
         self.metrics.requests.labels(method, template, str(status)).inc()
         self.metrics.latency.labels(method, template).observe(seconds)
@@ -190,6 +189,30 @@ class OpsMiddleware:
             tenant=getattr(caller, "tenant", None),
             user=getattr(caller, "user", None),
         )
+
+
+def route_template(scope: Scope) -> str:
+    """The template of the route that served ``scope`` (``/api/v1/jobs/{job_id}``), as the client sent it.
+
+    The matched route knows its template relative to the router it was
+    declared on (``/jobs/{job_id}``); the prefixes it was included under
+    (``/api/v1``) are what the request's path has before the route's part,
+    which is the template with the matched parameters filled in. Requests
+    no route matched are ``unmatched`` (their paths would make the label set
+    unbounded); static files are ``/static``.
+    """
+    path = str(scope.get("path", ""))
+    route = scope.get("route")
+    fmt = getattr(route, "path_format", None)
+    if not isinstance(fmt, str):
+        return "/static" if path.startswith("/static/") else "unmatched"
+    if isinstance(route, Mount):  # static files: one label for the mount, not one per file
+        return str(route.path) or "/"
+    params = scope.get("path_params") or {}
+    rendered = _PARAM.sub(lambda m: str(params.get(m.group(1), m.group(0))), fmt)
+    if path.endswith(rendered):
+        return path[: len(path) - len(rendered)] + fmt
+    return fmt  # a path the client escaped differently: the route's own part still names it
 
 
 class _BodyTooLargeError(Exception):
