@@ -1,9 +1,10 @@
-"""Arrow rows to JSON-safe Python values (NaN and infinities as null, bytes as hex)."""
+"""Arrow rows to JSON-safe Python values (NaN and infinities as null, decimals as floats, bytes as hex)."""
 
 from __future__ import annotations
 
 import math
 from datetime import date, datetime
+from decimal import Decimal
 from typing import Any
 
 import pyarrow as pa
@@ -12,7 +13,9 @@ __all__ = ["json_rows", "json_value"]
 
 
 def json_value(value: Any) -> Any:
-    """``value`` with every float made finite-or-None, bytes hex, dates ISO."""
+    """``value`` with every float made finite-or-None, decimals floats, bytes hex, dates ISO."""
+    if isinstance(value, Decimal):  # DuckDB's exact arithmetic (round(), sums of decimals)
+        value = float(value)
     if isinstance(value, float):
         return value if math.isfinite(value) else None
     if isinstance(value, datetime | date):
