@@ -85,6 +85,9 @@ def serve_cmd(
     secure_cookies: Annotated[
         bool, typer.Option("--secure-cookies", help="Behind HTTPS: Secure cookies and HSTS.")
     ] = False,
+    maps: Annotated[
+        Path | None, typer.Option("--maps", help="Folder of map files fleet jobs may draw on (by name).")
+    ] = None,
 ) -> None:
     """Run the alliance service (API + web UI) with its job workers."""
     import uvicorn
@@ -101,6 +104,7 @@ def serve_cmd(
         cors_origins=tuple(cors_origin or ()),
         rate_limit_per_minute=rate_limit,
         secure_cookies=secure_cookies,
+        maps_dir=maps.resolve() if maps else None,
     )
     app = create_app(settings, load_config(lake, env=settings.env))
     out.print(

@@ -79,7 +79,13 @@ def create_app(settings: ServiceSettings, lake_config: LakeConfig | None = None)
     dispatcher = Dispatcher(
         sessions,
         settings.db_url,
-        {"lake": str(settings.lake), "data_dir": str(settings.data_dir), "env": dict(settings.env)},
+        {
+            "lake": str(settings.lake),
+            "data_dir": str(settings.data_dir),
+            "env": dict(settings.env),
+            "maps_dir": str(settings.maps_dir) if settings.maps_dir else None,
+            "max_scenarios": settings.max_sim_scenarios,
+        },
         workers=settings.workers,
         max_attempts=settings.job_max_attempts,
         ray_address=settings.ray_address,
@@ -126,12 +132,14 @@ def create_app(settings: ServiceSettings, lake_config: LakeConfig | None = None)
     app.state.services = services
     _handlers(app)
 
-    from datadrive.service.api import identity, jobs, lake, objects, ops, uploads
+    from datadrive.service.api import identity, jobs, lake, objects, ops, sim, uploads
     from datadrive.service.ui import pages
+    from datadrive.service.ui import simulation as sim_pages
 
-    for module in (identity, lake, uploads, jobs, objects):
+    for module in (identity, lake, uploads, jobs, objects, sim):
         app.include_router(module.router, prefix=API_PREFIX)
     app.include_router(ops.router)
+    app.include_router(sim_pages.router)  # before the pages' catch-all /{layer}
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=_HERE / "ui" / "static"), name="static")
 

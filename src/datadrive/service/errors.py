@@ -29,6 +29,7 @@ from datadrive.errors import (
     QueryTimeoutError,
     RateLimitError,
     ResidencyError,
+    SimulationInputError,
     StorageError,
     TooLargeError,
 )
@@ -61,6 +62,7 @@ _STATUS: tuple[tuple[type[DatadriveError], int, str], ...] = (
     (RateLimitError, 429, "rate_limited"),
     (TooLargeError, 413, "too_large"),
     (InputError, 422, "bad_input"),
+    (SimulationInputError, 422, "bad_input"),
     (QueryTimeoutError, 408, "query_timeout"),
     (StorageError, 503, "storage_unavailable"),
     (LakeError, 400, "bad_request"),

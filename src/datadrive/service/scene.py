@@ -15,12 +15,24 @@ from typing import Any
 
 import numpy as np
 
-from datadrive.core.scenario import MapFeatureKind, ObjectType, Scenario
+from datadrive.core.scenario import MapFeatureKind, ObjectType, Scenario, TrafficLightState
 
-__all__ = ["scene_json", "thumbnail_svg"]
+__all__ = ["rollout_scene_json", "scene_json", "thumbnail_svg"]
 
 _TYPES = {int(t): t.name.lower() for t in ObjectType}
 _KINDS = {int(k): k.name.lower() for k in MapFeatureKind}
+# a light's colour class: the viewer draws stop red, caution amber, go green, unknown grey
+_LIGHT = {
+    int(TrafficLightState.UNKNOWN): "unknown",
+    int(TrafficLightState.ARROW_STOP): "stop",
+    int(TrafficLightState.STOP): "stop",
+    int(TrafficLightState.FLASHING_STOP): "stop",
+    int(TrafficLightState.ARROW_CAUTION): "caution",
+    int(TrafficLightState.CAUTION): "caution",
+    int(TrafficLightState.FLASHING_CAUTION): "caution",
+    int(TrafficLightState.ARROW_GO): "go",
+    int(TrafficLightState.GO): "go",
+}
 _COLOURS = {"vehicle": "#4c8dff", "cyclist": "#f5a524", "pedestrian": "#e5484d", "other": "#8b95a7"}
 
 
@@ -52,6 +64,14 @@ def _map_polylines(scenario: Scenario, origin: np.ndarray, max_points: int) -> l
     return out
 
 
+def _kept_steps(num_steps: int, max_steps: int) -> np.ndarray:
+    """Indices of the steps a scene keeps: every k-th so at most ``max_steps`` (plus the last one)."""
+    steps = np.arange(0, num_steps, max(1, int(np.ceil(num_steps / max_steps))))
+    if num_steps and steps[-1] != num_steps - 1:
+        steps = np.r_[steps, num_steps - 1]
+    return steps
+
+
 def scene_json(
     scenario: Scenario,
     *,
@@ -59,7 +79,11 @@ def scene_json(
     max_steps: int = 400,
     max_map_points: int = 20_000,
 ) -> dict[str, Any]:
-    """The viewer's scene: timeline, tracks as ``(T,)`` rounded arrays with nulls, map polylines.
+    """The viewer's scene: timeline, tracks as ``(T,)`` rounded arrays with nulls, map polylines, lights.
+
+    A track has ``x``, ``y`` (metres from ``origin``), ``heading`` (rad) and
+    ``speed`` (m/s, from the recorded velocity; null where the source has
+    none), each ``(T,)`` with nulls where the track has no state.
 
     Args:
         scenario: The scenario.
@@ -69,9 +93,7 @@ def scene_json(
     """
     tr = scenario.tracks
     num_steps = len(scenario.timestamps_ns)
-    steps = np.arange(0, num_steps, max(1, int(np.ceil(num_steps / max_steps))))
-    if num_steps and steps[-1] != num_steps - 1:
-        steps = np.r_[steps, num_steps - 1]
+    steps = _kept_steps(num_steps, max_steps)
     origin = _origin(scenario)
     t0 = int(scenario.timestamps_ns[0]) if num_steps else 0
     t_s = (scenario.timestamps_ns[steps] - t0) / 1e9
@@ -85,6 +107,8 @@ def scene_json(
         x = [float(v) if ok else None for v, ok in zip(xy[:, 0], valid, strict=True)]
         y = [float(v) if ok else None for v, ok in zip(xy[:, 1], valid, strict=True)]
         h = [float(v) if ok and np.isfinite(v) else None for v, ok in zip(heading, valid, strict=True)]
+        speed = np.round(np.hypot(tr.velocity_mps[a, steps, 0], tr.velocity_mps[a, steps, 1]), 2)
+        v = [float(s) if ok and np.isfinite(s) else None for s, ok in zip(speed, valid, strict=True)]
         size = tr.size_m[a]
         tracks.append(
             {
@@ -97,6 +121,7 @@ def scene_json(
                 "x": x,
                 "y": y,
                 "heading": h,
+                "speed": v,
             }
         )
     return {
@@ -108,21 +133,50 @@ def scene_json(
         "t_s": np.round(t_s, 3).tolist(),
         "tracks": tracks,
         "map": _map_polylines(scenario, origin, max_map_points),
+        "lights": _lights(scenario, origin, steps),
         "events": list(events or []),
     }
 
 
+def _lights(scenario: Scenario, origin: np.ndarray, steps: np.ndarray) -> list[dict[str, Any]]:
+    """Lights with a known stop point: where, and their state class per kept step (null: not observed)."""
+    tl = scenario.traffic_lights
+    if tl is None:
+        return []
+    out = []
+    for i in range(len(tl.lane_ids)):
+        p = tl.stop_point_m[i, :2]
+        if not np.isfinite(p).all() or not tl.valid[i, steps].any():
+            continue
+        states = [
+            _LIGHT.get(int(code), "unknown") if ok else None
+            for code, ok in zip(tl.state[i, steps], tl.valid[i, steps], strict=True)
+        ]
+        xy = np.round(p - origin, 2)
+        out.append({"lane": str(tl.lane_ids[i]), "x": float(xy[0]), "y": float(xy[1]), "state": states})
+    return out
+
+
 def thumbnail_svg(scenario: Scenario, size_px: int = 160) -> str:
-    """A small SVG: map lines in grey, each track's path in its type's colour, the ego in white."""
+    """A small SVG: map lines in grey, each track's path in its type's colour, the ego in white.
+
+    The picture frames the ego's path (or every agent, when there is no ego)
+    with 25 m around it; the map outside is cut off by the view box.
+    """
     scene = scene_json(scenario, max_steps=60, max_map_points=3000)
-    pts: list[list[float]] = [p for f in scene["map"] for p in f["pts"]]
+    # frame what moves (the ego's path, else the agents' 2-98 % extent) with a margin, so a small
+    # scene on a city-sized map is not a speck; only the map has no agents to frame
+    moving: list[list[float]] = []
     for t in scene["tracks"]:
-        pts += [[x, y] for x, y in zip(t["x"], t["y"], strict=True) if x is not None]
-    arr = np.asarray(pts, dtype=np.float64).reshape(-1, 2)
-    if len(arr) == 0:
-        arr = np.zeros((1, 2))
-    lo, hi = arr.min(axis=0), arr.max(axis=0)
-    span = float(max(hi[0] - lo[0], hi[1] - lo[1], 10.0)) * 1.05
+        if t["ego"] or not any(u["ego"] for u in scene["tracks"]):
+            moving += [[x, y] for x, y in zip(t["x"], t["y"], strict=True) if x is not None]
+    if moving:
+        arr = np.asarray(moving, dtype=np.float64)
+        lo, hi = np.quantile(arr, 0.02, axis=0) - 25.0, np.quantile(arr, 0.98, axis=0) + 25.0
+    else:
+        mp = np.asarray([p for f in scene["map"] for p in f["pts"]] or [[0.0, 0.0]], dtype=np.float64)
+        lo, hi = mp.min(axis=0), mp.max(axis=0)
+    span = float(max(hi[0] - lo[0], hi[1] - lo[1], 40.0)) * 1.05
     centre = (lo + hi) / 2
 
     def xy(p: list[float]) -> str:
@@ -132,13 +186,19 @@ def thumbnail_svg(scenario: Scenario, size_px: int = 160) -> str:
 
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {size_px} {size_px}" '
-        f'width="{size_px}" height="{size_px}"><rect width="100%" height="100%" fill="#11151c"/>'
+        f'width="{size_px}" height="{size_px}"><rect width="100%" height="100%" fill="#0e1219"/>'
     ]
+    strokes = {"lane_centerline": "#263040", "lane_boundary": "#3a4456", "road_edge": "#5d6878"}
     for f in scene["map"]:
-        if len(f["pts"]) > 1 and f["kind"] in ("lane_centerline", "lane_boundary", "road_edge"):
-            colour = "#2a3240" if f["kind"] == "lane_centerline" else "#3a4456"
+        if len(f["pts"]) > 2 and f["kind"] == "drivable_area":
             points = " ".join(xy(p) for p in f["pts"])
-            parts.append(f'<polyline fill="none" stroke="{colour}" stroke-width="1" points="{points}"/>')
+            parts.append(f'<polygon fill="#161d28" stroke="none" points="{points}"/>')
+    for f in scene["map"]:
+        if len(f["pts"]) > 1 and f["kind"] in strokes:
+            points = " ".join(xy(p) for p in f["pts"])
+            parts.append(
+                f'<polyline fill="none" stroke="{strokes[f["kind"]]}" stroke-width="1" points="{points}"/>'
+            )
     for t in sorted(scene["tracks"], key=lambda t: t["ego"]):
         path = [xy([x, y]) for x, y in zip(t["x"], t["y"], strict=True) if x is not None]
         if len(path) < 2:
@@ -151,3 +211,59 @@ def thumbnail_svg(scenario: Scenario, size_px: int = 160) -> str:
         )
     parts.append("</svg>")
     return "".join(parts)
+
+
+def rollout_scene_json(
+    logged: Scenario,
+    *,
+    track_ids: np.ndarray,
+    x_m: np.ndarray,
+    y_m: np.ndarray,
+    heading_rad: np.ndarray,
+    speed_mps: np.ndarray,
+    valid: np.ndarray,
+    label: str,
+    events: list[dict[str, Any]] | None = None,
+    max_steps: int = 400,
+) -> dict[str, Any]:
+    """The viewer's scene of ``logged`` with a simulated rollout of some of its agents on top.
+
+    Notation: ``A`` simulated agents (row 0 the ego), ``T`` steps of ``logged``.
+
+    Args:
+        logged: The scenario on the simulator's time grid (what the agents did in the log).
+        track_ids: ``(A,)`` the simulated agents' ids in ``logged``.
+        x_m, y_m, heading_rad, speed_mps: ``(A, T)`` the rollout, in ``logged``'s frame.
+        valid: ``(A, T)`` the agent exists at that step.
+        label: What drove the ego (``"idm, reactive agents"``).
+        events: Timeline marks (collisions, leaving the drivable area).
+        max_steps: Steps kept at most (the same steps for the log and the rollout).
+    """
+    scene = scene_json(logged, events=events, max_steps=max_steps)
+    steps = _kept_steps(len(logged.timestamps_ns), max_steps)
+    origin = np.asarray(scene["origin"], dtype=np.float64)
+    ego_id = str(logged.tracks.track_ids[logged.ego_index]) if logged.ego_index is not None else None
+    tracks = []
+    for a in range(len(track_ids)):
+        ok = valid[a, steps]
+        if not ok.any():
+            continue
+
+        def col(v: np.ndarray, digits: int, ok: np.ndarray = ok) -> list[float | None]:
+            return [
+                float(x) if good and np.isfinite(x) else None
+                for x, good in zip(np.round(v, digits), ok, strict=True)
+            ]
+
+        tracks.append(
+            {
+                "id": str(track_ids[a]),
+                "ego": str(track_ids[a]) == ego_id,
+                "x": col(x_m[a, steps] - origin[0], 2),
+                "y": col(y_m[a, steps] - origin[1], 2),
+                "heading": col(heading_rad[a, steps], 3),
+                "speed": col(speed_mps[a, steps], 2),
+            }
+        )
+    scene["rollout"] = {"label": label, "tracks": tracks}
+    return scene

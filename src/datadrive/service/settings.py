@@ -43,6 +43,9 @@ class ServiceSettings:
             off to drive it by hand).
         snapshot_ttl_s: How long a cached lake snapshot is reused before the
             service checks for a newer lake version.
+        maps_dir: The fleet-map catalogue: map files (Lanelet2 ``.osm``, ...)
+            fleet jobs may draw on, named by file name. None: no fleet jobs.
+        max_sim_scenarios: Scenarios one simulate job may cover at most.
     """
 
     lake: Path
@@ -66,6 +69,8 @@ class ServiceSettings:
     secure_cookies: bool = False
     start_workers: bool = True
     snapshot_ttl_s: float = 2.0
+    maps_dir: Path | None = None
+    max_sim_scenarios: int = 2_000
 
     @property
     def db_url(self) -> str:

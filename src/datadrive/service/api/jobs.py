@@ -83,7 +83,7 @@ def kinds(caller: CallerDep) -> list[dict[str, Any]]:
 def submit(body: JobIn, caller: CallerDep, db: DbDep, svc: ServicesDep) -> dict[str, Any]:
     kind = job_kind(body.kind)
     require(caller, kind.role, f"submitting {kind.name} jobs")
-    params = kind.check(body.params) if kind.check else dict(body.params)
+    params = kind.check(body.params, svc.dispatcher.worker_settings) if kind.check else dict(body.params)
     region = body.region
     if kind.needs_region:
         if region is None:

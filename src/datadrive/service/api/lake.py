@@ -95,32 +95,42 @@ def _scenario_rows(svc: ServicesDep, caller: Caller, region: str, flt: ds.Expres
     return snap.table("scenarios", columns=LIST_COLUMNS, filter=base if flt is None else base & flt)
 
 
-@router.get("/regions/{region}/overview", summary="Counts per source, ingests per day, the lake version")
+@router.get(
+    "/regions/{region}/overview", summary="Counts per source, the lake's growth per commit, the lake version"
+)
 def overview(region: RegionPath, caller: CallerDep, svc: ServicesDep) -> dict[str, Any]:
     snap = svc.gateway.snapshot(caller.principal, svc.gateway.region(region))
     by_source = snap.sql(
-        "SELECT source, count(*) AS scenarios, sum(num_tracks) AS tracks, sum(num_valid_states) AS states, "
-        "round(sum(duration_s) / 3600.0, 3) AS hours, sum(num_vehicles) AS vehicles, "
-        "sum(num_pedestrians) AS pedestrians, sum(num_cyclists) AS cyclists "
-        "FROM scenarios WHERE telemetry_id IS NULL GROUP BY source ORDER BY scenarios DESC",
-        timeout_s=svc.settings.sql_timeout_s,
-    ).table
-    by_day = snap.sql(
-        "SELECT CAST(ingest_date AS VARCHAR) AS day, count(*) AS scenarios FROM scenarios "
-        "GROUP BY 1 ORDER BY 1",
+        "SELECT source, count(*) AS scenarios, CAST(sum(num_tracks) AS BIGINT) AS tracks, "
+        "CAST(sum(num_valid_states) AS BIGINT) AS states, CAST(sum(duration_s) AS DOUBLE) AS duration_s, "
+        "CAST(sum(num_vehicles) AS BIGINT) AS vehicles, CAST(sum(num_pedestrians) AS BIGINT) AS pedestrians, "
+        "CAST(sum(num_cyclists) AS BIGINT) AS cyclists, count(DISTINCT map_id) AS maps "
+        "FROM scenarios WHERE telemetry_id IS NULL GROUP BY source ORDER BY scenarios DESC, source",
         timeout_s=svc.settings.sql_timeout_s,
     ).table
     telemetry = snap.sql(
         "SELECT source, count(DISTINCT telemetry_id) AS logs FROM telemetry GROUP BY 1 ORDER BY 1",
         timeout_s=svc.settings.sql_timeout_s,
     ).table
+    # the lake's growth: commit metadata (versions, operations, counts), which the library lets any
+    # principal read; the counts are of every tenant's commits in the region
+    commits = [
+        {
+            "version": v.version,
+            "time": v.time.isoformat(),
+            "operation": v.operation,
+            "scenarios": int(v.info.get("scenarios") or 0),
+        }
+        for v in reversed(svc.gateway.lake(caller.principal).history(region))
+        if v.operation != "create"
+    ]
     return {
         "region": region,
         "version": snap.version,
         "tenants": list(snap.tenants),
         "by_source": json_rows(by_source),
-        "by_day": json_rows(by_day),
         "telemetry": json_rows(telemetry),
+        "commits": json_value(commits[-60:]),
     }
 
 

@@ -30,7 +30,7 @@ from datadrive.service.identity import Caller, new_id, require
 
 router = APIRouter(tags=["sharing"], responses=ERROR_RESPONSES)
 
-ObjectType = Literal["report", "dataset", "event_set", "model"]
+ObjectType = Literal["report", "dataset", "event_set", "model", "simulation"]
 IdPath = Annotated[str, Path(max_length=40)]
 PartPath = Annotated[str, Path(max_length=40)]
 
@@ -70,6 +70,11 @@ def _visible(db: DbDep, caller: Caller, object_id: str) -> tuple[SharedObject, G
     if grant is None:
         raise NotFoundError(f"no object {object_id!r}")
     return obj, grant
+
+
+def object_out(obj: SharedObject, caller: Caller, svc: ServicesDep) -> dict[str, Any]:
+    """An object as the API shows it: parts with whether the caller's region may read them."""
+    return _object(obj, caller, svc)
 
 
 def _object(obj: SharedObject, caller: Caller, svc: ServicesDep) -> dict[str, Any]:
@@ -135,9 +140,35 @@ def get_object(object_id: IdPath, caller: CallerDep, db: DbDep, svc: ServicesDep
 )
 def read_part(object_id: IdPath, part: PartPath, caller: CallerDep, db: DbDep, svc: ServicesDep) -> Response:
     obj, grant = _visible(db, caller, object_id)
+    data, ref = part_bytes(obj, grant, part, caller, svc)
+    media = "application/json" if ref.endswith(".json") else "application/octet-stream"
+    return Response(data, media_type=media)
+
+
+def visible(db: DbDep, caller: Caller, object_id: str, type_: str) -> tuple[SharedObject, Grant | None]:
+    """An object of ``type_`` the caller owns or was granted, and the grant (None for the owner).
+
+    Raises:
+        NotFoundError: in the same words whether it does not exist, is another type, or is not visible.
+    """
+    obj, grant = _visible(db, caller, object_id)
+    if obj.type != type_:
+        raise NotFoundError(f"no object {object_id!r}")
+    return obj, grant
+
+
+def part_bytes(
+    obj: SharedObject, grant: Grant | None, part: str, caller: Caller, svc: ServicesDep
+) -> tuple[bytes, str]:
+    """A part's bytes, read through the library as the caller (the grant shown to it), and its reference.
+
+    Raises:
+        NotFoundError: no such part.
+        ResidencyError: the part is raw data, or the region's policy keeps its kind from the caller.
+    """
     spec = obj.parts.get(part)
     if not isinstance(spec, dict):
-        raise NotFoundError(f"object {object_id} has no part {part!r}")
+        raise NotFoundError(f"object {obj.id} has no part {part!r}")
     kind, ref = str(spec.get("kind")), str(spec.get("object"))
     if kind == "raw":
         raise ResidencyError(
@@ -149,8 +180,7 @@ def read_part(object_id: IdPath, part: PartPath, caller: CallerDep, db: DbDep, s
         else svc.gateway.shared_lake(caller.principal, obj.tenant_id, obj.region)
     )
     data, _ = lake.read_derived(obj.region, ref)
-    media = "application/json" if ref.endswith(".json") else "application/octet-stream"
-    return Response(data, media_type=media)
+    return data, ref
 
 
 def _grant_out(g: Grant, obj: SharedObject, svc: ServicesDep, db: DbDep) -> dict[str, Any]:

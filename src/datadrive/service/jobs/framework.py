@@ -40,8 +40,9 @@ class JobKind:
         description: One line for the API and the UI.
         target: ``module:function`` a worker runs: ``fn(ctx, params) -> dict`` (the result).
         role: The role a caller needs to submit it.
-        check: Validates and normalises parameters at submission (raises a
-            :class:`~datadrive.errors.DatadriveError` naming the bad one).
+        check: Validates and normalises parameters at submission,
+            ``check(params, settings)`` with the workers' settings (``maps_dir``,
+            ...); raises a :class:`~datadrive.errors.DatadriveError` naming the bad one.
         rerun_safe: Whether a job interrupted by a restart may be started
             again (idempotent work); otherwise it is marked failed.
         needs_region: Whether its parameters must name a region.
@@ -51,7 +52,7 @@ class JobKind:
     description: str
     target: str
     role: str = "engineer"
-    check: Callable[[Mapping[str, Any]], dict[str, Any]] | None = None
+    check: Callable[[Mapping[str, Any], Mapping[str, Any]], dict[str, Any]] | None = None
     rerun_safe: bool = True
     needs_region: bool = True
 
@@ -225,7 +226,12 @@ def _finish(
     result: dict[str, Any] | None = None,
 ) -> None:
     with sessions() as db:
-        values: dict[str, Any] = {"status": status, "finished_at": utc_now(), "error": error}
+        values: dict[str, Any] = {
+            "status": status,
+            "finished_at": utc_now(),
+            "error": error,
+            "message": status,
+        }
         if status == "succeeded":
             values["progress"] = 1.0
             values["result"] = result or {}

@@ -1,9 +1,10 @@
 """The job kinds the service runs: each is one :class:`JobKind` entry.
 
-Layers register here as they land (tagging with ``datadrive.mining``,
-dataset builds with ``datadrive.curate``, training with ``datadrive.train``,
-simulation and fleet generation with ``datadrive.sim``): one entry naming
-the function a worker calls, ``fn(ctx: JobContext, params: dict) -> dict``.
+Layers register here as they land (simulation and fleet generation with
+``datadrive.sim``; tagging with ``datadrive.mining``, dataset builds with
+``datadrive.curate`` and training with ``datadrive.train`` once they are on
+main): one entry naming the function a worker calls,
+``fn(ctx: JobContext, params: dict) -> dict``.
 """
 
 from __future__ import annotations
@@ -13,11 +14,12 @@ from typing import Any
 
 from datadrive.errors import InputError, NotFoundError
 from datadrive.service.jobs.framework import JobKind
+from datadrive.service.simulation import check_fleet, check_simulate
 
 __all__ = ["JOB_KINDS", "job_kind"]
 
 
-def _check_report(params: Mapping[str, Any]) -> dict[str, Any]:
+def _check_report(params: Mapping[str, Any], settings: Mapping[str, Any]) -> dict[str, Any]:
     query, title = params.get("query"), params.get("title")
     if not isinstance(query, str) or not query.strip() or len(query) > 20_000:
         raise InputError("params.query", "a report needs one SQL query (at most 20,000 characters)")
@@ -26,7 +28,7 @@ def _check_report(params: Mapping[str, Any]) -> dict[str, Any]:
     return {"query": query, "title": title.strip()}
 
 
-def _no_direct(params: Mapping[str, Any]) -> dict[str, Any]:
+def _no_direct(params: Mapping[str, Any], settings: Mapping[str, Any]) -> dict[str, Any]:
     raise InputError("kind", "ingest jobs are created by uploading a file (POST /api/v1/uploads)")
 
 
@@ -45,8 +47,22 @@ JOB_KINDS: tuple[JobKind, ...] = (
         check=_check_report,
         rerun_safe=True,
     ),
-    # tagging (datadrive.mining), dataset builds (datadrive.curate), training (datadrive.train),
-    # simulation and fleet generation (datadrive.sim) join here as those layers land.
+    JobKind(
+        name="simulate",
+        description="Closed-loop simulation of scenarios of a region: nuPlan and NAVSIM scores.",
+        target="datadrive.service.simulation:simulate_job",
+        check=check_simulate,
+        rerun_safe=True,  # a rerun writes a new run; the interrupted one left no object
+    ),
+    JobKind(
+        name="fleet",
+        description="Generate synthetic scenarios with injected events on a map of the service's catalogue.",
+        target="datadrive.service.simulation:fleet_job",
+        check=check_fleet,
+        rerun_safe=False,  # commits land as it goes: a rerun would add a second copy of what it wrote
+    ),
+    # tagging (datadrive.mining), dataset builds (datadrive.curate) and training (datadrive.train)
+    # join here as those layers land.
 )
 """Every job kind, by name."""
 

@@ -24,6 +24,7 @@ from datadrive.service.api import jobs as jobs_api
 from datadrive.service.api import lake as lake_api
 from datadrive.service.api import objects as objects_api
 from datadrive.service.api.deps import SESSION_COOKIE, DbDep, Page, ServicesDep, caller_of, services
+from datadrive.service.api.sim import sim_options
 from datadrive.service.db import Tenant, User
 from datadrive.service.identity import Caller, check_password, create_session, end_session, record
 
@@ -32,13 +33,24 @@ templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 _PRE_CSRF = "dd_signin_csrf"
 
 LAYERS = (
-    ("mining", "Mining", "datadrive.mining"),
-    ("datasets", "Datasets", "datadrive.curate"),
-    ("runs", "Runs", "datadrive.train"),
-    ("simulation", "Simulation", "datadrive.sim"),
-    ("assistant", "Assistant", "datadrive.assistant"),
+    (
+        "mining",
+        "Mining",
+        "datadrive.mining",
+        "Event tags and queries over the lake: an expression or a description, hits with thumbnails.",
+    ),
+    (
+        "datasets",
+        "Datasets",
+        "datadrive.curate",
+        "Curated, versioned datasets with splits by log, built as jobs.",
+    ),
+    ("runs", "Runs", "datadrive.train", "Training and evaluation runs: loss curves, metric tables, reports."),
+    ("simulation", "Simulation", "datadrive.sim", "Closed-loop simulation and a synthetic fleet."),
+    ("assistant", "Assistant", "datadrive.assistant", "The in-car assistant, as a chat over your drives."),
 )
-"""Pages of layers still being built: shown in the navigation, greyed until the layer lands."""
+"""Pages of the layers above the lake, in the navigation; a layer not installed has a greyed entry and a
+page saying so (``/simulation`` has its own pages in ``ui/simulation.py``, matched before these)."""
 
 
 def _layer_ready(module: str) -> bool:
@@ -51,7 +63,7 @@ def render(
     request: Request, template: str, caller: Caller | None, status: int = 200, **ctx: Any
 ) -> HTMLResponse:
     svc = services(request)
-    nav_layers = [(slug, title, _layer_ready(mod)) for slug, title, mod in LAYERS]
+    nav_layers = [(slug, title, _layer_ready(mod)) for slug, title, mod, _ in LAYERS]
     return templates.TemplateResponse(
         request,
         template,
@@ -211,6 +223,14 @@ def lake_page(request: Request, db: DbDep, svc: ServicesDep, region: str | None 
     )
 
 
+_SORTS = {
+    "scenario_id": "id",
+    "-num_tracks": "most tracks",
+    "-duration_s": "longest",
+    "-ingest_date": "newest",
+}
+
+
 @router.get("/scenarios", response_class=HTMLResponse)
 def scenarios_page(
     request: Request,
@@ -219,11 +239,18 @@ def scenarios_page(
     region: str | None = None,
     source: str | None = None,
     q: str | None = None,
+    min_tracks: str | None = None,
+    sort: str = "scenario_id",
+    view: str = "grid",
     offset: int = 0,
 ) -> Response:
     caller = _caller(request, db)
     r = _region(request, caller, region)
-    page = Page(48, max(0, min(offset, 10_000_000)))
+    view = "table" if view == "table" else "grid"
+    page = Page(100 if view == "table" else 48, max(0, min(offset, 10_000_000)))
+    sort = sort if sort in _SORTS else "scenario_id"
+    least = int(min_tracks) if min_tracks and min_tracks.isdigit() else None
+    sources: list[dict[str, Any]] = []
     try:
         listing = lake_api.list_scenarios(
             r,
@@ -232,11 +259,14 @@ def scenarios_page(
             page,
             source=source or None,
             q=(q or None) and q[:200],
-            min_tracks=None,
-            sort="scenario_id",
+            min_tracks=least,
+            sort=sort,  # type: ignore[arg-type]  # checked against _SORTS above
         )
+        sources = lake_api.overview(r, caller, svc)["by_source"]
         refused = None
     except DatadriveError as exc:
+        if isinstance(exc, AuthenticationError):
+            raise
         listing, refused = None, str(exc)
     return render(
         request,
@@ -244,8 +274,13 @@ def scenarios_page(
         caller,
         region=r,
         listing=listing,
+        sources=sources,
         source=source or "",
         q=q or "",
+        min_tracks=least,
+        sort=sort,
+        sorts=_SORTS,
+        view=view,
         refused=refused,
     )
 
@@ -254,23 +289,41 @@ def scenarios_page(
 def scenario_page(request: Request, region: str, scenario_id: str, db: DbDep, svc: ServicesDep) -> Response:
     caller = _caller(request, db)
     row = lake_api.get_scenario(region, scenario_id, caller, svc)
-    return render(request, "scenario.html", caller, region=region, scenario=row)
+    return render(
+        request,
+        "scenario.html",
+        caller,
+        region=region,
+        scenario=row,
+        mining_ready=_layer_ready("datadrive.mining"),
+    )
 
 
 @router.get("/sql", response_class=HTMLResponse)
 def sql_page(request: Request, db: DbDep, region: str | None = None) -> Response:
     caller = _caller(request, db)
-    return render(request, "sql.html", caller, region=_region(request, caller, region))
+    timeout_s = services(request).settings.sql_timeout_s
+    return render(request, "sql.html", caller, region=_region(request, caller, region), timeout_s=timeout_s)
 
 
 # --------------------------------------------------------------------------- jobs, sharing, audit
 
 
 @router.get("/jobs", response_class=HTMLResponse)
-def jobs_page(request: Request, db: DbDep, offset: int = 0) -> Response:
+def jobs_page(request: Request, db: DbDep, svc: ServicesDep, status: str = "", offset: int = 0) -> Response:
     caller = _caller(request, db)
-    listing = jobs_api.list_jobs(caller, db, Page(50, max(0, offset)), status=None, kind=None)
-    return render(request, "jobs.html", caller, listing=listing, kinds=jobs_api.kinds(caller))
+    wanted = status if status in ("queued", "running", "succeeded", "failed", "cancelled") else None
+    listing = jobs_api.list_jobs(caller, db, Page(50, max(0, offset)), status=wanted, kind=None)  # type: ignore[arg-type]
+    users = dict(db.execute(select(User.id, User.name).where(User.tenant_id == caller.tenant)).tuples().all())
+    return render(
+        request,
+        "jobs.html",
+        caller,
+        listing=listing,
+        status_filter=wanted or "",
+        users=users,
+        sim=sim_options(caller, svc),
+    )
 
 
 @router.get("/jobs/{job_id}", response_class=HTMLResponse)
@@ -339,7 +392,8 @@ def audit_page(
 def keys_page(request: Request, db: DbDep) -> Response:
     caller = _caller(request, db)
     keys = identity_api.list_keys(caller, db, Page(100, 0), active=None)
-    return render(request, "keys.html", caller, keys=keys)
+    users = dict(db.execute(select(User.id, User.name).where(User.tenant_id == caller.tenant)).tuples().all())
+    return render(request, "keys.html", caller, keys=keys, users=users)
 
 
 @router.get("/api", response_class=HTMLResponse)
@@ -365,9 +419,7 @@ def api_page(request: Request, db: DbDep) -> Response:
 @router.get("/{layer}", response_class=HTMLResponse)
 def layer_page(request: Request, layer: str, db: DbDep) -> Response:
     caller = _caller(request, db)
-    for slug, title, module in LAYERS:
+    for slug, title, module, what in LAYERS:
         if slug == layer:
-            return render(
-                request, "pending.html", caller, title=title, module=module, ready=_layer_ready(module)
-            )
+            return render(request, "pending.html", caller, title=title, module=module, what=what)
     return render(request, "error.html", caller, 404, status_code=404, message="no such page")

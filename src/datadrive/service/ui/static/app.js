@@ -1,4 +1,4 @@
-// Small helpers for every page: API calls with the session's CSRF token, forms, live job tables.
+// Small helpers for every page: API calls with the session's CSRF token, forms, tabs, live job tables.
 "use strict";
 const csrf = () => (document.querySelector('meta[name="csrf-token"]') || {}).content || "";
 
@@ -9,7 +9,7 @@ async function api(path, opts = {}) {
   const body = type.includes("json") ? await resp.json() : await resp.text();
   if (!resp.ok) {
     const msg = body && body.error ? body.error.message : resp.statusText;
-    throw new Error(`${resp.status} ${msg}`);
+    throw new Error(`${resp.status} · ${msg}`);
   }
   return body;
 }
@@ -19,26 +19,44 @@ function statusOf(form) {
   const next = form.nextElementSibling;
   return next && next.classList.contains("form-status") ? next : form.querySelector(".form-status") || form.parentElement.querySelector(".form-status");
 }
-
+function say(out, text, bad) { if (out) { out.textContent = text; out.className = `form-status small ${bad ? "error" : "muted"}`; } }
 function esc(s) { return String(s).replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]); }
 
+// A form's fields as JSON: numbers from type=number, booleans from checkboxes, data-group="x" nests under x,
+// empty optional fields left out.
+function fields(form) {
+  const out = {};
+  form.querySelectorAll("input[name], select[name], textarea[name]").forEach((el) => {
+    if (el.type === "file" || el.disabled) return;
+    let v;
+    if (el.type === "checkbox") v = el.checked;
+    else if (el.value === "" ) return;
+    else if (el.type === "number") v = Number(el.value);
+    else v = el.value;
+    const group = el.dataset.group;
+    if (group) (out[group] = out[group] || {})[el.name] = v; else out[el.name] = v;
+  });
+  return out;
+}
+
 document.addEventListener("DOMContentLoaded", () => {
-  // JSON forms: data-api-json="/api/v1/..." (values collected from named fields).
+  // JSON forms: data-api-json="/api/v1/...". data-job="KIND" sends {kind, region, params: {...}}.
   document.querySelectorAll("form[data-api-json]").forEach((form) => {
     form.addEventListener("submit", async (ev) => {
       ev.preventDefault();
-      const out = statusOf(form);
-      const data = {};
-      new FormData(form).forEach((v, k) => { data[k] = v; });
+      const out = statusOf(form), btn = form.querySelector("button[type=submit], button:not([type])");
+      const data = fields(form);
       let body = data;
-      if (form.dataset.kind) body = { kind: form.dataset.kind, region: data.region, params: { title: data.title, query: data.query } };
+      if (form.dataset.job) { const { region, ...params } = data; body = { kind: form.dataset.job, region, params }; }
       if (form.dataset.showSecret) body = { name: data.name, scopes: [data.scopes], ttl_days: Number(data.ttl_days) };
+      if (btn) btn.disabled = true;
+      say(out, "sending…");
       try {
         const res = await api(form.dataset.apiJson, { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) });
-        if (form.dataset.showSecret) { if (out) out.innerHTML = `Copy it now, it is shown once: <code>${esc(res.secret)}</code>`; return; }
+        if (form.dataset.showSecret) { if (out) { out.innerHTML = `Copy it now, it is shown once: <code class="secret">${esc(res.secret)}</code>`; out.className = "form-status small"; } return; }
         if (res.kind && res.id) { location.href = `/jobs/${res.id}`; return; }
         location.reload();
-      } catch (e) { if (out) { out.textContent = e.message; out.className = "form-status small error"; } }
+      } catch (e) { say(out, e.message, true); } finally { if (btn) btn.disabled = false; }
     });
   });
   // Upload form (multipart).
@@ -46,32 +64,46 @@ document.addEventListener("DOMContentLoaded", () => {
   if (up) up.addEventListener("submit", async (ev) => {
     ev.preventDefault();
     const out = statusOf(up);
-    if (out) out.textContent = "uploading…";
+    say(out, "uploading…");
     try {
       const res = await api(up.dataset.api, { method: "POST", body: new FormData(up) });
       location.href = `/jobs/${res.job.id}`;
-    } catch (e) { if (out) { out.textContent = e.message; out.className = "form-status small error"; } }
+    } catch (e) { say(out, e.message, true); }
+  });
+  // Tabs: <nav class="tabs" data-tabs="NAME"><a data-tab="x"> ... <div data-panel-of="NAME" data-panel="x">
+  document.querySelectorAll("[data-tabs]").forEach((nav) => {
+    const name = nav.dataset.tabs, panels = document.querySelectorAll(`[data-panel-of="${name}"]`);
+    const show = (tab) => {
+      nav.querySelectorAll("[data-tab]").forEach((a) => a.classList.toggle("on", a.dataset.tab === tab));
+      panels.forEach((p) => { p.hidden = p.dataset.panel !== tab; });
+    };
+    nav.querySelectorAll("[data-tab]").forEach((a) => a.addEventListener("click", (e) => { e.preventDefault(); show(a.dataset.tab); history.replaceState(null, "", `#${a.dataset.tab}`); }));
+    const want = location.hash.slice(1);
+    show(nav.querySelector(`[data-tab="${want}"]`) ? want : nav.querySelector("[data-tab]").dataset.tab);
   });
   document.querySelectorAll("[data-cancel]").forEach((b) => b.addEventListener("click", async () => {
     try { await api(`/api/v1/jobs/${b.dataset.cancel}/cancel`, { method: "POST" }); location.reload(); } catch (e) { alert(e.message); }
   }));
   document.querySelectorAll("[data-revoke]").forEach((b) => b.addEventListener("click", async () => {
+    if (!confirm("Revoke this grant? The partner loses access at once.")) return;
     try { await api(`/api/v1/grants/${b.dataset.revoke}`, { method: "DELETE" }); location.reload(); } catch (e) { alert(e.message); }
   }));
   document.querySelectorAll("[data-revoke-key]").forEach((b) => b.addEventListener("click", async () => {
+    if (!confirm("Revoke this key? Programs using it stop working at once.")) return;
     try { await api(`/api/v1/keys/${b.dataset.revokeKey}`, { method: "DELETE" }); location.reload(); } catch (e) { alert(e.message); }
   }));
   // A job page follows its log and status until the job ends.
   const job = document.getElementById("job");
   if (job) {
     let last = 0;
-    const log = document.getElementById("job-log");
+    const log = document.getElementById("job-log"), bar = document.getElementById("job-progress"), msg = document.getElementById("job-message");
     const tick = async () => {
       const lines = await api(`/api/v1/jobs/${job.dataset.job}/logs?after=${last}`);
-      for (const l of lines.items) log.textContent += `${l.time.slice(11, 19)} ${l.level.padEnd(7)} ${l.message}\n`;
+      for (const l of lines.items) log.textContent += `${l.time.slice(11, 19)}  ${l.level.padEnd(7)} ${l.message}\n`;
+      if (lines.items.length) log.scrollTop = log.scrollHeight;
       last = lines.last_id;
       const j = await api(`/api/v1/jobs/${job.dataset.job}`);
-      document.getElementById("job-progress").style.setProperty("--p", `${(j.progress * 100).toFixed(1)}%`);
+      bar.value = j.progress; if (msg) msg.textContent = j.message || "";
       const st = document.getElementById("job-status");
       if (st.textContent !== j.status) { if (["succeeded", "failed", "cancelled"].includes(j.status)) { location.reload(); return; } st.textContent = j.status; st.className = `status ${j.status}`; }
       if (!["succeeded", "failed", "cancelled"].includes(j.status)) setTimeout(tick, 1000);
@@ -80,6 +112,17 @@ document.addEventListener("DOMContentLoaded", () => {
   }
   const jobs = document.getElementById("jobs-table");
   if (jobs && jobs.querySelector(".status.running, .status.queued")) setTimeout(() => location.reload(), 3000);
+  // Rollout playback: the scores of the rollout drawn, beside the run's stored ones.
+  document.addEventListener("dd:scene", (ev) => {
+    const table = document.getElementById("rollout-scores"), scene = ev.detail;
+    if (!table || !scene.scores) return;
+    const fmt = (v) => (v === null || v === undefined ? '<span class="faint">—</span>' : `<span class="score ${v >= 0.8 ? "good" : v >= 0.5 ? "mid" : "poor"}">${Number(v).toFixed(3)}</span>`);
+    table.querySelectorAll("tr[data-metric]").forEach((tr) => {
+      const k = tr.dataset.metric;
+      tr.querySelector(".rollout").innerHTML = fmt(scene.scores[k]);
+      tr.querySelector(".stored").innerHTML = fmt(scene.stored_scores ? scene.stored_scores[k] : null);
+    });
+  });
   // SQL console.
   const sql = document.getElementById("sql-form");
   if (sql) {
@@ -90,13 +133,30 @@ document.addEventListener("DOMContentLoaded", () => {
       const t0 = performance.now();
       try {
         const res = await api(`/api/v1/regions/${sql.dataset.region}/sql`, { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ query: document.getElementById("sql-query").value }) });
-        status.textContent = `${res.row_count} rows${res.truncated ? " (truncated)" : ""} · lake version ${res.version} · ${(performance.now() - t0).toFixed(0)} ms`;
-        const head = res.columns.map((c) => `<th>${esc(c)}</th>`).join("");
-        const rows = res.rows.map((r) => "<tr>" + res.columns.map((c) => `<td>${esc(r[c] === null ? "—" : typeof r[c] === "object" ? JSON.stringify(r[c]).slice(0, 200) : r[c])}</td>`).join("") + "</tr>").join("");
-        out.innerHTML = `<table class="dense"><thead><tr>${head}</tr></thead><tbody>${rows}</tbody></table>`;
+        status.textContent = `${res.row_count.toLocaleString()} rows${res.truncated ? ` (first ${res.rows.length.toLocaleString()} shown)` : ""} · lake version ${res.version} · ${(performance.now() - t0).toFixed(0)} ms`;
+        // numeric columns right-aligned; floats to 6 significant digits without trailing zeros
+        const numeric = new Set(res.columns.filter((c) => { const v = res.rows.map((r) => r[c]).find((x) => x !== null); return typeof v === "number"; }));
+        const head = res.columns.map((c) => `<th class="${numeric.has(c) ? "r" : ""}">${esc(c)}</th>`).join("");
+        const cell = (v) => v === null ? '<span class="faint">null</span>' : typeof v === "number" ? (Number.isInteger(v) ? String(v) : String(+v.toPrecision(6))) : typeof v === "object" ? esc(JSON.stringify(v).slice(0, 200)) : esc(v);
+        const rows = res.rows.map((r) => "<tr>" + res.columns.map((c) => `<td class="${numeric.has(c) ? "r num" : ""}">${cell(r[c])}</td>`).join("") + "</tr>").join("");
+        out.innerHTML = res.rows.length ? `<table class="dense"><thead><tr>${head}</tr></thead><tbody>${rows}</tbody></table>` : '<div class="empty-state"><b>No rows.</b></div>';
       } catch (e) { status.textContent = e.message; status.className = "small error"; out.innerHTML = ""; }
     };
     sql.addEventListener("submit", run);
     document.getElementById("sql-query").addEventListener("keydown", (e) => { if (e.key === "Enter" && (e.metaKey || e.ctrlKey)) run(e); });
+    document.querySelectorAll("[data-example]").forEach((a) => a.addEventListener("click", (e) => { e.preventDefault(); document.getElementById("sql-query").value = a.dataset.example; run(); }));
+    if (sql.dataset.autorun) run();
+    // The tables and their columns, from the same endpoint (information_schema of the caller's snapshot).
+    const schema = document.getElementById("sql-schema");
+    if (schema && sql.dataset.autorun) api(`/api/v1/regions/${sql.dataset.region}/sql`, { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ query: "SELECT table_name AS t, column_name AS c, data_type AS d FROM information_schema.columns ORDER BY table_name, ordinal_position" }) })
+      .then((res) => {
+        const by = new Map();
+        res.rows.forEach((r) => { if (!by.has(r.t)) by.set(r.t, []); by.get(r.t).push(r); });
+        schema.innerHTML = [...by].map(([t, cols]) => `<details><summary>${esc(t)} <span class="faint">${cols.length}</span></summary><div class="cols">${cols.map((c) => `<a href="#" data-col="${esc(c.c)}">${esc(c.c)}<i>${esc(c.d.toLowerCase())}</i></a>`).join("")}</div></details>`).join("");
+        schema.querySelectorAll("[data-col]").forEach((a) => a.addEventListener("click", (e) => {
+          e.preventDefault(); const q = document.getElementById("sql-query"), at = q.selectionStart;
+          q.value = q.value.slice(0, at) + a.dataset.col + q.value.slice(q.selectionEnd); q.focus(); q.selectionStart = q.selectionEnd = at + a.dataset.col.length;
+        }));
+      }).catch((e) => { schema.textContent = e.message; });
   }
 });
