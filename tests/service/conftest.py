@@ -198,6 +198,7 @@ class Env:
     app: Any
     keys: dict[str, str]
     ids: dict[str, str]
+    backend: str = "sqlite"
 
     def h(self, who: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.keys[who]}"}
@@ -244,7 +245,7 @@ def make_app(lake_dir: Path, data_dir: Path, db_url: str, **overrides: Any) -> A
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
 def env(
-    request: pytest.FixtureRequest, lake_dir: Path, tmp_path_factory: pytest.TempPathFactory
+    request: pytest.FixtureRequest, lake_dir: Path, samples: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Env]:
     """The app on SQLite and on PostgreSQL, with bmw (ana admin, eng, viewer) and tencent (li admin)."""
     from fastapi.testclient import TestClient
@@ -255,10 +256,10 @@ def env(
     else:
         pg: Postgres = request.getfixturevalue("postgres")
         url = pg.createdb(f"svc_{data.name.replace('-', '_').lower()}")
-    app = make_app(lake_dir, data, url)
+    app = make_app(lake_dir, data, url, maps_dir=samples / "lanelet2_map")
     keys, ids = _populate(app)
     with TestClient(app, base_url="http://testserver") as client:
-        yield Env(client, app, keys, ids)
+        yield Env(client, app, keys, ids, request.param)
     app.state.services.engine.dispose()
 
 

@@ -146,11 +146,19 @@ class JobContext:
 
 
 def _watch_parent(parent: int) -> None:
-    """Exit when the service that started this worker dies (its job is then requeued or failed)."""
+    """Exit when the service that started this worker dies (its job is then requeued or failed).
+
+    The worker is a child of the fork server, not of the service, so the
+    service is watched by its pid.
+    """
     while True:
         time.sleep(1.0)
-        if os.getppid() != parent:
+        try:
+            os.kill(parent, 0)
+        except ProcessLookupError:
             os._exit(3)
+        except PermissionError:  # alive, under another user (a reused pid would be too: rare, harmless)
+            pass
 
 
 def run_job(job_id: str, db_url: str, settings: dict[str, Any], parent_pid: int | None = None) -> None:

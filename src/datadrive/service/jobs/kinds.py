@@ -59,7 +59,7 @@ JOB_KINDS: tuple[JobKind, ...] = (
         description="Generate synthetic scenarios with injected events on a map of the service's catalogue.",
         target="datadrive.service.simulation:fleet_job",
         check=check_fleet,
-        rerun_safe=False,  # commits land as it goes: a rerun would add a second copy of what it wrote
+        rerun_safe=True,  # each committed batch is a ledger input: a rerun skips what landed
     ),
     # tagging (datadrive.mining), dataset builds (datadrive.curate) and training (datadrive.train)
     # join here as those layers land.
