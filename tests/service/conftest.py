@@ -238,7 +238,7 @@ def make_app(lake_dir: Path, data_dir: Path, db_url: str, **overrides: Any) -> A
     from datadrive.service import ServiceSettings, create_app
 
     settings = ServiceSettings(
-        lake=lake_dir, data_dir=data_dir, database_url=db_url, start_workers=False, **overrides
+        lake=lake_dir, data_dir=data_dir, database_url=db_url, **{"start_workers": False, **overrides}
     )
     return create_app(settings, load_config(lake_dir, env={}))
 

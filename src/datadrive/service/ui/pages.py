@@ -314,7 +314,7 @@ def jobs_page(request: Request, db: DbDep, svc: ServicesDep, status: str = "", o
     caller = _caller(request, db)
     wanted = status if status in ("queued", "running", "succeeded", "failed", "cancelled") else None
     listing = jobs_api.list_jobs(caller, db, Page(50, max(0, offset)), status=wanted, kind=None)  # type: ignore[arg-type]
-    users = dict(db.execute(select(User.id, User.name).where(User.tenant_id == caller.tenant)).tuples().all())
+    users = dict(db.execute(select(User.id, User.name).where(User.tenant_id == caller.tenant)).all())
     return render(
         request,
         "jobs.html",
@@ -392,7 +392,7 @@ def audit_page(
 def keys_page(request: Request, db: DbDep) -> Response:
     caller = _caller(request, db)
     keys = identity_api.list_keys(caller, db, Page(100, 0), active=None)
-    users = dict(db.execute(select(User.id, User.name).where(User.tenant_id == caller.tenant)).tuples().all())
+    users = dict(db.execute(select(User.id, User.name).where(User.tenant_id == caller.tenant)).all())
     return render(request, "keys.html", caller, keys=keys, users=users)
 
 

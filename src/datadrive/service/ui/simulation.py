@@ -95,4 +95,6 @@ def run_page(request: Request, run_id: str, db: DbDep, svc: ServicesDep, offset:
 def rollout_page(request: Request, run_id: str, scenario_id: str, db: DbDep, svc: ServicesDep) -> Response:
     caller = _caller(request, db)
     run = sim_api.get_run(run_id, caller, db, svc)
-    return render(request, "sim_rollout.html", caller, run=run, scenario_id=scenario_id, metrics=METRICS)
+    return render(
+        request, "sim_rollout.html", caller, run=run, scenario_id=scenario_id, metrics=METRICS, labels=_CHART
+    )

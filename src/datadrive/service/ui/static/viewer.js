@@ -50,7 +50,8 @@
       this.scale = Math.min(this.W / spanX, this.H / spanY);
     }
     resize() {
-      const w = this.canvas.clientWidth || 900, h = Math.round(Math.min(w * 0.6, window.innerHeight * 0.68));
+      // leave room below for the controls, the speed strip and the timeline in one screen
+      const w = this.canvas.clientWidth || 900, h = Math.round(Math.max(320, Math.min(w * 0.58, window.innerHeight - 400)));
       this.W = w * this.dpr; this.H = h * this.dpr;
       this.canvas.width = this.W; this.canvas.height = this.H; this.canvas.style.height = `${h}px`;
       if (this.strip) { const sw = this.strip.clientWidth || w; this.strip.width = sw * this.dpr; this.strip.height = 84 * this.dpr; this.strip.style.height = "84px"; }
@@ -97,7 +98,7 @@
       if (!outlineOnly) { c.fillStyle = colour; c.fillRect(-l / 2, -w / 2, l, w); }
       const hot = this.hot.has(t.id), sel = this.selected === t.id;
       c.strokeStyle = sel ? "#ffffff" : hot ? HOT : outlineOnly ? colour : "rgba(0,0,0,.55)";
-      c.lineWidth = ((sel || hot) ? 2.2 : 1) * this.dpr / this.scale;
+      c.lineWidth = ((sel || hot) ? 2.2 : outlineOnly ? 1.6 : 1) * this.dpr / this.scale;
       c.strokeRect(-l / 2, -w / 2, l, w);
       if (t.type !== "pedestrian" && !outlineOnly) { // heading tick at the front
         c.beginPath(); c.moveTo(l / 2, 0); c.lineTo(l / 2 - Math.min(l * 0.4, 1.6), 0);
@@ -135,7 +136,7 @@
       const order = (a) => [...a.filter((t) => !t.ego), ...a.filter((t) => t.ego)];
       for (const t of order(logTracks)) { if (trails) this.trail(t, k, this.colour(t), 0.35); this.box(t, k, this.colour(t), t.ego ? 0.95 : 0.85, false); }
       if (this.rollout) {
-        if (showLog) for (const t of this.scene.tracks.filter((t) => simIds.has(t.id))) { this.trail(t, k, "#8a94a6", 0.3, 1e9); this.box(t, k, "#8a94a6", 0.7, true); }
+        if (showLog) for (const t of this.scene.tracks.filter((t) => simIds.has(t.id))) { this.trail(t, k, "#8a94a6", 0.3, 1e9); this.box(t, k, "rgba(200,208,220,.22)", 1, false); this.box(t, k, "#c8d0dc", 0.9, true); }
         for (const t of order(this.simTracks)) { if (trails) this.trail(t, k, t.ego ? SIM : this.colour(t), 0.45); this.box(t, k, t.ego ? SIM : this.colour(t), 0.95, false); }
       }
       // screen-space overlays: labels, scale bar, heads-up line
