@@ -30,6 +30,7 @@ from datadrive.cli.shell import (
     err,
     fail,
     json_value,
+    make_engine,
     open_lake,
     out,
     print_rows,
@@ -38,7 +39,6 @@ from datadrive.cli.shell import (
 from datadrive.errors import ConfigError
 
 if TYPE_CHECKING:
-    from datadrive.compute import Engine
     from datadrive.lake import IngestReport
     from datadrive.sources import Registry
 
@@ -154,7 +154,7 @@ def ingest_cmd(
 
     lk = open_lake(lake, who, region)
     registry = _registry(adapters)
-    eng = _engine(engine, workers, ray_address)
+    eng = make_engine(engine, workers, ray_address, preload=INGEST_PRELOAD)
     progress = Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -193,23 +193,6 @@ def ingest_cmd(
         say("error", report.storage_error)
     if not report.ok or report.storage_error:
         raise typer.Exit(code=2)
-
-
-def _engine(name: str, workers: int | None, ray_address: str | None = None) -> Engine:
-    from datadrive.compute import InlineEngine, ProcessPoolEngine
-
-    if name == "process":
-        return InlineEngine() if workers == 1 else ProcessPoolEngine(workers, preload=INGEST_PRELOAD)
-    if name == "inline":
-        return InlineEngine()
-    if name == "ray":
-        try:
-            ray_engine = importlib.import_module("datadrive.compute.ray_engine")
-        except ImportError as exc:
-            raise ConfigError(f"--engine ray is not available here ({exc})") from exc
-        engine: Engine = ray_engine.RayEngine(ray_address or os.environ.get("RAY_ADDRESS") or None)
-        return engine
-    raise ConfigError(f"--engine {name!r}: choose process, inline or ray")
 
 
 def _short(path: str, roots: Sequence[Path]) -> str:

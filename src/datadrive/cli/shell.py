@@ -45,6 +45,7 @@ from datadrive.errors import DatadriveError
 if TYPE_CHECKING:
     import pyarrow as pa
 
+    from datadrive.compute import Engine
     from datadrive.lake import Lake
 
 __all__ = [
@@ -59,6 +60,7 @@ __all__ = [
     "err",
     "fail",
     "json_value",
+    "make_engine",
     "open_lake",
     "out",
     "print_rows",
@@ -165,6 +167,33 @@ def open_lake(lake: Path, who: Who, region: str | None = None) -> Lake:
     return settings.open_lake(
         lake, env=os.environ, user=who.user, tenant=who.tenant, home=who.home, region=region
     )
+
+
+def make_engine(
+    name: str, workers: int | None = None, ray_address: str | None = None, *, preload: tuple[str, ...] = ()
+) -> Engine:
+    """The compute engine an ``--engine``/``--workers``/``--ray-address`` triple names.
+
+    Args:
+        name: ``process`` (a local pool; ``--workers 1`` runs inline), ``inline`` or ``ray``.
+        workers: Pool size (default: all cores).
+        ray_address: The Ray cluster (default: ``RAY_ADDRESS``, else a private local instance).
+        preload: Modules the pool's fork server imports once, so that workers start warm.
+    """
+    from datadrive.compute import InlineEngine, ProcessPoolEngine
+    from datadrive.errors import ConfigError
+
+    if name == "process":
+        return InlineEngine() if workers == 1 else ProcessPoolEngine(workers, preload=preload)
+    if name == "inline":
+        return InlineEngine()
+    if name == "ray":
+        try:
+            from datadrive.compute.ray_engine import RayEngine
+        except ImportError as exc:  # pragma: no cover - depends on the install
+            raise ConfigError(f"--engine ray is not available here ({exc})") from exc
+        return RayEngine(ray_address or os.environ.get("RAY_ADDRESS") or None)
+    raise ConfigError(f"--engine {name!r}: choose process, inline or ray")
 
 
 # --------------------------------------------------------------------------- tables and JSON

@@ -5,21 +5,13 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from datadrive.cli.lake import _engine
-from datadrive.cli.shell import HomeOpt, LakeOpt, TenantOpt, UserOpt, Who, command, open_lake
-from datadrive.cli.shell import fail as _fail
-from datadrive.cli.shell import json_value as _json_value
-from datadrive.errors import DatadriveError
-
-if TYPE_CHECKING:
-    from datadrive.lake import Lake
+from datadrive.cli.shell import LakeOpt, Who, command, err, fail, json_value, make_engine, open_lake, out
 
 __all__ = ["fleet_app", "register"]
 
@@ -30,14 +22,7 @@ fleet_app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-_out = Console()
-_err = Console(stderr=True)
 SIM_PRELOAD = ("datadrive.sim.runner",)
-
-
-def _open(lake: Path, *, user: str | None, tenant: str | None, home: str | None, region: str | None) -> Lake:
-    # the shared options, until these commands take a `Who` (cli/shell.py) themselves
-    return open_lake(lake, Who(user, tenant, home), region)
 
 
 def _progress(disable: bool) -> Any:
@@ -48,15 +33,16 @@ def _progress(disable: bool) -> Any:
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
-        console=_err,
+        console=err,
         transient=True,
-        disable=disable or not _err.is_terminal,
+        disable=disable or not err.is_terminal,
     )
 
 
 @command
 def simulate_cmd(
     lake: LakeOpt,
+    who: Who,
     region: Annotated[str, typer.Option("--region", help="The region whose scenarios are simulated.")],
     policy: Annotated[str, typer.Option("--policy", help="log, cv, idm, or model:MODULE:ATTR.")] = "idm",
     query: Annotated[
@@ -80,61 +66,52 @@ def simulate_cmd(
     as_json: Annotated[
         bool, typer.Option("--json", help="One JSON row per scenario, then the summary.")
     ] = False,
-    tenant: TenantOpt = None,
-    user: UserOpt = None,
-    home: HomeOpt = None,
 ) -> None:
     """Closed-loop simulation of lake scenarios; scores stored in the region as a metrics artefact."""
     from datadrive.sim.runner import SimRequest, select_ids, simulate_lake
 
-    try:
-        if query is not None and dataset is not None:
-            _fail("give --query or --dataset, not both")
-        lk = _open(lake, user=user, tenant=tenant, home=home, region=region)
-        render_ids: tuple[str, ...] = ()
-        if render is not None:
-            _, ids = select_ids(lk, region, query=query, dataset=dataset, version=as_of)
-            render_ids = tuple(ids[: max(0, render_count)])
-        request = SimRequest(
-            policy=policy,
-            reactive=reactive,
-            batch_size=max(1, batch_size),
-            device=device,
-            seed=seed,
-            render_dir=str(render) if render is not None else None,
-            render_ids=render_ids,
+    if query is not None and dataset is not None:
+        fail("give --query or --dataset, not both")
+    lk = open_lake(lake, who, region)
+    render_ids: tuple[str, ...] = ()
+    if render is not None:
+        _, ids = select_ids(lk, region, query=query, dataset=dataset, version=as_of)
+        render_ids = tuple(ids[: max(0, render_count)])
+    request = SimRequest(
+        policy=policy,
+        reactive=reactive,
+        batch_size=max(1, batch_size),
+        device=device,
+        seed=seed,
+        render_dir=str(render) if render is not None else None,
+        render_ids=render_ids,
+    )
+    from datadrive.sim.policies import make_policy
+
+    make_policy(policy)  # a bad --policy fails here, in one line
+    eng = make_engine(engine, workers, preload=SIM_PRELOAD)
+    progress = _progress(as_json)
+    with progress:
+        task = progress.add_task("simulating", total=None)
+
+        def on_progress(p: Any) -> None:
+            progress.update(task, completed=p.done, total=p.total)
+
+        report = simulate_lake(
+            lk,
+            region,
+            request,
+            query=query,
+            dataset=dataset,
+            version=as_of,
+            engine=eng,
+            progress=on_progress,
         )
-        from datadrive.sim.policies import make_policy
-
-        make_policy(policy)  # a bad --policy fails here, in one line
-        eng = _engine(engine, workers, None)
-        if hasattr(eng, "preload"):
-            eng.preload = SIM_PRELOAD
-        progress = _progress(as_json)
-        with progress:
-            task = progress.add_task("simulating", total=None)
-
-            def on_progress(p: Any) -> None:
-                progress.update(task, completed=p.done, total=p.total)
-
-            report = simulate_lake(
-                lk,
-                region,
-                request,
-                query=query,
-                dataset=dataset,
-                version=as_of,
-                engine=eng,
-                progress=on_progress,
-            )
-    except DatadriveError as exc:
-        _fail(str(exc))
-        return
     if as_json:
         for row in report.rows:
-            sys.stdout.write(json.dumps(_json_value(row), default=str) + "\n")
+            sys.stdout.write(json.dumps(json_value(row), default=str) + "\n")
         sys.stdout.write(
-            json.dumps(_json_value({"summary": report.summary, "artefact": report.artefact})) + "\n"
+            json.dumps(json_value({"summary": report.summary, "artefact": report.artefact})) + "\n"
         )
         return
     _print_summary(report)
@@ -179,12 +156,12 @@ def _print_summary(report: Any) -> None:
             f("ego_is_comfortable"),
             escape(str(r.get("reason") or "")),
         )
-    _out.print(table)
+    out.print(table)
     s = report.summary
     means = s["means"]
     cls = "-" if means["nuplan_cls"] is None else f"{means['nuplan_cls']:.3f}"
     pdms = "-" if means["navsim_pdms"] is None else f"{means['navsim_pdms']:.3f}"
-    _out.print(
+    out.print(
         f"{s['scenarios']} scenarios: {s['ok']} simulated, {s['skipped']} skipped, {s['failed']} failed · "
         f"nuPlan CLS {cls} · NAVSIM PDMS {pdms} · stored {report.artefact}",
         highlight=False,
@@ -195,6 +172,7 @@ def _print_summary(report: Any) -> None:
 @command
 def fleet_generate_cmd(
     lake: LakeOpt,
+    who: Who,
     region: Annotated[str, typer.Option("--region", help="Where the synthetic scenarios are written.")],
     maps: Annotated[list[Path], typer.Option("--maps", help="Map files or folders (repeatable).")],
     scenarios: Annotated[int, typer.Option("--scenarios", help="How many scenarios.")] = 1000,
@@ -207,51 +185,40 @@ def fleet_generate_cmd(
     engine: Annotated[str, typer.Option("--engine", help="process, inline or ray.")] = "process",
     workers: Annotated[int | None, typer.Option("--workers")] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
-    tenant: TenantOpt = None,
-    user: UserOpt = None,
-    home: HomeOpt = None,
 ) -> None:
     """Generate synthetic scenarios (source="synthetic") on real maps, streamed into the lake."""
     from datadrive.errors import ConfigError
     from datadrive.sim.fleet import EVENT_TYPES, FleetConfig, generate_into_lake
 
-    try:
-        rates = dict(FleetConfig(maps=()).event_rates)
-        for spec in rate or []:
-            name, sep, val = spec.partition("=")
-            if not sep or name not in EVENT_TYPES:
-                raise ConfigError(
-                    f"--rate {spec!r}: write EVENT=P with EVENT one of {', '.join(EVENT_TYPES)}"
-                )
-            try:
-                p = float(val)
-            except ValueError:
-                raise ConfigError(f"--rate {spec!r}: {val!r} is not a number") from None
-            if not 0.0 <= p <= 1.0:
-                raise ConfigError(f"--rate {spec!r}: a rate is a probability in [0, 1]")
-            rates[name] = p
-        if scenarios < 1:
-            raise ConfigError("--scenarios must be at least 1")
-        cfg = FleetConfig(maps=tuple(str(m) for m in maps), seed=seed, event_rates=rates)
-        lk = _open(lake, user=user, tenant=tenant, home=home, region=region)
-        eng = _engine(engine, workers, None)
-        if hasattr(eng, "preload"):
-            eng.preload = ("datadrive.sim.fleet",)
-        progress = _progress(as_json)
-        with progress:
-            task = progress.add_task("generating", total=scenarios)
-            report = generate_into_lake(
-                lk, region, cfg, scenarios, start=start, commit_every=max(1, commit_every), engine=eng,
-                progress=lambda done, total: progress.update(task, completed=done),
-            )  # fmt: skip
-    except DatadriveError as exc:
-        _fail(str(exc))
-        return
+    rates = dict(FleetConfig(maps=()).event_rates)
+    for spec in rate or []:
+        name, sep, val = spec.partition("=")
+        if not sep or name not in EVENT_TYPES:
+            raise ConfigError(f"--rate {spec!r}: write EVENT=P with EVENT one of {', '.join(EVENT_TYPES)}")
+        try:
+            p = float(val)
+        except ValueError:
+            raise ConfigError(f"--rate {spec!r}: {val!r} is not a number") from None
+        if not 0.0 <= p <= 1.0:
+            raise ConfigError(f"--rate {spec!r}: a rate is a probability in [0, 1]")
+        rates[name] = p
+    if scenarios < 1:
+        raise ConfigError("--scenarios must be at least 1")
+    cfg = FleetConfig(maps=tuple(str(m) for m in maps), seed=seed, event_rates=rates)
+    lk = open_lake(lake, who, region)
+    eng = make_engine(engine, workers, preload=("datadrive.sim.fleet",))
+    progress = _progress(as_json)
+    with progress:
+        task = progress.add_task("generating", total=scenarios)
+        report = generate_into_lake(
+            lk, region, cfg, scenarios, start=start, commit_every=max(1, commit_every), engine=eng,
+            progress=lambda done, total: progress.update(task, completed=done),
+        )  # fmt: skip
     if as_json:
         sys.stdout.write(json.dumps({**report.__dict__}) + "\n")
         return
     rate_s = report.scenarios / report.seconds if report.seconds > 0 else 0.0
-    _out.print(
+    out.print(
         f"{report.scenarios} synthetic scenarios in {report.commits} commits · "
         f"lake version {report.lake_version} · "
         f"events {report.events} · {report.seconds:.1f} s ({rate_s:.1f} scenarios/s)",
