@@ -27,7 +27,7 @@ from conftest import _populate, make_app
 
 pytestmark = [pytest.mark.slow]
 
-EXAMPLES = 6
+EXAMPLES = 5
 
 
 @pytest.fixture(scope="module")

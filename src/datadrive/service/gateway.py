@@ -3,9 +3,9 @@
 Every call goes through the library as the caller's principal, so residency,
 tenant visibility and the audit log are the library's. What the gateway adds
 is speed for a long-lived process: a snapshot (the pinned, tenant-filtered
-table versions of one region) is kept per principal and region for
-``ttl_s`` seconds before the latest lake version is looked up again. Reads
-through a kept snapshot are still audited, one row each, by the library.
+table versions of one region) is kept per principal and region, and
+renewed in the background once it is ``ttl_s`` seconds old. Reads through a
+kept snapshot are still audited, one row each, by the library.
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ class LakeGateway:
             OrderedDict()
         )
         self._lock = threading.Lock()
+        self._refreshing: set[tuple[Principal, str, int | None]] = set()
 
     def region(self, name: str) -> str:
         """``name`` if the lake has such a region.
@@ -64,21 +65,48 @@ class LakeGateway:
         return Lake(replace(self.config, grants=(*self.config.grants, grant)), principal)
 
     def snapshot(self, principal: Principal, region: str, version: int | None = None) -> Snapshot:
-        """A snapshot of ``region`` (at ``version``, or the latest within ``ttl_s``) for ``principal``."""
+        """A snapshot of ``region`` (at ``version``, or the latest within ``ttl_s``) for ``principal``.
+
+        A kept latest snapshot older than ``ttl_s`` is still answered with
+        while a newer one is taken in the background (one at a time per key):
+        taking a snapshot opens every table's files, which at 100k scenarios
+        takes long enough to show in every reader's latency if readers waited
+        for it. Reads through any snapshot are pinned to its version, so a
+        reader never sees a mix; after a write, :meth:`forget` makes the next
+        read wait for a fresh one.
+        """
         key = (principal, self.region(region), version)
         now = time.monotonic()
         with self._lock:
             hit = self._snapshots.get(key)
-            if hit is not None and (version is not None or now - hit[0] < self.ttl_s):
+            if hit is not None:
                 self._snapshots.move_to_end(key)
+                if version is None and now - hit[0] >= self.ttl_s and key not in self._refreshing:
+                    self._refreshing.add(key)
+                    threading.Thread(target=self._refresh, args=(key,), daemon=True).start()
                 return hit[1]
         snap = self.lake(principal).snapshot(region, version)
+        self._keep(key, snap, now)
+        return snap
+
+    def _refresh(self, key: tuple[Principal, str, int | None]) -> None:
+        try:
+            snap = self.lake(key[0]).snapshot(key[1], key[2])
+        except Exception:  # the next request that finds no snapshot raises it itself
+            with self._lock:
+                self._snapshots.pop(key, None)
+        else:
+            self._keep(key, snap, time.monotonic())
+        finally:
+            with self._lock:
+                self._refreshing.discard(key)
+
+    def _keep(self, key: tuple[Principal, str, int | None], snap: Snapshot, at: float) -> None:
         with self._lock:
-            self._snapshots[key] = (now, snap)
+            self._snapshots[key] = (at, snap)
             self._snapshots.move_to_end(key)
             while len(self._snapshots) > self.max_snapshots:
                 self._snapshots.popitem(last=False)
-        return snap
 
     def forget(self, region: str | None = None) -> None:
         """Drop kept snapshots (of ``region``, or all): after a write the next read sees it."""

@@ -201,6 +201,17 @@ def scene(
     return json_value(scene_json(s, max_steps=max_steps))  # type: ignore[no-any-return]
 
 
+def thumbnails(svc: ServicesDep, caller: Caller, region: str, ids: list[str]) -> dict[str, str]:
+    """SVG thumbnails of ``ids`` from one read of the library (one audit row for the page, not one each)."""
+    if not ids:
+        return {}
+    snap = svc.gateway.snapshot(caller.principal, svc.gateway.region(region))
+    by_id = {}
+    for s in sorted(snap.scenarios(ids=ids), key=lambda s: s.metadata.tenant == caller.tenant):
+        by_id[s.scenario_id] = s  # the caller's own scenario wins over a granted one of the same id
+    return {sid: thumbnail_svg(s) for sid, s in by_id.items()}
+
+
 @router.get(
     "/regions/{region}/scenarios/{scenario_id}/thumbnail.svg",
     summary="A small bird's-eye picture",

@@ -8,6 +8,7 @@ token; the scripts send it as ``X-CSRF-Token``.
 
 from __future__ import annotations
 
+import base64
 import hmac
 import secrets
 from pathlib import Path
@@ -251,6 +252,7 @@ def scenarios_page(
     sort = sort if sort in _SORTS else "scenario_id"
     least = int(min_tracks) if min_tracks and min_tracks.isdigit() else None
     sources: list[dict[str, Any]] = []
+    thumbs: dict[str, str] = {}
     try:
         listing = lake_api.list_scenarios(
             r,
@@ -263,6 +265,11 @@ def scenarios_page(
             sort=sort,  # type: ignore[arg-type]  # checked against _SORTS above
         )
         sources = lake_api.overview(r, caller, svc)["by_source"]
+        svgs = lake_api.thumbnails(svc, caller, r, [row["scenario_id"] for row in listing["items"]])
+        thumbs = {
+            sid: "data:image/svg+xml;base64," + base64.b64encode(svg.encode()).decode()
+            for sid, svg in svgs.items()
+        }
         refused = None
     except DatadriveError as exc:
         if isinstance(exc, AuthenticationError):
@@ -281,6 +288,7 @@ def scenarios_page(
         sort=sort,
         sorts=_SORTS,
         view=view,
+        thumbs=thumbs,
         refused=refused,
     )
 
