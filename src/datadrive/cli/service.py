@@ -10,6 +10,7 @@ the app.
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -76,6 +77,10 @@ def serve_cmd(
         str | None,
         typer.Option("--ray-address", help="Run jobs as Ray Jobs (the dashboard, http://HOST:8265)."),
     ] = None,
+    ray_python: Annotated[
+        str | None,
+        typer.Option("--ray-python", help="Python the cluster runs jobs with (default: this one)."),
+    ] = None,
     cors_origin: Annotated[
         list[str] | None, typer.Option("--cors-origin", help="Allow this origin (CORS is off by default).")
     ] = None,
@@ -101,6 +106,7 @@ def serve_cmd(
         database_url,
         workers=workers,
         ray_address=ray_address,
+        ray_python=ray_python or sys.executable,
         cors_origins=tuple(cors_origin or ()),
         rate_limit_per_minute=rate_limit,
         secure_cookies=secure_cookies,

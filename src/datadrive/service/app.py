@@ -89,6 +89,7 @@ def create_app(settings: ServiceSettings, lake_config: LakeConfig | None = None)
         workers=settings.workers,
         max_attempts=settings.job_max_attempts,
         ray_address=settings.ray_address,
+        ray_python=settings.ray_python,
     )
     services = Services(
         settings=settings,

@@ -35,6 +35,8 @@ class ServiceSettings:
         workers: Jobs run at once by the local worker pool.
         ray_address: The Ray dashboard address (``http://127.0.0.1:8265``);
             when set, jobs run as Ray Jobs on that cluster instead.
+        ray_python: The Python executable the cluster runs a job with (it
+            must have datadrive installed).
         job_max_attempts: Times a job is started at most (restarts included).
         session_ttl_s: How long a UI sign-in lasts.
         secure_cookies: Mark cookies ``Secure`` (behind HTTPS; off for plain
@@ -64,6 +66,7 @@ class ServiceSettings:
     sql_max_rows: int = 10_000
     workers: int = 2
     ray_address: str | None = None
+    ray_python: str = "python"
     job_max_attempts: int = 2
     session_ttl_s: int = 12 * 3600
     secure_cookies: bool = False

@@ -6,23 +6,34 @@ One dispatcher thread per service process:
   several replicas sharing a PostgreSQL database never run one job twice;
 - runs each in a fresh worker process of its own, forked from a fork
   server that imported the library once (no thread state inherited from the
-  service, no per-job import time), at most ``workers`` at once, or, with a
-  Ray address, on the Ray cluster;
+  service, no per-job import time), at most ``workers`` at once; or, with a
+  Ray address (the dashboard's, ``http://host:8265``), as a Ray Job each
+  (``JobSubmissionClient``: the cluster schedules it, its log and status are
+  in the Ray dashboard too, and ``stop_job`` cancels it);
 - notices a worker that died without recording an outcome and marks its
   job failed with the exit code;
 - enforces cancellation: a job that does not stop within a grace period
   of its cancellation request is killed;
-- on start-up, recovers the jobs a previous process left running: rerun-safe
-  kinds are requeued (up to ``max_attempts`` starts), the others marked
-  failed, each with a log line saying why. No job is dropped silently.
+- on start-up, recovers the jobs a previous process left running: a Ray Job
+  still running on the cluster is adopted (followed to its end); otherwise
+  rerun-safe kinds are requeued (up to ``max_attempts`` starts), the others
+  marked failed, each with a log line saying why. No job is dropped silently.
+
+A Ray Job runs ``python -m datadrive.service.jobs.ray_entry JOB_ID`` on the
+cluster, which must have datadrive installed and reach the metadata database
+and the lake. What travels with the submission is the job id, the lake and
+data paths, and the database URL without its password: secrets (the
+database password as ``PGPASSWORD``, tenants' ``key_env`` keys) come from the
+cluster's own environment, never through the Ray dashboard.
 """
 
 from __future__ import annotations
 
 import contextlib
-import logging
+import json
 import multiprocessing
 import os
+import shlex
 import socket
 import threading
 import time
@@ -70,7 +81,8 @@ class Dispatcher:
         worker_settings: ``lake``, ``data_dir``, ``env`` for :func:`run_job`.
         workers: Jobs at once.
         max_attempts: Starts per job at most (restarts included).
-        ray_address: Run jobs as Ray tasks on this cluster (GCS address) instead.
+        ray_address: Run jobs as Ray Jobs through this dashboard address (``http://host:8265``) instead.
+        ray_python: The Python the cluster runs a job's entry point with.
         poll_s: How often to look for work when not woken.
     """
 
@@ -83,6 +95,7 @@ class Dispatcher:
         workers: int = 2,
         max_attempts: int = 2,
         ray_address: str | None = None,
+        ray_python: str = "python",
         poll_s: float = 0.5,
     ) -> None:
         self.sessions = sessions
@@ -91,6 +104,7 @@ class Dispatcher:
         self.workers = max(1, workers)
         self.max_attempts = max_attempts
         self.ray_address = ray_address
+        self.ray_python = ray_python
         self.poll_s = poll_s
         self.instance = f"{socket.gethostname()}:{os.getpid()}:{os.urandom(4).hex()}"
         self._running: dict[str, _Running] = {}
@@ -98,7 +112,7 @@ class Dispatcher:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._last_heartbeat = 0.0
-        self._ray_fn: Any = None
+        self._ray_client: Any = None
 
     @property
     def runner(self) -> str:
@@ -118,8 +132,9 @@ class Dispatcher:
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout_s)
-        for r in list(self._running.values()):
-            self._kill(r)
+        if not self.ray_address:  # Ray Jobs run on without the service; the next start adopts them
+            for r in list(self._running.values()):
+                self._kill(r)
         self._running.clear()
 
     def wake(self) -> None:
@@ -179,7 +194,13 @@ class Dispatcher:
 
     def _start(self, job_id: str) -> None:
         if self.ray_address:
-            handle = self._ray_submit(job_id)
+            try:
+                handle: Any = self._ray_submit(job_id)
+            except Exception as exc:  # the cluster refused or is unreachable: the job fails, saying so
+                self._fail_unstarted(
+                    job_id, f"Ray did not accept the job ({type(exc).__name__}: {exc})"[:500]
+                )
+                return
         else:
             ctx = multiprocessing.get_context("forkserver")
             ctx.set_forkserver_preload(list(WORKER_PRELOAD))
@@ -195,16 +216,15 @@ class Dispatcher:
     def _done(self, r: _Running) -> tuple[bool, str]:
         """Whether ``r``'s worker has ended, and how."""
         if self.ray_address:
-            import ray
-
-            ready, _ = ray.wait([r.handle], timeout=0)
-            if not ready:
+            status = self._ray().get_job_status(r.handle)
+            if not status.is_terminal():
                 return False, ""
-            try:
-                ray.get(r.handle)
-            except Exception as exc:
-                return True, f"the Ray task ended with {type(exc).__name__}"
-            return True, "the Ray task ended"
+            how = f"the Ray Job {r.handle} ended {status.value}"
+            if status.value != "SUCCEEDED":
+                with contextlib.suppress(Exception):
+                    tail = self._ray().get_job_logs(r.handle).strip().splitlines()[-3:]
+                    how += (": " + " | ".join(tail))[:400] if tail else ""
+            return True, how
         proc = r.handle
         if proc.is_alive():
             return False, ""
@@ -248,10 +268,8 @@ class Dispatcher:
 
     def _kill(self, r: _Running) -> None:
         if self.ray_address:
-            import ray
-
-            with contextlib.suppress(Exception):  # the task may have ended meanwhile
-                ray.cancel(r.handle, force=True)
+            with contextlib.suppress(Exception):  # the job may have ended meanwhile
+                self._ray().stop_job(r.handle)
             return
         proc = r.handle
         if proc.is_alive():
@@ -288,6 +306,9 @@ class Dispatcher:
                 if job.runner_instance == self.instance or not (same_host_dead or stale):
                     continue
                 orphans.append(job.id)
+                if self._adopt(job):
+                    db.add(JobLog(job_id=job.id, level="warning", message=f"{job.message}; followed again"))
+                    continue
                 kind = _kind_or_none(job.kind)
                 if kind is not None and kind.rerun_safe and job.attempts < self.max_attempts:
                     job.status = "queued"
@@ -313,14 +334,65 @@ class Dispatcher:
 
     # ------------------------------------------------------------------ Ray
 
-    def _ray_submit(self, job_id: str) -> Any:
-        import ray
+    def _ray(self) -> Any:
+        if self._ray_client is None:
+            from ray.job_submission import JobSubmissionClient
 
-        if self._ray_fn is None:
-            if not ray.is_initialized():
-                ray.init(address=self.ray_address, logging_level=logging.ERROR, log_to_driver=False)
-            self._ray_fn = ray.remote(num_cpus=1, max_retries=0)(run_job)
-        return self._ray_fn.remote(job_id, self.db_url, self.worker_settings, None)
+            self._ray_client = JobSubmissionClient(self.ray_address)
+        return self._ray_client
+
+    def _ray_submit(self, job_id: str) -> str:
+        """Submit ``job_id`` as a Ray Job; returns its submission id (also kept as the job's external id)."""
+        from sqlalchemy.engine import make_url
+
+        with self.sessions() as db:
+            job = db.get(Job, job_id)
+            attempt = job.attempts if job is not None else 0
+        submission = f"datadrive-{job_id}-{attempt}"
+        shipped = {k: v for k, v in self.worker_settings.items() if k != "env"}  # keys stay on the cluster
+        db_url = make_url(self.db_url).set(password=None).render_as_string(hide_password=False)
+        self._ray().submit_job(
+            entrypoint=f"{shlex.quote(self.ray_python)} -m datadrive.service.jobs.ray_entry {job_id}",
+            submission_id=submission,
+            runtime_env={
+                "env_vars": {
+                    "DATADRIVE_JOB_DATABASE_URL": db_url,
+                    "DATADRIVE_JOB_SETTINGS": json.dumps(shipped),
+                }
+            },
+            entrypoint_num_cpus=1,
+            metadata={"datadrive_job": job_id},
+        )
+        with self.sessions() as db:
+            db.execute(update(Job).where(Job.id == job_id).values(external_id=submission))
+            db.commit()
+        return submission
+
+    def _adopt(self, job: Job) -> bool:
+        """Follow a Ray Job a previous process started, if the cluster still runs it."""
+        if not (self.ray_address and job.runner == "ray" and job.external_id):
+            return False
+        try:
+            status = self._ray().get_job_status(job.external_id)
+        except Exception:
+            return False
+        if status.is_terminal():
+            return False
+        job.runner_instance = self.instance
+        job.heartbeat_at = utc_now()
+        job.message = f"the service restarted; the Ray Job {job.external_id} is still {status.value.lower()}"
+        self._running[job.id] = _Running(job.id, job.external_id)
+        return True
+
+    def _fail_unstarted(self, job_id: str, why: str) -> None:
+        with self.sessions() as db:
+            db.execute(
+                update(Job)
+                .where(Job.id == job_id, Job.status == "running")
+                .values(status="failed", error=why, finished_at=utc_now(), message="failed")
+            )
+            db.add(JobLog(job_id=job_id, level="error", message=why))
+            db.commit()
 
 
 def _alive(pid: int) -> bool:
