@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import logging
 import pickle
 import tarfile
 import zipfile
@@ -256,7 +257,8 @@ def test_exports_read_back(env: Env, tmp_path: Path) -> None:
     )
 
 
-def test_operations(env: Env) -> None:
+def test_operations(env: Env, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="datadrive.service")
     r = env.client.get("/healthz")
     assert r.json()["status"] == "ok"
     for h in ("x-content-type-options", "x-frame-options", "content-security-policy", "referrer-policy"):
@@ -271,6 +273,22 @@ def test_operations(env: Env) -> None:
         "x-request-id"
     ]
     assert rid == "abc-123"
+    import json as _json
+
+    lines = [_json.loads(r.getMessage()) for r in caplog.records if r.name == "datadrive.service"]
+    request = [x for x in lines if x.get("event") == "request" and x.get("request_id") == "abc-123"]
+    assert request == [
+        {
+            "event": "request",
+            "request_id": "abc-123",
+            "method": "GET",
+            "route": "/api/v1/me",
+            "status": 200,
+            "ms": request[0]["ms"],
+            "tenant": "bmw",
+            "user": "ana",
+        }
+    ]
     big = env.client.post(
         "/api/v1/jobs",
         content=b"x" * (2 << 20),

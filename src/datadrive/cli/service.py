@@ -9,6 +9,7 @@ the app.
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from pathlib import Path
@@ -117,6 +118,13 @@ def serve_cmd(
         f"datadrive service on http://{host}:{port} (database {settings.db_url.split('@')[-1]})",
         highlight=False,
     )
+    # the service's structured log (one JSON object a line, request ids included) goes to stderr
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    service_log = logging.getLogger("datadrive.service")
+    service_log.addHandler(handler)
+    service_log.setLevel(logging.INFO)
+    service_log.propagate = False
     uvicorn.run(app, host=host, port=port, log_level="info", access_log=False, server_header=False)
 
 

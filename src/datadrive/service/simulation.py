@@ -288,7 +288,7 @@ def rollout(scenario: Scenario, meta: Mapping[str, Any]) -> dict[str, Any]:
     t_s = (prepared.scenario.timestamps_ns - prepared.scenario.timestamps_ns[0]) / 1e9
     marks = [
         {
-            "label": f"{'at-fault ' if e['at_fault'] else ''}collision: {e['type']}",
+            "label": f"{'at-fault ' if e['at_fault'] else ''}collision ({e['type'].replace('_', ' ')})",
             "t_start_s": float(t_s[min(e["step"], n_steps - 1)]),
             "t_end_s": float(t_s[min(e["step"] + 5, n_steps - 1)]),
             "track_ids": [e["track_id"]],

@@ -147,7 +147,10 @@
         if (!(t.ego || ids || this.selected === t.id) || t.x[k] === null || t.x[k] === undefined) continue;
         if (this.rollout && !t.sim && simIds.has(t.id) && !(ids || this.selected === t.id)) continue;
         const [u, v] = this.toPx(t.x[k], t.y[k]);
-        c.fillStyle = t.sim && t.ego ? SIM : "#dfe5ee"; c.fillText(t.ego ? (t.sim ? "ego (sim)" : "ego") : t.id, u + 8 * this.dpr, v - 6 * this.dpr);
+        const ghost = this.rollout && t.ego && !t.sim; // the logged ego under a rollout: labelled below the box
+        const text = t.ego ? (t.sim ? "ego (sim)" : ghost ? "ego (log)" : "ego") : t.id;
+        c.fillStyle = t.sim && t.ego ? SIM : ghost ? "#aab4c3" : "#dfe5ee";
+        c.fillText(text, u + 8 * this.dpr, ghost ? v + 18 * this.dpr : v - 6 * this.dpr);
       }
       const m = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000].find((s) => s * this.scale > 70 * this.dpr) || 2000;
       const y0 = this.H - 14 * this.dpr, x0 = 14 * this.dpr;
@@ -223,9 +226,11 @@
       this.timeline.innerHTML = "";
       const evs = this.scene.events || [];
       if (!evs.length) this.timeline.innerHTML = `<div class="empty">${this.host.dataset.noEvents || "No events on this scenario."}</div>`;
-      evs.forEach((e) => {
+      if (evs.length > 1) this.timeline.classList.add("two-lanes");
+      evs.forEach((e, i) => {
         const d = document.createElement("div");
-        d.className = "ev"; d.textContent = e.label; d.title = `${e.label} ${e.t_start_s.toFixed(1)}–${e.t_end_s.toFixed(1)} s`;
+        if (i % 2) d.classList.add("lane2"); // alternate lanes, so close events stay readable
+        d.classList.add("ev"); d.textContent = e.label; d.title = `${e.label} ${e.t_start_s.toFixed(1)}–${e.t_end_s.toFixed(1)} s`;
         d.style.left = `${(e.t_start_s / this.dur) * 100}%`; d.style.width = `${Math.max(1, ((e.t_end_s - e.t_start_s) / this.dur) * 100)}%`;
         d.addEventListener("click", () => this.seek(this.scene.t_s.findIndex((t) => t >= e.t_start_s)));
         this.timeline.appendChild(d);
