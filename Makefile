@@ -41,6 +41,7 @@ pytest: $(STAMP)
 
 bench: $(STAMP)
 	DATADRIVE_SAMPLES=$(SAMPLES) $(BIN)/python benchmarks/ingest.py
+	DATADRIVE_SAMPLES=$(SAMPLES) $(BIN)/python benchmarks/train.py
 
 protos: $(STAMP)
 	$(BIN)/python -m grpc_tools.protoc -Isrc --python_out=src --pyi_out=src src/datadrive/sources/waymo_protos/*.proto

@@ -34,3 +34,7 @@ def samples() -> Path:
             pytest.fail("sample data missing: set DATADRIVE_SAMPLES or place it at ../shared/data")
         pytest.skip("sample data not found: set DATADRIVE_SAMPLES or place it at ../shared/data")
     return root
+
+
+# the lake of real samples shared by the curate, models, train and evaluate tests
+pytest_plugins = ["learning_fixtures"]

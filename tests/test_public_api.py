@@ -13,6 +13,10 @@ MODULES = [
     "datadrive.sources",
     "datadrive.sources.base",
     "datadrive.viz",
+    "datadrive.curate",
+    "datadrive.models",
+    "datadrive.train",
+    "datadrive.evaluate",
 ]
 
 

@@ -20,19 +20,28 @@ The tree::
     │   └── TooLargeError          an upload or array beyond the configured limits
     ├── ValidationError            a Scenario broke an invariant (no file attached)
     ├── ConfigError                a configuration file or flag is wrong
+    │   └── DeviceError            an accelerator was asked for where there is none
     ├── SimulationInputError       a scenario the simulator cannot run; names .scenario_id and .reason
-    └── LakeError                  storage-side failures
-        ├── ResidencyError         raw data would leave its region
-        ├── AccessDeniedError      a principal may not read or write this data
-        ├── SchemaVersionError     a table written by a newer datadrive
-        ├── QueryTimeoutError      a query ran past its time limit and was stopped
-        └── StorageError           the storage root refused a write (disk full, permissions)
-    ServiceError                   the service refused a request (datadrive.service)
-    ├── AuthenticationError        no, unknown, expired or revoked credentials
-    ├── PermissionDeniedError      the caller's role or key scope does not allow the action
-    ├── NotFoundError              no such object, or none the caller may see
-    ├── ConflictError              the object exists already, or its state forbids the change
-    └── RateLimitError             too many requests for one key in a window
+    ├── LakeError                  storage-side failures
+    │   ├── ResidencyError         raw data would leave its region
+    │   ├── AccessDeniedError      a principal may not read or write this data
+    │   ├── SchemaVersionError     a table written by a newer datadrive
+    │   ├── QueryTimeoutError      a query ran past its time limit and was stopped
+    │   └── StorageError           the storage root refused a write (disk full, permissions)
+    ├── DatasetError               a curated dataset cannot be built, found or used
+    │   └── EmptyDatasetError      its query matched no scenario
+    ├── FeatureCacheError          a feature cache is missing, incomplete or unreadable
+    │   └── CacheVersionError      it was built by another version of the featuriser
+    ├── TrainingError              a training run cannot start or go on
+    │   ├── CheckpointError        a checkpoint of another model, or unreadable
+    │   └── NonFiniteLossError     the loss became NaN or infinite
+    ├── MetricInputError           predictions or ground truth a metric cannot score
+    └── ServiceError               the service refused a request (datadrive.service)
+        ├── AuthenticationError    no, unknown, expired or revoked credentials
+        ├── PermissionDeniedError  the caller's role or key scope does not allow the action
+        ├── NotFoundError          no such object, or none the caller may see
+        ├── ConflictError          the object exists already, or its state forbids the change
+        └── RateLimitError         too many requests for one key in a window
 """
 
 from __future__ import annotations
@@ -42,14 +51,22 @@ from os import PathLike
 __all__ = [
     "AccessDeniedError",
     "AuthenticationError",
+    "CacheVersionError",
+    "CheckpointError",
     "ConfigError",
     "ConflictError",
     "CorruptFileError",
     "DatadriveError",
+    "DatasetError",
+    "DeviceError",
+    "EmptyDatasetError",
     "EmptyLogError",
+    "FeatureCacheError",
     "InputError",
     "InvalidValueError",
     "LakeError",
+    "MetricInputError",
+    "NonFiniteLossError",
     "NotFoundError",
     "PermissionDeniedError",
     "QueryTimeoutError",
@@ -61,6 +78,7 @@ __all__ = [
     "SimulationInputError",
     "StorageError",
     "TooLargeError",
+    "TrainingError",
     "UnknownFormatError",
     "UnsafeArchiveError",
     "UnsafePickleError",
@@ -135,6 +153,10 @@ class ConfigError(DatadriveError):
     """A configuration file or command-line flag is wrong."""
 
 
+class DeviceError(ConfigError):
+    """An accelerator (a CUDA GPU) was requested on a machine that has none."""
+
+
 class SimulationInputError(DatadriveError):
     """A scenario the simulator cannot run (no lanes, NaN states, no ego, zero length, off the map).
 
@@ -174,6 +196,38 @@ class QueryTimeoutError(LakeError):
 
 class StorageError(LakeError):
     """The storage root refused an operation (disk full, permission denied, ...)."""
+
+
+class DatasetError(DatadriveError):
+    """A curated dataset cannot be built, found or used."""
+
+
+class EmptyDatasetError(DatasetError):
+    """A dataset query matched no scenario."""
+
+
+class FeatureCacheError(DatadriveError):
+    """A feature cache is missing, incomplete or unreadable."""
+
+
+class CacheVersionError(FeatureCacheError):
+    """A feature cache was written by another version of the featuriser (rebuild it)."""
+
+
+class TrainingError(DatadriveError):
+    """A training run cannot start or go on."""
+
+
+class CheckpointError(TrainingError):
+    """A checkpoint belongs to another model or configuration, or cannot be read."""
+
+
+class NonFiniteLossError(TrainingError):
+    """The training loss became NaN or infinite; the run stopped without saving it."""
+
+
+class MetricInputError(DatadriveError):
+    """Predictions or ground truth that a metric cannot score (shapes, NaN, probabilities)."""
 
 
 class ServiceError(DatadriveError):

@@ -22,6 +22,8 @@ COMMAND_MODULES = (
     "datadrive.cli.read",  # inspect, demo
     "datadrive.cli.lake",  # ingest, sql, lake ...
     "datadrive.cli.sim",  # simulate, fleet generate
+    "datadrive.cli.curate",  # dataset create|show|list|diff|cache
+    "datadrive.cli.train",  # train, evaluate
     "datadrive.cli.service",  # serve, export, service ...
 )
 """Modules whose ``register(app)`` adds commands, in the order ``--help`` lists them."""

@@ -123,11 +123,20 @@ def demo(
         Path, typer.Option(help="Folder of sample logs (DATADRIVE_SAMPLES in the Makefile).")
     ] = Path("../shared/data"),
     output: Annotated[Path, typer.Option("--out", help="Where to write the report.")] = Path("out"),
+    loop: Annotated[
+        bool, typer.Option("--loop/--no-loop", help="Then run the loop: lake, dataset, training, evaluation.")
+    ] = True,
+    fleet: Annotated[int, typer.Option(help="Synthetic scenarios added to the real samples.")] = 120,
+    epochs: Annotated[int, typer.Option(help="Training epochs of the loop's model.")] = 4,
 ) -> None:
-    """Inspect every sample and render one bird's-eye view per source into OUT."""
+    """Inspect and render every sample into OUT, then run the loop: lake, dataset, training, evaluation."""
     from datadrive.demo import run_demo
 
-    run_demo(samples, output, console=out)
+    report = run_demo(samples, output, console=out)
+    if loop and report.scenarios:
+        from datadrive.demo_loop import run_loop
+
+        run_loop(samples, output, console=out, fleet=fleet, epochs=epochs)
 
 
 def register(app: typer.Typer) -> None:

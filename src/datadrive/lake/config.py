@@ -48,10 +48,11 @@ __all__ = [
     "TenantConfig",
 ]
 
-DERIVED_KINDS = ("aggregate", "metrics", "model", "features")
+DERIVED_KINDS = ("aggregate", "metrics", "model", "features", "dataset")
 """Kinds of derived artefact a region's policy may let leave: aggregates
 (event statistics), evaluation metrics, model weights, anonymised feature
-tables."""
+tables, curated dataset manifests (a query, a lake version and the scenario
+ids it selected)."""
 
 EXTERNAL = "external"
 """Export destination meaning "outside every configured region"."""
@@ -189,6 +190,13 @@ class LakeConfig:
     name: str = "datadrive"
     home_region: str | None = None
 
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        # read-only mappings do not pickle: rebuild them, so workers (a feature-cache build) get the config
+        return (
+            _rebuild_config,
+            (dict(self.regions), dict(self.tenants), self.grants, self.name, self.home_region),
+        )
+
     def region(self, name: str) -> RegionConfig:
         """The region called ``name``.
 
@@ -278,6 +286,16 @@ class LakeConfig:
             name=str(lake.get("name", "datadrive")),
             home_region=home,
         )
+
+
+def _rebuild_config(
+    regions: dict[str, RegionConfig],
+    tenants: dict[str, TenantConfig],
+    grants: tuple[Grant, ...],
+    name: str,
+    home_region: str | None,
+) -> LakeConfig:
+    return LakeConfig(MappingProxyType(regions), MappingProxyType(tenants), grants, name, home_region)
 
 
 def _table(doc: Mapping[str, Any], key: str) -> Mapping[str, Any]:

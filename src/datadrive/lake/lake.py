@@ -585,6 +585,153 @@ class Lake:
         )
         return obj
 
+    def _check_derived_read(self, region: RegionConfig, kind: str, obj: str) -> None:
+        """A derived artefact may be read at home, or from a region its kind may be exported to."""
+        self._check_tenant(region.name, "read", obj)
+        home = self.principal.home_region
+        if region.may_receive(kind, home):  # at home, a raw reader's region, or where the kind may go
+            return
+        raise self._refuse(
+            region.name,
+            "read",
+            obj,
+            ResidencyError(
+                f"{self.principal.name} is in {home}; {kind} artefacts of region {region.name} may not be "
+                f"read from there (its policy lets {', '.join(sorted(region.export.derived)) or 'no'} "
+                f"artefacts go to {', '.join(sorted(region.export.to)) or 'nowhere'})"
+            ),
+        )
+
+    def list_derived(self, region: str, kind: str, prefix: str = "") -> list[str]:
+        """Names of the derived artefacts of ``kind`` in ``region`` (``derived/<kind>/<name>``), sorted.
+
+        Provenance files are not listed. Audited; judged like :meth:`read_derived`.
+        """
+        import pyarrow.fs as pafs
+
+        if kind not in DERIVED_KINDS:
+            raise ConfigError(f"unknown derived kind {kind!r}; known: {', '.join(DERIVED_KINDS)}")
+        rc = self.config.region(region)
+        obj = f"derived/{kind}/{prefix}"
+        self._check_derived_read(rc, kind, obj)
+        root = self._store(region).root
+        fs = root.filesystem()
+        base = root.path("derived", kind)
+        try:
+            infos = fs.get_file_info(pafs.FileSelector(base, recursive=True, allow_not_found=True))
+        except Exception as exc:
+            raise storage_error(root, f"list {obj}", exc) from exc
+        names = sorted(
+            f"derived/{kind}/{info.path[len(base) + 1 :]}"
+            for info in infos
+            if info.type == pafs.FileType.File and not info.path.endswith(".provenance.json")
+        )
+        out = [n for n in names if n.startswith(obj)]
+        self._audit(region, "list", obj, None, "ok", {"artefacts": len(out)})
+        return out
+
+    def read_derived(self, region: str, obj: str) -> tuple[bytes, dict[str, Any]]:
+        """A derived artefact's bytes and provenance.
+
+        Readable by principals at home in the region, or in a region its
+        kind may be exported to (reading it from there is an export).
+        Audited; a refusal raises :class:`ResidencyError` and is audited.
+        """
+        parts = obj.split("/")
+        if len(parts) < 3 or parts[0] != "derived" or parts[1] not in DERIVED_KINDS or ".." in parts:
+            raise LakeError(f"{obj!r} is not a derived artefact (derived/<kind>/<name>)")
+        rc = self.config.region(region)
+        self._check_derived_read(rc, parts[1], obj)
+        data, provenance = self._read_artefact(self._store(region).root, obj)
+        if provenance.get("tenant") not in self.config.visible_tenants(self.principal.tenant, region):
+            raise self._refuse(
+                region,
+                "read",
+                obj,
+                AccessDeniedError(f"{obj} belongs to tenant {provenance.get('tenant')!r}"),
+            )
+        # the owner in the row lets the owner's admin see who read what it shared (the service's audit page)
+        self._audit(region, "read", obj, None, "ok", {"bytes": len(data), "owner": provenance.get("tenant")})
+        return data, provenance
+
+    def local_derived_dir(
+        self, region: str, kind: str, name: str, *, derived_from: Snapshot | None = None
+    ) -> Path:
+        """A folder on this machine for a derived artefact made of many files (a feature cache).
+
+        The folder is ``<root>/derived/<kind>/<name>/`` of a local region
+        root, so what is derived from a region stays under its root. It is
+        created, and its provenance (kind, tenant, lake version) written beside
+        it, on first use. Audited.
+
+        Raises:
+            ResidencyError: if ``derived_from`` is a snapshot of another region (audited).
+            ConfigError: if the region's root is not a local folder.
+        """
+        if kind not in DERIVED_KINDS:
+            raise ConfigError(f"unknown derived kind {kind!r}; known: {', '.join(DERIVED_KINDS)}")
+        rc = self.config.region(region)
+        obj = f"derived/{kind}/{name}"
+        self._check_tenant(region, "derive", obj)
+        if derived_from is not None and derived_from.region != region:
+            raise self._refuse(
+                derived_from.region,
+                "export",
+                f"{obj} -> {region}",
+                ResidencyError(
+                    f"an artefact derived from region {derived_from.region} must stay in "
+                    f"{derived_from.region}; it cannot be materialised in {region}"
+                ),
+            )
+        root = self._store(region).root
+        if not root.is_local:
+            raise ConfigError(
+                f"region {region} is stored at {root.uri}: a local folder is needed for {obj} "
+                "(give the command a local cache folder)"
+            )
+        path = Path(root.path("derived", kind, *name.split("/")))
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+            prov = path.with_name(path.name + ".provenance.json")
+            if not prov.exists():
+                prov.write_text(
+                    json.dumps(
+                        {
+                            "kind": kind,
+                            "tenant": self.principal.tenant,
+                            "region": rc.name,
+                            "derived_from": None
+                            if derived_from is None
+                            else {"region": derived_from.region, "lake_version": derived_from.version},
+                            "created_by": self.principal.name,
+                            "created_at": self._clock().isoformat(),
+                        },
+                        indent=2,
+                    )
+                )
+        except OSError as exc:
+            raise StorageError(f"cannot create {path}: {exc.strerror or exc}") from exc
+        self._audit(region, "derive", obj, None if derived_from is None else derived_from.version, "ok", {})
+        return path
+
+    def audit_event(
+        self,
+        region: str,
+        action: str,
+        obj: str,
+        *,
+        lake_version: int | None = None,
+        outcome: str = "ok",
+        detail: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Append one row to the region's audit log for work done outside the lake (a training run).
+
+        A refusal a higher layer decides (a dataset materialised in the wrong
+        region) is recorded with ``outcome="refused"``.
+        """
+        self.config.region(region)
+        self._audit(region, action, obj, lake_version, outcome, detail)
+
     def _write_artefact(
         self, root: StorageRoot, obj: str, data: bytes, provenance: Mapping[str, Any]
     ) -> None:
@@ -632,46 +779,6 @@ class Lake:
         self.config.region(region)
         self._check_tenant(region, action, obj)
         self._audit(region, action, obj, None, outcome, detail)
-
-    def read_derived(self, region: str, obj: str) -> tuple[bytes, dict[str, Any]]:
-        """Read a derived artefact ``derived/<kind>/<name>`` of ``region`` and its provenance.
-
-        A read is judged by where the reader is: a principal at home in
-        ``region`` (or in one of its ``raw_readers``) reads any artefact of a
-        tenant it may see; a principal elsewhere reads one only if the
-        region's policy lets that kind leave to the principal's home region,
-        exactly as :meth:`export` would. Audited; refusals too.
-
-        Raises:
-            ResidencyError: if the region's policy does not let it reach the principal (audited).
-            AccessDeniedError: if it belongs to a tenant the principal may not see (audited).
-            LakeError: if there is no such artefact.
-        """
-        rc = self.config.region(region)
-        self._check_tenant(region, "read", obj)
-        parts = obj.split("/")
-        if len(parts) < 3 or parts[0] != "derived" or parts[1] not in DERIVED_KINDS or ".." in parts:
-            raise LakeError(f"{obj!r} is not a derived artefact (derived/<kind>/<name>)")
-        kind, home = parts[1], self.principal.home_region
-        if not rc.may_receive(kind, home):
-            why = (
-                f"its policy does not let {kind} artefacts leave"
-                if kind not in rc.export.derived
-                else f"its policy does not let them go to {home}"
-            )
-            raise self._refuse(
-                region,
-                "read",
-                obj,
-                ResidencyError(
-                    f"{self.principal.name} is in {home}; {obj} of region {region} may not reach them: {why}"
-                ),
-            )
-        data, provenance = self._read_artefact(self._store(region).root, obj)
-        if provenance.get("tenant") not in self.config.visible_tenants(self.principal.tenant, region):
-            raise self._refuse(region, "read", obj, AccessDeniedError(f"no artefact {obj} visible to you"))
-        self._audit(region, "read", obj, None, "ok", {"bytes": len(data), "owner": provenance.get("tenant")})
-        return data, provenance
 
     def export(
         self, obj: str, *, region: str, to: str, dest_path: str | os.PathLike[str] | None = None

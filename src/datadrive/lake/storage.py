@@ -62,6 +62,10 @@ class StorageRoot:
     def __repr__(self) -> str:  # options may hold credentials: never print them
         return f"StorageRoot({self.uri!r})"
 
+    def __reduce__(self) -> tuple[type[StorageRoot], tuple[str, dict[str, str]]]:
+        # the read-only options mapping does not pickle; workers (a feature-cache build) get a copy
+        return (StorageRoot, (self.uri, dict(self.options)))
+
     @property
     def is_local(self) -> bool:
         """Whether the root is a folder on this machine."""

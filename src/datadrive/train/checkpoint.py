@@ -1,0 +1,120 @@
+"""Training checkpoints: everything an exact resume needs, as plain data.
+
+A checkpoint holds the model's weights (with its spec, as a model file
+does), the optimizer's and schedule's states, the AMP scaler's, the torch
+random state, and where the run was (epoch, batch within it, global step).
+The data order is a pure function of ``(seed, epoch)``, so resuming at
+"epoch e, batch i" replays exactly the batches an uninterrupted run would
+have seen. Files are written to a temporary name and renamed, so a crash
+while saving leaves the previous checkpoint intact; they are read with
+``weights_only=True``.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from datadrive.errors import CheckpointError
+from datadrive.models.base import Forecaster
+
+__all__ = ["CHECKPOINT_FORMAT", "Position", "load_checkpoint", "save_checkpoint"]
+
+CHECKPOINT_FORMAT = "datadrive-checkpoint/1"
+
+
+@dataclass(frozen=True)
+class Position:
+    """Where a run is.
+
+    Attributes:
+        epoch: The epoch in progress (or the next one, at an epoch end).
+        batch: Batches of that epoch already done.
+        step: Optimizer steps done in all.
+    """
+
+    epoch: int
+    batch: int
+    step: int
+
+
+def save_checkpoint(
+    path: Path,
+    model: Forecaster,
+    *,
+    optimizer: torch.optim.Optimizer | None,
+    scheduler: Any,
+    scaler: Any,
+    position: Position,
+    history: Mapping[str, Any],
+    fingerprint: Mapping[str, Any],
+) -> Path:
+    """Write a checkpoint atomically.
+
+    Args:
+        path: Where.
+        model: The (unwrapped) model.
+        optimizer: Its optimizer (``None`` for models without parameters).
+        scheduler: The learning-rate schedule (or ``None``).
+        scaler: The AMP grad scaler (or ``None``).
+        position: Where the run is.
+        history: Per-epoch metrics so far (restored with the run).
+        fingerprint: What must match on resume (dataset, cache, config).
+    """
+    doc = {
+        "format": CHECKPOINT_FORMAT,
+        "meta": model.checkpoint_meta(),
+        "fingerprint": dict(fingerprint),
+        "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "optimizer": None if optimizer is None else optimizer.state_dict(),
+        "scheduler": None if scheduler is None else scheduler.state_dict(),
+        "scaler": None if scaler is None else scaler.state_dict(),
+        "rng": torch.get_rng_state(),
+        "position": {"epoch": position.epoch, "batch": position.batch, "step": position.step},
+        "history": dict(history),
+    }
+    buf = io.BytesIO()
+    torch.save(doc, buf)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(buf.getvalue())
+    tmp.replace(path)
+    return path
+
+
+def load_checkpoint(path: Path, model: Forecaster, fingerprint: Mapping[str, Any]) -> dict[str, Any]:
+    """Read a checkpoint and load its weights into ``model``.
+
+    Returns:
+        The document (optimizer, scheduler, scaler states, rng, position, history).
+
+    Raises:
+        CheckpointError: if it is unreadable, of another model, config or
+            horizon, or made for another dataset, cache or training config.
+    """
+    try:
+        doc = torch.load(io.BytesIO(path.read_bytes()), map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: no checkpoint") from None
+    except Exception as exc:
+        raise CheckpointError(f"{path}: not a readable checkpoint ({type(exc).__name__}: {exc})") from exc
+    if not isinstance(doc, dict) or doc.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{path}: not a datadrive training checkpoint")
+    model.check_compatible(doc["meta"], str(path))
+    theirs = doc.get("fingerprint", {})
+    for key, value in fingerprint.items():
+        if theirs.get(key) != value:
+            raise CheckpointError(
+                f"{path} was saved by a run with another {key} ({theirs.get(key)!r}, this run: {value!r}); "
+                "start a new run instead of resuming this one"
+            )
+    try:
+        model.load_state_dict(doc["model"])
+    except RuntimeError as exc:
+        raise CheckpointError(f"{path}: its weights do not fit the model ({exc})") from exc
+    return doc

@@ -1,0 +1,75 @@
+"""Session fixtures for the dataset, model, training and evaluation tests: a lake of real samples.
+
+One two-region lake per test session holds the real AV2 motion-forecasting,
+nuScenes (ScenarioNet) and INTERACTION samples in ``eu-central`` (tenant
+``bmw``); a dataset of every scenario long enough for the AV2 horizons is
+curated from it by SQL, and its feature cache built once. Tests that write
+build their own lakes or copies.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from datadrive.lake import ExportPolicy, Lake, LakeConfig, Principal, RegionConfig, StorageRoot, TenantConfig
+
+SOURCES = ("av2_motion_forecasting", "scenarionet_nuscenes", "interaction")
+SQL = "SELECT scenario_id FROM scenarios WHERE num_steps >= 110"
+
+
+def learning_config(root: Path) -> LakeConfig:
+    """cn-north: China rules (aggregates, metrics may go to eu-central); eu-central: models may leave."""
+    return LakeConfig(
+        regions={
+            "cn-north": RegionConfig(
+                "cn-north",
+                StorageRoot(str(root / "cn-north")),
+                publish_crs="gcj02",
+                export=ExportPolicy(
+                    derived=frozenset({"metrics", "aggregate"}), to=frozenset({"eu-central"})
+                ),
+            ),
+            "eu-central": RegionConfig(
+                "eu-central",
+                StorageRoot(str(root / "eu-central")),
+                export=ExportPolicy(
+                    derived=frozenset({"metrics", "aggregate", "model", "features"}),
+                    to=frozenset({"cn-north", "external"}),
+                ),
+            ),
+        },
+        tenants={"bmw": TenantConfig("bmw", bytes(range(32)))},
+    )
+
+
+@dataclass
+class SampleLake:
+    """The session's lake, its dataset and the dataset's cache."""
+
+    root: Path
+    config: LakeConfig
+    manifest: object
+    cache_path: Path
+
+    def lake(self, home: str = "eu-central", name: str = "ana") -> Lake:
+        return Lake(self.config, Principal(name, "bmw", home))
+
+
+@pytest.fixture(scope="session")
+def sample_lake(samples: Path, tmp_path_factory: pytest.TempPathFactory) -> SampleLake:
+    from datadrive.compute import InlineEngine
+    from datadrive.curate import AV2_FEATURES, DatasetQuery, build_cache, create_dataset
+
+    root = tmp_path_factory.mktemp("learning") / "lake"
+    config = learning_config(root)
+    lake = Lake(config, Principal("ana", "bmw", "eu-central"))
+    lake.init()
+    report = lake.ingest([samples / s for s in SOURCES], region="eu-central", engine=InlineEngine())
+    assert report.ok, report.counts()
+    manifest = create_dataset(lake, "samples", "eu-central", DatasetQuery.sql(SQL))
+    cache = build_cache(lake, manifest, AV2_FEATURES, shard_size=8, engine=InlineEngine())
+    assert cache.ok, cache.failed
+    return SampleLake(root, config, manifest, cache.path)
