@@ -267,10 +267,43 @@ def test_simulate_from_the_ui_and_play_a_rollout(page: Any, server: Server) -> N
     _clean_console(page)
 
 
+def test_dataset_train_and_open_a_runs_report(page: Any, server: Server) -> None:
+    """A dataset from its form, a training run from its form, the run's page with its loss curve."""
+    page.goto(f"{server.url}/datasets?region=eu-central")
+    form = page.locator("form[data-job=dataset]")
+    form.locator("input[name=name]").fill("ui-av2")
+    form.locator("textarea[name=sql]").fill(
+        "SELECT scenario_id FROM scenarios WHERE source = 'av2_motion_forecasting'"
+    )
+    form.locator("input[name=split]").fill("100")
+    form.locator("button[type=submit]").click()
+    _wait(
+        page, "() => location.pathname.startsWith('/jobs/') || document.querySelector('.form-status.error')"
+    )
+    assert "/jobs/job_" in page.url, page.inner_text(".form-status")
+    page.wait_for_selector("#job-status.succeeded", timeout=120_000)
+    page.goto(f"{server.url}/runs?region=eu-central")
+    form = page.locator("form[data-job=train]")
+    form.locator("select[name=dataset]").select_option("ui-av2@v1")
+    form.locator("select[name=model]").select_option("mlp")
+    form.locator("input[name=epochs]").fill("2")
+    form.locator("input[name=batch_size]").fill("4")
+    form.locator("button[type=submit]").click()
+    _wait(
+        page, "() => location.pathname.startsWith('/jobs/') || document.querySelector('.form-status.error')"
+    )
+    assert "/jobs/job_" in page.url, page.inner_text(".form-status")
+    page.wait_for_selector("#job-status.succeeded", timeout=240_000)
+    page.goto(f"{server.url}/runs")
+    page.locator("table.dense tbody a", has_text="ui-av2-mlp").first.click()
+    page.wait_for_selector(".chart svg path")
+    assert page.locator("table.dense tbody tr").count() >= 2  # one row per epoch in the history
+    _shot(page, server, "run", full=True)
+    _clean_console(page)
+
+
 LAYERS = {
     "mining": "datadrive.mining",
-    "datasets": "datadrive.curate",
-    "runs": "datadrive.train",
     "assistant": "datadrive.assistant",
 }
 

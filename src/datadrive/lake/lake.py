@@ -762,24 +762,6 @@ class Lake:
             raise storage_error(root, f"read {obj}", exc) from exc
         return bytes(data), provenance
 
-    def record(
-        self,
-        region: str,
-        action: str,
-        obj: str,
-        detail: Mapping[str, Any] | None = None,
-        *,
-        outcome: str = "ok",
-    ) -> None:
-        """Append an audit row for an action decided outside the library (a sharing grant in the service).
-
-        The row carries the principal, like every other row; the library
-        decides nothing here, it only records.
-        """
-        self.config.region(region)
-        self._check_tenant(region, action, obj)
-        self._audit(region, action, obj, None, outcome, detail)
-
     def export(
         self, obj: str, *, region: str, to: str, dest_path: str | os.PathLike[str] | None = None
     ) -> ExportReport:

@@ -259,11 +259,11 @@ def create_grant(body: GrantIn, caller: CallerDep, db: DbDep, svc: ServicesDep) 
     db.add(grant)
     db.commit()
     out = _grant_out(grant, obj, svc, db)
-    svc.gateway.lake(caller.principal).record(
+    svc.gateway.lake(caller.principal).audit_event(
         obj.region,
         "grant",
         f"{obj.type} {obj.id} -> {body.grantee}",
-        {
+        detail={
             "grant_id": grant.id,
             "object": obj.name,
             "grantee": body.grantee,
@@ -286,11 +286,11 @@ def revoke_grant(grant_id: IdPath, caller: CallerDep, db: DbDep, svc: ServicesDe
     if grant.revoked_at is None:
         grant.revoked_at = utc_now()
         db.commit()
-        svc.gateway.lake(caller.principal).record(
+        svc.gateway.lake(caller.principal).audit_event(
             obj.region,
             "revoke",
             f"{obj.type} {obj.id} -> {grant.grantee_tenant}",
-            {"grant_id": grant.id, "owner": caller.tenant},
+            detail={"grant_id": grant.id, "owner": caller.tenant},
         )
     return _grant_out(grant, obj, svc, db)
 

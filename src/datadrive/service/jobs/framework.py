@@ -120,6 +120,47 @@ class JobContext:
             db.commit()
             return obj.id
 
+    def object(self, object_id: str) -> dict[str, Any] | None:
+        """One of the job tenant's objects (``type``, ``name``, ``region``, ``parts``, ``meta``), or None."""
+        from datadrive.service.db import SharedObject
+
+        with self._sessions() as db:
+            job = db.get(Job, self.job_id)
+            obj = db.get(SharedObject, object_id)
+            if job is None or obj is None or obj.tenant_id != job.tenant_id:
+                return None
+            return {
+                "type": obj.type,
+                "name": obj.name,
+                "region": obj.region,
+                "parts": obj.parts,
+                "meta": obj.meta,
+            }
+
+    def update_object(
+        self,
+        object_id: str,
+        *,
+        parts: dict[str, Any],
+        meta_key: tuple[str, str],
+        meta_value: Any,
+    ) -> None:
+        """Add parts to an object of the job's tenant and set ``meta[meta_key[0]][meta_key[1]]``."""
+        from datadrive.service.db import SharedObject
+
+        with self._sessions() as db:
+            job = db.get(Job, self.job_id)
+            obj = db.get(SharedObject, object_id, with_for_update=True)
+            if job is None or obj is None or obj.tenant_id != job.tenant_id:
+                raise JobCancelledError(f"object {object_id} is gone")
+            meta = dict(obj.meta)
+            group = dict(meta.get(meta_key[0]) or {})
+            group[meta_key[1]] = meta_value
+            meta[meta_key[0]] = group
+            obj.parts = {**obj.parts, **parts}  # new dicts: the JSON columns are not mutation-tracked
+            obj.meta = meta
+            db.commit()
+
     def cancelled(self) -> bool:
         """Whether cancellation has been requested."""
         with self._sessions() as db:

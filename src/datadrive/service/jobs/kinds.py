@@ -1,10 +1,10 @@
 """The job kinds the service runs: each is one :class:`JobKind` entry.
 
 Layers register here as they land (simulation and fleet generation with
-``datadrive.sim``; tagging with ``datadrive.mining``, dataset builds with
-``datadrive.curate`` and training with ``datadrive.train`` once they are on
-main): one entry naming the function a worker calls,
-``fn(ctx: JobContext, params: dict) -> dict``.
+``datadrive.sim``; dataset builds, training and evaluation with
+``datadrive.curate``, ``train`` and ``evaluate``; tagging with
+``datadrive.mining`` once it is on main): one entry naming the function a
+worker calls, ``fn(ctx: JobContext, params: dict) -> dict``.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from typing import Any
 
 from datadrive.errors import InputError, NotFoundError
 from datadrive.service.jobs.framework import JobKind
+from datadrive.service.learning import check_dataset, check_evaluate, check_train
 from datadrive.service.simulation import check_fleet, check_simulate
 
 __all__ = ["JOB_KINDS", "job_kind"]
@@ -61,8 +62,28 @@ JOB_KINDS: tuple[JobKind, ...] = (
         check=check_fleet,
         rerun_safe=True,  # each committed batch is a ledger input: a rerun skips what landed
     ),
-    # tagging (datadrive.mining), dataset builds (datadrive.curate) and training (datadrive.train)
-    # join here as those layers land.
+    JobKind(
+        name="dataset",
+        description="Create the next version of a curated dataset: a SQL selection, split by log.",
+        target="datadrive.service.learning:dataset_job",
+        check=check_dataset,
+        rerun_safe=True,  # a rerun makes one more version; the interrupted one was not stored
+    ),
+    JobKind(
+        name="train",
+        description="Train a model on a dataset version (feature cache built if missing), on the CPU.",
+        target="datadrive.service.learning:train_job",
+        check=check_train,
+        rerun_safe=True,  # a rerun is a new run; the cache build resumes
+    ),
+    JobKind(
+        name="evaluate",
+        description="Score a trained model on a dataset split with the official AV2 and WOMD metrics.",
+        target="datadrive.service.learning:evaluate_job",
+        check=check_evaluate,
+        rerun_safe=True,
+    ),
+    # tagging (datadrive.mining) joins here when that layer lands.
 )
 """Every job kind, by name."""
 

@@ -57,7 +57,11 @@ WORKER_PRELOAD = (
     "datadrive.service.simulation",
     "datadrive.lake",
     "datadrive.sources",
+    "datadrive.service.learning",
     "datadrive.sim.runner",
+    "datadrive.curate",
+    "datadrive.train",  # torch, imported once and shared by the forked workers (skipped when not installed)
+    "datadrive.evaluate",
 )
 """What the fork server imports once: each job's process is forked from it ready to run (no imports)."""
 

@@ -41,19 +41,21 @@ function fields(form) {
 
 document.addEventListener("DOMContentLoaded", () => {
   // JSON forms: data-api-json="/api/v1/...". data-job="KIND" sends {kind, region, params: {...}}.
+  // (attributes are read with getAttribute: a form's `dataset` property is shadowed by a field named "dataset")
   document.querySelectorAll("form[data-api-json]").forEach((form) => {
+    const url = form.getAttribute("data-api-json"), job = form.getAttribute("data-job"), secret = form.hasAttribute("data-show-secret");
     form.addEventListener("submit", async (ev) => {
       ev.preventDefault();
       const out = statusOf(form), btn = form.querySelector("button[type=submit], button:not([type])");
       const data = fields(form);
       let body = data;
-      if (form.dataset.job) { const { region, ...params } = data; body = { kind: form.dataset.job, region, params }; }
-      if (form.dataset.showSecret) body = { name: data.name, scopes: [data.scopes], ttl_days: Number(data.ttl_days) };
+      if (job) { const { region, ...params } = data; body = { kind: job, region, params }; }
+      if (secret) body = { name: data.name, scopes: [data.scopes], ttl_days: Number(data.ttl_days) };
       if (btn) btn.disabled = true;
       say(out, "sending…");
       try {
-        const res = await api(form.dataset.apiJson, { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) });
-        if (form.dataset.showSecret) { if (out) { out.innerHTML = `Copy it now, it is shown once: <code class="secret">${esc(res.secret)}</code>`; out.className = "form-status small"; } return; }
+        const res = await api(url, { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) });
+        if (secret) { if (out) { out.innerHTML = `Copy it now, it is shown once: <code class="secret">${esc(res.secret)}</code>`; out.className = "form-status small"; } return; }
         if (res.kind && res.id) { location.href = `/jobs/${res.id}`; return; }
         location.reload();
       } catch (e) { say(out, e.message, true); } finally { if (btn) btn.disabled = false; }
@@ -66,7 +68,7 @@ document.addEventListener("DOMContentLoaded", () => {
     const out = statusOf(up);
     say(out, "uploading…");
     try {
-      const res = await api(up.dataset.api, { method: "POST", body: new FormData(up) });
+      const res = await api(up.getAttribute("data-api"), { method: "POST", body: new FormData(up) });
       location.href = `/jobs/${res.job.id}`;
     } catch (e) { say(out, e.message, true); }
   });

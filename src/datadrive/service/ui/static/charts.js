@@ -1,5 +1,5 @@
 // Dependency-free SVG charts from JSON embedded in the page: horizontal (stacked) bars, vertical bars, lines.
-// <div class="chart" data-chart="hbar|bar|line" data-src="ID" data-x="key" data-y="key" data-ys="a,b,c"
+// <div class="chart" data-chart="hbar|bar|line|lines" data-src="ID" data-x="key" data-y="key" data-ys="a,b,c"
 //      data-labels="A,B,C" data-format="int|float|pct|s"></div>
 "use strict";
 (() => {
@@ -86,6 +86,27 @@
     });
     if (ys.length > 1) legend(svg, ys.map((y, k) => labels[k] || y), m.l, 12);
   }
+  // several series over one x (a loss curve per split): each its own colour, gaps where a value is missing
+  function lines(host, rows, x, ys, labels, fmt) {
+    const W = host.clientWidth || 480, H = 240, m = { l: 52, r: 14, t: 26, b: 30 };
+    const svg = el("svg", { viewBox: `0 0 ${W} ${H}`, role: "img" }, host);
+    const iw = W - m.l - m.r, ih = H - m.t - m.b;
+    const vals = ys.map((y) => rows.map((r) => (r[y] === null || r[y] === undefined ? null : Number(r[y]))));
+    const all = vals.flat().filter((v) => v !== null && isFinite(v));
+    const lo = Math.min(0, ...all), tk = ticks(Math.max(...all) - lo), top = lo + tk[tk.length - 1];
+    const X = (i) => m.l + (rows.length > 1 ? (i / (rows.length - 1)) * iw : iw / 2), Y = (v) => m.t + ih - ((v - lo) / (top - lo || 1)) * ih;
+    tk.forEach((d) => { const v = lo + d; el("line", { x1: m.l, x2: W - m.r, y1: Y(v), y2: Y(v), stroke: "#1f2836" }, svg); el("text", { x: m.l - 6, y: Y(v) + 4, "text-anchor": "end" }, svg).textContent = fmt(v); });
+    vals.forEach((series, k) => {
+      const colour = COLOURS[k % COLOURS.length];
+      let d = "", on = false;
+      series.forEach((v, i) => { if (v === null || !isFinite(v)) { on = false; return; } d += `${on ? "L" : "M"}${X(i)},${Y(v)} `; on = true; });
+      if (d) el("path", { d, fill: "none", stroke: colour, "stroke-width": 2 }, svg);
+      series.forEach((v, i) => { if (v === null || !isFinite(v)) return; const c = el("circle", { cx: X(i), cy: Y(v), r: 2.5, fill: colour }, svg); el("title", {}, c).textContent = `${x} ${rows[i][x]} · ${labels[k] || ys[k]}: ${fmt(v)}`; });
+    });
+    const every = Math.ceil(rows.length / Math.max(1, Math.floor(iw / 50)));
+    rows.forEach((r, i) => { if (i % every) return; el("text", { x: X(i), y: H - m.b + 16, "text-anchor": "middle" }, svg).textContent = String(r[x]); });
+    legend(svg, ys.map((y, k) => labels[k] || y), m.l, 14);
+  }
   function draw() {
     document.querySelectorAll(".chart").forEach((host) => {
       host.innerHTML = "";
@@ -96,6 +117,10 @@
       const fmt = FORMATS[host.dataset.format || "int"] || FORMATS.int;
       const kind = host.dataset.chart;
       if (kind === "hbar") hbar(host, rows, host.dataset.x, ys, labels, fmt);
+      else if (kind === "lines") {
+        const keep = ys.map((y, k) => [y, labels[k] || y]).filter(([y]) => rows.some((r) => r[y] !== null && r[y] !== undefined));
+        lines(host, rows, host.dataset.x, keep.map((p) => p[0]), keep.map((p) => p[1]), fmt);
+      }
       else vbar(host, rows, host.dataset.x, ys, labels, fmt, kind === "line");
     });
   }
