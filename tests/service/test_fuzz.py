@@ -27,7 +27,7 @@ from conftest import _populate, make_app
 
 pytestmark = [pytest.mark.slow]
 
-EXAMPLES = 5
+EXAMPLES = 3
 
 
 @pytest.fixture(scope="module")
