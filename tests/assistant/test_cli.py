@@ -1,0 +1,201 @@
+"""``datadrive assistant ...`` end to end through the Typer app (in-process).
+
+The lake is made by ``lake init`` and ``ingest``.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from datadrive.cli.main import app
+
+COMMA = "comma2k19/b0c9d2329ad1606b_2018-08-02--08-34-47/40"
+
+
+def run(*args: str):  # type: ignore[no-untyped-def]
+    return CliRunner().invoke(app, list(args))
+
+
+@pytest.fixture(scope="module")
+def cli_lake(tmp_path_factory: pytest.TempPathFactory, samples: Path) -> tuple[Path, str]:
+    mp = pytest.MonkeyPatch()
+    mp.setenv("DATADRIVE_USER", "ana")
+    mp.delenv("DATADRIVE_HOME_REGION", raising=False)
+    mp.delenv("DATADRIVE_TENANT", raising=False)
+    root = tmp_path_factory.mktemp("cli") / "lake"
+    assert run("lake", "init", str(root), "--tenant", "bmw").exit_code == 0
+    r = run("ingest", str(samples / COMMA), "--lake", str(root), "--region", "eu-central", "--workers", "1")
+    assert r.exit_code == 0, r.output
+    r = run("assistant", "vehicles", "--lake", str(root), "--region", "eu-central", "--json")
+    assert r.exit_code == 0, r.output
+    vehicles = json.loads(r.stdout)
+    assert len(vehicles) == 1
+    yield root, next(iter(vehicles))
+    mp.undo()
+
+
+def test_ask_json(cli_lake: tuple[Path, str]) -> None:
+    root, vehicle = cli_lake
+    r = run(
+        "assistant",
+        "ask",
+        "what was my top speed on the last drive",
+        "--lake",
+        str(root),
+        "--region",
+        "eu-central",
+        "--vehicle",
+        vehicle,
+        "--json",
+        "--map",
+        "none",
+    )
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.stdout)
+    assert doc["answered"]
+    assert doc["numbers_checked"]
+    assert "71.4 km/h" in doc["answer"]
+    assert doc["tools"][0]["tool"] == "signal_stats"
+    assert doc["region"] == "eu-central"
+
+
+def test_ask_text_and_travel(cli_lake: tuple[Path, str]) -> None:
+    root, vehicle = cli_lake
+    r = run(
+        "assistant",
+        "ask",
+        "why did the car brake hard around 09:15",
+        "--lake",
+        str(root),
+        "--region",
+        "eu-central",
+        "--vehicle",
+        vehicle,
+        "--map",
+        "none",
+    )
+    assert r.exit_code == 0
+    assert "radar saw a vehicle" in r.stdout
+    assert "Evidence:" in r.stdout
+    r = run("assistant", "ask", "route from Kauppatori to Hakaniemi")
+    assert r.exit_code == 0
+    assert "ETA at the speed limits" in r.stdout
+
+
+def test_bad_input_is_one_line_and_exit_2(cli_lake: tuple[Path, str], tmp_path: Path) -> None:
+    root, _ = cli_lake
+    r = run(
+        "assistant",
+        "ask",
+        "top speed",
+        "--lake",
+        str(root),
+        "--region",
+        "eu-central",
+        "--vehicle",
+        "nosuchcar",
+        "--map",
+        "none",
+    )
+    assert r.exit_code == 2
+    assert "no vehicle 'nosuchcar' in region eu-central" in r.output
+    assert len(r.output.strip().splitlines()) == 1
+    r = run(
+        "assistant",
+        "ask",
+        "top speed",
+        "--lake",
+        str(root),
+        "--region",
+        "eu-central",
+        "--endpoint",
+        "nope",
+        "--map",
+        "none",
+    )
+    assert r.exit_code == 2
+    assert "no [assistant.endpoints.nope]" in r.output
+    empty = tmp_path / "empty.wav"
+    empty.write_bytes(b"")
+    r = run("assistant", "listen", "--wav", str(empty), "--map", "none")
+    assert r.exit_code == 2
+    assert "the file is empty" in r.output
+
+
+def test_unanswerable_question(cli_lake: tuple[Path, str]) -> None:
+    root, vehicle = cli_lake
+    r = run(
+        "assistant",
+        "ask",
+        "what is the tyre pressure",
+        "--lake",
+        str(root),
+        "--region",
+        "eu-central",
+        "--vehicle",
+        vehicle,
+        "--map",
+        "none",
+        "--json",
+    )
+    doc = json.loads(r.stdout)
+    assert r.exit_code == 0
+    assert not doc["answered"]
+    assert doc["answer"].startswith("I can't tell that from this vehicle's data")
+
+
+@pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed (make sysdeps)")
+def test_listen_wake_transcript_answer_wav(cli_lake: tuple[Path, str], tmp_path: Path) -> None:
+    from datadrive.assistant.voice.audio import read_wav, write_wav
+    from datadrive.assistant.voice.synth import Voice, speak
+
+    root, vehicle = cli_lake
+    v = Voice("en-us", 150, 50)
+    x = np.concatenate(
+        [
+            np.zeros(8000, np.float32),
+            speak("hey datadrive", v),
+            np.zeros(3000, np.float32),
+            speak("is the steering angle sensor healthy", v),
+            np.zeros(8000, np.float32),
+        ]
+    )
+    wav = tmp_path / "cmd.wav"
+    write_wav(wav, x * 0.8)
+    out = tmp_path / "answer.wav"
+    r = run(
+        "assistant",
+        "listen",
+        "--wav",
+        str(wav),
+        "--out",
+        str(out),
+        "--lake",
+        str(root),
+        "--region",
+        "eu-central",
+        "--vehicle",
+        vehicle,
+        "--map",
+        "none",
+        "--json",
+    )
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.stdout)
+    assert doc["woke"]
+    assert 0.5 < doc["wake_time_s"] < 2.5
+    assert doc["transcript"] == "is the steering angle sensor healthy"
+    assert doc["answer"]["intent"] == "health"
+    assert "looks healthy" in doc["answer"]["answer"]
+    assert read_wav(out).shape[0] > 16000
+    silence = tmp_path / "silence.wav"
+    write_wav(silence, np.zeros(32000, np.float32))
+    r = run("assistant", "listen", "--wav", str(silence), "--map", "none", "--json")
+    assert r.exit_code == 0
+    assert json.loads(r.stdout)["woke"] is False
