@@ -18,6 +18,7 @@ from pydantic import BaseModel
 
 from datadrive.errors import (
     AccessDeniedError,
+    AssistantError,
     AuthenticationError,
     ConfigError,
     ConflictError,
@@ -32,6 +33,8 @@ from datadrive.errors import (
     SimulationInputError,
     StorageError,
     TooLargeError,
+    UnknownPlaceError,
+    UnknownVehicleError,
 )
 
 __all__ = ["ERROR_RESPONSES", "ErrorBody", "ErrorDetail", "error_body", "status_of"]
@@ -58,11 +61,14 @@ _STATUS: tuple[tuple[type[DatadriveError], int, str], ...] = (
     (ResidencyError, 403, "residency"),
     (AccessDeniedError, 403, "forbidden"),
     (NotFoundError, 404, "not_found"),
+    (UnknownVehicleError, 404, "not_found"),
+    (UnknownPlaceError, 404, "not_found"),
     (ConflictError, 409, "conflict"),
     (RateLimitError, 429, "rate_limited"),
     (TooLargeError, 413, "too_large"),
     (InputError, 422, "bad_input"),
     (SimulationInputError, 422, "bad_input"),
+    (AssistantError, 422, "bad_input"),
     (QueryTimeoutError, 408, "query_timeout"),
     (StorageError, 503, "storage_unavailable"),
     (LakeError, 400, "bad_request"),

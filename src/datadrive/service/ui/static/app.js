@@ -125,6 +125,29 @@ document.addEventListener("DOMContentLoaded", () => {
       tr.querySelector(".stored").innerHTML = fmt(scene.stored_scores ? scene.stored_scores[k] : null);
     });
   });
+  // The assistant's chat.
+  const chat = document.getElementById("chat");
+  if (chat) {
+    const list = document.getElementById("messages"), input = document.getElementById("question"), form = document.getElementById("ask-form");
+    const add = (cls, html) => { const d = document.createElement("div"); d.className = `msg ${cls}`; d.innerHTML = html; list.appendChild(d); list.scrollTop = list.scrollHeight; return d; };
+    const ask = async (q) => {
+      add("me", esc(q));
+      const pending = add("bot pending", "…");
+      const v = document.getElementById("vehicle");
+      try {
+        const res = await api(`/api/v1/regions/${chat.dataset.region}/assistant`, { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ question: q, vehicle: v ? v.value : null }) });
+        // the answer's text cites its evidence itself; the tools it called are listed below it
+        const tools = (res.tools || []).map((t) => `${t.tool}(${Object.entries(t.args || {}).map(([k, v]) => `${k}=${JSON.stringify(v)}`).join(", ")})`);
+        const notes = (res.notes || []).map((n) => `<div class="note">${esc(n)}</div>`).join("");
+        pending.className = `msg bot${res.answered ? "" : " unanswered"}`;
+        pending.innerHTML = `<div class="answer">${esc(res.answer)}</div>${notes}` +
+          (tools.length ? `<details><summary>tools (${tools.length})</summary><ul>${tools.map((t) => `<li>${esc(t)}</li>`).join("")}</ul></details>` : "") +
+          `<div class="meta">${esc(res.intent || "")} · ${res.numbers_checked ? `${res.numbers} numbers checked against the data` : "numbers NOT checked"} · ${(res.latency_s * 1000).toFixed(0)} ms</div>`;
+      } catch (e) { pending.className = "msg bot error"; pending.textContent = e.message; }
+    };
+    form.addEventListener("submit", (ev) => { ev.preventDefault(); const q = input.value.trim(); if (q) { input.value = ""; ask(q); } });
+    document.querySelectorAll("[data-ask]").forEach((a) => a.addEventListener("click", (e) => { e.preventDefault(); ask(a.dataset.ask); }));
+  }
   // SQL console.
   const sql = document.getElementById("sql-form");
   if (sql) {
