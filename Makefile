@@ -13,7 +13,7 @@ AZURITE_VERSION := 3.37.0
 AZURITE_NODE_VERSION := 22.23.3
 AZURITE := .azurite/installed-$(AZURITE_VERSION)-node$(AZURITE_NODE_VERSION)
 
-.PHONY: demo test check lint typecheck layers pytest bench clean protos sysdeps azurite
+.PHONY: demo test check lint typecheck layers testnames pytest bench clean protos sysdeps azurite
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -40,7 +40,7 @@ demo: $(STAMP)
 
 test: $(STAMP) sysdeps check pytest
 
-check: lint typecheck layers
+check: lint typecheck layers testnames
 
 lint: $(STAMP)
 	$(BIN)/ruff format --check src tests benchmarks
@@ -51,6 +51,11 @@ typecheck: $(STAMP)
 
 layers: $(STAMP)
 	$(BIN)/lint-imports
+
+# pytest imports test modules by basename: two tests/**/test_x.py stop collection.
+testnames:
+	@dups=$$(find tests -name 'test_*.py' -printf '%f\n' | sort | uniq -d); \
+	if [ -n "$$dups" ]; then echo "test module names used twice: $$dups"; exit 1; fi
 
 pytest: $(STAMP) sysdeps azurite
 	DATADRIVE_SAMPLES=$(SAMPLES) $(BIN)/pytest
