@@ -114,7 +114,7 @@ def test_partial_erasure_keeps_the_ledger_consistent(lake_with_data) -> None:
 def test_an_erasure_interrupted_by_a_crash_is_finished_by_the_next_writer(lake_with_data, inputs) -> None:
     import json
 
-    from datadrive.lake.erase import _keys_expr, _rewrite_without, plan_erase
+    from datadrive.lake.erase import keys_filter, plan_erase, rewrite_without
     from datadrive.lake.schema import SCENARIOS
     from datadrive.lake.tables import RegionStore
 
@@ -127,7 +127,7 @@ def test_an_erasure_interrupted_by_a_crash_is_finished_by_the_next_writer(lake_w
     store.write_file(
         store.root.meta_path("pending", f"erase-{plan['erase_id']}.json"), json.dumps(plan).encode()
     )
-    _rewrite_without(store, SCENARIOS, "bmw", _keys_expr("bmw", plan["scenario_keys"], "scenario_id"))
+    rewrite_without(store, SCENARIOS, "bmw", keys_filter("bmw", plan["scenario_keys"], "scenario_id"))
     # -- crash --
     assert lake.snapshot("eu-central").scenarios(ids=[victim]), "readers still see the last committed version"
     lake.ingest(inputs([77]), "eu-central", registry=lake_synth.REGISTRY)  # the next writer

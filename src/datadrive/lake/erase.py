@@ -1,8 +1,8 @@
 """Erasure: delete a tenant's records and vacuum every old version that held them.
 
 A GDPR request or a retention limit is met only when time travel can no
-longer bring the data back: :func:`erase` deletes the matching rows from
-every data table and the ledger, commits a new lake version, and then
+longer bring the data back: an erasure deletes the matching rows from
+every versioned table (raw and derived) and the ledger, commits a new lake version, and then
 vacuums each table with zero retention (``full`` mode, so files a crashed
 writer never committed go too). Lake versions from before the erasure that
 referenced the removed files can no longer be read; the reader says so.
@@ -13,7 +13,9 @@ statistics are kept only for non-identifying columns (see
 and a hash of the erased ids, not the ids.
 
 An erasure interrupted by a crash is finished by the next writer: its
-selection is saved in ``_datadrive/pending/`` before the first delete.
+plan is saved in ``_datadrive/pending/`` before the first delete
+(:func:`datadrive.lake.maintenance.erase_region`), and
+:func:`datadrive.lake.commit.recover` finishes it.
 """
 
 from __future__ import annotations
@@ -30,20 +32,19 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 
 from datadrive.errors import StorageError
-from datadrive.lake.schema import (
-    DATA_TABLES,
-    INGESTS,
-    MAP_FEATURES,
-    SCENARIOS,
-    TELEMETRY,
-    TRACKS,
-    TableSpec,
-    conform,
-)
+from datadrive.lake.schema import INGESTS, SCENARIOS, TELEMETRY, TableSpec, conform, versioned_tables
 from datadrive.lake.storage import storage_error
-from datadrive.lake.tables import RegionStore, commit_record, sql_quote
+from datadrive.lake.tables import RegionStore, commit_record, sql_quote, writer_properties
 
-__all__ = ["EraseReport", "Erasure", "finish_erase", "plan_erase"]
+__all__ = [
+    "EraseReport",
+    "Erasure",
+    "finish_erase",
+    "ids_digest",
+    "keys_filter",
+    "plan_erase",
+    "rewrite_without",
+]
 
 
 @dataclass(frozen=True)
@@ -178,7 +179,7 @@ def plan_erase(store: RegionStore, e: Erasure) -> dict[str, Any]:
     }
 
 
-def _keys_expr(tenant: str, keys: Sequence[Sequence[str]], id_column: str) -> ds.Expression | None:
+def keys_filter(tenant: str, keys: Sequence[Sequence[str]], id_column: str) -> ds.Expression | None:
     """Rows of ``tenant`` whose (source, id) is one of ``keys``."""
     by_source: dict[str, list[str]] = {}
     for source, key in keys:
@@ -190,7 +191,7 @@ def _keys_expr(tenant: str, keys: Sequence[Sequence[str]], id_column: str) -> ds
     return out
 
 
-def _rewrite_without(
+def rewrite_without(
     store: RegionStore, spec: TableSpec, tenant: str, erased: ds.Expression | None, props: Any = None
 ) -> bool:
     """Remove the rows matching ``erased`` by rewriting the batches that hold them.
@@ -224,6 +225,7 @@ def _rewrite_without(
             partition_by=list(spec.partition_by),
             storage_options=store.root.storage_options(),
             commit_properties=props,
+            writer_properties=writer_properties(spec),
         )
     else:
         store.table(spec).delete(predicate, commit_properties=props)
@@ -286,11 +288,12 @@ def finish_erase(store: RegionStore, plan: Mapping[str, Any], now: Callable[[], 
 
     tenant = str(plan["tenant"])
     try:
-        scenario_rows = _keys_expr(tenant, plan["scenario_keys"], "scenario_id")
-        for spec in (SCENARIOS, TRACKS, MAP_FEATURES):
-            _rewrite_without(store, spec, tenant, scenario_rows)
-        _rewrite_without(store, TELEMETRY, tenant, _keys_expr(tenant, plan["telemetry_keys"], "telemetry_id"))
-        versions = {spec.name: store.head(spec) for spec in DATA_TABLES}
+        for spec in versioned_tables():
+            if spec.key_column is None or not store.exists(spec):
+                continue
+            keys = plan["telemetry_keys"] if spec.key_column == "telemetry_id" else plan["scenario_keys"]
+            rewrite_without(store, spec, tenant, keys_filter(tenant, keys, spec.key_column))
+        versions = {spec.name: store.head(spec) for spec in versioned_tables()}
         record = commit_record(
             "erase",
             versions,
@@ -313,12 +316,8 @@ def finish_erase(store: RegionStore, plan: Mapping[str, Any], now: Callable[[], 
             )
         version = store.lake_version()
         removed = 0
-        for spec in (*DATA_TABLES, INGESTS):
-            removed += len(
-                store.table(spec).vacuum(
-                    retention_hours=0, dry_run=False, enforce_retention_duration=False, full=True
-                )
-            )
+        for spec in (*versioned_tables(), INGESTS):
+            removed += store.vacuum(spec, retention_hours=0)
     except StorageError:
         raise
     except Exception as exc:
