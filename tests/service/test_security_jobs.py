@@ -194,7 +194,7 @@ def test_every_endpoint_refuses_another_tenants_ids(env: Env) -> None:
     ]
     values.update({"region": "eu-central", "scenario_id": sid, "part": "summary", "dataset": "any"})
     if "object_id" in values:  # the typed object routes, with bmw's object (wrong type or not: refused alike)
-        values["run_id"] = values["object_id"]
+        values["run_id"] = values["set_id"] = values["object_id"]
     secrets_ = [sid, "BMW", *(v for k, v in values.items() if k not in ("region", "part"))]
     tried = 0
     for path, ops in env.app.openapi()["paths"].items():

@@ -133,18 +133,31 @@ def create_app(settings: ServiceSettings, lake_config: LakeConfig | None = None)
     app.state.services = services
     _handlers(app)
 
-    from datadrive.service.api import assistant, identity, jobs, lake, learning, objects, ops, sim, uploads
+    from datadrive.service.api import (
+        assistant,
+        identity,
+        jobs,
+        lake,
+        learning,
+        mining,
+        objects,
+        ops,
+        sim,
+        uploads,
+    )
     from datadrive.service.ui import assistant as assistant_pages
     from datadrive.service.ui import learning as learning_pages
+    from datadrive.service.ui.mining import router as mining_pages_router
     from datadrive.service.ui import pages
     from datadrive.service.ui import simulation as sim_pages
 
-    for module in (identity, lake, uploads, jobs, objects, sim, learning, assistant):
+    for module in (identity, lake, uploads, jobs, objects, mining, sim, learning, assistant):
         app.include_router(module.router, prefix=API_PREFIX)
     app.include_router(ops.router)
     app.include_router(sim_pages.router)  # these two before the pages' catch-all /{layer}
     app.include_router(learning_pages.router)
     app.include_router(assistant_pages.router)
+    app.include_router(mining_pages_router)
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=_HERE / "ui" / "static"), name="static")
 

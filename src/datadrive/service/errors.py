@@ -25,6 +25,7 @@ from datadrive.errors import (
     DatadriveError,
     InputError,
     LakeError,
+    MiningError,
     NotFoundError,
     PermissionDeniedError,
     QueryTimeoutError,
@@ -69,6 +70,7 @@ _STATUS: tuple[tuple[type[DatadriveError], int, str], ...] = (
     (InputError, 422, "bad_input"),
     (SimulationInputError, 422, "bad_input"),
     (AssistantError, 422, "bad_input"),
+    (MiningError, 422, "bad_input"),  # an expression that does not parse, words a description cannot place
     (QueryTimeoutError, 408, "query_timeout"),
     (StorageError, 503, "storage_unavailable"),
     (LakeError, 400, "bad_request"),

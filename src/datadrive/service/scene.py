@@ -11,6 +11,7 @@ scene stays a few hundred kilobytes.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
 import numpy as np
@@ -157,11 +158,13 @@ def _lights(scenario: Scenario, origin: np.ndarray, steps: np.ndarray) -> list[d
     return out
 
 
-def thumbnail_svg(scenario: Scenario, size_px: int = 160) -> str:
+def thumbnail_svg(scenario: Scenario, size_px: int = 160, highlight: Collection[str] = ()) -> str:
     """A small SVG: map lines in grey, each track's path in its type's colour, the ego in white.
 
     The picture frames the ego's path (or every agent, when there is no ego)
-    with 25 m around it; the map outside is cut off by the view box.
+    with 25 m around it; the map outside is cut off by the view box. Tracks
+    in ``highlight`` (a mining hit's) are drawn last, thick and amber, with
+    a dot where they end, and the rest dimmed.
     """
     scene = scene_json(scenario, max_steps=60, max_map_points=3000)
     # frame what moves (the ego's path, else the agents' 2-98 % extent) with a margin, so a small
@@ -199,16 +202,23 @@ def thumbnail_svg(scenario: Scenario, size_px: int = 160) -> str:
             parts.append(
                 f'<polyline fill="none" stroke="{strokes[f["kind"]]}" stroke-width="1" points="{points}"/>'
             )
-    for t in sorted(scene["tracks"], key=lambda t: t["ego"]):
+    marked = set(highlight)
+    for t in sorted(scene["tracks"], key=lambda t: (t["id"] in marked, t["ego"])):
         path = [xy([x, y]) for x, y in zip(t["x"], t["y"], strict=True) if x is not None]
         if len(path) < 2:
             continue
         colour = "#ffffff" if t["ego"] else _COLOURS.get(t["type"], "#8b95a7")
         width = 2.2 if t["ego"] else 1.2
+        opacity = 0.45 if marked else 0.9
+        if t["id"] in marked:
+            colour, width, opacity = "#ffb020", 3.0, 1.0
         parts.append(
-            f'<polyline fill="none" stroke="{colour}" stroke-opacity="0.9" stroke-width="{width}" '
+            f'<polyline fill="none" stroke="{colour}" stroke-opacity="{opacity}" stroke-width="{width}" '
             f'points="{" ".join(path)}"/>'
         )
+        if t["id"] in marked:
+            u, v = path[-1].split(",")
+            parts.append(f'<circle cx="{u}" cy="{v}" r="3" fill="{colour}"/>')
     parts.append("</svg>")
     return "".join(parts)
 

@@ -48,6 +48,9 @@ class ServiceSettings:
         maps_dir: The fleet-map catalogue: map files (Lanelet2 ``.osm``, ...)
             fleet jobs may draw on, named by file name. None: no fleet jobs.
         max_sim_scenarios: Scenarios one simulate job may cover at most.
+        max_mine_scenarios: Scenarios one mining search answered in the request
+            may evaluate at most (after the state index narrows them); larger
+            searches run as ``mine`` jobs.
     """
 
     lake: Path
@@ -74,6 +77,7 @@ class ServiceSettings:
     snapshot_ttl_s: float = 2.0
     maps_dir: Path | None = None
     max_sim_scenarios: int = 2_000
+    max_mine_scenarios: int = 500
 
     @property
     def db_url(self) -> str:

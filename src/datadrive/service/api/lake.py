@@ -19,11 +19,12 @@ from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
 from datadrive.core.scenario import Scenario
-from datadrive.errors import NotFoundError
+from datadrive.errors import InputError, NotFoundError
 from datadrive.service.api.deps import CallerDep, PageDep, ServicesDep
 from datadrive.service.convert import json_rows, json_value
 from datadrive.service.errors import ERROR_RESPONSES
 from datadrive.service.identity import Caller, require
+from datadrive.service.mining import events_for_scene
 from datadrive.service.scene import scene_json, thumbnail_svg
 
 router = APIRouter(tags=["lake"], responses=ERROR_RESPONSES)
@@ -198,7 +199,8 @@ def scene(
     max_steps: Annotated[int, Query(ge=2, le=2000)] = 400,
 ) -> dict[str, Any]:
     s = _one_scenario(svc, caller, region, scenario_id)
-    return json_value(scene_json(s, max_steps=max_steps))  # type: ignore[no-any-return]
+    events = events_for_scene(svc.gateway.snapshot(caller.principal, region), s)  # tagged: on the timeline
+    return json_value(scene_json(s, events=events, max_steps=max_steps))  # type: ignore[no-any-return]
 
 
 def thumbnails(svc: ServicesDep, caller: Caller, region: str, ids: list[str]) -> dict[str, str]:
@@ -237,12 +239,25 @@ def export(
     caller: CallerDep,
     svc: ServicesDep,
     format: Annotated[Literal["mcap", "rrd"], Query(description="mcap (Foxglove) or rrd (Rerun).")] = "mcap",
+    hit_track: Annotated[
+        str | None, Query(max_length=300, description="A mining hit's track, marked with its interval.")
+    ] = None,
+    hit_start_ns: Annotated[int | None, Query(ge=0, le=2**62)] = None,
+    hit_end_ns: Annotated[int | None, Query(ge=0, le=2**62)] = None,
+    hit_label: Annotated[str, Query(max_length=200, description="What the hit is (its expression).")] = "hit",
 ) -> Response:
     require(caller, "engineer", "exporting scenarios")
     s = _one_scenario(svc, caller, region, scenario_id)
-    from datadrive.viz.openfile import scenario_to_mcap, scenario_to_rrd
+    from datadrive.viz.openfile import ExportEvent, scenario_to_mcap, scenario_to_rrd
 
-    data = scenario_to_mcap(s) if format == "mcap" else scenario_to_rrd(s)
+    # the scenario's tagged events, and the mining hit it is exported for, marked in the recording
+    tagged = events_for_scene(svc.gateway.snapshot(caller.principal, region), s)
+    marks = [ExportEvent(e["label"], e["start_ns"], e["end_ns"], tuple(e["track_ids"])) for e in tagged]
+    if hit_start_ns is not None and hit_end_ns is not None:
+        if hit_end_ns < hit_start_ns:
+            raise InputError("hit_end_ns", "the hit's end is before its start")
+        marks.append(ExportEvent(hit_label, hit_start_ns, hit_end_ns, (hit_track,) if hit_track else ()))
+    data = scenario_to_mcap(s, marks) if format == "mcap" else scenario_to_rrd(s, marks)
     safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in scenario_id)[:120]
     return Response(
         data,

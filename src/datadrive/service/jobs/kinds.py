@@ -2,8 +2,8 @@
 
 Layers register here as they land (simulation and fleet generation with
 ``datadrive.sim``; dataset builds, training and evaluation with
-``datadrive.curate``, ``train`` and ``evaluate``; tagging with
-``datadrive.mining`` once it is on main): one entry naming the function a
+``datadrive.curate``, ``train`` and ``evaluate``; tagging and event sets
+with ``datadrive.mining``): one entry naming the function a
 worker calls, ``fn(ctx: JobContext, params: dict) -> dict``.
 """
 
@@ -15,6 +15,7 @@ from typing import Any
 from datadrive.errors import InputError, NotFoundError
 from datadrive.service.jobs.framework import JobKind
 from datadrive.service.learning import check_dataset, check_evaluate, check_train
+from datadrive.service.mining import check_mine, check_tag
 from datadrive.service.simulation import check_fleet, check_simulate
 
 __all__ = ["JOB_KINDS", "job_kind"]
@@ -83,7 +84,20 @@ JOB_KINDS: tuple[JobKind, ...] = (
         check=check_evaluate,
         rerun_safe=True,
     ),
-    # tagging (datadrive.mining) joins here when that layer lands.
+    JobKind(
+        name="tag",
+        description="Index and tag the region's scenarios not yet current (mining states and events).",
+        target="datadrive.service.mining:tag_job",
+        check=check_tag,
+        rerun_safe=True,  # tagging is incremental: a rerun does only what is not yet tagged
+    ),
+    JobKind(
+        name="mine",
+        description="Search a region by expression or description; keep the hits as a shareable event set.",
+        target="datadrive.service.mining:mine_job",
+        check=check_mine,
+        rerun_safe=True,  # a rerun makes one more event set; the interrupted one was not registered
+    ),
 )
 """Every job kind, by name."""
 
