@@ -14,8 +14,10 @@ samples' scenarios, into ``--work`` and reused by later runs):
   the difference is HTTP, authentication, JSON and contention.
 
 Reads: a scenario looked up by id (a random one of 2,000 sampled ids), a page
-of 50 scenarios of one source, a SQL aggregate, and ``/me`` (authentication
-and HTTP alone). Mining's event queries join when that layer is on main.
+of 50 scenarios of one source, a SQL aggregate, the 50 most severe events of
+one type, a scenario's events, and ``/me`` (authentication and HTTP alone).
+The events are made once: the samples tagged by ``datadrive.mining`` and
+their rows copied for every replicated scenario (``tag_lake_once``).
 
 Usage::
 
@@ -100,6 +102,81 @@ def build_lake(work: Path, scenarios: int, samples: Path, chunk: int, log: Calla
     )
     (folder / "BUILT").write_text(json.dumps({"scenarios": n, "seconds": round(time.perf_counter() - t0, 1)}))
     return folder
+
+
+def tag_lake_once(folder: Path, samples: Path, copies_per_commit: int, log: Callable[[str], None]) -> int:
+    """Give the big lake the events of its scenarios, once: the samples tagged, their rows copied per copy.
+
+    The big lake's scenarios are copies of the samples' (``<id>~rNNNNN``), so
+    their events are the samples' events under the copies' ids: the samples
+    are ingested into a seed region and tagged there by the library
+    (``datadrive.mining.tag_lake``), and the seed's ``events`` and
+    ``mining_index`` rows are appended to the big lake once per copy, as
+    ``benchmarks/mining.py`` does. The state index is not copied (the index
+    rows say so: no feature version), so mining searches would scan; the
+    event reads measured here need only the events. Returns the events written.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from datadrive.mining import tag_lake
+
+    done = folder / "TAGGED"
+    if done.exists():
+        log(f"reusing the events of {folder}")
+        return int(json.loads(done.read_text())["events"])
+    big = Lake(load_config(folder, env={}), Principal("bench@bmw", TENANT, REGION))
+    big_snap = big.snapshot(REGION)
+    ids = big_snap.sql(
+        "SELECT DISTINCT regexp_extract(scenario_id, '^(.*)~r([0-9]+)$', 1) AS seed, "
+        "CAST(regexp_extract(scenario_id, '~r([0-9]+)$', 1) AS INTEGER) AS k FROM scenarios "
+        "WHERE telemetry_id IS NULL"
+    ).table
+    seeds = pa.array(sorted(set(ids.column("seed").to_pylist())), pa.string())
+    copies = sorted(set(ids.column("k").to_pylist()))
+    seed_root = StorageRoot(str(folder / "seed-mining"))
+    shutil.rmtree(folder / "seed-mining", ignore_errors=True)
+    log("ingesting the samples into a seed region, to tag them")
+    lake_bench.ingest_once(samples, seed_root, ProcessPoolEngine(2, preload=("datadrive.lake.ingest",)))
+    seed = lake_bench._lake(seed_root)
+    report = tag_lake(seed, REGION, engine=ProcessPoolEngine(2))
+    log(f"  tagged {report.tagged} seed scenarios: {report.events} events")
+    seed_snap = seed.snapshot(REGION)
+    tables = {}
+    for name in ("events", "mining_index"):
+        t = seed_snap.table(name)
+        t = t.drop_columns(
+            [c for c in ("batch_id", "derived_at", "derived_from_version") if c in t.column_names]
+        )
+        t = t.filter(pc.is_in(t.column("scenario_id"), value_set=seeds))
+        if name == "mining_index":  # the state index is not copied: its rows must not claim it
+            i = t.schema.get_field_index("feature_version")
+            t = t.set_column(i, t.schema.field(i), pa.nulls(t.num_rows, t.schema.field(i).type))
+            i = t.schema.get_field_index("num_states")
+            t = t.set_column(i, t.schema.field(i), pa.array([0] * t.num_rows, t.schema.field(i).type))
+        tables[name] = t
+    written = 0
+    for k0 in range(0, len(copies), copies_per_commit):
+        ks = copies[k0 : k0 + copies_per_commit]
+        rows = {
+            name: pa.concat_tables(
+                [
+                    t.set_column(
+                        t.schema.get_field_index("scenario_id"),
+                        "scenario_id",
+                        pc.binary_join_element_wise(t.column("scenario_id"), pa.scalar(f"~r{k:05d}"), ""),
+                    )
+                    for k in ks
+                ]
+            )
+            for name, t in tables.items()
+        }
+        big.append_derived_tables(REGION, rows, derived_from=big.snapshot(REGION))
+        written += rows["events"].num_rows
+        log(f"  events: {written:,} ({k0 + len(ks)}/{len(copies)} copies)")
+    shutil.rmtree(folder / "seed-mining", ignore_errors=True)
+    done.write_text(json.dumps({"events": written, "seed_events": report.events}))
+    return written
 
 
 # --------------------------------------------------------------------------- the server
@@ -357,6 +434,7 @@ def main() -> None:
         "reads": {},
     }
     folder = build_lake(args.work, args.scenarios, args.samples, args.chunk, log)
+    results["events"] = tag_lake_once(folder, args.samples, 200, log)
     config = load_config(folder, env={})
     lake = Lake(config, Principal("bench@bmw", TENANT, REGION))
     snap = lake.snapshot(REGION)
@@ -392,6 +470,31 @@ def main() -> None:
     def lib_sql(rng: random.Random) -> object:
         return snap.sql(SQL)
 
+    from datadrive.mining import tagger_version
+
+    current = ds.field("tagger_version") == tagger_version()
+    by_type = {
+        str(r["event_type"]): int(r["n"])
+        for r in snap.sql(
+            "SELECT event_type, count(*) AS n FROM events "
+            f"WHERE tagger_version = '{tagger_version()}' GROUP BY 1"
+        ).table.to_pylist()
+    }
+    types = sorted(by_type)
+    with_events = [
+        str(x)
+        for x in snap.sql("SELECT DISTINCT scenario_id FROM events USING SAMPLE 2000 ROWS").table.column(0)
+    ]
+    log(f"{sum(by_type.values()):,} events of {len(types)} types")
+
+    def lib_events_of_type(rng: random.Random) -> object:
+        t = snap.table("events", filter=current & (ds.field("event_type") == rng.choice(types)))
+        return t.sort_by([("severity", "descending"), ("scenario_id", "ascending")]).slice(0, 50).to_pylist()
+
+    def lib_events_of_scenario(rng: random.Random) -> object:
+        t = snap.table("events", filter=current & (ds.field("scenario_id") == rng.choice(with_events)))
+        return t.to_pylist()
+
     prefix = f"/api/v1/regions/{REGION}"
     reads: dict[str, tuple[Callable[[random.Random], tuple[str, str, bytes | None]], Any]] = {
         "who am I (`GET /me`, no lake access)": (lambda rng: ("GET", "/api/v1/me", None), None),
@@ -412,7 +515,18 @@ def main() -> None:
             lambda rng: ("POST", f"{prefix}/sql", json.dumps({"query": SQL}).encode()),
             lib_sql,
         ),
+        "events of one type, most severe 50 (`GET /regions/{r}/events?event_type=`)": (
+            lambda rng: ("GET", f"{prefix}/events?event_type={rng.choice(types)}&limit=50", None),
+            lib_events_of_type,
+        ),
+        "events of one scenario (`GET /regions/{r}/events?scenario_id=`)": (
+            lambda rng: ("GET", f"{prefix}/events?scenario_id={rng.choice(with_events)}", None),
+            lib_events_of_scenario,
+        ),
     }
+    if not types:  # nothing tagged (no events in the samples): nothing to measure
+        for name in [n for n in reads if "events" in n]:
+            del reads[name]
     served = start_service(folder, args.work / "service-data")
     try:
         for name, (request, lib) in reads.items():
@@ -442,8 +556,10 @@ def main() -> None:
     audit_rows = lake.audit_log(REGION).num_rows
     results["notes"] = [
         f"Every read above is audited by the library, one row each, as it happens (the region's audit "
-        f"log held {audit_rows:,} rows after the run). Event queries (mining) are not measured: the "
-        "mining layer is not on main yet."
+        f"log held {audit_rows:,} rows after the run). The events are the samples' events tagged by "
+        f"`datadrive.mining.tag_lake` and copied once per replicated scenario ({results['events']:,} "
+        "rows; the state index was not copied, so mining searches are not measured here: "
+        "`benchmarks/mining.py` measures them)."
     ]
     text = render(results)
     print(text)
