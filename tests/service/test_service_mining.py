@@ -118,6 +118,11 @@ def test_a_description_runs_its_translation(env: Env) -> None:
     assert "pedestrian" in unknown.json()["error"]["message"]  # the known categories listed
     both = _search(env, "viewer@bmw", expression="car", description="a car")
     assert both.status_code == 422
+    # nesting deeper than the library's recursive parser goes is bad input, not a server error
+    deep = _search(env, "viewer@bmw", expression="(" * 990 + "car" + ")" * 990)
+    assert deep.status_code == 422, deep.text
+    deep = _search(env, "viewer@bmw", description="car near " * 200 + "a bus")
+    assert deep.status_code == 422, deep.text
 
 
 def test_searches_are_bounded_and_resident(env: Env) -> None:

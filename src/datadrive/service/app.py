@@ -147,9 +147,9 @@ def create_app(settings: ServiceSettings, lake_config: LakeConfig | None = None)
     )
     from datadrive.service.ui import assistant as assistant_pages
     from datadrive.service.ui import learning as learning_pages
-    from datadrive.service.ui.mining import router as mining_pages_router
     from datadrive.service.ui import pages
     from datadrive.service.ui import simulation as sim_pages
+    from datadrive.service.ui.mining import router as mining_pages_router
 
     for module in (identity, lake, uploads, jobs, objects, mining, sim, learning, assistant):
         app.include_router(module.router, prefix=API_PREFIX)
