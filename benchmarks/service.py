@@ -441,7 +441,11 @@ def main() -> None:
     facts = snap.sql("SELECT count(*) AS n FROM scenarios").table
     results["scenarios"] = int(facts.column("n")[0].as_py())
     ids = [
-        str(x) for x in snap.sql("SELECT scenario_id FROM scenarios USING SAMPLE 2000 ROWS").table.column(0)
+        str(x)
+        for x in snap.sql(
+            "SELECT scenario_id FROM (SELECT scenario_id FROM scenarios WHERE telemetry_id IS NULL) "
+            "USING SAMPLE 2000 ROWS"
+        ).table.column(0)
     ]
     per_source = {
         str(r["source"]): int(r["n"])
