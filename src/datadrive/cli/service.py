@@ -94,6 +94,12 @@ def serve_cmd(
     maps: Annotated[
         Path | None, typer.Option("--maps", help="Folder of map files fleet jobs may draw on (by name).")
     ] = None,
+    max_mine_scenarios: Annotated[
+        int,
+        typer.Option(
+            "--max-mine-scenarios", min=1, help="Scenarios a mining search in a request may evaluate."
+        ),
+    ] = 500,
 ) -> None:
     """Run the alliance service (API + web UI) with its job workers."""
     import uvicorn
@@ -112,6 +118,7 @@ def serve_cmd(
         rate_limit_per_minute=rate_limit,
         secure_cookies=secure_cookies,
         maps_dir=maps.resolve() if maps else None,
+        max_mine_scenarios=max_mine_scenarios,
     )
     app = create_app(settings, load_config(lake, env=settings.env))
     out.print(
