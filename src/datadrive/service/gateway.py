@@ -39,6 +39,7 @@ class LakeGateway:
         )
         self._lock = threading.Lock()
         self._refreshing: set[tuple[Principal, str, int | None]] = set()
+        self._lakes: OrderedDict[Principal, Lake] = OrderedDict()
 
     def region(self, name: str) -> str:
         """``name`` if the lake has such a region.
@@ -53,6 +54,17 @@ class LakeGateway:
     def lake(self, principal: Principal) -> Lake:
         """The lake as ``principal`` sees it."""
         return Lake(self.config, principal)
+
+    def _snapshot_lake(self, principal: Principal) -> Lake:
+        """One kept :class:`Lake` per principal for taking snapshots (it may hand back its latest one)."""
+        with self._lock:
+            lake = self._lakes.get(principal)
+            if lake is None:
+                lake = self._lakes[principal] = Lake(self.config, principal)
+            self._lakes.move_to_end(principal)
+            while len(self._lakes) > self.max_snapshots:
+                self._lakes.popitem(last=False)
+            return lake
 
     def shared_lake(self, principal: Principal, owner: str, region: str) -> Lake:
         """The lake as ``principal`` sees it with ``owner``'s data in ``region`` granted to it.
@@ -85,17 +97,23 @@ class LakeGateway:
                     self._refreshing.add(key)
                     threading.Thread(target=self._refresh, args=(key,), daemon=True).start()
                 return hit[1]
-        snap = self.lake(principal).snapshot(region, version)
+        snap = self._snapshot_lake(principal).snapshot(region, version)
         self._keep(key, snap, now)
         return snap
 
     def _refresh(self, key: tuple[Principal, str, int | None]) -> None:
         try:
-            snap = self.lake(key[0]).snapshot(key[1], key[2])
+            snap = self._snapshot_lake(key[0]).snapshot(key[1], key[2])
         except Exception:  # the next request that finds no snapshot raises it itself
             with self._lock:
                 self._snapshots.pop(key, None)
         else:
+            with self._lock:
+                kept = self._snapshots.get(key)
+            if kept is not None and kept[1].version == snap.version:
+                # the lake has not moved: keep the snapshot readers already use (and what it has
+                # cached, e.g. its SQL session's in-memory scenario columns), only its age is renewed
+                snap = kept[1]
             self._keep(key, snap, time.monotonic())
         finally:
             with self._lock:
