@@ -44,6 +44,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from datadrive.compute import ProcessPoolEngine
 from datadrive.lake import Lake, Principal, StorageRoot, load_config
@@ -458,16 +459,15 @@ def main() -> None:
 
     import pyarrow.dataset as ds
 
-    base = ds.field("telemetry_id").is_null()
+    cols = ", ".join(LIST_COLUMNS)
 
-    def lib_lookup(rng: random.Random) -> object:
-        return snap.table(
-            "scenarios", columns=LIST_COLUMNS, filter=base & (ds.field("scenario_id") == rng.choice(ids))
-        )
+    def lib_lookup(rng: random.Random) -> object:  # what the service's lookup asks the library
+        sid = rng.choice(ids).replace("'", "''")
+        return snap.sql(f"SELECT {cols} FROM scenarios WHERE telemetry_id IS NULL AND scenario_id = '{sid}'")
 
     def lib_page(rng: random.Random) -> object:
         src = rng.choice(sources)
-        rows = snap.table("scenarios", columns=LIST_COLUMNS, filter=base & (ds.field("source") == src))
+        rows = snap.sql(f"SELECT {cols} FROM scenarios WHERE telemetry_id IS NULL AND source = '{src}'").table
         offset = rng.randrange(max(1, per_source[src] - 50))
         return rows.sort_by([("scenario_id", "ascending")]).slice(offset, 50).to_pylist()
 
@@ -503,7 +503,7 @@ def main() -> None:
     reads: dict[str, tuple[Callable[[random.Random], tuple[str, str, bytes | None]], Any]] = {
         "who am I (`GET /me`, no lake access)": (lambda rng: ("GET", "/api/v1/me", None), None),
         "scenario by id (`GET /regions/{r}/scenarios/{id}`)": (
-            lambda rng: ("GET", f"{prefix}/scenarios/{rng.choice(ids)}", None),
+            lambda rng: ("GET", f"{prefix}/scenarios/{quote(rng.choice(ids), safe='')}", None),
             lib_lookup,
         ),
         "page of 50 of one source (`GET /regions/{r}/scenarios?source=`)": (
@@ -524,7 +524,11 @@ def main() -> None:
             lib_events_of_type,
         ),
         "events of one scenario (`GET /regions/{r}/events?scenario_id=`)": (
-            lambda rng: ("GET", f"{prefix}/events?scenario_id={rng.choice(with_events)}", None),
+            lambda rng: (
+                "GET",
+                f"{prefix}/events?scenario_id={quote(rng.choice(with_events), safe='')}",
+                None,
+            ),
             lib_events_of_scenario,
         ),
     }
