@@ -96,6 +96,16 @@ def test_scenario_detail_scene_and_thumbnail(env: Env) -> None:
     )
 
 
+def test_scenario_ids_may_hold_slashes(env: Env) -> None:
+    """Lyft's ids look like ``single_scene/0``: such an id reaches the handlers, on every scenario route."""
+    for suffix in ("", "/scene", "/thumbnail.svg", "/export"):
+        resp = env.client.get(
+            f"/api/v1/regions/eu-central/scenarios/single_scene/0{suffix}", headers=env.h("eng@bmw")
+        )
+        assert resp.status_code == 404, (suffix, resp.text)
+        assert "no scenario 'single_scene/0'" in resp.json()["error"]["message"], (suffix, resp.text)
+
+
 def test_sql_is_read_only_scoped_and_role_checked(env: Env) -> None:
     q = {"query": "SELECT tenant, count(*) AS n FROM scenarios GROUP BY tenant"}
     res = env.client.post("/api/v1/regions/eu-central/sql", json=q, headers=env.h("eng@bmw")).json()

@@ -29,7 +29,9 @@ from datadrive.service.scene import scene_json, thumbnail_svg
 router = APIRouter(tags=["lake"], responses=ERROR_RESPONSES)
 
 RegionPath = Annotated[str, Path(max_length=63, description="A region of the lake.")]
-ScenarioPath = Annotated[str, Path(max_length=300, description="A scenario id, as stored.")]
+ScenarioPath = Annotated[
+    str, Path(max_length=300, description="A scenario id, as stored (it may hold '/', as Lyft's do).")
+]
 LIST_COLUMNS = [
     "scenario_id",
     "source",
@@ -196,20 +198,9 @@ def _one_scenario(svc: ServicesDep, caller: Caller, region: str, scenario_id: st
     return (own or found)[0]
 
 
-@router.get("/regions/{region}/scenarios/{scenario_id}", summary="One scenario's metadata and counts")
-def get_scenario(
-    region: RegionPath, scenario_id: ScenarioPath, caller: CallerDep, svc: ServicesDep
-) -> dict[str, Any]:
-    svc.gateway.region(region)
-    rows = _scenario_rows(svc, caller, region, scenario_id=scenario_id)
-    if rows.num_rows == 0:
-        raise NotFoundError(f"no scenario {scenario_id!r} in region {region}")
-    items = json_rows(rows)
-    own = [r for r in items if r["tenant"] == caller.tenant]
-    return (own or items)[0]
-
-
-@router.get("/regions/{region}/scenarios/{scenario_id}/scene", summary="The bird's-eye viewer's scene (JSON)")
+@router.get(
+    "/regions/{region}/scenarios/{scenario_id:path}/scene", summary="The bird's-eye viewer's scene (JSON)"
+)
 def scene(
     region: RegionPath,
     scenario_id: ScenarioPath,
@@ -234,7 +225,7 @@ def thumbnails(svc: ServicesDep, caller: Caller, region: str, ids: list[str]) ->
 
 
 @router.get(
-    "/regions/{region}/scenarios/{scenario_id}/thumbnail.svg",
+    "/regions/{region}/scenarios/{scenario_id:path}/thumbnail.svg",
     summary="A small bird's-eye picture",
     response_class=Response,
     responses={200: {"content": {"image/svg+xml": {}}}},
@@ -247,7 +238,7 @@ def thumbnail(region: RegionPath, scenario_id: ScenarioPath, caller: CallerDep, 
 
 
 @router.get(
-    "/regions/{region}/scenarios/{scenario_id}/export",
+    "/regions/{region}/scenarios/{scenario_id:path}/export",
     summary="Download the scenario as Foxglove MCAP or a Rerun recording",
     response_class=Response,
     responses={200: {"content": {"application/octet-stream": {}}}},
@@ -283,6 +274,19 @@ def export(
         media_type="application/octet-stream",
         headers={"content-disposition": f'attachment; filename="{safe}.{format}"'},
     )
+
+
+@router.get("/regions/{region}/scenarios/{scenario_id:path}", summary="One scenario's metadata and counts")
+def get_scenario(
+    region: RegionPath, scenario_id: ScenarioPath, caller: CallerDep, svc: ServicesDep
+) -> dict[str, Any]:
+    svc.gateway.region(region)
+    rows = _scenario_rows(svc, caller, region, scenario_id=scenario_id)
+    if rows.num_rows == 0:
+        raise NotFoundError(f"no scenario {scenario_id!r} in region {region}")
+    items = json_rows(rows)
+    own = [r for r in items if r["tenant"] == caller.tenant]
+    return (own or items)[0]
 
 
 @router.post(

@@ -120,7 +120,7 @@ def scores(
 
 
 @router.get(
-    "/simulations/{run_id}/rollouts/{scenario_id}",
+    "/simulations/{run_id}/rollouts/{scenario_id:path}",
     summary="Playback: one scenario's rollout over its log, with that rollout's scores (run owner only)",
 )
 def get_rollout(

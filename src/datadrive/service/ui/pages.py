@@ -293,7 +293,7 @@ def scenarios_page(
     )
 
 
-@router.get("/scenarios/{region}/{scenario_id}", response_class=HTMLResponse)
+@router.get("/scenarios/{region}/{scenario_id:path}", response_class=HTMLResponse)
 def scenario_page(request: Request, region: str, scenario_id: str, db: DbDep, svc: ServicesDep) -> Response:
     caller = _caller(request, db)
     row = lake_api.get_scenario(region, scenario_id, caller, svc)

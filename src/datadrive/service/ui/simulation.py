@@ -91,7 +91,7 @@ def run_page(request: Request, run_id: str, db: DbDep, svc: ServicesDep, offset:
     )
 
 
-@router.get("/simulation/{run_id}/{scenario_id}", response_class=HTMLResponse)
+@router.get("/simulation/{run_id}/{scenario_id:path}", response_class=HTMLResponse)
 def rollout_page(request: Request, run_id: str, scenario_id: str, db: DbDep, svc: ServicesDep) -> Response:
     caller = _caller(request, db)
     run = sim_api.get_run(run_id, caller, db, svc)
