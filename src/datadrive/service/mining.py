@@ -223,14 +223,6 @@ def hit_json(hit: Any) -> dict[str, Any]:
     }
 
 
-def _tagger_filter() -> Any:
-    import pyarrow.dataset as ds
-
-    from datadrive.mining import tagger_version
-
-    return ds.field("tagger_version") == tagger_version()
-
-
 def event_rows(
     snapshot: Snapshot,
     *,
@@ -239,33 +231,39 @@ def event_rows(
     source: str | None = None,
     ego_only: bool = False,
     min_severity: float | None = None,
+    timeout_s: float | None = None,
 ) -> Any:
     """The current tagger version's events of a snapshot, filtered, most severe first (an Arrow table).
 
     Raises:
         InputError: an unknown event type (the known ones listed).
     """
-    import pyarrow.dataset as ds
-
-    from datadrive.mining import EVENT_TYPES
+    from datadrive.mining import EVENT_TYPES, tagger_version
 
     if event_type is not None and event_type not in EVENT_TYPES:
         raise InputError("event_type", f"one of {', '.join(EVENT_TYPES)}")
-    flt = _tagger_filter()
+
+    def lit(text: str) -> str:
+        return "'" + text.replace("'", "''") + "'"
+
+    # through the library's SQL: its session reads the table's Parquet files natively and sorts in
+    # DuckDB, where a dataset scan with this filter took seconds at 100k scenarios
+    where = [f"tagger_version = {lit(tagger_version())}"]
     if event_type is not None:
-        flt = flt & (ds.field("event_type") == event_type)
+        where.append(f"event_type = {lit(event_type)}")
     if scenario_id is not None:
-        flt = flt & (ds.field("scenario_id") == scenario_id)
+        where.append(f"scenario_id = {lit(scenario_id)}")
     if source is not None:
-        flt = flt & (ds.field("source") == source)
+        where.append(f"source = {lit(source)}")
     if ego_only:
-        flt = flt & (ds.field("ego_involved") == True)  # noqa: E712  (an Arrow expression)
+        where.append("ego_involved")
     if min_severity is not None:
-        flt = flt & (ds.field("severity") >= min_severity)
-    table = snapshot.table("events", columns=_EVENT_COLUMNS, filter=flt)
-    return table.sort_by(
-        [("severity", "descending"), ("scenario_id", "ascending"), ("start_ns", "ascending")]
+        where.append(f"severity >= {float(min_severity)!r}")
+    query = (
+        f"SELECT {', '.join(_EVENT_COLUMNS)} FROM events WHERE {' AND '.join(where)} "
+        "ORDER BY severity DESC NULLS LAST, scenario_id, start_ns"
     )
+    return snapshot.sql(query, timeout_s=timeout_s).table
 
 
 def event_summary(snapshot: Snapshot) -> dict[str, Any]:

@@ -139,6 +139,7 @@ def list_events(
         source=source,
         ego_only=ego_only,
         min_severity=min_severity,
+        timeout_s=svc.settings.sql_timeout_s,
     )
     items = json_rows(rows.slice(page.offset, page.limit))
     return page.wrap(items, rows.num_rows)
