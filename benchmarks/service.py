@@ -457,8 +457,6 @@ def main() -> None:
     sources = sorted(per_source)
     log(f"{results['scenarios']:,} scenarios, {len(sources)} sources")
 
-    import pyarrow.dataset as ds
-
     cols = ", ".join(LIST_COLUMNS)
 
     def lib_lookup(rng: random.Random) -> object:  # what the service's lookup asks the library
@@ -476,7 +474,6 @@ def main() -> None:
 
     from datadrive.mining import tagger_version
 
-    current = ds.field("tagger_version") == tagger_version()
     by_type = {
         str(r["event_type"]): int(r["n"])
         for r in snap.sql(
@@ -491,13 +488,13 @@ def main() -> None:
     ]
     log(f"{sum(by_type.values()):,} events of {len(types)} types")
 
+    from datadrive.service.mining import event_rows  # the SQL the service asks the library
+
     def lib_events_of_type(rng: random.Random) -> object:
-        t = snap.table("events", filter=current & (ds.field("event_type") == rng.choice(types)))
-        return t.sort_by([("severity", "descending"), ("scenario_id", "ascending")]).slice(0, 50).to_pylist()
+        return event_rows(snap, event_type=rng.choice(types)).slice(0, 50).to_pylist()
 
     def lib_events_of_scenario(rng: random.Random) -> object:
-        t = snap.table("events", filter=current & (ds.field("scenario_id") == rng.choice(with_events)))
-        return t.to_pylist()
+        return event_rows(snap, scenario_id=rng.choice(with_events)).to_pylist()
 
     prefix = f"/api/v1/regions/{REGION}"
     reads: dict[str, tuple[Callable[[random.Random], tuple[str, str, bytes | None]], Any]] = {
