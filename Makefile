@@ -24,11 +24,16 @@ $(STAMP): pyproject.toml
 
 # Debian packages the tests need (CI starts from a fresh machine): espeak-ng speaks the assistant's
 # training data and answers. Idempotent: nothing is installed when it is there; root or sudo.
+# The service's tests start their own PostgreSQL 15 (initdb, pg_ctl) and drive Debian's chromium.
 sysdeps:
 	@command -v espeak-ng >/dev/null 2>&1 || { \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
 	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq espeak-ng; }
+	@test -x /usr/lib/postgresql/15/bin/initdb -a -x /usr/bin/chromium || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-15 chromium; }
 
 demo: $(STAMP)
 	DATADRIVE_SAMPLES=$(SAMPLES) $(BIN)/datadrive demo --samples $(SAMPLES) --out out

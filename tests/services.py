@@ -23,6 +23,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -587,23 +588,29 @@ scripts.main()
 
 @dataclass
 class RayCluster:
-    """A 2-node Ray cluster on 127.0.0.1: a head and one worker node, one CPU each.
+    """A Ray cluster on 127.0.0.1: a head and (by default) one worker node, one CPU each.
 
     Attributes:
         address: ``127.0.0.1:<gcs port>`` for ``ray.init(address=...)``.
         head: The head's ``ray start --block`` process.
-        worker: The worker node's ``ray start --block`` process.
+        worker: The worker node's ``ray start --block`` process (None: head only).
         temp_dir: Parent of both nodes' temp folders.
+        dashboard_url: ``http://127.0.0.1:<port>``, the dashboard (and the Ray
+            Jobs API) when started with one, else None.
     """
 
     address: str
     head: subprocess.Popen[bytes]
-    worker: subprocess.Popen[bytes]
+    worker: subprocess.Popen[bytes] | None
     temp_dir: Path
     env: dict[str, str]
+    dashboard_url: str | None = None
 
     def pids(self) -> set[int]:
-        return set(group_pids(self.head.pid)) | set(group_pids(self.worker.pid))
+        pids = set(group_pids(self.head.pid))
+        if self.worker is not None:
+            pids |= set(group_pids(self.worker.pid))
+        return pids
 
 
 def _node_ports(p: list[int]) -> list[str]:
@@ -651,12 +658,24 @@ def _worker_port_block(n: int = 41, taken: int | None = None) -> int:
     raise RuntimeError(f"no block of {n} free ports on 127.0.0.1 between {low} and {high}")
 
 
-def start_ray_cluster(temp_dir: Path, timeout_s: float = 90.0) -> RayCluster:
+def start_ray_cluster(
+    temp_dir: Path,
+    timeout_s: float = 90.0,
+    *,
+    dashboard: bool = False,
+    second_node: bool = True,
+    cpus: int = 1,
+) -> RayCluster:
     """``ray start --head`` plus a second node with ``ray start --address``, all on 127.0.0.1.
 
-    Each node has one CPU, 80 MB of object store and its own temp folder; the
-    worker node also has the custom resource ``node2`` so tests can place a
-    task on it.
+    Each node has ``cpus`` CPUs, 80 MB of object store and its own temp
+    folder; the worker node also has the custom resource ``node2`` so tests
+    can place a task on it.
+
+    Args:
+        dashboard: Also start the dashboard (which serves the Ray Jobs API) on
+            127.0.0.1 and a free port; needs ``ray[default]``.
+        second_node: Start the worker node (else the head alone).
     """
     ray = venv_binary("ray")
     if ray is None:
@@ -669,20 +688,26 @@ def start_ray_cluster(temp_dir: Path, timeout_s: float = 90.0) -> RayCluster:
     env["AUTOSCALER_METRIC_PORT"] = str(autoscaler_metrics)
     common = [
         f"--node-ip-address={LOOPBACK}",
-        "--num-cpus=1",
+        f"--num-cpus={cpus}",
         "--num-gpus=0",
         f"--object-store-memory={80 * 1024 * 1024}",
         "--disable-usage-stats",
         "--block",
     ]
     head_ports = [*free_ports(6), _worker_port_block()]
+    dash_port = free_ports(1)[0] if dashboard else None
+    dash_args = (
+        ["--include-dashboard=true", f"--dashboard-host={LOOPBACK}", f"--dashboard-port={dash_port}"]
+        if dashboard
+        else ["--include-dashboard=false"]
+    )
     head_args = [
         ray,
         "start",
         "--head",
         f"--port={gcs}",
         f"--ray-client-server-port={client}",
-        "--include-dashboard=false",
+        *dash_args,
         f"--temp-dir={temp_dir / 'head'}",
         *common,
         *_node_ports(head_ports),
@@ -693,8 +718,13 @@ def start_ray_cluster(temp_dir: Path, timeout_s: float = 90.0) -> RayCluster:
         head = subprocess.Popen(
             head_args, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True
         )
+    dashboard_url = f"http://{LOOPBACK}:{dash_port}" if dashboard else None
     try:
         wait_until(lambda: _ray_started(head, head_log), "Ray head", timeout_s, head_log)
+        if dashboard_url is not None:
+            wait_until(lambda: _dashboard_up(dashboard_url), "Ray dashboard", timeout_s, head_log)
+        if not second_node:
+            return RayCluster(address, head, None, temp_dir, env, dashboard_url)
         worker_ports = [*free_ports(6), _worker_port_block(taken=head_ports[6])]
         worker_args = [
             sys.executable,
@@ -715,7 +745,7 @@ def start_ray_cluster(temp_dir: Path, timeout_s: float = 90.0) -> RayCluster:
     except BaseException:
         stop_group(head, grace_s=20)
         raise
-    cluster = RayCluster(address, head, worker, temp_dir, env)
+    cluster = RayCluster(address, head, worker, temp_dir, env, dashboard_url)
     try:
         wait_until(lambda: _ray_started(worker, worker_log), "Ray worker node", timeout_s, worker_log)
         wait_until(lambda: _ray_alive_nodes(ray, address, env) >= 2, "2 Ray nodes", timeout_s, worker_log)
@@ -723,6 +753,17 @@ def start_ray_cluster(temp_dir: Path, timeout_s: float = 90.0) -> RayCluster:
         stop_ray_cluster(cluster)
         raise
     return cluster
+
+
+def _dashboard_up(url: str) -> bool:
+    """Whether the dashboard answers its Jobs API (``GET /api/version``)."""
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"{url}/api/version", timeout=5) as resp:
+            return bool(resp.status == 200)
+    except OSError:
+        return False
 
 
 def _ray_started(proc: subprocess.Popen[bytes], log: Path) -> bool:
@@ -745,7 +786,8 @@ def _ray_alive_nodes(ray: str, address: str, env: dict[str, str]) -> int:
 
 def stop_ray_cluster(cluster: RayCluster) -> None:
     """Stop the worker node, then the head: SIGTERM, then SIGKILL to each process group."""
-    stop_group(cluster.worker, grace_s=30)
+    if cluster.worker is not None:
+        stop_group(cluster.worker, grace_s=30)
     stop_group(cluster.head, grace_s=30)
 
 
@@ -759,6 +801,23 @@ def use_loopback_ray_driver() -> None:
     constants = sys.modules.get("ray._private.ray_constants")
     if constants is not None:
         constants.ENABLE_RAY_CLUSTER = False  # type: ignore[attr-defined]
+
+
+@pytest.fixture(scope="session")
+def ray_jobs_cluster() -> Iterator[RayCluster]:
+    """A one-node Ray cluster on 127.0.0.1 with its dashboard (the Ray Jobs API), 2 CPUs, for the session.
+
+    Its temp folder is a short one in the system's temporary directory: the
+    dashboard's modules talk over Unix sockets under it, whose paths may not
+    exceed 107 bytes (pytest's own folders are too deep).
+    """
+    temp = Path(tempfile.mkdtemp(prefix="ray-"))
+    cluster = start_ray_cluster(temp, dashboard=True, second_node=False, cpus=2)
+    try:
+        yield cluster
+    finally:
+        stop_ray_cluster(cluster)
+        shutil.rmtree(temp, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -15,7 +15,9 @@ The tree::
     │   ├── SchemaMismatchError    a table lacks columns or has the wrong types
     │   ├── InvalidValueError      NaN positions, absurd values, broken invariants
     │   ├── EmptyLogError          a well-formed file with nothing in it
-    │   └── UnsafePickleError      a pickle that asks for more than plain data
+    │   ├── UnsafePickleError      a pickle that asks for more than plain data
+    │   ├── UnsafeArchiveError     an archive that escapes its folder, or inflates beyond limits
+    │   └── TooLargeError          an upload or array beyond the configured limits
     ├── ValidationError            a Scenario broke an invariant (no file attached)
     ├── ConfigError                a configuration file or flag is wrong
     │   └── DeviceError            an accelerator was asked for where there is none
@@ -33,6 +35,7 @@ The tree::
     │   ├── AccessDeniedError      a principal may not read or write this data
     │   ├── SchemaVersionError     a table written by a newer datadrive
     │   ├── ArtefactNameError      a derived artefact's name is not a safe relative name
+    │   ├── QueryTimeoutError      a query ran past its time limit and was stopped
     │   └── StorageError           the storage root refused a write (disk full, permissions)
     │       └── StorageUnreachableError   an object store's endpoint does not answer
     ├── DatasetError               a curated dataset cannot be built, found or used
@@ -42,7 +45,13 @@ The tree::
     ├── TrainingError              a training run cannot start or go on
     │   ├── CheckpointError        a checkpoint of another model, or unreadable
     │   └── NonFiniteLossError     the loss became NaN or infinite
-    └── MetricInputError           predictions or ground truth a metric cannot score
+    ├── MetricInputError           predictions or ground truth a metric cannot score
+    └── ServiceError               the service refused a request (datadrive.service)
+        ├── AuthenticationError    no, unknown, expired or revoked credentials
+        ├── PermissionDeniedError  the caller's role or key scope does not allow the action
+        ├── NotFoundError          no such object, or none the caller may see
+        ├── ConflictError          the object exists already, or its state forbids the change
+        └── RateLimitError         too many requests for one key in a window
 """
 
 from __future__ import annotations
@@ -54,9 +63,11 @@ __all__ = [
     "AccessDeniedError",
     "ArtefactNameError",
     "AssistantError",
+    "AuthenticationError",
     "CacheVersionError",
     "CheckpointError",
     "ConfigError",
+    "ConflictError",
     "CorruptFileError",
     "DatadriveError",
     "DatasetError",
@@ -72,18 +83,25 @@ __all__ = [
     "MetricInputError",
     "MiningError",
     "NonFiniteLossError",
+    "NotFoundError",
+    "PermissionDeniedError",
     "QueryError",
+    "QueryTimeoutError",
+    "RateLimitError",
     "ResidencyError",
     "SchemaMismatchError",
     "SchemaVersionError",
+    "ServiceError",
     "SimulationInputError",
     "StorageError",
     "StorageUnreachableError",
+    "TooLargeError",
     "TrainingError",
     "TranslatorError",
     "UnknownFormatError",
     "UnknownPlaceError",
     "UnknownVehicleError",
+    "UnsafeArchiveError",
     "UnsafePickleError",
     "UnsupportedFormatError",
     "ValidationError",
@@ -161,6 +179,14 @@ class EmptyLogError(InputError):
 
 class UnsafePickleError(InputError):
     """A pickle asked to import something outside the plain-data allow-list."""
+
+
+class UnsafeArchiveError(InputError):
+    """An archive names a member outside its folder, links out of it, or inflates past the limits."""
+
+
+class TooLargeError(InputError):
+    """An upload, archive member or array is larger than the configured limits allow."""
 
 
 class ValidationError(DatadriveError):
@@ -280,6 +306,10 @@ class ArtefactNameError(LakeError):
     """A derived artefact's name is not a plain relative name (``..``, absolute, odd characters)."""
 
 
+class QueryTimeoutError(LakeError):
+    """A query ran longer than its time limit and was interrupted."""
+
+
 class StorageError(LakeError):
     """The storage root refused an operation (disk full, permission denied, ...)."""
 
@@ -318,3 +348,38 @@ class NonFiniteLossError(TrainingError):
 
 class MetricInputError(DatadriveError):
     """Predictions or ground truth that a metric cannot score (shapes, NaN, probabilities)."""
+
+
+class ServiceError(DatadriveError):
+    """Base of the refusals of the HTTP service (``datadrive.service``)."""
+
+
+class AuthenticationError(ServiceError):
+    """The request carries no credentials, or unknown, expired or revoked ones."""
+
+
+class PermissionDeniedError(ServiceError):
+    """The caller's role or key scope does not allow this action."""
+
+
+class NotFoundError(ServiceError):
+    """No such object, or none the caller may see (the two are not told apart)."""
+
+
+class ConflictError(ServiceError):
+    """The object exists already, or its current state forbids the change."""
+
+
+class RateLimitError(ServiceError):
+    """Too many requests for one key in the rate-limit window.
+
+    Attributes:
+        retry_after_s: Seconds until a request would be admitted again.
+    """
+
+    def __init__(self, message: str, retry_after_s: float) -> None:
+        self.retry_after_s = retry_after_s
+        super().__init__(message)
+
+    def __reduce__(self) -> tuple[type[RateLimitError], tuple[str, float]]:
+        return (type(self), (str(self), self.retry_after_s))

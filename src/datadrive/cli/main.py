@@ -26,6 +26,7 @@ COMMAND_MODULES = (
     "datadrive.cli.curate",  # dataset create|show|list|diff|cache
     "datadrive.cli.train",  # train, evaluate
     "datadrive.cli.assistant",  # assistant ask, listen, vehicles, erase, wakeword train|eval
+    "datadrive.cli.service",  # serve, export, service ...
 )
 """Modules whose ``register(app)`` adds commands, in the order ``--help`` lists them."""
 

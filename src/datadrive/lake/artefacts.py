@@ -364,7 +364,7 @@ def check_derived_read(access: Access, region: RegionConfig, kind: str, obj: str
     """A derived artefact may be read at home, or from a region its kind may be exported to (audited)."""
     access.check_tenant(region.name, "read", obj)
     home = access.principal.home_region
-    if home == region.name or (kind in region.export.derived and home in region.export.to):
+    if region.may_receive(kind, home):  # at home, a raw reader's region, or where the kind may go
         return
     raise access.refuse(
         region.name,
@@ -413,7 +413,8 @@ def read_derived(access: Access, region: str, obj: str) -> tuple[bytes, dict[str
     data, provenance = read_artefact(access.store(region).root, obj)
     if provenance.get("tenant") not in access.visible_tenants(region):
         raise access.refuse(region, "read", obj, AccessDeniedError(f"{obj} belongs to another tenant"))
-    access.audit(region, "read", obj, None, "ok", {"bytes": len(data)})
+    # the owner in the row lets the owner's admin see who read what it shared (the service's audit page)
+    access.audit(region, "read", obj, None, "ok", {"bytes": len(data), "owner": provenance.get("tenant")})
     return data, provenance
 
 

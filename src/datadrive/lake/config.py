@@ -110,6 +110,17 @@ class RegionConfig:
         """Whether a principal at home in ``home_region`` may read raw rows here."""
         return home_region == self.name or home_region in self.raw_readers
 
+    def may_receive(self, kind: str, home_region: str) -> bool:
+        """Whether a derived artefact of ``kind`` from here may reach a principal at home in ``home_region``.
+
+        ``kind`` is a derived kind, or ``"raw"`` for raw rows. Inside the
+        region (or a raw reader's region) everything may; elsewhere only
+        kinds the export policy lets leave, to destinations it names.
+        """
+        if self.may_read_raw(home_region):
+            return True
+        return kind != "raw" and kind in self.export.derived and home_region in self.export.to
+
 
 @dataclass(frozen=True)
 class TenantConfig:

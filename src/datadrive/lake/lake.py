@@ -163,9 +163,16 @@ class Lake:
         if old is not None:
             old.close()
 
-    def sql(self, query: str, region: str | None = None, version: int | None = None) -> SqlResult:
+    def sql(
+        self,
+        query: str,
+        region: str | None = None,
+        version: int | None = None,
+        *,
+        timeout_s: float | None = None,
+    ) -> SqlResult:
         """Run one read-only query over ``region`` at ``version`` (see :mod:`datadrive.lake.sql`)."""
-        return self.snapshot(self._access.region_name(region), version).sql(query)
+        return self.snapshot(self._access.region_name(region), version).sql(query, timeout_s=timeout_s)
 
     def history(self, region: str | None = None) -> list[LakeVersion]:
         """Every lake version of ``region``, newest first (commit metadata only). Audited."""

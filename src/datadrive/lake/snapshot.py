@@ -185,8 +185,10 @@ class Snapshot:
 
     # ------------------------------------------------------------------ SQL
 
-    def sql(self, query: str) -> SqlResult:
+    def sql(self, query: str, *, timeout_s: float | None = None) -> SqlResult:
         """Run one read-only SQL query in DuckDB over this snapshot. Audited.
+
+        ``timeout_s`` stops a query that runs longer (``QueryTimeoutError``, audited).
 
         The snapshot keeps one locked-down DuckDB session for all its
         queries; from the second on, scenario-level tables are answered from
@@ -213,7 +215,7 @@ class Snapshot:
                 session = self._session
         if not self._nothing_erased_since():
             session.drop_cache()
-        table = session.run(query, audit=self._audit, refuse=self._refuse)
+        table = session.run(query, audit=self._audit, refuse=self._refuse, timeout_s=timeout_s)
         return SqlResult(table=table, region=self.region, version=self.version)
 
     def _nothing_erased_since(self) -> bool:

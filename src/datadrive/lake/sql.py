@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -43,7 +44,7 @@ import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 
 from datadrive.core.scenario import MapFeatureKind, ObjectType
-from datadrive.errors import AccessDeniedError, LakeError, ResidencyError, one_line
+from datadrive.errors import AccessDeniedError, LakeError, QueryTimeoutError, ResidencyError, one_line
 
 __all__ = [
     "VIEWS",
@@ -492,10 +493,15 @@ class SqlSession:
         *,
         audit: Callable[[str, str, Mapping[str, Any]], None],
         refuse: Callable[[str, str, Exception], Exception],
+        timeout_s: float | None = None,
     ) -> pa.Table:
         """Run one statement; audit it (``audit("sql", query, facts)``) before returning its rows.
 
+        ``timeout_s`` interrupts the statement once it has run that long
+        (cache attempt and dataset scan together).
+
         Raises:
+            QueryTimeoutError: if it ran past ``timeout_s`` (refused: audited).
             AccessDeniedError: for a statement other than SELECT/EXPLAIN (refused: audited).
             ResidencyError: for a statement or function that reads or writes
                 files (COPY, EXPORT, ATTACH, read_parquet of a path, ...; audited).
@@ -541,11 +547,16 @@ class SqlSession:
             if self._fast is None and self._cache_allowed and self._queries >= _CACHE_AFTER_QUERIES:
                 self._build_cache()
             table = None
+            deadline = None if timeout_s is None else time.monotonic() + timeout_s
             if self._fast is not None:
-                table = self._try(self._fast, text, shown, refuse, cached=True)
+                table = self._try(
+                    self._fast, text, shown, refuse, cached=True, deadline=deadline, timeout_s=timeout_s
+                )
                 self.cache_hits += table is not None
             if table is None:
-                table = self._try(self._full, text, shown, refuse, cached=False)
+                table = self._try(
+                    self._full, text, shown, refuse, cached=False, deadline=deadline, timeout_s=timeout_s
+                )
             assert table is not None
         audit("sql", shown, {"rows": table.num_rows, "sha256": digest})
         return table
@@ -564,13 +575,28 @@ class SqlSession:
         refuse: Callable[[str, str, Exception], Exception],
         *,
         cached: bool,
+        deadline: float | None = None,
+        timeout_s: float | None = None,
     ) -> pa.Table | None:
-        """The query's rows from ``con``; ``None`` if the cache (``cached``) cannot answer it."""
+        """The query's rows from ``con``; ``None`` if the cache (``cached``) cannot answer it.
+
+        With a ``deadline`` (``time.monotonic()``), the connection is
+        interrupted when it passes.
+        """
         import duckdb
 
+        timer = None
+        if deadline is not None:
+            timer = threading.Timer(max(0.0, deadline - time.monotonic()), con.interrupt)
+            timer.daemon = True
+            timer.start()
         try:
             relation = con.sql(text)
             return relation.to_arrow_table() if relation is not None else pa.table({})
+        except duckdb.InterruptException as exc:
+            raise refuse(
+                "sql", shown, QueryTimeoutError(f"the query ran past its time limit of {timeout_s or 0:g} s")
+            ) from exc
         except duckdb.PermissionException as exc:
             # DuckDB reads a missing file's path as a pattern, which the lock-down refuses
             gone = self._vacuumed()
@@ -597,6 +623,9 @@ class SqlSession:
             raise LakeError(f"SQL error: {one_line(str(exc))}") from exc
         except duckdb.Error as exc:
             raise LakeError(f"SQL error: {one_line(str(exc))}") from exc
+        finally:
+            if timer is not None:
+                timer.cancel()
 
 
 def _is_wide_type(t: pa.DataType) -> bool:

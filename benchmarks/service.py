@@ -1,0 +1,576 @@
+"""The service under load: requests/s and p50/p99 latency of typical reads, against the library directly.
+
+What is measured, on a lake of ``--scenarios`` scenarios (100k by default,
+built once as ``benchmarks/lake.py`` builds its big lake, by replicating the
+samples' scenarios, into ``--work`` and reused by later runs):
+
+- the service, started as users start it (``datadrive serve``, one uvicorn
+  process on 127.0.0.1, metadata in SQLite, rate limit off), answering
+  ``--concurrency`` clients that each keep one HTTP/1.1 connection and send
+  requests back to back; every endpoint runs for ``--requests`` requests or
+  ``--seconds`` seconds, whichever ends first;
+- the reference: the same read through the library in this process, one
+  caller, on a snapshot taken once (what the service's gateway keeps), so
+  the difference is HTTP, authentication, JSON and contention.
+
+Reads: a scenario looked up by id (a random one of 2,000 sampled ids), a page
+of 50 scenarios of one source, a SQL aggregate, the 50 most severe events of
+one type, a scenario's events, and ``/me`` (authentication and HTTP alone).
+The events are made once: the samples tagged by ``datadrive.mining`` and
+their rows copied for every replicated scenario (``tag_lake_once``).
+
+Usage::
+
+    python benchmarks/service.py             # 100k scenarios; rewrites its section of docs/benchmarks.md
+    python benchmarks/service.py --quick     # 2,000 scenarios, short runs, nothing written
+    python benchmarks/service.py --scenarios 20000 --concurrency 16 --no-write
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from datadrive.compute import ProcessPoolEngine
+from datadrive.lake import Lake, Principal, StorageRoot, load_config
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import lake as lake_bench
+
+REPO = Path(__file__).resolve().parents[1]
+DOC = REPO / "docs" / "benchmarks.md"
+BEGIN, END = "<!-- service.py:begin -->", "<!-- service.py:end -->"
+REGION, TENANT = lake_bench.REGION, lake_bench.TENANT
+LIST_COLUMNS = [
+    "scenario_id",
+    "source",
+    "tenant",
+    "ingest_date",
+    "start_time_ns",
+    "duration_s",
+    "num_tracks",
+    "num_steps",
+    "num_valid_states",
+    "num_vehicles",
+    "num_pedestrians",
+    "num_cyclists",
+    "num_map_lanes",
+    "map_id",
+]
+SQL = "SELECT source, count(*) AS scenarios, sum(num_valid_states) AS states FROM scenarios GROUP BY source"
+
+
+# --------------------------------------------------------------------------- the lake
+
+
+def build_lake(work: Path, scenarios: int, samples: Path, chunk: int, log: Callable[[str], None]) -> Path:
+    """A lake folder (``datadrive.toml``, one region) of >= ``scenarios`` scenarios, built once and kept."""
+    folder = work / f"lake-{scenarios}"
+    if (folder / "BUILT").exists():
+        log(f"reusing {folder}")
+        return folder
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    seed_root = StorageRoot(str(folder / "seed"))
+    log("ingesting the samples")
+    lake_bench.ingest_once(samples, seed_root, ProcessPoolEngine(2, preload=("datadrive.lake.ingest",)))
+    log(f"replicating to {scenarios:,} scenarios")
+    t0 = time.perf_counter()
+    n = lake_bench.replicate(
+        lake_bench._lake(seed_root), StorageRoot(str(folder / "regions" / REGION)), scenarios, chunk, log
+    )
+    shutil.rmtree(folder / "seed")
+    (folder / "keys").mkdir()
+    (folder / "keys" / f"{TENANT}.key").write_text(lake_bench.KEY.hex() + "\n")
+    (folder / "datadrive.toml").write_text(
+        f'[lake]\nname = "service-bench"\n\n[regions.{REGION}]\nroot = "regions/{REGION}"\n\n'
+        f'[tenants.{TENANT}]\nkey_file = "keys/{TENANT}.key"\n'
+    )
+    (folder / "BUILT").write_text(json.dumps({"scenarios": n, "seconds": round(time.perf_counter() - t0, 1)}))
+    return folder
+
+
+def tag_lake_once(folder: Path, samples: Path, copies_per_commit: int, log: Callable[[str], None]) -> int:
+    """Give the big lake the events of its scenarios, once: the samples tagged, their rows copied per copy.
+
+    The big lake's scenarios are copies of the samples' (``<id>~rNNNNN``), so
+    their events are the samples' events under the copies' ids: the samples
+    are ingested into a seed region and tagged there by the library
+    (``datadrive.mining.tag_lake``), and the seed's ``events`` and
+    ``mining_index`` rows are appended to the big lake once per copy, as
+    ``benchmarks/mining.py`` does. The state index is not copied (the index
+    rows say so: no feature version), so mining searches would scan; the
+    event reads measured here need only the events. Returns the events written.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from datadrive.mining import tag_lake
+
+    done = folder / "TAGGED"
+    if done.exists():
+        log(f"reusing the events of {folder}")
+        return int(json.loads(done.read_text())["events"])
+    big = Lake(load_config(folder, env={}), Principal("bench@bmw", TENANT, REGION))
+    big_snap = big.snapshot(REGION)
+    ids = big_snap.sql(
+        "SELECT DISTINCT regexp_extract(scenario_id, '^(.*)~r([0-9]+)$', 1) AS seed, "
+        "CAST(regexp_extract(scenario_id, '~r([0-9]+)$', 1) AS INTEGER) AS k FROM scenarios "
+        "WHERE telemetry_id IS NULL"
+    ).table
+    seeds = pa.array(sorted(set(ids.column("seed").to_pylist())), pa.string())
+    copies = sorted(set(ids.column("k").to_pylist()))
+    seed_root = StorageRoot(str(folder / "seed-mining"))
+    shutil.rmtree(folder / "seed-mining", ignore_errors=True)
+    log("ingesting the samples into a seed region, to tag them")
+    lake_bench.ingest_once(samples, seed_root, ProcessPoolEngine(2, preload=("datadrive.lake.ingest",)))
+    seed = lake_bench._lake(seed_root)
+    report = tag_lake(seed, REGION, engine=ProcessPoolEngine(2))
+    log(f"  tagged {report.tagged} seed scenarios: {report.events} events")
+    seed_snap = seed.snapshot(REGION)
+    tables = {}
+    for name in ("events", "mining_index"):
+        t = seed_snap.table(name)
+        t = t.drop_columns(
+            [c for c in ("batch_id", "derived_at", "derived_from_version") if c in t.column_names]
+        )
+        t = t.filter(pc.is_in(t.column("scenario_id"), value_set=seeds))
+        if name == "mining_index":  # the state index is not copied: its rows must not claim it
+            i = t.schema.get_field_index("feature_version")
+            t = t.set_column(i, t.schema.field(i), pa.nulls(t.num_rows, t.schema.field(i).type))
+            i = t.schema.get_field_index("num_states")
+            t = t.set_column(i, t.schema.field(i), pa.array([0] * t.num_rows, t.schema.field(i).type))
+        tables[name] = t
+    written = 0
+    for k0 in range(0, len(copies), copies_per_commit):
+        ks = copies[k0 : k0 + copies_per_commit]
+        rows = {
+            name: pa.concat_tables(
+                [
+                    t.set_column(
+                        t.schema.get_field_index("scenario_id"),
+                        "scenario_id",
+                        pc.binary_join_element_wise(t.column("scenario_id"), pa.scalar(f"~r{k:05d}"), ""),
+                    )
+                    for k in ks
+                ]
+            )
+            for name, t in tables.items()
+        }
+        big.append_derived_tables(REGION, rows, derived_from=big.snapshot(REGION))
+        written += rows["events"].num_rows
+        log(f"  events: {written:,} ({k0 + len(ks)}/{len(copies)} copies)")
+    shutil.rmtree(folder / "seed-mining", ignore_errors=True)
+    done.write_text(json.dumps({"events": written, "seed_events": report.events}))
+    return written
+
+
+# --------------------------------------------------------------------------- the server
+
+
+@dataclass
+class Served:
+    proc: subprocess.Popen[bytes]
+    port: int
+    key: str
+    log: Path
+
+
+def start_service(lake: Path, data: Path, timeout_s: float = 120.0) -> Served:
+    """``datadrive serve`` on a free 127.0.0.1 port, with one admin key; returns when /healthz answers."""
+    from datadrive.service.db import Tenant, make_engine, migrate, session_factory
+    from datadrive.service.identity import create_key, create_user
+
+    shutil.rmtree(data, ignore_errors=True)
+    data.mkdir(parents=True)
+    url = f"sqlite:///{data / 'service.db'}"
+    migrate(url)
+    engine = make_engine(url)
+    with session_factory(engine)() as db:
+        db.add(Tenant(id=TENANT, display_name=TENANT, home_region=REGION))
+        user = create_user(db, tenant=TENANT, name="bench", role="admin")
+        db.flush()
+        _, key = create_key(db, user, name="bench", scopes=("read", "write", "admin"))
+        db.commit()
+    engine.dispose()
+    port = _free_port()
+    log = data / "serve.log"
+    cli = Path(sys.executable).parent / "datadrive"
+    cmd = [
+        str(cli),
+        "serve",
+        "--lake",
+        str(lake),
+        "--data",
+        str(data),
+        "--port",
+        str(port),
+        "--rate-limit",
+        "0",
+    ]
+    proc = subprocess.Popen(cmd, stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"datadrive serve exited: {log.read_text()[-2000:]}")
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+            conn.request("GET", "/healthz")
+            if conn.getresponse().status == 200:
+                return Served(proc, port, key, log)
+        except OSError:
+            pass
+        time.sleep(0.3)
+    stop_service(Served(proc, port, key, log))
+    raise RuntimeError("the service did not answer /healthz in time")
+
+
+def stop_service(s: Served) -> None:
+    import signal
+
+    if s.proc.poll() is None:
+        os.killpg(s.proc.pid, signal.SIGTERM)
+        try:
+            s.proc.wait(20)
+        except subprocess.TimeoutExpired:
+            os.killpg(s.proc.pid, signal.SIGKILL)
+            s.proc.wait(10)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+# --------------------------------------------------------------------------- load
+
+
+@dataclass
+class Run:
+    latencies_s: list[float] = field(default_factory=list)
+    errors: dict[int, int] = field(default_factory=dict)
+    wall_s: float = 0.0
+
+    def summary(self) -> dict[str, Any]:
+        lat = sorted(self.latencies_s)
+        n = len(lat)
+        return {
+            "requests": n,
+            "errors": dict(self.errors),
+            "rps": n / self.wall_s if self.wall_s > 0 else 0.0,
+            "p50_ms": 1000 * _pct(lat, 0.50),
+            "p99_ms": 1000 * _pct(lat, 0.99),
+            "max_ms": 1000 * lat[-1] if lat else float("nan"),
+        }
+
+
+def _pct(sorted_values: list[float], q: float) -> float:
+    if not sorted_values:
+        return float("nan")
+    return sorted_values[min(len(sorted_values) - 1, round(q * (len(sorted_values) - 1)))]
+
+
+def load(
+    port: int,
+    key: str,
+    request: Callable[[random.Random], tuple[str, str, bytes | None]],
+    *,
+    concurrency: int,
+    max_requests: int,
+    max_seconds: float,
+) -> Run:
+    """``concurrency`` threads, one keep-alive connection each, sending requests back to back (bounded)."""
+    run = Run()
+    lock = threading.Lock()
+    issued = [0]
+    deadline = time.monotonic() + max_seconds
+    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+
+    def worker(seed: int) -> None:
+        rng = random.Random(seed)
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+        try:
+            while True:
+                with lock:
+                    if issued[0] >= max_requests or time.monotonic() > deadline:
+                        return
+                    issued[0] += 1
+                method, path, body = request(rng)
+                t0 = time.perf_counter()
+                conn.request(method, path, body=body, headers=headers)
+                resp = conn.getresponse()
+                resp.read()
+                dt = time.perf_counter() - t0
+                with lock:
+                    if resp.status == 200:
+                        run.latencies_s.append(dt)
+                    else:
+                        run.errors[resp.status] = run.errors.get(resp.status, 0) + 1
+        finally:
+            conn.close()
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(concurrency)]
+    t0 = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    run.wall_s = time.perf_counter() - t0
+    return run
+
+
+def direct(op: Callable[[random.Random], object], *, max_requests: int, max_seconds: float) -> Run:
+    """The reference: ``op`` called back to back in this process, one caller (bounded)."""
+    run = Run()
+    rng = random.Random(0)
+    deadline = time.monotonic() + max_seconds
+    t_start = time.perf_counter()
+    while len(run.latencies_s) < max_requests and time.monotonic() < deadline:
+        t0 = time.perf_counter()
+        op(rng)
+        run.latencies_s.append(time.perf_counter() - t0)
+    run.wall_s = time.perf_counter() - t_start
+    return run
+
+
+# --------------------------------------------------------------------------- report
+
+
+def render(r: dict[str, Any]) -> str:
+    lines = [
+        BEGIN,
+        "## Service: typical reads under concurrent load (`benchmarks/service.py`)",
+        "",
+        f"Run {r['started']} on {r['env']}. Lake: {r['scenarios']:,} scenarios in one region "
+        f"(built as `benchmarks/lake.py` builds its big lake). The service is `datadrive serve` "
+        f"(one uvicorn process, SQLite metadata, rate limit off) on 127.0.0.1; {r['concurrency']} clients, "
+        f"one keep-alive connection each, requests back to back, on the same machine as the server. "
+        f"The library column is the same read in one process, one caller, on a snapshot taken once. "
+        f"The machine was shared with other engineers' work: compare the columns of one run, not runs.",
+        "",
+        "| read | service req/s | p50 ms | p99 ms | errors | library calls/s | p50 ms | p99 ms "
+        "| p50 service / library |",
+        "| --- | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: |",
+    ]
+    for name, row in r["reads"].items():
+        s, d = row["service"], row.get("library")
+        err = ", ".join(f"{k}: {v}" for k, v in s["errors"].items()) or "0"
+        if d is None:
+            lines.append(
+                f"| {name} | {s['rps']:.1f} | {s['p50_ms']:.0f} | {s['p99_ms']:.0f} | {err} | – | – | – | – |"
+            )
+            continue
+        ratio = s["p50_ms"] / d["p50_ms"] if d["p50_ms"] > 0 else float("nan")
+        lines.append(
+            f"| {name} | {s['rps']:.1f} | {s['p50_ms']:.0f} | {s['p99_ms']:.0f} | {err} | "
+            f"{d['rps']:.1f} | {d['p50_ms']:.0f} | {d['p99_ms']:.0f} | {ratio:.1f}x |"
+        )
+    lines += ["", *r["notes"], "", END]
+    return "\n".join(lines)
+
+
+def write_section(text: str) -> None:
+    doc = DOC.read_text() if DOC.exists() else "# Benchmarks\n"  # re-read right before editing
+    if BEGIN in doc and END in doc:
+        doc = doc[: doc.index(BEGIN)] + text + doc[doc.index(END) + len(END) :]
+    else:
+        doc = doc.rstrip("\n") + "\n\n" + text + "\n"
+    DOC.write_text(doc)
+
+
+# --------------------------------------------------------------------------- main
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--samples",
+        type=Path,
+        default=Path(os.environ.get("DATADRIVE_SAMPLES", REPO.parent / "shared" / "data")),
+    )
+    parser.add_argument(
+        "--work",
+        type=Path,
+        default=Path(tempfile.gettempdir()) / "datadrive-service-bench",
+        help="Where the lake is built once and kept (reused by later runs).",
+    )
+    parser.add_argument("--scenarios", type=int, default=100_000, help="Scenarios in the lake.")
+    parser.add_argument("--chunk", type=int, default=20, help="Copies per replication commit.")
+    parser.add_argument("--concurrency", type=int, default=8, help="Concurrent clients.")
+    parser.add_argument("--requests", type=int, default=400, help="Requests per read at most.")
+    parser.add_argument("--seconds", type=float, default=60.0, help="Seconds per read at most.")
+    parser.add_argument(
+        "--quick", action="store_true", help="2,000 scenarios, 100 requests each; nothing written."
+    )
+    parser.add_argument("--no-write", action="store_true", help="Print, do not touch docs/benchmarks.md.")
+    args = parser.parse_args()
+    if args.quick:
+        args.scenarios, args.requests, args.seconds, args.no_write = 2_000, 100, 20.0, True
+
+    def log(msg: str) -> None:
+        print(msg, flush=True)
+
+    results: dict[str, Any] = {
+        "started": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "env": lake_bench.environment(),
+        "concurrency": args.concurrency,
+        "reads": {},
+    }
+    folder = build_lake(args.work, args.scenarios, args.samples, args.chunk, log)
+    results["events"] = tag_lake_once(folder, args.samples, 200, log)
+    config = load_config(folder, env={})
+    lake = Lake(config, Principal("bench@bmw", TENANT, REGION))
+    snap = lake.snapshot(REGION)
+    facts = snap.sql("SELECT count(*) AS n FROM scenarios").table
+    results["scenarios"] = int(facts.column("n")[0].as_py())
+    ids = [
+        str(x)
+        for x in snap.sql(
+            "SELECT scenario_id FROM (SELECT scenario_id FROM scenarios WHERE telemetry_id IS NULL) "
+            "USING SAMPLE 2000 ROWS"
+        ).table.column(0)
+    ]
+    per_source = {
+        str(r["source"]): int(r["n"])
+        for r in snap.sql(
+            "SELECT source, count(*) AS n FROM scenarios WHERE telemetry_id IS NULL GROUP BY 1"
+        ).table.to_pylist()
+    }
+    sources = sorted(per_source)
+    log(f"{results['scenarios']:,} scenarios, {len(sources)} sources")
+
+    cols = ", ".join(LIST_COLUMNS)
+
+    def lib_lookup(rng: random.Random) -> object:  # what the service's lookup asks the library
+        sid = rng.choice(ids).replace("'", "''")
+        return snap.sql(f"SELECT {cols} FROM scenarios WHERE telemetry_id IS NULL AND scenario_id = '{sid}'")
+
+    def lib_page(rng: random.Random) -> object:
+        src = rng.choice(sources)
+        rows = snap.sql(f"SELECT {cols} FROM scenarios WHERE telemetry_id IS NULL AND source = '{src}'").table
+        offset = rng.randrange(max(1, per_source[src] - 50))
+        return rows.sort_by([("scenario_id", "ascending")]).slice(offset, 50).to_pylist()
+
+    def lib_sql(rng: random.Random) -> object:
+        return snap.sql(SQL)
+
+    from datadrive.mining import tagger_version
+
+    by_type = {
+        str(r["event_type"]): int(r["n"])
+        for r in snap.sql(
+            "SELECT event_type, count(*) AS n FROM events "
+            f"WHERE tagger_version = '{tagger_version()}' GROUP BY 1"
+        ).table.to_pylist()
+    }
+    types = sorted(by_type)
+    with_events = [
+        str(x)
+        for x in snap.sql("SELECT DISTINCT scenario_id FROM events USING SAMPLE 2000 ROWS").table.column(0)
+    ]
+    log(f"{sum(by_type.values()):,} events of {len(types)} types")
+
+    from datadrive.service.mining import event_rows  # the SQL the service asks the library
+
+    def lib_events_of_type(rng: random.Random) -> object:
+        return event_rows(snap, event_type=rng.choice(types)).slice(0, 50).to_pylist()
+
+    def lib_events_of_scenario(rng: random.Random) -> object:
+        return event_rows(snap, scenario_id=rng.choice(with_events)).to_pylist()
+
+    prefix = f"/api/v1/regions/{REGION}"
+    reads: dict[str, tuple[Callable[[random.Random], tuple[str, str, bytes | None]], Any]] = {
+        "who am I (`GET /me`, no lake access)": (lambda rng: ("GET", "/api/v1/me", None), None),
+        "scenario by id (`GET /regions/{r}/scenarios/{id}`)": (
+            lambda rng: ("GET", f"{prefix}/scenarios/{quote(rng.choice(ids), safe='')}", None),
+            lib_lookup,
+        ),
+        "page of 50 of one source (`GET /regions/{r}/scenarios?source=`)": (
+            lambda rng: (
+                "GET",
+                f"{prefix}/scenarios?source={(s := rng.choice(sources))}&limit=50"
+                f"&offset={rng.randrange(max(1, per_source[s] - 50))}",
+                None,
+            ),
+            lib_page,
+        ),
+        "SQL aggregate by source (`POST /regions/{r}/sql`)": (
+            lambda rng: ("POST", f"{prefix}/sql", json.dumps({"query": SQL}).encode()),
+            lib_sql,
+        ),
+        "events of one type, most severe 50 (`GET /regions/{r}/events?event_type=`)": (
+            lambda rng: ("GET", f"{prefix}/events?event_type={rng.choice(types)}&limit=50", None),
+            lib_events_of_type,
+        ),
+        "events of one scenario (`GET /regions/{r}/events?scenario_id=`)": (
+            lambda rng: (
+                "GET",
+                f"{prefix}/events?scenario_id={quote(rng.choice(with_events), safe='')}",
+                None,
+            ),
+            lib_events_of_scenario,
+        ),
+    }
+    if not types:  # nothing tagged (no events in the samples): nothing to measure
+        for name in [n for n in reads if "events" in n]:
+            del reads[name]
+    served = start_service(folder, args.work / "service-data")
+    try:
+        for name, (request, lib) in reads.items():
+            log(f"{name}: service")
+            load(served.port, served.key, request, concurrency=2, max_requests=10, max_seconds=30)  # warm-up
+            svc = load(
+                served.port,
+                served.key,
+                request,
+                concurrency=args.concurrency,
+                max_requests=args.requests,
+                max_seconds=args.seconds,
+            ).summary()
+            row: dict[str, Any] = {"service": svc}
+            log(
+                f"  {svc['rps']:.1f} req/s, p50 {svc['p50_ms']:.0f} ms, p99 {svc['p99_ms']:.0f} ms, "
+                f"errors {svc['errors']}"
+            )
+            if lib is not None:
+                lib(random.Random(1))  # warm-up
+                d = direct(lib, max_requests=args.requests, max_seconds=args.seconds).summary()
+                row["library"] = d
+                log(f"  library {d['rps']:.1f} calls/s, p50 {d['p50_ms']:.0f} ms, p99 {d['p99_ms']:.0f} ms")
+            results["reads"][name] = row
+    finally:
+        stop_service(served)
+    audit_rows = lake.audit_log(REGION).num_rows
+    results["notes"] = [
+        f"Every read above is audited by the library, one row each, as it happens (the region's audit "
+        f"log held {audit_rows:,} rows after the run). The events are the samples' events tagged by "
+        f"`datadrive.mining.tag_lake` and copied once per replicated scenario ({results['events']:,} "
+        "rows; the state index was not copied, so mining searches are not measured here: "
+        "`benchmarks/mining.py` measures them)."
+    ]
+    text = render(results)
+    print(text)
+    if not args.no_write:
+        write_section(text)
+
+
+if __name__ == "__main__":
+    main()
