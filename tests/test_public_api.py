@@ -18,6 +18,8 @@ def _modules() -> list[str]:
         parts = path.relative_to(root.parent).with_suffix("").parts
         if parts[-1].endswith("_pb2"):
             continue
+        if parts[-2:] == ("migrations", "env"):  # Alembic's script: importable only inside a migration run
+            continue
         names.add(".".join(parts[:-1] if parts[-1] == "__init__" else parts))
     return sorted(names)
 

@@ -24,6 +24,8 @@ from datadrive.service.api.lake import RegionPath
 from datadrive.service.convert import json_value
 from datadrive.service.errors import ERROR_RESPONSES
 
+__all__ = ["AskIn", "ask", "vehicles"]
+
 router = APIRouter(tags=["assistant"], responses=ERROR_RESPONSES)
 
 _MAP_LOCK = threading.Lock()

@@ -15,6 +15,27 @@ from datadrive.service.db import ApiKey, IdentityEvent, Tenant, User, utc_now
 from datadrive.service.errors import ERROR_RESPONSES
 from datadrive.service.identity import create_key, create_user, record, require
 
+__all__ = [
+    "EventOut",
+    "KeyIn",
+    "KeyOut",
+    "Me",
+    "NewKey",
+    "TenantOut",
+    "UserIn",
+    "UserOut",
+    "UserPatch",
+    "add_user",
+    "identity_events",
+    "list_keys",
+    "list_users",
+    "me",
+    "new_key",
+    "patch_user",
+    "revoke_key",
+    "tenants",
+]
+
 router = APIRouter(tags=["identity"], responses=ERROR_RESPONSES)
 
 Role = Literal["viewer", "engineer", "admin"]

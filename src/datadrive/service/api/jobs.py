@@ -17,6 +17,19 @@ from datadrive.service.identity import Caller, new_id, require
 from datadrive.service.jobs import JOB_KINDS, job_kind
 from datadrive.service.jobs.framework import TERMINAL
 
+__all__ = [
+    "JobIn",
+    "JobOut",
+    "cancel",
+    "get_job",
+    "job_out",
+    "kinds",
+    "list_jobs",
+    "logs",
+    "own_job",
+    "submit",
+]
+
 router = APIRouter(tags=["jobs"], responses=ERROR_RESPONSES)
 
 Status = Literal["queued", "running", "succeeded", "failed", "cancelled"]

@@ -26,6 +26,23 @@ from datadrive.service.identity import Caller, require
 from datadrive.service.mining import events_for_scene
 from datadrive.service.scene import scene_json, thumbnail_svg
 
+__all__ = [
+    "RegionOut",
+    "SqlIn",
+    "SqlOut",
+    "audit",
+    "export",
+    "get_scenario",
+    "history",
+    "list_scenarios",
+    "overview",
+    "regions",
+    "scene",
+    "sql",
+    "thumbnail",
+    "thumbnails",
+]
+
 router = APIRouter(tags=["lake"], responses=ERROR_RESPONSES)
 
 RegionPath = Annotated[str, Path(max_length=63, description="A region of the lake.")]

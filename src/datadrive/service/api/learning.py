@@ -23,6 +23,8 @@ from datadrive.service.db import Grant, SharedObject
 from datadrive.service.errors import ERROR_RESPONSES
 from datadrive.service.learning import MODEL_TYPE, dataset_summary
 
+__all__ = ["get_dataset", "get_run", "list_datasets", "list_runs"]
+
 router = APIRouter(tags=["datasets and runs"], responses=ERROR_RESPONSES)
 
 DatasetPath = Annotated[

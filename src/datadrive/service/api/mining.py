@@ -36,6 +36,19 @@ from datadrive.service.mining import (
 )
 from datadrive.service.scene import thumbnail_svg
 
+__all__ = [
+    "SearchIn",
+    "TranslateIn",
+    "get_event_set",
+    "get_event_set_hits",
+    "get_event_summary",
+    "get_vocabulary",
+    "list_event_sets",
+    "list_events",
+    "post_search",
+    "post_translate",
+]
+
 router = APIRouter(tags=["mining"], responses=ERROR_RESPONSES)
 
 SetPath = Annotated[str, Path(max_length=40, description="An event set (object id).")]

@@ -28,6 +28,21 @@ from datadrive.service.db import Grant, SharedObject, Tenant, utc_now
 from datadrive.service.errors import ERROR_RESPONSES
 from datadrive.service.identity import Caller, new_id, require
 
+__all__ = [
+    "GrantIn",
+    "GrantOut",
+    "create_grant",
+    "get_object",
+    "list_grants",
+    "list_objects",
+    "object_out",
+    "part_bytes",
+    "read_part",
+    "report",
+    "revoke_grant",
+    "visible",
+]
+
 router = APIRouter(tags=["sharing"], responses=ERROR_RESPONSES)
 
 ObjectType = Literal["report", "dataset", "event_set", "model", "simulation"]

@@ -12,6 +12,8 @@ from sqlalchemy import func, select, text
 from datadrive.service.api.deps import ServicesDep
 from datadrive.service.db import Job
 
+__all__ = ["healthz", "metrics"]
+
 router = APIRouter(tags=["operations"])
 
 

@@ -29,6 +29,8 @@ from datadrive.service.errors import ERROR_RESPONSES
 from datadrive.service.identity import Caller
 from datadrive.service.simulation import OBJECT_TYPE, find_row, options, rollout
 
+__all__ = ["get_rollout", "get_run", "list_runs", "scores", "sim_options"]
+
 router = APIRouter(tags=["simulation"], responses=ERROR_RESPONSES)
 
 RunPath = Annotated[str, Path(max_length=40, description="A simulation run (object id).")]

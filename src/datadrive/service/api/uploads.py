@@ -13,6 +13,8 @@ from datadrive.service.errors import ERROR_RESPONSES
 from datadrive.service.identity import new_id, require
 from datadrive.service.uploads import Limits, stage
 
+__all__ = ["list_uploads", "upload"]
+
 router = APIRouter(tags=["uploads"], responses={**ERROR_RESPONSES, 413: ERROR_RESPONSES[422]})
 
 

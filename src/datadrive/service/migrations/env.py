@@ -7,6 +7,8 @@ from sqlalchemy import engine_from_config, pool
 
 from datadrive.service.db import Base
 
+__all__ = ["run_migrations_offline", "run_migrations_online"]
+
 config = context.config
 target_metadata = Base.metadata
 

@@ -10,6 +10,8 @@ from datadrive.service.api import assistant as assistant_api
 from datadrive.service.api.deps import DbDep, ServicesDep
 from datadrive.service.ui.pages import _caller, _region, render
 
+__all__ = ["assistant_page"]
+
 router = APIRouter(include_in_schema=False)
 
 

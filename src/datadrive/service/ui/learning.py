@@ -16,6 +16,8 @@ from datadrive.service.api import learning as learning_api
 from datadrive.service.api.deps import DbDep, Page, ServicesDep
 from datadrive.service.ui.pages import _caller, _region, render
 
+__all__ = ["datasets_page", "run_page", "runs_page"]
+
 router = APIRouter(include_in_schema=False)
 
 LOSSES = ("train_loss", "val_loss", "train_minADE", "val_minADE")

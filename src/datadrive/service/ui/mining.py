@@ -20,6 +20,8 @@ from datadrive.service.api import mining as mining_api
 from datadrive.service.api.deps import DbDep, Page, ServicesDep
 from datadrive.service.ui.pages import _caller, _region, render
 
+__all__ = ["mining_page"]
+
 router = APIRouter(include_in_schema=False)
 
 EXAMPLES = (

@@ -29,6 +29,27 @@ from datadrive.service.api.sim import sim_options
 from datadrive.service.db import Tenant, User
 from datadrive.service.identity import Caller, check_password, create_session, end_session, record
 
+__all__ = [
+    "api_page",
+    "audit_page",
+    "error_page",
+    "home",
+    "job_page",
+    "jobs_page",
+    "keys_page",
+    "lake_page",
+    "layer_page",
+    "render",
+    "report_page",
+    "scenario_page",
+    "scenarios_page",
+    "sharing_page",
+    "signin",
+    "signin_form",
+    "signout",
+    "sql_page",
+]
+
 router = APIRouter(include_in_schema=False)
 templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 _PRE_CSRF = "dd_signin_csrf"

@@ -16,6 +16,8 @@ from datadrive.service.api import sim as sim_api
 from datadrive.service.api.deps import DbDep, Page, ServicesDep
 from datadrive.service.ui.pages import _caller, render
 
+__all__ = ["rollout_page", "run_page", "runs_page"]
+
 router = APIRouter(include_in_schema=False)
 
 METRICS = (
