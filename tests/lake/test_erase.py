@@ -135,3 +135,49 @@ def test_an_erasure_interrupted_by_a_crash_is_finished_by_the_next_writer(lake_w
     assert report.ok, report.problems
     assert report.pending == 0
     assert [v.operation for v in lake.history("eu-central")][:2] == ["ingest", "erase"]
+
+
+def test_derived_data_keyed_by_records_is_erased_with_them(lake_with_data, make_lake) -> None:
+    from datadrive.lake import ErasureKeys
+
+    lake = lake_with_data
+    snap = lake.snapshot("eu-central")
+    tel = sorted(t.telemetry_id for t in snap.telemetry())
+    scen = sorted(s.scenario_id for s in snap.scenarios())
+    assert len(tel) >= 2
+    a = lake.put_derived(
+        "eu-central", "metrics", "by-log/a.json", b"{}", erase_with=ErasureKeys(telemetry_ids=(tel[0],))
+    )
+    b = lake.put_derived(
+        "eu-central", "metrics", "by-log/b.json", b"{}", erase_with=ErasureKeys(telemetry_ids=(tel[1],))
+    )
+    c = lake.put_derived(
+        "eu-central", "metrics", "by-scenario/c.json", b"{}", erase_with=ErasureKeys(scenario_ids=(scen[0],))
+    )
+    plain = lake.put_derived("eu-central", "metrics", "fleet.json", b"{}")  # keyed by nothing: kept
+    root = Path(lake.config.region("eu-central").root.uri)
+    prov = (root / (a + ".provenance.json")).read_text()
+    assert '"erase_with"' in prov
+    assert "ana" not in prov  # the creator of data erasable with personal records is pseudonymised
+
+    report = lake.erase("eu-central", Erasure(tenant="bmw", telemetry_ids=(tel[0],)))
+    assert report.telemetry == 1
+    assert report.derived == 1
+    names = lake.list_derived("eu-central", "metrics")
+    assert a not in names
+    assert {b, c, plain} <= set(names)
+    assert not (root / a).exists()
+    assert not (root / (a + ".provenance.json")).exists()
+
+    # an erasure naming ids no longer in the tables still removes what they keyed
+    lake.erase("eu-central", Erasure(tenant="bmw", scenario_ids=(scen[0],)))
+    assert c not in lake.list_derived("eu-central", "metrics")
+    audit = lake.audit_log("eu-central").to_pylist()
+    assert any(r["action"] == "erase" and '"derived": 1' in (r.get("detail") or "") for r in audit)
+
+    # another tenant's erasure never touches bmw's artefacts (and cannot delete them)
+    other = make_lake("bo", tenant="tencent", home="eu-central")
+    with pytest.raises(AccessDeniedError):
+        other.delete_derived("eu-central", b)
+    assert lake.delete_derived("eu-central", b) is True
+    assert lake.delete_derived("eu-central", b) is False

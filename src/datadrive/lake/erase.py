@@ -14,6 +14,15 @@ and a hash of the erased ids, not the ids.
 
 An erasure interrupted by a crash is finished by the next writer: its
 selection is saved in ``_datadrive/pending/`` before the first delete.
+
+**Derived data erased with its records.** A layer above the lake that
+stores data derived from particular scenarios or telemetry logs (the
+assistant's conversations about a vehicle's drives, say) stores it with
+``Lake.put_derived(..., erase_with=ErasureKeys(...))``: the keys are kept in
+the artefact's provenance, and every erasure that removes one of those
+scenarios or logs, or names them, deletes the artefact too
+(:func:`erase_keyed_artefacts`). The lake needs to know nothing of the
+layer: only which records the data came from.
 """
 
 from __future__ import annotations
@@ -40,10 +49,78 @@ from datadrive.lake.schema import (
     TableSpec,
     conform,
 )
-from datadrive.lake.storage import storage_error
+from datadrive.lake.storage import StorageRoot, storage_error
 from datadrive.lake.tables import RegionStore, commit_record, sql_quote
 
-__all__ = ["EraseReport", "Erasure", "finish_erase", "plan_erase"]
+__all__ = ["EraseReport", "Erasure", "ErasureKeys", "erase_keyed_artefacts", "finish_erase", "plan_erase"]
+
+
+@dataclass(frozen=True)
+class ErasureKeys:
+    """The records a derived artefact was made from: erasing any of them erases it.
+
+    Attributes:
+        scenario_ids: Scenario ids (as stored: pseudonymised).
+        telemetry_ids: Telemetry ids.
+    """
+
+    scenario_ids: tuple[str, ...] = ()
+    telemetry_ids: tuple[str, ...] = ()
+
+    def as_json(self) -> dict[str, list[str]]:
+        return {
+            "scenario_ids": sorted(set(self.scenario_ids)),
+            "telemetry_ids": sorted(set(self.telemetry_ids)),
+        }
+
+
+def erase_keyed_artefacts(
+    root: StorageRoot, tenant: str, scenario_ids: set[str], telemetry_ids: set[str]
+) -> list[str]:
+    """Delete the tenant's derived artefacts keyed (``erase_with``) by any of these ids.
+
+    Returns:
+        The deleted artefacts' names (``derived/<kind>/<name>``), sorted.
+
+    Raises:
+        StorageError: if the storage refuses to list or delete.
+    """
+    import pyarrow.fs as pafs
+
+    if not (scenario_ids or telemetry_ids):
+        return []
+    fs = root.filesystem()
+    base = root.path("derived")
+    try:
+        infos = fs.get_file_info(pafs.FileSelector(base, recursive=True, allow_not_found=True))
+    except Exception as exc:
+        raise storage_error(root, "list derived artefacts", exc) from exc
+    gone: list[str] = []
+    for info in infos:
+        if info.type != pafs.FileType.File or not info.path.endswith(".provenance.json"):
+            continue
+        try:
+            with fs.open_input_stream(info.path) as fh:
+                prov = json.loads(fh.read().decode())
+        except (OSError, ValueError):
+            continue  # not ours to judge: lake check reports unreadable provenance
+        keys = prov.get("erase_with") if isinstance(prov, dict) else None
+        if not keys or prov.get("tenant") != tenant:
+            continue
+        if not (
+            set(keys.get("scenario_ids", ())) & scenario_ids
+            or set(keys.get("telemetry_ids", ())) & telemetry_ids
+        ):
+            continue
+        data_path = info.path[: -len(".provenance.json")]
+        try:
+            if fs.get_file_info(data_path).type == pafs.FileType.File:
+                fs.delete_file(data_path)
+            fs.delete_file(info.path)
+        except Exception as exc:
+            raise storage_error(root, f"erase {data_path}", exc) from exc
+        gone.append("derived/" + data_path[len(base) + 1 :])
+    return sorted(gone)
 
 
 @dataclass(frozen=True)
@@ -88,6 +165,7 @@ class EraseReport:
         lake_version: The lake version after the erasure (None if nothing matched).
         files_removed: Files deleted by the vacuum.
         ids_sha256: SHA-256 of the sorted erased keys (what the audit records).
+        derived: Derived artefacts deleted with the records (see ``erase_with``).
     """
 
     scenarios: int
@@ -96,6 +174,7 @@ class EraseReport:
     lake_version: int | None
     files_removed: int
     ids_sha256: str
+    derived: int = 0
 
 
 def _filter(e: Erasure, id_column: str, ids: Sequence[str]) -> ds.Expression:

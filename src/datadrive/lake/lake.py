@@ -13,10 +13,11 @@ and every refusal raises and appends an audit row before it does.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import os
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,15 @@ from datadrive.lake import audit as audit_log
 from datadrive.lake.audit import AuditVerification
 from datadrive.lake.check import CheckReport, check_region
 from datadrive.lake.config import DERIVED_KINDS, EXTERNAL, LakeConfig, Principal, RegionConfig
-from datadrive.lake.erase import EraseReport, Erasure, finish_erase, ids_digest, plan_erase
+from datadrive.lake.erase import (
+    EraseReport,
+    Erasure,
+    ErasureKeys,
+    erase_keyed_artefacts,
+    finish_erase,
+    ids_digest,
+    plan_erase,
+)
 from datadrive.lake.ingest import (
     Committed,
     IngestEvent,
@@ -439,6 +448,14 @@ class Lake:
                     removed,
                     digest,
                 )
+            # derived data keyed by the erased records, or by the ids the erasure names
+            derived = erase_keyed_artefacts(
+                store.root,
+                erasure.tenant,
+                {k[1] for k in plan["scenario_keys"]} | set(erasure.scenario_ids),
+                {k[1] for k in plan["telemetry_keys"]} | set(erasure.telemetry_ids),
+            )
+            report = replace(report, derived=len(derived))
         self._audit(
             region,
             "erase",
@@ -450,6 +467,7 @@ class Lake:
                 "telemetry": report.telemetry,
                 "inputs": report.inputs,
                 "files_removed": report.files_removed,
+                "derived": report.derived,
                 "ids_sha256": report.ids_sha256,
             },
         )
@@ -521,7 +539,14 @@ class Lake:
     # ------------------------------------------------------------------ derived artefacts and export
 
     def put_derived(
-        self, region: str, kind: str, name: str, data: bytes, *, derived_from: Snapshot | None = None
+        self,
+        region: str,
+        kind: str,
+        name: str,
+        data: bytes,
+        *,
+        derived_from: Snapshot | None = None,
+        erase_with: ErasureKeys | None = None,
     ) -> str:
         """Store a derived artefact (aggregate, metrics, model, features) in ``region``.
 
@@ -532,6 +557,8 @@ class Lake:
             data: Its bytes.
             derived_from: The snapshot it was computed from; its region and
                 lake version are recorded beside the artefact.
+            erase_with: The scenarios and telemetry logs it was made from: an
+                erasure of any of them deletes it too (see :mod:`datadrive.lake.erase`).
 
         Returns:
             The artefact's name for :meth:`export`: ``derived/<kind>/<name>``.
@@ -556,7 +583,7 @@ class Lake:
                 ),
             )
         store = self._store(region)
-        provenance = {
+        provenance: dict[str, Any] = {
             "kind": kind,
             "tenant": self.principal.tenant,
             "region": rc.name,
@@ -567,6 +594,13 @@ class Lake:
             "created_by": self.principal.name,
             "created_at": self._clock().isoformat(),
         }
+        if erase_with is not None:
+            provenance["erase_with"] = erase_with.as_json()
+            # data erasable with personal records names no person: the creator's keyed pseudonym
+            key = self.config.tenant(self.principal.tenant).key
+            provenance["created_by"] = (
+                "user-" + hmac.new(key, self.principal.name.encode(), hashlib.sha256).hexdigest()[:16]
+            )
         self._write_artefact(store.root, obj, data, provenance)
         self._audit(
             region,
@@ -577,6 +611,43 @@ class Lake:
             {"bytes": len(data)},
         )
         return obj
+
+    def delete_derived(self, region: str, obj: str) -> bool:
+        """Delete one of the tenant's derived artefacts (and its provenance); audited.
+
+        Returns:
+            Whether there was one to delete.
+
+        Raises:
+            AccessDeniedError: if it belongs to another tenant (audited).
+        """
+        import pyarrow.fs as pafs
+
+        parts = obj.split("/")
+        if len(parts) < 3 or parts[0] != "derived" or parts[1] not in DERIVED_KINDS:
+            raise LakeError(f"{obj!r} is not a derived artefact (derived/<kind>/<name>)")
+        self._check_tenant(region, "delete", obj)
+        root = self._store(region).root
+        fs = root.filesystem()
+        path = root.path(*parts)
+        try:
+            if fs.get_file_info(path + ".provenance.json").type != pafs.FileType.File:
+                self._audit(region, "delete", obj, None, "ok", {"deleted": 0})
+                return False
+            with fs.open_input_stream(path + ".provenance.json") as fh:
+                owner = json.loads(fh.read().decode()).get("tenant")
+        except (OSError, ValueError) as exc:
+            raise storage_error(root, f"read {obj}", exc) from exc
+        if owner != self.principal.tenant:
+            raise self._refuse(region, "delete", obj, AccessDeniedError(f"{obj} belongs to tenant {owner!r}"))
+        try:
+            if fs.get_file_info(path).type == pafs.FileType.File:
+                fs.delete_file(path)
+            fs.delete_file(path + ".provenance.json")
+        except Exception as exc:
+            raise storage_error(root, f"delete {obj}", exc) from exc
+        self._audit(region, "delete", obj, None, "ok", {"deleted": 1})
+        return True
 
     def _check_derived_read(self, region: RegionConfig, kind: str, obj: str) -> None:
         """A derived artefact may be read at home, or from a region its kind may be exported to."""
