@@ -6,8 +6,14 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 SAMPLES ?= $(if $(DATADRIVE_SAMPLES),$(DATADRIVE_SAMPLES),../shared/data)
+# Azurite (Microsoft's Azure Storage emulator, npm) for the lake's Azure tests, in a git-ignored folder,
+# with the Node.js it asks for (3.37 needs Node >= 22; 3.35, the last for Node 20, ignores the
+# blob-listing parameter `startFrom` that deltalake relies on). The node package comes from npm too.
+AZURITE_VERSION := 3.37.0
+AZURITE_NODE_VERSION := 22.23.3
+AZURITE := .azurite/installed-$(AZURITE_VERSION)-node$(AZURITE_NODE_VERSION)
 
-.PHONY: demo test check lint typecheck layers pytest bench clean protos sysdeps
+.PHONY: demo test check lint typecheck layers testnames pytest bench clean protos sysdeps azurite
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -35,7 +41,7 @@ demo: $(STAMP)
 
 test: $(STAMP) sysdeps check pytest
 
-check: lint typecheck layers
+check: lint typecheck layers testnames
 
 lint: $(STAMP)
 	$(BIN)/ruff format --check src tests benchmarks
@@ -47,8 +53,22 @@ typecheck: $(STAMP)
 layers: $(STAMP)
 	$(BIN)/lint-imports
 
-pytest: $(STAMP) sysdeps
+# pytest imports test modules by basename: two tests/**/test_x.py stop collection.
+testnames:
+	@dups=$$(find tests -name 'test_*.py' -printf '%f\n' | sort | uniq -d); \
+	if [ -n "$$dups" ]; then echo "test module names used twice: $$dups"; exit 1; fi
+
+pytest: $(STAMP) sysdeps azurite
 	DATADRIVE_SAMPLES=$(SAMPLES) $(BIN)/pytest
+
+azurite: $(AZURITE)
+
+# Without npm the Azure tests skip (and fail under CI=true, where npm is required).
+$(AZURITE):
+	@if command -v npm >/dev/null; then \
+		npm install --prefix .azurite --no-audit --no-fund --no-save \
+			azurite@$(AZURITE_VERSION) node@$(AZURITE_NODE_VERSION) && touch $@; \
+	else echo "npm not found: the Azure (Azurite) lake tests will skip"; fi
 
 bench: $(STAMP) sysdeps
 	DATADRIVE_SAMPLES=$(SAMPLES) $(BIN)/python benchmarks/ingest.py
@@ -58,4 +78,4 @@ protos: $(STAMP)
 	$(BIN)/python -m grpc_tools.protoc -Isrc --python_out=src --pyi_out=src src/datadrive/sources/waymo_protos/*.proto src/datadrive/assistant/osm_protos/*.proto
 
 clean:
-	rm -rf $(VENV) out .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) out .pytest_cache .mypy_cache .ruff_cache .azurite

@@ -6,9 +6,10 @@ Three measurements, each with a reference taken in the same run:
    ingested into a fresh local region with the process-pool engine, 1 and 2
    workers, runs interleaved. Reference: reading the same inputs with the
    adapters alone, in one process (no hashing, conversion, pseudonyms or
-   commits). With ``--s3`` also into a SeaweedFS bucket on 127.0.0.1, and
-   with ``--ray`` also on a 2-node Ray cluster on 127.0.0.1 (both started as
-   the tests start them, ``tests/services.py``).
+   commits). With ``--s3`` also into a SeaweedFS bucket on 127.0.0.1, with
+   ``--azure`` also into an Azurite container on 127.0.0.1 (``make azurite``
+   installs it), and with ``--ray`` also on a 2-node Ray cluster on 127.0.0.1
+   (all started as the tests start them, ``tests/services.py``).
 2. **Query latency** (p50/p95 of ``--runs`` runs) of typical mining SQL
    through ``Lake.sql`` (residency checks, tenant filter, audit row) over a
    lake of ``--scenarios`` scenarios. The big lake is built from the samples'
@@ -26,6 +27,7 @@ Usage::
 
     python benchmarks/lake.py             # 100k scenarios; rewrites its section of docs/benchmarks.md
     python benchmarks/lake.py --s3 --ray  # plus ingest into SeaweedFS and on a 2-node Ray cluster
+    python benchmarks/lake.py --s3 --azure --ingest-only  # only the ingest table; nothing written
     python benchmarks/lake.py --quick     # 2,000 scenarios, 1 run each, nothing written
 """
 
@@ -429,6 +431,18 @@ def s3_root(workdir: Path) -> Iterator[StorageRoot]:
 
 
 @contextmanager
+def azure_root(workdir: Path) -> Iterator[StorageRoot]:
+    sys.path.insert(0, str(REPO / "tests"))
+    import services
+
+    server = services.start_azurite(workdir / "azurite")
+    try:
+        yield StorageRoot(f"az://{server.new_container()}/bench", server.options())
+    finally:
+        services.stop_group(server.proc, grace_s=3)
+
+
+@contextmanager
 def ray_cluster(workdir: Path) -> Iterator[str]:
     sys.path.insert(0, str(REPO / "tests"))
     import services
@@ -469,25 +483,8 @@ def render(results: dict[str, Any]) -> str:
         "",
         f"Run {r['started']} on {r['env']}.",
         "",
-        "**Ingest throughput.** Every sample in `../shared/data` ("
-        f"{r['inputs']['units']} inputs, {r['inputs']['scenarios']} scenarios, "
-        f"{r['inputs']['states']:,} valid states) into a fresh region with `Lake.ingest`: discover, hash, "
-        "read, convert, pseudonymise, commit (batches of 32 inputs under the region lock), audit. Runs "
-        f"interleaved, median of {r['ingest_runs']}. Reference: the adapters alone reading the same inputs "
-        "in one process.",
-        "",
-        "| engine | storage | seconds | states/s | vs adapters alone | vs 1 worker |",
-        "| --- | --- | ---: | ---: | ---: | ---: |",
+        *render_ingest(r),
     ]
-    ref = r["ingest"]["read alone"]
-    one = r["ingest"].get("process pool, 1 worker", {}).get("seconds")
-    for name, row in r["ingest"].items():
-        rate = row["states"] / row["seconds"]
-        vs_ref = "reference" if name == "read alone" else f"{ref['seconds'] / row['seconds']:.2f}x"
-        vs_one = "" if name == "read alone" or one is None else f"{one / row['seconds']:.2f}x"
-        lines.append(
-            f"| {name} | {row['storage']} | {row['seconds']:.2f} | {rate:,.0f} | {vs_ref} | {vs_one} |"
-        )
     b = r["big"]
     lines += [
         "",
@@ -549,6 +546,31 @@ def render(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def render_ingest(r: dict[str, Any]) -> list[str]:
+    """The ingest paragraph and its table."""
+    lines = [
+        "**Ingest throughput.** Every sample in `../shared/data` ("
+        f"{r['inputs']['units']} inputs, {r['inputs']['scenarios']} scenarios, "
+        f"{r['inputs']['states']:,} valid states) into a fresh region with `Lake.ingest`: discover, hash, "
+        "read, convert, pseudonymise, commit (batches of 32 inputs under the region lock), audit. Runs "
+        f"interleaved, median of {r['ingest_runs']}. Reference: the adapters alone reading the same inputs "
+        "in one process.",
+        "",
+        "| engine | storage | seconds | states/s | vs adapters alone | vs 1 worker |",
+        "| --- | --- | ---: | ---: | ---: | ---: |",
+    ]
+    ref = r["ingest"]["read alone"]
+    one = r["ingest"].get("process pool, 1 worker", {}).get("seconds")
+    for name, row in r["ingest"].items():
+        rate = row["states"] / row["seconds"]
+        vs_ref = "reference" if name == "read alone" else f"{ref['seconds'] / row['seconds']:.2f}x"
+        vs_one = "" if name == "read alone" or one is None else f"{one / row['seconds']:.2f}x"
+        lines.append(
+            f"| {name} | {row['storage']} | {row['seconds']:.2f} | {rate:,.0f} | {vs_ref} | {vs_one} |"
+        )
+    return lines
+
+
 def write_section(text: str) -> None:
     doc = (
         DOC.read_text() if DOC.exists() else "# Benchmarks\n"
@@ -576,6 +598,10 @@ def main() -> None:
     parser.add_argument("--ingest-runs", type=int, default=3, help="Runs of each ingest engine.")
     parser.add_argument("--chunk", type=int, default=20, help="Copies per replication commit.")
     parser.add_argument("--s3", action="store_true", help="Also ingest into SeaweedFS on 127.0.0.1.")
+    parser.add_argument("--azure", action="store_true", help="Also ingest into Azurite on 127.0.0.1.")
+    parser.add_argument(
+        "--ingest-only", action="store_true", help="Only the ingest measurement; print it, write nothing."
+    )
     parser.add_argument(
         "--ray", action="store_true", help="Also ingest on a 2-node Ray cluster on 127.0.0.1."
     )
@@ -637,13 +663,32 @@ def main() -> None:
             def on_s3(workers: int) -> Callable[[int], float]:
                 def run(i: int) -> float:
                     root = StorageRoot(f"{s3.uri}-{next(counter)}", s3.options)
-                    return ingest_once(
+                    seconds, states = ingest_once(
                         args.samples, root, ProcessPoolEngine(workers, preload=("datadrive.lake.ingest",))
-                    )[0]
+                    )
+                    assert states == inputs.states, (states, inputs.states)
+                    return seconds
 
                 return run
 
             cases["process pool, 2 workers, S3"] = ("S3 (SeaweedFS)", on_s3(2))
+        if args.azure:
+            cm_az = azure_root(work)
+            az = cm_az.__enter__()
+            stack.append(cm_az)
+
+            def on_azure(workers: int) -> Callable[[int], float]:
+                def run(i: int) -> float:
+                    root = StorageRoot(f"{az.uri}-{next(counter)}", az.options)
+                    seconds, states = ingest_once(
+                        args.samples, root, ProcessPoolEngine(workers, preload=("datadrive.lake.ingest",))
+                    )
+                    assert states == inputs.states, (states, inputs.states)
+                    return seconds
+
+                return run
+
+            cases["process pool, 2 workers, Azure"] = ("Azure Blob (Azurite)", on_azure(2))
         if args.ray:
             from datadrive.compute.ray_engine import RayEngine
 
@@ -673,6 +718,11 @@ def main() -> None:
             name: {"storage": cases[name][0], "seconds": statistics.median(t), "states": inputs.states}
             for name, t in timings.items()
         }
+        if args.ingest_only:
+            print(f"Run {results['started']} on {results['env']}.\n")
+            print("\n".join(render_ingest(results)))
+            print(json.dumps(results, default=str))
+            return
 
         # 3. bytes per state (on the seed lake, before and after optimize)
         seed_root = StorageRoot(str(work / "seed"))

@@ -1,11 +1,12 @@
-"""Servers that tests start on 127.0.0.1: a SeaweedFS S3 server and a 2-node Ray cluster.
+"""Servers that tests start on 127.0.0.1: a SeaweedFS S3 server, Azurite and a 2-node Ray cluster.
 
 Every server binds and connects only to 127.0.0.1, on ports picked free at
 start, with its data in a temporary folder; every wait is bounded in count
 and time; everything started is stopped at teardown (SIGTERM, then SIGKILL
 to the process group it was started in, which holds only what it started).
 
-Import the fixtures where they are used (``from services import s3_server``);
+Import the fixtures where they are used (``from services import s3_server``,
+``azurite``);
 a missing binary skips those tests, except under ``CI=true``, where it fails.
 """
 
@@ -320,6 +321,250 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
         yield server
     finally:
         stop_group(server.proc, grace_s=3)  # weed often ignores SIGTERM; its data dir is thrown away
+
+
+# --------------------------------------------------------------------------- Azurite
+
+REPO = Path(__file__).resolve().parents[1]
+AZURITE_ACCOUNTS = ("ddlake1", "ddlake2")
+"""The two storage accounts every test Azurite serves (two accounts, for residency across accounts)."""
+
+
+@dataclass
+class AzuriteServer:
+    """Azurite's Blob service on 127.0.0.1, with two storage accounts of random keys.
+
+    Attributes:
+        endpoint_url: ``http://127.0.0.1:<port>``; an account's Blob endpoint
+            is ``<endpoint_url>/<account>`` (Azurite serves accounts path-style).
+        keys: Account name -> its key (base64).
+        data_dir: Azurite's workspace.
+        proc: The ``azurite-blob`` process.
+    """
+
+    endpoint_url: str
+    keys: dict[str, str] = field(repr=False)
+    data_dir: Path
+    proc: subprocess.Popen[bytes]
+
+    @property
+    def account(self) -> str:
+        """The first account, the one tests use unless they need two."""
+        return AZURITE_ACCOUNTS[0]
+
+    def blob_endpoint(self, account: str | None = None, *, endpoint_url: str | None = None) -> str:
+        return f"{endpoint_url or self.endpoint_url}/{account or self.account}"
+
+    def options(
+        self, account: str | None = None, *, sas: bool = False, endpoint_url: str | None = None
+    ) -> dict[str, str]:
+        """deltalake-style storage options for a root in ``account`` (key, or an account SAS with ``sas``).
+
+        ``endpoint_url`` replaces Azurite's own (a proxy in front of it).
+        """
+        account = account or self.account
+        creds = (
+            {"azure_storage_sas_token": self.sas_token(account)}
+            if sas
+            else {"azure_storage_account_key": self.keys[account]}
+        )
+        return {
+            "azure_storage_account_name": account,
+            **creds,
+            "azure_storage_endpoint": self.blob_endpoint(account, endpoint_url=endpoint_url),
+            "azure_allow_http": "true",
+        }
+
+    def sas_token(self, account: str | None = None, permissions: str = "racwdl", hours: float = 4.0) -> str:
+        """An account SAS for the Blob service (all containers and blobs), valid ``hours``.
+
+        Built as Azure's "account SAS" documentation specifies it (the
+        string to sign for version 2020-12-06 and later ends with the
+        encryption scope).
+        """
+        import base64
+        import datetime as dt
+        import hashlib
+        import hmac
+        import urllib.parse
+
+        account = account or self.account
+        version = "2021-08-06"
+        expiry = (dt.datetime.now(dt.UTC) + dt.timedelta(hours=hours)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        fields = [account, permissions, "b", "sco", "", expiry, "", "https,http", version, ""]
+        key = base64.b64decode(self.keys[account])
+        sig = hmac.new(key, ("\n".join(fields) + "\n").encode(), hashlib.sha256).digest()
+        query = {
+            "sv": version,
+            "ss": "b",
+            "srt": "sco",
+            "sp": permissions,
+            "se": expiry,
+            "spr": "https,http",
+            "sig": base64.b64encode(sig).decode(),
+        }
+        return urllib.parse.urlencode(query)
+
+    def filesystem(self, account: str | None = None) -> pafs.AzureFileSystem:
+        """A pyarrow filesystem on ``account`` (it may create containers)."""
+        from datadrive.lake.azure import AzureSettings
+
+        return AzureSettings.from_options(self.options(account)).filesystem()
+
+    def new_container(self, account: str | None = None) -> str:
+        """A fresh, empty container with a unique name."""
+        name = f"t{secrets.token_hex(6)}"
+        self.filesystem(account).create_dir(name)
+        return name
+
+    def pids(self) -> set[int]:
+        return set(group_pids(self.proc.pid))
+
+
+AZURITE_BIN = REPO / ".azurite" / "node_modules" / ".bin"
+"""``make azurite`` installs ``azurite-blob`` and the Node.js it needs (from npm) here."""
+
+
+def azurite_binary() -> str | None:
+    """``azurite-blob`` from the project-local install (``make azurite``), else on ``PATH``."""
+    local = AZURITE_BIN / "azurite-blob"
+    return str(local) if local.exists() else shutil.which("azurite-blob")
+
+
+def start_azurite(data_dir: Path, timeout_s: float = 60.0) -> AzuriteServer:
+    """Start Azurite's Blob service on a free loopback port; returns once a signed request succeeds.
+
+    The accounts and their keys are set with ``AZURITE_ACCOUNTS`` (which
+    replaces the well-known ``devstoreaccount1``), so a wrong key is refused
+    as on Azure. Telemetry is off; the access log is off (``--silent``); the
+    API-version check is off (pyarrow's Azure SDK asks for a version newer
+    than Azurite's).
+    """
+    binary = azurite_binary()
+    if binary is None:
+        missing("Azurite (`make azurite` installs it into .azurite/ with npm)")
+        raise AssertionError  # unreachable
+    import base64
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    keys = {a: base64.b64encode(secrets.token_bytes(32)).decode() for a in AZURITE_ACCOUNTS}
+    env = {**os.environ, "AZURITE_ACCOUNTS": ";".join(f"{a}:{k}" for a, k in keys.items())}
+    # `azurite-blob` runs `env node`: the project-local Node.js of `make azurite` first
+    env["PATH"] = os.pathsep.join([str(AZURITE_BIN), env.get("PATH", "")])
+    log = data_dir / "azurite.log"
+    last_error = ""
+    for _attempt in range(3):  # a port picked free may be taken before Azurite binds it
+        (port,) = free_ports(1)
+        args = [
+            binary,
+            "--blobHost",
+            LOOPBACK,
+            "--blobPort",
+            str(port),
+            "--location",
+            str(data_dir / "blob"),
+            "--disableTelemetry",
+            "--silent",
+            # pyarrow 26's Azure SDK sends x-ms-version 2026-10-06, newer than any Azurite knows
+            "--skipApiVersionCheck",
+        ]
+        with log.open("ab") as out:
+            proc = subprocess.Popen(
+                args, stdout=out, stderr=subprocess.STDOUT, cwd=data_dir, env=env, start_new_session=True
+            )
+        server = AzuriteServer(f"http://{LOOPBACK}:{port}", keys, data_dir, proc)
+        try:
+            wait_until(partial(_azurite_ready, server), "Azurite", timeout_s, log)
+            return server
+        except RuntimeError as exc:
+            last_error = str(exc)
+            stop_group(proc, grace_s=5)
+    raise RuntimeError(f"Azurite did not start: {last_error}")
+
+
+def _azurite_ready(server: AzuriteServer) -> bool:
+    if server.proc.poll() is not None:
+        raise RuntimeError(f"azurite-blob exited with status {server.proc.returncode}")
+    fs = server.filesystem()
+    fs.create_dir("ready-check")
+    with fs.open_output_stream("ready-check/ping") as fh:
+        fh.write(b"ok")
+    return True
+
+
+@pytest.fixture(scope="session")
+def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AzuriteServer]:
+    """Azurite's Blob service on 127.0.0.1 for the whole session (a few seconds to start)."""
+    server = start_azurite(tmp_path_factory.mktemp("azurite"))
+    try:
+        yield server
+    finally:
+        stop_group(server.proc, grace_s=2)  # its data dir is thrown away
+
+
+class HeaderStrippingProxy:
+    """A loopback HTTP proxy in front of a server that drops every ``If-*`` request header.
+
+    It turns a store that enforces conditional writes into one that ignores
+    them: a real server with one fault injected. Requests authenticated by a
+    SAS token stay valid (the signature covers no headers); Shared Key
+    signatures, which cover ``If-Match``/``If-None-Match``, would not.
+
+    Use as a context manager; :attr:`endpoint_url` is ``http://127.0.0.1:<port>``.
+    """
+
+    def __init__(self, target_netloc: str) -> None:
+        import http.server
+        import threading
+
+        target = target_netloc
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+            def _forward(self) -> None:
+                import http.client
+
+                length = int(self.headers.get("content-length") or 0)
+                body = self.rfile.read(length) if length else b""
+                headers = {
+                    k: v
+                    for k, v in self.headers.items()
+                    if k.lower() not in ("host", "connection") and not k.lower().startswith("if-")
+                }
+                conn = http.client.HTTPConnection(target, timeout=30)
+                try:
+                    conn.request(self.command, self.path, body=body or None, headers=headers)
+                    resp = conn.getresponse()
+                    data = resp.read()
+                finally:
+                    conn.close()
+                self.send_response(resp.status)
+                for k, v in resp.getheaders():
+                    if k.lower() not in ("transfer-encoding", "connection", "content-length"):
+                        self.send_header(k, v)
+                self.send_header("content-length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            do_GET = do_PUT = do_DELETE = do_HEAD = do_POST = _forward  # noqa: N815 - http.server's names
+
+        self._server = http.server.ThreadingHTTPServer((LOOPBACK, 0), Handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, name="strip-if-proxy", daemon=True)
+        self.endpoint_url = f"http://{LOOPBACK}:{self._server.server_address[1]}"
+
+    def __enter__(self) -> HeaderStrippingProxy:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=10)
 
 
 # --------------------------------------------------------------------------- Ray

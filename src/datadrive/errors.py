@@ -29,6 +29,7 @@ The tree::
     │   ├── AccessDeniedError      a principal may not read or write this data
     │   ├── SchemaVersionError     a table written by a newer datadrive
     │   └── StorageError           the storage root refused a write (disk full, permissions)
+    │       └── StorageUnreachableError   an object store's endpoint does not answer
     ├── DatasetError               a curated dataset cannot be built, found or used
     │   └── EmptyDatasetError      its query matched no scenario
     ├── FeatureCacheError          a feature cache is missing, incomplete or unreadable
@@ -67,6 +68,7 @@ __all__ = [
     "SchemaVersionError",
     "SimulationInputError",
     "StorageError",
+    "StorageUnreachableError",
     "TrainingError",
     "UnknownFormatError",
     "UnknownPlaceError",
@@ -190,6 +192,10 @@ class SchemaVersionError(LakeError):
 
 class StorageError(LakeError):
     """The storage root refused an operation (disk full, permission denied, ...)."""
+
+
+class StorageUnreachableError(StorageError):
+    """An object store's endpoint does not answer (connection refused, timed out, unknown host)."""
 
 
 class DatasetError(DatadriveError):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -50,6 +50,28 @@ def two_region_config(root: Path, *, grants: tuple[Grant, ...] = ()) -> LakeConf
         tenants={name: TenantConfig(name, key) for name, key in KEYS.items()},
         grants=grants,
     )
+
+
+def root_objects(root: StorageRoot) -> Iterator[tuple[str, bytes]]:
+    """``(path, bytes)`` of every file under a region root, local or on an object store."""
+    import pyarrow.fs as pafs
+
+    fs = root.filesystem()
+    for info in fs.get_file_info(pafs.FileSelector(root.base_path, recursive=True, allow_not_found=True)):
+        if info.type == pafs.FileType.File:
+            with fs.open_input_stream(info.path) as fh:
+                yield info.path, fh.read()
+
+
+def root_paths(root: StorageRoot) -> list[str]:
+    """Paths (relative to the root) of every file under a region root, local or on an object store."""
+    import pyarrow.fs as pafs
+
+    infos = root.filesystem().get_file_info(
+        pafs.FileSelector(root.base_path, recursive=True, allow_not_found=True)
+    )
+    start = len(root.base_path) + 1
+    return sorted(i.path[start:] for i in infos if i.type == pafs.FileType.File)
 
 
 @pytest.fixture

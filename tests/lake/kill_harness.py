@@ -1,8 +1,8 @@
 """Kill ``datadrive ingest`` with SIGKILL at random moments and check the lake after each kill.
 
-Shared by ``tests/lake/test_faults.py`` (20 kills) and
-``scripts/lake_kill_stress.py`` (500). Every run prints or returns the seed
-that replays it.
+Shared by ``tests/lake/test_faults.py`` (20 kills), ``test_azure_lake.py``
+(the region in an Azurite container) and ``scripts/lake_kill_stress.py``
+(500). Every run prints or returns the seed that replays it.
 
 After every kill the lake must be whole (``Lake.check``: every table reads,
 no scenario duplicated or half-written), and hold, for every input in its
@@ -20,6 +20,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -61,6 +62,65 @@ def make_lake(root: Path, *, regions: tuple[str, ...] = ("eu-central",)) -> Path
     if out.returncode != 0:
         raise RuntimeError(f"lake init failed: {out.stderr}")
     return root
+
+
+def object_store_lake(
+    folder: Path, uri: str, options: Mapping[str, str], *, region: str = "eu-central", init: bool = True
+) -> Path:
+    """A lake folder (``datadrive.toml``, a key for tenant bmw) whose one ``region`` is at ``uri``.
+
+    The config is written as a user would write it for an object store (no
+    local lake first).
+
+    Args:
+        folder: Where the config goes.
+        uri: The region's root (``s3://...``, ``az://...``).
+        options: Its ``storage_options``.
+        region: The region's name.
+        init: Run ``datadrive lake init`` too (it must then succeed).
+    """
+    keys = folder / "keys"
+    keys.mkdir(parents=True, exist_ok=True)
+    (keys / "bmw.key").write_text(os.urandom(32).hex() + "\n")
+    lines = [
+        f"[regions.{region}]",
+        f"root = {json.dumps(uri)}",
+        "",
+        f"[regions.{region}.storage_options]",
+        *(f"{k} = {json.dumps(v)}" for k, v in options.items()),
+        "",
+        "[tenants.bmw]",
+        'key_file = "keys/bmw.key"',
+        "",
+    ]
+    (folder / "datadrive.toml").write_text("\n".join(lines))
+    if init:
+        out = cli(["lake", "init", str(folder), "--tenant", "bmw"])
+        if out.returncode != 0:
+            raise RuntimeError(f"lake init failed: {out.stderr}")
+    return folder
+
+
+def local_pending(lake: Path, region: str) -> Callable[[], set[str]]:
+    """Names of the pending-batch markers of a local region (what :func:`run` watches to kill mid-commit)."""
+    folder = lake / "regions" / region / "_datadrive" / "pending"
+    return lambda: {p.name for p in folder.glob("*.json")} if folder.is_dir() else set()
+
+
+def root_pending(lake: Path, region: str) -> Callable[[], set[str]]:
+    """Names of the pending-batch markers of any region root, listed through its filesystem."""
+    import pyarrow.fs as pafs
+
+    from datadrive.lake import load_config
+
+    root = load_config(lake, env={}).region(region).root
+    fs, folder = root.filesystem(), root.meta_path("pending")
+
+    def names() -> set[str]:
+        infos = fs.get_file_info(pafs.FileSelector(folder, allow_not_found=True))
+        return {i.base_name for i in infos if i.base_name.endswith(".json")}
+
+    return names
 
 
 def expected_scenarios(inputs: list[Path]) -> dict[str, int]:
@@ -175,15 +235,24 @@ def run(
     max_delay_s: float = 4.0,
     sleep_s: float = 0.03,
     log: bool = False,
+    new_lake: Callable[[Path], Path] = make_lake,
+    pending_markers: Callable[[Path, str], Callable[[], set[str]]] = local_pending,
+    poll_s: float = 0.002,
 ) -> KillStats:
-    """Kill ingests ``kills`` times; a fresh lake every ``kills_per_lake`` kills, each finished by a rerun."""
+    """Kill ingests ``kills`` times; a fresh lake every ``kills_per_lake`` kills, each finished by a rerun.
+
+    ``new_lake(folder)`` makes each lake (a local one by default);
+    ``pending_markers(lake, region)`` lists its pending-batch markers, polled every
+    ``poll_s`` to land kills inside a commit.
+    """
     rng = random.Random(seed)
     stats = KillStats(seed=seed)
     region = "eu-central"
     lake_no = 0
     while stats.kills < kills:
         lake_no += 1
-        root = make_lake(workdir / f"lake{lake_no}")
+        root = new_lake(workdir / f"lake{lake_no}")
+        markers = pending_markers(root, region)
         inputs = lake_synth.write_inputs(
             workdir / f"in{lake_no}",
             range(lake_no * 1000, lake_no * 1000 + files),
@@ -198,7 +267,6 @@ def run(
             in_commit = rng.random() < 0.5
             delay = rng.uniform(0.3, max_delay_s)
             nth_commit, extra_s = rng.randint(1, 4), rng.uniform(0.0, 0.25)
-            pending_dir = root / "regions" / region / "_datadrive" / "pending"
             proc = subprocess.Popen(
                 [
                     sys.executable,
@@ -216,12 +284,12 @@ def run(
             deadline = t0 + delay if not in_commit else t0 + 60.0
             while proc.poll() is None and time.monotonic() < deadline:
                 if in_commit:
-                    names = {p.name for p in pending_dir.glob("*.json")} if pending_dir.is_dir() else set()
+                    names = markers()
                     if names - seen:
                         seen |= names
                         if len(seen) >= nth_commit:
                             deadline = min(deadline, time.monotonic() + extra_s)
-                time.sleep(0.002)
+                time.sleep(poll_s)
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGKILL)
             else:

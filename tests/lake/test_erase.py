@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import lake_synth
 import pytest
 
+from conftest import root_objects
 from datadrive.errors import AccessDeniedError, LakeError
-from datadrive.lake import Erasure, IngestOptions, Lake
+from datadrive.lake import Erasure, IngestOptions, Lake, StorageRoot
 
 
 @pytest.fixture
@@ -23,13 +22,15 @@ def lake_with_data(make_lake, inputs) -> Lake:
     return lake
 
 
-def all_bytes_under(root: Path) -> bytes:
-    return b"".join(p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file() and "audit" not in p.parts)
+def all_bytes_under(root: StorageRoot) -> bytes:
+    """Every file under the root but the audit table's (local folder or object store)."""
+    rel = len(root.base_path) + 1
+    return b"".join(data for path, data in sorted(root_objects(root)) if "audit" not in path[rel:].split("/"))
 
 
 def test_erase_a_vehicle_removes_it_from_every_version_and_file(lake_with_data) -> None:
     lake = lake_with_data
-    root = Path(lake.config.region("eu-central").root.uri)
+    root = lake.config.region("eu-central").root
     snap = lake.snapshot("eu-central")
     victim = snap.scenarios()[0]
     # every record of that vehicle: pick by the vehicle's pseudonym in the scenario id

@@ -116,8 +116,11 @@ def test_same_lake_as_the_process_pool(
 
 
 def test_cli_engine_ray(ray_cluster: RayCluster, samples: Path, tmp_path: Path) -> None:
-    """``datadrive ingest --engine ray --ray-address ADDR`` on the cluster: every AV2 scenario once."""
-    root = kill_harness.make_lake(tmp_path / "lake")
+    check_cli_engine_ray(kill_harness.make_lake(tmp_path / "lake"), ray_cluster, samples)
+
+
+def check_cli_engine_ray(root: Path, ray_cluster: RayCluster, samples: Path) -> None:
+    """``datadrive ingest --engine ray`` into the lake ``root``'s eu-central: every AV2 scenario once."""
     env = {**kill_harness.cli_env(), **RAY_ENV}  # the CLI is a Ray driver: it too stays on 127.0.0.1
     args = [
         "ingest",

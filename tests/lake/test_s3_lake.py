@@ -12,7 +12,6 @@ and four concurrent ``datadrive ingest`` processes on one region.
 from __future__ import annotations
 
 import contextlib
-import json
 import secrets
 from collections.abc import Iterator
 from dataclasses import replace
@@ -27,7 +26,7 @@ import test_residency
 import test_samples
 import test_versions
 
-from conftest import two_region_config
+from conftest import root_objects, two_region_config
 from datadrive.lake import Lake, LakeConfig, Principal, StorageRoot
 from datadrive.lake.tables import RegionStore
 from services import S3Server, s3_server
@@ -56,17 +55,6 @@ def bucket(s3_server: S3Server) -> str:
 def config(lake_root: Path, s3_server: S3Server, bucket: str) -> LakeConfig:
     """Overrides conftest's ``config``: the same two regions, on S3 (so ``make_lake`` builds S3 lakes)."""
     return on_s3(two_region_config(lake_root), s3_server, bucket, secrets.token_hex(4))
-
-
-def s3_objects(root: StorageRoot) -> Iterator[tuple[str, bytes]]:
-    """``(path, bytes)`` of every object under an S3 root."""
-    import pyarrow.fs as pafs
-
-    fs = root.filesystem()
-    for info in fs.get_file_info(pafs.FileSelector(root.base_path, recursive=True)):
-        if info.type == pafs.FileType.File:
-            with fs.open_input_stream(info.path) as fh:
-                yield info.path, fh.read()
 
 
 # --------------------------------------------------------------------------- every sample, on S3
@@ -108,7 +96,7 @@ def test_no_vehicle_identifier_of_the_samples_reaches_the_bucket(sample_lake: di
     raw_ids = [b"veh-45", b"veh-49", b"b0c9d2329ad1606b", b"host-a101"]
     seen = 0
     for region in REGIONS:
-        for path, data in s3_objects(sample_lake["config"].region(region).root):
+        for path, data in root_objects(sample_lake["config"].region(region).root):
             seen += 1
             for raw in raw_ids:
                 assert raw not in data, (path, raw)
@@ -118,7 +106,7 @@ def test_no_vehicle_identifier_of_the_samples_reaches_the_bucket(sample_lake: di
 def test_region_objects_stay_under_their_prefix(sample_lake: dict[str, Any]) -> None:
     for region in REGIONS:
         root = sample_lake["config"].region(region).root
-        paths = [p for p, _ in s3_objects(root)]
+        paths = [p for p, _ in root_objects(root)]
         assert paths
         assert all(p.startswith(root.base_path + "/") for p in paths)
         assert any(p.endswith(".parquet") for p in paths)
@@ -191,22 +179,12 @@ def test_audit_chain_verifies_on_s3(s3_cn_lake: Lake) -> None:
 # --------------------------------------------------------------------------- 4 concurrent CLI writers
 
 
-def _s3_lake_folder(folder: Path, server: S3Server, bucket: str) -> Path:
-    """A lake folder (``datadrive.toml`` + key) whose eu-central root is in ``bucket``."""
-    kill_harness.make_lake(folder)  # a local lake, for its config layout and key file
-    toml = folder / "datadrive.toml"
-    text = toml.read_text().replace('root = "regions/eu-central"', f'root = "s3://{bucket}/cli/eu-central"')
-    options = "\n".join(f"{k} = {json.dumps(v)}" for k, v in server.options().items())
-    toml.write_text(text + f"\n[regions.eu-central.storage_options]\n{options}\n")
-    out = kill_harness.cli(["lake", "init", str(folder), "--tenant", "bmw"])
-    assert out.returncode == 0, out.stderr
-    return folder
-
-
 def test_four_concurrent_ingests_store_every_scenario_once(
     tmp_path: Path, s3_server: S3Server, bucket: str
 ) -> None:
     """``test_faults``' concurrent-writer test with the region on S3: the lease lock serialises batches."""
-    root = _s3_lake_folder(tmp_path / "lake", s3_server, bucket)
+    root = kill_harness.object_store_lake(
+        tmp_path / "lake", f"s3://{bucket}/cli/eu-central", s3_server.options()
+    )
     inputs = lake_synth.write_inputs(tmp_path / "in", range(12), scenarios=2, sleep_s=0.01)
     kill_harness.check_concurrent_ingests(root, tmp_path / "in", inputs)

@@ -3,7 +3,8 @@
 The server tests run against a real SeaweedFS S3 gateway started on
 127.0.0.1 by ``services.s3_server``; the Delta and concurrency tests run the
 same code against a local folder too, so both storage kinds are held to one
-standard.
+standard. ``test_azure_storage`` runs the Delta checks and the lock tests
+again on Azurite (the lock tests through the ``store_root`` fixture).
 """
 
 from __future__ import annotations
@@ -123,9 +124,11 @@ class _IgnoresConditions:
     """A store that accepts every write, conditions or not (what the check must refuse)."""
 
     def __init__(self) -> None:
-        self.settings = S3Settings(endpoint_url="http://fake")
-        self.bucket = "fake"
+        self.ident = ("fake", type(self).__name__, str(id(self)))
         self.objects: dict[str, bytes] = {}
+
+    def location(self, key: str) -> str:
+        return f"fake://{key}"
 
     def put(self, key: str, body: bytes, *, if_none_match: bool = False, if_match: str | None = None) -> str:
         self.objects[key] = body
@@ -171,15 +174,20 @@ def test_seaweedfs_listens_only_on_loopback(s3_server: S3Server) -> None:
 
 
 @pytest.fixture
-def s3_root(s3_server: S3Server) -> StorageRoot:
-    """A region root in a fresh bucket, under a prefix."""
+def store_root(s3_server: S3Server) -> StorageRoot:
+    """A region root in a fresh bucket, under a prefix (``test_azure_storage`` overrides it)."""
     return StorageRoot(f"s3://{s3_server.new_bucket()}/eu-central", s3_server.options())
 
 
 @pytest.mark.service
-def test_conditional_writes(s3_root: StorageRoot) -> None:
-    client = s3_root.s3_client()
-    key = s3_root.meta_key("cas")
+def test_conditional_writes(store_root: StorageRoot) -> None:
+    check_conditional_write_semantics(store_root)
+
+
+def check_conditional_write_semantics(root: StorageRoot) -> None:
+    """If-None-Match and If-Match on PUT and DELETE behave as the lock needs (through the lock client)."""
+    client = root.lock_client()
+    key = root.meta_key("cas")
     etag = client.put(key, b"one", if_none_match=True)
     with pytest.raises(PreconditionFailedError):
         client.put(key, b"two", if_none_match=True)
@@ -193,7 +201,9 @@ def test_conditional_writes(s3_root: StorageRoot) -> None:
     assert client.delete(key, if_match=etag) is False  # stale ETag: refused
     assert client.delete(key, if_match=etag2) is True
     assert client.get(key) is None
-    check_conditional_writes(client, s3_root.meta_key())
+    assert client.delete(key, if_match=etag2) is False  # gone: not the object that ETag named
+    assert client.delete(key) is True  # already gone, no condition: nothing to do
+    check_conditional_writes(client, root.meta_key())
 
 
 @pytest.mark.service
@@ -206,15 +216,19 @@ def test_wrong_credentials_fail_clearly(s3_server: S3Server) -> None:
 
 
 @pytest.mark.service
-def test_filesystem_reads_and_writes_small_files(s3_root: StorageRoot) -> None:
-    fs = s3_root.filesystem()
-    path = s3_root.meta_path("hello.json")
+def test_filesystem_reads_and_writes_small_files(store_root: StorageRoot) -> None:
+    check_filesystem_and_lock_client_agree(store_root)
+
+
+def check_filesystem_and_lock_client_agree(root: StorageRoot) -> None:
+    """A file written through the pyarrow filesystem is the object the lock client reads."""
+    fs = root.filesystem()
+    path = root.meta_path("hello.json")
     with fs.open_output_stream(path) as fh:
         fh.write(b'{"a": 1}')
     with fs.open_input_stream(path) as fh:
         assert json.loads(fh.read()) == {"a": 1}
-    # the same object through the conditional-write client
-    info = s3_root.s3_client().get(s3_root.meta_key("hello.json"))
+    info = root.lock_client().get(root.meta_key("hello.json"))
     assert info is not None
     assert info.body == b'{"a": 1}'
 
@@ -236,9 +250,13 @@ KINDS = [pytest.param("local", id="local"), pytest.param("s3", id="s3", marks=py
 def test_delta_create_append_read_time_travel(
     kind: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
+    check_delta_create_append_read_time_travel(_root_of(kind, tmp_path, request))
+
+
+def check_delta_create_append_read_time_travel(root: StorageRoot) -> None:
+    """Create, append, overwrite; read the latest and every version; one JSON commit per version."""
     from deltalake import DeltaTable, write_deltalake
 
-    root = _root_of(kind, tmp_path, request)
     uri, opts = root.table_uri("t"), root.storage_options()
     write_deltalake(uri, pa.table({"x": [1, 2]}), storage_options=opts)
     write_deltalake(uri, pa.table({"x": [3]}), mode="append", storage_options=opts)
@@ -265,26 +283,32 @@ def _selector(root: StorageRoot, sub: str) -> Any:
     return pafs.FileSelector(f"{root.base_path}/{sub}")
 
 
-def _append_worker(uri: str, opts: dict[str, str] | None, writer: int, n: int) -> None:
-    """Append ``n`` one-row commits to the table at ``uri``."""
+def _append_worker(uri: str, opts: dict[str, str] | None, writer: int, n: int, start_at: float) -> None:
+    """Append ``n`` one-row commits to the table at ``uri``, starting at wall-clock time ``start_at``."""
     from deltalake import write_deltalake
 
+    time.sleep(max(0.0, start_at - time.time()))  # the writers start together, so they race
     for i in range(n):
         write_deltalake(uri, pa.table({"writer": [writer], "i": [i]}), mode="append", storage_options=opts)
 
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_concurrent_writers_lose_nothing(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
-    """4 processes append 6 commits each to one table at once: 24 commits, 24 rows, no log entry lost."""
+    # local commits take milliseconds: on a busy machine 6 each may never collide, so make more
+    check_concurrent_writers_lose_nothing(_root_of(kind, tmp_path, request), n=16 if kind == "local" else 6)
+
+
+def check_concurrent_writers_lose_nothing(root: StorageRoot, n: int = 6) -> None:
+    """4 processes append ``n`` commits each to one table at once: no commit, row or log entry lost."""
     from deltalake import DeltaTable, write_deltalake
 
-    root = _root_of(kind, tmp_path, request)
     uri, opts = root.table_uri("t"), root.storage_options()
     schema = pa.schema([("writer", pa.int64()), ("i", pa.int64())])
     write_deltalake(uri, schema.empty_table(), storage_options=opts)
-    writers, n = 4, 6
+    writers = 4
     with SPAWN.Pool(writers) as pool:
-        pool.starmap(_append_worker, [(uri, opts, w, n) for w in range(writers)])
+        start_at = time.time() + 8.0  # after every spawned worker has imported deltalake
+        pool.starmap(_append_worker, [(uri, opts, w, n, start_at) for w in range(writers)])
     dt = DeltaTable(uri, storage_options=opts)
     assert dt.version() == writers * n
     rows = dt.to_pyarrow_table(filesystem=root.table_filesystem("t"))
@@ -302,7 +326,7 @@ def test_concurrent_writers_lose_nothing(kind: str, tmp_path: Path, request: pyt
 def _locked_increment(uri: str, options: dict[str, str], rounds: int, lease_s: float) -> int:
     """``rounds`` times: under the region lock, read a counter object, wait, write it + 1."""
     root = StorageRoot(uri, options)
-    client = root.s3_client()
+    client = root.lock_client()
     key = root.meta_key("counter")
     for _ in range(rounds):
         with region_lock(root, "commit", timeout_s=60, lease_s=lease_s):
@@ -314,32 +338,32 @@ def _locked_increment(uri: str, options: dict[str, str], rounds: int, lease_s: f
 
 
 @pytest.mark.service
-def test_lock_excludes_concurrent_holders(s3_root: StorageRoot) -> None:
+def test_lock_excludes_concurrent_holders(store_root: StorageRoot) -> None:
     """A read-modify-write under the lock from 4 processes: no increment is lost."""
     writers, rounds = 4, 6
-    opts = dict(s3_root.options)
+    opts = dict(store_root.options)
     with SPAWN.Pool(writers) as pool:
-        pool.starmap(_locked_increment, [(s3_root.uri, opts, rounds, 10.0)] * writers)
-    info = s3_root.s3_client().get(s3_root.meta_key("counter"))
+        pool.starmap(_locked_increment, [(store_root.uri, opts, rounds, 10.0)] * writers)
+    info = store_root.lock_client().get(store_root.meta_key("counter"))
     assert info is not None
     assert int(info.body) == writers * rounds
     # released: nothing left behind
-    assert s3_root.s3_client().get(s3_root.meta_key("locks", "commit.lock")) is None
+    assert store_root.lock_client().get(store_root.meta_key("locks", "commit.lock")) is None
 
 
 @pytest.mark.service
-def test_lock_timeout_names_the_holder(s3_root: StorageRoot) -> None:
-    with region_lock(s3_root, "commit", timeout_s=5, lease_s=1.0):
+def test_lock_timeout_names_the_holder(store_root: StorageRoot) -> None:
+    with region_lock(store_root, "commit", timeout_s=5, lease_s=1.0):
         t0 = time.monotonic()
         # the holder's heartbeat renews its 1 s lease, so a 4 s wait never sees it stale
-        with pytest.raises(LockTimeoutError, match=r"held by .*:\d+"), region_lock(s3_root, timeout_s=4.0):
+        with pytest.raises(LockTimeoutError, match=r"held by .*:\d+"), region_lock(store_root, timeout_s=4.0):
             pass
         assert 3.5 < time.monotonic() - t0 < 20
 
 
 @pytest.mark.service
-def test_other_locks_are_independent(s3_root: StorageRoot) -> None:
-    with region_lock(s3_root, "commit", timeout_s=5), region_lock(s3_root, "audit", timeout_s=5):
+def test_other_locks_are_independent(store_root: StorageRoot) -> None:
+    with region_lock(store_root, "commit", timeout_s=5), region_lock(store_root, "audit", timeout_s=5):
         pass
 
 
@@ -356,9 +380,9 @@ with region_lock(StorageRoot(uri, options), "commit", timeout_s=30, lease_s=2.0)
 
 
 @pytest.mark.service
-def test_lock_of_a_killed_holder_is_taken_over(s3_root: StorageRoot) -> None:
+def test_lock_of_a_killed_holder_is_taken_over(store_root: StorageRoot) -> None:
     proc = subprocess.Popen(
-        [sys.executable, "-c", _HOLD_AND_WAIT, s3_root.uri, json.dumps(dict(s3_root.options))],
+        [sys.executable, "-c", _HOLD_AND_WAIT, store_root.uri, json.dumps(dict(store_root.options))],
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -367,7 +391,7 @@ def test_lock_of_a_killed_holder_is_taken_over(s3_root: StorageRoot) -> None:
         assert proc.stdout.readline().strip() == "held"
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=10)
-        lock = LeaseLock(s3_root.s3_client(), s3_root.meta_key("locks", "commit.lock"), lease_s=2.0)
+        lock = LeaseLock(store_root.lock_client(), store_root.meta_key("locks", "commit.lock"), lease_s=2.0)
         t0 = time.monotonic()
         with lock.hold(timeout_s=30):
             waited = time.monotonic() - t0
@@ -384,20 +408,20 @@ def test_lock_of_a_killed_holder_is_taken_over(s3_root: StorageRoot) -> None:
 
 
 @pytest.mark.service
-def test_lock_taken_over_while_held_is_reported(s3_root: StorageRoot) -> None:
-    client = s3_root.s3_client()
-    key = s3_root.meta_key("locks", "commit.lock")
-    with pytest.raises(LockLostError, match="taken over while held"), region_lock(s3_root, timeout_s=5):
+def test_lock_taken_over_while_held_is_reported(store_root: StorageRoot) -> None:
+    client = store_root.lock_client()
+    key = store_root.meta_key("locks", "commit.lock")
+    with pytest.raises(LockLostError, match="taken over while held"), region_lock(store_root, timeout_s=5):
         client.put(key, b'{"owner": "someone else"}')  # what a takeover after a long pause looks like
 
 
 @pytest.mark.service
-def test_lost_lock_does_not_hide_the_blocks_own_error(s3_root: StorageRoot) -> None:
-    client = s3_root.s3_client()
-    key = s3_root.meta_key("locks", "commit.lock")
+def test_lost_lock_does_not_hide_the_blocks_own_error(store_root: StorageRoot) -> None:
+    client = store_root.lock_client()
+    key = store_root.meta_key("locks", "commit.lock")
 
     def lose_the_lock_then_fail() -> None:
-        with region_lock(s3_root, timeout_s=5):
+        with region_lock(store_root, timeout_s=5):
             client.put(key, b"{}")
             raise KeyError("the block's own error")
 

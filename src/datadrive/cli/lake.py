@@ -81,7 +81,9 @@ def init_cmd(
     folder: Annotated[Path, typer.Argument(help="Folder for datadrive.toml (and local region roots).")],
     region: Annotated[
         list[str] | None,
-        typer.Option("--region", help="NAME=ROOT (a folder, relative to FOLDER, or s3://...). Repeatable."),
+        typer.Option(
+            "--region", help="NAME=ROOT (a folder relative to FOLDER, s3://..., az://...). Repeatable."
+        ),
     ] = None,
     tenant: Annotated[list[str] | None, typer.Option("--tenant", help="Tenant name. Repeatable.")] = None,
     user: Annotated[

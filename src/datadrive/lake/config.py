@@ -8,7 +8,7 @@ files and calls :meth:`LakeConfig.from_mapping`. A ``datadrive.toml``::
     name = "alliance"
 
     [regions.cn-north]
-    root = "regions/cn-north"          # relative to the file, or s3://bucket/prefix
+    root = "regions/cn-north"          # relative to the file, s3://bucket/prefix or az://container/prefix
     publish_crs = "gcj02"              # latitude/longitude published in GCJ-02
     raw_readers = ["cn-north"]         # home regions whose principals may read raw rows
     [regions.cn-north.export]
@@ -244,11 +244,11 @@ class LakeConfig:
                     raise ConfigError(f"[regions.{r.name}] names unknown region {dest!r}")
             if EXTERNAL in r.export.raw_to:
                 raise ConfigError(f"[regions.{r.name}.export] raw_to cannot be {EXTERNAL!r}")
-        uris = [r.root.uri for r in regions.values()]
-        for i, a in enumerate(uris):
-            for b in uris[i + 1 :]:
+        places = [(r.root.location, r.root.uri) for r in regions.values()]  # Azure: the account counts too
+        for i, (a, a_uri) in enumerate(places):
+            for b, b_uri in places[i + 1 :]:
                 if a == b or a.startswith(b.rstrip("/") + "/") or b.startswith(a.rstrip("/") + "/"):
-                    raise ConfigError(f"region roots must not overlap: {a} and {b}")
+                    raise ConfigError(f"region roots must not overlap: {a_uri} and {b_uri}")
         tenants: dict[str, TenantConfig] = {}
         for tname in _table(doc, "tenants"):
             _name("tenant", tname)
@@ -305,7 +305,7 @@ def _strings(doc: Mapping[str, Any], key: str, where: str) -> list[str]:
 def _region(name: str, doc: Mapping[str, Any], base_dir: Path) -> RegionConfig:
     root = doc.get("root")
     if not isinstance(root, str) or not root:
-        raise ConfigError(f"[regions.{name}] needs a root (a folder or an s3:// URI)")
+        raise ConfigError(f"[regions.{name}] needs a root (a folder, an s3:// or an az:// URI)")
     if "://" not in root and not root.startswith("/"):
         root = str((base_dir / root).resolve())
     options = doc.get("storage_options", {})

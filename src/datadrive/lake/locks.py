@@ -11,13 +11,16 @@ never leaves a stale lock behind. ``flock`` locks belong to an open file
 description, so two threads (or two lake objects) in one process exclude each
 other as two processes do. Not for NFS, where ``flock`` is unreliable.
 
-S3 roots use a lease held in an object, ``<root>/_datadrive/locks/<name>.lock``
-(:class:`LeaseLock`): taken with ``PUT If-None-Match: *``, renewed by a
-heartbeat with ``PUT If-Match: <etag>``, released with ``DELETE If-Match``.
-A holder that dies stops renewing; once the object is older than its lease
-(measured on the server's clock) the next process takes it over with
-``If-Match`` on the stale ETag, so exactly one contender wins. The safety
-argument and its limits are in ``docs/lake-storage.md``.
+Object-store roots (S3 and Azure Blob Storage alike) use a lease held in an
+object, ``<root>/_datadrive/locks/<name>.lock`` (:class:`LeaseLock`): taken
+with ``PUT If-None-Match: *``, renewed by a heartbeat with ``PUT If-Match:
+<etag>``, released with ``DELETE If-Match``. A holder that dies stops
+renewing; once the object is older than its lease (measured on the server's
+clock) the next process takes it over with ``If-Match`` on the stale ETag, so
+exactly one contender wins. The lock needs nothing but those conditional
+writes (:class:`~datadrive.lake.conditional.ConditionalStore`), which both
+stores offer; the safety argument and its limits are in
+``docs/lake-storage.md``.
 """
 
 from __future__ import annotations
@@ -35,10 +38,10 @@ from collections.abc import Iterator
 from typing import Any
 
 from datadrive.errors import StorageError
-from datadrive.lake.s3 import (
+from datadrive.lake.conditional import (
+    ConditionalStore,
     ObjectInfo,
     PreconditionFailedError,
-    S3Client,
     check_conditional_writes,
     owner_label,
 )
@@ -64,7 +67,7 @@ class LockLostError(StorageError):
 
 @contextlib.contextmanager
 def region_lock(
-    root: StorageRoot, name: str = "commit", timeout_s: float = 60.0, *, lease_s: float = DEFAULT_LEASE_S
+    root: StorageRoot, name: str = "commit", timeout_s: float = 60.0, *, lease_s: float | None = None
 ) -> Iterator[None]:
     """Hold the region-wide lock ``name`` for the duration of the ``with`` block.
 
@@ -75,21 +78,26 @@ def region_lock(
         timeout_s: How long to wait for another holder before giving up.
         lease_s: Object-store roots only: how long after its holder's last
             heartbeat a lock may be taken over (local locks die with their
-            holder).
+            holder). Default: the root's ``datadrive_lock_lease_s`` storage
+            option, else :data:`DEFAULT_LEASE_S`.
 
     Raises:
         LockTimeoutError: if the lock stays taken for ``timeout_s``.
         LockLostError: object-store roots: if the lock was taken over while
             held (the block ran, but not alone).
-        StorageError: if the lock file cannot be created (permissions, disk),
-            or the object store does not enforce conditional writes.
-        NotImplementedError: for schemes other than local folders and S3.
+        StorageError: if the lock file cannot be created (permissions, disk);
+            object stores: if the endpoint does not answer, refuses the
+            credentials, has no such bucket or container, or does not enforce
+            conditional writes (each checked before anything is written).
+        NotImplementedError: for schemes other than local folders, S3 and Azure.
     """
     if not root.is_local:
-        if not root.is_s3:
-            raise NotImplementedError(f"region locks for {root.scheme}:// roots are not implemented")
-        lease = LeaseLock(root.s3_client(), root.meta_key("locks", f"{name}.lock"), lease_s=lease_s)
-        with lease.hold(timeout_s):
+        client = root.lock_client()
+        root.check_access()
+        check_conditional_writes(client, root.meta_key("locks"), root=root.uri)
+        lease = lease_s if lease_s is not None else (root.lock_lease_s or DEFAULT_LEASE_S)
+        lock = LeaseLock(client, root.meta_key("locks", f"{name}.lock"), lease_s=lease)
+        with lock.hold(timeout_s):
             yield
         return
     folder = os.path.join(root.uri, "_datadrive", "locks")
@@ -130,7 +138,7 @@ def region_lock(
 
 
 class LeaseLock:
-    """A mutual-exclusion lease held in one object of an S3-compatible store.
+    """A mutual-exclusion lease held in one object of an object store (S3, Azure Blob Storage).
 
     The object's body names its holder (a random token, ``host:pid``, the
     lease) and changes on every renewal, so every write has a fresh ETag.
@@ -146,12 +154,12 @@ class LeaseLock:
     the object back: if it carries our token, we hold the lock.
 
     Args:
-        client: Client of the root's bucket.
+        client: Conditional-write client of the root's bucket or container.
         key: Object key of the lock.
         lease_s: Lease length; a holder silent for longer may be replaced.
     """
 
-    def __init__(self, client: S3Client, key: str, *, lease_s: float = DEFAULT_LEASE_S) -> None:
+    def __init__(self, client: ConditionalStore, key: str, *, lease_s: float = DEFAULT_LEASE_S) -> None:
         if lease_s <= 0:
             raise ValueError("lease_s must be positive")
         self.client = client
@@ -228,12 +236,12 @@ class LeaseLock:
             if time.monotonic() >= deadline:
                 who = holder.get("holder", "another process")
                 raise LockTimeoutError(
-                    f"s3://{self.client.bucket}/{self.key}: held by {who} for longer than {timeout_s:.0f} s"
+                    f"{self.client.location(self.key)}: held by {who} for longer than {timeout_s:.0f} s"
                 )
             time.sleep(delay * (0.5 + random.random()))
             delay = min(delay * 2, 0.5)
         else:  # pragma: no cover - the deadline ends the loop first
-            raise LockTimeoutError(f"s3://{self.client.bucket}/{self.key}: gave up")
+            raise LockTimeoutError(f"{self.client.location(self.key)}: gave up")
         self._lost = False
         self._stop.clear()
         self._thread = threading.Thread(target=self._heartbeat, name=f"lease:{self.key}", daemon=True)
@@ -271,7 +279,7 @@ class LeaseLock:
         if not still_ours:
             self._lost = True
             raise LockLostError(
-                f"s3://{self.client.bucket}/{self.key}: the lock was taken over while held (no heartbeat for "
+                f"{self.client.location(self.key)}: the lock was taken over while held (no heartbeat for "
                 f"{self.lease_s:.0f} s); another writer may have run at the same time"
             )
 

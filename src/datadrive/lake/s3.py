@@ -27,21 +27,26 @@ options only (``docs/lake-storage.md``).
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import hashlib
 import hmac
-import http.client
-import os
-import socket
 import urllib.parse
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING
 
-from datadrive.errors import ConfigError, StorageError
+from datadrive.errors import ConfigError, StorageError, StorageUnreachableError
+from datadrive.lake.conditional import (
+    REQUEST_TIMEOUT_S,
+    ObjectInfo,
+    PreconditionFailedError,
+    check_conditional_writes,
+    fingerprint,
+    owner_label,
+    send,
+    server_age_s,
+    transport_reason,
+)
 
 if TYPE_CHECKING:
     import pyarrow.fs as pafs
@@ -70,8 +75,6 @@ _VIRTUAL = ("aws_virtual_hosted_style_request", "virtual_hosted_style_request")
 _CONDITIONAL_PUT = ("aws_conditional_put", "conditional_put")
 
 _TRUE = ("1", "true", "yes", "on")
-REQUEST_TIMEOUT_S = 10.0
-"""Socket timeout of one request made by :class:`S3Client`."""
 
 
 def split_s3_uri(uri: str) -> tuple[str, str]:
@@ -195,27 +198,6 @@ def delta_storage_options(options: Mapping[str, str]) -> dict[str, str]:
 # --------------------------------------------------------------------------- SigV4 client
 
 
-class PreconditionFailedError(Exception):
-    """A conditional write lost: the object exists (``If-None-Match``) or changed (``If-Match``)."""
-
-
-@dataclass(frozen=True)
-class ObjectInfo:
-    """What a GET or HEAD returned.
-
-    Attributes:
-        etag: The object's ETag, quotes included, as the server sent it.
-        body: The object's bytes (empty for HEAD).
-        age_s: Seconds between the object's ``Last-Modified`` and the
-            response's ``Date``, both taken from the server's clock (whole
-            seconds, so +-1 s).
-    """
-
-    etag: str
-    body: bytes
-    age_s: float
-
-
 def _sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
@@ -253,6 +235,40 @@ class S3Client:
 
     def __repr__(self) -> str:
         return f"S3Client({self._scheme}://{self._host}{self._path_prefix})"
+
+    @property
+    def ident(self) -> tuple[str, ...]:
+        """Endpoint, bucket and a fingerprint of the credentials."""
+        s = self.settings
+        creds = fingerprint(s.access_key_id, s.secret_access_key, s.session_token)
+        return ("s3", f"{self._scheme}://{self._host}{self._path_prefix}", creds)
+
+    def location(self, key: str) -> str:
+        """``s3://bucket/key``."""
+        return f"s3://{self.bucket}/{key}".rstrip("/")
+
+    def check_access(self, key: str) -> str | None:
+        """Why the bucket cannot be used (``None`` when a GET of ``key`` works or finds nothing).
+
+        Raises:
+            Nothing: every failure becomes the returned reason.
+        """
+        where = f"{self._scheme}://{self._host}"
+        try:
+            status, _, data = self._request("GET", key)
+        except StorageUnreachableError as exc:
+            return f"the S3 endpoint {where} does not answer ({transport_reason(exc.__cause__)})"
+        code = _error_code(data)
+        if status in (200, 404) and code != "NoSuchBucket":
+            return None
+        if status == 404:
+            return f"bucket {self.bucket!r} does not exist at {where} (create it first)"
+        if status == 403:
+            return (
+                f"the S3 endpoint {where} refused the credentials (HTTP 403{' ' + code if code else ''}): "
+                "check AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and the identity's permissions"
+            )
+        return f"the S3 endpoint {where} answered HTTP {status} {code}".rstrip()
 
     # ------------------------------------------------------------------ requests
 
@@ -294,23 +310,20 @@ class S3Client:
                 f"AWS4-HMAC-SHA256 Credential={s.access_key_id}/{scope}, "
                 f"SignedHeaders={';'.join(names)}, Signature={signature}"
             )
-        conn_type = http.client.HTTPSConnection if self._scheme == "https" else http.client.HTTPConnection
-        conn = conn_type(self._host, timeout=self.timeout_s)
-        try:
-            conn.request(method, path, body=body if method in ("PUT", "POST") else None, headers=hdrs)
-            resp = conn.getresponse()
-            data = resp.read()
-            return resp.status, {k.lower(): v for k, v in resp.getheaders()}, data
-        except (OSError, http.client.HTTPException) as exc:
-            raise StorageError(f"s3://{self.bucket}/{key}: {method} failed: {exc}") from exc
-        finally:
-            conn.close()
+        resp = send(
+            self._scheme,
+            self._host,
+            method,
+            path,
+            body=body,
+            headers=hdrs,
+            timeout_s=self.timeout_s,
+            what=self.location(key),
+        )
+        return resp.status, dict(resp.headers), resp.body
 
     def _fail(self, method: str, key: str, status: int, data: bytes) -> StorageError:
-        code = ""
-        text = data.decode("utf-8", "replace")
-        if "<Code>" in text:
-            code = text.split("<Code>", 1)[1].split("</Code>", 1)[0]
+        code = _error_code(data)
         hint = {
             403: " (check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY and the identity's permissions)",
             404: " (does the bucket exist?)",
@@ -346,20 +359,16 @@ class S3Client:
             StorageError: for failures other than "not found".
         """
         status, hdrs, data = self._request("GET", key)
-        if status == 404:
+        if status == 404 and _error_code(data) != "NoSuchBucket":
             return None
         if status != 200:
             raise self._fail("GET", key, status, data)
-        age = 0.0
-        with contextlib.suppress(KeyError, TypeError, ValueError):
-            modified = parsedate_to_datetime(hdrs["last-modified"])
-            age = (parsedate_to_datetime(hdrs["date"]) - modified).total_seconds()
-        return ObjectInfo(etag=hdrs.get("etag", ""), body=data, age_s=age)
+        return ObjectInfo(etag=hdrs.get("etag", ""), body=data, age_s=server_age_s(hdrs))
 
     def delete(self, key: str, *, if_match: str | None = None) -> bool:
-        """Delete ``key``; ``False`` when ``If-Match`` failed (the object changed).
+        """Delete ``key``; ``False`` when ``If-Match`` failed (the object changed or is gone).
 
-        S3 answers 204 whether or not the key existed.
+        S3 answers 204 whether or not the key existed, when unconditional.
 
         Raises:
             StorageError: for other failures.
@@ -368,61 +377,16 @@ class S3Client:
         status, _, data = self._request("DELETE", key, b"", headers)
         if status in (409, 412):
             return False
-        if status not in (200, 204, 404):
+        if status == 404:  # gone: fine unless we named the object we meant (SeaweedFS answers 412 then)
+            return if_match is None
+        if status not in (200, 204):
             raise self._fail("DELETE", key, status, data)
         return True
 
 
-_CHECKED: set[tuple[str | None, str]] = set()
-
-
-def check_conditional_writes(client: S3Client, key_prefix: str) -> None:
-    """Check, once per process and bucket, that the store honours conditional writes.
-
-    Delta commits on S3 and the region lock are only safe where
-    ``If-None-Match: *`` and ``If-Match`` are enforced. A store that ignores
-    them would let concurrent writers silently overwrite each other's
-    commits (``docs/lake-storage.md`` shows it happening), so this refuses
-    such a store before anything is written.
-
-    Raises:
-        StorageError: if a condition is ignored, naming the store.
-    """
-    ident = (client.settings.endpoint_url, client.bucket)
-    if ident in _CHECKED:
-        return
-    key = f"{key_prefix.strip('/')}/.probe-{uuid.uuid4().hex}".lstrip("/")
-    problem = ""
-    try:
-        etag = client.put(key, b"probe 1", if_none_match=True)
-        try:
-            client.put(key, b"probe 2", if_none_match=True)
-            problem = "a PUT with If-None-Match: * replaced an existing object"
-        except PreconditionFailedError:
-            pass
-        if not problem:
-            try:
-                client.put(key, b"probe 3", if_match='"00000000000000000000000000000000"')
-                problem = "a PUT with a wrong If-Match ETag succeeded"
-            except PreconditionFailedError:
-                pass
-        if not problem:
-            try:
-                client.put(key, b"probe 4", if_match=etag)
-            except PreconditionFailedError:
-                problem = "a PUT with the current If-Match ETag was refused"
-        if not problem and client.delete(key, if_match=etag):
-            problem = "a DELETE with a stale If-Match ETag deleted the object"
-    finally:
-        client.delete(key)
-    if problem:
-        raise StorageError(
-            f"{client!r}: the object store does not enforce conditional writes ({problem}); concurrent "
-            "commits could be lost, so datadrive refuses to write there (see docs/lake-storage.md)"
-        )
-    _CHECKED.add(ident)
-
-
-def owner_label() -> str:
-    """``host:pid`` of this process, recorded in lock objects for humans."""
-    return f"{socket.gethostname()}:{os.getpid()}"
+def _error_code(data: bytes) -> str:
+    """The ``<Code>`` of an S3 error document ('' if there is none)."""
+    text = data.decode("utf-8", "replace")
+    if "<Code>" not in text:
+        return ""
+    return text.split("<Code>", 1)[1].split("</Code>", 1)[0]

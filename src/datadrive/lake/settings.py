@@ -262,7 +262,7 @@ def write_config(
     Args:
         folder: Where the config goes (created).
         regions: ``(name, root)`` per region; a root is a folder relative
-            to ``folder``, an absolute folder, or ``s3://bucket/prefix``.
+            to ``folder``, an absolute folder, ``s3://bucket/prefix`` or ``az://container/prefix``.
         tenants: Tenant names; each gets ``keys/<tenant>.key``.
 
     Returns:

@@ -11,7 +11,6 @@ next writer (their batch ids are in ``_datadrive/pending/``).
 
 from __future__ import annotations
 
-import contextlib
 import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -93,6 +92,7 @@ class RegionStore:
     @property
     def fs(self) -> pafs.FileSystem:
         if self._fs is None:
+            self.root.check_access()
             self._fs = self.root.filesystem()
         return self._fs
 
@@ -100,8 +100,15 @@ class RegionStore:
         return self.root.table_uri(spec.name)
 
     def exists(self, spec: TableSpec) -> bool:
+        """Whether the table exists.
+
+        Raises:
+            StorageError: if an object-store root cannot be reached (a
+                missing table is not confused with an unreachable one).
+        """
         from deltalake import DeltaTable
 
+        self.root.check_access()
         try:
             return bool(DeltaTable.is_deltatable(self.uri(spec), storage_options=self.root.storage_options()))
         except Exception:
@@ -116,6 +123,7 @@ class RegionStore:
         """
         from deltalake import DeltaTable
 
+        self.root.check_access()
         try:
             dt = DeltaTable(self.uri(spec), version=version, storage_options=self.root.storage_options())
         except Exception as exc:
@@ -314,8 +322,7 @@ class RegionStore:
         return sorted(i.path for i in infos if i.type == pafs.FileType.File)
 
     def delete_file(self, path: str) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            self.fs.delete_file(path)
+        self.root.delete_file(path)
 
 
 def check_schema_version(dt: Any, spec: TableSpec, region: str) -> None:
