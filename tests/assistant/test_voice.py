@@ -254,3 +254,17 @@ def test_recognizer_gives_place_names_pronunciations() -> None:
     assert {c.family for c in cases} == {"event", "health", "statistic", "travel", "trip"}
     for c in cases:  # what should be heard parses to what was said
         assert intent_slots(parse_question(c.words)) == intent_slots(parse_question(c.spoken))
+
+
+def test_word_errors_by_hand() -> None:
+    from datadrive.assistant.voice.commands import word_errors
+
+    ref = "what was my top speed".split()
+    assert word_errors(ref, ref) == 0
+    assert word_errors(ref, "what was my speed".split()) == 1  # one deletion
+    assert word_errors(ref, "what was my top top speed".split()) == 1  # one insertion
+    assert word_errors(ref, "what is my stop speed".split()) == 2  # two substitutions
+    assert word_errors(ref, []) == 5
+    assert word_errors([], "hello there".split()) == 2
+    # "route from a to b" heard as "route to b": two deletions, not four substitutions
+    assert word_errors("route from a to b".split(), "route to b".split()) == 2

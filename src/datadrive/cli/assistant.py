@@ -468,7 +468,8 @@ def commands_eval_cmd(
         return
     for r in reports:
         _out.print(
-            f"{r.recognizer}, {r.condition}: exact transcript {r.exact:.1%}, intent {r.intent:.1%}, "
+            f"{r.recognizer}, {r.condition}: WER {r.wer:.1%} ({r.words} words), "
+            f"exact transcript {r.exact:.1%}, intent {r.intent:.1%}, "
             f"intent and slots {r.slots:.1%} ({r.commands} commands)",
             highlight=False,
         )

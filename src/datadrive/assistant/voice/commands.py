@@ -8,8 +8,11 @@ speaks each with a held-out voice (:func:`~datadrive.assistant.voice.corpus.spea
 on), clean and in cabin noise at 5-20 dB SNR, runs each recognizer on the
 same audio and scores the transcript three ways:
 
-* **exact transcript**: the recognised words equal the command's (lower
-  case, numbers as words, place names in ASCII);
+* **word error rate** (WER): word substitutions, deletions and insertions
+  (the Levenshtein alignment of the transcript against the command's words:
+  lower case, numbers as words, place names in ASCII), summed over all
+  commands and divided by the commands' words;
+* **exact transcript**: the recognised words equal the command's;
 * **intent**: the intent parser gives the same kind of request as for the
   typed command;
 * **slots**: the same kind *and* every slot (quantity, statistic, times,
@@ -36,7 +39,14 @@ from datadrive.assistant.voice.noise import NOISE_FAMILIES, NoiseBank, mix, reve
 from datadrive.assistant.voice.synth import speak_many
 from datadrive.core.typing import NDArrayFloat32
 
-__all__ = ["CommandCase", "CommandReport", "command_cases", "evaluate_commands", "intent_slots"]
+__all__ = [
+    "CommandCase",
+    "CommandReport",
+    "command_cases",
+    "evaluate_commands",
+    "intent_slots",
+    "word_errors",
+]
 
 SR = SAMPLE_RATE_HZ
 _ONES = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven")
@@ -148,6 +158,17 @@ def command_cases(places: Sequence[str], n: int, seed: int) -> list[CommandCase]
     return out
 
 
+def word_errors(reference: Sequence[str], hypothesis: Sequence[str]) -> int:
+    """Substitutions + deletions + insertions turning ``reference`` into ``hypothesis`` (word Levenshtein)."""
+    prev = list(range(len(hypothesis) + 1))
+    for i, r in enumerate(reference, 1):
+        cur = [i] + [0] * len(hypothesis)
+        for j, h in enumerate(hypothesis, 1):
+            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (r != h))
+        prev = cur
+    return prev[-1]
+
+
 def _fold(text: str) -> str:
     return " ".join(ascii_words(unicodedata.normalize("NFKC", text)))
 
@@ -175,6 +196,8 @@ class CommandReport:
         recognizer: Its name.
         condition: ``clean`` or ``cabin noise``.
         commands: How many.
+        wer: Word error rate: word errors over all commands / the commands' words.
+        words: The commands' words (the WER's denominator).
         exact: Share of transcripts equal to the command.
         intent: Share parsed to the command's kind of request.
         slots: Share parsed to the command's kind and every slot.
@@ -185,6 +208,8 @@ class CommandReport:
     recognizer: str
     condition: str
     commands: int
+    wer: float
+    words: int
     exact: float
     intent: float
     slots: float
@@ -229,13 +254,15 @@ def evaluate_commands(
     done = 0
     for name, rec in recognizers.items():
         for condition, audio in (("clean", clean), (f"cabin noise {snr_db[0]:g}-{snr_db[1]:g} dB", noisy)):
-            exact = intent_ok = slots_ok = 0
+            exact = intent_ok = slots_ok = errors = words = 0
             fam: dict[str, list[int]] = {}
             failures: list[tuple[str, str]] = []
             for case, x, want in zip(cases, audio, expected, strict=True):
                 heard = rec.transcribe(x)
                 got = intent_slots(parse_question(heard))
                 e = heard.split() == case.words.split()
+                errors += word_errors(case.words.split(), heard.split())
+                words += len(case.words.split())
                 i = got["kind"] == want["kind"]
                 s = got == want
                 exact += e
@@ -256,6 +283,8 @@ def evaluate_commands(
                     name,
                     condition,
                     len(cases),
+                    errors / max(1, words),
+                    words,
                     exact / n,
                     intent_ok / n,
                     slots_ok / n,
