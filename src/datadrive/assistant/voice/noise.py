@@ -47,6 +47,7 @@ __all__ = [
 TRAIN_FAMILIES = ("engine", "road", "wind", "hvac", "babble")
 TEST_ONLY_FAMILIES = ("rain", "indicator", "music")
 NOISE_FAMILIES = TRAIN_FAMILIES + TEST_ONLY_FAMILIES
+_MACHINE_FAMILIES = tuple(f for f in TRAIN_FAMILIES if f != "babble")  # made from nothing but a seed
 
 _SR = SAMPLE_RATE_HZ
 
@@ -175,13 +176,18 @@ def _family(name: str, n: int, rng: np.random.Generator) -> np.ndarray:
                         np.sin(2 * np.pi * root * ratio * k * tt) / k * np.exp(-tt * rng.uniform(1, 4))
                     )
         return out
+    if name == "babble":
+        raise ValueError("noise family 'babble' is made from speech clips: use NoiseBank(..., speech=clips)")
     raise ValueError(f"unknown noise family {name!r}")
 
 
 def cabin_noise(
-    n: int, rng: np.random.Generator, families: tuple[str, ...] = TRAIN_FAMILIES, *, k: int | None = None
+    n: int, rng: np.random.Generator, families: tuple[str, ...] = _MACHINE_FAMILIES, *, k: int | None = None
 ) -> NDArrayFloat32:
-    """``(S,)`` noise: a random mixture of 1-3 of ``families`` (unit RMS)."""
+    """``(S,)`` noise: a random mixture of 1-3 of ``families`` (unit RMS).
+
+    ``babble`` is made from speech clips: use :class:`NoiseBank` (or :func:`babble`) for it.
+    """
     count = k or int(rng.integers(1, min(3, len(families)) + 1))
     chosen = rng.choice(np.array(families), size=count, replace=False)
     out = np.zeros(n)
