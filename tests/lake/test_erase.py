@@ -114,7 +114,7 @@ def test_partial_erasure_keeps_the_ledger_consistent(lake_with_data) -> None:
 def test_an_erasure_interrupted_by_a_crash_is_finished_by_the_next_writer(lake_with_data, inputs) -> None:
     import json
 
-    from datadrive.lake.erase import _keys_expr, _rewrite_without, plan_erase
+    from datadrive.lake.erase import keys_filter, plan_erase, rewrite_without
     from datadrive.lake.schema import SCENARIOS
     from datadrive.lake.tables import RegionStore
 
@@ -127,7 +127,7 @@ def test_an_erasure_interrupted_by_a_crash_is_finished_by_the_next_writer(lake_w
     store.write_file(
         store.root.meta_path("pending", f"erase-{plan['erase_id']}.json"), json.dumps(plan).encode()
     )
-    _rewrite_without(store, SCENARIOS, "bmw", _keys_expr("bmw", plan["scenario_keys"], "scenario_id"))
+    rewrite_without(store, SCENARIOS, "bmw", keys_filter("bmw", plan["scenario_keys"], "scenario_id"))
     # -- crash --
     assert lake.snapshot("eu-central").scenarios(ids=[victim]), "readers still see the last committed version"
     lake.ingest(inputs([77]), "eu-central", registry=lake_synth.REGISTRY)  # the next writer
@@ -185,3 +185,34 @@ def test_derived_data_keyed_by_records_is_erased_with_them(lake_with_data, make_
         other.delete_derived("eu-central", b)
     assert lake.delete_derived("eu-central", b) is True
     assert lake.delete_derived("eu-central", b) is False
+
+
+def test_keyed_artefacts_of_a_crashed_erasure_go_when_recovery_finishes_it(
+    lake_with_data, monkeypatch
+) -> None:
+    """A crash after the records are erased but before their keyed artefacts are: the next writer
+    finishes the erasure from its saved plan, artefacts included."""
+    import datadrive.lake.maintenance as maintenance
+    from datadrive.lake import ErasureKeys
+
+    lake = lake_with_data
+    tel = sorted(t.telemetry_id for t in lake.snapshot("eu-central").telemetry())
+    a = lake.put_derived(
+        "eu-central", "metrics", "by-log/a.json", b"{}", erase_with=ErasureKeys(telemetry_ids=(tel[0],))
+    )
+
+    class CrashError(Exception):
+        pass
+
+    def crash(*args: object, **kwargs: object) -> list[str]:
+        raise CrashError
+
+    monkeypatch.setattr(maintenance, "erase_keyed_artefacts", crash)
+    with pytest.raises(CrashError):
+        lake.erase("eu-central", Erasure(tenant="bmw", telemetry_ids=(tel[0],)))
+    monkeypatch.undo()
+    assert a in lake.list_derived("eu-central", "metrics")  # the crash left it
+    # any writer recovers first: an erasure of something else finishes the crashed one
+    lake.erase("eu-central", Erasure(tenant="bmw", telemetry_ids=("no-such-log",)))
+    assert a not in lake.list_derived("eu-central", "metrics")
+    assert tel[0] not in {t.telemetry_id for t in lake.snapshot("eu-central").telemetry()}

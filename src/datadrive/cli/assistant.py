@@ -117,7 +117,7 @@ def _build(
     crs = "wgs84"
     if lake_path is not None:
         lake = open_lake(lake_path, who, region)
-        name = region or lake._region_name(None)
+        name = region or lake.region_name(None)
         crs = lake.config.region(name).publish_crs
         if vehicle is not None:
             logs = load_vehicle(lake.snapshot(name), vehicle, utc_offset_h=utc_offset)
@@ -130,7 +130,7 @@ def _build(
         source = OsmMapSource(None if map_path is None else Path(map_path))
         fleet = None
         if lake is not None:
-            name = region or lake._region_name(None)
+            name = region or lake.region_name(None)
             fleet = fleet_speeds_from_lake(
                 lake.snapshot(name), source.road_graph(), source.origin, data_crs=publisher_for(crs).crs
             )
@@ -201,7 +201,7 @@ def vehicles_cmd(
     from datadrive.assistant import list_vehicles
 
     lk = open_lake(lake, who, region)
-    found = list_vehicles(lk.snapshot(region or lk._region_name(None)))
+    found = list_vehicles(lk.snapshot(region or lk.region_name(None)))
     if as_json:
         sys.stdout.write(json.dumps(found) + "\n")
         return

@@ -42,10 +42,7 @@ if TYPE_CHECKING:
     from datadrive.lake import IngestReport
     from datadrive.sources import Registry
 
-__all__ = ["INGEST_PRELOAD", "lake_app", "register"]
-
-INGEST_PRELOAD = ("datadrive.lake.ingest",)
-"""What the process pool's fork server imports before forking ingest workers."""
+__all__ = ["lake_app", "register"]
 
 lake_app = typer.Typer(
     name="lake",
@@ -153,6 +150,7 @@ def ingest_cmd(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from datadrive.lake import IngestEvent, IngestOptions
+    from datadrive.lake.ingest import INGEST_PRELOAD
 
     lk = open_lake(lake, who, region)
     registry = _registry(adapters)
@@ -169,11 +167,9 @@ def ingest_cmd(
     tasks: dict[str, Any] = {}
 
     def on_event(e: IngestEvent) -> None:
-        label = {"hash": "hashing", "read": "reading", "commit": "committing"}.get(e.stage)
-        if label is None:
+        if e.stage not in ("read", "commit"):
             return
-        if e.stage == "commit":
-            label, e = "reading", IngestEvent("read", e.done, e.total, e.message)
+        label = "reading"  # a commit reports how far reading got when it landed
         if label not in tasks:
             tasks[label] = progress.add_task(label, total=e.total)
         progress.update(tasks[label], completed=e.done, total=e.total)

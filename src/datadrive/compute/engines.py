@@ -15,9 +15,12 @@ Both take a ``progress`` callback, called in the calling process after each
 unit with a :class:`Progress`.
 
 ``fn`` must be picklable for the process pool and Ray (a module-level
-function, or a :func:`functools.partial` of one), and so must the units and
-the values. An exception ``fn`` raises is caught in the worker and reported
-as ``"<ExceptionType>: <message>"``, the same text on every engine. A worker
+function, a :func:`functools.partial` of one, or an instance of a
+module-level class), and so must the units and the values. ``fn`` is sent to
+each worker once (a pool worker's initializer; Ray's object store), so it may
+carry state every unit shares, such as a set of known hashes. An exception
+``fn`` raises is caught in the worker and reported as
+``"<ExceptionType>: <message>"``, the same text on every engine. A worker
 process that dies (a crash in native code, the OOM killer) fails the units it
 held; the pool is restarted and the other units carry on.
 """
@@ -31,16 +34,18 @@ from collections.abc import Callable, Iterable, Iterator, Sequence, Sized
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 __all__ = [
     "Engine",
+    "Guarded",
     "InlineEngine",
     "MapReport",
     "Outcome",
     "ProcessPoolEngine",
     "Progress",
     "UnitFailure",
+    "WorkerDiedError",
     "default_workers",
 ]
 
@@ -134,7 +139,7 @@ class MapReport(Generic[R]):
         return [v for i, v in enumerate(self.values) if i not in failed]  # type: ignore[misc]
 
 
-class _Guarded(Generic[T, R]):
+class Guarded(Generic[T, R]):
     """``fn`` with its exceptions turned into a :class:`UnitFailure` (runs in the worker)."""
 
     def __init__(self, fn: Callable[[T], R]) -> None:
@@ -182,13 +187,13 @@ class Engine(ABC):
         """
         total = len(units) if isinstance(units, Sized) else None
         failed = 0
-        for done, outcome in enumerate(self._map_guarded(_Guarded(fn), enumerate(units)), start=1):
+        for done, outcome in enumerate(self.map_guarded(Guarded(fn), enumerate(units)), start=1):
             failed += not outcome.ok
             if progress is not None:
                 progress(Progress(done, total, failed, outcome.index))
             yield outcome
 
-    def _map_guarded(self, fn: _Guarded[T, R], tasks: Iterable[tuple[int, T]]) -> Iterator[Outcome[R]]:
+    def map_guarded(self, fn: Guarded[T, R], tasks: Iterable[tuple[int, T]]) -> Iterator[Outcome[R]]:
         """Run guarded tasks; engines that can lose a worker override this to report it."""
         return self.map_unordered(fn, tasks)
 
@@ -267,19 +272,24 @@ class ProcessPoolEngine(Engine):
     def __repr__(self) -> str:
         return f"ProcessPoolEngine(workers={self.workers})"
 
-    def _pool(self) -> ProcessPoolExecutor:
+    def _pool(self, fn: Callable[..., Any] | None = None, workers: int | None = None) -> ProcessPoolExecutor:
+        """A pool whose workers receive ``fn`` once, when they start (not with every unit)."""
         ctx = multiprocessing.get_context("forkserver")
         ctx.set_forkserver_preload(["datadrive.compute.engines", *self.preload])
-        return ProcessPoolExecutor(max_workers=self.workers, mp_context=ctx)
+        if fn is None:
+            return ProcessPoolExecutor(max_workers=workers or self.workers, mp_context=ctx)
+        return ProcessPoolExecutor(
+            max_workers=workers or self.workers, mp_context=ctx, initializer=_install, initargs=(fn,)
+        )
 
     def map_unordered(self, fn: Callable[[T], R], items: Iterable[T]) -> Iterator[R]:
         window = self.window_per_worker * self.workers
         it = iter(items)
-        pool = self._pool()
+        pool = self._pool(fn)
         try:
             pending: set[Future[R]] = set()
             for item in it:
-                pending.add(pool.submit(fn, item))
+                pending.add(pool.submit(_run_installed, item))
                 if len(pending) >= window:
                     break
             while pending:
@@ -287,14 +297,14 @@ class ProcessPoolEngine(Engine):
                 for fut in done:
                     yield fut.result()
                 for item in it:
-                    pending.add(pool.submit(fn, item))
+                    pending.add(pool.submit(_run_installed, item))
                     if len(pending) >= window:
                         break
         finally:
             # a consumer that stops early (a storage failure) must not wait for queued work
             pool.shutdown(wait=True, cancel_futures=True)
 
-    def _map_guarded(self, fn: _Guarded[T, R], tasks: Iterable[tuple[int, T]]) -> Iterator[Outcome[R]]:
+    def map_guarded(self, fn: Guarded[T, R], tasks: Iterable[tuple[int, T]]) -> Iterator[Outcome[R]]:
         """As :meth:`map_unordered`, but a dead worker fails only the unit that killed it.
 
         When the pool breaks, the units in flight are retried one at a time in
@@ -303,14 +313,14 @@ class ProcessPoolEngine(Engine):
         """
         window = self.window_per_worker * self.workers
         it = iter(tasks)
-        pool = self._pool()
+        pool = self._pool(fn)
         suspects: list[tuple[int, T]] = []
         try:
             pending: dict[Future[Outcome[R]], tuple[int, T]] = {}
 
             def fill() -> None:
                 for task in it:
-                    pending[pool.submit(fn, task)] = task
+                    pending[pool.submit(_run_installed, task)] = task
                     if len(pending) >= window:
                         break
 
@@ -329,20 +339,34 @@ class ProcessPoolEngine(Engine):
                     suspects.extend(pending.values())
                     pending.clear()
                     pool.shutdown(wait=True, cancel_futures=True)
-                    pool = self._pool()
+                    pool = self._pool(fn)
                     yield from self._isolate(fn, suspects)
                     suspects = []
                 fill()
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
 
-    def _isolate(self, fn: _Guarded[T, R], tasks: list[tuple[int, T]]) -> Iterator[Outcome[R]]:
+    def _isolate(self, fn: Guarded[T, R], tasks: list[tuple[int, T]]) -> Iterator[Outcome[R]]:
         """Run each task alone in a one-worker pool; a task that kills it is a failure."""
         for task in sorted(tasks, key=lambda t: t[0]):
-            ctx = multiprocessing.get_context("forkserver")
-            with ProcessPoolExecutor(max_workers=1, mp_context=ctx) as single:
+            with self._pool(fn, workers=1) as single:
                 try:
-                    yield single.submit(fn, task).result()
+                    yield single.submit(_run_installed, task).result()
                 except BrokenProcessPool:
                     died = WorkerDiedError("the worker process died while running this unit")
                     yield Outcome(task[0], None, UnitFailure.from_exception(task[0], task[1], died))
+
+
+_installed: Callable[[Any], Any] | None = None
+"""The function a pool worker runs (set once per worker by :func:`_install`)."""
+
+
+def _install(fn: Callable[[Any], Any]) -> None:
+    """Pool initializer: keep ``fn``, so units are sent without it (it may carry large shared state)."""
+    global _installed
+    _installed = fn
+
+
+def _run_installed(item: Any) -> Any:
+    assert _installed is not None, "the pool worker was started without its function"
+    return _installed(item)

@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, TypeVar
 
-from datadrive.compute.engines import Engine, Outcome, UnitFailure, WorkerDiedError, _Guarded
+from datadrive.compute.engines import Engine, Guarded, Outcome, UnitFailure, WorkerDiedError
 
 __all__ = ["RayEngine"]
 
@@ -128,7 +128,7 @@ class RayEngine(Engine):
             for ref in pending:
                 ray.cancel(ref, force=True)
 
-    def _map_guarded(self, fn: _Guarded[T, R], tasks: Iterable[tuple[int, T]]) -> Iterator[Outcome[R]]:
+    def map_guarded(self, fn: Guarded[T, R], tasks: Iterable[tuple[int, T]]) -> Iterator[Outcome[R]]:
         """As :meth:`map_unordered`; a worker that dies fails only its own unit (``WorkerDiedError``)."""
         import ray
         from ray.exceptions import RayError

@@ -50,6 +50,7 @@ __all__ = [
     "TrafficLightState",
     "TrafficLights",
     "scenarios_equal",
+    "validate_metadata",
 ]
 
 
@@ -433,7 +434,7 @@ def _validate_scenario(s: Scenario) -> None:
         _check_array("traffic_lights.state", tl.state, (n, t), "i")
         _check_array("traffic_lights.stop_point_m", tl.stop_point_m, (n, 3), "f")
         _check_array("traffic_lights.valid", tl.valid, (n, t), "b")
-    _validate_metadata(s.metadata)
+    validate_metadata(s.metadata)
 
 
 _MAX_OBJECT_TYPE = max(ObjectType)
@@ -493,7 +494,12 @@ def _validate_map(m: MapFeatures) -> None:
         _check(bool(np.all(m.relations[:, 2] <= max(MapRelation))), "map.relations hold an unknown code")
 
 
-def _validate_metadata(md: ScenarioMetadata) -> None:
+def validate_metadata(md: ScenarioMetadata) -> None:
+    """Check the metadata every record carries (frame, provenance, JSON extras).
+
+    Raises:
+        ValidationError: naming the first broken invariant.
+    """
     _check(isinstance(md.frame, str) and md.frame != "", "metadata.frame is empty")
     _check(len(md.provenance.sha256) == 64, "provenance.sha256 is not a hex SHA-256")
     try:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from datadrive.core.scenario import Scenario, ScenarioMetadata, _validate_metadata
+from datadrive.core.scenario import Scenario, ScenarioMetadata, validate_metadata
 from datadrive.core.typing import NDArrayFloat, NDArrayInt, NDArrayUInt8
 from datadrive.errors import ValidationError
 
@@ -156,5 +156,5 @@ class Telemetry:
                 raise ValidationError("can_frames.length exceeds 8 bytes")
         if self.ego is not None:
             self.ego.validate()
-        _validate_metadata(self.metadata)
+        validate_metadata(self.metadata)
         return self

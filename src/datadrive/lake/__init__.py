@@ -7,6 +7,7 @@ describes the tables, the commit protocol, residency, the audit chain and
 the SQL views.
 """
 
+from datadrive.lake.artefacts import ExportReport
 from datadrive.lake.audit import AuditVerification
 from datadrive.lake.check import CheckReport
 from datadrive.lake.config import (
@@ -22,7 +23,7 @@ from datadrive.lake.config import (
 from datadrive.lake.erase import EraseReport, Erasure, ErasureKeys
 from datadrive.lake.geo import CoordinatePublisher, Gcj02Publisher, Wgs84Publisher
 from datadrive.lake.ingest import IngestEvent, IngestOptions, IngestReport, InputOutcome
-from datadrive.lake.lake import ExportReport, Lake
+from datadrive.lake.lake import Lake
 from datadrive.lake.pseudonym import Pseudonymizer
 from datadrive.lake.schema import LAKE_SCHEMA_VERSION
 from datadrive.lake.settings import (

@@ -16,7 +16,10 @@ elsewhere (a ticket, another region) to detect a rewrite of the whole table.
 
 Appends are serialised by the region's ``audit`` lock; the head (last seq
 and hash) travels in each commit's metadata, so an append reads one log
-entry rather than the whole table.
+entry rather than the whole table. An append is one synchronous Delta
+commit, done before the read it records returns; what keeps it cheap is the
+store's kept table handle (only the commits added since the last append are
+read) and the table's checkpoints, not deferring the write.
 """
 
 from __future__ import annotations
@@ -112,8 +115,9 @@ def append(store: RegionStore, event: AuditEvent, now: Callable[[], datetime]) -
     if not store.exists(AUDIT):
         with region_lock(store.root, "commit"):  # tables are created under the commit lock only
             store.ensure(now())
-    with region_lock(store.root, "audit"):
-        seq, prev = _head(store)
+    with region_lock(store.root, "audit"), store.lock:
+        dt = store.latest(AUDIT)
+        seq, prev = _head(store, dt)
         t = now().astimezone(UTC)
         time_us = int(t.timestamp() * 1_000_000)
         h = row_hash(seq, time_us, _fields(event, detail_json), prev)
@@ -136,7 +140,7 @@ def append(store: RegionStore, event: AuditEvent, now: Callable[[], datetime]) -
         head = json.dumps({"op": "audit", "head_seq": seq, "head_hash": h})
         try:
             write_deltalake(
-                store.uri(AUDIT),
+                dt,
                 table,
                 mode="append",
                 storage_options=store.root.storage_options(),
@@ -147,8 +151,7 @@ def append(store: RegionStore, event: AuditEvent, now: Callable[[], datetime]) -
         return seq, h
 
 
-def _head(store: RegionStore) -> tuple[int, str]:
-    dt = store.table(AUDIT)
+def _head(store: RegionStore, dt: Any) -> tuple[int, str]:
     entries = dt.history(1)
     if entries:
         raw = entries[0].get(COMMIT_KEY)

@@ -1,8 +1,8 @@
 """Erasure: delete a tenant's records and vacuum every old version that held them.
 
 A GDPR request or a retention limit is met only when time travel can no
-longer bring the data back: :func:`erase` deletes the matching rows from
-every data table and the ledger, commits a new lake version, and then
+longer bring the data back: an erasure deletes the matching rows from
+every versioned table (raw and derived) and the ledger, commits a new lake version, and then
 vacuums each table with zero retention (``full`` mode, so files a crashed
 writer never committed go too). Lake versions from before the erasure that
 referenced the removed files can no longer be read; the reader says so.
@@ -13,7 +13,9 @@ statistics are kept only for non-identifying columns (see
 and a hash of the erased ids, not the ids.
 
 An erasure interrupted by a crash is finished by the next writer: its
-selection is saved in ``_datadrive/pending/`` before the first delete.
+plan is saved in ``_datadrive/pending/`` before the first delete
+(:func:`datadrive.lake.maintenance.erase_region`), and
+:func:`datadrive.lake.commit.recover` finishes it.
 
 **Derived data erased with its records.** A layer above the lake that
 stores data derived from particular scenarios or telemetry logs (the
@@ -21,8 +23,8 @@ assistant's conversations about a vehicle's drives, say) stores it with
 ``Lake.put_derived(..., erase_with=ErasureKeys(...))``: the keys are kept in
 the artefact's provenance, and every erasure that removes one of those
 scenarios or logs, or names them, deletes the artefact too
-(:func:`erase_keyed_artefacts`). The lake needs to know nothing of the
-layer: only which records the data came from.
+(:func:`datadrive.lake.artefacts.erase_keyed_artefacts`). The lake needs to
+know nothing of the layer: only which records the data came from.
 """
 
 from __future__ import annotations
@@ -39,20 +41,20 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 
 from datadrive.errors import StorageError
-from datadrive.lake.schema import (
-    DATA_TABLES,
-    INGESTS,
-    MAP_FEATURES,
-    SCENARIOS,
-    TELEMETRY,
-    TRACKS,
-    TableSpec,
-    conform,
-)
-from datadrive.lake.storage import StorageRoot, storage_error
+from datadrive.lake.schema import INGESTS, SCENARIOS, TELEMETRY, TableSpec, conform, versioned_tables
+from datadrive.lake.storage import storage_error
 from datadrive.lake.tables import RegionStore, commit_record, sql_quote
 
-__all__ = ["EraseReport", "Erasure", "ErasureKeys", "erase_keyed_artefacts", "finish_erase", "plan_erase"]
+__all__ = [
+    "EraseReport",
+    "Erasure",
+    "ErasureKeys",
+    "finish_erase",
+    "ids_digest",
+    "keys_filter",
+    "plan_erase",
+    "rewrite_without",
+]
 
 
 @dataclass(frozen=True)
@@ -72,55 +74,6 @@ class ErasureKeys:
             "scenario_ids": sorted(set(self.scenario_ids)),
             "telemetry_ids": sorted(set(self.telemetry_ids)),
         }
-
-
-def erase_keyed_artefacts(
-    root: StorageRoot, tenant: str, scenario_ids: set[str], telemetry_ids: set[str]
-) -> list[str]:
-    """Delete the tenant's derived artefacts keyed (``erase_with``) by any of these ids.
-
-    Returns:
-        The deleted artefacts' names (``derived/<kind>/<name>``), sorted.
-
-    Raises:
-        StorageError: if the storage refuses to list or delete.
-    """
-    import pyarrow.fs as pafs
-
-    if not (scenario_ids or telemetry_ids):
-        return []
-    fs = root.filesystem()
-    base = root.path("derived")
-    try:
-        infos = fs.get_file_info(pafs.FileSelector(base, recursive=True, allow_not_found=True))
-    except Exception as exc:
-        raise storage_error(root, "list derived artefacts", exc) from exc
-    gone: list[str] = []
-    for info in infos:
-        if info.type != pafs.FileType.File or not info.path.endswith(".provenance.json"):
-            continue
-        try:
-            with fs.open_input_stream(info.path) as fh:
-                prov = json.loads(fh.read().decode())
-        except (OSError, ValueError):
-            continue  # not ours to judge: lake check reports unreadable provenance
-        keys = prov.get("erase_with") if isinstance(prov, dict) else None
-        if not keys or prov.get("tenant") != tenant:
-            continue
-        if not (
-            set(keys.get("scenario_ids", ())) & scenario_ids
-            or set(keys.get("telemetry_ids", ())) & telemetry_ids
-        ):
-            continue
-        data_path = info.path[: -len(".provenance.json")]
-        try:
-            if fs.get_file_info(data_path).type == pafs.FileType.File:
-                fs.delete_file(data_path)
-            fs.delete_file(info.path)
-        except Exception as exc:
-            raise storage_error(root, f"erase {data_path}", exc) from exc
-        gone.append("derived/" + data_path[len(base) + 1 :])
-    return sorted(gone)
 
 
 @dataclass(frozen=True)
@@ -257,7 +210,7 @@ def plan_erase(store: RegionStore, e: Erasure) -> dict[str, Any]:
     }
 
 
-def _keys_expr(tenant: str, keys: Sequence[Sequence[str]], id_column: str) -> ds.Expression | None:
+def keys_filter(tenant: str, keys: Sequence[Sequence[str]], id_column: str) -> ds.Expression | None:
     """Rows of ``tenant`` whose (source, id) is one of ``keys``."""
     by_source: dict[str, list[str]] = {}
     for source, key in keys:
@@ -269,7 +222,7 @@ def _keys_expr(tenant: str, keys: Sequence[Sequence[str]], id_column: str) -> ds
     return out
 
 
-def _rewrite_without(
+def rewrite_without(
     store: RegionStore, spec: TableSpec, tenant: str, erased: ds.Expression | None, props: Any = None
 ) -> bool:
     """Remove the rows matching ``erased`` by rewriting the batches that hold them.
@@ -365,11 +318,12 @@ def finish_erase(store: RegionStore, plan: Mapping[str, Any], now: Callable[[], 
 
     tenant = str(plan["tenant"])
     try:
-        scenario_rows = _keys_expr(tenant, plan["scenario_keys"], "scenario_id")
-        for spec in (SCENARIOS, TRACKS, MAP_FEATURES):
-            _rewrite_without(store, spec, tenant, scenario_rows)
-        _rewrite_without(store, TELEMETRY, tenant, _keys_expr(tenant, plan["telemetry_keys"], "telemetry_id"))
-        versions = {spec.name: store.head(spec) for spec in DATA_TABLES}
+        for spec in versioned_tables():
+            if spec.key_column is None or not store.exists(spec):
+                continue
+            keys = plan["telemetry_keys"] if spec.key_column == "telemetry_id" else plan["scenario_keys"]
+            rewrite_without(store, spec, tenant, keys_filter(tenant, keys, spec.key_column))
+        versions = {spec.name: store.head(spec) for spec in versioned_tables()}
         record = commit_record(
             "erase",
             versions,
@@ -392,12 +346,8 @@ def finish_erase(store: RegionStore, plan: Mapping[str, Any], now: Callable[[], 
             )
         version = store.lake_version()
         removed = 0
-        for spec in (*DATA_TABLES, INGESTS):
-            removed += len(
-                store.table(spec).vacuum(
-                    retention_hours=0, dry_run=False, enforce_retention_duration=False, full=True
-                )
-            )
+        for spec in (*versioned_tables(), INGESTS):
+            removed += store.vacuum(spec, retention_hours=0)
     except StorageError:
         raise
     except Exception as exc:

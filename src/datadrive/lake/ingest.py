@@ -2,32 +2,40 @@
 
 The pipeline, for ``datadrive ingest PATH... --region R --tenant T``:
 
-1. **Discover** every input under the paths (one unit per file, or per folder
-   for folder-shaped formats); every path and unclaimed file is accounted for.
-2. **Hash** every unit in the engine (a file's SHA-256; a folder's over all its
-   files): ``(tenant, sha256)`` is the idempotency key.
-3. **Skip** units already in the region's ledger (``ingests``) or repeated in
-   this run: reported as duplicates, not read again.
-4. **Read** the rest in the engine; each worker reads one unit with its
-   adapter, stamps region and tenant, pseudonymises identifiers, publishes
-   coordinates in the region's datum, and returns Arrow rows, or the reason
-   it failed. One bad file never stops the run.
-5. **Commit** in batches under the region's commit lock: re-check the ledger
-   (another process may have ingested the same file meanwhile), write the
-   data tables, then the ledger rows with the pinned table versions — the
-   lake commit. A crash anywhere leaves the lake at its previous version; the
-   rows written before the crash are invisible and deleted by the next commit.
+1. **Discover** every input under the paths (:meth:`Registry.scan
+   <datadrive.sources.Registry.scan>`: one unit per file, or per folder for
+   folder-shaped formats); every path and unclaimed file is accounted for.
+   The inputs are put in batches, largest first, before any is read.
+2. **Read** each input in the engine, one pass (:class:`UnitReader`): the
+   worker hashes it where it must (a folder; a file when the ledger holds
+   anything, so that an input already there is a duplicate without being
+   read), reads it through the shared read path, stamps region and tenant,
+   pseudonymises identifiers, publishes coordinates in the region's datum,
+   converts the records to rows and writes them as staged Parquet files of
+   its batch (:mod:`datadrive.lake.staging`), or reports why it failed. One
+   bad file never stops the run. ``(tenant, sha256)`` is the idempotency key.
+3. **Commit** each batch once its inputs are done, in a background thread
+   while the workers go on, under the region's commit lock: re-check the
+   ledger (another process may have ingested the same file meanwhile) and
+   the scenario ids, add the batch's files to the data tables, then the
+   ledger rows with the pinned table versions — the lake commit
+   (:mod:`datadrive.lake.commit`). A crash anywhere leaves the lake at its
+   previous version; the rows written before the crash are invisible and
+   deleted by the next commit.
+
+In-memory records (:func:`ingest_records`) take the same path from step 2's
+conversion on.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import os
 import time
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -40,22 +48,25 @@ from datadrive.compute.engines import Engine, InlineEngine
 from datadrive.errors import (
     DatadriveError,
     InputError,
-    LakeError,
     StorageError,
     UnsupportedFormatError,
     ValidationError,
 )
+from datadrive.lake import commit
 from datadrive.lake.config import Principal, RegionConfig, TenantConfig
 from datadrive.lake.geo import publisher_for
 from datadrive.lake.locks import region_lock
 from datadrive.lake.pseudonym import Pseudonymizer
-from datadrive.lake.records import UnitTables, prepare, stamp_batch, unit_tables
-from datadrive.lake.schema import DATA_TABLES, INGESTS, SCENARIOS, TELEMETRY, conform
-from datadrive.lake.storage import storage_error
-from datadrive.lake.tables import RegionStore, commit_record, sql_quote
+from datadrive.lake.records import UnitTables, prepare, unit_tables
+from datadrive.lake.schema import INGESTS, SCENARIOS, TELEMETRY, versioned_tables
+from datadrive.lake.staging import StagedFile, delete_staged, file_schema, missing_staged, stage_rows
+from datadrive.lake.storage import StorageRoot
+from datadrive.lake.tables import RegionStore
+from datadrive.sources import READER_MODULES
 from datadrive.sources.base import Adapter, Record, Registry, Unit, file_sha256, files_sha256, read_units
 
 __all__ = [
+    "INGEST_PRELOAD",
     "Committed",
     "IngestEvent",
     "IngestInput",
@@ -64,14 +75,14 @@ __all__ = [
     "InputOutcome",
     "InputStatus",
     "ReadResult",
+    "UnitReader",
+    "UnitTask",
     "commit_units",
-    "hash_unit",
     "ingest_paths",
     "ingest_records",
     "prepare_records",
-    "read_unit",
     "records_sha256",
-    "recover",
+    "unit_sha256",
 ]
 
 InputStatus = Literal["ingested", "duplicate", "unsupported", "failed"]
@@ -82,13 +93,13 @@ class IngestOptions:
     """How an ingest batches its commits.
 
     Attributes:
-        batch_inputs: Commit after this many read inputs.
-        batch_bytes: ... or once their rows take this many bytes in memory.
+        batch_inputs: Inputs per batch (one lake commit each). The rows are
+            written by the workers, so a batch's size bounds no memory; it
+            trades commits (and small files) against how soon rows are visible.
         lock_timeout_s: How long to wait for another process's commit.
     """
 
     batch_inputs: int = 32
-    batch_bytes: int = 256 << 20
     lock_timeout_s: float = 300.0
 
 
@@ -174,7 +185,8 @@ class IngestEvent:
     """Progress of a run, for a progress bar.
 
     Attributes:
-        stage: ``discover``, ``hash``, ``read`` or ``commit``.
+        stage: ``discover``, ``read`` (an input read, converted and written) or
+            ``commit`` (a batch committed).
         done: Units finished in this stage.
         total: Units in this stage.
         message: One line about the latest step.
@@ -189,42 +201,68 @@ class IngestEvent:
 # --------------------------------------------------------------------------- worker side
 
 
-@dataclass(frozen=True)
-class HashTask:
-    index: int
-    path: str
-    unit: str
-
-
-def hash_unit(task: HashTask) -> tuple[int, str | None, str | None]:
-    """``(index, sha256, None)`` or ``(index, None, reason)``; never raises for bad input."""
-    try:
-        p = Path(task.path)
-        if task.unit == "dir":
-            files = [f for f in p.rglob("*") if f.is_file() and not any(x.startswith(".") for x in f.parts)]
-            return task.index, files_sha256(p, files), None
-        return task.index, file_sha256(p), None
-    except OSError as exc:
-        return task.index, None, f"cannot read ({exc.strerror or exc})"
+INGEST_PRELOAD = ("datadrive.lake.ingest", *READER_MODULES)
+"""What a process pool's fork server imports before forking ingest workers: the pipeline and every
+reader's heavy dependencies, so each worker starts warm (``ProcessPoolEngine(preload=INGEST_PRELOAD)``)."""
 
 
 @dataclass(frozen=True)
-class ReadTask:
-    """Everything a worker needs to read and prepare one input."""
+class BatchStamp:
+    """The batch columns of every row of one batch, decided before its inputs are read.
+
+    Attributes:
+        batch_id: The batch (its rows' ``batch_id``, its ledger rows', its marker's).
+        ingest_date: ISO date: the partition its rows go to.
+        ingested_at: When the run that made it started (UTC).
+        ingested_by: Who ran it.
+    """
+
+    batch_id: str
+    ingest_date: str
+    ingested_at: datetime
+    ingested_by: str
+
+    @classmethod
+    def new(cls, now: datetime, who: str) -> BatchStamp:
+        return cls(uuid.uuid4().hex, now.date().isoformat(), now, who)
+
+    def columns(self) -> dict[str, Any]:
+        """The batch columns' values (``records.BATCH_COLUMNS``)."""
+        return {
+            "batch_id": self.batch_id,
+            "ingest_date": self.ingest_date,
+            "ingested_at": self.ingested_at,
+            "ingested_by": self.ingested_by,
+        }
+
+
+@dataclass(frozen=True)
+class UnitTask:
+    """One input for a worker: where it is, which adapter reads it, the batch it goes to."""
 
     index: int
     path: str
     adapter: Adapter
-    input_sha256: str
-    region: str
-    tenant: str
-    key: bytes = field(repr=False)
-    key_id: str
-    crs: str
+    unit: str
+    stamp: BatchStamp
 
 
 @dataclass(frozen=True)
 class ReadResult:
+    """What a worker made of one input: its rows (written as staged files, or in memory), or why not.
+
+    Attributes:
+        index: The input's position in the run.
+        tables: Its rows, when they were not written as files.
+        files: The data files its rows were written to, not yet committed.
+        input_sha256: Its idempotency hash, when known.
+        duplicate: The hash is already in the ledger: not read.
+        error: Why it failed (or is unsupported).
+        unsupported: A variant datadrive does not read.
+        storage_error: The region root refused the files: the run stops.
+        seconds: Time the worker spent on it.
+    """
+
     index: int
     tables: UnitTables | None
     num_scenarios: int = 0
@@ -234,33 +272,132 @@ class ReadResult:
     error: str | None = None
     unsupported: bool = False
     seconds: float = 0.0
+    input_sha256: str | None = None
+    duplicate: bool = False
+    files: tuple[StagedFile, ...] = ()
+    storage_error: str | None = None
+
+    @property
+    def has_rows(self) -> bool:
+        return self.error is None and (self.tables is not None or bool(self.files))
 
 
-def read_unit(task: ReadTask) -> ReadResult:
-    """Read, prepare and convert one input; report bad input instead of raising.
+def unit_sha256(path: Path, unit: str) -> str:
+    """The idempotency hash of an input: a file's SHA-256, or a folder's over every (non-hidden) file in it.
 
-    Reads through the same path as every other tool
-    (:func:`datadrive.sources.read_units`), then :func:`prepare_records`.
+    Raises:
+        OSError: if a file cannot be read.
     """
-    t0 = time.perf_counter()
-    records: list[Record] = []
-    for _, item in read_units([Unit(task.adapter, Path(task.path))]):
-        if isinstance(item, UnsupportedFormatError):
-            return ReadResult(task.index, None, error=item.reason, unsupported=True)
-        if isinstance(item, InputError):
-            return ReadResult(task.index, None, error=f"{type(item).__name__}: {item.reason}")
-        records.append(item)
-    result = prepare_records(
-        task.index,
-        records,
-        region=task.region,
-        tenant=task.tenant,
-        key=task.key,
-        key_id=task.key_id,
-        crs=task.crs,
-        input_sha256=task.input_sha256,
-    )
-    return dataclasses.replace(result, seconds=time.perf_counter() - t0)
+    if unit == "dir":
+        files = [f for f in path.rglob("*") if f.is_file() and not any(x.startswith(".") for x in f.parts)]
+        return files_sha256(path, files)
+    return file_sha256(path)
+
+
+def _provenance_sha256(records: Sequence[Record], path: str) -> str | None:
+    """The file's SHA-256 as its adapter computed it while reading (every record's provenance agrees)."""
+    shas = {r.metadata.provenance.sha256 for r in records if r.metadata.provenance.source_path == path}
+    if len(shas) == 1 and all(r.metadata.provenance.source_path == path for r in records):
+        return shas.pop()
+    return None
+
+
+def stage_result(
+    result: ReadResult, root: StorageRoot, schemas: Mapping[str, pa.Schema], name: str
+) -> ReadResult:
+    """``result`` with its rows (stamped with their batch) written as staged files, not committed."""
+    if result.tables is None:
+        return result
+    try:
+        files = stage_rows(root, result.tables.items(), schemas, name=name)
+    except StorageError as exc:
+        return dataclasses.replace(result, tables=None, storage_error=str(exc))
+    return dataclasses.replace(result, tables=None, files=files)
+
+
+@dataclass(frozen=True)
+class UnitReader:
+    """The worker side of an ingest: hash, read, prepare, convert and write one input (see :meth:`__call__`).
+
+    Built once per run and shipped to each worker once (with the ledger's
+    hashes); its calls never raise for bad input.
+
+    Attributes:
+        region: The region ingested into.
+        tenant: The owner.
+        key: The tenant's pseudonymisation key.
+        key_id: Its public fingerprint.
+        crs: The region's published datum.
+        root: The region's storage root, where the rows are written.
+        schemas: Table name -> its data files' schema (``staging.file_schema``).
+        known: Hashes already in the ledger for this tenant.
+    """
+
+    region: str
+    tenant: str
+    key: bytes = field(repr=False)
+    key_id: str
+    crs: str
+    root: StorageRoot
+    schemas: Mapping[str, pa.Schema] = field(repr=False)
+    known: frozenset[str] = field(default=frozenset(), repr=False)
+
+    def __call__(self, task: UnitTask) -> ReadResult:
+        """The input's rows, written as staged data files of its batch, or why it has none.
+
+        A folder is hashed first (every file in it); so is a file when the
+        ledger holds anything, and an input already there is reported as a
+        duplicate without being read. Otherwise a file is read once: its
+        adapter hashes the bytes it reads for provenance, and that hash is
+        the input's (one pass over the bytes). The rows are written by this
+        worker (:mod:`datadrive.lake.staging`): they never travel back.
+        """
+        t0 = time.perf_counter()
+        path = Path(task.path)
+        sha: str | None = None
+        try:
+            if task.unit == "dir" or self.known:
+                sha = unit_sha256(path, task.unit)
+                if sha in self.known:
+                    return ReadResult(task.index, None, input_sha256=sha, duplicate=True)
+        except OSError as exc:
+            return ReadResult(task.index, None, error=f"cannot read ({exc.strerror or exc})")
+        records: list[Record] = []
+        for _, item in read_units([Unit(task.adapter, path)]):
+            if isinstance(item, InputError):
+                unsupported = isinstance(item, UnsupportedFormatError)
+                return ReadResult(
+                    task.index,
+                    None,
+                    input_sha256=sha or _quiet_sha256(path, task.unit),
+                    error=item.reason if unsupported else f"{type(item).__name__}: {item.reason}",
+                    unsupported=unsupported,
+                )
+            records.append(item)
+        if sha is None:
+            sha = _provenance_sha256(records, task.path) or _quiet_sha256(path, task.unit)
+        if sha is None:
+            return ReadResult(task.index, None, error="cannot read (the file changed or vanished while read)")
+        result = prepare_records(
+            task.index,
+            records,
+            region=self.region,
+            tenant=self.tenant,
+            key=self.key,
+            key_id=self.key_id,
+            crs=self.crs,
+            input_sha256=sha,
+            stamp=task.stamp,
+        )
+        result = stage_result(result, self.root, self.schemas, f"{task.stamp.batch_id}-{task.index:06d}")
+        return dataclasses.replace(result, input_sha256=sha, seconds=time.perf_counter() - t0)
+
+
+def _quiet_sha256(path: Path, unit: str) -> str | None:
+    try:
+        return unit_sha256(path, unit)
+    except OSError:
+        return None
 
 
 def prepare_records(
@@ -273,12 +410,14 @@ def prepare_records(
     key_id: str,
     crs: str,
     input_sha256: str,
+    stamp: BatchStamp | None = None,
 ) -> ReadResult:
     """The rows of one input's validated records, as the lake stores them (see :func:`prepare`).
 
     Stamps region and tenant, pseudonymises with the tenant's key, publishes
-    coordinates in the region's datum, and converts to the data tables' rows.
-    A failure is reported in the result, not raised.
+    coordinates in the region's datum, and converts to the data tables' rows
+    (with the batch columns of ``stamp``, when given). A failure is reported
+    in the result, not raised.
     """
     try:
         pseudonyms = Pseudonymizer(key)
@@ -289,7 +428,13 @@ def prepare_records(
         ]
         if not prepared:
             return ReadResult(index, None, error="EmptyLogError: holds no records")
-        tables = unit_tables(prepared, input_sha256=input_sha256, key_id=key_id, crs=publisher.crs)
+        tables = unit_tables(
+            prepared,
+            input_sha256=input_sha256,
+            key_id=key_id,
+            crs=publisher.crs,
+            batch=None if stamp is None else stamp.columns(),
+        )
     except DatadriveError as exc:
         reason = exc.reason if isinstance(exc, InputError) else str(exc)
         return ReadResult(index, None, error=f"{type(exc).__name__}: {reason}")
@@ -352,66 +497,6 @@ class Committed:
     batch_id: str | None
 
 
-def _pending_path(store: RegionStore, name: str) -> str:
-    return store.root.meta_path("pending", name)
-
-
-def recover(store: RegionStore, now: Callable[[], datetime]) -> list[str]:
-    """Finish or undo what a crashed writer left behind. Call under the commit lock.
-
-    An ingest batch whose ledger commit never happened is deleted from the
-    data tables; an erasure that started is finished.
-
-    Returns:
-        One line per action taken.
-    """
-    from datadrive.lake.erase import finish_erase
-
-    actions: list[str] = []
-    for path in store.list_files(store.root.meta_path("pending")):
-        try:
-            with store.fs.open_input_stream(path) as fh:
-                record = json.loads(fh.read().decode("utf-8"))
-        except (OSError, ValueError):
-            record = {"op": "ingest", "batch_id": os.path.basename(path).removesuffix(".json")}
-        op = record.get("op")
-        if op == "ingest":
-            batch = str(record.get("batch_id"))
-            if _batch_committed(store, batch):
-                actions.append(f"batch {batch} was committed; removed its marker")
-            else:
-                for spec in DATA_TABLES:
-                    _delete(store, spec, f"batch_id = {sql_quote(batch)}")
-                actions.append(f"deleted the rows of uncommitted batch {batch}")
-        elif op == "erase":
-            finish_erase(store, record, now)
-            actions.append(f"finished erasure {record.get('erase_id')}")
-        store.delete_file(path)
-    return actions
-
-
-def _batch_committed(store: RegionStore, batch_id: str) -> bool:
-    import pyarrow.dataset as ds
-
-    dataset = store.arrow(INGESTS)
-    hits = dataset.to_table(columns=["batch_id"], filter=ds.field("batch_id") == batch_id)
-    return bool(hits.num_rows)
-
-
-def _delete(store: RegionStore, spec: Any, predicate: str, metadata: dict[str, str] | None = None) -> None:
-    from deltalake import CommitProperties
-
-    try:
-        dt = store.table(spec)
-        dt.delete(
-            predicate, commit_properties=CommitProperties(custom_metadata=metadata) if metadata else None
-        )
-    except (LakeError, StorageError):
-        raise
-    except Exception as exc:
-        raise storage_error(store.root, f"delete from {spec.name}", exc) from exc
-
-
 def ledger(store: RegionStore, tenant: str) -> dict[str, str]:
     """``input_sha256 -> batch_id`` of every input the tenant has in the region (latest version)."""
     import pyarrow.dataset as ds
@@ -453,6 +538,7 @@ def commit_units(
     store: RegionStore,
     units: Sequence[tuple[IngestInput, ReadResult]],
     *,
+    stamp: BatchStamp,
     tenant: TenantConfig,
     principal: Principal,
     now: Callable[[], datetime],
@@ -460,16 +546,20 @@ def commit_units(
 ) -> Committed:
     """Commit one batch of read inputs atomically (see the module docstring).
 
+    Their rows are the staged files their readers wrote, all stamped with
+    ``stamp``: the commit re-checks the ledger and the scenario ids under
+    the lock, adds the accepted inputs' files to the tables' logs and the
+    inputs to the ledger, and deletes the files of the inputs it rejects.
+
     Raises:
         StorageError: if the root refuses a write; the lake stays at its
             previous version.
     """
-    from deltalake import CommitProperties, write_deltalake
-
     outcomes: dict[int, InputOutcome] = {}
+    rejected: list[ReadResult] = []
     with region_lock(store.root, "commit", lock_timeout_s):
         store.ensure(now())
-        recover(store, now)
+        commit.recover(store, now)
         known = ledger(store, tenant.name)
         taken_s = _existing_keys(
             store, SCENARIOS, "scenario_id", tenant.name, {k for _, r in units for k in r.scenario_keys}
@@ -477,21 +567,21 @@ def commit_units(
         taken_t = _existing_keys(
             store, TELEMETRY, "telemetry_id", tenant.name, {k for _, r in units for k in r.telemetry_keys}
         )
+        gone = {(f.table, f.path) for f in missing_staged(store.root, [f for _, r in units for f in r.files])}
         accepted: list[tuple[IngestInput, ReadResult]] = []
         for u, r in units:
             sha = u.sha256 or ""
             name = u.adapter_name
-            if sha in known:
-                outcomes[u.index] = InputOutcome(
-                    u.path, "duplicate", name, sha, reason="already in the lake", batch_id=known[sha]
-                )
-                continue
             clash = [k for k in r.scenario_keys if k in taken_s] + [
                 k for k in r.telemetry_keys if k in taken_t
             ]
-            if clash:
+            if sha in known:
+                outcome = InputOutcome(
+                    u.path, "duplicate", name, sha, reason="already in the lake", batch_id=known[sha]
+                )
+            elif clash:
                 src, sid = clash[0]
-                outcomes[u.index] = InputOutcome(
+                outcome = InputOutcome(
                     u.path,
                     "failed",
                     name,
@@ -499,87 +589,71 @@ def commit_units(
                     reason=f"{src} {sid!r} is already in the lake from another input "
                     "(erase it first to replace it)",
                 )
-                continue
-            known[sha] = "(this batch)"
-            taken_s.update(r.scenario_keys)
-            taken_t.update(r.telemetry_keys)
-            accepted.append((u, r))
-        if not accepted:
-            return Committed(outcomes, None, None)
-
-        batch_id = uuid.uuid4().hex
-        t = now()
-        day = t.date().isoformat()
-        marker = _pending_path(store, f"{batch_id}.json")
-        try:
-            store.fs.create_dir(store.root.meta_path("pending"), recursive=True)
-            store.write_file(
-                marker, json.dumps({"op": "ingest", "batch_id": batch_id, "time": t.isoformat()}).encode()
-            )
-        except Exception as exc:
-            raise storage_error(store.root, "start a batch", exc) from exc
-        tables = stamp_batch(
-            UnitTables.concat([r.tables for _, r in accepted if r.tables is not None]),
-            batch_id=batch_id,
-            ingest_date=day,
-            ingested_at=t,
-            ingested_by=principal.name,
-        )
-        versions = dict(store.resolve(None).table_versions)
-        for spec, rows in tables.items():
-            if rows.num_rows == 0:
-                continue
-            try:
-                write_deltalake(
-                    store.uri(spec),
-                    rows,
-                    mode="append",
-                    partition_by=list(spec.partition_by),
-                    storage_options=store.root.storage_options(),
+            elif any((f.table, f.path) in gone for f in r.files):
+                outcome = InputOutcome(
+                    u.path,
+                    "failed",
+                    name,
+                    sha,
+                    reason="its data files were removed before the commit (a vacuum with no retention "
+                    "ran meanwhile): ingest it again",
                 )
-            except Exception as exc:
-                raise storage_error(store.root, f"write the batch to {spec.name}", exc) from exc
-            versions[spec.name] = store.head(spec)
-        pseudonyms = Pseudonymizer(tenant.key)
-        ledger_rows = {
-            "tenant": [tenant.name] * len(accepted),
-            "input_sha256": [u.sha256 for u, _ in accepted],
-            "input_path": [pseudonyms.text(u.adapter_name or "", u.path) for u, _ in accepted],
-            "unit": [u.unit for u, _ in accepted],
-            "adapter": [u.adapter_name for u, _ in accepted],
-            "adapter_version": [u.adapter.version if u.adapter else None for u, _ in accepted],
-            "num_scenarios": [r.num_scenarios for _, r in accepted],
-            "num_telemetry": [r.num_telemetry for _, r in accepted],
-            "batch_id": [batch_id] * len(accepted),
-            "region": [store.region.name] * len(accepted),
-            "ingest_date": [day] * len(accepted),
-            "ingested_at": [t] * len(accepted),
-            "ingested_by": [principal.name] * len(accepted),
-        }
-        record = commit_record(
-            "ingest",
-            versions,
-            now=t,
-            batch_id=batch_id,
-            who=principal.name,
-            tenant=tenant.name,
-            inputs=len(accepted),
-            scenarios=sum(r.num_scenarios for _, r in accepted),
-            telemetry=sum(r.num_telemetry for _, r in accepted),
-        )
-        try:
-            write_deltalake(
-                store.uri(INGESTS),
-                conform(INGESTS, pa.table(ledger_rows)),
-                mode="append",
-                partition_by=list(INGESTS.partition_by),
-                storage_options=store.root.storage_options(),
-                commit_properties=CommitProperties(custom_metadata=record),
+            else:
+                known[sha] = "(this batch)"
+                taken_s.update(r.scenario_keys)
+                taken_t.update(r.telemetry_keys)
+                accepted.append((u, r))
+                continue
+            outcomes[u.index] = outcome
+            rejected.append(r)
+        if accepted:
+            batch_id = stamp.batch_id
+            files = [f for _, r in accepted for f in r.files]
+            commit.start(
+                store,
+                batch_id,
+                {
+                    "op": "ingest",
+                    "batch_id": batch_id,
+                    "time": now().isoformat(),
+                    "files": [[f.table, f.path] for f in files],
+                },
             )
-        except Exception as exc:
-            raise storage_error(store.root, "commit the batch to the ledger", exc) from exc
-        version = store.lake_version()
-        store.delete_file(marker)
+            versions = commit.add_files(store, files)
+            pseudonyms = Pseudonymizer(tenant.key)
+            n = len(accepted)
+            ledger_rows = {
+                "tenant": [tenant.name] * n,
+                "input_sha256": [u.sha256 for u, _ in accepted],
+                "input_path": [pseudonyms.text(u.adapter_name or "", u.path) for u, _ in accepted],
+                "unit": [u.unit for u, _ in accepted],
+                "adapter": [u.adapter_name for u, _ in accepted],
+                "adapter_version": [u.adapter.version if u.adapter else None for u, _ in accepted],
+                "num_scenarios": [r.num_scenarios for _, r in accepted],
+                "num_telemetry": [r.num_telemetry for _, r in accepted],
+                "batch_id": [batch_id] * n,
+                "region": [store.region.name] * n,
+                "ingest_date": [stamp.ingest_date] * n,
+                "ingested_at": [stamp.ingested_at] * n,
+                "ingested_by": [stamp.ingested_by] * n,
+            }
+            version = commit.commit_version(
+                store,
+                "ingest",
+                versions,
+                now=now(),
+                ledger_rows=pa.table(ledger_rows),
+                batch_id=batch_id,
+                who=principal.name,
+                tenant=tenant.name,
+                inputs=n,
+                scenarios=sum(r.num_scenarios for _, r in accepted),
+                telemetry=sum(r.num_telemetry for _, r in accepted),
+            )
+            commit.finish(store, batch_id)
+    delete_staged(store.root, [f for r in rejected for f in r.files])
+    if not accepted:
+        return Committed(outcomes, None, None)
     for u, r in accepted:
         outcomes[u.index] = InputOutcome(
             path=u.path,
@@ -615,6 +689,28 @@ def discover(
     return units, decided
 
 
+def _size(path: Path, unit: str) -> int:
+    """Bytes of an input (a folder's files summed); 0 if it cannot be told."""
+    try:
+        if unit == "dir":
+            return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
+def file_schemas(store: RegionStore, now: Callable[[], datetime]) -> dict[str, pa.Schema]:
+    """Table name -> the schema of its data files, from the tables' logs (created if missing)."""
+    with region_lock(store.root, "commit"):
+        store.ensure(now())
+    out: dict[str, pa.Schema] = {}
+    for spec in versioned_tables():
+        with store.lock:
+            delta_schema = store.latest(spec).schema()
+        out[spec.name] = file_schema(pa.schema(delta_schema.to_arrow()), spec)
+    return out
+
+
 def ingest_paths(
     store: RegionStore,
     paths: Iterable[str | os.PathLike[str]],
@@ -631,6 +727,13 @@ def ingest_paths(
 ) -> IngestReport:
     """Ingest every input under ``paths`` into ``region`` for ``tenant``.
 
+    One pass through the engine: each worker hashes (where it must), reads,
+    pseudonymises, converts and writes an input (:class:`UnitReader`), the
+    largest inputs first so that the run does not end waiting on a big one.
+    Inputs are assigned to batches of ``options.batch_inputs`` before they
+    are read; a batch whose inputs are all done is committed in a background
+    thread while the workers go on, one commit at a time.
+
     Returns:
         A report accounting for every input. A storage failure stops the run:
         the inputs not committed are reported as failed with the reason.
@@ -643,78 +746,48 @@ def ingest_paths(
 
     units, decided = discover(paths, registry)
     notify(IngestEvent("discover", len(units), len(units), f"{len(units)} inputs"))
-    outcomes: dict[int, InputOutcome] = {}
-
-    # hash
-    hashed: dict[int, str] = {}
-    hashes = engine.map_unordered(hash_unit, [HashTask(u.index, u.path, u.unit) for u in units])
-    for done, (index, sha, error) in enumerate(hashes, start=1):
-        u = units[index]
-        if sha is None:
-            outcomes[index] = InputOutcome(u.path, "failed", u.adapter_name, reason=error)
-        else:
-            hashed[index] = sha
-        notify(IngestEvent("hash", done, len(units), u.path))
-
-    # skip what the ledger already holds, and repeats within the run
     known = ledger(store, tenant.name)
-    first_of: dict[str, str] = {}
-    to_read: list[IngestInput] = []
-    for u in units:
-        if u.index not in hashed:
-            continue
-        sha = hashed[u.index]
-        u = IngestInput(u.index, u.path, u.unit, u.adapter, sha)
-        units[u.index] = u
-        name = u.adapter_name
-        if sha in known:
-            outcomes[u.index] = InputOutcome(
-                u.path, "duplicate", name, sha, reason="already in the lake", batch_id=known[sha]
-            )
-        elif sha in first_of:
-            outcomes[u.index] = InputOutcome(
-                u.path, "duplicate", name, sha, reason=f"same bytes as {first_of[sha]}"
-            )
-        else:
-            first_of[sha] = u.path
-            to_read.append(u)
+    reader = UnitReader(
+        region=region.name,
+        tenant=tenant.name,
+        key=tenant.key,
+        key_id=tenant.key_id,
+        crs=region.publish_crs,
+        root=store.root,
+        schemas=file_schemas(store, now) if units else {},
+        known=frozenset(known),
+    )
+    order = sorted((u for u in units if u.adapter is not None), key=lambda u: -_size(Path(u.path), u.unit))
+    started = now()
+    stamps: list[BatchStamp] = []
+    tasks: list[UnitTask] = []
+    batch_of: dict[int, int] = {}
+    for k in range(0, len(order), options.batch_inputs):
+        stamps.append(BatchStamp.new(started, principal.name))
+        for u in order[k : k + options.batch_inputs]:
+            batch_of[u.index] = len(stamps) - 1
+            tasks.append(UnitTask(u.index, u.path, u.adapter, u.unit, stamps[-1]))  # type: ignore[arg-type]
+    waiting = [0] * len(stamps)
+    for b in batch_of.values():
+        waiting[b] += 1
+    batches: list[list[tuple[IngestInput, ReadResult]]] = [[] for _ in stamps]
+    submitted: set[int] = set()
 
-    # read and commit in batches
-    tasks = [
-        ReadTask(
-            index=u.index,
-            path=u.path,
-            adapter=u.adapter,
-            input_sha256=u.sha256 or "",
-            region=region.name,
-            tenant=tenant.name,
-            key=tenant.key,
-            key_id=tenant.key_id,
-            crs=region.publish_crs,
-        )
-        for u in to_read
-        if u.adapter is not None
-    ]
-    buffer: list[tuple[IngestInput, ReadResult]] = []
-    buffered_bytes = 0
-    failure: StorageError | None = None
+    outcomes: dict[int, InputOutcome] = {}
+    first_of: dict[str, int] = {}  # hash -> the input of this run that carries it
     after = before
     read_done = 0
+    committer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="datadrive-commit")
+    pending: Future[Committed] | None = None
+    failure: StorageError | None = None
 
-    def flush() -> None:
-        nonlocal buffer, buffered_bytes, after
-        if not buffer:
+    def merge() -> None:
+        """Take in the commit in flight (waiting for it): its outcomes, the lake version, the audit."""
+        nonlocal pending, after
+        if pending is None:
             return
-        batch = buffer
-        buffer, buffered_bytes = [], 0
-        committed = commit_units(
-            store,
-            batch,
-            tenant=tenant,
-            principal=principal,
-            now=now,
-            lock_timeout_s=options.lock_timeout_s,
-        )
+        fut, pending = pending, None
+        committed = fut.result()
         outcomes.update(committed.outcomes)
         if committed.lake_version is not None:
             after = committed.lake_version
@@ -722,37 +795,100 @@ def ingest_paths(
                 on_commit(committed)
         notify(IngestEvent("commit", read_done, len(tasks), f"lake version {after}"))
 
-    results = engine.map_unordered(read_unit, tasks)
+    def submit(b: int) -> None:
+        nonlocal pending
+        submitted.add(b)
+        if not batches[b]:
+            return
+        merge()  # one commit at a time
+        pending = committer.submit(
+            commit_units,
+            store,
+            batches[b],
+            stamp=stamps[b],
+            tenant=tenant,
+            principal=principal,
+            now=now,
+            lock_timeout_s=options.lock_timeout_s,
+        )
+
+    def duplicate(u: IngestInput, r: ReadResult, reason: str, batch_id: str | None = None) -> None:
+        outcomes[u.index] = InputOutcome(
+            u.path, "duplicate", u.adapter_name, u.sha256, reason=reason, batch_id=batch_id
+        )
+        delete_staged(store.root, r.files)
+
+    def take(u: IngestInput, r: ReadResult) -> None:
+        """Decide what becomes of one read input: a place in its batch, or an outcome now."""
+        name = u.adapter_name
+        sha = r.input_sha256
+        if r.duplicate or (sha is not None and sha in known):
+            duplicate(dataclasses.replace(u, sha256=sha), r, "already in the lake", known.get(sha or ""))
+            return
+        if not r.has_rows or sha is None:
+            status: InputStatus = "unsupported" if r.unsupported else "failed"
+            outcomes[u.index] = InputOutcome(u.path, status, name, sha, reason=r.error or "not read")
+            return
+        item = dataclasses.replace(u, sha256=sha)
+        other = first_of.get(sha)
+        if other is not None:
+            b = batch_of[other]
+            placed = next((k for k, (x, _) in enumerate(batches[b]) if x.index == other), None)
+            if other < u.index or placed is None or b in submitted:  # the first (or committing) one keeps it
+                duplicate(item, r, f"same bytes as {units[other].path}")
+                return
+            earlier, dropped = batches[b].pop(placed)  # this one comes first in discovery order
+            duplicate(earlier, dropped, f"same bytes as {u.path}")
+        first_of[sha] = u.index
+        batches[batch_of[u.index]].append((item, r))
+
+    results = engine.imap(reader, tasks)
     try:
-        for result in results:
+        for out in results:
             read_done += 1
-            u = units[result.index]
-            name = u.adapter_name
-            if result.error is not None:
-                status: InputStatus = "unsupported" if result.unsupported else "failed"
-                outcomes[u.index] = InputOutcome(u.path, status, name, u.sha256, reason=result.error)
-            else:
-                buffer.append((u, result))
-                buffered_bytes += result.tables.nbytes if result.tables is not None else 0
+            task = tasks[out.index]
+            u = units[task.index]
+            b = batch_of[u.index]
+            if out.failure is not None:
+                outcomes[u.index] = InputOutcome(u.path, "failed", u.adapter_name, reason=str(out.failure))
+            elif out.value is not None and out.value.storage_error is not None:
+                raise StorageError(out.value.storage_error)
+            elif out.value is not None:
+                take(u, out.value)
             notify(IngestEvent("read", read_done, len(tasks), u.path))
-            if len(buffer) >= options.batch_inputs or buffered_bytes >= options.batch_bytes:
-                flush()
-        flush()
+            waiting[b] -= 1
+            if pending is not None and pending.done():
+                merge()
+            if waiting[b] == 0:
+                submit(b)
+        merge()
     except StorageError as exc:
         failure = exc
     finally:
         close = getattr(results, "close", None)
         if close is not None:
             close()
+        if pending is not None:  # a commit was in flight when reading stopped: it decides its inputs
+            try:
+                merge()
+            except StorageError as exc:
+                failure = failure or exc
+        committer.shutdown(wait=True)
 
     if failure is not None:
+        for b, batch in enumerate(batches):
+            if b in submitted:  # its commit started: its marker lists the files, recovery deals with them
+                continue
+            for u, r in batch:
+                if u.index not in outcomes:
+                    delete_staged(store.root, r.files)  # never in a commit: nothing refers to them
         for u in units:
             if u.index not in outcomes:
                 outcomes[u.index] = InputOutcome(
                     u.path,
                     "failed",
                     u.adapter_name,
-                    u.sha256,
+                    first_sha(first_of, u.index),
                     reason=f"not committed: {failure}",
                 )
     ordered = [outcomes[u.index] for u in units] + decided
@@ -765,6 +901,11 @@ def ingest_paths(
         seconds=time.perf_counter() - t0,
         storage_error=None if failure is None else str(failure),
     )
+
+
+def first_sha(first_of: Mapping[str, int], index: int) -> str | None:
+    """The hash an input of the run carries, if it got that far."""
+    return next((sha for sha, i in first_of.items() if i == index), None)
 
 
 # --------------------------------------------------------------------------- in-memory records
@@ -826,11 +967,13 @@ def ingest_records(
     after = before
     outcomes: list[InputOutcome] = []
     batch: list[Record] = []
+    schemas = file_schemas(store, now)
 
     def flush() -> None:
         nonlocal batch, after
         k = len(outcomes)
         sha = records_sha256(batch)
+        stamp = BatchStamp.new(now(), principal.name)
         result = prepare_records(
             k,
             batch,
@@ -840,15 +983,20 @@ def ingest_records(
             key_id=tenant.key_id,
             crs=region.publish_crs,
             input_sha256=sha,
+            stamp=stamp,
         )
         batch = []
         item = IngestInput(k, f"{name}#{k}", "records", None, sha)
         if result.error is not None:  # records were validated: a conversion failure is a bug or a limit
             outcomes.append(InputOutcome(item.path, "failed", None, sha, reason=result.error))
             return
+        result = stage_result(result, store.root, schemas, f"{stamp.batch_id}-{k:06d}")
+        if result.storage_error is not None:
+            raise StorageError(result.storage_error)
         committed = commit_units(
             store,
             [(item, result)],
+            stamp=stamp,
             tenant=tenant,
             principal=principal,
             now=now,

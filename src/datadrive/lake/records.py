@@ -204,7 +204,14 @@ def _const(n: int, value: Any, type_: pa.DataType) -> pa.Array:
     return pa.array([value] * n, type=type_)
 
 
-def unit_tables(records: Sequence[Record], *, input_sha256: str, key_id: str, crs: str) -> UnitTables:
+def unit_tables(
+    records: Sequence[Record],
+    *,
+    input_sha256: str,
+    key_id: str,
+    crs: str,
+    batch: Mapping[str, Any] | None = None,
+) -> UnitTables:
     """Rows for the prepared records of one input.
 
     Args:
@@ -212,6 +219,8 @@ def unit_tables(records: Sequence[Record], *, input_sha256: str, key_id: str, cr
         input_sha256: The input's idempotency hash.
         key_id: Fingerprint of the pseudonymisation key.
         crs: The datum latitude/longitude signals are published in.
+        batch: The values of :data:`BATCH_COLUMNS`, when the batch is known
+            (as :func:`stamp_batch` would set them; null otherwise).
 
     Telemetry logs with an ego trajectory add that trajectory to
     ``scenarios``/``tracks`` as a scenario of its own (``telemetry_id`` set).
@@ -231,13 +240,13 @@ def unit_tables(records: Sequence[Record], *, input_sha256: str, key_id: str, cr
     s = _column(s, "telemetry_id", pa.array([None] * len(scenarios) + ego_of, type=pa.string()))
     s = _column(s, "pseudonym_key_id", _const(n, key_id, pa.string()))
     s = _column(s, "map_id", pa.array([_map_id(x) for x in all_scenarios], type=pa.string()))
-    s = _with_lake(SCENARIOS, s)
+    s = _with_lake(SCENARIOS, s, batch)
 
     tenant_of = {x.scenario_id: x.metadata.tenant for x in all_scenarios}
     source_of = {x.scenario_id: x.source for x in all_scenarios}
-    tracks = _with_owner(TRACKS, core.tracks, tenant_of, source_of)
-    maps = _with_owner(MAP_FEATURES, core.map_features, tenant_of, source_of)
-    tel = _telemetry_rows(telemetry, input_sha256, crs)
+    tracks = _with_owner(TRACKS, core.tracks, tenant_of, source_of, batch)
+    maps = _with_owner(MAP_FEATURES, core.map_features, tenant_of, source_of, batch)
+    tel = _telemetry_rows(telemetry, input_sha256, crs, batch)
     return UnitTables(s, tracks, maps, tel)
 
 
@@ -291,17 +300,25 @@ def _map_id(s: Scenario) -> str | None:
     return None
 
 
-def _with_lake(spec: TableSpec, table: pa.Table) -> pa.Table:
+def _with_lake(spec: TableSpec, table: pa.Table, batch: Mapping[str, Any] | None = None) -> pa.Table:
+    if batch:
+        for name, value in batch.items():
+            if name in spec.schema.names:
+                table = _column(table, name, _const(table.num_rows, value, spec.schema.field(name).type))
     return conform(spec, table)
 
 
 def _with_owner(
-    spec: TableSpec, table: pa.Table, tenant_of: Mapping[str, str | None], source_of: Mapping[str, str]
+    spec: TableSpec,
+    table: pa.Table,
+    tenant_of: Mapping[str, str | None],
+    source_of: Mapping[str, str],
+    batch: Mapping[str, Any] | None = None,
 ) -> pa.Table:
     ids = table.column("scenario_id").to_pylist()
     table = _column(table, "tenant", pa.array([tenant_of[i] for i in ids], type=pa.string()))
     table = _column(table, "source", pa.array([source_of[i] for i in ids], type=pa.string()))
-    return conform(spec, table)
+    return _with_lake(spec, table, batch)
 
 
 def _list_column(items: Sequence[NDArrayAny | None], value_type: pa.DataType) -> pa.Array:
@@ -317,7 +334,9 @@ def _list_column(items: Sequence[NDArrayAny | None], value_type: pa.DataType) ->
     )
 
 
-def _telemetry_rows(logs: Sequence[Telemetry], input_sha256: str, crs: str) -> pa.Table:
+def _telemetry_rows(
+    logs: Sequence[Telemetry], input_sha256: str, crs: str, batch: Mapping[str, Any] | None = None
+) -> pa.Table:
     rows: list[dict[str, Any]] = []
     for t in logs:
         md, pv = t.metadata, t.metadata.provenance
@@ -373,7 +392,7 @@ def _telemetry_rows(logs: Sequence[Telemetry], input_sha256: str, crs: str) -> p
             cols[f.name] = _list_column(values, f.type.value_type)
         else:
             cols[f.name] = pa.array(values, type=f.type)
-    return conform(TELEMETRY, pa.table(cols))
+    return _with_lake(TELEMETRY, pa.table(cols), batch)
 
 
 def stamp_batch(

@@ -5,6 +5,12 @@ the lake's own columns (tenant, region, batch, ingest date, input hash,
 counts). Delta Lake stores no unsigned or fixed-size-list types, so
 :func:`conform` casts what a table returns back to the exact schema here.
 
+The tables a lake version pins (:func:`versioned_tables`) are the raw data
+tables and the per-scenario tables that higher layers derive
+(:data:`DERIVED_TABLES`, declared with :func:`derived_table`): every one of
+them follows the commit protocol, time travel and erasure alike (see
+``docs/lake.md``, "Adding a per-scenario table").
+
 Schema version: each table records ``datadrive.schema_version`` in its Delta
 configuration when it is created. A reader meeting a newer version than
 :data:`LAKE_SCHEMA_VERSION` raises :class:`~datadrive.errors.SchemaVersionError`
@@ -13,6 +19,7 @@ rather than misreading columns it does not know.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pyarrow as pa
@@ -22,15 +29,22 @@ from datadrive.core.arrow import MAP_FEATURE_SCHEMA, SCENARIO_SCHEMA, TRACK_SCHE
 __all__ = [
     "AUDIT",
     "DATA_TABLES",
+    "DERIVED_TABLES",
     "INGESTS",
     "LAKE_SCHEMA_VERSION",
     "MAP_FEATURES",
     "SCENARIOS",
+    "SCHEMA_VERSION_KEY",
     "TABLES",
     "TELEMETRY",
     "TRACKS",
     "TableSpec",
     "conform",
+    "derived_table",
+    "derived_tables",
+    "lake_tables",
+    "table_spec",
+    "versioned_tables",
 ]
 
 LAKE_SCHEMA_VERSION = 1
@@ -54,6 +68,14 @@ class TableSpec:
             non-identifying columns, so the transaction log never holds an
             identifier that erasure must remove.
         description: One line for the table's Delta metadata.
+        key_column: The id column erasure matches, with ``source``:
+            ``scenario_id`` for per-scenario tables, ``telemetry_id`` for
+            telemetry; ``None`` for the ledger and the audit log.
+        sql_cache: Whether a reused snapshot keeps the table's narrow
+            columns in memory for SQL (tables with one row per scenario or
+            input; see :class:`datadrive.lake.sql.SqlSession`).
+        wide_columns: Columns left out of that cache besides lists and
+            binaries (large text such as ``extras_json``).
     """
 
     name: str
@@ -61,6 +83,9 @@ class TableSpec:
     partition_by: tuple[str, ...]
     stats_columns: tuple[str, ...]
     description: str
+    key_column: str | None = None
+    sql_cache: bool = False
+    wide_columns: tuple[str, ...] = ()
 
 
 def _extend(base: pa.Schema, extra: list[tuple[str, pa.DataType]]) -> pa.Schema:
@@ -107,6 +132,9 @@ SCENARIOS = TableSpec(
     partition_by=_PARTITION,
     stats_columns=("batch_id", "start_time_ns", "end_time_ns", "num_tracks", "num_steps"),
     description="datadrive: one row per scenario",
+    key_column="scenario_id",
+    sql_cache=True,
+    wide_columns=("extras_json",),
 )
 
 TRACKS = TableSpec(
@@ -115,6 +143,7 @@ TRACKS = TableSpec(
     partition_by=_PARTITION,
     stats_columns=("batch_id", "object_type"),
     description="datadrive: one row per scenario x track, per-step list columns",
+    key_column="scenario_id",
 )
 
 MAP_FEATURES = TableSpec(
@@ -123,6 +152,7 @@ MAP_FEATURES = TableSpec(
     partition_by=_PARTITION,
     stats_columns=("batch_id", "kind"),
     description="datadrive: one row per scenario x map feature",
+    key_column="scenario_id",
 )
 
 TELEMETRY = TableSpec(
@@ -163,6 +193,7 @@ TELEMETRY = TableSpec(
     partition_by=_PARTITION,
     stats_columns=("batch_id", "signal_index"),
     description="datadrive: one row per telemetry log and one per signal",
+    key_column="telemetry_id",
 )
 
 INGESTS = TableSpec(
@@ -187,6 +218,7 @@ INGESTS = TableSpec(
     partition_by=("tenant",),
     stats_columns=("batch_id", "ingested_at"),
     description="datadrive: the commit log and idempotency ledger, one row per ingested input",
+    sql_cache=True,
 )
 
 AUDIT = TableSpec(
@@ -217,6 +249,75 @@ DATA_TABLES = (SCENARIOS, TRACKS, MAP_FEATURES, TELEMETRY)
 """Tables that hold raw data, written before the commit log."""
 
 TABLES = {t.name: t for t in (*DATA_TABLES, INGESTS, AUDIT)}
+"""The built-in tables by name (:func:`table_spec` also finds derived ones)."""
+
+DERIVED_COLUMNS: tuple[tuple[str, pa.DataType], ...] = (
+    ("tenant", pa.string()),
+    ("source", pa.string()),
+    ("scenario_id", pa.string()),
+    ("batch_id", pa.string()),
+    ("derived_at", _TS),
+    ("derived_from_version", pa.int64()),
+)
+"""Columns every derived per-scenario table starts with (the lake fills the last three)."""
+
+DERIVED_TABLES: tuple[TableSpec, ...] = ()
+"""Per-scenario tables that higher layers derive from the raw tables (mining's states and events, ...).
+
+Declare one here with :func:`derived_table` and it is created in every
+region, pinned by every lake version, readable from snapshots and SQL, and
+erased with its scenarios. Write it with ``Lake.append_derived``.
+"""
+
+
+def derived_table(
+    name: str,
+    columns: Sequence[tuple[str, pa.DataType]],
+    *,
+    description: str,
+    stats_columns: tuple[str, ...] = (),
+) -> TableSpec:
+    """A per-scenario table: :data:`DERIVED_COLUMNS`, then ``columns``, partitioned by tenant and source.
+
+    Args:
+        name: Its folder name under the region root (lower-case, unique).
+        columns: Its own columns, after the keys.
+        description: One line for the table's Delta metadata.
+        stats_columns: Non-identifying columns to keep Delta statistics for
+            (``batch_id`` always is).
+    """
+    own = [pa.field(n, t) for n, t in columns]
+    clash = {f.name for f in own} & {n for n, _ in DERIVED_COLUMNS}
+    if clash:
+        raise ValueError(f"derived table {name}: columns {sorted(clash)} are the lake's")
+    return TableSpec(
+        name=name,
+        schema=pa.schema([pa.field(n, t) for n, t in DERIVED_COLUMNS] + own),
+        partition_by=("tenant", "source"),
+        stats_columns=("batch_id", *stats_columns),
+        description=f"datadrive: {description}",
+        key_column="scenario_id",
+    )
+
+
+def derived_tables() -> tuple[TableSpec, ...]:
+    """The derived per-scenario tables (:data:`DERIVED_TABLES`, looked up when called)."""
+    return DERIVED_TABLES
+
+
+def versioned_tables() -> tuple[TableSpec, ...]:
+    """Every table a lake version pins: the raw data tables, then the derived ones."""
+    return (*DATA_TABLES, *derived_tables())
+
+
+def lake_tables() -> tuple[TableSpec, ...]:
+    """Every table of a region: the versioned ones, the ledger and the audit log."""
+    return (*versioned_tables(), INGESTS, AUDIT)
+
+
+def table_spec(name: str) -> TableSpec | None:
+    """The table called ``name`` (built-in or derived), or ``None``."""
+    return next((t for t in lake_tables() if t.name == name), None)
 
 
 def conform(spec: TableSpec, table: pa.Table) -> pa.Table:

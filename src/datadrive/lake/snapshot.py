@@ -11,8 +11,9 @@ cannot be audited does not happen.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.dataset as ds
@@ -22,23 +23,24 @@ from datadrive.core.telemetry import Telemetry
 from datadrive.errors import LakeError
 from datadrive.lake.records import scenarios_from_rows, telemetry_from_rows
 from datadrive.lake.schema import (
-    DATA_TABLES,
     INGESTS,
     MAP_FEATURES,
     SCENARIOS,
-    TABLES,
     TELEMETRY,
     TRACKS,
     conform,
+    table_spec,
+    versioned_tables,
 )
-from datadrive.lake.tables import LakeVersion, RegionStore
+from datadrive.lake.sql import SqlResult, SqlSession
+from datadrive.lake.tables import LakeVersion, RegionStore, empty_dataset
 
-if TYPE_CHECKING:
-    from datadrive.lake.sql import SqlResult
+__all__ = ["Snapshot", "readable_tables"]
 
-__all__ = ["Snapshot"]
 
-READABLE_TABLES = (*(t.name for t in DATA_TABLES), INGESTS.name)
+def readable_tables() -> tuple[str, ...]:
+    """Tables a snapshot reads (and SQL sees): every versioned table, and the ledger."""
+    return (*(t.name for t in versioned_tables()), INGESTS.name)
 
 
 class Snapshot:
@@ -70,6 +72,8 @@ class Snapshot:
         self._audit = audit
         self._refuse = refuse
         self._datasets: dict[str, ds.Dataset] = {}
+        self._lock = threading.Lock()
+        self._session: SqlSession | None = None
 
     def __repr__(self) -> str:
         return f"Snapshot(region={self.region!r}, version={self.version}, tenants={self.tenants})"
@@ -78,16 +82,29 @@ class Snapshot:
 
     def _dataset(self, name: str) -> ds.Dataset:
         """The tenant-filtered dataset of a table at its pinned version (not audited)."""
-        if name not in self._datasets:
-            if name not in READABLE_TABLES:
-                raise LakeError(f"no table {name!r} (tables: {', '.join(READABLE_TABLES)})")
-            spec = TABLES[name]
-            if name == INGESTS.name:
-                data = self._store.arrow(INGESTS, self.version)
-            else:
-                data = self._store.dataset(spec, self.table_versions[name])
-            self._datasets[name] = data.filter(ds.field("tenant").isin(list(self.tenants)))
-        return self._datasets[name]
+        with self._lock:
+            if name not in self._datasets:
+                spec = table_spec(name)
+                if spec is None or name not in readable_tables():
+                    raise LakeError(f"no table {name!r} (tables: {', '.join(readable_tables())})")
+                if name == INGESTS.name:
+                    data = self._store.arrow(INGESTS, self.version)
+                elif name not in self.table_versions:  # created after this lake version: empty in it
+                    data = empty_dataset(spec)
+                else:
+                    data = self._store.dataset(spec, self.table_versions[name])
+                self._datasets[name] = data.filter(ds.field("tenant").isin(list(self.tenants)))
+            return self._datasets[name]
+
+    def check_readable(self) -> None:
+        """Open every table at its pinned version now (not audited).
+
+        Raises:
+            LakeError: if a table's files for this version were vacuumed
+                (an erasure, a retention limit), naming the table.
+        """
+        for name in readable_tables():
+            self._dataset(name)
 
     def dataset(self, name: str) -> ds.Dataset:
         """A table as a lazy Arrow dataset (no copy), pinned and tenant-filtered. Audited."""
@@ -99,7 +116,7 @@ class Snapshot:
         self, name: str, *, columns: Sequence[str] | None = None, filter: ds.Expression | None = None
     ) -> pa.Table:
         """A table's rows (optionally some columns, a filter) as one Arrow table. Audited."""
-        spec = TABLES.get(name)
+        spec = table_spec(name)
         t = self._dataset(name).to_table(columns=list(columns) if columns else None, filter=filter)
         if spec is not None and not columns:
             t = conform(spec, t)
@@ -166,14 +183,47 @@ class Snapshot:
     def sql(self, query: str) -> SqlResult:
         """Run one read-only SQL query in DuckDB over this snapshot. Audited.
 
-        See :mod:`datadrive.lake.sql` for the views and what is refused.
+        The snapshot keeps one locked-down DuckDB session for all its
+        queries; from the second on, scenario-level tables are answered from
+        memory (see :class:`~datadrive.lake.sql.SqlSession` for the views,
+        the cache and what is refused). The cache is dropped for good once
+        the region has erased or vacuumed anything since this lake version,
+        so erased rows are never answered from memory.
         """
-        from datadrive.lake.sql import run_query
+        with self._lock:
+            session = self._session
+        if session is None:
+            datasets = {name: self._dataset(name) for name in readable_tables()}
+            cacheable = {
+                name: spec.wide_columns
+                for name in readable_tables()
+                if (spec := table_spec(name)) is not None and spec.sql_cache
+            }
+            with self._lock:
+                if self._session is None:
+                    self._session = SqlSession(datasets, cacheable=cacheable)
+                session = self._session
+        if not self._nothing_erased_since():
+            session.drop_cache()
+        table = session.run(query, audit=self._audit, refuse=self._refuse)
+        return SqlResult(table=table, region=self.region, version=self.version)
 
-        return run_query(self, query)
+    def _nothing_erased_since(self) -> bool:
+        """No erasure or vacuum (optimize) committed after this lake version."""
+        latest = self._store.lake_version()
+        if latest <= self.version:
+            return True
+        return not any(
+            v.version > self.version and v.operation in ("erase", "optimize")
+            for v in self._store.history(limit=latest - self.version)
+        )
 
-    def _datasets_for_sql(self) -> dict[str, ds.Dataset]:
-        return {name: self._dataset(name) for name in READABLE_TABLES}
+    def close(self) -> None:
+        """Release the SQL session (a snapshot that is dropped releases it too)."""
+        with self._lock:
+            session, self._session = self._session, None
+        if session is not None:
+            session.close()
 
 
 def _and(*parts: ds.Expression | None) -> ds.Expression | None:

@@ -86,7 +86,7 @@ class StorageRoot:
         return f"StorageRoot({self.uri!r})"
 
     def __reduce__(self) -> tuple[type[StorageRoot], tuple[str, dict[str, str]]]:
-        # the read-only options mapping does not pickle; workers (a feature-cache build) get a copy
+        # the read-only options mapping does not pickle; workers (ingest, a feature-cache build) get a copy
         return (StorageRoot, (self.uri, dict(self.options)))
 
     @property
@@ -382,7 +382,7 @@ _ERRNO_TEXT = {
     errno.EROFS: "the file system is read-only",
     errno.EIO: "input/output error",
 }
-_OS_ERROR = re.compile(r"os error (\d+)")
+_OS_ERROR = re.compile(r"(?:os error|errno) (\d+)", re.IGNORECASE)
 
 
 def storage_error(root: StorageRoot, action: str, exc: BaseException) -> StorageError:

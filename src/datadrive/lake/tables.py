@@ -1,17 +1,16 @@
 """The Delta tables of one region root, and what a lake version pins.
 
-Commit protocol (see ``docs/lake.md``): an operation writes the data tables
-first, then commits to ``ingests`` last. That last commit carries, in its
-commit metadata, the version of every data table it saw: **lake version N is
-``ingests`` version N**, and reading lake version N reads each data table at
-the version recorded there. Rows a crashed writer left in a data table after
-the last recorded version are therefore never seen, and are deleted by the
-next writer (their batch ids are in ``_datadrive/pending/``).
+**Lake version N is ``ingests`` version N**: its commit metadata records the
+version of every versioned table it saw, and reading lake version N reads
+each table at the version recorded there (a table created after that lake
+version reads as empty). How versions are made, and unmade after a crash, is
+:mod:`datadrive.lake.commit`.
 """
 
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -24,17 +23,20 @@ import pyarrow.fs as pafs
 from datadrive.errors import LakeError, ResidencyError, SchemaVersionError
 from datadrive.lake.config import RegionConfig
 from datadrive.lake.schema import (
-    DATA_TABLES,
     INGESTS,
     LAKE_SCHEMA_VERSION,
     SCHEMA_VERSION_KEY,
-    TABLES,
     TableSpec,
+    lake_tables,
+    versioned_tables,
 )
 from datadrive.lake.storage import StorageRoot, storage_error
 
 __all__ = [
+    "AUDIT_CHECKPOINT_INTERVAL",
+    "CHECKPOINT_INTERVAL",
     "COMMIT_KEY",
+    "UNREFERENCED_GRACE_HOURS",
     "LakeVersion",
     "RegionStore",
     "check_schema_version",
@@ -42,12 +44,44 @@ __all__ = [
     "empty_dataset",
     "parse_record",
     "sql_quote",
+    "table_configuration",
 ]
 
 COMMIT_KEY = "datadrive"
 """Commit-metadata key under which datadrive records what a commit did."""
 
 _MARKER = "region.json"
+
+CHECKPOINT_INTERVAL = 20
+"""Commits between Delta checkpoints of the data tables and the ledger: opening a table reads
+the last checkpoint and at most this many commit files, however long its history."""
+
+UNREFERENCED_GRACE_HOURS = 6
+"""Data files no version refers to are vacuumed only once this old: younger ones may belong to an
+ingest still running (its workers write their files before the commit adds them to the log)."""
+
+AUDIT_CHECKPOINT_INTERVAL = 100
+"""The audit log grows by one commit per audited read, each adding a file: its checkpoints,
+which list every file, are written less often."""
+
+
+def table_configuration(spec: TableSpec) -> dict[str, str]:
+    """The Delta table properties datadrive sets on ``spec``'s table.
+
+    Besides the schema version and the statistics columns: Delta checkpoints
+    every :data:`CHECKPOINT_INTERVAL` commits (written by the commit itself),
+    and the log's commit files are never cleaned up, so that every lake
+    version stays readable and its history complete (erasure removes data
+    files, never the log, which holds no identifiers).
+    """
+    return {
+        SCHEMA_VERSION_KEY: str(LAKE_SCHEMA_VERSION),
+        "delta.dataSkippingStatsColumns": ",".join(spec.stats_columns),
+        "delta.checkpointInterval": str(
+            AUDIT_CHECKPOINT_INTERVAL if spec.name == "audit" else CHECKPOINT_INTERVAL
+        ),
+        "delta.enableExpiredLogCleanup": "false",
+    }
 
 
 @dataclass(frozen=True)
@@ -86,6 +120,8 @@ class RegionStore:
         self.region = region
         self.root: StorageRoot = region.root
         self._fs: pafs.FileSystem | None = None
+        self._latest: dict[str, Any] = {}
+        self._lock = threading.RLock()
 
     # ------------------------------------------------------------------ basics
 
@@ -108,6 +144,8 @@ class RegionStore:
         """
         from deltalake import DeltaTable
 
+        if spec.name in self._latest:  # tables are never dropped: a table seen once exists
+            return True
         self.root.check_access()
         try:
             return bool(DeltaTable.is_deltatable(self.uri(spec), storage_options=self.root.storage_options()))
@@ -136,6 +174,33 @@ class RegionStore:
             raise LakeError(f"region {self.region.name}: cannot open {spec.name} at {where}: {exc}") from exc
         check_schema_version(dt, spec, self.region.name)
         return dt
+
+    def latest(self, spec: TableSpec) -> Any:
+        """The ``DeltaTable`` of ``spec`` at its latest version, from a handle this store keeps.
+
+        Each call brings the handle up to date by reading only the commits
+        added since (``update_incremental``), so a long-lived process asking
+        "what is the latest version" often does not replay the log each time.
+        Use it under :attr:`lock` when other threads may share the store.
+        """
+        with self._lock:
+            dt = self._latest.get(spec.name)
+            if dt is not None:
+                try:
+                    dt.update_incremental()
+                except Exception:  # the table was replaced or its log cannot be read: open it afresh
+                    del self._latest[spec.name]
+                else:
+                    check_schema_version(dt, spec, self.region.name)  # a newer writer may have moved on
+                    return dt
+            dt = self.table(spec)
+            self._latest[spec.name] = dt
+            return dt
+
+    @property
+    def lock(self) -> threading.RLock:
+        """Serialises this store's use of its kept table handles between threads."""
+        return self._lock
 
     # ------------------------------------------------------------------ creation
 
@@ -183,7 +248,7 @@ class RegionStore:
                         indent=2,
                     ).encode(),
                 )
-            missing = [spec for spec in TABLES.values() if not self.exists(spec)]
+            missing = [spec for spec in lake_tables() if not self.exists(spec)]
             # ingests last: its version 0 commit records the data tables' versions
             for spec in sorted(missing, key=lambda s: s is INGESTS):
                 self._create(spec, now)
@@ -195,13 +260,10 @@ class RegionStore:
     def _create(self, spec: TableSpec, now: datetime) -> None:
         from deltalake import CommitProperties, DeltaTable
 
-        config = {
-            SCHEMA_VERSION_KEY: str(LAKE_SCHEMA_VERSION),
-            "delta.dataSkippingStatsColumns": ",".join(spec.stats_columns),
-        }
+        config = table_configuration(spec)
         props = None
         if spec is INGESTS:
-            versions = {t.name: self.head(t) for t in DATA_TABLES}
+            versions = {t.name: self.head(t) for t in versioned_tables()}
             props = CommitProperties(custom_metadata=commit_record("create", versions, now=now))
         DeltaTable.create(
             self.uri(spec),
@@ -220,7 +282,8 @@ class RegionStore:
 
     def head(self, spec: TableSpec) -> int:
         """Latest version of a table."""
-        return int(self.table(spec).version())
+        with self._lock:
+            return int(self.latest(spec).version())
 
     def lake_version(self) -> int:
         """The latest lake version (``ingests`` version)."""
@@ -232,12 +295,14 @@ class RegionStore:
         Raises:
             LakeError: if the version does not exist.
         """
-        dt = self.table(INGESTS)
-        latest = int(dt.version())
-        want = latest if version is None else int(version)
-        if want < 0 or want > latest:
-            raise LakeError(f"region {self.region.name} has no lake version {want} (latest is {latest})")
-        for entry in dt.history(latest - want + 1 + 8):
+        with self._lock:
+            dt = self.latest(INGESTS)
+            latest = int(dt.version())
+            want = latest if version is None else int(version)
+            if want < 0 or want > latest:
+                raise LakeError(f"region {self.region.name} has no lake version {want} (latest is {latest})")
+            entries = dt.history(latest - want + 1 + 8)
+        for entry in entries:
             v = int(entry.get("version", -1))
             if v > want:
                 continue
@@ -253,10 +318,11 @@ class RegionStore:
                 )
         raise LakeError(f"region {self.region.name}: lake version {want} has no datadrive commit record")
 
-    def history(self) -> Iterator[LakeVersion]:
-        """Every lake version, newest first."""
-        dt = self.table(INGESTS)
-        for entry in dt.history():
+    def history(self, limit: int | None = None) -> Iterator[LakeVersion]:
+        """Every lake version (the last ``limit`` commits, if given), newest first."""
+        with self._lock:
+            entries = self.latest(INGESTS).history(limit)
+        for entry in entries:
             record = parse_record(entry)
             if record is None:
                 continue
@@ -307,6 +373,27 @@ class RegionStore:
                 f"{missing} of its {len(paths)} files were removed by vacuum (erasure or retention); "
                 "read a later lake version"
             )
+
+    def vacuum(self, spec: TableSpec, *, retention_hours: float) -> int:
+        """Delete the table's files that versions older than the retention needed; returns how many.
+
+        Files removed by a commit (an erasure's rewrite, a compaction) go once
+        the retention has passed (0: now). Files no version ever referred to
+        (a crashed writer's) go once they are older than the retention and
+        :data:`UNREFERENCED_GRACE_HOURS`, because a younger one may be the
+        staged file of an ingest still running in another process.
+        """
+        dt = self.table(spec)
+        removed = dt.vacuum(
+            retention_hours=retention_hours, dry_run=False, enforce_retention_duration=False, full=False
+        )
+        unreferenced = dt.vacuum(
+            retention_hours=max(retention_hours, UNREFERENCED_GRACE_HOURS),
+            dry_run=False,
+            enforce_retention_duration=False,
+            full=True,
+        )
+        return len(removed) + len(unreferenced)
 
     # ------------------------------------------------------------------ small files
 

@@ -1,5 +1,9 @@
 """Source adapters: one per drive-log format, registered explicitly here.
 
+Importing this package is light: each adapter imports its heavy dependencies
+(pyarrow, the Waymo protobuf modules) inside the functions that read, so the
+registry can claim any path without them and a reader loads only its own.
+
 >>> from datadrive.sources import DEFAULT_REGISTRY
 >>> adapter = DEFAULT_REGISTRY.detect("scenario_0a1e.parquet")  # doctest: +SKIP
 >>> scenarios = adapter.read_all("scenario_0a1e.parquet")      # doctest: +SKIP
@@ -48,8 +52,23 @@ DEFAULT_REGISTRY = Registry(
 )
 """Every adapter datadrive ships, in a fixed order."""
 
+READER_MODULES = (
+    "pyarrow",
+    "pyarrow.compute",
+    "pyarrow.csv",
+    "pyarrow.feather",
+    "pyarrow.parquet",
+    "google.protobuf.message",
+    "datadrive.sources.waymo_protos.map_pb2",
+    "datadrive.sources.waymo_protos.scenario_pb2",
+)
+"""The heavy modules the adapters import when they read (never at import: see the module docstring).
+
+A process that forks many readers (the lake's ingest pool) imports them once, beforehand."""
+
 __all__ = [
     "DEFAULT_REGISTRY",
+    "READER_MODULES",
     "Adapter",
     "Discovery",
     "Record",

@@ -51,16 +51,14 @@ quantity. There is no per-row Python.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, ClassVar, Final, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Final, Literal
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from datadrive.core.scenario import MapFeatures, ObjectType, Scenario, Tracks
 from datadrive.core.typing import NDArrayAny
@@ -72,6 +70,10 @@ from datadrive.errors import (
 )
 from datadrive.sources.av2_map import MapFile
 from datadrive.sources.base import Adapter
+
+if TYPE_CHECKING:  # imported where a file is read (see datadrive.sources: lazy adapter imports)
+    import pyarrow as pa
+    import pyarrow.parquet as pq
 
 __all__ = ["AV2_MF_OBJECT_TYPES", "MAX_STEPS", "Av2MotionForecastingAdapter"]
 
@@ -149,16 +151,24 @@ _DICTIONARY_COLUMNS: Final[list[int]] = [1, 2]
 """``track_id`` and ``object_type`` in AV2's column order, read as dictionaries (pyarrow ignores the hint
 for a non-string column, so another column order only costs speed)."""
 
-_FAST_OK: Final[dict[str, frozenset[pa.DataType]]] = {
-    "float": frozenset({pa.float64(), pa.float32(), pa.int64(), pa.int32()}),
-    "int": frozenset({pa.int64(), pa.int32(), pa.uint64(), pa.uint32()}),
-    "bool": frozenset({pa.bool_()}),
-    "str": frozenset({pa.string(), pa.large_string(), pa.dictionary(pa.int32(), pa.string())}),
-}
+
+@functools.cache
+def _fast_ok() -> dict[str, frozenset[pa.DataType]]:
+    """The column types that need no further look, per kind (built once pyarrow is imported)."""
+    import pyarrow as pa
+
+    return {
+        "float": frozenset({pa.float64(), pa.float32(), pa.int64(), pa.int32()}),
+        "int": frozenset({pa.int64(), pa.int32(), pa.uint64(), pa.uint32()}),
+        "bool": frozenset({pa.bool_()}),
+        "str": frozenset({pa.string(), pa.large_string(), pa.dictionary(pa.int32(), pa.string())}),
+    }
 
 
 def _kind_ok(dtype: pa.DataType, kind: str) -> bool:
-    if dtype in _FAST_OK[kind]:
+    import pyarrow as pa
+
+    if dtype in _fast_ok()[kind]:
         return True
     if pa.types.is_dictionary(dtype):
         dtype = dtype.value_type
@@ -207,6 +217,8 @@ class Av2MotionForecastingAdapter(Adapter):
         return path.name.startswith("scenario_") and path.suffix == ".parquet"
 
     def _read(self, path: Path) -> Iterator[Scenario]:
+        import pyarrow as pa
+
         data = path.read_bytes()
         sha256 = hashlib.sha256(data).hexdigest()
         pf, names = _open_parquet(path, data)
@@ -323,6 +335,9 @@ class Av2MotionForecastingAdapter(Adapter):
 
 def _open_parquet(path: Path, data: bytes) -> tuple[pq.ParquetFile, list[str]]:
     """The file's Parquet reader and column names, after checking magic bytes and columns."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     if len(data) < 12 or data[:4] != b"PAR1":
         raise CorruptFileError(path, "not a Parquet file (no PAR1 magic at the start)")
     if data[-4:] != b"PAR1":
@@ -371,22 +386,28 @@ def _scenario_level(pf: pq.ParquetFile, names: list[str], path: Path) -> dict[st
     return level
 
 
-_USUAL_ROW_SCHEMA: Final[pa.Schema] = pa.schema(
-    [
-        ("observed", pa.bool_()),
-        ("track_id", pa.dictionary(pa.int32(), pa.string())),
-        ("object_type", pa.dictionary(pa.int32(), pa.string())),
-        ("object_category", pa.int64()),
-        ("timestep", pa.int64()),
-        *[(c, pa.float64()) for c in ("position_x", "position_y", "heading", "velocity_x", "velocity_y")],
-    ]
-)
-"""What the per-row columns of every AV2 file decode to; anything else is checked column by column."""
+@functools.cache
+def _usual_row_schema() -> pa.Schema:
+    """What the per-row columns of every AV2 file decode to; anything else is checked column by column."""
+    import pyarrow as pa
+
+    return pa.schema(
+        [
+            ("observed", pa.bool_()),
+            ("track_id", pa.dictionary(pa.int32(), pa.string())),
+            ("object_type", pa.dictionary(pa.int32(), pa.string())),
+            ("object_category", pa.int64()),
+            ("timestep", pa.int64()),
+            *[(c, pa.float64()) for c in ("position_x", "position_y", "heading", "velocity_x", "velocity_y")],
+        ]
+    )
 
 
 def _rows(table: pa.Table, path: Path) -> dict[str, pa.Array]:
     """The per-row columns as single arrays, after checking types and nulls."""
-    if not table.schema.equals(_USUAL_ROW_SCHEMA):
+    import pyarrow as pa
+
+    if not table.schema.equals(_usual_row_schema()):
         wrong = [
             f"{name} is {dtype}, expected {_KINDS[name]}"
             for name, dtype in zip(_PER_ROW, table.schema.types, strict=True)
@@ -408,6 +429,8 @@ def _rows(table: pa.Table, path: Path) -> dict[str, pa.Array]:
 
 
 def _numpy(arr: pa.Array) -> NDArrayAny:
+    import pyarrow as pa
+
     if pa.types.is_dictionary(arr.type):
         arr = arr.dictionary_decode()
     return np.asarray(arr.to_numpy(zero_copy_only=False))
@@ -415,6 +438,8 @@ def _numpy(arr: pa.Array) -> NDArrayAny:
 
 def _categories(arr: pa.Array, first_row: NDArrayAny) -> tuple[NDArrayAny, NDArrayAny]:
     """``(A,)`` AV2 ``object_type`` of each track's first row, and its ``(A,)`` uint8 coarse type."""
+    import pyarrow as pa
+
     if pa.types.is_dictionary(arr.type):
         codes = np.asarray(arr.indices)[first_row]
         labels = arr.dictionary.to_pylist()
@@ -433,6 +458,9 @@ def _group(track_col: pa.Array) -> tuple[NDArrayAny, NDArrayAny, NDArrayAny]:
         ``(A,)`` track ids, ``(N,)`` int64 track index of each row, ``(A,)``
         index of each track's first row.
     """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
     if pa.types.is_dictionary(track_col.type):
         codes = np.asarray(track_col.indices).astype(np.int64)
         values = track_col.dictionary.to_pylist()

@@ -49,12 +49,9 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, ClassVar, Final, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Final, Literal
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.feather as feather
 
 from datadrive.core.scenario import MapFeatures, ObjectType, Scenario, Tracks
 from datadrive.core.typing import NDArrayAny, NDArrayBool, NDArrayFloat, NDArrayInt
@@ -66,6 +63,9 @@ from datadrive.errors import (
 )
 from datadrive.sources.av2_map import MapFile
 from datadrive.sources.base import Adapter, files_sha256
+
+if TYPE_CHECKING:  # imported where a file is read (lazy adapter imports, see datadrive.sources)
+    import pyarrow as pa
 
 __all__ = [
     "AV2_EGO_SIZE_M",
@@ -305,6 +305,9 @@ class Av2SensorAdapter(Adapter):
 
 def _read_feather(path: Path, columns: list[str]) -> pa.Table:
     """The named columns of a Feather file, checked for presence, type and nulls."""
+    import pyarrow as pa
+    import pyarrow.feather as feather
+
     data = path.read_bytes()
     if data[:6] != b"ARROW1" and data[:4] != b"FEA1":
         raise CorruptFileError(path, "not a Feather/Arrow IPC file (bad magic bytes)")
@@ -370,6 +373,9 @@ def _floats(table: pa.Table, names: list[str], path: Path) -> NDArrayFloat:
 
 def _encode(column: pa.ChunkedArray, path: Path, name: str) -> tuple[NDArrayAny, NDArrayInt]:
     """Distinct values in order of first appearance, and each row's index into them."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
     arr = column.combine_chunks()
     if pa.types.is_dictionary(arr.type):
         arr = arr.dictionary_decode()

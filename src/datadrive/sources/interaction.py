@@ -78,13 +78,10 @@ import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Final, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Final, Literal, TypeVar
 
 import numpy as np
 import numpy.typing as npt
-import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.csv as pacsv
 
 from datadrive.core.scenario import MapFeatures, ObjectType, Scenario, Tracks
 from datadrive.core.typing import NDArrayBool, NDArrayFloat, NDArrayInt, NDArrayStr
@@ -99,6 +96,9 @@ from datadrive.errors import (
 from datadrive.sources.base import Adapter
 from datadrive.sources.lanelet2_map import parse_lanelet2_map
 
+if TYPE_CHECKING:  # imported where a file is read (lazy adapter imports, see datadrive.sources)
+    import pyarrow as pa
+
 __all__ = [
     "HEADING_MIN_SPEED_MPS",
     "MAX_WINDOW_CELLS",
@@ -109,22 +109,22 @@ __all__ = [
     "agent_object_type",
 ]
 
-VEHICLE_COLUMNS: Final[Mapping[str, pa.DataType]] = {
-    "track_id": pa.string(),
-    "frame_id": pa.int64(),
-    "timestamp_ms": pa.int64(),
-    "agent_type": pa.string(),
-    "x": pa.float64(),
-    "y": pa.float64(),
-    "vx": pa.float64(),
-    "vy": pa.float64(),
-    "psi_rad": pa.float64(),
-    "length": pa.float64(),
-    "width": pa.float64(),
+VEHICLE_COLUMNS: Final[Mapping[str, str]] = {
+    "track_id": "string",
+    "frame_id": "int64",
+    "timestamp_ms": "int64",
+    "agent_type": "string",
+    "x": "double",
+    "y": "double",
+    "vx": "double",
+    "vy": "double",
+    "psi_rad": "double",
+    "length": "double",
+    "width": "double",
 }
-"""Columns of ``vehicle_tracks_*.csv`` and their types."""
+"""Columns of ``vehicle_tracks_*.csv`` and their Arrow types (``pyarrow.type_for_alias`` names)."""
 
-PEDESTRIAN_COLUMNS: Final[Mapping[str, pa.DataType]] = {
+PEDESTRIAN_COLUMNS: Final[Mapping[str, str]] = {
     k: VEHICLE_COLUMNS[k]
     for k in ("track_id", "frame_id", "timestamp_ms", "agent_type", "x", "y", "vx", "vy")
 }
@@ -219,7 +219,10 @@ def _header(path: Path, data: bytes) -> list[str]:
         raise CorruptFileError(path, f"the CSV header cannot be read ({exc})") from None
 
 
-def _read_csv(path: Path, data: bytes, columns: Mapping[str, pa.DataType]) -> pa.Table:
+def _read_csv(path: Path, data: bytes, columns: Mapping[str, str]) -> pa.Table:
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
     if not data.strip():
         raise EmptyLogError(path, "the CSV file is empty")
     header = _header(path, data)
@@ -231,7 +234,9 @@ def _read_csv(path: Path, data: bytes, columns: Mapping[str, pa.DataType]) -> pa
             io.BytesIO(data),
             read_options=pacsv.ReadOptions(use_threads=False),
             convert_options=pacsv.ConvertOptions(
-                column_types=dict(columns), include_columns=list(columns), strings_can_be_null=True
+                column_types={k: pa.type_for_alias(v) for k, v in columns.items()},
+                include_columns=list(columns),
+                strings_can_be_null=True,
             ),
         )
     except pa.ArrowInvalid as exc:
@@ -263,6 +268,8 @@ def _primitive(array: pa.Array, dtype: type[_Number]) -> npt.NDArray[_Number]:
 
 def _encoded(table: pa.Table, name: str, path: Path) -> tuple[NDArrayInt, NDArrayStr]:
     """A string column as ``(R,)`` codes into its ``(K,)`` distinct values (Arrow's dictionary encoding)."""
+    import pyarrow.compute as pc
+
     column = table.column(name)
     if column.null_count:
         raise InvalidValueError(path, f"column {name} has empty values")

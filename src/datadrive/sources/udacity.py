@@ -35,12 +35,9 @@ import hashlib
 import io
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.csv as pcsv
 
 from datadrive.core.telemetry import Signal, Telemetry
 from datadrive.core.typing import NDArrayFloat, NDArrayInt
@@ -51,6 +48,9 @@ from datadrive.errors import (
     SchemaMismatchError,
 )
 from datadrive.sources.base import Adapter, Record
+
+if TYPE_CHECKING:  # imported where a file is read (lazy adapter imports, see datadrive.sources)
+    import pyarrow as pa
 
 __all__ = ["UdacitySteeringAdapter"]
 
@@ -95,6 +95,10 @@ class UdacitySteeringAdapter(Adapter):
         return names is not None and "timestamp" in names and "angle" in names
 
     def _read(self, path: Path) -> Iterator[Record]:
+        import pyarrow as pa
+        import pyarrow.compute as pc
+        import pyarrow.csv as pcsv
+
         raw = path.read_bytes()
         if not raw or raw.isspace():
             raise EmptyLogError(path, "the file is empty")
@@ -162,6 +166,9 @@ class UdacitySteeringAdapter(Adapter):
 
     @staticmethod
     def _numbers(path: Path, table: pa.Table, column: str) -> NDArrayFloat:
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
         col = pc.utf8_trim_whitespace(table.column(column))
         col = pc.if_else(pc.equal(col, ""), pa.scalar(None, pa.string()), col)
         try:
@@ -177,6 +184,9 @@ class UdacitySteeringAdapter(Adapter):
 
     @staticmethod
     def _timestamps(path: Path, table: pa.Table) -> tuple[NDArrayInt, dict[str, Any]]:
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
         extras: dict[str, Any] = {}
         candidates: list[tuple[str, NDArrayInt]] = []
         names = table.column_names
@@ -226,6 +236,9 @@ def _is_float(text: str) -> bool:
 
 def _split_last(column: pa.ChunkedArray | pa.Array, separator: str) -> tuple[pa.Array, pa.Array]:
     """``(head, tail)`` of each string split at its last ``separator`` (head is null without one)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
     parts = pc.split_pattern(column, separator, max_splits=1, reverse=True)
     if isinstance(parts, pa.ChunkedArray):
         parts = parts.combine_chunks()
@@ -239,6 +252,9 @@ def _split_last(column: pa.ChunkedArray | pa.Array, separator: str) -> tuple[pa.
 
 def _filename_ns(filenames: pa.ChunkedArray) -> NDArrayInt | None:
     """The ns digits of ``<camera>/<ns>.<ext>`` names, or None unless every row has them."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
     if filenames.null_count:
         return None
     _, name = _split_last(filenames, "/")
@@ -263,6 +279,9 @@ def _timestamp_column(path: Path, table: pa.Table) -> tuple[pa.Array, NDArrayInt
     most 128 ns for times between 2^60 and 2^61 ns, 2006 to 2043); float notation
     to half a unit of its last digit.
     """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
     col = pc.utf8_trim_whitespace(table.column("timestamp"))
     if isinstance(col, pa.ChunkedArray):
         col = col.combine_chunks()

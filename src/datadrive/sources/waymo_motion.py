@@ -37,14 +37,14 @@ access, done from C, never a Python loop body. Repeated scalar fields
 
 from __future__ import annotations
 
+import functools
 import itertools
 from collections.abc import Iterator, Sequence
 from operator import attrgetter, methodcaller
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import numpy as np
-from google.protobuf.message import DecodeError
 
 from datadrive.core.scenario import (
     MapBuilder,
@@ -56,11 +56,13 @@ from datadrive.core.scenario import (
     Tracks,
     TrafficLights,
 )
-from datadrive.core.typing import NDArrayAny, NDArrayFloat, NDArrayInt
+from datadrive.core.typing import NDArrayAny, NDArrayFloat, NDArrayInt, NDArrayStr
 from datadrive.errors import CorruptFileError, EmptyLogError, InvalidValueError, UnsupportedFormatError
 from datadrive.sources.base import Adapter, Record, file_sha256
 from datadrive.sources.tfrecord import TFRecord, iter_tfrecords
-from datadrive.sources.waymo_protos import map_pb2, scenario_pb2
+
+if TYPE_CHECKING:  # imported where a file is read (lazy adapter imports, see datadrive.sources)
+    from datadrive.sources.waymo_protos import map_pb2, scenario_pb2
 
 __all__ = ["WaymoMotionAdapter", "describe_non_scenario"]
 
@@ -71,7 +73,15 @@ _COARSE_TYPE = np.array(
     [ObjectType.OTHER, ObjectType.VEHICLE, ObjectType.PEDESTRIAN, ObjectType.CYCLIST, ObjectType.OTHER],
     dtype=np.uint8,
 )
-_TYPE_NAME = np.array([scenario_pb2.Track.ObjectType.Name(i) for i in range(len(_COARSE_TYPE))])
+
+
+@functools.cache
+def _type_names() -> NDArrayStr:
+    """``(5,)`` Waymo's Track.ObjectType names, by code."""
+    from datadrive.sources.waymo_protos import scenario_pb2
+
+    return np.array([scenario_pb2.Track.ObjectType.Name(i) for i in range(len(_COARSE_TYPE))])
+
 
 _STATE_FIELDS = (
     "center_x",
@@ -109,11 +119,19 @@ _MAP_KINDS: dict[str, tuple[MapFeatureKind, str]] = {
     "speed_bump": (MapFeatureKind.SPEED_BUMP, "polygon"),
     "driveway": (MapFeatureKind.DRIVEWAY, "polygon"),
 }
-_SUBTYPE_ENUM: dict[str, Any] = {
-    "lane": map_pb2.LaneCenter.LaneType,
-    "road_line": map_pb2.RoadLine.RoadLineType,
-    "road_edge": map_pb2.RoadEdge.RoadEdgeType,
-}
+
+
+@functools.cache
+def _subtype_enums() -> dict[str, Any]:
+    """MapFeature oneof case -> the enum naming its subtype."""
+    from datadrive.sources.waymo_protos import map_pb2
+
+    return {
+        "lane": map_pb2.LaneCenter.LaneType,
+        "road_line": map_pb2.RoadLine.RoadLineType,
+        "road_edge": map_pb2.RoadEdge.RoadEdgeType,
+    }
+
 
 # Scenario field number -> wire types a writer may use (repeated scalars packed or not).
 _SCENARIO_WIRE_TYPES: dict[int, tuple[int, ...]] = {
@@ -191,6 +209,10 @@ class WaymoMotionAdapter(Adapter):
 
 def _parse_scenario(path: Path, record: TFRecord, where: str) -> scenario_pb2.Scenario:
     """The record as a Scenario message, after checking it is shaped like one."""
+    from google.protobuf.message import DecodeError
+
+    from datadrive.sources.waymo_protos import scenario_pb2
+
     payload = record.payload
     if not payload:
         raise EmptyLogError(path, f"{where} is empty (0 bytes)")
@@ -263,7 +285,7 @@ def _tracks(path: Path, msg: scenario_pb2.Scenario, num_steps: int, where: str) 
     return Tracks(
         track_ids=track_ids,
         object_type=_COARSE_TYPE[codes],
-        category=_TYPE_NAME[codes],
+        category=_type_names()[codes],
         xy_m=np.where(valid[..., None], xy, 0.0),
         z_m=np.where(valid, states["center_z"], np.nan),
         heading_rad=np.where(valid, states["heading"], 0.0),
@@ -286,6 +308,8 @@ def _median_size(dims: NDArrayFloat, valid: NDArrayAny) -> NDArrayFloat:
 def _extras(
     path: Path, msg: scenario_pb2.Scenario, tracks: Tracks, ego_index: int | None, where: str
 ) -> dict[str, Any]:
+    from datadrive.sources.waymo_protos import scenario_pb2
+
     to_predict = []
     for required in msg.tracks_to_predict:
         index = int(required.track_index)
@@ -340,7 +364,7 @@ def _map(path: Path, msg: scenario_pb2.Scenario, where: str) -> MapFeatures | No
     ] = {}  # ordered set: a neighbour may repeat per segment
     for i, (feature, case, fid) in enumerate(zip(features, cases, feature_ids, strict=True)):
         kind = _MAP_KINDS[case][0] if case is not None else MapFeatureKind.OTHER
-        enum = _SUBTYPE_ENUM.get(case or "")
+        enum = _subtype_enums().get(case or "")
         payload = getattr(feature, case) if case is not None else None
         subtype = enum.Name(payload.type) if enum is not None and payload is not None else ""
         builder.add(fid, kind, xyz[ends[i] - counts[i] : ends[i]], subtype=subtype)
