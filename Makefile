@@ -22,18 +22,20 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]' 'torch==2.13.0'
 	touch $(STAMP)
 
-# Debian packages the tests need (CI starts from a fresh machine): espeak-ng speaks the assistant's
-# training data and answers. Idempotent: nothing is installed when it is there; root or sudo.
-# The service's tests start their own PostgreSQL 15 (initdb, pg_ctl) and drive Debian's chromium.
+# Debian packages the tests need (CI starts from a fresh machine): espeak-ng, flite and festival (with
+# two diphone voices and an HMM voice) speak the assistant's training data and answers; sox shifts pitch
+# and tempo; the service's tests start their own PostgreSQL 15 (initdb, pg_ctl) and drive Debian's
+# chromium. Idempotent: nothing is installed when everything is there; root or sudo.
+SYSDEPS_BIN = espeak-ng flite festival sox /usr/lib/postgresql/15/bin/initdb /usr/bin/chromium
+SYSDEPS_PKG = espeak-ng flite festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts sox postgresql-15 chromium
 sysdeps:
-	@command -v espeak-ng >/dev/null 2>&1 || { \
+	@missing=0; for b in $(SYSDEPS_BIN); do command -v $$b >/dev/null 2>&1 || missing=1; done; \
+	for v in kal_diphone ked_diphone us/cmu_us_slt_arctic_hts; do \
+	  ls -d /usr/share/festival/voices/*/$${v##*/} >/dev/null 2>&1 || missing=1; done; \
+	if [ $$missing = 1 ]; then \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
-	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq espeak-ng; }
-	@test -x /usr/lib/postgresql/15/bin/initdb -a -x /usr/bin/chromium || { \
-	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
-	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-15 chromium; }
+	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(SYSDEPS_PKG); fi
 
 demo: $(STAMP)
 	DATADRIVE_SAMPLES=$(SAMPLES) $(BIN)/datadrive demo --samples $(SAMPLES) --out out

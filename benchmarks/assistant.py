@@ -198,7 +198,7 @@ def _write(
         f"{lat['questions']:.0f} questions x {args.repeat} | p50 / p99 | "
         f"{lat['p50_ms']:.2f} ms / {lat['p99_ms']:.2f} ms | "
         f"one statistic straight from the raw arrays: p50 {lat['raw_p50_ms']:.3f} ms |",
-        "| wake word (log-mel + temporal CNN every 100 ms), one core | real-time factor | "
+        "| wake word (log-mel + TC-ResNet every 100 ms), one core | real-time factor | "
         f"{rtf['rtf']:.4f} | "
         f"pocketsphinx keyword spotting on the same {rtf['audio_s']:.0f} s: {rtf['pocketsphinx_rtf']:.4f} |",
         llm_row,

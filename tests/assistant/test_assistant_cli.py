@@ -199,3 +199,24 @@ def test_listen_wake_transcript_answer_wav(cli_lake: tuple[Path, str], tmp_path:
     r = run("assistant", "listen", "--wav", str(silence), "--map", "none", "--json")
     assert r.exit_code == 0
     assert json.loads(r.stdout)["woke"] is False
+
+
+def test_lake_erase_of_a_drive_erases_its_conversations(cli_lake: tuple[Path, str], tmp_path: Path) -> None:
+    """``datadrive lake erase`` alone (the lake knows nothing of the assistant) takes conversations too."""
+    src, vehicle = cli_lake
+    root = tmp_path / "lake"
+    shutil.copytree(src, root)  # a copy: the module's lake stays whole for the other tests
+    base = ["--lake", str(root), "--region", "eu-central"]
+    r = run("assistant", "ask", "what was my top speed", *base, "--vehicle", vehicle)
+    assert r.exit_code == 0, r.output
+    stored = [p for p in root.rglob("*.jsonl") if "conversations" in p.parts]
+    assert stored  # this one, and those of the tests before
+    ids = json.loads(run("assistant", "vehicles", *base, "--json").stdout)[vehicle]
+    assert len(ids) == 1  # the comma2k19 vehicle has one drive: every conversation is about it
+    r = run("lake", "erase", *base, "--telemetry", ids[0], "--yes")
+    assert r.exit_code == 0, r.output
+    assert f"{len(stored)} derived artefacts" in r.output
+    assert not [p for p in root.rglob("*") if "conversations" in p.parts and p.is_file()]
+    audit = run("lake", "audit", *base, "--json", "--limit", "0")
+    erased = [json.loads(line) for line in audit.stdout.splitlines() if '"erase"' in line]
+    assert any(json.loads(r["detail"]).get("derived") == len(stored) for r in erased if r.get("detail"))

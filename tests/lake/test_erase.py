@@ -136,3 +136,83 @@ def test_an_erasure_interrupted_by_a_crash_is_finished_by_the_next_writer(lake_w
     assert report.ok, report.problems
     assert report.pending == 0
     assert [v.operation for v in lake.history("eu-central")][:2] == ["ingest", "erase"]
+
+
+def test_derived_data_keyed_by_records_is_erased_with_them(lake_with_data, make_lake) -> None:
+    from datadrive.lake import ErasureKeys
+
+    lake = lake_with_data
+    snap = lake.snapshot("eu-central")
+    tel = sorted(t.telemetry_id for t in snap.telemetry())
+    scen = sorted(s.scenario_id for s in snap.scenarios())
+    assert len(tel) >= 2
+    a = lake.put_derived(
+        "eu-central", "metrics", "by-log/a.json", b"{}", erase_with=ErasureKeys(telemetry_ids=(tel[0],))
+    )
+    b = lake.put_derived(
+        "eu-central", "metrics", "by-log/b.json", b"{}", erase_with=ErasureKeys(telemetry_ids=(tel[1],))
+    )
+    c = lake.put_derived(
+        "eu-central", "metrics", "by-scenario/c.json", b"{}", erase_with=ErasureKeys(scenario_ids=(scen[0],))
+    )
+    plain = lake.put_derived("eu-central", "metrics", "fleet.json", b"{}")  # keyed by nothing: kept
+    root = lake.config.region("eu-central").root
+    stored = dict(root_objects(root))
+    prov = stored[root.path(a + ".provenance.json")].decode()
+    assert '"erase_with"' in prov
+    assert "ana" not in prov  # the creator of data erasable with personal records is pseudonymised
+
+    report = lake.erase("eu-central", Erasure(tenant="bmw", telemetry_ids=(tel[0],)))
+    assert report.telemetry == 1
+    assert report.derived == 1
+    names = lake.list_derived("eu-central", "metrics")
+    assert a not in names
+    assert {b, c, plain} <= set(names)
+    left = dict(root_objects(root))
+    assert root.path(a) not in left
+    assert root.path(a + ".provenance.json") not in left
+    assert root.path(b) in left
+
+    # an erasure naming ids no longer in the tables still removes what they keyed
+    lake.erase("eu-central", Erasure(tenant="bmw", scenario_ids=(scen[0],)))
+    assert c not in lake.list_derived("eu-central", "metrics")
+    audit = lake.audit_log("eu-central").to_pylist()
+    assert any(r["action"] == "erase" and '"derived": 1' in (r.get("detail") or "") for r in audit)
+
+    # another tenant's erasure never touches bmw's artefacts (and cannot delete them)
+    other = make_lake("bo", tenant="tencent", home="eu-central")
+    with pytest.raises(AccessDeniedError):
+        other.delete_derived("eu-central", b)
+    assert lake.delete_derived("eu-central", b) is True
+    assert lake.delete_derived("eu-central", b) is False
+
+
+def test_keyed_artefacts_of_a_crashed_erasure_go_when_recovery_finishes_it(
+    lake_with_data, monkeypatch
+) -> None:
+    """A crash after the records are erased but before their keyed artefacts are: the next writer
+    finishes the erasure from its saved plan, artefacts included."""
+    import datadrive.lake.maintenance as maintenance
+    from datadrive.lake import ErasureKeys
+
+    lake = lake_with_data
+    tel = sorted(t.telemetry_id for t in lake.snapshot("eu-central").telemetry())
+    a = lake.put_derived(
+        "eu-central", "metrics", "by-log/a.json", b"{}", erase_with=ErasureKeys(telemetry_ids=(tel[0],))
+    )
+
+    class CrashError(Exception):
+        pass
+
+    def crash(*args: object, **kwargs: object) -> list[str]:
+        raise CrashError
+
+    monkeypatch.setattr(maintenance, "erase_keyed_artefacts", crash)
+    with pytest.raises(CrashError):
+        lake.erase("eu-central", Erasure(tenant="bmw", telemetry_ids=(tel[0],)))
+    monkeypatch.undo()
+    assert a in lake.list_derived("eu-central", "metrics")  # the crash left it
+    # any writer recovers first: an erasure of something else finishes the crashed one
+    lake.erase("eu-central", Erasure(tenant="bmw", telemetry_ids=("no-such-log",)))
+    assert a not in lake.list_derived("eu-central", "metrics")
+    assert tel[0] not in {t.telemetry_id for t in lake.snapshot("eu-central").telemetry()}

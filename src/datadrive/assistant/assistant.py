@@ -215,7 +215,9 @@ class Assistant:
         self.lake = lake
         self._clock = clock
         self._conversations = (
-            ConversationStore(lake, logs.region, logs.vehicle)
+            ConversationStore(
+                lake, logs.region, logs.vehicle, [d.telemetry.telemetry_id for d in logs.drives]
+            )
             if store and lake is not None and logs is not None
             else None
         )

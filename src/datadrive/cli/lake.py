@@ -508,6 +508,7 @@ def erase_cmd(
     report = lk.erase(region, erasure)
     out.print(
         f"erased {report.scenarios} scenarios, {report.telemetry} telemetry logs, {report.inputs} inputs "
+        f"and {report.derived} derived artefacts made from them "
         f"(lake version {report.lake_version}); vacuum removed {report.files_removed} files",
         highlight=False,
     )

@@ -20,7 +20,7 @@ from datadrive.lake.config import (
     RegionConfig,
     TenantConfig,
 )
-from datadrive.lake.erase import EraseReport, Erasure
+from datadrive.lake.erase import EraseReport, Erasure, ErasureKeys
 from datadrive.lake.geo import CoordinatePublisher, Gcj02Publisher, Wgs84Publisher
 from datadrive.lake.ingest import IngestEvent, IngestOptions, IngestReport, InputOutcome
 from datadrive.lake.lake import Lake
@@ -52,6 +52,7 @@ __all__ = [
     "CoordinatePublisher",
     "EraseReport",
     "Erasure",
+    "ErasureKeys",
     "ExportPolicy",
     "ExportReport",
     "Gcj02Publisher",

@@ -13,6 +13,7 @@ audited, in both regions where two are involved.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import os
 import re
@@ -31,6 +32,7 @@ from datadrive.errors import (
 )
 from datadrive.lake.access import Access
 from datadrive.lake.config import DERIVED_KINDS, EXTERNAL, RegionConfig
+from datadrive.lake.erase import ErasureKeys
 from datadrive.lake.schema import TABLES
 from datadrive.lake.storage import StorageRoot, storage_error
 
@@ -42,6 +44,8 @@ __all__ = [
     "authorize_transfer",
     "check_artefact_name",
     "check_derived_read",
+    "delete_derived",
+    "erase_keyed_artefacts",
     "export",
     "list_derived",
     "local_derived_dir",
@@ -206,7 +210,14 @@ def read_artefact(root: StorageRoot, obj: str) -> tuple[bytes, dict[str, Any]]:
 
 
 def put_derived(
-    access: Access, region: str, kind: str, name: str, data: bytes, *, derived_from: Snapshot | None = None
+    access: Access,
+    region: str,
+    kind: str,
+    name: str,
+    data: bytes,
+    *,
+    derived_from: Snapshot | None = None,
+    erase_with: ErasureKeys | None = None,
 ) -> str:
     """Store a derived artefact in ``region`` (see :meth:`datadrive.lake.Lake.put_derived`)."""
     if kind not in DERIVED_KINDS:
@@ -227,7 +238,7 @@ def put_derived(
                 "as that region's policy allows"
             ),
         )
-    provenance = {
+    provenance: dict[str, Any] = {
         "kind": kind,
         "tenant": access.principal.tenant,
         "region": rc.name,
@@ -238,6 +249,13 @@ def put_derived(
         "created_by": access.principal.name,
         "created_at": access.clock().isoformat(),
     }
+    if erase_with is not None:
+        provenance["erase_with"] = erase_with.as_json()
+        # data erasable with personal records names no person: the creator's keyed pseudonym
+        key = access.config.tenant(access.principal.tenant).key
+        provenance["created_by"] = (
+            "user-" + hmac.new(key, access.principal.name.encode(), hashlib.sha256).hexdigest()[:16]
+        )
     write_artefact(access.store(region).root, obj, data, provenance)
     access.audit(
         region,
@@ -248,6 +266,86 @@ def put_derived(
         {"bytes": len(data)},
     )
     return obj
+
+
+def delete_derived(access: Access, region: str, obj: str) -> bool:
+    """Delete one of the tenant's derived artefacts (see :meth:`datadrive.lake.Lake.delete_derived`)."""
+    import pyarrow.fs as pafs
+
+    parts = obj.split("/")
+    if len(parts) < 3 or parts[0] != "derived" or parts[1] not in DERIVED_KINDS:
+        raise LakeError(f"{obj!r} is not a derived artefact (derived/<kind>/<name>)")
+    access.check_tenant(region, "delete", obj)
+    root = access.store(region).root
+    fs = root.filesystem()
+    path = root.path(*parts)
+    try:
+        if fs.get_file_info(path + ".provenance.json").type != pafs.FileType.File:
+            access.audit(region, "delete", obj, None, "ok", {"deleted": 0})
+            return False
+        with fs.open_input_stream(path + ".provenance.json") as fh:
+            owner = json.loads(fh.read().decode()).get("tenant")
+    except (OSError, ValueError) as exc:
+        raise storage_error(root, f"read {obj}", exc) from exc
+    if owner != access.principal.tenant:
+        raise access.refuse(region, "delete", obj, AccessDeniedError(f"{obj} belongs to tenant {owner!r}"))
+    try:
+        if fs.get_file_info(path).type == pafs.FileType.File:
+            fs.delete_file(path)
+        fs.delete_file(path + ".provenance.json")
+    except Exception as exc:
+        raise storage_error(root, f"delete {obj}", exc) from exc
+    access.audit(region, "delete", obj, None, "ok", {"deleted": 1})
+    return True
+
+
+def erase_keyed_artefacts(
+    root: StorageRoot, tenant: str, scenario_ids: set[str], telemetry_ids: set[str]
+) -> list[str]:
+    """Delete the tenant's derived artefacts keyed (``erase_with``) by any of these ids.
+
+    Returns:
+        The deleted artefacts' names (``derived/<kind>/<name>``), sorted.
+
+    Raises:
+        StorageError: if the storage refuses to list or delete.
+    """
+    import pyarrow.fs as pafs
+
+    if not (scenario_ids or telemetry_ids):
+        return []
+    fs = root.filesystem()
+    base = root.path("derived")
+    try:
+        infos = fs.get_file_info(pafs.FileSelector(base, recursive=True, allow_not_found=True))
+    except Exception as exc:
+        raise storage_error(root, "list derived artefacts", exc) from exc
+    gone: list[str] = []
+    for info in infos:
+        if info.type != pafs.FileType.File or not info.path.endswith(".provenance.json"):
+            continue
+        try:
+            with fs.open_input_stream(info.path) as fh:
+                prov = json.loads(fh.read().decode())
+        except (OSError, ValueError):
+            continue  # not ours to judge: lake check reports unreadable provenance
+        keys = prov.get("erase_with") if isinstance(prov, dict) else None
+        if not keys or prov.get("tenant") != tenant:
+            continue
+        if not (
+            set(keys.get("scenario_ids", ())) & scenario_ids
+            or set(keys.get("telemetry_ids", ())) & telemetry_ids
+        ):
+            continue
+        data_path = info.path[: -len(".provenance.json")]
+        try:
+            if fs.get_file_info(data_path).type == pafs.FileType.File:
+                fs.delete_file(data_path)
+            fs.delete_file(info.path)
+        except Exception as exc:
+            raise storage_error(root, f"erase {data_path}", exc) from exc
+        gone.append("derived/" + data_path[len(base) + 1 :])
+    return sorted(gone)
 
 
 def export(

@@ -39,6 +39,7 @@ import pyarrow.dataset as ds
 
 from datadrive.errors import LakeError, StorageError
 from datadrive.lake import audit
+from datadrive.lake.artefacts import erase_keyed_artefacts
 from datadrive.lake.erase import finish_erase
 from datadrive.lake.schema import INGESTS, TableSpec, conform, table_spec, versioned_tables
 from datadrive.lake.staging import StagedFile, add_actions, delete_staged
@@ -243,6 +244,13 @@ def recover(store: RegionStore, now: Callable[[], datetime]) -> list[str]:
                 actions.append(f"deleted the rows of uncommitted batch {batch}")
         elif op == "erase":
             finish_erase(store, record, now)
+            keys = record.get("derived_keys") or {}
+            erase_keyed_artefacts(
+                store.root,
+                str(record.get("tenant")),
+                set(keys.get("scenario_ids", ())),
+                set(keys.get("telemetry_ids", ())),
+            )
             actions.append(f"finished erasure {record.get('erase_id')}")
         store.delete_file(path)
     return actions

@@ -48,11 +48,12 @@ __all__ = [
     "TenantConfig",
 ]
 
-DERIVED_KINDS = ("aggregate", "metrics", "model", "features", "dataset")
+DERIVED_KINDS = ("aggregate", "metrics", "model", "features", "dataset", "conversations")
 """Kinds of derived artefact a region's policy may let leave: aggregates
 (event statistics), evaluation metrics, model weights, anonymised feature
 tables, curated dataset manifests (a query, a lake version and the scenario
-ids it selected)."""
+ids it selected), conversations (an assistant's turns about a vehicle's
+data: no policy should let them leave, but the kind is named like the others)."""
 
 EXTERNAL = "external"
 """Export destination meaning "outside every configured region"."""

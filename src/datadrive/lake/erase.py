@@ -16,6 +16,15 @@ An erasure interrupted by a crash is finished by the next writer: its
 plan is saved in ``_datadrive/pending/`` before the first delete
 (:func:`datadrive.lake.maintenance.erase_region`), and
 :func:`datadrive.lake.commit.recover` finishes it.
+
+**Derived data erased with its records.** A layer above the lake that
+stores data derived from particular scenarios or telemetry logs (the
+assistant's conversations about a vehicle's drives, say) stores it with
+``Lake.put_derived(..., erase_with=ErasureKeys(...))``: the keys are kept in
+the artefact's provenance, and every erasure that removes one of those
+scenarios or logs, or names them, deletes the artefact too
+(:func:`datadrive.lake.artefacts.erase_keyed_artefacts`). The lake needs to
+know nothing of the layer: only which records the data came from.
 """
 
 from __future__ import annotations
@@ -39,12 +48,32 @@ from datadrive.lake.tables import RegionStore, commit_record, sql_quote, writer_
 __all__ = [
     "EraseReport",
     "Erasure",
+    "ErasureKeys",
     "finish_erase",
     "ids_digest",
     "keys_filter",
     "plan_erase",
     "rewrite_without",
 ]
+
+
+@dataclass(frozen=True)
+class ErasureKeys:
+    """The records a derived artefact was made from: erasing any of them erases it.
+
+    Attributes:
+        scenario_ids: Scenario ids (as stored: pseudonymised).
+        telemetry_ids: Telemetry ids.
+    """
+
+    scenario_ids: tuple[str, ...] = ()
+    telemetry_ids: tuple[str, ...] = ()
+
+    def as_json(self) -> dict[str, list[str]]:
+        return {
+            "scenario_ids": sorted(set(self.scenario_ids)),
+            "telemetry_ids": sorted(set(self.telemetry_ids)),
+        }
 
 
 @dataclass(frozen=True)
@@ -89,6 +118,7 @@ class EraseReport:
         lake_version: The lake version after the erasure (None if nothing matched).
         files_removed: Files deleted by the vacuum.
         ids_sha256: SHA-256 of the sorted erased keys (what the audit records).
+        derived: Derived artefacts deleted with the records (see ``erase_with``).
     """
 
     scenarios: int
@@ -97,6 +127,7 @@ class EraseReport:
     lake_version: int | None
     files_removed: int
     ids_sha256: str
+    derived: int = 0
 
 
 def _filter(e: Erasure, id_column: str, ids: Sequence[str]) -> ds.Expression:

@@ -37,7 +37,7 @@ from datadrive.lake.artefacts import ExportReport
 from datadrive.lake.audit import AuditVerification
 from datadrive.lake.check import CheckReport, check_region
 from datadrive.lake.config import LakeConfig, Principal
-from datadrive.lake.erase import EraseReport, Erasure
+from datadrive.lake.erase import EraseReport, Erasure, ErasureKeys
 from datadrive.lake.ingest import (
     Committed,
     IngestEvent,
@@ -514,6 +514,7 @@ class Lake:
                 "telemetry": report.telemetry,
                 "inputs": report.inputs,
                 "files_removed": report.files_removed,
+                "derived": report.derived,
                 "ids_sha256": report.ids_sha256,
             },
         )
@@ -538,7 +539,14 @@ class Lake:
     # ------------------------------------------------------------------ derived artefacts and export
 
     def put_derived(
-        self, region: str, kind: str, name: str, data: bytes, *, derived_from: Snapshot | None = None
+        self,
+        region: str,
+        kind: str,
+        name: str,
+        data: bytes,
+        *,
+        derived_from: Snapshot | None = None,
+        erase_with: ErasureKeys | None = None,
     ) -> str:
         """Store a derived artefact (aggregate, metrics, model, features) in ``region``.
 
@@ -549,6 +557,8 @@ class Lake:
             data: Its bytes.
             derived_from: The snapshot it was computed from; its region and
                 lake version are recorded beside the artefact.
+            erase_with: The scenarios and telemetry logs it was made from: an
+                erasure of any of them deletes it too (see :mod:`datadrive.lake.erase`).
 
         Returns:
             The artefact's name for :meth:`export`: ``derived/<kind>/<name>``.
@@ -556,7 +566,20 @@ class Lake:
         Raises:
             ResidencyError: if ``derived_from`` is a snapshot of another region.
         """
-        return artefacts.put_derived(self._access, region, kind, name, data, derived_from=derived_from)
+        return artefacts.put_derived(
+            self._access, region, kind, name, data, derived_from=derived_from, erase_with=erase_with
+        )
+
+    def delete_derived(self, region: str, obj: str) -> bool:
+        """Delete one of the tenant's derived artefacts (and its provenance); audited.
+
+        Returns:
+            Whether there was one to delete.
+
+        Raises:
+            AccessDeniedError: if it belongs to another tenant (audited).
+        """
+        return artefacts.delete_derived(self._access, region, obj)
 
     def list_derived(self, region: str, kind: str, prefix: str = "") -> list[str]:
         """Names of the derived artefacts of ``kind`` in ``region`` (``derived/<kind>/<name>``), sorted.

@@ -14,6 +14,7 @@ from typing import Any
 
 from datadrive.errors import LakeError, StorageError
 from datadrive.lake import commit
+from datadrive.lake.artefacts import erase_keyed_artefacts
 from datadrive.lake.erase import EraseReport, Erasure, finish_erase, ids_digest, plan_erase
 from datadrive.lake.locks import region_lock
 from datadrive.lake.schema import AUDIT, INGESTS, versioned_tables
@@ -30,14 +31,28 @@ def erase_region(store: RegionStore, erasure: Erasure, now: Callable[[], datetim
         commit.recover(store, now)
         plan = plan_erase(store, erasure)
         digest = ids_digest(plan)
+        # derived data keyed by the erased records, or by the ids the erasure names (records that
+        # an earlier erasure already took leave their keyed artefacts to this one)
+        scenario_ids = {k[1] for k in plan["scenario_keys"]} | set(erasure.scenario_ids)
+        telemetry_ids = {k[1] for k in plan["telemetry_keys"]} | set(erasure.telemetry_ids)
         if not (plan["scenario_keys"] or plan["telemetry_keys"] or plan["inputs"]):
-            return EraseReport(0, 0, 0, None, 0, digest)
+            derived = erase_keyed_artefacts(store.root, erasure.tenant, scenario_ids, telemetry_ids)
+            return EraseReport(0, 0, 0, None, 0, digest, len(derived))
+        # the keys travel in the saved plan: a crash before the artefacts go is finished by recovery
+        plan["derived_keys"] = {"scenario_ids": sorted(scenario_ids), "telemetry_ids": sorted(telemetry_ids)}
         marker = f"erase-{plan['erase_id']}"
         commit.start(store, marker, plan)
         version, removed = finish_erase(store, plan, now)
+        derived = erase_keyed_artefacts(store.root, erasure.tenant, scenario_ids, telemetry_ids)
         commit.finish(store, marker)
     return EraseReport(
-        len(plan["scenario_keys"]), len(plan["telemetry_keys"]), len(plan["inputs"]), version, removed, digest
+        len(plan["scenario_keys"]),
+        len(plan["telemetry_keys"]),
+        len(plan["inputs"]),
+        version,
+        removed,
+        digest,
+        len(derived),
     )
 
 

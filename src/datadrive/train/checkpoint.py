@@ -13,7 +13,7 @@ while saving leaves the previous checkpoint intact; they are read with
 from __future__ import annotations
 
 import io
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,7 +45,7 @@ class Position:
 
 def save_checkpoint(
     path: Path,
-    model: Forecaster,
+    model: torch.nn.Module,
     *,
     optimizer: torch.optim.Optimizer | None,
     scheduler: Any,
@@ -53,12 +53,15 @@ def save_checkpoint(
     position: Position,
     history: Mapping[str, Any],
     fingerprint: Mapping[str, Any],
+    meta: Mapping[str, Any] | None = None,
 ) -> Path:
     """Write a checkpoint atomically.
 
     Args:
         path: Where.
         model: The (unwrapped) model.
+        meta: What the model is (name, version, config); default: a
+            forecaster's ``checkpoint_meta()``.
         optimizer: Its optimizer (``None`` for models without parameters).
         scheduler: The learning-rate schedule (or ``None``).
         scaler: The AMP grad scaler (or ``None``).
@@ -68,7 +71,7 @@ def save_checkpoint(
     """
     doc = {
         "format": CHECKPOINT_FORMAT,
-        "meta": model.checkpoint_meta(),
+        "meta": dict(meta) if meta is not None else _forecaster(model).checkpoint_meta(),
         "fingerprint": dict(fingerprint),
         "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "optimizer": None if optimizer is None else optimizer.state_dict(),
@@ -87,8 +90,23 @@ def save_checkpoint(
     return path
 
 
-def load_checkpoint(path: Path, model: Forecaster, fingerprint: Mapping[str, Any]) -> dict[str, Any]:
+def _forecaster(model: torch.nn.Module) -> Forecaster:
+    if not isinstance(model, Forecaster):
+        raise TypeError(f"{type(model).__name__} is no forecaster: pass the checkpoint's meta and check")
+    return model
+
+
+def load_checkpoint(
+    path: Path,
+    model: torch.nn.Module,
+    fingerprint: Mapping[str, Any],
+    *,
+    check: Callable[[Mapping[str, Any], str], None] | None = None,
+) -> dict[str, Any]:
     """Read a checkpoint and load its weights into ``model``.
+
+    ``check(meta, where)`` refuses a checkpoint of another model (default: a
+    forecaster's ``check_compatible``).
 
     Returns:
         The document (optimizer, scheduler, scaler states, rng, position, history).
@@ -105,7 +123,7 @@ def load_checkpoint(path: Path, model: Forecaster, fingerprint: Mapping[str, Any
         raise CheckpointError(f"{path}: not a readable checkpoint ({type(exc).__name__}: {exc})") from exc
     if not isinstance(doc, dict) or doc.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{path}: not a datadrive training checkpoint")
-    model.check_compatible(doc["meta"], str(path))
+    (check or _forecaster(model).check_compatible)(doc["meta"], str(path))
     theirs = doc.get("fingerprint", {})
     for key, value in fingerprint.items():
         if theirs.get(key) != value:

@@ -1,7 +1,8 @@
 """The training loop: one process on a CPU or a GPU, or one rank of a DDP / Ray Train group.
 
-:func:`fit` trains a model on a feature cache's training split and writes,
-in ``run_dir``:
+:func:`fit_task` trains any :class:`~datadrive.train.task.TrainTask` (a
+model, its data and its loss); :func:`fit` is the same loop for a registered
+forecaster on a feature cache's training split. Either writes, in ``run_dir``:
 
 * ``checkpoints/last.pt``: every ``checkpoint_every`` steps and at each
   epoch end (see :mod:`datadrive.train.checkpoint`); a crashed or killed
@@ -36,15 +37,14 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-from datadrive.curate.loader import BatchLoader, FeatureCache, epoch_batches
+from datadrive.curate.loader import FeatureCache
 from datadrive.errors import NonFiniteLossError, TrainingError
-from datadrive.models.base import Forecaster, build_model, to_tensors
-from datadrive.models.io import save_model
 from datadrive.models.policy import resolve_device
 from datadrive.train.checkpoint import Position, load_checkpoint, save_checkpoint
 from datadrive.train.config import TrainConfig
+from datadrive.train.task import ForecastTask, TrainTask
 
-__all__ = ["Distributed", "StepInfo", "Tracker", "TrainResult", "fit"]
+__all__ = ["Distributed", "StepInfo", "Tracker", "TrainResult", "fit", "fit_task"]
 
 
 @dataclass(frozen=True)
@@ -153,6 +153,46 @@ def fit(
         NonFiniteLossError: if the loss stops being finite.
         CheckpointError: if the checkpoint to resume does not fit.
     """
+    torch.manual_seed(config.seed)  # the model's initial weights
+    task = ForecastTask(cache, config.model, shards_at_once=config.shards_at_once)
+    if task.trainable and cache.split_indices(config.train_split).size == 0:
+        raise TrainingError(f"the {config.train_split!r} split of {cache.path} has no samples")
+    return fit_task(
+        task,
+        config,
+        run_dir,
+        resume=resume,
+        fingerprint=fingerprint,
+        tracker=tracker,
+        progress=progress,
+        dist=dist,
+    )
+
+
+def fit_task(
+    task: TrainTask,
+    config: TrainConfig,
+    run_dir: Path,
+    *,
+    resume: bool = True,
+    fingerprint: Mapping[str, Any] | None = None,
+    tracker: Tracker | None = None,
+    progress: Callable[[StepInfo], None] | None = None,
+    dist: Distributed | None = None,
+) -> TrainResult:
+    """Train ``task.model`` on the task's data with its loss (see :mod:`datadrive.train.task`).
+
+    The same loop as :func:`fit`: AdamW with ``config``'s schedule,
+    checkpoints every ``checkpoint_every`` steps and at each epoch end with
+    exact resume, per-step timing, NaN detection, tracking, DDP. ``config.model``
+    only names the run (the task builds the model).
+
+    Raises:
+        DeviceError: if a GPU is requested and there is none.
+        NonFiniteLossError: if the loss stops being finite.
+        CheckpointError: if the checkpoint to resume does not fit.
+        TrainingError: if the training split is empty.
+    """
     dist = dist or Distributed()
     device = resolve_device(config.device)
     if device.type == "cuda" and dist.world_size > 1:
@@ -162,19 +202,13 @@ def fit(
     run_dir.mkdir(parents=True, exist_ok=True)
     ckpt = run_dir / "checkpoints" / "last.pt"
     fp = {"train_config": config.as_json(), **dict(fingerprint or {})}
-    torch.manual_seed(config.seed)
-    model = build_model(config.model, cache.config)
-    train_idx = cache.split_indices(config.train_split)
-    if train_idx.size == 0:
-        raise TrainingError(f"the {config.train_split!r} split of {cache.path} has no samples")
+    model = task.model
     plans = [
-        epoch_batches(
-            cache,
-            train_idx,
+        task.plan(
+            config.train_split,
             config.batch_size,
             seed=config.seed,
             epoch=e,
-            shards_at_once=config.shards_at_once,
             rank=dist.rank,
             world_size=dist.world_size,
         )
@@ -185,7 +219,7 @@ def fit(
         total_steps = min(total_steps, config.max_steps)
     if total_steps == 0:
         raise TrainingError(
-            f"no training step: {train_idx.size} samples, batch size {config.batch_size}, "
+            f"no training step: the {config.train_split!r} split, batch size {config.batch_size}, "
             f"{dist.world_size} processes"
         )
     model.to(device)
@@ -198,7 +232,7 @@ def fit(
         # fused: one kernel over all parameters instead of a dozen ops per tensor (~7 % of a
         # transformer step on one CPU thread); the same update, deterministic, so resume stays exact
         torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay, fused=True)
-        if model.trainable and params
+        if task.trainable and params
         else None
     )
     scheduler = (
@@ -207,7 +241,7 @@ def fit(
         else None
     )
     if resume and ckpt.exists():
-        doc = load_checkpoint(ckpt, model, fp)
+        doc = load_checkpoint(ckpt, model, fp, check=task.check_compatible)
         if optimizer is not None and doc["optimizer"] is not None:
             optimizer.load_state_dict(doc["optimizer"])
         if scheduler is not None and doc["scheduler"] is not None:
@@ -246,14 +280,15 @@ def fit(
                 position=pos,
                 history={"epochs": history, "partial": dict(sums or {})},
                 fingerprint=fp,
+                meta=task.checkpoint_meta(),
             )
         if dist.world_size > 1:
             torch.distributed.barrier()
 
-    if not model.trainable:
+    if not task.trainable:
         if position.step == 0:
-            model.fit_examples(to_tensors(cache.batch(b), device) for b in plans[0])
-            val = _validate(model, cache, config, device)
+            task.fit_without_gradients(plans[0], device)
+            val = _validate(task, config, device)
             history.append({"epoch": 0.0, **val})
             position = Position(config.epochs, 0, 1)
             checkpoint(position)
@@ -275,12 +310,9 @@ def fit(
         n_samples = int(carried.get("samples", 0))
         session_samples = 0
         t_step = time.perf_counter()
-        loader = BatchLoader(cache, plan[skip:], prefetch=config.prefetch)
-        for i, batch in enumerate(loader, start=skip):
-            x = to_tensors(batch, device)
+        for i, x in enumerate(task.batches(plan[skip:], device, prefetch=config.prefetch), start=skip):
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
-                out = wrapped(x)
-                terms = model.loss(out, x)
+                terms = task.loss(wrapped, x)
             loss = terms.total
             bad = torch.tensor(0.0 if torch.isfinite(loss.detach()) else 1.0, device=device)
             if dist.world_size > 1:
@@ -300,8 +332,9 @@ def fit(
             optimizer.step()
             scheduler.step()
             step += 1
-            n_samples += batch.size
-            session_samples += batch.size
+            size = task.batch_size(x)
+            n_samples += size
+            session_samples += size
             last_loss = float(loss.detach())
             loss_sum += last_loss
             n_batches += 1
@@ -345,7 +378,7 @@ def fit(
             "step_ms_p50": float(np.median(epoch_ms)) if epoch_ms else float("nan"),
             "learning_rate": float(scheduler.get_last_lr()[0]) if scheduler is not None else 0.0,
         }
-        record.update(_validate(model, cache, config, device))
+        record.update(_validate(task, config, device))
         history.append(record)
         if tracker is not None and dist.is_main:
             tracker.log_metrics({k: v for k, v in record.items() if k != "epoch"}, step=epoch + 1)
@@ -354,12 +387,7 @@ def fit(
             break
     model_path = run_dir / "model.pt"
     if dist.is_main:
-        save_model(
-            model_path,
-            model,
-            cache.config,
-            extra={"run_dir": run_dir.name, "steps": step, "epochs": len(history)},
-        )
+        task.save(model_path, {"run_dir": run_dir.name, "steps": step, "epochs": len(history)})
         _write_run_json(run_dir, config, history, step, step_ms, resumed_from)
     if dist.world_size > 1:
         torch.distributed.barrier()
@@ -376,25 +404,24 @@ def fit(
 
 
 @torch.no_grad()
-def _validate(
-    model: Forecaster, cache: FeatureCache, config: TrainConfig, device: torch.device
-) -> dict[str, float]:
+def _validate(task: TrainTask, config: TrainConfig, device: torch.device) -> dict[str, float]:
     """Validation loss and its parts (training-time definitions; official metrics come from evaluate)."""
     if config.val_split is None:
         return {}
-    idx = cache.split_indices(config.val_split)
-    if idx.size == 0:
+    plan = task.plan(config.val_split, config.batch_size, seed=0, epoch=0, shuffle=False)
+    if not plan:
         return {}
+    model = task.model
     was = model.training
     model.eval()
     sums: dict[str, float] = {}
     n = 0
-    for b in epoch_batches(cache, idx, config.batch_size, seed=0, epoch=0, shuffle=False):
-        x = to_tensors(cache.batch(b), device)
-        terms = model.loss(model(x), x)
+    for x in task.batches(plan, device):
+        terms = task.loss(model, x)
+        size = task.batch_size(x)
         for k, v in {"loss": float(terms.total), **terms.parts}.items():
-            sums[k] = sums.get(k, 0.0) + v * x.size
-        n += x.size
+            sums[k] = sums.get(k, 0.0) + v * size
+        n += size
     model.train(was)
     return {f"val_{k}": v / n for k, v in sums.items()}
 

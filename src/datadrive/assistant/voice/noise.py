@@ -10,10 +10,12 @@ Noise *families*, each a small physical model with random parameters:
 * ``hvac``: a fan: pink noise and its blade-pass tone (150-400 Hz);
 * ``rain``: droplet clicks on the roof over a hiss;
 * ``indicator``: the turn signal's relay clicks at about 1.5 Hz;
-* ``music``: the radio: random chords of harmonic tones.
+* ``music``: the radio: random chords of harmonic tones;
+* ``babble``: other people talking: 3-6 overlapping synthesized sentences
+  (:func:`babble`, from each side's own sentences and voices).
 
-The wake word is trained on ``engine``, ``road``, ``wind`` and ``hvac`` and
-evaluated on all seven with other random seeds, so ``rain``, ``indicator``
+The wake word is trained on ``engine``, ``road``, ``wind``, ``hvac`` and
+``babble`` and evaluated on all eight with other random seeds, so ``rain``, ``indicator``
 and ``music`` are noise the model never heard. Reverberation is a
 synthetic small-room impulse response (exponentially decaying noise after a
 direct path, RT60 0.05-0.4 s); mixing sets a signal-to-noise ratio in dB and
@@ -31,11 +33,21 @@ from scipy.signal import butter, fftconvolve, sosfilt
 from datadrive.assistant.voice.audio import SAMPLE_RATE_HZ
 from datadrive.core.typing import NDArrayFloat32
 
-__all__ = ["NOISE_FAMILIES", "TEST_ONLY_FAMILIES", "TRAIN_FAMILIES", "cabin_noise", "mix", "reverb"]
+__all__ = [
+    "NOISE_FAMILIES",
+    "TEST_ONLY_FAMILIES",
+    "TRAIN_FAMILIES",
+    "NoiseBank",
+    "babble",
+    "cabin_noise",
+    "mix",
+    "reverb",
+]
 
-TRAIN_FAMILIES = ("engine", "road", "wind", "hvac")
+TRAIN_FAMILIES = ("engine", "road", "wind", "hvac", "babble")
 TEST_ONLY_FAMILIES = ("rain", "indicator", "music")
 NOISE_FAMILIES = TRAIN_FAMILIES + TEST_ONLY_FAMILIES
+_MACHINE_FAMILIES = tuple(f for f in TRAIN_FAMILIES if f != "babble")  # made from nothing but a seed
 
 _SR = SAMPLE_RATE_HZ
 
@@ -59,6 +71,67 @@ def _pink(n: int, rng: np.random.Generator) -> np.ndarray:
     f = np.arange(spec.shape[0], dtype=np.float64)
     f[0] = 1.0
     return np.fft.irfft(spec / np.sqrt(f), n)
+
+
+def babble(clips: list[NDArrayFloat32], n: int, rng: np.random.Generator) -> NDArrayFloat32:
+    """``(S,)`` babble: 3-6 talkers, each a random sequence of ``clips`` (unit RMS)."""
+    out = np.zeros(n)
+    for _ in range(int(rng.integers(3, 7))):
+        talk: list[np.ndarray] = []
+        have = 0
+        while have < n:
+            c = clips[int(rng.integers(len(clips)))]
+            talk += [c, np.zeros(int(rng.uniform(0.05, 0.5) * _SR))]
+            have += c.shape[0] + talk[-1].shape[0]
+        x = np.concatenate(talk)
+        s = int(rng.integers(0, x.shape[0] - n + 1))
+        out += x[s : s + n] / _rms(x) * rng.uniform(0.5, 1.0)
+    result: NDArrayFloat32 = (out / _rms(out)).astype(np.float32)
+    return result
+
+
+class NoiseBank:
+    """Long noise takes per family, made once and cropped at random (fast augmentation).
+
+    ``babble`` needs speech clips (``speech``); without them it is left out.
+    """
+
+    def __init__(
+        self,
+        families: tuple[str, ...],
+        seed: int,
+        *,
+        speech: list[NDArrayFloat32] | None = None,
+        seconds: float = 30.0,
+        takes: int = 3,
+    ) -> None:
+        rng = np.random.default_rng(seed)
+        self.families = tuple(f for f in families if f != "babble" or speech)
+        n = int(seconds * _SR)
+        self.bank = {
+            f: [
+                babble(speech, n, rng) if f == "babble" and speech else cabin_noise(n, rng, (f,), k=1)
+                for _ in range(takes)
+            ]
+            for f in self.families
+        }
+
+    def sample(
+        self, n: int, rng: np.random.Generator, families: tuple[str, ...] | None = None
+    ) -> NDArrayFloat32:
+        """``(S,)`` unit-RMS noise: 1-3 of ``families`` (default: all of the bank's) at random levels."""
+        pool = families or self.families
+        count = int(rng.integers(1, min(3, len(pool)) + 1))
+        out = np.zeros(n, dtype=np.float32)
+        for f in rng.choice(np.array(pool), size=count, replace=False):
+            takes = self.bank[str(f)]
+            src = takes[int(rng.integers(len(takes)))]
+            if src.shape[0] <= n:
+                src = np.tile(src, n // src.shape[0] + 1)
+            s = int(rng.integers(0, src.shape[0] - n + 1))
+            out += src[s : s + n] * np.float32(rng.uniform(0.3, 1.0))
+        result: NDArrayFloat32 = (out / np.float32(_rms(out))).astype(np.float32)
+        return result
 
 
 def _family(name: str, n: int, rng: np.random.Generator) -> np.ndarray:
@@ -103,13 +176,18 @@ def _family(name: str, n: int, rng: np.random.Generator) -> np.ndarray:
                         np.sin(2 * np.pi * root * ratio * k * tt) / k * np.exp(-tt * rng.uniform(1, 4))
                     )
         return out
+    if name == "babble":
+        raise ValueError("noise family 'babble' is made from speech clips: use NoiseBank(..., speech=clips)")
     raise ValueError(f"unknown noise family {name!r}")
 
 
 def cabin_noise(
-    n: int, rng: np.random.Generator, families: tuple[str, ...] = TRAIN_FAMILIES, *, k: int | None = None
+    n: int, rng: np.random.Generator, families: tuple[str, ...] = _MACHINE_FAMILIES, *, k: int | None = None
 ) -> NDArrayFloat32:
-    """``(S,)`` noise: a random mixture of 1-3 of ``families`` (unit RMS)."""
+    """``(S,)`` noise: a random mixture of 1-3 of ``families`` (unit RMS).
+
+    ``babble`` is made from speech clips: use :class:`NoiseBank` (or :func:`babble`) for it.
+    """
     count = k or int(rng.integers(1, min(3, len(families)) + 1))
     chosen = rng.choice(np.array(families), size=count, replace=False)
     out = np.zeros(n)
@@ -123,11 +201,22 @@ def cabin_noise(
 def reverb(
     x: NDArrayFloat32, rng: np.random.Generator, *, rt60_s: tuple[float, float] = (0.05, 0.4)
 ) -> NDArrayFloat32:
-    """``x`` through a synthetic small-room impulse response."""
+    """``x`` through a synthetic small-room impulse response.
+
+    The response: a direct path, a few early reflections (a car cabin's
+    surfaces are 0.5-2 m away: 1.5-6 ms), then exponentially decaying noise
+    with the chosen RT60, its high frequencies damped (soft seats and roof).
+    """
     rt60 = rng.uniform(*rt60_s)
-    length = int(_SR * rt60)
+    length = max(int(_SR * rt60), 64)
     t = np.arange(length) / _SR
-    ir = rng.standard_normal(length) * np.exp(-6.9 * t / rt60) * rng.uniform(0.2, 0.6)
+    tail = rng.standard_normal(length) * np.exp(-6.9 * t / rt60) * rng.uniform(0.2, 0.6)
+    ir = np.asarray(
+        sosfilt(butter(2, rng.uniform(2500.0, 7000.0), btype="lowpass", fs=_SR, output="sos"), tail)
+    )
+    ir[: int(0.001 * _SR)] = 0.0
+    for _ in range(int(rng.integers(2, 6))):
+        ir[int(rng.uniform(0.0015, 0.006) * _SR)] += rng.uniform(-0.6, 0.6)
     ir[0] = 1.0
     y = fftconvolve(x, ir)[: x.shape[0]]
     out: NDArrayFloat32 = (y / (_rms(y) / max(_rms(x), 1e-9))).astype(np.float32)

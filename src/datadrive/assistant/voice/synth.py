@@ -1,24 +1,41 @@
-"""Speech synthesis with espeak-ng (Debian's ``espeak-ng``): training data and spoken answers.
+"""Speech synthesis from Debian's synthesizers: training data and spoken answers.
 
-:func:`english_voices` lists what the installed espeak-ng can say English
-with: its English accents (``en-us``, ``en-gb-scotland``, ...), other
-languages' voices reading English (accented speech), each combinable with
-espeak's voice variants (``+m3``, ``+f2``, ``+klatt``, ...). :func:`speak`
-runs ``espeak-ng --stdout`` and returns 16 kHz float samples.
+Three engines, so that a wake word is not trained and tested on one
+synthesizer's quirks:
 
-espeak-ng is a formant synthesiser: its voices are clear but robotic, and
-far less varied than people. A wake word trained and tested on them shows
-the pipeline works and how the model copes with accents, speeds, pitches,
-noise and reverberation *of synthetic speech*; it does not show how it
-copes with real voices (see ``docs/assistant.md``).
+* ``espeak-ng`` (formant synthesis): :func:`english_voices` lists what it
+  can say English with: its English accents (``en-us``, ``en-gb-scotland``,
+  ...), other languages' voices reading English (accented speech), each
+  combinable with its voice variants (``+m3``, ``+f2``, ``+klatt``, ...);
+* ``flite`` (CMU Flite, Debian ``flite``): its built-in voices ``kal``,
+  ``kal16`` (diphone), ``awb``, ``rms``, ``slt`` (clustergen);
+* ``festival`` (Debian ``festival`` with ``festvox-kallpc16k``,
+  ``festvox-kdlpc16k``, ``festvox-us-slt-hts``): the diphone voices
+  ``kal_diphone``, ``ked_diphone`` and the HMM voice ``cmu_us_slt_arctic_hts``.
+
+:func:`speak` says one text; :func:`speak_many` says many, in threads, one
+festival process per voice for a batch (festival starts slowly). Speed is
+the engine's own (espeak words per minute; a duration stretch for flite and
+festival); espeak's pitch is its own, the others are pitch-shifted by sox
+(:func:`perturb`, which also changes tempo). All return 16 kHz float samples.
+
+These are synthesisers: clear but robotic, and far less varied than
+people. A wake word trained and tested on them shows the pipeline works and
+how the model copes with unheard synthetic voices, speeds, pitches, noise
+and reverberation; it does not show how it copes with real voices (see
+``docs/assistant.md``).
 """
 
 from __future__ import annotations
 
 import shutil
 import subprocess
+import tempfile
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 
@@ -26,7 +43,20 @@ from datadrive.assistant.voice.audio import SAMPLE_RATE_HZ, resample
 from datadrive.core.typing import NDArrayFloat32
 from datadrive.errors import ConfigError
 
-__all__ = ["Voice", "english_voices", "espeak_available", "speak", "variants"]
+__all__ = [
+    "ENGINES",
+    "Voice",
+    "english_voices",
+    "espeak_available",
+    "festival_voices",
+    "flite_voices",
+    "perturb",
+    "speak",
+    "speak_many",
+    "variants",
+]
+
+ENGINES = ("espeak-ng", "flite", "festival")
 
 _ESPEAK_RATE_HZ = 22050
 _ACCENTED = (
@@ -53,15 +83,26 @@ _ACCENTED = (
 
 @dataclass(frozen=True)
 class Voice:
-    """One synthetic speaker: an espeak voice (+ variant), words per minute, pitch (0-99)."""
+    """One synthetic speaker.
+
+    Attributes:
+        name: The engine's voice (espeak ``en-gb+f3``, flite ``slt``, festival ``ked_diphone``).
+        speed_wpm: Speaking rate in words per minute (160 is the engines' usual rate;
+            flite and festival get a duration stretch of ``160 / speed_wpm``).
+        pitch: espeak's pitch (0-99, 50 usual); for flite and festival a
+            shift of ``(pitch - 50) * 16`` cents by sox.
+        amplitude: espeak's amplitude (0-200).
+        engine: ``espeak-ng``, ``flite`` or ``festival``.
+    """
 
     name: str
     speed_wpm: int = 160
     pitch: int = 50
     amplitude: int = 100
+    engine: str = "espeak-ng"
 
     def label(self) -> str:
-        return f"{self.name}@{self.speed_wpm}wpm/p{self.pitch}"
+        return f"{self.engine}:{self.name}@{self.speed_wpm}wpm/p{self.pitch}"
 
 
 def espeak_available() -> bool:
@@ -108,13 +149,201 @@ def variants() -> tuple[str, ...]:
     return tuple(sorted(set(names)))
 
 
+def _exe(name: str, package: str) -> str:
+    exe = shutil.which(name)
+    if exe is None:
+        raise ConfigError(f"{name} is not installed: apt-get install -y {package} (make sysdeps does it)")
+    return exe
+
+
+@lru_cache(maxsize=1)
+def flite_voices() -> tuple[str, ...]:
+    """flite's built-in voices (empty when flite is not installed)."""
+    exe = shutil.which("flite")
+    if exe is None:
+        return ()
+    out = subprocess.run([exe, "-lv"], capture_output=True, text=True, check=False).stdout
+    names = out.split(":", 1)[-1].split()
+    return tuple(sorted(n for n in names if n != "awb_time"))  # awb_time only says the time
+
+
+_FESTIVAL_VOICES = ("cmu_us_slt_arctic_hts", "kal_diphone", "ked_diphone")
+
+
+@lru_cache(maxsize=1)
+def festival_voices() -> tuple[str, ...]:
+    """The English festival voices installed (empty when festival is not)."""
+    exe = shutil.which("festival")
+    if exe is None:
+        return ()
+    script = "(print (voice.list))"
+    out = subprocess.run([exe, "--batch", f"{script}"], capture_output=True, text=True, check=False).stdout
+    have = set(out.replace("(", " ").replace(")", " ").split())
+    return tuple(v for v in _FESTIVAL_VOICES if v in have)
+
+
+def _pcm_of_wav(raw: bytes, who: str, rate_hz: int) -> NDArrayFloat32:
+    """Samples of a 16-bit PCM RIFF file's ``data`` chunk, resampled to ``rate_hz``."""
+    import struct
+
+    if raw[:4] != b"RIFF" or raw[8:12] != b"WAVE":
+        raise ConfigError(f"{who} gave no WAV")
+    pos, rate, data = 12, 0, b""
+    while pos + 8 <= len(raw):
+        tag, size = raw[pos : pos + 4], struct.unpack("<I", raw[pos + 4 : pos + 8])[0]
+        body = raw[pos + 8 : pos + 8 + size]
+        if tag == b"fmt ":
+            rate = struct.unpack("<I", body[4:8])[0]
+        elif tag == b"data":
+            data = body if size != 0xFFFFFFFF and size else raw[pos + 8 :]  # espeak's stdout has no size
+            break
+        pos += 8 + size + (size & 1)
+    if not rate:
+        raise ConfigError(f"{who} gave a WAV without a format chunk")
+    pcm = np.frombuffer(data[: len(data) // 2 * 2], dtype="<i2").astype(np.float32) / 32768.0
+    return resample(pcm, rate, rate_hz)
+
+
+def perturb(x: NDArrayFloat32, *, tempo: float = 1.0, pitch_cents: float = 0.0) -> NDArrayFloat32:
+    """``x`` (16 kHz) at another tempo and pitch, through sox's ``tempo`` and ``pitch`` effects.
+
+    Raises:
+        ConfigError: if sox is missing or fails.
+    """
+    if abs(tempo - 1.0) < 1e-3 and abs(pitch_cents) < 1.0:
+        return x
+    cmd = [_exe("sox", "sox"), "-t", "raw", "-r", str(SAMPLE_RATE_HZ), "-e", "floating-point", "-b", "32"]
+    cmd += ["-c", "1", "-", "-t", "raw", "-"]
+    if abs(pitch_cents) >= 1.0:
+        cmd += ["pitch", f"{pitch_cents:.0f}"]
+    if abs(tempo - 1.0) >= 1e-3:
+        cmd += ["tempo", "-s", f"{tempo:.3f}"]
+    done = subprocess.run(cmd, input=np.ascontiguousarray(x, np.float32).tobytes(), capture_output=True)
+    if done.returncode != 0:
+        raise ConfigError(f"sox failed: {done.stderr.decode(errors='replace').strip()}")
+    return np.frombuffer(done.stdout, dtype=np.float32).copy()
+
+
 def speak(text: str, voice: Voice | None = None, *, rate_hz: int = SAMPLE_RATE_HZ) -> NDArrayFloat32:
     """``(S,)`` float32 samples of ``text`` spoken by ``voice``.
 
     Raises:
-        ConfigError: if espeak-ng is missing or fails.
+        ConfigError: if the engine is missing or fails.
     """
     v = voice or Voice("en-us")
+    if v.engine == "espeak-ng":
+        return _speak_espeak(text, v, rate_hz)
+    if v.engine == "flite":
+        return _speak_flite(text, v, rate_hz)
+    if v.engine == "festival":
+        return _speak_festival([text], v, rate_hz)[0]
+    raise ConfigError(f"unknown speech engine {v.engine!r} (known: {', '.join(ENGINES)})")
+
+
+def speak_many(
+    jobs: Sequence[tuple[str, Voice]],
+    *,
+    threads: int = 2,
+    progress: Callable[[int], None] | None = None,
+    fallback: bool = True,
+) -> list[NDArrayFloat32]:
+    """Every ``(text, voice)`` spoken, in order; festival jobs batched per voice, speed and pitch.
+
+    With ``fallback``, an espeak voice that fails (a variant an accent lacks)
+    is replaced by the accent's plain voice, else ``en-us``.
+    """
+    out: list[NDArrayFloat32 | None] = [None] * len(jobs)
+    done = 0
+    groups: dict[tuple[str, int], list[int]] = {}
+    for i, (_, v) in enumerate(jobs):
+        if v.engine == "festival":  # one process per voice and speed: pitch is shifted afterwards
+            groups.setdefault((v.name, v.speed_wpm), []).append(i)
+    batches: list[list[int]] = []
+    for idx in groups.values():
+        batches += [idx[k : k + 50] for k in range(0, len(idx), 50)]
+    batches += [[i] for i, (_, v) in enumerate(jobs) if v.engine != "festival"]
+
+    def run(batch: list[int]) -> tuple[list[int], list[NDArrayFloat32]]:
+        v = jobs[batch[0]][1]
+        if v.engine == "festival":
+            return batch, _speak_festival(
+                [jobs[i][0] for i in batch], v, SAMPLE_RATE_HZ, pitches=[jobs[i][1].pitch for i in batch]
+            )
+        try:
+            return batch, [speak(jobs[batch[0]][0], v)]
+        except ConfigError:
+            if v.engine != "espeak-ng" or not fallback:
+                raise
+            # a variant some accent lacks: the accent's plain voice, else en-us
+            plain = Voice(v.name.split("+")[0], v.speed_wpm, v.pitch, v.amplitude)
+            try:
+                return batch, [speak(jobs[batch[0]][0], plain)]
+            except ConfigError:
+                return batch, [speak(jobs[batch[0]][0], Voice("en-us", v.speed_wpm, v.pitch))]
+
+    with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
+        for idx, audio in pool.map(run, batches):
+            for i, a in zip(idx, audio, strict=True):
+                out[i] = a
+            done += len(idx)
+            if progress is not None:
+                progress(done)
+    return [a for a in out if a is not None]
+
+
+def _pitch_cents(v: Voice) -> float:
+    return (v.pitch - 50) * 16.0
+
+
+def _speak_flite(text: str, v: Voice, rate_hz: int) -> NDArrayFloat32:
+    exe = _exe("flite", "flite")
+    with tempfile.TemporaryDirectory(prefix="datadrive-flite-") as tmp:
+        out = Path(tmp) / "out.wav"
+        cmd = [exe, "-voice", v.name, "--setf", f"duration_stretch={160.0 / max(40, v.speed_wpm):.3f}"]
+        done = subprocess.run([*cmd, "-t", text, "-o", str(out)], capture_output=True, check=False)
+        if done.returncode != 0 or not out.exists():
+            raise ConfigError(
+                f"flite failed for voice {v.name}: {done.stderr.decode(errors='replace').strip()}"
+            )
+        x = _pcm_of_wav(out.read_bytes(), f"flite voice {v.name}", rate_hz)
+    return perturb(x, pitch_cents=_pitch_cents(v)) if rate_hz == SAMPLE_RATE_HZ else x
+
+
+def _scheme_string(text: str) -> str:
+    return '"' + text.replace("\\", " ").replace('"', " ") + '"'
+
+
+def _speak_festival(
+    texts: Sequence[str], v: Voice, rate_hz: int, *, pitches: Sequence[int] | None = None
+) -> list[NDArrayFloat32]:
+    exe = _exe("festival", "festival")
+    if v.name not in _FESTIVAL_VOICES:
+        raise ConfigError(f"unknown festival voice {v.name!r} (known: {', '.join(_FESTIVAL_VOICES)})")
+    with tempfile.TemporaryDirectory(prefix="datadrive-festival-") as tmp:
+        lines = [f"(voice_{v.name})", f"(Parameter.set 'Duration_Stretch {160.0 / max(40, v.speed_wpm):.3f})"]
+        for k, text in enumerate(texts):
+            lines.append(
+                f"(utt.save.wave (utt.synth (Utterance Text {_scheme_string(text)})) "
+                f'"{Path(tmp) / f"{k}.wav"}" \'riff)'
+            )
+        script = Path(tmp) / "say.scm"
+        script.write_text("\n".join(lines) + "\n")
+        done = subprocess.run([exe, "--batch", str(script)], capture_output=True, check=False)
+        outs = []
+        for k in range(len(texts)):
+            f = Path(tmp) / f"{k}.wav"
+            if not f.exists():
+                raise ConfigError(
+                    f"festival failed for voice {v.name}: "
+                    f"{done.stderr.decode(errors='replace').strip()[:300]}"
+                )
+            x = _pcm_of_wav(f.read_bytes(), f"festival voice {v.name}", rate_hz)
+            pitch = v.pitch if pitches is None else pitches[k]
+            outs.append(perturb(x, pitch_cents=(pitch - 50) * 16.0) if rate_hz == SAMPLE_RATE_HZ else x)
+    return outs
+
+
+def _speak_espeak(text: str, v: Voice, rate_hz: int) -> NDArrayFloat32:
     cmd = [
         _espeak(),
         "-v",
