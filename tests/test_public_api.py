@@ -41,6 +41,7 @@ def test_every_layer_is_walked() -> None:
         "datadrive.train",
         "datadrive.evaluate",
         "datadrive.sim",
+        "datadrive.mining",
         "datadrive.assistant",
         "datadrive.cli",
     )

@@ -19,6 +19,10 @@ The tree::
     ├── ValidationError            a Scenario broke an invariant (no file attached)
     ├── ConfigError                a configuration file or flag is wrong
     │   └── DeviceError            an accelerator was asked for where there is none
+    ├── MiningError                a mining query, description or translator failed
+    │   ├── QueryError             an expression does not parse or names unknown things
+    │   ├── DescriptionError       a description has words no rule can place
+    │   └── TranslatorError        a language-model endpoint failed or answered garbage
     ├── AssistantError             the in-car assistant cannot do what was asked
     │   ├── UnknownVehicleError    no such vehicle (or drive) in the lake
     │   ├── UnknownPlaceError      no such place on the map, or no route between places
@@ -53,6 +57,7 @@ __all__ = [
     "CorruptFileError",
     "DatadriveError",
     "DatasetError",
+    "DescriptionError",
     "DeviceError",
     "EmptyDatasetError",
     "EmptyLogError",
@@ -62,7 +67,9 @@ __all__ = [
     "InvalidValueError",
     "LakeError",
     "MetricInputError",
+    "MiningError",
     "NonFiniteLossError",
+    "QueryError",
     "ResidencyError",
     "SchemaMismatchError",
     "SchemaVersionError",
@@ -70,6 +77,7 @@ __all__ = [
     "StorageError",
     "StorageUnreachableError",
     "TrainingError",
+    "TranslatorError",
     "UnknownFormatError",
     "UnknownPlaceError",
     "UnknownVehicleError",
@@ -139,6 +147,58 @@ class ConfigError(DatadriveError):
 
 class DeviceError(ConfigError):
     """An accelerator (a CUDA GPU) was requested on a machine that has none."""
+
+
+class MiningError(DatadriveError):
+    """Base of mining failures: queries, descriptions, translators."""
+
+
+class QueryError(MiningError):
+    """An expression does not parse, or names a category or predicate that does not exist.
+
+    Attributes:
+        expression: The expression text (empty for expressions built in Python).
+        position: Character offset of the offending token, or -1.
+        reason: What is wrong, in one sentence.
+    """
+
+    def __init__(self, reason: str, expression: str = "", position: int = -1) -> None:
+        self.reason = reason
+        self.expression = expression
+        self.position = position
+        if expression and position >= 0:
+            pointer = " " * position + "^"
+            message = f"{reason}\n  {expression}\n  {pointer}"
+        else:
+            message = reason
+        super().__init__(message)
+
+    def __reduce__(self) -> tuple[type[QueryError], tuple[str, str, int]]:
+        return (type(self), (self.reason, self.expression, self.position))
+
+
+class DescriptionError(MiningError):
+    """A natural-language description has words the translator cannot place.
+
+    Attributes:
+        description: The description as given.
+        unknown_words: The words no rule placed, in order.
+    """
+
+    def __init__(self, description: str, unknown_words: tuple[str, ...], reason: str = "") -> None:
+        self.description = description
+        self.unknown_words = tuple(unknown_words)
+        self.reason = reason
+        words = ", ".join(repr(w) for w in self.unknown_words)
+        text = reason or f"cannot place {words} in {description!r}"
+        super().__init__(text)
+
+    def __reduce__(self) -> tuple[type[DescriptionError], tuple[str, tuple[str, ...], str]]:
+        return (type(self), (self.description, self.unknown_words, self.reason))
+
+
+class TranslatorError(MiningError):
+    """A language-model endpoint could not be reached, timed out, or answered something unusable."""
 
 
 class AssistantError(DatadriveError):

@@ -104,3 +104,33 @@ def test_rows_derived_from_one_region_cannot_go_to_another(make_lake, inputs, ev
     snap = cn.snapshot("cn-north")
     with pytest.raises(ResidencyError, match="stay in cn-north"):
         cn.append_derived("eu-central", "test_events", _events(snap), derived_from=snap)
+
+
+def test_row_group_size_holds_on_append_erase_and_optimize(make_lake, inputs, monkeypatch, lake_root) -> None:
+    import dataclasses
+
+    import pyarrow.parquet as pq
+
+    small = dataclasses.replace(EVENTS, row_group_rows=4)
+    monkeypatch.setattr(schema, "DERIVED_TABLES", (small,))
+    lake = make_lake(home="eu-central")
+    lake.ingest(inputs(range(3)), "eu-central", registry=lake_synth.REGISTRY)
+    snap = lake.snapshot("eu-central")
+    lake.append_derived("eu-central", "test_events", _events(snap, per_scenario=10), derived_from=snap)
+
+    def groups() -> list[int]:  # erasure and optimize vacuum: only live files are on disk
+        files = sorted((lake_root / "eu-central" / "test_events").rglob("*.parquet"))
+        return [
+            pq.ParquetFile(f).metadata.row_group(i).num_rows
+            for f in files
+            for i in range(pq.ParquetFile(f).metadata.num_row_groups)
+        ]
+
+    assert len(groups()) > 1
+    assert max(groups()) == 4
+    victim = snap.scenarios()[0].scenario_id
+    lake.erase("eu-central", Erasure(tenant="bmw", scenario_ids=(victim,)))
+    assert max(groups()) == 4
+    lake.optimize("eu-central", vacuum_retention_hours=0)
+    assert max(groups()) == 4
+    assert _count(lake) == 20

@@ -21,6 +21,7 @@ __all__ = ["COMMAND_MODULES", "app", "main"]
 COMMAND_MODULES = (
     "datadrive.cli.read",  # inspect, demo
     "datadrive.cli.lake",  # ingest, sql, lake ...
+    "datadrive.cli.mining",  # mine, events, index
     "datadrive.cli.sim",  # simulate, fleet generate
     "datadrive.cli.curate",  # dataset create|show|list|diff|cache
     "datadrive.cli.train",  # train, evaluate

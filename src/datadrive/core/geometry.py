@@ -31,6 +31,7 @@ import numpy as np
 from datadrive.core.typing import NDArrayBool, NDArrayFloat, NDArrayInt
 
 __all__ = [
+    "Candidates",
     "PolylineIndex",
     "Projection",
     "centerline_from_bounds",
@@ -208,6 +209,27 @@ class Projection:
         return out
 
 
+@dataclass(frozen=True)
+class Candidates:
+    """For each query point, up to ``K`` distinct nearby polylines, nearest first.
+
+    Unused slots have ``feature = -1`` and NaN/inf values.
+
+    Attributes:
+        feature: ``(Q, K)`` polyline index, -1 where the slot is unused.
+        distance_m: ``(Q, K)`` distance to that polyline's nearest segment (``inf`` if unused).
+        s_m: ``(Q, K)`` arc length of the foot point.
+        lateral_m: ``(Q, K)`` signed offset, positive to the left.
+        heading_rad: ``(Q, K)`` direction of the polyline at the foot point.
+    """
+
+    feature: NDArrayInt
+    distance_m: NDArrayFloat
+    s_m: NDArrayFloat
+    lateral_m: NDArrayFloat
+    heading_rad: NDArrayFloat
+
+
 class PolylineIndex:
     """Nearest-segment queries over many polylines, exact and vectorised.
 
@@ -320,6 +342,82 @@ class PolylineIndex:
             heading_rad=heading * nan,
             xy_m=foot * nan[:, None],
         )
+
+    def candidates(
+        self, query_xy_m: NDArrayFloat, *, max_distance_m: float, k: int = 4, samples: int = 16
+    ) -> Candidates:
+        """Up to ``k`` distinct polylines within ``max_distance_m`` of every query point.
+
+        Each polyline is measured at its nearest segment among the ``samples``
+        nearest samples of the point, so a polyline is reported exactly (its
+        true nearest segment and distance) unless the ``samples`` nearest
+        samples are all taken by closer polylines; :meth:`project` remains the
+        exact nearest. Used to choose among overlapping lanes (intersections)
+        by heading as well as distance.
+
+        Args:
+            query_xy_m: ``(Q, 2)`` points.
+            max_distance_m: Farther polylines are not reported.
+            k: Most polylines per point.
+            samples: Samples fetched per point.
+
+        Returns:
+            :class:`Candidates` of shape ``(Q, k)``.
+        """
+        q = np.ascontiguousarray(np.asarray(query_xy_m, dtype=np.float64)[:, :2])
+        num = q.shape[0]
+        feature = np.full((num, k), -1, dtype=np.int64)
+        dist = np.full((num, k), np.inf)
+        s_out = np.full((num, k), np.nan)
+        lat_out = np.full((num, k), np.nan)
+        head_out = np.full((num, k), np.nan)
+        finite = np.isfinite(q).all(axis=1)
+        if self._tree is None or num == 0 or not finite.any():
+            return Candidates(feature, dist, s_out, lat_out, head_out)
+        rows = np.flatnonzero(finite)
+        kk = int(min(samples, self._tree.n))
+        d_sample, idx = self._tree.query(
+            q[rows], k=kk, distance_upper_bound=max_distance_m + self.step_m / 2.0
+        )
+        d_sample = d_sample.reshape(rows.size, kk)
+        idx = idx.reshape(rows.size, kk)
+        ok = np.isfinite(d_sample)
+        seg = np.where(ok, self._sample_seg[np.where(ok, idx, 0)], -1)  # (R, kk)
+        segc = np.where(seg >= 0, seg, 0)
+        a, b = self.a[segc], self.b[segc]
+        d = b - a
+        length2 = np.einsum("ijk,ijk->ij", d, d)
+        rel = q[rows][:, None, :] - a
+        t = np.clip(np.einsum("ijk,ijk->ij", rel, d) / np.where(length2 > 0, length2, 1.0), 0.0, 1.0)
+        foot = a + t[..., None] * d
+        d2 = ((q[rows][:, None, :] - foot) ** 2).sum(axis=-1)
+        d2 = np.where(seg >= 0, d2, np.inf)
+        feat = np.where(seg >= 0, self.seg_feature[segc], -1)
+        # per row: the nearest segment of each distinct feature, then the k nearest features
+        order = np.argsort(d2, axis=1, kind="stable")
+        d2 = np.take_along_axis(d2, order, axis=1)
+        feat = np.take_along_axis(feat, order, axis=1)
+        t = np.take_along_axis(t, order, axis=1)
+        segc = np.take_along_axis(segc, order, axis=1)
+        rel = np.take_along_axis(rel, order[..., None], axis=1)
+        d = np.take_along_axis(d, order[..., None], axis=1)
+        earlier = np.tril(np.ones((kk, kk), dtype=bool), k=-1)  # [i, j]: j comes before i
+        dup = ((feat[:, :, None] == feat[:, None, :]) & earlier[None]).any(axis=2)
+        first = ~dup & (feat >= 0) & (d2 <= max_distance_m**2)
+        rank = np.cumsum(first, axis=1) - 1
+        sel = first & (rank < k)
+        kr, kc = np.nonzero(sel)
+        rank = rank[kr, kc]
+        out_rows = rows[kr]
+        sg = segc[kr, kc]
+        length = self.seg_len[sg]
+        cross = d[kr, kc, 0] * rel[kr, kc, 1] - d[kr, kc, 1] * rel[kr, kc, 0]
+        feature[out_rows, rank] = feat[kr, kc]
+        dist[out_rows, rank] = np.sqrt(d2[kr, kc])
+        s_out[out_rows, rank] = self.seg_s0[sg] + t[kr, kc] * length
+        lat_out[out_rows, rank] = np.where(length > 0, cross / np.where(length > 0, length, 1.0), 0.0)
+        head_out[out_rows, rank] = self.seg_heading[sg]
+        return Candidates(feature, dist, s_out, lat_out, head_out)
 
     def _closest(
         self, q: NDArrayFloat, segs: NDArrayInt, rows: NDArrayInt, best_seg: NDArrayInt, best_d2: NDArrayFloat

@@ -41,7 +41,7 @@ from datadrive.lake.erase import finish_erase
 from datadrive.lake.schema import INGESTS, TableSpec, conform, table_spec, versioned_tables
 from datadrive.lake.staging import StagedFile, add_actions, delete_staged
 from datadrive.lake.storage import storage_error
-from datadrive.lake.tables import RegionStore, commit_record, sql_quote
+from datadrive.lake.tables import RegionStore, commit_record, sql_quote, writer_properties
 
 __all__ = [
     "add_files",
@@ -111,6 +111,7 @@ def append_batch(store: RegionStore, tables: Sequence[tuple[TableSpec, pa.Table]
                 mode="append",
                 partition_by=list(spec.partition_by),
                 storage_options=store.root.storage_options(),
+                writer_properties=writer_properties(spec),
             )
         except Exception as exc:
             raise storage_error(store.root, f"write the batch to {spec.name}", exc) from exc

@@ -34,7 +34,7 @@ import pyarrow.dataset as ds
 from datadrive.errors import StorageError
 from datadrive.lake.schema import INGESTS, SCENARIOS, TELEMETRY, TableSpec, conform, versioned_tables
 from datadrive.lake.storage import storage_error
-from datadrive.lake.tables import RegionStore, commit_record, sql_quote
+from datadrive.lake.tables import RegionStore, commit_record, sql_quote, writer_properties
 
 __all__ = [
     "EraseReport",
@@ -225,6 +225,7 @@ def rewrite_without(
             partition_by=list(spec.partition_by),
             storage_options=store.root.storage_options(),
             commit_properties=props,
+            writer_properties=writer_properties(spec),
         )
     else:
         store.table(spec).delete(predicate, commit_properties=props)

@@ -369,53 +369,80 @@ class Lake:
             LakeError: if the table is not a derived table, or a row names a
                 scenario that ``derived_from`` does not hold.
         """
+        return self.append_derived_tables(region, {table: rows}, derived_from=derived_from)
+
+    def append_derived_tables(
+        self, region: str, rows_by_table: Mapping[str, pa.Table], *, derived_from: Snapshot
+    ) -> int:
+        """Append rows to several derived tables in **one** lake version (see :meth:`append_derived`).
+
+        A layer that derives several tables from the same scenarios (mining's
+        states, events and index) commits them together: a reader sees all of
+        them or none.
+        """
         a = self._access
-        spec = next((t for t in derived_tables() if t.name == table), None)
-        if spec is None:
-            known = ", ".join(t.name for t in derived_tables()) or "none declared"
-            raise LakeError(f"{table!r} is not a derived per-scenario table (derived tables: {known})")
-        a.check_tenant(region, "derive", table)
+        if not rows_by_table:
+            raise LakeError("nothing to append: no derived table given")
+        specs = []
+        for table in rows_by_table:
+            spec = next((t for t in derived_tables() if t.name == table), None)
+            if spec is None:
+                known = ", ".join(t.name for t in derived_tables()) or "none declared"
+                raise LakeError(f"{table!r} is not a derived per-scenario table (derived tables: {known})")
+            specs.append(spec)
+        names = ", ".join(rows_by_table)
+        a.check_tenant(region, "derive", names)
         if derived_from.region != region:
             raise a.refuse(
                 derived_from.region,
                 "export",
-                f"{table} -> {region}",
+                f"{names} -> {region}",
                 ResidencyError(
                     f"rows derived from region {derived_from.region} stay in {derived_from.region}; "
                     f"they cannot be written to {region}"
                 ),
             )
-        missing = [n for n, _ in DERIVED_COLUMNS[:3] if n not in rows.column_names]
-        if missing:
-            raise LakeError(f"rows for {table} need the columns {', '.join(missing)}")
-        keys = rows.select(["tenant", "source", "scenario_id"]).group_by(["tenant", "source", "scenario_id"])
-        wanted = keys.aggregate([])
         held = derived_from.table("scenarios", columns=["tenant", "source", "scenario_id"])
-        unknown = wanted.join(held, keys=["tenant", "source", "scenario_id"], join_type="left anti")
-        if unknown.num_rows:
-            first = unknown.slice(0, 1).to_pylist()[0]
-            raise LakeError(
-                f"{unknown.num_rows} row key(s) of {table} name no scenario of lake version "
-                f"{derived_from.version} visible to {self.principal.tenant}, e.g. {first}"
+        for table, rows in rows_by_table.items():
+            missing = [n for n, _ in DERIVED_COLUMNS[:3] if n not in rows.column_names]
+            if missing:
+                raise LakeError(f"rows for {table} need the columns {', '.join(missing)}")
+            keys = rows.select(["tenant", "source", "scenario_id"]).group_by(
+                ["tenant", "source", "scenario_id"]
             )
+            wanted = keys.aggregate([])
+            unknown = wanted.join(held, keys=["tenant", "source", "scenario_id"], join_type="left anti")
+            if unknown.num_rows:
+                first = unknown.slice(0, 1).to_pylist()[0]
+                raise LakeError(
+                    f"{unknown.num_rows} row key(s) of {table} name no scenario of lake version "
+                    f"{derived_from.version} visible to {self.principal.tenant}, e.g. {first}"
+                )
         store = a.store(region)
         batch_id = uuid.uuid4().hex
         now = a.clock()
-        n = rows.num_rows
-        stamped = conform(
-            spec,
-            rows.drop_columns(
-                [c for c in ("batch_id", "derived_at", "derived_from_version") if c in rows.column_names]
+        stamped_all = []
+        counts: dict[str, int] = {}
+        for spec, rows in zip(specs, rows_by_table.values(), strict=True):
+            n = rows.num_rows
+            counts[spec.name] = n
+            if n == 0:
+                continue
+            stamped = conform(
+                spec,
+                rows.drop_columns(
+                    [c for c in ("batch_id", "derived_at", "derived_from_version") if c in rows.column_names]
+                )
+                .append_column("batch_id", pa.array([batch_id] * n, pa.string()))
+                .append_column("derived_at", pa.array([now] * n, pa.timestamp("us", tz="UTC")))
+                .append_column("derived_from_version", pa.array([derived_from.version] * n, pa.int64())),
             )
-            .append_column("batch_id", pa.array([batch_id] * n, pa.string()))
-            .append_column("derived_at", pa.array([now] * n, pa.timestamp("us", tz="UTC")))
-            .append_column("derived_from_version", pa.array([derived_from.version] * n, pa.int64())),
-        )
+            stamped_all.append((spec, stamped))
         with region_lock(store.root, "commit"):
             store.ensure(now)
             commit.recover(store, a.clock)
             commit.start(store, batch_id, {"op": "derive", "batch_id": batch_id, "time": now.isoformat()})
-            versions = commit.append_batch(store, [(spec, stamped)])
+            versions = commit.append_batch(store, stamped_all)
             version = commit.commit_version(
                 store,
                 "derive",
@@ -424,12 +451,14 @@ class Lake:
                 batch_id=batch_id,
                 who=self.principal.name,
                 tenant=self.principal.tenant,
-                table=table,
-                rows=n,
+                table=names,
+                rows=sum(counts.values()),
                 derived_from=derived_from.version,
             )
             commit.finish(store, batch_id)
-        a.audit(region, "derive", table, version, "ok", {"rows": n, "derived_from": derived_from.version})
+        a.audit(
+            region, "derive", names, version, "ok", {"rows": counts, "derived_from": derived_from.version}
+        )
         return version
 
     def erase(self, region: str, erasure: Erasure) -> EraseReport:

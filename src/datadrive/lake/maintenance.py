@@ -18,7 +18,7 @@ from datadrive.lake.erase import EraseReport, Erasure, finish_erase, ids_digest,
 from datadrive.lake.locks import region_lock
 from datadrive.lake.schema import AUDIT, INGESTS, versioned_tables
 from datadrive.lake.storage import storage_error
-from datadrive.lake.tables import RegionStore, commit_record, table_configuration
+from datadrive.lake.tables import RegionStore, commit_record, table_configuration, writer_properties
 
 __all__ = ["erase_region", "optimize_region"]
 
@@ -64,7 +64,7 @@ def optimize_region(
         try:
             _upgrade_properties(store, now)
             for spec in (*versioned_tables(), INGESTS):
-                metrics = store.table(spec).optimize.compact()
+                metrics = store.table(spec).optimize.compact(writer_properties=writer_properties(spec))
                 stats[spec.name] = {
                     "files_added": metrics.get("numFilesAdded"),
                     "files_removed": metrics.get("numFilesRemoved"),

@@ -30,9 +30,13 @@ __all__ = [
     "AUDIT",
     "DATA_TABLES",
     "DERIVED_TABLES",
+    "EVENTS",
     "INGESTS",
     "LAKE_SCHEMA_VERSION",
     "MAP_FEATURES",
+    "MINING_INDEX",
+    "MINING_RESULTS",
+    "MINING_STATES",
     "SCENARIOS",
     "SCHEMA_VERSION_KEY",
     "TABLES",
@@ -76,6 +80,11 @@ class TableSpec:
             input; see :class:`datadrive.lake.sql.SqlSession`).
         wide_columns: Columns left out of that cache besides lists and
             binaries (large text such as ``extras_json``).
+        row_group_rows: Rows per Parquet row group when the lake writes
+            the table (append, erasure rewrite, optimize); ``None``: the
+            writer's default (one group per file, up to a million rows).
+            Smaller groups let a reader skip more by min/max statistics and
+            scan a file in parallel: worth it for big per-state tables.
     """
 
     name: str
@@ -86,6 +95,7 @@ class TableSpec:
     key_column: str | None = None
     sql_cache: bool = False
     wide_columns: tuple[str, ...] = ()
+    row_group_rows: int | None = None
 
 
 def _extend(base: pa.Schema, extra: list[tuple[str, pa.DataType]]) -> pa.Schema:
@@ -261,14 +271,6 @@ DERIVED_COLUMNS: tuple[tuple[str, pa.DataType], ...] = (
 )
 """Columns every derived per-scenario table starts with (the lake fills the last three)."""
 
-DERIVED_TABLES: tuple[TableSpec, ...] = ()
-"""Per-scenario tables that higher layers derive from the raw tables (mining's states and events, ...).
-
-Declare one here with :func:`derived_table` and it is created in every
-region, pinned by every lake version, readable from snapshots and SQL, and
-erased with its scenarios. Write it with ``Lake.append_derived``.
-"""
-
 
 def derived_table(
     name: str,
@@ -276,6 +278,7 @@ def derived_table(
     *,
     description: str,
     stats_columns: tuple[str, ...] = (),
+    row_group_rows: int | None = None,
 ) -> TableSpec:
     """A per-scenario table: :data:`DERIVED_COLUMNS`, then ``columns``, partitioned by tenant and source.
 
@@ -285,6 +288,7 @@ def derived_table(
         description: One line for the table's Delta metadata.
         stats_columns: Non-identifying columns to keep Delta statistics for
             (``batch_id`` always is).
+        row_group_rows: Rows per Parquet row group (see :class:`TableSpec`).
     """
     own = [pa.field(n, t) for n, t in columns]
     clash = {f.name for f in own} & {n for n, _ in DERIVED_COLUMNS}
@@ -297,7 +301,115 @@ def derived_table(
         stats_columns=("batch_id", *stats_columns),
         description=f"datadrive: {description}",
         key_column="scenario_id",
+        row_group_rows=row_group_rows,
     )
+
+
+_F32 = pa.float32()
+
+MINING_STATES = derived_table(
+    "mining_states",
+    [
+        ("track_index", pa.int32()),
+        ("track_id", pa.string()),
+        ("object_type", pa.int8()),
+        ("object_type_name", pa.string()),
+        ("category", pa.string()),
+        ("is_ego", pa.bool_()),
+        ("step", pa.int32()),
+        ("timestamp_ns", pa.int64()),
+        ("x_m", pa.float64()),
+        ("y_m", pa.float64()),
+        ("z_m", _F32),
+        ("heading_rad", _F32),
+        ("vx_mps", _F32),
+        ("vy_mps", _F32),
+        ("speed_mps", _F32),
+        ("accel_mps2", _F32),
+        ("lat_accel_mps2", _F32),
+        ("jerk_mps3", _F32),
+        ("yaw_rate_rps", _F32),
+        ("lane_id", pa.string()),
+        ("lane_lateral_m", _F32),
+        ("lane_heading_diff_rad", _F32),
+        ("in_drivable_area", pa.bool_()),
+        ("in_intersection", pa.bool_()),
+        ("in_crosswalk", pa.bool_()),
+        ("next_intersection_m", _F32),
+        ("next_crosswalk_m", _F32),
+        ("next_stop_line_m", _F32),
+        ("speed_limit_mps", _F32),
+        ("feature_version", pa.string()),
+    ],
+    description="mining: one row per valid scenario x track x step, kinematics and map context",
+    stats_columns=("object_type", "step", "speed_mps", "accel_mps2"),
+    row_group_rows=131_072,  # DuckDB's own group size (122,880), rounded: pruning and parallel scans
+)
+"""Mining's per-state index (``datadrive.mining.index``): unknown values are NULL, never NaN."""
+
+EVENTS = derived_table(
+    "events",
+    [
+        ("event_type", pa.string()),
+        ("actor_track_id", pa.string()),
+        ("track_ids", pa.list_(pa.string())),
+        ("start_step", pa.int32()),
+        ("end_step", pa.int32()),
+        ("start_ns", pa.int64()),
+        ("end_ns", pa.int64()),
+        ("duration_s", pa.float64()),
+        ("severity", pa.float64()),
+        ("severity_unit", pa.string()),
+        ("ego_involved", pa.bool_()),
+        ("details_json", pa.string()),
+        ("tagger_version", pa.string()),
+    ],
+    description="mining: one row per tagged event",
+    stats_columns=("start_step", "severity"),
+)
+"""Tagged events (``datadrive.mining.events``), every tagger version's rows (read the current one)."""
+
+MINING_INDEX = derived_table(
+    "mining_index",
+    [
+        ("feature_version", pa.string()),
+        ("tagger_version", pa.string()),
+        ("num_states", pa.int64()),
+        ("num_events", pa.int32()),
+        ("skipped_taggers", pa.list_(pa.string())),
+    ],
+    description="mining: one row per scenario indexed or tagged, with the versions used",
+)
+"""Which scenarios mining indexed and tagged, with which versions (its incremental bookkeeping)."""
+
+MINING_RESULTS = derived_table(
+    "mining_results",
+    [
+        ("result_name", pa.string()),
+        ("result_version", pa.int32()),
+        ("expression", pa.string()),
+        ("track_id", pa.string()),
+        ("is_ego", pa.bool_()),
+        ("interval_index", pa.int32()),
+        ("start_ns", pa.int64()),
+        ("end_ns", pa.int64()),
+        ("first_step", pa.int32()),
+        ("last_step", pa.int32()),
+        ("related_track_ids", pa.list_(pa.string())),
+    ],
+    description="mining: named, versioned query results, one row per hit interval",
+)
+"""Saved query results (``datadrive.mining.store``): erased with their scenarios like the rest."""
+
+DERIVED_TABLES: tuple[TableSpec, ...] = (MINING_STATES, EVENTS, MINING_INDEX, MINING_RESULTS)
+"""Per-scenario tables that higher layers derive from the raw tables (mining's states and events, ...).
+
+Declare one here with :func:`derived_table` and it is created in every
+region, pinned by every lake version, readable from snapshots and SQL, and
+erased with its scenarios. Write it with ``Lake.append_derived``. The lake
+knows their layout only; the layer that owns them computes the rows (it
+may import the lake, never the other way round).
+"""
 
 
 def derived_tables() -> tuple[TableSpec, ...]:

@@ -32,7 +32,7 @@ from datadrive.lake.schema import (
     table_spec,
     versioned_tables,
 )
-from datadrive.lake.sql import SqlResult, SqlSession
+from datadrive.lake.sql import SqlResult, SqlSession, parquet_scan
 from datadrive.lake.tables import LakeVersion, RegionStore, empty_dataset
 
 __all__ = ["Snapshot", "readable_tables"]
@@ -72,6 +72,7 @@ class Snapshot:
         self._audit = audit
         self._refuse = refuse
         self._datasets: dict[str, ds.Dataset] = {}
+        self._raw: dict[str, ds.Dataset] = {}
         self._lock = threading.Lock()
         self._session: SqlSession | None = None
 
@@ -93,6 +94,7 @@ class Snapshot:
                     data = empty_dataset(spec)
                 else:
                     data = self._store.dataset(spec, self.table_versions[name])
+                    self._raw[name] = data
                 self._datasets[name] = data.filter(ds.field("tenant").isin(list(self.tenants)))
             return self._datasets[name]
 
@@ -200,8 +202,11 @@ class Snapshot:
                 if (spec := table_spec(name)) is not None and spec.sql_cache
             }
             with self._lock:
+                raw = dict(self._raw)
+            native = {name: scan for name, d in raw.items() if (scan := parquet_scan(d, self.tenants))}
+            with self._lock:
                 if self._session is None:
-                    self._session = SqlSession(datasets, cacheable=cacheable)
+                    self._session = SqlSession(datasets, cacheable=cacheable, native=native)
                 session = self._session
         if not self._nothing_erased_since():
             session.drop_cache()

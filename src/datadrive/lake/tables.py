@@ -45,6 +45,7 @@ __all__ = [
     "parse_record",
     "sql_quote",
     "table_configuration",
+    "writer_properties",
 ]
 
 COMMIT_KEY = "datadrive"
@@ -106,6 +107,15 @@ class LakeVersion:
 def sql_quote(value: str) -> str:
     """A SQL string literal for Delta predicates."""
     return "'" + value.replace("'", "''") + "'"
+
+
+def writer_properties(spec: TableSpec) -> Any:
+    """Delta writer properties for ``spec`` (its row-group size), or ``None`` for the defaults."""
+    if spec.row_group_rows is None:
+        return None
+    from deltalake import WriterProperties
+
+    return WriterProperties(max_row_group_size=spec.row_group_rows)
 
 
 class RegionStore:

@@ -126,7 +126,7 @@ class ScenarioNetAdapter(Adapter):
     """Reads one ScenarioNet ``ScenarioDescription`` pickle into one Scenario."""
 
     name: ClassVar[str] = "scenarionet"
-    version: ClassVar[str] = "1"
+    version: ClassVar[str] = "2"  # 2: lane speed limits in extras
     unit: ClassVar[Literal["file", "dir"]] = "file"
     licence: ClassVar[str] = (
         "that of the converted dataset (nuScenes, Waymo Open Dataset, nuPlan, ...: non-commercial); "
@@ -223,7 +223,7 @@ def _scenario(adapter: ScenarioNetAdapter, path: Path, sd: dict[Any, Any]) -> Sc
             file_sha256(path),
             frame=_frame_name(md, recentred),
             location=None if location is None else str(location),
-            extras=_extras(sd, md, sdc_id, ego_index, recentred),
+            extras={**_extras(sd, md, sdc_id, ego_index, recentred), **_speed_limits(sd.get("map_features"))},
         ),
         map=map_features,
         ego_index=ego_index,
@@ -394,6 +394,27 @@ def _link_ids(items: Any, id_key: str) -> list[str]:
         if target is not None:
             out.append(str(target))
     return out
+
+
+_MPH = 0.44704
+
+
+def _speed_limits(raw: Any) -> dict[str, Any]:
+    """``{"lane_speed_limits_mps": {lane id: m/s}}`` from lanes' ``speed_limit_kmh`` / ``speed_limit_mph``."""
+    out: dict[str, float] = {}
+    if isinstance(raw, dict):
+        for key, feature in raw.items():
+            if not isinstance(feature, dict):
+                continue
+            kmh, mph = feature.get("speed_limit_kmh"), feature.get("speed_limit_mph")
+            value = None
+            if isinstance(kmh, int | float) and 0 < float(kmh) < 320:
+                value = float(kmh) / 3.6
+            elif isinstance(mph, int | float) and 0 < float(mph) < 200:
+                value = float(mph) * _MPH
+            if value is not None:
+                out[str(key)] = round(value, 6)
+    return {"lane_speed_limits_mps": out} if out else {}
 
 
 def _map(path: Path, raw: Any) -> MapFeatures | None:

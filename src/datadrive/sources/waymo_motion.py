@@ -18,7 +18,9 @@ is a TFRecord stream whose every record is a serialized
   (entry/exit lanes, left/right neighbours, left/right boundaries);
 * traffic lights: ``dynamic_map_states`` as one row per lane seen at any step;
 * extras: ``scenario_id``, ``current_time_index``, ``sdc_track_index``,
-  ``tracks_to_predict`` (track id, index, difficulty) and ``objects_of_interest``.
+  ``tracks_to_predict`` (track id, index, difficulty), ``objects_of_interest``
+  and ``lane_speed_limits_mps`` (lane feature id -> the lane's posted limit,
+  ``speed_limit_mph`` converted to m/s, for lanes that state one).
 
 Positions are metres in the scenario's global frame (an arbitrary origin per
 region), named ``waymo_scenario_global``.
@@ -155,7 +157,7 @@ class WaymoMotionAdapter(Adapter):
     """Waymo Open Motion Dataset ``Scenario`` TFRecord files (one Scenario per record)."""
 
     name: ClassVar[str] = "waymo_open_motion"
-    version: ClassVar[str] = "1"
+    version: ClassVar[str] = "2"  # 2: lane speed limits in extras
     unit: ClassVar[Literal["file", "dir"]] = "file"
     licence: ClassVar[str] = "Waymo Dataset License Agreement for Non-Commercial Use"
     download_hint: ClassVar[str] = (
@@ -331,7 +333,22 @@ def _extras(
         "sdc_track_index": ego_index,
         "tracks_to_predict": to_predict,
         "objects_of_interest": [str(i) for i in msg.objects_of_interest],
+        "lane_speed_limits_mps": _speed_limits(msg),
     }
+
+
+_MPH = 0.44704
+
+
+def _speed_limits(msg: scenario_pb2.Scenario) -> dict[str, float]:
+    """Lane id -> posted speed limit in m/s, for lanes whose ``speed_limit_mph`` is positive."""
+    out: dict[str, float] = {}
+    for feature in msg.map_features:
+        if feature.WhichOneof("feature_data") == "lane":
+            mph = float(feature.lane.speed_limit_mph)
+            if mph > 0 and mph < 200:
+                out[str(_get_id(feature))] = round(mph * _MPH, 6)
+    return out
 
 
 def _map(path: Path, msg: scenario_pb2.Scenario, where: str) -> MapFeatures | None:
