@@ -596,7 +596,8 @@ def _render_ingest(r: dict[str, Any]) -> list[str]:
         "adapters alone*: the reader's CPU time over the run's (1.00x: the pipeline would cost nothing "
         "beyond reading); on N idle cores, N workers reach at most N times it.",
         "",
-        "| engine | storage | seconds | states/s | vs adapters alone | vs 1 worker | CPU s | CPU vs adapters alone |",
+        "| engine | storage | seconds | states/s | vs adapters alone | vs 1 worker | CPU s "
+        "| CPU vs adapters alone |",
         "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     ref = r["ingest"]["read alone"]
@@ -605,7 +606,9 @@ def _render_ingest(r: dict[str, Any]) -> list[str]:
         rate = row["states"] / row["seconds"]
         reference = name == "read alone"
         vs_ref = "reference" if reference else f"{ref['seconds'] / row['seconds']:.2f}x"
-        vs_one = "" if reference or one is None or name.startswith("inline") else f"{one / row['seconds']:.2f}x"
+        vs_one = (
+            "" if reference or one is None or name.startswith("inline") else f"{one / row['seconds']:.2f}x"
+        )
         cpu = row.get("cpu_seconds")
         ref_cpu = ref.get("cpu_seconds")
         cpu_text = "-" if cpu is None else f"{cpu:.2f}"
