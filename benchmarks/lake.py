@@ -3,10 +3,12 @@
 Three measurements, each with a reference taken in the same run:
 
 1. **Ingest throughput** (valid states/s): every sample in ``../shared/data``
-   ingested into a fresh local region with the process-pool engine, 1 and 2
-   workers, runs interleaved. Reference: reading the same inputs with the
-   adapters alone, in one process (no hashing, conversion, pseudonyms or
-   commits). With ``--s3`` also into a SeaweedFS bucket on 127.0.0.1, with
+   ingested into a fresh local region inline (this process) and with the
+   process-pool engine, 1 and 2 workers, runs interleaved. Reference: reading
+   the same inputs with the adapters alone, in one process (no hashing,
+   conversion, pseudonyms or commits). Each row has its wall time and its CPU
+   time (this process and its pool workers), whose ratio to the reader's
+   holds up on a loaded machine. With ``--s3`` also into a SeaweedFS bucket on 127.0.0.1, with
    ``--azure`` also into an Azurite container on 127.0.0.1 (``make azurite``
    installs it), and with ``--ray`` also on a 2-node Ray cluster on 127.0.0.1
    (all started as the tests start them, ``tests/services.py``).
