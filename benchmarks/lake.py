@@ -899,11 +899,17 @@ def measure_ingest(
         name: {
             "storage": cases[name][0],
             "seconds": statistics.median(x.wall for x in t),
-            "cpu_seconds": None if any(x.cpu is None for x in t) else statistics.median(x.cpu for x in t),  # type: ignore[misc]
+            "cpu_seconds": _median_cpu(t),
             "states": inputs.states,
         }
         for name, t in timings.items()
     }
+
+
+def _median_cpu(runs: list[Timing]) -> float | None:
+    """The median CPU time of ``runs``, or ``None`` if any run's is unknown."""
+    cpus = [x.cpu for x in runs if x.cpu is not None]
+    return statistics.median(cpus) if len(cpus) == len(runs) else None
 
 
 def measure_sql(
