@@ -134,3 +134,26 @@ def test_summary_counts() -> None:
     assert summary["ego_track_id"] == "t0"
     assert summary["num_map_lanes"] == 2
     assert summary["dt_s"] == pytest.approx(0.1)
+
+
+def test_speed_limits_validate_and_round_trip_with_unknown_as_null() -> None:
+    b = MapBuilder()
+    b.add("fast", MapFeatureKind.LANE_CENTERLINE, np.asarray([[0.0, 0.0], [1.0, 0.0]]), speed_limit_mps=13.9)
+    b.add("unknown", MapFeatureKind.LANE_CENTERLINE, np.asarray([[0.0, 1.0], [1.0, 1.0]]))
+    b.add("edge", MapFeatureKind.ROAD_EDGE, np.asarray([[0.0, 2.0], [1.0, 2.0]]))
+    m = b.build()
+    assert m.speed_limit_mps is not None
+    np.testing.assert_array_equal(m.speed_limits(), [13.9, np.nan, np.nan])
+    s = dataclasses.replace(make_scenario(), map=m).validate()
+    tables = scenarios_to_arrow([s])
+    assert tables.map_features.column("speed_limit_mps").to_pylist() == [13.9, None, None]
+    (back,) = scenarios_from_arrow(tables)
+    assert scenarios_equal(back, s)
+    np.testing.assert_array_equal(back.map.speed_limits(), [13.9, np.nan, np.nan])  # type: ignore[union-attr]
+    # no known limit: None, the same as a map from a format without limits
+    assert make_scenario().map.speed_limit_mps is None  # type: ignore[union-attr]
+    (plain,) = scenarios_from_arrow(scenarios_to_arrow([make_scenario()]))
+    assert plain.map.speed_limit_mps is None  # type: ignore[union-attr]
+    for bad in (np.asarray([-1.0, np.nan, np.nan]), np.asarray([13.9, np.inf, 1.0]), np.asarray([1.0])):
+        with pytest.raises(ValidationError, match="speed"):
+            dataclasses.replace(s, map=dataclasses.replace(m, speed_limit_mps=bad)).validate()

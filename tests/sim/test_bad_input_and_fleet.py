@@ -114,7 +114,10 @@ def _maps(samples: Path) -> tuple[str, ...]:
 def test_fleet_scenarios_validate_and_carry_their_seed(samples: Path) -> None:
     from datadrive.sim.fleet import EVENT_TYPES, FleetConfig, generate
 
-    cfg = FleetConfig(maps=_maps(samples), seed=7, event_rates=dict.fromkeys(EVENT_TYPES, 0.5))
+    # every scenario is offered a cut-in: it happens only where the ego's lane has a neighbour and the
+    # cut-in car comes close ahead of the moving ego (see the rates test)
+    rates = {**dict.fromkeys(EVENT_TYPES, 0.5), "cut_in": 1.0}
+    cfg = FleetConfig(maps=_maps(samples), seed=7, event_rates=rates)
     made = list(generate(cfg, 0, 15))
     again = next(iter(generate(cfg, 3, 1)))
     seen = set()
@@ -124,7 +127,7 @@ def test_fleet_scenarios_validate_and_carry_their_seed(samples: Path) -> None:
         assert s.ego_index == 0
         assert s.metadata.extras["seed"] == 7
         assert s.metadata.extras["generator"].startswith("datadrive.sim.fleet")
-        assert s.metadata.extras["params"]["event_rates"]["cut_in"] == 0.5
+        assert s.metadata.extras["params"]["event_rates"]["cut_in"] == 1.0
         seen |= {e["type"] for e in s.metadata.extras["events"]}
     assert {m.metadata.extras["map"] for m in made} >= {Path(p).stem for p in _maps(samples)[:2]}
     assert seen == set(EVENT_TYPES)
@@ -168,3 +171,34 @@ def test_fleet_into_a_lake_then_simulate_from_it(tmp_path: Path, samples: Path) 
     )
     assert res.exit_code == 2
     assert "unknown policy" in res.output
+
+
+def test_fleet_injects_events_at_their_rates_and_chunks_do_not_matter(samples: Path) -> None:
+    """Each event is drawn per scenario with its rate, so no count exceeds the binomial's 4 sigma. A stopped
+    vehicle is dropped only when there is no room for it clear of junctions (none on the INTERACTION
+    intersection: within a fifth of the rate over the five maps); the others happen only
+    when their situation comes within the recording (a braking car at 5 m/s or more, a cut-in car close
+    ahead of the moving ego, the ego near the pedestrian's crossing), which on the small sample maps (the
+    ego reaches their end) is part of the time: each still happens, and the pedestrian most of the time."""
+    from collections import Counter
+
+    from datadrive.sim.fleet import EVENT_TYPES, FleetConfig, generate_chunk
+
+    n, p = 400, 0.3
+    cfg = FleetConfig(maps=_maps(samples), seed=3, event_rates=dict.fromkeys(EVENT_TYPES, p))
+    made = generate_chunk(cfg, np.arange(n))
+    counts = Counter(e["type"] for s in made for e in s.metadata.extras["events"])
+    sigma = (n * p * (1 - p)) ** 0.5
+    assert all(counts[kind] < n * p + 4 * sigma for kind in EVENT_TYPES)
+    assert counts["stopped_vehicle"] > n * p - 4 * sigma - 0.2 * n * p
+    assert counts["pedestrian_crossing"] > 0.6 * n * p
+    assert counts["hard_braking"] > 0
+    assert counts["cut_in"] > 0
+    # no event at rate 0
+    none = generate_chunk(FleetConfig(maps=_maps(samples), seed=3, event_rates={}), np.arange(50))
+    assert not any(s.metadata.extras["events"] for s in none)
+    # scenario k is a function of (seed, k): generated alone, or in another chunk, it is the same
+    alone = generate_chunk(cfg, [7, 123])
+    for s, k in zip(alone, (7, 123), strict=True):
+        np.testing.assert_array_equal(s.tracks.xy_m, made[k].tracks.xy_m)
+        assert s.metadata.extras["events"] == made[k].metadata.extras["events"]

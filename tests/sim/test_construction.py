@@ -111,3 +111,29 @@ def test_a_red_light_stops_a_reactive_car_before_the_line() -> None:
     front = ro.x_m[0, 1] + 2.0
     assert front.max() < 100.0  # never past the stop line
     assert ro.speed_mps[0, 1, -1] < 0.1  # and stopped in front of it
+
+
+def test_pdm_passes_a_car_that_blocks_part_of_the_lane_with_a_lateral_offset() -> None:
+    # a stopped car at x = 40 sticks 1.25 m into the ego's lane from the right (its left side at y = -0.6);
+    # the ego (2 m wide) on the centerline would hit it; 1 m to the left it clears it by 0.6 m, inside
+    # the road (a second lane on the left). Without lateral offsets PDM can only stop behind it.
+    from datadrive.sim.policies import IdmRoutePolicy, PdmConfig
+
+    T = 90
+    xy, h, v = constant_motion([0.0, 40.0], [0.0, -1.55], [0.0, 0.0], [10.0, 0.0], T)
+    s = prepare(scenario(xy, h, v, size=(4.0, 2.0), map_=straight_map(lanes=2)))
+    s.width_m[1] = 1.9
+    out = {}
+    for name, cfg in (("offsets", PdmConfig()), ("centerline only", PdmConfig(lateral_offsets_m=()))):
+        sim = Simulator(SimConfig())
+        ro = sim.run(sim.batch([s]), IdmRoutePolicy(cfg))
+        out[name] = (ro, scenario_metrics(s, ro, 0))
+    ro, m = out["offsets"]
+    beside = np.abs(ro.x_m[0, 0] - 40.0) < 3.0
+    assert beside.any()  # it got past the car ...
+    assert ro.y_m[0, 0][beside].min() > 0.5  # ... on its left, with room
+    assert m["at_fault_collisions"] == 0
+    assert m["drivable_area_compliance"] == 1.0
+    ro, m = out["centerline only"]
+    assert ro.x_m[0, 0].max() < 40.0 - 4.0  # stopped behind it
+    assert m["at_fault_collisions"] == 0

@@ -416,3 +416,28 @@ def test_fuzz(samples: Path, tmp_path: Path, name: str) -> None:
         assert_reads_or_refuses(ADAPTER, path)
 
     check()
+
+
+def test_speed_limits_from_the_lanelets_max_speed_signs(case: tuple[ET.Element, Scenario]) -> None:
+    root, s = case
+    assert s.map is not None
+    # R2-1 is the US maximum-speed sign; CommonRoad stores its value in m/s
+    sign_speed = {
+        t.get("id"): float(e.findtext("additionalValue", ""))
+        for t in root.findall("trafficSign")
+        for e in t.findall("trafficSignElement")
+        if e.findtext("trafficSignID") == "R2-1"
+    }
+    index = {fid: i for i, fid in enumerate(s.map.feature_ids.tolist())}
+    limits = s.map.speed_limits()
+    for el in lanelets(root):
+        refs = [sign_speed[r.get("ref")] for r in el.findall("trafficSignRef") if r.get("ref") in sign_speed]
+        got = limits[index[f"lanelet_{el.get('id')}"]]
+        if refs:
+            assert got == min(refs)
+        else:
+            assert np.isnan(got)
+    if root.get("commonRoadVersion") == "2020a":  # Peach: 25 and 35 mph signs
+        assert sorted({round(v * 3.6 / 1.609344) for v in sign_speed.values()}) == [25, 35]
+    else:
+        assert s.map.speed_limit_mps is None  # 2018b has no traffic signs

@@ -685,3 +685,32 @@ def test_fuzz(samples: Path, tmp_path: Path, rel: str, examples: int) -> None:
         assert_reads_or_refuses(ADAPTER, path)
 
     check()
+
+
+@pytest.mark.parametrize("name", INTERACTION_MAPS)
+def test_speed_limits_match_lanelet2_traffic_rules(samples: Path, name: str) -> None:
+    path = samples / f"interaction/maps/{name}.osm"
+    (s,) = ADAPTER.read_all(path)
+    assert s.map is not None
+    root = raw_osm(path)
+    limit_elements = {
+        r.get("id", "") for r in live(root, "relation") if tags_of(r).get("subtype") == "speed_limit"
+    }
+    ll2_map, _ = ll2_load(path, (0.0, 0.0))
+    rules = lanelet2.traffic_rules.create(
+        lanelet2.traffic_rules.Locations.Germany, lanelet2.traffic_rules.Participants.Vehicle
+    )
+    index = index_of(s)
+    limits = s.map.speed_limits()
+    checked = 0
+    for ll in ll2_map.laneletLayer:  # type: ignore[attr-defined]
+        fid = f"lanelet_{ll.id}"
+        if fid not in index or s.map.kind[index[fid]] != MapFeatureKind.LANE_CENTERLINE:
+            continue
+        listed = {str(r.id) for r in ll.regulatoryElements} & limit_elements
+        if listed:  # lanelet2's limit from the element's sign, in km/h
+            assert limits[index[fid]] * 3.6 == pytest.approx(rules.speedLimit(ll).speedLimit, rel=1e-9), fid
+            checked += 1
+        else:  # lanelet2 would fall back on a rule-book default: not map data, so unknown here
+            assert np.isnan(limits[index[fid]]), fid
+    assert checked >= 40

@@ -211,13 +211,36 @@ def expected_kind(type_name: str) -> MapFeatureKind:
 def test_map_features_equal_the_raw_map(raw: dict[str, Any], read: dict[str, Scenario], name: str) -> None:
     m, features = read[name].map, raw[name]["map_features"]
     assert m is not None
-    assert m.feature_ids.tolist() == [str(k) for k in features]
+    # the file's features first, in order; then a DRIVABLE_AREA per lane polygon (nuScenes)
+    polygons = [str(k) for k, f in features.items() if f["type"].startswith("LANE_") and "polygon" in f]
+    assert m.feature_ids.tolist() == [str(k) for k in features] + [f"{k}#polygon" for k in polygons]
     for i, feature in enumerate(features.values()):
         assert m.subtype[i] == feature["type"]
         assert m.kind[i] == expected_kind(feature["type"])
         key = next(k for k in ("polyline", "polygon", "position") if k in feature)
         points = np.asarray(feature[key], dtype=np.float64).reshape(-1, np.shape(feature[key])[-1])
         np.testing.assert_array_equal(m.points(i)[:, : points.shape[1]], points[:, :3])
+    for k, fid in enumerate(polygons, start=len(features)):
+        assert m.kind[k] == MapFeatureKind.DRIVABLE_AREA
+        want = np.asarray(features[fid]["polygon"], dtype=np.float64)
+        np.testing.assert_array_equal(m.points(k)[:, : want.shape[1]], want[:, :3])
+
+
+def test_lane_speed_limits_come_from_the_raw_lanes(raw: dict[str, Any], read: dict[str, Scenario]) -> None:
+    m, features = read[WAYMO].map, raw[WAYMO]["map_features"]
+    assert m is not None
+    limits = m.speed_limits()
+    checked = 0
+    for i, feature in enumerate(features.values()):
+        if feature["type"].startswith("LANE_") and "speed_limit_kmh" in feature:
+            assert limits[i] == pytest.approx(float(feature["speed_limit_kmh"]) / 3.6, rel=1e-12)
+            checked += 1
+        else:
+            assert np.isnan(limits[i])
+    assert checked == 107  # every lane of the sample: 40, 15 and 65 mph
+    nuscenes = read[FILES[0]].map
+    assert nuscenes is not None
+    assert nuscenes.speed_limit_mps is None  # nuScenes conversions carry placeholders only, not read
 
 
 def test_waymo_lane_links_become_relations(raw: dict[str, Any], read: dict[str, Scenario]) -> None:

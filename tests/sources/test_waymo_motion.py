@@ -140,6 +140,7 @@ class RawFeature:
     type: int = 0
     points: list[tuple[float, float, float]] = field(default_factory=list)
     related: list[tuple[str, int]] = field(default_factory=list)  # (relation name, other feature id)
+    speed_limit_mph: float = 0.0  # LaneCenter field 1 (double)
 
 
 @dataclass
@@ -184,7 +185,9 @@ def decode_feature(buf: bytes) -> RawFeature:
         feature.case = number
         for n, wt, v in walk(value):
             if number == 3:  # LaneCenter
-                if n == 2:
+                if n == 1:
+                    feature.speed_limit_mph = struct.unpack("<d", v)[0]
+                elif n == 2:
                     feature.type = v
                 elif n == 8:
                     feature.points.append(point(v))
@@ -399,6 +402,15 @@ def test_map_equals_the_raw_features(scenario: Scenario, raw: RawScenario) -> No
     assert got == expected
     assert m.relations.shape[0] == len(expected)
     assert any(rel == "CONTROLS" for _, rel, _ in got)
+
+
+def test_lane_speed_limits_are_the_raw_mph_in_mps(scenario: Scenario, raw: RawScenario) -> None:
+    m = scenario.map
+    assert m is not None
+    mph = np.array([f.speed_limit_mph if f.case == 3 else 0.0 for f in raw.features])
+    want = np.where(mph > 0, mph * 0.44704, np.nan)  # 1 mph = 0.44704 m/s exactly; 0 is proto3's "unset"
+    assert (mph > 0).sum() > 100  # the sample's lanes do carry limits
+    np.testing.assert_allclose(m.speed_limits(), want, rtol=1e-12)
 
 
 def test_traffic_lights_equal_the_raw_dynamic_states(scenario: Scenario, raw: RawScenario) -> None:

@@ -44,12 +44,30 @@ def simulate_cmd(
     lake: LakeOpt,
     who: Who,
     region: Annotated[str, typer.Option("--region", help="The region whose scenarios are simulated.")],
-    policy: Annotated[str, typer.Option("--policy", help="log, cv, idm, or model:MODULE:ATTR.")] = "idm",
+    policy: Annotated[
+        str,
+        typer.Option(
+            "--policy",
+            help="log, cv, idm, model:PATH (a model file), model:run:NAME (a training run's model) "
+            "or model:MODULE:ATTR.",
+        ),
+    ] = "idm",
     query: Annotated[
         str | None,
         typer.Option("--query", help="SQL condition on the scenarios table, e.g. \"source = 'synthetic'\"."),
     ] = None,
-    dataset: Annotated[str | None, typer.Option("--dataset", help="A curated dataset's name.")] = None,
+    dataset: Annotated[
+        str | None, typer.Option("--dataset", help="A curated dataset, NAME[@vN] (at its lake version).")
+    ] = None,
+    split: Annotated[str | None, typer.Option("--split", help="Only this split of --dataset.")] = None,
+    event_type: Annotated[
+        list[str] | None,
+        typer.Option("--event-type", help="Only scenarios where mining found this event type (repeatable)."),
+    ] = None,
+    mine: Annotated[
+        str | None,
+        typer.Option("--mine", help="Only scenarios a mining expression selects, e.g. 'car and stopped'."),
+    ] = None,
     reactive: Annotated[
         bool, typer.Option("--reactive", help="IDM/MOBIL agents instead of log replay.")
     ] = False,
@@ -58,6 +76,9 @@ def simulate_cmd(
     batch_size: Annotated[int, typer.Option("--batch-size", help="Scenarios stepped together.")] = 16,
     device: Annotated[
         str | None, typer.Option("--device", help="torch device (cpu, cuda); default numpy.")
+    ] = None,
+    precision: Annotated[
+        str | None, typer.Option("--precision", help="float64 or float32 (faster); default float64 on numpy.")
     ] = None,
     seed: Annotated[int, typer.Option("--seed")] = 0,
     as_of: Annotated[int | None, typer.Option("--as-of", help="Lake version (default: latest).")] = None,
@@ -75,20 +96,27 @@ def simulate_cmd(
     lk = open_lake(lake, who, region)
     render_ids: tuple[str, ...] = ()
     if render is not None:
-        _, ids = select_ids(lk, region, query=query, dataset=dataset, version=as_of)
+        _, ids = select_ids(
+            lk, region, query=query, dataset=dataset, version=as_of, split=split,
+            event_types=tuple(event_type or ()), mine=mine,
+        )  # fmt: skip
         render_ids = tuple(ids[: max(0, render_count)])
     request = SimRequest(
         policy=policy,
         reactive=reactive,
         batch_size=max(1, batch_size),
         device=device,
+        float_dtype=precision,
         seed=seed,
         render_dir=str(render) if render is not None else None,
         render_ids=render_ids,
     )
     from datadrive.sim.policies import make_policy
 
-    make_policy(policy)  # a bad --policy fails here, in one line
+    if precision not in (None, "float32", "float64"):
+        fail(f"--precision {precision}: choose float32 or float64")
+    if not policy.startswith("model:run:"):  # a run's model is read from the lake by the run itself
+        make_policy(policy, device=device)  # a bad --policy fails here, in one line
     eng = make_engine(engine, workers, preload=SIM_PRELOAD)
     progress = _progress(as_json)
     with progress:
@@ -97,6 +125,9 @@ def simulate_cmd(
         def on_progress(p: Any) -> None:
             progress.update(task, completed=p.done, total=p.total)
 
+        def emit(row: dict[str, Any]) -> None:  # --json streams rows as chunks finish
+            sys.stdout.write(json.dumps(json_value(row), default=str) + "\n")
+
         report = simulate_lake(
             lk,
             region,
@@ -104,12 +135,15 @@ def simulate_cmd(
             query=query,
             dataset=dataset,
             version=as_of,
+            split=split,
+            event_types=tuple(event_type or ()),
+            mine=mine,
             engine=eng,
             progress=on_progress,
+            on_row=emit if as_json else None,
+            keep_rows=0 if as_json else 200,
         )
     if as_json:
-        for row in report.rows:
-            sys.stdout.write(json.dumps(json_value(row), default=str) + "\n")
         sys.stdout.write(
             json.dumps(json_value({"summary": report.summary, "artefact": report.artefact})) + "\n"
         )
@@ -161,6 +195,17 @@ def _print_summary(report: Any) -> None:
     means = s["means"]
     cls = "-" if means["nuplan_cls"] is None else f"{means['nuplan_cls']:.3f}"
     pdms = "-" if means["navsim_pdms"] is None else f"{means['navsim_pdms']:.3f}"
+    if s.get("by_event_type") and set(s["by_event_type"]) != {"none"}:
+        sources = s.get("event_types_from") or {}
+        origin = ", ".join(f"{k}: {v}" for k, v in sources.items()) if sources else "injected"
+        events = Table(title=f"by event type (a scenario counts under each of its events; from {origin})")
+        for col in ("event type", "scenarios", "CLS", "PDMS"):
+            events.add_column(col, justify="left" if col == "event type" else "right")
+        for name, v in s["by_event_type"].items():
+            events.add_row(
+                escape(name), str(v["scenarios"]), f"{v['nuplan_cls']:.3f}", f"{v['navsim_pdms']:.3f}"
+            )
+        out.print(events)
     out.print(
         f"{s['scenarios']} scenarios: {s['ok']} simulated, {s['skipped']} skipped, {s['failed']} failed · "
         f"nuPlan CLS {cls} · NAVSIM PDMS {pdms} · stored {report.artefact}",

@@ -101,6 +101,7 @@ MAP_FEATURE_SCHEMA = pa.schema(
         ("kind", pa.uint8()),
         ("subtype", pa.string()),
         ("is_intersection", pa.bool_()),
+        ("speed_limit_mps", pa.float64()),  # null where unknown (SQL reads NULL, never NaN)
         ("x_m", _F64),
         ("y_m", _F64),
         ("z_m", _F64),
@@ -149,8 +150,21 @@ def _per_step(arrays: list[NDArrayAny], num_steps: list[int], value_type: pa.Dat
 def _nested(items: list[NDArrayAny | None], value_type: pa.DataType, inner: int | None) -> pa.Array:
     """One ``list<list<value>>`` cell per scenario from ``(L, n)`` arrays (None -> null)."""
     inner_type = pa.list_(value_type, inner) if inner is not None else pa.list_(value_type)
-    cells: list[Any] = [None if x is None else x.tolist() for x in items]
-    return pa.array(cells, type=pa.list_(inner_type))
+    if inner is None:
+        cells: list[Any] = [None if x is None else x.tolist() for x in items]
+        return pa.array(cells, type=pa.list_(inner_type))
+    # fixed-size rows: built from one flat buffer and offsets, never through Python lists
+    present = [x for x in items if x is not None]
+    flat = (
+        np.concatenate([np.asarray(x).reshape(-1) for x in present])
+        if present
+        else np.zeros(0, dtype=value_type.to_pandas_dtype())
+    )
+    rows = pa.FixedSizeListArray.from_arrays(pa.array(flat, type=value_type), inner)
+    lengths = np.asarray([0 if x is None else np.asarray(x).shape[0] for x in items], dtype=np.int64)
+    offsets = _offsets(lengths).cast(pa.int32())
+    mask = pa.array([x is None for x in items], type=pa.bool_())
+    return pa.ListArray.from_arrays(offsets, rows, type=pa.list_(inner_type), mask=mask)
 
 
 def scenarios_to_arrow(scenarios: Sequence[Scenario]) -> ScenarioTables:
@@ -244,6 +258,11 @@ def _tracks_table(scenarios: Sequence[Scenario]) -> pa.Table:
     return pa.table([cols[n] for n in TRACK_SCHEMA.names], schema=TRACK_SCHEMA)
 
 
+def _nullable(values: NDArrayAny) -> pa.Array:
+    """A float64 column with NULL where ``values`` is NaN."""
+    return pa.array(values, type=pa.float64(), mask=np.isnan(values))
+
+
 def _map_table(scenarios: Sequence[Scenario]) -> pa.Table:
     with_map = [s for s in scenarios if s.map is not None]
     maps = [s.map for s in with_map if s.map is not None]
@@ -255,10 +274,11 @@ def _map_table(scenarios: Sequence[Scenario]) -> pa.Table:
     cols = {
         "scenario_id": _repeat_ids(with_map, counts),
         "feature_index": pa.array(np.concatenate([np.arange(c, dtype=np.int32) for c in counts])),
-        "feature_id": pa.array(np.concatenate([m.feature_ids for m in maps]).tolist(), type=pa.string()),
+        "feature_id": pa.array(np.concatenate([m.feature_ids for m in maps]), type=pa.string()),
         "kind": pa.array(np.concatenate([m.kind for m in maps]), type=pa.uint8()),
-        "subtype": pa.array(np.concatenate([m.subtype for m in maps]).tolist(), type=pa.string()),
+        "subtype": pa.array(np.concatenate([m.subtype for m in maps]), type=pa.string()),
         "is_intersection": pa.array(np.concatenate([m.is_intersection for m in maps])),
+        "speed_limit_mps": _nullable(np.concatenate([m.speed_limits() for m in maps])),
         "x_m": _lists(xyz[:, 0], lengths, pa.float64()),
         "y_m": _lists(xyz[:, 1], lengths, pa.float64()),
         "z_m": _lists(xyz[:, 2], lengths, pa.float64()),
@@ -336,6 +356,11 @@ def _map_from(table: pa.Table | None, relations: Any) -> MapFeatures:
     offsets = np.zeros(table.num_rows + 1, dtype=np.int64)
     np.cumsum(lengths, out=offsets[1:])
     xyz = np.stack([_flat(table.column(c)) for c in ("x_m", "y_m", "z_m")], axis=-1)
+    limits: NDArrayAny | None = None
+    if "speed_limit_mps" in table.column_names:  # a lake written before speed limits has no such column
+        col = table.column("speed_limit_mps")
+        if col.null_count < table.num_rows:
+            limits = col.to_numpy(zero_copy_only=False).astype(np.float64)  # nulls become NaN
     return MapFeatures(
         feature_ids=np.asarray(table.column("feature_id").to_pylist(), dtype=np.str_),
         kind=table.column("kind").to_numpy().astype(np.uint8),
@@ -344,6 +369,7 @@ def _map_from(table: pa.Table | None, relations: Any) -> MapFeatures:
         offsets=offsets,
         xyz_m=xyz.astype(np.float64).reshape(-1, 3),
         relations=rel,
+        speed_limit_mps=limits,
     )
 
 

@@ -186,6 +186,10 @@ class MapFeatures:
         xyz_m: ``(P, 3)`` float64 points; z is NaN where the source has none.
         relations: ``(E, 3)`` int64 rows ``(src, dst, MapRelation)`` of feature
             indices, sorted by ``src`` (stable within one ``src``).
+        speed_limit_mps: ``(F,)`` float64 legal speed limit of each feature
+            (lanes; NaN where unknown), or ``None`` where no feature has a known
+            limit (formats without limits, maps written before limits existed).
+            :meth:`speed_limits` always gives the ``(F,)`` array.
     """
 
     feature_ids: NDArrayStr
@@ -195,6 +199,7 @@ class MapFeatures:
     offsets: NDArrayInt
     xyz_m: NDArrayFloat
     relations: NDArrayInt
+    speed_limit_mps: NDArrayFloat | None = None
 
     @property
     def num_features(self) -> int:
@@ -207,6 +212,12 @@ class MapFeatures:
     def points(self, index: int) -> NDArrayFloat:
         """``(N, 3)`` points of feature ``index``."""
         return self.xyz_m[self.offsets[index] : self.offsets[index + 1]]
+
+    def speed_limits(self) -> NDArrayFloat:
+        """``(F,)`` speed limits in m/s, NaN where unknown (all NaN when the map has none)."""
+        if self.speed_limit_mps is None:
+            return np.full(self.num_features, np.nan)
+        return self.speed_limit_mps
 
 
 class MapBuilder:
@@ -223,6 +234,7 @@ class MapBuilder:
         self._subtype: list[str] = []
         self._is_intersection: list[bool] = []
         self._points: list[NDArrayFloat] = []
+        self._speed_limit: list[float] = []
         self._relations: list[tuple[str, str, int]] = []
 
     def add(
@@ -233,8 +245,9 @@ class MapBuilder:
         *,
         subtype: str = "",
         is_intersection: bool = False,
+        speed_limit_mps: float = float("nan"),
     ) -> None:
-        """Add one feature. ``xyz_m`` is ``(N, 2)`` or ``(N, 3)``."""
+        """Add one feature. ``xyz_m`` is ``(N, 2)`` or ``(N, 3)``; ``speed_limit_mps`` NaN when unknown."""
         pts = np.asarray(xyz_m, dtype=np.float64)
         if pts.ndim != 2 or pts.shape[1] not in (2, 3):
             raise ValidationError(f"map feature {feature_id!r}: points have shape {pts.shape}")
@@ -245,6 +258,7 @@ class MapBuilder:
         self._subtype.append(subtype)
         self._is_intersection.append(is_intersection)
         self._points.append(pts)
+        self._speed_limit.append(float(speed_limit_mps))
 
     def relate(self, src_id: str, relation: MapRelation, dst_id: str) -> None:
         """Record ``src_id --relation--> dst_id``."""
@@ -262,6 +276,7 @@ class MapBuilder:
         offsets = np.zeros(len(self._points) + 1, dtype=np.int64)
         np.cumsum(lengths, out=offsets[1:])
         xyz = np.concatenate(self._points) if self._points else np.zeros((0, 3), dtype=np.float64)
+        limits = np.asarray(self._speed_limit, dtype=np.float64).reshape(-1)
         return MapFeatures(
             feature_ids=np.asarray(self._ids, dtype=np.str_).reshape(-1),
             kind=np.asarray(self._kind, dtype=np.uint8),
@@ -270,6 +285,7 @@ class MapBuilder:
             offsets=offsets,
             xyz_m=xyz,
             relations=relations,
+            speed_limit_mps=limits if np.isfinite(limits).any() else None,
         )
 
 
@@ -485,6 +501,13 @@ def _validate_map(m: MapFeatures) -> None:
     _check(int(m.offsets[-1]) == m.xyz_m.shape[0], "map.offsets do not end at the number of points")
     _check(bool(np.all(m.kind <= max(MapFeatureKind))), "map.kind holds an unknown code")
     _check(bool(np.all(np.isfinite(m.xyz_m[:, :2]))), "a map point has a NaN x or y")
+    if m.speed_limit_mps is not None:
+        _check_array("map.speed_limit_mps", m.speed_limit_mps, (f,), "f")
+        lim = m.speed_limit_mps
+        _check(
+            bool(np.all(np.isnan(lim) | ((lim > 0) & (lim < 200)))),
+            "a map speed limit is not a positive speed below 200 m/s (NaN marks an unknown limit)",
+        )
     if m.relations.shape[0]:
         _check(
             bool(np.all((m.relations[:, :2] >= 0) & (m.relations[:, :2] < f))),
@@ -527,6 +550,12 @@ def _arrays_equal(a: Any, b: Any) -> bool:
 def _structs_equal(a: Any, b: Any) -> bool:
     if a is None or b is None:
         return a is None and b is None
+    if isinstance(a, MapFeatures) and isinstance(b, MapFeatures):
+        # "no limits known" reads the same whether it is None or all NaN
+        plain = [f for f in a.__dataclass_fields__ if f != "speed_limit_mps"]
+        return all(_arrays_equal(getattr(a, f), getattr(b, f)) for f in plain) and _arrays_equal(
+            a.speed_limits(), b.speed_limits()
+        )
     return all(_arrays_equal(getattr(a, f), getattr(b, f)) for f in a.__dataclass_fields__)
 
 

@@ -315,9 +315,13 @@ def _with_owner(
     source_of: Mapping[str, str],
     batch: Mapping[str, Any] | None = None,
 ) -> pa.Table:
-    ids = table.column("scenario_id").to_pylist()
-    table = _column(table, "tenant", pa.array([tenant_of[i] for i in ids], type=pa.string()))
-    table = _column(table, "source", pa.array([source_of[i] for i in ids], type=pa.string()))
+    # per row, its scenario's tenant and source: one vectorised lookup, not a Python loop over rows
+    keys = list(tenant_of)
+    at = pc.index_in(table.column("scenario_id"), value_set=pa.array(keys, type=pa.string()))
+    tenants = pa.array([tenant_of[k] for k in keys], type=pa.string())
+    sources = pa.array([source_of[k] for k in keys], type=pa.string())
+    table = _column(table, "tenant", tenants.take(at))
+    table = _column(table, "source", sources.take(at))
     return _with_lake(spec, table, batch)
 
 

@@ -39,6 +39,7 @@ __all__ = [
     "MINING_STATES",
     "SCENARIOS",
     "SCHEMA_VERSION_KEY",
+    "SIM_SCORES",
     "TABLES",
     "TELEMETRY",
     "TRACKS",
@@ -401,7 +402,65 @@ MINING_RESULTS = derived_table(
 )
 """Saved query results (``datadrive.mining.store``): erased with their scenarios like the rest."""
 
-DERIVED_TABLES: tuple[TableSpec, ...] = (MINING_STATES, EVENTS, MINING_INDEX, MINING_RESULTS)
+SIM_SCORES = derived_table(
+    "sim_scores",
+    [
+        ("run_id", pa.string()),
+        ("region", pa.string()),
+        ("lake_version", pa.int64()),
+        ("policy", pa.string()),
+        ("reactive", pa.bool_()),
+        ("seed", pa.int64()),
+        ("code_version", pa.string()),
+        ("metric_version", pa.string()),
+        ("status", pa.string()),
+        ("reason", pa.string()),
+        ("num_steps", pa.int64()),
+        ("num_agents", pa.int64()),
+        ("nuplan_cls", pa.float64()),
+        ("navsim_pdms", pa.float64()),
+        ("no_at_fault_collisions", pa.float64()),
+        ("drivable_area_compliance", pa.float64()),
+        ("driving_direction_compliance", pa.float64()),
+        ("ego_is_making_progress", pa.float64()),
+        ("ego_progress_ratio", pa.float64()),
+        ("ego_progress_m", pa.float64()),
+        ("expert_progress_m", pa.float64()),
+        ("ttc_within_bound", pa.float64()),
+        ("min_ttc_s", pa.float64()),
+        ("speed_limit_known", pa.bool_()),
+        ("speed_limit_compliance", pa.float64()),
+        ("ego_is_comfortable", pa.float64()),
+        ("max_against_traffic_m", pa.float64()),
+        ("collisions", pa.int64()),
+        ("at_fault_collisions", pa.int64()),
+        ("at_fault_collisions_vru", pa.int64()),
+        ("at_fault_collisions_vehicle", pa.int64()),
+        ("at_fault_collisions_object", pa.int64()),
+        ("first_at_fault_collision_step", pa.int64()),
+        ("drivable_area_violation_steps", pa.int64()),
+        ("first_drivable_area_violation_step", pa.int64()),
+        ("navsim_nc", pa.float64()),
+        ("navsim_dac", pa.float64()),
+        ("navsim_ep", pa.float64()),
+        ("navsim_ttc", pa.float64()),
+        ("navsim_c", pa.float64()),
+        ("navsim_windows", pa.int64()),
+        ("comfort_checks", pa.string()),
+        ("collision_events", pa.string()),
+        ("notes", pa.string()),
+        ("event_types", pa.string()),
+        ("event_types_from", pa.string()),
+        ("injected_event_types", pa.string()),
+        ("render", pa.string()),
+    ],
+    description="sim: one row per scenario and closed-loop simulation run, its nuPlan and NAVSIM scores",
+    stats_columns=("policy", "nuplan_cls"),
+)
+"""Closed-loop scores (``datadrive.sim.runner``): nested values (comfort checks, collisions, notes, event
+types) as JSON text; ``metric_version`` names the metric definitions, ``run_id`` the run."""
+
+DERIVED_TABLES: tuple[TableSpec, ...] = (MINING_STATES, EVENTS, MINING_INDEX, MINING_RESULTS, SIM_SCORES)
 """Per-scenario tables that higher layers derive from the raw tables (mining's states and events, ...).
 
 Declare one here with :func:`derived_table` and it is created in every

@@ -262,6 +262,9 @@ class RegionStore:
             # ingests last: its version 0 commit records the data tables' versions
             for spec in sorted(missing, key=lambda s: s is INGESTS):
                 self._create(spec, now)
+            for spec in lake_tables():  # a table made before a column was added gains it
+                if spec not in missing:
+                    self._add_new_columns(spec)
         except (LakeError, ResidencyError):
             raise
         except Exception as exc:
@@ -287,6 +290,23 @@ class RegionStore:
             commit_properties=props,
             raise_if_key_not_exists=False,
         )
+
+    def _add_new_columns(self, spec: TableSpec) -> None:
+        """Add the nullable columns a newer datadrive defines to a table created before them.
+
+        Earlier versions of the table keep reading (the missing column reads as NULL,
+        "unknown"); rows written from now on carry the column.
+        """
+        from deltalake.schema import Field
+
+        dt = self.table(spec)
+        have = set(dt.schema().to_arrow().names)
+        new = [f for f in spec.schema if f.name not in have]
+        if not new:
+            return
+        if any(not f.nullable for f in new):
+            raise LakeError(f"{spec.name}: cannot add the non-nullable column(s) {[f.name for f in new]}")
+        dt.alter.add_columns([Field.from_arrow(f) for f in new])
 
     # ------------------------------------------------------------------ versions
 

@@ -82,6 +82,9 @@ class Backend(ABC):
     def sqrt(self, x: Array) -> Array: ...
 
     @abstractmethod
+    def exp(self, x: Array) -> Array: ...
+
+    @abstractmethod
     def abs(self, x: Array) -> Array: ...
 
     @abstractmethod
@@ -136,18 +139,45 @@ class Backend(ABC):
     def random_uniform(self, shape: tuple[int, ...], seed: int) -> Array:
         """Uniform [0, 1) draws from a generator seeded by ``seed`` (same on every device)."""
 
+    @abstractmethod
+    def nonzero_flat(self, mask: Array) -> Array:
+        """Indices (int) of the True entries of a mask, in its flattened order."""
+
+    @abstractmethod
+    def take(self, x: Array, index: Array) -> Array:
+        """``x.reshape(-1)[index]``."""
+
+    @abstractmethod
+    def take_columns(self, table: Array, index: Array) -> Array:
+        """``(F, *index.shape)``: columns ``index`` of an ``(F, n)`` table (one gather for many fields)."""
+
+    @abstractmethod
+    def put(self, x: Array, index: Array, values: Array) -> Array:
+        """A copy of ``x`` with ``x.reshape(-1)[index] = values``."""
+
+    @abstractmethod
+    def smallest_k(self, x: Array, k: int) -> Array:
+        """Indices of the ``k`` smallest values along the last axis (in no particular order)."""
+
 
 class NumpyBackend(Backend):
-    """numpy on the CPU (float64)."""
+    """numpy on the CPU: float64 by default; float32 on request (half the memory traffic)."""
 
     name = "numpy"
-    _dtypes: dict[str, Any] = {"float": np.float64, "int": np.int64, "bool": np.bool_}  # noqa: RUF012
+
+    def __init__(self, float_dtype: str = "float64") -> None:
+        self._dtypes: dict[str, Any] = {
+            "float": np.float32 if float_dtype == "float32" else np.float64,
+            "int": np.int64,
+            "bool": np.bool_,
+        }
 
     def asarray(self, x: Any, dtype: str = "float") -> Array:
         return np.asarray(x, dtype=self._dtypes[dtype])
 
     def to_numpy(self, x: Array) -> np.ndarray[Any, Any]:
-        return np.asarray(x)
+        out = np.asarray(x)
+        return out.astype(np.float64) if out.dtype == np.float32 else out
 
     def zeros(self, shape: tuple[int, ...], dtype: str = "float") -> Array:
         return np.zeros(shape, dtype=self._dtypes[dtype])
@@ -188,6 +218,9 @@ class NumpyBackend(Backend):
     def sqrt(self, x: Array) -> Array:
         return np.sqrt(x)
 
+    def exp(self, x: Array) -> Array:
+        return np.exp(x)
+
     def abs(self, x: Array) -> Array:
         return np.abs(x)
 
@@ -219,6 +252,13 @@ class NumpyBackend(Backend):
         return np.sum(x, axis=axis)
 
     def gather(self, x: Array, index: Array, axis: int) -> Array:
+        ax = axis % x.ndim
+        if ax == x.ndim - 1 and index.ndim == x.ndim and index.shape[:-1] == x.shape[:-1]:
+            # the common case, without take_along_axis's broadcast index arrays: one flat take
+            n = x.shape[-1]
+            lead = int(np.prod(x.shape[:-1]))
+            base = (np.arange(lead, dtype=np.int64) * n).reshape(*x.shape[:-1], 1)
+            return np.take(x.reshape(-1), index + base)
         return np.take_along_axis(x, index, axis=axis)
 
     def stack(self, xs: list[Array], axis: int) -> Array:
@@ -232,6 +272,23 @@ class NumpyBackend(Backend):
 
     def random_uniform(self, shape: tuple[int, ...], seed: int) -> Array:
         return np.random.default_rng(seed).random(shape)
+
+    def nonzero_flat(self, mask: Array) -> Array:
+        return np.flatnonzero(mask)
+
+    def take(self, x: Array, index: Array) -> Array:
+        return np.take(np.asarray(x).reshape(-1), index)
+
+    def take_columns(self, table: Array, index: Array) -> Array:
+        return np.take(table, index, axis=1)
+
+    def put(self, x: Array, index: Array, values: Array) -> Array:
+        out = np.array(x, copy=True)
+        out.reshape(-1)[index] = values
+        return out
+
+    def smallest_k(self, x: Array, k: int) -> Array:
+        return np.argpartition(x, k - 1, axis=-1)[..., :k]
 
 
 class TorchBackend(Backend):
@@ -319,6 +376,9 @@ class TorchBackend(Backend):
     def sqrt(self, x: Array) -> Array:
         return self._torch.sqrt(x)
 
+    def exp(self, x: Array) -> Array:
+        return self._torch.exp(x)
+
     def abs(self, x: Array) -> Array:
         return self._torch.abs(x)
 
@@ -364,9 +424,29 @@ class TorchBackend(Backend):
     def random_uniform(self, shape: tuple[int, ...], seed: int) -> Array:
         return self.asarray(np.random.default_rng(seed).random(shape))
 
+    def nonzero_flat(self, mask: Array) -> Array:
+        return self._torch.nonzero(mask.reshape(-1)).reshape(-1)
 
-def backend_for(device: str | None = None, *, float_dtype: str = "float32") -> Backend:
-    """``None`` or ``"numpy"``: numpy; ``"cpu"``, ``"cuda"``, ``"cuda:N"``: torch on that device."""
+    def take(self, x: Array, index: Array) -> Array:
+        return x.reshape(-1)[index]
+
+    def take_columns(self, table: Array, index: Array) -> Array:
+        return self._torch.index_select(table, 1, index.reshape(-1)).reshape(table.shape[0], *index.shape)
+
+    def put(self, x: Array, index: Array, values: Array) -> Array:
+        out = x.clone()
+        out.view(-1)[index] = values
+        return out
+
+    def smallest_k(self, x: Array, k: int) -> Array:
+        return self._torch.topk(x, k, dim=-1, largest=False).indices
+
+
+def backend_for(device: str | None = None, *, float_dtype: str | None = None) -> Backend:
+    """``None`` or ``"numpy"``: numpy; ``"cpu"``, ``"cuda"``, ``"cuda:N"``: torch on that device.
+
+    ``float_dtype``: ``"float64"`` or ``"float32"``; default float64 on numpy, float32 on torch.
+    """
     if device is None or device == "numpy":
-        return NumpyBackend()
-    return TorchBackend(device, float_dtype=float_dtype)
+        return NumpyBackend(float_dtype or "float64")
+    return TorchBackend(device, float_dtype=float_dtype or "float32")

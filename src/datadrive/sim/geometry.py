@@ -23,6 +23,7 @@ from datadrive.core.typing import NDArrayBool, NDArrayFloat, NDArrayInt
 from datadrive.sim.backend import Array, Backend, NumpyBackend
 
 __all__ = [
+    "PolygonSet",
     "box_corners",
     "boxes_overlap",
     "drivable_polygons",
@@ -105,34 +106,100 @@ def segment_hits_box(p0: NDArrayFloat, p1: NDArrayFloat, box: NDArrayFloat) -> N
     return out
 
 
-def drivable_polygons(scenario: Scenario) -> tuple[NDArrayFloat, NDArrayFloat, NDArrayInt] | None:
-    """Edges of the map's drivable-area polygons: ``(E, 2)`` starts, ``(E, 2)`` ends, ``(E,)`` polygon.
+class PolygonSet:
+    """Many polygons, for point-in-polygon and distance queries with a bounding-box broad phase.
 
-    ``None`` when the map has none (Waymo, Lanelet2 and CommonRoad maps carry
-    lanes and road edges instead; the metrics then use the lanes' corridors).
+    Edges are packed ``(N, E, 2)`` (padded with NaN); a query point is tested
+    only against the polygons whose bounding box holds it, so the cost follows
+    the few polygons near each point, not the map's size.
+
+    Args:
+        polygons: ``N`` rings ``(n_i, 2)`` (closed or not).
+    """
+
+    def __init__(self, polygons: list[NDArrayFloat]) -> None:
+        rings = [np.asarray(p, dtype=np.float64)[:, :2] for p in polygons if np.asarray(p).shape[0] >= 3]
+        rings = [r if np.allclose(r[0], r[-1]) else np.concatenate([r, r[:1]]) for r in rings]
+        self.num = len(rings)
+        E = max((r.shape[0] - 1 for r in rings), default=1)
+        self.a = np.full((self.num, E, 2), np.nan)
+        self.b = np.full((self.num, E, 2), np.nan)
+        for k, r in enumerate(rings):
+            self.a[k, : r.shape[0] - 1] = r[:-1]
+            self.b[k, : r.shape[0] - 1] = r[1:]
+        self.lo = np.asarray([r.min(axis=0) for r in rings]).reshape(-1, 2)
+        self.hi = np.asarray([r.max(axis=0) for r in rings]).reshape(-1, 2)
+
+    def _pairs(self, q: NDArrayFloat, margin: float) -> tuple[NDArrayInt, NDArrayInt]:
+        inside = (
+            (q[:, None, 0] >= self.lo[None, :, 0] - margin)
+            & (q[:, None, 0] <= self.hi[None, :, 0] + margin)
+            & (q[:, None, 1] >= self.lo[None, :, 1] - margin)
+            & (q[:, None, 1] <= self.hi[None, :, 1] + margin)
+        )
+        rows, polys = np.nonzero(inside)
+        return rows, polys
+
+    def contains(self, q: NDArrayFloat) -> NDArrayBool:
+        """``(Q,)`` whether each point lies inside at least one polygon (even-odd rule per polygon)."""
+        q = np.asarray(q, dtype=np.float64).reshape(-1, 2)
+        out = np.zeros(q.shape[0], dtype=bool)
+        if self.num == 0 or q.shape[0] == 0:
+            return out
+        rows, polys = self._pairs(q, 0.0)
+        if rows.size == 0:
+            return out
+        a, b = self.a[polys], self.b[polys]
+        x, y = q[rows, 0:1], q[rows, 1:2]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            straddle = (a[..., 1] > y) != (b[..., 1] > y)
+            xint = a[..., 0] + (y - a[..., 1]) * (b[..., 0] - a[..., 0]) / (b[..., 1] - a[..., 1])
+            crossings = np.count_nonzero(straddle & (x < xint), axis=1)
+        out[rows[crossings % 2 == 1]] = True
+        return out
+
+    def distance_to_edges(self, q: NDArrayFloat, max_m: float) -> NDArrayFloat:
+        """``(Q,)`` distance to the nearest polygon edge, ``inf`` beyond ``max_m`` of every polygon's box."""
+        q = np.asarray(q, dtype=np.float64).reshape(-1, 2)
+        out = np.full(q.shape[0], np.inf)
+        if self.num == 0 or q.shape[0] == 0:
+            return out
+        rows, polys = self._pairs(q, max_m)
+        if rows.size == 0:
+            return out
+        a, b = self.a[polys], self.b[polys]
+        d = b - a
+        p = q[rows][:, None, :] - a
+        l2 = (d**2).sum(-1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            t = np.clip((p * d).sum(-1) / np.where(l2 > 0, l2, 1.0), 0.0, 1.0)
+            dist = np.hypot(p[..., 0] - t * d[..., 0], p[..., 1] - t * d[..., 1])
+        best = np.nanmin(np.where(np.isnan(dist), np.inf, dist), axis=1)
+        np.minimum.at(out, rows, best)
+        return out
+
+
+def drivable_polygons(scenario: Scenario) -> PolygonSet | None:
+    """The map's drivable-area polygons (``DRIVABLE_AREA`` features), ``None`` when it has none.
+
+    AV2's drivable areas, Lanelet2's freespace and parking areas and
+    nuScenes' lane surfaces (through ScenarioNet) are such polygons; Waymo,
+    CommonRoad and most Lanelet2 maps carry lanes and road edges instead,
+    and the drivable area is then the lanes' own areas.
     """
     m = scenario.map
     if m is None:
         return None
     idx = np.flatnonzero(m.kind == MapFeatureKind.DRIVABLE_AREA)
-    starts, ends, owner = [], [], []
-    for k, f in enumerate(idx):
-        pts = m.xyz_m[m.offsets[f] : m.offsets[f + 1], :2]
-        if pts.shape[0] < 3:
-            continue
-        closed = pts if np.allclose(pts[0], pts[-1]) else np.concatenate([pts, pts[:1]])
-        starts.append(closed[:-1])
-        ends.append(closed[1:])
-        owner.append(np.full(closed.shape[0] - 1, k, dtype=np.int64))
-    if not starts:
-        return None
-    return np.concatenate(starts), np.concatenate(ends), np.concatenate(owner)
+    rings = [m.xyz_m[m.offsets[f] : m.offsets[f + 1], :2] for f in idx]
+    polys = PolygonSet([r for r in rings if r.shape[0] >= 3])
+    return polys if polys.num else None
 
 
 def points_in_polygons(
     q: NDArrayFloat, starts: NDArrayFloat, ends: NDArrayFloat, owner: NDArrayInt, *, chunk: int = 4096
 ) -> NDArrayBool:
-    """``(Q,)`` whether each point lies inside at least one polygon (even-odd rule per polygon)."""
+    """``(Q,)`` whether each point lies inside at least one polygon given as packed edges (brute force)."""
     q = np.asarray(q, dtype=np.float64).reshape(-1, 2)
     out = np.zeros(q.shape[0], dtype=bool)
     num_poly = int(owner.max()) + 1 if owner.size else 0
@@ -151,17 +218,6 @@ def points_in_polygons(
         rows, cols = np.nonzero(crosses)
         np.add.at(counts, (rows, owner[cols]), 1)
         out[lo : lo + chunk] = (counts % 2 == 1).any(axis=1)
-    return out
-
-
-def distance_to_edges(q: NDArrayFloat, starts: NDArrayFloat, ends: NDArrayFloat) -> NDArrayFloat:
-    """``(Q,)`` distance from each point to the nearest polygon edge."""
-    from datadrive.core.geometry import PolylineIndex
-
-    pts = np.empty((2 * starts.shape[0], 2))
-    pts[0::2], pts[1::2] = starts, ends
-    offsets = np.arange(0, pts.shape[0] + 1, 2, dtype=np.int64)
-    out: NDArrayFloat = PolylineIndex(pts, offsets, step_m=2.0).project(q).distance_m
     return out
 
 

@@ -16,9 +16,12 @@ same number of agents ``A`` and steps ``T``, as arrays of one
   drive along lane centerline paths: IDM (Treiber, Hennecke & Helbing, 2000)
   along the path, with the nearest agent ahead in the lane (or a red light's
   stop line) as the leader; MOBIL (Kesting, Treiber & Helbing, 2007) lane
-  changes to the parallel paths, decided every ``lane_change_period_s``,
-  the lateral offset relaxing to the new lane's centre with time constant
-  ``lateral_time_constant_s``;
+  changes to the parallel paths, decided every ``lane_change_period_s`` (each
+  step only the agents due decide, gathered into one small array), the
+  lateral offset relaxing to the new lane's centre with time constant
+  ``lateral_time_constant_s``. Leaders and followers are searched among each
+  agent's ``neighbors`` nearest agents (the broad phase: an all-pairs distance
+  once per ``neighbor_period_s``), so a step costs ``S x A x N``, not ``S x A x A``;
 * **everything else** replays its log (non-reactive), appearing and
   disappearing with its valid mask.
 
@@ -27,8 +30,8 @@ period) comes from the seed, so a run is a function of (scenarios, policy,
 config, seed).
 
 Notation:
-    S: scenarios in the batch. A: agents (ego at 0). T: steps.
-    P: parallel paths per agent. K: points per path. M: stop lines per path.
+    S: scenarios in the batch. A: agents (ego at 0). T: steps. N: neighbours watched per agent.
+    P: parallel paths per agent. U: pooled paths. K: points per path. M: stop lines per path.
     L: traffic lights. R: route points.
 """
 
@@ -118,6 +121,10 @@ class SimConfig:
         wheelbase_ratio: Ego wheelbase as a fraction of its length (0.6: a Chrysler Pacifica, nuPlan's ego).
         max_steer_rad: Steering limit of the ego.
         accel_limits_mps2: Acceleration limits of the ego (min, max).
+        neighbors: How many nearest agents each agent watches (its leader, followers, the lanes beside).
+            With at most that many other agents in a scenario, every agent watches every other.
+        neighbor_period_s: How often the nearest-agent lists are rebuilt (from positions now and at the
+            end of the period, so agents about to appear are included).
         seed: Seed of the random draws.
     """
 
@@ -131,7 +138,19 @@ class SimConfig:
     wheelbase_ratio: float = 0.6
     max_steer_rad: float = 0.7
     accel_limits_mps2: tuple[float, float] = (-9.0, 4.0)
+    neighbors: int = 16
+    neighbor_period_s: float = 1.0
     seed: int = 0
+
+
+def _pad_last(a: NDArrayFloat, K: int) -> NDArrayFloat:
+    """``(..., k, 2)`` paths continued straight (along their last segment) to ``K`` points."""
+    k = a.shape[-2]
+    if k >= K:
+        return a
+    step = a[..., -1:, :] - a[..., -2:-1, :]
+    extra = a[..., -1:, :] + step * np.arange(1, K - k + 1)[:, None]
+    return np.concatenate([a, extra], axis=-2)
 
 
 class SimBatch:
@@ -145,23 +164,26 @@ class SimBatch:
     def __init__(self, scenarios: Sequence[SimScenario], xp: Backend) -> None:
         self.xp = xp
         self.scenarios = list(scenarios)
-        S = len(self.scenarios)
-        A = max(s.num_agents for s in self.scenarios)
-        T = max(s.num_steps for s in self.scenarios)
-        P, K = NUM_PATHS, self.scenarios[0].path_xy_m.shape[2]
-        M = self.scenarios[0].stop_s_m.shape[2]
-        L = max(1, max(s.light_stop.shape[0] for s in self.scenarios))
-        R = max(s.route_xy_m.shape[0] for s in self.scenarios)
+        sc = self.scenarios
+        S = len(sc)
+        A = max(s.num_agents for s in sc)
+        T = max(s.num_steps for s in sc)
+        P = NUM_PATHS
+        U = max(1, max(s.path_pool_xy_m.shape[0] for s in sc))
+        K = max(2, max(s.path_pool_xy_m.shape[1] for s in sc))
+        M = sc[0].pool_stop_s_m.shape[1]
+        L = max(1, max(s.light_stop.shape[0] for s in sc))
+        R = max(s.route_xy_m.shape[0] for s in sc)
         self.shape = (S, A, T)
-        self.num_paths, self.path_points = P, K
+        self.num_paths, self.path_points, self.num_pool = P, K, U
         self.path_step_m = 1.0
-        self.dt_s = self.scenarios[0].dt_s
+        self.dt_s = sc[0].dt_s
 
-        def pad(name: str, shape: tuple[int, ...], fill: float | bool | int, dtype: Any) -> NDArrayFloat:
+        def pad(name: str, shape: tuple[int, ...], fill: float | bool | int, dtype: Any) -> Any:
             out = np.full(shape, fill, dtype=dtype)
-            for i, s in enumerate(self.scenarios):
+            for i, s in enumerate(sc):
                 v = getattr(s, name)
-                out[(i, *[slice(0, d) for d in v.shape])] = v  # type: ignore[index]
+                out[(i, *[slice(0, int(d)) for d in v.shape])] = v  # type: ignore[index]
             return out
 
         f, b, i64 = np.float64, np.bool_, np.int64
@@ -176,36 +198,62 @@ class SimBatch:
         self.object_type = xp.asarray(pad("object_type", (S, A), int(ObjectType.OTHER), i64), "int")
         agent = np.zeros((S, A), dtype=bool)
         steps = np.zeros(S, dtype=np.int64)
-        for k, s in enumerate(self.scenarios):
+        for k, s in enumerate(sc):
             agent[k, : s.num_agents] = True
             steps[k] = s.num_steps
         self.agent_mask_np = agent
         self.agent_mask = xp.asarray(agent, "bool")
         self.num_steps_np = steps
         self.reactive_ok = xp.asarray(pad("reactive_ok", (S, A), False, b), "bool")
-        path = pad("path_xy_m", (S, A, P, K, 2), 0.0, f)
-        self.path_x = xp.asarray(path[..., 0].reshape(S, A, P * K))
-        self.path_y = xp.asarray(path[..., 1].reshape(S, A, P * K))
-        dh = np.diff(path, axis=3)
+        # the path pools, flat per scenario: point k of pooled path u is column u * K + k
+        pool = np.zeros((S, U, K, 2))
+        for k, s in enumerate(sc):
+            if s.path_pool_xy_m.shape[0]:
+                pool[k, : s.path_pool_xy_m.shape[0]] = _pad_last(s.path_pool_xy_m, K)
+        dh = np.diff(pool, axis=2)
         ph = np.arctan2(dh[..., 1], dh[..., 0])
-        ph = np.concatenate([ph, ph[..., -1:]], axis=3)
-        self.path_heading = xp.asarray(ph.reshape(S, A, P * K))
-        self.path_ok = xp.asarray(pad("path_ok", (S, A, P), False, b), "bool")
+        ph = np.concatenate([ph, ph[..., -1:]], axis=2)
+        self.pool_x = xp.asarray(pool[..., 0].reshape(S, U * K))
+        self.pool_y = xp.asarray(pool[..., 1].reshape(S, U * K))
+        self.pool_heading = xp.asarray(ph.reshape(S, U * K))
+        pid = pad("path_id", (S, A, P), -1, i64)
+        self.path_ok = xp.asarray(pid >= 0, "bool")
+        self.path_id = xp.asarray(np.maximum(pid, 0), "int")
+        self.path_s_offset = xp.asarray(pad("path_s_offset_m", (S, A, P), 0.0, f))
         self.path_lateral = xp.asarray(pad("path_lateral_m", (S, A, P), 0.0, f))
-        self.s0 = xp.asarray(pad("s0_m", (S, A), 0.0, f))
         self.d0 = xp.asarray(pad("d0_m", (S, A), 0.0, f))
         self.desired_speed = xp.asarray(pad("desired_speed_mps", (S, A), 10.0, f))
-        self.stop_s = xp.asarray(np.minimum(pad("stop_s_m", (S, A, P, M), np.inf, f), 1e9))
-        self.stop_light = xp.asarray(pad("stop_light", (S, A, P, M), -1, i64), "int")
+        stop_s = np.minimum(pad("pool_stop_s_m", (S, U, M), np.inf, f), 1e9)
+        self.pool_stop_s = xp.asarray(stop_s.reshape(S, U * M))
+        self.pool_stop_light = xp.asarray(pad("pool_stop_light", (S, U, M), -1, i64).reshape(S, U * M), "int")
+        self.num_stops = M
         self.light_stop = xp.asarray(pad("light_stop", (S, L, T), False, b), "bool")
         self.light_caution = xp.asarray(pad("light_caution", (S, L, T), False, b), "bool")
+        # the egos' routes, padded by repeating the last point; profile arrays along them
         route = np.zeros((S, R, 2))
-        for k, s in enumerate(self.scenarios):
+        route_len = np.zeros(S, dtype=np.int64)
+        for k, s in enumerate(sc):
             r = s.route_xy_m
             route[k, : r.shape[0]] = r
             route[k, r.shape[0] :] = r[-1]
+            route_len[k] = r.shape[0]
+        dr = np.diff(route, axis=1)
+        rh = np.arctan2(dr[..., 1], dr[..., 0])
+        rh = np.concatenate([rh, rh[:, -1:]], axis=1)
+        for k in range(S):  # past a route's end it keeps its last direction
+            rh[k, max(route_len[k] - 1, 0) :] = rh[k, max(route_len[k] - 2, 0)]
         self.route_np = route
+        self.route_len_np = route_len
         self.route_xy = xp.asarray(route)
+        self.route_x = xp.asarray(route[..., 0])
+        self.route_y = xp.asarray(route[..., 1])
+        self.route_heading = xp.asarray(rh)
+        self.route_len = xp.asarray(route_len, "int")
+        self.route_speed_limit = xp.asarray(pad("route_speed_limit_mps", (S, R), np.nan, f))
+        self.route_free_left = xp.asarray(pad("route_free_left_m", (S, R), 0.0, f))
+        self.route_free_right = xp.asarray(pad("route_free_right_m", (S, R), 0.0, f))
+        self.route_stop_s = xp.asarray(np.minimum(pad("route_stop_s_m", (S, M), np.inf, f), 1e9))
+        self.route_stop_light = xp.asarray(pad("route_stop_light", (S, M), -1, i64), "int")
 
 
 @dataclass
@@ -220,6 +268,8 @@ class Observation:
         agents_valid: ``(S, A)`` present now (padding and absent agents False; the ego False).
         agents_length_m, agents_width_m: ``(S, A)``; ``agents_type (S, A)`` :class:`ObjectType` codes.
         route_xy_m: ``(S, R, 2)`` the ego's route.
+        neighbors: ``(S, A, N)`` indices of each agent's nearest agents (the simulator's broad phase);
+            ``neighbors_ok (S, A, N)`` which entries are real.
         batch: The batch (static scenario data: the log, the map) for policies that need more.
     """
 
@@ -240,6 +290,8 @@ class Observation:
     agents_width_m: Array
     agents_type: Array
     route_xy_m: Array
+    neighbors: Array
+    neighbors_ok: Array
     batch: SimBatch
 
 
@@ -286,6 +338,9 @@ def idm_accel(
     return xp.clip(a, p.a_min_mps2, p.a_max_mps2)
 
 
+_BIG = 1e9
+
+
 class Simulator:
     """Steps batches of scenarios (see the module docstring).
 
@@ -301,23 +356,56 @@ class Simulator:
     def batch(self, scenarios: Sequence[SimScenario]) -> SimBatch:
         return SimBatch(scenarios, self.xp)
 
-    # ------------------------------------------------------------------ path geometry
+    # ------------------------------------------------------------------ helpers
 
-    def _on_path(self, b: SimBatch, p: Array, s: Array, d: Array) -> tuple[Array, Array, Array]:
-        """Position and heading at arc ``s`` on path ``p`` with lateral offset ``d``: ``(S, A)`` each."""
+    def _on_path(self, b: SimBatch, row: Array, s: Array, d: Array) -> tuple[Array, Array, Array]:
+        """``(S, A)`` position and heading at arc ``s`` on pooled path ``row``, lateral offset ``d``."""
         xp = self.xp
         K = b.path_points
         u = s / b.path_step_m
         i = xp.clip(xp.floor(u), 0, K - 2)
         frac = u - i  # beyond either end: linear extrapolation along the end segment
-        ii = xp.astype(i, "int") + p * K
-        idx = xp.stack([ii, ii + 1], axis=-1)
-        px = xp.gather(b.path_x, idx, axis=2)
-        py = xp.gather(b.path_y, idx, axis=2)
-        h = xp.gather(b.path_heading, ii[..., None], axis=2)[..., 0]
-        x = px[..., 0] + frac * (px[..., 1] - px[..., 0])
-        y = py[..., 0] + frac * (py[..., 1] - py[..., 0])
+        ii = xp.astype(i, "int") + row * K
+        x0 = xp.gather(b.pool_x, ii, axis=1)
+        y0 = xp.gather(b.pool_y, ii, axis=1)
+        x1 = xp.gather(b.pool_x, ii + 1, axis=1)
+        y1 = xp.gather(b.pool_y, ii + 1, axis=1)
+        h = xp.gather(b.pool_heading, ii, axis=1)
+        x = x0 + frac * (x1 - x0)
+        y = y0 + frac * (y1 - y0)
         return x - xp.sin(h) * d, y + xp.cos(h) * d, h
+
+    def _pick(self, table: Array, p: Array) -> Array:
+        """``(S, A)`` entries of an ``(S, A, P)`` table at path index ``p``."""
+        return self.xp.gather(table, p[..., None], axis=2)[..., 0]
+
+    def _neighbors(self, b: SimBatch, t: int, x: Array, y: Array, present: Array) -> tuple[Array, Array]:
+        """``(S, A, N)`` each agent's nearest agents (now, or where they appear within the period)."""
+        xp, cfg = self.xp, self.config
+        S, A, T = b.shape
+        N = min(cfg.neighbors, max(A - 1, 1))
+        if cfg.neighbors >= A - 1:
+            idx = np.stack([np.delete(np.arange(A), i) for i in range(A)]) if A > 1 else np.zeros((1, 1), int)
+            nb = xp.asarray(
+                np.broadcast_to(idx[None, :, : max(A - 1, 1)], (S, A, max(A - 1, 1))).copy(), "int"
+            )
+            return nb, xp.asarray(np.ones((S, A, max(A - 1, 1)), dtype=bool) & (A > 1), "bool")
+        ahead = min(t + max(1, round(cfg.neighbor_period_s / cfg.dt_s)), T - 1)
+        later = b.log_valid[:, :, ahead] & b.agent_mask
+        px = xp.where(present, x, b.log_x[:, :, ahead])
+        py = xp.where(present, y, b.log_y[:, :, ahead])
+        exists = present | later
+        d2 = (px[:, :, None] - px[:, None, :]) ** 2 + (py[:, :, None] - py[:, None, :]) ** 2
+        eye = xp.asarray(np.eye(A, dtype=bool), "bool")[None]
+        d2 = xp.where(exists[:, None, :] & ~eye, d2, _BIG)
+        nb = xp.smallest_k(d2, N)
+        ok = xp.gather(d2, nb, axis=2) < _BIG / 2
+        return nb, ok
+
+    def _of_neighbors(self, a: Array, nb: Array) -> Array:
+        """``(S, A, N)`` values of an ``(S, A)`` array at each agent's neighbours."""
+        S, A, N = nb.shape
+        return self.xp.gather(a, nb.reshape(S, A * N), axis=1).reshape(S, A, N)
 
     # ------------------------------------------------------------------ the loop
 
@@ -326,41 +414,46 @@ class Simulator:
         xp, cfg = self.xp, self.config
         S, A, T = batch.shape
         dt = cfg.dt_s
-        # state
         x = batch.log_x[:, :, 0]
         y = batch.log_y[:, :, 0]
         h = batch.log_heading[:, :, 0]
         v = batch.log_speed[:, :, 0]
         present = batch.log_valid[:, :, 0] & batch.agent_mask
-        not_ego = xp.asarray(np.arange(A) > 0, "bool")[None, :]
-        reactive = (
-            batch.reactive_ok & not_ego & batch.agent_mask if cfg.reactive else batch.reactive_ok & False
-        )
-        s_arc = batch.s0
-        d_lat = batch.d0
+        not_ego_np = np.arange(A) > 0
+        not_ego = xp.asarray(not_ego_np, "bool")[None, :]
+        ego_col = ~not_ego
+        reactive = batch.reactive_ok & not_ego & batch.agent_mask
+        if not cfg.reactive:
+            reactive = reactive & False
+        any_reactive = cfg.reactive and bool(np.any(xp.to_numpy(reactive)))
         p_idx = xp.full((S, A), OWN_PATH, "int")
-        phase = xp.floor(
-            batch.xp.random_uniform((S, A), cfg.seed) * max(1, round(cfg.lane_change_period_s / dt))
-        )
-        phase = xp.astype(phase, "int")
+        s_arc = self._pick(batch.path_s_offset, p_idx)
+        d_lat = batch.d0
         period = max(1, round(cfg.lane_change_period_s / dt))
+        phase = xp.astype(xp.floor(xp.random_uniform((S, A), cfg.seed) * period), "int")
         lane_changes = xp.zeros((S,), "int")
-        hist_x, hist_y, hist_h, hist_v, hist_valid, hist_a = [x], [y], [h], [v], [present], [xp.zeros((S,))]
+        nb_period = max(1, round(cfg.neighbor_period_s / dt))
+        hist_x, hist_y = xp.zeros((S, A, T)), xp.zeros((S, A, T))
+        hist_h, hist_v = xp.zeros((S, A, T)), xp.zeros((S, A, T))
+        hist_valid, hist_a = xp.zeros((S, A, T), "bool"), xp.zeros((S, T))
+        hist_x[:, :, 0], hist_y[:, :, 0], hist_h[:, :, 0], hist_v[:, :, 0] = x, y, h, v
+        hist_valid[:, :, 0] = present
+        nb, nb_ok = self._neighbors(batch, 0, x, y, present)
         policy.setup(batch)
         try:
             for t in range(T - 1):
-                obs = self._observation(batch, t, x, y, h, v, present)
+                if t > 0 and t % nb_period == 0 and cfg.neighbors < A - 1:
+                    nb, nb_ok = self._neighbors(batch, t, x, y, present)
+                obs = self._observation(batch, t, x, y, h, v, present, not_ego, nb, nb_ok)
                 action = policy.act(obs)
-                # --- ego
-                ex, ey, eh, ev, ea = self._ego_step(batch, action, x[:, 0], y[:, 0], h[:, 0], v[:, 0], t)
-                # --- log replay for the rest
+                ex, ey, eh, ev, ea = self._ego_step(batch, action, x[:, 0], y[:, 0], h[:, 0], v[:, 0])
+                # log replay for the rest
                 lx, ly = batch.log_x[:, :, t + 1], batch.log_y[:, :, t + 1]
                 lh, lv = batch.log_heading[:, :, t + 1], batch.log_speed[:, :, t + 1]
                 lvalid = batch.log_valid[:, :, t + 1] & batch.agent_mask
-                # --- reactive agents
-                if cfg.reactive:
+                if any_reactive:
                     rx, ry, rh, rv, s_arc, d_lat, p_idx, changed = self._reactive_step(
-                        batch, t, x, y, h, v, present, reactive, s_arc, d_lat, p_idx, phase, period
+                        batch, t, x, y, h, v, present, reactive, s_arc, d_lat, p_idx, phase, period, nb, nb_ok
                     )
                     lane_changes = lane_changes + xp.sum(xp.astype(changed & reactive, "int"), axis=1)
                     lx = xp.where(reactive, rx, lx)
@@ -368,41 +461,42 @@ class Simulator:
                     lh = xp.where(reactive, rh, lh)
                     lv = xp.where(reactive, rv, lv)
                     lvalid = lvalid | reactive
-                ego_col = ~not_ego
                 x = xp.where(ego_col, ex[:, None], lx)
                 y = xp.where(ego_col, ey[:, None], ly)
                 h = xp.where(ego_col, eh[:, None], lh)
                 v = xp.where(ego_col, ev[:, None], lv)
-                present = xp.where(ego_col, True, lvalid)
-                hist_x.append(x)
-                hist_y.append(y)
-                hist_h.append(h)
-                hist_v.append(v)
-                hist_valid.append(present)
-                hist_a.append(ea)
+                present = lvalid | ego_col
+                hist_x[:, :, t + 1], hist_y[:, :, t + 1] = x, y
+                hist_h[:, :, t + 1], hist_v[:, :, t + 1] = h, v
+                hist_valid[:, :, t + 1] = present
+                hist_a[:, t + 1] = ea
         finally:
             policy.teardown()
-
-        def stack(xs: list[Array]) -> NDArrayFloat:
-            return xp.to_numpy(xp.stack(xs, axis=-1))
-
         return Rollout(
-            x_m=stack(hist_x),
-            y_m=stack(hist_y),
-            heading_rad=stack(hist_h),
-            speed_mps=stack(hist_v),
-            valid=xp.to_numpy(xp.stack(hist_valid, axis=-1)).astype(bool),
+            x_m=xp.to_numpy(hist_x),
+            y_m=xp.to_numpy(hist_y),
+            heading_rad=xp.to_numpy(hist_h),
+            speed_mps=xp.to_numpy(hist_v),
+            valid=xp.to_numpy(hist_valid).astype(bool),
             reactive=xp.to_numpy(reactive).astype(bool),
-            accel_mps2=stack(hist_a),
+            accel_mps2=xp.to_numpy(hist_a),
             num_steps=batch.num_steps_np,
             lane_changes=xp.to_numpy(lane_changes),
         )
 
     def _observation(
-        self, b: SimBatch, t: int, x: Array, y: Array, h: Array, v: Array, present: Array
+        self,
+        b: SimBatch,
+        t: int,
+        x: Array,
+        y: Array,
+        h: Array,
+        v: Array,
+        present: Array,
+        not_ego: Array,
+        nb: Array,
+        nb_ok: Array,
     ) -> Observation:
-        xp = self.xp
-        not_ego = xp.asarray(np.arange(b.shape[1]) > 0, "bool")[None, :]
         return Observation(
             step=t,
             time_s=t * self.config.dt_s,
@@ -421,11 +515,13 @@ class Simulator:
             agents_width_m=b.width,
             agents_type=b.object_type,
             route_xy_m=b.route_xy,
+            neighbors=nb,
+            neighbors_ok=nb_ok,
             batch=b,
         )
 
     def _ego_step(
-        self, b: SimBatch, action: Action, x: Array, y: Array, h: Array, v: Array, t: int
+        self, b: SimBatch, action: Action, x: Array, y: Array, h: Array, v: Array
     ) -> tuple[Array, Array, Array, Array, Array]:
         xp, cfg = self.xp, self.config
         dt = cfg.dt_s
@@ -462,113 +558,159 @@ class Simulator:
         p_idx: Array,
         phase: Array,
         period: int,
+        nb: Array,
+        nb_ok: Array,
     ) -> tuple[Array, Array, Array, Array, Array, Array, Array, Array]:
         xp, cfg = self.xp, self.config
         dt = cfg.dt_s
-        idm, mob = cfg.idm, cfg.mobil
+        idm = cfg.idm
         S, A, _ = b.shape
-        # path heading at the agent: the frame in which others are ahead or behind
-        _, _, ph = self._on_path(b, p_idx, s_arc, d_lat * 0.0)
-        hh = xp.where(reactive, ph, h)
-        c, sn = xp.cos(hh), xp.sin(hh)
-        dxw = x[:, None, :] - x[:, :, None]  # [s, i, j]: j relative to i
-        dyw = y[:, None, :] - y[:, :, None]
-        lon = c[:, :, None] * dxw + sn[:, :, None] * dyw
-        lat = -sn[:, :, None] * dxw + c[:, :, None] * dyw
-        half_len = (b.length[:, :, None] + b.length[:, None, :]) / 2.0
-        if idm.gap_reference == "center":
-            half_len = half_len * 0.0
-        others = present[:, None, :] & ~xp.asarray(np.eye(A, dtype=bool), "bool")[None]
-        v_proj = v[:, None, :] * xp.cos(h[:, None, :] - hh[:, :, None])  # others' speed along my heading
-        big = 1e9
-
-        own_lat = xp.gather(b.path_lateral, p_idx[..., None], axis=2)[..., 0]
-
-        def lane_neighbours(offset: Array) -> tuple[Array, Array, Array, Array]:
-            """Leader gap/speed and follower index/gap in the lane ``offset`` metres to the left."""
-            in_lane = others & (xp.abs(lat - (offset - d_lat)[:, :, None]) < cfg.lane_half_width_m)
-            ahead = in_lane & (lon > 0)
-            gap_ahead = xp.where(ahead, lon - half_len, big)
-            lead = xp.argmin(gap_ahead, axis=2)
-            lead_gap = xp.min(gap_ahead, axis=2)
-            lead_v = xp.gather(v_proj, lead[..., None], axis=2)[..., 0]
-            behind = in_lane & (lon <= 0)
-            gap_behind = xp.where(behind, -lon - half_len, big)
-            foll = xp.argmin(gap_behind, axis=2)
-            foll_gap = xp.min(gap_behind, axis=2)
-            return lead_gap, lead_v, foll, foll_gap
-
-        lead_gap, lead_v, foll, foll_gap = lane_neighbours(own_lat * 0.0)
+        K = b.path_points
+        row = self._pick(b.path_id, p_idx)
+        # path heading at the agent: the frame in which others are ahead, behind, beside
+        i = xp.astype(xp.clip(xp.floor(s_arc / b.path_step_m), 0, K - 2), "int")
+        hh = xp.where(reactive, xp.gather(b.pool_heading, i + row * K, axis=1), h)
+        ch, sh = xp.cos(hh), xp.sin(hh)
+        # every neighbour quantity in one gather: position, velocity, length, presence
+        table = xp.stack(
+            [x, y, v * xp.cos(h), v * xp.sin(h), b.length, xp.astype(present, "float")], axis=0
+        ).reshape(6, S * A)
+        flat = nb + (xp.arange(S) * A)[:, None, None]
+        got = xp.take_columns(table, flat)  # (6, S, A, N)
+        c, sn = ch[..., None], sh[..., None]
+        dx = got[0] - x[..., None]
+        dy = got[1] - y[..., None]
+        lon = c * dx + sn * dy
+        lat = -sn * dx + c * dy
+        nlen = got[4]
+        half_len = (b.length[..., None] + nlen) / 2.0 if idm.gap_reference == "bumper" else nlen * 0.0
+        others = (got[5] > 0.5) & nb_ok
+        v_proj = got[2] * c + got[3] * sn  # the neighbour's velocity along my path
+        rel_lat = lat + d_lat[..., None]  # beside my own lane's centre
+        hw = cfg.lane_half_width_m
+        ahead = others & (xp.abs(rel_lat) < hw) & (lon > 0)
+        gap_ahead = xp.where(ahead, lon - half_len, _BIG)
+        lead = xp.argmin(gap_ahead, axis=2)
+        lead_gap = xp.gather(gap_ahead, lead[..., None], axis=2)[..., 0]
+        lead_v = xp.gather(v_proj, lead[..., None], axis=2)[..., 0]
         # red lights on the current path: a stopped leader at the stop line
-        M = b.stop_s.shape[-1]
-        pidx = xp.stack([p_idx] * M, axis=-1)[:, :, None, :]
-        st_s = xp.gather(b.stop_s, pidx, axis=2)[:, :, 0, :]
-        st_l = xp.gather(b.stop_light, pidx, axis=2)[:, :, 0, :]
+        M = b.num_stops
+        srow = (row * M)[..., None] + xp.arange(M)[None, None, :]
+        st_s = xp.gather(b.pool_stop_s, srow.reshape(S, A * M), axis=1).reshape(S, A, M)
+        st_l = xp.gather(b.pool_stop_light, srow.reshape(S, A * M), axis=1).reshape(S, A, M)
         L = b.light_stop.shape[1]
-        red_now = b.light_stop[:, :, t]
-        caution_now = b.light_caution[:, :, t]
         li = xp.clip(st_l, 0, L - 1).reshape(S, A * M)
-        red = xp.gather(red_now, li, axis=1).reshape(S, A, M)
-        amber = xp.gather(caution_now, li, axis=1).reshape(S, A, M)
+        red = xp.gather(b.light_stop[:, :, t], li, axis=1).reshape(S, A, M)
+        amber = xp.gather(b.light_caution[:, :, t], li, axis=1).reshape(S, A, M)
         light_gap = st_s - s_arc[..., None] - b.length[..., None] / 2.0
         can_stop = light_gap > (v * v)[..., None] / (2.0 * idm.b_comf_mps2)
         stop_here = (st_l >= 0) & (red | (amber & can_stop)) & (light_gap > -1.0)
-        lg = xp.min(xp.where(stop_here, light_gap, big), axis=2)
+        lg = xp.min(xp.where(stop_here, light_gap, _BIG), axis=2)
         use_light = lg < lead_gap
         lead_gap = xp.where(use_light, lg, lead_gap)
         lead_v = xp.where(use_light, 0.0, lead_v)
-        has_lead = lead_gap < big / 2
+        has_lead = lead_gap < _BIG / 2
         v0 = b.desired_speed
         acc = idm_accel(xp, v, v0, lead_gap, v - lead_v, has_lead, idm)
-
         changed = xp.zeros((S, A), "bool")
-        if mob.enabled:
-            due = (xp.astype(phase, "int") == (t % period)) & reactive & (v > 1.0)
-            best_gain = xp.full((S, A), -big)
-            best_p = p_idx
-            for side in (-1, 1):
-                cand = xp.clip(p_idx + side, 0, NUM_PATHS - 1)
-                ok = xp.gather(b.path_ok, cand[..., None], axis=2)[..., 0] & (p_idx + side >= 0)
-                ok = ok & (p_idx + side < NUM_PATHS)
-                tgt_lat = xp.gather(b.path_lateral, cand[..., None], axis=2)[..., 0]
-                n_gap, n_v, n_f, n_fgap = lane_neighbours(tgt_lat - own_lat)
-                n_has = n_gap < big / 2
-                f_has = n_fgap < big / 2
-                fv = xp.gather(v, n_f, axis=1)
-                fv0 = xp.gather(v0, n_f, axis=1)
-                # the new follower now (behind its leader = my new leader) and after (behind me)
-                f_lead_gap = n_gap + n_fgap + b.length
-                f_a = idm_accel(xp, fv, fv0, f_lead_gap, fv - n_v, n_has, idm)
-                f_pred_a = idm_accel(xp, fv, fv0, n_fgap, fv - v, f_has, idm)
-                safe = ~f_has | (f_pred_a >= -mob.safe_braking_mps2)
-                self_pred = idm_accel(xp, v, v0, n_gap, v - n_v, n_has, idm)
-                of_has = foll_gap < big / 2
-                ofv = xp.gather(v, foll, axis=1)
-                ofv0 = xp.gather(v0, foll, axis=1)
-                of_a = idm_accel(xp, ofv, ofv0, foll_gap, ofv - v, of_has, idm)
-                of_pred = idm_accel(
-                    xp, ofv, ofv0, foll_gap + lead_gap + b.length, ofv - lead_v, has_lead, idm
-                )
-                gain = (
-                    self_pred
-                    - acc
-                    + mob.politeness
-                    * (xp.where(f_has, f_pred_a - f_a, 0.0) + xp.where(of_has, of_pred - of_a, 0.0))
-                )
-                good = due & ok & safe & (gain >= mob.gain_threshold_mps2) & (gain > best_gain)
-                best_gain = xp.where(good, gain, best_gain)
-                best_p = xp.where(good, cand, best_p)
-            changed = best_p != p_idx
-            new_lat = xp.gather(b.path_lateral, best_p[..., None], axis=2)[..., 0]
-            d_lat = xp.where(changed, d_lat + own_lat - new_lat, d_lat)
-            p_idx = best_p
+        if cfg.mobil.enabled:
+            due = (phase == (t % period)) & reactive & (v > 1.0)
+            rows = xp.nonzero_flat(due)
+            if int(rows.shape[0]):
+                new_p = self._mobil(b, rows, p_idx, v, acc, lon, rel_lat, others, v_proj, half_len, nb)
+                p_new = xp.put(p_idx, rows, new_p)
+                changed = p_new != p_idx
+                # the arc and lateral offset, measured from the new lane
+                s_arc = s_arc - self._pick(b.path_s_offset, p_idx) + self._pick(b.path_s_offset, p_new)
+                d_lat = d_lat + self._pick(b.path_lateral, p_idx) - self._pick(b.path_lateral, p_new)
+                p_idx = p_new
+                row = self._pick(b.path_id, p_idx)
         # integrate (explicit Euler: position with the old speed, as highway-env and nuPlan do)
         s_new = s_arc + v * dt
         v_new = xp.maximum(v + acc * dt, 0.0)
         d_new = d_lat * float(np.exp(-dt / cfg.lateral_time_constant_s))
-        nx, ny, nh = self._on_path(b, p_idx, s_new, d_new)
+        nx, ny, nh = self._on_path(b, row, s_new, d_new)
         d_rate = (d_new - d_lat) / dt
         nh = xp.wrap_angle(nh + xp.atan2(d_rate, xp.maximum(v_new, 0.5)))
         s_arc = xp.where(reactive, s_new, s_arc)
         d_lat = xp.where(reactive, d_new, d_lat)
         return nx, ny, nh, v_new, s_arc, d_lat, p_idx, changed
+
+    def _mobil(
+        self,
+        b: SimBatch,
+        rows: Array,
+        p_idx: Array,
+        v: Array,
+        acc: Array,
+        lon: Array,
+        rel_lat: Array,
+        others: Array,
+        v_proj: Array,
+        half_len: Array,
+        nb: Array,
+    ) -> Array:
+        """MOBIL for the agents due to decide (``rows``, flat indices into ``(S, A)``): their new path."""
+        xp, cfg = self.xp, self.config
+        idm, mob = cfg.idm, cfg.mobil
+        S, A, _ = b.shape
+        N = nb.shape[2]
+        P = NUM_PATHS
+
+        def sub(a: Array) -> Array:  # the due agents' rows of an (S, A, ...) array
+            return a.reshape(S * A, *a.shape[2:])[rows]
+
+        scen = rows // A
+        p0, vv, a0 = sub(p_idx), sub(v), sub(acc)
+        lon_, rl, oth, vp, hl = sub(lon), sub(rel_lat), sub(others), sub(v_proj), sub(half_len)
+        glob = scen[:, None] * A + sub(nb)  # (n, N) flat indices of each neighbour
+        n_v, n_v0 = xp.take(v, glob), xp.take(b.desired_speed, glob)
+        own_len, v0 = xp.take(b.length, rows), xp.take(b.desired_speed, rows)
+        ok_p = xp.take(b.path_ok, (rows * P)[:, None] + xp.arange(P)[None, :])
+        lat_p = xp.take(b.path_lateral, (rows * P)[:, None] + xp.arange(P)[None, :])
+        own_lat = xp.gather(lat_p, p0[:, None], axis=1)[:, 0]
+        hw = cfg.lane_half_width_m
+
+        def neighbours_in(offset: Array) -> tuple[Array, Array, Array, Array, Array]:
+            """Leader gap/speed, follower gap/speed/desired speed in the lane ``offset`` m to the left."""
+            inl = oth & (xp.abs(rl - offset[:, None]) < hw)
+            ga = xp.where(inl & (lon_ > 0), lon_ - hl, _BIG)
+            gb = xp.where(inl & (lon_ <= 0), -lon_ - hl, _BIG)
+            la, fb = xp.argmin(ga, axis=1)[:, None], xp.argmin(gb, axis=1)[:, None]
+            return (
+                xp.gather(ga, la, axis=1)[:, 0],
+                xp.gather(vp, la, axis=1)[:, 0],
+                xp.gather(gb, fb, axis=1)[:, 0],
+                xp.gather(n_v, fb, axis=1)[:, 0],
+                xp.gather(n_v0, fb, axis=1)[:, 0],
+            )
+
+        zero = vv * 0.0
+        lead_gap, lead_v, foll_gap, ofv, ofv0 = neighbours_in(zero)
+        has_lead, of_has = lead_gap < _BIG / 2, foll_gap < _BIG / 2
+        of_a = idm_accel(xp, ofv, ofv0, foll_gap, ofv - vv, of_has, idm)
+        of_pred = idm_accel(xp, ofv, ofv0, foll_gap + lead_gap + own_len, ofv - lead_v, has_lead, idm)
+        best_gain = zero - _BIG
+        best_p = p0
+        for side in (-1, 1):
+            cand = xp.clip(p0 + side, 0, P - 1)
+            ok = xp.gather(ok_p, cand[:, None], axis=1)[:, 0] & (p0 + side >= 0) & (p0 + side < P)
+            tgt = xp.gather(lat_p, cand[:, None], axis=1)[:, 0] - own_lat
+            n_gap, nv_, n_fgap, fv, fv0 = neighbours_in(tgt)
+            n_has, f_has = n_gap < _BIG / 2, n_fgap < _BIG / 2
+            # the new follower now (behind its leader = my new leader) and after (behind me)
+            f_a = idm_accel(xp, fv, fv0, n_gap + n_fgap + own_len, fv - nv_, n_has, idm)
+            f_pred = idm_accel(xp, fv, fv0, n_fgap, fv - vv, f_has, idm)
+            safe = ~f_has | (f_pred >= -mob.safe_braking_mps2)
+            self_pred = idm_accel(xp, vv, v0, n_gap, vv - nv_, n_has, idm)
+            gain = (
+                self_pred
+                - a0
+                + mob.politeness
+                * (xp.where(f_has, f_pred - f_a, 0.0) + xp.where(of_has, of_pred - of_a, 0.0))
+            )
+            good = ok & safe & (gain >= mob.gain_threshold_mps2) & (gain > best_gain)
+            best_gain = xp.where(good, gain, best_gain)
+            best_p = xp.where(good, cand, best_p)
+        del N
+        return best_p

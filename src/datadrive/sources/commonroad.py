@@ -48,7 +48,10 @@ What a Scenario holds:
   none) with ``CONTROLS`` to the lanelet; traffic lights with a position ->
   ``OTHER`` ``"traffic_light_<id>"`` with ``CONTROLS`` to the lanelets that
   reference them; lanelets that an intersection names as successors of an
-  incoming are ``is_intersection``.
+  incoming are ``is_intersection``; a lanelet that references maximum-speed
+  traffic signs (2020a, :data:`MAX_SPEED_SIGN_IDS`) gets the lowest of their
+  values as its ``speed_limit_mps`` (the rule of CommonRoad's C++ traffic-rule
+  library, ``TrafficSignInterpreter::speedLimit``: the minimum over its signs).
 * traffic lights (2020a): each lanelet that references a light gets a row of
   :class:`~datadrive.core.scenario.TrafficLights` with the cycle's colour at
   every step (commonroad-io's ``get_state_at_time_step``): red and redYellow
@@ -405,6 +408,7 @@ def _map(r: _Reader, root: ET.Element) -> tuple[MapFeatures, dict[int, ET.Elemen
             for ref in inc.findall(tag):
                 in_intersection.add(r.integer(ref.get("ref"), f"intersection {tag} ref"))
     light_elements = {r.integer(t.get("id"), "a traffic light id"): t for t in root.findall("trafficLight")}
+    sign_limits = _max_speed_signs(r, root)
     opposite: list[list[str]] = []
     for lid, el in lanelets.items():
         what = f"lanelet {lid}"
@@ -417,12 +421,20 @@ def _map(r: _Reader, root: ET.Element) -> tuple[MapFeatures, dict[int, ET.Elemen
             kind = MapFeatureKind.CROSSWALK if "crosswalk" in types else MapFeatureKind.OTHER
             b.add(fid, kind, np.concatenate([left, right[::-1], left[:1]]), subtype=",".join(types))
             continue
+        limits = [
+            sign_limits[ref]
+            for ref in (
+                r.integer(x.get("ref"), f"{what} trafficSignRef") for x in el.findall("trafficSignRef")
+            )
+            if ref in sign_limits
+        ]
         b.add(
             fid,
             MapFeatureKind.LANE_CENTERLINE,
             centerline_from_bounds(left, right, paired=True),
             subtype=",".join(types),
             is_intersection=lid in in_intersection,
+            speed_limit_mps=min(limits) if limits else float("nan"),
         )
         for side, bound, relation in (
             ("left", left, MapRelation.LEFT_BOUNDARY),
@@ -472,6 +484,26 @@ def _map(r: _Reader, root: ET.Element) -> tuple[MapFeatures, dict[int, ET.Elemen
                 f"lanelet_{lid}",
             )
     return b.build(), lanelets, {"opposite_neighbors": opposite}
+
+
+MAX_SPEED_SIGN_IDS = frozenset({"274", "R2-1", "r301"})
+"""CommonRoad ``trafficSignID`` values of a maximum-speed sign: Germany's and Zamunda's 274,
+the USA's R2-1, Spain's r301 (commonroad-io's ``TrafficSignID*.MAX_SPEED``)."""
+
+
+def _max_speed_signs(r: _Reader, root: ET.Element) -> dict[int, float]:
+    """Traffic sign id -> its maximum speed in m/s (CommonRoad's ``additionalValue`` is SI)."""
+    out: dict[int, float] = {}
+    for sign in root.findall("trafficSign"):
+        sid = r.integer(sign.get("id"), "a traffic sign id")
+        for element in sign.findall("trafficSignElement"):
+            if (element.findtext("trafficSignID") or "").strip() not in MAX_SPEED_SIGN_IDS:
+                continue
+            value = r.number(element.findtext("additionalValue"), f"traffic sign {sid} speed limit")
+            if not 0.0 < value < 200.0:
+                raise InvalidValueError(r.path, f"traffic sign {sid}: speed limit {value} m/s is not a speed")
+            out[sid] = min(value, out.get(sid, value))
+    return out
 
 
 def _traffic_lights(

@@ -83,7 +83,9 @@ What becomes of the elements (feature ids keep lanelet2's primitive names):
   ref_lines as yield lanelets pairs them in order, as lanelet2 does), else
   every lanelet that lists it as a ``regulatory_element``. A summary of every
   regulatory element (id, subtype, lanelets, member feature ids by role) is
-  in ``extras["regulatory_elements"]``.
+  in ``extras["regulatory_elements"]``. A lane's ``speed_limit_mps`` comes
+  from the ``speed_limit`` regulatory elements it lists (and its own
+  ``speed_limit`` tag): see :func:`speed_from_text`.
 * a ``multipolygon`` relation (an area) -> its outer ring(s), assembled from
   the ``outer`` ways as lanelet2 does, closed, as ``"area_<id>"``:
   ``freespace`` and ``parking`` -> ``DRIVABLE_AREA``, ``exit`` ->
@@ -158,6 +160,7 @@ __all__ = [
     "Lanelet2MapConfig",
     "parse_lanelet2_map",
     "read_lanelet2_map",
+    "speed_from_text",
 ]
 
 PSEUDO_GEOREFERENCE_MAX_DEG: Final[float] = 1.0
@@ -557,6 +560,7 @@ class _Builder:
         self.emitted_ways: set[int] = set()
         self.lanes: dict[int, tuple[list[int], list[int]]] = {}  # lanelet id -> (left ids, right ids)
         self.two_way: list[str] = []
+        self.speed_limits: dict[int, float] = {}  # lanelet id -> m/s
         self.dropped = 0
         self._order = np.argsort(osm.node_ids, kind="stable")
         self._sorted_ids = osm.node_ids[self._order]
@@ -640,7 +644,13 @@ class _Builder:
                 kind = MapFeatureKind.CROSSWALK if subtype == "crosswalk" else MapFeatureKind.OTHER
                 self.builder.add(fid, kind, ring, subtype=subtype)
                 continue
-            self.builder.add(fid, MapFeatureKind.LANE_CENTERLINE, next(centers), subtype=subtype)
+            self.builder.add(
+                fid,
+                MapFeatureKind.LANE_CENTERLINE,
+                next(centers),
+                subtype=subtype,
+                speed_limit_mps=self.speed_limits.get(rel_id, math.nan),
+            )
             self.lanes[rel_id] = chains[k]
             if rel.tags.get("one_way", "") == "no":
                 self.two_way.append(fid)
@@ -722,6 +732,68 @@ class _Builder:
                     self.builder.add(fid, MapFeatureKind.OTHER, self.points(ring), subtype=f"{subtype}:inner")
 
 
+_MPS = {"km/h": 1 / 3.6, "kmh": 1 / 3.6, "kph": 1 / 3.6, "mph": 0.44704, "m/s": 1.0, "mps": 1.0}
+_SIGN_UNITS = (
+    ("de274-", "km/h"),
+    ("us-r2-", "mph"),
+    ("usr2-1-", "mph"),
+    ("r2-1-", "mph"),
+    ("carb-1-", "km/h"),
+)
+
+
+def speed_from_text(text: str) -> float | None:
+    """A Lanelet2 velocity in m/s, or ``None`` when the text is no speed.
+
+    Accepts what lanelet2's traffic rules accept: a number with an optional
+    unit (``"50"``, ``"50 km/h"``, ``"15mph"``, ``"80kmh"``, ``"13.9 m/s"``;
+    no unit means km/h, lanelet2's ``Attribute::asVelocity``), or a
+    speed-limit sign type that carries the number (``"de274-50"`` km/h,
+    ``"us-r2-25"``/``"R2-1-25"`` mph).
+    """
+    t = text.strip().lower()
+    for prefix, unit in _SIGN_UNITS:
+        if t.startswith(prefix) and t[len(prefix) :].replace(".", "", 1).isdigit():
+            return float(t[len(prefix) :]) * _MPS[unit]
+    number = t.rstrip("abcdefghijklmnopqrstuvwxyz/ ")
+    unit = t[len(number) :].strip() or "km/h"
+    try:
+        value = float(number)
+    except ValueError:
+        return None
+    if unit not in _MPS or not math.isfinite(value) or value <= 0:
+        return None
+    return value * _MPS[unit]
+
+
+def _lanelet_speed_limits(osm: _Osm, lanelets: Mapping[int, _Relation]) -> dict[int, float]:
+    """Lanelet id -> its speed limit in m/s, from ``speed_limit`` regulatory elements and tags.
+
+    A ``speed_limit`` regulatory element's speed is its ``sign_type`` tag, else
+    the subtype of the traffic sign it ``refers`` to; a lanelet's limit is the
+    lowest of the elements it lists and of its own ``speed_limit`` tag. Speeds
+    that do not parse are left unknown (lanelet2 raises on them).
+    """
+    element_speed: dict[int, float] = {}
+    for rel_id, rel in osm.relations.items():
+        if rel.tags.get("type") != "regulatory_element" or rel.tags.get("subtype") != "speed_limit":
+            continue
+        texts = [rel.tags["sign_type"]] if "sign_type" in rel.tags else []
+        texts += [osm.ways[w].tags.get("subtype", "") for w in rel.refs("way", "refers") if w in osm.ways]
+        speeds = [v for v in (speed_from_text(x) for x in texts) if v is not None]
+        if speeds:
+            element_speed[rel_id] = min(speeds)
+    out: dict[int, float] = {}
+    for lid, rel in lanelets.items():
+        found = [element_speed[r] for r in rel.refs("relation", "regulatory_element") if r in element_speed]
+        own = speed_from_text(rel.tags["speed_limit"]) if "speed_limit" in rel.tags else None
+        if own is not None:
+            found.append(own)
+        if found:
+            out[lid] = min(found)
+    return out
+
+
 def parse_lanelet2_map(
     data: bytes, path: Path, *, origin_lat_lon: tuple[float, float] | None = None
 ) -> Lanelet2Map:
@@ -760,6 +832,7 @@ def parse_lanelet2_map(
     xyz = np.concatenate([xy, osm.ele_m[:, None]], axis=1)
 
     b = _Builder(osm, xyz, path)
+    b.speed_limits = _lanelet_speed_limits(osm, lanelets)
     b.lanelets(lanelets)
     b.topology()
     users: dict[int, list[int]] = {}

@@ -36,6 +36,14 @@ Choices (see also the module's tests):
   valid position is exactly (0, 0) the frame is ``<dataset>_ego_start`` (axes
   of the dataset's global frame, origin at the ego's first position). A
   ``coordinate`` other than right-handed/waymo (``"metadrive"``) is appended.
+* Map: one feature per ``map_features`` entry, in the file's order. A lane's
+  ``speed_limit_mps`` (nuPlan), ``speed_limit_kmh`` or ``speed_limit_mph``
+  (Waymo) becomes its ``speed_limit_mps`` (0 is unknown) for the datasets in
+  :data:`SPEED_LIMIT_DATASETS` only: other converters write placeholders. A lane that carries
+  both a ``polyline`` (its centerline) and a ``polygon`` (its surface:
+  nuScenes conversions) also gets a ``DRIVABLE_AREA`` feature
+  ``"<id>#polygon"`` (subtype ``lane_polygon:<type>``) after all the file's
+  features: the union of those polygons is the road the lanes cover.
 """
 
 from __future__ import annotations
@@ -210,7 +218,8 @@ def _scenario(adapter: ScenarioNetAdapter, path: Path, sd: dict[Any, Any]) -> Sc
         _fill_track(path, tracks, row, track_id, track, num_steps)
 
     recentred = ego_index is not None and _starts_at_origin(tracks, ego_index)
-    map_features = _map(path, sd.get("map_features"))
+    dataset = str(md.get("dataset") or "").lower()
+    map_features = _map(path, sd.get("map_features"), limits_from_map=dataset in SPEED_LIMIT_DATASETS)
     lights = _traffic_lights(path, sd.get("dynamic_map_states"), num_steps)
     location = md.get("map")
     return Scenario(
@@ -417,13 +426,14 @@ def _speed_limits(raw: Any) -> dict[str, Any]:
     return {"lane_speed_limits_mps": out} if out else {}
 
 
-def _map(path: Path, raw: Any) -> MapFeatures | None:
+def _map(path: Path, raw: Any, *, limits_from_map: bool = True) -> MapFeatures | None:
     if raw is None:
         return None
     if not isinstance(raw, dict):
         raise SchemaMismatchError(path, f"map_features is a {type(raw).__name__}, not a dict")
     builder = MapBuilder()
     seen: set[str] = set()
+    lane_polygons: list[tuple[str, str, NDArrayFloat]] = []
     for key, feature in raw.items():
         feature_id = str(key)
         if feature_id in seen:
@@ -431,7 +441,23 @@ def _map(path: Path, raw: Any) -> MapFeatures | None:
         seen.add(feature_id)
         type_name = str(_get(path, feature, "type", f"map feature {feature_id!r}"))
         kind = _feature_kind(type_name)
-        builder.add(feature_id, kind, _feature_points(path, feature_id, feature), subtype=type_name)
+        lane = kind == MapFeatureKind.LANE_CENTERLINE
+        limit = _speed_limit(path, feature_id, feature) if lane and limits_from_map else np.nan
+        builder.add(
+            feature_id,
+            kind,
+            _feature_points(path, feature_id, feature),
+            subtype=type_name,
+            speed_limit_mps=limit,
+        )
+        if (
+            kind == MapFeatureKind.LANE_CENTERLINE
+            and "polyline" in feature
+            and feature.get("polygon") is not None
+        ):
+            polygon = _feature_points(path, feature_id, {"polygon": feature["polygon"]})
+            if polygon.shape[0] >= 3:
+                lane_polygons.append((feature_id, type_name, polygon))
         if kind == MapFeatureKind.LANE_CENTERLINE:
             for field, relation, id_key in _LANE_LINKS:
                 for target in _link_ids(feature.get(field), id_key):
@@ -439,7 +465,43 @@ def _map(path: Path, raw: Any) -> MapFeatures | None:
         elif kind == MapFeatureKind.STOP_SIGN:
             for target in _link_ids(feature.get("lane"), "feature_id"):
                 builder.relate(feature_id, MapRelation.CONTROLS, target)
+    for feature_id, type_name, polygon in lane_polygons:  # after every raw feature: their order is kept
+        polygon_id = f"{feature_id}{LANE_POLYGON_SUFFIX}"
+        if polygon_id in seen:
+            raise InvalidValueError(path, f"map feature id {polygon_id!r} clashes with a lane's polygon")
+        builder.add(polygon_id, MapFeatureKind.DRIVABLE_AREA, polygon, subtype=f"lane_polygon:{type_name}")
     return builder.build()
+
+
+SPEED_LIMIT_DATASETS = frozenset({"waymo", "nuplan"})
+"""Datasets whose ScenarioNet lanes carry the source map's own speed limits. The nuScenes converter
+writes a constant 100 km/h on lane connectors and the Argoverse 2 one a constant highway value:
+placeholders, not limits, so they are not read."""
+
+LANE_POLYGON_SUFFIX = "#polygon"
+"""Suffix of the ``DRIVABLE_AREA`` feature made from a lane's ``polygon`` (nuScenes conversions)."""
+
+_SPEED_KEYS = (("speed_limit_mps", 1.0), ("speed_limit_kmh", 1 / 3.6), ("speed_limit_mph", 0.44704))
+
+
+def _speed_limit(path: Path, feature_id: str, feature: dict[Any, Any]) -> float:
+    """A lane's ``speed_limit_mps`` (nuPlan), ``_kmh`` or ``_mph`` (Waymo) in m/s; NaN if absent or 0."""
+    for key, to_mps in _SPEED_KEYS:
+        raw = feature.get(key)
+        if raw is None:
+            continue
+        try:
+            value = float(raw)
+        except (TypeError, ValueError):
+            raise InvalidValueError(
+                path, f"map feature {feature_id!r}: {key} is {raw!r}, not a number"
+            ) from None
+        if np.isnan(value):
+            return float("nan")
+        if not np.isfinite(value) or value < 0 or value * to_mps >= 200:
+            raise InvalidValueError(path, f"map feature {feature_id!r}: {key} is {value}, not a speed")
+        return value * to_mps if value > 0 else float("nan")
+    return float("nan")
 
 
 # --------------------------------------------------------------------------- traffic lights

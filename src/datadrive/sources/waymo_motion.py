@@ -15,7 +15,8 @@ is a TFRecord stream whose every record is a serialized
   mis-sized box);
 * map: lanes, road lines, road edges, stop signs (a point, CONTROLS the lanes
   it lists), crosswalks, speed bumps and driveways, with lane topology
-  (entry/exit lanes, left/right neighbours, left/right boundaries);
+  (entry/exit lanes, left/right neighbours, left/right boundaries); a lane's
+  ``speed_limit_mph`` becomes ``speed_limit_mps`` (0, proto3's "unset", is unknown);
 * traffic lights: ``dynamic_map_states`` as one row per lane seen at any step;
 * extras: ``scenario_id``, ``current_time_index``, ``sdc_track_index``,
   ``tracks_to_predict`` (track id, index, difficulty), ``objects_of_interest``
@@ -384,7 +385,15 @@ def _map(path: Path, msg: scenario_pb2.Scenario, where: str) -> MapFeatures | No
         enum = _subtype_enums().get(case or "")
         payload = getattr(feature, case) if case is not None else None
         subtype = enum.Name(payload.type) if enum is not None and payload is not None else ""
-        builder.add(fid, kind, xyz[ends[i] - counts[i] : ends[i]], subtype=subtype)
+        # speed_limit_mph: proto3's default 0 means "not set"
+        limit = float(payload.speed_limit_mph) * _MPH if case == "lane" and payload is not None else 0.0
+        builder.add(
+            fid,
+            kind,
+            xyz[ends[i] - counts[i] : ends[i]],
+            subtype=subtype,
+            speed_limit_mps=limit if 0.0 < limit < 200.0 else float("nan"),
+        )
         if case == "lane" and payload is not None:
             for rel, dst_ids in (
                 (MapRelation.PREDECESSOR, payload.entry_lanes),
