@@ -497,8 +497,8 @@ def conform(spec: TableSpec, table: pa.Table) -> pa.Table:
     Delta returns ``int8`` for ``uint8``, plain lists for fixed-size lists,
     and partition columns last; this undoes all three.
     """
-    if table.schema.equals(spec.schema):  # rows just converted by the ingest often are already
-        return table
+    if table.schema.equals(spec.schema, check_metadata=True):  # rows just converted often are already
+        return table  # the very table the rebuild below would make
     present = {name: i for i, name in enumerate(table.schema.names)}  # one lookup per column, not a scan
     columns = []
     for f in spec.schema:
