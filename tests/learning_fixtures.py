@@ -73,3 +73,34 @@ def sample_lake(samples: Path, tmp_path_factory: pytest.TempPathFactory) -> Samp
     cache = build_cache(lake, manifest, AV2_FEATURES, shard_size=8, engine=InlineEngine())
     assert cache.ok, cache.failed
     return SampleLake(root, config, manifest, cache.path)
+
+
+def subset_cache(source: Path, target: Path, train: int, val: int) -> Path:
+    """A copy of the cache at ``source`` keeping the first ``train`` / ``val`` samples of those splits.
+
+    The rest go to the third split (``test``), which the trainer does not
+    read: the samples, shards and maps stay real, only fewer are trained on.
+    """
+    import shutil
+
+    import numpy as np
+
+    from datadrive.curate import FeatureCache
+
+    shutil.copytree(source, target)
+    full = FeatureCache(target)
+    keep_train = full.split_indices("train")[:train]
+    keep_val = full.split_indices("val")[:val]
+    for d in sorted(target.glob("shard-*")):
+        col = np.load(d / "sample_split.npy")
+        lo = int(full._offsets[int(d.name.split("-")[1])])
+        idx = np.arange(lo, lo + col.size)
+        new = np.where(np.isin(idx, keep_train), 0, np.where(np.isin(idx, keep_val), 1, 2))
+        np.save(d / "sample_split.npy", new.astype(np.uint8))
+    return target
+
+
+@pytest.fixture(scope="session")
+def small_cache_path(sample_lake: SampleLake, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The session cache with 12 training and 4 validation samples: for tests of the loop, not of learning."""
+    return subset_cache(sample_lake.cache_path, tmp_path_factory.mktemp("small") / "cache", train=12, val=4)

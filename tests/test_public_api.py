@@ -79,6 +79,8 @@ def test_error_tree_roots_at_datadrive_error() -> None:
 
     for symbol in errors.__all__:
         cls = getattr(errors, symbol)
+        if symbol == "one_line":  # the one helper: how every error quotes outside text
+            continue
         assert issubclass(cls, errors.DatadriveError)
 
 
@@ -90,7 +92,7 @@ def test_input_errors_survive_pickling() -> None:
 
     for symbol in errors.__all__:
         cls = getattr(errors, symbol)
-        if issubclass(cls, errors.InputError):
+        if isinstance(cls, type) and issubclass(cls, errors.InputError):
             err = cls("logs/a.parquet", "missing columns heading")
             back = pickle.loads(pickle.dumps(err))
             assert type(back) is cls

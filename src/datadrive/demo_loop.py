@@ -1,4 +1,4 @@
-"""``make demo``'s loop: lake -> (mining) -> dataset -> a short training -> evaluation -> HTML report.
+"""``make demo``'s loop: lake -> mining -> dataset -> a short training -> evaluation -> HTML report.
 
 Real samples (AV2, nuScenes, INTERACTION, Waymo through ScenarioNet) and a
 synthetic fleet on the samples' AV2 maps (``datadrive.sim.fleet``, with cut-ins,
@@ -9,9 +9,10 @@ forecaster and the constant-velocity baseline are trained; the transformer
 is scored against the baseline with the official AV2 and WOMD metrics, per
 event type, and the report is written to ``out/eval/index.html``.
 
-Events come from the mining layer's ``events`` table when the lake has one
-(the mining layer, issue 8); until then, from the events the fleet injected
-(``extras["events"]``), and the report says which.
+The mining layer indexes and tags every scenario (``datadrive.mining.tag_lake``);
+the evaluation is cut per event type from its ``events`` table, at the
+dataset's lake version and the current tagger version (recorded in the
+results).
 """
 
 from __future__ import annotations
@@ -72,45 +73,15 @@ def _hook_fleet(
     return int(report.scenarios)
 
 
-def _hook_mining(lake: Any, notes: list[str]) -> None:
-    """Tag events with the mining layer when it is installed (its API decides how; see issue 8)."""
-    import importlib
+def _hook_mining(lake: Any, engine: Any, notes: list[str], progress: Callable[[int, int], None]) -> None:
+    """Index and tag every scenario of the region with the mining layer (its ``events`` table)."""
+    from datadrive.mining import tag_lake
 
-    try:
-        mining = importlib.import_module("datadrive.mining")
-    except ImportError:
-        notes.append("mining: not installed yet; events come from what the fleet injected")
-        return
-    tag = getattr(mining, "tag_lake", None)
-    if tag is None:
-        notes.append("mining: installed, but without tag_lake(); events come from what the fleet injected")
-        return
-    tag(lake, REGION)
-    notes.append("mining: events tagged into the lake")
-
-
-def _events(lake: Any, manifest: Any) -> tuple[dict[str, list[str]], str]:
-    snap = lake.snapshot(REGION, manifest.lake_version)
-    try:
-        table = snap.sql("SELECT tenant, source, scenario_id, event_type FROM events").table
-        out: dict[str, list[str]] = {}
-        for t, s, i, e in zip(
-            *(table.column(c).to_pylist() for c in ("tenant", "source", "scenario_id", "event_type")),
-            strict=True,
-        ):
-            out.setdefault(f"{t}/{s}/{i}", []).append(str(e))
-        return out, "mining events table"
-    except Exception:  # no events table yet: the fleet's own record of what it injected
-        rows = snap.sql(
-            "SELECT tenant, source, scenario_id, extras_json FROM scenarios WHERE source = 'synthetic'"
-        ).table.to_pylist()
-        import json
-
-        out = {}
-        for r in rows:
-            for e in json.loads(r["extras_json"]).get("events", []):
-                out.setdefault(f"{r['tenant']}/{r['source']}/{r['scenario_id']}", []).append(str(e["type"]))
-        return out, "events injected by the synthetic fleet (mining not merged yet)"
+    report = tag_lake(lake, REGION, engine=engine, progress=progress)
+    notes.append(
+        f"mining: {report.tagged} scenarios tagged, {report.events} events "
+        f"({len(report.failures)} failed batches)"
+    )
 
 
 def run_loop(
@@ -131,6 +102,7 @@ def run_loop(
         SplitSpec,
         build_cache,
         create_dataset,
+        dataset_events,
     )
     from datadrive.evaluate import compare_results, evaluate_model, write_report
     from datadrive.lake import (
@@ -142,6 +114,7 @@ def run_loop(
         StorageRoot,
         TenantConfig,
     )
+    from datadrive.lake.ingest import INGEST_PRELOAD
     from datadrive.models import ModelSpec, load_model
     from datadrive.train import TrackingSettings, TrainConfig, train_run
 
@@ -172,14 +145,18 @@ def run_loop(
     with Progress(*columns, console=console) as bar:
         inputs = [samples / s for s in REAL_SOURCES if (samples / s).exists()]
         t = bar.add_task("ingest real samples", total=None)
-        engine = (
-            ProcessPoolEngine(workers, preload=("datadrive.lake.ingest",)) if workers > 1 else InlineEngine()
-        )
+        engine = ProcessPoolEngine(workers, preload=INGEST_PRELOAD) if workers > 1 else InlineEngine()
         rep = lake.ingest(inputs, region=REGION, engine=engine, progress=lambda e: bar.advance(t))
         bar.update(t, total=len(rep.outcomes), completed=len(rep.outcomes))
         ft = bar.add_task("synthetic fleet", total=fleet)
         n_fleet = _hook_fleet(lake, samples, fleet, notes, lambda done, total: bar.update(ft, completed=done))
-        _hook_mining(lake, notes)
+        mt = bar.add_task("mining: index and tag", total=None)
+        _hook_mining(
+            lake,
+            ProcessPoolEngine(workers, preload=("datadrive.mining",)) if workers > 1 else InlineEngine(),
+            notes,
+            lambda done, total: bar.update(mt, completed=done, total=total),
+        )
         manifest = create_dataset(
             lake,
             "demo",
@@ -231,14 +208,22 @@ def run_loop(
                 progress=step,
             )
             runs.append(name)
-        events, events_from = _events(lake, manifest)
+        mined = dataset_events(lake, manifest)
+        events, events_version = mined if mined is not None else (None, None)
+        events_from = f"the mining layer's events (tagger {events_version})" if mined else "none"
         results = []
         for name in runs:
             data, _ = lake.read_derived(REGION, f"derived/model/{name}/model.pt")
             model, _, _ = load_model(data)
             results.append(
                 evaluate_model(
-                    model, cache, run=name, dataset=f"demo@v{manifest.version}", split="val", events=events
+                    model,
+                    cache,
+                    run=name,
+                    dataset=f"demo@v{manifest.version}",
+                    split="val",
+                    events=events,
+                    events_version=events_version,
                 )
             )
     comparison = compare_results(results[1], results[0], resamples=1000)

@@ -32,6 +32,7 @@ The tree::
     │   ├── ResidencyError         raw data would leave its region
     │   ├── AccessDeniedError      a principal may not read or write this data
     │   ├── SchemaVersionError     a table written by a newer datadrive
+    │   ├── ArtefactNameError      a derived artefact's name is not a safe relative name
     │   └── StorageError           the storage root refused a write (disk full, permissions)
     │       └── StorageUnreachableError   an object store's endpoint does not answer
     ├── DatasetError               a curated dataset cannot be built, found or used
@@ -46,10 +47,12 @@ The tree::
 
 from __future__ import annotations
 
+import re
 from os import PathLike
 
 __all__ = [
     "AccessDeniedError",
+    "ArtefactNameError",
     "AssistantError",
     "CacheVersionError",
     "CheckpointError",
@@ -84,7 +87,30 @@ __all__ = [
     "UnsafePickleError",
     "UnsupportedFormatError",
     "ValidationError",
+    "one_line",
 ]
+
+EXCERPT_CHARS = 400
+"""The most characters of outside text (a file's value, a library's message) an error quotes."""
+
+
+def one_line(text: str, limit: int = EXCERPT_CHARS) -> str:
+    r"""``text`` on one line (line breaks and runs of spaces become one space), cut to ``limit`` characters.
+
+    Errors quote what they were given (an attribute of a map file, a
+    library's message); a 50 MB attribute must not become a 50 MB error
+    line, nor a four-line parser message four lines of a one-line CLI.
+
+    >>> one_line("a\n  b")
+    'a b'
+    >>> one_line("x" * 10, limit=6)
+    'x... (+9 chars)'
+    """
+    flat = re.sub(r"\s*[\r\n]+\s*", " ", text).strip()
+    if len(flat) <= limit:
+        return flat
+    keep = max(limit - 20, 1)
+    return f"{flat[:keep]}... (+{len(flat) - keep} chars)"
 
 
 class DatadriveError(Exception):
@@ -101,8 +127,8 @@ class InputError(DatadriveError):
 
     def __init__(self, path: str | PathLike[str], reason: str) -> None:
         self.path = str(path)
-        self.reason = reason
-        super().__init__(f"{self.path}: {reason}")
+        self.reason = one_line(reason)
+        super().__init__(f"{self.path}: {self.reason}")
 
     def __reduce__(self) -> tuple[type[InputError], tuple[str, str]]:
         # Rebuild from (path, reason), so the error survives a process pool or Ray worker.
@@ -248,6 +274,10 @@ class AccessDeniedError(LakeError):
 
 class SchemaVersionError(LakeError):
     """A table was written with a schema newer than this datadrive understands."""
+
+
+class ArtefactNameError(LakeError):
+    """A derived artefact's name is not a plain relative name (``..``, absolute, odd characters)."""
 
 
 class StorageError(LakeError):

@@ -200,3 +200,36 @@ def test_train_bad_input_is_one_line(lake_dir: Path) -> None:
     r = run("train", *L, "--dataset", "eu-central/mix", "--region", "cn-north", "--quiet")
     assert r.exit_code == 2
     assert "cannot be materialised in cn-north" in r.output or "cn-north" in r.output
+
+
+def test_dataset_by_mined_events_balanced(lake_dir: Path) -> None:
+    """``datadrive index`` tags the lake; ``dataset create --events ... --balance-by event_type`` uses it."""
+    L = ["--lake", str(lake_dir), "--region", "eu-central"]
+    r = run("index", *L, "--engine", "inline")
+    assert r.exit_code == 0, r.output
+    r = run(
+        "dataset",
+        "create",
+        "ev",
+        *L,
+        "--events",
+        "hard_braking,lane_change",
+        "--balance-by",
+        "event_type",
+        "--json",
+    )
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.output.strip().splitlines()[-1])
+    assert doc["query"] == {
+        "kind": "events",
+        "text": "hard_braking,lane_change",
+        "events": ["hard_braking", "lane_change"],
+    }
+    assert doc["balance"]["by"] == "event_type"
+    assert doc["code"]["tagger_version"]
+    r = run("dataset", "create", "none", *L, "--query", "stopped and not stopped")
+    assert r.exit_code == 2
+    assert "matched no scenario" in r.output
+    r = run("dataset", "create", "both", *L, "--sql", "SELECT scenario_id FROM scenarios", "--query", "car")
+    assert r.exit_code == 2
+    assert "give one of --sql, --query, --describe" in r.output

@@ -35,11 +35,25 @@ def test_embedded_identifiers_are_replaced_by_their_hmac(source, raw, identifier
     assert identifier not in out
 
 
-def test_rules_apply_only_to_their_sources() -> None:
-    assert (
-        Pseudonymizer(KEY).text("waymo_open_motion", "veh-45 b0c9d2329ad1606b host-a101")
-        == "veh-45 b0c9d2329ad1606b host-a101"
+def test_rules_apply_to_ids_of_their_sources_only() -> None:
+    scrub = Pseudonymizer(KEY).scrubber("waymo_open_motion", {})
+    assert scrub("veh-45 b0c9d2329ad1606b host-a101") == "veh-45 b0c9d2329ad1606b host-a101"
+
+
+def test_every_rule_applies_to_paths_whatever_the_source_and_case() -> None:
+    """F7 and F6: a dongle id in a nuPlan path, an upper-case dongle folder: replaced, same pseudonym."""
+    p = Pseudonymizer(KEY)
+    dongle = hmac_hex(KEY, "b0c9d2329ad1606b")[:16]
+    assert p.text("nuplan", "pz/dongle_b0c9d2329ad1606b/veh-49.db") == (
+        f"pz/dongle_{dongle}/veh-{hmac_hex(KEY, 'veh-49')[:12]}.db"
     )
+    assert (
+        p.text("comma2k19", "B0C9D2329AD1606B_2018-08-02--08-34-47/40") == f"{dongle}_2018-08-02--08-34-47/40"
+    )
+    assert p.text("waymo_open_motion", "/x/HOST-A101/VEH-45") == (
+        f"/x/host-{hmac_hex(KEY, 'host-a101')[:12]}/veh-{hmac_hex(KEY, 'veh-45')[:12]}"
+    )
+    assert p.scrubber("comma2k19", {})("B0C9D2329AD1606B|2018") == f"{dongle}|2018"
 
 
 def test_a_sha256_is_not_mistaken_for_a_dongle_id() -> None:

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
@@ -17,7 +15,7 @@ from datadrive.curate import FeatureCache
 from datadrive.errors import CheckpointError, DeviceError, NonFiniteLossError
 from datadrive.models import ModelSpec, load_model
 from datadrive.train import TrainConfig, fit
-from learning_fixtures import SampleLake
+from learning_fixtures import SampleLake, subset_cache
 
 TINY = ModelSpec(
     "transformer", {"d_model": 16, "heads": 2, "encoder_layers": 1, "decoder_layers": 1, "dropout": 0.1}
@@ -25,8 +23,9 @@ TINY = ModelSpec(
 
 
 @pytest.fixture(scope="module")
-def cache(sample_lake: SampleLake) -> FeatureCache:
-    return FeatureCache(sample_lake.cache_path)
+def cache(small_cache_path: Path) -> FeatureCache:
+    """12 training and 4 validation samples of the real cache: the loop's behaviour, not learning."""
+    return FeatureCache(small_cache_path)
 
 
 class InterruptError(Exception):
@@ -38,19 +37,10 @@ def weights(path: Path) -> list[torch.Tensor]:
     return list(model.state_dict().values())
 
 
-def test_a_tiny_model_overfits_a_handful_of_real_scenarios(cache: FeatureCache, tmp_path: Path) -> None:
+def test_a_tiny_model_overfits_a_handful_of_real_scenarios(sample_lake: SampleLake, tmp_path: Path) -> None:
     """8 real samples, 150 epochs: the training minADE falls from about 19 m to under 0.5 m."""
-    subset = tmp_path / "subset"
-    shutil.copytree(cache.path, subset)
-    sub = FeatureCache(subset)
-    keep = sub.split_indices("train")[:8]
     # everything but 8 samples goes to another split (the cache's split column is what the trainer reads)
-    for d in sorted(subset.glob("shard-*")):
-        col = np.load(d / "sample_split.npy")
-        lo = int(sub._offsets[int(d.name.split("-")[1])])
-        glob = np.arange(lo, lo + col.size)
-        np.save(d / "sample_split.npy", np.where(np.isin(glob, keep), 0, 2).astype(np.uint8))
-    sub = FeatureCache(subset)
+    sub = FeatureCache(subset_cache(sample_lake.cache_path, tmp_path / "subset", train=8, val=0))
     assert sub.split_indices("train").size == 8
     config = TrainConfig(
         model=ModelSpec("mlp", {"hidden": 128, "layers": 2, "modes": 1}),
@@ -71,8 +61,10 @@ def test_a_tiny_model_overfits_a_handful_of_real_scenarios(cache: FeatureCache, 
 def test_resume_after_an_interruption_reproduces_the_uninterrupted_run(
     cache: FeatureCache, tmp_path: Path
 ) -> None:
-    config = TrainConfig(model=TINY, epochs=2, batch_size=8, checkpoint_every=3, warmup_steps=2)
+    # 3 epochs of 3 batches: checkpoints at steps 3, 6 and each epoch end; the crash comes in step 7
+    config = TrainConfig(model=TINY, epochs=3, batch_size=4, checkpoint_every=3, warmup_steps=2)
     straight = fit(cache, config, tmp_path / "a")
+    assert straight.steps == 9
 
     def crash(info) -> None:  # type: ignore[no-untyped-def]
         if info.step == 7:
@@ -147,7 +139,7 @@ def test_baselines_train_without_an_optimizer(cache: FeatureCache, tmp_path: Pat
 
 
 @pytest.mark.slow
-def test_ddp_with_two_gloo_processes(sample_lake: SampleLake, tmp_path: Path) -> None:
+def test_ddp_with_two_gloo_processes(small_cache_path: Path, tmp_path: Path) -> None:
     """torchrun starts 2 CPU processes (gloo); together they take every batch of the plan once."""
     script = tmp_path / "ddp.py"
     script.write_text(
@@ -160,7 +152,7 @@ def test_ddp_with_two_gloo_processes(sample_lake: SampleLake, tmp_path: Path) ->
         "d = distributed_from_env(dict(os.environ))\n"
         "init_process_group(d, 'cpu')\n"
         f"cfg = TrainConfig(model=ModelSpec('transformer', {TINY.config!r}), epochs=2, batch_size=4)\n"
-        f"r = fit(FeatureCache(Path({str(sample_lake.cache_path)!r})), cfg, Path({str(tmp_path / 'run')!r}), dist=d)\n"
+        f"r = fit(FeatureCache(Path({str(small_cache_path)!r})), cfg, Path({str(tmp_path / 'run')!r}), dist=d)\n"
         f"Path({str(tmp_path)!r}, f'rank{{d.rank}}.json').write_text(json.dumps({{'steps': r.steps, 'world': td.get_world_size()}}))\n"
         "td.destroy_process_group()\n"
     )
@@ -173,7 +165,7 @@ def test_ddp_with_two_gloo_processes(sample_lake: SampleLake, tmp_path: Path) ->
     assert out.returncode == 0, out.stderr[-3000:]
     ranks = [json.loads((tmp_path / f"rank{i}.json").read_text()) for i in (0, 1)]
     assert ranks[0]["world"] == ranks[1]["world"] == 2
-    cache = FeatureCache(sample_lake.cache_path)
+    cache = FeatureCache(small_cache_path)
     from datadrive.curate import epoch_batches
 
     full = sum(len(epoch_batches(cache, cache.split_indices("train"), 4, seed=0, epoch=e)) for e in range(2))
@@ -198,13 +190,14 @@ def _free_port() -> int:
 
 
 @pytest.mark.slow
-def test_a_killed_run_resumes_to_the_uninterrupted_weights(sample_lake: SampleLake, tmp_path: Path) -> None:
+def test_a_killed_run_resumes_to_the_uninterrupted_weights(small_cache_path: Path, tmp_path: Path) -> None:
     """SIGKILL a training process once it has checkpointed; the same call again finishes it exactly."""
     import signal
     import time
 
-    cache_path = sample_lake.cache_path
-    config = TrainConfig(model=TINY, epochs=3, batch_size=4, checkpoint_every=2, warmup_steps=2)
+    cache_path = small_cache_path
+    # 30 steps of 4 samples: the first checkpoint (step 2) comes long before the end
+    config = TrainConfig(model=TINY, epochs=10, batch_size=4, checkpoint_every=2, warmup_steps=2)
     script = (
         "import json, sys\n"
         "from pathlib import Path\n"

@@ -100,6 +100,22 @@ def create_cmd(
         str | None,
         typer.Option("--sql", help="SELECT returning scenario_id (and optionally source, tenant)."),
     ] = None,
+    query: Annotated[
+        str | None,
+        typer.Option("--query", help="A mining expression: 'vehicle and braking(hard)' (docs/mining.md)."),
+    ] = None,
+    describe: Annotated[
+        str | None,
+        typer.Option("--describe", help="Plain English, translated offline to a mining expression."),
+    ] = None,
+    events: Annotated[
+        list[str] | None,
+        typer.Option("--events", help="Event types (repeat or comma-separate); a scenario needs one."),
+    ] = None,
+    balance_by: Annotated[
+        str | None,
+        typer.Option("--balance-by", help="event_type: as many scenarios of each event type as the rarest."),
+    ] = None,
     split: Annotated[
         str, typer.Option("--split", help="Fractions: 80/10/10 (train/val/test), 90/10, ...")
     ] = "80/10/10",
@@ -113,9 +129,19 @@ def create_cmd(
     """Select scenarios with a query, split them by log, store the result as a versioned dataset in the region."""
     from datadrive.curate import DatasetQuery, SplitSpec, create_dataset
 
-    if sql is None:
+    kinds = [k for k, v in (("--sql", sql), ("--query", query), ("--describe", describe)) if v is not None]
+    event_types = [e.strip() for item in events or [] for e in item.split(",") if e.strip()]
+    if len(kinds) > 1 or (sql is not None and event_types):
         raise ConfigError(
-            'say what selects the scenarios: --sql "SELECT scenario_id FROM scenarios WHERE ..."'
+            f"give one of --sql, --query, --describe (with --events or not); got {' and '.join(kinds)}"
+        )
+    if sql is not None:
+        q = DatasetQuery.sql(sql)
+    elif query is not None or describe is not None or event_types:
+        q = DatasetQuery.mining(expression=query, events=event_types, description=describe)
+    else:
+        raise ConfigError(
+            'say what selects the scenarios: --sql "SELECT ...", --query EXPR, --describe TEXT or --events TYPE'
         )
     lk = open_lake(lake, who, region)
     spec = SplitSpec.parse(split, group_by=split_by, seed=seed)
@@ -123,8 +149,9 @@ def create_cmd(
         lk,
         name,
         region,
-        DatasetQuery.sql(sql),
+        q,
         split=spec,
+        balance_by=balance_by,
         code={"git_commit": git_commit()},
         as_of=as_of,
     )
@@ -148,6 +175,7 @@ def _summary(m: Any) -> dict[str, Any]:
         "created_by": m.created_by,
         "created_at": m.created_at,
         "ids_sha256": m.ids_digest(),
+        "balance": None if m.balance is None else dict(m.balance),
         "object": m.object_name,
     }
 

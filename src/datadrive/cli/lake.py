@@ -250,9 +250,17 @@ def _print_report(report: IngestReport, roots: Sequence[Path]) -> None:
 
 @command
 def sql_cmd(
-    query: Annotated[str, typer.Argument(help="One SELECT statement.")],
     lake: LakeOpt,
     who: Who,
+    query: Annotated[
+        str | None,
+        typer.Argument(
+            help="One SELECT statement ('-' or none with --file: read it from stdin or the file)."
+        ),
+    ] = None,
+    query_file: Annotated[
+        Path | None, typer.Option("--file", "-f", help="Read the statement from this file ('-': stdin).")
+    ] = None,
     region: RegionOpt = None,
     as_of: Annotated[
         int | None, typer.Option("--as-of", help="Lake version to read (default: latest).")
@@ -263,11 +271,31 @@ def sql_cmd(
 
     Tables: scenarios, tracks, map_features, telemetry, ingests. Views:
     states (one row per valid track state), map_points, signal_samples.
+    A statement that starts with '-' (an SQL comment) goes after '--'
+    (datadrive sql --lake L -- "-- note ..."), in a file (--file q.sql) or on
+    stdin (--file - or the argument '-').
     """
-    result = open_lake(lake, who, region).sql(query, region=region, version=as_of)
+    text = _query_text(query, query_file)
+    result = open_lake(lake, who, region).sql(text, region=region, version=as_of)
     print_rows(result.table, as_json=as_json, title=f"{result.region} @ lake version {result.version}")
     if not as_json:
         out.print(f"{result.table.num_rows} rows", highlight=False)
+
+
+def _query_text(query: str | None, query_file: Path | None) -> str:
+    """The statement from the argument, a file or stdin (exactly one of them)."""
+    if query is not None and query != "-" and query_file is not None:
+        raise ConfigError("give the statement as an argument or with --file, not both")
+    if query_file is not None and str(query_file) != "-":
+        try:
+            return query_file.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"--file {query_file}: cannot be read ({exc})") from exc
+    if query is None and query_file is None:
+        raise ConfigError("no statement given: pass one as an argument, or with --file (a file or '-')")
+    if query is not None and query != "-":
+        return query
+    return sys.stdin.read()
 
 
 # --------------------------------------------------------------------------- lake history / audit / check
@@ -432,7 +460,7 @@ def put_derived_cmd(
         data = file.read_bytes()
     except OSError as exc:
         fail(f"{file}: cannot read ({exc.strerror or exc})")
-    obj = lk.put_derived(region, kind, name or file.name, data, derived_from=snap)
+    obj = lk.put_derived(region, kind, file.name if name is None else name, data, derived_from=snap)
     out.print(f"stored {obj} in {region}", highlight=False, markup=False)
 
 

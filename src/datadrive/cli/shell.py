@@ -40,7 +40,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from datadrive.errors import DatadriveError
+from datadrive.errors import DatadriveError, one_line
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -71,6 +71,10 @@ out = Console()
 """stdout: results."""
 err = Console(stderr=True)
 """stderr: errors, warnings, progress bars."""
+# Off a terminal (a pipe, a file) nothing wraps: a script reading a line (a head hash, a JSON row)
+# gets the whole line. On a terminal Rich wraps to its width as usual.
+out.soft_wrap = not out.is_terminal
+err.soft_wrap = not err.is_terminal
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -79,8 +83,17 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def say(label: str, message: str, *, style: str = "bold red", console: Console | None = None) -> None:
-    """Print ``label: message`` on one line (stderr by default); ``message`` is plain text, never markup."""
-    (console or err).print(Text.assemble((f"{label}:", style), " ", message), highlight=False, soft_wrap=True)
+    """Print ``label: message`` on one line (stderr by default); ``message`` is plain text, never markup.
+
+    Line breaks in ``message`` become spaces, and a very long one is cut
+    (:func:`datadrive.errors.one_line`): one line means one line.
+    """
+    text = one_line(message, limit=_SAY_CHARS)
+    (console or err).print(Text.assemble((f"{label}:", style), " ", text), highlight=False, soft_wrap=True)
+
+
+_SAY_CHARS = 2000
+"""The longest message :func:`say` prints (error texts are already excerpts; this is the backstop)."""
 
 
 def fail(message: str) -> NoReturn:

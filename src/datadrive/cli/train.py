@@ -22,7 +22,7 @@ from datadrive.cli.curate import ensure_cache, feature_config, git_commit, progr
 from datadrive.cli.shell import LakeOpt, Who, command, open_lake
 from datadrive.cli.shell import err as shell_err
 from datadrive.cli.shell import out as shell_out
-from datadrive.errors import ConfigError, DatadriveError
+from datadrive.errors import ConfigError
 
 __all__ = ["evaluate_cmd", "parse_model_config", "register", "train_cmd"]
 
@@ -243,14 +243,15 @@ def evaluate_cmd(
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bars.")] = False,
 ) -> None:
     """Score a run on a dataset split with the official AV2 and WOMD metrics; compare with --against; HTML report."""
-    from datadrive.curate import FeatureCache, load_dataset
+    from datadrive.curate import FeatureCache, dataset_events, load_dataset
     from datadrive.evaluate import compare_results, evaluate_model, write_report
     from datadrive.models import load_model
 
     lk = open_lake(lake, who, region)
     manifest = load_dataset(lk, dataset, region)
     results = []
-    events = _mined_events(lk, manifest)
+    mined = dataset_events(lk, manifest)
+    events, events_version = mined if mined is not None else (None, None)
     for name in [run] + ([against] if against else []):
         data, _ = lk.read_derived(region, f"derived/model/{name}/model.pt")
         model, fcfg, _ = load_model(data, f"derived/model/{name}/model.pt")
@@ -266,6 +267,7 @@ def evaluate_cmd(
                 dataset=f"{manifest.name}@v{manifest.version}",
                 split=split,
                 events=events,
+                events_version=events_version,
                 device=device,
             )
         )
@@ -294,21 +296,6 @@ def evaluate_cmd(
     else:
         _print_results(results, comparison)
         _out.print(f"report: {index}", highlight=False)
-
-
-def _mined_events(lk: Any, manifest: Any) -> dict[str, list[str]] | None:
-    """Scenario key -> event types from the mining layer's events, when the lake has them."""
-    try:
-        snap = lk.snapshot(manifest.region, manifest.lake_version)
-        table = snap.sql("SELECT tenant, source, scenario_id, event_type FROM events").table
-    except DatadriveError:
-        return None
-    out: dict[str, list[str]] = {}
-    for t, s, i, e in zip(
-        *(table.column(c).to_pylist() for c in ("tenant", "source", "scenario_id", "event_type")), strict=True
-    ):
-        out.setdefault(f"{t}/{s}/{i}", []).append(str(e))
-    return out
 
 
 def _print_results(results: list[Any], comparison: Any) -> None:

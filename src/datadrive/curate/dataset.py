@@ -50,6 +50,7 @@ __all__ = [
     "SplitSpec",
     "assign_splits",
     "create_dataset",
+    "dataset_events",
     "diff_datasets",
     "list_datasets",
     "load_dataset",
@@ -113,20 +114,47 @@ class DatasetQuery:
 
     Attributes:
         kind: ``"sql"`` (a ``SELECT`` returning ``scenario_id``, optionally
-            ``source`` and ``tenant``), ``"expression"`` or ``"events"``
-            (mining; recorded for the mining layer to evaluate).
+            ``source`` and ``tenant``), ``"expression"`` (the mining query
+            language), ``"description"`` (plain English, translated offline
+            by the mining layer) or ``"events"`` (event types only).
         text: The query text (for ``events``: the event types, comma-separated).
+        events: Event types a scenario must have one of, besides ``text``
+            (``expression`` and ``description`` queries; mining's events at
+            the current tagger version).
     """
 
     kind: str
     text: str
+    events: tuple[str, ...] = ()
 
     @classmethod
     def sql(cls, text: str) -> DatasetQuery:
         return cls("sql", text)
 
-    def as_json(self) -> dict[str, str]:
-        return {"kind": self.kind, "text": self.text}
+    @classmethod
+    def mining(
+        cls, expression: str | None = None, events: Sequence[str] = (), description: str | None = None
+    ) -> DatasetQuery:
+        """A query the mining layer answers: an expression or a description, and/or event types."""
+        if expression is not None and description is not None:
+            raise DatasetError("give a query expression or a description, not both")
+        if expression is not None:
+            return cls("expression", expression, tuple(events))
+        if description is not None:
+            return cls("description", description, tuple(events))
+        if not events:
+            raise DatasetError("a mining query needs an expression, a description or event types")
+        return cls("events", ",".join(events), tuple(events))
+
+    def as_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"kind": self.kind, "text": self.text}
+        if self.events:
+            out["events"] = list(self.events)
+        return out
+
+    @classmethod
+    def from_json(cls, doc: Mapping[str, Any]) -> DatasetQuery:
+        return cls(str(doc["kind"]), str(doc["text"]), tuple(doc.get("events", ())))
 
 
 @dataclass(frozen=True)
@@ -282,7 +310,7 @@ class DatasetManifest:
                 region=doc["region"],
                 tenant=doc["tenant"],
                 lake_version=int(doc["lake_version"]),
-                query=DatasetQuery(doc["query"]["kind"], doc["query"]["text"]),
+                query=DatasetQuery.from_json(doc["query"]),
                 split=split,
                 code=dict(doc["code"]),
                 created_by=doc["created_by"],
@@ -367,6 +395,7 @@ def create_dataset(
     query: DatasetQuery,
     *,
     split: SplitSpec = DEFAULT_SPLIT,
+    balance_by: str | None = None,
     code: Mapping[str, Any] | None = None,
     as_of: int | None = None,
     now: datetime | None = None,
@@ -377,9 +406,15 @@ def create_dataset(
         lake: The lake, as the principal who builds the dataset.
         name: The dataset's name.
         region: Where it is built (and stays).
-        query: What selects the scenarios (``sql`` here; mining queries are
-            resolved to SQL-able ids by the mining layer).
+        query: What selects the scenarios: SQL, or a mining query
+            (:meth:`DatasetQuery.mining`: an expression, a description and/or
+            event types, answered by :func:`datadrive.mining.select_scenarios`
+            on the same pinned snapshot; the tagger version is recorded).
         split: Fractions, group column, seed.
+        balance_by: ``"event_type"``: keep as many scenarios of each event
+            type as of the rarest one (scenarios without events count as the
+            type ``"none"``), chosen by the split's seed; recorded in
+            :attr:`DatasetManifest.balance`.
         code: Versions to record (``git_commit``, tagger versions); the
             datadrive version is always recorded.
         as_of: A lake version (the latest by default).
@@ -387,37 +422,61 @@ def create_dataset(
 
     Raises:
         EmptyDatasetError: if the query selects no scenario.
-        DatasetError: if the query does not return ``scenario_id``.
+        DatasetError: if the query does not return ``scenario_id``, or an
+            unknown ``balance_by``.
+        MiningError: a mining query that does not parse, unknown event types,
+            or a region whose scenarios are not all tagged yet.
         ResidencyError: if the principal may not read the region (audited).
     """
     import datadrive
 
     ref = DatasetRef.parse(name)
-    if query.kind != "sql":
-        raise DatasetError(
-            f"{query.kind} queries are resolved by the mining layer; give create_dataset the SQL it selected"
-        )
+    if balance_by not in (None, "event_type"):
+        raise DatasetError(f"cannot balance by {balance_by!r}: only by event_type")
     snap = lake.snapshot(region, as_of)
-    result = snap.sql(query.text).table
-    if "scenario_id" not in result.column_names:
-        raise DatasetError(
-            "the query must return a scenario_id column "
-            f"(it returned: {', '.join(result.column_names) or 'none'})"
+    versions: dict[str, Any] = {"datadrive": datadrive.__version__}
+    events_of: Mapping[tuple[str | None, str, str], Sequence[str]] | None = None
+    if query.kind == "sql":
+        keys = _sql_keys(snap, query)
+        if balance_by is not None:
+            events_of, versions["tagger_version"] = _mined_events(snap)
+    elif query.kind in ("expression", "description", "events"):
+        from datadrive.mining import select_scenarios
+
+        pick = select_scenarios(
+            snap,
+            expression=query.text if query.kind == "expression" else None,
+            description=query.text if query.kind == "description" else None,
+            events=list(query.events) or None,
+            with_events=balance_by is not None,
         )
-    ids = [x for x in result.column("scenario_id").to_pylist() if x is not None]
-    if not ids:
-        raise EmptyDatasetError(
-            f"the query matched no scenario in {region} at lake version {snap.version}: {query.text}"
-        )
-    want_source = set(result.column("source").to_pylist()) if "source" in result.column_names else None
-    want_tenant = set(result.column("tenant").to_pylist()) if "tenant" in result.column_names else None
-    rows = _snapshot_rows(snap, [(None, None, i) for i in ids], split.group_by).to_pydict()
+        if not pick.keys:
+            also = (
+                f" with events {', '.join(query.events)}" if query.kind != "events" and query.events else ""
+            )
+            raise EmptyDatasetError(
+                f"the {query.kind} query matched no scenario in {region} at lake version {snap.version}: "
+                f"{query.text}{also}"
+            )
+        keys = [(t, s_, i) for t, s_, i in pick.keys]
+        # the tagger decides which events exist (and the expression's per-state features come from
+        # the same mining version): recorded even for an expression alone
+        versions["tagger_version"] = pick.tagger_version or _tagger_version()
+        if pick.expression is not None:
+            versions["mining_expression"] = pick.expression
+        events_of = pick.events_by_scenario if balance_by is not None else None
+    else:
+        raise DatasetError(f"unknown query kind {query.kind!r} (sql, expression, description, events)")
+    rows = _snapshot_rows(snap, keys, split.group_by).to_pydict()
+    wanted = {(t, s_, i) for t, s_, i in keys}
+    by_id = {i for _, _, i in keys}
+    any_key = all(t is None and s_ is None for t, s_, _ in keys)
     selected = [
-        (t, s, i, str(g))
-        for t, s, i, g in zip(
+        (t, s_, i, str(g))
+        for t, s_, i, g in zip(
             rows["tenant"], rows["source"], rows["scenario_id"], rows[split.group_by], strict=True
         )
-        if (want_source is None or s in want_source) and (want_tenant is None or t in want_tenant)
+        if (i in by_id if any_key else _key_match(wanted, t, s_, i))
     ]
     if not selected:
         raise EmptyDatasetError(
@@ -425,7 +484,10 @@ def create_dataset(
             "(telemetry-only rows are not scenarios)"
         )
     selected.sort()
-    groups = [f"{s}:{g}" for _, s, _, g in selected]  # a group never spans sources
+    balance: dict[str, Any] | None = None
+    if balance_by is not None and events_of is not None:
+        selected, balance = _balance_by_event_type(selected, events_of, split.seed)
+    groups = [f"{s_}:{g}" for _, s_, _, g in selected]  # a group never spans sources
     splits = assign_splits(groups, split)
     version = _next_version(lake, region, ref.name)
     manifest = DatasetManifest(
@@ -436,17 +498,128 @@ def create_dataset(
         lake_version=snap.version,
         query=query,
         split=split,
-        code={"datadrive": datadrive.__version__, **(code or {})},
+        code={**versions, **(code or {})},
         created_by=lake.principal.name,
         created_at=(now or datetime.now(UTC)).isoformat(),
         tenants=tuple(t for t, _, _, _ in selected),
-        sources=tuple(s for _, s, _, _ in selected),
+        sources=tuple(s_ for _, s_, _, _ in selected),
         scenario_ids=tuple(i for _, _, i, _ in selected),
         groups=tuple(groups),
         splits=tuple(splits),
+        balance=balance,
     )
     lake.put_derived(region, _KIND, f"{ref.name}/v{version:04d}.json", manifest.to_json(), derived_from=snap)
     return manifest
+
+
+_Key = tuple[str | None, str | None, str]
+
+
+def _key_match(wanted: set[_Key], tenant: str | None, source: str | None, sid: str) -> bool:
+    """A row matches a key with the same id whose tenant and source are equal or left open (None)."""
+    return (
+        (tenant, source, sid) in wanted
+        or (None, source, sid) in wanted
+        or (tenant, None, sid) in wanted
+        or (None, None, sid) in wanted
+    )
+
+
+def _sql_keys(snap: Snapshot, query: DatasetQuery) -> list[_Key]:
+    """``(tenant, source, scenario_id)`` of the SQL rows (tenant, source None when not returned)."""
+    result = snap.sql(query.text).table
+    if "scenario_id" not in result.column_names:
+        raise DatasetError(
+            "the query must return a scenario_id column "
+            f"(it returned: {', '.join(result.column_names) or 'none'})"
+        )
+    n = result.num_rows
+    ids = result.column("scenario_id").to_pylist()
+    sources = result.column("source").to_pylist() if "source" in result.column_names else [None] * n
+    tenants = result.column("tenant").to_pylist() if "tenant" in result.column_names else [None] * n
+    keys = [(t, s_, i) for t, s_, i in zip(tenants, sources, ids, strict=True) if i is not None]
+    if not keys:
+        raise EmptyDatasetError(
+            f"the query matched no scenario in {snap.region} at lake version {snap.version}: {query.text}"
+        )
+    return keys
+
+
+def _tagger_version() -> str:
+    from datadrive.mining import tagger_version
+
+    return tagger_version()
+
+
+def _mined_events(snap: Snapshot) -> tuple[dict[tuple[str | None, str, str], tuple[str, ...]], str]:
+    """Each scenario's event types in the mining events (current tagger version), and that version."""
+    from datadrive.mining import scenario_events, tagger_version
+
+    return dict(scenario_events(snap)), tagger_version()
+
+
+def _balance_by_event_type(
+    selected: list[tuple[str, str, str, str]],
+    events_of: Mapping[tuple[str | None, str, str], Sequence[str]],
+    seed: int,
+) -> tuple[list[tuple[str, str, str, str]], dict[str, Any]]:
+    """As many scenarios of each event type as of the rarest (``none``: no event), picked by a seeded hash.
+
+    Rarest types are filled first, so a scenario with a rare and a common
+    event counts towards the rare one; each scenario is kept once.
+    """
+
+    def types_of(row: tuple[str, str, str, str]) -> tuple[str, ...]:
+        t, s_, i, _ = row
+        return tuple(events_of.get((t, s_, i), ())) or ("none",)
+
+    members: dict[str, list[int]] = {}
+    for n, row in enumerate(selected):
+        for et in types_of(row):
+            members.setdefault(et, []).append(n)
+    before = {et: len(v) for et, v in sorted(members.items())}
+    cap = min(before.values())
+    order = sorted(before, key=lambda et: (before[et], et))
+
+    def rank(n: int) -> str:
+        t, s_, i, _ = selected[n]
+        return hashlib.sha256(f"{seed}\0{t}\0{s_}\0{i}".encode()).hexdigest()
+
+    kept: set[int] = set()
+    after = dict.fromkeys(before, 0)
+    for et in order:
+        have = sum(1 for n in kept if et in types_of(selected[n]))
+        for n in sorted(members[et], key=rank):
+            if have >= cap:
+                break
+            if n not in kept:
+                kept.add(n)
+                for other in types_of(selected[n]):
+                    after[other] += 1
+                have += 1
+    out = [selected[n] for n in sorted(kept)]
+    return out, {"by": "event_type", "cap": cap, "seed": seed, "before": before, "after": after}
+
+
+def dataset_events(lake: Lake, manifest: DatasetManifest) -> tuple[dict[str, list[str]], str] | None:
+    """Scenario key (``tenant/source/id``) -> its mining event types, at the dataset's lake version.
+
+    The events are those of the current tagger version (returned with them);
+    ``None`` when the region has no mining tables at that version (nothing
+    was tagged), so an evaluation says it has no per-event cut rather than
+    reporting every event as absent.
+    """
+    from datadrive.errors import DatadriveError
+    from datadrive.mining import scenario_events, tagger_version
+
+    snap = lake.snapshot(manifest.region, manifest.lake_version)
+    try:
+        found = scenario_events(snap, require_current=False)
+    except DatadriveError:
+        return None
+    wanted = set(zip(manifest.tenants, manifest.sources, manifest.scenario_ids, strict=True))
+    out = {f"{t}/{s_}/{i}": list(ev) for (t, s_, i), ev in found.items() if (t, s_, i) in wanted}
+    return out, tagger_version()
 
 
 def _versions(lake: Lake, region: str, name: str) -> list[int]:

@@ -133,6 +133,7 @@ def evaluate_model(
     dataset: str,
     split: str = "val",
     events: Mapping[str, Sequence[str]] | None = None,
+    events_version: str | None = None,
     batch_size: int = 64,
     device: str = "cpu",
     womd: WomdConfig = WOMD_CHALLENGE,
@@ -148,6 +149,8 @@ def evaluate_model(
         split: The split to score.
         events: Scenario key (``tenant/source/id``) -> event types in it
             (from the mining layer); samples are cut by them.
+        events_version: The mining tagger version the events came from
+            (recorded, so per-event numbers of different taggers are told apart).
         batch_size: Samples per forward pass.
         device: Where the model runs.
         womd: The WOMD config; its measurement steps are cut to the horizon.
@@ -275,6 +278,7 @@ def evaluate_model(
             "av2_scored": int((~np.isnan(per_sample["minADE_6"])).sum()),
             "womd_steps_s": [womd_cfg.seconds(s) for s in womd_cfg.steps] if use_womd else [],
             "events_from_mining": events is not None,
+            "events_tagger_version": events_version,
             "model": getattr(model, "name", type(model).__name__),
         },
         examples=kept,

@@ -15,12 +15,20 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from datadrive.errors import AccessDeniedError, ConfigError, LakeError, ResidencyError, StorageError
+from datadrive.errors import (
+    AccessDeniedError,
+    ArtefactNameError,
+    ConfigError,
+    LakeError,
+    ResidencyError,
+    StorageError,
+)
 from datadrive.lake.access import Access
 from datadrive.lake.config import DERIVED_KINDS, EXTERNAL, RegionConfig
 from datadrive.lake.schema import TABLES
@@ -32,6 +40,7 @@ if TYPE_CHECKING:
 __all__ = [
     "ExportReport",
     "authorize_transfer",
+    "check_artefact_name",
     "check_derived_read",
     "export",
     "list_derived",
@@ -60,6 +69,99 @@ class ExportReport:
     to: str
     destination: str
     size: int
+
+
+_NAME_PART = re.compile(r"[A-Za-z0-9_=\-][A-Za-z0-9_.=\-]{0,199}")
+"""One segment of an artefact's name: ASCII letters, digits, ``_ = - .``, not starting with a dot."""
+_NAME_PARTS = 16
+_PROVENANCE_SUFFIX = ".provenance.json"
+
+
+def check_artefact_name(access: Access, region: str, action: str, name: str, *, what: str = "name") -> None:
+    """Refuse (one line, audited) an artefact name that is not a plain relative name.
+
+    A name is segments joined by ``/``; each is letters, digits, ``_``,
+    ``=``, ``-`` and dots, and does not start with a dot. So no ``..``, no
+    absolute name, no empty segment (``derived/aggregate/``), no
+    percent-encoding (``%2e%2e``), no look-alike dots (``‥``), no
+    backslashes, no control characters, and nothing that ends in
+    ``.provenance.json``. The rule is the storage layer's (every backend
+    stores such names as they are), checked before any path is built.
+
+    Raises:
+        ArtefactNameError: audited as a refusal of ``action`` in ``region``.
+    """
+    parts = name.split("/")
+    problem = ""
+    if not name:
+        problem = "it is empty"
+    elif len(name) > 1000 or len(parts) > _NAME_PARTS:
+        problem = "it is too long"
+    elif name.startswith("/"):
+        problem = "it is absolute (it must be relative to its kind's folder)"
+    elif any(p in ("", ".", "..") for p in parts):
+        problem = "it has an empty, '.' or '..' segment"
+    elif name.endswith(_PROVENANCE_SUFFIX):
+        problem = f"names ending in {_PROVENANCE_SUFFIX} are the lake's own"
+    elif not all(_NAME_PART.fullmatch(p) for p in parts):
+        problem = (
+            "use only ASCII letters, digits, '_', '=', '-' and '.' in each '/'-separated part "
+            "(a part may not start with '.')"
+        )
+    if problem:
+        shown = ascii(name) if len(name) <= 120 else ascii(name[:120]) + "..."
+        raise access.refuse(
+            region,
+            action,
+            f"derived/{shown}",
+            ArtefactNameError(f"artefact {what} {shown} is refused: {problem}"),
+        )
+
+
+def _check_object(access: Access, region: str, action: str, obj: str) -> str:
+    """The kind of ``obj`` (``derived/<kind>/<name>``), its name checked (refusals audited)."""
+    parts = obj.split("/")
+    if len(parts) < 3 or parts[0] != "derived" or parts[1] not in DERIVED_KINDS:
+        shown = ascii(obj) if len(obj) <= 120 else ascii(obj[:120]) + "..."
+        raise access.refuse(
+            region,
+            action,
+            shown,
+            ArtefactNameError(
+                f"{shown} is not a derived artefact: name one as derived/<kind>/<name>, kind one of "
+                f"{', '.join(DERIVED_KINDS)}"
+            ),
+        )
+    check_artefact_name(access, region, action, "/".join(parts[2:]))
+    return parts[1]
+
+
+def _check_owner(access: Access, region: str, root: StorageRoot, obj: str, action: str) -> None:
+    """Refuse (audited) writing ``obj`` in ``root`` when another tenant's artefact is there already.
+
+    Artefacts of different tenants share a region's ``derived/`` folder; a
+    name, once taken by a tenant, stays that tenant's until erased: no tenant
+    overwrites another's artefact.
+    """
+    fs = root.filesystem()
+    try:
+        with fs.open_input_stream(root.path(*obj.split("/")) + _PROVENANCE_SUFFIX) as fh:
+            owner = json.loads(fh.read().decode()).get("tenant")
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        if "not found" in str(exc).lower() or "no such file" in str(exc).lower():
+            return
+        raise storage_error(root, f"read the provenance of {obj}", exc) from exc
+    except ValueError:
+        owner = None  # an unreadable provenance file: the artefact is nobody's to overwrite
+    if owner != access.principal.tenant:
+        raise access.refuse(
+            region,
+            action,
+            obj,
+            AccessDeniedError(f"{obj} already exists and belongs to another tenant; choose another name"),
+        )
 
 
 def write_artefact(root: StorageRoot, obj: str, data: bytes, provenance: Mapping[str, Any]) -> None:
@@ -110,8 +212,10 @@ def put_derived(
     if kind not in DERIVED_KINDS:
         raise ConfigError(f"unknown derived kind {kind!r}; known: {', '.join(DERIVED_KINDS)}")
     rc = access.config.region(region)
+    check_artefact_name(access, region, "derive", name)
     obj = f"derived/{kind}/{name}"
     access.check_tenant(region, "derive", obj)
+    _check_owner(access, region, access.store(region).root, obj, "derive")
     if derived_from is not None and derived_from.region != region:
         raise access.refuse(
             derived_from.region,
@@ -167,16 +271,12 @@ def export(
         access.config.region(to)
     elif dest_path is None:
         raise ConfigError("an export to 'external' needs a destination folder")
-    target = f"{obj} -> {to}" + (f" ({dest_path})" if dest_path is not None else "")
     if obj in TABLES:
+        target = f"{obj} -> {to}" + (f" ({dest_path})" if dest_path is not None else "")
         return _export_table(access, obj, region=region, to=to, target=target, snapshot=snapshot)
+    kind = _check_object(access, region, "export", obj)
     parts = obj.split("/")
-    if len(parts) < 3 or parts[0] != "derived" or parts[1] not in DERIVED_KINDS:
-        raise LakeError(
-            f"cannot export {obj!r}: name a table ({', '.join(TABLES)}) or a derived artefact "
-            f"derived/<kind>/<name> with kind one of {', '.join(DERIVED_KINDS)}"
-        )
-    kind = parts[1]
+    target = f"{obj} -> {to}" + (f" ({dest_path})" if dest_path is not None else "")
     if kind not in rc.export.derived or to not in rc.export.to:
         why = (
             f"its policy does not let {kind} artefacts leave"
@@ -192,7 +292,7 @@ def export(
             region,
             "export",
             target,
-            AccessDeniedError(f"{obj} belongs to tenant {provenance.get('tenant')!r}"),
+            AccessDeniedError(f"{obj} belongs to another tenant"),
         )
     provenance = {
         **provenance,
@@ -211,6 +311,7 @@ def export(
         destination = str(dest)
     else:
         dest_root = access.store(to).root
+        _check_owner(access, to, dest_root, obj, "import")
         write_artefact(dest_root, obj, data, provenance)
         destination = dest_root.table_uri(obj)
         access.audit(to, "import", f"{obj} <- {region}", None, "ok", {"bytes": len(data)})
@@ -283,6 +384,8 @@ def list_derived(access: Access, region: str, kind: str, prefix: str = "") -> li
 
     _kind_known(kind)
     rc = access.config.region(region)
+    if prefix:
+        check_artefact_name(access, region, "list", prefix.rstrip("/"), what="prefix")
     obj = f"derived/{kind}/{prefix}"
     check_derived_read(access, rc, kind, obj)
     root = access.store(region).root
@@ -304,16 +407,12 @@ def list_derived(access: Access, region: str, kind: str, prefix: str = "") -> li
 
 def read_derived(access: Access, region: str, obj: str) -> tuple[bytes, dict[str, Any]]:
     """A derived artefact's bytes and provenance (see :meth:`datadrive.lake.Lake.read_derived`)."""
-    parts = obj.split("/")
-    if len(parts) < 3 or parts[0] != "derived" or parts[1] not in DERIVED_KINDS:
-        raise LakeError(f"{obj!r} is not a derived artefact (derived/<kind>/<name>)")
     rc = access.config.region(region)
-    check_derived_read(access, rc, parts[1], obj)
+    kind = _check_object(access, region, "read", obj)
+    check_derived_read(access, rc, kind, obj)
     data, provenance = read_artefact(access.store(region).root, obj)
     if provenance.get("tenant") not in access.visible_tenants(region):
-        raise access.refuse(
-            region, "read", obj, AccessDeniedError(f"{obj} belongs to tenant {provenance.get('tenant')!r}")
-        )
+        raise access.refuse(region, "read", obj, AccessDeniedError(f"{obj} belongs to another tenant"))
     access.audit(region, "read", obj, None, "ok", {"bytes": len(data)})
     return data, provenance
 
@@ -324,6 +423,7 @@ def local_derived_dir(
     """A local folder for a derived artefact of many files (see ``Lake.local_derived_dir``)."""
     _kind_known(kind)
     rc = access.config.region(region)
+    check_artefact_name(access, region, "derive", name)
     obj = f"derived/{kind}/{name}"
     access.check_tenant(region, "derive", obj)
     if derived_from is not None and derived_from.region != region:
@@ -342,6 +442,7 @@ def local_derived_dir(
             f"region {region} is stored at {root.uri}: a local folder is needed for {obj} "
             "(give the command a local cache folder)"
         )
+    _check_owner(access, region, root, obj, "derive")
     path = Path(root.path("derived", kind, *name.split("/")))
     try:
         path.mkdir(parents=True, exist_ok=True)

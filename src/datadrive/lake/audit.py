@@ -10,9 +10,21 @@ object), which lake version, when, and the outcome. Row ``n`` stores
 
 so :func:`verify` detects a removed row (a gap in ``seq`` or a broken link),
 an altered row (a hash that no longer matches), and any Delta commit on the
-audit table other than an append or a compaction. The chain proves
-integrity relative to its head: publish :attr:`AuditVerification.head_hash`
-elsewhere (a ticket, another region) to detect a rewrite of the whole table.
+audit table other than an append or a compaction.
+
+**The anchor.** A chain alone cannot tell its last rows were cut off (drop
+the audit table's last commits and what is left is a valid, shorter chain).
+So every lake commit (each commit to ``ingests``: ingest, derive, erase,
+optimize) records the audit head of that moment, ``{"seq", "hash"}``, in
+its commit record (:func:`anchor`), and every append writes the new head to
+``_datadrive/audit_head.json``: both outside the audit table. :func:`verify`
+and ``lake check`` check that every anchored row is still in the chain with
+that hash (:func:`anchor_problems`). A region whose audit table is gone is
+refused, never silently given a new one
+(:meth:`~datadrive.lake.tables.RegionStore.ensure`). Someone who can
+rewrite the table, the head file and the ``ingests`` log together can still
+forge a shorter history: publish :attr:`AuditVerification.head_hash`
+elsewhere (a ticket, another region) to pin the chain against that too.
 
 Appends are serialised by the region's ``audit`` lock; the head (last seq
 and hash) travels in each commit's metadata, so an append reads one log
@@ -24,6 +36,7 @@ read) and the table's checkpoints, not deferring the write.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 from collections.abc import Callable, Mapping
@@ -34,12 +47,28 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from datadrive.errors import LakeError, StorageError, one_line
 from datadrive.lake.locks import region_lock
-from datadrive.lake.schema import AUDIT, conform
+from datadrive.lake.schema import AUDIT, INGESTS, conform
 from datadrive.lake.storage import storage_error
 from datadrive.lake.tables import COMMIT_KEY, RegionStore
 
-__all__ = ["GENESIS_HASH", "AuditEvent", "AuditVerification", "append", "read", "row_hash", "verify"]
+__all__ = [
+    "ANCHOR_KEY",
+    "GENESIS_HASH",
+    "AuditEvent",
+    "AuditVerification",
+    "anchor",
+    "anchor_problems",
+    "append",
+    "read",
+    "row_hash",
+    "verify",
+    "version_problems",
+]
+
+ANCHOR_KEY = "audit_head"
+"""Key of the audit head (``{"seq": int, "hash": str}``) in a lake commit's record."""
 
 GENESIS_HASH = "0" * 64
 """``prev_hash`` of the first row."""
@@ -118,6 +147,14 @@ def append(store: RegionStore, event: AuditEvent, now: Callable[[], datetime]) -
     with region_lock(store.root, "audit"), store.lock:
         dt = store.latest(AUDIT)
         seq, prev = _head(store, dt)
+        recorded = _read_head_file(store)
+        if recorded is not None and _behind(recorded, seq, prev):
+            # rows the head file saw are gone: appending would bury the loss under a valid, shorter chain
+            raise StorageError(
+                f"region {store.region.name}: the audit log ends before the head recorded beside it "
+                f"(row {recorded.get('seq')}): rows were removed; nothing more is audited (so nothing is "
+                "read) until it is restored from a backup (`datadrive lake audit --verify` says more)"
+            )
         t = now().astimezone(UTC)
         time_us = int(t.timestamp() * 1_000_000)
         h = row_hash(seq, time_us, _fields(event, detail_json), prev)
@@ -148,7 +185,36 @@ def append(store: RegionStore, event: AuditEvent, now: Callable[[], datetime]) -
             )
         except Exception as exc:
             raise storage_error(store.root, "append to the audit log", exc) from exc
+        _write_head_file(store, seq, h)
         return seq, h
+
+
+_HEAD_FILE = "audit_head.json"
+"""``_datadrive/audit_head.json``: the head after the last append (the anchor of the tail)."""
+
+
+def _write_head_file(store: RegionStore, seq: int, h: str) -> None:
+    """Record the head beside the table (under the audit lock). Best effort: a crash leaves an older head."""
+    with contextlib.suppress(OSError):
+        store.write_file(store.root.meta_path(_HEAD_FILE), json.dumps({"seq": seq, "hash": h}).encode())
+
+
+def _behind(recorded: Mapping[str, Any], next_seq: int, last_hash: str) -> bool:
+    """Whether the table (next row ``next_seq``, last hash ``last_hash``) lost rows the head file recorded."""
+    try:
+        seq, h = int(recorded["seq"]), str(recorded["hash"])
+    except (KeyError, TypeError, ValueError):
+        return False  # an unreadable head file is rewritten by this append; verify reports it meanwhile
+    return seq >= next_seq or (seq == next_seq - 1 and h != last_hash)
+
+
+def _read_head_file(store: RegionStore) -> dict[str, Any] | None:
+    try:
+        with store.fs.open_input_stream(store.root.meta_path(_HEAD_FILE)) as fh:
+            record = json.loads(fh.read().decode("utf-8"))
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) else None
 
 
 def _head(store: RegionStore, dt: Any) -> tuple[int, str]:
@@ -168,6 +234,65 @@ def _head(store: RegionStore, dt: Any) -> tuple[int, str]:
         return 0, GENESIS_HASH
     i = int(pc.index(table.column("seq"), pc.max(table.column("seq"))).as_py())
     return int(table.column("seq")[i].as_py()) + 1, str(table.column("row_hash")[i].as_py())
+
+
+def anchor(store: RegionStore) -> dict[str, Any] | None:
+    """The audit head now (``{"seq", "hash"}`` of its last row) for a lake commit's record; ``None``: empty.
+
+    Reads one commit of the audit log (the head travels in each append's
+    commit metadata); no lock is needed: any row read is a real row.
+    """
+    if not store.exists(AUDIT):
+        return None
+    with store.lock:
+        seq, prev = _head(store, store.latest(AUDIT))
+    return None if seq == 0 else {"seq": seq - 1, "hash": prev}
+
+
+def anchor_problems(store: RegionStore, hashes: Mapping[int, str]) -> list[str]:
+    """How the chain (``seq -> row_hash``) disagrees with the heads the lake commits recorded.
+
+    Each lake commit anchored the audit head of its moment; every anchored
+    row must still be in the chain with the same hash. A log cut short
+    (its last commits dropped) or rewritten fails here even when what is
+    left is a valid chain.
+    """
+    last = max(hashes) if hashes else -1
+    anchors: list[tuple[str, Any]] = [("the audit head file", _read_head_file(store))]
+    if store.exists(INGESTS):
+        anchors += [(f"lake version {lv.version}", lv.info.get(ANCHOR_KEY)) for lv in store.history()]
+    for where, head in anchors:
+        if head is None:
+            continue
+        try:
+            seq, h = int(head["seq"]), str(head["hash"])
+        except (KeyError, TypeError, ValueError):
+            return [f"{where}: its record of the audit head is unreadable"]
+        if seq not in hashes:  # one sentence is enough: older anchors say the same
+            return [
+                f"{where} recorded audit row {seq} as the head, but the audit log ends at row {last}: "
+                "rows were removed (its last commits were dropped?)"
+            ]
+        if hashes[seq] != h:
+            return [f"audit row {seq} is not the row {where} recorded (the log was rewritten)"]
+    return []
+
+
+def version_problems(store: RegionStore, newest_recorded: int) -> list[str]:
+    """The audit log records a lake version the lake no longer has: commits of ``ingests`` were removed.
+
+    A lake commit is made before its audit row, so the audit never names a
+    version ahead of the lake, even after a crash between the two.
+    """
+    if newest_recorded < 0 or not store.exists(INGESTS):
+        return []
+    latest = store.lake_version()
+    if newest_recorded > latest:
+        return [
+            f"the audit log records lake version {newest_recorded}, but the lake's latest is {latest}: "
+            "commits of the ingests table were removed"
+        ]
+    return []
 
 
 def read(store: RegionStore) -> pa.Table:
@@ -196,8 +321,22 @@ class AuditVerification:
 def verify(store: RegionStore) -> AuditVerification:
     """Check the chain, the row hashes and the table's commit history."""
     problems: list[str] = []
-    dt = store.table(AUDIT)
-    for entry in dt.history():
+    if not store.exists(AUDIT):
+        problems.append("the audit table is missing (it was deleted)")
+        return AuditVerification(ok=False, rows=0, head_hash="", problems=tuple(problems))
+    try:
+        dt = store.table(AUDIT)
+    except LakeError as exc:
+        return AuditVerification(ok=False, rows=0, head_hash="", problems=(str(exc),))
+    history = dt.history()
+    gaps = store.log_holes(AUDIT)  # a checkpoint hides a hole from the history deltalake reports
+    if gaps:  # log clean-up removes only a prefix; a hole is a commit file someone deleted
+        problems.append(
+            f"audit table commit {gaps[0]} is missing from its log"
+            + (f" (and {len(gaps) - 1} more)" if len(gaps) > 1 else "")
+            + ": a commit file was deleted"
+        )
+    for entry in history:
         op = str(entry.get("operation", ""))
         mode = str((entry.get("operationParameters") or {}).get("mode", ""))
         if op not in _ALLOWED_OPERATIONS or (op == "WRITE" and mode not in ("Append", "")):
@@ -208,7 +347,9 @@ def verify(store: RegionStore) -> AuditVerification:
     try:
         table = read(store)
     except Exception as exc:  # a file changed or removed behind Delta's back
-        problems.append(f"the audit table cannot be read (its files were changed or removed): {exc}")
+        problems.append(
+            f"the audit table cannot be read (its files were changed or removed): {one_line(str(exc), 300)}"
+        )
         return AuditVerification(ok=False, rows=0, head_hash="", problems=tuple(problems))
     times_us = table.column("time").cast(pa.int64()).to_pylist()
     rows = table.drop_columns(["time"]).to_pylist()
@@ -249,4 +390,7 @@ def verify(store: RegionStore) -> AuditVerification:
             int(head.get("head_seq", -1)) != int(rows[-1]["seq"]) or head.get("head_hash") != prev
         ):
             problems.append("the last commit's recorded head does not match the last row (rows were removed)")
+    hashes = {int(r["seq"]): str(r["row_hash"]) for r in rows}
+    problems += anchor_problems(store, hashes)
+    problems += version_problems(store, max((int(r["lake_version"]) for r in rows), default=-1))
     return AuditVerification(ok=not problems, rows=len(rows), head_hash=prev, problems=tuple(problems))

@@ -18,7 +18,18 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from datadrive.lake.schema import INGESTS, MAP_FEATURES, SCENARIOS, TELEMETRY, TRACKS, derived_tables
+from datadrive.errors import one_line
+from datadrive.lake.audit import anchor_problems, version_problems
+from datadrive.lake.schema import (
+    AUDIT,
+    INGESTS,
+    MAP_FEATURES,
+    SCENARIOS,
+    TELEMETRY,
+    TRACKS,
+    derived_tables,
+    lake_tables,
+)
 from datadrive.lake.tables import RegionStore
 
 __all__ = ["CheckReport", "check_region"]
@@ -47,6 +58,19 @@ class CheckReport:
 
 def _keys(t: pa.Table, *cols: str) -> list[tuple[Any, ...]]:
     return list(zip(*(t.column(c).to_pylist() for c in cols), strict=True))
+
+
+def _audit_problems(store: RegionStore) -> list[str]:
+    """The audit log is there and holds every row the lake commits anchored (:mod:`datadrive.lake.audit`)."""
+    if not store.exists(AUDIT):
+        return ["audit: the audit table is missing (it was deleted)"]
+    try:
+        rows = store.arrow(AUDIT).to_table(columns=["seq", "row_hash", "lake_version"])
+    except Exception as exc:
+        return [f"audit: the audit table does not read: {one_line(str(exc), 300)}"]
+    hashes = dict(zip(rows.column("seq").to_pylist(), rows.column("row_hash").to_pylist(), strict=True))
+    newest = max((v for v in rows.column("lake_version").to_pylist() if v is not None), default=-1)
+    return [f"audit: {p}" for p in anchor_problems(store, hashes) + version_problems(store, newest)]
 
 
 def check_region(store: RegionStore, version: int | None = None) -> CheckReport:
@@ -141,5 +165,14 @@ def check_region(store: RegionStore, version: int | None = None) -> CheckReport:
         if orphans:
             problems.append(f"{spec.name}: rows of {len(orphans)} scenario(s) with no scenario row")
         tables[spec.name] = rows
+    problems += _audit_problems(store)
+    for spec in lake_tables():
+        holes = store.log_holes(spec) if store.exists(spec) else []
+        if holes:
+            problems.append(
+                f"{spec.name}: commit {holes[0]} is missing from its Delta log"
+                + (f" (and {len(holes) - 1} more)" if len(holes) > 1 else "")
+                + ": a commit file was deleted; restore _delta_log from a backup"
+            )
     counts = {name: t.num_rows for name, t in tables.items()}
     return CheckReport(store.region.name, lv.version, not problems, tuple(problems[:50]), counts, pending)

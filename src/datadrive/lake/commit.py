@@ -12,7 +12,8 @@ version the same way, under the region's commit lock:
    :mod:`datadrive.lake.staging`; or :func:`append_batch`: rows in memory),
    one Delta commit per table, every file holding only this batch's rows;
 4. :func:`commit_version`: commit to ``ingests`` (ledger rows, or none) with
-   the table versions it pins: the lake commit;
+   the table versions it pins and the audit chain's head (its anchor, see
+   :mod:`datadrive.lake.audit`): the lake commit;
 5. :func:`finish`: delete the marker.
 
 A crash before step 4 leaves the lake at its previous version: the rows
@@ -37,6 +38,7 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 
 from datadrive.errors import LakeError, StorageError
+from datadrive.lake import audit
 from datadrive.lake.erase import finish_erase
 from datadrive.lake.schema import INGESTS, TableSpec, conform, table_spec, versioned_tables
 from datadrive.lake.staging import StagedFile, add_actions, delete_staged
@@ -176,6 +178,9 @@ def commit_version(
     from deltalake import CommitProperties, write_deltalake
 
     rows = INGESTS.schema.empty_table() if ledger_rows is None else conform(INGESTS, ledger_rows)
+    head = audit.anchor(store)  # the audit chain's head, anchored outside the audit table
+    if head is not None:
+        info = {**info, audit.ANCHOR_KEY: head}
     try:
         write_deltalake(
             store.uri(INGESTS),

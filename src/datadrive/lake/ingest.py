@@ -63,7 +63,17 @@ from datadrive.lake.staging import StagedFile, delete_staged, file_schema, missi
 from datadrive.lake.storage import StorageRoot
 from datadrive.lake.tables import RegionStore
 from datadrive.sources import READER_MODULES
-from datadrive.sources.base import Adapter, Record, Registry, Unit, file_sha256, files_sha256, read_units
+from datadrive.sources.base import (
+    Adapter,
+    Record,
+    Registry,
+    Unit,
+    file_sha256,
+    files_sha256,
+    folder_files,
+    input_kind,
+    read_units,
+)
 
 __all__ = [
     "INGEST_PRELOAD",
@@ -283,14 +293,20 @@ class ReadResult:
 
 
 def unit_sha256(path: Path, unit: str) -> str:
-    """The idempotency hash of an input: a file's SHA-256, or a folder's over every (non-hidden) file in it.
+    """The idempotency hash of an input: a file's SHA-256, or a folder's over every file in it.
+
+    Hidden files count (a Lyft zarr's ``.zarray`` is data): two folders whose
+    bytes differ anywhere never share a key.
 
     Raises:
+        InputError: if the input, or anything in the folder, is not a regular
+            file (a FIFO, a device, a link loop).
         OSError: if a file cannot be read.
     """
+    if input_kind(path) != unit:
+        raise InputError(path, f"is no longer a {'folder' if unit == 'dir' else 'file'}")
     if unit == "dir":
-        files = [f for f in path.rglob("*") if f.is_file() and not any(x.startswith(".") for x in f.parts)]
-        return files_sha256(path, files)
+        return files_sha256(path, folder_files(path))
     return file_sha256(path)
 
 
@@ -360,6 +376,8 @@ class UnitReader:
                 sha = unit_sha256(path, task.unit)
                 if sha in self.known:
                     return ReadResult(task.index, None, input_sha256=sha, duplicate=True)
+        except InputError as exc:
+            return ReadResult(task.index, None, error=f"{type(exc).__name__}: {exc.reason}")
         except OSError as exc:
             return ReadResult(task.index, None, error=f"cannot read ({exc.strerror or exc})")
         records: list[Record] = []
@@ -396,7 +414,7 @@ class UnitReader:
 def _quiet_sha256(path: Path, unit: str) -> str | None:
     try:
         return unit_sha256(path, unit)
-    except OSError:
+    except (OSError, InputError):
         return None
 
 
@@ -693,9 +711,9 @@ def _size(path: Path, unit: str) -> int:
     """Bytes of an input (a folder's files summed); 0 if it cannot be told."""
     try:
         if unit == "dir":
-            return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+            return sum(f.stat().st_size for f in folder_files(path))
         return path.stat().st_size
-    except OSError:
+    except (OSError, InputError):
         return 0
 
 

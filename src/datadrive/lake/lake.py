@@ -48,6 +48,7 @@ from datadrive.lake.ingest import (
 )
 from datadrive.lake.locks import region_lock
 from datadrive.lake.maintenance import erase_region, optimize_region
+from datadrive.lake.records import origin_of
 from datadrive.lake.schema import DERIVED_COLUMNS, conform, derived_tables
 from datadrive.lake.snapshot import Snapshot
 from datadrive.lake.sql import SqlResult
@@ -192,14 +193,19 @@ class Lake:
         a.check_raw_read(self.config.region(name), "verify", "audit")
         store = a.store(name)
         result = audit_log.verify(store)
-        a.audit(
-            name,
-            "verify",
-            "audit",
-            store.lake_version(),
-            "ok" if result.ok else "failed",
-            {"rows": result.rows, "head_hash": result.head_hash, "problems": len(result.problems)},
-        )
+        try:
+            a.audit(
+                name,
+                "verify",
+                "audit",
+                store.lake_version(),
+                "ok" if result.ok else "failed",
+                {"rows": result.rows, "head_hash": result.head_hash, "problems": len(result.problems)},
+            )
+        except (StorageError, LakeError):
+            if result.ok:
+                raise
+            # a damaged log cannot record its own verification; the problems are the answer
         return result
 
     def check(self, region: str | None = None, version: int | None = None) -> CheckReport:
@@ -208,14 +214,19 @@ class Lake:
         name = a.region_name(region)
         a.check_raw_read(self.config.region(name), "check", "lake")
         report = check_region(a.store(name), version)
-        a.audit(
-            name,
-            "check",
-            "lake",
-            report.version,
-            "ok" if report.ok else "failed",
-            {"problems": len(report.problems), "pending": report.pending, **report.counts},
-        )
+        try:
+            a.audit(
+                name,
+                "check",
+                "lake",
+                report.version,
+                "ok" if report.ok else "failed",
+                {"problems": len(report.problems), "pending": report.pending, **report.counts},
+            )
+        except (StorageError, LakeError):
+            if report.ok:
+                raise
+            # a damaged audit log cannot record the check that found it; the problems are the answer
         return report
 
     # ------------------------------------------------------------------ writes
@@ -309,8 +320,10 @@ class Lake:
         tenant = self.config.tenant(self.principal.tenant)
 
         def judge(record: Record) -> None:
-            foreign = record.metadata.region
-            if foreign in (None, region):
+            # the region its data was read from (not editable), else the one its metadata names
+            claims = (origin_of(record), record.metadata.region)
+            foreign = next((r for r in claims if r not in (None, region)), None)
+            if foreign is None:
                 return
             exc = ResidencyError(
                 f"records of region {foreign} cannot be written to region {region}: "

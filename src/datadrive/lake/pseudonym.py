@@ -20,6 +20,12 @@ Every identifier found is replaced wherever it appears: scenario and
 telemetry ids, track ids, the source path, the member, and any string in
 ``extras``. Nothing else changes, so a lake read equals the pseudonymised
 record exactly.
+
+Rules match **case-insensitively**, and an identifier's pseudonym is that
+of its lower-case form (``B0C9D2329AD1606B`` and ``b0c9d2329ad1606b`` are
+one vehicle). **Paths** (the source path, the member, the input path) are
+scrubbed with the rules of *every* source, not only the record's: a
+comma2k19 dongle id in the folder of a nuPlan database is still a dongle id.
 """
 
 from __future__ import annotations
@@ -71,7 +77,7 @@ DEFAULT_RULES: tuple[IdentifierRule, ...] = (
         name="nuPlan vehicle name (in log names and paths)",
         kind="vehicle",
         sources=("nuplan*",),
-        pattern=r"veh-\d+",
+        pattern=r"(?<![0-9a-z])veh-\d+",
         prefix="veh-",
         digits=12,
         example="2021.09.16.14.14.03_veh-45_00441_00502",
@@ -89,7 +95,7 @@ DEFAULT_RULES: tuple[IdentifierRule, ...] = (
         name="Lyft Level 5 host (vehicle) name",
         kind="vehicle",
         sources=("lyft*",),
-        pattern=r"host-[0-9a-z]+",
+        pattern=r"(?<![0-9a-z])host-[0-9a-z]+",
         prefix="host-",
         digits=12,
         example="host-a101",
@@ -131,21 +137,28 @@ class Pseudonymizer:
     identifier_keys: frozenset[str] = IDENTIFIER_KEYS
 
     def pseudonym(self, value: str, rule: IdentifierRule | None = None) -> str:
-        """The pseudonym of one identifier (``pid-<hex>`` when no rule names it)."""
-        digest = hmac.new(self.key, value.encode("utf-8"), hashlib.sha256).hexdigest()
+        """The pseudonym of one identifier (``pid-<hex>`` when no rule names it).
+
+        Identifiers named by a rule are case-insensitive: their lower-case
+        form is what is keyed.
+        """
+        canonical = value.lower() if rule is not None else value
+        digest = hmac.new(self.key, canonical.encode("utf-8"), hashlib.sha256).hexdigest()
         if rule is None:
             return "pid-" + digest[:16]
         return rule.prefix + digest[: rule.digits]
 
-    def scrubber(self, source: str, extras: Mapping[str, Any]) -> Callable[[str], str]:
+    def scrubber(self, source: str, extras: Mapping[str, Any], *, path: bool = False) -> Callable[[str], str]:
         """A function replacing every identifier of a record of ``source`` in a string.
 
         Args:
             source: The record's source name (selects the rules).
             extras: The record's raw ``extras`` (their identifier values are
                 replaced wherever they appear).
+            path: The strings are file paths: every rule applies, whatever
+                the source (a folder may be named after any vehicle).
         """
-        rules = [r for r in self.rules if any(fnmatch.fnmatchcase(source, p) for p in r.sources)]
+        rules = [r for r in self.rules if path or any(fnmatch.fnmatchcase(source, p) for p in r.sources)]
         values = {v for v in _identifier_values(extras, self.identifier_keys) if len(v) >= _MIN_LITERAL}
         literals = sorted(values, key=len, reverse=True)
         parts = [f"(?P<r{i}>{r.pattern})" for i, r in enumerate(rules)]
@@ -153,7 +166,7 @@ class Pseudonymizer:
             parts.insert(0, "(?P<lit>" + "|".join(re.escape(v) for v in literals) + ")")
         if not parts:
             return _identity
-        regex = re.compile("|".join(parts))
+        regex = re.compile("|".join(parts), re.IGNORECASE)
 
         def replace(m: re.Match[str]) -> str:
             text = m.group(0)
@@ -162,7 +175,7 @@ class Pseudonymizer:
                     return self.pseudonym(text, r)
             # a literal from extras: use the rule it matches, if any, so both paths agree
             for r in rules:
-                if re.fullmatch(r.pattern, text):
+                if re.fullmatch(r.pattern, text, re.IGNORECASE):
                     return self.pseudonym(text, r)
             return self.pseudonym(text)
 
@@ -182,26 +195,34 @@ class Pseudonymizer:
         return dataclasses.replace(
             t,
             telemetry_id=scrub(t.telemetry_id),
-            metadata=self._metadata(t.metadata, scrub),
+            metadata=self._metadata(t.metadata, scrub, self.scrubber(t.source, t.metadata.extras, path=True)),
             ego=None if t.ego is None else self._scenario(t.ego, scrub),
         )
 
     def text(self, source: str, value: str) -> str:
-        """``value`` (a path, an id) with the identifiers of ``source`` replaced."""
-        return self.scrubber(source, {})(value)
+        """``value`` (a path) with every identifier replaced (every source's rules, any case)."""
+        return self.scrubber(source, {}, path=True)(value)
 
     def _scenario(self, s: Scenario, scrub: Callable[[str], str]) -> Scenario:
         ids = [scrub(t) for t in s.tracks.track_ids.tolist()]
         tracks = s.tracks
         if ids != s.tracks.track_ids.tolist():
             tracks = dataclasses.replace(tracks, track_ids=np.asarray(ids, dtype=np.str_).reshape(-1))
+        scrub_path = self.scrubber(s.source, s.metadata.extras, path=True)
         return dataclasses.replace(
-            s, scenario_id=scrub(s.scenario_id), tracks=tracks, metadata=self._metadata(s.metadata, scrub)
+            s,
+            scenario_id=scrub(s.scenario_id),
+            tracks=tracks,
+            metadata=self._metadata(s.metadata, scrub, scrub_path),
         )
 
-    def _metadata(self, md: ScenarioMetadata, scrub: Callable[[str], str]) -> ScenarioMetadata:
+    def _metadata(
+        self, md: ScenarioMetadata, scrub: Callable[[str], str], scrub_path: Callable[[str], str]
+    ) -> ScenarioMetadata:
         pv = md.provenance
-        provenance = dataclasses.replace(pv, source_path=scrub(pv.source_path), member=scrub(pv.member))
+        provenance = dataclasses.replace(
+            pv, source_path=scrub_path(pv.source_path), member=scrub_path(pv.member)
+        )
         extras = _map_strings(json.loads(json.dumps(dict(md.extras))), scrub)
         return dataclasses.replace(md, provenance=provenance, extras=MappingProxyType(extras))
 

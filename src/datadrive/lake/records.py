@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -46,6 +47,8 @@ from datadrive.lake.schema import MAP_FEATURES, SCENARIOS, TELEMETRY, TRACKS, Ta
 __all__ = [
     "BATCH_COLUMNS",
     "UnitTables",
+    "mark_origin",
+    "origin_of",
     "prepare",
     "scenarios_from_rows",
     "stamp_batch",
@@ -87,8 +90,8 @@ def prepare(
         pseudonyms: The tenant's pseudonymiser.
         publisher: The region's coordinate publisher (GCJ-02 in China).
     """
-    if record.metadata.region == region:
-        publisher = _ALREADY_PUBLISHED
+    if record.metadata.region == region or origin_of(record) == region:
+        publisher = _ALREADY_PUBLISHED  # read back from this region: its coordinates are published already
     if isinstance(record, Scenario):
         s = record if record.metadata.tenant == tenant else pseudonyms.scenario(record)
         return _publish_scenario(_stamp(s, region, tenant), publisher)
@@ -97,6 +100,75 @@ def prepare(
     ego = None if t.ego is None else _publish_scenario(_stamp(t.ego, region, tenant), publisher)
     signals = tuple(_publish_signal(sig, publisher) for sig in t.signals)
     return dataclasses.replace(t, metadata=md, ego=ego, signals=signals)
+
+
+# --------------------------------------------------------------------------- where records came from
+
+_ORIGIN: dict[int, tuple[weakref.ref[Any], str]] = {}
+"""The data objects of records read from the lake (their arrays, tracks, maps, signals), by identity.
+
+A record's ``metadata.region`` is a field anyone can edit
+(``dataclasses.replace(md, region=None)``); the arrays it carries are what
+was read, and an edited copy of a record still shares them. So the region
+data came from is kept here, keyed by the identity of those objects (arrays
+are not hashable) through weak references (nothing is kept alive; an entry
+goes with its object), and :func:`origin_of` finds it whatever the
+metadata says.
+"""
+
+
+def _remember(obj: Any, region: str) -> None:
+    key = id(obj)
+
+    def forget(ref: weakref.ref[Any], key: int = key) -> None:
+        entry = _ORIGIN.get(key)
+        if entry is not None and entry[0] is ref:
+            del _ORIGIN[key]
+
+    try:
+        _ORIGIN[key] = (weakref.ref(obj, forget), region)
+    except TypeError:  # takes no weak reference (None, a plain tuple): not a data object
+        return
+
+
+def _recall(obj: Any) -> str | None:
+    entry = _ORIGIN.get(id(obj))
+    return entry[1] if entry is not None and entry[0]() is obj else None
+
+
+def _data_objects(record: Record) -> list[Any]:
+    """The objects of ``record`` that carry its data (shared by every edited copy of it)."""
+    if isinstance(record, Scenario):
+        t = record.tracks
+        return [t, record.timestamps_ns, t.xy_m, t.z_m, t.heading_rad, t.velocity_mps, record.map]
+    out: list[Any] = []
+    for sig in record.signals:
+        out += [sig, sig.timestamps_ns, sig.values]
+    return out + ([] if record.ego is None else _data_objects(record.ego))
+
+
+def mark_origin(records: Sequence[Record], region: str) -> None:
+    """Remember that ``records`` were read from ``region`` (see :func:`origin_of`)."""
+    for record in records:
+        for obj in _data_objects(record):
+            _remember(obj, region)
+
+
+def origin_of(record: Record) -> str | None:
+    """The region ``record``'s data was read from in this process, whatever its metadata says.
+
+    Follows numpy views to their base arrays, so a slice of a read array is
+    still known. ``None`` for data this process did not read from the lake
+    (a record rebuilt from copied arrays is, as far as anyone can tell, new
+    data: its metadata's region is then the rule).
+    """
+    for obj in _data_objects(record):
+        while obj is not None:
+            found = _recall(obj)
+            if found is not None:
+                return found
+            obj = obj.base if isinstance(obj, np.ndarray) else None
+    return None
 
 
 def _stamp(s: Scenario, region: str, tenant: str) -> Scenario:

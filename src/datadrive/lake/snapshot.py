@@ -21,7 +21,7 @@ import pyarrow.dataset as ds
 from datadrive.core.scenario import Scenario
 from datadrive.core.telemetry import Telemetry
 from datadrive.errors import LakeError
-from datadrive.lake.records import scenarios_from_rows, telemetry_from_rows
+from datadrive.lake.records import mark_origin, scenarios_from_rows, telemetry_from_rows
 from datadrive.lake.schema import (
     INGESTS,
     MAP_FEATURES,
@@ -160,7 +160,9 @@ class Snapshot:
         sub = _keys_filter(rows)
         tracks = self._dataset(TRACKS.name).to_table(filter=sub)
         maps = self._dataset(MAP_FEATURES.name).to_table(filter=sub)
-        return scenarios_from_rows(rows, tracks, maps)
+        out = scenarios_from_rows(rows, tracks, maps)
+        mark_origin(out, self.region)  # where they came from, beyond the reach of an edited field
+        return out
 
     def telemetry(
         self, *, ids: Iterable[str] | None = None, sources: Iterable[str] | None = None
@@ -177,6 +179,7 @@ class Snapshot:
             for s in self._scenarios(ds.field("telemetry_id").isin(tel_ids)):
                 egos[(s.metadata.tenant or "", s.source, s.scenario_id)] = s
         out = telemetry_from_rows(rows, egos)
+        mark_origin(out, self.region)
         self._audit("read", "telemetry", {"telemetry": len(out)})
         return out
 

@@ -11,9 +11,11 @@ the connection is locked down: no file system access beyond those files
 (``enable_external_access = false`` with ``allowed_paths`` the files above:
 no ``read_parquet`` of another region's folder or another tenant's
 partition, no ``COPY ... TO``, no ``ATTACH``, no extension install), and the
-configuration is locked so a query cannot undo it. Only ``SELECT`` (and ``EXPLAIN``) statements are
-accepted; anything else is refused with a clear error and audited, as is a
-query DuckDB stops for touching files.
+configuration is locked so a query cannot undo it. Only ``SELECT``
+statements (and ``EXPLAIN`` of one) are accepted, judged by the statement
+type DuckDB's own parser gives (an ``EXPLAIN ANALYZE`` is judged by the
+statement it runs); anything else is refused with a clear error naming the
+statement and audited, as is a query DuckDB stops for touching files.
 
 Tables: ``scenarios``, ``tracks``, ``map_features``, ``telemetry``,
 ``ingests``, and the derived per-scenario tables (mining's ``mining_states``,
@@ -41,9 +43,18 @@ import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 
 from datadrive.core.scenario import MapFeatureKind, ObjectType
-from datadrive.errors import AccessDeniedError, LakeError, ResidencyError
+from datadrive.errors import AccessDeniedError, LakeError, ResidencyError, one_line
 
-__all__ = ["VIEWS", "ParquetScan", "SqlResult", "SqlSession", "parquet_scan"]
+__all__ = [
+    "VIEWS",
+    "ParquetScan",
+    "SqlResult",
+    "SqlSession",
+    "Statement",
+    "classify",
+    "masked",
+    "parquet_scan",
+]
 
 
 def _case(column: str, names: dict[int, str]) -> str:
@@ -97,8 +108,126 @@ VIEWS: dict[str, str] = {
 }
 """The convenience views, by name."""
 
-_ALLOWED = {"SELECT", "EXPLAIN"}
-_FILE_STATEMENTS = {"COPY", "EXPORT", "ATTACH", "DETACH", "LOAD", "COPY_DATABASE", "EXTENSION"}
+_ALLOWED = {"SELECT"}
+_FILE_LABELS = {"COPY", "EXPORT", "IMPORT", "ATTACH", "DETACH", "LOAD", "INSTALL", "UPDATE EXTENSIONS"}
+"""Statements (by their first words) that read or write files: refused as residency breaches."""
+_LABEL_WORDS = 3
+
+
+@dataclass(frozen=True)
+class Statement:
+    """What one SQL statement is, as DuckDB's own parser sees it.
+
+    Attributes:
+        kind: DuckDB's statement type of the statement that would run: for
+            ``EXPLAIN [ANALYZE] [(options)] X``, the type of ``X`` (looked
+            at recursively), since ``EXPLAIN ANALYZE`` runs ``X``.
+        label: Its first keywords as typed (``COPY FROM DATABASE``,
+            ``INSTALL``, ``DROP VIEW``), what a refusal names: DuckDB files
+            some statements under another type (``INSTALL`` under LOAD,
+            ``USE`` under SET, ``CHECKPOINT`` under CALL).
+    """
+
+    kind: str
+    label: str
+
+    @property
+    def reads_files(self) -> bool:
+        """Whether the statement's purpose is to read or write files (or fetch extensions)."""
+        first = self.label.split(" ")[0]
+        return self.kind in ("COPY", "EXPORT", "ATTACH", "DETACH", "LOAD", "COPY_DATABASE", "EXTENSION") or (
+            first in _FILE_LABELS or self.label.startswith("UPDATE EXTENSIONS")
+        )
+
+
+def classify(text: str) -> Statement:
+    """The :class:`Statement` one statement's text is, by DuckDB's parser and tokenizer (never by regex).
+
+    Raises:
+        LakeError: if DuckDB cannot parse it, or it holds no statement or
+            more than one (the caller checks the count first).
+    """
+    import duckdb
+
+    tokens = duckdb.tokenize(text)
+    try:
+        statements = duckdb.extract_statements(text)
+        if len(statements) != 1:
+            raise LakeError(f"SQL error: expected one statement, found {len(statements)}")
+        kind = statements[0].type.name
+    except ValueError:  # parsed, but a statement type this Python package has no name for
+        return Statement("UNKNOWN", _label(text, tokens) or "UNKNOWN")
+    except duckdb.Error as exc:
+        raise LakeError(f"SQL error: {one_line(str(exc))}") from exc
+    words = [
+        (offset, _token_text(text, tokens, i)) for i, (offset, t) in enumerate(tokens) if t.name != "comment"
+    ]
+    if kind != "EXPLAIN":
+        return Statement(kind, _label(text, tokens))
+    # EXPLAIN [ANALYZE] [(options)] <statement>: ANALYZE runs it, so it is judged by what it wraps
+    k = 1
+    if k < len(words) and words[k][1].upper() in ("ANALYZE", "ANALYSE"):
+        k += 1
+    if k < len(words) and words[k][1] == "(":
+        depth = 0
+        while k < len(words):
+            depth += words[k][1] == "("
+            depth -= words[k][1] == ")"
+            k += 1
+            if depth == 0:
+                break
+    if k >= len(words):
+        return Statement("EXPLAIN", "EXPLAIN")
+    inner = classify(text[words[k][0] :])
+    return inner if inner.kind != "SELECT" else Statement("SELECT", "EXPLAIN " + inner.label)
+
+
+def masked(text: str) -> str:
+    """``text`` as the audit log keeps it: string literals become ``?`` and comments go.
+
+    What a user types into a query's literals (``LIKE '%veh-45%'``, a
+    dongle id) can identify a vehicle or a person, and the audit log is
+    append-only: it cannot be erased from there later. So the log keeps the
+    query's shape and the SHA-256 of its full text (which proves what ran to
+    anyone who holds the text), never the literals. Tokens are DuckDB's own.
+    """
+    import duckdb
+
+    try:
+        tokens = duckdb.tokenize(text)
+    except Exception:
+        return f"<{len(text)} characters>"
+    out: list[str] = []
+    pos = 0
+    for i, (offset, t) in enumerate(tokens):
+        end = tokens[i + 1][0] if i + 1 < len(tokens) else len(text)
+        if t.name not in ("string_const", "comment"):
+            continue
+        piece = text[offset:end]
+        body = piece.rstrip()
+        out.append(text[pos:offset])
+        out.append("?" if t.name == "string_const" else "")
+        out.append(piece[len(body) :])
+        pos = end
+    out.append(text[pos:])
+    return " ".join("".join(out).split())
+
+
+def _token_text(text: str, tokens: Sequence[tuple[int, Any]], i: int) -> str:
+    end = tokens[i + 1][0] if i + 1 < len(tokens) else len(text)
+    return text[tokens[i][0] : end].strip()
+
+
+def _label(text: str, tokens: Sequence[tuple[int, Any]]) -> str:
+    """The statement's leading keywords, upper case (at most a few)."""
+    words: list[str] = []
+    for i, (_, t) in enumerate(tokens):
+        if t.name == "comment":
+            continue
+        if t.name != "keyword" or len(words) == _LABEL_WORDS:
+            break
+        words.append(_token_text(text, tokens, i).upper())
+    return " ".join(words)
 
 
 @dataclass(frozen=True)
@@ -376,31 +505,37 @@ class SqlSession:
 
         text = query.strip()
         digest = hashlib.sha256(text.encode()).hexdigest()
-        shown = text if len(text) <= 2000 else text[:2000] + "..."
+        shown = masked(text)
+        shown = shown if len(shown) <= 2000 else shown[:2000] + "..."
         with self._lock:
             try:
-                statements = self._full.extract_statements(text)
+                count = len(duckdb.extract_statements(text))
+            except ValueError:  # parsed, but a statement type the Python package cannot name
+                count = 2 if ";" in text.rstrip(" ;\n") else 1
             except duckdb.Error as exc:
-                raise LakeError(f"SQL error: {exc}") from exc
-            if not statements:
+                raise LakeError(f"SQL error: {one_line(str(exc))}") from exc
+            if not count:
                 raise LakeError("SQL error: no statement given")
-            if len(statements) > 1:
+            if count > 1:
                 raise refuse("sql", shown, AccessDeniedError("one statement per query, please"))
-            kind = statements[0].type.name
-            if kind in _FILE_STATEMENTS:
+            statement = classify(text)
+            if statement.reads_files:
                 raise refuse(
                     "sql",
                     shown,
                     ResidencyError(
-                        f"{kind} is refused: SQL over the lake cannot read or write files (raw data "
-                        "leaves a region only through `datadrive lake export`, as its policy allows)"
+                        f"{statement.label} is refused: SQL over the lake cannot read or write files (raw "
+                        "data leaves a region only through `datadrive lake export`, as its policy allows)"
                     ),
                 )
-            if kind not in _ALLOWED:
+            if statement.kind not in _ALLOWED:
                 raise refuse(
                     "sql",
                     shown,
-                    AccessDeniedError(f"{kind} is refused: SQL over the lake is read-only (SELECT only)"),
+                    AccessDeniedError(
+                        f"{statement.label or statement.kind} is refused: SQL over the lake is read-only "
+                        "(SELECT only)"
+                    ),
                 )
             self._queries += 1
             if self._fast is None and self._cache_allowed and self._queries >= _CACHE_AFTER_QUERIES:
@@ -448,19 +583,20 @@ class SqlSession:
                 "sql",
                 shown,
                 ResidencyError(
-                    f"the query tried to reach files outside the lake's tables, which is refused ({exc})"
+                    "the query tried to reach files outside the lake's tables, which is refused "
+                    f"({one_line(str(exc), limit=200)})"
                 ),
             ) from exc
         except (duckdb.CatalogException, duckdb.BinderException) as exc:
             if cached:
                 return None
-            raise LakeError(f"SQL error: {exc}") from exc
+            raise LakeError(f"SQL error: {one_line(str(exc))}") from exc
         except duckdb.InvalidInputException as exc:
             if cached and _NARROW_MARKER in str(exc):
                 return None
-            raise LakeError(f"SQL error: {exc}") from exc
+            raise LakeError(f"SQL error: {one_line(str(exc))}") from exc
         except duckdb.Error as exc:
-            raise LakeError(f"SQL error: {exc}") from exc
+            raise LakeError(f"SQL error: {one_line(str(exc))}") from exc
 
 
 def _is_wide_type(t: pa.DataType) -> bool:

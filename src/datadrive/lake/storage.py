@@ -75,6 +75,15 @@ class StorageRoot:
         if uri.startswith("file://"):
             uri = uri[len("file://") :]
         uri = os.path.abspath(os.path.expanduser(uri)) if "://" not in uri else uri.rstrip("/")
+        if "://" not in uri and _URL_HOSTILE.search(uri):
+            # deltalake (delta-rs 1.x) reads a local path as a URL: it panics on brackets (encoded or
+            # not), loses the commit history under a '#' (a URL fragment), and decodes "%20" into a
+            # space even from a file:// URL that encodes it as "%2520". Spaces, a lone '%' and
+            # non-ASCII letters work (tests/lake/test_hardening.py).
+            raise ConfigError(
+                f"region root {uri!r}: deltalake cannot open a folder whose path holds '[', ']', '#' or "
+                "a percent-escape such as '%20'; choose another path"
+            )
         object.__setattr__(self, "uri", uri)
         object.__setattr__(self, "options", MappingProxyType(dict(self.options)))
         if self.is_azure:
@@ -365,6 +374,9 @@ class StorageRoot:
             raise NotImplementedError(f"{self.uri} is not a local folder")
         return Path(self.uri)
 
+
+_URL_HOSTILE = re.compile(r"[\[\]#]|%[0-9A-Fa-f]{2}")
+"""What deltalake cannot take in a local root's path (see :class:`StorageRoot`)."""
 
 _NAME = re.compile(r"^[A-Za-z0-9_.=\-][A-Za-z0-9_.=\-/]*$")
 

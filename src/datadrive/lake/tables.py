@@ -10,19 +10,22 @@ version reads as empty). How versions are made, and unmade after a crash, is
 from __future__ import annotations
 
 import json
+import posixpath
 import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+from urllib.parse import unquote
 
 import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 
-from datadrive.errors import LakeError, ResidencyError, SchemaVersionError
+from datadrive.errors import LakeError, ResidencyError, SchemaVersionError, StorageError, one_line
 from datadrive.lake.config import RegionConfig
 from datadrive.lake.schema import (
+    AUDIT,
     INGESTS,
     LAKE_SCHEMA_VERSION,
     SCHEMA_VERSION_KEY,
@@ -41,6 +44,7 @@ __all__ = [
     "RegionStore",
     "check_schema_version",
     "commit_record",
+    "delta_log_problem",
     "empty_dataset",
     "parse_record",
     "sql_quote",
@@ -181,7 +185,9 @@ class RegionStore:
                     "(run `datadrive lake init` or ingest something first)"
                 ) from exc
             where = "latest" if version is None else f"version {version}"
-            raise LakeError(f"region {self.region.name}: cannot open {spec.name} at {where}: {exc}") from exc
+            raise LakeError(
+                f"region {self.region.name}: cannot open {spec.name} at {where}: {delta_log_problem(exc)}"
+            ) from exc
         check_schema_version(dt, spec, self.region.name)
         return dt
 
@@ -244,7 +250,15 @@ class RegionStore:
             StorageError: if the root cannot be written.
         """
         try:
-            if not self.check_marker():
+            had_marker = self.check_marker()
+            # ingests is created last, after the audit table: a region with ingests had an audit log
+            if not self.exists(AUDIT) and self.exists(INGESTS):
+                # a region whose audit log disappeared must not start a new one: that would hide the loss
+                raise StorageError(
+                    f"region {self.region.name}: its audit log is missing from {self.root.uri} (the audit "
+                    "table was deleted); datadrive will not start a new one silently: restore it from backup"
+                )
+            if not had_marker:
                 self.fs.create_dir(self.root.meta_path(), recursive=True)
                 self.write_file(
                     self.root.meta_path(_MARKER),
@@ -394,7 +408,10 @@ class RegionStore:
         uris = dt.file_uris()
         if not uris:
             return
-        paths = [u[len("file://") :] if u.startswith("file://") else u.split("://", 1)[-1] for u in uris]
+        # the URIs are percent-encoded (a root with a space reads "my%20lake"); the filesystem wants paths
+        paths = [
+            unquote(u[len("file://") :] if u.startswith("file://") else u.split("://", 1)[-1]) for u in uris
+        ]
         infos = self.fs.get_file_info(paths)
         missing = sum(1 for i in infos if i.type == pafs.FileType.NotFound)
         if missing:
@@ -430,6 +447,17 @@ class RegionStore:
     def write_file(self, path: str, data: bytes) -> None:
         with self.fs.open_output_stream(path) as fh:
             fh.write(data)
+
+    def log_holes(self, spec: TableSpec) -> list[int]:
+        """Versions missing between the first and last commit file of the table's Delta log.
+
+        Log clean-up removes only a prefix (after a checkpoint); a hole is a
+        commit file someone deleted. A checkpoint can hide it from readers
+        (they start there), not from this listing.
+        """
+        names = [posixpath.basename(p) for p in self.list_files(self.root.path(spec.name, "_delta_log"))]
+        versions = sorted(int(n[:-5]) for n in names if n.endswith(".json") and n[:-5].isdigit())
+        return sorted(set(range(versions[0], versions[-1] + 1)) - set(versions)) if versions else []
 
     def list_files(self, folder: str) -> list[str]:
         try:
@@ -511,3 +539,16 @@ def _commit_time(entry: Mapping[str, Any]) -> datetime:
 def empty_dataset(spec: TableSpec) -> ds.Dataset:
     """An empty in-memory dataset with ``spec``'s schema."""
     return ds.dataset(pa.Table.from_batches([], schema=spec.schema))
+
+
+def delta_log_problem(exc: BaseException) -> str:
+    """What a ``deltalake`` failure to open a table means, in one sentence (not its Rust error chain)."""
+    text = str(exc)
+    if "ParsedLogPath" in text or "missing version" in text.lower() or "log segment" in text.lower():
+        return (
+            "its Delta log is missing a commit file (a file under _delta_log was deleted or is unreadable); "
+            "restore _delta_log from a backup"
+        )
+    if "no such file" in text.lower() or "not found" in text.lower():
+        return "a file of its Delta log is missing (restore _delta_log from a backup)"
+    return one_line(text, limit=300)

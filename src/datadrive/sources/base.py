@@ -33,8 +33,10 @@ Helpers adapters share live here too: the provenance hashes
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
+import stat
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -65,12 +67,82 @@ __all__ = [
     "file_head",
     "file_sha256",
     "files_sha256",
+    "folder_files",
+    "input_kind",
     "map_only_scenario",
     "read_units",
 ]
 
 Record = Scenario | Telemetry
 """What an adapter yields."""
+
+
+_SPECIAL_KINDS = (
+    (stat.S_ISFIFO, "a named pipe (FIFO)"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+def input_kind(path: Path) -> Literal["file", "dir"]:
+    """Whether ``path`` is a regular file or a folder (symbolic links followed); anything else is refused.
+
+    Every path datadrive reads passes here *before* it is opened: opening a
+    FIFO blocks forever, a device (``/dev/zero``) never ends, and a symbolic
+    link loop fails deep inside a reader.
+
+    Raises:
+        InputError: naming the path and what it is instead (missing, a link
+            loop, a FIFO, a device, a socket, unreadable).
+    """
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise InputError(
+                path, "a symbolic link loop (following its links never reaches a file)"
+            ) from None
+        if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+            if os.path.islink(path):
+                raise InputError(path, "a symbolic link to nothing (its target does not exist)") from None
+            raise InputError(path, "no such file or folder") from None
+        raise InputError(path, f"cannot be read ({exc.strerror or exc})") from None
+    if stat.S_ISREG(st.st_mode):
+        return "file"
+    if stat.S_ISDIR(st.st_mode):
+        return "dir"
+    what = next((name for test, name in _SPECIAL_KINDS if test(st.st_mode)), "not a regular file")
+    raise InputError(path, f"is {what}, not a regular file or folder (datadrive reads only those)")
+
+
+def folder_files(root: Path) -> list[Path]:
+    """Every file in the folder ``root``, hidden ones included, sorted; refuses anything not a regular file.
+
+    Symbolic links to files are followed (and must reach a regular file);
+    links to folders are not descended into. This is what a folder-shaped
+    input's hash covers, so two folders with different bytes anywhere in
+    them never share an idempotency key.
+
+    Raises:
+        InputError: naming the entry that is a FIFO, a device, a socket, a
+            link loop or a dangling link, or a folder that cannot be listed.
+    """
+    files: list[Path] = []
+    failure: list[OSError] = []
+    for here, dirs, names in os.walk(root, onerror=failure.append):
+        base = Path(here)
+        for name in dirs:
+            if os.path.islink(base / name):
+                input_kind(base / name)  # a loop or dangling link is refused; a link to a folder is skipped
+        for name in names:
+            f = base / name
+            input_kind(f)
+            files.append(f)
+    if failure:
+        exc = failure[0]
+        raise InputError(exc.filename or root, f"cannot be listed ({exc.strerror or exc})")
+    return sorted(files)
 
 
 def file_head(path: Path, size: int) -> bytes:
@@ -175,8 +247,13 @@ class Adapter(ABC):
                 any input that cannot be read.
         """
         p = Path(path)
-        if not p.exists():
-            raise InputError(p, "no such file or folder")
+        kind = input_kind(p)
+        if kind != self.unit:
+            raise InputError(
+                p, f"is a {'folder' if kind == 'dir' else 'file'}; {self.name} reads a {self.unit}"
+            )
+        if kind == "dir":
+            folder_files(p)  # nothing in it that would block or never end when opened
         try:
             for record in self._read(p):
                 try:
@@ -236,8 +313,9 @@ class Discovery:
         units: Every claimed input, in path order (each once).
         unclaimed: Files under a folder that no adapter claims (lidar
             sweeps, images, companion files such as maps).
-        errors: Paths given that cannot be inputs: missing, or a file no
-            adapter claims.
+        errors: Paths that cannot be inputs: missing, a file given
+            explicitly that no adapter claims, and anything that is not a
+            regular file or folder (a FIFO, a device, a socket, a link loop).
     """
 
     units: list[Unit] = field(default_factory=list)
@@ -293,9 +371,8 @@ class Registry:
             UnknownFormatError: if no adapter, or more than one, claims it.
         """
         p = Path(path)
-        if not p.exists():
-            raise InputError(p, "no such file or folder")
-        found = [a for a in self.adapters if a.unit == ("dir" if p.is_dir() else "file") and a.claims(p)]
+        kind = input_kind(p)
+        found = [a for a in self.adapters if a.unit == kind and a.claims(p)]
         if not found:
             raise UnknownFormatError(p, "not a format datadrive reads (no adapter claims it)")
         if len(found) > 1:
@@ -313,10 +390,9 @@ class Registry:
             InputError: if ``root`` does not exist.
         """
         p = Path(root)
-        if not p.exists():
-            raise InputError(p, "no such file or folder")
+        input_kind(p)
         found = Discovery()
-        self._walk(p, found)
+        self._walk(p, found, set())
         return found
 
     def scan(self, paths: Iterable[str | os.PathLike[str]]) -> Discovery:
@@ -336,7 +412,8 @@ class Registry:
             except InputError as exc:
                 found.errors.append(exc)
                 continue
-            if p.is_file() and not here.units:
+            found.errors.extend(here.errors)
+            if not here.errors and p.is_file() and not here.units:
                 found.errors.append(
                     UnknownFormatError(p, "not a format datadrive reads (no adapter claims it)")
                 )
@@ -360,18 +437,36 @@ class Registry:
         """
         return read_units(units)
 
-    def _walk(self, p: Path, found: Discovery) -> None:
-        if p.is_file():
+    def _walk(self, p: Path, found: Discovery, seen: set[str]) -> None:
+        """Add ``p`` to ``found``, checked first (a FIFO is never opened); ``seen``: the folders walked."""
+        try:
+            kind = input_kind(p)
+        except InputError as exc:
+            found.errors.append(exc)
+            return
+        if kind == "file":
             claimed = [a for a in self.adapters if a.unit == "file" and a.claims(p)]
             if claimed:
                 found.units.append(Unit(claimed[0], p))
             else:
                 found.unclaimed.append(p)
             return
+        real = os.path.realpath(p)
+        if real in seen:  # a link back to a folder already walked: a loop, or the same folder twice
+            found.errors.append(
+                InputError(p, "a symbolic link loop (it leads back to a folder already read)")
+            )
+            return
+        seen.add(real)
         claimed_dir = [a for a in self.adapters if a.unit == "dir" and a.claims(p)]
         if claimed_dir:
             found.units.append(Unit(claimed_dir[0], p))
             return
-        for child in sorted(p.iterdir()):
+        try:
+            children = sorted(p.iterdir())
+        except OSError as exc:
+            found.errors.append(InputError(p, f"cannot be listed ({exc.strerror or exc})"))
+            return
+        for child in children:
             if not child.name.startswith("."):
-                self._walk(child, found)
+                self._walk(child, found, seen)

@@ -52,12 +52,17 @@ class TrackingSettings:
             embedded store in the region (``<root>/derived/metrics/mlflow``).
         experiment: The experiment name (default: the dataset's name).
         registered_model: The registry name (default ``<dataset>-<model>``).
+        mlflow_log_level: The level of MLflow's own loggers while it tracks
+            (``WARNING``: its INFO lines about creating tables and model
+            versions stay off stderr, beside the progress bar); ``None``
+            leaves MLflow's setting (``MLFLOW_LOGGING_LEVEL``).
     """
 
     enabled: bool = True
     tracking_uri: str | None = None
     experiment: str | None = None
     registered_model: str | None = None
+    mlflow_log_level: str | None = "WARNING"
 
 
 @dataclass(frozen=True)
@@ -187,7 +192,9 @@ def train_run(
             folder = lake.local_derived_dir(manifest.region, "metrics", "mlflow")
             tracking_uri = embedded_tracking_uri(folder)
             artifacts = (folder / "artifacts").resolve().as_uri()
-        tracker = MlflowTracker(tracking_uri, tracking.experiment or manifest.name, artifacts)
+        tracker = MlflowTracker(
+            tracking_uri, tracking.experiment or manifest.name, artifacts, log_level=tracking.mlflow_log_level
+        )
         same_store = previous.get("tracking_uri") == tracking_uri
         tracker.start(
             run_name,

@@ -15,6 +15,7 @@ MLflow is the ``[track]`` extra; the client is used directly
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import Mapping
@@ -39,15 +40,27 @@ class MlflowTracker:
         tracking_uri: ``sqlite:///...`` (embedded) or ``http://host:port`` (a server).
         experiment: The experiment's name (created if missing).
         artifact_location: Where a new experiment keeps artifacts (embedded stores).
+        log_level: The level set on MLflow's own ``mlflow`` logger once it is
+            imported (MLflow sets it at import, from ``MLFLOW_LOGGING_LEVEL``);
+            ``None`` leaves it.
     """
 
-    def __init__(self, tracking_uri: str, experiment: str, artifact_location: str | None = None) -> None:
+    def __init__(
+        self,
+        tracking_uri: str,
+        experiment: str,
+        artifact_location: str | None = None,
+        *,
+        log_level: str | None = None,
+    ) -> None:
         try:
             from mlflow.tracking import MlflowClient
         except ImportError as exc:  # pragma: no cover - depends on the install
             raise ConfigError(
                 "tracking needs MLflow: pip install 'datadrive[track]' (or train with --no-track)"
             ) from exc
+        if log_level is not None:
+            logging.getLogger("mlflow").setLevel(log_level)
         self.tracking_uri = tracking_uri
         self.client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
         try:

@@ -1,0 +1,183 @@
+"""Durability beyond kill -9: a disk that answers writes with EIO, and power loss.
+
+The fault is real at the system-call level: an ``LD_PRELOAD`` shim
+(``faults/io_faults.c``, compiled with gcc here) makes every write to a file
+under the region root fail with ``EIO`` from the N-th on, in the real CLI
+process, whatever library issued it (delta-rs, pyarrow, Python). For several
+N, an ingest runs into the failing disk; then the lake must be at a whole
+version (its last good one, or a whole later batch), `lake check` clean, the
+audit chain intact, and a rerun on a healthy disk must complete the set.
+
+Where gcc is missing the test skips with the reason, except under
+``CI=true``, where it fails (like the other fault tests).
+
+**Power loss** drops what was not made durable. The same shim logs every
+``fsync``/``fdatasync`` (file and size) and every rename or link under the
+region root; after the writer is killed, :func:`power_loss` replays that
+log against a copy of the region taken before the run: a file the run
+created and never synced vanishes, one it synced is cut back to its synced
+size, one it rewrote without a sync gets its old bytes back. (This machine
+has no ``/dev/mapper`` for a device-mapper ``flakey`` target, hence a shim.)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import kill_harness
+import lake_synth
+import pytest
+from kill_harness import cli, cli_env, ingest_args, make_lake
+
+from datadrive.lake import Lake, Principal, load_config
+
+pytestmark = pytest.mark.slow
+
+SHIM = Path(__file__).resolve().parent / "faults" / "io_faults.c"
+
+
+def _unavailable(reason: str) -> None:
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"fault-injection mechanism unavailable under CI: {reason}")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="module")
+def shim(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    gcc = shutil.which("gcc") or shutil.which("cc")
+    if gcc is None:
+        _unavailable("no C compiler (gcc) to build the EIO shim")
+    out = tmp_path_factory.mktemp("shim") / "io_faults.so"
+    built = subprocess.run(
+        [str(gcc), "-shared", "-fPIC", "-O1", "-o", str(out), str(SHIM), "-ldl"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if built.returncode != 0:
+        _unavailable(f"cannot build the EIO shim: {built.stderr.strip()[-500:]}")
+    return out
+
+
+def _state(root: Path) -> tuple[int, int]:
+    lk = Lake(load_config(root, env={}), Principal("checker", "bmw", "eu-central"))
+    report = lk.check("eu-central")
+    assert report.ok, report.problems
+    assert lk.verify_audit("eu-central").ok
+    return report.version, report.counts["scenarios"]
+
+
+@pytest.mark.parametrize("after", [1, 4, 12, 40])
+def test_eio_on_a_write_leaves_the_lake_at_a_whole_version(tmp_path, shim, after) -> None:
+    root = make_lake(tmp_path / "lake")
+    first = lake_synth.write_inputs(tmp_path / "first", range(3))
+    batch = lake_synth.write_inputs(tmp_path / "second", range(10, 16), scenarios=2)
+    ok = cli(ingest_args(root, first[0].parent, region="eu-central", batch=2, workers=1))
+    assert ok.returncode == 0, ok.stderr[-2000:]
+    version_before, scenarios_before = _state(root)
+    region = os.path.realpath(root / "regions" / "eu-central")
+    env = cli_env(LD_PRELOAD=str(shim), DATADRIVE_FAULT_DIR=region, DATADRIVE_FAULT_AFTER=str(after))
+    faulty = cli(ingest_args(root, batch[0].parent, region="eu-central", batch=2, workers=1), env=env)
+    assert "Traceback" not in faulty.stderr, faulty.stderr[-3000:]
+    assert faulty.returncode == 2, (faulty.returncode, faulty.stderr[-2000:])
+    assert "input/output error" in faulty.stderr + faulty.stdout, faulty.stderr[-2000:]
+    version, scenarios = _state(root)
+    report = json.loads(faulty.stdout) if faulty.stdout.strip() else {"outcomes": []}
+    committed = sum(o["num_scenarios"] for o in report["outcomes"] if o["status"] == "ingested")
+    assert scenarios == scenarios_before + committed, "only whole committed batches are visible"
+    assert version >= version_before
+    rerun = cli(ingest_args(root, batch[0].parent, region="eu-central", batch=2, workers=1))
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    _, scenarios_after = _state(root)
+    assert scenarios_after == scenarios_before + 6 * 2, "the rerun completes the set"
+    assert kill_harness.HERE.is_dir()
+
+
+def power_loss(region: Path, before: Path, log: Path) -> dict[str, int]:
+    """Drop from ``region`` what the run in ``log`` never made durable (``before``: a copy from before).
+
+    Returns:
+        Counts of files dropped, cut back and restored.
+    """
+    durable: dict[str, int] = {}
+    lines = log.read_text().splitlines() if log.exists() else []
+    for line in lines:
+        if line.startswith("S "):
+            size, path = line[2:].split(" ", 1)
+            durable[os.path.realpath(path)] = int(size)
+        elif line.startswith("R "):
+            old, new = (os.path.realpath(x) for x in line[2:].split("\t", 1))
+            rel_old = os.path.relpath(old, region)
+            if old in durable:
+                durable[new] = durable[old]
+            elif (before / rel_old).is_file():
+                durable[new] = (before / rel_old).stat().st_size
+            else:
+                durable.pop(new, None)
+    counts = {"dropped": 0, "cut back": 0, "restored": 0}
+    for f in sorted(p for p in region.rglob("*") if p.is_file()):
+        real = os.path.realpath(f)
+        old = before / f.relative_to(region)
+        if real in durable:
+            if f.stat().st_size > durable[real]:
+                os.truncate(f, durable[real])
+                counts["cut back"] += 1
+        elif old.is_file():
+            if old.read_bytes() != f.read_bytes():
+                shutil.copyfile(old, f)
+                counts["restored"] += 1
+        else:
+            f.unlink()
+            counts["dropped"] += 1
+    return counts
+
+
+def _power_cut_run(tmp_path: Path, shim: Path) -> tuple[Path, int, int, dict[str, object], dict[str, int]]:
+    root = make_lake(tmp_path / "lake")
+    first = lake_synth.write_inputs(tmp_path / "first", range(3))
+    second = lake_synth.write_inputs(tmp_path / "second", range(10, 16), scenarios=2)
+    ok = cli(ingest_args(root, first[0].parent, region="eu-central", batch=2, workers=1))
+    assert ok.returncode == 0, ok.stderr[-2000:]
+    version_before, scenarios_before = _state(root)
+    region = root / "regions" / "eu-central"
+    before = tmp_path / "before"
+    shutil.copytree(region, before)
+    log = tmp_path / "sync.log"
+    env = cli_env(
+        LD_PRELOAD=str(shim), DATADRIVE_FAULT_DIR=os.path.realpath(region), DATADRIVE_SYNC_LOG=str(log)
+    )
+    run = cli(ingest_args(root, second[0].parent, region="eu-central", batch=2, workers=1), env=env)
+    assert run.returncode == 0, run.stderr[-2000:]  # acknowledged: every batch committed
+    counts = power_loss(region, before, log)
+    print(f"power loss after an acknowledged ingest: {counts}")
+    return root, version_before, scenarios_before, json.loads(run.stdout), counts
+
+
+def test_power_loss_after_an_ingest_leaves_a_whole_lake(tmp_path, shim) -> None:
+    """Whatever the power cut took, the lake reads as a whole version and a rerun completes the set."""
+    root, version_before, scenarios_before, _, _ = _power_cut_run(tmp_path, shim)
+    version, scenarios = _state(root)  # lake check clean, audit chain intact
+    assert version >= version_before
+    assert scenarios >= scenarios_before
+    rerun = cli(ingest_args(root, tmp_path / "second", region="eu-central", batch=2, workers=1))
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    _, scenarios_after = _state(root)
+    assert scenarios_after == scenarios_before + 6 * 2
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="known gap (issue 13): deltalake writes data and commit files without fsync, and datadrive does "
+    "not sync them either, so a power cut right after an ingest returned can take every batch it "
+    "acknowledged (measured: all 41 new files of a 6-input ingest). The lake stays whole (the test above).",
+)
+def test_power_loss_keeps_what_an_ingest_acknowledged(tmp_path, shim) -> None:
+    """What an ingest reported as committed survives a power cut right after it returned."""
+    root, _, scenarios_before, report, _ = _power_cut_run(tmp_path, shim)
+    _, scenarios = _state(root)
+    assert report["counts"]["ingested"] == 6
+    assert scenarios == scenarios_before + 6 * 2
