@@ -3,10 +3,12 @@
 Three measurements, each with a reference taken in the same run:
 
 1. **Ingest throughput** (valid states/s): every sample in ``../shared/data``
-   ingested into a fresh local region with the process-pool engine, 1 and 2
-   workers, runs interleaved. Reference: reading the same inputs with the
-   adapters alone, in one process (no hashing, conversion, pseudonyms or
-   commits). With ``--s3`` also into a SeaweedFS bucket on 127.0.0.1, with
+   ingested into a fresh local region inline (this process) and with the
+   process-pool engine, 1 and 2 workers, runs interleaved. Reference: reading
+   the same inputs with the adapters alone, in one process (no hashing,
+   conversion, pseudonyms or commits). Each row has its wall time and its CPU
+   time (this process and its pool workers), whose ratio to the reader's
+   holds up on a loaded machine. With ``--s3`` also into a SeaweedFS bucket on 127.0.0.1, with
    ``--azure`` also into an Azurite container on 127.0.0.1 (``make azurite``
    installs it), and with ``--ray`` also on a 2-node Ray cluster on 127.0.0.1
    (all started as the tests start them, ``tests/services.py``).
@@ -57,7 +59,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from datadrive.compute import Engine, ProcessPoolEngine
+from datadrive.compute import Engine, InlineEngine, ProcessPoolEngine
 from datadrive.core.scenario import Scenario
 from datadrive.core.telemetry import Telemetry
 from datadrive.errors import InputError
@@ -176,21 +178,95 @@ def sample_inputs(samples: Path) -> Inputs:
     return Inputs(units, states, scenarios, raw, raw_by, states_by)
 
 
-def read_alone(inputs: Inputs) -> float:
+@dataclass(frozen=True)
+class Timing:
+    """Wall-clock and CPU seconds of one run.
+
+    ``cpu`` is the CPU time (user + system) of this process (every thread: the
+    commit thread, deltalake's and Arrow's native threads) plus that of the
+    pool workers that ran for it, or ``None`` where the workers' time cannot
+    be told (Ray, a platform without ``/proc``). On a shared machine wall
+    time grows with the neighbours' load; CPU time hardly does, so the CPU
+    ratio is the one to judge under contention.
+    """
+
+    wall: float
+    cpu: float | None
+
+
+def _forkserver_children_cpu() -> float | None:
+    """CPU seconds of the finished children of multiprocessing's fork server (the pool workers), or None.
+
+    The workers are the fork server's children, not this process's, so
+    ``os.times()`` does not see them; the fork server reaps them, and the
+    kernel adds their times to its ``cutime``/``cstime`` (``/proc/PID/stat``).
+    """
+    import multiprocessing.forkserver as fs
+
+    pid = getattr(getattr(fs, "_forkserver", None), "_forkserver_pid", None)
+    if pid is None:
+        return 0.0  # not started yet: no worker has run
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[13]) + int(fields[14])) / os.sysconf("SC_CLK_TCK")  # cutime, cstime
+
+
+def timed(run: Callable[[], Any], *, pool: bool = True) -> tuple[Timing, Any]:
+    """Run ``run()``; its wall and CPU seconds (see :class:`Timing`) and its value.
+
+    ``pool``: ``run`` uses a process pool, whose workers' CPU time is added.
+    """
+    before = _forkserver_children_cpu() if pool else 0.0
+    c0, t0 = time.process_time(), time.perf_counter()
+    value = run()
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    if not pool:
+        return Timing(wall, cpu), value
+    after = None
+    for _ in range(50):  # the fork server reaps a worker when its SIGCHLD arrives: wait for the last
+        time.sleep(0.02)
+        after = _forkserver_children_cpu()
+        if after is None or before is None or _forkserver_idle():
+            break
+    if after is None or before is None:
+        return Timing(wall, None), value
+    return Timing(wall, cpu + after - before), value
+
+
+def _forkserver_idle() -> bool:
+    """No child of the fork server is left unreaped (``/proc/PID/task/*/children`` is empty)."""
+    import multiprocessing.forkserver as fs
+
+    pid = getattr(getattr(fs, "_forkserver", None), "_forkserver_pid", None)
+    if pid is None:
+        return True
+    try:
+        return not any(p.read_text().strip() for p in Path(f"/proc/{pid}/task").glob("*/children"))
+    except OSError:
+        return True
+
+
+def read_alone(inputs: Inputs) -> Timing:
     """Seconds to read every unit with its adapter, in this process (the reference)."""
-    t0 = time.perf_counter()
-    for adapter, unit in inputs.units:
-        with suppress(InputError):
-            adapter.read_all(unit)
-    return time.perf_counter() - t0
+
+    def run() -> None:
+        for adapter, unit in inputs.units:
+            with suppress(InputError):
+                adapter.read_all(unit)
+
+    return timed(run, pool=False)[0]
 
 
-def ingest_once(samples: Path, root: StorageRoot, engine: Engine) -> tuple[float, int]:
-    """Seconds to ingest every sample into a fresh region, and the valid states it holds."""
+def ingest_once(samples: Path, root: StorageRoot, engine: Engine) -> tuple[Timing, int]:
+    """Seconds (wall and CPU) to ingest every sample into a fresh region, and the valid states it holds."""
     lake = _lake(root)
-    t0 = time.perf_counter()
-    report = lake.ingest([samples], REGION, engine=engine)
-    seconds = time.perf_counter() - t0
+    seconds, report = timed(
+        lambda: lake.ingest([samples], REGION, engine=engine), pool=isinstance(engine, ProcessPoolEngine)
+    )
+    if not isinstance(engine, (InlineEngine, ProcessPoolEngine)):
+        seconds = Timing(seconds.wall, None)  # Ray's workers are not processes this one can account for
     if report.storage_error:
         raise RuntimeError(report.storage_error)
     n = (
@@ -516,19 +592,34 @@ def _render_ingest(r: dict[str, Any]) -> list[str]:
         "the workers, one pass per input: hash (folders), read, pseudonymise, convert, write the rows as "
         "staged Parquet files; commits of 32 inputs under the region lock in a background thread while "
         f"the workers go on; audit. Runs interleaved, median of {r['ingest_runs']}. Reference: the adapters "
-        "alone reading the same inputs in one process (warm).",
+        "alone reading the same inputs in one process (warm). *CPU s*: user + system time of the run's "
+        "processes (this one, every thread included, and its pool workers; not known for Ray); on a "
+        "shared machine wall time grows with the neighbours' load and CPU time hardly does. *CPU vs "
+        "adapters alone*: the reader's CPU time over the run's (1.00x: the pipeline would cost nothing "
+        "beyond reading); on N idle cores, N workers reach at most N times it.",
         "",
-        "| engine | storage | seconds | states/s | vs adapters alone | vs 1 worker |",
-        "| --- | --- | ---: | ---: | ---: | ---: |",
+        "| engine | storage | seconds | states/s | vs adapters alone | vs 1 worker | CPU s "
+        "| CPU vs adapters alone |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     ref = r["ingest"]["read alone"]
     one = r["ingest"].get("process pool, 1 worker", {}).get("seconds")
     for name, row in r["ingest"].items():
         rate = row["states"] / row["seconds"]
-        vs_ref = "reference" if name == "read alone" else f"{ref['seconds'] / row['seconds']:.2f}x"
-        vs_one = "" if name == "read alone" or one is None else f"{one / row['seconds']:.2f}x"
+        reference = name == "read alone"
+        vs_ref = "reference" if reference else f"{ref['seconds'] / row['seconds']:.2f}x"
+        vs_one = (
+            "" if reference or one is None or name.startswith("inline") else f"{one / row['seconds']:.2f}x"
+        )
+        cpu = row.get("cpu_seconds")
+        ref_cpu = ref.get("cpu_seconds")
+        cpu_text = "-" if cpu is None else f"{cpu:.2f}"
+        vs_cpu = (
+            "reference" if reference else "-" if cpu is None or ref_cpu is None else f"{ref_cpu / cpu:.2f}x"
+        )
         lines.append(
-            f"| {name} | {row['storage']} | {row['seconds']:.2f} | {rate:,.0f} | {vs_ref} | {vs_one} |"
+            f"| {name} | {row['storage']} | {row['seconds']:.2f} | {rate:,.0f} | {vs_ref} | {vs_one} "
+            f"| {cpu_text} | {vs_cpu} |"
         )
     return lines
 
@@ -727,16 +818,15 @@ def main() -> None:
 def measure_ingest(
     args: argparse.Namespace, work: Path, inputs: Inputs, log: Callable[[str], None]
 ) -> dict[str, Any]:
-    """Ingest seconds of each engine, runs interleaved (medians)."""
-    cases: dict[str, tuple[str, Callable[[int], float]]] = {}
+    """Ingest seconds (wall and CPU) of each engine, runs interleaved (medians)."""
+    cases: dict[str, tuple[str, Callable[[int], Timing]]] = {}
     counter = iter(range(10_000))
 
-    def local(workers: int) -> Callable[[int], float]:
-        def run(_: int) -> float:
+    def local(workers: int) -> Callable[[int], Timing]:
+        def run(_: int) -> Timing:
             root = StorageRoot(str(work / f"ingest-{next(counter)}"))
-            seconds, states = ingest_once(
-                args.samples, root, ProcessPoolEngine(workers, preload=INGEST_PRELOAD)
-            )
+            engine = InlineEngine() if workers == 0 else ProcessPoolEngine(workers, preload=INGEST_PRELOAD)
+            seconds, states = ingest_once(args.samples, root, engine)
             assert states == inputs.states, (states, inputs.states)
             shutil.rmtree(root.uri)
             return seconds
@@ -744,6 +834,7 @@ def measure_ingest(
         return run
 
     cases["read alone"] = ("-", lambda _: read_alone(inputs))
+    cases["inline, this process"] = ("local folder", local(0))
     cases["process pool, 1 worker"] = ("local folder", local(1))
     cases["process pool, 2 workers"] = ("local folder", local(2))
     stack: list[Any] = []
@@ -752,8 +843,8 @@ def measure_ingest(
         s3 = cm.__enter__()
         stack.append(cm)
 
-        def on_s3(workers: int) -> Callable[[int], float]:
-            def run(i: int) -> float:
+        def on_s3(workers: int) -> Callable[[int], Timing]:
+            def run(i: int) -> Timing:
                 root = StorageRoot(f"{s3.uri}-{next(counter)}", s3.options)
                 return ingest_once(args.samples, root, ProcessPoolEngine(workers, preload=INGEST_PRELOAD))[0]
 
@@ -765,8 +856,8 @@ def measure_ingest(
         az = cm_az.__enter__()
         stack.append(cm_az)
 
-        def on_azure(workers: int) -> Callable[[int], float]:
-            def run(i: int) -> float:
+        def on_azure(workers: int) -> Callable[[int], Timing]:
+            def run(i: int) -> Timing:
                 root = StorageRoot(f"{az.uri}-{next(counter)}", az.options)
                 seconds, states = ingest_once(
                     args.samples, root, ProcessPoolEngine(workers, preload=INGEST_PRELOAD)
@@ -786,26 +877,39 @@ def measure_ingest(
         engine = RayEngine(address)
         engine.connect()
 
-        def on_ray(_: int) -> float:
+        def on_ray(_: int) -> Timing:
             root = StorageRoot(str(work / f"ingest-{next(counter)}"))
             return ingest_once(args.samples, root, engine)[0]
 
         cases["Ray, 2 nodes x 1 CPU"] = ("local folder", on_ray)
     try:
-        timings: dict[str, list[float]] = {name: [] for name in cases}
+        timings: dict[str, list[Timing]] = {name: [] for name in cases}
         for i in range(args.ingest_runs):
             for name, (_, run) in cases.items():
                 timings[name].append(run(i))
-                log(f"  ingest {name}: {timings[name][-1]:.2f} s")
+                t = timings[name][-1]
+                cpu = "-" if t.cpu is None else f"{t.cpu:.2f}"
+                log(f"  ingest {name}: {t.wall:.2f} s wall, {cpu} s CPU, load {os.getloadavg()[0]:.1f}")
     finally:
         if args.ray:
             engine.close()  # disconnect before the cluster stops, or Ray ends this process
         for cm in reversed(stack):
             cm.__exit__(None, None, None)
     return {
-        name: {"storage": cases[name][0], "seconds": statistics.median(t), "states": inputs.states}
+        name: {
+            "storage": cases[name][0],
+            "seconds": statistics.median(x.wall for x in t),
+            "cpu_seconds": _median_cpu(t),
+            "states": inputs.states,
+        }
         for name, t in timings.items()
     }
+
+
+def _median_cpu(runs: list[Timing]) -> float | None:
+    """The median CPU time of ``runs``, or ``None`` if any run's is unknown."""
+    cpus = [x.cpu for x in runs if x.cpu is not None]
+    return statistics.median(cpus) if len(cpus) == len(runs) else None
 
 
 def measure_sql(

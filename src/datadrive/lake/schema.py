@@ -497,9 +497,13 @@ def conform(spec: TableSpec, table: pa.Table) -> pa.Table:
     Delta returns ``int8`` for ``uint8``, plain lists for fixed-size lists,
     and partition columns last; this undoes all three.
     """
+    if table.schema.equals(spec.schema, check_metadata=True):  # rows just converted often are already
+        return table  # the very table the rebuild below would make
+    present = {name: i for i, name in enumerate(table.schema.names)}  # one lookup per column, not a scan
     columns = []
     for f in spec.schema:
-        col = table.column(f.name) if f.name in table.column_names else pa.nulls(table.num_rows, f.type)
+        i = present.get(f.name)
+        col = table.column(i) if i is not None else pa.nulls(table.num_rows, f.type)
         if col.type != f.type:
             col = col.cast(f.type)
         columns.append(col)
