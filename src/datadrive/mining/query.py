@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 from datadrive.errors import QueryError
 
 __all__ = [
+    "MAX_NESTING",
     "UNITS",
     "And",
     "Call",
@@ -50,6 +51,7 @@ __all__ = [
     "Or",
     "Text",
     "Value",
+    "check_nesting",
     "parse",
     "q",
     "to_text",
@@ -181,6 +183,36 @@ class Not(Expr):
     """States of the candidates (the rest of an ``and``) not selected by ``part``."""
 
     part: Expr
+
+
+MAX_NESTING = 64
+"""The deepest an expression may nest (brackets, ``not``, calls). Parsing, binding and printing
+recurse over the tree, so a bound keeps every query far from Python's recursion limit; no real
+search comes near it."""
+
+
+def _children(v: Value) -> tuple[Value, ...]:
+    if isinstance(v, And | Or):
+        return v.parts
+    if isinstance(v, Not):
+        return (v.part,)
+    if isinstance(v, Call):
+        return v.args + tuple(a for _, a in v.kwargs)
+    return ()
+
+
+def check_nesting(expr: Value) -> None:
+    """Refuse an expression nested deeper than :data:`MAX_NESTING` (built by hand or by ``describe``).
+
+    Raises:
+        QueryError: it nests too deeply.
+    """
+    stack: list[tuple[Value, int]] = [(expr, 1)]
+    while stack:  # iterative: the check must not itself recurse
+        node, depth = stack.pop()
+        if depth > MAX_NESTING:
+            raise QueryError(f"the expression nests deeper than {MAX_NESTING} levels")
+        stack.extend((child, depth + 1) for child in _children(node))
 
 
 def _py(v: object) -> Value:
@@ -318,6 +350,13 @@ class _Parser:
         self.text = text
         self.toks = _tokens(text)
         self.i = 0
+        self.depth = 0
+
+    def nest(self, tok: _Token) -> None:
+        """One level deeper (a bracket, a ``not``, a call's arguments), refused past MAX_NESTING."""
+        self.depth += 1
+        if self.depth > MAX_NESTING:
+            raise QueryError(f"the expression nests deeper than {MAX_NESTING} levels", self.text, tok.pos)
 
     def peek(self) -> _Token:
         return self.toks[self.i]
@@ -346,16 +385,21 @@ class _Parser:
 
     def unary(self) -> Expr:
         if self.peek().kind == "NOT":
+            self.nest(self.peek())
             self.i += 1
-            return Not(self.unary())
+            inner = Not(self.unary())
+            self.depth -= 1
+            return inner
         return self.atom()
 
     def atom(self) -> Expr:
         tok = self.peek()
         if tok.kind == "LP":
+            self.nest(tok)
             self.i += 1
             inner = self.expr()
             self.take("RP", "')'")
+            self.depth -= 1
             return inner
         if tok.kind == "NAME":
             self.i += 1
@@ -373,6 +417,7 @@ class _Parser:
         raise QueryError(f"expected a category, a predicate or '(', found {found}", self.text, tok.pos)
 
     def call(self, name: _Token) -> Call:
+        self.nest(self.peek())
         self.take("LP", "'('")
         args: list[Value] = []
         kwargs: list[tuple[str, Value]] = []
@@ -398,6 +443,7 @@ class _Parser:
                     continue
                 break
         self.take("RP", "',' or ')'")
+        self.depth -= 1
         return Call(str(name.value), tuple(args), tuple(kwargs), name.pos)
 
     def value(self) -> Value:

@@ -31,7 +31,20 @@ import numpy as np
 from datadrive.core.scenario import ObjectType
 from datadrive.core.typing import NDArrayBool, NDArrayStr, NDArrayUInt8
 from datadrive.errors import QueryError
-from datadrive.mining.query import UNITS, Call, Expr, Name, Not, Number, Or, Text, Value, parse, to_text
+from datadrive.mining.query import (
+    UNITS,
+    Call,
+    Expr,
+    Name,
+    Not,
+    Number,
+    Or,
+    Text,
+    Value,
+    check_nesting,
+    parse,
+    to_text,
+)
 from datadrive.mining.query import And as AndNode
 
 __all__ = [
@@ -597,8 +610,10 @@ def bind(expr: Expr, source: str = "") -> Bound:
 
     Raises:
         QueryError: an unknown name (listing the known ones), a missing or
-            extra argument, a value of the wrong kind or unit.
+            extra argument, a value of the wrong kind or unit, nesting deeper
+            than ``MAX_NESTING``.
     """
+    check_nesting(expr)
     return _Binder(source).set_(expr, "the query")
 
 

@@ -39,7 +39,6 @@ __all__ = [
     "Search",
     "check_mine",
     "check_tag",
-    "compile_checked",
     "event_rows",
     "event_summary",
     "hits_table",
@@ -111,29 +110,12 @@ def translate(description: str) -> str:
     """A plain-English description's expression (the library's offline parser).
 
     Raises:
-        DescriptionError: words the parser cannot place (named in the message).
+        DescriptionError: words the parser cannot place (named in the message), or nesting deeper
+            than the query language allows.
     """
     from datadrive.mining import describe
 
-    try:
-        return describe(description).text
-    except RecursionError:  # the library's recursive parser: refused here, not a server error
-        raise InputError("description", "the description nests too deeply to translate") from None
-
-
-def compile_checked(text: str) -> Any:
-    """``datadrive.mining.compile_query(text)``, with nesting too deep for the parser refused as bad input.
-
-    Raises:
-        QueryError: the expression does not parse or bind.
-        InputError: it nests too deeply for the library's recursive parser.
-    """
-    from datadrive.mining import compile_query
-
-    try:
-        return compile_query(text)
-    except RecursionError:
-        raise InputError("expression", "the expression nests too deeply") from None
+    return describe(description).text
 
 
 @dataclass(frozen=True)
@@ -175,10 +157,10 @@ def search(
         DescriptionError: the description has words the parser cannot place.
         InputError: more than ``max_scenarios`` scenarios would be evaluated.
     """
-    from datadrive.mining import mine_snapshot
+    from datadrive.mining import compile_query, mine_snapshot
 
     text, described = _expression(expression, description)
-    bound = compile_checked(text)
+    bound = compile_query(text)
     keys, narrowed = _candidates(snapshot, bound, sources)
     if len(keys) > max_scenarios:
         raise InputError(
@@ -363,6 +345,8 @@ def tag_job(ctx: JobContext, params: dict[str, Any]) -> dict[str, Any]:
 
 def check_mine(params: Mapping[str, Any], settings: Mapping[str, Any]) -> dict[str, Any]:
     """A mine job's parameters: an expression or a description, a name, optional sources."""
+    from datadrive.mining import compile_query
+
     _no_extra(params)
     expression, description = params.get("expression"), params.get("description")
     for key, value in (("expression", expression), ("description", description)):
@@ -371,7 +355,7 @@ def check_mine(params: Mapping[str, Any], settings: Mapping[str, Any]) -> dict[s
     if (expression is None) == (description is None):
         raise InputError("params.expression", "give an expression or a description (one of them)")
     text = expression if expression is not None else translate(str(description))
-    bound = compile_checked(str(text))  # QueryError now, not in the worker
+    bound = compile_query(str(text))  # QueryError now, not in the worker
     name = params.get("name")
     if not isinstance(name, str) or not name.strip() or len(name) > 200:
         raise InputError("params.name", "an event set needs a name (at most 200 characters)")
@@ -397,12 +381,12 @@ def hits_table(result: ResultSet) -> bytes:
 
 def mine_job(ctx: JobContext, params: dict[str, Any]) -> dict[str, Any]:
     """Run a query over the job's region and keep its hits as a shareable event set."""
-    from datadrive.mining import mine_snapshot
+    from datadrive.mining import compile_query, mine_snapshot
 
     region = str(ctx.region)
     snap = ctx.lake.snapshot(region)
     ctx.progress(0, 1, "searching", force=True)
-    bound = compile_checked(params["expression"])
+    bound = compile_query(params["expression"])
     keys, narrowed = _candidates(snap, bound, params.get("sources") or ())
     if len(keys) > MAX_JOB_SCENARIOS:
         raise InputError(
