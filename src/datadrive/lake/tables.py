@@ -454,7 +454,8 @@ class RegionStore:
         ``_delta_log`` commit files, so on a local disk a power cut right
         after a commit can take what the lake reported as committed. This
         fsyncs, once per commit and in one batch: each commit file, the
-        files its ``add`` actions name, the checkpoints of those versions and
+        files their ``add`` actions name (less those a later one of them
+        removes), the checkpoints of those versions and
         ``_last_checkpoint``, then every folder between them and the region
         root (their new entries). Object stores are durable on PUT: a no-op.
 
@@ -471,15 +472,21 @@ class RegionStore:
         table = Path(self.root.path(spec.name))
         log = table / "_delta_log"
         files: list[str] = []
+        added: dict[str, None] = {}  # data files live at ``upto``, in commit order
         try:
             for version in range(max(after + 1, 0), upto + 1):
                 entry = log / f"{version:020d}.json"
                 files.append(str(entry))
                 for line in entry.read_text(encoding="utf-8").splitlines():
-                    add = json.loads(line).get("add") if line.strip() else None
-                    if add:
-                        files.append(str(table / unquote(add["path"])))
+                    action = json.loads(line) if line.strip() else {}
+                    if action.get("add"):
+                        added[unquote(action["add"]["path"])] = None
+                    elif action.get(
+                        "remove"
+                    ):  # e.g. a crashed batch's rows, deleted by recovery (files gone)
+                        added.pop(unquote(action["remove"]["path"]), None)
                 files.extend(str(p) for p in log.glob(f"{version:020d}.checkpoint*.parquet"))
+            files.extend(str(table / path) for path in added)
             if (log / "_last_checkpoint").is_file():
                 files.append(str(log / "_last_checkpoint"))
             folders = {str(base)}
