@@ -16,6 +16,7 @@ import hashlib
 import hmac
 import json
 import os
+import posixpath
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -35,6 +36,7 @@ from datadrive.lake.config import DERIVED_KINDS, EXTERNAL, RegionConfig
 from datadrive.lake.erase import ErasureKeys
 from datadrive.lake.schema import TABLES
 from datadrive.lake.storage import StorageRoot, storage_error
+from datadrive.lake.tables import fsync_paths
 
 if TYPE_CHECKING:
     from datadrive.lake.snapshot import Snapshot
@@ -182,6 +184,11 @@ def write_artefact(root: StorageRoot, obj: str, data: bytes, provenance: Mapping
             fh.write(data)
         with fs.open_output_stream(path + ".provenance.json") as fh:
             fh.write(json.dumps(provenance, indent=2).encode())
+        if root.is_local:  # durable before it is reported (an object store is, on PUT)
+            folders = [posixpath.dirname(path)]
+            while folders[-1] != root.base_path and posixpath.dirname(folders[-1]) != folders[-1]:
+                folders.append(posixpath.dirname(folders[-1]))
+            fsync_paths([path, path + ".provenance.json", *folders])
     except Exception as exc:
         raise storage_error(root, f"write {obj}", exc) from exc
 

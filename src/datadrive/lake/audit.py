@@ -175,6 +175,7 @@ def append(store: RegionStore, event: AuditEvent, now: Callable[[], datetime]) -
         }
         table = conform(AUDIT, pa.table(row))
         head = json.dumps({"op": "audit", "head_seq": seq, "head_hash": h})
+        before = int(dt.version())
         try:
             write_deltalake(
                 dt,
@@ -185,6 +186,8 @@ def append(store: RegionStore, event: AuditEvent, now: Callable[[], datetime]) -
             )
         except Exception as exc:
             raise storage_error(store.root, "append to the audit log", exc) from exc
+        # durable before a lake commit anchors it, or a read it records is answered
+        store.make_durable(AUDIT, before, store.head(AUDIT))
         _write_head_file(store, seq, h)
         return seq, h
 

@@ -11,9 +11,11 @@ version the same way, under the region's commit lock:
 3. add the rows (:func:`add_files`: the Parquet files the readers wrote,
    :mod:`datadrive.lake.staging`; or :func:`append_batch`: rows in memory),
    one Delta commit per table, every file holding only this batch's rows;
-4. :func:`commit_version`: commit to ``ingests`` (ledger rows, or none) with
-   the table versions it pins and the audit chain's head (its anchor, see
-   :mod:`datadrive.lake.audit`): the lake commit;
+4. :func:`commit_version`: fsync what the table commits since the last lake
+   version added (local roots; delta-rs syncs nothing), then commit to
+   ``ingests`` (ledger rows, or none) with the table versions it pins and
+   the audit chain's head (its anchor, see :mod:`datadrive.lake.audit`): the
+   lake commit, itself fsynced before it is reported;
 5. :func:`finish`: delete the marker.
 
 A crash before step 4 leaves the lake at its previous version: the rows
@@ -76,7 +78,7 @@ def start(store: RegionStore, name: str, record: Mapping[str, Any]) -> None:
     """
     try:
         store.fs.create_dir(store.root.meta_path("pending"), recursive=True)
-        store.write_file(marker_path(store, name), json.dumps(record).encode())
+        store.write_file(marker_path(store, name), json.dumps(record).encode(), durable=True)
     except Exception as exc:
         raise storage_error(store.root, f"start {record.get('op', 'a commit')}", exc) from exc
 
@@ -179,6 +181,8 @@ def commit_version(
     from deltalake import CommitProperties, write_deltalake
 
     rows = INGESTS.schema.empty_table() if ledger_rows is None else conform(INGESTS, ledger_rows)
+    previous = store.resolve(None)
+    store.make_pins_durable(previous, versions)
     head = audit.anchor(store)  # the audit chain's head, anchored outside the audit table
     if head is not None:
         info = {**info, audit.ANCHOR_KEY: head}
@@ -193,7 +197,9 @@ def commit_version(
         )
     except Exception as exc:
         raise storage_error(store.root, f"commit the {op} to the ledger", exc) from exc
-    return store.lake_version()
+    version = store.lake_version()
+    store.make_durable(INGESTS, previous.version, version)
+    return version
 
 
 def batch_committed(store: RegionStore, batch_id: str) -> bool:

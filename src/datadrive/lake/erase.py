@@ -319,6 +319,7 @@ def finish_erase(store: RegionStore, plan: Mapping[str, Any], now: Callable[[], 
 
     tenant = str(plan["tenant"])
     try:
+        previous = store.resolve(None)
         for spec in versioned_tables():
             if spec.key_column is None or not store.exists(spec):
                 continue
@@ -337,6 +338,7 @@ def finish_erase(store: RegionStore, plan: Mapping[str, Any], now: Callable[[], 
             ids_sha256=ids_digest(plan),
         )
         props = CommitProperties(custom_metadata=record)
+        store.make_pins_durable(previous, versions)
         if not _rewrite_ledger(store, tenant, list(plan["inputs"]), dict(plan.get("recount", {})), props):
             write_deltalake(
                 store.uri(INGESTS),
@@ -346,6 +348,7 @@ def finish_erase(store: RegionStore, plan: Mapping[str, Any], now: Callable[[], 
                 commit_properties=props,
             )
         version = store.lake_version()
+        store.make_durable(INGESTS, previous.version, version)  # before vacuum unlinks what it replaced
         removed = 0
         for spec in (*versioned_tables(), INGESTS):
             removed += store.vacuum(spec, retention_hours=0)

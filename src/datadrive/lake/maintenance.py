@@ -78,6 +78,7 @@ def optimize_region(
         commit.recover(store, now)
         try:
             _upgrade_properties(store, now)
+            ledger_before = store.head(INGESTS)
             for spec in (*versioned_tables(), INGESTS):
                 metrics = store.table(spec).optimize.compact(writer_properties=writer_properties(spec))
                 stats[spec.name] = {
@@ -85,16 +86,21 @@ def optimize_region(
                     "files_removed": metrics.get("numFilesRemoved"),
                 }
             versions = {spec.name: store.head(spec) for spec in versioned_tables()}
+            store.make_durable(INGESTS, ledger_before, store.head(INGESTS))  # the pins above sync the rest
             commit.commit_version(store, "optimize", versions, now=now(), who=who)
             removed = 0
             for spec in (*versioned_tables(), INGESTS):
                 removed += store.vacuum(spec, retention_hours=vacuum_retention_hours)
             stats["files_vacuumed"] = removed
             with region_lock(store.root, "audit"):
+                audit_before = store.head(AUDIT)
                 metrics = store.table(AUDIT).optimize.compact()
                 store.table(AUDIT).create_checkpoint()
+                store.make_durable(AUDIT, audit_before, store.head(AUDIT))
             for spec in (*versioned_tables(), INGESTS):
-                store.table(spec).create_checkpoint()
+                dt = store.table(spec)
+                dt.create_checkpoint()
+                store.make_durable(spec, dt.version() - 1, dt.version())  # the checkpoint, _last_checkpoint
             stats["audit"] = {
                 "files_added": metrics.get("numFilesAdded"),
                 "files_removed": metrics.get("numFilesRemoved"),

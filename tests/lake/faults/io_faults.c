@@ -69,7 +69,8 @@ ssize_t pwritev(int fd, const struct iovec *iov, int iovcnt, off_t offset) {
 /* Power loss. With $DATADRIVE_SYNC_LOG set, every fsync/fdatasync of a file
  * under $DATADRIVE_FAULT_DIR appends "S <size> <path>" to that log, and
  * every rename or link of such a file "R <old>\t<new>" (the durable state of
- * <old> moves to <new>). After killing the process, the test drops what was
+ * <old> moves to <new>), and every unlink "U <path>" (a cut before it brings
+ * the file back). After killing the process, the test drops what was
  * never made durable: new files never synced vanish, synced ones are cut
  * back to their synced size (tests/lake/test_durability.py). */
 #include <fcntl.h>
@@ -175,5 +176,38 @@ int linkat(int olddirfd, const char *oldpath, int newdirfd, const char *newpath,
     REAL(linkat, int, int, const char *, int, const char *, int);
     int r = real_linkat(olddirfd, oldpath, newdirfd, newpath, flags);
     if (r == 0) log_move(olddirfd, oldpath, newdirfd, newpath);
+    return r;
+}
+
+static void log_unlink(int dirfd, const char *path) {
+    char base[PATH_MAX], full[PATH_MAX], line[PATH_MAX + 8];
+    if (path[0] == '/') snprintf(full, sizeof full, "%s", path);
+    else if (dirfd == AT_FDCWD) {
+        if (!getcwd(base, sizeof base)) return;
+        snprintf(full, sizeof full, "%s/%s", base, path);
+    } else {
+        char link[64];
+        snprintf(link, sizeof link, "/proc/self/fd/%d", dirfd);
+        ssize_t n = readlink(link, base, sizeof base - 1);
+        if (n <= 0) return;
+        base[n] = '\0';
+        snprintf(full, sizeof full, "%s/%s", base, path);
+    }
+    if (!under_dir(full)) return;
+    snprintf(line, sizeof line, "U %s\n", full);
+    sync_log(line);
+}
+
+int unlink(const char *path) {
+    REAL(unlink, int, const char *);
+    int r = real_unlink(path);
+    if (r == 0) log_unlink(AT_FDCWD, path);
+    return r;
+}
+
+int unlinkat(int dirfd, const char *path, int flags) {
+    REAL(unlinkat, int, int, const char *, int);
+    int r = real_unlinkat(dirfd, path, flags);
+    if (r == 0 && !(flags & AT_REMOVEDIR)) log_unlink(dirfd, path);
     return r;
 }
