@@ -13,13 +13,11 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query
-from sqlalchemy import or_, select
 
 from datadrive.service.api.deps import CallerDep, DbDep, PageDep, ServicesDep
 from datadrive.service.api.lake import RegionPath
-from datadrive.service.api.objects import object_out, visible
+from datadrive.service.api.objects import object_out, visible, visible_objects
 from datadrive.service.convert import json_value
-from datadrive.service.db import Grant, SharedObject
 from datadrive.service.errors import ERROR_RESPONSES
 from datadrive.service.learning import MODEL_TYPE, dataset_summary
 
@@ -66,17 +64,7 @@ def list_runs(
     page: PageDep,
     scope: Annotated[Literal["all", "mine", "shared"], Query()] = "all",
 ) -> dict[str, Any]:
-    shared = select(Grant.object_id).where(Grant.grantee_tenant == caller.tenant, Grant.revoked_at.is_(None))
-    where = {
-        "mine": SharedObject.tenant_id == caller.tenant,
-        "shared": SharedObject.id.in_(shared),
-        "all": or_(SharedObject.tenant_id == caller.tenant, SharedObject.id.in_(shared)),
-    }[scope]
-    rows = db.scalars(
-        select(SharedObject)
-        .where(where, SharedObject.type == MODEL_TYPE)
-        .order_by(SharedObject.created_at.desc())
-    ).all()
+    rows = visible_objects(db, caller, scope, MODEL_TYPE)
     return page.wrap(
         [object_out(o, caller, svc) for o in rows[page.offset : page.offset + page.limit]], len(rows)
     )

@@ -14,6 +14,7 @@ the object's region.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -41,6 +42,7 @@ __all__ = [
     "report",
     "revoke_grant",
     "visible",
+    "visible_objects",
 ]
 
 router = APIRouter(tags=["sharing"], responses=ERROR_RESPONSES)
@@ -124,18 +126,7 @@ def list_objects(
     type: Annotated[ObjectType | None, Query(description="Only this type.")] = None,
     scope: Annotated[Literal["all", "mine", "shared"], Query()] = "all",
 ) -> dict[str, Any]:
-    shared_ids = select(Grant.object_id).where(
-        Grant.grantee_tenant == caller.tenant, Grant.revoked_at.is_(None)
-    )
-    where = {
-        "mine": SharedObject.tenant_id == caller.tenant,
-        "shared": SharedObject.id.in_(shared_ids),
-        "all": or_(SharedObject.tenant_id == caller.tenant, SharedObject.id.in_(shared_ids)),
-    }[scope]
-    q = select(SharedObject).where(where)
-    if type:
-        q = q.where(SharedObject.type == type)
-    rows = db.scalars(q.order_by(SharedObject.created_at.desc())).all()
+    rows = visible_objects(db, caller, scope, type)
     return page.wrap(
         [_object(o, caller, svc) for o in rows[page.offset : page.offset + page.limit]], len(rows)
     )
@@ -158,6 +149,22 @@ def read_part(object_id: IdPath, part: PartPath, caller: CallerDep, db: DbDep, s
     data, ref = part_bytes(obj, grant, part, caller, svc)
     media = "application/json" if ref.endswith(".json") else "application/octet-stream"
     return Response(data, media_type=media)
+
+
+def visible_objects(
+    db: DbDep, caller: Caller, scope: Literal["all", "mine", "shared"], type_: str | None = None
+) -> Sequence[SharedObject]:
+    """What the caller's tenant owns ("mine"), was granted ("shared") or both, of ``type_``, newest first."""
+    shared = select(Grant.object_id).where(Grant.grantee_tenant == caller.tenant, Grant.revoked_at.is_(None))
+    where = {
+        "mine": SharedObject.tenant_id == caller.tenant,
+        "shared": SharedObject.id.in_(shared),
+        "all": or_(SharedObject.tenant_id == caller.tenant, SharedObject.id.in_(shared)),
+    }[scope]
+    q = select(SharedObject).where(where)
+    if type_:
+        q = q.where(SharedObject.type == type_)
+    return db.scalars(q.order_by(SharedObject.created_at.desc())).all()
 
 
 def visible(db: DbDep, caller: Caller, object_id: str, type_: str) -> tuple[SharedObject, Grant | None]:

@@ -17,12 +17,11 @@ from typing import Annotated, Any, Literal
 
 import pyarrow.parquet as pq
 from fastapi import APIRouter, Path, Query
-from sqlalchemy import or_, select
 
 from datadrive.errors import PermissionDeniedError, ResidencyError
 from datadrive.service.api.deps import CallerDep, DbDep, PageDep, ServicesDep
 from datadrive.service.api.lake import ScenarioPath
-from datadrive.service.api.objects import object_out, part_bytes, visible
+from datadrive.service.api.objects import object_out, part_bytes, visible, visible_objects
 from datadrive.service.convert import json_value
 from datadrive.service.db import Grant, SharedObject
 from datadrive.service.errors import ERROR_RESPONSES
@@ -67,14 +66,7 @@ def list_runs(
     page: PageDep,
     scope: Annotated[Literal["all", "mine", "shared"], Query()] = "all",
 ) -> dict[str, Any]:
-    shared = select(Grant.object_id).where(Grant.grantee_tenant == caller.tenant, Grant.revoked_at.is_(None))
-    where = {
-        "mine": SharedObject.tenant_id == caller.tenant,
-        "shared": SharedObject.id.in_(shared),
-        "all": or_(SharedObject.tenant_id == caller.tenant, SharedObject.id.in_(shared)),
-    }[scope]
-    q = select(SharedObject).where(where, SharedObject.type == OBJECT_TYPE)
-    rows = db.scalars(q.order_by(SharedObject.created_at.desc())).all()
+    rows = visible_objects(db, caller, scope, OBJECT_TYPE)
     items = [_run_out(o, caller, svc) for o in rows[page.offset : page.offset + page.limit]]
     return page.wrap(items, len(rows))
 
