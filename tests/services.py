@@ -295,7 +295,7 @@ def start_seaweedfs(data_dir: Path, timeout_s: float = 60.0) -> S3Server:
             )
         server = S3Server(f"http://{LOOPBACK}:{p[6]}", key_id, secret, data_dir, proc)
         try:
-            wait_until(partial(_s3_ready, server), "SeaweedFS S3", timeout_s, log)
+            wait_until(partial(_store_ready, server, "weed"), "SeaweedFS S3", timeout_s, log)
             return server
         except RuntimeError as exc:
             last_error = str(exc)
@@ -303,9 +303,10 @@ def start_seaweedfs(data_dir: Path, timeout_s: float = 60.0) -> S3Server:
     raise RuntimeError(f"SeaweedFS did not start: {last_error}")
 
 
-def _s3_ready(server: S3Server) -> bool:
+def _store_ready(server: S3Server | AzuriteServer, program: str) -> bool:
+    """An object-store server is up: its process lives, and a signed write through it succeeds."""
     if server.proc.poll() is not None:
-        raise RuntimeError(f"weed exited with status {server.proc.returncode}")
+        raise RuntimeError(f"{program} exited with status {server.proc.returncode}")
     # A signed request through the gateway, and a write, prove auth and storage are up.
     fs = server.filesystem()
     fs.create_dir("ready-check")
@@ -475,22 +476,12 @@ def start_azurite(data_dir: Path, timeout_s: float = 60.0) -> AzuriteServer:
             )
         server = AzuriteServer(f"http://{LOOPBACK}:{port}", keys, data_dir, proc)
         try:
-            wait_until(partial(_azurite_ready, server), "Azurite", timeout_s, log)
+            wait_until(partial(_store_ready, server, "azurite-blob"), "Azurite", timeout_s, log)
             return server
         except RuntimeError as exc:
             last_error = str(exc)
             stop_group(proc, grace_s=5)
     raise RuntimeError(f"Azurite did not start: {last_error}")
-
-
-def _azurite_ready(server: AzuriteServer) -> bool:
-    if server.proc.poll() is not None:
-        raise RuntimeError(f"azurite-blob exited with status {server.proc.returncode}")
-    fs = server.filesystem()
-    fs.create_dir("ready-check")
-    with fs.open_output_stream("ready-check/ping") as fh:
-        fh.write(b"ok")
-    return True
 
 
 @pytest.fixture(scope="session")
