@@ -107,11 +107,21 @@ class WakeWordConfig:
         window_s: The detector's window.
         smooth: Scores averaged (100 ms apart) before the threshold.
         refractory_s: After a wake, how long nothing else wakes.
-        snr_db: Training SNR range.
+        snr_db: Training SNR range of the negatives.
+        positive_snr_db: Training SNR range of the wake phrases (the test's
+            streams are 0-20 dB; below 0 dB babble the phrase is often not
+            audible at all, and such labels taught the network to fire on
+            babble).
         width: Channels of the network's blocks.
         mining_minutes: Training-distribution negative audio scanned for hard
             negatives after the first run (0: no mining).
-        mining_epochs: Epochs of the second run (data plus hard negatives).
+        mining_epochs: Epochs of each mining run (data plus hard negatives).
+        clip_mining_minutes: Negative audio per mining round made from the
+            training clips themselves (sentences, near misses, unfinished
+            phrases end to end in fresh noise): cheap, no synthesis, every
+            window 100 ms apart scored as the streaming detector would.
+        mining_rounds: Rounds of mining (each scores with the latest weights
+            and continues training on everything mined so far).
         val_positives: Wake phrases in the validation stream.
         val_minutes: Negative audio of the validation stream (sets the threshold).
         seed: Every random choice derives from it.
@@ -131,9 +141,12 @@ class WakeWordConfig:
     smooth: int = 3
     refractory_s: float = 2.0
     snr_db: tuple[float, float] = (-5.0, 20.0)
+    positive_snr_db: tuple[float, float] = (0.0, 20.0)
     width: int = 64
     mining_minutes: float = 12.0
     mining_epochs: int = 3
+    clip_mining_minutes: float = 40.0
+    mining_rounds: int = 2
     val_positives: int = 150
     val_minutes: float = 10.0
     seed: int = 20261207
@@ -162,6 +175,7 @@ def small_config(**overrides: Any) -> WakeWordConfig:
         epochs=3,
         batch_size=32,
         mining_minutes=0.0,
+        clip_mining_minutes=0.0,
         val_positives=6,
         val_minutes=0.5,
         width=32,
@@ -326,7 +340,8 @@ def build_training_set(
     kinds: list[str] = []
 
     def add(x: NDArrayFloat32, label: float, kind: str, noisy: bool = True) -> None:
-        windows.append(_noisy(x, rng, bank, config.snr_db) if noisy else x)
+        snr = config.positive_snr_db if label > 0.5 else config.snr_db
+        windows.append(_noisy(x, rng, bank, snr) if noisy else x)
         labels.append(label)
         kinds.append(kind)
 
@@ -527,7 +542,9 @@ def load_model(path: str | Path | None = None) -> WakeWordModel:
         if doc.get("format") != "datadrive-wakeword/2":
             raise ValueError("not format datadrive-wakeword/2 (retrain with this version)")
         cfg = dict(doc["config"])
-        cfg["snr_db"] = tuple(cfg["snr_db"])
+        for k in ("snr_db", "positive_snr_db"):
+            if k in cfg:
+                cfg[k] = tuple(cfg[k])
         config = WakeWordConfig(**cfg)
         net = _net(config)
         net.load_state_dict(doc["state"])
@@ -819,6 +836,77 @@ def _threshold_from_validation(val: StreamScores, refractory_s: float) -> tuple[
     return th, {"validation_negative_max": top, **{k: v for k, v in counts.items() if k != "missed"}}
 
 
+def _cached_training_set(
+    config: WakeWordConfig, clips: Clips, cache_dir: Path | None, progress: Progress | None
+) -> Dataset:
+    """:func:`build_training_set`, its windows kept in ``cache_dir`` (keyed by what they depend on)."""
+    doc = {
+        k: getattr(config, k)
+        for k in ("augment", "noise_windows", "snr_db", "positive_snr_db", "window_s", "seed")
+    }
+    key = hashlib.sha256(json.dumps([config.corpus_key(), doc], sort_keys=True).encode()).hexdigest()[:16]
+    path = None if cache_dir is None else cache_dir / f"train-windows-{key}.npz"
+    if path is not None and path.exists():
+        with np.load(path) as z:
+            return Dataset(z["x"], z["y"], [str(k) for k in z["kinds"]])
+    data = build_training_set(config, clips=clips, progress=progress)
+    if path is not None:
+        tmp = path.with_name(path.name + ".tmp.npz")
+        np.savez(tmp, x=data.x, y=data.y, kinds=np.array(data.kinds))
+        tmp.replace(path)
+    return data
+
+
+def negative_audio(
+    config: WakeWordConfig, clips: Clips, minutes: float, seed: int, chunk_s: float = 60.0
+) -> list[NDArrayFloat32]:
+    """Chunks of training negatives end to end in fresh training noise (no new synthesis).
+
+    Sentences, near misses and unfinished wake phrases ("hey data...", cut at
+    30-75 %) with 0.2-1.5 s gaps, reverberated (half the chunks) and mixed
+    with training noise families at ``config.snr_db``: the audio a
+    streaming detector hears between wake phrases, for hard-negative mining.
+    """
+    rng = np.random.default_rng(seed)
+    talk = clips.by_kind["sentence"] + clips.by_kind["near_miss"]
+    pos = clips.by_kind["positive"]
+    bank = NoiseBank(TRAIN_FAMILIES, seed + 1, speech=clips.by_kind["sentence"][:200])
+    out: list[NDArrayFloat32] = []
+    total = 0.0
+    while total < minutes * 60.0 and talk:
+        parts: list[NDArrayFloat32] = []
+        have = 0
+        while have < chunk_s * SR:
+            if pos and rng.random() < 0.12:
+                utt = pos[int(rng.integers(len(pos)))]
+                x = utt[: int(utt.shape[0] * rng.uniform(0.3, 0.75))]
+            else:
+                x = talk[int(rng.integers(len(talk)))]
+            gap = np.zeros(int(rng.uniform(0.2, 1.5) * SR), np.float32)
+            parts += [x * np.float32(rng.uniform(0.4, 1.0)), gap]
+            have += x.shape[0] + gap.shape[0]
+        speech = np.concatenate(parts)
+        if rng.random() < 0.5:
+            speech = reverb(speech, rng, rt60_s=(0.05, 0.5))
+        noise = bank.sample(speech.shape[0], rng)
+        out.append(mix(speech, noise, float(rng.uniform(*config.snr_db)), float(rng.uniform(-12.0, 6.0))))
+        total += speech.shape[0] / SR
+    return out
+
+
+def _mine(
+    model: WakeWordModel, audio: Sequence[NDArrayFloat32], frames: int, floor: float = 0.1
+) -> list[np.ndarray]:
+    """Windows (100 ms apart, as the detector streams) of negative ``audio`` scoring >= ``floor``."""
+    hard: list[np.ndarray] = []
+    for a in audio:
+        feats = log_mel(a)
+        _ends, raw = model.scores(feats)
+        starts = np.arange(0, feats.shape[0] - frames + 1, 10)[raw >= floor]
+        hard += [normalise(feats[s : s + frames]) for s in starts.tolist()]
+    return hard
+
+
 # --------------------------------------------------------------------------- training
 
 
@@ -918,6 +1006,7 @@ def train(
     progress: Progress | None = None,
     dataset: Dataset | None = None,
     tracker: Any = None,
+    init: WakeWordModel | None = None,
 ) -> WakeWordModel:
     """Build the data, train through ``datadrive.train``, mine hard negatives, set the threshold.
 
@@ -929,67 +1018,90 @@ def train(
         progress: ``(what, done, total)`` callback.
         dataset: Use these windows instead of building them (tests).
         tracker: An MLflow tracker (``datadrive.train.tracking.MlflowTracker``) for the metrics.
+        init: Continue from this model's weights (same width and window) instead of
+            starting afresh: ``config.epochs`` then fine-tunes it (0: straight to mining).
     """
     import torch
 
     torch.set_num_threads(1)
     t0 = time.perf_counter()
-    data = dataset or build_training_set(config, cache_dir=cache_dir, progress=progress)
+    clips = None
+    if dataset is None:
+        clips = training_clips(config, cache_dir=cache_dir, progress=progress)
+        data = _cached_training_set(config, clips, cache_dir, progress)
+    else:
+        data = dataset
     t_data = time.perf_counter() - t0
     torch.manual_seed(config.seed)
-    net = _net(config)
-    history = _fit(
-        config,
-        net,
-        data,
-        config.epochs,
-        config.lr,
-        run_dir / "first",
-        config.seed,
-        progress,
-        "training",
-        tracker,
+    if init is not None:
+        if (init.config.width, init.config.frames) != (config.width, config.frames):
+            raise ConfigError(
+                f"cannot continue from a model of width {init.config.width} over {init.config.frames} "
+                f"frames with width {config.width} over {config.frames} frames"
+            )
+        net = init.net
+    else:
+        net = _net(config)
+    history = (
+        _fit(
+            config,
+            net,
+            data,
+            config.epochs,
+            config.lr if init is None else config.lr / 3,
+            run_dir / "first",
+            config.seed,
+            progress,
+            "training" if init is None else "fine-tuning",
+            tracker,
+        )
+        if config.epochs > 0
+        else []
     )
     model = WakeWordModel(config, net, 0.5)
-    mined = 0
-    if config.mining_minutes > 0:
-        streams = list(
-            make_streams(
-                config,
-                "train",
-                minutes=config.mining_minutes,
-                positives=0,
-                seed=config.seed + 10,
-                snr_db=config.snr_db,
-                progress=progress,
-            )
+    hard: list[np.ndarray] = []
+    mined_by_round: list[int] = []
+    can_mine = config.mining_minutes > 0 or (clips is not None and config.clip_mining_minutes > 0)
+    for round_ in range(config.mining_rounds if can_mine else 0):
+        audio: list[NDArrayFloat32] = []
+        if round_ == 0 and config.mining_minutes > 0:
+            audio += [
+                s.audio
+                for s in make_streams(
+                    config,
+                    "train",
+                    minutes=config.mining_minutes,
+                    positives=0,
+                    seed=config.seed + 10,
+                    snr_db=config.snr_db,
+                    progress=progress,
+                )
+            ]
+        if clips is not None and config.clip_mining_minutes > 0:
+            audio += negative_audio(config, clips, config.clip_mining_minutes, config.seed + 30 + round_)
+        found = _mine(model, audio, config.frames)
+        mined_by_round.append(len(found))
+        if not found:
+            break
+        hard += found
+        data_r = Dataset(
+            np.concatenate([data.x, np.stack(hard).astype(np.float16)]),
+            np.concatenate([data.y, np.zeros(len(hard), np.float32)]),
+            data.kinds + ["mined"] * len(hard),
         )
-        hard: list[np.ndarray] = []
-        f = config.frames
-        for s in streams:
-            feats = log_mel(s.audio)
-            _ends, raw = model.scores(feats)
-            starts = np.arange(0, feats.shape[0] - f + 1, 10)[raw >= 0.1]
-            hard += [normalise(feats[a : a + f]) for a in starts.tolist()]
-        mined = len(hard)
-        if hard:
-            data = Dataset(
-                np.concatenate([data.x, np.stack(hard).astype(np.float16)]),
-                np.concatenate([data.y, np.zeros(len(hard), np.float32)]),
-                data.kinds + ["mined"] * len(hard),
-            )
-            history += _fit(
-                config,
-                net,
-                data,
-                config.mining_epochs,
-                config.lr / 3,
-                run_dir / "mined",
-                config.seed + 1,
-                progress,
-                "training on hard negatives",
-                tracker,
-            )
+        history += _fit(
+            config,
+            net,
+            data_r,
+            config.mining_epochs,
+            config.lr / 3,
+            run_dir / ("mined" if round_ == 0 else f"mined{round_ + 1}"),
+            config.seed + 1 + round_,
+            progress,
+            f"training on hard negatives (round {round_ + 1})",
+            tracker,
+        )
+    mined = len(hard)
     threshold, validation = 0.5, dict[str, Any]()
     if config.val_minutes > 0:
         val_streams = list(
@@ -1008,9 +1120,10 @@ def train(
     meta = {
         "trained_s": round(time.perf_counter() - t0, 1),
         "data_s": round(t_data, 1),
-        "windows": int(data.y.shape[0]),
+        "windows": int(data.y.shape[0]) + mined,
         "positives": int((data.y == 1).sum()),
         "hard_negatives": mined,
+        "hard_negatives_by_round": mined_by_round,
         "history": history,
         "validation": validation,
         "parameters": int(sum(p.numel() for p in net.parameters())),
