@@ -268,3 +268,54 @@ def test_word_errors_by_hand() -> None:
     assert word_errors([], ["hello", "there"]) == 2
     # "route from a to b" heard as "route to b": two deletions, not four substitutions
     assert word_errors(["route", "from", "a", "to", "b"], ["route", "to", "b"]) == 2
+
+
+def test_negative_audio_and_mining_score_every_streamed_window() -> None:
+    """Hard-negative mining sees what the streaming detector sees: every window 100 ms apart."""
+    from dataclasses import replace
+
+    from datadrive.assistant.voice.wakeword import (
+        Clips,
+        WakeWordModel,
+        _mine,
+        _net,
+        negative_audio,
+        small_config,
+        train,
+    )
+    from datadrive.errors import ConfigError
+
+    rng = np.random.default_rng(3)
+    t = np.arange(48000) / 16000.0
+
+    def tone(f: float, s: float) -> np.ndarray:
+        return (0.3 * np.sin(2 * np.pi * f * t[: int(16000 * s)])).astype(np.float32)
+
+    clips = Clips(
+        {
+            "positive": [tone(300 + 50 * i, 0.9) for i in range(4)],
+            "sentence": [
+                tone(500 + 40 * i, 2.5) + 0.01 * rng.standard_normal(40000).astype(np.float32)
+                for i in range(6)
+            ],
+            "near_miss": [tone(700, 1.0)],
+        }
+    )
+    config = small_config()
+    audio = negative_audio(config, clips, 0.5, seed=1)
+    total_s = sum(a.shape[0] for a in audio) / 16000
+    assert 30.0 <= total_s <= 30.0 + 60.0 + 3.0
+    assert all(np.isfinite(a).all() and np.abs(a).max() <= 1.0 for a in audio)
+    again = negative_audio(config, clips, 0.5, seed=1)
+    assert all(np.array_equal(a, b) for a, b in zip(audio, again, strict=True))  # seeded
+
+    model = WakeWordModel(config, _net(config), 0.5)
+    f = config.frames
+    windows = sum(1 + (1 + (a.shape[0] - 400) // 160 - f) // 10 for a in audio)
+    every = _mine(model, audio, f, floor=0.0)
+    assert len(every) == windows
+    assert every[0].shape == (f, 40)
+    assert np.allclose(every[0].mean(axis=0), 0.0, atol=1e-4)  # normalised as the detector sees it
+    assert _mine(model, audio, f, floor=1.01) == []
+    with pytest.raises(ConfigError, match="width"):
+        train(replace(config, width=48), run_dir=Path("unused"), dataset=None, init=model)
