@@ -20,8 +20,8 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import SampleLake
 
+from conftest import SampleLake
 from datadrive.assistant import Assistant, load_vehicle
 from datadrive.assistant.ego_events import EVENT_LABELS, scenario_vehicles
 from datadrive.assistant.intents import parse_question
@@ -80,10 +80,12 @@ def fleet_lake(tmp_path_factory: pytest.TempPathFactory, samples: Path) -> Fleet
     for vid, keys in scenario_vehicles(snap).items():
         name = "fleet-car-A" if ("synthetic", stamped[0].scenario_id) in keys else "fleet-car-B"
         vehicles[name] = vid
-    assert len(vehicles) == 2 and "fleet-car-A" not in vehicles.values()  # pseudonymised
+    assert len(vehicles) == 2
+    assert "fleet-car-A" not in vehicles.values()
     before = Assistant(load_vehicle(snap, vehicles["fleet-car-A"]), store=False).ask("any near misses?")
     report = tag_lake(lake, REGION)
-    assert report.failures == () and report.tagged == 20
+    assert report.failures == ()
+    assert report.tagged == 20
     lake.ingest_records([stamped[-1]], REGION, name="one more drive, not mined yet")
     return FleetLake(lake, vehicles, before.to_json(), stamped[-1].scenario_id)
 
@@ -123,7 +125,8 @@ def test_every_mined_ego_event_of_the_vehicle_is_cited(fleet_lake: FleetLake, na
     expected = _expected(fleet_lake, fleet_lake.vehicles[name])
     assert len({e["event_type"] for e in expected}) >= 2  # the fixture is worth testing on
     answer = _ask(fleet_lake, name, "show my mined events")
-    assert answer.answered and answer.check.ok, answer.text
+    assert answer.answered, answer.text
+    assert answer.check.ok, answer.text
     (result,) = answer.results
     assert result.tool == "ego_events"
     assert result.fact("count") == len(expected)
@@ -177,7 +180,8 @@ def test_questions_about_one_event_type_count_only_that_type(
     for name, vid in fleet_lake.vehicles.items():
         expected = [e for e in _expected(fleet_lake, vid) if e["event_type"] == event_type]
         answer = _ask(fleet_lake, name, question)
-        assert answer.answered and answer.check.ok, answer.text
+        assert answer.answered, answer.text
+        assert answer.check.ok, answer.text
         (result,) = answer.results
         assert result.args["kinds"] == [event_type]
         assert result.fact("count") == len(expected) == result.fact(f"{event_type}_count")
@@ -205,7 +209,8 @@ def test_scenarios_not_yet_mined_are_named_not_counted(fleet_lake: FleetLake) ->
     answer = _ask(fleet_lake, "fleet-car-A", "show my mined events")
     (result,) = answer.results
     assert result.fact("untagged") == 1
-    assert result.fact("mined_scenarios") == 10 and result.fact("scenarios") == 11
+    assert result.fact("mined_scenarios") == 10
+    assert result.fact("scenarios") == 11
     assert "1 of its scenarios is not tagged yet" in answer.text
     assert fleet_lake.late_scenario not in {it["scenario"].value for it in result.items}
 
@@ -220,8 +225,10 @@ def test_before_mining_runs_the_answer_says_so(fleet_lake: FleetLake) -> None:
 
 def test_other_questions_for_a_vehicle_without_telemetry_are_refused_clearly(fleet_lake: FleetLake) -> None:
     answer = _ask(fleet_lake, "fleet-car-A", "what was my top speed")
-    assert not answer.answered and answer.check.ok
-    assert "no telemetry" in answer.text and "mining layer" in answer.text
+    assert not answer.answered
+    assert answer.check.ok
+    assert "no telemetry" in answer.text
+    assert "mining layer" in answer.text
 
 
 def test_an_unknown_vehicle_names_the_scenario_vehicles(fleet_lake: FleetLake) -> None:
@@ -232,8 +239,10 @@ def test_an_unknown_vehicle_names_the_scenario_vehicles(fleet_lake: FleetLake) -
 def test_a_telemetry_vehicle_is_told_that_its_drives_are_not_mined(sample_lake: SampleLake) -> None:
     logs = load_vehicle(sample_lake.lake().snapshot(REGION), sample_lake.comma_vehicle)
     answer = Assistant(logs, store=False).ask("any cut-ins on my last drive?")
-    assert not answer.answered and answer.check.ok
-    assert "telemetry logs" in answer.text and "mining does not tag" in answer.text
+    assert not answer.answered
+    assert answer.check.ok
+    assert "telemetry logs" in answer.text
+    assert "mining does not tag" in answer.text
     # the telemetry's own harsh-event tool still answers hard braking
     assert Assistant(logs, store=False).ask("did I brake hard").results[0].tool == "harsh_events"
 
