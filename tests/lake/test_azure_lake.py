@@ -31,8 +31,8 @@ import test_ray_ingest
 import test_residency
 import test_samples
 import test_versions
+from lake_helpers import root_objects, root_paths, two_region_config
 
-from conftest import root_objects, root_paths, two_region_config
 from datadrive.errors import ResidencyError
 from datadrive.lake import Lake, LakeConfig, Principal, StorageRoot
 from datadrive.lake.tables import RegionStore
