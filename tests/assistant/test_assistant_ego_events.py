@@ -20,8 +20,8 @@ from typing import Any
 
 import numpy as np
 import pytest
+from assistant_helpers import SampleLake
 
-from conftest import SampleLake
 from datadrive.assistant import Assistant, load_vehicle
 from datadrive.assistant.ego_events import EVENT_LABELS, scenario_vehicles
 from datadrive.assistant.intents import parse_question

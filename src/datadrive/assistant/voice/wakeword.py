@@ -113,6 +113,16 @@ class WakeWordConfig:
             audible at all, and such labels taught the network to fire on
             babble).
         width: Channels of the network's blocks.
+        perturbed: Extra copies of each wake phrase and near miss, pitch- and
+            tempo-shifted by sox (the same share of both, so that a shifted
+            voice is no cue).
+        pitch_cents: Range of those pitch shifts: mostly upwards, as the
+            flite and festival training voices are all male.
+        tempo: Range of those tempo shifts.
+        stream_negatives: Negative windows drawn at random from training
+            clips end to end in fresh noise (:func:`negative_audio`): the
+            windows a streaming detector sees between phrases, straddling
+            utterances and gaps.
         mining_minutes: Training-distribution negative audio scanned for hard
             negatives after the first run (0: no mining).
         mining_epochs: Epochs of each mining run (data plus hard negatives).
@@ -143,6 +153,10 @@ class WakeWordConfig:
     snr_db: tuple[float, float] = (-5.0, 20.0)
     positive_snr_db: tuple[float, float] = (0.0, 20.0)
     width: int = 64
+    perturbed: int = 1
+    pitch_cents: tuple[float, float] = (-300.0, 900.0)
+    tempo: tuple[float, float] = (0.85, 1.2)
+    stream_negatives: int = 6000
     mining_minutes: float = 12.0
     mining_epochs: int = 3
     clip_mining_minutes: float = 40.0
@@ -174,6 +188,8 @@ def small_config(**overrides: Any) -> WakeWordConfig:
         noise_windows=60,
         epochs=3,
         batch_size=32,
+        perturbed=0,
+        stream_negatives=0,
         mining_minutes=0.0,
         clip_mining_minutes=0.0,
         val_positives=6,
@@ -211,6 +227,21 @@ def _phrases(phrase: str) -> list[str]:
 
 def _tempo(clips: list[NDArrayFloat32], rng: np.random.Generator, share: float = 0.2) -> list[NDArrayFloat32]:
     return [perturb(c, tempo=float(rng.uniform(0.8, 1.25))) if rng.random() < share else c for c in clips]
+
+
+def _shifted(
+    clips: Sequence[NDArrayFloat32], config: WakeWordConfig, rng: np.random.Generator
+) -> list[NDArrayFloat32]:
+    """``config.perturbed`` pitch- and tempo-shifted copies of each clip (sox, ``config.threads`` at once)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    jobs = [
+        (c, float(rng.uniform(*config.pitch_cents)), float(rng.uniform(*config.tempo)))
+        for c in clips
+        for _ in range(config.perturbed)
+    ]
+    with ThreadPoolExecutor(max(1, config.threads)) as pool:
+        return list(pool.map(lambda j: perturb(j[0], tempo=j[2], pitch_cents=j[1]), jobs))
 
 
 @dataclass
@@ -334,6 +365,11 @@ def build_training_set(
     rng = np.random.default_rng(config.seed + 1)
     n = int(config.window_s * SR)
     pos, near, sent = clips.by_kind["positive"], clips.by_kind["near_miss"], clips.by_kind["sentence"]
+    if config.perturbed > 0:
+        if progress is not None:
+            progress("pitch and tempo shifts", 0, 1)
+        pos = pos + _shifted(pos, config, rng)
+        near = near + _shifted(near, config, rng)
     bank = NoiseBank(TRAIN_FAMILIES, config.seed + 2, speech=sent[: max(1, len(sent) // 2)])
     windows: list[NDArrayFloat32] = []
     labels: list[float] = []
@@ -365,12 +401,32 @@ def build_training_set(
                 add(_place_end(utt, n, int(rng.uniform(0, 0.5) * SR), rng, context()), 0.0, "sentence")
     for _ in range(config.noise_windows):
         add(bank.sample(n, rng) * np.float32(10 ** rng.uniform(-2.5, -0.5)), 0.0, "noise", noisy=False)
-    x = np.empty((len(windows), config.frames, N_MELS), np.float16)
+    streamed = _stream_windows(config, clips, config.stream_negatives, config.seed + 50)
+    x = np.empty((len(windows) + streamed.shape[0], config.frames, N_MELS), np.float16)
     for i in range(0, len(windows), 500):
         x[i : i + 500] = _windows_to_features(windows[i : i + 500], config.frames)
         if progress is not None:
             progress("features", min(i + 500, len(windows)), len(windows))
+    x[len(windows) :] = streamed
+    labels += [0.0] * streamed.shape[0]
+    kinds += ["stream"] * streamed.shape[0]
     return Dataset(x, np.array(labels, dtype=np.float32), kinds)
+
+
+def _stream_windows(config: WakeWordConfig, clips: Clips, n: int, seed: int) -> np.ndarray:
+    """``(n, F, M)`` normalised windows at random frames of :func:`negative_audio` (about 3 a second)."""
+    if n <= 0:
+        return np.zeros((0, config.frames, N_MELS), np.float16)
+    rng = np.random.default_rng(seed)
+    audio = negative_audio(config, clips, n / 3.0 / 60.0, seed)
+    feats = [log_mel(a) for a in audio]
+    usable = np.array([max(0, f.shape[0] - config.frames + 1) for f in feats])
+    which = rng.choice(len(feats), size=n, p=usable / usable.sum())
+    out = np.empty((n, config.frames, N_MELS), np.float16)
+    for i, k in enumerate(which.tolist()):
+        s = int(rng.integers(usable[k]))
+        out[i] = normalise(feats[k][s : s + config.frames])
+    return out
 
 
 # --------------------------------------------------------------------------- model
@@ -542,7 +598,7 @@ def load_model(path: str | Path | None = None) -> WakeWordModel:
         if doc.get("format") != "datadrive-wakeword/2":
             raise ValueError("not format datadrive-wakeword/2 (retrain with this version)")
         cfg = dict(doc["config"])
-        for k in ("snr_db", "positive_snr_db"):
+        for k in ("snr_db", "positive_snr_db", "pitch_cents", "tempo"):
             if k in cfg:
                 cfg[k] = tuple(cfg[k])
         config = WakeWordConfig(**cfg)
@@ -842,7 +898,18 @@ def _cached_training_set(
     """:func:`build_training_set`, its windows kept in ``cache_dir`` (keyed by what they depend on)."""
     doc = {
         k: getattr(config, k)
-        for k in ("augment", "noise_windows", "snr_db", "positive_snr_db", "window_s", "seed")
+        for k in (
+            "augment",
+            "noise_windows",
+            "snr_db",
+            "positive_snr_db",
+            "window_s",
+            "seed",
+            "perturbed",
+            "pitch_cents",
+            "tempo",
+            "stream_negatives",
+        )
     }
     key = hashlib.sha256(json.dumps([config.corpus_key(), doc], sort_keys=True).encode()).hexdigest()[:16]
     path = None if cache_dir is None else cache_dir / f"train-windows-{key}.npz"
@@ -967,20 +1034,20 @@ def _fit(
     x = torch.from_numpy(data.x)
     y = torch.from_numpy(data.y)
     task = _task(config, net, x, y, splits)
+    steps = epochs * ((splits["train"].shape[0] + config.batch_size - 1) // config.batch_size)
     tc = TrainConfig(
         model=ModelSpec("wakeword-tcresnet", {"width": config.width, "frames": config.frames}),
         epochs=epochs,
         batch_size=config.batch_size,
         learning_rate=lr,
         weight_decay=1e-3,
-        warmup_steps=50,
+        warmup_steps=min(50, max(1, steps // 10)),  # a short run reaches its peak rate too
         schedule="cosine",
         seed=seed,
         threads=1,  # one thread: on a busy machine OpenMP threads spin instead of working
         checkpoint_every=500,
         amp=False,
     )
-    steps = epochs * ((splits["train"].shape[0] + config.batch_size - 1) // config.batch_size)
 
     def step(info: StepInfo) -> None:
         if progress is not None:
