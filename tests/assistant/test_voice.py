@@ -319,3 +319,43 @@ def test_negative_audio_and_mining_score_every_streamed_window() -> None:
     assert _mine(model, audio, f, floor=1.01) == []
     with pytest.raises(ConfigError, match="width"):
         train(replace(config, width=48), run_dir=Path("unused"), dataset=None, init=model)
+
+
+def test_training_set_adds_shifted_voices_and_streamed_negatives() -> None:
+    """Phrases and near misses get pitch/tempo-shifted copies; random streamed windows join the negatives."""
+    from dataclasses import replace
+
+    from datadrive.assistant.voice.wakeword import Clips, build_training_set, small_config
+
+    t = np.arange(32000) / 16000.0
+
+    def tone(f: float, s: float) -> np.ndarray:
+        return (0.3 * np.sin(2 * np.pi * f * t[: int(16000 * s)])).astype(np.float32)
+
+    clips = Clips(
+        {
+            "positive": [tone(300 + 50 * i, 0.9) for i in range(3)],
+            "sentence": [tone(500 + 40 * i, 1.8) for i in range(4)],
+            "near_miss": [tone(700, 1.0), tone(900, 0.8)],
+        }
+    )
+    plain = build_training_set(small_config(augment=1, noise_windows=2), clips=clips)
+    config = replace(
+        small_config(augment=1, noise_windows=2), perturbed=1, stream_negatives=25, pitch_cents=(700.0, 800.0)
+    )
+    data = build_training_set(config, clips=clips)
+    kinds = np.array(data.kinds)
+    assert (kinds == "positive").sum() == 2 * (np.array(plain.kinds) == "positive").sum() == 6
+    assert (kinds == "near_miss").sum() == 4
+    assert (kinds == "stream").sum() == 25
+    assert (data.y[kinds == "stream"] == 0).all()
+    assert data.x.shape == (kinds.shape[0], config.frames, N_MELS)
+    assert np.isfinite(data.x.astype(np.float32)).all()
+    # a window of streamed audio is normalised like every other (per-band mean removed)
+    assert np.allclose(data.x[kinds == "stream"].astype(np.float32).mean(axis=1), 0.0, atol=2e-2)
+    # the shifted copies are higher: 700-800 cents up moves a 300 Hz tone to 450-476 Hz
+    from datadrive.assistant.voice.synth import perturb
+
+    up = perturb(tone(300, 0.9), pitch_cents=750.0)
+    peak_hz = np.argmax(np.abs(np.fft.rfft(up[2000:12000]))) * 16000 / 10000
+    assert 440 <= peak_hz <= 485

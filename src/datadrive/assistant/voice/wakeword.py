@@ -404,7 +404,7 @@ def build_training_set(
     streamed = _stream_windows(config, clips, config.stream_negatives, config.seed + 50)
     x = np.empty((len(windows) + streamed.shape[0], config.frames, N_MELS), np.float16)
     for i in range(0, len(windows), 500):
-        x[i : i + 500] = _windows_to_features(windows[i : i + 500], config.frames)
+        x[i : min(i + 500, len(windows))] = _windows_to_features(windows[i : i + 500], config.frames)
         if progress is not None:
             progress("features", min(i + 500, len(windows)), len(windows))
     x[len(windows) :] = streamed
