@@ -359,3 +359,24 @@ def test_training_set_adds_shifted_voices_and_streamed_negatives() -> None:
     up = perturb(tone(300, 0.9), pitch_cents=750.0)
     peak_hz = np.argmax(np.abs(np.fft.rfft(up[2000:12000]))) * 16000 / 10000
     assert 440 <= peak_hz <= 485
+
+
+def test_every_spoken_command_template_is_a_request_the_parser_understands() -> None:
+    """The commands' test set asks only what typed questions can ask (else 'intent right' is vacuous)."""
+    from datadrive.assistant.intents import parse_question
+    from datadrive.assistant.voice.commands import _TEMPLATES, command_cases
+
+    kinds = {
+        "statistic": {"stat", "threshold"},
+        "event": {"events", "brake_why", "stat"},
+        "health": {"health", "can"},
+        "trip": {"trip", "distance", "duration"},
+        "travel": {"route", "pois"},
+    }
+    cases = command_cases(["Kamppi", "Hakaniemi", "Töölön tori", "Kallio"], 400, seed=3)
+    seen = set()
+    for case in cases:
+        assert parse_question(case.words).kind in kinds[case.family], case.words
+        seen.add(case.words)
+    assert sum(len(t) for t in _TEMPLATES.values()) >= 50
+    assert len(seen) >= 100  # numbers, clock times and places vary
