@@ -340,6 +340,16 @@ def wakeword_train_cmd(
         float | None,
         typer.Option("--mining-minutes", help="Newly synthesized negative audio mined in the first round."),
     ] = None,
+    clip_mining_minutes: Annotated[
+        float | None,
+        typer.Option("--clip-mining-minutes", help="Negative audio from the training clips mined per round."),
+    ] = None,
+    val_minutes: Annotated[
+        float | None,
+        typer.Option(
+            "--val-minutes", help="Negative audio of the validation stream that sets the threshold."
+        ),
+    ] = None,
 ) -> None:
     """Train the wake word on synthesized speech (espeak-ng, flite, festival) and cabin noise.
 
@@ -358,7 +368,13 @@ def wakeword_train_cmd(
         config = replace(config, mining_rounds=mining_rounds)
     if mining_minutes is not None:
         config = replace(config, mining_minutes=mining_minutes)
+    if clip_mining_minutes is not None:
+        config = replace(config, clip_mining_minutes=clip_mining_minutes)
+    if val_minutes is not None:
+        config = replace(config, val_minutes=val_minutes, val_positives=max(1, round(15 * val_minutes)))
     start = load_model(init) if init is not None else None
+    if start is not None:  # the network continues on the windows it was trained on
+        config = replace(config, window_s=start.config.window_s, width=start.config.width)
     tracker = None
     if mlflow is not None:
         from datadrive.train.tracking import MlflowTracker

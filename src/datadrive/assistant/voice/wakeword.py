@@ -360,16 +360,32 @@ def build_training_set(
     cache_dir: Path | None = None,
     progress: Progress | None = None,
 ) -> Dataset:
-    """The training windows (training voices, sentences, near misses and noise families only)."""
+    """The training windows (training voices, sentences, near misses and noise families only).
+
+    The base windows of the clean clips, then the extras: windows of the
+    pitch- and tempo-shifted copies (``config.perturbed``) and random
+    streamed negatives (``config.stream_negatives``).
+    """
     clips = clips or training_clips(config, cache_dir=cache_dir, progress=progress)
-    rng = np.random.default_rng(config.seed + 1)
+    base = _windows_of(config, clips, progress)
+    extra = _extra_windows(config, clips, progress)
+    return Dataset(
+        np.concatenate([base.x, extra.x]), np.concatenate([base.y, extra.y]), base.kinds + extra.kinds
+    )
+
+
+def _windows_of(
+    config: WakeWordConfig,
+    clips: Clips,
+    progress: Progress | None,
+    *,
+    seed: int | None = None,
+    negatives: bool = True,
+) -> Dataset:
+    """Noisy windows of the phrases (and unfinished ones), near misses, (``negatives``) sentences, noise."""
+    rng = np.random.default_rng(config.seed + 1 if seed is None else seed)
     n = int(config.window_s * SR)
     pos, near, sent = clips.by_kind["positive"], clips.by_kind["near_miss"], clips.by_kind["sentence"]
-    if config.perturbed > 0:
-        if progress is not None:
-            progress("pitch and tempo shifts", 0, 1)
-        pos = pos + _shifted(pos, config, rng)
-        near = near + _shifted(near, config, rng)
     bank = NoiseBank(TRAIN_FAMILIES, config.seed + 2, speech=sent[: max(1, len(sent) // 2)])
     windows: list[NDArrayFloat32] = []
     labels: list[float] = []
@@ -392,25 +408,45 @@ def build_training_set(
             add(_place_end(cut, n, int(rng.uniform(0.0, 0.3) * SR), rng, context()), 0.0, "partial")
     for utt in near:
         add(_place_end(utt, n, int(rng.uniform(0.02, 0.4) * SR), rng, context()), 0.0, "near_miss")
-    for utt in sent:
+    for utt in sent if negatives else []:
         for _ in range(3):
             if utt.shape[0] > n:
                 s = int(rng.integers(0, utt.shape[0] - n))
                 add(utt[s : s + n].copy(), 0.0, "sentence")
             else:
                 add(_place_end(utt, n, int(rng.uniform(0, 0.5) * SR), rng, context()), 0.0, "sentence")
-    for _ in range(config.noise_windows):
+    for _ in range(config.noise_windows if negatives else 0):
         add(bank.sample(n, rng) * np.float32(10 ** rng.uniform(-2.5, -0.5)), 0.0, "noise", noisy=False)
-    streamed = _stream_windows(config, clips, config.stream_negatives, config.seed + 50)
-    x = np.empty((len(windows) + streamed.shape[0], config.frames, N_MELS), np.float16)
+    x = np.empty((len(windows), config.frames, N_MELS), np.float16)
     for i in range(0, len(windows), 500):
-        x[i : min(i + 500, len(windows))] = _windows_to_features(windows[i : i + 500], config.frames)
+        x[i : i + 500] = _windows_to_features(windows[i : i + 500], config.frames)
         if progress is not None:
             progress("features", min(i + 500, len(windows)), len(windows))
-    x[len(windows) :] = streamed
-    labels += [0.0] * streamed.shape[0]
-    kinds += ["stream"] * streamed.shape[0]
     return Dataset(x, np.array(labels, dtype=np.float32), kinds)
+
+
+def _extra_windows(config: WakeWordConfig, clips: Clips, progress: Progress | None) -> Dataset:
+    """Windows of shifted copies of the phrases and near misses, and random streamed negatives."""
+    parts: list[Dataset] = []
+    if config.perturbed > 0:
+        if progress is not None:
+            progress("pitch and tempo shifts", 0, 1)
+        rng = np.random.default_rng(config.seed + 3)
+        shifted = Clips(
+            {
+                "positive": _shifted(clips.by_kind["positive"], config, rng),
+                "near_miss": _shifted(clips.by_kind["near_miss"], config, rng),
+                "sentence": clips.by_kind["sentence"],
+            }
+        )
+        parts.append(_windows_of(config, shifted, progress, seed=config.seed + 4, negatives=False))
+    streamed = _stream_windows(config, clips, config.stream_negatives, config.seed + 50)
+    parts.append(Dataset(streamed, np.zeros(streamed.shape[0], np.float32), ["stream"] * streamed.shape[0]))
+    return Dataset(
+        np.concatenate([d.x for d in parts]),
+        np.concatenate([d.y for d in parts]),
+        [k for d in parts for k in d.kinds],
+    )
 
 
 def _stream_windows(config: WakeWordConfig, clips: Clips, n: int, seed: int) -> np.ndarray:
@@ -895,12 +931,19 @@ def _threshold_from_validation(val: StreamScores, refractory_s: float) -> tuple[
 def _cached_training_set(
     config: WakeWordConfig, clips: Clips, cache_dir: Path | None, progress: Progress | None
 ) -> Dataset:
-    """:func:`build_training_set`, its windows kept in ``cache_dir`` (keyed by what they depend on)."""
-    doc = {
+    """:func:`build_training_set`, kept in ``cache_dir``: the base windows and the extras apart.
+
+    Each is keyed by what it depends on, so a change to the extras (shifts,
+    streamed negatives) reuses the base windows.
+    """
+    base_doc = {
+        k: getattr(config, k)
+        for k in ("augment", "noise_windows", "snr_db", "positive_snr_db", "window_s", "seed")
+    }
+    extra_doc = {
         k: getattr(config, k)
         for k in (
             "augment",
-            "noise_windows",
             "snr_db",
             "positive_snr_db",
             "window_s",
@@ -908,20 +951,32 @@ def _cached_training_set(
             "perturbed",
             "pitch_cents",
             "tempo",
-            "stream_negatives",
         )
     }
-    key = hashlib.sha256(json.dumps([config.corpus_key(), doc], sort_keys=True).encode()).hexdigest()[:16]
-    path = None if cache_dir is None else cache_dir / f"train-windows-{key}.npz"
-    if path is not None and path.exists():
-        with np.load(path) as z:
-            return Dataset(z["x"], z["y"], [str(k) for k in z["kinds"]])
-    data = build_training_set(config, clips=clips, progress=progress)
-    if path is not None:
-        tmp = path.with_name(path.name + ".tmp.npz")
-        np.savez(tmp, x=data.x, y=data.y, kinds=np.array(data.kinds))
-        tmp.replace(path)
-    return data
+    extra_doc["stream_negatives"] = config.stream_negatives
+    extra_doc["clip_mining"] = "negative_audio/1"
+    parts = []
+    for name, doc, make in (
+        ("train-windows", base_doc, lambda: _windows_of(config, clips, progress)),
+        ("train-extra", extra_doc, lambda: _extra_windows(config, clips, progress)),
+    ):
+        key = hashlib.sha256(json.dumps([config.corpus_key(), doc], sort_keys=True).encode()).hexdigest()[:16]
+        path = None if cache_dir is None else cache_dir / f"{name}-{key}.npz"
+        if path is not None and path.exists():
+            with np.load(path) as z:
+                parts.append(Dataset(z["x"], z["y"], [str(k) for k in z["kinds"]]))
+            continue
+        data = make()
+        if path is not None:
+            tmp = path.with_name(path.name + ".tmp.npz")
+            np.savez(tmp, x=data.x, y=data.y, kinds=np.array(data.kinds))
+            tmp.replace(path)
+        parts.append(data)
+    return Dataset(
+        np.concatenate([d.x for d in parts]),
+        np.concatenate([d.y for d in parts]),
+        [k for d in parts for k in d.kinds],
+    )
 
 
 def negative_audio(
