@@ -350,6 +350,17 @@ def wakeword_train_cmd(
             "--val-minutes", help="Negative audio of the validation stream that sets the threshold."
         ),
     ] = None,
+    window_s: Annotated[
+        float | None, typer.Option("--window", help="The detector's window, seconds (default 2.2).")
+    ] = None,
+    perturbed: Annotated[
+        int | None,
+        typer.Option("--perturbed", help="Pitch- and tempo-shifted copies of each phrase and near miss."),
+    ] = None,
+    stream_negatives: Annotated[
+        int | None,
+        typer.Option("--stream-negatives", help="Random negative windows of training clips end to end."),
+    ] = None,
 ) -> None:
     """Train the wake word on synthesized speech (espeak-ng, flite, festival) and cabin noise.
 
@@ -368,6 +379,12 @@ def wakeword_train_cmd(
         config = replace(config, mining_rounds=mining_rounds)
     if mining_minutes is not None:
         config = replace(config, mining_minutes=mining_minutes)
+    if window_s is not None:
+        config = replace(config, window_s=window_s)
+    if perturbed is not None:
+        config = replace(config, perturbed=perturbed)
+    if stream_negatives is not None:
+        config = replace(config, stream_negatives=stream_negatives)
     if clip_mining_minutes is not None:
         config = replace(config, clip_mining_minutes=clip_mining_minutes)
     if val_minutes is not None:
