@@ -955,11 +955,19 @@ def _cached_training_set(
     }
     extra_doc["stream_negatives"] = config.stream_negatives
     extra_doc["clip_mining"] = "negative_audio/1"
+
+    def base() -> Dataset:
+        return _windows_of(config, clips, progress)
+
+    def extra() -> Dataset:
+        return _extra_windows(config, clips, progress)
+
     parts = []
-    for name, doc, make in (
-        ("train-windows", base_doc, lambda: _windows_of(config, clips, progress)),
-        ("train-extra", extra_doc, lambda: _extra_windows(config, clips, progress)),
-    ):
+    steps: tuple[tuple[str, dict[str, Any], Callable[[], Dataset]], ...] = (
+        ("train-windows", base_doc, base),
+        ("train-extra", extra_doc, extra),
+    )
+    for name, doc, make in steps:
         key = hashlib.sha256(json.dumps([config.corpus_key(), doc], sort_keys=True).encode()).hexdigest()[:16]
         path = None if cache_dir is None else cache_dir / f"{name}-{key}.npz"
         if path is not None and path.exists():
