@@ -14,10 +14,16 @@ commit deletes the ones it rejects, and ``optimize`` / erasure vacuums
 remove the ones a crashed run left.
 
 Files are written the way the lake reads them: the table's Delta schema
-without its partition columns (their values are in the log), zstd level 1,
-dictionary encoding for text only (float lists gain nothing from it), and
-Parquet statistics on every scalar column (they let a scan skip a file; an
-erased file takes its footer with it).
+without its partition columns (their values are in the log), Parquet
+statistics on every scalar column (they let a scan skip a file; an erased
+file takes its footer with it), and as cheaply as the bytes allow, since
+encoding is the largest cost of an ingest after reading (docs/benchmarks.md,
+the lake notes): LZ4 pages (``LZ4_RAW``: about 0.6x zstd level 1's CPU for
+about 1.2x its bytes on the samples) with dictionaries for text only (float
+lists gain nothing from them); a file of a row or two (an input's
+``scenarios`` rows: ~70 columns) is written uncompressed and without
+dictionaries, where the per-column codec set-up costs more than the few
+bytes it saves. ``optimize`` rewrites small files with the lake's writer.
 """
 
 from __future__ import annotations
@@ -40,8 +46,10 @@ from datadrive.lake.storage import StorageRoot, storage_error
 
 __all__ = ["StagedFile", "add_actions", "delete_staged", "file_schema", "missing_staged", "stage_rows"]
 
-COMPRESSION = "zstd"
-COMPRESSION_LEVEL = 1
+COMPRESSION = "lz4"
+"""The page codec of staged files (pyarrow writes Parquet's ``LZ4_RAW``, which DuckDB and deltalake read)."""
+SMALL_FILE_BYTES = 64 * 1024
+"""Rows under this many Arrow bytes are written uncompressed, without dictionaries."""
 
 
 @dataclass(frozen=True)
@@ -73,8 +81,11 @@ def file_schema(table_schema: pa.Schema, spec: TableSpec) -> pa.Schema:
 
 
 @functools.lru_cache(maxsize=64)
-def _writer_options(schema: pa.Schema) -> dict[str, Any]:
-    """How a file of ``schema`` is written: zstd 1, dictionaries for text, statistics for scalars."""
+def _writer_options(schema: pa.Schema, small: bool = False) -> dict[str, Any]:
+    """How a file of ``schema`` is written: LZ4, dictionaries for text, statistics for scalars.
+
+    ``small``: the rows are under :data:`SMALL_FILE_BYTES`: no compression, no dictionaries.
+    """
 
     def nested(t: pa.DataType) -> bool:
         return bool(pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t))
@@ -85,9 +96,8 @@ def _writer_options(schema: pa.Schema) -> dict[str, Any]:
         return bool(pa.types.is_string(t) or pa.types.is_large_string(t))
 
     return {
-        "compression": COMPRESSION,
-        "compression_level": COMPRESSION_LEVEL,
-        "use_dictionary": [f.name for f in schema if texty(f.type)],
+        "compression": "none" if small else COMPRESSION,
+        "use_dictionary": False if small else [f.name for f in schema if texty(f.type)],
         "write_statistics": [f.name for f in schema if not nested(f.type)],
     }
 
@@ -167,6 +177,7 @@ def stage_rows(
 
     fs = root.filesystem()
     written: list[StagedFile] = []
+    folders: set[str] = set()
     try:
         for spec, rows in tables:
             if rows.num_rows == 0:
@@ -178,13 +189,18 @@ def stage_rows(
                     for p in (_partition_dir(values), f"part-{name}-{k:03d}-{uuid.uuid4().hex[:8]}.parquet")
                     if p
                 )
-                data = part.select(schema.names).cast(schema)
+                data = part.select(schema.names)
+                if data.schema != schema:
+                    data = data.cast(schema)
                 path = root.path(spec.name, *relative.split("/"))
                 try:
-                    fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
+                    folder = path.rsplit("/", 1)[0]
+                    if folder not in folders:
+                        fs.create_dir(folder, recursive=True)
+                        folders.add(folder)
                     with fs.open_output_stream(path) as sink:
-                        pq.write_table(data, sink, **_writer_options(schema))
-                    size = int(fs.get_file_info(path).size)
+                        pq.write_table(data, sink, **_writer_options(schema, data.nbytes < SMALL_FILE_BYTES))
+                        size = int(sink.tell())  # the footer is written: the file's length, without a stat
                 except Exception as exc:
                     with contextlib.suppress(OSError):  # a partly written file holds the space it took
                         fs.delete_file(path)
