@@ -6,8 +6,11 @@ rows never travel back to the committing process and their encoding runs in
 parallel. A file stays invisible until a lake commit adds it to its table's
 log (:func:`add_actions`); the committing process only sends the log entries.
 
-Every staged file holds the rows of one input of one batch, in one partition
-(the batch id is in the rows, so erasure's whole-batch rewrites keep working).
+Every staged file holds rows of one batch, in one partition (the batch id is
+in the rows, so erasure's whole-batch rewrites keep working): a worker's file
+the rows of one input; the commit's ``scenarios`` file those of every input
+of the batch it accepted (an input's row or two, ~70 columns, cost more as a
+file of their own than to send to the commit).
 A file whose commit never happens (a crash, an input found to be a duplicate
 at the commit) is not referenced by any version: readers never see it, the
 commit deletes the ones it rejects, and ``optimize`` / erasure vacuums
@@ -133,16 +136,18 @@ def _partitions(rows: pa.Table, spec: TableSpec) -> list[tuple[tuple[tuple[str, 
     uniques = [pc.unique(rows.column(c)) for c in cols]
     if all(len(u) == 1 for u in uniques):  # one input's rows: almost always one partition
         return [(tuple((c, u[0].as_py()) for c, u in zip(cols, uniques, strict=True)), rows)]
-    combos = rows.select(cols).group_by(cols).aggregate([]).to_pylist()
-    out = []
-    for combo in combos:
-        mask = None
-        for c in cols:
-            value = combo[c]
-            m = pc.is_null(rows.column(c)) if value is None else pc.equal(rows.column(c), value)
-            mask = m if mask is None else pc.and_(mask, m)
-        out.append((tuple((c, combo[c]) for c in cols), rows.filter(mask)))
-    return out
+    # one grouping pass, then one take per partition (a batch's rows: a partition per source)
+    groups = (
+        rows.select(cols)
+        .append_column("_row", pa.array(range(rows.num_rows), pa.int64()))
+        .group_by(cols, use_threads=False)
+        .aggregate([("_row", "list")])
+    )
+    keys = {c: groups.column(c).to_pylist() for c in cols}
+    positions = groups.column("_row_list")
+    return [
+        (tuple((c, keys[c][g]) for c in cols), rows.take(positions[g].values)) for g in range(groups.num_rows)
+    ]
 
 
 def _partition_dir(values: Sequence[tuple[str, str | None]]) -> str:
