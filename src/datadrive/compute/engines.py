@@ -27,6 +27,7 @@ held; the pool is restarted and the other units carry on.
 
 from __future__ import annotations
 
+import gc
 import multiprocessing
 import os
 from abc import ABC, abstractmethod
@@ -384,9 +385,15 @@ _TRIM_THRESHOLD_BYTES = 2**30
 
 
 def _install(fn: Callable[[Any], Any] | None, retain_freed_memory: bool = False) -> None:
-    """Pool initializer: keep ``fn``, so units are sent without it (it may carry large shared state)."""
+    """Pool initializer: keep ``fn``, so units are sent without it (it may carry large shared state).
+
+    Also freezes the objects the worker inherited from the fork server (the
+    preloaded modules): the worker's garbage collections never walk them, so
+    they do not write to, and copy, every inherited page the first time they run.
+    """
     global _installed
     _installed = fn
+    gc.freeze()
     if retain_freed_memory:
         _retain_freed_heap()
 
