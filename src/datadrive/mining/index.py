@@ -102,14 +102,14 @@ def _keys(scenario: Scenario, n: int) -> dict[str, pa.Array]:
 
 
 def state_table(
-    scenario: Scenario, context: ScenarioContext | None = None, *, feature_version: str = FEATURE_VERSION
+    scenario: Scenario, context: ScenarioContext | None = None, *, feature_version: str | None = None
 ) -> pa.Table:
     """One row per valid state of ``scenario`` (the ``mining_states`` layout, lake columns aside).
 
     Args:
         scenario: A validated scenario.
         context: Its :class:`ScenarioContext` (features computed on demand).
-        feature_version: Recorded in every row.
+        feature_version: Recorded in every row (default: :data:`FEATURE_VERSION`, read when called).
 
     Returns:
         Rows in track-major, step-minor order; unknown values NULL.
@@ -172,7 +172,7 @@ def state_table(
             "speed_limit_mps",
         ):
             out[name] = pa.nulls(n, pa.float32())
-    out["feature_version"] = pa.array([feature_version] * n, pa.string())
+    out["feature_version"] = pa.array([feature_version or FEATURE_VERSION] * n, pa.string())
     return pa.table(out).select(STATE_SCHEMA.names).cast(STATE_SCHEMA)
 
 
