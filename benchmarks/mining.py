@@ -334,34 +334,50 @@ def replicate_mining(seed: Lake, big: Lake, copies: int, chunk: int) -> int:
     return written
 
 
-def write_flat(big: Lake, path: Path, work: Path) -> int:
+def write_flat(big: Lake, table_dir: Path, path: Path, work: Path) -> int:
     """Every ``mining_states`` row of the big lake, once, in one Parquet file sorted by key.
 
-    The rows stream into an unsorted file first and DuckDB sorts that under a
-    memory limit (spilling to disk), so the copy fits a small machine.
+    DuckDB sorts each (tenant, source) partition's files on its own under a
+    memory limit (spilling to disk), in (tenant, source) order, and the
+    sorted parts are then concatenated in that order into one file: the
+    same file as one global sort, with a spill of one partition at a time,
+    so the copy fits a small, shared disk.
     """
     import duckdb
-    import pyarrow.parquet as pq
+    from deltalake import DeltaTable
 
     data = big.snapshot(REGION).dataset("mining_states")
-    cols = [c for c in data.schema.names if c not in ("batch_id", "derived_at", "derived_from_version")]
-    unsorted = work / "flat_unsorted.parquet"
-    schema = pa.schema([data.schema.field(c) for c in cols])
-    with pq.ParquetWriter(unsorted, schema) as writer:
-        for batch in data.to_batches(columns=cols, batch_size=1 << 18):
-            writer.write_batch(batch)
+    lake_cols = ("batch_id", "derived_at", "derived_from_version")
+    cols = [c for c in data.schema.names if c not in lake_cols]
+    groups: dict[tuple[str, str], list[str]] = {}
+    for uri in DeltaTable(str(table_dir)).file_uris():  # the latest version's files (append-only lake)
+        keys = dict(p.split("=", 1) for p in Path(uri.removeprefix("file://")).parts if "=" in p)
+        groups.setdefault((keys["tenant"], keys["source"]), []).append(uri.removeprefix("file://"))
     con = duckdb.connect(":memory:")
     con.execute(f"SET temp_directory = '{work / 'duck-tmp'}'")
     con.execute("SET memory_limit = '4GB'")
     con.execute("SET preserve_insertion_order = false")
+    parts = []
+    for i, ((tenant, source), files) in enumerate(sorted(groups.items())):
+        part = work / f"flat_part_{i:03d}.parquet"
+        select = ", ".join(
+            f"'{tenant}' AS tenant" if c == "tenant" else f"'{source}' AS source" if c == "source" else c
+            for c in cols
+        )
+        con.execute(
+            f"COPY (SELECT {select} FROM read_parquet({files!r}, hive_partitioning = false) "
+            "ORDER BY scenario_id, track_index, step) "
+            f"TO '{part}' (FORMAT parquet, COMPRESSION zstd)"
+        )
+        parts.append(str(part))
+    con.execute("SET preserve_insertion_order = true")
     con.execute(
-        f"COPY (SELECT * FROM read_parquet('{unsorted}') "
-        "ORDER BY tenant, source, scenario_id, track_index, step) "
-        f"TO '{path}' (FORMAT parquet, COMPRESSION zstd)"
+        f"COPY (SELECT * FROM read_parquet({parts!r})) TO '{path}' (FORMAT parquet, COMPRESSION zstd)"
     )
     n = int(con.sql(f"SELECT count(*) FROM read_parquet('{path}')").fetchall()[0][0])
     con.close()
-    unsorted.unlink()
+    for part in parts:
+        Path(part).unlink()
     return n
 
 
@@ -642,7 +658,7 @@ def main() -> None:
         mining_s = time.perf_counter() - t0
         flat = work / "flat_states.parquet"
         t0 = time.perf_counter()
-        flat_rows = write_flat(big, flat, work)
+        flat_rows = write_flat(big, Path(big_root.uri) / "mining_states", flat, work)
         flat_s = time.perf_counter() - t0
         assert flat_rows == index_rows, (flat_rows, index_rows)
         big_states = int(
