@@ -36,7 +36,7 @@ def test_appends_waiting_for_a_commit_go_into_the_next_one_each_with_its_row(mak
         return datetime.now(UTC)
 
     audit_log.append(store, _event(-1), now)  # the queue of this store exists from here on
-    queue = audit_log._QUEUES[store]
+    queue = audit_log._QUEUES[(store.region.name, store.root.uri)]
     commits_before = DeltaTable(store.uri(audit_log.AUDIT)).version()
     results: dict[int, tuple[int, str]] = {}
 
@@ -80,7 +80,7 @@ def test_a_failed_group_commit_fails_every_read_in_it(make_lake) -> None:  # typ
         return datetime.now(UTC)
 
     audit_log.append(store, _event(0), now)
-    queue = audit_log._QUEUES[store]
+    queue = audit_log._QUEUES[(store.region.name, store.root.uri)]
     # the head file says rows exist that the table lacks: every append must be refused
     head = store.root.meta_path("audit_head.json")
     store.write_file(head, b'{"seq": 1000, "hash": "x"}')

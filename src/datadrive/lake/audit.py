@@ -42,7 +42,6 @@ import contextlib
 import hashlib
 import json
 import threading
-import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -153,7 +152,8 @@ class _Queue:
         self.writer = threading.Lock()  # one batch written at a time by this process
 
 
-_QUEUES: weakref.WeakKeyDictionary[RegionStore, _Queue] = weakref.WeakKeyDictionary()
+_QUEUES: dict[tuple[str, str], _Queue] = {}
+"""The queue of each region (by name and storage root) this process appends to."""
 _QUEUES_GUARD = threading.Lock()
 
 
@@ -177,10 +177,11 @@ def append(store: RegionStore, event: AuditEvent, now: Callable[[], datetime]) -
     if not store.exists(AUDIT):  # by the caller, who may hold the commit lock already
         with region_lock(store.root, "commit"):  # tables are created under the commit lock only
             store.ensure(now())
+    key = (store.region.name, store.root.uri)  # one queue per region, whichever principal's store
     with _QUEUES_GUARD:
-        queue = _QUEUES.get(store)
+        queue = _QUEUES.get(key)
         if queue is None:
-            queue = _QUEUES[store] = _Queue()
+            queue = _QUEUES[key] = _Queue()
     slot = _Slot(event)
     with queue.guard:
         queue.pending.append(slot)

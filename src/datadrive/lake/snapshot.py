@@ -240,6 +240,8 @@ class Snapshot:
 
     def _nothing_erased_since(self) -> bool:
         """No erasure or vacuum (optimize) committed after this lake version."""
+        if self.is_latest():  # one file check, asked before every query: no lock shared with writers
+            return True
         latest = self._store.lake_version()
         if latest <= self.version:
             return True
