@@ -491,13 +491,13 @@ def main() -> None:
     ]
     log(f"{sum(by_type.values()):,} events of {len(types)} types")
 
-    from datadrive.service.mining import event_rows  # the SQL the service asks the library
+    from datadrive.service.mining import event_page  # the SQL the service asks the library
 
     def lib_events_of_type(rng: random.Random) -> object:
-        return event_rows(snap, event_type=rng.choice(types)).slice(0, 50).to_pylist()
+        return event_page(snap, event_type=rng.choice(types), limit=50)[0].to_pylist()
 
     def lib_events_of_scenario(rng: random.Random) -> object:
-        return event_rows(snap, scenario_id=rng.choice(with_events)).to_pylist()
+        return event_page(snap, scenario_id=rng.choice(with_events), limit=50)[0].to_pylist()
 
     prefix = f"/api/v1/regions/{REGION}"
     reads: dict[str, tuple[Callable[[random.Random], tuple[str, str, bytes | None]], Any]] = {
