@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from service_helpers import PASSWORD, make_app, populate
 
-from conftest import PASSWORD, _populate, make_app
 from services import LOOPBACK, free_ports, missing, wait_until
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -69,7 +69,7 @@ def server(lake_dir: Path, samples: Path, tmp_path_factory: pytest.TempPathFacto
         maps_dir=samples / "lanelet2_map",
         rate_limit_per_minute=0,
     )
-    _populate(app)
+    populate(app)
     port = free_ports(1)[0]
     config = uvicorn.Config(
         app, host=LOOPBACK, port=port, log_level="warning", access_log=False, lifespan="on"
@@ -305,8 +305,8 @@ def test_simulate_from_the_ui_and_play_a_rollout(signed_in: Any, server: Server)
 
 
 def test_dataset_train_and_open_a_runs_report(signed_in: Any, server: Server) -> None:
-    page = signed_in
     """A dataset from its form, a training run from its form, the run's page with its loss curve."""
+    page = signed_in
     page.goto(f"{server.url}/datasets?region=eu-central")
     form = page.locator("form[data-job=dataset]")
     form.locator("input[name=name]").fill("ui-av2")
@@ -341,8 +341,8 @@ def test_dataset_train_and_open_a_runs_report(signed_in: Any, server: Server) ->
 
 
 def test_ask_the_assistant(signed_in: Any, server: Server) -> None:
-    page = signed_in
     """A trip question in the chat (bmw has no vehicle telemetry here; the API tests ask about one)."""
+    page = signed_in
     page.goto(f"{server.url}/assistant?region=eu-central")
     page.fill("#question", "route from Kauppatori to Hakaniemi")
     page.click("#ask-form button[type=submit]")
@@ -359,8 +359,8 @@ def test_ask_the_assistant(signed_in: Any, server: Server) -> None:
 
 
 def test_mine_by_description_and_tag(signed_in: Any, server: Server) -> None:
-    page = signed_in
     """Tag the region from the page (when not yet tagged), then search in plain English: hits, thumbnails."""
+    page = signed_in
     from datadrive.mining import mine_snapshot
 
     page.goto(f"{server.url}/mining?region=eu-central")

@@ -12,8 +12,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-
-from conftest import Env, run_jobs
+from service_helpers import Env, run_jobs
 
 
 def _job(env: Env, who: str, kind: str, region: str, **params: object) -> dict:

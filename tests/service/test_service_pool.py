@@ -13,8 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from conftest import Env, _populate, make_app
+from service_helpers import Env, make_app, populate
 
 REGION = "eu-central"
 
@@ -27,7 +26,7 @@ def pool_env(lake_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     lake = base / "lake"
     shutil.copytree(lake_dir, lake)
     app = make_app(lake, base / "service", f"sqlite:///{base / 'service.db'}")
-    keys, ids = _populate(app)
+    keys, ids = populate(app)
     with TestClient(app, base_url="http://testserver") as client:
         yield Env(client, app, keys, ids)
     app.state.services.engine.dispose()
