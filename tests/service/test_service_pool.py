@@ -1,8 +1,10 @@
 """The service reuses a warm snapshot (its SQL session's cursor pool) and still sees every commit at once.
 
-The lake is a copy of the session's lake (a commit here must not change what
-the other modules see); the commit is made by the library directly, as a
-CLI ingest in another process would be, so the service is never told of it.
+The lake is this module's own, made with the session lake's configuration
+and two AV2 samples (other modules commit to the session's lake, and a commit
+here must not change what they see); the commit is made by the library
+directly, as a CLI ingest in another process would be, so the service is
+never told of it.
 """
 
 from __future__ import annotations
@@ -19,12 +21,20 @@ REGION = "eu-central"
 
 
 @pytest.fixture(scope="module")
-def pool_env(lake_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
+def pool_env(lake_dir: Path, samples: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     from fastapi.testclient import TestClient
+
+    from datadrive.compute import InlineEngine
+    from datadrive.lake import Lake, Principal, load_config
 
     base = tmp_path_factory.mktemp("pool")
     lake = base / "lake"
-    shutil.copytree(lake_dir, lake)
+    lake.mkdir()
+    shutil.copy(lake_dir / "datadrive.toml", lake)
+    shutil.copytree(lake_dir / "keys", lake / "keys")
+    setup = Lake(load_config(lake, env={}), Principal("setup", "bmw", REGION))
+    setup.init()
+    setup.ingest(sorted((samples / "av2_motion_forecasting").iterdir())[:2], REGION, engine=InlineEngine())
     app = make_app(lake, base / "service", f"sqlite:///{base / 'service.db'}")
     keys, ids = populate(app)
     with TestClient(app, base_url="http://testserver") as client:
