@@ -289,6 +289,7 @@ def _read_scenarios(snap: Snapshot, task: _ShardTask) -> list[Scenario]:
     """
     import pyarrow.dataset as pads
 
+    from datadrive.core.arrow import MAP_FEATURE_SCHEMA, SCENARIO_SCHEMA, TRACK_SCHEMA
     from datadrive.lake.records import mark_origin, scenarios_from_rows
 
     ids = sorted({k[2] for k in task.keys})
@@ -296,9 +297,14 @@ def _read_scenarios(snap: Snapshot, task: _ShardTask) -> list[Scenario]:
     flt = pads.field("scenario_id").isin(ids) & pads.field("source").isin(sources)
     if task.batches:
         flt = flt & pads.field("batch_id").isin(list(task.batches))
-    rows = snap.table("scenarios", filter=flt & pads.field("telemetry_id").is_null())
-    tracks = snap.table("tracks", filter=flt)
-    maps = snap.table("map_features", filter=flt)
+    # only the columns a Scenario is rebuilt from (the lake's summary columns are left on disk)
+    rows = snap.table(
+        "scenarios",
+        columns=_with_keys(SCENARIO_SCHEMA.names),
+        filter=flt & pads.field("telemetry_id").is_null(),
+    )
+    tracks = snap.table("tracks", columns=_with_keys(TRACK_SCHEMA.names), filter=flt)
+    maps = snap.table("map_features", columns=_with_keys(MAP_FEATURE_SCHEMA.names), filter=flt)
     found = {
         (s.metadata.tenant or "", s.source, s.scenario_id): s for s in scenarios_from_rows(rows, tracks, maps)
     }
@@ -311,6 +317,11 @@ def _read_scenarios(snap: Snapshot, task: _ShardTask) -> list[Scenario]:
     out = [found[k] for k in task.keys]
     mark_origin(out, snap.region)  # as Snapshot.scenarios does: they came from this region
     return out
+
+
+def _with_keys(names: Sequence[str]) -> list[str]:
+    """``names`` and the columns rows are matched on (tenant, source, scenario_id)."""
+    return list(dict.fromkeys([*names, "tenant", "source", "scenario_id"]))
 
 
 def _build_shard(task: _ShardTask) -> ShardResult:
