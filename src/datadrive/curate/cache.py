@@ -516,6 +516,9 @@ def build_cache(
     if tasks:
         batch_of = _batch_ids(lake, manifest, [k for t in tasks for k in t.keys])
         build_id = f"{os.getpid()}-{time.time_ns()}"
+        # shards built in this process (an inline engine) read through the caller's open snapshot
+        _KEPT.clear()
+        _KEPT[build_id] = lake.snapshot(manifest.region, manifest.lake_version)
         tasks = [replace(t, batches=_shard_batches(t.keys, batch_of), build_id=build_id) for t in tasks]
     failed: list[str] = []
     eng = engine or InlineEngine()
