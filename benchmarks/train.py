@@ -322,10 +322,10 @@ def datadrive_pipeline(
     )
     dataset_s = time.perf_counter() - t
     t = time.perf_counter()
+    # the default shard size: at least one shard per worker (at most 256 scenarios each)
     cache_report = build_cache(
-        lake, m, cfg, engine=ProcessPoolEngine(workers, preload=PRELOAD, window_per_worker=1),
-        shard_size=128,
-    )  # fmt: skip
+        lake, m, cfg, engine=ProcessPoolEngine(workers, preload=PRELOAD, window_per_worker=1)
+    )
     cache_s = time.perf_counter() - t
     assert cache_report.ok, cache_report.failed
     cache = FeatureCache(cache_report.path)

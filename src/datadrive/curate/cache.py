@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from datadrive.compute.engines import Engine, InlineEngine, Progress
+from datadrive.compute.engines import Engine, InlineEngine, ProcessPoolEngine, Progress
 from datadrive.curate.dataset import DatasetManifest
 from datadrive.curate.features import (
     FEATURE_GROUPS,
@@ -57,6 +57,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CACHE_FORMAT",
+    "DEFAULT_SHARD_SIZE",
     "GROUP_COLUMNS",
     "CacheReport",
     "ShardResult",
@@ -67,6 +68,9 @@ __all__ = [
 ]
 
 CACHE_FORMAT = "datadrive-feature-cache/1"
+
+DEFAULT_SHARD_SIZE = 256
+"""Scenarios per shard at most, when the caller names no shard size: a worker holds one shard."""
 
 GROUP_COLUMNS: Mapping[str, tuple[str, ...]] = {
     "samples": (
@@ -400,7 +404,7 @@ def build_cache(
     *,
     directory: Path | None = None,
     engine: Engine | None = None,
-    shard_size: int = 256,
+    shard_size: int | None = None,
     groups: Sequence[str] | None = None,
     rebuild: bool = False,
     progress: Callable[[Progress], None] | None = None,
@@ -413,7 +417,11 @@ def build_cache(
         config: The feature config (its fingerprint names the cache).
         directory: Where the cache goes (default :func:`cache_dir_for`).
         engine: Where shards are built (default inline).
-        shard_size: Scenarios per shard.
+        shard_size: Scenarios per shard. Default: the shard size of the
+            cache already in ``directory`` (a resumed or extended build keeps
+            its plan), else :data:`DEFAULT_SHARD_SIZE` or fewer, so that a
+            process pool gets at least one shard per worker (100 scenarios
+            on 2 workers: 2 shards of 50, not 1 shard that leaves a worker idle).
         groups: Groups to have in every shard (default: all of
             :data:`~datadrive.curate.features.FEATURE_GROUPS`). Groups
             already complete at the current version are not rebuilt.
@@ -435,11 +443,14 @@ def build_cache(
         )
     if "samples" not in want:
         want = ("samples", *want)
+    path = directory or cache_dir_for(lake, manifest, config)
+    keys = manifest.keys()
+    eng = engine or InlineEngine()
+    if shard_size is None:
+        shard_size = _default_shard_size(path, len(keys), eng)
     if shard_size < 1:
         raise FeatureCacheError("shard_size must be at least 1")
-    path = directory or cache_dir_for(lake, manifest, config)
     path.mkdir(parents=True, exist_ok=True)
-    keys = manifest.keys()
     split_names = list(manifest.split.fractions)
     split_code = {n: i for i, n in enumerate(split_names)}
     splits = [split_code[s] for s in manifest.splits]
@@ -521,7 +532,6 @@ def build_cache(
         _KEPT[build_id] = lake.snapshot(manifest.region, manifest.lake_version)
         tasks = [replace(t, batches=_shard_batches(t.keys, batch_of), build_id=build_id) for t in tasks]
     failed: list[str] = []
-    eng = engine or InlineEngine()
     for outcome in eng.imap(partial(_build_shard), tasks, progress=progress):
         if outcome.failure is not None:
             failed.append(
@@ -552,6 +562,16 @@ def build_cache(
         resampled=int(totals["resampled"]),
         seconds=time.perf_counter() - t_start,
     )
+
+
+def _default_shard_size(path: Path, scenarios: int, engine: Engine) -> int:
+    """The plan's shard size when the caller gives none (see :func:`build_cache`)."""
+    try:
+        return int(read_cache_manifest(path)["shard_size"])
+    except (FeatureCacheError, KeyError, TypeError, ValueError):
+        pass
+    workers = engine.workers if isinstance(engine, ProcessPoolEngine) else 1
+    return max(1, min(DEFAULT_SHARD_SIZE, -(-scenarios // workers)))
 
 
 def _batch_ids(
