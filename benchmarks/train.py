@@ -44,6 +44,7 @@ import json
 import os
 import platform
 import re
+import shlex
 import shutil
 import sys
 import tempfile
@@ -567,7 +568,7 @@ def main() -> None:
         assert cache is not None
         results.update(
             started=started, env=env, scenarios=args.scenarios, epochs=args.epochs, batch_size=args.batch_size,
-            workers=args.workers, raw_bytes=raw_bytes, cache_bytes=cache_bytes, argv=" ".join(sys.argv[1:]),
+            workers=args.workers, raw_bytes=raw_bytes, cache_bytes=cache_bytes, argv=shlex.join(sys.argv[1:]),
             loader=loader_rate(cache, args.batch_size), naive_loader=naive_loader_rate(folders, cfg, min(40, len(folders))),
         )  # fmt: skip
         text = render(results)

@@ -525,11 +525,12 @@ def build_cache(
             )
         )
     if tasks:
-        batch_of = _batch_ids(lake, manifest, [k for t in tasks for k in t.keys])
+        snap = lake.snapshot(manifest.region, manifest.lake_version)
+        batch_of = _batch_ids(snap, [k for t in tasks for k in t.keys])
         build_id = f"{os.getpid()}-{time.time_ns()}"
-        # shards built in this process (an inline engine) read through the caller's open snapshot
+        # shards built in this process (an inline engine) read through this open snapshot
         _KEPT.clear()
-        _KEPT[build_id] = lake.snapshot(manifest.region, manifest.lake_version)
+        _KEPT[build_id] = snap
         tasks = [replace(t, batches=_shard_batches(t.keys, batch_of), build_id=build_id) for t in tasks]
     failed: list[str] = []
     for outcome in eng.imap(partial(_build_shard), tasks, progress=progress):
@@ -574,13 +575,10 @@ def _default_shard_size(path: Path, scenarios: int, engine: Engine) -> int:
     return max(1, min(DEFAULT_SHARD_SIZE, -(-scenarios // workers)))
 
 
-def _batch_ids(
-    lake: Lake, manifest: DatasetManifest, keys: Sequence[tuple[str, str, str]]
-) -> dict[tuple[str, str, str], str]:
+def _batch_ids(snap: Snapshot, keys: Sequence[tuple[str, str, str]]) -> dict[tuple[str, str, str], str]:
     """Each scenario's ingest batch id, read once for the whole build (four narrow columns)."""
     import pyarrow.dataset as pads
 
-    snap = lake.snapshot(manifest.region, manifest.lake_version)
     rows = snap.table(
         "scenarios",
         columns=["tenant", "source", "scenario_id", "batch_id"],
