@@ -246,7 +246,11 @@ def fleet_run(lake: Any, samples: Path, count: int, workers: int, commit_every: 
         t0 = time.perf_counter()
         rep = generate_into_lake(lake, "eu", cfg, count, commit_every=commit_every, engine=eng)
         wall = time.perf_counter() - t0
+    rss = np.asarray([r for _, r in sampler.samples])
+    k = max(1, rss.size // 5)
     return {
+        "rss_warm": float(np.median(rss[k : 2 * k])) if rss.size >= 2 else float(rss.max()),
+        "rss_end": float(np.median(rss[-k:])),
         "scenarios": rep.scenarios,
         "rate": rep.scenarios / wall,
         "generate_cpu_s": rep.generate_seconds,
@@ -346,8 +350,23 @@ def main() -> None:
     ap.add_argument(
         "--lake", type=Path, default=None, help="where the fleet lake goes (default: a temp folder)"
     )
+    ap.add_argument(
+        "--only",
+        choices=("all", "sim", "fleet"),
+        default="all",
+        help="sim: the throughput rows only; fleet: the fleet (and memory) rows only",
+    )
     a = ap.parse_args()
     print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+    if a.only != "fleet":
+        sim_rows(a)
+    if a.only != "sim":
+        fleet_rows(a)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"peak RSS of this process: {peak:.0f} MiB")
+
+
+def sim_rows(a: argparse.Namespace) -> None:
     hw_wall, hw_cpu = highway_env_rate()
     print(
         f"highway-env highway-v0 (51 vehicles, 10 Hz): {hw_wall:,.0f} agent-steps/s wall, {hw_cpu:,.0f} CPU"
@@ -374,6 +393,9 @@ def main() -> None:
         real = real_rate(a.samples)
         print(f"real logs ({real['scenarios']:.0f} sample scenarios, prepare + simulate + score): "
               f"{real['scenarios_per_s_cpu']:.1f} scenarios/s CPU, {real['agent_steps_per_s_cpu']:,.0f} agent-steps/s CPU")  # fmt: skip
+
+
+def fleet_rows(a: argparse.Namespace) -> None:
     if a.generate_only and a.samples.is_dir():
         g = generate_only(a.samples, a.generate_only, a.workers, a.commit_every)
         print(f"generation only: {g['scenarios']:.0f} scenarios at {g['rate']:.0f}/s wall ({a.workers} processes; "
@@ -386,7 +408,8 @@ def main() -> None:
             disk = int(subprocess.run(["du", "-sk", tmp], capture_output=True, text=True).stdout.split()[0])
             print(f"fleet: {fl['scenarios']} scenarios in {fl['wall_s']:.0f} s = {fl['rate']:.0f} scenarios/s "
                   f"({a.workers} generating processes, this one committing); generation {fl['generate_cpu_s']:.0f} "
-                  f"CPU-s in the workers, lake ingest {fl['ingest_wall_s']:.0f} s here; peak RSS (all processes) "
+                  f"CPU-s in the workers, lake ingest {fl['ingest_wall_s']:.0f} s here; RSS (all processes) "
+                  f"after warm-up {fl['rss_warm']:.0f} MiB, end {fl['rss_end']:.0f} MiB, peak "
                   f"{fl['peak_tree_rss_mib']:.0f} MiB; {disk / max(fl['scenarios'], 1):.1f} KiB on disk per scenario; "
                   f"events {fl['events']}")  # fmt: skip
             if a.rss_scenarios and fl["scenarios"] >= a.rss_scenarios:
@@ -401,8 +424,6 @@ def main() -> None:
                 if a.plot is not None:
                     plot(rss, a.plot)
                     print(f"memory curve: {a.plot}")
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"peak RSS of this process: {peak:.0f} MiB")
 
 
 if __name__ == "__main__":

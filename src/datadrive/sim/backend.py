@@ -159,6 +159,10 @@ class Backend(ABC):
     def smallest_k(self, x: Array, k: int) -> Array:
         """Indices of the ``k`` smallest values along the last axis (in no particular order)."""
 
+    @abstractmethod
+    def tile_last(self, x: Array, n: int) -> Array:
+        """``x`` repeated ``n`` times end to end along its last axis (``numpy.tile``)."""
+
 
 class NumpyBackend(Backend):
     """numpy on the CPU: float64 by default; float32 on request (half the memory traffic)."""
@@ -289,6 +293,9 @@ class NumpyBackend(Backend):
 
     def smallest_k(self, x: Array, k: int) -> Array:
         return np.argpartition(x, k - 1, axis=-1)[..., :k]
+
+    def tile_last(self, x: Array, n: int) -> Array:
+        return np.tile(x, (1,) * (x.ndim - 1) + (n,))
 
 
 class TorchBackend(Backend):
@@ -440,6 +447,9 @@ class TorchBackend(Backend):
 
     def smallest_k(self, x: Array, k: int) -> Array:
         return self._torch.topk(x, k, dim=-1, largest=False).indices
+
+    def tile_last(self, x: Array, n: int) -> Array:
+        return x.repeat(*((1,) * (x.ndim - 1)), n)
 
 
 def backend_for(device: str | None = None, *, float_dtype: str | None = None) -> Backend:

@@ -390,12 +390,13 @@ class IdmRoutePolicy(Policy):
             kind.append(np.full(m, j, dtype=np.int64))
         pose_t = np.concatenate(tix)  # (J,) the time index of every pose
         collide = xp.asarray(np.concatenate(kind) == 0, "bool")
-        # the agents at constant velocity, (S, H + 1, C)
-        fx = ax[:, None, :] + (av * xp.cos(ah))[:, None, :] * times[None, :, None]
-        fy = ay[:, None, :] + (av * xp.sin(ah))[:, None, :] * times[None, :, None]
+        # the agents at constant velocity at the poses' times, (S, C, J)
+        tq = times[xp.asarray(pose_t, "int")][None, None, :]
+        fx = ax[..., None] + (av * xp.cos(ah))[..., None] * tq
+        fy = ay[..., None] + (av * xp.sin(ah))[..., None] * tq
         hit_any, hit_agent = self._hits(
             xp, xp.concat(qx, axis=3), xp.concat(qy, axis=3), xp.concat(qh, axis=3),
-            fx[:, pose_t], fy[:, pose_t], ah, le, we, al, aw, at, reach, fault_ok,
+            fx, fy, ah, le, we, al, aw, at, reach, fault_ok,
         )  # fmt: skip
         hit_agent = xp.any(hit_agent & collide, axis=3)
         hit_object = xp.any(hit_any & collide, axis=3) & ~hit_agent
@@ -481,21 +482,29 @@ class IdmRoutePolicy(Policy):
         xp: Backend, px: Array, py: Array, ph: Array, fx: Array, fy: Array, ah: Array,
         le: Array, we: Array, al: Array, aw: Array, at: Array, reach: Array, ok: Array,
     ) -> tuple[Array, Array]:  # fmt: skip
-        """``(S, Y, F, J)`` whether each ego pose meets an agent (``fx``/``fy`` ``(S, J, C)``: the agents at
+        """``(S, Y, F, J)`` whether each ego pose meets an agent (``fx``/``fy`` ``(S, C, J)``: the agents at
         the poses' times), and whether that agent is a road user; oriented boxes are tested only
-        where the enclosing circles touch."""
-        d2 = (px[..., None] - fx[:, None, None]) ** 2 + (py[..., None] - fy[:, None, None]) ** 2
-        near = (d2 <= (reach * reach)[:, None, None, None, :]) & ok[:, None, None, None, :]
-        idx = xp.nonzero_flat(near)
+        where the enclosing circles touch.
+
+        The circle test runs over ``(S, C, Y F J)``: the agents' positions tiled along the proposals, so
+        every pass is one contiguous loop over all poses (a trailing axis of ``C`` is several times slower).
+        """
+        S, Y, F, J = px.shape
+        C = fx.shape[1]
+        W = Y * F * J
+        tx = xp.tile_last(fx, Y * F)  # (S, C, W): the agent at pose w's time
+        ty = xp.tile_last(fy, Y * F)
+        dx = px.reshape(S, 1, W) - tx
+        dy = py.reshape(S, 1, W) - ty
+        r2 = xp.where(ok, reach * reach, -1.0)[..., None]  # an agent not to test never passes
+        idx = xp.nonzero_flat(dx * dx + dy * dy <= r2)
         none = xp.zeros(px.shape, "bool")
         if not int(idx.shape[0]):
             return none, none
-        _, Y, F, J = px.shape
-        C = near.shape[-1]
-        scen = idx // (Y * F * J * C)
-        pose = idx // C  # flat index into (S, Y, F, J)
-        agent = scen * C + idx % C
-        at_time = scen * (J * C) + (pose % J) * C + idx % C  # flat index into (S, J, C)
+        scen = idx // (C * W)
+        agent = idx // W  # flat index into (S, C)
+        pose = scen * W + idx % W  # flat index into (S, Y, F, J)
+        at_time = agent * J + idx % J  # flat index into (S, C, J)
         hit = obb_overlap(
             xp.take(px, pose), xp.take(py, pose), xp.take(ph, pose), xp.take(le, scen),
             xp.take(we, scen), xp.take(fx, at_time), xp.take(fy, at_time), xp.take(ah, agent),
