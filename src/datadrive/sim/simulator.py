@@ -206,18 +206,19 @@ class SimBatch:
         self.num_steps_np = steps
         self.reactive_ok = xp.asarray(pad("reactive_ok", (S, A), False, b), "bool")
         # the path pools, flat per scenario: point k of pooled path u is column u * K + k
-        pool = np.zeros((S, U, K, 2))
+        # x, y, heading in one (3, S, U, K) table (one gather per step); pool_x/y/heading are its rows
+        table = np.zeros((3, S, U, K))
         for k, s in enumerate(sc):
-            if s.path_pool_xy_m.shape[0]:
-                pool[k, : s.path_pool_xy_m.shape[0]] = _pad_last(s.path_pool_xy_m, K)
-        dh = np.diff(pool, axis=2)
-        ph = np.arctan2(dh[..., 1], dh[..., 0])
-        ph = np.concatenate([ph, ph[..., -1:]], axis=2)
-        self.pool_x = xp.asarray(pool[..., 0].reshape(S, U * K))
-        self.pool_y = xp.asarray(pool[..., 1].reshape(S, U * K))
-        self.pool_heading = xp.asarray(ph.reshape(S, U * K))
-        # the same three as one (3, S U K) table, for one gather per step
-        self.pool_table = xp.asarray(np.stack([pool[..., 0], pool[..., 1], ph]).reshape(3, S * U * K))
+            u = s.path_pool_xy_m.shape[0]
+            if u:
+                path = _pad_last(s.path_pool_xy_m, K)
+                table[0, k, :u], table[1, k, :u] = path[..., 0], path[..., 1]
+        np.arctan2(np.diff(table[1], axis=2), np.diff(table[0], axis=2), out=table[2, :, :, :-1])
+        table[2, :, :, -1] = table[2, :, :, -2] if K > 1 else 0.0
+        self.pool_table = xp.asarray(table.reshape(3, S * U * K))
+        self.pool_x = self.pool_table[0].reshape(S, U * K)
+        self.pool_y = self.pool_table[1].reshape(S, U * K)
+        self.pool_heading = self.pool_table[2].reshape(S, U * K)
         self.pool_base = xp.asarray((np.arange(S) * (U * K))[:, None], "int")
         pid = pad("path_id", (S, A, P), -1, i64)
         self.path_ok = xp.asarray(pid >= 0, "bool")
