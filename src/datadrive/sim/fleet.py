@@ -494,7 +494,7 @@ def _chunk_on_map(fm: FleetMap, cfg: FleetConfig, idx: NDArrayInt) -> list[Scena
     brake_step = (0.5 / dt + e[:, 1, 2] * (2.0 / dt)).astype(np.int64)  # early: small maps end soon
     brake_decel = 6.0 + 2.0 * e[:, 1, 3]
     chain[:, 3] = np.maximum(nb, 0)
-    s0[:, 3] = fm.lib_nb_offset[ego_chain] + s0[:, 0] + 12.0 + 15.0 * e[:, 2, 1]
+    s0[:, 3] = fm.lib_nb_offset[ego_chain] + s0[:, 0] + 8.0 + 10.0 * e[:, 2, 1]
     cut_step = (1.0 / dt + e[:, 2, 2] * (2.5 / dt)).astype(np.int64)
     vd[:, 1:4] = cap0[:, None]
     # the cut-in keeps about the ego's starting speed: the ego closes in slowly, so the gap it cuts into
@@ -689,7 +689,7 @@ def _simulate(
             len_cut = np.where(is_cut, length, 0.0).max(axis=1)
             cut_gap = s_cut - s[:, 0] - (len_cut + length[:, 0]) / 2.0
             go = cut_in & (cut_at < 0) & (t >= cut_step) & (cut_gap >= 3.0)
-            go &= cut_gap <= np.maximum(8.0, 1.2 * v_ego)  # close: mining wants < 2 s at the crossing
+            go &= cut_gap <= np.maximum(6.0, 0.8 * v_ego)  # close: < 2 s at the crossing after the ego brakes
             go &= (np.where(is_cut, v, 0.0).max(axis=1) >= 2.5) & (v_ego >= 2.0)  # in traffic that moves
             # the lanes stay map neighbours, clear of intersections, from here to past the manoeuvre's end
             # (where the car moves is a lane change in the map's terms: the lanes it leaves and enters)
