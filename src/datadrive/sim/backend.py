@@ -160,6 +160,10 @@ class Backend(ABC):
         """Indices of the ``k`` smallest values along the last axis (in no particular order)."""
 
     @abstractmethod
+    def take_rows(self, x: Array, index: Array) -> Array:
+        """``x[index]``: rows of ``x`` along its first axis."""
+
+    @abstractmethod
     def tile_last(self, x: Array, n: int) -> Array:
         """``x`` repeated ``n`` times end to end along its last axis (``numpy.tile``)."""
 
@@ -296,6 +300,9 @@ class NumpyBackend(Backend):
 
     def tile_last(self, x: Array, n: int) -> Array:
         return np.tile(x, (1,) * (x.ndim - 1) + (n,))
+
+    def take_rows(self, x: Array, index: Array) -> Array:
+        return np.take(x, index, axis=0)
 
 
 class TorchBackend(Backend):
@@ -450,6 +457,9 @@ class TorchBackend(Backend):
 
     def tile_last(self, x: Array, n: int) -> Array:
         return x.repeat(*((1,) * (x.ndim - 1)), n)
+
+    def take_rows(self, x: Array, index: Array) -> Array:
+        return self._torch.index_select(x, 0, index)
 
 
 def backend_for(device: str | None = None, *, float_dtype: str | None = None) -> Backend:

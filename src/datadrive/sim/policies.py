@@ -486,23 +486,41 @@ class IdmRoutePolicy(Policy):
         the poses' times), and whether that agent is a road user; oriented boxes are tested only
         where the enclosing circles touch.
 
-        The circle test runs over ``(S, C, Y F J)``: the agents' positions tiled along the proposals, so
-        every pass is one contiguous loop over all poses (a trailing axis of ``C`` is several times slower).
+        Two broad phases: boxes per (scenario, agent) over the whole horizon, then circles per pose for the
+        pairs left, laid out ``(pairs, Y F J)`` (the agents' positions tiled along the proposals) so every
+        pass is one contiguous loop over all poses (a trailing axis of ``C`` is several times slower).
         """
         S, Y, F, J = px.shape
         C = fx.shape[1]
         W = Y * F * J
-        tx = xp.tile_last(fx, Y * F)  # (S, C, W): the agent at pose w's time
-        ty = xp.tile_last(fy, Y * F)
-        dx = px.reshape(S, 1, W) - tx
-        dy = py.reshape(S, 1, W) - ty
-        r2 = xp.where(ok, reach * reach, -1.0)[..., None]  # an agent not to test never passes
-        idx = xp.nonzero_flat(dx * dx + dy * dy <= r2)
+        flat_x, flat_y = px.reshape(S, W), py.reshape(S, W)
+        # first per (scenario, agent): the box around all the ego's poses against the box around the
+        # agent's positions, both grown by the reach; only the pairs left are tested pose by pose
+        real = flat_x < _BIG / 2  # a stopped ego's TTC poses are sent far away
+        lo_x = xp.min(xp.where(real, flat_x, _BIG), axis=1)[:, None]
+        hi_x = xp.max(xp.where(real, flat_x, -_BIG), axis=1)[:, None]
+        lo_y, hi_y = xp.min(flat_y, axis=1)[:, None], xp.max(flat_y, axis=1)[:, None]
+        pair = (
+            ok
+            & (xp.min(fx, axis=2) - reach <= hi_x) & (xp.max(fx, axis=2) + reach >= lo_x)
+            & (xp.min(fy, axis=2) - reach <= hi_y) & (xp.max(fy, axis=2) + reach >= lo_y)
+        )  # fmt: skip
         none = xp.zeros(px.shape, "bool")
+        pairs = xp.nonzero_flat(pair)  # flat indices into (S, C)
+        if not int(pairs.shape[0]):
+            return none, none
+        ps = pairs // C
+        tx = xp.tile_last(xp.take_rows(fx.reshape(S * C, J), pairs), Y * F)  # (n, W): the agent at w's time
+        ty = xp.tile_last(xp.take_rows(fy.reshape(S * C, J), pairs), Y * F)
+        dx = xp.take_rows(flat_x, ps) - tx
+        dy = xp.take_rows(flat_y, ps) - ty
+        r = xp.take(reach, pairs)[:, None]
+        idx = xp.nonzero_flat(dx * dx + dy * dy <= r * r)
         if not int(idx.shape[0]):
             return none, none
-        scen = idx // (C * W)
-        agent = idx // W  # flat index into (S, C)
+        k = idx // W
+        scen = xp.take(ps, k)
+        agent = xp.take(pairs, k)  # flat index into (S, C)
         pose = scen * W + idx % W  # flat index into (S, Y, F, J)
         at_time = agent * J + idx % J  # flat index into (S, C, J)
         hit = obb_overlap(
