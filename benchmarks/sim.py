@@ -246,13 +246,28 @@ def fleet_run(lake: Any, samples: Path, count: int, workers: int, commit_every: 
 
     cfg = FleetConfig(maps=fleet_maps(samples), seed=0)
     eng = ProcessPoolEngine(workers=workers, preload=("datadrive.sim.fleet",)) if workers else InlineEngine()
+    commit_s: list[float] = []  # each commit's ingest time: does it grow with the lake?
+    ingest = lake.ingest_records
+
+    def timed(*args: Any, **kwargs: Any) -> Any:
+        t = time.perf_counter()
+        try:
+            return ingest(*args, **kwargs)
+        finally:
+            commit_s.append(time.perf_counter() - t)
+
+    lake.ingest_records = timed
     with Sampler(1.0) as sampler:
         t0 = time.perf_counter()
         rep = generate_into_lake(lake, "eu", cfg, count, commit_every=commit_every, engine=eng)
         wall = time.perf_counter() - t0
+    lake.ingest_records = ingest
     rss = np.asarray([r for _, r in sampler.samples])
     k = max(1, rss.size // 5)
+    q = max(1, len(commit_s) // 5)
     return {
+        "commit_first_s": float(np.median(commit_s[:q])) if commit_s else 0.0,
+        "commit_last_s": float(np.median(commit_s[-q:])) if commit_s else 0.0,
         "rss_warm": float(np.median(rss[k : 2 * k])) if rss.size >= 2 else float(rss.max()),
         "rss_end": float(np.median(rss[-k:])),
         "scenarios": rep.scenarios,
@@ -417,7 +432,8 @@ def fleet_rows(a: argparse.Namespace) -> None:
                   f"CPU-s in the workers, lake ingest {fl['ingest_wall_s']:.0f} s here; RSS (all processes) "
                   f"after warm-up {fl['rss_warm']:.0f} MiB, end {fl['rss_end']:.0f} MiB, peak "
                   f"{fl['peak_tree_rss_mib']:.0f} MiB; {disk / max(fl['scenarios'], 1):.1f} KiB on disk per scenario; "
-                  f"events {fl['events']}")  # fmt: skip
+                  f"events {fl['events']}; ingest per commit of {a.commit_every}: first fifth "
+                  f"{fl['commit_first_s']:.1f} s, last fifth {fl['commit_last_s']:.1f} s (median)")  # fmt: skip
             if a.rss_scenarios and fl["scenarios"] >= a.rss_scenarios:
                 rss = rss_run(lake, a.rss_scenarios, a.workers)
                 print(f"memory over a {rss['scenarios']}-scenario lake simulation (2 workers): after warm-up "
