@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -98,3 +100,26 @@ def test_every_command_goes_through_the_shared_error_handler() -> None:
         while wrapped is not None and not getattr(wrapped, "datadrive_command", False):
             wrapped = getattr(wrapped, "__wrapped__", None)
         assert wrapped is not None, f"{name} is not wrapped by datadrive.cli.shell.command"
+
+
+def test_inspect_of_a_folder_reports_unusable_entries_and_reads_the_rest(
+    tmp_path: Path, samples: Path
+) -> None:
+    """A FIFO or a link loop in a folder is one error line each; the logs beside them are still summarised."""
+    import shutil
+
+    source = next((samples / "av2_motion_forecasting").glob("*/scenario_*.parquet"))
+    folder = tmp_path / "logs"
+    (folder / source.parent.name).mkdir(parents=True)
+    shutil.copy(source, folder / source.parent.name / source.name)
+    os.mkfifo(folder / "pipe.parquet")
+    os.symlink("loop_b.pkl", folder / "loop_a.pkl")
+    os.symlink("loop_a.pkl", folder / "loop_b.pkl")
+    result = run_cli("inspect", str(folder), "--json")
+    assert result.returncode == 2, result.stderr
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [r["source"] for r in rows] == ["av2_motion_forecasting"]
+    assert "named pipe" in result.stderr
+    assert "pipe.parquet" in result.stderr
+    assert "symbolic link loop" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -31,8 +31,8 @@ import test_ray_ingest
 import test_residency
 import test_samples
 import test_versions
+from lake_helpers import root_objects, root_paths, two_region_config
 
-from conftest import root_objects, root_paths, two_region_config
 from datadrive.errors import ResidencyError
 from datadrive.lake import Lake, LakeConfig, Principal, StorageRoot
 from datadrive.lake.tables import RegionStore
@@ -294,7 +294,7 @@ def _azure_lake(folder: Path, server: AzuriteServer, name: str) -> Path:
 def test_four_concurrent_ingests_store_every_scenario_once(tmp_path: Path, azurite: AzuriteServer) -> None:
     """``test_faults``' concurrent-writer test with the region on Azure: the lease lock serialises batches."""
     root = _azure_lake(tmp_path / "lake", azurite, "cli")
-    inputs = lake_synth.write_inputs(tmp_path / "in", range(12), scenarios=2, sleep_s=0.01)
+    inputs = lake_synth.write_inputs(tmp_path / "in", range(8), scenarios=2, sleep_s=0.01)
     kill_harness.check_concurrent_ingests(root, tmp_path / "in", inputs)
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import lake_synth
 import pytest
+from lake_helpers import root_objects
 
-from conftest import root_objects
 from datadrive.errors import AccessDeniedError, LakeError
 from datadrive.lake import Erasure, IngestOptions, Lake, StorageRoot
 

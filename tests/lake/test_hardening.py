@@ -14,10 +14,10 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import lake_synth
 import pytest
+from lake_helpers import two_region_config
 from typer.testing import CliRunner
 
 from datadrive.cli.main import app
@@ -30,20 +30,6 @@ SAMPLES = Path(
     os.environ.get("DATADRIVE_SAMPLES", Path(__file__).resolve().parents[2] / ".." / "shared" / "data")
 )
 DONGLE = "b0c9d2329ad1606b"
-
-
-def _lake_conftest() -> Any:
-    """tests/lake/conftest.py by its path: another folder's ``conftest`` may own that module name."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location(
-        "lake_tests_conftest", Path(__file__).with_name("conftest.py")
-    )
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _need_samples(*parts: str) -> Path:
@@ -531,7 +517,7 @@ def test_records_read_abroad_cannot_be_relabelled_into_another_region(make_lake_
 
 @pytest.fixture
 def make_lake_pair(tmp_path):  # type: ignore[no-untyped-def]
-    config = _lake_conftest().two_region_config(tmp_path / "lake")
+    config = two_region_config(tmp_path / "lake")
     cn = Lake(config, Principal("ana", "bmw", "cn-north"))
     (path,) = lake_synth.write_inputs(tmp_path / "in", [5])
     report = cn.ingest([path], "cn-north", registry=lake_synth.REGISTRY)

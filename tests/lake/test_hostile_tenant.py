@@ -28,13 +28,13 @@ import subprocess
 import sys
 from collections import Counter
 from pathlib import Path
-from typing import Any
 
 import lake_synth
 import pyarrow as pa
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from lake_helpers import two_region_config
 
 from datadrive.errors import ArtefactNameError, DatadriveError, ResidencyError
 from datadrive.lake import Lake, Principal
@@ -42,23 +42,6 @@ from datadrive.lake.check import check_region
 from datadrive.lake.schema import lake_tables
 
 CANARY = "datadrive-canary-7f3a1c"
-
-
-def _lake_conftest() -> Any:
-    """tests/lake/conftest.py by its path: another folder's ``conftest`` may own that module name."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location(
-        "lake_tests_conftest", Path(__file__).with_name("conftest.py")
-    )
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-two_region_config = _lake_conftest().two_region_config
 
 
 def _clean(exc: BaseException) -> bool:

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import lake_synth
 import pytest
+from lake_helpers import root_paths, two_region_config
 
-from conftest import root_paths, two_region_config
 from datadrive.errors import AccessDeniedError, ResidencyError
 from datadrive.lake import ExportPolicy, Grant, Lake, Principal
 from datadrive.lake import audit as audit_log

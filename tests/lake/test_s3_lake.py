@@ -25,8 +25,8 @@ import pytest
 import test_residency
 import test_samples
 import test_versions
+from lake_helpers import root_objects, two_region_config
 
-from conftest import root_objects, two_region_config
 from datadrive.lake import Lake, LakeConfig, Principal, StorageRoot
 from datadrive.lake.tables import RegionStore
 from services import S3Server, s3_server

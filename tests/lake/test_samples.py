@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from lake_helpers import KEYS, two_region_config
 
-from conftest import KEYS, two_region_config
 from datadrive.compute import ProcessPoolEngine
 from datadrive.core import Scenario, Telemetry, summarize
 from datadrive.core.summary import summarize_telemetry

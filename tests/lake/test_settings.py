@@ -10,6 +10,7 @@ import pytest
 
 from datadrive.errors import ConfigError
 from datadrive.lake import (
+    CONFIG_NAME,
     Principal,
     generate_key,
     init_lake,
@@ -152,3 +153,30 @@ def test_init_lake_writes_config_keys_and_tables_and_is_idempotent(tmp_path) -> 
 def test_write_config_refuses_a_region_without_root(tmp_path) -> None:
     with pytest.raises(ConfigError, match="needs a name and a root"):
         write_config(tmp_path, regions=[("eu-central", "")])
+
+
+def test_init_lake_takes_back_the_config_it_wrote_when_a_root_fails(tmp_path) -> None:
+    lake = tmp_path / "lake"
+    lake.mkdir()
+    (lake / "blocker").write_text("a file where the region's folder should be")
+    with pytest.raises(Exception, match="blocker"):
+        init_lake(lake, env={"USER": "ana"}, regions=[("eu-central", "blocker/eu")], tenants=["bmw"])
+    assert not (lake / CONFIG_NAME).exists()
+    # Run again with a working root: a new config is written, not the failed one reused.
+    _, versions, wrote = init_lake(
+        lake, env={"USER": "ana"}, regions=[("eu-central", "r/eu")], tenants=["bmw"]
+    )
+    assert wrote
+    assert versions == {"eu-central": 0}
+    assert "r/eu" in (lake / CONFIG_NAME).read_text()
+
+
+def test_init_lake_keeps_a_config_it_did_not_write(tmp_path) -> None:
+    lake = tmp_path / "lake"
+    init_lake(lake, env={"USER": "ana"}, regions=[("eu-central", "r/eu")], tenants=["bmw"])
+    text = (lake / CONFIG_NAME).read_text()
+    (lake / "blocker").write_text("x")
+    (lake / CONFIG_NAME).write_text(text.replace('"r/eu"', '"blocker/eu"'))
+    with pytest.raises(Exception, match="blocker"):
+        init_lake(lake, env={"USER": "ana"})
+    assert "blocker/eu" in (lake / CONFIG_NAME).read_text()

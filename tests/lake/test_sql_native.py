@@ -12,8 +12,8 @@ from pathlib import Path
 
 import lake_synth
 import pytest
+from lake_helpers import two_region_config
 
-from conftest import two_region_config
 from datadrive.errors import LakeError, ResidencyError
 from datadrive.lake import Erasure, Lake, Principal
 from datadrive.lake.snapshot import readable_tables

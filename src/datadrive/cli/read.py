@@ -33,14 +33,18 @@ def inspect(
     (exit 2 at the end), the rest summarised.
     """
     found = DEFAULT_REGISTRY.scan([path])
-    if found.errors:
+    folder_mode = path.is_dir()
+    if found.errors and not (folder_mode and found.units):
         raise found.errors[0]
     if not found.units:
         raise UnknownFormatError(path, "not a format datadrive reads (no adapter claims it)")
-    folder_mode = path.is_dir()
     rows: list[dict[str, Any]] = []
     telemetry: list[dict[str, Any]] = []
-    failures: list[InputError] = []
+    # In a folder, an entry that cannot be used (a FIFO, a link loop, a folder
+    # that cannot be listed) is reported like a log that fails to read; the rest is read.
+    failures: list[InputError] = list(found.errors)
+    for error in failures:
+        say("error", str(error))
     for _unit, item in DEFAULT_REGISTRY.read(found.units):
         if isinstance(item, InputError) and not folder_mode:
             raise item

@@ -343,12 +343,20 @@ def init_lake(
     wrote = not path.exists()
     if wrote:
         write_config(folder, regions=regions or DEFAULT_REGIONS, tenants=tenants or ("default",))
-    config = load_config(folder, env=env)
-    if not config.tenants:
-        raise ConfigError(f"{config_path(folder)} has no [tenants.<name>]: add one (with its key_file)")
-    who = user or env.get(ENV_USER) or login_name(env)
-    first_tenant = next(iter(config.tenants))
-    versions: dict[str, int] = {}
-    for name in config.regions:
-        versions.update(Lake(config, Principal(who, first_tenant, name)).init([name]))
+    try:
+        config = load_config(folder, env=env)
+        if not config.tenants:
+            raise ConfigError(f"{config_path(folder)} has no [tenants.<name>]: add one (with its key_file)")
+        who = user or env.get(ENV_USER) or login_name(env)
+        first_tenant = next(iter(config.tenants))
+        versions: dict[str, int] = {}
+        for name in config.regions:
+            versions.update(Lake(config, Principal(who, first_tenant, name)).init([name]))
+    except BaseException:
+        # A config this call wrote names roots that did not work: take it back,
+        # so that running init again with other --region roots starts afresh
+        # (with a config present, init ignores --region). Key files stay.
+        if wrote:
+            path.unlink(missing_ok=True)
+        raise
     return config, versions, wrote
