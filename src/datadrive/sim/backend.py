@@ -179,6 +179,7 @@ class NumpyBackend(Backend):
             "int": np.int64,
             "bool": np.bool_,
         }
+        self._bases: dict[tuple[int, ...], np.ndarray[Any, Any]] = {}
 
     def asarray(self, x: Any, dtype: str = "float") -> Array:
         return np.asarray(x, dtype=self._dtypes[dtype])
@@ -263,9 +264,14 @@ class NumpyBackend(Backend):
         ax = axis % x.ndim
         if ax == x.ndim - 1 and index.ndim == x.ndim and index.shape[:-1] == x.shape[:-1]:
             # the common case, without take_along_axis's broadcast index arrays: one flat take
-            n = x.shape[-1]
-            lead = int(np.prod(x.shape[:-1]))
-            base = (np.arange(lead, dtype=np.int64) * n).reshape(*x.shape[:-1], 1)
+            key = x.shape
+            base = self._bases.get(key)
+            if base is None:  # the row offsets of this shape, kept: the step asks for the same few shapes
+                lead = int(np.prod(x.shape[:-1]))
+                base = (np.arange(lead, dtype=np.int64) * x.shape[-1]).reshape(*x.shape[:-1], 1)
+                if len(self._bases) > 256:
+                    self._bases.clear()
+                self._bases[key] = base
             return np.take(x.reshape(-1), index + base)
         return np.take_along_axis(x, index, axis=axis)
 

@@ -510,12 +510,18 @@ class IdmRoutePolicy(Policy):
         if not int(pairs.shape[0]):
             return none, none
         ps = pairs // C
-        tx = xp.tile_last(xp.take_rows(fx.reshape(S * C, J), pairs), Y * F)  # (n, W): the agent at w's time
-        ty = xp.tile_last(xp.take_rows(fy.reshape(S * C, J), pairs), Y * F)
-        dx = xp.take_rows(flat_x, ps) - tx
-        dy = xp.take_rows(flat_y, ps) - ty
-        r = xp.take(reach, pairs)[:, None]
-        idx = xp.nonzero_flat(dx * dx + dy * dy <= r * r)
+        n = int(pairs.shape[0])
+        # (n, Y F, J): the pair's ego poses less the agent at each pose's time (broadcast along the
+        # proposals, not tiled), squared distances accumulated in place: fewer passes over the biggest arrays
+        dx = xp.take_rows(flat_x, ps).reshape(n, Y * F, J)
+        dx -= xp.take_rows(fx.reshape(S * C, J), pairs)[:, None, :]
+        dy = xp.take_rows(flat_y, ps).reshape(n, Y * F, J)
+        dy -= xp.take_rows(fy.reshape(S * C, J), pairs)[:, None, :]
+        dx *= dx
+        dy *= dy
+        dx += dy
+        r = xp.take(reach, pairs)[:, None, None]
+        idx = xp.nonzero_flat(dx <= r * r)
         if not int(idx.shape[0]):
             return none, none
         k = idx // W

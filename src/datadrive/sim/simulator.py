@@ -710,20 +710,17 @@ class Simulator:
         lat_p = xp.take(b.path_lateral, (rows * P)[:, None] + xp.arange(P)[None, :])
         own_lat = xp.gather(lat_p, p0[:, None], axis=1)[:, 0]
         hw = cfg.lane_half_width_m
+        row_base = xp.arange(int(rows.shape[0])) * N  # (n,) where each due agent's row starts in (n, N)
 
         def neighbours_in(offset: Array) -> tuple[Array, Array, Array, Array, Array]:
             """Leader gap/speed, follower gap/speed/desired speed in the lane ``offset`` m to the left."""
             inl = oth & (xp.abs(rl - offset[:, None]) < hw)
             ga = xp.where(inl & (lon_ > 0), lon_ - hl, _BIG)
             gb = xp.where(inl & (lon_ <= 0), -lon_ - hl, _BIG)
-            la, fb = xp.argmin(ga, axis=1)[:, None], xp.argmin(gb, axis=1)[:, None]
-            return (
-                xp.gather(ga, la, axis=1)[:, 0],
-                xp.gather(vp, la, axis=1)[:, 0],
-                xp.gather(gb, fb, axis=1)[:, 0],
-                xp.gather(n_v, fb, axis=1)[:, 0],
-                xp.gather(n_v0, fb, axis=1)[:, 0],
-            )
+            # flat indices of the leader and the follower: one take per field (the arrays are small,
+            # so the per-call cost is what counts)
+            la, fb = xp.argmin(ga, axis=1) + row_base, xp.argmin(gb, axis=1) + row_base
+            return xp.take(ga, la), xp.take(vp, la), xp.take(gb, fb), xp.take(n_v, fb), xp.take(n_v0, fb)
 
         zero = vv * 0.0
         lead_gap, lead_v, foll_gap, ofv, ofv0 = neighbours_in(zero)
@@ -752,5 +749,4 @@ class Simulator:
             good = ok & safe & (gain >= mob.gain_threshold_mps2) & (gain > best_gain)
             best_gain = xp.where(good, gain, best_gain)
             best_p = xp.where(good, cand, best_p)
-        del N
         return best_p
