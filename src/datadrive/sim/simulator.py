@@ -600,13 +600,18 @@ class Simulator:
         flat, half_len = nb_static
         got = xp.take_columns(table, flat)  # (5, S, A, N)
         c, sn = ch[..., None], sh[..., None]
-        dx = got[0] - x[..., None]
-        dy = got[1] - y[..., None]
-        lon = c * dx + sn * dy
-        lat = -sn * dx + c * dy
+        # in place where a fresh array allows it: these (S, A, N) arrays are the step's biggest
+        dx, dy = got[0], got[1]
+        dx -= x[..., None]
+        dy -= y[..., None]
+        lon = c * dx
+        lon += sn * dy
+        rel_lat = c * dy
+        rel_lat -= sn * dx
+        rel_lat += d_lat[..., None]  # beside my own lane's centre
         others = (got[4] > 0.5) & nb_ok
-        v_proj = got[2] * c + got[3] * sn  # the neighbour's velocity along my path
-        rel_lat = lat + d_lat[..., None]  # beside my own lane's centre
+        v_proj = got[2] * c
+        v_proj += got[3] * sn  # the neighbour's velocity along my path
         hw = cfg.lane_half_width_m
         ahead = others & (xp.abs(rel_lat) < hw) & (lon > 0)
         gap_ahead = xp.where(ahead, lon - half_len, _BIG)
