@@ -49,9 +49,9 @@ def test_injected_events_are_found_by_the_mining_taggers(
     tagged: tuple[Counter[str], Counter[str], int],
 ) -> None:
     """Mining's taggers find the injected event, on the injected track, in at least these shares of the
-    scenarios it was injected into. Measured on this seed (docs/sim.md), generator 4: hard braking 17 of
-    17, pedestrian crossings 26 of 31, stopped vehicles 20 of 20, cut-ins 2 of 2 (on seed 3, 150
-    scenarios: 27 of 27, 29 of 30, 32 of 33, 1 of 1). Cut-ins are rare on the sample maps: they are
+    scenarios it was injected into. Measured on this seed (docs/sim.md), generator 5: hard braking 17 of
+    17, pedestrian crossings 26 of 30, stopped vehicles 20 of 20, cut-ins 2 of 2 (on seed 3, 150
+    scenarios: 27 of 27, 29 of 30, 32 of 33, 2 of 2). Cut-ins are rare on the sample maps: they are
     generated only where the ego's lane and its neighbour are map neighbours clear of junctions for the
     whole manoeuvre (mining's lane-change definition), which two of the five maps offer, and only when
     the cut-in car comes close; those generated are found."""
