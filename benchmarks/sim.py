@@ -11,7 +11,8 @@ What each row measures:
   4-lane road, every agent reactive IDM/MOBIL, the ego driven by the PDM-Closed-style planner),
   ``--batch`` scenarios stepped at once; the figure **includes** packing the batch, stepping,
   collision checks, the planner and every nuPlan and NAVSIM metric of every scenario; it
-  **excludes** preparing the scenarios (lane matching, paths, routes: reported separately).
+  **excludes** preparing the scenarios (lane matching, paths, routes: reported separately) and one
+  untimed warm-up round per process (maps' search trees built once, as highway-env's reset is untimed).
   One process, then ``--workers`` processes each stepping its own batch.
 * **datadrive, real logs**: the samples (AV2, Waymo, ScenarioNet) prepared, simulated and scored
   end to end (``idm``, reactive): scenarios/s.
@@ -98,6 +99,9 @@ def step_and_score(args: tuple[int, int, str | None, str]) -> dict[str, float]:
     prepped = synthetic_batch(batch)
     sim = Simulator(SimConfig(reactive=True), backend_for(device, float_dtype=dtype))
     out = {"agent_steps": 0.0, "wall": 0.0, "cpu": 0.0, "step_wall": 0.0, "metrics_wall": 0.0, "cls": 0.0}
+    # one untimed round first, as highway-env's reset is untimed: the maps' search trees are built and
+    # the caches filled once per map and process, not per step
+    batch_metrics(prepped, sim.run(sim.batch(prepped), IdmRoutePolicy()))
     for _ in range(rounds):
         t0, c0 = time.perf_counter(), time.process_time()
         ro = sim.run(sim.batch(prepped), IdmRoutePolicy())
@@ -148,7 +152,11 @@ def parallel_rate(batch: int, rounds: int, workers: int, dtype: str) -> dict[str
     steps = sum(p["agent_steps"] for p in parts)
     # the workers' own stepping time (not their start-up, nor building their batch)
     busy = max(p["wall"] for p in parts)
-    return {"rate_total_wall": steps / wall, "rate_stepping_wall": steps / busy, "workers": len(parts)}
+    # each process's CPU-time rate, summed: the rate with a core per process (what "on N cores" means),
+    # less distorted than wall time when other work shares the cores
+    cpu_rate = sum(p["agent_steps"] / p["cpu"] for p in parts)
+    return {"rate_total_wall": steps / wall, "rate_stepping_wall": steps / busy, "workers": len(parts),
+            "rate_cpu_sum": cpu_rate}  # fmt: skip
 
 
 # --------------------------------------------------------------------------- real logs
@@ -242,11 +250,30 @@ def fleet_run(lake: Any, samples: Path, count: int, workers: int, commit_every: 
 
     cfg = FleetConfig(maps=fleet_maps(samples), seed=0)
     eng = ProcessPoolEngine(workers=workers, preload=("datadrive.sim.fleet",)) if workers else InlineEngine()
+    commit_s: list[float] = []  # each commit's ingest time: does it grow with the lake?
+    ingest = lake.ingest_records
+
+    def timed(*args: Any, **kwargs: Any) -> Any:
+        t = time.perf_counter()
+        try:
+            return ingest(*args, **kwargs)
+        finally:
+            commit_s.append(time.perf_counter() - t)
+
+    lake.ingest_records = timed
     with Sampler(1.0) as sampler:
         t0 = time.perf_counter()
         rep = generate_into_lake(lake, "eu", cfg, count, commit_every=commit_every, engine=eng)
         wall = time.perf_counter() - t0
+    lake.ingest_records = ingest
+    rss = np.asarray([r for _, r in sampler.samples])
+    k = max(1, rss.size // 5)
+    q = max(1, len(commit_s) // 5)
     return {
+        "commit_first_s": float(np.median(commit_s[:q])) if commit_s else 0.0,
+        "commit_last_s": float(np.median(commit_s[-q:])) if commit_s else 0.0,
+        "rss_warm": float(np.median(rss[k : 2 * k])) if rss.size >= 2 else float(rss.max()),
+        "rss_end": float(np.median(rss[-k:])),
         "scenarios": rep.scenarios,
         "rate": rep.scenarios / wall,
         "generate_cpu_s": rep.generate_seconds,
@@ -346,8 +373,23 @@ def main() -> None:
     ap.add_argument(
         "--lake", type=Path, default=None, help="where the fleet lake goes (default: a temp folder)"
     )
+    ap.add_argument(
+        "--only",
+        choices=("all", "sim", "fleet"),
+        default="all",
+        help="sim: the throughput rows only; fleet: the fleet (and memory) rows only",
+    )
     a = ap.parse_args()
     print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+    if a.only != "fleet":
+        sim_rows(a)
+    if a.only != "sim":
+        fleet_rows(a)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"peak RSS of this process: {peak:.0f} MiB")
+
+
+def sim_rows(a: argparse.Namespace) -> None:
     hw_wall, hw_cpu = highway_env_rate()
     print(
         f"highway-env highway-v0 (51 vehicles, 10 Hz): {hw_wall:,.0f} agent-steps/s wall, {hw_cpu:,.0f} CPU"
@@ -367,13 +409,18 @@ def main() -> None:
         par = parallel_rate(a.batch, a.rounds, a.workers, dtype)
         print(f"datadrive numpy {dtype}, {par['workers']} processes: {par['rate_total_wall']:,.0f} agent-steps/s "
               f"wall ({par['rate_total_wall'] / hw_wall:.0f}x highway-env) including start-up; "
-              f"{par['rate_stepping_wall']:,.0f} ({par['rate_stepping_wall'] / hw_wall:.0f}x) while stepping")  # fmt: skip
+              f"{par['rate_stepping_wall']:,.0f} ({par['rate_stepping_wall'] / hw_wall:.0f}x) while stepping; "
+              f"CPU time: {par['rate_cpu_sum']:,.0f} agent-steps/s summed over the processes "
+              f"({par['rate_cpu_sum'] / hw_cpu:.0f}x highway-env's CPU-time rate)")  # fmt: skip
     hw2_wall, hw2_cpu = highway_env_rate()
     print(f"highway-env again at the end: {hw2_wall:,.0f} agent-steps/s wall, {hw2_cpu:,.0f} CPU")
     if a.samples.is_dir():
         real = real_rate(a.samples)
         print(f"real logs ({real['scenarios']:.0f} sample scenarios, prepare + simulate + score): "
               f"{real['scenarios_per_s_cpu']:.1f} scenarios/s CPU, {real['agent_steps_per_s_cpu']:,.0f} agent-steps/s CPU")  # fmt: skip
+
+
+def fleet_rows(a: argparse.Namespace) -> None:
     if a.generate_only and a.samples.is_dir():
         g = generate_only(a.samples, a.generate_only, a.workers, a.commit_every)
         print(f"generation only: {g['scenarios']:.0f} scenarios at {g['rate']:.0f}/s wall ({a.workers} processes; "
@@ -386,9 +433,11 @@ def main() -> None:
             disk = int(subprocess.run(["du", "-sk", tmp], capture_output=True, text=True).stdout.split()[0])
             print(f"fleet: {fl['scenarios']} scenarios in {fl['wall_s']:.0f} s = {fl['rate']:.0f} scenarios/s "
                   f"({a.workers} generating processes, this one committing); generation {fl['generate_cpu_s']:.0f} "
-                  f"CPU-s in the workers, lake ingest {fl['ingest_wall_s']:.0f} s here; peak RSS (all processes) "
+                  f"CPU-s in the workers, lake ingest {fl['ingest_wall_s']:.0f} s here; RSS (all processes) "
+                  f"after warm-up {fl['rss_warm']:.0f} MiB, end {fl['rss_end']:.0f} MiB, peak "
                   f"{fl['peak_tree_rss_mib']:.0f} MiB; {disk / max(fl['scenarios'], 1):.1f} KiB on disk per scenario; "
-                  f"events {fl['events']}")  # fmt: skip
+                  f"events {fl['events']}; ingest per commit of {a.commit_every}: first fifth "
+                  f"{fl['commit_first_s']:.1f} s, last fifth {fl['commit_last_s']:.1f} s (median)")  # fmt: skip
             if a.rss_scenarios and fl["scenarios"] >= a.rss_scenarios:
                 rss = rss_run(lake, a.rss_scenarios, a.workers)
                 print(f"memory over a {rss['scenarios']}-scenario lake simulation (2 workers): after warm-up "
@@ -401,8 +450,6 @@ def main() -> None:
                 if a.plot is not None:
                     plot(rss, a.plot)
                     print(f"memory curve: {a.plot}")
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"peak RSS of this process: {peak:.0f} MiB")
 
 
 if __name__ == "__main__":

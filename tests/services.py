@@ -675,6 +675,9 @@ def start_ray_cluster(
     temp_dir.mkdir(parents=True, exist_ok=True)
     gcs, client, dash_metrics, autoscaler_metrics = free_ports(4)
     env = {**os.environ, **RAY_ENV}
+    # on SIGTERM a node first drains (waits for its leases to be returned) for up to 30 s; the
+    # head of a cluster that ran Ray Train used all of it, so the session's teardown took 30-50 s
+    env["RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S"] = "0"
     env["DASHBOARD_METRIC_PORT"] = str(dash_metrics)
     env["AUTOSCALER_METRIC_PORT"] = str(autoscaler_metrics)
     common = [

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import pytest
 from datadrive.compute import InlineEngine, MapReport, ProcessPoolEngine, Progress, UnitFailure
 
 sys.path.insert(0, str(Path(__file__).parent))
-from units import die_on_seven, square_or_fail
+from units import die_on_seven, refaults_of_freed_blocks, square_or_fail
 
 
 def expected_report(n: int) -> MapReport[int]:
@@ -69,3 +70,20 @@ def test_long_messages_are_shortened() -> None:
     assert failure.message.endswith("…")
     assert len(failure.unit) <= 200
     assert str(failure).startswith("'uuu")
+
+
+def test_pool_workers_keep_freed_memory_for_reuse_unless_told_not_to() -> None:
+    """A block freed in a worker is reused without faulting its pages in again (glibc only)."""
+    if (
+        sys.platform != "linux"
+        or not hasattr(os, "confstr")
+        or "glibc" not in os.confstr("CS_GNU_LIBC_VERSION")
+    ):
+        pytest.skip("retaining freed memory uses glibc's mallopt")
+    pages = 24 * 2**20 // os.sysconf("SC_PAGE_SIZE")  # of the largest block
+    kept = ProcessPoolEngine(1).map(refaults_of_freed_blocks, [24]).values[0]
+    returned = ProcessPoolEngine(1, retain_freed_memory=False).map(refaults_of_freed_blocks, [24]).values[0]
+    assert kept is not None
+    assert returned is not None
+    assert kept < pages // 10, (kept, pages)
+    assert returned > pages // 2, (returned, pages)

@@ -181,6 +181,28 @@ def test_killed_build_resumes_redoing_only_the_missing_shard(sample_lake: Sample
         FeatureCache(path)
 
 
+def test_default_shard_size_keeps_the_plan_and_gives_every_worker_a_shard(
+    sample_lake: SampleLake, tmp_path: Path
+) -> None:
+    from datadrive.compute import ProcessPoolEngine
+    from datadrive.curate.cache import DEFAULT_SHARD_SIZE, _default_shard_size
+
+    lake = sample_lake.lake()
+    m = load_dataset(lake, "samples", "eu-central")
+    n = len(m.keys())
+    path = tmp_path / "cache"
+    # no cache there: one shard per process-pool worker at least, never more than the default size
+    assert _default_shard_size(path, n, InlineEngine()) == min(n, DEFAULT_SHARD_SIZE)
+    assert _default_shard_size(path, 100, ProcessPoolEngine(2)) == 50
+    assert _default_shard_size(path, 101, ProcessPoolEngine(2)) == 51
+    assert _default_shard_size(path, 10_000, ProcessPoolEngine(2)) == DEFAULT_SHARD_SIZE
+    first = build_cache(lake, m, AV2_FEATURES, directory=path, shard_size=8, engine=InlineEngine())
+    # a later build that names no size keeps the plan on disk: every shard is reused, none refused
+    again = build_cache(lake, m, AV2_FEATURES, directory=path, engine=InlineEngine())
+    assert (again.shards, again.reused, again.built) == (first.shards, first.shards, 0)
+    assert json.loads((path / "cache.json").read_text())["shard_size"] == 8
+
+
 def test_adding_a_group_writes_only_its_columns(sample_lake: SampleLake, tmp_path: Path) -> None:
     lake = sample_lake.lake()
     m = load_dataset(lake, "samples", "eu-central")

@@ -126,11 +126,26 @@ def test_row_group_size_holds_on_append_erase_and_optimize(make_lake, inputs, mo
             for i in range(pq.ParquetFile(f).metadata.num_row_groups)
         ]
 
+    def codecs() -> set[
+        str
+    ]:  # delta-rs writes UNCOMPRESSED unless told: these files are zstd like staged ones
+        files = sorted((lake_root / "eu-central" / "test_events").rglob("*.parquet"))
+        metas = [pq.ParquetFile(f).metadata for f in files if "_delta_log" not in f.parts]
+        return {
+            md.row_group(i).column(j).compression
+            for md in metas
+            for i in range(md.num_row_groups)
+            for j in range(md.num_columns)
+        }
+
     assert len(groups()) > 1
     assert max(groups()) == 4
+    assert codecs() == {"ZSTD"}
     victim = snap.scenarios()[0].scenario_id
     lake.erase("eu-central", Erasure(tenant="bmw", scenario_ids=(victim,)))
     assert max(groups()) == 4
+    assert codecs() == {"ZSTD"}
     lake.optimize("eu-central", vacuum_retention_hours=0)
     assert max(groups()) == 4
+    assert codecs() == {"ZSTD"}
     assert _count(lake) == 20

@@ -21,7 +21,7 @@ CASES = [
     ("a vehicle driving the wrong way", "vehicle and wrong_way"),
     ("a cyclist riding against traffic", "cyclist and moving and wrong_way"),
     ("car reversing out of a driveway", "car and reversing and in_drivable_area and not on_road"),
-    ("a car turning right on red", "car and turning(right) and running_red_light"),
+    ("a car turning right on red", "car and turning(right) and running_red_light(turn_on_red=none)"),
     (
         "a cyclist overtaking a bus",
         "cyclist and moving and heading(bus, same) and (left_of(bus) or right_of(bus))",

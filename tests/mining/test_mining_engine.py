@@ -301,3 +301,54 @@ def test_vehicles_wait_at_red_lights_on_waymo(sample) -> None:  # type: ignore[n
             assert red[first : last + 1].all()  # a light shows red (or a red arrow) all the while
     assert rows("ego and red_light", s) == {str(s.tracks.track_ids[s.ego_index])}
     assert rows("running_red_light", s) == set()
+
+
+def _turn_path(x0: float, speed: np.ndarray, turn: str, radius: float = 6.0) -> np.ndarray:
+    """``(T, 2)`` positions along +x to the stop point at x = 0, then straight on or a right turn."""
+    dt = np.diff(T, prepend=0.0)
+    s = np.cumsum(speed * dt)  # distance travelled by each step
+    rel = x0 + s  # signed distance past x = 0
+    out = np.stack([rel, np.zeros_like(rel)], 1)
+    if turn == "right":
+        past = rel > 0
+        phi = np.minimum(rel[past] / radius, np.pi / 2)
+        beyond = np.maximum(rel[past] - radius * np.pi / 2, 0.0)
+        out[past] = np.stack([radius * np.sin(phi), -radius + radius * np.cos(phi) - beyond], 1)
+    return out
+
+
+@pytest.mark.parametrize(
+    ("state", "stops", "turn", "policy", "running"),
+    [
+        ("STOP", True, "right", "right_after_stop", False),  # the US / Canada rule: lawful
+        ("STOP", True, "right", "none", True),  # where turning on red is not allowed (most of Europe)
+        ("STOP", False, "right", "right_after_stop", True),  # rolling through without the stop
+        ("STOP", False, "right", "right", False),  # where no stop is required first
+        ("STOP", True, "straight", "right_after_stop", True),  # stopping does not make straight on lawful
+        ("ARROW_STOP", True, "right", "right_after_stop", True),  # a red arrow is never exempt
+        ("FLASHING_STOP", True, "straight", "right_after_stop", False),  # a flashing red is a stop sign
+        ("FLASHING_STOP", False, "straight", "right_after_stop", True),
+    ],
+)
+def test_turn_on_red_is_not_running_the_light_where_lawful(
+    state: str, stops: bool, turn: str, policy: str, running: bool
+) -> None:
+    from datadrive.core.scenario import TrafficLights, TrafficLightState
+
+    m = road(lanes=1, intersection=(0.0, 20.0))
+    lights = TrafficLights(
+        lane_ids=np.array(["L0_0"]),
+        state=np.full((1, 50), int(TrafficLightState[state]), dtype=np.int8),  # red throughout
+        stop_point_m=np.array([[0.0, 0.0, np.nan]]),
+        valid=np.ones((1, 50), dtype=bool),
+    )
+    if stops:  # 5 m/s to 1 m before the line, 1 s standing there, then 5 m/s on
+        speed = np.where((T >= 2.0) & (T < 3.0), 0.0, 5.0)
+        path = _turn_path(-11.0, speed, turn)
+    else:
+        path = _turn_path(-15.0, np.full(50, 5.0), turn)
+    s = scenario(path[None], map=m, traffic_lights=lights)
+    query = "running_red_light" + ("" if policy == "right_after_stop" else f"(turn_on_red={policy})")
+    assert (rows(query, s) == {"t0"}) is running
+    # the light is red for it all the same
+    assert rows("red_light", s) == {"t0"}

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 
 from datadrive.compute import InlineEngine, ProcessPoolEngine
@@ -107,6 +108,75 @@ def test_index_is_incremental_and_a_lake_version(lake: Lake, samples: Path, tmp_
     }
     assert versions == {tagger_version(), tagger_version(strict)}
     assert lake.check("eu-central").ok
+
+
+def test_a_new_feature_version_reindexes_and_readers_see_only_its_rows(
+    lake: Lake, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from datadrive.mining import index as index_module
+    from datadrive.mining.index import pending_keys
+
+    r1 = index_region(lake, "eu-central")
+    valid = count(lake, "SELECT sum(num_valid_states) FROM scenarios")
+    query = compile_query("vehicle and speed(min=5 m/s)")
+    before = candidate_keys(lake.snapshot("eu-central"), query)
+    assert before
+    monkeypatch.setattr(index_module, "FEATURE_VERSION", "test-next")
+    assert len(pending_keys(lake.snapshot("eu-central"))[1]) == r1.scenarios  # every scenario is stale
+    assert candidate_keys(lake.snapshot("eu-central"), query) is None  # the index cannot tell until rebuilt
+    r2 = index_region(lake, "eu-central")
+    assert (r2.indexed, r2.tagged, r2.states) == (r1.scenarios, 0, valid)  # states again, the events stand
+    snap = lake.snapshot("eu-central")
+    assert pending_keys(snap)[1] == set()
+    # the old rows stay in the append-only table (time travel reads them) and readers filter by version
+    assert count(lake, "SELECT count(*) FROM mining_states") == 2 * valid
+    current = "SELECT count(*) FROM mining_states WHERE feature_version = 'test-next'"
+    assert count(lake, current) == valid
+    assert candidate_keys(snap, query) == before  # each scenario once, from the current rows
+    assert index_region(lake, "eu-central").indexed == 0
+
+
+def test_rows_are_clustered_by_place_then_key() -> None:
+    from datadrive.mining.index import PLACE_CELL_M, cluster_states
+
+    def rows(sid: str, x0: float, tracks: int, steps: int) -> pa.Table:
+        n = tracks * steps
+        return pa.table(
+            {
+                "tenant": ["bmw"] * n,
+                "source": ["test"] * n,
+                "scenario_id": [sid] * n,
+                "track_index": np.repeat(np.arange(tracks, dtype=np.int32), steps),
+                "step": np.tile(np.arange(steps, dtype=np.int32), tracks),
+                "x_m": np.full(n, x0) + np.tile(np.arange(steps, dtype=np.float64), tracks),
+                "y_m": np.zeros(n),
+            }
+        )
+
+    far = 50 * PLACE_CELL_M
+    # written in arrival order: places a, b, a, c, b; a's scenarios and b's are in one cell each
+    parts = [rows("s1", 10.0, 2, 3), rows("s2", far, 1, 4), rows("s3", 20.0, 3, 2), rows("s4", -far, 2, 2)]
+    parts.append(rows("s0", far + 5, 1, 3))
+    table = pa.concat_tables(parts)
+    shuffled = table.take(pa.array(np.random.default_rng(7).permutation(table.num_rows)))
+    out = cluster_states(shuffled)
+    assert out.num_rows == table.num_rows
+
+    def as_rows(t: pa.Table) -> list[tuple[object, ...]]:
+        return sorted(zip(*(t.column(c).to_pylist() for c in t.column_names), strict=True))
+
+    assert as_rows(out) == as_rows(table)  # a permutation of the rows
+    ids = out.column("scenario_id").to_pylist()
+    order = [k for i, k in enumerate(ids) if i == 0 or k != ids[i - 1]]
+    assert sorted(order) == ["s0", "s1", "s2", "s3", "s4"]  # each scenario's rows are contiguous
+    assert abs(order.index("s0") - order.index("s2")) == 1  # one place, one run
+    assert abs(order.index("s1") - order.index("s3")) == 1
+    assert order.index("s0") < order.index("s2")  # one place: by key
+    assert order.index("s1") < order.index("s3")
+    for sid in order:  # inside a scenario: track-major, step-minor
+        one = out.filter(pc.equal(out.column("scenario_id"), sid))
+        keys = list(zip(one.column("track_index").to_pylist(), one.column("step").to_pylist(), strict=True))
+        assert keys == sorted(keys)
 
 
 def test_state_rows_match_the_in_memory_features_with_null_for_unknown(lake: Lake) -> None:

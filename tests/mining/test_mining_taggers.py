@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from mining_build import P, V, line, road, scenario
 
+from datadrive.mining.context import ScenarioContext
 from datadrive.mining.events import (
     EVENT_TYPES,
     HardBrakingConfig,
@@ -14,6 +15,7 @@ from datadrive.mining.events import (
     tag_scenario,
     tagger_version,
 )
+from datadrive.mining.index import state_table
 
 T = np.arange(100) * 0.1  # 10 s at 10 Hz
 
@@ -264,3 +266,45 @@ def test_version_follows_the_configuration_and_windows() -> None:
     assert not events_in_window(events, t0 + int(8e9), t0 + int(9e9))
     with pytest.raises(KeyError, match="known"):
         tag_scenario(s, event_types=["teleport"])
+
+
+@pytest.mark.parametrize(
+    ("source", "dataset", "known"),
+    [
+        ("scenarionet", "nuscenes", False),  # the converter's constant 100 km/h: a placeholder
+        ("scenarionet", "av2", False),  # Argoverse 2's constant highway value: a placeholder
+        ("scenarionet", "waymo", True),  # Waymo's maps carry posted limits
+        ("waymo_open_motion", None, True),
+    ],
+)
+def test_scenarionet_placeholder_limits_are_unknown(source: str, dataset: str | None, known: bool) -> None:
+    m = road(lanes=1)
+    fast = line(-90, 0, 33.0, 0, T)  # 119 km/h, well over a 100 km/h limit
+    extras: dict[str, object] = {"lane_speed_limits_mps": {"L0_0": 100 / 3.6}}
+    if dataset is not None:
+        extras["dataset"] = dataset
+    s = scenario(fast[None], map=m, ego_index=0, extras=extras, source=source)
+    rep = tag_scenario(s, event_types=["ego_speeding"])
+    assert bool(rep.events) is known
+    assert ("ego_speeding" in rep.skipped) is not known
+    limits = state_table(s, ScenarioContext(s)).column("speed_limit_mps").to_pylist()
+    on_road = [v for v in limits if v is not None]  # the road ends at x = 100 m; the car goes on
+    assert on_road == ([pytest.approx(100 / 3.6)] * len(on_road) if known else [])
+    assert len(on_road) > 30 or not known
+
+
+def test_the_maps_own_limits_come_before_the_extras() -> None:
+    from datadrive.core.scenario import MapFeatures
+
+    m = road(lanes=1)
+    limits = np.full(m.num_features, np.nan)
+    limits[list(m.feature_ids).index("L0_0")] = 10.0
+    m = MapFeatures(**{**{f: getattr(m, f) for f in m.__dataclass_fields__}, "speed_limit_mps": limits})
+    s = scenario(
+        line(-90, 0, 13.0, 0, T)[None],
+        map=m,
+        ego_index=0,
+        extras={"lane_speed_limits_mps": {"L0_0": 100 / 3.6}},
+    )
+    e = one(list(tag_scenario(s, event_types=["ego_speeding"]).events), "ego_speeding")
+    assert e.details["limit_mps"] == 10.0

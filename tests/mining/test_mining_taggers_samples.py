@@ -111,6 +111,15 @@ def test_ego_speeding_checks_posted_limits_on_scenarionet_waymo(sample) -> None:
     assert all(x.details["peak_speed_mps"] > 0.4 * 40 * 0.44704 for x in fast)
 
 
+def test_nuscenes_placeholder_limits_are_not_limits(sample) -> None:  # type: ignore[no-untyped-def]
+    s = sample("nuscenes_0553")
+    limits = s.metadata.extras["lane_speed_limits_mps"]
+    assert set(np.round(list(limits.values()), 2)) == {27.78}  # ScenarioNet's 100 km/h on every lane
+    rep = tag_scenario(s, event_types=["ego_speeding"])
+    assert "ego_speeding" in rep.skipped  # unknown limits: not judged
+    assert not rep.events
+
+
 def _av2_map(samples: Path, log: str):  # type: ignore[no-untyped-def]
     from av2.map.map_api import ArgoverseStaticMap
 

@@ -11,8 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from conftest import Env
+from service_helpers import Env
 
 
 @pytest.fixture(scope="module")

@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from service_helpers import PASSWORD, make_app, populate
 
-from conftest import PASSWORD, _populate, make_app
 from services import LOOPBACK, free_ports, missing, wait_until
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -69,7 +69,7 @@ def server(lake_dir: Path, samples: Path, tmp_path_factory: pytest.TempPathFacto
         maps_dir=samples / "lanelet2_map",
         rate_limit_per_minute=0,
     )
-    _populate(app)
+    populate(app)
     port = free_ports(1)[0]
     config = uvicorn.Config(
         app, host=LOOPBACK, port=port, log_level="warning", access_log=False, lifespan="on"
@@ -114,6 +114,32 @@ def page(server: Server) -> Iterator[Any]:
             browser.close()
 
 
+def _sign_in(page: Any, server: Server) -> None:
+    page.goto(f"{server.url}/signin?next=/lake")
+    page.fill("input[name=tenant]", "bmw")
+    page.fill("input[name=user]", "ana")
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{server.url}/lake")
+
+
+@pytest.fixture
+def signed_in(page: Any, server: Server) -> Any:
+    """The module's page, signed in as ana@bmw (signing in only when it is not), its console clean.
+
+    Each test asks for it, so any one of them runs alone or in any order;
+    signing in once per module keeps the module fast.
+    """
+    from datadrive.service.api.deps import SESSION_COOKIE
+
+    page.console_errors.clear()
+    if not any(c["name"] == SESSION_COOKIE for c in page.context.cookies()):
+        _sign_in(page, server)
+        assert page.inner_text(".who .pill") == "bmw"
+    page.console_errors.clear()
+    return page
+
+
 def _shot(page: Any, server: Server, name: str, full: bool = False) -> Path:
     path = server.shots / f"{name}.png"
     page.screenshot(path=str(path), full_page=full)
@@ -142,6 +168,8 @@ def _canvas(page: Any, host: str = "[data-viewer]") -> str:
 
 
 def test_sign_in(page: Any, server: Server) -> None:
+    page.context.clear_cookies()  # signed out, whatever ran before
+    page.console_errors.clear()
     page.goto(f"{server.url}/lake")
     assert page.url.endswith("/signin?next=/lake")
     _shot(page, server, "signin")
@@ -163,7 +191,8 @@ def test_sign_in(page: Any, server: Server) -> None:
     _clean_console(page)
 
 
-def test_lake_overview(page: Any, server: Server) -> None:
+def test_lake_overview(signed_in: Any, server: Server) -> None:
+    page = signed_in
     page.goto(f"{server.url}/lake?region=eu-central")
     page.wait_for_selector(".chart svg rect")
     stats = page.inner_text(".stats")
@@ -185,7 +214,8 @@ def _principal() -> Any:
     return Principal("ana@bmw", "bmw", "eu-central")
 
 
-def test_browse_and_play_a_scenario(page: Any, server: Server) -> None:
+def test_browse_and_play_a_scenario(signed_in: Any, server: Server) -> None:
+    page = signed_in
     page.goto(f"{server.url}/scenarios?region=eu-central")
     tiles = page.locator("a.tile").count()
     assert tiles >= 2
@@ -215,7 +245,8 @@ def test_browse_and_play_a_scenario(page: Any, server: Server) -> None:
     _clean_console(page)
 
 
-def test_sql_console(page: Any, server: Server) -> None:
+def test_sql_console(signed_in: Any, server: Server) -> None:
+    page = signed_in
     page.goto(f"{server.url}/sql?region=eu-central")
     page.wait_for_selector("#sql-result table")
     page.wait_for_selector("#sql-schema details")
@@ -237,7 +268,8 @@ def test_sql_console(page: Any, server: Server) -> None:
     page.console_errors.clear()  # the refused query's 403 is logged by the browser, as it should be
 
 
-def test_simulate_from_the_ui_and_play_a_rollout(page: Any, server: Server) -> None:
+def test_simulate_from_the_ui_and_play_a_rollout(signed_in: Any, server: Server) -> None:
+    page = signed_in
     page.goto(f"{server.url}/simulation")
     form = page.locator("form[data-job=simulate]")
     form.locator("select[name=policy]").select_option("idm")
@@ -272,8 +304,9 @@ def test_simulate_from_the_ui_and_play_a_rollout(page: Any, server: Server) -> N
     _clean_console(page)
 
 
-def test_dataset_train_and_open_a_runs_report(page: Any, server: Server) -> None:
+def test_dataset_train_and_open_a_runs_report(signed_in: Any, server: Server) -> None:
     """A dataset from its form, a training run from its form, the run's page with its loss curve."""
+    page = signed_in
     page.goto(f"{server.url}/datasets?region=eu-central")
     form = page.locator("form[data-job=dataset]")
     form.locator("input[name=name]").fill("ui-av2")
@@ -307,8 +340,9 @@ def test_dataset_train_and_open_a_runs_report(page: Any, server: Server) -> None
     _clean_console(page)
 
 
-def test_ask_the_assistant(page: Any, server: Server) -> None:
+def test_ask_the_assistant(signed_in: Any, server: Server) -> None:
     """A trip question in the chat (bmw has no vehicle telemetry here; the API tests ask about one)."""
+    page = signed_in
     page.goto(f"{server.url}/assistant?region=eu-central")
     page.fill("#question", "route from Kauppatori to Hakaniemi")
     page.click("#ask-form button[type=submit]")
@@ -324,8 +358,9 @@ def test_ask_the_assistant(page: Any, server: Server) -> None:
     _clean_console(page)
 
 
-def test_mine_by_description_and_tag(page: Any, server: Server) -> None:
+def test_mine_by_description_and_tag(signed_in: Any, server: Server) -> None:
     """Tag the region from the page (when not yet tagged), then search in plain English: hits, thumbnails."""
+    page = signed_in
     from datadrive.mining import mine_snapshot
 
     page.goto(f"{server.url}/mining?region=eu-central")
@@ -364,7 +399,8 @@ def test_mine_by_description_and_tag(page: Any, server: Server) -> None:
     _clean_console(page)
 
 
-def test_jobs_sharing_audit_keys(page: Any, server: Server) -> None:
+def test_jobs_sharing_audit_keys(signed_in: Any, server: Server) -> None:
+    page = signed_in
     for path, name in (
         ("/jobs", "jobs"),
         ("/sharing", "sharing"),
@@ -374,14 +410,17 @@ def test_jobs_sharing_audit_keys(page: Any, server: Server) -> None:
         page.goto(f"{server.url}{path}")
         page.wait_for_load_state("networkidle")
         _shot(page, server, name)
+    page.goto(f"{server.url}/lake?region=eu-central")  # its overview asks SQL: one audited query of ours
+    page.wait_for_selector(".chart svg rect")
     page.goto(f"{server.url}/audit?region=eu-central&action=sql")
     rows = page.locator("table.dense tbody tr")
     assert rows.count() >= 1
-    assert "sql" in rows.first.inner_text()  # the console's queries, in the region's audit trail
+    assert "sql" in rows.first.inner_text()  # our queries, in the region's audit trail
     _clean_console(page)
 
 
-def test_sign_out(page: Any, server: Server) -> None:
+def test_sign_out(signed_in: Any, server: Server) -> None:
+    page = signed_in
     page.goto(f"{server.url}/lake")
     page.click("header form[action='/signout'] button")
     page.wait_for_url("**/signin")

@@ -15,9 +15,8 @@ from collections.abc import Iterator
 
 import pytest
 from fastapi.testclient import TestClient
+from service_helpers import PASSWORD, Env
 from sqlalchemy import func, select
-
-from conftest import PASSWORD, Env
 
 _TOKEN = re.compile(r'name="csrf_token" value="([^"]+)"')
 _META = re.compile(r'<meta name="csrf-token" content="([^"]+)">')

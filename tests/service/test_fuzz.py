@@ -22,8 +22,7 @@ from typing import Any
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, Phase, settings
-
-from conftest import _populate, make_app
+from service_helpers import make_app, populate
 
 pytestmark = [pytest.mark.slow]
 
@@ -40,7 +39,7 @@ def fuzz_app(lake_dir: Path, samples: Path, tmp_path_factory: pytest.TempPathFac
         maps_dir=samples / "lanelet2_map",
         rate_limit_per_minute=0,
     )
-    app.state.fuzz_keys, _ = _populate(app)
+    app.state.fuzz_keys, _ = populate(app)
     yield app
     app.state.services.engine.dispose()
 

@@ -13,8 +13,7 @@ import math
 from typing import Any
 
 import pytest
-
-from conftest import Env, run_jobs
+from service_helpers import Env, run_jobs
 
 AV2 = "source = 'av2_motion_forecasting'"
 

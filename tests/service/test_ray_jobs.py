@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from service_helpers import make_app, populate
 
-from conftest import _populate, make_app
 from services import RayCluster, ray_jobs_cluster  # noqa: F401  (the fixture)
 
 pytestmark = [pytest.mark.service, pytest.mark.slow]
@@ -42,7 +42,7 @@ def ray_app(
         ray_python=sys.executable,
         maps_dir=samples / "lanelet2_map",
     )
-    keys, _ = _populate(app)
+    keys, _ = populate(app)
     app.state.keys = keys
     with TestClient(app) as client:
         app.state.client = client

@@ -10,8 +10,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
-
-from conftest import Env, run_jobs
+from service_helpers import Env, run_jobs
 
 
 def _upload(env: Env, who: str, name: str, data: bytes, region: str = "eu-central"):

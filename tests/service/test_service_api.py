@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import pytest
-
-from conftest import Env
+from service_helpers import Env
 
 
 def _error(resp, status: int, code: str) -> dict:

@@ -12,8 +12,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-
-from conftest import Env, run_jobs
+from service_helpers import Env, run_jobs
 
 
 def _job(env: Env, who: str, kind: str, region: str, **params: object) -> dict:
@@ -170,6 +169,16 @@ def test_tag_job_and_events_against_sql(env: Env, tagged: dict) -> None:
     assert listing["total"] == sum(expected.values())
     sev = [r["severity"] for r in listing["items"] if r["severity"] is not None]
     assert sev == sorted(sev, reverse=True)
+    # pages are cut in SQL: they are slices of the full listing, with its total, past the end too
+    total = listing["total"]
+    assert total <= 500  # the listing above holds them all
+    for offset, limit in ((0, 3), (2, 5), (max(0, total - 2), 5), (total + 10, 5)):
+        page = env.client.get(
+            f"/api/v1/regions/eu-central/events?limit={limit}&offset={offset}", headers=env.h("viewer@bmw")
+        ).json()
+        assert page["total"] == total
+        assert page["items"] == listing["items"][offset : offset + limit]
+        assert page["next_offset"] == (offset + limit if offset + limit < total else None)
     if expected:
         kind = max(expected, key=lambda k: expected[k])
         one = env.client.get(

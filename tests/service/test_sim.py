@@ -12,8 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from conftest import Env, run_jobs
+from service_helpers import Env, run_jobs
 
 AV2 = "source = 'av2_motion_forecasting'"
 SCORES = (

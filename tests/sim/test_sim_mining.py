@@ -49,20 +49,21 @@ def test_injected_events_are_found_by_the_mining_taggers(
     tagged: tuple[Counter[str], Counter[str], int],
 ) -> None:
     """Mining's taggers find the injected event, on the injected track, in at least these shares of the
-    scenarios it was injected into. Measured on this seed (docs/sim.md): hard braking 16 of 16,
-    pedestrian crossings 27 of 30, stopped vehicles 19 of 20, cut-ins 1 of 5. Cut-ins are the weak
-    one on the sample maps: few lanes have a same-direction neighbour, and the lane change often meets
-    the ego braking for something else (the gap is no longer close when the car crosses into the lane)
-    or leaves the neighbour relation mining's lane-change tagger needs."""
+    scenarios it was injected into. Measured on this seed (docs/sim.md), generator 5: hard braking 17 of
+    17, pedestrian crossings 26 of 30, stopped vehicles 20 of 20, cut-ins 2 of 2 (on seed 3, 150
+    scenarios: 27 of 27, 29 of 30, 32 of 33, 2 of 2). Cut-ins are rare on the sample maps: they are
+    generated only where the ego's lane and its neighbour are map neighbours clear of junctions for the
+    whole manoeuvre (mining's lane-change definition), which two of the five maps offer, and only when
+    the cut-in car comes close; those generated are found."""
     injected, found, n = tagged
-    floors = {"hard_braking": 0.9, "pedestrian_crossing": 0.85, "stopped_vehicle": 0.85, "cut_in": 0.2}
+    floors = {"hard_braking": 0.9, "pedestrian_crossing": 0.8, "stopped_vehicle": 0.85, "cut_in": 0.5}
     for kind, floor in floors.items():
         assert injected[kind] > 0, kind
         assert found[kind] >= floor * injected[kind], (kind, found[kind], injected[kind])
     # and mining's rate follows the injected rate: found in a share of the scenarios close to the
     # share the event was injected into, for the two events the generator scripts in full
     for kind in ("hard_braking", "pedestrian_crossing"):
-        assert abs(found[kind] / n - injected[kind] / n) <= 0.15 * injected[kind] / n, kind
+        assert abs(found[kind] / n - injected[kind] / n) <= 0.2 * injected[kind] / n, kind
 
 
 @pytest.mark.slow

@@ -296,7 +296,7 @@ def ensure_cache(
     *,
     workers: int | None,
     engine_name: str,
-    shard_size: int,
+    shard_size: int | None,
     rebuild: bool = False,
     quiet: bool = False,
     cache_dir: Path | None = None,
@@ -347,7 +347,13 @@ def cache_cmd(
     ] = False,
     workers: Annotated[int | None, typer.Option("--workers", help="Processes (default: all cores).")] = None,
     engine: Annotated[str, typer.Option("--engine", help="process, inline or ray.")] = "process",
-    shard_size: Annotated[int, typer.Option("--shard-size", help="Scenarios per shard.")] = 256,
+    shard_size: Annotated[
+        int | None,
+        typer.Option(
+            "--shard-size",
+            help="Scenarios per shard (default: the existing cache's, else at most 256 and one shard per worker at least).",
+        ),
+    ] = None,
     rebuild: Annotated[
         bool, typer.Option("--rebuild", help="Rebuild groups of another featuriser version.")
     ] = False,

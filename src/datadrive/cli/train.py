@@ -120,7 +120,7 @@ def train_cmd(
     is_main = dist is None or dist.is_main
     if is_main:
         report = ensure_cache(
-            lk, manifest, fcfg, workers=cache_workers, engine_name="process", shard_size=256, quiet=quiet
+            lk, manifest, fcfg, workers=cache_workers, engine_name="process", shard_size=None, quiet=quiet
         )
         cache_path = report.path
     if dist is not None:
@@ -256,7 +256,7 @@ def evaluate_cmd(
         data, _ = lk.read_derived(region, f"derived/model/{name}/model.pt")
         model, fcfg, _ = load_model(data, f"derived/model/{name}/model.pt")
         report = ensure_cache(
-            lk, manifest, fcfg, workers=None, engine_name="process", shard_size=256, quiet=quiet
+            lk, manifest, fcfg, workers=None, engine_name="process", shard_size=None, quiet=quiet
         )
         cache = FeatureCache(report.path)
         results.append(

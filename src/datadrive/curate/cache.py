@@ -33,14 +33,14 @@ import os
 import shutil
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from datadrive.compute.engines import Engine, InlineEngine, Progress
+from datadrive.compute.engines import Engine, InlineEngine, ProcessPoolEngine, Progress
 from datadrive.curate.dataset import DatasetManifest
 from datadrive.curate.features import (
     FEATURE_GROUPS,
@@ -52,10 +52,12 @@ from datadrive.curate.features import (
 from datadrive.errors import CacheVersionError, DatasetError, FeatureCacheError
 
 if TYPE_CHECKING:
-    from datadrive.lake import Lake, LakeConfig, Principal
+    from datadrive.core.scenario import Scenario
+    from datadrive.lake import Lake, LakeConfig, Principal, Snapshot
 
 __all__ = [
     "CACHE_FORMAT",
+    "DEFAULT_SHARD_SIZE",
     "GROUP_COLUMNS",
     "CacheReport",
     "ShardResult",
@@ -66,6 +68,9 @@ __all__ = [
 ]
 
 CACHE_FORMAT = "datadrive-feature-cache/1"
+
+DEFAULT_SHARD_SIZE = 256
+"""Scenarios per shard at most, when the caller names no shard size: a worker holds one shard."""
 
 GROUP_COLUMNS: Mapping[str, tuple[str, ...]] = {
     "samples": (
@@ -135,6 +140,8 @@ class _ShardTask:
     groups: tuple[str, ...]
     directory: str
     name: str
+    batches: tuple[str, ...] = ()
+    build_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -257,17 +264,53 @@ def _columns(features: ScenarioFeatures, splits: Sequence[int]) -> dict[str, np.
     return out
 
 
-def _build_shard(task: _ShardTask) -> ShardResult:
-    """Read a shard's scenarios from the lake, featurise them, write the requested groups."""
+# a worker keeps the snapshot of the build it works for: opening a lake version replays every
+# table's Delta log (a few hundred ms), which every shard after the first would pay again
+_KEPT: dict[str, Snapshot] = {}
+
+
+def _shard_snapshot(task: _ShardTask) -> Snapshot:
+    """The snapshot a shard reads, opened once per build in each worker process."""
     from datadrive.lake import Lake
 
-    lake = Lake(task.lake_config, task.principal)
-    snap = lake.snapshot(task.region, task.lake_version)
+    kept = _KEPT.get(task.build_id) if task.build_id else None
+    if kept is not None:
+        return kept
+    snap = Lake(task.lake_config, task.principal).snapshot(task.region, task.lake_version)
+    _KEPT.clear()  # one build at a time per worker: nothing outlives the next build
+    if task.build_id:
+        _KEPT[task.build_id] = snap
+    return snap
+
+
+def _read_scenarios(snap: Snapshot, task: _ShardTask) -> list[Scenario]:
+    """The shard's scenarios, in its key order, from the pinned snapshot (audited reads).
+
+    The scenarios' ingest batch ids (when the plan knows them) prune the
+    files of all three tables by the Delta statistics, so a shard opens the
+    files of its own batches, not every file of the table: building a cache
+    costs the dataset's size, not the lake's.
+    """
+    import pyarrow.dataset as pads
+
+    from datadrive.core.arrow import MAP_FEATURE_SCHEMA, SCENARIO_SCHEMA, TRACK_SCHEMA
+    from datadrive.lake.records import mark_origin, scenarios_from_rows
+
     ids = sorted({k[2] for k in task.keys})
     sources = sorted({k[1] for k in task.keys})
+    flt = pads.field("scenario_id").isin(ids) & pads.field("source").isin(sources)
+    if task.batches:
+        flt = flt & pads.field("batch_id").isin(list(task.batches))
+    # only the columns a Scenario is rebuilt from (the lake's summary columns are left on disk)
+    rows = snap.table(
+        "scenarios",
+        columns=_with_keys(SCENARIO_SCHEMA.names),
+        filter=flt & pads.field("telemetry_id").is_null(),
+    )
+    tracks = snap.table("tracks", columns=_with_keys(TRACK_SCHEMA.names), filter=flt)
+    maps = snap.table("map_features", columns=_with_keys(MAP_FEATURE_SCHEMA.names), filter=flt)
     found = {
-        (s.metadata.tenant or "", s.source, s.scenario_id): s
-        for s in snap.scenarios(ids=ids, sources=sources)
+        (s.metadata.tenant or "", s.source, s.scenario_id): s for s in scenarios_from_rows(rows, tracks, maps)
     }
     missing = [k for k in task.keys if k not in found]
     if missing:
@@ -275,9 +318,21 @@ def _build_shard(task: _ShardTask) -> ShardResult:
             f"{len(missing)} scenarios of the dataset are not in lake version {task.lake_version} "
             f"(first: {'/'.join(missing[0])}); erased since the dataset was built?"
         )
-    scenarios = [found[k] for k in task.keys]
+    out = [found[k] for k in task.keys]
+    mark_origin(out, snap.region)  # as Snapshot.scenarios does: they came from this region
+    return out
+
+
+def _with_keys(names: Sequence[str]) -> list[str]:
+    """``names`` and the columns rows are matched on (tenant, source, scenario_id)."""
+    return list(dict.fromkeys([*names, "tenant", "source", "scenario_id"]))
+
+
+def _build_shard(task: _ShardTask) -> ShardResult:
+    """Read a shard's scenarios from the lake, featurise them, write the requested groups."""
+    scenarios = _read_scenarios(_shard_snapshot(task), task)
     features = featurize_scenario(scenarios, task.config, keys=["/".join(k) for k in task.keys])
-    del scenarios, found
+    del scenarios
     columns = _columns(features, task.splits)
     directory = Path(task.directory)
     shard = directory / task.name
@@ -349,7 +404,7 @@ def build_cache(
     *,
     directory: Path | None = None,
     engine: Engine | None = None,
-    shard_size: int = 256,
+    shard_size: int | None = None,
     groups: Sequence[str] | None = None,
     rebuild: bool = False,
     progress: Callable[[Progress], None] | None = None,
@@ -362,7 +417,11 @@ def build_cache(
         config: The feature config (its fingerprint names the cache).
         directory: Where the cache goes (default :func:`cache_dir_for`).
         engine: Where shards are built (default inline).
-        shard_size: Scenarios per shard.
+        shard_size: Scenarios per shard. Default: the shard size of the
+            cache already in ``directory`` (a resumed or extended build keeps
+            its plan), else :data:`DEFAULT_SHARD_SIZE` or fewer, so that a
+            process pool gets at least one shard per worker (100 scenarios
+            on 2 workers: 2 shards of 50, not 1 shard that leaves a worker idle).
         groups: Groups to have in every shard (default: all of
             :data:`~datadrive.curate.features.FEATURE_GROUPS`). Groups
             already complete at the current version are not rebuilt.
@@ -384,11 +443,14 @@ def build_cache(
         )
     if "samples" not in want:
         want = ("samples", *want)
+    path = directory or cache_dir_for(lake, manifest, config)
+    keys = manifest.keys()
+    eng = engine or InlineEngine()
+    if shard_size is None:
+        shard_size = _default_shard_size(path, len(keys), eng)
     if shard_size < 1:
         raise FeatureCacheError("shard_size must be at least 1")
-    path = directory or cache_dir_for(lake, manifest, config)
     path.mkdir(parents=True, exist_ok=True)
-    keys = manifest.keys()
     split_names = list(manifest.split.fractions)
     split_code = {n: i for i, n in enumerate(split_names)}
     splits = [split_code[s] for s in manifest.splits]
@@ -462,13 +524,22 @@ def build_cache(
                 name=str(shard["name"]),
             )
         )
+    if tasks:
+        snap = lake.snapshot(manifest.region, manifest.lake_version)
+        batch_of = _batch_ids(snap, [k for t in tasks for k in t.keys])
+        build_id = f"{os.getpid()}-{time.time_ns()}"
+        # shards built in this process (an inline engine) read through this open snapshot
+        _KEPT.clear()
+        _KEPT[build_id] = snap
+        tasks = [replace(t, batches=_shard_batches(t.keys, batch_of), build_id=build_id) for t in tasks]
     failed: list[str] = []
-    eng = engine or InlineEngine()
     for outcome in eng.imap(partial(_build_shard), tasks, progress=progress):
         if outcome.failure is not None:
             failed.append(
                 f"{tasks[outcome.index].name}: {outcome.failure.error_type}: {outcome.failure.message}"
             )
+    if tasks:
+        _KEPT.pop(tasks[0].build_id, None)  # an inline build kept it in this process: let it go
     for tmp in path.glob(".shard-*.tmp-*"):
         shutil.rmtree(tmp, ignore_errors=True)
     totals = _totals(path, plan)
@@ -492,6 +563,43 @@ def build_cache(
         resampled=int(totals["resampled"]),
         seconds=time.perf_counter() - t_start,
     )
+
+
+def _default_shard_size(path: Path, scenarios: int, engine: Engine) -> int:
+    """The plan's shard size when the caller gives none (see :func:`build_cache`)."""
+    try:
+        return int(read_cache_manifest(path)["shard_size"])
+    except (FeatureCacheError, KeyError, TypeError, ValueError):
+        pass
+    workers = engine.workers if isinstance(engine, ProcessPoolEngine) else 1
+    return max(1, min(DEFAULT_SHARD_SIZE, -(-scenarios // workers)))
+
+
+def _batch_ids(snap: Snapshot, keys: Sequence[tuple[str, str, str]]) -> dict[tuple[str, str, str], str]:
+    """Each scenario's ingest batch id, read once for the whole build (four narrow columns)."""
+    import pyarrow.dataset as pads
+
+    rows = snap.table(
+        "scenarios",
+        columns=["tenant", "source", "scenario_id", "batch_id"],
+        filter=pads.field("scenario_id").isin(sorted({k[2] for k in keys}))
+        & pads.field("telemetry_id").is_null(),
+    ).to_pydict()
+    return {
+        (t or "", s, i): b
+        for t, s, i, b in zip(
+            rows["tenant"], rows["source"], rows["scenario_id"], rows["batch_id"], strict=True
+        )
+        if b is not None
+    }
+
+
+def _shard_batches(
+    keys: Sequence[tuple[str, str, str]], batch_of: Mapping[tuple[str, str, str], str]
+) -> tuple[str, ...]:
+    """The batch ids of a shard's scenarios; none (no pruning) if one of them has no known batch."""
+    batches = {batch_of.get((k[0] or "", k[1], k[2])) for k in keys}
+    return () if None in batches else tuple(sorted(b for b in batches if b is not None))
 
 
 def _totals(path: Path, plan: Sequence[Mapping[str, Any]]) -> dict[str, Any]:

@@ -445,6 +445,8 @@ class _Builder:
     segment_kind: list[np.ndarray] = field(default_factory=list)
     segment_map: list[np.ndarray] = field(default_factory=list)
     segment_base: dict[str, int] = field(default_factory=dict)
+    segment_world: dict[str, np.ndarray] = field(default_factory=dict)
+    bare_maps: set[str] = field(default_factory=set)
     num_agents: int = 0
     num_segments: int = 0
     skipped: list[SkippedScenario] = field(default_factory=list)
@@ -487,26 +489,31 @@ class _Builder:
         tr = s.tracks
         vel = _velocities(tr, cfg.dt_s)
         designated = _designated(s)
-        seg_xy_world, seg_kind = (
-            map_segments(s.map, cfg.map_kinds, cfg.segment_length_m, cfg.segment_points)
-            if s.map is not None
-            else (np.zeros((0, cfg.segment_points, 2)), np.zeros((0,), np.uint8))
-        )
         map_row = -1
-        if seg_xy_world.shape[0]:
-            mk = map_key or _map_hash(s.map)  # type: ignore[arg-type]
-            if mk not in self.maps:
-                origin = seg_xy_world.reshape(-1, 2).mean(axis=0)
-                self.maps[mk] = len(self.map_origin)
-                self.map_origin.append(origin)
-                self.segment_xy.append((seg_xy_world - origin).astype(np.float32))
-                self.segment_kind.append(seg_kind)
-                self.segment_map.append(np.full(seg_kind.shape[0], self.maps[mk], dtype=np.int32))
-                self.segment_base[mk] = self.num_segments
-                self.num_segments += seg_kind.shape[0]
-            map_row = self.maps[mk]
-            seg_base = self.segment_base[mk]
-            seg_world = self.segment_xy[map_row].astype(np.float64) + self.map_origin[map_row]
+        if s.map is not None:
+            # a map shared by several scenarios (same key) is cut and resampled once
+            mk = map_key or _map_hash(s.map)
+            if mk not in self.maps and mk not in self.bare_maps:
+                seg_xy_world, seg_kind = map_segments(
+                    s.map, cfg.map_kinds, cfg.segment_length_m, cfg.segment_points
+                )
+                if seg_kind.shape[0]:
+                    origin = seg_xy_world.reshape(-1, 2).mean(axis=0)
+                    self.maps[mk] = len(self.map_origin)
+                    self.map_origin.append(origin)
+                    self.segment_xy.append((seg_xy_world - origin).astype(np.float32))
+                    self.segment_kind.append(seg_kind)
+                    self.segment_map.append(np.full(seg_kind.shape[0], self.maps[mk], dtype=np.int32))
+                    self.segment_base[mk] = self.num_segments
+                    self.num_segments += seg_kind.shape[0]
+                    # distances are measured on the stored (float32, map-relative) points
+                    self.segment_world[mk] = self.segment_xy[-1].astype(np.float64) + origin
+                else:
+                    self.bare_maps.add(mk)
+            if mk in self.maps:
+                map_row = self.maps[mk]
+                seg_base = self.segment_base[mk]
+                seg_world = self.segment_world[mk]
         scenario_row = len(self.scenario_keys)
         added = 0
         for t0 in t0s:

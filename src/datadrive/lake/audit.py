@@ -28,10 +28,12 @@ elsewhere (a ticket, another region) to pin the chain against that too.
 
 Appends are serialised by the region's ``audit`` lock; the head (last seq
 and hash) travels in each commit's metadata, so an append reads one log
-entry rather than the whole table. An append is one synchronous Delta
+entry rather than the whole table. An append is a synchronous Delta
 commit, done before the read it records returns; what keeps it cheap is the
 store's kept table handle (only the commits added since the last append are
-read) and the table's checkpoints, not deferring the write.
+read), the table's checkpoints, and group commit (the appends of one
+process that arrive while a commit is being written go together into the
+next one, one row each), never deferring the write.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -128,8 +131,41 @@ def _fields(e: AuditEvent, detail_json: str) -> tuple[str, str, str, str, str, s
     )
 
 
+class _Slot:
+    """One event waiting to be appended, and what became of it."""
+
+    __slots__ = ("done", "error", "event", "result")
+
+    def __init__(self, event: AuditEvent) -> None:
+        self.event = event
+        self.done = False
+        self.result: tuple[int, str] = (-1, "")
+        self.error: BaseException | None = None
+
+
+class _Queue:
+    """The events of one process waiting for a region's audit table, and the one writing them."""
+
+    def __init__(self) -> None:
+        self.pending: list[_Slot] = []
+        self.guard = threading.Lock()  # the pending list
+        self.writer = threading.Lock()  # one batch written at a time by this process
+
+
+_QUEUES: dict[tuple[str, str], _Queue] = {}
+"""The queue of each region (by name and storage root) this process appends to."""
+_QUEUES_GUARD = threading.Lock()
+
+
 def append(store: RegionStore, event: AuditEvent, now: Callable[[], datetime]) -> tuple[int, str]:
-    """Append ``event`` to the region's audit table.
+    """Append ``event`` to the region's audit table; returns once its row is committed.
+
+    Appends of one process to one region that arrive while another is being
+    written are committed together, in one Delta commit of one row each
+    (a group commit): each caller still waits until its own row is durable,
+    but many concurrent reads no longer queue for one commit each (an
+    append's cost grows with the table's files: hundreds of ms at a few
+    thousand). The rows keep their own ``seq``, time and chained hashes.
 
     Returns:
         The row's ``(seq, row_hash)``.
@@ -138,12 +174,40 @@ def append(store: RegionStore, event: AuditEvent, now: Callable[[], datetime]) -
         StorageError: if the row cannot be written (the caller must then not
             hand out data: a read that cannot be audited does not happen).
     """
-    from deltalake import CommitProperties, write_deltalake
-
-    detail_json = json.dumps(dict(event.detail), sort_keys=True, default=str)
-    if not store.exists(AUDIT):
+    if not store.exists(AUDIT):  # by the caller, who may hold the commit lock already
         with region_lock(store.root, "commit"):  # tables are created under the commit lock only
             store.ensure(now())
+    key = (store.region.name, store.root.uri)  # one queue per region, whichever principal's store
+    with _QUEUES_GUARD:
+        queue = _QUEUES.get(key)
+        if queue is None:
+            queue = _QUEUES[key] = _Queue()
+    slot = _Slot(event)
+    with queue.guard:
+        queue.pending.append(slot)
+    with queue.writer:
+        if not slot.done:  # no one has written it yet: write it and everything waiting with it
+            with queue.guard:
+                batch, queue.pending = queue.pending, []
+            try:
+                results = _write(store, [s.event for s in batch], now)
+            except BaseException as exc:
+                for s in batch:
+                    s.error, s.done = exc, True
+            else:
+                for s, result in zip(batch, results, strict=True):
+                    s.result, s.done = result, True
+    if slot.error is not None:
+        raise slot.error
+    return slot.result
+
+
+def _write(
+    store: RegionStore, events: list[AuditEvent], now: Callable[[], datetime]
+) -> list[tuple[int, str]]:
+    """Append ``events`` to the region's audit table in one commit; their ``(seq, row_hash)``s."""
+    from deltalake import CommitProperties, write_deltalake
+
     with region_lock(store.root, "audit"), store.lock:
         dt = store.latest(AUDIT)
         seq, prev = _head(store, dt)
@@ -155,26 +219,35 @@ def append(store: RegionStore, event: AuditEvent, now: Callable[[], datetime]) -
                 f"(row {recorded.get('seq')}): rows were removed; nothing more is audited (so nothing is "
                 "read) until it is restored from a backup (`datadrive lake audit --verify` says more)"
             )
-        t = now().astimezone(UTC)
-        time_us = int(t.timestamp() * 1_000_000)
-        h = row_hash(seq, time_us, _fields(event, detail_json), prev)
-        row = {
-            "seq": [seq],
-            "time": pa.array([time_us], pa.int64()).cast(pa.timestamp("us", tz="UTC")),
-            "who": [event.who],
-            "tenant": [event.tenant],
-            "home_region": [event.home_region],
-            "region": [event.region],
-            "action": [event.action],
-            "object": [event.object],
-            "lake_version": [int(event.lake_version)],
-            "outcome": [event.outcome],
-            "detail": [detail_json],
-            "prev_hash": [prev],
-            "row_hash": [h],
-        }
-        table = conform(AUDIT, pa.table(row))
-        head = json.dumps({"op": "audit", "head_seq": seq, "head_hash": h})
+        rows: dict[str, list[Any]] = {name: [] for name in AUDIT.schema.names}
+        out: list[tuple[int, str]] = []
+        for event in events:
+            detail_json = json.dumps(dict(event.detail), sort_keys=True, default=str)
+            t = now().astimezone(UTC)
+            time_us = int(t.timestamp() * 1_000_000)
+            h = row_hash(seq, time_us, _fields(event, detail_json), prev)
+            for name, value in (
+                ("seq", seq),
+                ("time", time_us),
+                ("who", event.who),
+                ("tenant", event.tenant),
+                ("home_region", event.home_region),
+                ("region", event.region),
+                ("action", event.action),
+                ("object", event.object),
+                ("lake_version", int(event.lake_version)),
+                ("outcome", event.outcome),
+                ("detail", detail_json),
+                ("prev_hash", prev),
+                ("row_hash", h),
+            ):
+                rows[name].append(value)
+            out.append((seq, h))
+            seq, prev = seq + 1, h
+        columns = dict(rows)
+        columns["time"] = pa.array(rows["time"], pa.int64()).cast(pa.timestamp("us", tz="UTC"))
+        table = conform(AUDIT, pa.table(columns))
+        head = json.dumps({"op": "audit", "head_seq": out[-1][0], "head_hash": out[-1][1]})
         before = int(dt.version())
         try:
             write_deltalake(
@@ -188,8 +261,8 @@ def append(store: RegionStore, event: AuditEvent, now: Callable[[], datetime]) -
             raise storage_error(store.root, "append to the audit log", exc) from exc
         # durable before a lake commit anchors it, or a read it records is answered
         store.make_durable(AUDIT, before, store.head(AUDIT))
-        _write_head_file(store, seq, h)
-        return seq, h
+        _write_head_file(store, *out[-1])
+        return out
 
 
 _HEAD_FILE = "audit_head.json"

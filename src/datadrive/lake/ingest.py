@@ -14,11 +14,13 @@ The pipeline, for ``datadrive ingest PATH... --region R --tenant T``:
    converts the records to rows and writes them as staged Parquet files of
    its batch (:mod:`datadrive.lake.staging`), or reports why it failed. One
    bad file never stops the run. ``(tenant, sha256)`` is the idempotency key.
+   Only an input's ``scenarios`` rows (a row or two) travel back.
 3. **Commit** each batch once its inputs are done, in a background thread
    while the workers go on, under the region's commit lock: re-check the
    ledger (another process may have ingested the same file meanwhile) and
-   the scenario ids, add the batch's files to the data tables, then the
-   ledger rows with the pinned table versions — the lake commit
+   the scenario ids, write the accepted inputs' ``scenarios`` rows (one file
+   per partition for the batch), add the batch's files to the data tables,
+   then the ledger rows with the pinned table versions — the lake commit
    (:mod:`datadrive.lake.commit`). A crash anywhere leaves the lake at its
    previous version; the rows written before the crash are invisible and
    deleted by the next commit.
@@ -42,7 +44,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from datadrive.compute.engines import Engine, InlineEngine
 from datadrive.errors import (
@@ -265,6 +266,9 @@ class ReadResult:
         index: The input's position in the run.
         tables: Its rows, when they were not written as files.
         files: The data files its rows were written to, not yet committed.
+        scenario_rows: Its ``scenarios`` rows (a row or two, ~70 columns), kept in
+            memory: the commit writes them with its batch's others, one file
+            per partition, where a file per input cost more to write than its rows.
         input_sha256: Its idempotency hash, when known.
         duplicate: The hash is already in the ledger: not read.
         error: Why it failed (or is unsupported).
@@ -286,10 +290,13 @@ class ReadResult:
     duplicate: bool = False
     files: tuple[StagedFile, ...] = ()
     storage_error: str | None = None
+    scenario_rows: pa.Table | None = field(default=None, repr=False)
 
     @property
     def has_rows(self) -> bool:
-        return self.error is None and (self.tables is not None or bool(self.files))
+        return self.error is None and (
+            self.tables is not None or bool(self.files) or self.scenario_rows is not None
+        )
 
 
 def unit_sha256(path: Path, unit: str) -> str:
@@ -321,14 +328,26 @@ def _provenance_sha256(records: Sequence[Record], path: str) -> str | None:
 def stage_result(
     result: ReadResult, root: StorageRoot, schemas: Mapping[str, pa.Schema], name: str
 ) -> ReadResult:
-    """``result`` with its rows (stamped with their batch) written as staged files, not committed."""
+    """``result`` with its rows (stamped with their batch) written as staged files, not committed.
+
+    The ``scenarios`` rows stay in the result (``scenario_rows``): :func:`commit_units`
+    writes them, one file per partition for the whole batch.
+    """
     if result.tables is None:
         return result
+    scenarios = result.tables.scenarios
     try:
-        files = stage_rows(root, result.tables.items(), schemas, name=name)
+        files = stage_rows(
+            root,
+            [(spec, rows) for spec, rows in result.tables.items() if spec is not SCENARIOS],
+            schemas,
+            name=name,
+        )
     except StorageError as exc:
         return dataclasses.replace(result, tables=None, storage_error=str(exc))
-    return dataclasses.replace(result, tables=None, files=files)
+    return dataclasses.replace(
+        result, tables=None, files=files, scenario_rows=scenarios if scenarios.num_rows else None
+    )
 
 
 @dataclass(frozen=True)
@@ -463,19 +482,21 @@ def prepare_records(
 
 def result_from_tables(index: int, tables: UnitTables, *, seconds: float = 0.0) -> ReadResult:
     """A successful :class:`ReadResult` for one input's rows."""
+    # a few rows per input: plain lists, not compute kernels (each call costs ~0.3 ms to dispatch)
     scen = tables.scenarios
-    tel = tables.telemetry.filter(pc.equal(tables.telemetry.column("row_kind"), "log"))
+    tel = tables.telemetry
+    logs = [i for i, kind in enumerate(tel.column("row_kind").to_pylist()) if kind == "log"]
+    tel_sources = tel.column("source").to_pylist()
+    tel_ids = tel.column("telemetry_id").to_pylist()
     return ReadResult(
         index=index,
         tables=tables,
-        num_scenarios=int(pc.sum(pc.is_null(scen.column("telemetry_id"))).as_py() or 0),
-        num_telemetry=tel.num_rows,
+        num_scenarios=scen.column("telemetry_id").null_count,  # the others are telemetry logs' ego paths
+        num_telemetry=len(logs),
         scenario_keys=tuple(
             zip(scen.column("source").to_pylist(), scen.column("scenario_id").to_pylist(), strict=True)
         ),
-        telemetry_keys=tuple(
-            zip(tel.column("source").to_pylist(), tel.column("telemetry_id").to_pylist(), strict=True)
-        ),
+        telemetry_keys=tuple((tel_sources[i], tel_ids[i]) for i in logs),
         seconds=seconds,
     )
 
@@ -561,13 +582,16 @@ def commit_units(
     principal: Principal,
     now: Callable[[], datetime],
     lock_timeout_s: float,
+    schemas: Mapping[str, pa.Schema],
 ) -> Committed:
     """Commit one batch of read inputs atomically (see the module docstring).
 
     Their rows are the staged files their readers wrote, all stamped with
-    ``stamp``: the commit re-checks the ledger and the scenario ids under
-    the lock, adds the accepted inputs' files to the tables' logs and the
-    inputs to the ledger, and deletes the files of the inputs it rejects.
+    ``stamp``, and their ``scenarios`` rows: the commit re-checks the ledger
+    and the scenario ids under the lock, writes the accepted inputs'
+    ``scenarios`` rows (one file per partition; ``schemas`` as for
+    :func:`stage_rows`), adds the files to the tables' logs and the inputs
+    to the ledger, and deletes the files of the inputs it rejects.
 
     Raises:
         StorageError: if the root refuses a write; the lake stays at its
@@ -626,7 +650,12 @@ def commit_units(
             rejected.append(r)
         if accepted:
             batch_id = stamp.batch_id
+            rows = [r.scenario_rows for _, r in accepted if r.scenario_rows is not None]
             files = [f for _, r in accepted for f in r.files]
+            if rows:  # before the marker: a crash leaves an unreferenced file, which a vacuum removes
+                files += stage_rows(
+                    store.root, [(SCENARIOS, pa.concat_tables(rows))], schemas, name=f"{batch_id}-scenarios"
+                )
             commit.start(
                 store,
                 batch_id,
@@ -828,6 +857,7 @@ def ingest_paths(
             principal=principal,
             now=now,
             lock_timeout_s=options.lock_timeout_s,
+            schemas=reader.schemas,
         )
 
     def duplicate(u: IngestInput, r: ReadResult, reason: str, batch_id: str | None = None) -> None:
@@ -1019,6 +1049,7 @@ def ingest_records(
             principal=principal,
             now=now,
             lock_timeout_s=lock_timeout_s,
+            schemas=schemas,
         )
         outcomes.append(committed.outcomes[k])
         if committed.lake_version is not None:

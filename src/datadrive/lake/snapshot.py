@@ -191,9 +191,12 @@ class Snapshot:
         ``timeout_s`` stops a query that runs longer (``QueryTimeoutError``, audited).
 
         The snapshot keeps one locked-down DuckDB session for all its
-        queries; from the second on, scenario-level tables are answered from
-        memory (see :class:`~datadrive.lake.sql.SqlSession` for the views,
-        the cache and what is refused). The cache is dropped for good once
+        queries, with a pool of cursors so that threads query it at once
+        (the service's requests reuse it rather than each opening DuckDB and
+        registering the pinned tables); from the second query on,
+        scenario-level tables are answered from memory (see
+        :class:`~datadrive.lake.sql.SqlSession` for the views, the pool, the
+        cache and what is refused). The cache is dropped for good once
         the region has erased or vacuumed anything since this lake version,
         so erased rows are never answered from memory.
         """
@@ -218,8 +221,27 @@ class Snapshot:
         table = session.run(query, audit=self._audit, refuse=self._refuse, timeout_s=timeout_s)
         return SqlResult(table=table, region=self.region, version=self.version)
 
+    def is_latest(self) -> bool:
+        """Whether no lake version after this one has landed in the region (not audited: no data).
+
+        One look for the ledger's next commit file, cheap enough to ask
+        before every read: a long-lived reader (the service) keeps a snapshot
+        and its warm SQL session while this holds, and takes a new one as
+        soon as it does not, so a commit is visible to the next read.
+        """
+        import pyarrow.fs as pafs
+
+        name = f"{self.version + 1:020d}.json"
+        try:
+            info = self._store.fs.get_file_info(self._store.root.path(INGESTS.name, "_delta_log", name))
+        except OSError:
+            return False  # cannot tell: the caller takes a new snapshot, which raises what is wrong
+        return bool(info.type == pafs.FileType.NotFound)
+
     def _nothing_erased_since(self) -> bool:
         """No erasure or vacuum (optimize) committed after this lake version."""
+        if self.is_latest():  # one file check, asked before every query: no lock shared with writers
+            return True
         latest = self._store.lake_version()
         if latest <= self.version:
             return True

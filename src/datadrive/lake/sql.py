@@ -35,7 +35,8 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,6 +48,7 @@ from datadrive.core.scenario import MapFeatureKind, ObjectType
 from datadrive.errors import AccessDeniedError, LakeError, QueryTimeoutError, ResidencyError, one_line
 
 __all__ = [
+    "DEFAULT_POOL_SIZE",
     "VIEWS",
     "ParquetScan",
     "SqlResult",
@@ -343,17 +345,102 @@ def _connect(allowed_paths: Sequence[str] = ()) -> Any:
     return con
 
 
+_PARSE_LOCK = threading.Lock()
+"""DuckDB's module-level parser functions share one default connection, which is not thread-safe."""
+
+DEFAULT_POOL_SIZE = 4
+"""Queries one session runs at once (one DuckDB cursor each); more callers wait for a free cursor."""
+
+
+class _Pool:
+    """Cursors of one locked-down DuckDB connection, each used by one query at a time.
+
+    A DuckDB connection is not thread-safe, but cursors of it (connections to
+    the same in-memory database: its cached tables, views and lock-down) may
+    run queries in parallel, one thread each. Arrow datasets registered on a
+    connection are local to it, so each new cursor registers them again (no
+    copy). The base connection only makes cursors; closing it closes them, so
+    :meth:`close` waits for the cursors in use to come back.
+    """
+
+    def __init__(self, con: Any, registered: Mapping[str, ds.Dataset], size: int) -> None:
+        self._base = con
+        self._registered = dict(registered)
+        self._size = max(1, size)
+        self._idle: list[Any] = []
+        self._open = 0
+        self._busy = 0
+        self._closed = False
+        self._cond = threading.Condition()
+
+    @contextmanager
+    def cursor(self) -> Iterator[Any]:
+        """A cursor for one query (waits while ``size`` are in use); ``None`` once the pool is closed."""
+        with self._cond:
+            while not self._closed and not self._idle and self._open >= self._size:
+                self._cond.wait()
+            if self._closed:
+                cur = None
+            elif self._idle:
+                cur = self._idle.pop()
+            else:
+                cur = self._base.cursor()
+                for name, data in self._registered.items():
+                    cur.register(name, data)
+                self._open += 1
+            self._busy += cur is not None
+        if cur is None:
+            yield None
+            return
+        try:
+            yield cur
+        finally:
+            with self._cond:
+                self._busy -= 1
+                self._idle.append(cur)
+                if self._closed and self._busy == 0:
+                    self._base.close()
+                self._cond.notify()
+
+    @property
+    def size(self) -> int:
+        """Cursors open now (idle or in use)."""
+        with self._cond:
+            return self._open
+
+    def close(self) -> None:
+        """Close the connection and its cursors (once the ones in use are returned)."""
+        with self._cond:
+            if self._closed:
+                return
+            self._closed = True
+            if self._busy == 0:
+                self._base.close()
+            self._cond.notify_all()
+
+
 def _quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
 class SqlSession:
-    """Locked-down DuckDB connections over a set of Arrow datasets, for many queries.
+    """Locked-down DuckDB connections over a set of Arrow datasets, for many queries from many threads.
 
     The datasets are registered (scanned in place, no copy) and the views
     created once; then file access, extension loading and configuration
-    changes are switched off for good. Queries are serialised (one DuckDB
-    connection at a time), so a session may be shared between threads.
+    changes are switched off for good.
+
+    **The pool.** Queries run on cursors of that connection (connections to
+    the same in-memory database, sharing its views, cached tables and
+    lock-down), up to ``pool_size`` at once, one thread each; a cursor is
+    kept for the next query, so a long-lived process (the service) pays for
+    opening DuckDB, registering the pinned tables and creating the views
+    once per snapshot rather than per request. A session may be shared
+    between threads. It never outlives its snapshot: a new lake version is a
+    new snapshot with a new session (the service's gateway takes one as soon
+    as the ledger moves), so a pooled cursor never answers from a stale
+    version. Every query is still judged and audited as before, one audit
+    row each.
 
     **The cache.** From its second query on, a session keeps the narrow
     columns of the tables named in ``cacheable`` (one row per scenario or per
@@ -378,6 +465,7 @@ class SqlSession:
         cacheable: Table name -> its wide columns, for the tables worth
             caching.
         native: Table name -> its permitted local Parquet files.
+        pool_size: Queries run at once (cursors per connection).
     """
 
     def __init__(
@@ -386,13 +474,16 @@ class SqlSession:
         *,
         cacheable: Mapping[str, Sequence[str]] | None = None,
         native: Mapping[str, ParquetScan] | None = None,
+        pool_size: int = DEFAULT_POOL_SIZE,
     ) -> None:
         self._datasets = dict(datasets)
         self._cacheable = {k: tuple(v) for k, v in (cacheable or {}).items() if k in self._datasets}
         self._native = {k: v for k, v in (native or {}).items() if k in self._datasets}
-        self._full: Any = self._connection(self._datasets, cached={}, native=self._native)
-        self._fast: Any = None
+        self._pool_size = pool_size
+        self._full = _Pool(*self._connection(self._datasets, cached={}, native=self._native), size=pool_size)
+        self._fast: _Pool | None = None
         self._queries = 0
+        self._building = False
         self._cache_allowed = bool(self._cacheable)
         self._lock = threading.Lock()
         self.cache_hits = 0
@@ -403,8 +494,9 @@ class SqlSession:
         datasets: Mapping[str, ds.Dataset],
         cached: Mapping[str, tuple[list[str], list[str]]],
         native: Mapping[str, ParquetScan],
-    ) -> Any:
-        """A locked-down connection: tables registered or read natively, cached tables materialised, views.
+    ) -> tuple[Any, dict[str, ds.Dataset]]:
+        """A locked-down connection (tables registered or read natively, cached tables materialised,
+        views), and the datasets registered on it (each cursor of it registers them again).
 
         Args:
             cached: Table name -> (narrow columns, all columns) for the tables
@@ -414,6 +506,7 @@ class SqlSession:
         import duckdb
 
         con = _connect([p for scan in native.values() for p in scan.paths])
+        registered: dict[str, ds.Dataset] = {}
         for name, data in datasets.items():
             if name in cached:
                 continue
@@ -425,6 +518,7 @@ class SqlSession:
                 except duckdb.Error:
                     pass  # a file without one of the table's columns: read it through Arrow
             con.register(name, data)
+            registered[name] = data
         wide_types: dict[str, dict[str, str]] = {}
         for name, (narrow, columns) in cached.items():
             source = f"__datadrive_source_{name}"
@@ -456,36 +550,43 @@ class SqlSession:
             cache = _quote(f"__datadrive_cache_{name}")
             con.execute(f"CREATE OR REPLACE VIEW {_quote(name)} AS SELECT {body} FROM {cache}")
         con.execute("SET lock_configuration = true")
-        return con
+        return con, registered
 
-    def _build_cache(self) -> None:
+    def _build_cache(self) -> _Pool:
         cached: dict[str, tuple[list[str], list[str]]] = {}
         for name, wide in self._cacheable.items():
             schema = self._datasets[name].schema
             narrow = [f.name for f in schema if f.name not in wide and not _is_wide_type(f.type)]
             cached[name] = (narrow, list(schema.names))
-        self._fast = self._connection(self._datasets, cached, self._native)
+        return _Pool(*self._connection(self._datasets, cached, self._native), size=self._pool_size)
 
     def drop_cache(self) -> None:
         """Stop answering from the cache (and free it): every later query scans the datasets."""
         with self._lock:
             self._cache_allowed = False
-            if self._fast is not None:
-                self._fast.close()
-                self._fast = None
+            fast, self._fast = self._fast, None
+        if fast is not None:
+            fast.close()  # queries already running on it finish first
 
     @property
     def cached(self) -> bool:
         """Whether the cache is built and in use."""
         return self._fast is not None
 
+    @property
+    def cursors(self) -> int:
+        """DuckDB cursors open now, over the datasets and the cache together (at most ``pool_size`` each)."""
+        fast = self._fast
+        return self._full.size + (fast.size if fast is not None else 0)
+
     def close(self) -> None:
-        """Close the connections."""
+        """Close the connections (each once the queries running on it are done)."""
         with self._lock:
-            self._full.close()
-            if self._fast is not None:
-                self._fast.close()
-                self._fast = None
+            self._cache_allowed = False
+            fast, self._fast = self._fast, None
+        self._full.close()
+        if fast is not None:
+            fast.close()
 
     def run(
         self,
@@ -505,7 +606,8 @@ class SqlSession:
             AccessDeniedError: for a statement other than SELECT/EXPLAIN (refused: audited).
             ResidencyError: for a statement or function that reads or writes
                 files (COPY, EXPORT, ATTACH, read_parquet of a path, ...; audited).
-            LakeError: for a query DuckDB cannot run (syntax, unknown column).
+            LakeError: for a query DuckDB cannot run (syntax, unknown column),
+                or on a closed session.
         """
         import duckdb
 
@@ -513,7 +615,7 @@ class SqlSession:
         digest = hashlib.sha256(text.encode()).hexdigest()
         shown = masked(text)
         shown = shown if len(shown) <= 2000 else shown[:2000] + "..."
-        with self._lock:
+        with _PARSE_LOCK:
             try:
                 count = len(duckdb.extract_statements(text))
             except ValueError:  # parsed, but a statement type the Python package cannot name
@@ -525,39 +627,64 @@ class SqlSession:
             if count > 1:
                 raise refuse("sql", shown, AccessDeniedError("one statement per query, please"))
             statement = classify(text)
-            if statement.reads_files:
-                raise refuse(
-                    "sql",
-                    shown,
-                    ResidencyError(
-                        f"{statement.label} is refused: SQL over the lake cannot read or write files (raw "
-                        "data leaves a region only through `datadrive lake export`, as its policy allows)"
-                    ),
-                )
-            if statement.kind not in _ALLOWED:
-                raise refuse(
-                    "sql",
-                    shown,
-                    AccessDeniedError(
-                        f"{statement.label or statement.kind} is refused: SQL over the lake is read-only "
-                        "(SELECT only)"
-                    ),
-                )
+        if statement.reads_files:
+            raise refuse(
+                "sql",
+                shown,
+                ResidencyError(
+                    f"{statement.label} is refused: SQL over the lake cannot read or write files (raw "
+                    "data leaves a region only through `datadrive lake export`, as its policy allows)"
+                ),
+            )
+        if statement.kind not in _ALLOWED:
+            raise refuse(
+                "sql",
+                shown,
+                AccessDeniedError(
+                    f"{statement.label or statement.kind} is refused: SQL over the lake is read-only "
+                    "(SELECT only)"
+                ),
+            )
+        with self._lock:
             self._queries += 1
-            if self._fast is None and self._cache_allowed and self._queries >= _CACHE_AFTER_QUERIES:
-                self._build_cache()
-            table = None
-            deadline = None if timeout_s is None else time.monotonic() + timeout_s
-            if self._fast is not None:
+            build = (
+                self._fast is None
+                and self._cache_allowed
+                and not self._building
+                and self._queries >= _CACHE_AFTER_QUERIES
+            )
+            self._building |= build
+        if build:  # this query waits for the cache; others meanwhile run over the datasets
+            try:
+                built: _Pool | None = self._build_cache()
+            finally:
+                with self._lock:
+                    self._building = False
+            with self._lock:
+                if self._cache_allowed and self._fast is None:
+                    self._fast, built = built, None
+            if built is not None:  # dropped or closed while it was being built
+                built.close()
+        table = None
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        fast = self._fast
+        if fast is not None:
+            with fast.cursor() as cur:
+                if cur is not None:
+                    table = self._try(
+                        cur, text, shown, refuse, cached=True, deadline=deadline, timeout_s=timeout_s
+                    )
+            if table is not None:
+                with self._lock:
+                    self.cache_hits += 1
+        if table is None:
+            with self._full.cursor() as cur:
+                if cur is None:
+                    raise LakeError("SQL error: this snapshot's SQL session is closed")
                 table = self._try(
-                    self._fast, text, shown, refuse, cached=True, deadline=deadline, timeout_s=timeout_s
+                    cur, text, shown, refuse, cached=False, deadline=deadline, timeout_s=timeout_s
                 )
-                self.cache_hits += table is not None
-            if table is None:
-                table = self._try(
-                    self._full, text, shown, refuse, cached=False, deadline=deadline, timeout_s=timeout_s
-                )
-            assert table is not None
+        assert table is not None
         audit("sql", shown, {"rows": table.num_rows, "sha256": digest})
         return table
 

@@ -6,18 +6,28 @@ rows never travel back to the committing process and their encoding runs in
 parallel. A file stays invisible until a lake commit adds it to its table's
 log (:func:`add_actions`); the committing process only sends the log entries.
 
-Every staged file holds the rows of one input of one batch, in one partition
-(the batch id is in the rows, so erasure's whole-batch rewrites keep working).
+Every staged file holds rows of one batch, in one partition (the batch id is
+in the rows, so erasure's whole-batch rewrites keep working): a worker's file
+the rows of one input; the commit's ``scenarios`` file those of every input
+of the batch it accepted (an input's row or two, ~70 columns, cost more as a
+file of their own than to send to the commit).
 A file whose commit never happens (a crash, an input found to be a duplicate
 at the commit) is not referenced by any version: readers never see it, the
 commit deletes the ones it rejects, and ``optimize`` / erasure vacuums
 remove the ones a crashed run left.
 
 Files are written the way the lake reads them: the table's Delta schema
-without its partition columns (their values are in the log), zstd level 1,
-dictionary encoding for text only (float lists gain nothing from it), and
-Parquet statistics on every scalar column (they let a scan skip a file; an
-erased file takes its footer with it).
+without its partition columns (their values are in the log), Parquet
+statistics on every scalar column (they let a scan skip a file; an erased
+file takes its footer with it), and as cheaply as the bytes allow, since
+encoding is a large cost of an ingest after reading (docs/benchmarks.md,
+the lake notes): zstd level 1 with dictionaries for text only (float lists
+gain nothing from them). LZ4 would save ~0.03 s CPU of the samples' ~1.5 s
+ingest but store ~1.25x the bytes, and ``optimize`` leaves a partition's
+only file as it is, so that would stay. A file of a row or two is written
+uncompressed and without dictionaries, where the per-column codec set-up
+costs more than the few bytes it saves. ``optimize`` rewrites small files
+with the lake's writer.
 """
 
 from __future__ import annotations
@@ -41,7 +51,11 @@ from datadrive.lake.storage import StorageRoot, storage_error
 __all__ = ["StagedFile", "add_actions", "delete_staged", "file_schema", "missing_staged", "stage_rows"]
 
 COMPRESSION = "zstd"
+"""The page codec of staged files."""
 COMPRESSION_LEVEL = 1
+"""zstd's fastest level: on the samples ~0.8x the bytes of LZ4 for ~1.35x its encoding CPU."""
+SMALL_FILE_BYTES = 64 * 1024
+"""Rows under this many Arrow bytes are written uncompressed, without dictionaries."""
 
 
 @dataclass(frozen=True)
@@ -73,8 +87,11 @@ def file_schema(table_schema: pa.Schema, spec: TableSpec) -> pa.Schema:
 
 
 @functools.lru_cache(maxsize=64)
-def _writer_options(schema: pa.Schema) -> dict[str, Any]:
-    """How a file of ``schema`` is written: zstd 1, dictionaries for text, statistics for scalars."""
+def _writer_options(schema: pa.Schema, small: bool = False) -> dict[str, Any]:
+    """How a file of ``schema`` is written: zstd 1, dictionaries for text, statistics for scalars.
+
+    ``small``: the rows are under :data:`SMALL_FILE_BYTES`: no compression, no dictionaries.
+    """
 
     def nested(t: pa.DataType) -> bool:
         return bool(pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t))
@@ -85,9 +102,9 @@ def _writer_options(schema: pa.Schema) -> dict[str, Any]:
         return bool(pa.types.is_string(t) or pa.types.is_large_string(t))
 
     return {
-        "compression": COMPRESSION,
-        "compression_level": COMPRESSION_LEVEL,
-        "use_dictionary": [f.name for f in schema if texty(f.type)],
+        "compression": "none" if small else COMPRESSION,
+        "compression_level": None if small else COMPRESSION_LEVEL,
+        "use_dictionary": False if small else [f.name for f in schema if texty(f.type)],
         "write_statistics": [f.name for f in schema if not nested(f.type)],
     }
 
@@ -123,16 +140,18 @@ def _partitions(rows: pa.Table, spec: TableSpec) -> list[tuple[tuple[tuple[str, 
     uniques = [pc.unique(rows.column(c)) for c in cols]
     if all(len(u) == 1 for u in uniques):  # one input's rows: almost always one partition
         return [(tuple((c, u[0].as_py()) for c, u in zip(cols, uniques, strict=True)), rows)]
-    combos = rows.select(cols).group_by(cols).aggregate([]).to_pylist()
-    out = []
-    for combo in combos:
-        mask = None
-        for c in cols:
-            value = combo[c]
-            m = pc.is_null(rows.column(c)) if value is None else pc.equal(rows.column(c), value)
-            mask = m if mask is None else pc.and_(mask, m)
-        out.append((tuple((c, combo[c]) for c in cols), rows.filter(mask)))
-    return out
+    # one grouping pass, then one take per partition (a batch's rows: a partition per source)
+    groups = (
+        rows.select(cols)
+        .append_column("_row", pa.array(range(rows.num_rows), pa.int64()))
+        .group_by(cols, use_threads=False)
+        .aggregate([("_row", "list")])
+    )
+    keys = {c: groups.column(c).to_pylist() for c in cols}
+    positions = groups.column("_row_list")
+    return [
+        (tuple((c, keys[c][g]) for c in cols), rows.take(positions[g].values)) for g in range(groups.num_rows)
+    ]
 
 
 def _partition_dir(values: Sequence[tuple[str, str | None]]) -> str:
@@ -167,6 +186,7 @@ def stage_rows(
 
     fs = root.filesystem()
     written: list[StagedFile] = []
+    folders: set[str] = set()
     try:
         for spec, rows in tables:
             if rows.num_rows == 0:
@@ -178,13 +198,18 @@ def stage_rows(
                     for p in (_partition_dir(values), f"part-{name}-{k:03d}-{uuid.uuid4().hex[:8]}.parquet")
                     if p
                 )
-                data = part.select(schema.names).cast(schema)
+                data = part.select(schema.names)
+                if data.schema != schema:
+                    data = data.cast(schema)
                 path = root.path(spec.name, *relative.split("/"))
                 try:
-                    fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
+                    folder = path.rsplit("/", 1)[0]
+                    if folder not in folders:
+                        fs.create_dir(folder, recursive=True)
+                        folders.add(folder)
                     with fs.open_output_stream(path) as sink:
-                        pq.write_table(data, sink, **_writer_options(schema))
-                    size = int(fs.get_file_info(path).size)
+                        pq.write_table(data, sink, **_writer_options(schema, data.nbytes < SMALL_FILE_BYTES))
+                        size = int(sink.tell())  # the footer is written: the file's length, without a stat
                 except Exception as exc:
                     with contextlib.suppress(OSError):  # a partly written file holds the space it took
                         fs.delete_file(path)

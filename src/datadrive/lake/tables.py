@@ -122,7 +122,16 @@ def writer_properties(spec: TableSpec) -> Any:
         return None
     from deltalake import WriterProperties
 
-    return WriterProperties(max_row_group_size=spec.row_group_rows)
+    return WriterProperties(
+        max_row_group_size=spec.row_group_rows,
+        # delta-rs writes UNCOMPRESSED once writer properties are given: compress as staged files do
+        # (zstd level 1, datadrive.lake.staging), and in pages of a whole group (at most 8 MiB) rather
+        # than 20,000 rows: ~40 % fewer bytes, fewer pages for a reader to decode
+        compression="ZSTD",
+        compression_level=1,
+        data_page_row_count_limit=spec.row_group_rows,
+        data_page_size_limit=8 << 20,
+    )
 
 
 class RegionStore:

@@ -634,7 +634,11 @@ _mod(
     "through a red light",
     "through the red light",
     "red light violation",
-    "on red",  # "turning right on red": through the stop line while red
+)
+_mod(
+    # "turning right on red": every passage of the stop line while red, the lawful turns included
+    _c("running_red_light", turn_on_red="none"),
+    "on red",
     "on a red",
 )
 _place(

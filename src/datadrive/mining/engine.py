@@ -522,6 +522,7 @@ class _Light:
     ahead_m: NDArrayFloat  # the stop point's distance ahead along the heading (negative: passed)
     lateral_m: NDArrayFloat  # and across it
     lane: int  # the controlled lane (map-context index)
+    index: int  # the light's row in the scenario's ``TrafficLights``
 
 
 def _lights(ctx: ScenarioContext) -> list[_Light]:
@@ -564,6 +565,7 @@ def _lights(ctx: ScenarioContext) -> list[_Light]:
                     ahead_m=dx * c + dy * s,
                     lateral_m=-dx * s + dy * c,
                     lane=i,
+                    index=j,
                 )
             )
     ctx.cache["lights"] = out
@@ -585,13 +587,68 @@ def _red_light(ctx: ScenarioContext, cand: NDArrayBool, p: Mapping[str, Any]) ->
     return _plain(cand & out)
 
 
+_TURN_RAD = np.pi / 4
+"""A passage through an intersection that turns the heading by more than this (45 degrees) is a turn."""
+_TURN_PATH_M = 25.0
+"""How far past the stop point the heading change is looked at (a right turn's arc is 10-20 m long)."""
+
+
+def _turn_direction(ctx: ScenarioContext, r: int, t: int, end: int) -> int:
+    """+1 left, -1 right, 0 straight (or not known) for track ``r`` passing the stop point at step ``t``.
+
+    The track's own heading decides: its largest change from step ``t``
+    over the next :data:`_TURN_PATH_M` of its path. While it is still early
+    in the turn there (under 45 degrees), the lane it is on at ``end`` (its
+    last step through the intersection) decides if that is an intersection
+    lane: the heading change from the lane's first to its last segment, i.e.
+    where the lane connectivity takes it.
+    """
+    xy = ctx.tracks.xy_m[r, t:]
+    valid = ctx.valid[r, t:]
+    step_m = np.hypot(*np.diff(xy, axis=0).T)
+    path_m = np.concatenate([[0.0], np.cumsum(np.where(valid[1:] & valid[:-1], step_m, 0.0))])
+    window = valid & (path_m <= _TURN_PATH_M)
+    heading = ctx.tracks.heading_rad[r, t:]
+    with np.errstate(invalid="ignore"):
+        turned = np.where(window, wrap_angle(heading - heading[0]), 0.0)
+    turned = np.nan_to_num(turned)
+    k = int(np.argmax(np.abs(turned)))
+    if abs(turned[k]) >= _TURN_RAD:
+        return 1 if turned[k] > 0 else -1
+    m = _map(ctx)
+    lane = int(m.lane[r, end])
+    sm = ctx.scenario.map
+    if lane < 0 or sm is None or not m.lanes.is_intersection[lane]:
+        return 0
+    pts = sm.points(int(m.lanes.feature[lane]))[:, :2]
+    if pts.shape[0] < 3:
+        return 0
+    d0, d1 = pts[1] - pts[0], pts[-1] - pts[-2]
+    bend = float(wrap_angle(np.asarray(np.arctan2(d1[1], d1[0]) - np.arctan2(d0[1], d0[0]))))
+    return 0 if abs(bend) < _TURN_RAD else (1 if bend > 0 else -1)
+
+
 def _running_red_light(ctx: ScenarioContext, cand: NDArrayBool, p: Mapping[str, Any]) -> Selection:
+    """Passing the stop point on red, less the passages the rules of the road allow.
+
+    Allowed, so not selected: after a full stop (below ``stop_speed`` within
+    ``stop_within`` before the stop point while the light is red), going on
+    at a flashing red (it is a stop sign), and, per ``turn_on_red``, a right
+    turn at a steady circular red (``right_after_stop``: after such a stop,
+    the rule in the US and Canada; ``right``: without stopping first;
+    ``none``: never, as in most of Europe, the UK, Japan and Singapore). A
+    red arrow is never exempt (several US states forbid turning on it).
+    """
     m = _map(ctx)
     out = np.zeros_like(ctx.valid)
     if ctx.num_steps < 2:
         return _plain(out)
     with np.errstate(invalid="ignore"):
-        fast = ctx.kinematics.speed_mps >= p["min_speed"]
+        speed = ctx.kinematics.speed_mps
+        fast = speed >= p["min_speed"]
+        halted = speed < p["stop_speed"]
+    policy = p["turn_on_red"]
+    states = ctx.scenario.traffic_lights.state if ctx.scenario.traffic_lights is not None else None
     for light in _lights(ctx):
         with np.errstate(invalid="ignore"):
             # the centre passes the stop point between t and t + 1 while the light is red at t
@@ -604,14 +661,46 @@ def _running_red_light(ctx: ScenarioContext, cand: NDArrayBool, p: Mapping[str, 
                 & (light.ahead_m[:, 1:] <= 0)
                 & (np.abs(light.lateral_m[:, :-1]) <= 3.0)
             )
+            waited = (
+                halted
+                & light.approach
+                & light.red[None, :]
+                & (light.ahead_m >= 0)
+                & (light.ahead_m <= p["stop_within"])
+                & (np.abs(light.lateral_m) <= 3.0)
+            )
         through = (m.in_intersection | (m.lane == light.lane)) & ctx.valid
         for r, t in zip(*np.nonzero(cross), strict=True):
-            out[r, t : t + 2] = True
             u = t + 2
             while u < ctx.num_steps and through[r, u]:
-                out[r, u] = True
                 u += 1
+            stopped = _stopped_before(waited[r], light.red, t)
+            state = int(states[light.index][t]) if states is not None else -1
+            if _allowed_on_red(ctx, r, t, u - 1, state, stopped, policy):
+                continue
+            out[r, t:u] = True
     return _plain(cand & out)
+
+
+def _stopped_before(waited: NDArrayBool, red: NDArrayBool, t: int) -> bool:
+    """Whether the track stood at the stop point during the red phase that ends its passage at ``t``."""
+    start = t
+    while start > 0 and red[start - 1]:
+        start -= 1
+    return bool(waited[start : t + 1].any())
+
+
+def _allowed_on_red(
+    ctx: ScenarioContext, r: int, t: int, end: int, state: int, stopped: bool, policy: str
+) -> bool:
+    """Whether passing a red light at step ``t`` (in ``state``) is lawful (see :func:`_running_red_light`)."""
+    if state == int(TrafficLightState.FLASHING_STOP):
+        return stopped
+    if state != int(TrafficLightState.STOP) or policy == "none":
+        return False
+    if policy == "right_after_stop" and not stopped:
+        return False
+    return _turn_direction(ctx, r, t, end) < 0
 
 
 def _points_distance(ctx: ScenarioContext, key: str, build: Callable[[], Any]) -> NDArrayFloat:

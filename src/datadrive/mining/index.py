@@ -7,10 +7,12 @@ audited, erased with their scenarios, visible to ``datadrive sql``):
 * ``mining_states``: one row per valid ``(scenario, track, step)`` with the
   kinematics of :mod:`datadrive.mining.kinematics` and the map context of
   :mod:`datadrive.mining.map_context`, computed once at index time. Unknown
-  values are ``NULL`` (never NaN). Rows are written scenario by scenario,
-  track-major, step-minor, partitioned by tenant and source, so a query on a
-  source or a scenario reads only its files and a window over a track's
-  steps needs no sort.
+  values are ``NULL`` (never NaN). Rows are partitioned by tenant and
+  source (a query on a source reads only its files) and, inside each
+  batch's file, ordered by place, then scenario, track-major, step-minor
+  (:func:`cluster_states`): a spatial query skips the row groups of other
+  places by their min/max statistics, and a window over a track's steps
+  needs no sort.
 * ``events``: one row per tagged :class:`~datadrive.mining.events.Event`,
   with its tagger version.
 * ``mining_index``: one row per scenario and indexing run: the feature and
@@ -39,11 +41,13 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from datadrive.compute import Engine, InlineEngine, UnitFailure
 from datadrive.core.scenario import ObjectType, Scenario
+from datadrive.core.typing import NDArrayInt
 from datadrive.lake.schema import EVENTS, MINING_INDEX, MINING_STATES, TableSpec
 from datadrive.mining.context import FeatureConfig, ScenarioContext
 from datadrive.mining.events import TaggerConfig, TagReport, tag_scenario, tagger_version
@@ -52,8 +56,10 @@ __all__ = [
     "EVENT_SCHEMA",
     "FEATURE_VERSION",
     "INDEX_SCHEMA",
+    "PLACE_CELL_M",
     "STATE_SCHEMA",
     "IndexReport",
+    "cluster_states",
     "current_events",
     "event_table",
     "index_region",
@@ -96,14 +102,14 @@ def _keys(scenario: Scenario, n: int) -> dict[str, pa.Array]:
 
 
 def state_table(
-    scenario: Scenario, context: ScenarioContext | None = None, *, feature_version: str = FEATURE_VERSION
+    scenario: Scenario, context: ScenarioContext | None = None, *, feature_version: str | None = None
 ) -> pa.Table:
     """One row per valid state of ``scenario`` (the ``mining_states`` layout, lake columns aside).
 
     Args:
         scenario: A validated scenario.
         context: Its :class:`ScenarioContext` (features computed on demand).
-        feature_version: Recorded in every row.
+        feature_version: Recorded in every row (default: :data:`FEATURE_VERSION`, read when called).
 
     Returns:
         Rows in track-major, step-minor order; unknown values NULL.
@@ -166,7 +172,7 @@ def state_table(
             "speed_limit_mps",
         ):
             out[name] = pa.nulls(n, pa.float32())
-    out["feature_version"] = pa.array([feature_version] * n, pa.string())
+    out["feature_version"] = pa.array([feature_version or FEATURE_VERSION] * n, pa.string())
     return pa.table(out).select(STATE_SCHEMA.names).cast(STATE_SCHEMA)
 
 
@@ -222,6 +228,71 @@ class _Rows:
     skipped: dict[str, int]
 
 
+PLACE_CELL_M = 256.0
+"""Side of the grid cells :func:`cluster_states` orders scenarios by (a scenario spans ~100-300 m)."""
+
+
+def _morton(cx: NDArrayInt, cy: NDArrayInt) -> npt.NDArray[np.uint64]:
+    """Z-order (Morton) codes of non-negative 32-bit cell coordinates: nearby cells, nearby codes."""
+
+    def spread(c: NDArrayInt) -> npt.NDArray[np.uint64]:
+        v = c.astype(np.uint64) & np.uint64(0xFFFFFFFF)
+        for shift, mask in (
+            (16, 0x0000FFFF0000FFFF),
+            (8, 0x00FF00FF00FF00FF),
+            (4, 0x0F0F0F0F0F0F0F0F),
+            (2, 0x3333333333333333),
+            (1, 0x5555555555555555),
+        ):
+            v = (v | (v << np.uint64(shift))) & np.uint64(mask)
+        return v
+
+    return spread(cx) | (spread(cy) << np.uint64(1))
+
+
+def cluster_states(states: pa.Table) -> pa.Table:
+    """``mining_states`` rows in the order the lake stores them: by place, then key.
+
+    Scenarios are ordered by the Z-order code of the :data:`PLACE_CELL_M`
+    grid cell of their states' mean position (in the scenario's frame), then
+    by ``(tenant, source, scenario_id)``; inside a scenario rows stay
+    track-major, step-minor. Every batch written is one file per partition,
+    so each Parquet row group then covers few places: a spatial query
+    (``x_m``/``y_m`` bounds) skips the other groups by their min/max
+    statistics, and a scenario's rows stay together (its per-track columns
+    compress to runs).
+    """
+    if states.num_rows == 0:
+        return states
+    keys = pc.binary_join_element_wise(
+        states.column("tenant"), states.column("source"), states.column("scenario_id"), "\x1f"
+    )
+    encoded = pc.dictionary_encode(keys).combine_chunks()
+    scen = encoded.indices.to_numpy().astype(np.int64)
+    names = encoded.dictionary
+    n = len(names)
+    by_key = np.empty(n, dtype=np.int64)
+    by_key[pc.sort_indices(names).to_numpy()] = np.arange(n)
+    x = np.asarray(pc.fill_null(states.column("x_m"), 0.0).to_numpy(), dtype=np.float64)
+    y = np.asarray(pc.fill_null(states.column("y_m"), 0.0).to_numpy(), dtype=np.float64)
+    count = np.bincount(scen, minlength=n).astype(np.float64)
+    mx = np.bincount(scen, weights=x, minlength=n) / np.maximum(count, 1.0)
+    my = np.bincount(scen, weights=y, minlength=n) / np.maximum(count, 1.0)
+    bias = 2**31
+    cx = np.clip(np.floor(mx / PLACE_CELL_M) + bias, 0, 2**32 - 1).astype(np.int64)
+    cy = np.clip(np.floor(my / PLACE_CELL_M) + bias, 0, 2**32 - 1).astype(np.int64)
+    rank = np.empty(n, dtype=np.int64)
+    rank[np.lexsort((by_key, _morton(cx, cy)))] = np.arange(n)  # one place: by key
+    order = np.lexsort(
+        (
+            states.column("step").to_numpy(),
+            states.column("track_index").to_numpy(),
+            rank[scen],
+        )
+    )
+    return states.take(pa.array(order))
+
+
 def _derive(unit: _Unit) -> _Rows:
     """Compute a batch's rows (runs in a worker; module level so it pickles)."""
     states, events, index = [], [], []
@@ -259,7 +330,7 @@ def _derive(unit: _Unit) -> _Rows:
             )
         )
     return _Rows(
-        states=pa.concat_tables(states) if states else None,
+        states=cluster_states(pa.concat_tables(states)) if states else None,
         events=pa.concat_tables(events) if events else None,
         index=pa.concat_tables(index),
         num_states=n_states,

@@ -25,8 +25,10 @@ successor graph. :func:`compute_map_context` then places every valid state:
 * **in drivable area** (inside a ``DRIVABLE_AREA`` polygon; with no such
   polygon in the map: on a lane), **in crosswalk** (inside a ``CROSSWALK``
   polygon), **in intersection** (on an intersection lane).
-* **speed limit**, where the source gives one per lane
-  (``metadata.extras["lane_speed_limits_mps"]``, feature id -> m/s).
+* **speed limit**, where the source gives one per lane: the map's own
+  per-lane limits, else ``metadata.extras["lane_speed_limits_mps"]``
+  (feature id -> m/s); never ScenarioNet's placeholders (nuScenes'
+  100 km/h, Argoverse 2's constant), which are unknown.
 
 Lane widths come from the lane's boundary polylines (``LEFT_BOUNDARY`` /
 ``RIGHT_BOUNDARY`` relations) at the lane's middle, else from its neighbour
@@ -56,6 +58,7 @@ from datadrive.core.scenario import (
 )
 from datadrive.core.typing import NDArrayBool, NDArrayFloat, NDArrayInt, NDArrayStr
 from datadrive.mining.shapes import points_in_rings
+from datadrive.sources.scenarionet import SPEED_LIMIT_DATASETS
 
 __all__ = [
     "LANE_SPEED_LIMITS_KEY",
@@ -302,10 +305,41 @@ def _segment_crossings(
     return lanes[n].astype(np.int64), starts[n] + t[hit] * seg_len[n]
 
 
+def _lane_speed_limits(
+    m: MapFeatures, lane_feature: NDArrayInt, extras: Mapping[str, Any] | None, source: str | None
+) -> NDArrayFloat:
+    """``(L,)`` each lane's speed limit in m/s, NaN where unknown.
+
+    The map's own per-feature limits decide where the map has them (the
+    adapters leave a source's placeholders out there); the scenario's
+    ``lane_speed_limits_mps`` extras only for a map without any. Those extras
+    are not read for a ScenarioNet conversion of a dataset whose converter
+    writes placeholders (nuScenes: 100 km/h on every lane connector,
+    Argoverse 2: one highway value), only for those in
+    :data:`~datadrive.sources.scenarionet.SPEED_LIMIT_DATASETS`.
+    """
+    speed = np.full(int(lane_feature.shape[0]), np.nan)
+    if m.speed_limit_mps is not None:
+        own = np.asarray(m.speed_limit_mps, dtype=np.float64)[lane_feature]
+        with np.errstate(invalid="ignore"):
+            return np.where(np.isfinite(own) & (own > 0), own, np.nan)
+    ex = extras or {}
+    if source == "scenarionet" and str(ex.get("dataset") or "").lower() not in SPEED_LIMIT_DATASETS:
+        return speed
+    limits = ex.get(LANE_SPEED_LIMITS_KEY) or {}
+    if limits:
+        for i, fid in enumerate(m.feature_ids[lane_feature].tolist()):
+            v = limits.get(fid)
+            if isinstance(v, int | float) and v > 0:
+                speed[i] = float(v)
+    return speed
+
+
 def build_lane_map(
     m: MapFeatures,
     *,
     extras: Mapping[str, Any] | None = None,
+    source: str | None = None,
     traffic_lights: TrafficLights | None = None,
     config: MapContextConfig | None = None,
 ) -> LaneMap:
@@ -314,6 +348,7 @@ def build_lane_map(
     Args:
         m: The map.
         extras: The scenario's ``metadata.extras`` (for lane speed limits).
+        source: The scenario's source (ScenarioNet's placeholder limits are left out).
         traffic_lights: The scenario's traffic lights (their stop points count as stop lines).
         config: Widths and horizons.
     """
@@ -341,14 +376,7 @@ def build_lane_map(
             if src in lane_of and dst in lane_of:
                 edges.append((lane_of[src], lane_of[dst]))
     successors = np.asarray(edges, dtype=np.int64).reshape(-1, 2)
-    speed = np.full(num, np.nan)
-    limits = (extras or {}).get(LANE_SPEED_LIMITS_KEY) or {}
-    if limits:
-        ids = m.feature_ids[lane_feature].tolist()
-        for i, fid in enumerate(ids):
-            v = limits.get(fid)
-            if isinstance(v, int | float) and v > 0:
-                speed[i] = float(v)
+    speed = _lane_speed_limits(m, lane_feature, extras, source)
 
     is_inter = m.is_intersection[lane_feature].astype(bool)
     inferred = False
@@ -543,7 +571,11 @@ def compute_map_context(
     cfg = config or MapContextConfig()
     if lanes is None:
         lanes = build_lane_map(
-            scenario.map, extras=scenario.metadata.extras, traffic_lights=scenario.traffic_lights, config=cfg
+            scenario.map,
+            extras=scenario.metadata.extras,
+            source=scenario.source,
+            traffic_lights=scenario.traffic_lights,
+            config=cfg,
         )
     tr = scenario.tracks
     a, t = tr.valid.shape

@@ -391,9 +391,22 @@ PREDICATES: Mapping[str, Predicate] = MappingProxyType(
             Predicate(
                 "running_red_light",
                 "map",
-                (_p("min_speed", "speed", 1.0),),
+                (
+                    _p("min_speed", "speed", 1.0),
+                    _p(
+                        "turn_on_red",
+                        "choice",
+                        "right_after_stop",
+                        ("right_after_stop", "right", "none"),
+                        "when a right turn at a steady red is lawful: after a full stop (US, Canada), "
+                        "without one, or never (most of Europe, the UK, Japan, Singapore)",
+                    ),
+                    _p("stop_speed", "speed", 0.5, doc="below this a vehicle has stopped"),
+                    _p("stop_within", "length", 10.0, doc="how far before the stop point the stop counts"),
+                ),
                 "leaving a lane whose light is red into the intersection, at min_speed or more, "
-                "and on through the intersection",
+                "and on through the intersection; not a lawful turn on red (turn_on_red) nor going on "
+                "at a flashing red after stopping",
                 needs_map=True,
             ),
             Predicate(

@@ -3,9 +3,10 @@
 Every call goes through the library as the caller's principal, so residency,
 tenant visibility and the audit log are the library's. What the gateway adds
 is speed for a long-lived process: a snapshot (the pinned, tenant-filtered
-table versions of one region) is kept per principal and region, and
-renewed in the background once it is ``ttl_s`` seconds old. Reads through a
-kept snapshot are still audited, one row each, by the library.
+table versions of one region, with its SQL session's warm DuckDB cursors) is
+kept per principal and region while no newer lake version has landed, and
+replaced by the first read after one has. Reads through a kept snapshot are
+still audited, one row each, by the library.
 """
 
 from __future__ import annotations
@@ -26,11 +27,13 @@ class LakeGateway:
 
     Args:
         config: The lake's configuration.
-        ttl_s: How long a snapshot is reused before the latest version is looked up again.
+        ttl_s: How long a kept snapshot is answered with before the ledger is
+            looked at again (0: before every read, so a commit is visible to
+            the next one).
         max_snapshots: Snapshots kept at most (least recently used dropped first).
     """
 
-    def __init__(self, config: LakeConfig, ttl_s: float = 2.0, max_snapshots: int = 256) -> None:
+    def __init__(self, config: LakeConfig, ttl_s: float = 0.0, max_snapshots: int = 256) -> None:
         self.config = config
         self.ttl_s = ttl_s
         self.max_snapshots = max_snapshots
@@ -38,7 +41,7 @@ class LakeGateway:
             OrderedDict()
         )
         self._lock = threading.Lock()
-        self._refreshing: set[tuple[Principal, str, int | None]] = set()
+        self._taking: dict[tuple[Principal, str, int | None], threading.Lock] = {}
         self._lakes: OrderedDict[Principal, Lake] = OrderedDict()
 
     def region(self, name: str) -> str:
@@ -77,15 +80,15 @@ class LakeGateway:
         return Lake(replace(self.config, grants=(*self.config.grants, grant)), principal)
 
     def snapshot(self, principal: Principal, region: str, version: int | None = None) -> Snapshot:
-        """A snapshot of ``region`` (at ``version``, or the latest within ``ttl_s``) for ``principal``.
+        """A snapshot of ``region`` (at ``version``, or the latest) for ``principal``.
 
-        A kept latest snapshot older than ``ttl_s`` is still answered with
-        while a newer one is taken in the background (one at a time per key):
-        taking a snapshot opens every table's files, which at 100k scenarios
-        takes long enough to show in every reader's latency if readers waited
-        for it. Reads through any snapshot are pinned to its version, so a
-        reader never sees a mix; after a write, :meth:`forget` makes the next
-        read wait for a fresh one.
+        A kept latest snapshot is answered with while no newer lake version
+        has landed (:meth:`~datadrive.lake.Snapshot.is_latest`, one file
+        check, made when it is ``ttl_s`` old or older: before every read by
+        default), so its warm SQL session and cursor pool serve request after
+        request. Once the ledger has moved, the next read takes a new
+        snapshot (one thread per key takes it; the others wait for it) and so
+        sees the commit; the old one is dropped with its session.
         """
         key = (principal, self.region(region), version)
         now = time.monotonic()
@@ -93,38 +96,25 @@ class LakeGateway:
             hit = self._snapshots.get(key)
             if hit is not None:
                 self._snapshots.move_to_end(key)
-                if version is None and now - hit[0] >= self.ttl_s and key not in self._refreshing:
-                    self._refreshing.add(key)
-                    threading.Thread(target=self._refresh, args=(key,), daemon=True).start()
-                return hit[1]
-        snap = self._snapshot_lake(principal).snapshot(region, version)
-        self._keep(key, snap, now)
-        return snap
-
-    def _refresh(self, key: tuple[Principal, str, int | None]) -> None:
-        try:
-            snap = self._snapshot_lake(key[0]).snapshot(key[1], key[2])
-        except Exception:  # the next request that finds no snapshot raises it itself
-            with self._lock:
-                self._snapshots.pop(key, None)
-        else:
+            taking = self._taking.setdefault(key, threading.Lock())
+        if hit is not None and (version is not None or now - hit[0] < self.ttl_s or hit[1].is_latest()):
+            return hit[1]
+        with taking:  # one new snapshot per key at a time: the others wait for it and use it
             with self._lock:
                 kept = self._snapshots.get(key)
-            if kept is not None and kept[1].version == snap.version:
-                # the lake has not moved: keep the snapshot readers already use (and what it has
-                # cached, e.g. its SQL session's in-memory scenario columns), only its age is renewed
-                snap = kept[1]
+            if kept is not None and kept is not hit and (version is not None or kept[1].is_latest()):
+                return kept[1]
+            snap = self._snapshot_lake(principal).snapshot(region, version)
             self._keep(key, snap, time.monotonic())
-        finally:
-            with self._lock:
-                self._refreshing.discard(key)
+            return snap
 
     def _keep(self, key: tuple[Principal, str, int | None], snap: Snapshot, at: float) -> None:
         with self._lock:
             self._snapshots[key] = (at, snap)
             self._snapshots.move_to_end(key)
             while len(self._snapshots) > self.max_snapshots:
-                self._snapshots.popitem(last=False)
+                dropped, _ = self._snapshots.popitem(last=False)
+                self._taking.pop(dropped, None)
 
     def forget(self, region: str | None = None) -> None:
         """Drop kept snapshots (of ``region``, or all): after a write the next read sees it."""

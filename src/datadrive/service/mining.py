@@ -39,6 +39,7 @@ __all__ = [
     "Search",
     "check_mine",
     "check_tag",
+    "event_page",
     "event_rows",
     "event_summary",
     "hits_table",
@@ -220,6 +221,56 @@ def event_rows(
     Raises:
         InputError: an unknown event type (the known ones listed).
     """
+    query = _events_query(event_type, scenario_id, source, ego_only, min_severity)
+    return snapshot.sql(query, timeout_s=timeout_s).table
+
+
+def event_page(
+    snapshot: Snapshot,
+    *,
+    limit: int,
+    offset: int = 0,
+    event_type: str | None = None,
+    scenario_id: str | None = None,
+    source: str | None = None,
+    ego_only: bool = False,
+    min_severity: float | None = None,
+    timeout_s: float | None = None,
+) -> tuple[Any, int]:
+    """One page of :func:`event_rows` and how many rows match in all, in one query (one audit row).
+
+    The page is cut in DuckDB (a top-N rather than a full sort, and only
+    ``limit`` rows turned into Arrow), with the total counted alongside: at
+    573k events a type's events sorted in full took seconds per request.
+
+    Raises:
+        InputError: an unknown event type (the known ones listed).
+    """
+    where_order = _events_query(event_type, scenario_id, source, ego_only, min_severity)
+    query = where_order.replace(" FROM events ", ", count(*) OVER () AS __total FROM events ", 1)
+    table = snapshot.sql(f"{query} LIMIT {int(limit)} OFFSET {int(offset)}", timeout_s=timeout_s).table
+    if table.num_rows:
+        total = int(table.column("__total")[0].as_py())
+    elif offset == 0:
+        total = 0
+    else:  # past the last page: the total needs a count of its own
+        count = snapshot.sql(f"SELECT count(*) AS n FROM ({where_order})", timeout_s=timeout_s).table
+        total = int(count.column("n")[0].as_py())
+    return table.drop_columns(["__total"]), total
+
+
+def _events_query(
+    event_type: str | None,
+    scenario_id: str | None,
+    source: str | None,
+    ego_only: bool,
+    min_severity: float | None,
+) -> str:
+    """The SQL of :func:`event_rows`.
+
+    Raises:
+        InputError: an unknown event type (the known ones listed).
+    """
     from datadrive.mining import EVENT_TYPES, tagger_version
 
     if event_type is not None and event_type not in EVENT_TYPES:
@@ -241,11 +292,10 @@ def event_rows(
         where.append("ego_involved")
     if min_severity is not None:
         where.append(f"severity >= {float(min_severity)!r}")
-    query = (
+    return (
         f"SELECT {', '.join(_EVENT_COLUMNS)} FROM events WHERE {' AND '.join(where)} "
-        "ORDER BY severity DESC NULLS LAST, scenario_id, start_ns"
+        "ORDER BY severity DESC NULLS LAST, scenario_id, start_ns, event_type, actor_track_id, end_ns"
     )
-    return snapshot.sql(query, timeout_s=timeout_s).table
 
 
 def event_summary(snapshot: Snapshot) -> dict[str, Any]:

@@ -43,8 +43,9 @@ class ServiceSettings:
             loopback HTTP).
         start_workers: Start the job dispatcher with the app (tests turn it
             off to drive it by hand).
-        snapshot_ttl_s: How long a cached lake snapshot is reused before the
-            service checks for a newer lake version.
+        snapshot_ttl_s: How long a kept lake snapshot is reused before the
+            service looks for a newer lake version (one file check; 0, the
+            default: before every read, so a commit is visible to the next).
         maps_dir: The fleet-map catalogue: map files (Lanelet2 ``.osm``, ...)
             fleet jobs may draw on, named by file name. None: no fleet jobs.
         max_sim_scenarios: Scenarios one simulate job may cover at most.
@@ -74,7 +75,7 @@ class ServiceSettings:
     session_ttl_s: int = 12 * 3600
     secure_cookies: bool = False
     start_workers: bool = True
-    snapshot_ttl_s: float = 2.0
+    snapshot_ttl_s: float = 0.0
     maps_dir: Path | None = None
     max_sim_scenarios: int = 2_000
     max_mine_scenarios: int = 500

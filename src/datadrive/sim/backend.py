@@ -159,6 +159,14 @@ class Backend(ABC):
     def smallest_k(self, x: Array, k: int) -> Array:
         """Indices of the ``k`` smallest values along the last axis (in no particular order)."""
 
+    @abstractmethod
+    def take_rows(self, x: Array, index: Array) -> Array:
+        """``x[index]``: rows of ``x`` along its first axis."""
+
+    @abstractmethod
+    def tile_last(self, x: Array, n: int) -> Array:
+        """``x`` repeated ``n`` times end to end along its last axis (``numpy.tile``)."""
+
 
 class NumpyBackend(Backend):
     """numpy on the CPU: float64 by default; float32 on request (half the memory traffic)."""
@@ -171,6 +179,7 @@ class NumpyBackend(Backend):
             "int": np.int64,
             "bool": np.bool_,
         }
+        self._bases: dict[tuple[int, ...], np.ndarray[Any, Any]] = {}
 
     def asarray(self, x: Any, dtype: str = "float") -> Array:
         return np.asarray(x, dtype=self._dtypes[dtype])
@@ -255,9 +264,14 @@ class NumpyBackend(Backend):
         ax = axis % x.ndim
         if ax == x.ndim - 1 and index.ndim == x.ndim and index.shape[:-1] == x.shape[:-1]:
             # the common case, without take_along_axis's broadcast index arrays: one flat take
-            n = x.shape[-1]
-            lead = int(np.prod(x.shape[:-1]))
-            base = (np.arange(lead, dtype=np.int64) * n).reshape(*x.shape[:-1], 1)
+            key = x.shape
+            base = self._bases.get(key)
+            if base is None:  # the row offsets of this shape, kept: the step asks for the same few shapes
+                lead = int(np.prod(x.shape[:-1]))
+                base = (np.arange(lead, dtype=np.int64) * x.shape[-1]).reshape(*x.shape[:-1], 1)
+                if len(self._bases) > 256:
+                    self._bases.clear()
+                self._bases[key] = base
             return np.take(x.reshape(-1), index + base)
         return np.take_along_axis(x, index, axis=axis)
 
@@ -289,6 +303,12 @@ class NumpyBackend(Backend):
 
     def smallest_k(self, x: Array, k: int) -> Array:
         return np.argpartition(x, k - 1, axis=-1)[..., :k]
+
+    def tile_last(self, x: Array, n: int) -> Array:
+        return np.tile(x, (1,) * (x.ndim - 1) + (n,))
+
+    def take_rows(self, x: Array, index: Array) -> Array:
+        return np.take(x, index, axis=0)
 
 
 class TorchBackend(Backend):
@@ -440,6 +460,12 @@ class TorchBackend(Backend):
 
     def smallest_k(self, x: Array, k: int) -> Array:
         return self._torch.topk(x, k, dim=-1, largest=False).indices
+
+    def tile_last(self, x: Array, n: int) -> Array:
+        return x.repeat(*((1,) * (x.ndim - 1)), n)
+
+    def take_rows(self, x: Array, index: Array) -> Array:
+        return self._torch.index_select(x, 0, index)
 
 
 def backend_for(device: str | None = None, *, float_dtype: str | None = None) -> Backend:

@@ -91,7 +91,7 @@ __all__ = [
     "load_map",
 ]
 
-GENERATOR = "datadrive.sim.fleet/3"  # /3: events start on their situation; cars keep off bicycle lanes
+GENERATOR = "datadrive.sim.fleet/5"  # /5: the cut-in car keeps station in the trigger window
 EVENT_TYPES = ("cut_in", "hard_braking", "pedestrian_crossing", "stopped_vehicle")
 
 _CHAINS_PER_LANE = 3
@@ -163,6 +163,9 @@ class FleetMap:
             that is not their successor or predecessor) and more than 15 m before one or a stop line.
         lib_neighbor: ``(C,)`` a chain beside this one in the same direction (-1 none);
             ``lib_nb_offset (C,)`` arc length on it beside this chain's arc 0.
+        lib_nb_ok: ``(C, K)`` at this chain's arc, the lanes under it and under its neighbour chain are
+            map neighbours (left/right, either way) and neither is an intersection lane: a lane change
+            between them is a lane change in the map's terms (where mining's tagger looks for one).
         sample_chain, sample_arc: Start positions (every 2 m) for the nearest-chain search.
         limits: ``(F,)`` speed limit of every map feature (lanes; the default where the map has none).
     """
@@ -187,6 +190,7 @@ class FleetMap:
     feature_lo: NDArrayFloat
     feature_hi: NDArrayFloat
     limits: NDArrayFloat
+    lib_nb_ok: NDArrayBool
 
 
 @cache
@@ -299,6 +303,22 @@ def _library(
                 j = int(np.argmin(np.hypot(*(xy[o, :200] - xy[c, 0]).T)))
                 neighbor[c], nb_offset[c] = o, float(j)
                 break
+    # where along each chain its neighbour chain still runs in a neighbouring lane (chains pick their
+    # successors independently, so beyond a junction they may part or meet)
+    nb_ok = np.zeros((C, K), dtype=bool)
+    has_nb = np.flatnonzero(neighbor >= 0)
+    if has_nb.size:
+        own = lane_at[has_nb]  # (c, K)
+        beside = np.clip(arc[None, :] + nb_offset[has_nb, None], 0, K - 1).astype(np.int64)
+        other = lane_at[neighbor[has_nb, None], beside]
+        left, right = np.asarray(lanes.left, dtype=np.int64), np.asarray(lanes.right, dtype=np.int64)
+        junction = _junction_lanes(lanes)
+        paired = (left[other] == own) | (right[other] == own) | (left[own] == other) | (right[own] == other)
+        paired &= ~junction[own] & ~junction[other]
+        inside = (arc[None, :] < np.asarray(chain_len)[has_nb, None]) & (
+            arc[None, :] + nb_offset[has_nb, None] < np.asarray(chain_len)[neighbor[has_nb], None]
+        )
+        nb_ok[has_nb] = paired & inside
     from scipy.spatial import cKDTree
 
     start_of = np.asarray([start_len[s[0][0]] for s in chain_lanes])
@@ -323,7 +343,7 @@ def _library(
     )
     return FleetMap(
         name, md.frame, md.location, md.licence, m, lanes, xy, heading, ahead, clear, start_of,
-        np.asarray(chain_len), neighbor, nb_offset, sample_chain, sample_arc, tree, lo, hi, limits,
+        np.asarray(chain_len), neighbor, nb_offset, sample_chain, sample_arc, tree, lo, hi, limits, nb_ok,
     )  # fmt: skip
 
 
@@ -334,7 +354,28 @@ def _clear_of_junctions(
     """``(C, K)``: where a vehicle may stand clear of junctions (see :class:`FleetMap`'s ``lib_clear``)."""
     from scipy.spatial import cKDTree
 
-    junction = lanes.is_intersection.astype(bool).copy()
+    bad = _junction_lanes(lanes)[lane_at]
+    stops = np.flatnonzero(m.kind == MapFeatureKind.STOP_LINE)
+    if stops.size:
+        stop_pts = np.concatenate([m.xyz_m[m.offsets[f] : m.offsets[f + 1], :2] for f in stops])
+        C, K = lane_at.shape
+        near = cKDTree(stop_pts).query(xy.reshape(-1, 2), distance_upper_bound=2.5)[0]
+        bad |= np.isfinite(near).reshape(C, K)
+    # clear: no junction from 2 m behind to 17 m ahead (mining's stopped_in_lane wants 15 m)
+    window = np.zeros_like(bad)
+    for k in range(-2, 18):
+        lo, hi = max(0, -k), bad.shape[1] - max(0, k)
+        window[:, lo:hi] |= bad[:, lo + k : hi + k]
+    clear: NDArrayBool = ~window
+    return clear
+
+
+def _junction_lanes(lanes: LaneGraph) -> NDArrayBool:
+    """``(lanes,)`` junction lanes: the map's intersection flag; on maps that flag none, lanes that cross
+    another lane that is not their successor or predecessor (at more than 20 degrees)."""
+    from scipy.spatial import cKDTree
+
+    junction = np.asarray(lanes.is_intersection, dtype=bool).copy()
     if not junction.any() and lanes.num_lanes > 1:
         # a map that flags no intersection lane: lanes crossing an unrelated lane at more than 20 degrees
         pts, owner, hd = [], [], []
@@ -353,20 +394,7 @@ def _clear_of_junctions(
                 continue
             if abs((H[a] - H[b] + np.pi) % (2 * np.pi) - np.pi) > np.radians(20.0):
                 junction[la] = junction[lb] = True
-    bad = junction[lane_at]
-    stops = np.flatnonzero(m.kind == MapFeatureKind.STOP_LINE)
-    if stops.size:
-        stop_pts = np.concatenate([m.xyz_m[m.offsets[f] : m.offsets[f + 1], :2] for f in stops])
-        C, K = lane_at.shape
-        near = cKDTree(stop_pts).query(xy.reshape(-1, 2), distance_upper_bound=2.5)[0]
-        bad |= np.isfinite(near).reshape(C, K)
-    # clear: no junction from 2 m behind to 17 m ahead (mining's stopped_in_lane wants 15 m)
-    window = np.zeros_like(bad)
-    for k in range(-2, 18):
-        lo, hi = max(0, -k), bad.shape[1] - max(0, k)
-        window[:, lo:hi] |= bad[:, lo + k : hi + k]
-    clear: NDArrayBool = ~window
-    return clear
+    return junction
 
 
 # --------------------------------------------------------------------------- random draws
@@ -430,6 +458,14 @@ def _chunk_on_map(fm: FleetMap, cfg: FleetConfig, idx: NDArrayInt) -> list[Scena
     long_enough = np.flatnonzero(fm.lib_len >= need)
     pool = long_enough if long_enough.size else np.flatnonzero(fm.lib_len == fm.lib_len.max())
     ego_chain = pool[np.minimum((u[:, _U_EGO] * pool.size).astype(np.int64), pool.size - 1)]
+    # a scenario drawn for a cut-in starts the ego on a chain whose neighbour runs beside it in a
+    # neighbouring lane for a while (where the map has such chains): cut-ins are rare otherwise
+    wants_cut = u[:, _U_EVENTS + 10] < rates.get("cut_in", 0.0)
+    besides = np.flatnonzero(fm.lib_nb_ok[:, 20:250].sum(axis=1) >= 40)
+    cut_pool = np.intersect1d(pool, besides)
+    if cut_pool.size and wants_cut.any():
+        pick = cut_pool[np.minimum((u[:, _U_EGO] * cut_pool.size).astype(np.int64), cut_pool.size - 1)]
+        ego_chain = np.where(wants_cut, pick, ego_chain)
     chain[:, 0] = ego_chain
     room = np.clip(fm.lib_len[ego_chain] - need, 0.0, None)
     s0[:, 0] = u[:, _U_EGO + 1] * np.minimum(np.maximum(fm.lib_start_len[ego_chain], 0.0), room)
@@ -458,7 +494,7 @@ def _chunk_on_map(fm: FleetMap, cfg: FleetConfig, idx: NDArrayInt) -> list[Scena
     brake_step = (0.5 / dt + e[:, 1, 2] * (2.0 / dt)).astype(np.int64)  # early: small maps end soon
     brake_decel = 6.0 + 2.0 * e[:, 1, 3]
     chain[:, 3] = np.maximum(nb, 0)
-    s0[:, 3] = fm.lib_nb_offset[ego_chain] + s0[:, 0] + 12.0 + 15.0 * e[:, 2, 1]
+    s0[:, 3] = fm.lib_nb_offset[ego_chain] + s0[:, 0] + 8.0 + 10.0 * e[:, 2, 1]
     cut_step = (1.0 / dt + e[:, 2, 2] * (2.5 / dt)).astype(np.int64)
     vd[:, 1:4] = cap0[:, None]
     # the cut-in keeps about the ego's starting speed: the ego closes in slowly, so the gap it cuts into
@@ -653,8 +689,15 @@ def _simulate(
             len_cut = np.where(is_cut, length, 0.0).max(axis=1)
             cut_gap = s_cut - s[:, 0] - (len_cut + length[:, 0]) / 2.0
             go = cut_in & (cut_at < 0) & (t >= cut_step) & (cut_gap >= 3.0)
-            go &= cut_gap <= np.maximum(9.0, 1.8 * v_ego)
+            go &= cut_gap <= np.maximum(6.0, 0.8 * v_ego)  # close: < 2 s at the crossing after the ego brakes
             go &= (np.where(is_cut, v, 0.0).max(axis=1) >= 2.5) & (v_ego >= 2.0)  # in traffic that moves
+            # the lanes stay map neighbours, clear of intersections, from here to past the manoeuvre's end
+            # (where the car moves is a lane change in the map's terms: the lanes it leaves and enters)
+            v_cut = np.where(is_cut, v, 0.0).max(axis=1)
+            reach = 10.0 + 3.5 * v_cut  # 5 m behind to 5 m past where it is after 3.5 s
+            span = s_cut[:, None] - 5.0 + np.linspace(0.0, 1.0, 12)[None, :] * reach[:, None]
+            at = np.clip(np.nan_to_num(span, neginf=0.0), 0, K - 1).astype(np.int64)
+            go &= fm.lib_nb_ok[ego_chain[:, None], at].all(axis=1)
             cut_at[go] = t
             ego_gap = p_arc - s[:, 0] - length[:, 0] / 2.0
             go = ped & (ped_at < 0) & (t >= p_step) & (ego_gap <= 2.0 * v_ego + 6.0) & (ego_gap > 0.5)
@@ -744,6 +787,21 @@ def _simulate(
         # bounded jerk, unless braking hard is what it takes
         smooth = np.clip(a, a_prev - _JERK_MPS3 * dt, a_prev + _JERK_MPS3 * dt)
         a = np.where((a < -2.5) & (a < smooth), a, smooth)
+        # the cut-in car, until it moves over, keeps station beside and ahead of the ego: it steers its
+        # bumper gap to the middle of the trigger window (left to IDM and its desired speed, the gap
+        # drifted out of the window in most scenarios: 5 of 80 triggered on the two maps that allow
+        # cut-ins); it still brakes for a leader of its own (IDM's interaction term)
+        waiting = is_cut & (cut_at[:, None] < 0)
+        if waiting.any():
+            v_ego = v[:, 0]
+            s_cut = np.where(is_cut, s - nb_off, -np.inf).max(axis=1)
+            len_cut = np.where(is_cut, length, 0.0).max(axis=1)
+            cut_gap = s_cut - s[:, 0] - (len_cut + length[:, 0]) / 2.0
+            target = 0.5 * (3.0 + np.maximum(6.0, 0.8 * v_ego))
+            v_want = np.maximum(v_ego - 0.4 * (cut_gap - target), 0.0)
+            a_keep = np.clip(v_want[:, None] - v, -3.0, 2.0)  # reach it in about a second
+            a_lead = np.clip(a_max * (1.0 - inter), -9.0, a_max)
+            a = np.where(waiting, np.minimum(a_keep, a_lead), a)
         # scripts: the stopped vehicle stands, the braking one brakes from its step on
         a = np.where(is_stopped, 0.0, a)
         hard = is_brake & (brake_at[:, None] >= 0)

@@ -182,6 +182,10 @@ class LaneGraph:
         d = self.seg_b - self.seg_a
         self.seg_len = np.hypot(d[:, 0], d[:, 1])
         self.seg_heading = np.arctan2(d[:, 1], d[:, 0])
+        # per segment once, gathered per candidate (the same values as computing them per candidate)
+        self._seg_d = d
+        self._seg_len2 = np.where(self.seg_len > 0, self.seg_len**2, 1.0)
+        self._seg_len1 = np.where(self.seg_len > 0, self.seg_len, 1.0)
         self._tree: Any = None
 
     # ------------------------------------------------------------------ relations
@@ -261,17 +265,13 @@ class LaneGraph:
 
     def _foot(self, q: NDArrayFloat, seg: NDArrayInt) -> tuple[NDArrayFloat, NDArrayFloat, NDArrayFloat]:
         """Per ``(Q, C)`` candidate: distance, parameter along the segment, signed cross product / length."""
-        a, b = self.seg_a[seg], self.seg_b[seg]
-        d = b - a
-        length = self.seg_len[seg]
+        a, d = self.seg_a[seg], self._seg_d[seg]
         rel = q[:, None, :] - a
-        t = np.clip(
-            (rel[..., 0] * d[..., 0] + rel[..., 1] * d[..., 1]) / np.where(length > 0, length**2, 1.0), 0, 1
-        )
+        t = np.clip((rel[..., 0] * d[..., 0] + rel[..., 1] * d[..., 1]) / self._seg_len2[seg], 0, 1)
         fx = a[..., 0] + t * d[..., 0] - q[:, None, 0]
         fy = a[..., 1] + t * d[..., 1] - q[:, None, 1]
         dist = np.hypot(fx, fy)
-        cross = (d[..., 0] * rel[..., 1] - d[..., 1] * rel[..., 0]) / np.where(length > 0, length, 1.0)
+        cross = (d[..., 0] * rel[..., 1] - d[..., 1] * rel[..., 0]) / self._seg_len1[seg]
         return dist, t, cross
 
     def match(

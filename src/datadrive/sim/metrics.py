@@ -417,10 +417,8 @@ def _ttc_nuplan(
     x0, y0, h0, v0 = x[:, :1], y[:, :1], h[:, :1], v[:, :1]
     rear_x = x0 - np.cos(h0) * 0.3 * L[:, :1, None]
     rear_y = y0 - np.sin(h0) * 0.3 * L[:, :1, None]
-    ang = _angle_to(rear_x, rear_y, h0, x[:, 1:], y[:, 1:])  # (S, A-1, T)
     lateral_ok = (fr.multiple_lanes | fr.in_intersection)[:, None, :]
-    rel = (ang < np.deg2rad(30)) | (lateral_ok & ~(ang > np.deg2rad(150)))
-    rel &= valid[:, 1:] & (collided_at[:, 1:, None] > np.arange(T)[None, None, :])
+    rel = valid[:, 1:] & (collided_at[:, 1:, None] > np.arange(T)[None, None, :])
     rel &= (np.abs(v0) > cfg.ttc_stopped_speed_mps) & valid[:, :1]
     speeds = np.where(np.isin(otype[:, 1:], _AGENT_TYPES)[..., None], np.abs(v[:, 1:]), 0.0)
     # broad phase: only pairs whose enclosing circles can meet within the horizon at constant velocity
@@ -433,6 +431,10 @@ def _ttc_nuplan(
     reach = (np.hypot(L[:, :1], W[:, :1]) + np.hypot(L[:, 1:], W[:, 1:]))[..., None] / 2.0
     rel &= dmin2 <= reach**2
     si, ai, ti = np.nonzero(rel)
+    # the angle test only for the pairs left (the same mask, far cheaper than at full size)
+    ang = _angle_to(rear_x[si, 0, ti], rear_y[si, 0, ti], h0[si, 0, ti], x[si, ai + 1, ti], y[si, ai + 1, ti])
+    keep = (ang < np.deg2rad(30)) | (lateral_ok[si, 0, ti] & ~(ang > np.deg2rad(150)))
+    si, ai, ti = si[keep], ai[keep], ti[keep]
     if si.size:
         tt = times[None, :]
         e_h, a_h = h[si, 0, ti][:, None], h[si, ai + 1, ti][:, None]
@@ -481,11 +483,13 @@ def _navsim_ttc_hits(
         hit = _pair_hits(
             ex, ey, h0, L[:, :1, None], W[:, :1, None], ax, ay, ah, L[:, 1:, None], W[:, 1:, None], mask
         )
-        if not hit.any():
+        si, ai, ti = np.nonzero(hit)
+        if not si.size:
             continue
-        ang = _angle_to(rear_x, rear_y, h0, ax, ay)
-        relevant = (ang < np.deg2rad(30)) | (lateral & ~(ang > np.deg2rad(150)))
-        out |= hit & relevant
+        # relevance only where a box was hit (the angle is the costly part at full size)
+        ang = _angle_to(rear_x[si, 0, ti], rear_y[si, 0, ti], h0[si, 0, ti], ax[si, ai, ti], ay[si, ai, ti])
+        relevant = (ang < np.deg2rad(30)) | (lateral[si, 0, ti] & ~(ang > np.deg2rad(150)))
+        out[si[relevant], ai[relevant], ti[relevant]] = True
     return out
 
 

@@ -390,12 +390,13 @@ class IdmRoutePolicy(Policy):
             kind.append(np.full(m, j, dtype=np.int64))
         pose_t = np.concatenate(tix)  # (J,) the time index of every pose
         collide = xp.asarray(np.concatenate(kind) == 0, "bool")
-        # the agents at constant velocity, (S, H + 1, C)
-        fx = ax[:, None, :] + (av * xp.cos(ah))[:, None, :] * times[None, :, None]
-        fy = ay[:, None, :] + (av * xp.sin(ah))[:, None, :] * times[None, :, None]
+        # the agents at constant velocity at the poses' times, (S, C, J)
+        tq = times[xp.asarray(pose_t, "int")][None, None, :]
+        fx = ax[..., None] + (av * xp.cos(ah))[..., None] * tq
+        fy = ay[..., None] + (av * xp.sin(ah))[..., None] * tq
         hit_any, hit_agent = self._hits(
             xp, xp.concat(qx, axis=3), xp.concat(qy, axis=3), xp.concat(qh, axis=3),
-            fx[:, pose_t], fy[:, pose_t], ah, le, we, al, aw, at, reach, fault_ok,
+            fx, fy, ah, le, we, al, aw, at, reach, fault_ok,
         )  # fmt: skip
         hit_agent = xp.any(hit_agent & collide, axis=3)
         hit_object = xp.any(hit_any & collide, axis=3) & ~hit_agent
@@ -481,21 +482,56 @@ class IdmRoutePolicy(Policy):
         xp: Backend, px: Array, py: Array, ph: Array, fx: Array, fy: Array, ah: Array,
         le: Array, we: Array, al: Array, aw: Array, at: Array, reach: Array, ok: Array,
     ) -> tuple[Array, Array]:  # fmt: skip
-        """``(S, Y, F, J)`` whether each ego pose meets an agent (``fx``/``fy`` ``(S, J, C)``: the agents at
+        """``(S, Y, F, J)`` whether each ego pose meets an agent (``fx``/``fy`` ``(S, C, J)``: the agents at
         the poses' times), and whether that agent is a road user; oriented boxes are tested only
-        where the enclosing circles touch."""
-        d2 = (px[..., None] - fx[:, None, None]) ** 2 + (py[..., None] - fy[:, None, None]) ** 2
-        near = (d2 <= (reach * reach)[:, None, None, None, :]) & ok[:, None, None, None, :]
-        idx = xp.nonzero_flat(near)
+        where the enclosing circles touch.
+
+        Two broad phases: a box per (scenario, agent, time) (the ego's poses at that time over every
+        proposal), then circles for the (agent, time) left against the poses at that time, laid out
+        ``(left, Y F)``; the exact oriented-box test runs only where the circles touch. Every pose and agent
+        pair that the circles let through passes the box too, so the hits are those of testing all pairs.
+        """
+        S, Y, F, J = px.shape
+        C = fx.shape[1]
+        YF = Y * F
+        W = YF * J
+        # per (scenario, agent, time): the box around the ego's poses at that time (over every proposal)
+        # against the agent then, grown by the reach; only the (agent, time) left are tested pose by pose
+        # (about 7 % of them on the benchmark's traffic: the agents beside or ahead move with the ego)
+        fpx, fpy = px.reshape(S, YF, J), py.reshape(S, YF, J)
+        real = fpx < _BIG / 2  # a stopped ego's TTC poses are sent far away
+        lo_x = xp.min(xp.where(real, fpx, _BIG), axis=1)[:, None, :]  # (S, 1, J)
+        hi_x = xp.max(xp.where(real, fpx, -_BIG), axis=1)[:, None, :]
+        lo_y, hi_y = xp.min(fpy, axis=1)[:, None, :], xp.max(fpy, axis=1)[:, None, :]
+        r = reach[..., None]
+        near = (
+            ok[..., None]
+            & (fx - r <= hi_x) & (fx + r >= lo_x)
+            & (fy - r <= hi_y) & (fy + r >= lo_y)
+        )  # fmt: skip
         none = xp.zeros(px.shape, "bool")
+        sel = xp.nonzero_flat(near)  # flat indices into (S, C, J)
+        if not int(sel.shape[0]):
+            return none, none
+        agent_of = sel // J  # flat index into (S, C)
+        # (m, Y F): the ego's poses at that time, every proposal; the circle test, squares in place
+        poses = ((agent_of // C) * W + sel % J)[:, None] + (xp.arange(YF) * J)[None, :]
+        dx = xp.take(px, poses)
+        dx -= xp.take(fx, sel)[:, None]
+        dy = xp.take(py, poses)
+        dy -= xp.take(fy, sel)[:, None]
+        dx *= dx
+        dy *= dy
+        dx += dy
+        rr = xp.take(reach, agent_of)[:, None]
+        idx = xp.nonzero_flat(dx <= rr * rr)
         if not int(idx.shape[0]):
             return none, none
-        _, Y, F, J = px.shape
-        C = near.shape[-1]
-        scen = idx // (Y * F * J * C)
-        pose = idx // C  # flat index into (S, Y, F, J)
-        agent = scen * C + idx % C
-        at_time = scen * (J * C) + (pose % J) * C + idx % C  # flat index into (S, J, C)
+        k = idx // YF
+        pose = xp.take(poses, idx)  # flat index into (S, Y, F, J)
+        agent = xp.take(agent_of, k)  # flat index into (S, C)
+        scen = agent // C
+        at_time = xp.take(sel, k)  # flat index into (S, C, J)
         hit = obb_overlap(
             xp.take(px, pose), xp.take(py, pose), xp.take(ph, pose), xp.take(le, scen),
             xp.take(we, scen), xp.take(fx, at_time), xp.take(fy, at_time), xp.take(ah, agent),

@@ -206,16 +206,20 @@ class SimBatch:
         self.num_steps_np = steps
         self.reactive_ok = xp.asarray(pad("reactive_ok", (S, A), False, b), "bool")
         # the path pools, flat per scenario: point k of pooled path u is column u * K + k
-        pool = np.zeros((S, U, K, 2))
+        # x, y, heading in one (3, S, U, K) table (one gather per step); pool_x/y/heading are its rows
+        table = np.zeros((3, S, U, K))
         for k, s in enumerate(sc):
-            if s.path_pool_xy_m.shape[0]:
-                pool[k, : s.path_pool_xy_m.shape[0]] = _pad_last(s.path_pool_xy_m, K)
-        dh = np.diff(pool, axis=2)
-        ph = np.arctan2(dh[..., 1], dh[..., 0])
-        ph = np.concatenate([ph, ph[..., -1:]], axis=2)
-        self.pool_x = xp.asarray(pool[..., 0].reshape(S, U * K))
-        self.pool_y = xp.asarray(pool[..., 1].reshape(S, U * K))
-        self.pool_heading = xp.asarray(ph.reshape(S, U * K))
+            u = s.path_pool_xy_m.shape[0]
+            if u:
+                path = _pad_last(s.path_pool_xy_m, K)
+                table[0, k, :u], table[1, k, :u] = path[..., 0], path[..., 1]
+        np.arctan2(np.diff(table[1], axis=2), np.diff(table[0], axis=2), out=table[2, :, :, :-1])
+        table[2, :, :, -1] = table[2, :, :, -2] if K > 1 else 0.0
+        self.pool_table = xp.asarray(table.reshape(3, S * U * K))
+        self.pool_x = self.pool_table[0].reshape(S, U * K)
+        self.pool_y = self.pool_table[1].reshape(S, U * K)
+        self.pool_heading = self.pool_table[2].reshape(S, U * K)
+        self.pool_base = xp.asarray((np.arange(S) * (U * K))[:, None], "int")
         pid = pad("path_id", (S, A, P), -1, i64)
         self.path_ok = xp.asarray(pid >= 0, "bool")
         self.path_id = xp.asarray(np.maximum(pid, 0), "int")
@@ -229,6 +233,8 @@ class SimBatch:
         self.num_stops = M
         self.light_stop = xp.asarray(pad("light_stop", (S, L, T), False, b), "bool")
         self.light_caution = xp.asarray(pad("light_caution", (S, L, T), False, b), "bool")
+        # no light is ever red or amber in the batch: the agents' light checks can be skipped
+        self.any_light_np = bool(any(s.light_stop.any() or s.light_caution.any() for s in sc))
         # the egos' routes, padded by repeating the last point; profile arrays along them
         route = np.zeros((S, R, 2))
         route_len = np.zeros(S, dtype=np.int64)
@@ -365,12 +371,10 @@ class Simulator:
         u = s / b.path_step_m
         i = xp.clip(xp.floor(u), 0, K - 2)
         frac = u - i  # beyond either end: linear extrapolation along the end segment
-        ii = xp.astype(i, "int") + row * K
-        x0 = xp.gather(b.pool_x, ii, axis=1)
-        y0 = xp.gather(b.pool_y, ii, axis=1)
-        x1 = xp.gather(b.pool_x, ii + 1, axis=1)
-        y1 = xp.gather(b.pool_y, ii + 1, axis=1)
-        h = xp.gather(b.pool_heading, ii, axis=1)
+        ii = xp.astype(i, "int") + row * K + b.pool_base
+        got = xp.take_columns(b.pool_table, xp.stack([ii, ii + 1], axis=0))  # (3, 2, S, A)
+        x0, y0, h = got[0, 0], got[1, 0], got[2, 0]
+        x1, y1 = got[0, 1], got[1, 1]
         x = x0 + frac * (x1 - x0)
         y = y0 + frac * (y1 - y0)
         return x - xp.sin(h) * d, y + xp.cos(h) * d, h
@@ -439,11 +443,13 @@ class Simulator:
         hist_x[:, :, 0], hist_y[:, :, 0], hist_h[:, :, 0], hist_v[:, :, 0] = x, y, h, v
         hist_valid[:, :, 0] = present
         nb, nb_ok = self._neighbors(batch, 0, x, y, present)
+        nb_static = self._neighbor_static(batch, nb)
         policy.setup(batch)
         try:
             for t in range(T - 1):
                 if t > 0 and t % nb_period == 0 and cfg.neighbors < A - 1:
                     nb, nb_ok = self._neighbors(batch, t, x, y, present)
+                    nb_static = self._neighbor_static(batch, nb)
                 obs = self._observation(batch, t, x, y, h, v, present, not_ego, nb, nb_ok)
                 action = policy.act(obs)
                 ex, ey, eh, ev, ea = self._ego_step(batch, action, x[:, 0], y[:, 0], h[:, 0], v[:, 0])
@@ -453,7 +459,22 @@ class Simulator:
                 lvalid = batch.log_valid[:, :, t + 1] & batch.agent_mask
                 if any_reactive:
                     rx, ry, rh, rv, s_arc, d_lat, p_idx, changed = self._reactive_step(
-                        batch, t, x, y, h, v, present, reactive, s_arc, d_lat, p_idx, phase, period, nb, nb_ok
+                        batch,
+                        t,
+                        x,
+                        y,
+                        h,
+                        v,
+                        present,
+                        reactive,
+                        s_arc,
+                        d_lat,
+                        p_idx,
+                        phase,
+                        period,
+                        nb,
+                        nb_ok,
+                        nb_static,
                     )
                     lane_changes = lane_changes + xp.sum(xp.astype(changed & reactive, "int"), axis=1)
                     lx = xp.where(reactive, rx, lx)
@@ -560,6 +581,7 @@ class Simulator:
         period: int,
         nb: Array,
         nb_ok: Array,
+        nb_static: tuple[Array, Array],
     ) -> tuple[Array, Array, Array, Array, Array, Array, Array, Array]:
         xp, cfg = self.xp, self.config
         dt = cfg.dt_s
@@ -571,44 +593,33 @@ class Simulator:
         i = xp.astype(xp.clip(xp.floor(s_arc / b.path_step_m), 0, K - 2), "int")
         hh = xp.where(reactive, xp.gather(b.pool_heading, i + row * K, axis=1), h)
         ch, sh = xp.cos(hh), xp.sin(hh)
-        # every neighbour quantity in one gather: position, velocity, length, presence
-        table = xp.stack(
-            [x, y, v * xp.cos(h), v * xp.sin(h), b.length, xp.astype(present, "float")], axis=0
-        ).reshape(6, S * A)
-        flat = nb + (xp.arange(S) * A)[:, None, None]
-        got = xp.take_columns(table, flat)  # (6, S, A, N)
+        # every neighbour quantity in one gather: position, velocity, presence
+        table = xp.stack([x, y, v * xp.cos(h), v * xp.sin(h), xp.astype(present, "float")], axis=0).reshape(
+            5, S * A
+        )
+        flat, half_len = nb_static
+        got = xp.take_columns(table, flat)  # (5, S, A, N)
         c, sn = ch[..., None], sh[..., None]
-        dx = got[0] - x[..., None]
-        dy = got[1] - y[..., None]
-        lon = c * dx + sn * dy
-        lat = -sn * dx + c * dy
-        nlen = got[4]
-        half_len = (b.length[..., None] + nlen) / 2.0 if idm.gap_reference == "bumper" else nlen * 0.0
-        others = (got[5] > 0.5) & nb_ok
-        v_proj = got[2] * c + got[3] * sn  # the neighbour's velocity along my path
-        rel_lat = lat + d_lat[..., None]  # beside my own lane's centre
+        # in place where a fresh array allows it: these (S, A, N) arrays are the step's biggest
+        dx, dy = got[0], got[1]
+        dx -= x[..., None]
+        dy -= y[..., None]
+        lon = c * dx
+        lon += sn * dy
+        rel_lat = c * dy
+        rel_lat -= sn * dx
+        rel_lat += d_lat[..., None]  # beside my own lane's centre
+        others = (got[4] > 0.5) & nb_ok
+        v_proj = got[2] * c
+        v_proj += got[3] * sn  # the neighbour's velocity along my path
         hw = cfg.lane_half_width_m
         ahead = others & (xp.abs(rel_lat) < hw) & (lon > 0)
         gap_ahead = xp.where(ahead, lon - half_len, _BIG)
         lead = xp.argmin(gap_ahead, axis=2)
         lead_gap = xp.gather(gap_ahead, lead[..., None], axis=2)[..., 0]
         lead_v = xp.gather(v_proj, lead[..., None], axis=2)[..., 0]
-        # red lights on the current path: a stopped leader at the stop line
-        M = b.num_stops
-        srow = (row * M)[..., None] + xp.arange(M)[None, None, :]
-        st_s = xp.gather(b.pool_stop_s, srow.reshape(S, A * M), axis=1).reshape(S, A, M)
-        st_l = xp.gather(b.pool_stop_light, srow.reshape(S, A * M), axis=1).reshape(S, A, M)
-        L = b.light_stop.shape[1]
-        li = xp.clip(st_l, 0, L - 1).reshape(S, A * M)
-        red = xp.gather(b.light_stop[:, :, t], li, axis=1).reshape(S, A, M)
-        amber = xp.gather(b.light_caution[:, :, t], li, axis=1).reshape(S, A, M)
-        light_gap = st_s - s_arc[..., None] - b.length[..., None] / 2.0
-        can_stop = light_gap > (v * v)[..., None] / (2.0 * idm.b_comf_mps2)
-        stop_here = (st_l >= 0) & (red | (amber & can_stop)) & (light_gap > -1.0)
-        lg = xp.min(xp.where(stop_here, light_gap, _BIG), axis=2)
-        use_light = lg < lead_gap
-        lead_gap = xp.where(use_light, lg, lead_gap)
-        lead_v = xp.where(use_light, 0.0, lead_v)
+        if b.any_light_np:
+            lead_gap, lead_v = self._lights(b, t, row, s_arc, v, lead_gap, lead_v)
         has_lead = lead_gap < _BIG / 2
         v0 = b.desired_speed
         acc = idm_accel(xp, v, v0, lead_gap, v - lead_v, has_lead, idm)
@@ -635,6 +646,40 @@ class Simulator:
         s_arc = xp.where(reactive, s_new, s_arc)
         d_lat = xp.where(reactive, d_new, d_lat)
         return nx, ny, nh, v_new, s_arc, d_lat, p_idx, changed
+
+    def _lights(
+        self, b: SimBatch, t: int, row: Array, s_arc: Array, v: Array, lead_gap: Array, lead_v: Array
+    ) -> tuple[Array, Array]:
+        """The leader where a red (or stoppable amber) light is on an agent's path: stopped at the line."""
+        xp, idm = self.xp, self.config.idm
+        S, A, _ = b.shape
+        # red lights on the current path: a stopped leader at the stop line
+        M = b.num_stops
+        srow = (row * M)[..., None] + xp.arange(M)[None, None, :]
+        st_s = xp.gather(b.pool_stop_s, srow.reshape(S, A * M), axis=1).reshape(S, A, M)
+        st_l = xp.gather(b.pool_stop_light, srow.reshape(S, A * M), axis=1).reshape(S, A, M)
+        L = b.light_stop.shape[1]
+        li = xp.clip(st_l, 0, L - 1).reshape(S, A * M)
+        red = xp.gather(b.light_stop[:, :, t], li, axis=1).reshape(S, A, M)
+        amber = xp.gather(b.light_caution[:, :, t], li, axis=1).reshape(S, A, M)
+        light_gap = st_s - s_arc[..., None] - b.length[..., None] / 2.0
+        can_stop = light_gap > (v * v)[..., None] / (2.0 * idm.b_comf_mps2)
+        stop_here = (st_l >= 0) & (red | (amber & can_stop)) & (light_gap > -1.0)
+        lg = xp.min(xp.where(stop_here, light_gap, _BIG), axis=2)
+        use_light = lg < lead_gap
+        lead_gap = xp.where(use_light, lg, lead_gap)
+        lead_v = xp.where(use_light, 0.0, lead_v)
+        return lead_gap, lead_v
+
+    def _neighbor_static(self, b: SimBatch, nb: Array) -> tuple[Array, Array]:
+        """What stays fixed while the neighbour lists do: flat ``(S, A, N)`` indices, half length sums."""
+        xp = self.xp
+        S, A, _ = b.shape
+        flat = nb + (xp.arange(S) * A)[:, None, None]
+        nlen = xp.take(b.length, flat)
+        if self.config.idm.gap_reference == "bumper":
+            return flat, (b.length[..., None] + nlen) / 2.0
+        return flat, nlen * 0.0
 
     def _mobil(
         self,
@@ -670,20 +715,17 @@ class Simulator:
         lat_p = xp.take(b.path_lateral, (rows * P)[:, None] + xp.arange(P)[None, :])
         own_lat = xp.gather(lat_p, p0[:, None], axis=1)[:, 0]
         hw = cfg.lane_half_width_m
+        row_base = xp.arange(int(rows.shape[0])) * N  # (n,) where each due agent's row starts in (n, N)
 
         def neighbours_in(offset: Array) -> tuple[Array, Array, Array, Array, Array]:
             """Leader gap/speed, follower gap/speed/desired speed in the lane ``offset`` m to the left."""
             inl = oth & (xp.abs(rl - offset[:, None]) < hw)
             ga = xp.where(inl & (lon_ > 0), lon_ - hl, _BIG)
             gb = xp.where(inl & (lon_ <= 0), -lon_ - hl, _BIG)
-            la, fb = xp.argmin(ga, axis=1)[:, None], xp.argmin(gb, axis=1)[:, None]
-            return (
-                xp.gather(ga, la, axis=1)[:, 0],
-                xp.gather(vp, la, axis=1)[:, 0],
-                xp.gather(gb, fb, axis=1)[:, 0],
-                xp.gather(n_v, fb, axis=1)[:, 0],
-                xp.gather(n_v0, fb, axis=1)[:, 0],
-            )
+            # flat indices of the leader and the follower: one take per field (the arrays are small,
+            # so the per-call cost is what counts)
+            la, fb = xp.argmin(ga, axis=1) + row_base, xp.argmin(gb, axis=1) + row_base
+            return xp.take(ga, la), xp.take(vp, la), xp.take(gb, fb), xp.take(n_v, fb), xp.take(n_v0, fb)
 
         zero = vv * 0.0
         lead_gap, lead_v, foll_gap, ofv, ofv0 = neighbours_in(zero)
@@ -712,5 +754,4 @@ class Simulator:
             good = ok & safe & (gain >= mob.gain_threshold_mps2) & (gain > best_gain)
             best_gain = xp.where(good, gain, best_gain)
             best_p = xp.where(good, cand, best_p)
-        del N
         return best_p

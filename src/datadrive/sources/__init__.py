@@ -61,6 +61,7 @@ READER_MODULES = (
     "google.protobuf.message",
     "datadrive.sources.waymo_protos.map_pb2",
     "datadrive.sources.waymo_protos.scenario_pb2",
+    "numcodecs.blosc",  # the Lyft reader's (an extra: a fork server skips what is not installed)
 )
 """The heavy modules the adapters import when they read (never at import: see the module docstring).
 

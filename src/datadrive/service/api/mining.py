@@ -25,7 +25,7 @@ from datadrive.service.convert import json_rows, json_value
 from datadrive.service.errors import ERROR_RESPONSES
 from datadrive.service.mining import (
     OBJECT_TYPE,
-    event_rows,
+    event_page,
     event_summary,
     hit_json,
     search,
@@ -143,8 +143,10 @@ def list_events(
     as_of: Annotated[int | None, Query(ge=0, le=1_000_000_000)] = None,
 ) -> dict[str, Any]:
     snap = svc.gateway.snapshot(caller.principal, svc.gateway.region(region), as_of)
-    rows = event_rows(
+    rows, total = event_page(
         snap,
+        limit=page.limit,
+        offset=page.offset,
         event_type=event_type,
         scenario_id=scenario_id,
         source=source,
@@ -152,8 +154,7 @@ def list_events(
         min_severity=min_severity,
         timeout_s=svc.settings.sql_timeout_s,
     )
-    items = json_rows(rows.slice(page.offset, page.limit))
-    return page.wrap(items, rows.num_rows)
+    return page.wrap(json_rows(rows), total)
 
 
 @router.get("/regions/{region}/events/summary", summary="Event counts by type, and how much is tagged")
