@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pyarrow.compute as pc
+from assistant_helpers import SampleLake
 
-from conftest import SampleLake
 from datadrive.assistant import (
     Assistant,
     ConversationStore,

@@ -10,9 +10,9 @@ from typing import Any
 
 import pyarrow.compute as pc
 import pytest
+from assistant_helpers import SampleLake
 from chat_server import chat_server, completion
 
-from conftest import SampleLake
 from datadrive.assistant import Assistant, ChatEndpoint, EndpointConfig, load_vehicle
 from datadrive.errors import EndpointError, ResidencyError
 

@@ -7,8 +7,7 @@ reason) where they are not installed, which is the default test path.
 from __future__ import annotations
 
 import pytest
-
-from conftest import SampleLake
+from assistant_helpers import SampleLake
 
 pytest.importorskip("transformers", reason="the local model needs datadrive[llm]")
 pytest.importorskip("gguf", reason="the local model needs datadrive[llm]")

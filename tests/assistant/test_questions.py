@@ -9,9 +9,9 @@ from __future__ import annotations
 from collections import Counter
 
 import pytest
+from assistant_helpers import FAULT_FROZEN_S, SampleLake
 from question_set import Case, build_cases
 
-from conftest import FAULT_FROZEN_S, SampleLake
 from datadrive.assistant import Assistant, load_vehicle
 
 

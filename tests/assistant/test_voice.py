@@ -268,3 +268,115 @@ def test_word_errors_by_hand() -> None:
     assert word_errors([], ["hello", "there"]) == 2
     # "route from a to b" heard as "route to b": two deletions, not four substitutions
     assert word_errors(["route", "from", "a", "to", "b"], ["route", "to", "b"]) == 2
+
+
+def test_negative_audio_and_mining_score_every_streamed_window() -> None:
+    """Hard-negative mining sees what the streaming detector sees: every window 100 ms apart."""
+    from dataclasses import replace
+
+    from datadrive.assistant.voice.wakeword import (
+        Clips,
+        WakeWordModel,
+        _mine,
+        _net,
+        negative_audio,
+        small_config,
+        train,
+    )
+    from datadrive.errors import ConfigError
+
+    rng = np.random.default_rng(3)
+    t = np.arange(48000) / 16000.0
+
+    def tone(f: float, s: float) -> np.ndarray:
+        return (0.3 * np.sin(2 * np.pi * f * t[: int(16000 * s)])).astype(np.float32)
+
+    clips = Clips(
+        {
+            "positive": [tone(300 + 50 * i, 0.9) for i in range(4)],
+            "sentence": [
+                tone(500 + 40 * i, 2.5) + 0.01 * rng.standard_normal(40000).astype(np.float32)
+                for i in range(6)
+            ],
+            "near_miss": [tone(700, 1.0)],
+        }
+    )
+    config = small_config()
+    audio = negative_audio(config, clips, 0.5, seed=1)
+    total_s = sum(a.shape[0] for a in audio) / 16000
+    assert 30.0 <= total_s <= 30.0 + 60.0 + 3.0
+    assert all(np.isfinite(a).all() and np.abs(a).max() <= 1.0 for a in audio)
+    again = negative_audio(config, clips, 0.5, seed=1)
+    assert all(np.array_equal(a, b) for a, b in zip(audio, again, strict=True))  # seeded
+
+    model = WakeWordModel(config, _net(config), 0.5)
+    f = config.frames
+    windows = sum(1 + (1 + (a.shape[0] - 400) // 160 - f) // 10 for a in audio)
+    every = _mine(model, audio, f, floor=0.0)
+    assert len(every) == windows
+    assert every[0].shape == (f, 40)
+    assert np.allclose(every[0].mean(axis=0), 0.0, atol=1e-4)  # normalised as the detector sees it
+    assert _mine(model, audio, f, floor=1.01) == []
+    with pytest.raises(ConfigError, match="width"):
+        train(replace(config, width=48), run_dir=Path("unused"), dataset=None, init=model)
+
+
+def test_training_set_adds_shifted_voices_and_streamed_negatives() -> None:
+    """Phrases and near misses get pitch/tempo-shifted copies; random streamed windows join the negatives."""
+    from dataclasses import replace
+
+    from datadrive.assistant.voice.wakeword import Clips, build_training_set, small_config
+
+    t = np.arange(32000) / 16000.0
+
+    def tone(f: float, s: float) -> np.ndarray:
+        return (0.3 * np.sin(2 * np.pi * f * t[: int(16000 * s)])).astype(np.float32)
+
+    clips = Clips(
+        {
+            "positive": [tone(300 + 50 * i, 0.9) for i in range(3)],
+            "sentence": [tone(500 + 40 * i, 1.8) for i in range(4)],
+            "near_miss": [tone(700, 1.0), tone(900, 0.8)],
+        }
+    )
+    plain = build_training_set(small_config(augment=1, noise_windows=2), clips=clips)
+    config = replace(
+        small_config(augment=1, noise_windows=2), perturbed=1, stream_negatives=25, pitch_cents=(700.0, 800.0)
+    )
+    data = build_training_set(config, clips=clips)
+    kinds = np.array(data.kinds)
+    assert (kinds == "positive").sum() == 2 * (np.array(plain.kinds) == "positive").sum() == 6
+    assert (kinds == "near_miss").sum() == 4
+    assert (kinds == "stream").sum() == 25
+    assert (data.y[kinds == "stream"] == 0).all()
+    assert data.x.shape == (kinds.shape[0], config.frames, N_MELS)
+    assert np.isfinite(data.x.astype(np.float32)).all()
+    # a window of streamed audio is normalised like every other (per-band mean removed)
+    assert np.allclose(data.x[kinds == "stream"].astype(np.float32).mean(axis=1), 0.0, atol=2e-2)
+    # the shifted copies are higher: 700-800 cents up moves a 300 Hz tone to 450-476 Hz
+    from datadrive.assistant.voice.synth import perturb
+
+    up = perturb(tone(300, 0.9), pitch_cents=750.0)
+    peak_hz = np.argmax(np.abs(np.fft.rfft(up[2000:12000]))) * 16000 / 10000
+    assert 440 <= peak_hz <= 485
+
+
+def test_every_spoken_command_template_is_a_request_the_parser_understands() -> None:
+    """The commands' test set asks only what typed questions can ask (else 'intent right' is vacuous)."""
+    from datadrive.assistant.intents import parse_question
+    from datadrive.assistant.voice.commands import _TEMPLATES, command_cases
+
+    kinds = {
+        "statistic": {"stat", "threshold"},
+        "event": {"events", "brake_why", "stat"},
+        "health": {"health", "can"},
+        "trip": {"trip", "distance", "duration"},
+        "travel": {"route", "pois"},
+    }
+    cases = command_cases(["Kamppi", "Hakaniemi", "Töölön tori", "Kallio"], 400, seed=3)
+    seen = set()
+    for case in cases:
+        assert parse_question(case.words).kind in kinds[case.family], case.words
+        seen.add(case.words)
+    assert sum(len(t) for t in _TEMPLATES.values()) >= 50
+    assert len(seen) >= 100  # numbers, clock times and places vary

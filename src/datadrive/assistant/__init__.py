@@ -28,6 +28,7 @@ pocketsphinx, transformers) are imported lazily inside the functions that need t
 from datadrive.assistant.assistant import TOOL_SCHEMAS, Answer, Assistant
 from datadrive.assistant.companion import TravelCompanion
 from datadrive.assistant.conversations import ConversationStore, erase_vehicle_conversations
+from datadrive.assistant.ego_events import EgoEvent, VehicleEvents, load_vehicle_events, scenario_vehicles
 from datadrive.assistant.grounding import NumberCheck, check_numbers
 from datadrive.assistant.intents import Intent, parse_question
 from datadrive.assistant.llm import ChatEndpoint, ChatModel, ChatReply, EndpointConfig
@@ -46,6 +47,7 @@ __all__ = [
     "ChatReply",
     "ConversationStore",
     "Drive",
+    "EgoEvent",
     "EndpointConfig",
     "FleetSpeeds",
     "Intent",
@@ -58,6 +60,7 @@ __all__ = [
     "Router",
     "ToolResult",
     "TravelCompanion",
+    "VehicleEvents",
     "VehicleLogs",
     "check_numbers",
     "erase_vehicle_conversations",
@@ -65,5 +68,7 @@ __all__ = [
     "geocode",
     "list_vehicles",
     "load_vehicle",
+    "load_vehicle_events",
     "parse_question",
+    "scenario_vehicles",
 ]

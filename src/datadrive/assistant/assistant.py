@@ -31,6 +31,7 @@ from typing import Any
 from datadrive.assistant import genius
 from datadrive.assistant.companion import TravelCompanion
 from datadrive.assistant.conversations import ConversationStore
+from datadrive.assistant.ego_events import EVENT_LABELS, chosen_events, ego_events, render_ego_events
 from datadrive.assistant.genius import CAPABILITIES, ToolCall, plan, render, run_tool, unanswerable
 from datadrive.assistant.grounding import NumberCheck, check_numbers
 from datadrive.assistant.intents import Intent, parse_question
@@ -159,6 +160,13 @@ TOOL_SCHEMAS: list[dict[str, Any]] = [
         ),
         ("can_health", "Raw CAN messages that stopped or changed rate.", {}, []),
         (
+            "ego_events",
+            "The vehicle's own driving events as the mining layer tagged them in the lake "
+            "(hard braking, cut-ins, near misses, ...), with scenario, time window and values.",
+            {"kinds": {"type": "array", "items": {"type": "string", "enum": sorted(EVENT_LABELS)}}},
+            [],
+        ),
+        (
             "route",
             "A route through places (names, addresses, points of interest), with ETAs.",
             {"places": {"type": "array", "items": {"type": "string"}}},
@@ -175,6 +183,13 @@ TOOL_SCHEMAS: list[dict[str, Any]] = [
         ),
     )
 ]
+
+# the telemetry harsh-event kinds a question names -> the mining event type that stands for each
+_TELEMETRY_TO_MINED = {
+    "hard_brake": "hard_braking",
+    "hard_acceleration": "hard_acceleration",
+    "sharp_turn": "high_lateral_acceleration",
+}
 
 _SYSTEM = (
     "You are the in-car assistant of a vehicle. Answer only from the tools' results: never state a number, "
@@ -292,8 +307,9 @@ class Assistant:
         backend: str,
         notes: list[str],
         drive: Drive | None,
+        event_clocks: Sequence[datetime] = (),
     ) -> Answer:
-        clocks = []
+        clocks = list(event_clocks)
         if drive is not None:
             times = [
                 f.t_s
@@ -303,7 +319,7 @@ class Assistant:
             ]
             times += [t for r in results for e in r.evidence for t in (e.t0_s, e.t1_s)]
             times += [0.0, drive.duration_s]
-            clocks = [c for c in (drive.clock(t) for t in times) if c is not None]
+            clocks += [c for c in (drive.clock(t) for t in times) if c is not None]
         qclock = [
             r.seconds for r in (intent.start, intent.end, intent.point) if r is not None and r.kind == "clock"
         ]
@@ -343,6 +359,16 @@ class Assistant:
         if self.logs is None:
             text = "I have no vehicle data to answer that from (no vehicle selected). " + unanswerable(
                 intent, None
+            )
+            return self._result(question, intent, text, [], False, "offline", notes, None)
+        if intent.kind == "ego_events" or (intent.kind == "events" and not self.logs.drives):
+            return self._ego_events(question, intent, notes)
+        if not self.logs.drives:
+            text = (
+                f"I can't tell that from this vehicle's data: the lake holds no telemetry of vehicle "
+                f"`{self.logs.vehicle}`, only its scenarios. I can tell you about its driving "
+                "events as the mining layer tagged them: hard braking, cut-ins, near misses, lane changes, "
+                "pedestrians crossing ahead, speeding."
             )
             return self._result(question, intent, text, [], False, "offline", notes, None)
         if intent.kind == "drives":
@@ -390,6 +416,16 @@ class Assistant:
             )
         return answer
 
+    def _ego_events(self, question: str, intent: Intent, notes: list[str]) -> Answer:
+        """The mining layer's events of the vehicle (see :mod:`~datadrive.assistant.ego_events`)."""
+        assert self.logs is not None
+        kind = _TELEMETRY_TO_MINED.get(intent.event_kind or "", intent.event_kind)
+        result = ego_events(self.logs.events, [kind] if kind else [])
+        text = render_ego_events(result, self.logs)
+        shown = chosen_events(self.logs.events, [kind] if kind else []) if result.ok else []
+        clocks = [e.start_utc for e in shown if e.start_utc is not None]
+        return self._result(question, intent, text, [result], result.ok, "offline", notes, None, clocks)
+
     def _travel(self, question: str, intent: Intent, notes: list[str]) -> Answer:
         if self.companion is None:
             text = "I have no map loaded, so I can't plan routes here. " + unanswerable(intent, self.logs)
@@ -418,6 +454,10 @@ class Assistant:
             if name == "route":
                 return self.companion.route(places)[0]
             return self.companion.pois(places, str(args.get("category", "")))
+        if name == "ego_events":
+            if self.logs is None:
+                raise AssistantError("no vehicle data")
+            return ego_events(self.logs.events, [str(k) for k in args.get("kinds") or []])
         if drive is None:
             raise AssistantError("no vehicle data")
 
@@ -475,7 +515,7 @@ class Assistant:
         self, question: str, intent: Intent, drive_sel: str | int | None, notes: list[str]
     ) -> Answer:
         assert self.model is not None
-        drive = self._drive(intent, drive_sel) if self.logs is not None else None
+        drive = self._drive(intent, drive_sel) if self.logs is not None and self.logs.drives else None
         context = ""
         if drive is not None:
             c0 = drive.clock(0.0)

@@ -131,7 +131,8 @@ class Intent:
 
     Attributes:
         kind: ``stat``, ``value_at``, ``threshold``, ``distance``, ``duration``,
-            ``trip``, ``events``, ``brake_why``, ``health``, ``can``,
+            ``trip``, ``events``, ``ego_events`` (the mining layer's events of
+            the vehicle: cut-ins, near misses, ...), ``brake_why``, ``health``, ``can``,
             ``capabilities``, ``route``, ``pois``, ``drives`` or ``unknown``.
         quantity: A key of :data:`~datadrive.assistant.tools.QUANTITIES`.
         stat: ``max``, ``min``, ``mean`` or None (all of them).
@@ -143,7 +144,8 @@ class Intent:
         threshold: A threshold value in ``threshold_unit``.
         threshold_unit: The unit the question used.
         above: Above (True) or below (False) the threshold.
-        event_kind: ``hard_brake``, ``hard_acceleration``, ``sharp_turn`` or None (any).
+        event_kind: ``hard_brake``, ``hard_acceleration``, ``sharp_turn`` or None (any);
+            for ``ego_events``, a mining event type (``cut_in``, ``near_miss``, ...) or None.
         drive: ``"last"``, ``"first"`` or an index.
         unit: The unit the question asks for (``"km/h"``, ``"mph"``), if any.
         places: Place names (travel).
@@ -460,6 +462,36 @@ def _places(text: str) -> tuple[str, ...]:
     return tuple(re.sub(r"^(?:the)\s+", "", p.strip()) for p in parts if p.strip())
 
 
+# the mining layer's event types a question names (checked in order; "" = any mined event)
+_MINED = (
+    ("cut_in", r"\bcut(?:s|ting)? (?:in|me off|into my lane|in front)\b|\bcut-?ins?\b"),
+    ("near_miss", r"\bnear[- ]?miss(?:es)?\b|\bclose calls?\b|\balmost (?:hit|crashed|collided)\b"),
+    (
+        "vru_crossing",
+        r"\b(?:pedestrians?|cyclists?|bikes?|people|someone|anyone) "
+        r"(?:\w+ )?cross\w*\b|\bvrus?\b|\bjaywalk\w*\b",
+    ),
+    ("lane_change", r"\blane changes?\b|\bchang\w* lanes?\b"),
+    ("stopped_in_lane", r"\b(?:stopped|parked|stationary) (?:cars?|vehicles?|trucks?) in (?:the|my) lane\b"),
+    ("ego_speeding", r"\bspeeding\b|\b(?:over|above) the speed limit\b"),
+    ("unprotected_turn", r"\bunprotected (?:left )?turns?\b"),
+    ("dense_traffic", r"\b(?:dense|heavy) traffic\b|\btraffic jams?\b"),
+    (
+        "",
+        r"\bmin(?:ed|ing) events?\b|\bevents? (?:from|in|of) (?:the )?mining\b|\btagged events?\b|"
+        r"\bdriving events\b|\bscenario events\b|\bevents? in my scenarios\b",
+    ),
+)
+
+
+def _mined_kind(text: str) -> str | None:
+    """A mining event type the question asks about, ``""`` for any, None when it names none."""
+    for kind, pattern in _MINED:
+        if re.search(pattern, text):
+            return kind
+    return None
+
+
 def parse_question(question: str) -> Intent:
     """Parse one question (see the module doc)."""
     text = normalise(question)
@@ -535,6 +567,9 @@ def parse_question(question: str) -> Intent:
         text,
     ):
         return Intent("stat", quantity="acceleration", stat="min", extra={"as": "braking"}, **base, **times)
+    mined = _mined_kind(text)
+    if mined is not None:
+        return Intent("ego_events", event_kind=mined or None, **base, **times)
     event_kind = None
     if re.search(
         r"\bhard(?:est)? brak\w*\b|\bbrak\w* hard\b|\bharsh(?:ly)? "

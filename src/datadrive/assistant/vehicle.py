@@ -34,6 +34,7 @@ from datadrive.core.typing import NDArrayFloat, NDArrayInt
 from datadrive.errors import UnknownVehicleError
 
 if TYPE_CHECKING:
+    from datadrive.assistant.ego_events import VehicleEvents
     from datadrive.lake import Snapshot
 
 __all__ = ["VEHICLE_KEYS", "Drive", "VehicleLogs", "list_vehicles", "load_vehicle", "vehicle_of"]
@@ -131,13 +132,17 @@ class VehicleLogs:
         vehicle: The (pseudonymised) vehicle id.
         region: The region the data lives in (and any answer derived from it).
         lake_version: The lake version read.
-        drives: The drives, oldest first.
+        drives: The drives, oldest first (none for a vehicle the lake knows
+            only by its scenarios).
+        events: The mining layer's events of the vehicle's scenarios
+            (:func:`~datadrive.assistant.ego_events.load_vehicle_events`), if loaded.
     """
 
     vehicle: str
     region: str
     lake_version: int
     drives: tuple[Drive, ...]
+    events: VehicleEvents | None = None
 
     def drive(self, which: str | int = "last") -> Drive:
         """``"last"``, ``"first"``, an index (0 = oldest, -1 = newest) or a drive id."""
@@ -176,7 +181,11 @@ def list_vehicles(snapshot: Snapshot) -> dict[str, list[str]]:
 
 
 def load_vehicle(snapshot: Snapshot, vehicle: str, *, utc_offset_h: float | None = None) -> VehicleLogs:
-    """Every drive of ``vehicle`` in ``snapshot`` (a read of the lake: audited).
+    """Every drive of ``vehicle`` in ``snapshot``, and the mining events of its scenarios (audited reads).
+
+    A vehicle the snapshot knows only by its scenarios (no telemetry) comes
+    back with no drives and its events
+    (:func:`~datadrive.assistant.ego_events.load_vehicle_events`).
 
     Args:
         snapshot: The lake snapshot to read.
@@ -184,12 +193,17 @@ def load_vehicle(snapshot: Snapshot, vehicle: str, *, utc_offset_h: float | None
         utc_offset_h: Local time minus UTC in hours, overriding what the logs say.
 
     Raises:
-        UnknownVehicleError: if the snapshot has no telemetry of that vehicle.
+        UnknownVehicleError: if the snapshot has neither telemetry nor scenarios of that vehicle.
     """
+    from datadrive.assistant.ego_events import load_vehicle_events, scenario_vehicles
+
     rows = _log_rows(snapshot)
     ids = sorted({r["telemetry_id"] for r in rows if vehicle in (r["vehicle"], r["telemetry_id"])})
     if not ids:
-        known = sorted({r["vehicle"] for r in rows})
+        events = load_vehicle_events(snapshot, vehicle)
+        if events.scenarios:  # known by its scenarios only (a fleet's logs without telemetry)
+            return VehicleLogs(vehicle, snapshot.region, snapshot.version, (), events)
+        known = sorted({r["vehicle"] for r in rows} | set(scenario_vehicles(snapshot)))
         shown = ", ".join(known[:8]) + (f" and {len(known) - 8} more" if len(known) > 8 else "")
         raise UnknownVehicleError(
             f"no vehicle {vehicle!r} in region {snapshot.region} at lake version {snapshot.version} "
@@ -202,7 +216,9 @@ def load_vehicle(snapshot: Snapshot, vehicle: str, *, utc_offset_h: float | None
         raise UnknownVehicleError(f"vehicle {vehicle!r} has telemetry logs without any samples")
     drives.sort(key=lambda d: (d.start_ns / 1e9 + (d.unix_offset_s or 0.0), d.drive_id))
     name = drives[0].vehicle
-    return VehicleLogs(name, snapshot.region, snapshot.version, tuple(drives))
+    return VehicleLogs(
+        name, snapshot.region, snapshot.version, tuple(drives), load_vehicle_events(snapshot, name)
+    )
 
 
 def drive_from_telemetry(telemetry: Telemetry, *, utc_offset_h: float | None = None) -> Drive:

@@ -326,6 +326,41 @@ def wakeword_train_cmd(
         str | None,
         typer.Option("--mlflow", help="Track the run in MLflow (sqlite:///FILE or http://127.0.0.1:PORT)."),
     ] = None,
+    init: Annotated[
+        Path | None,
+        typer.Option("--init", help="Continue from this model's weights (fine-tune, then mine)."),
+    ] = None,
+    epochs: Annotated[
+        int | None, typer.Option("--epochs", help="Epochs of the first run (0 with --init: mine only).")
+    ] = None,
+    mining_rounds: Annotated[
+        int | None, typer.Option("--mining-rounds", help="Rounds of hard-negative mining.")
+    ] = None,
+    mining_minutes: Annotated[
+        float | None,
+        typer.Option("--mining-minutes", help="Newly synthesized negative audio mined in the first round."),
+    ] = None,
+    clip_mining_minutes: Annotated[
+        float | None,
+        typer.Option("--clip-mining-minutes", help="Negative audio from the training clips mined per round."),
+    ] = None,
+    val_minutes: Annotated[
+        float | None,
+        typer.Option(
+            "--val-minutes", help="Negative audio of the validation stream that sets the threshold."
+        ),
+    ] = None,
+    window_s: Annotated[
+        float | None, typer.Option("--window", help="The detector's window, seconds (default 2.2).")
+    ] = None,
+    perturbed: Annotated[
+        int | None,
+        typer.Option("--perturbed", help="Pitch- and tempo-shifted copies of each phrase and near miss."),
+    ] = None,
+    stream_negatives: Annotated[
+        int | None,
+        typer.Option("--stream-negatives", help="Random negative windows of training clips end to end."),
+    ] = None,
 ) -> None:
     """Train the wake word on synthesized speech (espeak-ng, flite, festival) and cabin noise.
 
@@ -333,11 +368,30 @@ def wakeword_train_cmd(
     """
     from dataclasses import replace
 
-    from datadrive.assistant.voice.wakeword import WakeWordConfig, small_config, train
+    from datadrive.assistant.voice.wakeword import WakeWordConfig, load_model, small_config, train
 
     config = small_config(phrase=phrase) if quick else WakeWordConfig(phrase=phrase)
     if seed is not None:
         config = replace(config, seed=seed)
+    if epochs is not None:
+        config = replace(config, epochs=epochs)
+    if mining_rounds is not None:
+        config = replace(config, mining_rounds=mining_rounds)
+    if mining_minutes is not None:
+        config = replace(config, mining_minutes=mining_minutes)
+    if window_s is not None:
+        config = replace(config, window_s=window_s)
+    if perturbed is not None:
+        config = replace(config, perturbed=perturbed)
+    if stream_negatives is not None:
+        config = replace(config, stream_negatives=stream_negatives)
+    if clip_mining_minutes is not None:
+        config = replace(config, clip_mining_minutes=clip_mining_minutes)
+    if val_minutes is not None:
+        config = replace(config, val_minutes=val_minutes, val_positives=max(1, round(15 * val_minutes)))
+    start = load_model(init) if init is not None else None
+    if start is not None:  # the network continues on the windows it was trained on
+        config = replace(config, window_s=start.config.window_s, width=start.config.width)
     tracker = None
     if mlflow is not None:
         from datadrive.train.tracking import MlflowTracker
@@ -346,7 +400,12 @@ def wakeword_train_cmd(
         tracker.start(f"wakeword {phrase}", {k: str(v) for k, v in vars(config).items()}, {"phrase": phrase})
     with _progress() as bar:
         model = train(
-            config, run_dir=run_dir, cache_dir=cache, progress=_progress_callback(bar), tracker=tracker
+            config,
+            run_dir=run_dir,
+            cache_dir=cache,
+            progress=_progress_callback(bar),
+            tracker=tracker,
+            init=start,
         )
     model.save(out)
     if tracker is not None:

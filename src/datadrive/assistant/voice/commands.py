@@ -72,6 +72,11 @@ _TEMPLATES: dict[str, tuple[str, ...]] = {
         "how fast was i going around {clock}",
         "how long was i above {kmh} kilometers per hour",
         "what was the peak yaw rate",
+        "how fast did i go on average during the last minute",
+        "what was the highest speed on this drive",
+        "show me the mean steering angle",
+        "tell me the peak lateral acceleration in the first {n} seconds",
+        "what was my lowest speed between {clock} and {clock2}",
     ),
     "event": (
         "did i brake hard",
@@ -79,18 +84,31 @@ _TEMPLATES: dict[str, tuple[str, ...]] = {
         "were there any sharp turns",
         "when did i brake the hardest",
         "how many times did i brake hard",
+        "were there any harsh events",
+        "did i have any hard acceleration on this trip",
+        "why did we slow down around {clock}",
+        "how many times did i brake hard during the last minute",
     ),
     "health": (
         "is the steering angle sensor healthy",
         "were there any dropouts in the speed signal",
         "did any can messages stop",
         "is the speed sensor working properly",
+        "is everything working properly",
+        "check the can bus",
+        "is the speed sensor frozen",
+        "were there any dropouts in the altitude signal",
+        "is the gps sensor ok",
     ),
     "trip": (
         "summarize this trip",
         "how far did i drive",
         "how long was the drive",
         "give me a summary of my drive",
+        "how was my trip",
+        "recap my drive",
+        "how far did we travel",
+        "how long was my trip",
     ),
     "travel": (
         "route from {p} to {q}",
@@ -99,6 +117,11 @@ _TEMPLATES: dict[str, tuple[str, ...]] = {
         "find a charging station on the way to {p}",
         "where can i find parking near {p}",
         "any food near {p}",
+        "navigate to {p}",
+        "take me from {p} to {q} via {r}",
+        "find a cafe near {p}",
+        "any fuel on the way to {p}",
+        "drive me to {p}",
     ),
 }
 
@@ -140,11 +163,13 @@ def command_cases(places: Sequence[str], n: int, seed: int) -> list[CommandCase]
             else ["x"] * 3
         )
         minute = int(rng.choice([5, 10, 15, 20, 25, 30, 35, 40, 45, 50]))
+        hour = int(rng.integers(1, 13))
         values = {
             "n": _number_words(int(rng.choice([10, 20, 30, 40]))),
             "a": _number_words(a),
             "b": _number_words(a + int(rng.integers(1, 4)) * 10),
-            "clock": f"{_number_words(int(rng.integers(1, 13)))} {_number_words(minute)}",
+            "clock": f"{_number_words(hour)} {_number_words(minute)}",
+            "clock2": f"{_number_words(hour)} {_number_words(minute + 5)}",
             "kmh": _number_words(int(rng.integers(3, 10)) * 10),
         }
         spoken = template.format(p=picks[0], q=picks[1], r=picks[2], **values)

@@ -31,14 +31,15 @@ def _mel(f: np.ndarray) -> np.ndarray:
 
 @lru_cache(maxsize=4)
 def _filterbank(n_mels: int = N_MELS, fmin: float = 60.0, fmax: float = 7600.0) -> np.ndarray:
-    """``(M, N_FFT // 2 + 1)`` triangular mel filters (HTK mel scale)."""
+    """``(N_FFT // 2 + 1, M)`` triangular mel filters (HTK mel scale), transposed for ``spec @ fb``."""
     pts = 700.0 * (10 ** (np.linspace(_mel(np.array(fmin)), _mel(np.array(fmax)), n_mels + 2) / 2595.0) - 1.0)
     freqs = np.linspace(0, SAMPLE_RATE_HZ / 2, N_FFT // 2 + 1)
     fb = np.zeros((n_mels, freqs.shape[0]))
     for m in range(n_mels):
         lo, c, hi = pts[m], pts[m + 1], pts[m + 2]
         fb[m] = np.clip(np.minimum((freqs - lo) / (c - lo), (hi - freqs) / (hi - c)), 0.0, None)
-    return fb
+    # float32, C-ordered as multiplied: a float64 or transposed product costs 10x on a busy BLAS
+    return np.ascontiguousarray(fb.T, dtype=np.float32)
 
 
 def log_mel(samples: NDArrayFloat32) -> NDArrayFloat32:
@@ -48,6 +49,6 @@ def log_mel(samples: NDArrayFloat32) -> NDArrayFloat32:
         return np.zeros((0, N_MELS), dtype=np.float32)
     frames = np.lib.stride_tricks.sliding_window_view(x, WIN)[::HOP]
     window = np.hanning(WIN).astype(np.float32)
-    spec = np.abs(np.fft.rfft(frames * window, n=N_FFT, axis=1)) ** 2
-    out: NDArrayFloat32 = np.log(spec @ _filterbank().T + 1e-6).astype(np.float32)
+    spec = (np.abs(np.fft.rfft(frames * window, n=N_FFT, axis=1)) ** 2).astype(np.float32)
+    out: NDArrayFloat32 = np.log(spec @ _filterbank() + 1e-6).astype(np.float32)
     return out

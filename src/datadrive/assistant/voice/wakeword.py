@@ -10,7 +10,7 @@ tempo-shifted by sox (0.8-1.25); windows mixed with cabin noise
 
 Model: a small TC-ResNet: temporal convolutions over log-mel frames (mel
 bands as channels), depthwise-separable residual blocks, average- and
-max-pooled, about 60 k parameters, over 1.6 s windows scoring the chance
+max-pooled, about 70 k parameters, over 2.2 s windows scoring the chance
 that the wake phrase *ended* within the last few hundred milliseconds.
 
 Training goes through the project trainer
@@ -35,7 +35,7 @@ pocketsphinx keyword spotting on the same audio as the anchor.
 
 Notation:
     N: windows.
-    F: frames in a window (158 for 1.6 s).
+    F: frames in a window (218 for 2.2 s).
     M: mel bands (40).
 """
 
@@ -107,11 +107,31 @@ class WakeWordConfig:
         window_s: The detector's window.
         smooth: Scores averaged (100 ms apart) before the threshold.
         refractory_s: After a wake, how long nothing else wakes.
-        snr_db: Training SNR range.
+        snr_db: Training SNR range of the negatives.
+        positive_snr_db: Training SNR range of the wake phrases (the test's
+            streams are 0-20 dB; below 0 dB babble the phrase is often not
+            audible at all, and such labels taught the network to fire on
+            babble).
         width: Channels of the network's blocks.
+        perturbed: Extra copies of each wake phrase and near miss, pitch- and
+            tempo-shifted by sox (the same share of both, so that a shifted
+            voice is no cue).
+        pitch_cents: Range of those pitch shifts: mostly upwards, as the
+            flite and festival training voices are all male.
+        tempo: Range of those tempo shifts.
+        stream_negatives: Negative windows drawn at random from training
+            clips end to end in fresh noise (:func:`negative_audio`): the
+            windows a streaming detector sees between phrases, straddling
+            utterances and gaps.
         mining_minutes: Training-distribution negative audio scanned for hard
             negatives after the first run (0: no mining).
-        mining_epochs: Epochs of the second run (data plus hard negatives).
+        mining_epochs: Epochs of each mining run (data plus hard negatives).
+        clip_mining_minutes: Negative audio per mining round made from the
+            training clips themselves (sentences, near misses, unfinished
+            phrases end to end in fresh noise): cheap, no synthesis, every
+            window 100 ms apart scored as the streaming detector would.
+        mining_rounds: Rounds of mining (each scores with the latest weights
+            and continues training on everything mined so far).
         val_positives: Wake phrases in the validation stream.
         val_minutes: Negative audio of the validation stream (sets the threshold).
         seed: Every random choice derives from it.
@@ -127,13 +147,20 @@ class WakeWordConfig:
     epochs: int = 10
     batch_size: int = 128
     lr: float = 3e-3
-    window_s: float = 1.6
+    window_s: float = 2.2
     smooth: int = 3
     refractory_s: float = 2.0
     snr_db: tuple[float, float] = (-5.0, 20.0)
+    positive_snr_db: tuple[float, float] = (0.0, 20.0)
     width: int = 64
+    perturbed: int = 1
+    pitch_cents: tuple[float, float] = (-300.0, 900.0)
+    tempo: tuple[float, float] = (0.85, 1.2)
+    stream_negatives: int = 6000
     mining_minutes: float = 12.0
     mining_epochs: int = 3
+    clip_mining_minutes: float = 40.0
+    mining_rounds: int = 2
     val_positives: int = 150
     val_minutes: float = 10.0
     seed: int = 20261207
@@ -141,7 +168,7 @@ class WakeWordConfig:
 
     @property
     def frames(self) -> int:
-        """Feature frames in one window (158 for 1.6 s)."""
+        """Feature frames in one window (218 for 2.2 s)."""
         return 1 + (round(self.window_s * SR) - WIN) // HOP
 
     def corpus_key(self) -> str:
@@ -161,7 +188,10 @@ def small_config(**overrides: Any) -> WakeWordConfig:
         noise_windows=60,
         epochs=3,
         batch_size=32,
+        perturbed=0,
+        stream_negatives=0,
         mining_minutes=0.0,
+        clip_mining_minutes=0.0,
         val_positives=6,
         val_minutes=0.5,
         width=32,
@@ -197,6 +227,21 @@ def _phrases(phrase: str) -> list[str]:
 
 def _tempo(clips: list[NDArrayFloat32], rng: np.random.Generator, share: float = 0.2) -> list[NDArrayFloat32]:
     return [perturb(c, tempo=float(rng.uniform(0.8, 1.25))) if rng.random() < share else c for c in clips]
+
+
+def _shifted(
+    clips: Sequence[NDArrayFloat32], config: WakeWordConfig, rng: np.random.Generator
+) -> list[NDArrayFloat32]:
+    """``config.perturbed`` pitch- and tempo-shifted copies of each clip (sox, ``config.threads`` at once)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    jobs = [
+        (c, float(rng.uniform(*config.pitch_cents)), float(rng.uniform(*config.tempo)))
+        for c in clips
+        for _ in range(config.perturbed)
+    ]
+    with ThreadPoolExecutor(max(1, config.threads)) as pool:
+        return list(pool.map(lambda j: perturb(j[0], tempo=j[2], pitch_cents=j[1]), jobs))
 
 
 @dataclass
@@ -315,9 +360,30 @@ def build_training_set(
     cache_dir: Path | None = None,
     progress: Progress | None = None,
 ) -> Dataset:
-    """The training windows (training voices, sentences, near misses and noise families only)."""
+    """The training windows (training voices, sentences, near misses and noise families only).
+
+    The base windows of the clean clips, then the extras: windows of the
+    pitch- and tempo-shifted copies (``config.perturbed``) and random
+    streamed negatives (``config.stream_negatives``).
+    """
     clips = clips or training_clips(config, cache_dir=cache_dir, progress=progress)
-    rng = np.random.default_rng(config.seed + 1)
+    base = _windows_of(config, clips, progress)
+    extra = _extra_windows(config, clips, progress)
+    return Dataset(
+        np.concatenate([base.x, extra.x]), np.concatenate([base.y, extra.y]), base.kinds + extra.kinds
+    )
+
+
+def _windows_of(
+    config: WakeWordConfig,
+    clips: Clips,
+    progress: Progress | None,
+    *,
+    seed: int | None = None,
+    negatives: bool = True,
+) -> Dataset:
+    """Noisy windows of the phrases (and unfinished ones), near misses, (``negatives``) sentences, noise."""
+    rng = np.random.default_rng(config.seed + 1 if seed is None else seed)
     n = int(config.window_s * SR)
     pos, near, sent = clips.by_kind["positive"], clips.by_kind["near_miss"], clips.by_kind["sentence"]
     bank = NoiseBank(TRAIN_FAMILIES, config.seed + 2, speech=sent[: max(1, len(sent) // 2)])
@@ -326,7 +392,8 @@ def build_training_set(
     kinds: list[str] = []
 
     def add(x: NDArrayFloat32, label: float, kind: str, noisy: bool = True) -> None:
-        windows.append(_noisy(x, rng, bank, config.snr_db) if noisy else x)
+        snr = config.positive_snr_db if label > 0.5 else config.snr_db
+        windows.append(_noisy(x, rng, bank, snr) if noisy else x)
         labels.append(label)
         kinds.append(kind)
 
@@ -341,14 +408,14 @@ def build_training_set(
             add(_place_end(cut, n, int(rng.uniform(0.0, 0.3) * SR), rng, context()), 0.0, "partial")
     for utt in near:
         add(_place_end(utt, n, int(rng.uniform(0.02, 0.4) * SR), rng, context()), 0.0, "near_miss")
-    for utt in sent:
+    for utt in sent if negatives else []:
         for _ in range(3):
             if utt.shape[0] > n:
                 s = int(rng.integers(0, utt.shape[0] - n))
                 add(utt[s : s + n].copy(), 0.0, "sentence")
             else:
                 add(_place_end(utt, n, int(rng.uniform(0, 0.5) * SR), rng, context()), 0.0, "sentence")
-    for _ in range(config.noise_windows):
+    for _ in range(config.noise_windows if negatives else 0):
         add(bank.sample(n, rng) * np.float32(10 ** rng.uniform(-2.5, -0.5)), 0.0, "noise", noisy=False)
     x = np.empty((len(windows), config.frames, N_MELS), np.float16)
     for i in range(0, len(windows), 500):
@@ -356,6 +423,46 @@ def build_training_set(
         if progress is not None:
             progress("features", min(i + 500, len(windows)), len(windows))
     return Dataset(x, np.array(labels, dtype=np.float32), kinds)
+
+
+def _extra_windows(config: WakeWordConfig, clips: Clips, progress: Progress | None) -> Dataset:
+    """Windows of shifted copies of the phrases and near misses, and random streamed negatives."""
+    parts: list[Dataset] = []
+    if config.perturbed > 0:
+        if progress is not None:
+            progress("pitch and tempo shifts", 0, 1)
+        rng = np.random.default_rng(config.seed + 3)
+        shifted = Clips(
+            {
+                "positive": _shifted(clips.by_kind["positive"], config, rng),
+                "near_miss": _shifted(clips.by_kind["near_miss"], config, rng),
+                "sentence": clips.by_kind["sentence"],
+            }
+        )
+        parts.append(_windows_of(config, shifted, progress, seed=config.seed + 4, negatives=False))
+    streamed = _stream_windows(config, clips, config.stream_negatives, config.seed + 50)
+    parts.append(Dataset(streamed, np.zeros(streamed.shape[0], np.float32), ["stream"] * streamed.shape[0]))
+    return Dataset(
+        np.concatenate([d.x for d in parts]),
+        np.concatenate([d.y for d in parts]),
+        [k for d in parts for k in d.kinds],
+    )
+
+
+def _stream_windows(config: WakeWordConfig, clips: Clips, n: int, seed: int) -> np.ndarray:
+    """``(n, F, M)`` normalised windows at random frames of :func:`negative_audio` (about 3 a second)."""
+    if n <= 0:
+        return np.zeros((0, config.frames, N_MELS), np.float16)
+    rng = np.random.default_rng(seed)
+    audio = negative_audio(config, clips, n / 3.0 / 60.0, seed)
+    feats = [log_mel(a) for a in audio]
+    usable = np.array([max(0, f.shape[0] - config.frames + 1) for f in feats])
+    which = rng.choice(len(feats), size=n, p=usable / usable.sum())
+    out = np.empty((n, config.frames, N_MELS), np.float16)
+    for i, k in enumerate(which.tolist()):
+        s = int(rng.integers(usable[k]))
+        out[i] = normalise(feats[k][s : s + config.frames])
+    return out
 
 
 # --------------------------------------------------------------------------- model
@@ -527,7 +634,9 @@ def load_model(path: str | Path | None = None) -> WakeWordModel:
         if doc.get("format") != "datadrive-wakeword/2":
             raise ValueError("not format datadrive-wakeword/2 (retrain with this version)")
         cfg = dict(doc["config"])
-        cfg["snr_db"] = tuple(cfg["snr_db"])
+        for k in ("snr_db", "positive_snr_db", "pitch_cents", "tempo"):
+            if k in cfg:
+                cfg[k] = tuple(cfg[k])
         config = WakeWordConfig(**cfg)
         net = _net(config)
         net.load_state_dict(doc["state"])
@@ -819,6 +928,115 @@ def _threshold_from_validation(val: StreamScores, refractory_s: float) -> tuple[
     return th, {"validation_negative_max": top, **{k: v for k, v in counts.items() if k != "missed"}}
 
 
+def _cached_training_set(
+    config: WakeWordConfig, clips: Clips, cache_dir: Path | None, progress: Progress | None
+) -> Dataset:
+    """:func:`build_training_set`, kept in ``cache_dir``: the base windows and the extras apart.
+
+    Each is keyed by what it depends on, so a change to the extras (shifts,
+    streamed negatives) reuses the base windows.
+    """
+    base_doc = {
+        k: getattr(config, k)
+        for k in ("augment", "noise_windows", "snr_db", "positive_snr_db", "window_s", "seed")
+    }
+    extra_doc = {
+        k: getattr(config, k)
+        for k in (
+            "augment",
+            "snr_db",
+            "positive_snr_db",
+            "window_s",
+            "seed",
+            "perturbed",
+            "pitch_cents",
+            "tempo",
+        )
+    }
+    extra_doc["stream_negatives"] = config.stream_negatives
+    extra_doc["clip_mining"] = "negative_audio/1"
+
+    def base() -> Dataset:
+        return _windows_of(config, clips, progress)
+
+    def extra() -> Dataset:
+        return _extra_windows(config, clips, progress)
+
+    parts = []
+    steps: tuple[tuple[str, dict[str, Any], Callable[[], Dataset]], ...] = (
+        ("train-windows", base_doc, base),
+        ("train-extra", extra_doc, extra),
+    )
+    for name, doc, make in steps:
+        key = hashlib.sha256(json.dumps([config.corpus_key(), doc], sort_keys=True).encode()).hexdigest()[:16]
+        path = None if cache_dir is None else cache_dir / f"{name}-{key}.npz"
+        if path is not None and path.exists():
+            with np.load(path) as z:
+                parts.append(Dataset(z["x"], z["y"], [str(k) for k in z["kinds"]]))
+            continue
+        data = make()
+        if path is not None:
+            tmp = path.with_name(path.name + ".tmp.npz")
+            np.savez(tmp, x=data.x, y=data.y, kinds=np.array(data.kinds))
+            tmp.replace(path)
+        parts.append(data)
+    return Dataset(
+        np.concatenate([d.x for d in parts]),
+        np.concatenate([d.y for d in parts]),
+        [k for d in parts for k in d.kinds],
+    )
+
+
+def negative_audio(
+    config: WakeWordConfig, clips: Clips, minutes: float, seed: int, chunk_s: float = 60.0
+) -> list[NDArrayFloat32]:
+    """Chunks of training negatives end to end in fresh training noise (no new synthesis).
+
+    Sentences, near misses and unfinished wake phrases ("hey data...", cut at
+    30-75 %) with 0.2-1.5 s gaps, reverberated (half the chunks) and mixed
+    with training noise families at ``config.snr_db``: the audio a
+    streaming detector hears between wake phrases, for hard-negative mining.
+    """
+    rng = np.random.default_rng(seed)
+    talk = clips.by_kind["sentence"] + clips.by_kind["near_miss"]
+    pos = clips.by_kind["positive"]
+    bank = NoiseBank(TRAIN_FAMILIES, seed + 1, speech=clips.by_kind["sentence"][:200])
+    out: list[NDArrayFloat32] = []
+    total = 0.0
+    while total < minutes * 60.0 and talk:
+        parts: list[NDArrayFloat32] = []
+        have = 0
+        while have < chunk_s * SR:
+            if pos and rng.random() < 0.12:
+                utt = pos[int(rng.integers(len(pos)))]
+                x = utt[: int(utt.shape[0] * rng.uniform(0.3, 0.75))]
+            else:
+                x = talk[int(rng.integers(len(talk)))]
+            gap = np.zeros(int(rng.uniform(0.2, 1.5) * SR), np.float32)
+            parts += [x * np.float32(rng.uniform(0.4, 1.0)), gap]
+            have += x.shape[0] + gap.shape[0]
+        speech = np.concatenate(parts)
+        if rng.random() < 0.5:
+            speech = reverb(speech, rng, rt60_s=(0.05, 0.5))
+        noise = bank.sample(speech.shape[0], rng)
+        out.append(mix(speech, noise, float(rng.uniform(*config.snr_db)), float(rng.uniform(-12.0, 6.0))))
+        total += speech.shape[0] / SR
+    return out
+
+
+def _mine(
+    model: WakeWordModel, audio: Sequence[NDArrayFloat32], frames: int, floor: float = 0.1
+) -> list[np.ndarray]:
+    """Windows (100 ms apart, as the detector streams) of negative ``audio`` scoring >= ``floor``."""
+    hard: list[np.ndarray] = []
+    for a in audio:
+        feats = log_mel(a)
+        _ends, raw = model.scores(feats)
+        starts = np.arange(0, feats.shape[0] - frames + 1, 10)[raw >= floor]
+        hard += [normalise(feats[s : s + frames]) for s in starts.tolist()]
+    return hard
+
+
 # --------------------------------------------------------------------------- training
 
 
@@ -879,20 +1097,20 @@ def _fit(
     x = torch.from_numpy(data.x)
     y = torch.from_numpy(data.y)
     task = _task(config, net, x, y, splits)
+    steps = epochs * ((splits["train"].shape[0] + config.batch_size - 1) // config.batch_size)
     tc = TrainConfig(
         model=ModelSpec("wakeword-tcresnet", {"width": config.width, "frames": config.frames}),
         epochs=epochs,
         batch_size=config.batch_size,
         learning_rate=lr,
         weight_decay=1e-3,
-        warmup_steps=50,
+        warmup_steps=min(50, max(1, steps // 10)),  # a short run reaches its peak rate too
         schedule="cosine",
         seed=seed,
         threads=1,  # one thread: on a busy machine OpenMP threads spin instead of working
         checkpoint_every=500,
         amp=False,
     )
-    steps = epochs * ((splits["train"].shape[0] + config.batch_size - 1) // config.batch_size)
 
     def step(info: StepInfo) -> None:
         if progress is not None:
@@ -918,6 +1136,7 @@ def train(
     progress: Progress | None = None,
     dataset: Dataset | None = None,
     tracker: Any = None,
+    init: WakeWordModel | None = None,
 ) -> WakeWordModel:
     """Build the data, train through ``datadrive.train``, mine hard negatives, set the threshold.
 
@@ -929,67 +1148,89 @@ def train(
         progress: ``(what, done, total)`` callback.
         dataset: Use these windows instead of building them (tests).
         tracker: An MLflow tracker (``datadrive.train.tracking.MlflowTracker``) for the metrics.
+        init: Continue from this model's weights (same width and window) instead of
+            starting afresh: ``config.epochs`` then fine-tunes it (0: straight to mining).
     """
     import torch
 
     torch.set_num_threads(1)
     t0 = time.perf_counter()
-    data = dataset or build_training_set(config, cache_dir=cache_dir, progress=progress)
+    clips = None
+    if dataset is None:
+        clips = training_clips(config, cache_dir=cache_dir, progress=progress)
+        data = _cached_training_set(config, clips, cache_dir, progress)
+    else:
+        data = dataset
     t_data = time.perf_counter() - t0
     torch.manual_seed(config.seed)
-    net = _net(config)
-    history = _fit(
-        config,
-        net,
-        data,
-        config.epochs,
-        config.lr,
-        run_dir / "first",
-        config.seed,
-        progress,
-        "training",
-        tracker,
+    if init is not None:
+        if init.config.width != config.width:  # the window may differ: the network pools over time
+            raise ConfigError(
+                f"cannot continue from a model of width {init.config.width} with width {config.width}"
+            )
+        net = init.net
+    else:
+        net = _net(config)
+    history = (
+        _fit(
+            config,
+            net,
+            data,
+            config.epochs,
+            config.lr if init is None else config.lr / 3,
+            run_dir / "first",
+            config.seed,
+            progress,
+            "training" if init is None else "fine-tuning",
+            tracker,
+        )
+        if config.epochs > 0
+        else []
     )
     model = WakeWordModel(config, net, 0.5)
-    mined = 0
-    if config.mining_minutes > 0:
-        streams = list(
-            make_streams(
-                config,
-                "train",
-                minutes=config.mining_minutes,
-                positives=0,
-                seed=config.seed + 10,
-                snr_db=config.snr_db,
-                progress=progress,
-            )
+    hard: list[np.ndarray] = []
+    mined_by_round: list[int] = []
+    can_mine = config.mining_minutes > 0 or (clips is not None and config.clip_mining_minutes > 0)
+    for round_ in range(config.mining_rounds if can_mine else 0):
+        audio: list[NDArrayFloat32] = []
+        if round_ == 0 and config.mining_minutes > 0:
+            audio += [
+                s.audio
+                for s in make_streams(
+                    config,
+                    "train",
+                    minutes=config.mining_minutes,
+                    positives=0,
+                    seed=config.seed + 10,
+                    snr_db=config.snr_db,
+                    progress=progress,
+                )
+            ]
+        if clips is not None and config.clip_mining_minutes > 0:
+            audio += negative_audio(config, clips, config.clip_mining_minutes, config.seed + 30 + round_)
+        found = _mine(model, audio, config.frames)
+        mined_by_round.append(len(found))
+        if not found:
+            break
+        hard += found
+        data_r = Dataset(
+            np.concatenate([data.x, np.stack(hard).astype(np.float16)]),
+            np.concatenate([data.y, np.zeros(len(hard), np.float32)]),
+            data.kinds + ["mined"] * len(hard),
         )
-        hard: list[np.ndarray] = []
-        f = config.frames
-        for s in streams:
-            feats = log_mel(s.audio)
-            _ends, raw = model.scores(feats)
-            starts = np.arange(0, feats.shape[0] - f + 1, 10)[raw >= 0.1]
-            hard += [normalise(feats[a : a + f]) for a in starts.tolist()]
-        mined = len(hard)
-        if hard:
-            data = Dataset(
-                np.concatenate([data.x, np.stack(hard).astype(np.float16)]),
-                np.concatenate([data.y, np.zeros(len(hard), np.float32)]),
-                data.kinds + ["mined"] * len(hard),
-            )
-            history += _fit(
-                config,
-                net,
-                data,
-                config.mining_epochs,
-                config.lr / 3,
-                run_dir / "mined",
-                config.seed + 1,
-                progress,
-                "training on hard negatives",
-                tracker,
-            )
+        history += _fit(
+            config,
+            net,
+            data_r,
+            config.mining_epochs,
+            config.lr / 3,
+            run_dir / ("mined" if round_ == 0 else f"mined{round_ + 1}"),
+            config.seed + 1 + round_,
+            progress,
+            f"training on hard negatives (round {round_ + 1})",
+            tracker,
+        )
+    mined = len(hard)
     threshold, validation = 0.5, dict[str, Any]()
     if config.val_minutes > 0:
         val_streams = list(
@@ -1008,9 +1249,10 @@ def train(
     meta = {
         "trained_s": round(time.perf_counter() - t0, 1),
         "data_s": round(t_data, 1),
-        "windows": int(data.y.shape[0]),
+        "windows": int(data.y.shape[0]) + mined,
         "positives": int((data.y == 1).sum()),
         "hard_negatives": mined,
+        "hard_negatives_by_round": mined_by_round,
         "history": history,
         "validation": validation,
         "parameters": int(sum(p.numel() for p in net.parameters())),
