@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from datadrive.lake import ExportPolicy, Lake, LakeConfig, Principal, RegionConfig, StorageRoot, TenantConfig
+from datadrive.lake import Lake, LakeConfig, Principal
+from region_configs import two_region_config
 
 SOURCES = ("av2_motion_forecasting", "scenarionet_nuscenes", "interaction")
 SQL = "SELECT scenario_id FROM scenarios WHERE num_steps >= 110"
@@ -22,27 +23,7 @@ SQL = "SELECT scenario_id FROM scenarios WHERE num_steps >= 110"
 
 def learning_config(root: Path) -> LakeConfig:
     """cn-north: China rules (aggregates, metrics may go to eu-central); eu-central: models may leave."""
-    return LakeConfig(
-        regions={
-            "cn-north": RegionConfig(
-                "cn-north",
-                StorageRoot(str(root / "cn-north")),
-                publish_crs="gcj02",
-                export=ExportPolicy(
-                    derived=frozenset({"metrics", "aggregate"}), to=frozenset({"eu-central"})
-                ),
-            ),
-            "eu-central": RegionConfig(
-                "eu-central",
-                StorageRoot(str(root / "eu-central")),
-                export=ExportPolicy(
-                    derived=frozenset({"metrics", "aggregate", "model", "features"}),
-                    to=frozenset({"cn-north", "external"}),
-                ),
-            ),
-        },
-        tenants={"bmw": TenantConfig("bmw", bytes(range(32)))},
-    )
+    return two_region_config(root, {"bmw": bytes(range(32))})
 
 
 @dataclass

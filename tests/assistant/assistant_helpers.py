@@ -14,8 +14,9 @@ from pathlib import Path
 import numpy as np
 
 from datadrive.core.telemetry import CanFrames, Signal, Telemetry
-from datadrive.lake import ExportPolicy, Lake, LakeConfig, Principal, RegionConfig, StorageRoot, TenantConfig
+from datadrive.lake import Lake, LakeConfig, Principal
 from datadrive.sources import DEFAULT_REGISTRY
+from region_configs import two_region_config
 
 __all__ = [
     "COMMA",
@@ -43,27 +44,7 @@ FAULT_CAN_STOP_S = 40.0  # the busiest CAN message on bus 0 ends here
 
 
 def lake_config(root: Path) -> LakeConfig:
-    return LakeConfig(
-        regions={
-            "cn-north": RegionConfig(
-                "cn-north",
-                StorageRoot(str(root / "cn-north")),
-                publish_crs="gcj02",
-                export=ExportPolicy(
-                    derived=frozenset({"metrics", "aggregate"}), to=frozenset({"eu-central"})
-                ),
-            ),
-            "eu-central": RegionConfig(
-                "eu-central",
-                StorageRoot(str(root / "eu-central")),
-                export=ExportPolicy(
-                    derived=frozenset({"metrics", "aggregate", "model", "features"}),
-                    to=frozenset({"cn-north", "external"}),
-                ),
-            ),
-        },
-        tenants={name: TenantConfig(name, key) for name, key in KEYS.items()},
-    )
+    return two_region_config(root, KEYS)
 
 
 def read(path: Path) -> Telemetry:

@@ -10,13 +10,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import region_configs
 from datadrive.lake import (
-    ExportPolicy,
     Grant,
     LakeConfig,
-    RegionConfig,
     StorageRoot,
-    TenantConfig,
 )
 
 __all__ = ["KEYS", "root_objects", "root_paths", "two_region_config"]
@@ -26,28 +24,7 @@ KEYS = {"bmw": bytes(range(32)), "tencent": bytes(range(32, 64)), "baidu": bytes
 
 def two_region_config(root: Path, *, grants: tuple[Grant, ...] = ()) -> LakeConfig:
     """cn-north (GCJ-02, raw readable only from cn-north, metrics may go to eu-central) and eu-central."""
-    return LakeConfig(
-        regions={
-            "cn-north": RegionConfig(
-                "cn-north",
-                StorageRoot(str(root / "cn-north")),
-                publish_crs="gcj02",
-                export=ExportPolicy(
-                    derived=frozenset({"metrics", "aggregate"}), to=frozenset({"eu-central"})
-                ),
-            ),
-            "eu-central": RegionConfig(
-                "eu-central",
-                StorageRoot(str(root / "eu-central")),
-                export=ExportPolicy(
-                    derived=frozenset({"metrics", "aggregate", "model", "features"}),
-                    to=frozenset({"cn-north", "external"}),
-                ),
-            ),
-        },
-        tenants={name: TenantConfig(name, key) for name, key in KEYS.items()},
-        grants=grants,
-    )
+    return region_configs.two_region_config(root, KEYS, grants=grants)
 
 
 def root_objects(root: StorageRoot) -> Iterator[tuple[str, bytes]]:
