@@ -238,12 +238,14 @@ def run(
     new_lake: Callable[[Path], Path] = make_lake,
     pending_markers: Callable[[Path, str], Callable[[], set[str]]] = local_pending,
     poll_s: float = 0.002,
+    max_extra_s: float = 0.25,
 ) -> KillStats:
     """Kill ingests ``kills`` times; a fresh lake every ``kills_per_lake`` kills, each finished by a rerun.
 
     ``new_lake(folder)`` makes each lake (a local one by default);
     ``pending_markers(lake, region)`` lists its pending-batch markers, polled every
-    ``poll_s`` to land kills inside a commit.
+    ``poll_s`` to land kills inside a commit: such a kill comes a random 0 to ``max_extra_s``
+    seconds after the marker is seen (the same draws scaled, whatever the bound).
     """
     rng = random.Random(seed)
     stats = KillStats(seed=seed)
@@ -266,7 +268,7 @@ def run(
             # pending marker appears, before or during its writes), the window that matters most
             in_commit = rng.random() < 0.5
             delay = rng.uniform(0.3, max_delay_s)
-            nth_commit, extra_s = rng.randint(1, 4), rng.uniform(0.0, 0.25)
+            nth_commit, extra_s = rng.randint(1, 4), rng.uniform(0.0, max_extra_s)
             proc = subprocess.Popen(
                 [
                     sys.executable,
