@@ -825,9 +825,9 @@ def main() -> None:
         )
         + ". The events are the samples' "
         "events tagged by "
-        f"`datadrive.mining.tag_lake` and copied once per replicated scenario ({results['events']:,} "
-        f"rows written by the last copy, {results['events_in_table']:,} of the current tagger version "
-        "in the table; the state index was not copied, so mining searches are not measured here: "
+        "`datadrive.mining.tag_lake` and copied once per replicated scenario "
+        f"({results['events_in_table']:,} rows of the current tagger version; the state index was not "
+        "copied, so mining searches are not measured here: "
         "`benchmarks/mining.py` measures them).",
         "",
         bounds(results),

@@ -21,6 +21,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import threading
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -251,6 +253,30 @@ def _caller(user: User, tenant: Tenant, rank: int, key_id: str | None, csrf: str
     )
 
 
+_LAST_USED_EVERY_S = 60.0
+"""How stale a key's ``last_used_at`` may get before a request writes it again."""
+_LAST_USED_CLAIMS: dict[str, float] = {}
+_LAST_USED_LOCK = threading.Lock()
+
+
+def _claim_last_used(key_id: str) -> bool:
+    """Whether this request writes the key's ``last_used_at`` (one per key per minute in this process).
+
+    Concurrent requests of one key all saw the value go stale at once and
+    each committed it (a write and a sync apiece, the slowest part of their
+    authentication); now the first claims it and the others read on.
+    """
+    now = time.monotonic()
+    with _LAST_USED_LOCK:
+        last = _LAST_USED_CLAIMS.get(key_id)
+        if last is not None and now - last < _LAST_USED_EVERY_S:
+            return False
+        if len(_LAST_USED_CLAIMS) >= 100_000:
+            _LAST_USED_CLAIMS.clear()
+        _LAST_USED_CLAIMS[key_id] = now
+        return True
+
+
 def authenticate_key(db: Session, token: str, now: datetime | None = None) -> Caller:
     """The caller an ``Authorization: Bearer ddk.<id>.<secret>`` token stands for.
 
@@ -283,7 +309,8 @@ def authenticate_key(db: Session, token: str, now: datetime | None = None) -> Ca
         raise bad
     if user.disabled:
         raise bad
-    if row.last_used_at is None or (now - row.last_used_at).total_seconds() > 60:
+    stale = row.last_used_at is None or (now - row.last_used_at).total_seconds() > _LAST_USED_EVERY_S
+    if stale and _claim_last_used(row.id):
         row.last_used_at = now  # coarse, so reads do not write on every request
         db.commit()
     rank = max(_SCOPE_RANK[s] for s in row.scopes) if row.scopes else -1
