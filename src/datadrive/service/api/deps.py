@@ -5,7 +5,8 @@ event loop and back for each; the dependencies that do no I/O (the
 services, the page) are ``async def`` so that they run in the loop, and
 the caller is authenticated in one hop on a database session of its own
 (returned to the pool before the endpoint runs), so a lake read costs two
-hops (authentication, the endpoint) rather than six.
+hops (authentication, the endpoint) rather than five or six (the services,
+the session opened and closed, the caller, the page, the endpoint).
 """
 
 from __future__ import annotations
