@@ -27,7 +27,8 @@ What each row measures:
   ``--rss-scenarios`` lake simulation (2 workers), plotted to ``--plot``.
 
 Rates are wall clock (the machine may be shared: compare the ratio, measured in the same run)
-and CPU time of the process (less sensitive to other load).
+and CPU time of the process (less sensitive to other load). Every process runs with one BLAS thread
+(``OPENBLAS_NUM_THREADS=1`` unless set), highway-env's measurements included.
 """
 
 from __future__ import annotations
@@ -43,7 +44,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+# one BLAS thread per process, set before numpy loads (the parallelism is the processes, as Ray gives
+# its workers OMP_NUM_THREADS=1): the metrics' Savitzky-Golay products are small (256 x 91 by 91 x 91),
+# and a second BLAS thread costs ten times their CPU time in hand-offs; highway-env runs under the same
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+import numpy as np  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests" / "sim"))
