@@ -16,7 +16,9 @@ It answers, for many points at once and without a Python loop per point:
 
 Candidate segments come from a k-d tree over points sampled every 2 m along
 all segments (one vectorised k-nearest query), so the cost per point is a
-constant, not the map's size. :func:`chain_path` follows successors from a
+constant, not the map's size; each point's samples are reduced to their distinct
+segments (first appearances, in order) before the exact foot computation, which
+gives the same answers as the full list. :func:`chain_path` follows successors from a
 lane into one polyline: the path a reactive agent or the ego's route follows.
 
 Notation:
