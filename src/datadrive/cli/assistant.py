@@ -353,6 +353,9 @@ def wakeword_train_cmd(
     window_s: Annotated[
         float | None, typer.Option("--window", help="The detector's window, seconds (default 2.2).")
     ] = None,
+    width: Annotated[
+        int | None, typer.Option("--width", help="Channels of the network's blocks (default 64).")
+    ] = None,
     perturbed: Annotated[
         int | None,
         typer.Option("--perturbed", help="Pitch- and tempo-shifted copies of each phrase and near miss."),
@@ -381,6 +384,8 @@ def wakeword_train_cmd(
         config = replace(config, mining_minutes=mining_minutes)
     if window_s is not None:
         config = replace(config, window_s=window_s)
+    if width is not None:
+        config = replace(config, width=width)
     if perturbed is not None:
         config = replace(config, perturbed=perturbed)
     if stream_negatives is not None:
