@@ -163,6 +163,23 @@ def test_stream_counting_detections_false_wakes_and_prefixes() -> None:
     assert triggers(ends, scores, 0.9, 2.0) == [(5.6, 0.9), (12.0, 0.95)]
 
 
+def test_curve_plot_draws_each_model_and_the_anchor(tmp_path: Path) -> None:
+    from datadrive.assistant.voice.wakeword import EvalReport, plot_curve
+
+    def report(shift: float) -> EvalReport:
+        curve = [(th, min(1.0, 1.2 - th + shift), 100 * (1 - th)) for th in (0.5, 0.9, 0.99, 0.999)]
+        anchor = [{"detection_rate": 0.05, "false_wakes_per_hour": 0.0}]
+        return EvalReport(0.99, curve[2][1], curve[2][2], 400, 1.8, curve, anchor, 0.01, {})
+
+    path = tmp_path / "curve.png"
+    plot_curve(report(0.0), path, others=[("older model", report(-0.1))], label="new model")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    import matplotlib.image
+
+    img = matplotlib.image.imread(str(path))
+    assert img.shape[:2] == (480, 720)  # 6 x 4 in at 120 dpi
+
+
 @needs_espeak
 def test_bundled_wake_word_model() -> None:
     from datadrive.assistant.voice.corpus import speaker_pool

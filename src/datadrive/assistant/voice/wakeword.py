@@ -1418,23 +1418,36 @@ def evaluate(
     )
 
 
-def plot_curve(report: EvalReport, path: str | Path) -> None:
-    """The detection-rate vs false-wakes-per-hour curve (matplotlib), with the chosen point and the anchor."""
+def plot_curve(
+    report: EvalReport,
+    path: str | Path,
+    *,
+    others: Sequence[tuple[str, EvalReport]] = (),
+    label: str = "datadrive wake word",
+) -> None:
+    """The detection-rate vs false-wakes-per-hour curve (matplotlib), with the chosen point and the anchor.
+
+    ``others`` are (label, report) of other models on the same streams, drawn
+    beside it with their own chosen points.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 4))
-    c = np.array(report.curve)
-    c = c[np.argsort(c[:, 0])]
-    ax.step(np.maximum(c[:, 2], 0.05), c[:, 1] * 100, "-", where="post", label="datadrive wake word")
-    ax.plot(
-        [max(report.false_wakes_per_hour, 0.05)],
-        [report.detection_rate * 100],
-        "o",
-        label=f"chosen threshold {report.threshold:.4f} (validation)",
-    )
+    for i, (name, r) in enumerate([(label, report), *others]):
+        c = np.array(r.curve)
+        c = c[np.argsort(c[:, 0])]
+        color = f"C{i}" if i < 3 else f"C{i + 1}"  # C3 (red) is the anchor's
+        ax.step(np.maximum(c[:, 2], 0.05), c[:, 1] * 100, "-", where="post", color=color, label=name)
+        ax.plot(
+            [max(r.false_wakes_per_hour, 0.05)],
+            [r.detection_rate * 100],
+            "o",
+            color=color,
+            label=f"its threshold {r.threshold:.4f} (validation)",
+        )
     for row in report.anchor:
         ax.plot([max(row["false_wakes_per_hour"], 0.05)], [row["detection_rate"] * 100], "x", color="tab:red")
     if report.anchor:
