@@ -126,6 +126,10 @@ def test_bad_input_is_one_line_and_exit_2(cli_lake: tuple[Path, str], tmp_path: 
     r = run("assistant", "listen", "--wav", str(empty), "--map", "none")
     assert r.exit_code == 2
     assert "the file is empty" in r.output
+    missing = tmp_path / "nosuch.pt"
+    r = run("assistant", "wakeword", "eval", "--compare", str(missing), "--positives", "1", "--minutes", "1")
+    assert r.exit_code == 2  # refused before any test audio is made
+    assert f"{missing}: no wake-word model here" in r.output
 
 
 def test_unanswerable_question(cli_lake: tuple[Path, str]) -> None:

@@ -163,6 +163,46 @@ def test_stream_counting_detections_false_wakes_and_prefixes() -> None:
     assert triggers(ends, scores, 0.9, 2.0) == [(5.6, 0.9), (12.0, 0.95)]
 
 
+def test_detector_starts_with_a_full_window_of_noise_floor() -> None:
+    """A phrase at the very start of a file can be heard: the first window ends 100 ms in."""
+    from datadrive.assistant.voice.wakeword import WakeWordModel, _net, small_config
+
+    config = small_config()  # 2.2 s windows: 218 frames
+    model = WakeWordModel(config, _net(config), 0.5)
+    feats = np.random.default_rng(0).normal(-6.0, 1.0, (300, 40)).astype(np.float32)
+    ends, raw = model.scores(feats)
+    # 208 frames of lead-in: windows start at 0, 10, ..., 290 of the 508 frames
+    assert raw.shape == (30,)
+    # a window ending at input frame k covers samples up to (k - 1) * 160 + 400
+    assert ends[0] == pytest.approx((9 * 160 + 400) / 16000)
+    assert ends[-1] == pytest.approx((299 * 160 + 400) / 16000)
+    whole_ends, whole = model.scores(feats, lead_in=False)  # whole windows of the input only
+    assert whole.shape == (9,)  # starts 0, 10, ..., 80
+    assert whole_ends[0] == pytest.approx((217 * 160 + 400) / 16000)
+    # the lead-in's last 9 windows end at input frames 220, ..., 300: whole windows of feats[2:]
+    assert np.allclose(model.scores(feats[2:], lead_in=False)[1], raw[-9:], atol=1e-6)
+    short_ends, short = model.scores(feats[:50], lead_in=False)  # too short: padded to one window
+    assert short.shape == (1,)
+    assert short_ends[0] == pytest.approx((49 * 160 + 400) / 16000)
+
+
+def test_curve_plot_draws_each_model_and_the_anchor(tmp_path: Path) -> None:
+    from datadrive.assistant.voice.wakeword import EvalReport, plot_curve
+
+    def report(shift: float) -> EvalReport:
+        curve = [(th, min(1.0, 1.2 - th + shift), 100 * (1 - th)) for th in (0.5, 0.9, 0.99, 0.999)]
+        anchor = [{"detection_rate": 0.05, "false_wakes_per_hour": 0.0}]
+        return EvalReport(0.99, curve[2][1], curve[2][2], 400, 1.8, curve, anchor, 0.01, {})
+
+    path = tmp_path / "curve.png"
+    plot_curve(report(0.0), path, others=[("older model", report(-0.1))], label="new model")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    import matplotlib.image
+
+    img = matplotlib.image.imread(str(path))
+    assert img.shape[:2] == (480, 720)  # 6 x 4 in at 120 dpi
+
+
 @needs_espeak
 def test_bundled_wake_word_model() -> None:
     from datadrive.assistant.voice.corpus import speaker_pool

@@ -353,6 +353,9 @@ def wakeword_train_cmd(
     window_s: Annotated[
         float | None, typer.Option("--window", help="The detector's window, seconds (default 2.2).")
     ] = None,
+    width: Annotated[
+        int | None, typer.Option("--width", help="Channels of the network's blocks (default 64).")
+    ] = None,
     perturbed: Annotated[
         int | None,
         typer.Option("--perturbed", help="Pitch- and tempo-shifted copies of each phrase and near miss."),
@@ -381,6 +384,8 @@ def wakeword_train_cmd(
         config = replace(config, mining_minutes=mining_minutes)
     if window_s is not None:
         config = replace(config, window_s=window_s)
+    if width is not None:
+        config = replace(config, width=width)
     if perturbed is not None:
         config = replace(config, perturbed=perturbed)
     if stream_negatives is not None:
@@ -440,6 +445,10 @@ def wakeword_eval_cmd(
         Path | None, typer.Option("--cache", help="Keep the synthesized test streams here for the next run.")
     ] = None,
     plot: Annotated[Path | None, typer.Option("--plot", help="Write the curve as a PNG.")] = None,
+    compare: Annotated[
+        list[Path] | None,
+        typer.Option("--compare", help="Other models scored on the same streams (repeatable; no anchor)."),
+    ] = None,
     seed: Annotated[int, typer.Option("--seed")] = 424242,
     as_json: JsonOpt = False,
 ) -> None:
@@ -450,6 +459,7 @@ def wakeword_eval_cmd(
     from datadrive.assistant.voice.wakeword import evaluate, load_model, plot_curve
 
     m = load_model(model)
+    compared = [(str(p), load_model(p)) for p in compare or []]  # a bad path fails before the long run
     with _progress() as bar:
         report = evaluate(
             m,
@@ -460,26 +470,46 @@ def wakeword_eval_cmd(
             cache_dir=cache,
             progress=_progress_callback(bar),
         )
+        others = [
+            (
+                p,
+                evaluate(
+                    other,
+                    positives=positives,
+                    negative_minutes=negative_minutes,
+                    seed=seed,
+                    anchor_minutes=0.0,
+                    cache_dir=cache,
+                    progress=_progress_callback(bar),
+                ),
+            )
+            for p, other in compared
+        ]
+    name = str(model) if model is not None else "bundled model"
     if plot is not None:
-        plot_curve(report, plot)
+        plot_curve(report, plot, others=others, label=name)
     if as_json:
-        sys.stdout.write(json.dumps(report.to_json()) + "\n")
+        doc = report.to_json()
+        if others:
+            doc["compare"] = [{"model": p, **r.to_json()} for p, r in others]
+        sys.stdout.write(json.dumps(doc) + "\n")
         return
-    _out.print(
-        f"threshold {report.threshold:.4f}: detection "
-        f"{report.detection_rate:.1%} of {report.positives} phrases, "
-        f"{report.false_wakes_per_hour:.2f} false wakes/hour over {report.negative_hours:.2f} h; "
-        f"real-time factor {report.realtime_factor:.4f}",
-        highlight=False,
-    )
-    ok = [c for c in report.curve if c[2] <= 1.0]
-    if ok:
-        best = max(ok, key=lambda c: c[1])
+    for label, r in [(name, report), *others]:
         _out.print(
-            f"best detection at <= 1 false wake/hour (read off the test: optimistic): "
-            f"{best[1]:.1%} (threshold {best[0]:.6f})",
+            f"{label}: threshold {r.threshold:.4f}: detection "
+            f"{r.detection_rate:.1%} of {r.positives} phrases, "
+            f"{r.false_wakes_per_hour:.2f} false wakes/hour over {r.negative_hours:.2f} h; "
+            f"real-time factor {r.realtime_factor:.4f}",
             highlight=False,
         )
+        ok = [c for c in r.curve if c[2] <= 1.0]
+        if ok:
+            best = max(ok, key=lambda c: c[1])
+            _out.print(
+                f"  best detection at <= 1 false wake/hour (read off the test: optimistic): "
+                f"{best[1]:.1%} (threshold {best[0]:.6f})",
+                highlight=False,
+            )
     for row in report.anchor:
         _out.print(
             f"pocketsphinx KWS '{row['keyphrase']}' threshold {row['kws_threshold']:g}: "

@@ -537,9 +537,16 @@ class WakeWordModel:
     meta: dict[str, Any] = field(default_factory=dict)
 
     def scores(
-        self, feats: NDArrayFloat32, *, hop_frames: int = 10, batch: int = 512
+        self, feats: NDArrayFloat32, *, hop_frames: int = 10, batch: int = 512, lead_in: bool = True
     ) -> tuple[NDArrayFloat, NDArrayFloat]:
         """Raw scores of windows every ``hop_frames`` over ``(F_total, M)`` features.
+
+        With ``lead_in`` the detector starts as a car's would, its window
+        already full of the input's noise floor (each band's 10th percentile):
+        the first window ends ``hop_frames`` into the input, so a wake phrase
+        at the very start of a file is heard (a 2.2 s window would otherwise
+        first end long after it). Without it, only whole windows of the input
+        are scored (hard-negative mining: the training distribution).
 
         Returns:
             The windows' end times (s) and their scores.
@@ -547,11 +554,11 @@ class WakeWordModel:
         import torch
 
         f = self.config.frames
-        if feats.shape[0] < f:
-            pad = np.full(
-                (f - feats.shape[0], N_MELS), feats.min() if feats.size else -13.8, dtype=np.float32
-            )
-            feats = np.concatenate([pad, feats])
+        floor = np.percentile(feats, 10, axis=0) if feats.size else np.full(N_MELS, -13.8)
+        pad_n = max(f - hop_frames, 0) if lead_in else 0
+        pad_n = max(pad_n, f - feats.shape[0])  # too short for one window: pad it to one
+        if pad_n > 0:
+            feats = np.concatenate([np.broadcast_to(floor, (pad_n, N_MELS)).astype(np.float32), feats])
         starts = np.arange(0, feats.shape[0] - f + 1, hop_frames)
         windows = np.lib.stride_tricks.sliding_window_view(feats, (f, N_MELS))[starts, 0]
         out = np.empty(starts.shape[0])
@@ -560,7 +567,7 @@ class WakeWordModel:
             for i in range(0, starts.shape[0], batch):
                 x = torch.from_numpy(normalise(np.ascontiguousarray(windows[i : i + batch]))).transpose(1, 2)
                 out[i : i + batch] = torch.sigmoid(self.net(x)).numpy()
-        ends = ((starts + f) * HOP + WIN - HOP) / SR
+        ends = ((starts + f - pad_n) * HOP + WIN - HOP) / SR
         return ends, out
 
     def smoothed(self, feats: NDArrayFloat32) -> tuple[NDArrayFloat, NDArrayFloat]:
@@ -1031,7 +1038,7 @@ def _mine(
     hard: list[np.ndarray] = []
     for a in audio:
         feats = log_mel(a)
-        _ends, raw = model.scores(feats)
+        _ends, raw = model.scores(feats, lead_in=False)
         starts = np.arange(0, feats.shape[0] - frames + 1, 10)[raw >= floor]
         hard += [normalise(feats[s : s + frames]) for s in starts.tolist()]
     return hard
@@ -1418,23 +1425,36 @@ def evaluate(
     )
 
 
-def plot_curve(report: EvalReport, path: str | Path) -> None:
-    """The detection-rate vs false-wakes-per-hour curve (matplotlib), with the chosen point and the anchor."""
+def plot_curve(
+    report: EvalReport,
+    path: str | Path,
+    *,
+    others: Sequence[tuple[str, EvalReport]] = (),
+    label: str = "datadrive wake word",
+) -> None:
+    """The detection-rate vs false-wakes-per-hour curve (matplotlib), with the chosen point and the anchor.
+
+    ``others`` are (label, report) of other models on the same streams, drawn
+    beside it with their own chosen points.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 4))
-    c = np.array(report.curve)
-    c = c[np.argsort(c[:, 0])]
-    ax.step(np.maximum(c[:, 2], 0.05), c[:, 1] * 100, "-", where="post", label="datadrive wake word")
-    ax.plot(
-        [max(report.false_wakes_per_hour, 0.05)],
-        [report.detection_rate * 100],
-        "o",
-        label=f"chosen threshold {report.threshold:.4f} (validation)",
-    )
+    for i, (name, r) in enumerate([(label, report), *others]):
+        c = np.array(r.curve)
+        c = c[np.argsort(c[:, 0])]
+        color = f"C{i}" if i < 3 else f"C{i + 1}"  # C3 (red) is the anchor's
+        ax.step(np.maximum(c[:, 2], 0.05), c[:, 1] * 100, "-", where="post", color=color, label=name)
+        ax.plot(
+            [max(r.false_wakes_per_hour, 0.05)],
+            [r.detection_rate * 100],
+            "o",
+            color=color,
+            label=f"its threshold {r.threshold:.4f} (validation)",
+        )
     for row in report.anchor:
         ax.plot([max(row["false_wakes_per_hour"], 0.05)], [row["detection_rate"] * 100], "x", color="tab:red")
     if report.anchor:
