@@ -27,13 +27,32 @@ forge a shorter history: publish :attr:`AuditVerification.head_hash`
 elsewhere (a ticket, another region) to pin the chain against that too.
 
 Appends are serialised by the region's ``audit`` lock; the head (last seq
-and hash) travels in each commit's metadata, so an append reads one log
-entry rather than the whole table. An append is a synchronous Delta
-commit, done before the read it records returns; what keeps it cheap is the
-store's kept table handle (only the commits added since the last append are
-read), the table's checkpoints, and group commit (the appends of one
-process that arrive while a commit is being written go together into the
-next one, one row each), never deferring the write.
+and hash) travels in each commit's metadata. An append is a synchronous
+Delta commit, durable before the read it records returns; never deferred.
+
+**The direct commit (local roots).** What an append through ``deltalake``
+costs grows with the table: ``write_deltalake`` rebuilds the table state
+(every file's ``add``) around its commit, about 60 µs a file, and its
+handle has to be brought up to date first (``docs/lake.md`` has the
+profile). On a local root an append therefore writes its commit itself, as
+the Delta protocol defines one: under the audit lock, one Parquet file of
+its rows and one commit file (``commitInfo`` with the head, one ``add``),
+published with ``link(2)``, which fails if that version exists (the same
+put-if-absent delta-rs uses locally). Four syncs, in an order that never
+lets a commit outlive a power cut without its data: fdatasync of the data
+file, fsync of the table folder (its name), fdatasync of the commit's
+temporary file, ``link``, fsync of ``_delta_log``. The process keeps the tip
+(version, next seq, last hash) between appends; it is trusted only while
+its commit file is still there and the next one is not, so an append by
+another process, a compaction or a removed commit sends it back to the
+table. Every :data:`~datadrive.lake.tables.AUDIT_CHECKPOINT_INTERVAL`
+versions the append also checkpoints the table, as delta-rs's post-commit
+hook would, and first compacts it (an ``OPTIMIZE`` commit carrying the
+head) once it holds more than :data:`COMPACT_FILES` files, so neither the
+appends nor the readers of the log slow down as it grows. Object-store
+roots keep ``write_deltalake`` (its conditional PUT is the commit). Group
+commit (the appends of one process that arrive while a commit is being
+written go together into the next one, one row each) applies to both.
 """
 
 from __future__ import annotations
@@ -41,7 +60,10 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import os
 import threading
+import time
+import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -54,10 +76,12 @@ from datadrive.errors import LakeError, StorageError, one_line
 from datadrive.lake.locks import region_lock
 from datadrive.lake.schema import AUDIT, INGESTS, conform
 from datadrive.lake.storage import storage_error
-from datadrive.lake.tables import COMMIT_KEY, RegionStore
+from datadrive.lake.tables import AUDIT_CHECKPOINT_INTERVAL, COMMIT_KEY, RegionStore, fsync_paths
 
 __all__ = [
     "ANCHOR_KEY",
+    "COMPACT_FILES",
+    "DIRECT_COMMITS",
     "GENESIS_HASH",
     "AuditEvent",
     "AuditVerification",
@@ -75,6 +99,16 @@ ANCHOR_KEY = "audit_head"
 
 GENESIS_HASH = "0" * 64
 """``prev_hash`` of the first row."""
+
+COMPACT_FILES = 256
+"""An append that checkpoints the audit table first compacts it when it holds more files than this."""
+
+DIRECT_COMMITS = True
+"""Whether appends to a local root write their Delta commit directly (see the module docstring).
+
+``False`` sends them through ``write_deltalake`` as object-store roots are:
+``benchmarks/lake.py`` sets it to compare the two paths in one run.
+"""
 
 _ALLOWED_OPERATIONS = {"CREATE TABLE", "WRITE", "OPTIMIZE", "VACUUM START", "VACUUM END"}
 
@@ -150,6 +184,16 @@ class _Queue:
         self.pending: list[_Slot] = []
         self.guard = threading.Lock()  # the pending list
         self.writer = threading.Lock()  # one batch written at a time by this process
+        self.tip: _Tip | None = None  # after this process's last direct commit (under ``writer``)
+
+
+@dataclass(frozen=True)
+class _Tip:
+    """The audit table's last version as this process committed it: the next row's seq and prev hash."""
+
+    version: int
+    next_seq: int
+    prev_hash: str
 
 
 _QUEUES: dict[tuple[str, str], _Queue] = {}
@@ -174,14 +218,15 @@ def append(store: RegionStore, event: AuditEvent, now: Callable[[], datetime]) -
         StorageError: if the row cannot be written (the caller must then not
             hand out data: a read that cannot be audited does not happen).
     """
-    if not store.exists(AUDIT):  # by the caller, who may hold the commit lock already
-        with region_lock(store.root, "commit"):  # tables are created under the commit lock only
-            store.ensure(now())
     key = (store.region.name, store.root.uri)  # one queue per region, whichever principal's store
     with _QUEUES_GUARD:
         queue = _QUEUES.get(key)
         if queue is None:
             queue = _QUEUES[key] = _Queue()
+    # a table this process appended to exists (tables are never dropped; a deleted one is caught below)
+    if queue.tip is None and not store.exists(AUDIT):  # by the caller, who may hold the commit lock already
+        with region_lock(store.root, "commit"):  # tables are created under the commit lock only
+            store.ensure(now())
     slot = _Slot(event)
     with queue.guard:
         queue.pending.append(slot)
@@ -190,7 +235,10 @@ def append(store: RegionStore, event: AuditEvent, now: Callable[[], datetime]) -
             with queue.guard:
                 batch, queue.pending = queue.pending, []
             try:
-                results = _write(store, [s.event for s in batch], now)
+                if DIRECT_COMMITS and store.root.is_local:
+                    results = _write_direct(store, queue, [s.event for s in batch], now)
+                else:
+                    results = _write(store, [s.event for s in batch], now)
             except BaseException as exc:
                 for s in batch:
                     s.error, s.done = exc, True
@@ -211,42 +259,8 @@ def _write(
     with region_lock(store.root, "audit"), store.lock:
         dt = store.latest(AUDIT)
         seq, prev = _head(store, dt)
-        recorded = _read_head_file(store)
-        if recorded is not None and _behind(recorded, seq, prev):
-            # rows the head file saw are gone: appending would bury the loss under a valid, shorter chain
-            raise StorageError(
-                f"region {store.region.name}: the audit log ends before the head recorded beside it "
-                f"(row {recorded.get('seq')}): rows were removed; nothing more is audited (so nothing is "
-                "read) until it is restored from a backup (`datadrive lake audit --verify` says more)"
-            )
-        rows: dict[str, list[Any]] = {name: [] for name in AUDIT.schema.names}
-        out: list[tuple[int, str]] = []
-        for event in events:
-            detail_json = json.dumps(dict(event.detail), sort_keys=True, default=str)
-            t = now().astimezone(UTC)
-            time_us = int(t.timestamp() * 1_000_000)
-            h = row_hash(seq, time_us, _fields(event, detail_json), prev)
-            for name, value in (
-                ("seq", seq),
-                ("time", time_us),
-                ("who", event.who),
-                ("tenant", event.tenant),
-                ("home_region", event.home_region),
-                ("region", event.region),
-                ("action", event.action),
-                ("object", event.object),
-                ("lake_version", int(event.lake_version)),
-                ("outcome", event.outcome),
-                ("detail", detail_json),
-                ("prev_hash", prev),
-                ("row_hash", h),
-            ):
-                rows[name].append(value)
-            out.append((seq, h))
-            seq, prev = seq + 1, h
-        columns = dict(rows)
-        columns["time"] = pa.array(rows["time"], pa.int64()).cast(pa.timestamp("us", tz="UTC"))
-        table = conform(AUDIT, pa.table(columns))
+        _check_head_file(store, seq, prev)
+        table, out = _rows(events, seq, prev, now)
         head = json.dumps({"op": "audit", "head_seq": out[-1][0], "head_hash": out[-1][1]})
         before = int(dt.version())
         try:
@@ -265,14 +279,222 @@ def _write(
         return out
 
 
+def _check_head_file(store: RegionStore, seq: int, prev: str) -> None:
+    recorded = _read_head_file(store)
+    if recorded is not None and _behind(recorded, seq, prev):
+        # rows the head file saw are gone: appending would bury the loss under a valid, shorter chain
+        raise StorageError(
+            f"region {store.region.name}: the audit log ends before the head recorded beside it "
+            f"(row {recorded.get('seq')}): rows were removed; nothing more is audited (so nothing is "
+            "read) until it is restored from a backup (`datadrive lake audit --verify` says more)"
+        )
+
+
+def _rows(
+    events: list[AuditEvent], seq: int, prev: str, now: Callable[[], datetime]
+) -> tuple[pa.Table, list[tuple[int, str]]]:
+    """The rows of ``events`` chained after ``(seq, prev)``, and each row's ``(seq, row_hash)``."""
+    rows: dict[str, list[Any]] = {name: [] for name in AUDIT.schema.names}
+    out: list[tuple[int, str]] = []
+    for event in events:
+        detail_json = json.dumps(dict(event.detail), sort_keys=True, default=str)
+        t = now().astimezone(UTC)
+        time_us = int(t.timestamp() * 1_000_000)
+        h = row_hash(seq, time_us, _fields(event, detail_json), prev)
+        for name, value in (
+            ("seq", seq),
+            ("time", time_us),
+            ("who", event.who),
+            ("tenant", event.tenant),
+            ("home_region", event.home_region),
+            ("region", event.region),
+            ("action", event.action),
+            ("object", event.object),
+            ("lake_version", int(event.lake_version)),
+            ("outcome", event.outcome),
+            ("detail", detail_json),
+            ("prev_hash", prev),
+            ("row_hash", h),
+        ):
+            rows[name].append(value)
+        out.append((seq, h))
+        seq, prev = seq + 1, h
+    columns = dict(rows)
+    columns["time"] = pa.array(rows["time"], pa.int64()).cast(pa.timestamp("us", tz="UTC"))
+    return conform(AUDIT, pa.table(columns)), out
+
+
+def _write_direct(
+    store: RegionStore, queue: _Queue, events: list[AuditEvent], now: Callable[[], datetime]
+) -> list[tuple[int, str]]:
+    """Append ``events`` to a local root's audit table in one Delta commit written here (module docstring)."""
+    log = os.path.join(store.root.path(AUDIT.name), "_delta_log")
+    with region_lock(store.root, "audit"):
+        for attempt in range(2):
+            tip = queue.tip
+            if (
+                tip is None
+                or not os.path.exists(_commit_path(log, tip.version))
+                or os.path.exists(_commit_path(log, tip.version + 1))  # another writer went on
+            ):
+                if tip is not None and not os.path.isdir(log):
+                    queue.tip = None
+                    raise StorageError(
+                        f"region {store.region.name}: its audit log is missing from {store.root.uri} (the "
+                        "audit table was deleted); datadrive will not start a new one silently: restore it "
+                        "from backup"
+                    )
+                tip = queue.tip = _tip_from_table(store)
+            _check_head_file(store, tip.next_seq, tip.prev_hash)
+            table, out = _rows(events, tip.next_seq, tip.prev_hash, now)
+            try:
+                version = _commit_direct(store, log, tip.version + 1, table, out[-1])
+            except FileExistsError:  # another process (or a compaction) committed since: read the table
+                queue.tip = None
+                if attempt:
+                    raise StorageError(
+                        f"region {store.region.name}: audit table version {tip.version + 1} appeared while "
+                        "the audit lock was held: something writes the audit table without the lock"
+                    ) from None
+                continue
+            except OSError as exc:
+                queue.tip = None
+                raise storage_error(store.root, "append to the audit log", exc) from exc
+            queue.tip = _Tip(version, out[-1][0] + 1, out[-1][1])
+            _write_head_file(store, *out[-1])
+            if version % AUDIT_CHECKPOINT_INTERVAL == 0:
+                queue.tip = _maintain(store, queue.tip)
+            return out
+    raise AssertionError("unreachable")
+
+
+def _commit_path(log: str, version: int) -> str:
+    return os.path.join(log, f"{version:020d}.json")
+
+
+def _tip_from_table(store: RegionStore) -> _Tip:
+    with store.lock:
+        dt = store.latest(AUDIT)
+        seq, prev = _head(store, dt)
+        return _Tip(int(dt.version()), seq, prev)
+
+
+def _commit_direct(store: RegionStore, log: str, version: int, table: pa.Table, head: tuple[int, str]) -> int:
+    """Write ``table`` as Delta version ``version`` of the audit table, durably; ``FileExistsError``: taken.
+
+    The commit file is published with ``link(2)``, which refuses an existing
+    name: of two writers of one version exactly one wins, as with delta-rs's
+    own local commit (a temporary file renamed without replacing).
+    """
+    import pyarrow.parquet as pq
+
+    folder = os.path.dirname(log)
+    name = f"part-00000-{uuid.uuid4()}-c000.zstd.parquet"
+    data_path = os.path.join(folder, name)
+    with open(data_path, "xb") as fh:
+        pq.write_table(table, fh, compression="zstd", compression_level=1)
+        fh.flush()
+        os.fdatasync(fh.fileno())
+        size = fh.tell()
+    fsync_paths([folder])  # its name too, before a commit that names it can outlive a power cut
+    now_ms = int(time.time() * 1000)
+    seqs = table.column("seq")
+    stats = {
+        "numRecords": table.num_rows,
+        "minValues": {"seq": pc.min(seqs).as_py()},
+        "maxValues": {"seq": pc.max(seqs).as_py()},
+        "nullCount": {"seq": 0},
+    }
+    record = json.dumps({"op": "audit", "head_seq": head[0], "head_hash": head[1]})
+    commit = (
+        json.dumps(
+            {
+                "commitInfo": {
+                    "timestamp": now_ms,
+                    "operation": "WRITE",
+                    "operationParameters": {"mode": "Append"},
+                    "engineInfo": "datadrive-audit",
+                    "operationMetrics": {"num_added_files": 1, "num_added_rows": table.num_rows},
+                    COMMIT_KEY: record,
+                }
+            },
+            separators=(",", ":"),
+        )
+        + "\n"
+        + json.dumps(
+            {
+                "add": {
+                    "path": name,
+                    "partitionValues": {},
+                    "size": size,
+                    "modificationTime": now_ms,
+                    "dataChange": True,
+                    "stats": json.dumps(stats, separators=(",", ":")),
+                }
+            },
+            separators=(",", ":"),
+        )
+        + "\n"
+    )
+    tmp = os.path.join(log, f"_commit_{uuid.uuid4()}.json.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    try:
+        os.write(fd, commit.encode("utf-8"))
+        os.fdatasync(fd)
+    finally:
+        os.close(fd)
+    try:
+        os.link(tmp, _commit_path(log, version))  # FileExistsError if the version is taken
+    except FileExistsError:
+        os.unlink(tmp)
+        os.unlink(data_path)
+        raise
+    os.unlink(tmp)
+    fsync_paths([log])  # the commit's name: durable before the read it records is answered
+    return version
+
+
+def _maintain(store: RegionStore, tip: _Tip) -> _Tip:
+    """Checkpoint the audit table (compacting it first when it has many files), as durably as a commit.
+
+    Runs under the audit lock, at the versions where delta-rs's post-commit
+    hook would checkpoint. A compaction is an ``OPTIMIZE`` commit that
+    carries the head, as appends do, so the next reader of the head need not
+    scan the table.
+    """
+    from deltalake import CommitProperties
+
+    try:
+        with store.lock:
+            dt = store.latest(AUDIT)
+            before = int(dt.version()) - 1
+            if len(dt.file_uris()) > COMPACT_FILES:
+                record = json.dumps({"op": "audit", "head_seq": tip.next_seq - 1, "head_hash": tip.prev_hash})
+                dt.optimize.compact(commit_properties=CommitProperties(custom_metadata={COMMIT_KEY: record}))
+                dt = store.latest(AUDIT)
+            dt.create_checkpoint()
+            version = int(dt.version())
+            store.make_durable(AUDIT, before, version)
+    except LakeError:
+        raise
+    except Exception as exc:
+        raise storage_error(store.root, "checkpoint the audit log", exc) from exc
+    return _Tip(version, tip.next_seq, tip.prev_hash)
+
+
 _HEAD_FILE = "audit_head.json"
 """``_datadrive/audit_head.json``: the head after the last append (the anchor of the tail)."""
 
 
 def _write_head_file(store: RegionStore, seq: int, h: str) -> None:
     """Record the head beside the table (under the audit lock). Best effort: a crash leaves an older head."""
+    data = json.dumps({"seq": seq, "hash": h}).encode()
     with contextlib.suppress(OSError):
-        store.write_file(store.root.meta_path(_HEAD_FILE), json.dumps({"seq": seq, "hash": h}).encode())
+        if store.root.is_local:  # plain file I/O: a third of the cost of a pyarrow output stream
+            with open(store.root.meta_path(_HEAD_FILE), "wb") as fh:
+                fh.write(data)
+        else:
+            store.write_file(store.root.meta_path(_HEAD_FILE), data)
 
 
 def _behind(recorded: Mapping[str, Any], next_seq: int, last_hash: str) -> bool:
