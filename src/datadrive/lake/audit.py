@@ -42,17 +42,20 @@ put-if-absent delta-rs uses locally). Four syncs, in an order that never
 lets a commit outlive a power cut without its data: fdatasync of the data
 file, fsync of the table folder (its name), fdatasync of the commit's
 temporary file, ``link``, fsync of ``_delta_log``. The process keeps the tip
-(version, next seq, last hash) between appends; it is trusted only while
-its commit file is still there and the next one is not, so an append by
-another process, a compaction or a removed commit sends it back to the
+(version, next seq, last hash) between appends. Before each append it
+checks that its last commit file is still there (a removed commit or table
+sends it back to the table) and reads the commits made since, if any,
+from their files (:func:`_follow`): another process's append carries its
+head, a compaction changes no row; anything else sends it back to the
 table. Every :data:`~datadrive.lake.tables.AUDIT_CHECKPOINT_INTERVAL`
-versions the append also checkpoints the table, as delta-rs's post-commit
-hook would, and first compacts it (an ``OPTIMIZE`` commit carrying the
-head) once it holds more than :data:`COMPACT_FILES` files, so neither the
-appends nor the readers of the log slow down as it grows. Object-store
-roots keep ``write_deltalake`` (its conditional PUT is the commit). Group
-commit (the appends of one process that arrive while a commit is being
-written go together into the next one, one row each) applies to both.
+versions the append starts, in a thread beside the appends, what
+delta-rs's post-commit hook did in front of them: a checkpoint, preceded
+by a compaction (an ``OPTIMIZE`` commit) once the table holds more than
+:data:`COMPACT_FILES` files, so neither the appends nor the readers of the
+log slow down as it grows. Object-store roots keep ``write_deltalake``
+(its conditional PUT is the commit). Group commit (the appends of one
+process that arrive while a commit is being written go together into the
+next one, one row each) applies to both.
 """
 
 from __future__ import annotations
@@ -60,6 +63,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import os
 import threading
 import time
@@ -81,6 +85,7 @@ from datadrive.lake.tables import AUDIT_CHECKPOINT_INTERVAL, COMMIT_KEY, RegionS
 __all__ = [
     "ANCHOR_KEY",
     "COMPACT_FILES",
+    "COMPACT_TARGET_BYTES",
     "DIRECT_COMMITS",
     "GENESIS_HASH",
     "AuditEvent",
@@ -100,8 +105,13 @@ ANCHOR_KEY = "audit_head"
 GENESIS_HASH = "0" * 64
 """``prev_hash`` of the first row."""
 
-COMPACT_FILES = 256
-"""An append that checkpoints the audit table first compacts it when it holds more files than this."""
+COMPACT_FILES = 64
+"""The checkpoint that an append starts compacts the audit table first when it holds more files than this."""
+
+COMPACT_TARGET_BYTES = 8 << 20
+"""Compaction merges the audit table's files up to this size and leaves bigger ones alone."""
+
+_LOG = logging.getLogger(__name__)
 
 DIRECT_COMMITS = True
 """Whether appends to a local root write their Delta commit directly (see the module docstring).
@@ -185,6 +195,7 @@ class _Queue:
         self.guard = threading.Lock()  # the pending list
         self.writer = threading.Lock()  # one batch written at a time by this process
         self.tip: _Tip | None = None  # after this process's last direct commit (under ``writer``)
+        self.maintenance: threading.Thread | None = None  # the checkpoint/compaction running, if any
 
 
 @dataclass(frozen=True)
@@ -330,32 +341,26 @@ def _write_direct(
     """Append ``events`` to a local root's audit table in one Delta commit written here (module docstring)."""
     log = os.path.join(store.root.path(AUDIT.name), "_delta_log")
     with region_lock(store.root, "audit"):
-        for attempt in range(2):
+        for _ in range(8):  # a compaction may take the next version meanwhile: then the one after it
             tip = queue.tip
-            if (
-                tip is None
-                or not os.path.exists(_commit_path(log, tip.version))
-                or os.path.exists(_commit_path(log, tip.version + 1))  # another writer went on
-            ):
-                if tip is not None and not os.path.isdir(log):
+            if tip is not None and not os.path.exists(_commit_path(log, tip.version)):
+                tip = None  # a commit this process made is gone (or the table): read the table
+                if not os.path.isdir(log):
                     queue.tip = None
                     raise StorageError(
                         f"region {store.region.name}: its audit log is missing from {store.root.uri} (the "
                         "audit table was deleted); datadrive will not start a new one silently: restore it "
                         "from backup"
                     )
-                tip = queue.tip = _tip_from_table(store)
+            tip = _follow(log, tip) if tip is not None else None  # commits made since by others
+            if tip is None:
+                tip = _tip_from_table(store)
+            queue.tip = tip
             _check_head_file(store, tip.next_seq, tip.prev_hash)
             table, out = _rows(events, tip.next_seq, tip.prev_hash, now)
             try:
                 version = _commit_direct(store, log, tip.version + 1, table, out[-1])
-            except FileExistsError:  # another process (or a compaction) committed since: read the table
-                queue.tip = None
-                if attempt:
-                    raise StorageError(
-                        f"region {store.region.name}: audit table version {tip.version + 1} appeared while "
-                        "the audit lock was held: something writes the audit table without the lock"
-                    ) from None
+            except FileExistsError:  # taken since we looked (a compaction, which holds no lock)
                 continue
             except OSError as exc:
                 queue.tip = None
@@ -363,9 +368,46 @@ def _write_direct(
             queue.tip = _Tip(version, out[-1][0] + 1, out[-1][1])
             _write_head_file(store, *out[-1])
             if version % AUDIT_CHECKPOINT_INTERVAL == 0:
-                queue.tip = _maintain(store, queue.tip)
+                _maintain_in_background(store, queue)
             return out
-    raise AssertionError("unreachable")
+    queue.tip = None
+    raise StorageError(
+        f"region {store.region.name}: the audit table's next version was taken eight times in a row "
+        "while the audit lock was held: something writes the audit table without the lock"
+    )
+
+
+def _follow(log: str, tip: _Tip) -> _Tip | None:
+    """``tip`` moved past the commits made after it (another process's appends, a compaction).
+
+    Each is read from its commit file: an append carries its head, a
+    compaction changes no row. ``None`` when one is anything else (or
+    unreadable): then the table itself says where the chain ends.
+    """
+    version, seq, prev = tip.version, tip.next_seq, tip.prev_hash
+    while True:
+        try:
+            with open(_commit_path(log, version + 1), "rb") as fh:
+                first = json.loads(fh.readline())
+        except FileNotFoundError:
+            return _Tip(version, seq, prev)
+        except (OSError, ValueError):
+            return None
+        info = first.get("commitInfo") if isinstance(first, dict) else None
+        if not isinstance(info, dict):
+            return None
+        raw = info.get(COMMIT_KEY)
+        if info.get("operation") == "WRITE" and isinstance(raw, str):
+            try:
+                record = json.loads(raw)
+                seq, prev = int(record["head_seq"]) + 1, str(record["head_hash"])
+            except (ValueError, KeyError, TypeError):
+                return None
+            if record.get("op") != "audit":
+                return None
+        elif info.get("operation") != "OPTIMIZE":
+            return None
+        version += 1
 
 
 def _commit_path(log: str, version: int) -> str:
@@ -454,32 +496,43 @@ def _commit_direct(store: RegionStore, log: str, version: int, table: pa.Table, 
     return version
 
 
-def _maintain(store: RegionStore, tip: _Tip) -> _Tip:
-    """Checkpoint the audit table (compacting it first when it has many files), as durably as a commit.
+def _maintain_in_background(store: RegionStore, queue: _Queue) -> None:
+    """Start :func:`_maintain` in a thread of its own, unless one is still running.
 
-    Runs under the audit lock, at the versions where delta-rs's post-commit
-    hook would checkpoint. A compaction is an ``OPTIMIZE`` commit that
-    carries the head, as appends do, so the next reader of the head need not
-    scan the table.
+    Not a daemon: a process that ends meanwhile waits for it, rather than
+    leaving a checkpoint half written.
     """
-    from deltalake import CommitProperties
+    with queue.guard:
+        if queue.maintenance is not None and queue.maintenance.is_alive():
+            return
+        thread = threading.Thread(
+            target=_maintain, args=(store,), name="datadrive-audit-maintenance", daemon=False
+        )
+        queue.maintenance = thread
+    thread.start()
 
+
+def _maintain(store: RegionStore) -> None:
+    """Checkpoint the audit table, compacting it first when it has many files; durably.
+
+    Runs at the versions where delta-rs's post-commit hook would checkpoint,
+    beside the appends rather than in front of them: it holds neither the
+    audit lock nor the store's handle. A compaction is an ``OPTIMIZE``
+    commit: it changes no row, so an append that finds its version taken
+    moves past it (:func:`_follow`). Files of :data:`COMPACT_TARGET_BYTES`
+    and more are left as they are, so the work stays bounded as the log
+    grows. A failure loses nothing (the rows are committed already): it is
+    logged, and the next mark tries again.
+    """
     try:
-        with store.lock:
-            dt = store.latest(AUDIT)
-            before = int(dt.version()) - 1
-            if len(dt.file_uris()) > COMPACT_FILES:
-                record = json.dumps({"op": "audit", "head_seq": tip.next_seq - 1, "head_hash": tip.prev_hash})
-                dt.optimize.compact(commit_properties=CommitProperties(custom_metadata={COMMIT_KEY: record}))
-                dt = store.latest(AUDIT)
-            dt.create_checkpoint()
-            version = int(dt.version())
-            store.make_durable(AUDIT, before, version)
-    except LakeError:
-        raise
-    except Exception as exc:
-        raise storage_error(store.root, "checkpoint the audit log", exc) from exc
-    return _Tip(version, tip.next_seq, tip.prev_hash)
+        dt = store.table(AUDIT)
+        before = int(dt.version()) - 1
+        if len(dt.file_uris()) > COMPACT_FILES:
+            dt.optimize.compact(target_size=COMPACT_TARGET_BYTES)
+        dt.create_checkpoint()
+        store.make_durable(AUDIT, before, int(dt.version()))
+    except Exception as exc:  # the rows are safe; a checkpoint or compaction just did not happen
+        _LOG.warning("region %s: audit table maintenance failed: %s", store.region.name, one_line(str(exc)))
 
 
 _HEAD_FILE = "audit_head.json"
