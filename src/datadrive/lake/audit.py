@@ -218,9 +218,10 @@ def append(store: RegionStore, event: AuditEvent, now: Callable[[], datetime]) -
     Appends of one process to one region that arrive while another is being
     written are committed together, in one Delta commit of one row each
     (a group commit): each caller still waits until its own row is durable,
-    but many concurrent reads no longer queue for one commit each (an
-    append's cost grows with the table's files: hundreds of ms at a few
-    thousand). The rows keep their own ``seq``, time and chained hashes.
+    but many concurrent reads no longer queue for one commit each. The rows
+    keep their own ``seq``, time and chained hashes. On a local root the
+    commit is written directly (the module docstring), otherwise through
+    ``write_deltalake``.
 
     Returns:
         The row's ``(seq, row_hash)``.
