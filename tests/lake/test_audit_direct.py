@@ -169,21 +169,24 @@ def test_a_deleted_audit_table_is_refused_not_started_again(store) -> None:  # t
 
 
 def test_appends_while_a_compaction_runs_go_past_it(store, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setattr(audit_log, "COMPACT_FILES", 5)
     for i in range(30):
         audit_log.append(store, _event(i), _now)
     dt = DeltaTable(store.uri(AUDIT))
     before = dt.version()
     racing = []
+    compacted: list[bool] = []
     import threading
 
     def compact() -> None:
-        DeltaTable(store.uri(AUDIT)).optimize.compact()  # as the background maintenance does, no lock
+        compacted.append(audit_log._compact(store, str(_log(store))))  # as the maintenance thread does
 
     t = threading.Thread(target=compact)
     t.start()
     for i in range(30, 50):
         racing.append(audit_log.append(store, _event(i), _now))
     t.join(60)
+    assert compacted == [True]
     history = DeltaTable(store.uri(AUDIT)).history()
     assert any(h["operation"] == "OPTIMIZE" and h["version"] > before for h in history)
     rows = audit_log.read(store).to_pylist()

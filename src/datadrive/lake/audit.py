@@ -72,6 +72,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import unquote
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -423,24 +424,35 @@ def _tip_from_table(store: RegionStore) -> _Tip:
 
 
 def _commit_direct(store: RegionStore, log: str, version: int, table: pa.Table, head: tuple[int, str]) -> int:
-    """Write ``table`` as Delta version ``version`` of the audit table, durably; ``FileExistsError``: taken.
+    """Write ``table`` as version ``version`` of the audit table, durably; ``FileExistsError``: taken."""
+    folder = os.path.dirname(log)
+    name, add = _write_data_file(folder, table, data_change=True)
+    record = json.dumps({"op": "audit", "head_seq": head[0], "head_hash": head[1]})
+    info = {
+        "operation": "WRITE",
+        "operationParameters": {"mode": "Append"},
+        "operationMetrics": {"num_added_files": 1, "num_added_rows": table.num_rows},
+        COMMIT_KEY: record,
+    }
+    try:
+        _publish(log, version, info, [{"add": add}])
+    except FileExistsError:
+        os.unlink(os.path.join(folder, name))
+        raise
+    return version
 
-    The commit file is published with ``link(2)``, which refuses an existing
-    name: of two writers of one version exactly one wins, as with delta-rs's
-    own local commit (a temporary file renamed without replacing).
-    """
+
+def _write_data_file(folder: str, table: pa.Table, *, data_change: bool) -> tuple[str, dict[str, Any]]:
+    """Write ``table`` as a new Parquet file in ``folder``, durably; its name and its ``add`` action."""
     import pyarrow.parquet as pq
 
-    folder = os.path.dirname(log)
     name = f"part-00000-{uuid.uuid4()}-c000.zstd.parquet"
-    data_path = os.path.join(folder, name)
-    with open(data_path, "xb") as fh:
+    with open(os.path.join(folder, name), "xb") as fh:
         pq.write_table(table, fh, compression="zstd", compression_level=1)
         fh.flush()
         os.fdatasync(fh.fileno())
         size = fh.tell()
     fsync_paths([folder])  # its name too, before a commit that names it can outlive a power cut
-    now_ms = int(time.time() * 1000)
     seqs = table.column("seq")
     stats = {
         "numRecords": table.num_rows,
@@ -448,53 +460,39 @@ def _commit_direct(store: RegionStore, log: str, version: int, table: pa.Table, 
         "maxValues": {"seq": pc.max(seqs).as_py()},
         "nullCount": {"seq": 0},
     }
-    record = json.dumps({"op": "audit", "head_seq": head[0], "head_hash": head[1]})
-    commit = (
-        json.dumps(
-            {
-                "commitInfo": {
-                    "timestamp": now_ms,
-                    "operation": "WRITE",
-                    "operationParameters": {"mode": "Append"},
-                    "engineInfo": "datadrive-audit",
-                    "operationMetrics": {"num_added_files": 1, "num_added_rows": table.num_rows},
-                    COMMIT_KEY: record,
-                }
-            },
-            separators=(",", ":"),
-        )
-        + "\n"
-        + json.dumps(
-            {
-                "add": {
-                    "path": name,
-                    "partitionValues": {},
-                    "size": size,
-                    "modificationTime": now_ms,
-                    "dataChange": True,
-                    "stats": json.dumps(stats, separators=(",", ":")),
-                }
-            },
-            separators=(",", ":"),
-        )
-        + "\n"
-    )
+    add = {
+        "path": name,
+        "partitionValues": {},
+        "size": size,
+        "modificationTime": int(time.time() * 1000),
+        "dataChange": data_change,
+        "stats": json.dumps(stats, separators=(",", ":")),
+    }
+    return name, add
+
+
+def _publish(log: str, version: int, info: Mapping[str, Any], actions: list[dict[str, Any]]) -> None:
+    """Publish Delta commit ``version`` (``commitInfo`` + ``actions``) durably; ``FileExistsError``: taken.
+
+    The commit file is published with ``link(2)``, which refuses an existing
+    name: of two writers of one version exactly one wins, as with delta-rs's
+    own local commit (a temporary file renamed without replacing).
+    """
+    commit_info = {"timestamp": int(time.time() * 1000), "engineInfo": "datadrive-audit", **info}
+    lines = [json.dumps({"commitInfo": commit_info}, separators=(",", ":"))]
+    lines += [json.dumps(action, separators=(",", ":")) for action in actions]
     tmp = os.path.join(log, f"_commit_{uuid.uuid4()}.json.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     try:
-        os.write(fd, commit.encode("utf-8"))
+        os.write(fd, ("\n".join(lines) + "\n").encode("utf-8"))
         os.fdatasync(fd)
     finally:
         os.close(fd)
     try:
         os.link(tmp, _commit_path(log, version))  # FileExistsError if the version is taken
-    except FileExistsError:
+    finally:
         os.unlink(tmp)
-        os.unlink(data_path)
-        raise
-    os.unlink(tmp)
     fsync_paths([log])  # the commit's name: durable before the read it records is answered
-    return version
 
 
 def _maintain_in_background(store: RegionStore, queue: _Queue) -> None:
@@ -514,26 +512,87 @@ def _maintain_in_background(store: RegionStore, queue: _Queue) -> None:
 
 
 def _maintain(store: RegionStore) -> None:
-    """Checkpoint the audit table, compacting it first when it has many files; durably.
+    """Compact the audit table when it has many small files, then checkpoint it; durably.
 
     Runs at the versions where delta-rs's post-commit hook would checkpoint,
-    beside the appends rather than in front of them: it holds neither the
-    audit lock nor the store's handle. A compaction is an ``OPTIMIZE``
-    commit: it changes no row, so an append that finds its version taken
-    moves past it (:func:`_follow`). Files of :data:`COMPACT_TARGET_BYTES`
-    and more are left as they are, so the work stays bounded as the log
-    grows. A failure loses nothing (the rows are committed already): it is
-    logged, and the next mark tries again.
+    beside the appends rather than in front of them (a failure loses
+    nothing, the rows are committed already: it is logged, and the next
+    mark tries again).
     """
+    log = os.path.join(store.root.path(AUDIT.name), "_delta_log")
     try:
+        _compact(store, log)
         dt = store.table(AUDIT)
-        before = int(dt.version()) - 1
-        if len(dt.file_uris()) > COMPACT_FILES:
-            dt.optimize.compact(target_size=COMPACT_TARGET_BYTES)
         dt.create_checkpoint()
-        store.make_durable(AUDIT, before, int(dt.version()))
+        version = int(dt.version())
+        store.make_durable(AUDIT, version - 1, version)  # the checkpoint and ``_last_checkpoint``
     except Exception as exc:  # the rows are safe; a checkpoint or compaction just did not happen
         _LOG.warning("region %s: audit table maintenance failed: %s", store.region.name, one_line(str(exc)))
+
+
+def _compact(store: RegionStore, log: str) -> bool:
+    """Merge the audit table's small files into one, in an ``OPTIMIZE`` commit written here; whether it did.
+
+    The merging is done outside the audit lock, the commit under it, after
+    checking that every commit since the files were listed only added files
+    (appends): the rows are the same, so verify, the head and the appenders'
+    tips are unaffected (:func:`_follow` moves past it). Files of
+    :data:`COMPACT_TARGET_BYTES` and more are left alone, so the work stays
+    bounded as the log grows. (delta-rs's own compaction, without the lock,
+    lost its commit to the appends of a busy service: "Failed to commit
+    transaction: 15" retries.)
+    """
+    import pyarrow.parquet as pq
+
+    dt = store.table(AUDIT)
+    base = int(dt.version())
+    adds = pa.table(dt.get_add_actions(flatten=True)).to_pydict()  # an Arrow C-stream table
+    small = [
+        (str(path), int(size))
+        for path, size in zip(adds["path"], adds["size_bytes"], strict=True)
+        if int(size) < COMPACT_TARGET_BYTES
+    ]
+    if len(small) <= COMPACT_FILES:
+        return False
+    folder = os.path.dirname(log)
+    merged = pa.concat_tables(
+        [conform(AUDIT, pq.read_table(os.path.join(folder, unquote(path)))) for path, _ in small]
+    ).sort_by("seq")
+    name, add = _write_data_file(folder, merged, data_change=False)
+    now_ms = int(time.time() * 1000)
+    removes = [
+        {
+            "remove": {
+                "path": path,
+                "deletionTimestamp": now_ms,
+                "dataChange": False,
+                "extendedFileMetadata": True,
+                "partitionValues": {},
+                "size": size,
+            }
+        }
+        for path, size in small
+    ]
+    info = {
+        "operation": "OPTIMIZE",
+        "operationParameters": {"targetSize": str(COMPACT_TARGET_BYTES)},
+        "operationMetrics": {"numFilesAdded": 1, "numFilesRemoved": len(small)},
+    }
+    with region_lock(store.root, "audit"):
+        version = base
+        while os.path.exists(_commit_path(log, version + 1)):
+            with open(_commit_path(log, version + 1), "rb") as fh:
+                actions = [json.loads(line) for line in fh if line.strip()]
+            if any(set(a) - {"commitInfo", "add"} for a in actions):  # not a pure append: leave it be
+                os.unlink(os.path.join(folder, name))
+                return False
+            version += 1
+        try:
+            _publish(log, version + 1, info, [*removes, {"add": add}])
+        except BaseException:
+            os.unlink(os.path.join(folder, name))
+            raise
+    return True
 
 
 _HEAD_FILE = "audit_head.json"
