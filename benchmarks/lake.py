@@ -737,7 +737,8 @@ def _render_bytes(r: dict[str, Any]) -> list[str]:
 def _render_audit(a: dict[str, Any]) -> list[str]:
     lines = [
         "",
-        "**Audit append.** One audit row appended by one caller, as every read through the library does "
+        f"**Audit append** (measured {a['started']}). One audit row appended by one caller, as every read "
+        "through the library does "
         "before it answers (`datadrive.lake.audit.append` on a local root; durable when it returns). "
         "*delta-rs*: the commit through `write_deltalake` with the kept table handle, then the fsyncs of "
         "`make_durable` (the path before the direct commit; `audit.DIRECT_COMMITS = False`); *direct*: "
@@ -761,8 +762,9 @@ def _render_audit(a: dict[str, Any]) -> list[str]:
     lines += [
         "",
         f"With compaction on: {lng['appends']:,} direct appends in a row from there, {times} "
-        f"(the appends that checkpoint, every {lng['interval']} versions, and compact past "
-        f"{lng['compact_files']} files, pay for it); the table ended with {lng['files_after']:,} files at "
+        f"(a checkpoint every {lng['interval']} versions, preceded by a compaction past "
+        f"{lng['compact_files']} files, runs in a thread beside the appends and shares the cores with them); "
+        f"the table ended with {lng['files_after']:,} files at "
         f"{lng['versions_after']:,} versions; `verify`: {'intact' if lng['verified'] else 'BROKEN'} "
         f"({lng['rows']:,} rows).",
     ]
@@ -1095,6 +1097,7 @@ def measure_audit(args: argparse.Namespace, work: Path, log: Callable[[str], Non
         return {"p50_ms": _pct(ms, 50), "p99_ms": _pct(ms, 99), "max_ms": max(ms)}
 
     block = 10
+    started = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     load_start = os.getloadavg()[0]
     saved = (audit.DIRECT_COMMITS, audit.COMPACT_FILES)
     sizes: list[dict[str, Any]] = []
@@ -1137,6 +1140,7 @@ def measure_audit(args: argparse.Namespace, work: Path, log: Callable[[str], Non
     finally:
         audit.DIRECT_COMMITS, audit.COMPACT_FILES = saved
     return {
+        "started": started,
         "sizes": sizes,
         "long": out_long,
         "block": block,
