@@ -24,6 +24,12 @@ Three measurements, each with a reference taken in the same run:
    pinned datasets (no lake layer).
 3. **Bytes on disk per valid state**, per source and in total, against the
    raw files' bytes per valid state, as ingested and after ``optimize``.
+4. **Audit append** (p50/p99 of one read's audit row, one caller): the
+   direct Delta commit (``datadrive.lake.audit``) against delta-rs's
+   ``write_deltalake`` path it replaced (``audit.DIRECT_COMMITS = False``),
+   interleaved in blocks on the same local audit table at a few sizes
+   (compaction held off, so both see the same files); then a long run of
+   direct appends with the automatic checkpoints and compaction on.
 
 Usage::
 
@@ -31,6 +37,7 @@ Usage::
     python benchmarks/lake.py --s3 --ray  # plus ingest into SeaweedFS and on a 2-node Ray cluster
     python benchmarks/lake.py --s3 --azure --ingest-only  # only the ingest table; nothing written
     python benchmarks/lake.py --quick     # 2,000 scenarios, 1 run each, nothing written
+    python benchmarks/lake.py --parts audit  # only the audit append (a few minutes); nothing written
 """
 
 from __future__ import annotations
@@ -70,13 +77,14 @@ from datadrive.lake import (
     RegionConfig,
     StorageRoot,
     TenantConfig,
+    audit,
     commit,
 )
 from datadrive.lake.ingest import INGEST_PRELOAD
 from datadrive.lake.locks import region_lock
-from datadrive.lake.schema import SCENARIOS, TRACKS
+from datadrive.lake.schema import AUDIT, SCENARIOS, TRACKS
 from datadrive.lake.sql import VIEWS
-from datadrive.lake.tables import RegionStore
+from datadrive.lake.tables import AUDIT_CHECKPOINT_INTERVAL, RegionStore
 from datadrive.sources import DEFAULT_REGISTRY
 
 REPO = Path(__file__).resolve().parents[1]
@@ -585,6 +593,8 @@ def render(results: dict[str, Any]) -> str:
         lines += _render_sql(r)
     if "bytes" in r:
         lines += _render_bytes(r)
+    if "audit" in r:
+        lines += _render_audit(r["audit"])
     lines += ["", END]
     return "\n".join(lines)
 
@@ -724,6 +734,43 @@ def _render_bytes(r: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _render_audit(a: dict[str, Any]) -> list[str]:
+    lines = [
+        "",
+        f"**Audit append** (measured {a['started']}). One audit row appended by one caller, as every read "
+        "through the library does "
+        "before it answers (`datadrive.lake.audit.append` on a local root; durable when it returns). "
+        "*delta-rs*: the commit through `write_deltalake` with the kept table handle, then the fsyncs of "
+        "`make_durable` (the path before the direct commit; `audit.DIRECT_COMMITS = False`); *direct*: "
+        "the Delta commit written by datadrive (one Parquet file, one commit file published with `link`, "
+        "four syncs). Both on the same table, interleaved in blocks of "
+        f"{a['block']}, {a['appends']} appends each per size; automatic compaction held off so that both "
+        "see the same files. Wall time (the syncs wait on the disk, not the CPU); load average "
+        f"{a['load_start']:.1f} at the start, {a['load_end']:.1f} at the end.",
+        "",
+        "| audit table | delta-rs p50 / p99 | direct p50 / p99 | direct vs delta-rs (p50) |",
+        "|---|---|---|---|",
+    ]
+    for row in a["sizes"]:
+        old, new = row["delta_rs"], row["direct"]
+        table = f"{row['versions']:,} versions, {row['files']:,} files"
+        before = f"{old['p50_ms']:.1f} / {old['p99_ms']:.1f} ms"
+        after = f"{new['p50_ms']:.1f} / {new['p99_ms']:.1f} ms"
+        lines.append(f"| {table} | {before} | {after} | {new['p50_ms'] / old['p50_ms']:.2f}x |")
+    lng = a["long"]
+    times = f"p50 {lng['p50_ms']:.1f} ms, p99 {lng['p99_ms']:.1f} ms, max {lng['max_ms']:.1f} ms"
+    lines += [
+        "",
+        f"With compaction on: {lng['appends']:,} direct appends in a row from there, {times} "
+        f"(a checkpoint every {lng['interval']} versions, preceded by a compaction past "
+        f"{lng['compact_files']} files, runs in a thread beside the appends and shares the cores with them); "
+        f"the table ended with {lng['files_after']:,} files at "
+        f"{lng['versions_after']:,} versions; `verify`: {'intact' if lng['verified'] else 'BROKEN'} "
+        f"({lng['rows']:,} rows).",
+    ]
+    return lines
+
+
 def write_section(text: str) -> None:
     doc = (
         DOC.read_text() if DOC.exists() else "# Benchmarks\n"
@@ -766,9 +813,15 @@ def main() -> None:
     parser.add_argument("--no-write", action="store_true", help="Print, do not touch docs/benchmarks.md.")
     parser.add_argument(
         "--parts",
-        default="ingest,bytes,sql",
-        help="Which measurements (ingest, bytes, sql); docs/benchmarks.md is rewritten only with all three.",
+        default="ingest,bytes,sql,audit",
+        help="Which measurements (ingest, bytes, sql, audit); docs/benchmarks.md is rewritten only with all.",
     )
+    parser.add_argument(
+        "--audit-sizes",
+        default="100,1000,2500",
+        help="Audit table sizes (commits, one file each) at which the two append paths are compared.",
+    )
+    parser.add_argument("--audit-appends", type=int, default=40, help="Appends per path and audit size.")
     parser.add_argument(
         "--reuse-big",
         action="store_true",
@@ -780,7 +833,7 @@ def main() -> None:
     parts = {p.strip() for p in args.parts.split(",") if p.strip()}
     if args.ingest_only:
         parts = {"ingest"}
-    if parts != {"ingest", "bytes", "sql"}:
+    if parts != {"ingest", "bytes", "sql", "audit"}:
         args.no_write = True
     work = args.workdir or Path(tempfile.mkdtemp(prefix="datadrive-lake-bench-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -816,8 +869,9 @@ def main() -> None:
 
         # 3. bytes per state (on the seed lake, before and after optimize)
         seed_root = StorageRoot(str(work / "seed"))
-        shutil.rmtree(seed_root.uri, ignore_errors=True)
-        ingest_once(args.samples, seed_root, ProcessPoolEngine(2, preload=INGEST_PRELOAD))
+        if parts & {"bytes", "sql"}:
+            shutil.rmtree(seed_root.uri, ignore_errors=True)
+            ingest_once(args.samples, seed_root, ProcessPoolEngine(2, preload=INGEST_PRELOAD))
         seed = _lake(seed_root)
         if "bytes" in parts:
             ingested = bytes_per_state(Path(seed_root.uri), seed)
@@ -835,6 +889,10 @@ def main() -> None:
         # 2. the big lake and its queries
         if "sql" in parts:
             results["big"] = measure_sql(args, work, seed, log)
+
+        # 4. the audit append
+        if "audit" in parts:
+            results["audit"] = measure_audit(args, work, log)
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
@@ -1014,6 +1072,82 @@ def _query_params(lake: Lake) -> dict[str, Any]:
     ).table.to_pylist()[0]
     x, y = float(centre["x"]), float(centre["y"])
     return {"sid": row["scenario_id"], "x0": x - 50, "x1": x + 50, "y0": y - 50, "y1": y + 50}
+
+
+# --------------------------------------------------------------------------- 4. audit append
+
+
+def measure_audit(args: argparse.Namespace, work: Path, log: Callable[[str], None]) -> dict[str, Any]:
+    """p50/p99 of one audit append, delta-rs's path against the direct commit, at a few table sizes."""
+    root = StorageRoot(str(work / "audit"))
+    shutil.rmtree(root.uri, ignore_errors=True)
+    _lake(root).init()
+    store = RegionStore(RegionConfig(REGION, root))
+    event = audit.AuditEvent("bench", TENANT, REGION, REGION, "read", "benchmark read", 0)
+
+    def now() -> datetime:
+        return datetime.now(UTC)
+
+    def one() -> float:
+        t0 = time.perf_counter()
+        audit.append(store, event, now)
+        return (time.perf_counter() - t0) * 1000.0
+
+    def summary(ms: list[float]) -> dict[str, float]:
+        return {"p50_ms": _pct(ms, 50), "p99_ms": _pct(ms, 99), "max_ms": max(ms)}
+
+    block = 10
+    started = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    load_start = os.getloadavg()[0]
+    saved = (audit.DIRECT_COMMITS, audit.COMPACT_FILES)
+    sizes: list[dict[str, Any]] = []
+    try:
+        audit.COMPACT_FILES = 1 << 30  # both paths see the files one append each leaves
+        for target in sorted(int(x) for x in args.audit_sizes.split(",")):
+            audit.DIRECT_COMMITS = True
+            for _ in range(target - store.head(AUDIT)):  # (asking the head each time would cost more)
+                audit.append(store, event, now)
+            versions, files = store.head(AUDIT), len(store.latest(AUDIT).file_uris())
+            times: dict[bool, list[float]] = {True: [], False: []}
+            while len(times[True]) < args.audit_appends:
+                for direct in (False, True):
+                    audit.DIRECT_COMMITS = direct
+                    times[direct] += [one() for _ in range(block)]
+            sizes.append(
+                {
+                    "versions": versions,
+                    "files": files,
+                    "delta_rs": summary(times[False]),
+                    "direct": summary(times[True]),
+                }
+            )
+            log(f"audit at {versions} versions, {files} files: {sizes[-1]}")
+        audit.DIRECT_COMMITS, audit.COMPACT_FILES = True, saved[1]
+        appends = max(300, 2 * AUDIT_CHECKPOINT_INTERVAL)
+        long = [one() for _ in range(appends)]
+        result = audit.verify(store)
+        out_long = {
+            **summary(long),
+            "appends": appends,
+            "interval": AUDIT_CHECKPOINT_INTERVAL,
+            "compact_files": audit.COMPACT_FILES,
+            "files_after": len(store.latest(AUDIT).file_uris()),
+            "versions_after": store.head(AUDIT),
+            "verified": result.ok,
+            "rows": result.rows,
+        }
+        log(f"audit, compaction on: {out_long}")
+    finally:
+        audit.DIRECT_COMMITS, audit.COMPACT_FILES = saved
+    return {
+        "started": started,
+        "sizes": sizes,
+        "long": out_long,
+        "block": block,
+        "appends": args.audit_appends,
+        "load_start": load_start,
+        "load_end": os.getloadavg()[0],
+    }
 
 
 if __name__ == "__main__":

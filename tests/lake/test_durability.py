@@ -246,3 +246,61 @@ def test_power_loss_mid_ingest_leaves_a_whole_lake(tmp_path, shim, fraction) -> 
     assert rerun.returncode == 0, rerun.stderr[-2000:]
     _, scenarios_after = _state(root)
     assert scenarios_after == scenarios_before + 6 * 2
+
+
+def _audited_reads(tmp_path: Path, shim: Path, reads: int) -> tuple[Path, Path, Path, Path, int]:
+    """A lake with one ingest, then ``reads`` SQL reads under the sync log; returns what a power cut needs."""
+    root = make_lake(tmp_path / "lake")
+    first = lake_synth.write_inputs(tmp_path / "first", range(3))
+    ok = cli(ingest_args(root, first[0].parent, region="eu-central", batch=2, workers=1))
+    assert ok.returncode == 0, ok.stderr[-2000:]
+    _state(root)
+    region = root / "regions" / "eu-central"
+    rows_before = len(_audit_rows(root))
+    before = tmp_path / "before"
+    shutil.copytree(region, before)
+    log = tmp_path / "sync.log"
+    env = cli_env(
+        LD_PRELOAD=str(shim), DATADRIVE_FAULT_DIR=os.path.realpath(region), DATADRIVE_SYNC_LOG=str(log)
+    )
+    for i in range(reads):
+        query = f"SELECT count(*) AS answer_{i} FROM scenarios"
+        args = ["sql", query, "--lake", str(root), "--region", "eu-central", "--tenant", "bmw", "--json"]
+        run = cli(args, env=env)
+        assert run.returncode == 0, run.stderr[-2000:]
+        assert json.loads(run.stdout) == {f"answer_{i}": 3}  # answered: its audit row must survive
+    return root, region, before, log, rows_before
+
+
+def _audit_rows(root: Path) -> list[dict[str, object]]:
+    from datadrive.lake import audit
+    from datadrive.lake.tables import RegionStore
+
+    store = RegionStore(load_config(root, env={}).region("eu-central"))
+    return audit.read(store).drop_columns(["time"]).to_pylist()
+
+
+def test_power_loss_keeps_the_audit_row_of_every_answered_read(tmp_path, shim) -> None:
+    """A read's audit row (a direct Delta commit on a local root) is durable before its answer is given."""
+    root, region, before, log, rows_before = _audited_reads(tmp_path, shim, reads=3)
+    counts = power_loss(region, before, log)
+    print(f"power loss after 3 answered reads: {counts}")
+    rows = _audit_rows(root)
+    assert [r["object"] for r in rows[rows_before:]] == [
+        f"SELECT count(*) AS answer_{i} FROM scenarios" for i in range(3)
+    ]
+    _state(root)  # lake check clean, audit chain intact
+
+
+@pytest.mark.parametrize("fraction", [0.25, 0.75])
+def test_power_loss_inside_an_audited_read_leaves_a_whole_chain(tmp_path, shim, fraction) -> None:
+    """A cut between a read's syncs loses at most the rows of reads not yet answered, never the chain."""
+    root, region, before, log, rows_before = _audited_reads(tmp_path, shim, reads=3)
+    syncs = sum(1 for line in log.read_text().splitlines() if line.startswith("S "))
+    counts = power_loss(region, before, log, syncs=int(fraction * syncs))
+    print(f"power loss after {int(fraction * syncs)} of {syncs} syncs: {counts}")
+    assert counts["dropped"] > 0, "the cut took nothing: the test would prove nothing"
+    rows = _audit_rows(root)
+    assert rows_before <= len(rows) <= rows_before + 3
+    _state(root)  # lake check clean, audit chain intact; and it appends again
+    assert len(_audit_rows(root)) > len(rows)
