@@ -298,8 +298,12 @@ def _assert_same_features(got: object, want: object) -> None:
 
 @pytest.mark.parametrize(
     "config",
-    [AV2_FEATURES, replace(WOMD_FEATURES, resample=True), replace(AV2_FEATURES, max_targets_per_window=1)],
-    ids=["av2", "womd-resampled", "focal-only"],
+    [
+        AV2_FEATURES,
+        replace(WOMD_FEATURES, rate_hz=5.0, history_steps=6, future_steps=40, resample=True),
+        replace(AV2_FEATURES, max_targets_per_window=1),
+    ],
+    ids=["av2", "womd-resampled-5hz", "focal-only"],
 )
 def test_features_from_columns_equal_the_scenario_featuriser(sample_lake: SampleLake, config: object) -> None:
     """The cache's path (a shard's columns, no Scenario objects) against the reference on the lake's Scenarios."""
@@ -325,7 +329,7 @@ def test_features_from_columns_equal_the_scenario_featuriser(sample_lake: Sample
     want = featurize_scenario([by_key[k] for k in keys], config, keys=names)  # type: ignore[arg-type]
     assert want.num_samples > 0
     assert {"av2_motion_forecasting", "interaction", "scenarionet"} <= {s.source for s in scenarios}
-    assert bool(want.resampled) == config.resample  # type: ignore[attr-defined]  # a 2 Hz source resampled
+    assert bool(want.resampled) == config.resample  # type: ignore[attr-defined]  # 10 Hz sources at 5 Hz
     _assert_same_features(got, want)
 
 
