@@ -316,13 +316,19 @@ def test_features_from_columns_equal_the_scenario_featuriser(sample_lake: Sample
     ]  # not the table's order
     by_key = dict(zip(keys[::-1], scenarios, strict=True))
     flt = pads.field("scenario_id").isin([k[2] for k in keys])
-    arrays = shard_arrays(
+    rows = snap.table(
+        "scenarios", columns=list(SCENARIO_COLUMNS), filter=flt & pads.field("telemetry_id").is_null()
+    )
+    tracks = snap.table("tracks", columns=list(TRACK_COLUMNS), filter=flt)
+    maps = snap.table("map_features", columns=list(MAP_COLUMNS), filter=flt)
+    shuffled = np.random.default_rng(0)
+    arrays = shard_arrays(keys, rows, tracks, maps)
+    # rows in any order (a scenario's rows apart from each other: its values are gathered)
+    mixed = shard_arrays(
         keys,
-        snap.table(
-            "scenarios", columns=list(SCENARIO_COLUMNS), filter=flt & pads.field("telemetry_id").is_null()
-        ),
-        snap.table("tracks", columns=list(TRACK_COLUMNS), filter=flt),
-        snap.table("map_features", columns=list(MAP_COLUMNS), filter=flt),
+        rows,
+        tracks.take(shuffled.permutation(tracks.num_rows)),
+        maps.take(shuffled.permutation(maps.num_rows)),
     )
     names = ["/".join(k) for k in keys]
     got = featurize_arrays(arrays, config, keys=names)  # type: ignore[arg-type]
@@ -331,6 +337,7 @@ def test_features_from_columns_equal_the_scenario_featuriser(sample_lake: Sample
     assert {"av2_motion_forecasting", "interaction", "scenarionet"} <= {s.source for s in scenarios}
     assert bool(want.resampled) == config.resample  # type: ignore[attr-defined]  # 10 Hz sources at 5 Hz
     _assert_same_features(got, want)
+    _assert_same_features(featurize_arrays(mixed, config, keys=names), want)  # type: ignore[arg-type]
 
 
 def test_cache_shards_equal_the_scenario_featuriser(sample_lake: SampleLake) -> None:

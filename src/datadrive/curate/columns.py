@@ -67,21 +67,61 @@ def _joined(table: pa.Table) -> pa.ChunkedArray | pa.Array:
 
 
 def _flat(column: pa.ChunkedArray) -> NDArrayAny:
-    """The values of a list column, all rows together, as one numpy array."""
-    values = pc.list_flatten(column)
-    if isinstance(values, pa.ChunkedArray):
-        values = values.combine_chunks()
-    return np.asarray(values.to_numpy(zero_copy_only=False))
+    """The values of a list column, all rows together in row order, as one numpy array."""
+    chunks = [c.flatten() for c in column.chunks]  # a chunk per file read; its values, offsets respected
+    if not chunks:
+        return np.zeros(0)
+    return np.concatenate([np.asarray(c.to_numpy(zero_copy_only=False)) for c in chunks])
 
 
-def _ordered(table: pa.Table, keys: pa.Array, index_column: str) -> tuple[pa.Table, NDArrayInt]:
+def _lengths(column: pa.ChunkedArray) -> NDArrayInt:
+    return np.asarray(pc.list_value_length(column).to_numpy(zero_copy_only=False), dtype=np.int64)
+
+
+def _order(table: pa.Table, keys: pa.Array, index_column: str) -> tuple[NDArrayInt, NDArrayInt]:
     """The rows of the wanted scenarios, by scenario (``keys`` order) then index; their positions."""
     pos = pc.index_in(_joined(table), value_set=keys).to_numpy(zero_copy_only=False)
     pos = np.where(np.isnan(pos.astype(np.float64)), -1, pos).astype(np.int64)  # null: not wanted
     index = table.column(index_column).to_numpy(zero_copy_only=False)
     order = np.lexsort((index, pos))
     order = order[pos[order] >= 0]
-    return table.take(pa.array(order, pa.int64())), pos[order]
+    return order, pos[order]
+
+
+def _ranges(lengths: NDArrayInt, order: NDArrayInt, pos: NDArrayInt, n: int) -> tuple[NDArrayInt, NDArrayInt]:
+    """Per scenario, its rows' range in ``order`` and, when they lie together in file order, its values'.
+
+    Returns ``(row_start, value_start)``: ``(n + 1,)`` row bounds of each
+    scenario in ``order``, and ``(n,)`` the first flat value of each
+    scenario's rows in file order, or -1 where its rows are not consecutive
+    there (then their values are gathered). A scenario's rows are written
+    together and by index, so usually nothing is copied.
+    """
+    start = np.zeros(lengths.shape[0] + 1, dtype=np.int64)
+    np.cumsum(lengths, out=start[1:])
+    row_start = np.searchsorted(pos, np.arange(n + 1))
+    value_start = np.full(n, -1, dtype=np.int64)
+    step = np.r_[np.diff(order) == 1, True]  # row k is followed by its successor in file order
+    for i in range(n):
+        a, b = int(row_start[i]), int(row_start[i + 1])
+        if b > a and bool(step[a : b - 1].all()):
+            value_start[i] = start[order[a]]
+        elif b == a:
+            value_start[i] = 0
+    return row_start, value_start
+
+
+def _values(
+    flat: NDArrayAny, lengths: NDArrayInt, order: NDArrayInt, a: int, b: int, first: int
+) -> NDArrayAny:
+    """The flat values of rows ``order[a:b]``: a slice when they lie together (``first >= 0``)."""
+    count = int(lengths[order[a:b]].sum())
+    if first >= 0:
+        return flat[first : first + count]
+    start = np.zeros(lengths.shape[0] + 1, dtype=np.int64)
+    np.cumsum(lengths, out=start[1:])
+    rows = order[a:b]
+    return np.concatenate([flat[start[r] : start[r + 1]] for r in rows]) if rows.size else flat[:0]
 
 
 def shard_arrays(
@@ -114,76 +154,76 @@ def shard_arrays(
         )
     steps = np.array([len(by_pos[i]["timestamps_ns"] or ()) for i in range(n)], dtype=np.int64)
 
-    # tracks: every list column flattened once; a scenario's tracks are rows [a, b), its states (b - a) * T
-    tr, tr_pos = _ordered(tracks, wanted, "track_index")
-    row_steps = steps[tr_pos]
-    lengths = pc.list_value_length(tr.column("x_m")).to_numpy(zero_copy_only=False)
-    if not np.array_equal(lengths, row_steps):
-        bad = int(np.flatnonzero(lengths != row_steps)[0])
+    # tracks: every list column flattened once; a scenario's tracks are rows [a, b) of tr_order
+    tr_order, tr_pos = _order(tracks, wanted, "track_index")
+    t_len = _lengths(tracks.column("x_m"))
+    if not np.array_equal(t_len[tr_order], steps[tr_pos]):
+        bad = int(np.flatnonzero(t_len[tr_order] != steps[tr_pos])[0])
         raise ValidationError(
-            f"tracks of {'/'.join(keys[int(tr_pos[bad])])}: a track has {lengths[bad]} steps, "
-            f"the scenario {row_steps[bad]}"
+            f"tracks of {'/'.join(keys[int(tr_pos[bad])])}: a track has {t_len[tr_order][bad]} steps, "
+            f"the scenario {steps[tr_pos][bad]}"
         )
-    total = int(row_steps.sum())
-    flat = {c: _flat(tr.column(c)) for c in ("x_m", "y_m", "heading_rad", "vx_mps", "vy_mps", "valid")}
-    for c, v in flat.items():
-        if v.shape[0] != total:
+    flat: dict[str, NDArrayAny] = {}
+    for c in ("x_m", "y_m", "heading_rad", "vx_mps", "vy_mps", "valid"):
+        flat[c] = _flat(tracks.column(c))
+        if flat[c].shape[0] != int(t_len.sum()):
             raise ValidationError(f"tracks.{c} lists do not all have their scenario's steps")
     xy = np.stack([flat["x_m"], flat["y_m"]], axis=-1).astype(np.float64)
     vel = np.stack([flat["vx_mps"], flat["vy_mps"]], axis=-1).astype(np.float64)
     heading = flat["heading_rad"].astype(np.float64)
     valid = flat["valid"].astype(np.bool_)
-    track_ids = np.asarray(tr.column("track_id").to_pylist(), dtype=np.str_)
-    object_type = tr.column("object_type").to_numpy().astype(np.uint8)
+    track_ids = np.asarray(tracks.column("track_id").to_pylist(), dtype=np.str_)[tr_order]
+    object_type = tracks.column("object_type").to_numpy().astype(np.uint8)[tr_order]
     size = np.stack(
-        [tr.column(c).to_numpy(zero_copy_only=False) for c in ("length_m", "width_m", "height_m")], axis=-1
-    ).astype(np.float64)
-    row_start = np.searchsorted(tr_pos, np.arange(n + 1))
-    state_start = np.zeros(tr.num_rows + 1, dtype=np.int64)
-    np.cumsum(row_steps, out=state_start[1:])
+        [tracks.column(c).to_numpy(zero_copy_only=False) for c in ("length_m", "width_m", "height_m")],
+        axis=-1,
+    ).astype(np.float64)[tr_order]
+    tr_rows, tr_first = _ranges(t_len, tr_order, tr_pos, n)
 
-    # map features: x, y flattened once; offsets per scenario
-    mp, mp_pos = _ordered(map_features, wanted, "feature_index")
-    m_len = pc.list_value_length(mp.column("x_m")).to_numpy(zero_copy_only=False).astype(np.int64)
-    m_x, m_y = _flat(mp.column("x_m")), _flat(mp.column("y_m"))
-    if m_x.shape[0] != int(m_len.sum()) or m_y.shape[0] != m_x.shape[0]:
+    # map features: x, y flattened once; a scenario's features are rows [a, b) of mp_order
+    mp_order, mp_pos = _order(map_features, wanted, "feature_index")
+    m_len = _lengths(map_features.column("x_m"))
+    m_x, m_y = _flat(map_features.column("x_m")), _flat(map_features.column("y_m"))
+    if not m_x.shape[0] == m_y.shape[0] == int(m_len.sum()):
         raise ValidationError("map_features: x_m and y_m lists differ in length")
-    xyz = np.stack([m_x, m_y, np.zeros_like(m_x)], axis=-1).astype(np.float64).reshape(-1, 3)
-    kind = mp.column("kind").to_numpy().astype(np.uint8)
-    feat_start = np.searchsorted(mp_pos, np.arange(n + 1))
-    point_start = np.zeros(mp.num_rows + 1, dtype=np.int64)
-    np.cumsum(m_len, out=point_start[1:])
+    xyz = np.stack([m_x, m_y, np.zeros_like(m_x)], axis=-1).astype(np.float64)
+    kind = map_features.column("kind").to_numpy().astype(np.uint8)[mp_order]
+    mp_rows, mp_first = _ranges(m_len, mp_order, mp_pos, n)
 
     out: list[ScenarioArrays] = []
     for i in range(n):
         r = by_pos[i]
         t = int(steps[i])
-        a, b = int(row_start[i]), int(row_start[i + 1])
-        s0, s1 = int(state_start[a]), int(state_start[b])
+        a, b = int(tr_rows[i]), int(tr_rows[i + 1])
         k = b - a
+
+        def states(values: NDArrayAny, a: int = a, b: int = b, i: int = i) -> NDArrayAny:
+            return _values(values, t_len, tr_order, a, b, int(tr_first[i]))
+
         tracks_i = Tracks(
             track_ids=track_ids[a:b],
             object_type=object_type[a:b],
             category=np.full(k, "", dtype=np.str_),
-            xy_m=xy[s0:s1].reshape(k, t, 2),
+            xy_m=states(xy).reshape(k, t, 2),
             z_m=np.zeros((k, t)),
-            heading_rad=heading[s0:s1].reshape(k, t),
-            velocity_mps=vel[s0:s1].reshape(k, t, 2),
+            heading_rad=states(heading).reshape(k, t),
+            velocity_mps=states(vel).reshape(k, t, 2),
             size_m=size[a:b],
-            valid=valid[s0:s1].reshape(k, t),
+            valid=states(valid).reshape(k, t),
         )
         map_i = None
         if r["has_map"]:
-            fa, fb = int(feat_start[i]), int(feat_start[i + 1])
-            p0, p1 = int(point_start[fa]), int(point_start[fb])
+            fa, fb = int(mp_rows[i]), int(mp_rows[i + 1])
+            offsets = np.zeros(fb - fa + 1, dtype=np.int64)
+            np.cumsum(m_len[mp_order[fa:fb]], out=offsets[1:])
             nf = fb - fa
             map_i = MapFeatures(
                 feature_ids=np.full(nf, "", dtype=np.str_),
                 kind=kind[fa:fb],
                 subtype=np.full(nf, "", dtype=np.str_),
                 is_intersection=np.zeros(nf, dtype=np.bool_),
-                offsets=point_start[fa : fb + 1] - p0,
-                xyz_m=xyz[p0:p1],
+                offsets=offsets,
+                xyz_m=_values(xyz, m_len, mp_order, fa, fb, int(mp_first[i])),
                 relations=np.zeros((0, 3), dtype=np.int64),
             )
         ego = r["ego_index"]
