@@ -512,7 +512,17 @@ def build_cache(
         )
     if tasks:
         snap = lake.snapshot(manifest.region, manifest.lake_version)
-        batch_of = _batch_ids(snap, [k for t in tasks for k in t.keys])
+        # the dataset recorded where its scenarios' rows are (its batches); older ones did not
+        batch_of = (
+            {
+                (t or "", s_, i): b
+                for t, s_, i, b in zip(
+                    manifest.tenants, manifest.sources, manifest.scenario_ids, manifest.batches, strict=True
+                )
+            }
+            if manifest.batches
+            else _batch_ids(snap, [k for t in tasks for k in t.keys])
+        )
         build_id = f"{os.getpid()}-{time.time_ns()}"
         # shards built in this process (an inline engine) read through this open snapshot
         _KEPT.clear()
