@@ -168,10 +168,10 @@ def shard_arrays(
         flat[c] = _flat(tracks.column(c))
         if flat[c].shape[0] != int(t_len.sum()):
             raise ValidationError(f"tracks.{c} lists do not all have their scenario's steps")
-    xy = np.stack([flat["x_m"], flat["y_m"]], axis=-1).astype(np.float64)
-    vel = np.stack([flat["vx_mps"], flat["vy_mps"]], axis=-1).astype(np.float64)
-    heading = flat["heading_rad"].astype(np.float64)
-    valid = flat["valid"].astype(np.bool_)
+    xy = np.stack([flat["x_m"], flat["y_m"]], axis=-1).astype(np.float64, copy=False)
+    vel = np.stack([flat["vx_mps"], flat["vy_mps"]], axis=-1).astype(np.float64, copy=False)
+    heading = flat["heading_rad"].astype(np.float64, copy=False)
+    valid = flat["valid"].astype(np.bool_, copy=False)
     track_ids = np.asarray(tracks.column("track_id").to_pylist(), dtype=np.str_)[tr_order]
     object_type = tracks.column("object_type").to_numpy().astype(np.uint8)[tr_order]
     size = np.stack(
@@ -186,7 +186,7 @@ def shard_arrays(
     m_x, m_y = _flat(map_features.column("x_m")), _flat(map_features.column("y_m"))
     if not m_x.shape[0] == m_y.shape[0] == int(m_len.sum()):
         raise ValidationError("map_features: x_m and y_m lists differ in length")
-    xyz = np.stack([m_x, m_y, np.zeros_like(m_x)], axis=-1).astype(np.float64)
+    xyz = np.stack([m_x, m_y, np.zeros_like(m_x)], axis=-1).astype(np.float64, copy=False)
     kind = map_features.column("kind").to_numpy().astype(np.uint8)[mp_order]
     mp_rows, mp_first = _ranges(m_len, mp_order, mp_pos, n)
 

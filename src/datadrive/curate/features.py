@@ -459,16 +459,17 @@ def _source_t0(s: ScenarioArrays) -> int | None:
 
 def _velocities(tr: Tracks, dt_s: float) -> NDArrayFloat:
     """The source's velocities, or finite differences of positions where it has none."""
+    missing = ~np.isfinite(tr.velocity_mps).all(axis=-1)
+    if not missing.any():  # the usual case: no copy, no differences
+        return np.where(tr.valid[..., None], tr.velocity_mps, 0.0)
     vel = tr.velocity_mps.copy()
-    missing = ~np.isfinite(vel).all(axis=-1)
-    if missing.any():
-        fd = np.zeros_like(tr.xy_m)
-        both = tr.valid[:, 1:] & tr.valid[:, :-1]  # pair (k, k + 1) observed
-        d = (tr.xy_m[:, 1:] - tr.xy_m[:, :-1]) / dt_s
-        fd[:, 1:][both] = d[both]  # backward difference where there is one
-        first = both & ~np.concatenate([np.zeros_like(both[:, :1]), both[:, :-1]], axis=1)
-        fd[:, :-1][first] = d[first]  # forward difference at the first state of a run
-        vel[missing] = fd[missing]
+    fd = np.zeros_like(tr.xy_m)
+    both = tr.valid[:, 1:] & tr.valid[:, :-1]  # pair (k, k + 1) observed
+    d = (tr.xy_m[:, 1:] - tr.xy_m[:, :-1]) / dt_s
+    fd[:, 1:][both] = d[both]  # backward difference where there is one
+    first = both & ~np.concatenate([np.zeros_like(both[:, :1]), both[:, :-1]], axis=1)
+    fd[:, :-1][first] = d[first]  # forward difference at the first state of a run
+    vel[missing] = fd[missing]
     return np.where(tr.valid[..., None] & np.isfinite(vel), vel, 0.0)
 
 
