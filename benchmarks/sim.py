@@ -1,12 +1,17 @@
 """Simulator throughput against highway-env in the same run; real-log throughput; fleet rate; memory.
 
-    python benchmarks/sim.py [--batch 256] [--rounds 2] [--workers 2] [--fleet 5000]
+    python benchmarks/sim.py [--batch 256] [--rounds 2] [--workers 2] [--hw-steps 100] [--fleet 5000]
                              [--rss-scenarios 1000] [--plot docs/img/sim_rss.png] [--torch]
                              [--generate-only 1000000] [--lake DIR]
 
 What each row measures:
 
-* **highway-env**: highway-v0 with 51 vehicles at 10 Hz (IDM/MOBIL, one process): agent-steps/s.
+* **highway-env**: highway-v0 with 51 vehicles at 10 Hz (IDM/MOBIL, one process): agent-steps/s, at
+  the start and the end of the run, and (``--hw-steps``, default 100) interleaved with datadrive's
+  rounds in the same process: before every timed round and after the last, so the reference of each
+  datadrive figure is measured on the same core, under the same neighbours, minutes apart at most
+  (highway-env's own rate drifts by a quarter over a run). The two-process figure is the sum of the
+  processes' CPU-time rates over the mean of the highway-env rates measured inside those processes.
 * **datadrive, synthetic load**: the same shape (51 agents per scenario, 91 steps, a straight
   4-lane road, every agent reactive IDM/MOBIL, the ego driven by the PDM-Closed-style planner),
   ``--batch`` scenarios stepped at once; the figure **includes** packing the batch, stepping,
@@ -22,7 +27,8 @@ What each row measures:
   ``--rss-scenarios`` lake simulation (2 workers), plotted to ``--plot``.
 
 Rates are wall clock (the machine may be shared: compare the ratio, measured in the same run)
-and CPU time of the process (less sensitive to other load).
+and CPU time of the process (less sensitive to other load). Every process runs with one BLAS thread
+(``OPENBLAS_NUM_THREADS=1`` unless set), highway-env's measurements included.
 """
 
 from __future__ import annotations
@@ -38,7 +44,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+# one BLAS thread per process, set before numpy loads (the parallelism is the processes, as Ray gives
+# its workers OMP_NUM_THREADS=1): the metrics' Savitzky-Golay products are small (256 x 91 by 91 x 91),
+# and a second BLAS thread costs ten times their CPU time in hand-offs; highway-env runs under the same
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+import numpy as np  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests" / "sim"))
@@ -88,9 +100,17 @@ def synthetic_batch(batch: int) -> list[Any]:
     return [distinct[k % len(distinct)] for k in range(batch)]
 
 
-def step_and_score(args: tuple[int, int, str | None, str]) -> dict[str, float]:
-    """One worker's share: ``rounds`` times, pack a batch, step it, score it (times per part)."""
-    batch, rounds, device, dtype = args
+def step_and_score(
+    args: tuple[int, int, str | None, str] | tuple[int, int, str | None, str, int],
+) -> dict[str, Any]:
+    """One worker's share: ``rounds`` times, pack a batch, step it, score it (times per part).
+
+    With ``hw_steps`` (the fifth item) > 0, highway-env runs ``hw_steps`` steps in this same process
+    before every timed round and after the last, so the reference sees the same machine, core and
+    neighbours as the rounds it brackets (its rate drifts over a run).
+    """
+    batch, rounds, device, dtype = args[:4]
+    hw_steps = args[4] if len(args) > 4 else 0  # type: ignore[misc]
     from datadrive.sim.backend import backend_for
     from datadrive.sim.metrics import batch_metrics
     from datadrive.sim.policies import IdmRoutePolicy
@@ -98,22 +118,35 @@ def step_and_score(args: tuple[int, int, str | None, str]) -> dict[str, float]:
 
     prepped = synthetic_batch(batch)
     sim = Simulator(SimConfig(reactive=True), backend_for(device, float_dtype=dtype))
-    out = {"agent_steps": 0.0, "wall": 0.0, "cpu": 0.0, "step_wall": 0.0, "metrics_wall": 0.0, "cls": 0.0}
+    out: dict[str, Any] = {"agent_steps": 0.0, "wall": 0.0, "cpu": 0.0, "step_wall": 0.0, "metrics_wall": 0.0,
+                           "cls": 0.0, "pdms": 0.0, "round_cpu_rates": [], "hw_cpu_rates": [], "hw_wall_rates": []}  # fmt: skip
     # one untimed round first, as highway-env's reset is untimed: the maps' search trees are built and
     # the caches filled once per map and process, not per step
     batch_metrics(prepped, sim.run(sim.batch(prepped), IdmRoutePolicy()))
+
+    def reference() -> None:
+        if hw_steps:
+            w, c = highway_env_rate(hw_steps)
+            out["hw_wall_rates"].append(w)
+            out["hw_cpu_rates"].append(c)
+
     for _ in range(rounds):
+        reference()
         t0, c0 = time.perf_counter(), time.process_time()
         ro = sim.run(sim.batch(prepped), IdmRoutePolicy())
         t1 = time.perf_counter()
         rows = batch_metrics(prepped, ro)
         t2 = time.perf_counter()
+        cpu = time.process_time() - c0
         out["agent_steps"] += batch * AGENTS * (STEPS - 1)
         out["wall"] += t2 - t0
-        out["cpu"] += time.process_time() - c0
+        out["cpu"] += cpu
+        out["round_cpu_rates"].append(batch * AGENTS * (STEPS - 1) / cpu)
         out["step_wall"] += t1 - t0
         out["metrics_wall"] += t2 - t1
         out["cls"] = float(np.mean([r["nuplan_cls"] for r in rows]))
+        out["pdms"] = float(np.mean([r["navsim_pdms"] for r in rows]))
+    reference()
     return out
 
 
@@ -140,13 +173,13 @@ def prepare_rate(batch: int = 16) -> float:
     return batch / (time.process_time() - c0)
 
 
-def parallel_rate(batch: int, rounds: int, workers: int, dtype: str) -> dict[str, float]:
-    """``workers`` processes, each stepping and scoring its own batch: aggregate wall rate."""
+def parallel_rate(batch: int, rounds: int, workers: int, dtype: str, hw_steps: int = 0) -> dict[str, Any]:
+    """``workers`` processes, each stepping and scoring its own batch: aggregate rates, and each process's."""
     from datadrive.compute import ProcessPoolEngine
 
     eng = ProcessPoolEngine(workers=workers, preload=("datadrive.sim.runner",))
     t0 = time.perf_counter()
-    report = eng.map(step_and_score, [(batch, rounds, None, dtype)] * workers)
+    report = eng.map(step_and_score, [(batch, rounds, None, dtype, hw_steps)] * workers)
     wall = time.perf_counter() - t0
     parts = [v for v in report.values if v is not None]
     steps = sum(p["agent_steps"] for p in parts)
@@ -154,9 +187,12 @@ def parallel_rate(batch: int, rounds: int, workers: int, dtype: str) -> dict[str
     busy = max(p["wall"] for p in parts)
     # each process's CPU-time rate, summed: the rate with a core per process (what "on N cores" means),
     # less distorted than wall time when other work shares the cores
-    cpu_rate = sum(p["agent_steps"] / p["cpu"] for p in parts)
+    per_process = [p["agent_steps"] / p["cpu"] for p in parts]
+    hw = [r for p in parts for r in p["hw_cpu_rates"]]
     return {"rate_total_wall": steps / wall, "rate_stepping_wall": steps / busy, "workers": len(parts),
-            "rate_cpu_sum": cpu_rate}  # fmt: skip
+            "rate_cpu_sum": sum(per_process), "per_process_cpu": per_process,
+            "round_cpu_rates": [p["round_cpu_rates"] for p in parts],
+            "hw_cpu_rates": hw, "hw_cpu_mean": float(np.mean(hw)) if hw else float("nan")}  # fmt: skip
 
 
 # --------------------------------------------------------------------------- real logs
@@ -361,6 +397,14 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--torch", action="store_true", help="also the torch CPU backend (float32)")
     ap.add_argument(
+        "--hw-steps",
+        type=int,
+        default=100,
+        help="highway-env steps run in each datadrive process before every round and after the last "
+        "(the reference measured beside the rounds it is compared with; 0: only at the start and end)",
+    )
+    ap.add_argument("--no-real", action="store_true", help="skip the real-log row")
+    ap.add_argument(
         "--fleet", type=int, default=5000, help="synthetic scenarios into a lake (1000000: the scale run)"
     )
     ap.add_argument("--commit-every", type=int, default=1000)
@@ -389,32 +433,48 @@ def main() -> None:
     print(f"peak RSS of this process: {peak:.0f} MiB")
 
 
+def _rates(xs: list[float]) -> str:
+    return ", ".join(f"{x:,.0f}" for x in xs)
+
+
 def sim_rows(a: argparse.Namespace) -> None:
     hw_wall, hw_cpu = highway_env_rate()
     print(
         f"highway-env highway-v0 (51 vehicles, 10 Hz): {hw_wall:,.0f} agent-steps/s wall, {hw_cpu:,.0f} CPU"
     )
     print(f"prepare (synthetic load): {prepare_rate():.1f} scenarios/s CPU")
+    hs = a.hw_steps
     for dtype in ("float64", "float32"):
-        one = step_and_score((a.batch, a.rounds, None, dtype))
+        one = step_and_score((a.batch, a.rounds, None, dtype, hs))
         r_wall, r_cpu = one["agent_steps"] / one["wall"], one["agent_steps"] / one["cpu"]
+        ref_cpu = float(np.mean(one["hw_cpu_rates"])) if hs else hw_cpu
+        ref_wall = float(np.mean(one["hw_wall_rates"])) if hs else hw_wall
         print(f"datadrive numpy {dtype}, 1 process, batch {a.batch}: {r_wall:,.0f} agent-steps/s wall "
-              f"({r_wall / hw_wall:.0f}x), {r_cpu:,.0f} CPU ({r_cpu / hw_cpu:.0f}x); stepping "
-              f"{one['step_wall']:.1f} s, metrics {one['metrics_wall']:.1f} s; mean CLS {one['cls']:.3f}")  # fmt: skip
+              f"({r_wall / ref_wall:.0f}x), {r_cpu:,.0f} CPU ({r_cpu / ref_cpu:.0f}x); rounds {_rates(one['round_cpu_rates'])} "
+              f"CPU; stepping {one['step_wall']:.1f} s, metrics {one['metrics_wall']:.1f} s; mean CLS {one['cls']:.4f}, "
+              f"PDMS {one['pdms']:.4f}")  # fmt: skip
+        if hs:
+            print(f"  highway-env interleaved in the same process (before each round, after the last): CPU "
+                  f"{_rates(one['hw_cpu_rates'])} (mean {ref_cpu:,.0f}), wall {_rates(one['hw_wall_rates'])}")  # fmt: skip
     if a.torch:
         tt = step_and_score((a.batch, a.rounds, "cpu", "float32"))
         print(f"datadrive on torch (CPU, float32), 1 process: {tt['agent_steps'] / tt['wall']:,.0f} agent-steps/s wall "
               f"({tt['agent_steps'] / tt['wall'] / hw_wall:.0f}x)")  # fmt: skip
     for dtype in ("float64", "float32"):
-        par = parallel_rate(a.batch, a.rounds, a.workers, dtype)
+        par = parallel_rate(a.batch, a.rounds, a.workers, dtype, hs)
         print(f"datadrive numpy {dtype}, {par['workers']} processes: {par['rate_total_wall']:,.0f} agent-steps/s "
               f"wall ({par['rate_total_wall'] / hw_wall:.0f}x highway-env) including start-up; "
               f"{par['rate_stepping_wall']:,.0f} ({par['rate_stepping_wall'] / hw_wall:.0f}x) while stepping; "
               f"CPU time: {par['rate_cpu_sum']:,.0f} agent-steps/s summed over the processes "
-              f"({par['rate_cpu_sum'] / hw_cpu:.0f}x highway-env's CPU-time rate)")  # fmt: skip
+              f"({par['rate_cpu_sum'] / hw_cpu:.0f}x highway-env's first CPU-time rate)")  # fmt: skip
+        print(f"  per process (CPU): {_rates(par['per_process_cpu'])}; rounds {par['round_cpu_rates']}")
+        if hs:
+            print(f"  highway-env interleaved in the workers: CPU {_rates(par['hw_cpu_rates'])} (mean "
+                  f"{par['hw_cpu_mean']:,.0f}): datadrive's CPU-time sum is {par['rate_cpu_sum'] / par['hw_cpu_mean']:.0f}x "
+                  f"it")  # fmt: skip
     hw2_wall, hw2_cpu = highway_env_rate()
     print(f"highway-env again at the end: {hw2_wall:,.0f} agent-steps/s wall, {hw2_cpu:,.0f} CPU")
-    if a.samples.is_dir():
+    if a.samples.is_dir() and not a.no_real:
         real = real_rate(a.samples)
         print(f"real logs ({real['scenarios']:.0f} sample scenarios, prepare + simulate + score): "
               f"{real['scenarios_per_s_cpu']:.1f} scenarios/s CPU, {real['agent_steps_per_s_cpu']:,.0f} agent-steps/s CPU")  # fmt: skip

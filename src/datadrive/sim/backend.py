@@ -31,6 +31,9 @@ class Backend(ABC):
 
     name: str = "backend"
     device: str = "cpu"
+    # the numpy dtype of the backend's floats: static tables are built in it on the host, so that
+    # converting them (float64 values rounded once) needs no float64 copy of the whole table
+    numpy_float: Any = np.float64
 
     # ---------------------------------------------------------------- creation and transfer
     @abstractmethod
@@ -174,6 +177,7 @@ class NumpyBackend(Backend):
     name = "numpy"
 
     def __init__(self, float_dtype: str = "float64") -> None:
+        self.numpy_float = np.float32 if float_dtype == "float32" else np.float64
         self._dtypes: dict[str, Any] = {
             "float": np.float32 if float_dtype == "float32" else np.float64,
             "int": np.int64,
@@ -326,6 +330,7 @@ class TorchBackend(Backend):
         self._torch = torch
         self.device = device
         self._dev = torch.device(device)
+        self.numpy_float = np.float64 if float_dtype == "float64" else np.float32
         self._dtypes: dict[str, Any] = {
             "float": torch.float64 if float_dtype == "float64" else torch.float32,
             "int": torch.int64,

@@ -207,14 +207,18 @@ class SimBatch:
         self.reactive_ok = xp.asarray(pad("reactive_ok", (S, A), False, b), "bool")
         # the path pools, flat per scenario: point k of pooled path u is column u * K + k
         # x, y, heading in one (3, S, U, K) table (one gather per step); pool_x/y/heading are its rows
-        table = np.zeros((3, S, U, K))
+        # built in the backend's float dtype, each scenario's headings computed in float64 and rounded
+        # once on assignment (the values a float64 table converted afterwards would hold, without
+        # writing and converting a float64 table of every scenario's paths); padding rows stay 0
+        table = np.zeros((3, S, U, K), dtype=xp.numpy_float)
         for k, s in enumerate(sc):
             u = s.path_pool_xy_m.shape[0]
             if u:
-                path = _pad_last(s.path_pool_xy_m, K)
+                path = _pad_last(np.asarray(s.path_pool_xy_m, dtype=np.float64), K)
                 table[0, k, :u], table[1, k, :u] = path[..., 0], path[..., 1]
-        np.arctan2(np.diff(table[1], axis=2), np.diff(table[0], axis=2), out=table[2, :, :, :-1])
-        table[2, :, :, -1] = table[2, :, :, -2] if K > 1 else 0.0
+                heading = np.arctan2(np.diff(path[..., 1], axis=1), np.diff(path[..., 0], axis=1))
+                table[2, k, :u, :-1] = heading
+                table[2, k, :u, -1] = heading[:, -1]
         self.pool_table = xp.asarray(table.reshape(3, S * U * K))
         self.pool_x = self.pool_table[0].reshape(S, U * K)
         self.pool_y = self.pool_table[1].reshape(S, U * K)
