@@ -356,3 +356,36 @@ def test_cache_shards_equal_the_scenario_featuriser(sample_lake: SampleLake) -> 
                 if name != "sample_split":
                     on_disk = np.load(sample_lake.cache_path / shard["name"] / f"{name}.npy")
                     np.testing.assert_array_equal(on_disk, getattr(want, name), err_msg=name)
+
+
+def test_shard_columns_that_do_not_fit_are_refused_naming_the_scenario(sample_lake: SampleLake) -> None:
+    import pyarrow as pa
+    import pyarrow.dataset as pads
+
+    from datadrive.errors import DatasetError, ValidationError
+
+    snap = sample_lake.lake().snapshot("eu-central")
+    flt = pads.field("source") == "av2_motion_forecasting"
+    rows = snap.table(
+        "scenarios", columns=list(SCENARIO_COLUMNS), filter=flt & pads.field("telemetry_id").is_null()
+    )
+    tracks = snap.table("tracks", columns=list(TRACK_COLUMNS), filter=flt)
+    maps = snap.table("map_features", columns=list(MAP_COLUMNS), filter=flt)
+    keys = [
+        (t, s, i)
+        for t, s, i in zip(
+            *(rows.column(c).to_pylist() for c in ("tenant", "source", "scenario_id")), strict=True
+        )
+    ]
+    # one scenario's timestamps a step short: its tracks no longer fit
+    ts = rows.column("timestamps_ns").to_pylist()
+    ts[0] = ts[0][:-1]
+    short = rows.set_column(
+        rows.schema.get_field_index("timestamps_ns"),
+        "timestamps_ns",
+        pa.array(ts, rows.schema.field("timestamps_ns").type),
+    )
+    with pytest.raises(ValidationError, match=f"tracks of {'/'.join(keys[0])}"):
+        shard_arrays(keys, short, tracks, maps)
+    with pytest.raises(DatasetError, match="have no row"):
+        shard_arrays([*keys, ("bmw", "av2_motion_forecasting", "no-such-scenario")], rows, tracks, maps)

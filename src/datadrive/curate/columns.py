@@ -165,9 +165,9 @@ def shard_arrays(
         )
     flat: dict[str, NDArrayAny] = {}
     for c in ("x_m", "y_m", "heading_rad", "vx_mps", "vy_mps", "valid"):
-        flat[c] = _flat(tracks.column(c))
-        if flat[c].shape[0] != int(t_len.sum()):
+        if not np.array_equal(_lengths(tracks.column(c)), t_len):
             raise ValidationError(f"tracks.{c} lists do not all have their scenario's steps")
+        flat[c] = _flat(tracks.column(c))
     xy = np.stack([flat["x_m"], flat["y_m"]], axis=-1).astype(np.float64, copy=False)
     vel = np.stack([flat["vx_mps"], flat["vy_mps"]], axis=-1).astype(np.float64, copy=False)
     heading = flat["heading_rad"].astype(np.float64, copy=False)
@@ -183,9 +183,9 @@ def shard_arrays(
     # map features: x, y flattened once; a scenario's features are rows [a, b) of mp_order
     mp_order, mp_pos = _order(map_features, wanted, "feature_index")
     m_len = _lengths(map_features.column("x_m"))
-    m_x, m_y = _flat(map_features.column("x_m")), _flat(map_features.column("y_m"))
-    if not m_x.shape[0] == m_y.shape[0] == int(m_len.sum()):
+    if not np.array_equal(_lengths(map_features.column("y_m")), m_len):
         raise ValidationError("map_features: x_m and y_m lists differ in length")
+    m_x, m_y = _flat(map_features.column("x_m")), _flat(map_features.column("y_m"))
     xyz = np.stack([m_x, m_y, np.zeros_like(m_x)], axis=-1).astype(np.float64, copy=False)
     kind = map_features.column("kind").to_numpy().astype(np.uint8)[mp_order]
     mp_rows, mp_first = _ranges(m_len, mp_order, mp_pos, n)
