@@ -15,7 +15,14 @@ samples' scenarios, into ``--work`` and reused by later runs):
 - what bounds every audited read: one audit row appended alone (one Delta
   commit on the region's audit table, whose cost grows with its files; every
   run of this benchmark adds one per audit commit; ``--optimize`` runs
-  ``datadrive lake optimize`` on the region first, which compacts it).
+  ``datadrive lake optimize`` on the region first, which compacts it);
+- where one request's time goes: the service logs each request's stages
+  (authentication, the gateway's snapshot check, the library call, JSON
+  encoding; ``datadrive.service.ops.stage``), read back from its log for the
+  requests of each load, with the server process's CPU time per request;
+  the library call is split in-process into its DuckDB query alone (the
+  snapshot's SQL session asked without an audit row: a measurement only) and
+  the audit row it appends.
 
 The lake is built on the first run (``--scenarios`` copies of the samples'
 scenarios, a few minutes at 100k) and kept in ``--work`` (by default
@@ -38,6 +45,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import functools
 import http.client
 import json
 import os
@@ -272,6 +280,79 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def _cpu_s(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` so far (Linux ``/proc``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def request_lines(log: Path, start: int, end: int) -> list[dict[str, Any]]:
+    """The service's ``request`` log lines (answered 200) between byte offsets ``start`` and ``end``."""
+    with log.open("rb") as f:
+        f.seek(start)
+        text = f.read(end - start).decode("utf-8", "replace")
+    out = []
+    for line in text.splitlines():
+        if not line.startswith("{"):
+            continue
+        try:
+            row = json.loads(line)
+        except ValueError:
+            continue
+        if row.get("event") == "request" and row.get("status") == 200:
+            out.append(row)
+    return out
+
+
+STAGES = ("auth", "snapshot", "lake", "encode")
+"""The stages the service times (``datadrive.service.ops.stage``); the rest is the framework's."""
+
+
+def breakdown(lines: list[dict[str, Any]], client_s: list[float], cpu_s: float) -> dict[str, Any]:
+    """p50/p99 of each stage of the requests in ``lines``, and what the slowest 1% spent their time on."""
+    if not lines:
+        return {}
+    total = [float(x["ms"]) for x in lines]
+    per = {k: [float(x.get("stages", {}).get(k, 0.0)) for x in lines] for k in STAGES}
+    per["framework"] = [t - sum(per[k][i] for k in STAGES) for i, t in enumerate(total)]
+    slow = sorted(range(len(lines)), key=lambda i: total[i])[-max(1, len(lines) // 100) :]
+    return {
+        "requests": len(lines),
+        "client": {"p50": 1000 * _pct(sorted(client_s), 0.5), "p99": 1000 * _pct(sorted(client_s), 0.99)},
+        "server": {"p50": _pct(sorted(total), 0.5), "p99": _pct(sorted(total), 0.99)},
+        **{k: {"p50": _pct(sorted(v), 0.5), "p99": _pct(sorted(v), 0.99)} for k, v in per.items()},
+        "slowest": {k: sum(per[k][i] for i in slow) / len(slow) for k in (*STAGES, "framework")}
+        | {"server": sum(total[i] for i in slow) / len(slow)},
+        "cpu_ms_per_request": 1000 * cpu_s / len(lines),
+    }
+
+
+class QueryAlone:
+    """A snapshot's SQL asked without its audit row: the library call's DuckDB part, measured alone.
+
+    Uses the snapshot's session directly (private), as a measurement only:
+    the service never reads this way. ``None`` from :meth:`of` when the
+    library's internals have changed and it cannot be done.
+    """
+
+    def __init__(self, snap: Any) -> None:
+        self.snap = snap
+
+    @classmethod
+    def of(cls, snap: Any) -> QueryAlone | None:
+        snap.sql("SELECT 1 AS one")  # the session exists from the first query on
+        ok = hasattr(snap, "_session") and hasattr(snap, "_refuse") and hasattr(snap._session, "run")
+        return cls(snap) if ok else None
+
+    def sql(self, query: str, *, timeout_s: float | None = None) -> Any:
+        from types import SimpleNamespace
+
+        table = self.snap._session.run(
+            query, audit=lambda *a, **k: None, refuse=self.snap._refuse, timeout_s=timeout_s
+        )
+        return SimpleNamespace(table=table, region=self.snap.region, version=self.snap.version)
+
+
 # --------------------------------------------------------------------------- load
 
 
@@ -405,8 +486,94 @@ def render(r: dict[str, Any]) -> str:
             f"{r['concurrency']} clients: **{verdict}** in this run (the slowest p99 of those reads: "
             f"{goal[worst]:.0f} ms, {worst.split(' (')[0]}).",
         ]
-    lines += ["", *r["notes"], "", END]
+    lines += ["", *stage_table(r), "", *r["notes"], "", END]
     return "\n".join(lines)
+
+
+def bounds(r: dict[str, Any]) -> str:
+    """What bounds the goal reads' latency, from the stage breakdown (or the old reasoning without one)."""
+    rows = {n: row for n, row in r["reads"].items() if n.startswith(GOAL_READS) and row.get("stages")}
+    if not rows:
+        return "What bounds the latency: no stage breakdown in this run (the service logged no stages)."
+    shares = [row["stages"]["slowest"]["lake"] / row["stages"]["slowest"]["server"] for row in rows.values()]
+    own = {
+        n.split(" (")[0]: sum(row["stages"][k]["p50"] for k in ("auth", "snapshot", "encode", "framework"))
+        for n, row in rows.items()
+    }
+    alone = {
+        n.split(" (")[0]: row["query_alone"]["p50_ms"] for n, row in rows.items() if row.get("query_alone")
+    }
+    a = r["audit_append"]
+    return (
+        f"What bounds the latency: the library call, {100 * min(shares):.0f}-{100 * max(shares):.0f}% of the "
+        "time in the server of the slowest 1% of the goal reads' requests. The service's own stages "
+        "(authentication, snapshot check, encoding, framework and thread-pool hops) take "
+        + ", ".join(f"{v:.1f} ms ({k})" for k, v in own.items())
+        + " at p50 together. Within the library call, each read waits for its own audit row's Delta "
+        f"commit (one row appended alone: p50 {a['p50_ms']:.0f} ms) and, under concurrency, for the "
+        "commit in flight before it (concurrent reads share a commit, a row each); its query, asked alone "
+        "by one caller, takes "
+        + ", ".join(f"{v:.1f} ms ({k})" for k, v in alone.items())
+        + " at p50 (an event-type page scans every events file: the table is not held in the SQL "
+        "session's memory and its files are not clustered by type)."
+    )
+
+
+def _pp(d: dict[str, float]) -> str:
+    return f"{d['p50']:.1f} / {d['p99']:.1f}"
+
+
+def stage_table(r: dict[str, Any]) -> list[str]:
+    """Where one request's time goes, per read (from the service's log), and what bounds the slowest."""
+    rows = {n: row for n, row in r["reads"].items() if row.get("stages")}
+    if not rows:
+        return []
+    a = r["audit_append"]
+    out = [
+        "Where one request's time goes, p50 / p99 ms, from the service's own log of the requests above "
+        "(`datadrive.service.ops.stage`): authentication (API key, user and tenant: one query), the "
+        "gateway's snapshot check, the library call (its DuckDB query and the audit row it appends, "
+        "waiting for the commit in flight first), JSON encoding, and `framework`, the rest of the server's "
+        "time (HTTP parsing, routing, thread-pool hops, middleware, the log line). `client` is what the "
+        "load's clients saw: the server's time plus the connection and their own turn for the CPU. The "
+        "last two columns split the library call in this process, one caller: its query asked alone "
+        f"(no audit row; a measurement, the service never reads so) and one audit row appended alone "
+        f"(p50 {a['p50_ms']:.0f} / p99 {a['p99_ms']:.0f} ms, measured before the load).",
+        "",
+        "| read | client | in the server | auth | snapshot | library call | encode | framework "
+        "| server CPU ms / request | its query alone (library, 1 caller) |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for name, row in rows.items():
+        st, q = row["stages"], row.get("query_alone")
+        alone = f"{q['p50_ms']:.1f} / {q['p99_ms']:.1f}" if q else "–"
+        out.append(
+            f"| {name.split(' (')[0]} | {_pp(st['client'])} | {_pp(st['server'])} | {_pp(st['auth'])} | "
+            f"{_pp(st['snapshot'])} | {_pp(st['lake'])} | {_pp(st['encode'])} | {_pp(st['framework'])} | "
+            f"{st['cpu_ms_per_request']:.1f} | {alone} |"
+        )
+    out += [
+        "",
+        "What the slowest 1% of each goal read's requests (by time in the server) spent it on, mean ms:",
+        "",
+    ]
+    for name, row in rows.items():
+        if not name.startswith(GOAL_READS):
+            continue
+        sl = row["stages"]["slowest"]
+        total = sl["server"] or float("nan")
+        parts = ", ".join(
+            f"{label} {sl[k]:.1f} ({100 * sl[k] / total:.0f}%)"
+            for k, label in (
+                ("lake", "library call"),
+                ("auth", "auth"),
+                ("snapshot", "snapshot"),
+                ("encode", "encode"),
+                ("framework", "framework"),
+            )
+        )
+        out.append(f"- {name.split(' (')[0]}: {sl['server']:.0f} ms in the server: {parts}")
+    return out
 
 
 def write_section(text: str) -> None:
@@ -487,18 +654,18 @@ def main() -> None:
 
     cols = ", ".join(LIST_COLUMNS)
 
-    def lib_lookup(rng: random.Random) -> object:  # what the service's lookup asks the library
+    def lib_lookup(rng: random.Random, on: Any = snap) -> object:  # what the service's lookup asks
         sid = rng.choice(ids).replace("'", "''")
-        return snap.sql(f"SELECT {cols} FROM scenarios WHERE telemetry_id IS NULL AND scenario_id = '{sid}'")
+        return on.sql(f"SELECT {cols} FROM scenarios WHERE telemetry_id IS NULL AND scenario_id = '{sid}'")
 
-    def lib_page(rng: random.Random) -> object:
+    def lib_page(rng: random.Random, on: Any = snap) -> object:
         src = rng.choice(sources)
-        rows = snap.sql(f"SELECT {cols} FROM scenarios WHERE telemetry_id IS NULL AND source = '{src}'").table
+        rows = on.sql(f"SELECT {cols} FROM scenarios WHERE telemetry_id IS NULL AND source = '{src}'").table
         offset = rng.randrange(max(1, per_source[src] - 50))
         return rows.sort_by([("scenario_id", "ascending")]).slice(offset, 50).to_pylist()
 
-    def lib_sql(rng: random.Random) -> object:
-        return snap.sql(SQL)
+    def lib_sql(rng: random.Random, on: Any = snap) -> object:
+        return on.sql(SQL)
 
     from datadrive.mining import tagger_version
 
@@ -515,14 +682,15 @@ def main() -> None:
         for x in snap.sql("SELECT DISTINCT scenario_id FROM events USING SAMPLE 2000 ROWS").table.column(0)
     ]
     log(f"{sum(by_type.values()):,} events of {len(types)} types")
+    results["events_in_table"] = sum(by_type.values())  # what the reads scan (a rerun of the copy adds)
 
     from datadrive.service.mining import event_page  # the SQL the service asks the library
 
-    def lib_events_of_type(rng: random.Random) -> object:
-        return event_page(snap, event_type=rng.choice(types), limit=50)[0].to_pylist()
+    def lib_events_of_type(rng: random.Random, on: Any = snap) -> object:
+        return event_page(on, event_type=rng.choice(types), limit=50)[0].to_pylist()
 
-    def lib_events_of_scenario(rng: random.Random) -> object:
-        return event_page(snap, scenario_id=rng.choice(with_events), limit=50)[0].to_pylist()
+    def lib_events_of_scenario(rng: random.Random, on: Any = snap) -> object:
+        return event_page(on, scenario_id=rng.choice(with_events), limit=50)[0].to_pylist()
 
     prefix = f"/api/v1/regions/{REGION}"
     reads: dict[str, tuple[Callable[[random.Random], tuple[str, str, bytes | None]], Any]] = {
@@ -586,29 +754,57 @@ def main() -> None:
         f"one audit append alone: p50 {a['p50_ms']:.0f} ms, p99 {a['p99_ms']:.0f} ms "
         f"({results['audit_table']})"
     )
+    alone = QueryAlone.of(snap)
     served = start_service(folder, args.work / "service-data")
     try:
         for name, (request, lib) in reads.items():
             log(f"{name}: service")
             load(served.port, served.key, request, concurrency=2, max_requests=10, max_seconds=30)  # warm-up
-            svc = load(
+            time.sleep(0.2)  # the warm-up's log lines written
+            log_from, cpu_from = served.log.stat().st_size, _cpu_s(served.proc.pid)
+            run = load(
                 served.port,
                 served.key,
                 request,
                 concurrency=args.concurrency,
                 max_requests=args.requests,
                 max_seconds=args.seconds,
-            ).summary()
+            )
+            cpu = _cpu_s(served.proc.pid) - cpu_from
+            time.sleep(0.2)
+            svc = run.summary()
             row: dict[str, Any] = {"service": svc}
+            row["stages"] = breakdown(
+                request_lines(served.log, log_from, served.log.stat().st_size), run.latencies_s, cpu
+            )
             log(
                 f"  {svc['rps']:.1f} req/s, p50 {svc['p50_ms']:.0f} ms, p99 {svc['p99_ms']:.0f} ms, "
                 f"errors {svc['errors']}"
             )
+            if row["stages"]:
+                st = row["stages"]
+                log(
+                    "  in the server p50/p99 ms: "
+                    + ", ".join(f"{k} {st[k]['p50']:.1f}/{st[k]['p99']:.1f}" for k in ("server", *STAGES))
+                    + f", framework {st['framework']['p50']:.1f}/{st['framework']['p99']:.1f}; "
+                    f"server CPU {st['cpu_ms_per_request']:.1f} ms per request"
+                )
             if lib is not None:
                 lib(random.Random(1))  # warm-up
                 d = direct(lib, max_requests=args.requests, max_seconds=args.seconds).summary()
                 row["library"] = d
                 log(f"  library {d['rps']:.1f} calls/s, p50 {d['p50_ms']:.0f} ms, p99 {d['p99_ms']:.0f} ms")
+                if alone is not None:
+                    q = direct(
+                        functools.partial(lib, on=alone),
+                        max_requests=min(args.requests, 100),
+                        max_seconds=min(args.seconds, 20.0),
+                    ).summary()
+                    row["query_alone"] = q
+                    log(
+                        f"  its query alone (no audit row): p50 {q['p50_ms']:.1f} ms, "
+                        f"p99 {q['p99_ms']:.1f} ms"
+                    )
             results["reads"][name] = row
     finally:
         stop_service(served)
@@ -629,15 +825,12 @@ def main() -> None:
         )
         + ". The events are the samples' "
         "events tagged by "
-        f"`datadrive.mining.tag_lake` and copied once per replicated scenario ({results['events']:,} "
-        "rows; the state index was not copied, so mining searches are not measured here: "
+        "`datadrive.mining.tag_lake` and copied once per replicated scenario "
+        f"({results['events_in_table']:,} rows of the current tagger version; the state index was not "
+        "copied, so mining searches are not measured here: "
         "`benchmarks/mining.py` measures them).",
         "",
-        "What bounds the latency: each read waits for its own audit row's Delta commit (above) and, "
-        "under concurrency, for the commit in flight before it; the service reuses one warm snapshot per "
-        "caller while the ledger has not moved (its SQL session's DuckDB cursors: no DuckDB opened, tables "
-        "registered or plans made per request), so a scenario lookup's own DuckDB work is a few ms, while "
-        "an event-type page scans the events table (not held in the session's memory).",
+        bounds(results),
     ]
     text = render(results)
     print(text)

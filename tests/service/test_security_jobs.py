@@ -288,8 +288,26 @@ def test_operations(env: Env, caplog: pytest.LogCaptureFixture) -> None:
             "ms": request[0]["ms"],
             "tenant": "bmw",
             "user": "ana",
+            "stages": {"auth": request[0]["stages"]["auth"]},  # /me reads no lake: authentication only
         }
     ]
+    assert 0 < request[0]["stages"]["auth"] <= request[0]["ms"]
+    # a lake read says where its time went: authentication, the snapshot, the library call, the JSON
+    sid = env.client.get("/api/v1/regions/eu-central/scenarios", headers=env.h("ana@bmw")).json()["items"][0][
+        "scenario_id"
+    ]
+    got = env.client.get(
+        f"/api/v1/regions/eu-central/scenarios/{sid}",
+        headers={**env.h("ana@bmw"), "X-Request-ID": "lookup-1"},
+    )
+    assert got.json()["scenario_id"] == sid
+    lines = [_json.loads(r.getMessage()) for r in caplog.records if r.name == "datadrive.service"]
+    (lookup,) = [x for x in lines if x.get("event") == "request" and x.get("request_id") == "lookup-1"]
+    assert lookup["route"] == "/api/v1/regions/{region}/scenarios/{scenario_id}"
+    assert set(lookup["stages"]) == {"auth", "snapshot", "lake", "encode"}
+    assert all(v >= 0 for v in lookup["stages"].values())
+    assert sum(lookup["stages"].values()) <= lookup["ms"] + 0.05  # each rounded to 0.01 ms
+    assert lookup["stages"]["lake"] > 0
     big = env.client.post(
         "/api/v1/jobs",
         content=b"x" * (2 << 20),

@@ -193,6 +193,29 @@ def test_keys_are_hashed_scoped_revocable(env: Env) -> None:
     _error(env.client.get("/api/v1/me", headers=h), 401, "unauthenticated")
 
 
+def test_key_use_is_recorded_once_a_minute(env: Env) -> None:
+    from datadrive.service.db import ApiKey
+
+    made = env.client.post(
+        "/api/v1/keys", json={"name": "used", "scopes": ["read"]}, headers=env.h("eng@bmw")
+    ).json()
+    h = {"Authorization": f"Bearer {made['secret']}"}
+
+    def last_used() -> object:
+        with env.app.state.services.sessions() as db:
+            return db.get(ApiKey, made["id"]).last_used_at
+
+    assert last_used() is None
+    assert env.client.get("/api/v1/me", headers=h).status_code == 200
+    first = last_used()
+    assert first is not None  # the first use is written
+    with env.app.state.services.sessions() as db:  # as if it had gone stale (or another replica reset it)
+        db.get(ApiKey, made["id"]).last_used_at = None
+        db.commit()
+    assert env.client.get("/api/v1/me", headers=h).status_code == 200
+    assert last_used() is None  # within the minute this process already wrote it: no second write
+
+
 def test_expired_key_is_refused(env: Env) -> None:
     from datetime import timedelta
 

@@ -8,8 +8,12 @@ from decimal import Decimal
 from typing import Any
 
 import pyarrow as pa
+import pydantic_core
+from starlette.responses import Response
 
-__all__ = ["json_rows", "json_value"]
+from datadrive.service.ops import stage
+
+__all__ = ["json_response", "json_rows", "json_value"]
 
 
 def json_value(value: Any) -> Any:
@@ -34,3 +38,14 @@ def json_rows(table: pa.Table, limit: int | None = None) -> list[dict[str, Any]]
     if limit is not None:
         table = table.slice(0, limit)
     return [json_value(r) for r in table.to_pylist()]
+
+
+def json_response(value: Any, status_code: int = 200) -> Response:
+    """``value`` (JSON-safe: :func:`json_value`'s output) as an ``application/json`` response.
+
+    Serialised once, by pydantic-core, and timed as the request's ``encode``
+    stage; an endpoint that returns it declares its body with
+    ``response_model`` for the OpenAPI document.
+    """
+    with stage("encode"):
+        return Response(pydantic_core.to_json(value), status_code, media_type="application/json")

@@ -18,6 +18,7 @@ from dataclasses import replace
 
 from datadrive.errors import NotFoundError
 from datadrive.lake import Grant, Lake, LakeConfig, Principal, Snapshot
+from datadrive.service.ops import stage
 
 __all__ = ["LakeGateway"]
 
@@ -90,6 +91,10 @@ class LakeGateway:
         snapshot (one thread per key takes it; the others wait for it) and so
         sees the commit; the old one is dropped with its session.
         """
+        with stage("snapshot"):
+            return self._snapshot(principal, region, version)
+
+    def _snapshot(self, principal: Principal, region: str, version: int | None) -> Snapshot:
         key = (principal, self.region(region), version)
         now = time.monotonic()
         with self._lock:

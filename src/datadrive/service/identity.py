@@ -21,6 +21,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import threading
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -238,10 +240,7 @@ def create_key(
     return row, f"{KEY_PREFIX}.{key_id}.{secret}"
 
 
-def _caller(db: Session, user: User, rank: int, key_id: str | None, csrf: str | None) -> Caller:
-    tenant = db.get(Tenant, user.tenant_id)
-    if tenant is None:  # a user row without its tenant: refuse rather than guess
-        raise AuthenticationError("unknown or revoked credentials")
+def _caller(user: User, tenant: Tenant, rank: int, key_id: str | None, csrf: str | None) -> Caller:
     return Caller(
         user_id=user.id,
         user=user.name,
@@ -252,6 +251,30 @@ def _caller(db: Session, user: User, rank: int, key_id: str | None, csrf: str | 
         key_id=key_id,
         csrf_token=csrf,
     )
+
+
+_LAST_USED_EVERY_S = 60.0
+"""How stale a key's ``last_used_at`` may get before a request writes it again."""
+_LAST_USED_CLAIMS: dict[str, float] = {}
+_LAST_USED_LOCK = threading.Lock()
+
+
+def _claim_last_used(key_id: str) -> bool:
+    """Whether this request writes the key's ``last_used_at`` (one per key per minute in this process).
+
+    Concurrent requests of one key all saw the value go stale at once and
+    each committed it (a write and a sync apiece, the slowest part of their
+    authentication); now the first claims it and the others read on.
+    """
+    now = time.monotonic()
+    with _LAST_USED_LOCK:
+        last = _LAST_USED_CLAIMS.get(key_id)
+        if last is not None and now - last < _LAST_USED_EVERY_S:
+            return False
+        if len(_LAST_USED_CLAIMS) >= 100_000:
+            _LAST_USED_CLAIMS.clear()
+        _LAST_USED_CLAIMS[key_id] = now
+        return True
 
 
 def authenticate_key(db: Session, token: str, now: datetime | None = None) -> Caller:
@@ -268,21 +291,32 @@ def authenticate_key(db: Session, token: str, now: datetime | None = None) -> Ca
     parts = token.split(".")
     if len(parts) != 3 or parts[0] != KEY_PREFIX or len(token) > 200:
         raise bad
-    row = db.get(ApiKey, parts[1])
-    if row is None or not hmac.compare_digest(row.secret_sha256, _sha256(parts[2])):
+    # the key, its user and the user's tenant in one round trip (inner joins: a key whose user or
+    # tenant is gone finds nothing, and is refused like an unknown one)
+    found = db.execute(
+        select(ApiKey, User, Tenant)
+        .join(User, User.id == ApiKey.user_id)
+        .join(Tenant, Tenant.id == User.tenant_id)
+        .where(ApiKey.id == parts[1])
+    ).first()
+    if found is None:
+        _sha256(parts[2])  # the same work as for a key that exists
+        raise bad
+    row, user, tenant = found
+    if not hmac.compare_digest(row.secret_sha256, _sha256(parts[2])):
         raise bad
     if row.revoked_at is not None or (row.expires_at is not None and row.expires_at <= now):
         raise bad
-    user = db.get(User, row.user_id)
-    if user is None or user.disabled:
+    if user.disabled:
         raise bad
-    if row.last_used_at is None or (now - row.last_used_at).total_seconds() > 60:
+    stale = row.last_used_at is None or (now - row.last_used_at).total_seconds() > _LAST_USED_EVERY_S
+    if stale and _claim_last_used(row.id):
         row.last_used_at = now  # coarse, so reads do not write on every request
         db.commit()
     rank = max(_SCOPE_RANK[s] for s in row.scopes) if row.scopes else -1
     if rank < 0:
         raise bad
-    return _caller(db, user, rank, row.id, None)
+    return _caller(user, tenant, rank, row.id, None)
 
 
 def create_session(db: Session, user: User, ttl_s: int) -> tuple[str, UiSession]:
@@ -305,13 +339,22 @@ def authenticate_session(db: Session, token: str, now: datetime | None = None) -
         AuthenticationError: for an unknown or expired session, or a disabled user.
     """
     now = now or utc_now()
-    row = db.get(UiSession, _sha256(token)) if len(token) < 200 else None
-    if row is None or row.expires_at <= now:
+    found = (
+        db.execute(
+            select(UiSession, User, Tenant)
+            .join(User, User.id == UiSession.user_id)
+            .join(Tenant, Tenant.id == User.tenant_id)
+            .where(UiSession.token_sha256 == _sha256(token))
+        ).first()
+        if len(token) < 200
+        else None
+    )
+    if found is None:
         raise AuthenticationError("not signed in (or the session expired)")
-    user = db.get(User, row.user_id)
-    if user is None or user.disabled:
+    row, user, tenant = found
+    if row.expires_at <= now or user.disabled:
         raise AuthenticationError("not signed in (or the session expired)")
-    return _caller(db, user, _RANK[user.role], None, row.csrf_token)
+    return _caller(user, tenant, _RANK[user.role], None, row.csrf_token)
 
 
 def end_session(db: Session, token: str) -> None:

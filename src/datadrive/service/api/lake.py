@@ -19,11 +19,12 @@ from pydantic import BaseModel, Field
 
 from datadrive.core.scenario import Scenario
 from datadrive.errors import InputError, NotFoundError
-from datadrive.service.api.deps import CallerDep, PageDep, ServicesDep
-from datadrive.service.convert import json_rows, json_value
+from datadrive.service.api.deps import CallerDep, Page, PageDep, ServicesDep
+from datadrive.service.convert import json_response, json_rows, json_value
 from datadrive.service.errors import ERROR_RESPONSES
 from datadrive.service.identity import Caller, require
 from datadrive.service.mining import events_for_scene
+from datadrive.service.ops import stage
 from datadrive.service.scene import scene_json, thumbnail_svg
 
 __all__ = [
@@ -37,6 +38,8 @@ __all__ = [
     "list_scenarios",
     "overview",
     "regions",
+    "scenario_page",
+    "scenario_row",
     "scene",
     "sql",
     "thumbnail",
@@ -137,7 +140,8 @@ def _scenario_rows(
     if min_tracks is not None:
         where.append(f"num_tracks >= {int(min_tracks)}")
     query = f"SELECT {', '.join(LIST_COLUMNS)} FROM scenarios WHERE {' AND '.join(where)}"
-    return snap.sql(query, timeout_s=svc.settings.sql_timeout_s).table
+    with stage("lake"):
+        return snap.sql(query, timeout_s=svc.settings.sql_timeout_s).table
 
 
 @router.get(
@@ -179,7 +183,11 @@ def overview(region: RegionPath, caller: CallerDep, svc: ServicesDep) -> dict[st
     }
 
 
-@router.get("/regions/{region}/scenarios", summary="Scenarios you may read, paginated and filtered")
+@router.get(
+    "/regions/{region}/scenarios",
+    response_model=dict[str, Any],
+    summary="Scenarios you may read, paginated and filtered",
+)
 def list_scenarios(
     region: RegionPath,
     caller: CallerDep,
@@ -193,7 +201,24 @@ def list_scenarios(
     sort: Annotated[
         Literal["scenario_id", "-num_tracks", "-duration_s", "-ingest_date"], Query(description="Order.")
     ] = "scenario_id",
+) -> Response:
+    return json_response(
+        scenario_page(region, caller, svc, page, source=source, q=q, min_tracks=min_tracks, sort=sort)
+    )
+
+
+def scenario_page(
+    region: str,
+    caller: Caller,
+    svc: ServicesDep,
+    page: Page,
+    *,
+    source: str | None = None,
+    q: str | None = None,
+    min_tracks: int | None = None,
+    sort: str = "scenario_id",
 ) -> dict[str, Any]:
+    """One page of :func:`list_scenarios` (also the UI's scenario browser)."""
     svc.gateway.region(region)
     rows = _scenario_rows(svc, caller, region, source=source or None, min_tracks=min_tracks)
     if q:
@@ -202,7 +227,8 @@ def list_scenarios(
     rows = rows.sort_by(
         [(key, "descending" if sort.startswith("-") else "ascending"), ("scenario_id", "ascending")]
     )
-    items = json_rows(rows.slice(page.offset, page.limit))
+    with stage("encode"):
+        items = json_rows(rows.slice(page.offset, page.limit))
     return page.wrap(items, rows.num_rows)
 
 
@@ -293,15 +319,29 @@ def export(
     )
 
 
-@router.get("/regions/{region}/scenarios/{scenario_id:path}", summary="One scenario's metadata and counts")
+@router.get(
+    "/regions/{region}/scenarios/{scenario_id:path}",
+    response_model=dict[str, Any],
+    summary="One scenario's metadata and counts",
+)
 def get_scenario(
     region: RegionPath, scenario_id: ScenarioPath, caller: CallerDep, svc: ServicesDep
-) -> dict[str, Any]:
+) -> Response:
+    return json_response(scenario_row(region, scenario_id, caller, svc))
+
+
+def scenario_row(region: str, scenario_id: str, caller: Caller, svc: ServicesDep) -> dict[str, Any]:
+    """One scenario's row, the caller's own before a granted one of the same id (:func:`get_scenario`).
+
+    Raises:
+        NotFoundError: no such scenario the caller may read in ``region``.
+    """
     svc.gateway.region(region)
     rows = _scenario_rows(svc, caller, region, scenario_id=scenario_id)
     if rows.num_rows == 0:
         raise NotFoundError(f"no scenario {scenario_id!r} in region {region}")
-    items = json_rows(rows)
+    with stage("encode"):
+        items = json_rows(rows)
     own = [r for r in items if r["tenant"] == caller.tenant]
     return (own or items)[0]
 
@@ -312,7 +352,8 @@ def get_scenario(
 def sql(region: RegionPath, body: SqlIn, caller: CallerDep, svc: ServicesDep) -> SqlOut:
     require(caller, "engineer", "running SQL")
     snap = svc.gateway.snapshot(caller.principal, svc.gateway.region(region), body.as_of)
-    result = snap.sql(body.query, timeout_s=svc.settings.sql_timeout_s)
+    with stage("lake"):
+        result = snap.sql(body.query, timeout_s=svc.settings.sql_timeout_s)
     limit = min(body.max_rows or svc.settings.sql_max_rows, svc.settings.sql_max_rows)
     return SqlOut(
         region=result.region,

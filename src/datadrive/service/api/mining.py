@@ -16,12 +16,13 @@ from typing import Annotated, Any, Literal
 
 import pyarrow.parquet as pq
 from fastapi import APIRouter, Path, Query
+from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
 from datadrive.service.api.deps import CallerDep, DbDep, PageDep, ServicesDep
 from datadrive.service.api.lake import RegionPath
 from datadrive.service.api.objects import object_out, part_bytes, visible, visible_objects
-from datadrive.service.convert import json_rows, json_value
+from datadrive.service.convert import json_response, json_rows, json_value
 from datadrive.service.errors import ERROR_RESPONSES
 from datadrive.service.mining import (
     OBJECT_TYPE,
@@ -32,6 +33,7 @@ from datadrive.service.mining import (
     translate,
     vocabulary,
 )
+from datadrive.service.ops import stage
 from datadrive.service.scene import thumbnail_svg
 
 __all__ = [
@@ -129,7 +131,11 @@ def post_search(region: RegionPath, body: SearchIn, caller: CallerDep, svc: Serv
     }
 
 
-@router.get("/regions/{region}/events", summary="Tagged events of your scenarios, most severe first")
+@router.get(
+    "/regions/{region}/events",
+    response_model=dict[str, Any],
+    summary="Tagged events of your scenarios, most severe first",
+)
 def list_events(
     region: RegionPath,
     caller: CallerDep,
@@ -141,20 +147,23 @@ def list_events(
     ego_only: Annotated[bool, Query(description="Only events the ego takes part in.")] = False,
     min_severity: Annotated[float | None, Query(ge=-1e9, le=1e9)] = None,
     as_of: Annotated[int | None, Query(ge=0, le=1_000_000_000)] = None,
-) -> dict[str, Any]:
+) -> Response:
     snap = svc.gateway.snapshot(caller.principal, svc.gateway.region(region), as_of)
-    rows, total = event_page(
-        snap,
-        limit=page.limit,
-        offset=page.offset,
-        event_type=event_type,
-        scenario_id=scenario_id,
-        source=source,
-        ego_only=ego_only,
-        min_severity=min_severity,
-        timeout_s=svc.settings.sql_timeout_s,
-    )
-    return page.wrap(json_rows(rows), total)
+    with stage("lake"):
+        rows, total = event_page(
+            snap,
+            limit=page.limit,
+            offset=page.offset,
+            event_type=event_type,
+            scenario_id=scenario_id,
+            source=source,
+            ego_only=ego_only,
+            min_severity=min_severity,
+            timeout_s=svc.settings.sql_timeout_s,
+        )
+    with stage("encode"):
+        items = json_rows(rows)
+    return json_response(page.wrap(items, total))
 
 
 @router.get("/regions/{region}/events/summary", summary="Event counts by type, and how much is tagged")

@@ -275,7 +275,7 @@ def scenarios_page(
     sources: list[dict[str, Any]] = []
     thumbs: dict[str, str] = {}
     try:
-        listing = lake_api.list_scenarios(
+        listing = lake_api.scenario_page(
             r,
             caller,
             svc,
@@ -283,7 +283,7 @@ def scenarios_page(
             source=source or None,
             q=(q or None) and q[:200],
             min_tracks=least,
-            sort=sort,  # type: ignore[arg-type]  # checked against _SORTS above
+            sort=sort,  # checked against _SORTS above
         )
         sources = lake_api.overview(r, caller, svc)["by_source"]
         svgs = lake_api.thumbnails(svc, caller, r, [row["scenario_id"] for row in listing["items"]])
@@ -317,7 +317,7 @@ def scenarios_page(
 @router.get("/scenarios/{region}/{scenario_id:path}", response_class=HTMLResponse)
 def scenario_page(request: Request, region: str, scenario_id: str, db: DbDep, svc: ServicesDep) -> Response:
     caller = _caller(request, db)
-    row = lake_api.get_scenario(region, scenario_id, caller, svc)
+    row = lake_api.scenario_row(region, scenario_id, caller, svc)
     return render(
         request,
         "scenario.html",
