@@ -309,6 +309,7 @@ def datadrive_pipeline(
     )
     lake = Lake(config, Principal("bench", "t", "r"))
     lake.init()
+    init_s = time.perf_counter() - t0
     t = time.perf_counter()
     report = lake.ingest([folders_root], region="r", engine=ProcessPoolEngine(workers, preload=PRELOAD))
     ingest_s = time.perf_counter() - t
@@ -346,6 +347,7 @@ def datadrive_pipeline(
     train_s = time.perf_counter() - t
     return {
         "seconds": time.perf_counter() - t0,
+        "init_s": init_s,
         "ingest_s": ingest_s,
         "dataset_s": dataset_s,
         "cache_s": cache_s,
@@ -425,22 +427,22 @@ def render(r: dict[str, Any]) -> str:
         f"{r['workers']} worker processes on each side (DataLoader workers for the naive pipeline; ingest and "
         f"cache workers for datadrive). Command: `python benchmarks/train.py{' ' + r['argv'] if r['argv'] else ''}`.",
         "",
-        "| model | naive: raw -> model (s) | datadrive: raw -> model (s) | speed-up | datadrive ingest / dataset / cache / train (s) | step p50 first / last tenth (ms) |",
+        "| model | naive: raw -> model (s) | datadrive: raw -> model (s) | speed-up | datadrive lake init / ingest / dataset / cache / train (s) | step p50 first / last tenth (ms) |",
         "| --- | ---: | ---: | ---: | --- | --- |",
     ]
     for name, x in r["models"].items():
         f0, f1 = tenths(x["dd"]["step_ms"])
         lines.append(
             f"| {name} | {x['naive']['seconds']:.1f} | {x['dd']['seconds']:.1f} | **{x['naive']['seconds'] / x['dd']['seconds']:.1f}x** | "
-            f"{x['dd']['ingest_s']:.1f} / {x['dd']['dataset_s']:.1f} / {x['dd']['cache_s']:.1f} / {x['dd']['train_s']:.1f} | {f0:.1f} / {f1:.1f} |"
+            f"{x['dd']['init_s']:.2f} / {x['dd']['ingest_s']:.2f} / {x['dd']['dataset_s']:.2f} / {x['dd']['cache_s']:.2f} / {x['dd']['train_s']:.2f} | {f0:.1f} / {f1:.1f} |"
         )
     n = r["scenarios"]
     for name, x in r["models"].items():
-        one_time = x["dd"]["ingest_s"] + x["dd"]["dataset_s"] + x["dd"]["cache_s"]
+        one_time = x["dd"]["init_s"] + x["dd"]["ingest_s"] + x["dd"]["dataset_s"] + x["dd"]["cache_s"]
         lines.append("")
         lines.append(
             f"{name}, per scenario: the naive pipeline {x['naive']['seconds'] / n / r['epochs'] * 1e3:.1f} ms per epoch "
-            f"(featurisation and step); datadrive {one_time / n * 1e3:.1f} ms once (ingest + dataset + cache) and "
+            f"(featurisation and step); datadrive {one_time / n * 1e3:.1f} ms once (lake init + ingest + dataset + cache) and "
             f"{x['dd']['train_s'] / n / r['epochs'] * 1e3:.2f} ms per epoch."
         )
     if r.get("other_epochs"):
@@ -449,14 +451,14 @@ def render(r: dict[str, Any]) -> str:
             f"Other epoch counts (same data and machine; **not** the {r['epochs']} epochs of the rows above, on which the goal is judged; shown for how "
             "the ratio depends on the schedule: the naive pipeline pays featurisation every epoch, datadrive once):",
             "",
-            "| model | epochs | naive: raw -> model (s) | datadrive: raw -> model (s) | speed-up | datadrive ingest / dataset / cache / train (s) |",
+            "| model | epochs | naive: raw -> model (s) | datadrive: raw -> model (s) | speed-up | datadrive lake init / ingest / dataset / cache / train (s) |",
             "| --- | ---: | ---: | ---: | ---: | --- |",
         ]
         for x in r["other_epochs"]:
             d = x["dd"]
             lines.append(
                 f"| {x['model']} | {x['epochs']} | {x['naive']['seconds']:.1f} | {d['seconds']:.1f} | "
-                f"{x['naive']['seconds'] / d['seconds']:.1f}x | {d['ingest_s']:.1f} / {d['dataset_s']:.1f} / {d['cache_s']:.1f} / {d['train_s']:.1f} |"
+                f"{x['naive']['seconds'] / d['seconds']:.1f}x | {d['init_s']:.2f} / {d['ingest_s']:.2f} / {d['dataset_s']:.2f} / {d['cache_s']:.2f} / {d['train_s']:.2f} |"
             )
     lines += [
         "",
@@ -503,9 +505,13 @@ def main() -> None:
     )
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
-    # everything both pipelines use, imported before the clock starts (and before any source edit)
+    # everything both pipelines use, imported before the clock starts (and before any source edit):
+    # the naive side's devkit, and the libraries datadrive's lake imports lazily on first use (its
+    # Delta tables and its SQL engine, a few hundred ms), as the devkit's imports are not timed either
     import av2.datasets.motion_forecasting.scenario_serialization
     import av2.map.map_api  # noqa: F401
+    import deltalake  # noqa: F401
+    import duckdb  # noqa: F401
     import torch
 
     import datadrive.compute

@@ -172,3 +172,27 @@ def test_a_tampered_manifest_is_refused(sample_lake: SampleLake) -> None:
     forged = data[:at] + data[at:].replace(b'"train"', b'"test"', 1)
     with pytest.raises(DatasetError, match="digest"):
         DatasetManifest.from_json(forged, "forged.json")
+
+
+def test_dataset_records_each_scenarios_ingest_batch(sample_lake: SampleLake) -> None:
+    """Where each scenario's rows are (a cache build prunes files by it); older manifests have none."""
+    import json
+
+    from datadrive.curate import DatasetManifest
+
+    lake = sample_lake.lake()
+    m = load_dataset(lake, "samples", "eu-central")
+    rows = (
+        lake.snapshot("eu-central", m.lake_version)
+        .sql("SELECT tenant, source, scenario_id, batch_id FROM scenarios WHERE telemetry_id IS NULL")
+        .table.to_pylist()
+    )
+    batch_of = {(r["tenant"], r["source"], r["scenario_id"]): r["batch_id"] for r in rows}
+    assert len(m.batches) == len(m)
+    keys = m.keys()
+    assert list(m.batches) == [batch_of[k] for k in keys]
+    again = DatasetManifest.from_json(m.to_json(), "again.json")
+    assert again.batches == m.batches
+    doc = json.loads(m.to_json())
+    del doc["scenarios"]["batch"]  # a manifest written before batches were recorded
+    assert DatasetManifest.from_json(json.dumps(doc).encode(), "old.json").batches == ()

@@ -16,14 +16,20 @@ from datadrive.core.scenario import MapBuilder, MapFeatureKind
 from datadrive.curate import (
     AV2_FEATURES,
     FEATURE_GROUPS,
+    GROUP_COLUMNS,
+    WOMD_FEATURES,
     FeatureCache,
     build_cache,
     epoch_batches,
+    featurize_arrays,
     featurize_scenario,
     load_dataset,
     map_segments,
+    read_cache_manifest,
     resample_scenario,
+    shard_arrays,
 )
+from datadrive.curate.columns import MAP_COLUMNS, SCENARIO_COLUMNS, TRACK_COLUMNS
 from datadrive.curate.observation import observation_batch, segment_map
 from datadrive.errors import CacheVersionError, FeatureCacheError
 from datadrive.sources import DEFAULT_REGISTRY
@@ -275,3 +281,111 @@ def test_epoch_plan_is_deterministic_grouped_and_split_between_ranks(sample_lake
     rng = np.random.default_rng(0)
     random_spread = np.mean([np.ptp(size[rng.choice(idx, x.size, replace=False)]) for x in a if x.size > 1])
     assert spread < random_spread
+
+
+def _assert_same_features(got: object, want: object) -> None:
+    for group in GROUP_COLUMNS.values():
+        for name in group:
+            if name == "sample_split":
+                continue
+            a, b = getattr(got, name), getattr(want, name)
+            assert a.dtype == b.dtype, name
+            assert a.shape == b.shape, name
+            np.testing.assert_array_equal(a, b, err_msg=name)
+    assert got.skipped == want.skipped  # type: ignore[attr-defined]
+    assert got.resampled == want.resampled  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        AV2_FEATURES,
+        replace(WOMD_FEATURES, rate_hz=5.0, history_steps=6, future_steps=40, resample=True),
+        replace(AV2_FEATURES, max_targets_per_window=1),
+    ],
+    ids=["av2", "womd-resampled-5hz", "focal-only"],
+)
+def test_features_from_columns_equal_the_scenario_featuriser(sample_lake: SampleLake, config: object) -> None:
+    """The cache's path (a shard's columns, no Scenario objects) against the reference on the lake's Scenarios."""
+    import pyarrow.dataset as pads
+
+    snap = sample_lake.lake().snapshot("eu-central")
+    scenarios = snap.scenarios()
+    keys = [(s.metadata.tenant or "", s.source, s.scenario_id) for s in scenarios][
+        ::-1
+    ]  # not the table's order
+    by_key = dict(zip(keys[::-1], scenarios, strict=True))
+    flt = pads.field("scenario_id").isin([k[2] for k in keys])
+    rows = snap.table(
+        "scenarios", columns=list(SCENARIO_COLUMNS), filter=flt & pads.field("telemetry_id").is_null()
+    )
+    tracks = snap.table("tracks", columns=list(TRACK_COLUMNS), filter=flt)
+    maps = snap.table("map_features", columns=list(MAP_COLUMNS), filter=flt)
+    shuffled = np.random.default_rng(0)
+    arrays = shard_arrays(keys, rows, tracks, maps)
+    # rows in any order (a scenario's rows apart from each other: its values are gathered)
+    mixed = shard_arrays(
+        keys,
+        rows,
+        tracks.take(shuffled.permutation(tracks.num_rows)),
+        maps.take(shuffled.permutation(maps.num_rows)),
+    )
+    names = ["/".join(k) for k in keys]
+    got = featurize_arrays(arrays, config, keys=names)  # type: ignore[arg-type]
+    want = featurize_scenario([by_key[k] for k in keys], config, keys=names)  # type: ignore[arg-type]
+    assert want.num_samples > 0
+    assert {"av2_motion_forecasting", "interaction", "scenarionet"} <= {s.source for s in scenarios}
+    assert bool(want.resampled) == config.resample  # type: ignore[attr-defined]  # 10 Hz sources at 5 Hz
+    _assert_same_features(got, want)
+    _assert_same_features(featurize_arrays(mixed, config, keys=names), want)  # type: ignore[arg-type]
+
+
+def test_cache_shards_equal_the_scenario_featuriser(sample_lake: SampleLake) -> None:
+    """Every shard of the session's cache holds what the reference featuriser computes from Scenarios."""
+    manifest = sample_lake.manifest
+    snap = sample_lake.lake().snapshot("eu-central", manifest.lake_version)  # type: ignore[attr-defined]
+    by_key = {(s.metadata.tenant or "", s.source, s.scenario_id): s for s in snap.scenarios()}
+    keys = manifest.keys()  # type: ignore[attr-defined]
+    doc = read_cache_manifest(sample_lake.cache_path)
+    assert len(doc["shards"]) > 1
+    for shard in doc["shards"]:
+        ks = keys[shard["first"] : shard["first"] + shard["count"]]
+        want = featurize_scenario([by_key[k] for k in ks], AV2_FEATURES, keys=["/".join(k) for k in ks])
+        for group in GROUP_COLUMNS.values():
+            for name in group:
+                if name != "sample_split":
+                    on_disk = np.load(sample_lake.cache_path / shard["name"] / f"{name}.npy")
+                    np.testing.assert_array_equal(on_disk, getattr(want, name), err_msg=name)
+
+
+def test_shard_columns_that_do_not_fit_are_refused_naming_the_scenario(sample_lake: SampleLake) -> None:
+    import pyarrow as pa
+    import pyarrow.dataset as pads
+
+    from datadrive.errors import DatasetError, ValidationError
+
+    snap = sample_lake.lake().snapshot("eu-central")
+    flt = pads.field("source") == "av2_motion_forecasting"
+    rows = snap.table(
+        "scenarios", columns=list(SCENARIO_COLUMNS), filter=flt & pads.field("telemetry_id").is_null()
+    )
+    tracks = snap.table("tracks", columns=list(TRACK_COLUMNS), filter=flt)
+    maps = snap.table("map_features", columns=list(MAP_COLUMNS), filter=flt)
+    keys = [
+        (t, s, i)
+        for t, s, i in zip(
+            *(rows.column(c).to_pylist() for c in ("tenant", "source", "scenario_id")), strict=True
+        )
+    ]
+    # one scenario's timestamps a step short: its tracks no longer fit
+    ts = rows.column("timestamps_ns").to_pylist()
+    ts[0] = ts[0][:-1]
+    short = rows.set_column(
+        rows.schema.get_field_index("timestamps_ns"),
+        "timestamps_ns",
+        pa.array(ts, rows.schema.field("timestamps_ns").type),
+    )
+    with pytest.raises(ValidationError, match=f"tracks of {'/'.join(keys[0])}"):
+        shard_arrays(keys, short, tracks, maps)
+    with pytest.raises(DatasetError, match="have no row"):
+        shard_arrays([*keys, ("bmw", "av2_motion_forecasting", "no-such-scenario")], rows, tracks, maps)

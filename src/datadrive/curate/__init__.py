@@ -5,6 +5,9 @@
   ``create``/``load``/``list``/``diff``.
 * :mod:`datadrive.curate.features`: agent-centric features, vectorised per
   scenario (windows, agents, map segments stored once, targets' futures).
+* :mod:`datadrive.curate.columns`: a shard's scenarios as arrays straight
+  from the lake's columns (what the cache featurises; no ``Scenario``
+  objects rebuilt).
 * :mod:`datadrive.curate.cache`: memory-mappable shards beside the dataset
   version, built on the shared compute engines, resumable, extensible by
   column group.
@@ -26,6 +29,7 @@ from datadrive.curate.cache import (
     read_cache_manifest,
     shard_groups,
 )
+from datadrive.curate.columns import shard_arrays
 from datadrive.curate.dataset import (
     DATASET_FORMAT,
     DEFAULT_SPLIT,
@@ -46,10 +50,12 @@ from datadrive.curate.features import (
     FEATURE_GROUPS,
     WOMD_FEATURES,
     FeatureConfig,
+    ScenarioArrays,
     ScenarioFeatures,
     SkippedScenario,
     TargetKind,
     concat_features,
+    featurize_arrays,
     featurize_scenario,
     map_segments,
     resample_scenario,
@@ -73,6 +79,7 @@ __all__ = [
     "FeatureBatch",
     "FeatureCache",
     "FeatureConfig",
+    "ScenarioArrays",
     "ScenarioFeatures",
     "ShardResult",
     "SkippedScenario",
@@ -86,11 +93,13 @@ __all__ = [
     "dataset_events",
     "diff_datasets",
     "epoch_batches",
+    "featurize_arrays",
     "featurize_scenario",
     "list_datasets",
     "load_dataset",
     "map_segments",
     "read_cache_manifest",
     "resample_scenario",
+    "shard_arrays",
     "shard_groups",
 ]

@@ -210,6 +210,9 @@ class DatasetManifest:
         groups: ``(N,)`` str, the log group that decided the split.
         splits: ``(N,)`` str, the split of each scenario.
         balance: How the selection was balanced, if it was.
+        batches: ``(N,)`` str, each scenario's ingest batch at ``lake_version``
+            (where its rows are stored: a cache build reads only those
+            files); empty when not recorded (datasets written before).
     """
 
     name: str
@@ -228,6 +231,7 @@ class DatasetManifest:
     groups: tuple[str, ...]
     splits: tuple[str, ...]
     balance: Mapping[str, Any] | None = None
+    batches: tuple[str, ...] = ()
 
     @property
     def ref(self) -> DatasetRef:
@@ -288,6 +292,7 @@ class DatasetManifest:
                 "scenario_id": list(self.scenario_ids),
                 "group": list(self.groups),
                 "split": list(self.splits),
+                **({"batch": list(self.batches)} if self.batches else {}),
             },
         }
         return json.dumps(doc, indent=1).encode()
@@ -321,7 +326,10 @@ class DatasetManifest:
                 groups=tuple(sc["group"]),
                 splits=tuple(sc["split"]),
                 balance=doc.get("balance"),
+                batches=tuple(sc.get("batch") or ()),
             )
+            if out.batches and len(out.batches) != len(out.scenario_ids):
+                raise ValueError("one batch per scenario expected")
         except (KeyError, TypeError, ValueError, UnicodeDecodeError) as exc:
             raise DatasetError(f"{where}: not a readable dataset manifest ({exc})") from exc
         if out.ids_digest() != doc.get("ids_sha256"):
@@ -372,11 +380,11 @@ def assign_splits(groups: Sequence[str], spec: SplitSpec) -> list[str]:
 
 
 def _snapshot_rows(snap: Snapshot, keys: Sequence[tuple[str | None, str | None, str]], group_by: str) -> Any:
-    """The scenarios rows (tenant, source, scenario_id, group column) for the selected keys."""
+    """The scenarios rows (tenant, source, scenario_id, group column, batch) for the selected keys."""
     import pyarrow.dataset as pads
 
     ids = sorted({k[2] for k in keys})
-    columns = ["tenant", "source", "scenario_id", group_by]
+    columns = list(dict.fromkeys(["tenant", "source", "scenario_id", group_by, "batch_id"]))
     try:
         table = snap.table(
             "scenarios",
@@ -386,6 +394,11 @@ def _snapshot_rows(snap: Snapshot, keys: Sequence[tuple[str | None, str | None, 
     except (KeyError, ValueError) as exc:
         raise DatasetError(f"cannot split by {group_by!r}: {exc}") from exc
     return table
+
+
+def _batches(found: Sequence[str | None]) -> tuple[str, ...]:
+    """The batch ids, or none at all when one is unknown (a cache build then finds them itself)."""
+    return () if any(b is None for b in found) else tuple(str(b) for b in found)
 
 
 def create_dataset(
@@ -484,6 +497,12 @@ def create_dataset(
             "(telemetry-only rows are not scenarios)"
         )
     selected.sort()
+    batch_of = {
+        (t, s_, i): b
+        for t, s_, i, b in zip(
+            rows["tenant"], rows["source"], rows["scenario_id"], rows["batch_id"], strict=True
+        )
+    }
     balance: dict[str, Any] | None = None
     if balance_by is not None and events_of is not None:
         selected, balance = _balance_by_event_type(selected, events_of, split.seed)
@@ -507,6 +526,7 @@ def create_dataset(
         groups=tuple(groups),
         splits=tuple(splits),
         balance=balance,
+        batches=_batches([batch_of.get((t, s_, i)) for t, s_, i, _ in selected]),
     )
     lake.put_derived(region, _KIND, f"{ref.name}/v{version:04d}.json", manifest.to_json(), derived_from=snap)
     return manifest

@@ -48,10 +48,12 @@ __all__ = [
     "FEATURE_GROUPS",
     "WOMD_FEATURES",
     "FeatureConfig",
+    "ScenarioArrays",
     "ScenarioFeatures",
     "SkippedScenario",
     "TargetKind",
     "concat_features",
+    "featurize_arrays",
     "featurize_scenario",
     "map_segments",
     "resample_scenario",
@@ -270,12 +272,54 @@ class ScenarioFeatures:
         return int(self.window_scenario.shape[0])
 
 
+@dataclass(frozen=True)
+class ScenarioArrays:
+    """What the featuriser reads of one scenario: arrays, no Python object per track or point.
+
+    Built from a :class:`Scenario` (:meth:`of`, no copies) or straight from
+    the lake's columns, a shard at a time (:func:`datadrive.curate.columns.shard_arrays`),
+    where the columns the features do not use are not read: ``tracks.z_m``
+    is zeros and ``tracks.category`` empty strings there, and ``map`` holds
+    only ``kind``, ``offsets`` and the x, y of ``xyz_m`` (z zero; ids,
+    subtypes and relations empty).
+
+    Attributes:
+        scenario_id: Its id.
+        source: Its source.
+        timestamps_ns: ``(T,)`` int64.
+        tracks: Its tracks.
+        map: Its map, or None.
+        extras: The source's extras (focal track, observed steps, ...).
+        ego_index: The recording vehicle's track index, or None.
+    """
+
+    scenario_id: str
+    source: str
+    timestamps_ns: NDArrayInt
+    tracks: Tracks
+    map: MapFeatures | None
+    extras: Mapping[str, Any]
+    ego_index: int | None
+
+    @classmethod
+    def of(cls, s: Scenario) -> ScenarioArrays:
+        return cls(
+            scenario_id=s.scenario_id,
+            source=s.source,
+            timestamps_ns=s.timestamps_ns,
+            tracks=s.tracks,
+            map=s.map,
+            extras=s.metadata.extras,
+            ego_index=s.ego_index,
+        )
+
+
 # ---------------------------------------------------------------------------- resampling
 
 
-def scenario_rate_hz(s: Scenario) -> float | None:
+def scenario_rate_hz(s: Scenario | ScenarioArrays) -> float | None:
     """The scenario's rate from the median step of its timestamps (None with fewer than 2 steps)."""
-    if s.num_steps < 2:
+    if s.timestamps_ns.shape[0] < 2:
         return None
     dt = float(np.median(np.diff(s.timestamps_ns))) * 1e-9
     return None if dt <= 0 else 1.0 / dt
@@ -288,7 +332,13 @@ def resample_scenario(s: Scenario, rate_hz: float) -> Scenario:
     where both source states around it are valid; headings are interpolated
     unwrapped. The map and metadata are kept.
     """
-    t = s.timestamps_ns.astype(np.float64)
+    timestamps_ns, tracks = _resample_tracks(s.timestamps_ns, s.tracks, rate_hz)
+    return replace(s, timestamps_ns=timestamps_ns, tracks=tracks, traffic_lights=None)
+
+
+def _resample_tracks(timestamps_ns: NDArrayInt, tr: Tracks, rate_hz: float) -> tuple[NDArrayInt, Tracks]:
+    """The grid's timestamps and the tracks on it (see :func:`resample_scenario`)."""
+    t = timestamps_ns.astype(np.float64)
     step_ns = 1e9 / rate_hz
     n = int(np.floor((t[-1] - t[0]) / step_ns + 1e-6)) + 1
     grid = t[0] + np.arange(n) * step_ns
@@ -297,7 +347,6 @@ def resample_scenario(s: Scenario, rate_hz: float) -> Scenario:
     span = t[hi] - t[lo]
     w = np.where(span > 0, (grid - t[lo]) / np.where(span > 0, span, 1.0), 0.0)
     exact = np.isclose(grid, t[lo], rtol=0, atol=1.0)
-    tr = s.tracks
     v_lo, v_hi = tr.valid[:, lo], tr.valid[:, hi]
     valid = np.where(exact[None], v_lo, v_lo & v_hi)
 
@@ -319,7 +368,7 @@ def resample_scenario(s: Scenario, rate_hz: float) -> Scenario:
         size_m=tr.size_m,
         valid=valid,
     )
-    return replace(s, timestamps_ns=np.rint(grid).astype(np.int64), tracks=tracks, traffic_lights=None)
+    return np.rint(grid).astype(np.int64), tracks
 
 
 # ---------------------------------------------------------------------------- map segments
@@ -376,13 +425,13 @@ def map_segments(
 # ---------------------------------------------------------------------------- targets
 
 
-def _designated(s: Scenario) -> dict[int, int]:
+def _designated(s: ScenarioArrays) -> dict[int, int]:
     """Track index -> :class:`TargetKind` for the targets the source names itself."""
     out: dict[int, int] = {}
     ids = {str(t): i for i, t in enumerate(s.tracks.track_ids.tolist())}
-    ex = s.metadata.extras
+    ex = s.extras
     cats = ex.get("track_category")
-    if isinstance(cats, list) and len(cats) == s.num_tracks:
+    if isinstance(cats, list) and len(cats) == s.tracks.num_tracks:
         for i, c in enumerate(cats):
             if c == 2:
                 out[i] = TargetKind.REQUIRED
@@ -398,9 +447,9 @@ def _designated(s: Scenario) -> dict[int, int]:
     return out
 
 
-def _source_t0(s: Scenario) -> int | None:
+def _source_t0(s: ScenarioArrays) -> int | None:
     """The current step a source names (AV2: last observed step; WOMD: current_time_index)."""
-    ex = s.metadata.extras
+    ex = s.extras
     if isinstance(ex.get("num_observed_steps"), int):
         return int(ex["num_observed_steps"]) - 1
     if isinstance(ex.get("current_time_index"), int):
@@ -410,16 +459,17 @@ def _source_t0(s: Scenario) -> int | None:
 
 def _velocities(tr: Tracks, dt_s: float) -> NDArrayFloat:
     """The source's velocities, or finite differences of positions where it has none."""
+    missing = ~np.isfinite(tr.velocity_mps).all(axis=-1)
+    if not missing.any():  # the usual case: no copy, no differences
+        return np.where(tr.valid[..., None], tr.velocity_mps, 0.0)
     vel = tr.velocity_mps.copy()
-    missing = ~np.isfinite(vel).all(axis=-1)
-    if missing.any():
-        fd = np.zeros_like(tr.xy_m)
-        both = tr.valid[:, 1:] & tr.valid[:, :-1]  # pair (k, k + 1) observed
-        d = (tr.xy_m[:, 1:] - tr.xy_m[:, :-1]) / dt_s
-        fd[:, 1:][both] = d[both]  # backward difference where there is one
-        first = both & ~np.concatenate([np.zeros_like(both[:, :1]), both[:, :-1]], axis=1)
-        fd[:, :-1][first] = d[first]  # forward difference at the first state of a run
-        vel[missing] = fd[missing]
+    fd = np.zeros_like(tr.xy_m)
+    both = tr.valid[:, 1:] & tr.valid[:, :-1]  # pair (k, k + 1) observed
+    d = (tr.xy_m[:, 1:] - tr.xy_m[:, :-1]) / dt_s
+    fd[:, 1:][both] = d[both]  # backward difference where there is one
+    first = both & ~np.concatenate([np.zeros_like(both[:, :1]), both[:, :-1]], axis=1)
+    fd[:, :-1][first] = d[first]  # forward difference at the first state of a run
+    vel[missing] = fd[missing]
     return np.where(tr.valid[..., None] & np.isfinite(vel), vel, 0.0)
 
 
@@ -452,7 +502,7 @@ class _Builder:
     skipped: list[SkippedScenario] = field(default_factory=list)
     resampled: list[str] = field(default_factory=list)
 
-    def add(self, s: Scenario, map_key: str | None = None, key: str | None = None) -> None:
+    def add(self, s: ScenarioArrays, map_key: str | None = None, key: str | None = None) -> None:
         cfg = self.cfg
         key = key or f"{s.source}/{s.scenario_id}"
         rate = scenario_rate_hz(s)
@@ -470,10 +520,11 @@ class _Builder:
                     )
                 )
                 return
-            s = resample_scenario(s, cfg.rate_hz)
+            timestamps_ns, tracks = _resample_tracks(s.timestamps_ns, s.tracks, cfg.rate_hz)
+            s = replace(s, timestamps_ns=timestamps_ns, tracks=tracks)
             self.resampled.append(key)
         h, f = cfg.history_steps, cfg.future_steps
-        t = s.num_steps
+        t = int(s.timestamps_ns.shape[0])
         named = _source_t0(s)
         if named is not None and h - 1 <= named <= t - 1 - f and key not in self.resampled:
             t0s = [named]
@@ -545,7 +596,7 @@ class _Builder:
             a_head = np.where(a_valid, tr.heading_rad[agents, hist], 0.0)
             a_vel = np.where(a_valid[..., None], vel[agents, hist], 0.0)
             size = tr.size_m[agents, :2]
-            row_of = np.full(s.num_tracks, -1, dtype=np.int64)
+            row_of = np.full(tr.num_tracks, -1, dtype=np.int64)
             row_of[agents] = self.num_agents + np.arange(agents.size)
             # last valid history position of every agent, for distances
             last = h - 1 - np.argmax(a_valid[:, ::-1], axis=1)
@@ -684,6 +735,17 @@ def featurize_scenario(
         keys: Per scenario, the key recorded in ``scenario_keys``
             (default ``source/scenario_id``).
     """
+    return featurize_arrays([ScenarioArrays.of(s) for s in scenarios], config, map_keys=map_keys, keys=keys)
+
+
+def featurize_arrays(
+    scenarios: Sequence[ScenarioArrays],
+    config: FeatureConfig,
+    map_keys: Sequence[str | None] | None = None,
+    keys: Sequence[str] | None = None,
+) -> ScenarioFeatures:
+    """:func:`featurize_scenario` on the arrays of scenarios (read straight from columns, see
+    :mod:`datadrive.curate.columns`): the same features, no :class:`Scenario` needed."""
     b = _Builder(config)
     for i, s in enumerate(scenarios):
         b.add(s, None if map_keys is None else map_keys[i], None if keys is None else keys[i])
