@@ -143,3 +143,50 @@ def test_tables_write_checkpoints_and_keep_every_version(make_lake, inputs, lake
     for version in (0, 1, 12, 24):
         count = lake.sql("SELECT count(*) AS n FROM scenarios", region="eu-central", version=version)
         assert count.table.column("n")[0].as_py() == version
+
+
+def test_event_pages_with_their_track_ids_are_answered_from_memory(lake) -> None:
+    import pyarrow as pa
+
+    snap = lake.snapshot("eu-central")
+    keys = snap.table("scenarios", columns=["tenant", "source", "scenario_id"]).to_pylist()
+    rows = [
+        {
+            **k,
+            "event_type": "hard_braking",
+            "track_ids": [f"t{i}", "ego"],
+            "severity": float(i),
+            "details_json": "{}",
+        }
+        for k in keys
+        for i in range(3)
+    ]
+    lake.append_derived("eu-central", "events", pa.Table.from_pylist(rows), derived_from=snap)
+    snap = lake.snapshot("eu-central")
+    specs = {n: spec for n in readable_tables() if (spec := table_spec(n)) and spec.sql_cache}
+    assert "track_ids" in specs["events"].cached_lists
+    datasets = {name: snap.dataset(name) for name in readable_tables()}
+    cacheable = {n: spec.wide_columns for n, spec in specs.items()}
+    session = SqlSession(
+        datasets, cacheable=cacheable, cached_lists={n: spec.cached_lists for n, spec in specs.items()}
+    )
+    plain = _session(snap)  # without cached_lists: the list column is left out of its cache
+    audit, refuse = (lambda *a: None), (lambda a, o, e: e)
+    session.run("SELECT 1", audit=audit, refuse=refuse)
+    plain.run("SELECT 1", audit=audit, refuse=refuse)
+    page = (
+        "SELECT scenario_id, event_type, track_ids, severity FROM events ORDER BY severity DESC, scenario_id"
+    )
+    answers = []
+    for s in (session, plain):
+        hits = s.cache_hits
+        answers.append(s.run(page, audit=audit, refuse=refuse))
+        assert s.cached
+        assert (s.cache_hits > hits) == (s is session), (
+            "only the kept list column lets the page hit the cache"
+        )
+    assert answers[0].num_rows == len(rows)
+    assert answers[0].to_pylist() == answers[1].to_pylist()
+    hits = session.cache_hits
+    session.run("SELECT details_json FROM events", audit=audit, refuse=refuse)
+    assert session.cache_hits == hits, "a wide column still runs over the datasets"

@@ -81,6 +81,9 @@ class TableSpec:
             input; see :class:`datadrive.lake.sql.SqlSession`).
         wide_columns: Columns left out of that cache besides lists and
             binaries (large text such as ``extras_json``).
+        cached_lists: List columns the cache keeps all the same (short
+            lists every row has, such as an event's track ids), so the
+            queries that select them are answered from memory too.
         row_group_rows: Rows per Parquet row group when the lake writes
             the table (append, erasure rewrite, optimize); ``None``: the
             writer's default (one group per file, up to a million rows).
@@ -96,6 +99,7 @@ class TableSpec:
     key_column: str | None = None
     sql_cache: bool = False
     wide_columns: tuple[str, ...] = ()
+    cached_lists: tuple[str, ...] = ()
     row_group_rows: int | None = None
 
 
@@ -280,6 +284,9 @@ def derived_table(
     description: str,
     stats_columns: tuple[str, ...] = (),
     row_group_rows: int | None = None,
+    sql_cache: bool = False,
+    wide_columns: tuple[str, ...] = (),
+    cached_lists: tuple[str, ...] = (),
 ) -> TableSpec:
     """A per-scenario table: :data:`DERIVED_COLUMNS`, then ``columns``, partitioned by tenant and source.
 
@@ -290,6 +297,9 @@ def derived_table(
         stats_columns: Non-identifying columns to keep Delta statistics for
             (``batch_id`` always is).
         row_group_rows: Rows per Parquet row group (see :class:`TableSpec`).
+        sql_cache: Whether a reused snapshot caches it for SQL (see :class:`TableSpec`).
+        wide_columns: Columns that cache leaves out (see :class:`TableSpec`).
+        cached_lists: List columns that cache keeps (see :class:`TableSpec`).
     """
     own = [pa.field(n, t) for n, t in columns]
     clash = {f.name for f in own} & {n for n, _ in DERIVED_COLUMNS}
@@ -302,6 +312,9 @@ def derived_table(
         stats_columns=("batch_id", *stats_columns),
         description=f"datadrive: {description}",
         key_column="scenario_id",
+        sql_cache=sql_cache,
+        wide_columns=wide_columns,
+        cached_lists=cached_lists,
         row_group_rows=row_group_rows,
     )
 
@@ -367,6 +380,11 @@ EVENTS = derived_table(
     ],
     description="mining: one row per tagged event",
     stats_columns=("start_step", "severity"),
+    # a few events per scenario (573k rows at 100k scenarios): a reused snapshot (the service's) answers
+    # event pages from memory instead of scanning every file of the table per request
+    sql_cache=True,
+    wide_columns=("details_json",),
+    cached_lists=("track_ids",),
 )
 """Tagged events (``datadrive.mining.events``), every tagger version's rows (read the current one)."""
 

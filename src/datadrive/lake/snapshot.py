@@ -209,12 +209,17 @@ class Snapshot:
                 for name in readable_tables()
                 if (spec := table_spec(name)) is not None and spec.sql_cache
             }
+            cached_lists = {
+                name: spec.cached_lists for name in cacheable if (spec := table_spec(name)) is not None
+            }
             with self._lock:
                 raw = dict(self._raw)
             native = {name: scan for name, d in raw.items() if (scan := parquet_scan(d, self.tenants))}
             with self._lock:
                 if self._session is None:
-                    self._session = SqlSession(datasets, cacheable=cacheable, native=native)
+                    self._session = SqlSession(
+                        datasets, cacheable=cacheable, cached_lists=cached_lists, native=native
+                    )
                 session = self._session
         if not self._nothing_erased_since():
             session.drop_cache()

@@ -443,8 +443,9 @@ class SqlSession:
     row each.
 
     **The cache.** From its second query on, a session keeps the narrow
-    columns of the tables named in ``cacheable`` (one row per scenario or per
-    input: every column but lists, binaries and the ones listed as wide) as
+    columns of the tables named in ``cacheable`` (one row per scenario, input
+    or event: every column but lists, binaries and the ones listed as wide,
+    save the short lists named in ``cached_lists``) as
     DuckDB tables in memory, so scenario-level queries no longer open every
     Parquet file of the table. A query runs there first; in that connection
     a wide column of a cached table raises when it is evaluated (so
@@ -464,6 +465,7 @@ class SqlSession:
         datasets: Table name -> dataset (already pinned and tenant-filtered).
         cacheable: Table name -> its wide columns, for the tables worth
             caching.
+        cached_lists: Table name -> the list columns its cache keeps anyway.
         native: Table name -> its permitted local Parquet files.
         pool_size: Queries run at once (cursors per connection).
     """
@@ -473,11 +475,13 @@ class SqlSession:
         datasets: Mapping[str, ds.Dataset],
         *,
         cacheable: Mapping[str, Sequence[str]] | None = None,
+        cached_lists: Mapping[str, Sequence[str]] | None = None,
         native: Mapping[str, ParquetScan] | None = None,
         pool_size: int = DEFAULT_POOL_SIZE,
     ) -> None:
         self._datasets = dict(datasets)
         self._cacheable = {k: tuple(v) for k, v in (cacheable or {}).items() if k in self._datasets}
+        self._cached_lists = {k: frozenset(v) for k, v in (cached_lists or {}).items()}
         self._native = {k: v for k, v in (native or {}).items() if k in self._datasets}
         self._pool_size = pool_size
         self._full = _Pool(*self._connection(self._datasets, cached={}, native=self._native), size=pool_size)
@@ -556,7 +560,10 @@ class SqlSession:
         cached: dict[str, tuple[list[str], list[str]]] = {}
         for name, wide in self._cacheable.items():
             schema = self._datasets[name].schema
-            narrow = [f.name for f in schema if f.name not in wide and not _is_wide_type(f.type)]
+            keep = self._cached_lists.get(name, frozenset())
+            narrow = [
+                f.name for f in schema if f.name not in wide and (f.name in keep or not _is_wide_type(f.type))
+            ]
             cached[name] = (narrow, list(schema.names))
         return _Pool(*self._connection(self._datasets, cached, self._native), size=self._pool_size)
 
