@@ -16,8 +16,9 @@ from datadrive.lake import (
     LakeConfig,
     StorageRoot,
 )
+from datadrive.lake.audit import AuditEvent
 
-__all__ = ["KEYS", "root_objects", "root_paths", "two_region_config"]
+__all__ = ["KEYS", "audit_event", "root_objects", "root_paths", "two_region_config"]
 
 KEYS = {"bmw": bytes(range(32)), "tencent": bytes(range(32, 64)), "baidu": bytes(range(64, 96))}
 
@@ -47,3 +48,17 @@ def root_paths(root: StorageRoot) -> list[str]:
     )
     start = len(root.base_path) + 1
     return sorted(i.path[start:] for i in infos if i.type == pafs.FileType.File)
+
+
+def audit_event(i: int) -> AuditEvent:
+    """A distinct read event, the ``i``-th, for tests that append to the audit log directly."""
+    return AuditEvent(
+        who=f"u{i}",
+        tenant="bmw",
+        home_region="eu-central",
+        region="eu-central",
+        action="read",
+        object=f"thing {i}",
+        lake_version=0,
+        detail={"i": i},
+    )

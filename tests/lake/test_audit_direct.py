@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from deltalake import DeltaTable
 from kill_harness import cli_env
+from lake_helpers import audit_event
 
 from datadrive.errors import StorageError
 from datadrive.lake import audit as audit_log
@@ -22,19 +23,6 @@ from datadrive.lake.tables import RegionStore
 
 def _now() -> datetime:
     return datetime.now(UTC)
-
-
-def _event(i: int) -> audit_log.AuditEvent:
-    return audit_log.AuditEvent(
-        who=f"u{i}",
-        tenant="bmw",
-        home_region="eu-central",
-        region="eu-central",
-        action="read",
-        object=f"thing {i}",
-        lake_version=0,
-        detail={"i": i},
-    )
 
 
 @pytest.fixture
@@ -52,7 +40,7 @@ def test_a_direct_commit_is_a_delta_append_that_deltalake_and_verify_read(store)
     assert audit_log.DIRECT_COMMITS
     assert store.root.is_local
     before = DeltaTable(store.uri(AUDIT)).version()
-    results = [audit_log.append(store, _event(i), _now) for i in range(5)]
+    results = [audit_log.append(store, audit_event(i), _now) for i in range(5)]
     dt = DeltaTable(store.uri(AUDIT))  # a fresh reader replays the hand-written commits
     assert dt.version() == before + 5
     last = dt.history(1)[0]
@@ -85,7 +73,7 @@ def test_checkpoints_and_compaction_keep_the_chain_and_bound_the_files(store, mo
     queue = None
     compactions = 0
     for i in range(45):
-        audit_log.append(store, _event(i), _now)  # every 10th starts a checkpoint beside the appends
+        audit_log.append(store, audit_event(i), _now)  # every 10th starts a checkpoint beside the appends
         queue = audit_log._QUEUES[(store.region.name, store.root.uri)]
         if i % 10 == 9 and queue.maintenance is not None:
             queue.maintenance.join(60)  # let this one finish: the next mark must find it done
@@ -105,11 +93,11 @@ def test_checkpoints_and_compaction_keep_the_chain_and_bound_the_files(store, mo
 
 
 def test_appends_by_another_writer_between_direct_ones_are_seen(store, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    audit_log.append(store, _event(0), _now)
+    audit_log.append(store, audit_event(0), _now)
     monkeypatch.setattr(audit_log, "DIRECT_COMMITS", False)  # delta-rs's commit, as another process's
-    audit_log.append(store, _event(1), _now)
+    audit_log.append(store, audit_event(1), _now)
     monkeypatch.setattr(audit_log, "DIRECT_COMMITS", True)
-    seq, _ = audit_log.append(store, _event(2), _now)  # the kept tip is stale: read from the table
+    seq, _ = audit_log.append(store, audit_event(2), _now)  # the kept tip is stale: read from the table
     rows = audit_log.read(store).to_pylist()
     assert rows[-1]["seq"] == seq == rows[-2]["seq"] + 1
     assert rows[-1]["prev_hash"] == rows[-2]["row_hash"]
@@ -152,26 +140,26 @@ def test_processes_appending_at_once_never_fork_the_chain(store) -> None:  # typ
 
 def test_a_removed_last_commit_stops_the_appends(store) -> None:  # type: ignore[no-untyped-def]
     for i in range(4):
-        audit_log.append(store, _event(i), _now)
+        audit_log.append(store, audit_event(i), _now)
     last = max(_log(store).glob("0*.json"))
     last.unlink()  # the last append's commit, dropped behind the process's back
     with pytest.raises(StorageError, match="ends before the head recorded beside it"):
-        audit_log.append(store, _event(9), _now)
+        audit_log.append(store, audit_event(9), _now)
     assert not audit_log.verify(store).ok
 
 
 def test_a_deleted_audit_table_is_refused_not_started_again(store) -> None:  # type: ignore[no-untyped-def]
-    audit_log.append(store, _event(0), _now)
+    audit_log.append(store, audit_event(0), _now)
     shutil.rmtree(store.root.path(AUDIT.name))
     with pytest.raises(StorageError, match="audit log is missing"):
-        audit_log.append(store, _event(1), _now)
+        audit_log.append(store, audit_event(1), _now)
     assert not Path(store.root.path(AUDIT.name)).exists()
 
 
 def test_appends_while_a_compaction_runs_go_past_it(store, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     monkeypatch.setattr(audit_log, "COMPACT_FILES", 5)
     for i in range(30):
-        audit_log.append(store, _event(i), _now)
+        audit_log.append(store, audit_event(i), _now)
     dt = DeltaTable(store.uri(AUDIT))
     before = dt.version()
     racing = []
@@ -184,7 +172,7 @@ def test_appends_while_a_compaction_runs_go_past_it(store, monkeypatch) -> None:
     t = threading.Thread(target=compact)
     t.start()
     for i in range(30, 50):
-        racing.append(audit_log.append(store, _event(i), _now))
+        racing.append(audit_log.append(store, audit_event(i), _now))
     t.join(60)
     assert compacted == [True]
     history = DeltaTable(store.uri(AUDIT)).history()

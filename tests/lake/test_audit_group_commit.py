@@ -8,23 +8,11 @@ from datetime import UTC, datetime
 
 import pytest
 from deltalake import DeltaTable
+from lake_helpers import audit_event
 
 from datadrive.errors import StorageError
 from datadrive.lake import audit as audit_log
 from datadrive.lake.tables import RegionStore
-
-
-def _event(i: int) -> audit_log.AuditEvent:
-    return audit_log.AuditEvent(
-        who=f"u{i}",
-        tenant="bmw",
-        home_region="eu-central",
-        region="eu-central",
-        action="read",
-        object=f"thing {i}",
-        lake_version=0,
-        detail={"i": i},
-    )
 
 
 def test_appends_waiting_for_a_commit_go_into_the_next_one_each_with_its_row(make_lake) -> None:  # type: ignore[no-untyped-def]
@@ -35,13 +23,13 @@ def test_appends_waiting_for_a_commit_go_into_the_next_one_each_with_its_row(mak
     def now() -> datetime:
         return datetime.now(UTC)
 
-    audit_log.append(store, _event(-1), now)  # the queue of this store exists from here on
+    audit_log.append(store, audit_event(-1), now)  # the queue of this store exists from here on
     queue = audit_log._QUEUES[(store.region.name, store.root.uri)]
     commits_before = DeltaTable(store.uri(audit_log.AUDIT)).version()
     results: dict[int, tuple[int, str]] = {}
 
     def one(i: int) -> None:
-        results[i] = audit_log.append(store, _event(i), now)
+        results[i] = audit_log.append(store, audit_event(i), now)
 
     n = 8
     with queue.writer:  # a commit "in progress": the appends arriving meanwhile wait together
@@ -66,7 +54,7 @@ def test_appends_waiting_for_a_commit_go_into_the_next_one_each_with_its_row(mak
     assert sorted(seq for seq, _ in results.values()) == list(range(table[-n]["seq"], table[-1]["seq"] + 1))
     assert lake.verify_audit("eu-central").ok
     # a later single append still chains on
-    seq, _ = audit_log.append(store, _event(99), now)
+    seq, _ = audit_log.append(store, audit_event(99), now)
     assert seq == table[-1]["seq"] + 2  # after verify_audit's own row
     assert lake.verify_audit("eu-central").ok
 
@@ -79,7 +67,7 @@ def test_a_failed_group_commit_fails_every_read_in_it(make_lake) -> None:  # typ
     def now() -> datetime:
         return datetime.now(UTC)
 
-    audit_log.append(store, _event(0), now)
+    audit_log.append(store, audit_event(0), now)
     queue = audit_log._QUEUES[(store.region.name, store.root.uri)]
     # the head file says rows exist that the table lacks: every append must be refused
     head = store.root.meta_path("audit_head.json")
@@ -88,7 +76,7 @@ def test_a_failed_group_commit_fails_every_read_in_it(make_lake) -> None:  # typ
 
     def one(i: int) -> None:
         try:
-            audit_log.append(store, _event(i), now)
+            audit_log.append(store, audit_event(i), now)
         except StorageError as exc:
             errors.append(exc)
 
@@ -103,4 +91,4 @@ def test_a_failed_group_commit_fails_every_read_in_it(make_lake) -> None:  # typ
         t.join(30)
     assert len(errors) == 4
     with pytest.raises(StorageError):
-        audit_log.append(store, _event(9), now)
+        audit_log.append(store, audit_event(9), now)
