@@ -204,14 +204,13 @@ class Snapshot:
             session = self._session
         if session is None:
             datasets = {name: self._dataset(name) for name in readable_tables()}
-            cacheable = {
-                name: spec.wide_columns
+            cached_specs = [
+                spec
                 for name in readable_tables()
                 if (spec := table_spec(name)) is not None and spec.sql_cache
-            }
-            cached_lists = {
-                name: spec.cached_lists for name in cacheable if (spec := table_spec(name)) is not None
-            }
+            ]
+            cacheable = {spec.name: spec.wide_columns for spec in cached_specs}
+            cached_lists = {spec.name: spec.cached_lists for spec in cached_specs}
             with self._lock:
                 raw = dict(self._raw)
             native = {name: scan for name, d in raw.items() if (scan := parquet_scan(d, self.tenants))}
