@@ -523,9 +523,31 @@ def optimize_cmd(
     retention_hours: Annotated[
         int, typer.Option("--retention-hours", help="Keep files old versions need for this long.")
     ] = 168,
+    cluster: Annotated[
+        bool,
+        typer.Option(
+            "--cluster/--no-cluster",
+            help="Order the tables that declare it (mining_states) by place across files; "
+            "--no-cluster only compacts them.",
+        ),
+    ] = True,
+    memory_limit: Annotated[
+        str,
+        typer.Option("--memory-limit", help="Memory for the clustering sort (it spills beyond), e.g. 2GB."),
+    ] = "2GB",
+    temp_dir: Annotated[
+        Path | None,
+        typer.Option("--temp-dir", help="Where the clustering sort spills (default: the system's)."),
+    ] = None,
 ) -> None:
-    """Compact small files and vacuum files older than the retention."""
-    stats = open_lake(lake, who, region).optimize(region, vacuum_retention_hours=retention_hours)
+    """Compact small files (cluster mining_states by place) and vacuum files older than the retention."""
+    stats = open_lake(lake, who, region).optimize(
+        region,
+        vacuum_retention_hours=retention_hours,
+        cluster=cluster,
+        memory_limit=memory_limit,
+        temp_dir=None if temp_dir is None else str(temp_dir),
+    )
     out.print(json.dumps(json_value(stats)), highlight=False, markup=False)
 
 

@@ -520,8 +520,16 @@ class Lake:
         )
         return report
 
-    def optimize(self, region: str, *, vacuum_retention_hours: int = 168) -> dict[str, Any]:
-        """Compact small files of every table; vacuum files older than the retention.
+    def optimize(
+        self,
+        region: str,
+        *,
+        vacuum_retention_hours: int = 168,
+        cluster: bool = True,
+        memory_limit: str = "2GB",
+        temp_dir: str | None = None,
+    ) -> dict[str, Any]:
+        """Compact small files of every table (cluster those that declare it); vacuum old files.
 
         See :func:`datadrive.lake.maintenance.optimize_region`.
         """
@@ -529,7 +537,13 @@ class Lake:
         a.check_raw_read(self.config.region(region), "optimize", "lake")
         self._forget_snapshots(region)
         stats = optimize_region(
-            a.store(region), a.clock, who=self.principal.name, vacuum_retention_hours=vacuum_retention_hours
+            a.store(region),
+            a.clock,
+            who=self.principal.name,
+            vacuum_retention_hours=vacuum_retention_hours,
+            cluster=cluster,
+            memory_limit=memory_limit,
+            temp_dir=temp_dir,
         )
         version = stats.pop("lake_version")
         a.audit(region, "optimize", "lake", version, "ok", stats)

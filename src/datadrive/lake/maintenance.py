@@ -1,4 +1,4 @@
-"""Erasure and optimisation of a region, under its commit lock, after recovery.
+"""Erasure and optimisation (compaction, clustering) of a region, under its commit lock, after recovery.
 
 The :class:`~datadrive.lake.Lake` facade judges the principal and audits;
 these functions do the work. Both hold the region's commit lock, first
@@ -8,6 +8,7 @@ and commit a lake version of their own.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -15,6 +16,7 @@ from typing import Any
 from datadrive.errors import LakeError, StorageError
 from datadrive.lake import commit
 from datadrive.lake.artefacts import erase_keyed_artefacts
+from datadrive.lake.clustering import cluster_table
 from datadrive.lake.erase import EraseReport, Erasure, finish_erase, ids_digest, plan_erase
 from datadrive.lake.locks import region_lock
 from datadrive.lake.schema import AUDIT, INGESTS, versioned_tables
@@ -57,11 +59,23 @@ def erase_region(store: RegionStore, erasure: Erasure, now: Callable[[], datetim
 
 
 def optimize_region(
-    store: RegionStore, now: Callable[[], datetime], *, who: str, vacuum_retention_hours: int
+    store: RegionStore,
+    now: Callable[[], datetime],
+    *,
+    who: str,
+    vacuum_retention_hours: int,
+    cluster: bool = True,
+    memory_limit: str = "2GB",
+    temp_dir: str | None = None,
 ) -> dict[str, Any]:
-    """Compact every table's small files; vacuum files older than the retention.
+    """Compact every table's small files, or cluster them; vacuum files older than the retention.
 
-    Compaction keeps every row and every readable version; the vacuum
+    A table whose spec declares a :class:`~datadrive.lake.schema.Clustering`
+    (``mining_states``) is rewritten in that order across its files instead
+    of compacted (:func:`datadrive.lake.clustering.cluster_table`: the same
+    rows, bigger files, row groups of a few places each); partitions already
+    clustered with nothing added since are left as they are. Compaction and
+    clustering keep every row and every readable version; the vacuum
     removes files no version younger than the retention needs, and files a
     crashed writer never committed (``full`` mode: the commit lock is held,
     so no writer has files in flight). The audit table is compacted under
@@ -69,9 +83,21 @@ def optimize_region(
     the current table properties (checkpoints, kept logs), and every table
     a checkpoint.
 
+    Args:
+        store: The region's tables.
+        now: The clock.
+        who: Recorded in the commit record.
+        vacuum_retention_hours: Files removed longer ago than this are deleted.
+        cluster: Cluster the tables that declare it (``False``: compact them like the rest).
+        memory_limit: DuckDB's memory limit for a clustering sort (it spills to disk beyond).
+        temp_dir: Where that sort spills (default: the system's temporary folder).
+
     Returns:
-        Files added and removed per table, files vacuumed, and the lake version.
+        Files added and removed per table (and, for a clustered table, its
+        partitions rewritten, rows and seconds), files vacuumed, and the lake version.
     """
+    if not re.fullmatch(r"\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)", memory_limit.strip(), re.IGNORECASE):
+        raise LakeError(f"memory limit {memory_limit!r}: give a size such as 2GB or 512MiB")
     stats: dict[str, Any] = {}
     with region_lock(store.root, "commit"):
         store.ensure(now())
@@ -80,6 +106,10 @@ def optimize_region(
             _upgrade_properties(store, now)
             ledger_before = store.head(INGESTS)
             for spec in (*versioned_tables(), INGESTS):
+                if cluster and spec.clustering is not None:
+                    report = cluster_table(store, spec, memory_limit=memory_limit, temp_dir=temp_dir)
+                    stats[spec.name] = {"clustered": True, **report.as_dict()}
+                    continue
                 metrics = store.table(spec).optimize.compact(writer_properties=writer_properties(spec))
                 stats[spec.name] = {
                     "files_added": metrics.get("numFilesAdded"),

@@ -43,6 +43,7 @@ __all__ = [
     "TABLES",
     "TELEMETRY",
     "TRACKS",
+    "Clustering",
     "TableSpec",
     "conform",
     "derived_table",
@@ -59,6 +60,21 @@ SCHEMA_VERSION_KEY = "datadrive.schema_version"
 
 _TS = pa.timestamp("us", tz="UTC")
 _PARTITION = ("tenant", "source", "ingest_date")
+
+
+@dataclass(frozen=True)
+class Clustering:
+    """The order ``lake optimize`` gives a per-scenario table's rows across its files (by place).
+
+    Scenarios in the Z-order of the ``cell_m`` grid cell holding their
+    rows' mean (``x_column``, ``y_column``), then by key; inside a scenario
+    by ``within`` (see :mod:`datadrive.lake.clustering`).
+    """
+
+    x_column: str
+    y_column: str
+    cell_m: float
+    within: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -89,6 +105,8 @@ class TableSpec:
             writer's default (one group per file, up to a million rows).
             Smaller groups let a reader skip more by min/max statistics and
             scan a file in parallel: worth it for big per-state tables.
+        clustering: How ``lake optimize`` orders the rows across files
+            (:class:`Clustering`); ``None``: it only compacts them.
     """
 
     name: str
@@ -101,6 +119,7 @@ class TableSpec:
     wide_columns: tuple[str, ...] = ()
     cached_lists: tuple[str, ...] = ()
     row_group_rows: int | None = None
+    clustering: Clustering | None = None
 
 
 def _extend(base: pa.Schema, extra: list[tuple[str, pa.DataType]]) -> pa.Schema:
@@ -287,6 +306,7 @@ def derived_table(
     sql_cache: bool = False,
     wide_columns: tuple[str, ...] = (),
     cached_lists: tuple[str, ...] = (),
+    clustering: Clustering | None = None,
 ) -> TableSpec:
     """A per-scenario table: :data:`DERIVED_COLUMNS`, then ``columns``, partitioned by tenant and source.
 
@@ -300,6 +320,7 @@ def derived_table(
         sql_cache: Whether a reused snapshot caches it for SQL (see :class:`TableSpec`).
         wide_columns: Columns that cache leaves out (see :class:`TableSpec`).
         cached_lists: List columns that cache keeps (see :class:`TableSpec`).
+        clustering: The order ``lake optimize`` gives its rows (see :class:`TableSpec`).
     """
     own = [pa.field(n, t) for n, t in columns]
     clash = {f.name for f in own} & {n for n, _ in DERIVED_COLUMNS}
@@ -316,6 +337,7 @@ def derived_table(
         wide_columns=wide_columns,
         cached_lists=cached_lists,
         row_group_rows=row_group_rows,
+        clustering=clustering,
     )
 
 
@@ -358,6 +380,8 @@ MINING_STATES = derived_table(
     description="mining: one row per valid scenario x track x step, kinematics and map context",
     stats_columns=("object_type", "step", "speed_mps", "accel_mps2"),
     row_group_rows=131_072,  # DuckDB's own group size (122,880), rounded: pruning and parallel scans
+    # optimize orders it by the place of each scenario (a box query then skips the other places' groups)
+    clustering=Clustering("x_m", "y_m", cell_m=256.0, within=("track_index", "step")),
 )
 """Mining's per-state index (``datadrive.mining.index``): unknown values are NULL, never NaN."""
 

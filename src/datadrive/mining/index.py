@@ -41,13 +41,12 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from datadrive.compute import Engine, InlineEngine, UnitFailure
 from datadrive.core.scenario import ObjectType, Scenario
-from datadrive.core.typing import NDArrayInt
+from datadrive.lake.clustering import place_codes
 from datadrive.lake.schema import EVENTS, MINING_INDEX, MINING_STATES, TableSpec
 from datadrive.mining.context import FeatureConfig, ScenarioContext
 from datadrive.mining.events import TaggerConfig, TagReport, tag_scenario, tagger_version
@@ -228,26 +227,8 @@ class _Rows:
     skipped: dict[str, int]
 
 
-PLACE_CELL_M = 256.0
+PLACE_CELL_M = MINING_STATES.clustering.cell_m if MINING_STATES.clustering else 256.0
 """Side of the grid cells :func:`cluster_states` orders scenarios by (a scenario spans ~100-300 m)."""
-
-
-def _morton(cx: NDArrayInt, cy: NDArrayInt) -> npt.NDArray[np.uint64]:
-    """Z-order (Morton) codes of non-negative 32-bit cell coordinates: nearby cells, nearby codes."""
-
-    def spread(c: NDArrayInt) -> npt.NDArray[np.uint64]:
-        v = c.astype(np.uint64) & np.uint64(0xFFFFFFFF)
-        for shift, mask in (
-            (16, 0x0000FFFF0000FFFF),
-            (8, 0x00FF00FF00FF00FF),
-            (4, 0x0F0F0F0F0F0F0F0F),
-            (2, 0x3333333333333333),
-            (1, 0x5555555555555555),
-        ):
-            v = (v | (v << np.uint64(shift))) & np.uint64(mask)
-        return v
-
-    return spread(cx) | (spread(cy) << np.uint64(1))
 
 
 def cluster_states(states: pa.Table) -> pa.Table:
@@ -273,16 +254,17 @@ def cluster_states(states: pa.Table) -> pa.Table:
     n = len(names)
     by_key = np.empty(n, dtype=np.int64)
     by_key[pc.sort_indices(names).to_numpy()] = np.arange(n)
-    x = np.asarray(pc.fill_null(states.column("x_m"), 0.0).to_numpy(), dtype=np.float64)
-    y = np.asarray(pc.fill_null(states.column("y_m"), 0.0).to_numpy(), dtype=np.float64)
-    count = np.bincount(scen, minlength=n).astype(np.float64)
-    mx = np.bincount(scen, weights=x, minlength=n) / np.maximum(count, 1.0)
-    my = np.bincount(scen, weights=y, minlength=n) / np.maximum(count, 1.0)
-    bias = 2**31
-    cx = np.clip(np.floor(mx / PLACE_CELL_M) + bias, 0, 2**32 - 1).astype(np.int64)
-    cy = np.clip(np.floor(my / PLACE_CELL_M) + bias, 0, 2**32 - 1).astype(np.int64)
+    mean = {}
+    for c in ("x_m", "y_m"):  # the mean of the known positions, as lake optimize computes it
+        v = states.column(c)
+        known = np.asarray(pc.is_valid(v).to_numpy(zero_copy_only=False), dtype=np.float64)
+        values = np.asarray(pc.fill_null(v, 0.0).to_numpy(), dtype=np.float64)
+        total = np.bincount(scen, weights=values, minlength=n)
+        seen = np.bincount(scen, weights=known, minlength=n)
+        mean[c] = np.where(seen > 0, total / np.maximum(seen, 1.0), np.nan)
+    codes = place_codes(mean["x_m"], mean["y_m"], PLACE_CELL_M)
     rank = np.empty(n, dtype=np.int64)
-    rank[np.lexsort((by_key, _morton(cx, cy)))] = np.arange(n)  # one place: by key
+    rank[np.lexsort((by_key, codes))] = np.arange(n)  # one place: by key
     order = np.lexsort(
         (
             states.column("step").to_numpy(),
