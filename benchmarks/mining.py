@@ -29,6 +29,10 @@ Usage::
     python benchmarks/mining.py                    # 20,000 scenarios; rewrites its docs/benchmarks.md section
     python benchmarks/mining.py --scenarios 100000 # the 100k-scenario lake of benchmarks/lake.py
     python benchmarks/mining.py --quick            # 1,000 scenarios, 1 run each, nothing written
+    # the per-state queries before and after `lake optimize` clusters mining_states:
+    python benchmarks/mining.py --scenarios 20000 --queries-only --view-skip --optimize
+    # the same on an existing lake (give a copy: it is optimized)
+    python benchmarks/mining.py --lake COPY --view-skip --optimize
 """
 
 from __future__ import annotations
@@ -381,6 +385,42 @@ def write_flat(big: Lake, table_dir: Path, path: Path, work: Path) -> int:
     return n
 
 
+def box_row_groups(files: list[Path], params: dict[str, Any]) -> dict[str, int]:
+    """Row groups (and their rows) whose x_m/y_m statistics overlap the 100 m box, over ``files``."""
+    import pyarrow.parquet as pq
+
+    groups = rows = total = 0
+    for f in files:
+        md = pq.ParquetFile(f).metadata
+        names = [md.schema.column(i).name for i in range(md.num_columns)]
+        ix, iy = names.index("x_m"), names.index("y_m")
+        for g in range(md.num_row_groups):
+            rg = md.row_group(g)
+            total += 1
+            sx, sy = rg.column(ix).statistics, rg.column(iy).statistics
+            if sx is None or sy is None or not (sx.has_min_max and sy.has_min_max):
+                groups, rows = groups + 1, rows + rg.num_rows
+                continue
+            if (
+                sx.max < params["x0"]
+                or sx.min > params["x1"]
+                or sy.max < params["y0"]
+                or sy.min > params["y1"]
+            ):
+                continue
+            groups, rows = groups + 1, rows + rg.num_rows
+    return {"files": len(files), "row_groups": total, "box_row_groups": groups, "box_rows": rows}
+
+
+def live_files(table_dir: Path) -> list[Path]:
+    """The data files of a Delta table's latest version."""
+    from urllib.parse import unquote
+
+    from deltalake import DeltaTable
+
+    return [Path(unquote(u.removeprefix("file://"))) for u in DeltaTable(str(table_dir)).file_uris()]
+
+
 def time_three_ways(
     big: Lake, flat: Path, params: dict[str, Any], runs: int, view_runs: int
 ) -> list[dict[str, Any]]:
@@ -611,7 +651,23 @@ def main() -> None:
     parser.add_argument(
         "--view-skip", action="store_true", help="Do not time the states view (its queries take minutes)."
     )
+    parser.add_argument(
+        "--lake",
+        type=Path,
+        default=None,
+        help="Reuse this lake folder (datadrive.toml; region eu-central, tenant bmw, mining tables built) "
+        "instead of building one; the flat file is built from its mining_states. Implies --queries-only. "
+        "With --optimize it is changed: give it a copy.",
+    )
+    parser.add_argument(
+        "--optimize",
+        action="store_true",
+        help="Time the queries, run `lake optimize` (clustering mining_states by place), time them again.",
+    )
+    parser.add_argument("--memory-limit", default="2GB", help="Memory of optimize's clustering sort.")
     args = parser.parse_args()
+    if args.lake is not None:
+        args.queries_only = True
     if args.quick:
         args.scenarios, args.runs, args.view_runs, args.tag_rounds, args.no_write = 1_000, 1, 1, 1, True
     if args.queries_only:
@@ -626,48 +682,67 @@ def main() -> None:
     }
     try:
         log(f"work folder {work}")
-        seed_root = StorageRoot(str(work / "seed"))
-        ingest, states = lake_bench.ingest_once(args.samples, seed_root, ProcessPoolEngine(2))
-        ingest_s = ingest.wall
-        seed = lake_bench._lake(seed_root)
-        scenarios = seed.snapshot(REGION).scenarios()
-        log(f"seed: {len(scenarios)} scenarios, {states:,} valid states, ingest {ingest_s:.1f} s")
+        if args.lake is not None:
+            from datadrive.lake import Principal, load_config
 
-        if args.queries_only:
-            report = index_region(seed, REGION, engine=ProcessPoolEngine(2), batch_size=8)
-            if report.failures:
-                raise RuntimeError(f"indexing failed: {report.failures[0]}")
+            config = load_config(args.lake, env={})
+            big = Lake(config, Principal("bench", TENANT, REGION))
+            big_dir = Path(config.region(REGION).root.uri)
+            n = int(big.sql("SELECT count(*) AS n FROM scenarios", REGION).table.column(0)[0].as_py())
+            index_rows = int(
+                big.sql("SELECT count(*) AS n FROM mining_states", REGION).table.column(0)[0].as_py()
+            )
+            build_s = mining_s = 0.0
+            seed_scen = copies = 0
+            log(f"existing lake {args.lake}: {n:,} scenarios, {index_rows:,} mining_states rows")
         else:
-            log("RefAV")
-            results["refav"] = refav_scores(args.samples, work)
-            log("index cost")
-            results["index"] = index_cost(seed, Path(seed_root.uri), scenarios, ingest_s, states)
-            log("tagging throughput")
-            results["tagging"] = tagging_throughput(scenarios, args.tag_rounds)
+            seed_root = StorageRoot(str(work / "seed"))
+            ingest, states = lake_bench.ingest_once(args.samples, seed_root, ProcessPoolEngine(2))
+            ingest_s = ingest.wall
+            seed = lake_bench._lake(seed_root)
+            scenarios = seed.snapshot(REGION).scenarios()
+            log(f"seed: {len(scenarios)} scenarios, {states:,} valid states, ingest {ingest_s:.1f} s")
 
-        log(f"big lake: {args.scenarios:,} scenarios")
-        big_root = StorageRoot(str(work / "big"))
-        t0 = time.perf_counter()
-        n = lake_bench.replicate(seed, big_root, args.scenarios, args.chunk, log)
-        build_s = time.perf_counter() - t0
-        big = lake_bench._lake(big_root)
-        seed_scen = len(scenarios)  # snapshot.scenarios() leaves telemetry egos out
-        copies = -(-args.scenarios // max(len(scenarios), 1))
-        t0 = time.perf_counter()
-        index_rows = replicate_mining(seed, big, copies, args.chunk)
-        mining_s = time.perf_counter() - t0
+            if args.queries_only:
+                report = index_region(seed, REGION, engine=ProcessPoolEngine(2), batch_size=8)
+                if report.failures:
+                    raise RuntimeError(f"indexing failed: {report.failures[0]}")
+            else:
+                log("RefAV")
+                results["refav"] = refav_scores(args.samples, work)
+                log("index cost")
+                results["index"] = index_cost(seed, Path(seed_root.uri), scenarios, ingest_s, states)
+                log("tagging throughput")
+                results["tagging"] = tagging_throughput(scenarios, args.tag_rounds)
+
+            log(f"big lake: {args.scenarios:,} scenarios")
+            big_root = StorageRoot(str(work / "big"))
+            t0 = time.perf_counter()
+            n = lake_bench.replicate(seed, big_root, args.scenarios, args.chunk, log)
+            build_s = time.perf_counter() - t0
+            big = lake_bench._lake(big_root)
+            big_dir = Path(big_root.uri)
+            seed_scen = len(scenarios)  # snapshot.scenarios() leaves telemetry egos out
+            copies = -(-args.scenarios // max(len(scenarios), 1))
+            t0 = time.perf_counter()
+            index_rows = replicate_mining(seed, big, copies, args.chunk)
+            mining_s = time.perf_counter() - t0
         flat = work / "flat_states.parquet"
         t0 = time.perf_counter()
-        flat_rows = write_flat(big, Path(big_root.uri) / "mining_states", flat, work)
+        flat_rows = write_flat(big, big_dir / "mining_states", flat, work)
         flat_s = time.perf_counter() - t0
+        log(f"flat file: {flat_rows:,} rows, {flat_s:.0f} s")
         assert flat_rows == index_rows, (flat_rows, index_rows)
         big_states = int(
             big.sql("SELECT sum(num_valid_states) AS n FROM scenarios", REGION).table.column(0)[0].as_py()
         )
         params = lake_bench._query_params(big)
+        flat_groups = box_row_groups([flat], params)
+        index_files = live_files(big_dir / "mining_states")
+        index_groups = box_row_groups(index_files, params)
+        log(f"  100 m box: index {index_groups}, flat {flat_groups}")
         log("queries, three ways")
         queries = time_three_ways(big, flat, params, args.runs, args.view_runs)
-        index_files = list((Path(big_root.uri) / "mining_states").rglob("*.parquet"))
         results["big"] = {
             "scenarios": n,
             "seed_scenarios": seed_scen,
@@ -684,7 +759,36 @@ def main() -> None:
             "runs": args.runs,
             "view_runs": args.view_runs,
             "queries": queries,
+            "box_groups": index_groups,
+            "flat_box_groups": flat_groups,
         }
+        if args.optimize:
+            log(f"lake optimize (clustering mining_states, memory limit {args.memory_limit})")
+            c0, t0 = time.process_time(), time.perf_counter()
+            stats = big.optimize(REGION, memory_limit=args.memory_limit, temp_dir=str(work))
+            opt_s, opt_cpu = time.perf_counter() - t0, time.process_time() - c0
+            log(f"  optimize: {opt_s:.0f} s wall, {opt_cpu:.0f} s CPU here: {stats['mining_states']}")
+            index_files = live_files(big_dir / "mining_states")
+            groups_after = box_row_groups(index_files, params)
+            log(f"  100 m box after optimize: index {groups_after}, flat {flat_groups}")
+            log("queries, three ways, after optimize")
+            after = time_three_ways(big, flat, params, args.runs, 0)
+            results["optimized"] = {
+                "seconds": opt_s,
+                "cpu_s": opt_cpu,
+                "stats": stats["mining_states"],
+                "index_files": len(index_files),
+                "index_bytes": sum(f.stat().st_size for f in index_files),
+                "box_groups": groups_after,
+                "queries": after,
+            }
+            for b, a in zip(queries, after, strict=True):
+                log(
+                    f"  {a['query']}: before optimize {b['index_p50'] / b['flat_p50']:.2f}x "
+                    f"(CPU kept {b['kept_cpu_p50'] / b['flat_cpu_p50']:.2f}x), after "
+                    f"{a['index_p50'] / a['flat_p50']:.2f}x "
+                    f"(CPU kept {a['kept_cpu_p50'] / a['flat_cpu_p50']:.2f}x)"
+                )
         log("events")
         q = EVENTS_QUERY.format(version=tagger_version())
         times = []
