@@ -136,6 +136,26 @@ def test_a_new_feature_version_reindexes_and_readers_see_only_its_rows(
     assert index_region(lake, "eu-central").indexed == 0
 
 
+def test_units_are_gathered_into_commits_of_commit_scenarios(lake: Lake, tmp_path: Path) -> None:
+    v0 = lake.snapshot("eu-central").version
+    one = index_region(lake, "eu-central", batch_size=1, commit_scenarios=2)
+    assert one.indexed == 2 and one.lake_version_after == v0 + 1, "two units, one lake version"
+    states = lake.snapshot("eu-central").table("mining_states")
+    assert len(set(states.column("batch_id").to_pylist())) == 1
+    assert states.num_rows == one.states
+    other = Lake(_config(tmp_path / "b"), Principal("ana", "bmw", "eu-central"))
+    other.ingest([tmp_path / "in1"], "eu-central")
+    w0 = other.snapshot("eu-central").version
+    each = index_region(other, "eu-central", batch_size=1, commit_scenarios=1)
+    assert each.lake_version_after == w0 + 2, "a lake version per unit"
+
+    def ordered(t: pa.Table) -> pa.Table:
+        t = t.drop_columns(["batch_id", "derived_at", "derived_from_version"])
+        return t.sort_by([(c, "ascending") for c in ("scenario_id", "track_index", "step")])
+
+    assert ordered(states).equals(ordered(other.snapshot("eu-central").table("mining_states")))
+
+
 def test_rows_are_clustered_by_place_then_key() -> None:
     from datadrive.mining.index import PLACE_CELL_M, cluster_states
 

@@ -261,14 +261,18 @@ def index_cmd(
             "--ray-address", help="Ray cluster for --engine ray (default: RAY_ADDRESS, else a local Ray)."
         ),
     ] = None,
-    batch_size: Annotated[int, typer.Option("--batch-size", help="Scenarios per unit and per commit.")] = 32,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Scenarios per engine unit.")] = 32,
+    commit_scenarios: Annotated[
+        int, typer.Option("--commit-scenarios", help="Scenarios per lake version (units gathered).")
+    ] = 512,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """Bring the mining tables (per-state index, events) up to date with the latest lake version.
 
     Incremental: only scenarios not yet indexed with the current feature
     version, or not yet tagged by the current tagger version, are processed.
-    Each batch is one lake version.
+    Every --commit-scenarios scenarios are one lake version; `datadrive lake
+    optimize` then orders mining_states by place across its files.
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -291,6 +295,7 @@ def index_cmd(
             name,
             engine=make_engine(engine, workers, ray_address),
             batch_size=batch_size,
+            commit_scenarios=commit_scenarios,
             progress=lambda done, total: bar.update(task, completed=done, total=total),
         )
     if as_json:

@@ -335,7 +335,8 @@ def cluster_table(
                 base = store.root.path(spec.name)
                 listed = ", ".join(sql_quote(f"{base}/{p}") for p in relative)
                 con.execute(
-                    f"CREATE OR REPLACE VIEW src AS SELECT * FROM read_parquet([{listed}], hive_partitioning = false)"
+                    "CREATE OR REPLACE VIEW src AS SELECT * FROM "
+                    f"read_parquet([{listed}], hive_partitioning = false)"
                 )
             else:
                 import pyarrow.dataset as pds

@@ -12,7 +12,9 @@ audited, erased with their scenarios, visible to ``datadrive sql``):
   batch's file, ordered by place, then scenario, track-major, step-minor
   (:func:`cluster_states`): a spatial query skips the row groups of other
   places by their min/max statistics, and a window over a track's steps
-  needs no sort.
+  needs no sort. ``datadrive lake optimize`` puts the whole table in that
+  order across its files (the :class:`~datadrive.lake.schema.Clustering`
+  of its spec; :mod:`datadrive.lake.clustering`).
 * ``events``: one row per tagged :class:`~datadrive.mining.events.Event`,
   with its tagger version.
 * ``mining_index``: one row per scenario and indexing run: the feature and
@@ -22,8 +24,8 @@ audited, erased with their scenarios, visible to ``datadrive sql``):
 the latest lake version whose states were not computed with the current
 :data:`FEATURE_VERSION`, or whose events were not tagged with the current
 :func:`~datadrive.mining.events.tagger_version`, computes what is missing on
-a compute engine (inline, process pool or Ray), and appends each batch's
-rows to the three tables in **one** lake version
+a compute engine (inline, process pool or Ray), and appends the rows of
+every ``commit_scenarios`` scenarios to the three tables in **one** lake version
 (:meth:`datadrive.lake.Lake.append_derived_tables`). Running it again does
 nothing until new scenarios are ingested or a version changes.
 
@@ -394,6 +396,7 @@ def index_region(
     features: FeatureConfig | None = None,
     taggers: TaggerConfig | None = None,
     batch_size: int = 32,
+    commit_scenarios: int = 512,
     progress: Callable[[int, int], None] | None = None,
 ) -> IndexReport:
     """Bring ``region``'s mining tables up to date with its latest lake version (see the module docstring).
@@ -404,7 +407,12 @@ def index_region(
         engine: Where the features and events are computed (default: inline).
         features: Feature parameters.
         taggers: Tagger thresholds (their digest is the tagger version).
-        batch_size: Scenarios per engine unit and per lake commit.
+        batch_size: Scenarios per engine unit.
+        commit_scenarios: Scenarios per lake version: the rows of consecutive
+            units are gathered until they cover this many, then committed
+            together (one file per partition; fewer, bigger files than a
+            commit per unit, ordered by place across the units). A crash
+            loses at most the gathered units' work, never a committed row.
         progress: Called with (scenarios done, scenarios to do).
 
     Returns:
@@ -440,28 +448,47 @@ def index_region(
     totals = Counter[str]()
     skipped: Counter[str] = Counter()
     failures: list[UnitFailure] = []
+    pending: list[_Rows] = []
     done = 0
+
+    def commit() -> int:
+        """One lake version for the units gathered so far (rows of several units: one file per partition)."""
+        states = [r.states for r in pending if r.states is not None and r.states.num_rows]
+        events = [r.events for r in pending if r.events is not None and r.events.num_rows]
+        tables: dict[str, pa.Table] = {"mining_index": pa.concat_tables([r.index for r in pending])}
+        if states:
+            tables["mining_states"] = (
+                states[0] if len(states) == 1 else cluster_states(pa.concat_tables(states))
+            )
+        if events:
+            tables["events"] = pa.concat_tables(events)
+        made = int(lake.append_derived_tables(region, tables, derived_from=snap))
+        for rows in pending:
+            totals["indexed"] += int(pc.sum(pc.is_valid(rows.index.column("feature_version"))).as_py() or 0)
+            totals["tagged"] += int(pc.sum(pc.is_valid(rows.index.column("tagger_version"))).as_py() or 0)
+            totals["states"] += rows.num_states
+            totals["events"] += rows.num_events
+            totals["cells"] += rows.track_steps
+            skipped.update(rows.skipped)
+        pending.clear()
+        return made
+
+    gathered = 0
     for outcome in eng.imap(_derive, units()):
         if outcome.failure is not None or outcome.value is None:
             if outcome.failure is not None:
                 failures.append(outcome.failure)
             continue
-        rows = outcome.value
-        tables: dict[str, pa.Table] = {"mining_index": rows.index}
-        if rows.states is not None and rows.states.num_rows:
-            tables["mining_states"] = rows.states
-        if rows.events is not None and rows.events.num_rows:
-            tables["events"] = rows.events
-        version = lake.append_derived_tables(region, tables, derived_from=snap)
-        totals["indexed"] += int(pc.sum(pc.is_valid(rows.index.column("feature_version"))).as_py() or 0)
-        totals["tagged"] += int(pc.sum(pc.is_valid(rows.index.column("tagger_version"))).as_py() or 0)
-        totals["states"] += rows.num_states
-        totals["events"] += rows.num_events
-        totals["cells"] += rows.track_steps
-        skipped.update(rows.skipped)
-        done += rows.index.num_rows
+        pending.append(outcome.value)
+        gathered += outcome.value.index.num_rows
+        if gathered >= commit_scenarios:
+            version = commit()
+            gathered = 0
+        done += outcome.value.index.num_rows
         if progress is not None:
             progress(done, len(todo))
+    if pending:
+        version = commit()
     return IndexReport(
         region=region,
         lake_version_before=snap.version,
