@@ -120,7 +120,22 @@ def _box_groups(files: list[Path], box: tuple[float, float, float, float]) -> tu
     return groups, rows, inside
 
 
-def test_optimize_clusters_states_by_place_keeping_rows_versions_and_audit(placed_lake, lake_root) -> None:
+@pytest.mark.parametrize("sort", ["one sort", "buckets"])
+def test_optimize_clusters_states_by_place_keeping_rows_versions_and_audit(
+    placed_lake, lake_root, monkeypatch, sort
+) -> None:
+    from datadrive.lake import clustering
+
+    buckets: list[int] = []
+    real = clustering._sorted_batches
+
+    def spy(*args, **kwargs):  # type: ignore[no-untyped-def]
+        buckets.append(args[5])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(clustering, "_sorted_batches", spy)
+    if sort == "buckets":  # buckets of ~50 rows: each sorted on its own, in place order
+        monkeypatch.setattr(clustering, "_SORT_BYTES_PER_ROW", 2 * 10**9 // 50)
     lake = placed_lake
     before_version = lake.snapshot(REGION).version
     before = _states(lake)
@@ -130,6 +145,7 @@ def test_optimize_clusters_states_by_place_keeping_rows_versions_and_audit(place
 
     stats = lake.optimize(REGION)
 
+    assert (buckets[0] > 1) == (sort == "buckets"), buckets
     info = stats["mining_states"]
     assert info["clustered"] and info["partitions"] == 1 and info["rows"] == before.num_rows
     assert info["files_removed"] == COMMITS

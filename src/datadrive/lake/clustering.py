@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import shutil
 import tempfile
 import time
@@ -47,11 +48,12 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from datadrive.errors import LakeError
 from datadrive.lake.schema import Clustering, TableSpec
 from datadrive.lake.staging import _partition_dir, _writer_options, file_schema
 from datadrive.lake.tables import RegionStore, sql_quote
 
-__all__ = ["CLUSTER_FILE_PREFIX", "ClusterReport", "cluster_table", "place_codes"]
+__all__ = ["CLUSTER_FILE_PREFIX", "ClusterReport", "cluster_table", "memory_bytes", "place_codes"]
 
 CLUSTER_FILE_PREFIX = "part-cluster-"
 """What the names of the files :func:`cluster_table` writes start with."""
@@ -60,6 +62,24 @@ _GROUPS_PER_FILE = 64
 """Row groups per file written (8.4M rows, ~60 MiB, for ``mining_states``)."""
 
 _DEFAULT_GROUP_ROWS = 1 << 20
+
+_SORT_BYTES_PER_ROW = 512
+"""Memory a row of a per-state table takes in DuckDB's sort, generously: a bucket of
+``memory limit / this`` rows sorts without spilling."""
+
+_UNITS = {"kb": 1e3, "mb": 1e6, "gb": 1e9, "tb": 1e12, "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
+
+
+def memory_bytes(limit: str) -> int:
+    """Bytes of a memory limit such as ``2GB`` or ``512MiB`` (DuckDB's units).
+
+    Raises:
+        LakeError: if it is not such a size.
+    """
+    m = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([kmgt]i?b)", limit.strip(), re.IGNORECASE)
+    if m is None:
+        raise LakeError(f"memory limit {limit!r}: give a size such as 2GB or 512MiB")
+    return int(float(m.group(1)) * _UNITS[m.group(2).lower()])
 
 
 def place_codes(x_m: npt.ArrayLike, y_m: npt.ArrayLike, cell_m: float) -> npt.NDArray[np.uint64]:
@@ -272,6 +292,37 @@ class _Writer:
         self._writer = self._sink = None
 
 
+def _sorted_batches(
+    con: Any, stage: str, columns: list[str], key: str, within: tuple[str, ...], buckets: int, batch_rows: int
+) -> Iterator[pa.RecordBatch]:
+    """The rows of view ``src`` in place order (``ranks``: key -> place_rank, bucket), as record batches.
+
+    One bucket: one sort. Several: one pass writes each row to its bucket's
+    zstd Parquet files under ``stage`` (no sort), then each bucket is sorted
+    on its own, in bucket order, and its files deleted: the disk holds about
+    one compressed copy of the rows, not an uncompressed sort spill of all.
+    """
+    cols = ", ".join(f'"{c}"' for c in columns)
+    order = ", ".join(["place_rank", *(f'"{c}"' for c in within)])
+    joined = (
+        f"SELECT {', '.join(f's.{chr(34)}{c}{chr(34)}' for c in columns)}, r.place_rank, r.bucket "
+        f'FROM src s JOIN ranks r ON s."{key}" = r.k'
+    )
+    if buckets == 1:
+        yield from con.sql(f"SELECT {cols} FROM ({joined}) ORDER BY {order}").to_arrow_reader(batch_rows)
+        return
+    con.execute(
+        f"COPY ({joined}) TO {sql_quote(stage)} "
+        "(FORMAT parquet, PARTITION_BY (bucket), COMPRESSION zstd, ROW_GROUP_SIZE 131072)"
+    )
+    for b in range(buckets):
+        folder = f"{stage}/bucket={b}"
+        files = sql_quote(f"{folder}/*.parquet")
+        query = f"SELECT {cols} FROM read_parquet({files}, hive_partitioning = false) ORDER BY {order}"
+        yield from con.sql(query).to_arrow_reader(batch_rows)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def cluster_table(
     store: RegionStore,
     spec: TableSpec,
@@ -316,6 +367,7 @@ def cluster_table(
         return ClusterReport(0, len(by_partition), 0, 0, 0, None, time.perf_counter() - t0)
     schema = file_schema(pa.schema(dt.schema().to_arrow()), spec)
     group_rows = spec.row_group_rows or _DEFAULT_GROUP_ROWS
+    bucket_rows = max(group_rows, memory_bytes(memory_limit) // _SORT_BYTES_PER_ROW)
     stats_columns = [c for c in spec.stats_columns if c in schema.names]
     fs = store.root.table_filesystem(spec.name)
     run = uuid.uuid4().hex[:12]
@@ -345,30 +397,41 @@ def cluster_table(
                 con.register("src_arrow", data)
                 con.execute("CREATE OR REPLACE VIEW src AS SELECT * FROM src_arrow")
             places = con.sql(
-                f'SELECT "{key}" AS k, avg("{how.x_column}") AS x, avg("{how.y_column}") AS y '
-                f'FROM src GROUP BY "{key}"'
+                f'SELECT "{key}" AS k, avg("{how.x_column}") AS x, avg("{how.y_column}") AS y, '
+                f'count(*) AS n FROM src GROUP BY "{key}"'
             ).to_arrow_table()
             codes = place_codes(
                 places.column("x").to_numpy(zero_copy_only=False),
                 places.column("y").to_numpy(zero_copy_only=False),
                 how.cell_m,
             )
-            by_key = np.empty(places.num_rows, dtype=np.int64)
-            by_key[pc.sort_indices(places.column("k")).to_numpy()] = np.arange(places.num_rows)
-            rank = np.empty(places.num_rows, dtype=np.int64)
-            rank[np.lexsort((by_key, codes))] = np.arange(places.num_rows)
-            ranks = pa.table({"k": places.column("k"), "place_rank": pa.array(rank)})
-            con.register("ranks", ranks)
-            cols = ", ".join(f's."{c}"' for c in schema.names)
-            order = ", ".join(["r.place_rank", *(f's."{c}"' for c in how.within)])
-            reader = con.sql(
-                f'SELECT {cols} FROM src s JOIN ranks r ON s."{key}" = r.k ORDER BY {order}'
-            ).to_arrow_reader(group_rows)
+            n = places.num_rows
+            by_key = np.empty(n, dtype=np.int64)
+            by_key[pc.sort_indices(places.column("k")).to_numpy()] = np.arange(n)
+            order = np.lexsort((by_key, codes))
+            rank = np.empty(n, dtype=np.int64)
+            rank[order] = np.arange(n)
+            # buckets of consecutive places, each small enough to sort in memory
+            sizes = places.column("n").to_numpy(zero_copy_only=False).astype(np.int64)[order]
+            bucket = np.empty(n, dtype=np.int64)
+            bucket[order] = (np.cumsum(sizes) - sizes) // bucket_rows
+            con.register(
+                "ranks", pa.table({"k": places.column("k"), "place_rank": rank, "bucket": pa.array(bucket)})
+            )
             out = _Writer(
                 fs, _partition_dir(partition), f"{CLUSTER_FILE_PREFIX}{run}-{k:03d}", schema, group_rows
             )
+            batches = _sorted_batches(
+                con,
+                f"{spill}/buckets-{k:03d}",
+                schema.names,
+                key,
+                how.within,
+                int(bucket.max()) + 1,
+                group_rows,
+            )
             try:
-                for chunk in _chunks(reader, group_rows):
+                for chunk in _chunks(batches, group_rows):
                     out.write(chunk if chunk.schema == schema else chunk.cast(schema), stats_columns)
                 out.close()
             finally:

@@ -8,7 +8,6 @@ and commit a lake version of their own.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -16,7 +15,7 @@ from typing import Any
 from datadrive.errors import LakeError, StorageError
 from datadrive.lake import commit
 from datadrive.lake.artefacts import erase_keyed_artefacts
-from datadrive.lake.clustering import cluster_table
+from datadrive.lake.clustering import cluster_table, memory_bytes
 from datadrive.lake.erase import EraseReport, Erasure, finish_erase, ids_digest, plan_erase
 from datadrive.lake.locks import region_lock
 from datadrive.lake.schema import AUDIT, INGESTS, versioned_tables
@@ -96,8 +95,7 @@ def optimize_region(
         Files added and removed per table (and, for a clustered table, its
         partitions rewritten, rows and seconds), files vacuumed, and the lake version.
     """
-    if not re.fullmatch(r"\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)", memory_limit.strip(), re.IGNORECASE):
-        raise LakeError(f"memory limit {memory_limit!r}: give a size such as 2GB or 512MiB")
+    memory_bytes(memory_limit)  # a bad limit is refused before anything is written
     stats: dict[str, Any] = {}
     with region_lock(store.root, "commit"):
         store.ensure(now())
