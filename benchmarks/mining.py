@@ -665,6 +665,12 @@ def main() -> None:
         help="Time the queries, run `lake optimize` (clustering mining_states by place), time them again.",
     )
     parser.add_argument("--memory-limit", default="2GB", help="Memory of optimize's clustering sort.")
+    parser.add_argument(
+        "--flat",
+        type=Path,
+        default=None,
+        help="Reuse this flat file (one written by an earlier run on the same lake) instead of writing one.",
+    )
     args = parser.parse_args()
     if args.lake is not None:
         args.queries_only = True
@@ -727,9 +733,15 @@ def main() -> None:
             t0 = time.perf_counter()
             index_rows = replicate_mining(seed, big, copies, args.chunk)
             mining_s = time.perf_counter() - t0
-        flat = work / "flat_states.parquet"
         t0 = time.perf_counter()
-        flat_rows = write_flat(big, big_dir / "mining_states", flat, work)
+        if args.flat is not None:
+            import pyarrow.parquet as pq
+
+            flat = args.flat
+            flat_rows = pq.ParquetFile(flat).metadata.num_rows
+        else:
+            flat = work / "flat_states.parquet"
+            flat_rows = write_flat(big, big_dir / "mining_states", flat, work)
         flat_s = time.perf_counter() - t0
         log(f"flat file: {flat_rows:,} rows, {flat_s:.0f} s")
         assert flat_rows == index_rows, (flat_rows, index_rows)

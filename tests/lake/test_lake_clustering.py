@@ -1,4 +1,7 @@
-"""``lake optimize`` clusters ``mining_states`` by place across files: same rows, a new lake version, few row groups per box.
+"""``lake optimize`` clusters ``mining_states`` by place across files.
+
+The same rows, a new lake version, few row groups per box, and a kill
+leaves the lake as it was.
 
 The rows are written as mining writes them (one file per commit, every
 commit holding every place), with 32-row groups so a small table has many;
