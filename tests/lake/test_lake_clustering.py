@@ -112,7 +112,10 @@ def _box_groups(files: list[Path], box: tuple[float, float, float, float]) -> tu
         for g in range(pf.metadata.num_row_groups):
             rg = pf.metadata.row_group(g)
             sx, sy = rg.column(ix).statistics, rg.column(iy).statistics
-            assert sx is not None and sx.has_min_max and sy is not None and sy.has_min_max
+            assert sx is not None
+            assert sx.has_min_max
+            assert sy is not None
+            assert sy.has_min_max
             if sx.max < x0 or sx.min > x1 or sy.max < y0 or sy.min > y1:
                 continue
             groups += 1
@@ -150,25 +153,31 @@ def test_optimize_clusters_states_by_place_keeping_rows_versions_and_audit(
 
     assert (buckets[0] > 1) == (sort == "buckets"), buckets
     info = stats["mining_states"]
-    assert info["clustered"] and info["partitions"] == 1 and info["rows"] == before.num_rows
+    assert info["clustered"]
+    assert info["partitions"] == 1
+    assert info["rows"] == before.num_rows
     assert info["files_removed"] == COMMITS
     after = _states(lake)
     assert after.equals(before), "the same rows, batch ids and lake columns included"
     assert _states(lake, before_version).equals(before), "the version before still reads (its files stay)"
     history = lake.history(REGION)
-    assert history[0].operation == "optimize" and history[0].version == before_version + 1
+    assert history[0].operation == "optimize"
+    assert history[0].version == before_version + 1
     assert lake.check(REGION).ok
     audited = [r for r in lake.audit_log(REGION).to_pylist() if r["action"] == "optimize"]
-    assert len(audited) == 1 and audited[0]["lake_version"] == before_version + 1
+    assert len(audited) == 1
+    assert audited[0]["lake_version"] == before_version + 1
     assert json.loads(audited[0]["detail"])["mining_states"]["clustered"] is True
 
     files = _live_files(lake_root)
-    assert files and all(f.name.startswith(CLUSTER_FILE_PREFIX) for f in files)
+    assert files
+    assert all(f.name.startswith(CLUSTER_FILE_PREFIX) for f in files)
     groups_after, rows_after, inside_after = _box_groups(files, box)
     assert inside_after == inside
     # the place's 120 states are contiguous: at most one partial group at each end
     assert groups_after <= -(-inside // GROUP) + 1, (groups_after, groups_before)
-    assert groups_after < groups_before and rows_after < rows_before
+    assert groups_after < groups_before
+    assert rows_after < rows_before
     assert max(pq.ParquetFile(f).metadata.row_group(0).num_rows for f in files) == GROUP
 
     # the order is the spec's: scenarios by the Z-order of their cell, then key; track-major inside
@@ -196,7 +205,9 @@ def test_the_delta_commit_says_no_data_changed(placed_lake, lake_root) -> None:
     actions = [json.loads(line) for line in log[-1].read_text().splitlines() if line.strip()]
     adds = [a["add"] for a in actions if "add" in a]
     removes = [a["remove"] for a in actions if "remove" in a]
-    assert adds and removes and not any(a["dataChange"] for a in adds + removes)
+    assert adds
+    assert removes
+    assert not any(a["dataChange"] for a in adds + removes)
     assert sum(json.loads(a["stats"])["numRecords"] for a in adds) == COMMITS * len(PLACES) * STATES
 
 
@@ -204,14 +215,17 @@ def test_a_clustered_partition_is_left_alone_until_rows_are_added(placed_lake) -
     lake = placed_lake
     lake.optimize(REGION)
     again = lake.optimize(REGION)["mining_states"]
-    assert again["partitions"] == 0 and again["partitions_skipped"] == 1 and again["files_added"] == 0
+    assert again["partitions"] == 0
+    assert again["partitions_skipped"] == 1
+    assert again["files_added"] == 0
     snap = lake.snapshot(REGION)
     key = snap.table("scenarios", columns=["tenant", "source", "scenario_id"]).slice(0, 1).to_pylist()[0]
     extra = _rows([(key["tenant"], key["source"], key["scenario_id"])], [PLACES[0]], seed=9)
     lake.append_derived_tables(REGION, {"mining_states": extra}, derived_from=snap)
     before = _states(lake)
     third = lake.optimize(REGION)["mining_states"]
-    assert third["partitions"] == 1 and third["rows"] == before.num_rows
+    assert third["partitions"] == 1
+    assert third["rows"] == before.num_rows
     assert _states(lake).equals(before)
 
 
