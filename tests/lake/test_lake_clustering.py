@@ -301,3 +301,17 @@ def test_a_kill_during_the_rewrite_leaves_the_lake_as_it_was(placed_lake, lake_r
     assert all(f.name.startswith(CLUSTER_FILE_PREFIX) for f in _live_files(lake_root))
     assert _states(fresh).equals(before)
     assert fresh.check(REGION).ok
+
+
+def test_an_erasure_after_clustering_takes_the_scenario_and_keeps_the_rest(placed_lake) -> None:
+    from datadrive.lake import Erasure
+
+    lake = placed_lake
+    lake.optimize(REGION)
+    before = _states(lake)
+    victim = before.column("scenario_id")[0].as_py()
+    lake.erase(REGION, Erasure(tenant="bmw", scenario_ids=(victim,)))
+    after = _states(lake)
+    assert victim not in set(after.column("scenario_id").to_pylist())
+    assert after.equals(before.filter(pc.not_equal(before.column("scenario_id"), victim)))
+    assert lake.check(REGION).ok
