@@ -315,3 +315,28 @@ def test_an_erasure_after_clustering_takes_the_scenario_and_keeps_the_rest(place
     assert victim not in set(after.column("scenario_id").to_pylist())
     assert after.equals(before.filter(pc.not_equal(before.column("scenario_id"), victim)))
     assert lake.check(REGION).ok
+
+
+def test_the_optimize_command_clusters_and_refuses_a_bad_memory_limit(tmp_path, monkeypatch) -> None:
+    from typer.testing import CliRunner
+
+    from datadrive.cli.main import app
+
+    monkeypatch.setenv("DATADRIVE_USER", "ana")
+    monkeypatch.delenv("DATADRIVE_HOME_REGION", raising=False)
+    lake_dir = tmp_path / "lake"
+    assert CliRunner().invoke(app, ["lake", "init", str(lake_dir), "--tenant", "bmw"]).exit_code == 0
+    base = ["--lake", str(lake_dir), "--region", "cn-north", "--tenant", "bmw"]
+    bad = CliRunner().invoke(app, ["lake", "optimize", *base, "--memory-limit", "lots"])
+    assert bad.exit_code == 2
+    assert "memory limit 'lots'" in bad.stderr
+    ok = CliRunner().invoke(
+        app, ["lake", "optimize", *base, "--memory-limit", "512MiB", "--temp-dir", str(tmp_path)]
+    )
+    assert ok.exit_code == 0, ok.output
+    stats = json.loads(ok.stdout)
+    assert stats["mining_states"]["clustered"] is True
+    assert stats["mining_states"]["rows"] == 0  # an empty table: nothing to rewrite
+    no = CliRunner().invoke(app, ["lake", "optimize", *base, "--no-cluster"])
+    assert no.exit_code == 0, no.output
+    assert "clustered" not in json.loads(no.stdout)["mining_states"]
