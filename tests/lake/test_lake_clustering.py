@@ -270,13 +270,14 @@ elif where == "before-lake-commit":
     commit.commit_version = die
     import datadrive.lake.maintenance as m
     m.commit.commit_version = die
-Lake(two_region_config(Path({root!r})), Principal("ana", "bmw", "eu-central")).optimize("eu-central")
+lake = Lake(two_region_config(Path({root!r})), Principal("ana", "bmw", "eu-central"))
+lake.optimize("eu-central", temp_dir={spill!r})  # a kill leaves its spill folder: in the test's tmp
 """
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("where", ["mid-files", "before-table-commit", "before-lake-commit"])
-def test_a_kill_during_the_rewrite_leaves_the_lake_as_it_was(placed_lake, lake_root, where) -> None:
+def test_a_kill_during_the_rewrite_leaves_the_lake_as_it_was(placed_lake, lake_root, tmp_path, where) -> None:
     lake = placed_lake
     version = lake.snapshot(REGION).version
     before = _states(lake)
@@ -284,7 +285,9 @@ def test_a_kill_during_the_rewrite_leaves_the_lake_as_it_was(placed_lake, lake_r
     env["PYTHONPATH"] = os.pathsep.join(
         [str(HERE), str(REPO / "tests"), str(REPO / "src"), env.get("PYTHONPATH", "")]
     )
-    script = _KILLER.format(here=str(HERE), group=GROUP, where=where, root=str(lake_root))
+    script = _KILLER.format(
+        here=str(HERE), group=GROUP, where=where, root=str(lake_root), spill=str(tmp_path)
+    )
     out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == -signal.SIGKILL, out.stderr[-2000:]
     fresh = Lake(two_region_config(lake_root), Principal("ana", "bmw", REGION))
@@ -340,3 +343,10 @@ def test_the_optimize_command_clusters_and_refuses_a_bad_memory_limit(tmp_path, 
     no = CliRunner().invoke(app, ["lake", "optimize", *base, "--no-cluster"])
     assert no.exit_code == 0, no.output
     assert "clustered" not in json.loads(no.stdout)["mining_states"]
+    only = CliRunner().invoke(app, ["lake", "optimize", *base, "--table", "mining_states"])
+    assert only.exit_code == 0, only.output
+    assert set(json.loads(only.stdout)) >= {"mining_states", "files_vacuumed"}
+    assert "tracks" not in json.loads(only.stdout)  # the other tables are not compacted
+    wrong = CliRunner().invoke(app, ["lake", "optimize", *base, "--table", "states_typo"])
+    assert wrong.exit_code == 2
+    assert "no table states_typo" in wrong.stderr

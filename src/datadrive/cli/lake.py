@@ -539,6 +539,10 @@ def optimize_cmd(
         Path | None,
         typer.Option("--temp-dir", help="Where the clustering sort spills (default: the system's)."),
     ] = None,
+    table: Annotated[
+        list[str] | None,
+        typer.Option("--table", help="Compact or cluster only this table (repeatable; default: every one)."),
+    ] = None,
 ) -> None:
     """Compact small files (cluster mining_states by place) and vacuum files older than the retention."""
     stats = open_lake(lake, who, region).optimize(
@@ -547,6 +551,7 @@ def optimize_cmd(
         cluster=cluster,
         memory_limit=memory_limit,
         temp_dir=None if temp_dir is None else str(temp_dir),
+        tables=table or None,
     )
     out.print(json.dumps(json_value(stats)), highlight=False, markup=False)
 

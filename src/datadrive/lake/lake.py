@@ -21,7 +21,7 @@ from __future__ import annotations
 import os
 import threading
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -528,6 +528,7 @@ class Lake:
         cluster: bool = True,
         memory_limit: str = "2GB",
         temp_dir: str | None = None,
+        tables: Collection[str] | None = None,
     ) -> dict[str, Any]:
         """Compact small files of every table (cluster those that declare it); vacuum old files.
 
@@ -544,6 +545,7 @@ class Lake:
             cluster=cluster,
             memory_limit=memory_limit,
             temp_dir=temp_dir,
+            tables=tables,
         )
         version = stats.pop("lake_version")
         a.audit(region, "optimize", "lake", version, "ok", stats)

@@ -8,7 +8,7 @@ and commit a lake version of their own.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from datetime import datetime
 from typing import Any
 
@@ -66,6 +66,7 @@ def optimize_region(
     cluster: bool = True,
     memory_limit: str = "2GB",
     temp_dir: str | None = None,
+    tables: Collection[str] | None = None,
 ) -> dict[str, Any]:
     """Compact every table's small files, or cluster them; vacuum files older than the retention.
 
@@ -90,12 +91,18 @@ def optimize_region(
         cluster: Cluster the tables that declare it (``False``: compact them like the rest).
         memory_limit: DuckDB's memory limit for a clustering sort (it spills to disk beyond).
         temp_dir: Where that sort spills (default: the system's temporary folder).
+        tables: Compact (or cluster) only these tables (default: every one);
+            the vacuum and checkpoints still cover them all.
 
     Returns:
         Files added and removed per table (and, for a clustered table, its
         partitions rewritten, rows and seconds), files vacuumed, and the lake version.
     """
     memory_bytes(memory_limit)  # a bad limit is refused before anything is written
+    known = {spec.name for spec in (*versioned_tables(), INGESTS)}
+    unknown = sorted(set(tables or ()) - known)
+    if unknown:
+        raise LakeError(f"optimize: no table {', '.join(unknown)} (tables: {', '.join(sorted(known))})")
     stats: dict[str, Any] = {}
     with region_lock(store.root, "commit"):
         store.ensure(now())
@@ -104,6 +111,8 @@ def optimize_region(
             _upgrade_properties(store, now)
             ledger_before = store.head(INGESTS)
             for spec in (*versioned_tables(), INGESTS):
+                if tables is not None and spec.name not in tables:
+                    continue
                 if cluster and spec.clustering is not None:
                     report = cluster_table(store, spec, memory_limit=memory_limit, temp_dir=temp_dir)
                     stats[spec.name] = {"clustered": True, **report.as_dict()}
