@@ -418,7 +418,9 @@ def test_small_build_runs_in_process_and_a_pool_build_writes_the_same_columns(
     assert done["samples"] > 0
     for d in sorted((tmp_path / "inline").glob("shard-*")):
         for f in sorted(d.glob("*.npy")):
-            np.testing.assert_array_equal(np.load(f), np.load(tmp_path / "pool" / d.name / f.name), err_msg=str(f))
+            np.testing.assert_array_equal(
+                np.load(f), np.load(tmp_path / "pool" / d.name / f.name), err_msg=str(f)
+            )
     a, b = FeatureCache(tmp_path / "small"), FeatureCache(tmp_path / "inline")
     assert a.num_samples == b.num_samples == small.samples
     idx = np.arange(a.num_samples)
