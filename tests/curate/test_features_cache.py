@@ -405,7 +405,8 @@ def test_small_build_runs_in_process_and_a_pool_build_writes_the_same_columns(
     pool = ProcessPoolEngine(2, preload=("datadrive.curate.cache",), window_per_worker=1)
     # below INLINE_BELOW the pool is not started: the build is one shard (not one per worker)
     small = build_cache(lake, m, AV2_FEATURES, directory=tmp_path / "small", engine=pool)
-    assert small.ok and small.shards == 1
+    assert small.ok
+    assert small.shards == 1
     # inline_below=0: the pool's workers build the shards, the same bytes as this process would
     pooled = build_cache(
         lake, m, AV2_FEATURES, directory=tmp_path / "pool", engine=pool, shard_size=4, inline_below=0
@@ -413,7 +414,8 @@ def test_small_build_runs_in_process_and_a_pool_build_writes_the_same_columns(
     inline = build_cache(
         lake, m, AV2_FEATURES, directory=tmp_path / "inline", engine=InlineEngine(), shard_size=4
     )
-    assert pooled.ok and pooled.built == pooled.shards == inline.shards >= 2
+    assert pooled.ok
+    assert pooled.built == pooled.shards == inline.shards >= 2
     done = json.loads((tmp_path / "pool" / "shard-00000" / "_complete.json").read_text())
     assert done["samples"] > 0
     for d in sorted((tmp_path / "inline").glob("shard-*")):
