@@ -155,6 +155,7 @@ class _ShardTask:
     name: str
     batches: tuple[str, ...] = ()
     build_id: str = ""
+    reader_threads: bool = False
 
 
 @dataclass(frozen=True)
@@ -316,9 +317,12 @@ def _read_arrays(snap: Snapshot, task: _ShardTask) -> list[ScenarioArrays]:
         flt = flt & pads.field("batch_id").isin(list(task.batches))
 
     def read(name: str, columns: Sequence[str], where: pads.Expression) -> pa.Table:
-        # one audited read per table; one thread: the engine runs shards side by side (a reader's
-        # threads only fight the other workers for the cores, measured 2x slower on 2 busy cores)
-        return snap.dataset(name).to_table(columns=list(columns), filter=where, use_threads=False)
+        # one audited read per table; one thread when the engine runs shards side by side (a
+        # reader's threads only fight the other workers for the cores, measured 2x slower on 2 busy
+        # cores); the reader's threads when the build runs alone in the caller's process
+        return snap.dataset(name).to_table(
+            columns=list(columns), filter=where, use_threads=task.reader_threads
+        )
 
     rows = read("scenarios", SCENARIO_COLUMNS, flt & pads.field("telemetry_id").is_null())
     tracks = read("tracks", TRACK_COLUMNS, flt)
@@ -553,6 +557,9 @@ def build_cache(
         tasks = [replace(t, batches=_shard_batches(t.keys, batch_of), build_id=build_id) for t in tasks]
     if sum(len(t.keys) for t in tasks) < inline_below:
         eng = InlineEngine()  # the pool's start-up would cost more than the work (INLINE_BELOW)
+    if isinstance(eng, InlineEngine):
+        # one shard at a time in this process: the table reads may use every core
+        tasks = [replace(t, reader_threads=True) for t in tasks]
     failed: list[str] = []
     for outcome in eng.imap(partial(_build_shard), tasks, progress=progress):
         if outcome.failure is not None:
