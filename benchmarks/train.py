@@ -479,7 +479,7 @@ def render(r: dict[str, Any]) -> str:
     ]
     for name, rate in r["consumption"].items():
         lines.append(
-            f"| {name}: training consumption (forward + backward + step), one thread | {rate:,.0f} samples/s ({r['loader'] / rate:.0f}x less than the loader gives) |"
+            f"| {name}: training consumption (forward + backward + step), one thread | {rate:,.0f} samples/s (the loader gives {r['loader'] / rate:.1f}x that) |"
         )
     lines += [
         "",
