@@ -323,21 +323,3 @@ def test_a_background_checkpoint_is_the_state_at_the_save_and_its_failure_is_rai
     with pytest.raises(CheckpointError, match="could not be written"):
         wait_for_checkpoint(blocked / "last.pt")
     wait_for_checkpoint(blocked / "last.pt")  # reported once
-
-
-def test_prefetching_only_for_big_caches_on_the_cpu_and_the_same_weights_either_way(
-    cache: FeatureCache, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    import datadrive.train.task as task_module
-    from datadrive.train import ForecastTask
-
-    task = ForecastTask(cache, TINY)
-    assert task._prefetch(torch.device("cpu"), 2) == 0  # a cache of a few hundred kB
-    assert task._prefetch(torch.device("cuda"), 2) == 2  # (the device is not used here)
-    config = TrainConfig(model=TINY, epochs=2, batch_size=4, val_split=None)
-    plain = fit(cache, config, tmp_path / "plain")
-    monkeypatch.setattr(task_module, "PREFETCH_MIN_BYTES", 0)
-    assert ForecastTask(cache, TINY)._prefetch(torch.device("cpu"), 2) == 2
-    threaded = fit(cache, config, tmp_path / "threaded")
-    for x, y in zip(weights(plain.model_path), weights(threaded.model_path), strict=True):
-        assert torch.equal(x, y)

@@ -32,8 +32,7 @@ class TrainConfig:
         train_split: The split trained on.
         val_split: The split validated on after each epoch (``None``: none).
         shards_at_once: Shards shuffled together (see :func:`~datadrive.curate.loader.epoch_batches`).
-        prefetch: Batches assembled ahead in a background thread (on the CPU only for caches of
-            at least :data:`~datadrive.train.task.PREFETCH_MIN_BYTES`: see there).
+        prefetch: Batches assembled ahead in a background thread.
         max_steps: Stop after this many steps in all (0: no limit).
     """
 

@@ -40,7 +40,7 @@ from datadrive.errors import CheckpointError
 from datadrive.models.base import Forecaster, LossTerms, ModelSpec, build_model, to_tensors
 from datadrive.models.io import save_model
 
-__all__ = ["PREFETCH_MIN_BYTES", "ForecastTask", "TensorTask", "TrainTask"]
+__all__ = ["ForecastTask", "TensorTask", "TrainTask"]
 
 
 @runtime_checkable
@@ -79,19 +79,6 @@ class TrainTask(Protocol):
     def save(self, path: Path, extra: Mapping[str, Any]) -> None: ...
 
 
-PREFETCH_MIN_BYTES = 256 * 2**20
-"""On the CPU, batches are assembled in a background thread only for caches at least this big.
-
-A smaller cache stays in the page cache after the first epoch: assembling a
-batch is then numpy work under the GIL that a thread cannot overlap with
-the training step (one torch thread), and the thread's start per epoch and
-the hand-offs only add. Measured with the MLP on a 100-sample cache (3.5 MB,
-10 epochs, load 9): 0.54-0.77 s without the thread against 0.67-1.07 s with
-it, in 4 of 4 paired runs. On a GPU the step runs asynchronously and the
-thread always prefetches.
-"""
-
-
 class ForecastTask:
     """A registered forecaster on a curate feature cache (the trainer's original job)."""
 
@@ -100,15 +87,6 @@ class ForecastTask:
         self.shards_at_once = shards_at_once
         self.forecaster: Forecaster = build_model(spec, cache.config)
         self.model: torch.nn.Module = self.forecaster
-        self._cache_bytes: int | None = None
-
-    def _prefetch(self, device: torch.device, prefetch: int) -> int:
-        """The prefetch depth to use (see :data:`PREFETCH_MIN_BYTES`)."""
-        if prefetch <= 0 or device.type != "cpu":
-            return prefetch
-        if self._cache_bytes is None:
-            self._cache_bytes = sum(p.stat().st_size for p in self.cache.path.glob("shard-*/*.npy"))
-        return prefetch if self._cache_bytes >= PREFETCH_MIN_BYTES else 0
 
     @property
     def trainable(self) -> bool:
@@ -141,7 +119,7 @@ class ForecastTask:
         )
 
     def batches(self, plan: Sequence[Any], device: torch.device, *, prefetch: int = 0) -> Iterator[Any]:
-        for batch in BatchLoader(self.cache, list(plan), prefetch=self._prefetch(device, prefetch)):
+        for batch in BatchLoader(self.cache, list(plan), prefetch=prefetch):
             yield to_tensors(batch, device)
 
     def loss(self, model: torch.nn.Module, batch: Any) -> LossTerms:
