@@ -7,20 +7,31 @@ table versions of one region, with its SQL session's warm DuckDB cursors) is
 kept per principal and region while no newer lake version has landed, and
 replaced by the first read after one has. Reads through a kept snapshot are
 still audited, one row each, by the library.
+
+It also keeps **whole answers** (:class:`KeptAnswers`): the rows of a
+read-only query at one lake version, as the tenants that read them may see
+them, so that paging through them is a slice of memory rather than a sort of
+every matching row per request. A lake version is immutable, so its answers
+are too; a page is answered from them only while that version is the
+region's latest (no erasure or vacuum since), and every page is still one
+audit row of the library's, appended through the caller's own lake.
 """
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import time
 from collections import OrderedDict
-from dataclasses import replace
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any
 
 from datadrive.errors import NotFoundError
 from datadrive.lake import Grant, Lake, LakeConfig, Principal, Snapshot
 from datadrive.service.ops import stage
 
-__all__ = ["LakeGateway"]
+__all__ = ["KeptAnswers", "LakeGateway"]
 
 
 class LakeGateway:
@@ -32,12 +43,21 @@ class LakeGateway:
             looked at again (0: before every read, so a commit is visible to
             the next one).
         max_snapshots: Snapshots kept at most (least recently used dropped first).
+        answers_bytes: Memory for kept whole answers (:meth:`page`), least
+            recently used dropped first; 0 keeps none (every page is its own query).
     """
 
-    def __init__(self, config: LakeConfig, ttl_s: float = 0.0, max_snapshots: int = 256) -> None:
+    def __init__(
+        self,
+        config: LakeConfig,
+        ttl_s: float = 0.0,
+        max_snapshots: int = 256,
+        answers_bytes: int = 512 << 20,
+    ) -> None:
         self.config = config
         self.ttl_s = ttl_s
         self.max_snapshots = max_snapshots
+        self.answers = KeptAnswers(answers_bytes)
         self._snapshots: OrderedDict[tuple[Principal, str, int | None], tuple[float, Snapshot]] = (
             OrderedDict()
         )
@@ -121,8 +141,154 @@ class LakeGateway:
                 dropped, _ = self._snapshots.popitem(last=False)
                 self._taking.pop(dropped, None)
 
+    def page(
+        self,
+        principal: Principal,
+        snap: Snapshot,
+        query: str,
+        *,
+        limit: int,
+        offset: int,
+        timeout_s: float | None = None,
+    ) -> tuple[Any, int] | None:
+        """Rows ``offset`` to ``offset + limit`` of ``query``'s answer on ``snap``, and how many it has.
+
+        The whole answer is asked of the library once per lake version and
+        visible tenants (:class:`KeptAnswers`: that request's audit row is its
+        query's, ``rows`` the whole answer); each later page is a slice of it,
+        audited by the library as a ``read`` of that page by ``principal``
+        (one row per page, with the query, the lake version and the rows
+        handed out). ``query`` must order its rows completely (a page of it
+        must not depend on how ties fall).
+
+        Returns:
+            ``(rows, total)`` (an Arrow table), or None where a page is not
+            answered from memory: ``snap`` is no longer its region's latest
+            version (an erasure may have landed since: the library's own read
+            decides), or the answer is too big to keep. The caller then asks
+            the page of the library itself.
+
+        Raises:
+            Whatever ``snap.sql`` raises for the query (it is the library's read).
+        """
+        if not self.answers.max_bytes or not snap.is_latest():
+            return None
+        key = (snap.region, snap.version, tuple(sorted(snap.tenants)), query)
+        kept = self.answers.get_or_build(key, lambda: snap.sql(query, timeout_s=timeout_s).table)
+        if kept is None:
+            return None
+        rows, built_now = kept
+        total = rows.num_rows
+        page = rows.slice(min(offset, total), limit)
+        if not built_now:  # the request that built it was audited by its query (rows: the whole answer)
+            from datadrive.lake.sql import masked
+
+            shown = masked(query)
+            shown = shown if len(shown) <= 2000 else shown[:2000] + "..."
+            self._snapshot_lake(principal).audit_event(
+                snap.region,
+                "read",
+                f"page of {shown}",
+                lake_version=snap.version,
+                detail={
+                    "rows": page.num_rows,
+                    "offset": int(offset),
+                    "total": total,
+                    "sha256": hashlib.sha256(query.strip().encode()).hexdigest(),
+                    "answered_from": "the service's kept answer of this lake version",
+                },
+            )
+        return page, total
+
     def forget(self, region: str | None = None) -> None:
         """Drop kept snapshots (of ``region``, or all): after a write the next read sees it."""
         with self._lock:
             for key in [k for k in self._snapshots if region is None or k[1] == region]:
                 del self._snapshots[key]
+
+
+@dataclass
+class _Kept:
+    rows: Any  # pa.Table
+    nbytes: int
+
+
+class KeptAnswers:
+    """Whole answers of read-only queries, by (region, lake version, visible tenants, query), in memory.
+
+    An answer is built once (by whichever request first asks for it; the
+    others asking at the same time wait for it) and kept while its memory
+    fits ``max_bytes``, least recently used dropped first. An answer bigger
+    than a quarter of ``max_bytes`` is not kept, and that key is remembered
+    so later requests do not build it again (their pages are then asked of
+    the library one by one). The key names everything an answer depends on:
+    a lake version's rows never change, and a snapshot shows the rows of
+    its visible tenants only.
+
+    Args:
+        max_bytes: Memory for the kept answers (Arrow buffers).
+    """
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self._kept: OrderedDict[tuple[Any, ...], _Kept] = OrderedDict()
+        self._too_big: OrderedDict[tuple[Any, ...], None] = OrderedDict()
+        self._building: dict[tuple[Any, ...], threading.Lock] = {}
+        self._lock = threading.Lock()
+        self.builds = 0
+        """Answers built so far (a measurement for tests and benchmarks)."""
+
+    @property
+    def nbytes(self) -> int:
+        """Memory the kept answers hold now."""
+        with self._lock:
+            return sum(k.nbytes for k in self._kept.values())
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._kept)
+
+    def _get(self, key: tuple[Any, ...]) -> _Kept | None:
+        with self._lock:
+            kept = self._kept.get(key)
+            if kept is not None:
+                self._kept.move_to_end(key)
+            return kept
+
+    def get_or_build(self, key: tuple[Any, ...], build: Callable[[], Any]) -> tuple[Any, bool] | None:
+        """The kept answer of ``key`` and whether this call built it (``build()``), or None if too big."""
+        kept = self._get(key)
+        if kept is not None:
+            return kept.rows, False
+        with self._lock:
+            if key in self._too_big:
+                return None
+            building = self._building.setdefault(key, threading.Lock())
+        with building:
+            kept = self._get(key)
+            if kept is not None:
+                return kept.rows, False
+            with self._lock:
+                if key in self._too_big:  # built meanwhile by another request, and not kept
+                    return None
+            try:
+                rows = build()
+            except BaseException:
+                with self._lock:
+                    self._building.pop(key, None)
+                raise
+            nbytes = int(rows.nbytes)
+            with self._lock:  # kept (or marked too big) before its lock goes: no second build of it
+                self.builds += 1
+                self._building.pop(key, None)
+                if nbytes > self.max_bytes // 4:
+                    self._too_big[key] = None
+                    while len(self._too_big) > 1024:
+                        self._too_big.popitem(last=False)
+                    return rows, True
+                self._kept[key] = _Kept(rows, nbytes)
+                held = sum(k.nbytes for k in self._kept.values())
+                while held > self.max_bytes and len(self._kept) > 1:
+                    _, dropped = self._kept.popitem(last=False)
+                    held -= dropped.nbytes
+            return rows, True
