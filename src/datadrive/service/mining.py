@@ -265,11 +265,12 @@ class EventFilter:
 
 EVENT_ORDER = (
     "severity DESC NULLS LAST, scenario_id, start_ns, event_type, actor_track_id, end_ns, tenant, source, "
-    "track_ids"
+    "track_ids, start_step, end_step, duration_s, severity_unit, ego_involved"
 )
-"""The order of an event listing: most severe first, then by where and when; complete, so that a page
-is the same whether it is cut by DuckDB's top-N or sliced from the whole sorted answer (two rows equal
-in all of these are the same event)."""
+"""The order of an event listing: most severe first, then by where and when, then by every other column
+shown, so that it is complete: a page is the same whether DuckDB's top-N cuts it or it is sliced from the
+whole sorted answer, and pages asked one by one neither repeat nor skip a row (rows equal in all of these
+look the same)."""
 
 
 class PageSource(Protocol):
