@@ -273,8 +273,10 @@ def test_a_new_lake_version_is_a_new_answer(world: dict[str, Any]) -> None:
     assert gateway.page(principal, old, flt.sql(), limit=5, offset=0) is None
     _, stale_total = event_page(old, flt, limit=5, offset=0, pages=pages)
     assert stale_total == total_before
+    kept_before = len(gateway.answers)
     new = gateway.snapshot(principal, REGION)
     assert new.version > old.version
+    assert len(gateway.answers) == kept_before - 1  # the old version's answer is freed
     rows, total = event_page(new, flt, limit=30, offset=0, pages=pages)
     assert total == total_before + len(more)
     assert rows.to_pylist() == _by_hand(world["rows"], "bmw", flt)[:30]

@@ -131,6 +131,8 @@ class LakeGateway:
                 return kept[1]
             snap = self._snapshot_lake(principal).snapshot(region, version)
             self._keep(key, snap, time.monotonic())
+            if version is None:  # answers of older versions are never handed out again (erased rows)
+                self.answers.drop_before(snap.region, snap.version)
             return snap
 
     def _keep(self, key: tuple[Principal, str, int | None], snap: Snapshot, at: float) -> None:
@@ -223,7 +225,8 @@ class KeptAnswers:
     so later requests do not build it again (their pages are then asked of
     the library one by one). The key names everything an answer depends on:
     a lake version's rows never change, and a snapshot shows the rows of
-    its visible tenants only.
+    its visible tenants only. Keys begin with the region and the lake
+    version (:meth:`drop_before` frees a region's older versions' answers).
 
     Args:
         max_bytes: Memory for the kept answers (Arrow buffers).
@@ -247,6 +250,12 @@ class KeptAnswers:
     def __len__(self) -> int:
         with self._lock:
             return len(self._kept)
+
+    def drop_before(self, region: str, version: int) -> None:
+        """Free the answers of ``region``'s lake versions before ``version``."""
+        with self._lock:
+            for key in [k for k in self._kept if k[0] == region and k[1] < version]:
+                del self._kept[key]
 
     def _get(self, key: tuple[Any, ...]) -> _Kept | None:
         with self._lock:
