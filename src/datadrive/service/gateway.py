@@ -19,6 +19,7 @@ audit row of the library's, appended through the caller's own lake.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import threading
 import time
@@ -183,10 +184,7 @@ class LakeGateway:
         total = rows.num_rows
         page = rows.slice(min(offset, total), limit)
         if not built_now:  # the request that built it was audited by its query (rows: the whole answer)
-            from datadrive.lake.sql import masked
-
-            shown = masked(query)
-            shown = shown if len(shown) <= 2000 else shown[:2000] + "..."
+            shown, digest = _audit_text(query)
             self._snapshot_lake(principal).audit_event(
                 snap.region,
                 "read",
@@ -196,7 +194,7 @@ class LakeGateway:
                     "rows": page.num_rows,
                     "offset": int(offset),
                     "total": total,
-                    "sha256": hashlib.sha256(query.strip().encode()).hexdigest(),
+                    "sha256": digest,
                     "answered_from": "the service's kept answer of this lake version",
                 },
             )
@@ -207,6 +205,16 @@ class LakeGateway:
         with self._lock:
             for key in [k for k in self._snapshots if region is None or k[1] == region]:
                 del self._snapshots[key]
+
+
+@functools.lru_cache(maxsize=1024)
+def _audit_text(query: str) -> tuple[str, str]:
+    """A query as the audit log shows it (the library's masking: no literals) and its text's SHA-256."""
+    from datadrive.lake.sql import masked
+
+    shown = masked(query.strip())
+    shown = shown if len(shown) <= 2000 else shown[:2000] + "..."
+    return shown, hashlib.sha256(query.strip().encode()).hexdigest()
 
 
 @dataclass
