@@ -213,7 +213,7 @@ class Served:
     log: Path
 
 
-def start_service(lake: Path, data: Path, timeout_s: float = 120.0) -> Served:
+def start_service(lake: Path, data: Path, timeout_s: float = 120.0, kept_answers_mb: int = 512) -> Served:
     """``datadrive serve`` on a free 127.0.0.1 port, with one admin key; returns when /healthz answers."""
     from datadrive.service.db import Tenant, make_engine, migrate, session_factory
     from datadrive.service.identity import create_key, create_user
@@ -244,6 +244,8 @@ def start_service(lake: Path, data: Path, timeout_s: float = 120.0) -> Served:
         str(port),
         "--rate-limit",
         "0",
+        "--kept-answers-mb",
+        str(kept_answers_mb),
     ]
     proc = subprocess.Popen(cmd, stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True)
     deadline = time.monotonic() + timeout_s
@@ -626,6 +628,15 @@ def main() -> None:
     )
     parser.add_argument("--no-write", action="store_true", help="Print, do not touch docs/benchmarks.md.")
     parser.add_argument(
+        "--kept-answers-mb",
+        type=int,
+        default=512,
+        help="The service's memory for kept event listings (0: every page is its own query, as before).",
+    )
+    parser.add_argument(
+        "--only", default="", help="Run only the reads whose name contains this (exploring; nothing written)."
+    )
+    parser.add_argument(
         "--optimize",
         action="store_true",
         help="`datadrive lake optimize` the region first (compacts the audit table earlier runs grew; "
@@ -634,6 +645,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.scenarios, args.requests, args.seconds, args.no_write = 2_000, 100, 20.0, True
+    if args.only or args.kept_answers_mb != 512:
+        args.no_write = True
 
     def log(msg: str) -> None:
         print(msg, flush=True)
@@ -772,7 +785,9 @@ def main() -> None:
         f"({results['audit_table']})"
     )
     alone = QueryAlone.of(snap)
-    served = start_service(folder, args.work / "service-data")
+    if args.only:
+        reads = {n: r for n, r in reads.items() if args.only in n}
+    served = start_service(folder, args.work / "service-data", kept_answers_mb=args.kept_answers_mb)
     try:
         for name, (request, lib) in reads.items():
             log(f"{name}: service")
