@@ -14,7 +14,6 @@ through the API.
 
 from __future__ import annotations
 
-import functools
 import json
 import random
 from pathlib import Path
@@ -166,7 +165,11 @@ def _filters(world: dict[str, Any]) -> list[Any]:
         EventFilter(source=nuplan),
         EventFilter(ego_only=True, min_severity=1.0),
         EventFilter(min_severity=4.5),  # nothing
-        EventFilter(scenario_id=world["rows"][0]["scenario_id"]),  # asked of the library, never kept
+        # one scenario's events: a run of every event ordered by scenario first (kept once for all)
+        *[EventFilter(scenario_id=sid) for sid in sorted({r["scenario_id"] for r in world["rows"]})],
+        EventFilter(scenario_id="no-such-scenario"),
+        # a scenario's events filtered further: asked of the library, page by page
+        EventFilter(scenario_id=world["rows"][0]["scenario_id"], event_type=a),
     ]
 
 
@@ -177,7 +180,7 @@ def test_kept_pages_equal_the_library_page_and_the_rows_by_hand(world: dict[str,
 
     gateway = LakeGateway(world["config"])
     principal = Principal("eng@bmw", "bmw", REGION)
-    pages = functools.partial(gateway.page, principal)
+    pages = gateway.pages(principal)
     snap = gateway.snapshot(principal, REGION)
     checked = 0
     for flt in _filters(world):
@@ -196,8 +199,10 @@ def test_kept_pages_equal_the_library_page_and_the_rows_by_hand(world: dict[str,
             assert kept_rows.column_names == plain_rows.column_names == COLUMNS
             checked += len(want)
     assert checked > 500
-    # each listing not narrowed to a scenario was built once, and every later page came from memory
-    assert gateway.answers.builds == len(gateway.answers) == len(_filters(world)) - 1
+    # each listing not narrowed to a scenario was built once, the scenarios' answer once for all of
+    # them, and every later page came from memory
+    listings = [f for f in _filters(world) if f.scenario_id is None]
+    assert gateway.answers.builds == len(gateway.answers) == len(listings) + 1
 
 
 def test_tenants_never_share_a_kept_answer(world: dict[str, Any]) -> None:
@@ -211,9 +216,7 @@ def test_tenants_never_share_a_kept_answer(world: dict[str, Any]) -> None:
     for tenant in ("bmw", "audi", "bmw"):
         principal = Principal(f"eng@{tenant}", tenant, REGION)
         snap = gateway.snapshot(principal, REGION)
-        rows, total = event_page(
-            snap, flt, limit=1000, offset=0, pages=functools.partial(gateway.page, principal)
-        )
+        rows, total = event_page(snap, flt, limit=1000, offset=0, pages=gateway.pages(principal))
         assert {r["tenant"] for r in rows.to_pylist()} == {tenant}
         assert rows.to_pylist() == _by_hand(world["rows"], tenant, flt)
         seen[tenant] = total
@@ -231,7 +234,7 @@ def test_every_page_is_one_audit_row_of_the_library(world: dict[str, Any]) -> No
     lake = world["lakes"]["bmw"]
     gateway = LakeGateway(world["config"])
     principal = Principal("auditee@bmw", "bmw", REGION)
-    pages = functools.partial(gateway.page, principal)
+    pages = gateway.pages(principal)
     snap = gateway.snapshot(principal, REGION)
     flt = EventFilter(event_type=world["types"][1])
     before = lake.audit_log(REGION).num_rows
@@ -249,6 +252,17 @@ def test_every_page_is_one_audit_row_of_the_library(world: dict[str, Any]) -> No
     details = [json.loads(r["detail"]) if isinstance(r["detail"], str) else r["detail"] for r in mine]
     assert details[0]["rows"] == total  # the build read the whole answer
     assert [d["rows"] for d in details[1:]] == sizes[1:]
+    # a scenario's page: the build reads every event (its audit row says so), a later page names the
+    # scenario's own query
+    sid = world["rows"][0]["scenario_id"]
+    before = lake.audit_log(REGION).num_rows
+    for _ in range(2):
+        rows, total = event_page(snap, EventFilter(scenario_id=sid), limit=2, offset=0, pages=pages)
+    log = [r for r in lake.audit_log(REGION).slice(before).to_pylist() if r["who"] == "auditee@bmw"]
+    assert [r["action"] for r in log] == ["sql", "read"]
+    assert "scenario_id = ?" not in log[0]["object"]
+    assert "scenario_id = ?" in log[1]["object"]
+    assert json.loads(log[1]["detail"])["rows"] == rows.num_rows == min(2, total)
 
 
 def test_a_new_lake_version_is_a_new_answer(world: dict[str, Any]) -> None:
@@ -259,7 +273,7 @@ def test_a_new_lake_version_is_a_new_answer(world: dict[str, Any]) -> None:
 
     gateway = LakeGateway(world["config"])
     principal = Principal("eng@bmw", "bmw", REGION)
-    pages = functools.partial(gateway.page, principal)
+    pages = gateway.pages(principal)
     flt = EventFilter(event_type=world["types"][2])
     old = gateway.snapshot(principal, REGION)
     _, total_before = event_page(old, flt, limit=5, offset=0, pages=pages)
@@ -271,7 +285,7 @@ def test_a_new_lake_version_is_a_new_answer(world: dict[str, Any]) -> None:
     _append(lake, more)
     world["rows"].extend(more)
     # the old snapshot is no longer the latest: its kept answer is not used, the library answers
-    assert gateway.page(principal, old, flt.sql(), limit=5, offset=0) is None
+    assert gateway.pages(principal).page(old, flt.sql(), limit=5, offset=0) is None
     _, stale_total = event_page(old, flt, limit=5, offset=0, pages=pages)
     assert stale_total == total_before
     kept_before = len(gateway.answers)

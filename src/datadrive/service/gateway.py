@@ -32,7 +32,7 @@ from datadrive.errors import NotFoundError
 from datadrive.lake import Grant, Lake, LakeConfig, Principal, Snapshot
 from datadrive.service.ops import stage
 
-__all__ = ["KeptAnswers", "LakeGateway"]
+__all__ = ["KeptAnswers", "KeptPages", "LakeGateway"]
 
 
 class LakeGateway:
@@ -144,61 +144,40 @@ class LakeGateway:
                 dropped, _ = self._snapshots.popitem(last=False)
                 self._taking.pop(dropped, None)
 
-    def page(
-        self,
-        principal: Principal,
-        snap: Snapshot,
-        query: str,
-        *,
-        limit: int,
-        offset: int,
-        timeout_s: float | None = None,
-    ) -> tuple[Any, int] | None:
-        """Rows ``offset`` to ``offset + limit`` of ``query``'s answer on ``snap``, and how many it has.
+    def pages(self, principal: Principal) -> KeptPages:
+        """Pages of kept whole answers, read as ``principal`` (:class:`KeptPages`)."""
+        return KeptPages(self, principal)
 
-        The whole answer is asked of the library once per lake version and
-        visible tenants (:class:`KeptAnswers`: that request's audit row is its
-        query's, ``rows`` the whole answer); each later page is a slice of it,
-        audited by the library as a ``read`` of that page by ``principal``
-        (one row per page, with the query, the lake version and the rows
-        handed out). ``query`` must order its rows completely (a page of it
-        must not depend on how ties fall).
-
-        Returns:
-            ``(rows, total)`` (an Arrow table), or None where a page is not
-            answered from memory: ``snap`` is no longer its region's latest
-            version (an erasure may have landed since: the library's own read
-            decides), or the answer is too big to keep. The caller then asks
-            the page of the library itself.
-
-        Raises:
-            Whatever ``snap.sql`` raises for the query (it is the library's read).
-        """
+    def _kept(
+        self, snap: Snapshot, query: str, timeout_s: float | None, group_by: str | None
+    ) -> tuple[_Kept, bool] | None:
+        """``query``'s kept answer on ``snap`` (built now if need be) and whether this call built it."""
         if not self.answers.max_bytes or not snap.is_latest():
             return None
         key = (snap.region, snap.version, tuple(sorted(snap.tenants)), query)
-        kept = self.answers.get_or_build(key, lambda: snap.sql(query, timeout_s=timeout_s).table)
-        if kept is None:
-            return None
-        rows, built_now = kept
-        total = rows.num_rows
-        page = rows.slice(min(offset, total), limit)
-        if not built_now:  # the request that built it was audited by its query (rows: the whole answer)
-            shown, digest = _audit_text(query)
-            self._snapshot_lake(principal).audit_event(
-                snap.region,
-                "read",
-                f"page of {shown}",
-                lake_version=snap.version,
-                detail={
-                    "rows": page.num_rows,
-                    "offset": int(offset),
-                    "total": total,
-                    "sha256": digest,
-                    "answered_from": "the service's kept answer of this lake version",
-                },
-            )
-        return page, total
+
+        def build() -> _Kept:
+            return _Kept.of(snap.sql(query, timeout_s=timeout_s).table, group_by)
+
+        return self.answers.get_or_build(key, build)
+
+    def _audit_page(
+        self, principal: Principal, snap: Snapshot, asked: str, rows: int, offset: int, total: int
+    ) -> None:
+        shown, digest = _audit_text(asked)
+        self._snapshot_lake(principal).audit_event(
+            snap.region,
+            "read",
+            f"page of {shown}",
+            lake_version=snap.version,
+            detail={
+                "rows": rows,
+                "offset": int(offset),
+                "total": total,
+                "sha256": digest,
+                "answered_from": "the service's kept answer of this lake version",
+            },
+        )
 
     def forget(self, region: str | None = None) -> None:
         """Drop kept snapshots (of ``region``, or all): after a write the next read sees it."""
@@ -217,10 +196,108 @@ def _audit_text(query: str) -> tuple[str, str]:
     return shown, hashlib.sha256(query.strip().encode()).hexdigest()
 
 
-@dataclass
+@dataclass(frozen=True)
+class KeptPages:
+    """Pages of whole answers the gateway keeps per lake version, read as one principal.
+
+    The whole answer of a query is asked of the library once per lake
+    version and visible tenants (:class:`KeptAnswers`: that request's audit
+    row is its query's, ``rows`` the whole answer); each later page is a
+    slice of it, audited by the library as a ``read`` of that page by the
+    principal (one row per page: the query the caller asked, masked as the
+    library masks it, the lake version, the rows handed out). A query must
+    order its rows completely, so that a page does not depend on how ties
+    fall. A page is answered from memory only while the snapshot is its
+    region's latest version (an erasure since would be a later version);
+    otherwise, and where an answer is too big to keep, the methods return
+    None and the caller asks the library for the page itself.
+    """
+
+    gateway: LakeGateway
+    principal: Principal
+
+    def page(
+        self, snap: Snapshot, query: str, *, limit: int, offset: int, timeout_s: float | None = None
+    ) -> tuple[Any, int] | None:
+        """Rows ``offset`` to ``offset + limit`` of ``query``'s answer on ``snap``, and how many it has.
+
+        Raises:
+            Whatever ``snap.sql`` raises for the query (it is the library's read).
+        """
+        kept = self.gateway._kept(snap, query, timeout_s, None)
+        if kept is None:
+            return None
+        answer, built_now = kept
+        total = answer.rows.num_rows
+        page = answer.rows.slice(min(offset, total), limit)
+        if not built_now:  # the request that built it was audited by its query
+            self.gateway._audit_page(self.principal, snap, query, page.num_rows, offset, total)
+        return page, total
+
+    def group_page(
+        self,
+        snap: Snapshot,
+        query: str,
+        column: str,
+        value: str,
+        asked: str,
+        *,
+        limit: int,
+        offset: int,
+        timeout_s: float | None = None,
+    ) -> tuple[Any, int] | None:
+        """A page of the rows of ``query``'s answer whose ``column`` is ``value``, and how many there are.
+
+        ``query`` orders its rows by ``column`` first, then as ``asked`` (the
+        query of those rows alone, what the caller asked and the audit row
+        names) orders them: one group's rows are then a run of the answer,
+        found by a lookup (each group's run is indexed when the answer is
+        built).
+
+        Raises:
+            Whatever ``snap.sql`` raises for the query (it is the library's read).
+        """
+        kept = self.gateway._kept(snap, query, timeout_s, column)
+        if kept is None:
+            return None
+        answer, built_now = kept
+        first, end = answer.groups.get(value, (0, 0)) if answer.groups is not None else (0, 0)
+        total = end - first
+        page = answer.rows.slice(first + min(offset, total), min(limit, max(0, total - offset)))
+        if not built_now:
+            self.gateway._audit_page(self.principal, snap, asked, page.num_rows, offset, total)
+        return page, total
+
+
+@dataclass(frozen=True)
 class _Kept:
     rows: Any  # pa.Table
+    groups: dict[str, tuple[int, int]] | None
     nbytes: int
+
+    @staticmethod
+    def of(rows: Any, group_by: str | None) -> _Kept:
+        """An answer to keep: string columns dictionary-encoded where that is smaller (the same values
+        come out), and with ``group_by``, each value's run of rows (the answer is ordered by it)."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        for i, field in enumerate(rows.schema):
+            if pa.types.is_string(field.type) and rows.num_rows:
+                encoded = pc.dictionary_encode(rows.column(i))
+                if encoded.nbytes < rows.column(i).nbytes:
+                    rows = rows.set_column(i, field.name, encoded)
+        groups = None
+        if group_by is not None:
+            keys = rows.column(group_by).cast(pa.string()).combine_chunks() if rows.num_rows else None
+            groups = {}
+            if keys is not None:
+                n = len(keys)
+                starts = [0, *(pc.indices_nonzero(pc.not_equal(keys[1:], keys[:-1])).to_numpy() + 1).tolist()]
+                for first, end in zip(starts, [*starts[1:], n], strict=True):
+                    groups[str(keys[first].as_py())] = (first, end)
+        extra = 0 if groups is None else 100 * len(groups)  # the index: a string and two ints a group
+        return _Kept(rows, groups, int(rows.nbytes) + extra)
 
 
 class KeptAnswers:
@@ -272,11 +349,11 @@ class KeptAnswers:
                 self._kept.move_to_end(key)
             return kept
 
-    def get_or_build(self, key: tuple[Any, ...], build: Callable[[], Any]) -> tuple[Any, bool] | None:
+    def get_or_build(self, key: tuple[Any, ...], build: Callable[[], _Kept]) -> tuple[_Kept, bool] | None:
         """The kept answer of ``key`` and whether this call built it (``build()``), or None if too big."""
         kept = self._get(key)
         if kept is not None:
-            return kept.rows, False
+            return kept, False
         with self._lock:
             if key in self._too_big:
                 return None
@@ -284,28 +361,27 @@ class KeptAnswers:
         with building:
             kept = self._get(key)
             if kept is not None:
-                return kept.rows, False
+                return kept, False
             with self._lock:
                 if key in self._too_big:  # built meanwhile by another request, and not kept
                     return None
             try:
-                rows = build()
+                answer = build()
             except BaseException:
                 with self._lock:
                     self._building.pop(key, None)
                 raise
-            nbytes = int(rows.nbytes)
             with self._lock:  # kept (or marked too big) before its lock goes: no second build of it
                 self.builds += 1
                 self._building.pop(key, None)
-                if nbytes > self.max_bytes // 4:
+                if answer.nbytes > self.max_bytes // 4:
                     self._too_big[key] = None
                     while len(self._too_big) > 1024:
                         self._too_big.popitem(last=False)
-                    return rows, True
-                self._kept[key] = _Kept(rows, nbytes)
+                    return answer, True
+                self._kept[key] = answer
                 held = sum(k.nbytes for k in self._kept.values())
                 while held > self.max_bytes and len(self._kept) > 1:
                     _, dropped = self._kept.popitem(last=False)
                     held -= dropped.nbytes
-            return rows, True
+            return answer, True

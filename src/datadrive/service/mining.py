@@ -23,7 +23,7 @@ import io
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from datadrive.errors import InputError
 
@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from datadrive.core.scenario import Scenario
     from datadrive.lake import Snapshot
     from datadrive.mining import ResultSet, Selection
+    from datadrive.service.gateway import KeptPages
     from datadrive.service.jobs.framework import JobContext
 
 __all__ = [
@@ -38,7 +39,6 @@ __all__ = [
     "MAX_JOB_SCENARIOS",
     "OBJECT_TYPE",
     "EventFilter",
-    "PageSource",
     "Search",
     "check_mine",
     "check_tag",
@@ -239,8 +239,9 @@ class EventFilter:
         if self.event_type not in EVENT_TYPES:
             raise InputError("event_type", f"one of {', '.join(EVENT_TYPES)}")
 
-    def sql(self) -> str:
-        """The listing's SQL: the current tagger version's events, filtered, in :data:`EVENT_ORDER`."""
+    def sql(self, order: str | None = None) -> str:
+        """The listing's SQL: the current tagger version's events, filtered, in :data:`EVENT_ORDER`
+        (or ``order``)."""
         from datadrive.mining import tagger_version
 
         def lit(text: str) -> str:
@@ -260,7 +261,7 @@ class EventFilter:
         if self.min_severity is not None:
             where.append(f"severity >= {float(self.min_severity)!r}")
         columns, conditions = ", ".join(_EVENT_COLUMNS), " AND ".join(where)
-        return f"SELECT {columns} FROM events WHERE {conditions} ORDER BY {EVENT_ORDER}"
+        return f"SELECT {columns} FROM events WHERE {conditions} ORDER BY {order or EVENT_ORDER}"
 
 
 EVENT_ORDER = (
@@ -271,15 +272,6 @@ EVENT_ORDER = (
 shown, so that it is complete: a page is the same whether DuckDB's top-N cuts it or it is sliced from the
 whole sorted answer, and pages asked one by one neither repeat nor skip a row (rows equal in all of these
 look the same)."""
-
-
-class PageSource(Protocol):
-    """Pages of a query's whole answer kept in memory (:meth:`datadrive.service.gateway.LakeGateway.page`
-    with the caller's principal bound): ``(rows, total)``, or None where the library is to be asked."""
-
-    def __call__(
-        self, snap: Snapshot, query: str, *, limit: int, offset: int, timeout_s: float | None = None
-    ) -> tuple[Any, int] | None: ...
 
 
 def event_rows(snapshot: Snapshot, flt: EventFilter, *, timeout_s: float | None = None) -> Any:
@@ -294,23 +286,39 @@ def event_page(
     limit: int,
     offset: int = 0,
     timeout_s: float | None = None,
-    pages: PageSource | None = None,
+    pages: KeptPages | None = None,
 ) -> tuple[Any, int]:
     """Rows ``offset`` to ``offset + limit`` of :func:`event_rows`, and how many rows match in all.
 
     Either way one library read, one audit row:
 
-    - with ``pages`` (the service's gateway), a listing not narrowed to one
-      scenario is sliced from its whole sorted answer, kept per lake version
-      (a type's events are ~10^5 rows at 100k scenarios: counting and
-      ordering them per request cost 45-60 ms of DuckDB each);
-    - otherwise, and for one scenario's events (a few rows), the page is cut
-      in DuckDB (a top-N rather than a full sort, only ``limit`` rows turned
-      into Arrow) with the total counted alongside.
+    - with ``pages`` (the service's gateway, as the caller), the page is
+      sliced from a whole sorted answer kept per lake version: a listing
+      not narrowed to one scenario from its own (a type's events are ~10^5
+      rows at 100k scenarios: counting and ordering them per request cost
+      45-60 ms of DuckDB each), one scenario's events, unfiltered otherwise,
+      from every event ordered by scenario first (its run found by a lookup);
+    - otherwise, and for a scenario's events filtered further, the page is
+      cut in DuckDB (a top-N rather than a full sort, only ``limit`` rows
+      turned into Arrow) with the total counted alongside.
     """
     query = flt.sql()
-    if pages is not None and flt.scenario_id is None:
-        got = pages(snapshot, query, limit=int(limit), offset=int(offset), timeout_s=timeout_s)
+    if pages is not None:
+        got = None
+        if flt.scenario_id is None:
+            got = pages.page(snapshot, query, limit=int(limit), offset=int(offset), timeout_s=timeout_s)
+        elif flt == EventFilter(scenario_id=flt.scenario_id):
+            every = EventFilter().sql(order=f"scenario_id, {EVENT_ORDER}")
+            got = pages.group_page(
+                snapshot,
+                every,
+                "scenario_id",
+                flt.scenario_id,
+                query,
+                limit=int(limit),
+                offset=int(offset),
+                timeout_s=timeout_s,
+            )
         if got is not None:
             return got
     counted = query.replace(" FROM events ", ", count(*) OVER () AS __total FROM events ", 1)

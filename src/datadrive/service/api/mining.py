@@ -10,7 +10,6 @@ scenarios are not in the caller's snapshot, so they never appear here.
 
 from __future__ import annotations
 
-import functools
 import io
 import json
 from typing import Annotated, Any, Literal
@@ -165,7 +164,7 @@ def list_events(
             limit=page.limit,
             offset=page.offset,
             timeout_s=svc.settings.sql_timeout_s,
-            pages=functools.partial(svc.gateway.page, caller.principal),
+            pages=svc.gateway.pages(caller.principal),
         )
     with stage("encode"):
         items = json_rows(rows)
