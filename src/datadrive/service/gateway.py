@@ -279,23 +279,27 @@ class _Kept:
     def of(rows: Any, group_by: str | None) -> _Kept:
         """An answer to keep: string columns dictionary-encoded where that is smaller (the same values
         come out), and with ``group_by``, each value's run of rows (the answer is ordered by it)."""
+        import numpy as np
         import pyarrow as pa
         import pyarrow.compute as pc
 
+        groups = None
+        if group_by is not None:  # before encoding: runs of plain strings, found vectorised
+            keys = rows.column(group_by).combine_chunks()
+            if len(keys):
+                starts = np.concatenate(
+                    [[0], pc.indices_nonzero(pc.not_equal(keys[1:], keys[:-1])).to_numpy() + 1]
+                ).astype(np.int64)
+                ends = np.append(starts[1:], len(keys))
+                names = pc.take(keys, pa.array(starts)).to_pylist()
+                groups = dict(zip(names, zip(starts.tolist(), ends.tolist(), strict=True), strict=True))
+            else:
+                groups = {}
         for i, field in enumerate(rows.schema):
             if pa.types.is_string(field.type) and rows.num_rows:
                 encoded = pc.dictionary_encode(rows.column(i))
                 if encoded.nbytes < rows.column(i).nbytes:
                     rows = rows.set_column(i, field.name, encoded)
-        groups = None
-        if group_by is not None:
-            keys = rows.column(group_by).cast(pa.string()).combine_chunks() if rows.num_rows else None
-            groups = {}
-            if keys is not None:
-                n = len(keys)
-                starts = [0, *(pc.indices_nonzero(pc.not_equal(keys[1:], keys[:-1])).to_numpy() + 1).tolist()]
-                for first, end in zip(starts, [*starts[1:], n], strict=True):
-                    groups[str(keys[first].as_py())] = (first, end)
         extra = 0 if groups is None else 100 * len(groups)  # the index: a string and two ints a group
         return _Kept(rows, groups, int(rows.nbytes) + extra)
 
