@@ -154,7 +154,7 @@ class LakeGateway:
         """``query``'s kept answer on ``snap`` (built now if need be) and whether this call built it."""
         if not self.answers.max_bytes or not snap.is_latest():
             return None
-        key = (snap.region, snap.version, tuple(sorted(snap.tenants)), query)
+        key = (snap.region, snap.version, tuple(sorted(snap.tenants)), query, group_by)
 
         def build() -> _Kept:
             return _Kept.of(snap.sql(query, timeout_s=timeout_s).table, group_by)
