@@ -139,7 +139,8 @@ def test_a_new_feature_version_reindexes_and_readers_see_only_its_rows(
 def test_units_are_gathered_into_commits_of_commit_scenarios(lake: Lake, tmp_path: Path) -> None:
     v0 = lake.snapshot("eu-central").version
     one = index_region(lake, "eu-central", batch_size=1, commit_scenarios=2)
-    assert one.indexed == 2 and one.lake_version_after == v0 + 1, "two units, one lake version"
+    assert one.indexed == 2
+    assert one.lake_version_after == v0 + 1, "two units, one lake version"
     states = lake.snapshot("eu-central").table("mining_states")
     assert len(set(states.column("batch_id").to_pylist())) == 1
     assert states.num_rows == one.states
