@@ -107,10 +107,14 @@ class IngestOptions:
         batch_inputs: Inputs per batch (one lake commit each). The rows are
             written by the workers, so a batch's size bounds no memory; it
             trades commits (and small files) against how soon rows are visible.
+            A commit costs ~0.05-0.1 s of CPU in the committing process
+            whatever its size (the ledger and id checks, a Delta commit per
+            table, the ledger commit, fsyncs, an audit row), about what
+            reading 30 small inputs costs: 64 keeps it a small share.
         lock_timeout_s: How long to wait for another process's commit.
     """
 
-    batch_inputs: int = 32
+    batch_inputs: int = 64
     lock_timeout_s: float = 300.0
 
 
