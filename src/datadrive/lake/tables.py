@@ -147,7 +147,6 @@ class RegionStore:
         self.root: StorageRoot = region.root
         self._fs: pafs.FileSystem | None = None
         self._latest: dict[str, Any] = {}
-        self._full_schema: set[str] = set()  # tables seen with every column of their spec (columns never go)
         self._lock = threading.RLock()
 
     # ------------------------------------------------------------------ basics
@@ -326,13 +325,10 @@ class RegionStore:
         """
         from deltalake.schema import Field
 
-        if spec.name in self._full_schema:  # every commit ensures the tables: check each once per store
-            return
-        dt = self.latest(spec)
+        dt = self.table(spec)
         have = set(dt.schema().to_arrow().names)
         new = [f for f in spec.schema if f.name not in have]
         if not new:
-            self._full_schema.add(spec.name)
             return
         if any(not f.nullable for f in new):
             raise LakeError(f"{spec.name}: cannot add the non-nullable column(s) {[f.name for f in new]}")
@@ -401,14 +397,11 @@ class RegionStore:
         process at exit (``docs/lake-storage.md``); a pyarrow filesystem
         rooted at the table does not.
         """
-        with self._lock:  # the kept handle when it is at that version: no replay of the log
-            dt = self.latest(spec)
-            if version is not None and int(dt.version()) != int(version):
-                dt = self.table(spec, version)
-            try:
-                return dt.to_pyarrow_dataset(filesystem=self.root.table_filesystem(spec.name))
-            except Exception as exc:
-                raise LakeError(f"region {self.region.name}: cannot read {spec.name}: {exc}") from exc
+        dt = self.table(spec, version)
+        try:
+            return dt.to_pyarrow_dataset(filesystem=self.root.table_filesystem(spec.name))
+        except Exception as exc:
+            raise LakeError(f"region {self.region.name}: cannot read {spec.name}: {exc}") from exc
 
     def dataset(self, spec: TableSpec, version: int) -> ds.Dataset:
         """The table at ``version`` as an Arrow dataset (no copy).
