@@ -9,8 +9,11 @@ its nearest lanes, all in its frame), every epoch, in ``DataLoader`` worker
 processes.
 
 **datadrive**: ingest the raw files into a lake once (process pool), curate a
-dataset by SQL, build the feature cache once (process pool, vectorised), then
-train from memory-mapped shards with size-grouped batches.
+dataset by SQL, build the feature cache once (vectorised; on the process pool
+from ``INLINE_BELOW`` scenarios up, in the calling process below, where the
+pool's start-up costs more than the work), then train from memory-mapped
+shards with size-grouped batches (a checkpoint at every epoch end, as a user's
+run has).
 
 Both train the same model with the same config (one focal-agent sample per
 scenario, batch size, epochs, seed, one torch thread per process) and the
@@ -324,7 +327,8 @@ def datadrive_pipeline(
     )
     dataset_s = time.perf_counter() - t
     t = time.perf_counter()
-    # the default shard size: at least one shard per worker (at most 256 scenarios each)
+    # as a user calls it: the default shard size (one shard per worker, at most 256 scenarios each) on
+    # the pool, or one shard in this process below INLINE_BELOW scenarios (build_cache decides)
     cache_report = build_cache(
         lake, m, cfg, engine=ProcessPoolEngine(workers, preload=PRELOAD, window_per_worker=1)
     )
@@ -424,8 +428,12 @@ def render(r: dict[str, Any]) -> str:
         f"Data: the AV2 motion-forecasting samples with a future (2 scenarios) replicated to {r['scenarios']} "
         f"scenarios with new ids ({r['raw_bytes'] / 1e6:.1f} MB of parquet + map JSON); one focal-agent sample per "
         f"scenario, AV2 horizons (5 s + 6 s at 10 Hz), {r['epochs']} epochs, batch size {r['batch_size']}, "
-        f"{r['workers']} worker processes on each side (DataLoader workers for the naive pipeline; ingest and "
-        f"cache workers for datadrive). Command: `python benchmarks/train.py{' ' + r['argv'] if r['argv'] else ''}`.",
+        f"{r['workers']} worker processes on each side (DataLoader workers for the naive pipeline; ingest "
+        f"workers for datadrive, whose cache build runs on them from {r['inline_below']} scenarios up and in the "
+        "calling process below). Timed: the naive side from building the model to its file on disk; datadrive "
+        "from the lake's init to the model file (lake init, ingest, dataset, cache, training with a checkpoint at "
+        "every epoch end, the model file); both sides' imports and the fork server are started before the clocks. "
+        f"Command: `python benchmarks/train.py{' ' + r['argv'] if r['argv'] else ''}`.",
         "",
         "| model | naive: raw -> model (s) | datadrive: raw -> model (s) | speed-up | datadrive lake init / ingest / dataset / cache / train (s) | step p50 first / last tenth (ms) |",
         "| --- | ---: | ---: | ---: | --- | --- |",
@@ -471,7 +479,7 @@ def render(r: dict[str, Any]) -> str:
     ]
     for name, rate in r["consumption"].items():
         lines.append(
-            f"| {name}: training consumption (forward + backward + step), one thread | {rate:,.0f} samples/s ({r['loader'] / rate:.0f}x less than the loader gives) |"
+            f"| {name}: training consumption (forward + backward + step), one thread | {rate:,.0f} samples/s (the loader gives {r['loader'] / rate:.1f}x that) |"
         )
     lines += [
         "",
@@ -523,6 +531,7 @@ def main() -> None:
     import datadrive.train  # noqa: F401
     from datadrive.compute import ProcessPoolEngine
     from datadrive.curate import AV2_FEATURES
+    from datadrive.curate.cache import INLINE_BELOW
 
     # one-time start-up costs both sides would pay, paid before the clock: the fork server with
     # datadrive's modules (a few seconds on a busy machine), and torch's lazy import of its compiler
@@ -575,6 +584,7 @@ def main() -> None:
         results.update(
             started=started, env=env, scenarios=args.scenarios, epochs=args.epochs, batch_size=args.batch_size,
             workers=args.workers, raw_bytes=raw_bytes, cache_bytes=cache_bytes, argv=shlex.join(sys.argv[1:]),
+            inline_below=INLINE_BELOW,
             loader=loader_rate(cache, args.batch_size), naive_loader=naive_loader_rate(folders, cfg, min(40, len(folders))),
         )  # fmt: skip
         text = render(results)

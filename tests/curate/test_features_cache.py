@@ -389,3 +389,41 @@ def test_shard_columns_that_do_not_fit_are_refused_naming_the_scenario(sample_la
         shard_arrays(keys, short, tracks, maps)
     with pytest.raises(DatasetError, match="have no row"):
         shard_arrays([*keys, ("bmw", "av2_motion_forecasting", "no-such-scenario")], rows, tracks, maps)
+
+
+@pytest.mark.slow  # starts a process pool (a few seconds on a busy machine)
+def test_small_build_runs_in_process_and_a_pool_build_writes_the_same_columns(
+    sample_lake: SampleLake, tmp_path: Path
+) -> None:
+    from datadrive.compute import ProcessPoolEngine
+    from datadrive.curate.cache import INLINE_BELOW
+
+    lake = sample_lake.lake()
+    m = load_dataset(lake, "samples", "eu-central")
+    n = len(m.keys())
+    assert 1 < n < INLINE_BELOW
+    pool = ProcessPoolEngine(2, preload=("datadrive.curate.cache",), window_per_worker=1)
+    # below INLINE_BELOW the pool is not started: the build is one shard (not one per worker)
+    small = build_cache(lake, m, AV2_FEATURES, directory=tmp_path / "small", engine=pool)
+    assert small.ok
+    assert small.shards == 1
+    # inline_below=0: the pool's workers build the shards, the same bytes as this process would
+    pooled = build_cache(
+        lake, m, AV2_FEATURES, directory=tmp_path / "pool", engine=pool, shard_size=4, inline_below=0
+    )
+    inline = build_cache(
+        lake, m, AV2_FEATURES, directory=tmp_path / "inline", engine=InlineEngine(), shard_size=4
+    )
+    assert pooled.ok
+    assert pooled.built == pooled.shards == inline.shards >= 2
+    done = json.loads((tmp_path / "pool" / "shard-00000" / "_complete.json").read_text())
+    assert done["samples"] > 0
+    for d in sorted((tmp_path / "inline").glob("shard-*")):
+        for f in sorted(d.glob("*.npy")):
+            np.testing.assert_array_equal(
+                np.load(f), np.load(tmp_path / "pool" / d.name / f.name), err_msg=str(f)
+            )
+    a, b = FeatureCache(tmp_path / "small"), FeatureCache(tmp_path / "inline")
+    assert a.num_samples == b.num_samples == small.samples
+    idx = np.arange(a.num_samples)
+    np.testing.assert_array_equal(a.batch(idx).agent_xy_m, b.batch(idx).agent_xy_m)

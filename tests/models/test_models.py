@@ -160,3 +160,31 @@ def test_model_planner_satisfies_the_simulator_interface(cache: FeatureCache, tm
     np.testing.assert_allclose(wp[1], 0.0, atol=1e-6)
     policy = sim.TrajectoryPolicy(planner)
     assert policy.planner is planner
+
+
+def test_agent_step_features_by_hand_and_for_the_first_agents_only(cache: FeatureCache) -> None:
+    from datadrive.models import agent_step_features
+
+    batch = cache.batch(np.arange(5))
+    x = to_tensors(batch)
+    valid = batch.agent_valid.astype(np.float64)[..., None]
+    h = batch.agent_heading_rad.astype(np.float64)[..., None]
+    by_hand = (
+        np.concatenate(
+            [
+                batch.agent_xy_m / 10.0,
+                np.cos(h),
+                np.sin(h),
+                batch.agent_velocity_mps / 10.0,
+                valid,
+            ],
+            axis=-1,
+        )
+        * valid
+    )
+    full = agent_step_features(x, 10.0)
+    assert full.shape == (*batch.agent_valid.shape, 7)
+    np.testing.assert_allclose(full.numpy(), by_hand, atol=1e-6)
+    assert batch.agent_xy_m.shape[1] > 3
+    first = agent_step_features(x, 10.0, agents=3)
+    assert torch.equal(first, full[:, :3])  # the same values, the others not computed

@@ -292,3 +292,34 @@ def test_fit_task_refuses_a_checkpoint_of_another_model(tmp_path: Path) -> None:
     other.meta = {"name": "another-model"}
     with pytest.raises(CheckpointError, match="another-model"):
         fit_task(other, config, tmp_path / "run")
+
+
+def test_a_background_checkpoint_is_the_state_at_the_save_and_its_failure_is_raised(tmp_path: Path) -> None:
+    from datadrive.train import Position, load_checkpoint, save_checkpoint, wait_for_checkpoint
+
+    net = torch.nn.Linear(3, 2)
+    meta = {"model": "linear"}
+    path = tmp_path / "ck" / "last.pt"
+    saved = {k: v.clone() for k, v in net.state_dict().items()}
+    save_checkpoint(
+        path, net, optimizer=None, scheduler=None, scaler=None, position=Position(1, 0, 5),
+        history={}, fingerprint={"x": 1}, meta=meta, background=True,
+    )  # fmt: skip
+    with torch.no_grad():  # changed while the file may still be in flight: the checkpoint keeps the old state
+        net.weight.add_(1.0)
+    other = torch.nn.Linear(3, 2)
+    doc = load_checkpoint(path, other, {"x": 1}, check=lambda m, where: None)  # waits for the write
+    assert doc["position"] == {"epoch": 1, "batch": 0, "step": 5}
+    for k, v in other.state_dict().items():
+        assert torch.equal(v, saved[k])
+    assert not path.with_name("last.pt.tmp").exists()
+    # a write that cannot land (its folder is a file) is raised when the trainer waits for it
+    blocked = tmp_path / "file"
+    blocked.write_text("")
+    save_checkpoint(
+        blocked / "last.pt", net, optimizer=None, scheduler=None, scaler=None, position=Position(0, 0, 0),
+        history={}, fingerprint={}, meta=meta, background=True,
+    )  # fmt: skip
+    with pytest.raises(CheckpointError, match="could not be written"):
+        wait_for_checkpoint(blocked / "last.pt")
+    wait_for_checkpoint(blocked / "last.pt")  # reported once

@@ -92,19 +92,23 @@ def to_tensors(batch: FeatureBatch, device: torch.device | str = "cpu") -> Tenso
     )
 
 
-def agent_step_features(x: TensorBatch, scale_m: float) -> Tensor:
+def agent_step_features(x: TensorBatch, scale_m: float, agents: int | None = None) -> Tensor:
     """``(B, A, H, 7)`` per step: x, y, cos and sin of heading, vx, vy, valid (0 where invalid).
 
     Positions and velocities are divided by ``scale_m`` (metres, metres per second).
+    ``agents`` keeps only the first agents (the target and its nearest
+    neighbours), for a model that reads no others: the same values as
+    ``agent_step_features(x, scale_m)[:, :agents]``, without computing the rest.
     """
-    valid = x.agent_valid.to(x.agent_xy_m.dtype)
-    h = x.agent_heading_rad
+    keep = slice(None, agents)
+    valid = x.agent_valid[:, keep].to(x.agent_xy_m.dtype)
+    h = x.agent_heading_rad[:, keep]
     feats = torch.cat(
         [
-            x.agent_xy_m / scale_m,
+            x.agent_xy_m[:, keep] / scale_m,
             torch.cos(h).unsqueeze(-1),
             torch.sin(h).unsqueeze(-1),
-            x.agent_velocity_mps / scale_m,
+            x.agent_velocity_mps[:, keep] / scale_m,
             valid.unsqueeze(-1),
         ],
         dim=-1,

@@ -84,9 +84,10 @@ class MlpForecaster(Forecaster):
 
     def forward(self, x: TensorBatch) -> ModelOutput:
         b = x.size
-        steps = agent_step_features(x, self.scale_m)  # (B, A, H, 7)
-        target = steps[:, 0].flatten(1)
         n = self.context_agents
+        # (B, <=1 + n, H, 7): only the target and the neighbours read below (a cache keeps up to 32)
+        steps = agent_step_features(x, self.scale_m, agents=1 + n)
+        target = steps[:, 0].flatten(1)
         others = steps[:, 1 : 1 + n, -1]  # (B, <=n, 7) last state of the nearest agents
         if others.shape[1] < n:
             others = torch.nn.functional.pad(others, (0, 0, 0, n - others.shape[1]))

@@ -16,7 +16,13 @@ extra, MLflow the ``[track]`` extra, Ray Train the ``[ray]`` extra.
 ``docs/training.md`` is the user guide.
 """
 
-from datadrive.train.checkpoint import CHECKPOINT_FORMAT, Position, load_checkpoint, save_checkpoint
+from datadrive.train.checkpoint import (
+    CHECKPOINT_FORMAT,
+    Position,
+    load_checkpoint,
+    save_checkpoint,
+    wait_for_checkpoint,
+)
 from datadrive.train.config import TrainConfig
 from datadrive.train.distributed import RaySettings, distributed_from_env, fit_on_ray, init_process_group
 from datadrive.train.run import RunReport, TrackingSettings, lineage_tags, run_folder, train_run
@@ -47,4 +53,5 @@ __all__ = [
     "run_folder",
     "save_checkpoint",
     "train_run",
+    "wait_for_checkpoint",
 ]

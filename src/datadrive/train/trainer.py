@@ -40,7 +40,7 @@ import torch
 from datadrive.curate.loader import FeatureCache
 from datadrive.errors import NonFiniteLossError, TrainingError
 from datadrive.models.policy import resolve_device
-from datadrive.train.checkpoint import Position, load_checkpoint, save_checkpoint
+from datadrive.train.checkpoint import Position, load_checkpoint, save_checkpoint, wait_for_checkpoint
 from datadrive.train.config import TrainConfig
 from datadrive.train.task import ForecastTask, TrainTask
 
@@ -240,6 +240,7 @@ def fit_task(
         if optimizer is not None
         else None
     )
+    wait_for_checkpoint(ckpt)  # a write of a run in this process that stopped early
     if resume and ckpt.exists():
         doc = load_checkpoint(ckpt, model, fp, check=task.check_compatible)
         if optimizer is not None and doc["optimizer"] is not None:
@@ -281,6 +282,7 @@ def fit_task(
                 history={"epochs": history, "partial": dict(sums or {})},
                 fingerprint=fp,
                 meta=task.checkpoint_meta(),
+                background=True,  # the file lands while the next steps run; waited for below
             )
         if dist.world_size > 1:
             torch.distributed.barrier()
@@ -385,6 +387,7 @@ def fit_task(
         checkpoint(Position(epoch + 1, 0, step))
         if stopped:
             break
+    wait_for_checkpoint(ckpt)  # the last checkpoint is on disk when fit returns
     model_path = run_dir / "model.pt"
     if dist.is_main:
         task.save(model_path, {"run_dir": run_dir.name, "steps": step, "epochs": len(history)})
