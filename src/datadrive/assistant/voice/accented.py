@@ -33,7 +33,7 @@ from functools import lru_cache
 
 from datadrive.errors import ConfigError
 
-__all__ = ["ACCENTED_VOICES", "accented_voices", "respell", "respell_version"]
+__all__ = ["ACCENTED_VOICES", "accented_voices", "ipa_letters", "respell", "respell_version"]
 
 # festival voice -> the language whose spelling it reads
 ACCENTED_VOICES = {
@@ -64,7 +64,8 @@ _BY_LANGUAGE = {
 _MARKS = "ˈˌ̩̯‿.-_"
 
 
-def _letters(ipa_word: str, language: str) -> str:
+def ipa_letters(ipa_word: str, language: str) -> str:
+    """One word's IPA (as espeak-ng writes it) in the letters of ``language`` (``it``, ``fi``, ``cs``)."""
     table = _BY_LANGUAGE[language]
     keys = sorted(table, key=len, reverse=True)
     out: list[str] = []
@@ -118,7 +119,7 @@ def respell(texts: Sequence[str], language: str, *, threads: int = 2) -> list[st
         )
 
     def one(text: str) -> str:
-        clauses = [" ".join(_letters(w, language) for w in c.split()) for c in _ipa(text)]
+        clauses = [" ".join(ipa_letters(w, language) for w in c.split()) for c in _ipa(text)]
         return ", ".join(c for c in clauses if c.strip())
 
     with ThreadPoolExecutor(max(1, threads)) as pool:
