@@ -55,7 +55,7 @@ _COMMON = {
 }  # fmt: skip
 _BY_LANGUAGE = {
     "it": {**_COMMON, "j": "i", "ʃ": "sc", "tʃ": "c", "dʒ": "g", "k": "c"},
-    "fi": dict(_COMMON),
+    "fi": {**_COMMON, "dʒ": "ts"},  # the Finnish voices fail on "dz"
     "cs": {
         **_COMMON, "eɪ": "ej", "aɪ": "aj", "ɔɪ": "oj", "z": "z", "ʃ": "š", "ʒ": "ž", "tʃ": "č", "dʒ": "dž",
         "x": "ch",

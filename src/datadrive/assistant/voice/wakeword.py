@@ -503,7 +503,36 @@ def accented_clips(config: WakeWordConfig, progress: Progress | None = None) -> 
             (t, Voice(v, sp, p, engine="festival"))
             for t, v, sp, p in zip(spelled, who, speeds, pitches, strict=True)
         ]
-    return Clips({kind: _say(j, config.threads, f"accented {kind}", progress) for kind, j in jobs.items()})
+    return Clips(
+        {kind: _say_each(j, config.threads, f"accented {kind}", progress) for kind, j in jobs.items()}
+    )
+
+
+def _say_each(
+    jobs: Sequence[tuple[str, Voice]], threads: int, label: str, progress: Progress | None
+) -> list[NDArrayFloat32]:
+    """:func:`_say`, but a batch that a voice cannot say is spoken one by one, dropping what fails.
+
+    Foreign festival voices stumble over a few respelled words (a Lisp error
+    for the whole batch); losing those few utterances costs nothing.
+    """
+    groups: dict[tuple[str, int], list[int]] = {}
+    for i, (_, v) in enumerate(jobs):
+        groups.setdefault((v.name, v.speed_wpm), []).append(i)
+    out: list[NDArrayFloat32] = []
+    for n, idx in enumerate(groups.values()):
+        batch = [jobs[i] for i in idx]
+        try:
+            out += _say(batch, threads, label, None)
+        except ConfigError:
+            for job in batch:
+                try:
+                    out += _say([job], 1, label, None)
+                except ConfigError:
+                    continue
+        if progress is not None:
+            progress(f"synthesizing {label}", n + 1, len(groups))
+    return out
 
 
 def _accented_windows(config: WakeWordConfig, progress: Progress | None) -> Dataset:
