@@ -130,6 +130,14 @@ def test_bad_input_is_one_line_and_exit_2(cli_lake: tuple[Path, str], tmp_path: 
     r = run("assistant", "wakeword", "eval", "--compare", str(missing), "--positives", "1", "--minutes", "1")
     assert r.exit_code == 2  # refused before any test audio is made
     assert f"{missing}: no wake-word model here" in r.output
+    out = tmp_path / "never.pt"
+    r = run("assistant", "wakeword", "train", "--quick", "--vtlp", "0.7", "--out", str(out))
+    assert r.exit_code == 2  # refused before any audio is synthesized
+    assert "--vtlp 0.7: the warp must be in [0, 0.5)" in r.output
+    r = run("assistant", "wakeword", "train", "--quick", "--band-limit", "1.5", "--out", str(out))
+    assert r.exit_code == 2
+    assert "--band-limit 1.5: a share must be in [0, 1]" in r.output
+    assert not out.exists()
 
 
 def test_unanswerable_question(cli_lake: tuple[Path, str]) -> None:
