@@ -196,6 +196,11 @@ def test_listen_wake_transcript_answer_wav(cli_lake: tuple[Path, str], tmp_path:
         vehicle,
         "--map",
         "none",
+        # the pipeline is under test here, not the detector: at its own threshold (0.9926) the
+        # bundled model hears about a third of phrases (docs/assistant.md), and this clean en-us
+        # phrase scores 0.990; detection is measured by `wakeword eval` and test_voice.py
+        "--threshold",
+        "0.98",
         "--json",
     )
     assert r.exit_code == 0, r.output
