@@ -100,6 +100,15 @@ def serve_cmd(
             "--max-mine-scenarios", min=1, help="Scenarios a mining search in a request may evaluate."
         ),
     ] = 500,
+    kept_answers_mb: Annotated[
+        int,
+        typer.Option(
+            "--kept-answers-mb",
+            min=0,
+            help="Memory for whole sorted answers of event listings, kept per lake version so a page is "
+            "a slice (0: every page is its own query).",
+        ),
+    ] = 512,
 ) -> None:
     """Run the alliance service (API + web UI) with its job workers."""
     import uvicorn
@@ -119,6 +128,7 @@ def serve_cmd(
         secure_cookies=secure_cookies,
         maps_dir=maps.resolve() if maps else None,
         max_mine_scenarios=max_mine_scenarios,
+        kept_answers_mb=kept_answers_mb,
     )
     app = create_app(settings, load_config(lake, env=settings.env))
     out.print(

@@ -96,7 +96,9 @@ def create_app(settings: ServiceSettings, lake_config: LakeConfig | None = None)
         lake_config=config,
         engine=engine,
         sessions=sessions,
-        gateway=LakeGateway(config, ttl_s=settings.snapshot_ttl_s),
+        gateway=LakeGateway(
+            config, ttl_s=settings.snapshot_ttl_s, answers_bytes=settings.kept_answers_mb << 20
+        ),
         limiter=RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst),
         metrics=Metrics(),
         dispatcher=dispatcher,

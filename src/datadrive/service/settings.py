@@ -46,6 +46,10 @@ class ServiceSettings:
         snapshot_ttl_s: How long a kept lake snapshot is reused before the
             service looks for a newer lake version (one file check; 0, the
             default: before every read, so a commit is visible to the next).
+        kept_answers_mb: Memory for whole answers of paged listings (a type's
+            events, ordered), kept per lake version so a page is a slice of
+            them (the least recently used dropped first); 0 keeps none, and
+            every page is its own query.
         maps_dir: The fleet-map catalogue: map files (Lanelet2 ``.osm``, ...)
             fleet jobs may draw on, named by file name. None: no fleet jobs.
         max_sim_scenarios: Scenarios one simulate job may cover at most.
@@ -76,6 +80,7 @@ class ServiceSettings:
     secure_cookies: bool = False
     start_workers: bool = True
     snapshot_ttl_s: float = 0.0
+    kept_answers_mb: int = 512
     maps_dir: Path | None = None
     max_sim_scenarios: int = 2_000
     max_mine_scenarios: int = 500

@@ -26,6 +26,7 @@ from datadrive.service.convert import json_response, json_rows, json_value
 from datadrive.service.errors import ERROR_RESPONSES
 from datadrive.service.mining import (
     OBJECT_TYPE,
+    EventFilter,
     event_page,
     event_summary,
     hit_json,
@@ -148,18 +149,22 @@ def list_events(
     min_severity: Annotated[float | None, Query(ge=-1e9, le=1e9)] = None,
     as_of: Annotated[int | None, Query(ge=0, le=1_000_000_000)] = None,
 ) -> Response:
+    flt = EventFilter(
+        event_type=event_type,
+        scenario_id=scenario_id,
+        source=source,
+        ego_only=ego_only,
+        min_severity=min_severity,
+    )
     snap = svc.gateway.snapshot(caller.principal, svc.gateway.region(region), as_of)
     with stage("lake"):
         rows, total = event_page(
             snap,
+            flt,
             limit=page.limit,
             offset=page.offset,
-            event_type=event_type,
-            scenario_id=scenario_id,
-            source=source,
-            ego_only=ego_only,
-            min_severity=min_severity,
             timeout_s=svc.settings.sql_timeout_s,
+            pages=svc.gateway.pages(caller.principal),
         )
     with stage("encode"):
         items = json_rows(rows)
