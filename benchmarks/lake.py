@@ -80,7 +80,7 @@ from datadrive.lake import (
     audit,
     commit,
 )
-from datadrive.lake.ingest import INGEST_PRELOAD
+from datadrive.lake.ingest import INGEST_PRELOAD, IngestOptions
 from datadrive.lake.locks import region_lock
 from datadrive.lake.schema import AUDIT, SCENARIOS, TRACKS
 from datadrive.lake.sql import VIEWS
@@ -611,8 +611,9 @@ def _render_ingest(r: dict[str, Any]) -> list[str]:
         "with `Lake.ingest`: discover; in "
         "the workers, one pass per input: hash (folders), read, pseudonymise, convert, write the rows as "
         "staged Parquet files (an input's `scenarios` rows go back to the commit, which writes one file per "
-        "partition for its batch); commits of 32 inputs under the region lock in a background thread while "
-        f"the workers go on; audit. Runs interleaved, median of {r['ingest_runs']}. Reference: the adapters "
+        f"partition for its batch); commits of {IngestOptions().batch_inputs} inputs (the default "
+        "batch) under the region lock in a background thread while the workers go on; audit. Runs "
+        f"interleaved, median of {r['ingest_runs']}. Reference: the adapters "
         "alone reading the same inputs in one process (warm). *CPU s*: user + system time of the run's "
         "processes (this one, every thread included, and its pool workers; not known for Ray); on a "
         "shared machine wall time grows with the neighbours' load and CPU time hardly does. *CPU vs "

@@ -130,6 +130,14 @@ def test_bad_input_is_one_line_and_exit_2(cli_lake: tuple[Path, str], tmp_path: 
     r = run("assistant", "wakeword", "eval", "--compare", str(missing), "--positives", "1", "--minutes", "1")
     assert r.exit_code == 2  # refused before any test audio is made
     assert f"{missing}: no wake-word model here" in r.output
+    out = tmp_path / "never.pt"
+    r = run("assistant", "wakeword", "train", "--quick", "--vtlp", "0.7", "--out", str(out))
+    assert r.exit_code == 2  # refused before any audio is synthesized
+    assert "--vtlp 0.7: the warp must be in [0, 0.5)" in r.output
+    r = run("assistant", "wakeword", "train", "--quick", "--band-limit", "1.5", "--out", str(out))
+    assert r.exit_code == 2
+    assert "--band-limit 1.5: a share must be in [0, 1]" in r.output
+    assert not out.exists()
 
 
 def test_unanswerable_question(cli_lake: tuple[Path, str]) -> None:
@@ -188,6 +196,11 @@ def test_listen_wake_transcript_answer_wav(cli_lake: tuple[Path, str], tmp_path:
         vehicle,
         "--map",
         "none",
+        # the pipeline is under test here, not the detector: at its own threshold (0.9926) the
+        # bundled model hears about a third of phrases (docs/assistant.md), and this clean en-us
+        # phrase scores 0.990; detection is measured by `wakeword eval` and test_voice.py
+        "--threshold",
+        "0.98",
         "--json",
     )
     assert r.exit_code == 0, r.output

@@ -364,6 +364,24 @@ def wakeword_train_cmd(
         int | None,
         typer.Option("--stream-negatives", help="Random negative windows of training clips end to end."),
     ] = None,
+    vtlp: Annotated[
+        float | None,
+        typer.Option(
+            "--vtlp",
+            help="Largest vocal-tract-length warp on the fly (0.15: factors 0.85-1.15; 0: none).",
+        ),
+    ] = None,
+    band_limit: Annotated[
+        float | None,
+        typer.Option("--band-limit", help="Share of training windows band-limited on the fly (0: none)."),
+    ] = None,
+    accented: Annotated[
+        int | None,
+        typer.Option(
+            "--accented",
+            help="Phrases and as many near misses by festival's Italian, Finnish and Czech voices.",
+        ),
+    ] = None,
 ) -> None:
     """Train the wake word on synthesized speech (espeak-ng, flite, festival) and cabin noise.
 
@@ -392,6 +410,16 @@ def wakeword_train_cmd(
         config = replace(config, stream_negatives=stream_negatives)
     if clip_mining_minutes is not None:
         config = replace(config, clip_mining_minutes=clip_mining_minutes)
+    if vtlp is not None:
+        if not 0.0 <= vtlp < 0.5:
+            raise ConfigError(f"--vtlp {vtlp}: the warp must be in [0, 0.5)")
+        config = replace(config, vtlp=(1.0 - vtlp, 1.0 + vtlp))
+    if accented is not None:
+        config = replace(config, accented=accented)
+    if band_limit is not None:
+        if not 0.0 <= band_limit <= 1.0:
+            raise ConfigError(f"--band-limit {band_limit}: a share must be in [0, 1]")
+        config = replace(config, band_limit=band_limit)
     if val_minutes is not None:
         config = replace(config, val_minutes=val_minutes, val_positives=max(1, round(15 * val_minutes)))
     start = load_model(init) if init is not None else None

@@ -134,7 +134,7 @@ def ingest_cmd(
             "--ray-address", help="Ray cluster for --engine ray (default: RAY_ADDRESS, else a local Ray)."
         ),
     ] = None,
-    batch_size: Annotated[int, typer.Option("--batch-size", help="Inputs per commit.")] = 32,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Inputs per commit.")] = 64,
     adapters: Annotated[
         str | None,
         typer.Option("--adapters", help="MODULE:ATTR of a Registry to use instead of the built-in one."),

@@ -6,7 +6,9 @@ real test would demand:
 * **voices**: whole synthesizer voices are held out: flite's ``slt`` and
   festival's ``ked_diphone`` and ``cmu_us_slt_arctic_hts`` (an HMM voice:
   a synthesis method training never hears) are test-only; flite ``awb``,
-  ``rms``, ``kal``, ``kal16`` and festival ``kal_diphone`` train. Of
+  ``rms``, ``kal``, ``kal16`` and festival ``kal_diphone`` train, and so
+  (optionally) do festival's Italian, Finnish and Czech voices reading
+  respelled English (:mod:`~datadrive.assistant.voice.accented`). Of
   espeak-ng, every third English accent or accented voice and every fourth
   voice variant (sorted by name) are test-only;
 * **sentences**: ordinary English prose from the Python documentation shipped

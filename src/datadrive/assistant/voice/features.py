@@ -17,7 +17,7 @@ import numpy as np
 from datadrive.assistant.voice.audio import SAMPLE_RATE_HZ
 from datadrive.core.typing import NDArrayFloat32
 
-__all__ = ["HOP", "N_MELS", "WIN", "log_mel"]
+__all__ = ["HOP", "N_MELS", "WIN", "log_mel", "mel_centres_hz"]
 
 N_FFT = 512
 WIN = 400
@@ -29,10 +29,24 @@ def _mel(f: np.ndarray) -> np.ndarray:
     return 2595.0 * np.log10(1.0 + f / 700.0)
 
 
+def _edges_hz(n_mels: int, fmin: float, fmax: float) -> np.ndarray:
+    """The ``n_mels + 2`` filter edges (HTK mel scale, equally spaced in mel)."""
+    out: np.ndarray = 700.0 * (
+        10 ** (np.linspace(_mel(np.array(fmin)), _mel(np.array(fmax)), n_mels + 2) / 2595.0) - 1.0
+    )
+    return out
+
+
+@lru_cache(maxsize=4)
+def mel_centres_hz(n_mels: int = N_MELS, fmin: float = 60.0, fmax: float = 7600.0) -> np.ndarray:
+    """``(M,)`` the centre frequencies of the mel filters, Hz (float32)."""
+    return _edges_hz(n_mels, fmin, fmax)[1:-1].astype(np.float32)
+
+
 @lru_cache(maxsize=4)
 def _filterbank(n_mels: int = N_MELS, fmin: float = 60.0, fmax: float = 7600.0) -> np.ndarray:
     """``(N_FFT // 2 + 1, M)`` triangular mel filters (HTK mel scale), transposed for ``spec @ fb``."""
-    pts = 700.0 * (10 ** (np.linspace(_mel(np.array(fmin)), _mel(np.array(fmax)), n_mels + 2) / 2595.0) - 1.0)
+    pts = _edges_hz(n_mels, fmin, fmax)
     freqs = np.linspace(0, SAMPLE_RATE_HZ / 2, N_FFT // 2 + 1)
     fb = np.zeros((n_mels, freqs.shape[0]))
     for m in range(n_mels):

@@ -39,6 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
+from datadrive.assistant.voice.accented import ACCENTED_VOICES
 from datadrive.assistant.voice.audio import SAMPLE_RATE_HZ, resample
 from datadrive.core.typing import NDArrayFloat32
 from datadrive.errors import ConfigError
@@ -317,8 +318,9 @@ def _speak_festival(
     texts: Sequence[str], v: Voice, rate_hz: int, *, pitches: Sequence[int] | None = None
 ) -> list[NDArrayFloat32]:
     exe = _exe("festival", "festival")
-    if v.name not in _FESTIVAL_VOICES:
-        raise ConfigError(f"unknown festival voice {v.name!r} (known: {', '.join(_FESTIVAL_VOICES)})")
+    known = _FESTIVAL_VOICES + tuple(ACCENTED_VOICES)
+    if v.name not in known:
+        raise ConfigError(f"unknown festival voice {v.name!r} (known: {', '.join(known)})")
     with tempfile.TemporaryDirectory(prefix="datadrive-festival-") as tmp:
         lines = [f"(voice_{v.name})", f"(Parameter.set 'Duration_Stretch {160.0 / max(40, v.speed_wpm):.3f})"]
         for k, text in enumerate(texts):

@@ -82,6 +82,7 @@ __all__ = [
     "train",
     "triggers",
     "voice_pools",
+    "warp_mel",
 ]
 
 SR = SAMPLE_RATE_HZ
@@ -119,6 +120,18 @@ class WakeWordConfig:
         pitch_cents: Range of those pitch shifts: mostly upwards, as the
             flite and festival training voices are all male.
         tempo: Range of those tempo shifts.
+        vtlp: Range of the vocal-tract-length warp applied on the fly to each
+            training window's mel axis (:func:`warp_mel`; ``(1, 1)``: none):
+            a longer or shorter vocal tract moves every formant by one factor,
+            the main difference between speakers that pitch shifts miss.
+        band_limit: Share of training windows band-limited on the fly (the
+            mel bands above a random 3.4-6.6 kHz cut-off flattened), as a
+            narrow-band microphone or codec would.
+        accented: Wake phrases, and as many near misses, spoken by festival's
+            Italian, Finnish and Czech voices from respelled English
+            (:mod:`~datadrive.assistant.voice.accented`), with a third as
+            many training sentences: more speakers, two of them women
+            (0: none; those voices train only, the evaluation never uses them).
         stream_negatives: Negative windows drawn at random from training
             clips end to end in fresh noise (:func:`negative_audio`): the
             windows a streaming detector sees between phrases, straddling
@@ -156,6 +169,9 @@ class WakeWordConfig:
     perturbed: int = 1
     pitch_cents: tuple[float, float] = (-300.0, 900.0)
     tempo: tuple[float, float] = (0.85, 1.2)
+    vtlp: tuple[float, float] = (0.85, 1.18)
+    band_limit: float = 0.15
+    accented: int = 0
     stream_negatives: int = 6000
     mining_minutes: float = 12.0
     mining_epochs: int = 3
@@ -189,6 +205,8 @@ def small_config(**overrides: Any) -> WakeWordConfig:
         epochs=3,
         batch_size=32,
         perturbed=0,
+        vtlp=(1.0, 1.0),  # a few hundred windows learn too little in 3 epochs under speaker augmentation
+        band_limit=0.0,
         stream_negatives=0,
         mining_minutes=0.0,
         clip_mining_minutes=0.0,
@@ -449,6 +467,82 @@ def _extra_windows(config: WakeWordConfig, clips: Clips, progress: Progress | No
     )
 
 
+def accented_clips(config: WakeWordConfig, progress: Progress | None = None) -> Clips:
+    """``config.accented`` phrases and near misses (and a third as many sentences) by the accented voices.
+
+    Raises:
+        ConfigError: if none of :data:`~datadrive.assistant.voice.accented.ACCENTED_VOICES` is installed.
+    """
+    from datadrive.assistant.voice.accented import ACCENTED_VOICES, accented_voices, respell
+
+    voices = accented_voices()
+    if not voices:
+        raise ConfigError(
+            "no accented festival voice is installed: apt-get install -y festvox-italp16k "
+            "festvox-itapc16k festvox-suopuhe-lj festvox-suopuhe-mv festvox-czech-dita"
+        )
+    rng = np.random.default_rng(config.seed + 60)
+    sentences, _ = sentence_pools()
+    talk = sentences + list(apart_sentences("train")) * 6
+    texts = {
+        "positive": [str(rng.choice(np.array(_phrases(config.phrase)))) for _ in range(config.accented)],
+        "near_miss": [str(rng.choice(np.array(TRAIN_NEAR_MISSES))) for _ in range(config.accented)],
+        "sentence": [str(rng.choice(np.array(talk))) for _ in range(max(1, config.accented // 3))],
+    }
+    jobs: dict[str, list[tuple[str, Voice]]] = {}
+    for kind, said in texts.items():
+        who = [str(rng.choice(np.array(voices))) for _ in said]
+        speeds = [int(round(rng.integers(110, 216) / 20) * 20) for _ in said]
+        pitches = [(int(rng.integers(15, 86)) + 50) // 2 for _ in said]
+        spelled: list[str] = [""] * len(said)
+        for language in sorted({ACCENTED_VOICES[v] for v in who}):
+            idx = [i for i, v in enumerate(who) if ACCENTED_VOICES[v] == language]
+            for i, text in zip(
+                idx, respell([said[i] for i in idx], language, threads=config.threads), strict=True
+            ):
+                spelled[i] = text
+        jobs[kind] = [
+            (t, Voice(v, sp, p, engine="festival"))
+            for t, v, sp, p in zip(spelled, who, speeds, pitches, strict=True)
+        ]
+    return Clips(
+        {kind: _say_each(j, config.threads, f"accented {kind}", progress) for kind, j in jobs.items()}
+    )
+
+
+def _say_each(
+    jobs: Sequence[tuple[str, Voice]], threads: int, label: str, progress: Progress | None
+) -> list[NDArrayFloat32]:
+    """:func:`_say`, but a batch that a voice cannot say is spoken one by one, dropping what fails.
+
+    Foreign festival voices stumble over a few respelled words (a Lisp error
+    for the whole batch); losing those few utterances costs nothing.
+    """
+    groups: dict[tuple[str, int], list[int]] = {}
+    for i, (_, v) in enumerate(jobs):
+        groups.setdefault((v.name, v.speed_wpm), []).append(i)
+    out: list[NDArrayFloat32] = []
+    for n, idx in enumerate(groups.values()):
+        batch = [jobs[i] for i in idx]
+        try:
+            out += _say(batch, threads, label, None)
+        except ConfigError:
+            for job in batch:
+                try:
+                    out += _say([job], 1, label, None)
+                except ConfigError:
+                    continue
+        if progress is not None:
+            progress(f"synthesizing {label}", n + 1, len(groups))
+    return out
+
+
+def _accented_windows(config: WakeWordConfig, progress: Progress | None) -> Dataset:
+    """Noisy windows of :func:`accented_clips` (phrases, unfinished phrases, near misses, sentences)."""
+    clips = accented_clips(config, progress)
+    return _windows_of(replace(config, noise_windows=0), clips, progress, seed=config.seed + 61)
+
+
 def _stream_windows(config: WakeWordConfig, clips: Clips, n: int, seed: int) -> np.ndarray:
     """``(n, F, M)`` normalised windows at random frames of :func:`negative_audio` (about 3 a second)."""
     if n <= 0:
@@ -641,7 +735,7 @@ def load_model(path: str | Path | None = None) -> WakeWordModel:
         if doc.get("format") != "datadrive-wakeword/2":
             raise ValueError("not format datadrive-wakeword/2 (retrain with this version)")
         cfg = dict(doc["config"])
-        for k in ("snr_db", "positive_snr_db", "pitch_cents", "tempo"):
+        for k in ("snr_db", "positive_snr_db", "pitch_cents", "tempo", "vtlp"):
             if k in cfg:
                 cfg[k] = tuple(cfg[k])
         config = WakeWordConfig(**cfg)
@@ -969,11 +1063,24 @@ def _cached_training_set(
     def extra() -> Dataset:
         return _extra_windows(config, clips, progress)
 
+    def accented() -> Dataset:
+        return _accented_windows(config, progress)
+
     parts = []
     steps: tuple[tuple[str, dict[str, Any], Callable[[], Dataset]], ...] = (
         ("train-windows", base_doc, base),
         ("train-extra", extra_doc, extra),
     )
+    if config.accented > 0:
+        from datadrive.assistant.voice.accented import accented_voices, respell_version
+
+        accented_doc = {
+            k: getattr(config, k)
+            for k in ("accented", "augment", "snr_db", "positive_snr_db", "window_s", "seed")
+        }
+        accented_doc["voices"] = list(accented_voices())
+        accented_doc["respell"] = respell_version()
+        steps += (("train-accented", accented_doc, accented),)
     for name, doc, make in steps:
         key = hashlib.sha256(json.dumps([config.corpus_key(), doc], sort_keys=True).encode()).hexdigest()[:16]
         path = None if cache_dir is None else cache_dir / f"{name}-{key}.npz"
@@ -1071,6 +1178,7 @@ def _task(config: WakeWordConfig, net: Any, x: Any, y: Any, splits: dict[str, np
             frames = torch.arange(xb.shape[1])[None, :]
             xb = xb * ~((frames >= t0) & (frames < t0 + tw))[:, :, None]
             xb = torch.roll(xb, shifts=int(torch.randint(-3, 4, (1,), generator=gen)), dims=1)
+            xb = _speaker_augment(xb, config, gen)
         logits = model(xb.transpose(1, 2))
         loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, yb, pos_weight=pos_weight)
         with torch.no_grad():
@@ -1078,6 +1186,62 @@ def _task(config: WakeWordConfig, net: Any, x: Any, y: Any, splits: dict[str, np
         return LossTerms(loss, {"accuracy": acc})
 
     return TensorTask(net, x, y, splits, loss_fn, meta=_meta(config))
+
+
+def warp_mel(x: Any, alpha: Any) -> Any:
+    """Log-mel features as a vocal tract ``alpha`` times shorter would give them (VTLP).
+
+    Scaling a voice's frequencies by ``alpha`` moves what band ``m`` (centre
+    ``c_m`` Hz) hears to the band centred on ``c_m / alpha``: each output band
+    is linearly interpolated from the input bands at that frequency (the
+    edge bands repeat). Per-band mean removal (:func:`normalise`) commutes
+    with it, so normalised windows can be warped as they are.
+
+    Args:
+        x: ``(B, F, M)`` torch tensor of (normalised) log-mel features.
+        alpha: ``(B,)`` warp factors (> 1: formants move up, a shorter tract).
+
+    Returns:
+        ``(B, F, M)`` warped features.
+    """
+    import torch
+
+    from datadrive.assistant.voice.features import mel_centres_hz
+
+    centres = torch.from_numpy(mel_centres_hz()).to(x.dtype)  # (M,)
+    src_hz = centres[None, :] / alpha[:, None]  # (B, M)
+    pos = torch.from_numpy(
+        np.interp(src_hz.numpy(), centres.numpy(), np.arange(N_MELS, dtype=np.float64)).astype(np.float32)
+    )
+    lo = pos.floor().long().clamp(0, N_MELS - 1)
+    hi = (lo + 1).clamp(max=N_MELS - 1)
+    w = (pos - lo.to(pos.dtype)).to(x.dtype)[:, None, :]  # (B, 1, M)
+    idx_lo = lo[:, None, :].expand(-1, x.shape[1], -1)
+    idx_hi = hi[:, None, :].expand(-1, x.shape[1], -1)
+    return torch.gather(x, 2, idx_lo) * (1 - w) + torch.gather(x, 2, idx_hi) * w
+
+
+def _speaker_augment(xb: Any, config: WakeWordConfig, gen: Any) -> Any:
+    """On-the-fly voice and channel variety: a VTLP warp, and band-limiting on a share of windows.
+
+    A fixed equaliser or spectral tilt needs no augmentation: it adds a
+    constant per band to log-mel features, which :func:`normalise` removes.
+    """
+    import torch
+
+    b = xb.shape[0]
+    lo, hi = config.vtlp
+    if hi > lo or lo != 1.0:
+        alpha = lo + (hi - lo) * torch.rand(b, generator=gen)
+        xb = warp_mel(xb, alpha)
+    if config.band_limit > 0:
+        from datadrive.assistant.voice.features import mel_centres_hz
+
+        centres = torch.from_numpy(mel_centres_hz())
+        cut_hz = 3400.0 + 3200.0 * torch.rand(b, 1, generator=gen)
+        limited = torch.rand(b, 1, generator=gen) < config.band_limit
+        xb = xb * ~(limited & (centres[None, :] > cut_hz))[:, None, :]
+    return xb
 
 
 def _fit(
