@@ -258,7 +258,7 @@ class _Writer:
         if self._writer is None:
             name = f"{self.stem}-{len(self.done):05d}.parquet"
             self._path = f"{self.folder}/{name}" if self.folder else name
-            self._sink = self.fs.open_output_stream(self._path)
+            self._sink = self.fs.open_output_stream(self._path, buffer_size=1 << 20)  # pages: few, big writes
             # one page per column and group, as the lake's writer (datadrive.lake.tables.writer_properties)
             self._writer = pq.ParquetWriter(self._sink, self.schema, data_page_size=8 << 20, **self.options)
             self._stats = _Stats(stats_columns)
