@@ -538,8 +538,8 @@ def fleet_rows(a: argparse.Namespace) -> None:
               f"{1e3 * (fl['generate_cpu_s'] + fl['main_cpu_s']) / max(fl['scenarios'], 1):.2f} CPU-ms per scenario "
               f"in all (about {2e3 / (1e3 * (fl['generate_cpu_s'] + fl['main_cpu_s']) / max(fl['scenarios'], 1)):.0f}"
               f" scenarios/s on two idle cores, if the committing process's "
-              f"{1e3 * fl['main_cpu_s'] / max(fl['scenarios'], 1):.2f} ms does not bound it first); peak RSS as "
-              f"measured: flat in N by construction (chunks x the engine's window)")  # fmt: skip
+              f"{1e3 * fl['main_cpu_s'] / max(fl['scenarios'], 1):.2f} ms does not bound it first); peak RSS: "
+              f"not extrapolated, compare the rows above")  # fmt: skip
 
 
 def disk_by_table(root: Path) -> dict[str, int]:
