@@ -131,6 +131,9 @@ def serve_cmd(
         kept_answers_mb=kept_answers_mb,
     )
     app = create_app(settings, load_config(lake, env=settings.env))
+    from datadrive.service.ops import freeze_startup_heap
+
+    freeze_startup_heap()  # full collections no longer walk start-up's objects (pauses of 100-270 ms)
     out.print(
         f"datadrive service on http://{host}:{port} (database {settings.db_url.split('@')[-1]})",
         highlight=False,
