@@ -201,14 +201,16 @@ def test_compaction_merges_the_small_files_and_leaves_the_merged_ones_until_they
     one_row = max(sizes().values())
     assert audit_log._compact(store, log)  # 5 small files > 3: merged into one
     (merged, merged_size), *rest = sizes().items()
-    assert not rest and merged_size > one_row
+    assert not rest
+    assert merged_size > one_row
     # from now on the merged file is "between the sizes": the small ones are merged without it
     monkeypatch.setattr(audit_log, "COMPACT_SMALL_BYTES", merged_size)
     for i in range(5, 9):
         audit_log.append(store, audit_event(i), _now)
     assert audit_log._compact(store, log)
     after = sizes()
-    assert merged in after and len(after) == 2, after  # untouched, beside the merge of the 4 new files
+    assert merged in after, after  # untouched, beside the merge of the 4 new files
+    assert len(after) == 2, after
     (second,) = (p for p in after if p != merged)
     for i in range(9, 11):
         audit_log.append(store, audit_event(i), _now)
@@ -216,7 +218,9 @@ def test_compaction_merges_the_small_files_and_leaves_the_merged_ones_until_they
     monkeypatch.setattr(audit_log, "COMPACT_FILES", 1)  # now the files between are too many: merged
     monkeypatch.setattr(audit_log, "COMPACT_SMALL_BYTES", 1)  # every file is "between" (none is small)
     assert audit_log._compact(store, log)
-    assert merged not in sizes() and second not in sizes() and len(sizes()) == 1
+    assert merged not in sizes()
+    assert second not in sizes()
+    assert len(sizes()) == 1
     rows = audit_log.read(store).to_pylist()
     assert [r["seq"] for r in rows] == list(range(len(rows)))  # every row kept, once, in order
     assert [r["object"] for r in rows[-11:]] == [audit_event(i).object for i in range(11)]
