@@ -2,7 +2,7 @@
 
     python benchmarks/sim.py [--batch 256] [--rounds 2] [--workers 2] [--hw-steps 100] [--fleet 5000]
                              [--rss-scenarios 1000] [--plot docs/img/sim_rss.png] [--torch]
-                             [--generate-only 1000000] [--lake DIR]
+                             [--generate-only 1000000] [--lake DIR] [--fleet-sizes 10000,50000,100000]
 
 What each row measures:
 
