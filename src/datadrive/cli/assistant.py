@@ -389,6 +389,13 @@ def wakeword_train_cmd(
             help="Phrases and as many near misses by neural Kokoro voices (the wakeword-voices extra).",
         ),
     ] = None,
+    kokoro_voices: Annotated[
+        Path | None,
+        typer.Option(
+            "--kokoro-voices",
+            help="Folder of more Kokoro style tables (*.bin: the voices/ folder of the npm kokoro-js).",
+        ),
+    ] = None,
 ) -> None:
     """Train the wake word on synthesized speech (espeak-ng, flite, festival) and cabin noise.
 
@@ -427,6 +434,10 @@ def wakeword_train_cmd(
         if neural < 0:
             raise ConfigError(f"--neural {neural}: a count must be >= 0")
         config = replace(config, neural=neural)
+    if kokoro_voices is not None:
+        from datadrive.assistant.voice.neural import add_kokoro_voices
+
+        add_kokoro_voices(kokoro_voices)
     if band_limit is not None:
         if not 0.0 <= band_limit <= 1.0:
             raise ConfigError(f"--band-limit {band_limit}: a share must be in [0, 1]")

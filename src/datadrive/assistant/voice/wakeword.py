@@ -133,7 +133,7 @@ class WakeWordConfig:
             many training sentences: more speakers, two of them women
             (0: none; those voices train only, the evaluation never uses them).
         neural: Wake phrases, and as many near misses, spoken by the neural
-            voices of :data:`~datadrive.assistant.voice.neural.TRAIN_VOICES`
+            voices of :func:`~datadrive.assistant.voice.neural.train_voices`
             (Kokoro-82M speakers reading espeak-ng's English IPA, alone and
             mixed), with a third as many training sentences (0: none; the
             held-out neural voices never train).
@@ -552,15 +552,15 @@ def neural_clips(
 ) -> Clips:
     """``config.neural`` phrases and near misses (a third as many sentences) by neural ``voices``.
 
-    ``voices`` defaults to :data:`~datadrive.assistant.voice.neural.TRAIN_VOICES`;
+    ``voices`` defaults to :func:`~datadrive.assistant.voice.neural.train_voices`;
     the speaking rate varies 0.8-1.25 times the model's own.
 
     Raises:
         ConfigError: if the neural voices' packages are not installed.
     """
-    from datadrive.assistant.voice.neural import TRAIN_VOICES, speak_neural
+    from datadrive.assistant.voice.neural import speak_neural, train_voices
 
-    who_pool = np.array(list(voices if voices is not None else TRAIN_VOICES))
+    who_pool = np.array(list(voices if voices is not None else train_voices()))
     rng = np.random.default_rng(config.seed + seed_offset)
     sentences, _ = sentence_pools()
     talk = sentences + list(apart_sentences("train")) * 6
@@ -1196,13 +1196,13 @@ def _cached_training_set(
         accented_doc["respell"] = respell_version()
         steps += (("train-accented", accented_doc, accented),)
     if config.neural > 0:
-        from datadrive.assistant.voice.neural import TRAIN_VOICES
+        from datadrive.assistant.voice.neural import train_voices
 
         neural_doc = {
             k: getattr(config, k)
             for k in ("neural", "augment", "snr_db", "positive_snr_db", "window_s", "seed")
         }
-        neural_doc["voices"] = list(TRAIN_VOICES)
+        neural_doc["voices"] = list(train_voices())
 
         def neural() -> Dataset:
             return _neural_windows(config, progress)
