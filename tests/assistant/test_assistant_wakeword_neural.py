@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.resources
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -108,3 +109,23 @@ def test_neural_test_streams_give_every_wake_phrase_to_a_held_out_neural_voice()
     assert all(v.split("@")[0] in TEST_VOICES for v in labels), labels
     with pytest.raises(ValueError, match="test split only"):
         next(make_streams(config, "train", minutes=0.2, positives=1, seed=5, neural_share=0.3))
+
+
+def test_more_kokoro_tables_are_read_from_a_folder_without_the_held_out_speakers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from datadrive.assistant.voice import neural
+
+    monkeypatch.setattr(neural, "_EXTRA_STYLES", {})
+    with pytest.raises(ConfigError, match="no Kokoro voice tables"):
+        neural.add_kokoro_voices(tmp_path)
+    table = np.arange(510 * 256, dtype=np.float32)
+    table.tofile(tmp_path / "am_test.bin")
+    table.tofile(tmp_path / "jf_nezumi.bin")  # a held-out test speaker: never trains
+    assert neural.add_kokoro_voices(tmp_path) == ["am_test"]
+    assert "kokoro:am_test" in neural.train_voices()
+    assert not {"kokoro:jf_nezumi", "kokoro:jf_tebukuro"} & set(neural.train_voices())
+    np.testing.assert_array_equal(neural._EXTRA_STYLES["am_test"][3, 0], table[3 * 256 : 4 * 256])
+    np.zeros(100, np.float32).tofile(tmp_path / "bad.bin")
+    with pytest.raises(ConfigError, match=r"bad\.bin: 100 floats"):
+        neural.add_kokoro_voices(tmp_path)
