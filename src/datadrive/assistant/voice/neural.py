@@ -157,6 +157,8 @@ def _session(which: str, threads: int) -> Any:
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = max(1, threads)
     opts.inter_op_num_threads = 1
+    # no busy-waiting between operators: on a shared machine spinning threads burn the CPU they wait for
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     if which == "kokoro":
         # the model is split over four wheels (PyPI's size limit); joined in memory, never written
         blob = b"".join(
