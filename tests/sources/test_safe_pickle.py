@@ -452,10 +452,13 @@ def test_points_equal_plain_pickle_at_every_protocol(protocol: int) -> None:
         "nan": (float("nan"), 0.0, -0.0),
         "last": (7.0, 8.0, 9.0),
     }
+    obj["again"] = [obj["polyline"][10], obj["polyline"][49]]  # fetched from the memo after their run
     data = pickle.dumps(obj, protocol=protocol)
     out = safe_loads(data)
     assert deep_equal(out, pickle.loads(data))
     assert out["shared"][0] is out["shared"][1]  # memoised once, fetched again: one object as in pickle
+    assert out["again"][0] is out["polyline"][10]
+    assert out["again"][1] is out["polyline"][49]
     assert struct.pack(">d", out["nan"][2]) == struct.pack(">d", -0.0)  # the sign of zero survives
     tail = pickle.dumps((1.0, 2.0, 3.0), protocol=protocol)  # a point at the very end of the bytes
     assert safe_loads(tail) == (1.0, 2.0, 3.0)

@@ -37,8 +37,13 @@ with any arguments (REDUCE) and set the state of what comes back (BUILD). So:
 The unpickler is the pure-Python ``pickle._Unpickler`` rather than the C
 ``pickle.Unpickler``: only it lets REDUCE and BUILD be intercepted, and the C
 one grows its memo to any index a LONG_BINPUT names (a 4-byte index asks for
-tens of GiB), while the pure-Python memo is a dict. On the samples it is as
-fast as the C one (the time goes into numpy).
+tens of GiB), while the pure-Python memo is a dict. It is slower than the C
+one: per opcode, a Python call. Two shortcuts keep that in check without
+changing what is admitted: opcodes are read straight from the in-memory
+bytes (the stdlib reads each through a Python-level frame reader), and a run
+of memoised float triples (polyline points, most of a ScenarioNet file's
+opcodes) is matched and unpacked in C. On the sample pickles that halves
+the load time (0.37 -> 0.19 s; ``pickle.loads``: 0.05 s).
 """
 
 from __future__ import annotations
@@ -102,9 +107,10 @@ _MAX_NDIM = 64
 _FRAME_SIZE = struct.Struct("<Q")
 _STOP: Any = getattr(pickle, "_Stop")  # noqa: B009  (private: how the stdlib's loop ends at STOP)
 _DOUBLE = struct.Struct(">d")
-_POINT = struct.Struct(">dxdxd")
-"""Three BINFLOAT arguments with the opcode byte between them."""
-_BINFLOAT, _TUPLE3, _MEMOIZE = pickle.BINFLOAT[0], pickle.TUPLE3[0], pickle.MEMOIZE[0]
+_POINT = struct.Struct(">xdxdxdxx")
+"""A memoised point: BINFLOAT x, BINFLOAT y, BINFLOAT z, TUPLE3, MEMOIZE (28 bytes)."""
+_POINTS = re.compile(rb"(?:G.{8}G.{8}G.{8}\x87\x94)+", re.DOTALL)
+"""A run of memoised points (:data:`_POINT`), protocol 4 and later."""
 
 
 class RestrictedUnpickler(pickle._Unpickler):
@@ -166,29 +172,29 @@ class RestrictedUnpickler(pickle._Unpickler):
             return stop.value
 
     def _load_binfloat(self) -> None:
-        """BINFLOAT; a point written as three BINFLOATs, TUPLE3 (and MEMOIZE) is taken in one step.
+        """BINFLOAT; a run of points (three BINFLOATs, TUPLE3, MEMOIZE each) is taken in one step.
 
         Polylines in ScenarioNet pickles are lists of such tuples: most of a
-        file's opcodes. The bytes are checked to be exactly that sequence;
-        anything else goes the stdlib's way, one opcode at a time.
+        file's opcodes. A regular expression finds the run's end (only
+        complete points of exactly that byte sequence match) and the floats
+        are unpacked in C; the stack and memo end up as the stdlib's loop
+        leaves them. Anything else goes the stdlib's way, one opcode at a time.
         """
         file, data = self._file, self._data
         if data is None:
             self.append(_DOUBLE.unpack(file.read(8))[0])
             return
         here = file.tell()
-        head = data[here + 8 : here + 28]
-        if len(head) >= 19 and head[0] == _BINFLOAT and head[9] == _BINFLOAT and head[18] == _TUPLE3:
-            point = _POINT.unpack(data[here : here + 26])
-            value = (point[0], point[1], point[2])
-            if len(head) == 20 and head[19] == _MEMOIZE:
-                self.memo[len(self.memo)] = value
-                file.seek(here + 28)
-            else:
-                file.seek(here + 27)
-            self.append(value)
+        run = _POINTS.match(data, here - 1)
+        if run is None:
+            self.append(_DOUBLE.unpack(file.read(8))[0])
             return
-        self.append(_DOUBLE.unpack(file.read(8))[0])
+        points = list(_POINT.iter_unpack(data[here - 1 : run.end()]))
+        memo = self.memo
+        first = len(memo)
+        memo.update(zip(range(first, first + len(points)), points, strict=True))
+        self.stack.extend(points)
+        file.seek(run.end())
 
     def _load_frame(self) -> None:
         (size,) = _FRAME_SIZE.unpack(self.read(8))
