@@ -477,3 +477,23 @@ def test_frame_past_the_end_is_a_corrupt_file() -> None:
     data[3:11] = struct.pack("<Q", len(data) * 2)
     with pytest.raises(CorruptFileError, match="frame"):
         safe_loads(bytes(data))
+
+
+def test_unpickler_reads_a_stream_that_cannot_seek() -> None:
+    """Without the bytes in memory, points and frames go the stdlib's way; the result is the same."""
+    from datadrive.sources.safe_pickle import RestrictedUnpickler
+
+    class Stream(io.RawIOBase):
+        def __init__(self, data: bytes) -> None:
+            self._inner = io.BytesIO(data)
+
+        def readable(self) -> bool:
+            return True
+
+        def readinto(self, buf: Any) -> int:
+            return self._inner.readinto(buf)
+
+    obj = {"points": [(float(i), 1.0, -2.5) for i in range(20)], "ints": list(range(300))}
+    data = pickle.dumps(obj, protocol=5)
+    unpickler = RestrictedUnpickler(io.BufferedReader(Stream(data)), path="stream", work_budget=1 << 22)
+    assert unpickler.load() == obj

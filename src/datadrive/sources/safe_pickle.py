@@ -203,12 +203,18 @@ class RestrictedUnpickler(pickle._Unpickler):
                 self._path, f"truncated pickle (a frame of {size} bytes runs past the end of the file)"
             )
 
-    def _remaining(self) -> int:
+    def _remaining(self) -> float:
+        """Bytes left after the read position (infinite for a stream that cannot tell: its EOF tells)."""
         file = self._file
-        here = file.tell()
-        end = file.seek(0, io.SEEK_END)
-        file.seek(here)
-        return int(end - here)
+        if self._data is not None:
+            return float(len(self._data) - file.tell())
+        try:
+            here = file.tell()
+            end = file.seek(0, io.SEEK_END)
+            file.seek(here)
+        except (AttributeError, OSError):  # io.UnsupportedOperation is an OSError
+            return math.inf
+        return float(end - here)
 
     # ----------------------------------------------------------------- refusals
 
