@@ -445,7 +445,7 @@ def test_every_sample_pickle_loads_equal_to_plain_pickle(samples: Path) -> None:
 def test_points_equal_plain_pickle_at_every_protocol(protocol: int) -> None:
     """Float triples (taken in one step), near misses beside them, a point shared through the memo."""
     shared = (1.5, -2.25, float("inf"))
-    obj = {
+    obj: dict[str, Any] = {
         "polyline": [(float(i), -float(i) / 3, 1e300 * i) for i in range(50)],
         "shared": [shared, shared],
         "near": [(1.0, 2.0, 3), (1.0, 2.0), (1.0, 2.0, 3.0, 4.0), (1.0, "x", 3.0), [1.0, 2.0, 3.0]],
