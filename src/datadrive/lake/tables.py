@@ -320,7 +320,7 @@ class RegionStore:
             raise storage_error(self.root, "create the region's tables", exc) from exc
 
     def _create(self, spec: TableSpec, now: datetime, created: Collection[str]) -> bool:
-        """Create ``spec``'s empty table (version 0); ``True`` if this call made it, ``False`` if it was there.
+        """Create ``spec``'s empty table (version 0); ``True`` if this call made it, ``False``: it was there.
 
         On a local root the version-0 commit is written here, as delta-rs
         writes it (the same ``protocol`` and ``metaData`` actions; a test
@@ -551,7 +551,7 @@ class RegionStore:
         )
 
     def _sync(self, ranges: Mapping[str, tuple[int, int]]) -> int:
-        """fsync what versions ``after+1 .. upto`` of each table (name -> range) added; see :meth:`make_durable`."""
+        """fsync what versions ``after+1 .. upto`` of each table (name -> range) added (see make_durable)."""
         ranges = {name: r for name, r in ranges.items() if r[1] > r[0]}
         if not self.root.is_local or not ranges:
             return 0
@@ -712,7 +712,7 @@ _PROTOCOL_1_2_KEYS = {
 
 
 def _create_actions(spec: TableSpec, config: Mapping[str, str]) -> list[dict[str, Any]] | None:
-    """The ``protocol`` and ``metaData`` actions of ``spec``'s empty table, or ``None`` to leave it to delta-rs.
+    """The ``protocol`` and ``metaData`` actions of ``spec``'s empty table; ``None``: leave it to delta-rs.
 
     Protocol (reader 1, writer 2) is what delta-rs gives a table with these
     properties and no type that needs a table feature (``timestamp_ntz``,
