@@ -153,6 +153,7 @@ class RegionStore:
         self._lock = threading.RLock()
         self._ensured = False  # every table exists with every column (tables and columns are never dropped)
         self._synced_dirs: dict[str, int] = {}  # folder -> inode, whose entry in its parent is durable
+        self._synced_files: set[str] = set()  # staged data files synced ahead of their commit (presync)
 
     # ------------------------------------------------------------------ basics
 
@@ -560,6 +561,9 @@ class RegionStore:
         try:
             for name, (after, upto) in ranges.items():
                 files.extend(_added_files(Path(self.root.path(name)), after, upto))
+            with self._lock:
+                presynced = self._synced_files.intersection(files)
+            files = [f for f in files if f not in presynced]
             folders, entered = self._new_entries(base, files)
             fsync_paths([*files, *folders])
         except (OSError, ValueError, KeyError) as exc:
@@ -567,7 +571,35 @@ class RegionStore:
             raise storage_error(self.root, f"sync {what} to disk", exc) from exc
         with self._lock:
             self._synced_dirs.update(entered)
+            self._synced_files.difference_update(presynced)
         return len(files) + len(folders)
+
+    def presync(self, files: Iterable[tuple[str, str]]) -> None:
+        """Make staged data files durable ahead of the commit that will add them (local roots; best effort).
+
+        An ingest calls it, from a thread of its own, as each input's files
+        arrive, so that their fsyncs overlap the reading instead of
+        lengthening the commit: :meth:`make_pins_durable` then skips the
+        files synced here (a staged file is never written again) and syncs
+        only what is left. A file that fails here is simply synced by the
+        commit.
+
+        Args:
+            files: ``(table name, path relative to the table)`` of each file.
+        """
+        if not self.root.is_local:
+            return
+        paths = [str(Path(self.root.path(table)) / path) for table, path in files]
+        if not paths:
+            return
+        try:
+            folders, entered = self._new_entries(self.root.local_path(), paths)
+            fsync_paths([*paths, *folders])
+        except (OSError, ValueError, StorageError):
+            return
+        with self._lock:
+            self._synced_dirs.update(entered)
+            self._synced_files.update(paths)
 
     def _new_entries(self, base: Path, files: Sequence[str]) -> tuple[list[str], dict[str, int]]:
         """The folders to fsync after ``files`` so that every one of them is reachable after a power cut.
