@@ -220,7 +220,9 @@ class RegionStore:
         with self._lock:
             dt = self._latest.get(spec.name)
             if dt is not None and self.root.is_local and not os.path.exists(self._next_commit(spec, dt)):
-                # nothing committed since (a stat, where deltalake's update costs ~1 ms of CPU): as it was
+                # nothing committed since (a stat, where deltalake's update costs ~1 ms of CPU): as it was,
+                # and still refused if it was (a newer writer's version this handle was brought up to)
+                check_schema_version(dt, spec, self.region.name)
                 return dt
             if dt is not None:
                 try:
@@ -464,12 +466,20 @@ class RegionStore:
         Raises:
             LakeError: if files of that version were vacuumed away.
         """
-        dt = self.table(spec, version)
-        self._check_files(dt, spec, version)
-        try:
-            return dt.to_pyarrow_dataset(filesystem=self.root.table_filesystem(spec.name))
-        except Exception as exc:
-            raise LakeError(f"region {self.region.name}: cannot read {spec.name} v{version}: {exc}") from exc
+        with self._lock:
+            kept = self._latest.get(spec.name)
+            dt = kept if kept is not None and int(kept.version()) == version else None
+            if dt is None:
+                dt = self.table(spec, version)  # replays the log up to that version
+            self._check_files(dt, spec, version)
+            try:
+                # the kept handle of the latest version (its state is there already) is read here, under
+                # the lock: a dataset holds its file list, whatever the handle does next
+                return dt.to_pyarrow_dataset(filesystem=self.root.table_filesystem(spec.name))
+            except Exception as exc:
+                raise LakeError(
+                    f"region {self.region.name}: cannot read {spec.name} v{version}: {exc}"
+                ) from exc
 
     def _check_files(self, dt: Any, spec: TableSpec, version: int) -> None:
         uris = dt.file_uris()
