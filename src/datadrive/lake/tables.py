@@ -454,11 +454,26 @@ class RegionStore:
         process at exit (``docs/lake-storage.md``); a pyarrow filesystem
         rooted at the table does not.
         """
-        dt = self.table(spec, version)
-        try:
-            return dt.to_pyarrow_dataset(filesystem=self.root.table_filesystem(spec.name))
-        except Exception as exc:
-            raise LakeError(f"region {self.region.name}: cannot read {spec.name}: {exc}") from exc
+        with self._lock:
+            dt = self._handle(spec, version)
+            try:
+                return dt.to_pyarrow_dataset(filesystem=self.root.table_filesystem(spec.name))
+            except Exception as exc:
+                raise LakeError(f"region {self.region.name}: cannot read {spec.name}: {exc}") from exc
+
+    def _handle(self, spec: TableSpec, version: int | None) -> Any:
+        """The table at ``version`` (latest: ``None``): the kept handle when it is at that version.
+
+        A fresh ``DeltaTable`` replays the log (a few ms a table); the kept
+        one already holds the state. Use it under :attr:`lock`; a dataset
+        made from it holds its own file list, whatever the handle does next.
+        """
+        if version is None:
+            return self.latest(spec)
+        kept = self._latest.get(spec.name)
+        if kept is not None and int(kept.version()) == version:
+            return kept
+        return self.table(spec, version)
 
     def dataset(self, spec: TableSpec, version: int) -> ds.Dataset:
         """The table at ``version`` as an Arrow dataset (no copy).
@@ -467,14 +482,9 @@ class RegionStore:
             LakeError: if files of that version were vacuumed away.
         """
         with self._lock:
-            kept = self._latest.get(spec.name)
-            dt = kept if kept is not None and int(kept.version()) == version else None
-            if dt is None:
-                dt = self.table(spec, version)  # replays the log up to that version
+            dt = self._handle(spec, version)
             self._check_files(dt, spec, version)
             try:
-                # the kept handle of the latest version (its state is there already) is read here, under
-                # the lock: a dataset holds its file list, whatever the handle does next
                 return dt.to_pyarrow_dataset(filesystem=self.root.table_filesystem(spec.name))
             except Exception as exc:
                 raise LakeError(
