@@ -947,6 +947,7 @@ def ingest_paths(
                 failure = failure or exc
         committer.shutdown(wait=True)
         syncer.shutdown(wait=True, cancel_futures=True)
+        store.forget_presynced()
 
     if failure is not None:
         for b, batch in enumerate(batches):

@@ -621,6 +621,14 @@ class RegionStore:
             self._synced_dirs.update(entered)
             self._synced_files.update(paths)
 
+    def forget_presynced(self) -> None:
+        """Drop the record of files synced ahead (an ingest ends; its rejected inputs' files are gone).
+
+        Only costs a later commit a second fsync of a file still to be committed.
+        """
+        with self._lock:
+            self._synced_files.clear()
+
     def _new_entries(self, base: Path, files: Sequence[str]) -> tuple[list[str], dict[str, int]]:
         """The folders to fsync after ``files`` so that every one of them is reachable after a power cut.
 
