@@ -151,7 +151,8 @@ class RegionStore:
         self._fs: pafs.FileSystem | None = None
         self._latest: dict[str, Any] = {}
         self._lock = threading.RLock()
-        self._ensured = False  # every table exists with every column (tables and columns are never dropped)
+        # the tables' identities when ensure last found every table with every column (local roots)
+        self._ensured: tuple[tuple[int, int], ...] | None = None
         self._synced_dirs: dict[str, int] = {}  # folder -> inode, whose entry in its parent is durable
         self._synced_files: set[str] = set()  # staged data files synced ahead of their commit (presync)
 
@@ -274,10 +275,13 @@ class RegionStore:
         """Create the marker and any missing table. Call under the commit lock.
 
         What it finds once (every table there, with every column this
-        datadrive defines) this store does not look for again: tables and
-        columns are never dropped, and a table deleted behind the lake's back
-        is caught where it is next read or written. The marker and the
-        audit log's presence are checked on every call.
+        datadrive defines) this store does not look for again while the
+        tables are the same ones (on a local root: their version-0 commit
+        files, by inode and time, 11 ``stat`` calls; a table replaced behind
+        the lake's back, e.g. restored from an older backup, is looked at
+        again): opening every table to compare its columns cost more than
+        the rest of a small commit. The marker and the audit log's presence
+        are checked on every call.
 
         Raises:
             StorageError: if the root cannot be written.
@@ -291,8 +295,12 @@ class RegionStore:
                     f"region {self.region.name}: its audit log is missing from {self.root.uri} (the audit "
                     "table was deleted); datadrive will not start a new one silently: restore it from backup"
                 )
-            if self._ensured and had_marker:
+            identity = self._identity()
+            if had_marker and identity is not None and identity == self._ensured:
                 return
+            if self._ensured is not None:  # a table was replaced: its kept handle is of the old one
+                with self._lock:
+                    self._latest.clear()
             if not had_marker:
                 self.fs.create_dir(self.root.meta_path(), recursive=True)
                 self.write_file(
@@ -316,11 +324,24 @@ class RegionStore:
             for spec in lake_tables():  # a table made before a column was added gains it
                 if spec not in missing:
                     self._add_new_columns(spec)
-            self._ensured = True
+            self._ensured = self._identity()
         except (LakeError, ResidencyError):
             raise
         except Exception as exc:
             raise storage_error(self.root, "create the region's tables", exc) from exc
+
+    def _identity(self) -> tuple[tuple[int, int], ...] | None:
+        """(inode, mtime) of each table's version-0 commit file; ``None``: unknown (object store, missing)."""
+        if not self.root.is_local:
+            return None
+        out = []
+        for spec in lake_tables():
+            try:
+                st = os.stat(os.path.join(self.root.path(spec.name, "_delta_log"), f"{0:020d}.json"))
+            except OSError:
+                return None
+            out.append((st.st_ino, st.st_mtime_ns))
+        return tuple(out)
 
     def _create(self, spec: TableSpec, now: datetime, created: Collection[str]) -> bool:
         """Create ``spec``'s empty table (version 0); ``True`` if this call made it, ``False``: it was there.
