@@ -182,3 +182,47 @@ def test_appends_while_a_compaction_runs_go_past_it(store, monkeypatch) -> None:
     assert [(r["seq"], r["row_hash"]) for r in rows[-20:]] == racing
     result = audit_log.verify(store)
     assert result.ok, result.problems
+
+
+def test_compaction_merges_the_small_files_and_leaves_the_merged_ones_until_they_are_many(
+    store, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    def sizes() -> dict[str, int]:
+        adds = DeltaTable(store.uri(AUDIT)).get_add_actions(flatten=True)
+        import pyarrow as pa
+
+        d = pa.table(adds).to_pydict()
+        return dict(zip(d["path"], d["size_bytes"], strict=True))
+
+    log = str(_log(store))
+    monkeypatch.setattr(audit_log, "COMPACT_FILES", 3)
+    for i in range(5):
+        audit_log.append(store, audit_event(i), _now)
+    one_row = max(sizes().values())
+    assert audit_log._compact(store, log)  # 5 small files > 3: merged into one
+    (merged, merged_size), *rest = sizes().items()
+    assert not rest
+    assert merged_size > one_row
+    # from now on the merged file is "between the sizes": the small ones are merged without it
+    monkeypatch.setattr(audit_log, "COMPACT_SMALL_BYTES", merged_size)
+    for i in range(5, 9):
+        audit_log.append(store, audit_event(i), _now)
+    assert audit_log._compact(store, log)
+    after = sizes()
+    assert merged in after, after  # untouched, beside the merge of the 4 new files
+    assert len(after) == 2, after
+    (second,) = (p for p in after if p != merged)
+    for i in range(9, 11):
+        audit_log.append(store, audit_event(i), _now)
+    assert not audit_log._compact(store, log)  # 2 small, 2 between: neither tier has more than 3
+    monkeypatch.setattr(audit_log, "COMPACT_FILES", 1)  # now the files between are too many: merged
+    monkeypatch.setattr(audit_log, "COMPACT_SMALL_BYTES", 1)  # every file is "between" (none is small)
+    assert audit_log._compact(store, log)
+    assert merged not in sizes()
+    assert second not in sizes()
+    assert len(sizes()) == 1
+    rows = audit_log.read(store).to_pylist()
+    assert [r["seq"] for r in rows] == list(range(len(rows)))  # every row kept, once, in order
+    assert [r["object"] for r in rows[-11:]] == [audit_event(i).object for i in range(11)]
+    result = audit_log.verify(store)
+    assert result.ok, result.problems

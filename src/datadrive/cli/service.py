@@ -109,6 +109,14 @@ def serve_cmd(
             "a slice (0: every page is its own query).",
         ),
     ] = 512,
+    gc_freeze: Annotated[
+        bool,
+        typer.Option(
+            "--gc-freeze/--no-gc-freeze",
+            help="Move start-up's objects out of the garbage collector's full walks (pauses of every "
+            "request otherwise).",
+        ),
+    ] = True,
 ) -> None:
     """Run the alliance service (API + web UI) with its job workers."""
     import uvicorn
@@ -131,6 +139,10 @@ def serve_cmd(
         kept_answers_mb=kept_answers_mb,
     )
     app = create_app(settings, load_config(lake, env=settings.env))
+    from datadrive.service.ops import freeze_startup_heap
+
+    if gc_freeze:
+        freeze_startup_heap()  # full collections no longer walk start-up's objects (pauses of 100-500 ms)
     out.print(
         f"datadrive service on http://{host}:{port} (database {settings.db_url.split('@')[-1]})",
         highlight=False,

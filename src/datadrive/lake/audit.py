@@ -92,6 +92,7 @@ from datadrive.lake.tables import (
 __all__ = [
     "ANCHOR_KEY",
     "COMPACT_FILES",
+    "COMPACT_SMALL_BYTES",
     "COMPACT_TARGET_BYTES",
     "DIRECT_COMMITS",
     "GENESIS_HASH",
@@ -117,6 +118,16 @@ COMPACT_FILES = 64
 
 COMPACT_TARGET_BYTES = 8 << 20
 """Compaction merges the audit table's files up to this size and leaves bigger ones alone."""
+
+COMPACT_SMALL_BYTES = COMPACT_TARGET_BYTES // 16
+"""Files under this size (the appends' own, and what merging them made so far) are merged on their own.
+
+Merging every file under :data:`COMPACT_TARGET_BYTES` at each checkpoint
+rewrote the whole table, up to 8 MB, every 100 appends, beside a busy
+service's reads (0.75 s of a core and a 2 MB sync at 25k rows, measured):
+now the small files are merged among themselves, and the files between
+the two sizes only once there are more than :data:`COMPACT_FILES` of them.
+"""
 
 _LOG = logging.getLogger(__name__)
 
@@ -528,24 +539,25 @@ def _compact(store: RegionStore, log: str) -> bool:
     The merging is done outside the audit lock, the commit under it, after
     checking that every commit since the files were listed only added files
     (appends): the rows are the same, so verify, the head and the appenders'
-    tips are unaffected (:func:`_follow` moves past it). Files of
-    :data:`COMPACT_TARGET_BYTES` and more are left alone, so the work stays
-    bounded as the log grows. (delta-rs's own compaction, without the lock,
-    lost its commit to the appends of a busy service: "Failed to commit
-    transaction: 15" retries.)
+    tips are unaffected (:func:`_follow` moves past it). The work stays
+    bounded as the log grows: the small files (under
+    :data:`COMPACT_SMALL_BYTES`) are merged among themselves, the bigger
+    ones only when they alone are too many, and files of
+    :data:`COMPACT_TARGET_BYTES` and more never. (delta-rs's own compaction,
+    without the lock, lost its commit to the appends of a busy service:
+    "Failed to commit transaction: 15" retries.)
     """
     import pyarrow.parquet as pq
 
     dt = store.table(AUDIT)
     base = int(dt.version())
     adds = pa.table(dt.get_add_actions(flatten=True)).to_pydict()  # an Arrow C-stream table
-    small = [
-        (str(path), int(size))
-        for path, size in zip(adds["path"], adds["size_bytes"], strict=True)
-        if int(size) < COMPACT_TARGET_BYTES
-    ]
-    if len(small) <= COMPACT_FILES:
-        return False
+    files = [(str(path), int(size)) for path, size in zip(adds["path"], adds["size_bytes"], strict=True)]
+    small = [f for f in files if f[1] < COMPACT_SMALL_BYTES]
+    if len(small) <= COMPACT_FILES:  # the next tier, rarely: the merged files of the small ones
+        small = [f for f in files if COMPACT_SMALL_BYTES <= f[1] < COMPACT_TARGET_BYTES]
+        if len(small) <= COMPACT_FILES:
+            return False
     folder = os.path.dirname(log)
     merged = pa.concat_tables(
         [conform(AUDIT, pq.read_table(os.path.join(folder, unquote(path)))) for path, _ in small]

@@ -197,7 +197,8 @@ def masked(text: str) -> str:
     import duckdb
 
     try:
-        tokens = duckdb.tokenize(text)
+        with _PARSE_LOCK:  # the module-level tokenizer shares the default connection (not thread-safe)
+            tokens = duckdb.tokenize(text)
     except Exception:
         return f"<{len(text)} characters>"
     out: list[str] = []

@@ -270,7 +270,7 @@ def new_key(body: KeyIn, caller: CallerDep, db: DbDep) -> NewKey:
     user = db.get(User, caller.user_id) if body.user_id in (None, caller.user_id) else None
     if body.user_id not in (None, caller.user_id):
         require(caller, "admin", "creating keys for other users")
-        user = _tenant_user(db, caller, body.user_id)  # type: ignore[arg-type]
+        user = _tenant_user(db, caller, body.user_id)
     if user is None:
         raise NotFoundError("no such user")
     ttl = None if body.ttl_days is None else timedelta(days=body.ttl_days)
