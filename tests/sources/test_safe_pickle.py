@@ -426,3 +426,74 @@ def test_fuzz_sample_pickle_raises_only_input_errors(samples: Path) -> None:
             safe_loads(mutated)
 
     check()
+
+
+# --------------------------------------------------------------------------- the point fast path and frames
+
+
+def test_every_sample_pickle_loads_equal_to_plain_pickle(samples: Path) -> None:
+    """Every pickle under the samples (the points' fast path on real files), not only the listed ones."""
+    paths = sorted(samples.rglob("*.pkl"))
+    assert len(paths) >= len(SAMPLE_PICKLES)
+    for path in paths:
+        with path.open("rb") as fh:
+            trusted = pickle.load(fh)
+        assert deep_equal(safe_load(path), trusted), path
+
+
+@pytest.mark.parametrize("protocol", [2, 3, 4, 5])
+def test_points_equal_plain_pickle_at_every_protocol(protocol: int) -> None:
+    """Float triples (taken in one step), near misses beside them, a point shared through the memo."""
+    shared = (1.5, -2.25, float("inf"))
+    obj: dict[str, Any] = {
+        "polyline": [(float(i), -float(i) / 3, 1e300 * i) for i in range(50)],
+        "shared": [shared, shared],
+        "near": [(1.0, 2.0, 3), (1.0, 2.0), (1.0, 2.0, 3.0, 4.0), (1.0, "x", 3.0), [1.0, 2.0, 3.0]],
+        "nan": (float("nan"), 0.0, -0.0),
+        "last": (7.0, 8.0, 9.0),
+    }
+    obj["again"] = [obj["polyline"][10], obj["polyline"][49]]  # fetched from the memo after their run
+    data = pickle.dumps(obj, protocol=protocol)
+    out = safe_loads(data)
+    assert deep_equal(out, pickle.loads(data))
+    assert out["shared"][0] is out["shared"][1]  # memoised once, fetched again: one object as in pickle
+    assert out["again"][0] is out["polyline"][10]
+    assert out["again"][1] is out["polyline"][49]
+    assert struct.pack(">d", out["nan"][2]) == struct.pack(">d", -0.0)  # the sign of zero survives
+    tail = pickle.dumps((1.0, 2.0, 3.0), protocol=protocol)  # a point at the very end of the bytes
+    assert safe_loads(tail) == (1.0, 2.0, 3.0)
+
+
+def test_truncated_point_is_a_corrupt_file() -> None:
+    data = pickle.dumps([(1.0, 2.0, 3.0)] * 3, protocol=4)
+    cut = data.index(b"G", data.index(b"G") + 1) + 4  # inside the second float of the first point
+    with pytest.raises(CorruptFileError):
+        safe_loads(data[:cut])
+
+
+def test_frame_past_the_end_is_a_corrupt_file() -> None:
+    data = bytearray(pickle.dumps({"a": list(range(100))}, protocol=4))
+    assert data[2] == pickle.FRAME[0]
+    data[3:11] = struct.pack("<Q", len(data) * 2)
+    with pytest.raises(CorruptFileError, match="frame"):
+        safe_loads(bytes(data))
+
+
+def test_unpickler_reads_a_stream_that_cannot_seek() -> None:
+    """Without the bytes in memory, points and frames go the stdlib's way; the result is the same."""
+    from datadrive.sources.safe_pickle import RestrictedUnpickler
+
+    class Stream(io.RawIOBase):
+        def __init__(self, data: bytes) -> None:
+            self._inner = io.BytesIO(data)
+
+        def readable(self) -> bool:
+            return True
+
+        def readinto(self, buf: Any) -> int:
+            return self._inner.readinto(buf)
+
+    obj = {"points": [(float(i), 1.0, -2.5) for i in range(20)], "ints": list(range(300))}
+    data = pickle.dumps(obj, protocol=5)
+    unpickler = RestrictedUnpickler(io.BufferedReader(Stream(data)), path="stream", work_budget=1 << 22)
+    assert unpickler.load() == obj

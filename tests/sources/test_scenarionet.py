@@ -356,6 +356,22 @@ def test_nan_position_at_a_valid_step(tmp_path: Path, waymo: dict[str, Any]) -> 
         ADAPTER.read_all(write(tmp_path, waymo))
 
 
+def test_size_is_the_median_of_the_keys_a_track_has(tmp_path: Path, waymo: dict[str, Any]) -> None:
+    """A track without some of length/width/height keeps NaN (unknown) there; the others: their medians."""
+    state = waymo["tracks"]["7"]["state"]
+    del state["width"]
+    state["height"] = np.arange(len(state["height"]), dtype=np.float64)  # a median worth checking
+    state["length"][np.asarray(state["valid"]) == 0] = np.nan  # NaN where invalid: ignored
+    [s] = ADAPTER.read_all(write(tmp_path, waymo))
+    assert isinstance(s, Scenario)
+    row = s.tracks.track_ids.tolist().index("7")
+    valid = np.asarray(state["valid"]) != 0
+    expected_length = np.median(np.asarray(state["length"], dtype=np.float64).reshape(-1)[valid])
+    assert s.tracks.size_m[row, 0] == expected_length
+    assert np.isnan(s.tracks.size_m[row, 1])
+    assert s.tracks.size_m[row, 2] == np.median(np.flatnonzero(valid).astype(np.float64))
+
+
 def test_nan_position_at_an_invalid_step_is_ignored(tmp_path: Path, waymo: dict[str, Any]) -> None:
     state = waymo["tracks"]["7"]["state"]
     state["valid"][5] = False

@@ -382,6 +382,20 @@ def wakeword_train_cmd(
             help="Phrases and as many near misses by festival's Italian, Finnish and Czech voices.",
         ),
     ] = None,
+    neural: Annotated[
+        int | None,
+        typer.Option(
+            "--neural",
+            help="Phrases and as many near misses by neural Kokoro voices (the wakeword-voices extra).",
+        ),
+    ] = None,
+    kokoro_voices: Annotated[
+        Path | None,
+        typer.Option(
+            "--kokoro-voices",
+            help="Folder of more Kokoro style tables (*.bin: the voices/ folder of the npm kokoro-js).",
+        ),
+    ] = None,
 ) -> None:
     """Train the wake word on synthesized speech (espeak-ng, flite, festival) and cabin noise.
 
@@ -416,6 +430,14 @@ def wakeword_train_cmd(
         config = replace(config, vtlp=(1.0 - vtlp, 1.0 + vtlp))
     if accented is not None:
         config = replace(config, accented=accented)
+    if neural is not None:
+        if neural < 0:
+            raise ConfigError(f"--neural {neural}: a count must be >= 0")
+        config = replace(config, neural=neural)
+    if kokoro_voices is not None:
+        from datadrive.assistant.voice.neural import add_kokoro_voices
+
+        add_kokoro_voices(kokoro_voices)
     if band_limit is not None:
         if not 0.0 <= band_limit <= 1.0:
             raise ConfigError(f"--band-limit {band_limit}: a share must be in [0, 1]")
@@ -478,6 +500,14 @@ def wakeword_eval_cmd(
         typer.Option("--compare", help="Other models scored on the same streams (repeatable; no anchor)."),
     ] = None,
     seed: Annotated[int, typer.Option("--seed")] = 424242,
+    neural_share: Annotated[
+        float,
+        typer.Option(
+            "--neural-share",
+            help="Held-out neural voices say every wake phrase and this share of the rest "
+            "(0: none; the wakeword-voices extra).",
+        ),
+    ] = 0.0,
     as_json: JsonOpt = False,
 ) -> None:
     """Detection rate and false wakes/hour on held-out voices, sentences and noise, streamed as in a car.
@@ -486,6 +516,8 @@ def wakeword_eval_cmd(
     """
     from datadrive.assistant.voice.wakeword import evaluate, load_model, plot_curve
 
+    if not 0.0 <= neural_share <= 1.0:
+        raise ConfigError(f"--neural-share {neural_share}: a share must be in [0, 1]")
     m = load_model(model)
     compared = [(str(p), load_model(p)) for p in compare or []]  # a bad path fails before the long run
     with _progress() as bar:
@@ -495,6 +527,7 @@ def wakeword_eval_cmd(
             negative_minutes=negative_minutes,
             seed=seed,
             anchor_minutes=anchor_minutes,
+            neural_share=neural_share,
             cache_dir=cache,
             progress=_progress_callback(bar),
         )
@@ -507,6 +540,7 @@ def wakeword_eval_cmd(
                     negative_minutes=negative_minutes,
                     seed=seed,
                     anchor_minutes=0.0,
+                    neural_share=neural_share,
                     cache_dir=cache,
                     progress=_progress_callback(bar),
                 ),

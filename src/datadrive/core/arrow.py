@@ -134,17 +134,16 @@ def _lists(flat: NDArrayAny, lengths: Sequence[int] | NDArrayInt, value_type: pa
     return pa.ListArray.from_arrays(offsets, values, type=pa.list_(value_type))
 
 
-def _per_step(arrays: list[NDArrayAny], num_steps: list[int], value_type: pa.DataType) -> pa.Array:
-    """``(A, T)`` arrays of many scenarios -> one list column of A_total rows."""
-    flat = np.concatenate([a.reshape(-1) for a in arrays]) if arrays else np.zeros(0)
-    lengths = (
-        np.concatenate(
-            [np.full(a.shape[0], t, dtype=np.int64) for a, t in zip(arrays, num_steps, strict=True)]
-        )
-        if arrays
-        else np.zeros(0, dtype=np.int64)
-    )
-    return _lists(flat, lengths, value_type)
+def _per_step(arrays: list[NDArrayAny], offsets: pa.Array, value_type: pa.DataType) -> pa.Array:
+    """``(A, T)`` arrays of many scenarios -> one list column of A_total rows.
+
+    ``offsets``: the column's int32 list offsets (the same for every per-step column of a batch).
+    """
+    if len(arrays) == 1:  # one scenario per input, mostly: one copy, not two
+        flat = np.ascontiguousarray(arrays[0]).reshape(-1)
+    else:
+        flat = np.concatenate([a.reshape(-1) for a in arrays]) if arrays else np.zeros(0)
+    return pa.ListArray.from_arrays(offsets, pa.array(flat, type=value_type), type=pa.list_(value_type))
 
 
 def _nested(items: list[NDArrayAny | None], value_type: pa.DataType, inner: int | None) -> pa.Array:
@@ -235,6 +234,8 @@ def _tracks_table(scenarios: Sequence[Scenario]) -> pa.Table:
         return np.concatenate(parts) if parts else np.zeros(0)
 
     size = cat(lambda t: t.size_m).reshape(-1, 3)
+    lengths = np.repeat(np.asarray(steps, dtype=np.int64), counts) if counts else np.zeros(0, np.int64)
+    offsets = _offsets(lengths).cast(pa.int32())
     cols = {
         "scenario_id": _repeat_ids(scenarios, counts),
         "track_index": pa.array(
@@ -247,13 +248,13 @@ def _tracks_table(scenarios: Sequence[Scenario]) -> pa.Table:
         "length_m": pa.array(size[:, 0], type=pa.float64()),
         "width_m": pa.array(size[:, 1], type=pa.float64()),
         "height_m": pa.array(size[:, 2], type=pa.float64()),
-        "x_m": _per_step([t.xy_m[..., 0] for t in trs], steps, pa.float64()),
-        "y_m": _per_step([t.xy_m[..., 1] for t in trs], steps, pa.float64()),
-        "z_m": _per_step([t.z_m for t in trs], steps, pa.float64()),
-        "heading_rad": _per_step([t.heading_rad for t in trs], steps, pa.float64()),
-        "vx_mps": _per_step([t.velocity_mps[..., 0] for t in trs], steps, pa.float64()),
-        "vy_mps": _per_step([t.velocity_mps[..., 1] for t in trs], steps, pa.float64()),
-        "valid": _per_step([t.valid for t in trs], steps, pa.bool_()),
+        "x_m": _per_step([t.xy_m[..., 0] for t in trs], offsets, pa.float64()),
+        "y_m": _per_step([t.xy_m[..., 1] for t in trs], offsets, pa.float64()),
+        "z_m": _per_step([t.z_m for t in trs], offsets, pa.float64()),
+        "heading_rad": _per_step([t.heading_rad for t in trs], offsets, pa.float64()),
+        "vx_mps": _per_step([t.velocity_mps[..., 0] for t in trs], offsets, pa.float64()),
+        "vy_mps": _per_step([t.velocity_mps[..., 1] for t in trs], offsets, pa.float64()),
+        "valid": _per_step([t.valid for t in trs], offsets, pa.bool_()),
     }
     return pa.table([cols[n] for n in TRACK_SCHEMA.names], schema=TRACK_SCHEMA)
 

@@ -36,7 +36,7 @@ import hashlib
 import hmac
 import json
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
@@ -158,9 +158,15 @@ class Pseudonymizer:
             path: The strings are file paths: every rule applies, whatever
                 the source (a folder may be named after any vehicle).
         """
-        rules = [r for r in self.rules if path or any(fnmatch.fnmatchcase(source, p) for p in r.sources)]
+        return self._scrubber(source, self._literals(extras), path=path)
+
+    def _literals(self, extras: Mapping[str, Any]) -> list[str]:
+        """The identifier values of ``extras`` replaced wherever they appear, longest first."""
         values = {v for v in _identifier_values(extras, self.identifier_keys) if len(v) >= _MIN_LITERAL}
-        literals = sorted(values, key=len, reverse=True)
+        return sorted(values, key=len, reverse=True)
+
+    def _scrubber(self, source: str, literals: Sequence[str], *, path: bool = False) -> Callable[[str], str]:
+        rules = [r for r in self.rules if path or any(fnmatch.fnmatchcase(source, p) for p in r.sources)]
         parts = [f"(?P<r{i}>{r.pattern})" for i, r in enumerate(rules)]
         if literals:
             parts.insert(0, "(?P<lit>" + "|".join(re.escape(v) for v in literals) + ")")
@@ -186,8 +192,8 @@ class Pseudonymizer:
 
     def scenario(self, s: Scenario) -> Scenario:
         """``s`` with every identifier replaced."""
-        scrub = self.scrubber(s.source, s.metadata.extras)
-        return self._scenario(s, scrub)
+        literals = self._literals(s.metadata.extras)
+        return self._scenario(s, self._scrubber(s.source, literals), literals)
 
     def telemetry(self, t: Telemetry) -> Telemetry:
         """``t`` (and its ego scenario) with every identifier replaced."""
@@ -196,19 +202,23 @@ class Pseudonymizer:
             t,
             telemetry_id=scrub(t.telemetry_id),
             metadata=self._metadata(t.metadata, scrub, self.scrubber(t.source, t.metadata.extras, path=True)),
-            ego=None if t.ego is None else self._scenario(t.ego, scrub),
+            ego=None
+            if t.ego is None
+            else self._scenario(t.ego, scrub, self._literals(t.ego.metadata.extras)),
         )
 
     def text(self, source: str, value: str) -> str:
         """``value`` (a path) with every identifier replaced (every source's rules, any case)."""
         return self.scrubber(source, {}, path=True)(value)
 
-    def _scenario(self, s: Scenario, scrub: Callable[[str], str]) -> Scenario:
-        ids = [scrub(t) for t in s.tracks.track_ids.tolist()]
+    def _scenario(self, s: Scenario, scrub: Callable[[str], str], literals: Sequence[str]) -> Scenario:
+        """``s`` with ``scrub`` applied; ``literals``: its own extras' identifier values (for its paths)."""
+        before = s.tracks.track_ids.tolist()
+        ids = [scrub(t) for t in before]
         tracks = s.tracks
-        if ids != s.tracks.track_ids.tolist():
+        if ids != before:
             tracks = dataclasses.replace(tracks, track_ids=np.asarray(ids, dtype=np.str_).reshape(-1))
-        scrub_path = self.scrubber(s.source, s.metadata.extras, path=True)
+        scrub_path = self._scrubber(s.source, literals, path=True)
         return dataclasses.replace(
             s,
             scenario_id=scrub(s.scenario_id),
@@ -231,13 +241,18 @@ _MIN_LITERAL = 3
 """Identifier values shorter than this are replaced where they stand, not inside other strings."""
 
 
+_LEAVES = frozenset({str, int, float, bool, type(None)})
+
+
 def _identity(s: str) -> str:
     return s
 
 
 def _identifier_values(obj: Any, keys: frozenset[str]) -> list[str]:
     out: list[str] = []
-    if isinstance(obj, Mapping):
+    if type(obj) in _LEAVES:  # most values: no ABC check
+        return out
+    if isinstance(obj, dict | Mapping):
         for k, v in obj.items():
             if k in keys and isinstance(v, str) and v:
                 out.append(v)

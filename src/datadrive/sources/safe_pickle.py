@@ -37,8 +37,13 @@ with any arguments (REDUCE) and set the state of what comes back (BUILD). So:
 The unpickler is the pure-Python ``pickle._Unpickler`` rather than the C
 ``pickle.Unpickler``: only it lets REDUCE and BUILD be intercepted, and the C
 one grows its memo to any index a LONG_BINPUT names (a 4-byte index asks for
-tens of GiB), while the pure-Python memo is a dict. On the samples it is as
-fast as the C one (the time goes into numpy).
+tens of GiB), while the pure-Python memo is a dict. It is slower than the C
+one: per opcode, a Python call. Two shortcuts keep that in check without
+changing what is admitted: opcodes are read straight from the in-memory
+bytes (the stdlib reads each through a Python-level frame reader), and a run
+of memoised float triples (polyline points, most of a ScenarioNet file's
+opcodes) is matched and unpacked in C. On the sample pickles that halves
+the load time (0.37 -> 0.19 s; ``pickle.loads``: 0.05 s).
 """
 
 from __future__ import annotations
@@ -50,6 +55,7 @@ import io
 import math
 import pickle
 import re
+import struct
 from collections import OrderedDict, defaultdict
 from collections.abc import Callable
 from os import PathLike
@@ -98,6 +104,13 @@ _ENCODINGS = frozenset({"utf-8", "utf8", "latin1", "latin-1", "ascii"})
 _SEQUENCE_ARGS = (list, tuple, set, frozenset, dict, OrderedDict, defaultdict, str, bytes, bytearray)
 _DEFAULT_FACTORIES = frozenset({*_BUILTINS.values(), OrderedDict, defaultdict})
 _MAX_NDIM = 64
+_FRAME_SIZE = struct.Struct("<Q")
+_STOP: Any = getattr(pickle, "_Stop")  # noqa: B009  (private: how the stdlib's loop ends at STOP)
+_DOUBLE = struct.Struct(">d")
+_POINT = struct.Struct(">xdxdxdxx")
+"""A memoised point: BINFLOAT x, BINFLOAT y, BINFLOAT z, TUPLE3, MEMOIZE (28 bytes)."""
+_POINTS = re.compile(rb"(?:G.{8}G.{8}G.{8}\x87\x94)+", re.DOTALL)
+"""A run of memoised points (:data:`_POINT`), protocol 4 and later."""
 
 
 class RestrictedUnpickler(pickle._Unpickler):
@@ -116,9 +129,12 @@ class RestrictedUnpickler(pickle._Unpickler):
     # Set by pickle._Unpickler.load(); declared for the type checker.
     stack: list[Any]
     proto: int
+    memo: dict[int, Any]
 
     def __init__(self, file: BinaryIO, *, path: str, work_budget: int) -> None:
         super().__init__(file)
+        self._file: Any = file
+        self._data = file.getbuffer() if isinstance(file, io.BytesIO) else None
         self._path = path
         self._budget = work_budget
         # Objects made here and not yet given their state (BUILD), by id; the
@@ -126,6 +142,79 @@ class RestrictedUnpickler(pickle._Unpickler):
         self._pending_arrays: dict[int, np.ndarray[Any, Any]] = {}
         self._pending_dtypes: dict[int, tuple[np.dtype[Any], str]] = {}
         self._own_dtypes: dict[int, np.dtype[Any]] = {}
+
+    def load(self) -> Any:
+        """The unpickled object: ``pickle._Unpickler.load`` reading straight from the file.
+
+        The stdlib's loop reads every opcode and argument through its
+        ``_Unframer`` (a Python-level ``read`` per opcode: a quarter of the
+        time on ScenarioNet pickles). Frames only tell a streaming reader how
+        much to fetch ahead; the whole pickle is in memory here, so FRAME is
+        checked against the bytes left and otherwise skipped (:meth:`_load_frame`).
+        """
+        file = self._file
+        self.read = file.read
+        self.readinto = file.readinto
+        self.readline = file.readline
+        self.metastack: list[list[Any]] = []
+        self.stack = []
+        self.append = self.stack.append
+        self.proto = 0
+        read = self.read
+        dispatch: Any = self.dispatch
+        try:
+            while True:
+                key = read(1)
+                if not key:
+                    raise EOFError
+                dispatch[key[0]](self)
+        except _STOP as stop:
+            return stop.value
+
+    def _load_binfloat(self) -> None:
+        """BINFLOAT; a run of points (three BINFLOATs, TUPLE3, MEMOIZE each) is taken in one step.
+
+        Polylines in ScenarioNet pickles are lists of such tuples: most of a
+        file's opcodes. A regular expression finds the run's end (only
+        complete points of exactly that byte sequence match) and the floats
+        are unpacked in C; the stack and memo end up as the stdlib's loop
+        leaves them. Anything else goes the stdlib's way, one opcode at a time.
+        """
+        file, data = self._file, self._data
+        if data is None:
+            self.append(_DOUBLE.unpack(file.read(8))[0])
+            return
+        here = file.tell()
+        run = _POINTS.match(data, here - 1)
+        if run is None:
+            self.append(_DOUBLE.unpack(file.read(8))[0])
+            return
+        points = list(_POINT.iter_unpack(data[here - 1 : run.end()]))
+        memo = self.memo
+        first = len(memo)
+        memo.update(zip(range(first, first + len(points)), points, strict=True))
+        self.stack.extend(points)
+        file.seek(run.end())
+
+    def _load_frame(self) -> None:
+        (size,) = _FRAME_SIZE.unpack(self.read(8))
+        if size > self._remaining():
+            raise CorruptFileError(
+                self._path, f"truncated pickle (a frame of {size} bytes runs past the end of the file)"
+            )
+
+    def _remaining(self) -> float:
+        """Bytes left after the read position (infinite for a stream that cannot tell: its EOF tells)."""
+        file = self._file
+        if self._data is not None:
+            return float(len(self._data) - file.tell())
+        try:
+            here = file.tell()
+            end = file.seek(0, io.SEEK_END)
+            file.seek(here)
+        except (AttributeError, OSError):  # io.UnsupportedOperation is an OSError
+            return math.inf
+        return float(end - here)
 
     # ----------------------------------------------------------------- refusals
 
@@ -278,6 +367,8 @@ class RestrictedUnpickler(pickle._Unpickler):
 
 
 dispatch = dict(pickle._Unpickler.dispatch)
+dispatch[pickle.FRAME[0]] = RestrictedUnpickler._load_frame  # type: ignore[assignment]
+dispatch[pickle.BINFLOAT[0]] = RestrictedUnpickler._load_binfloat  # type: ignore[assignment]
 dispatch[pickle.REDUCE[0]] = RestrictedUnpickler._load_reduce  # type: ignore[assignment]
 dispatch[pickle.BUILD[0]] = RestrictedUnpickler._load_build  # type: ignore[assignment]
 dispatch[pickle.NEWOBJ[0]] = RestrictedUnpickler._load_newobj  # type: ignore[assignment]
@@ -286,7 +377,7 @@ dispatch[pickle.INST[0]] = RestrictedUnpickler._load_inst  # type: ignore[assign
 dispatch[pickle.OBJ[0]] = RestrictedUnpickler._load_obj  # type: ignore[assignment]
 for _ext in (pickle.EXT1, pickle.EXT2, pickle.EXT4):
     dispatch[_ext[0]] = RestrictedUnpickler._load_ext  # type: ignore[assignment]
-RestrictedUnpickler.dispatch = dispatch  # type: ignore[misc]
+RestrictedUnpickler.dispatch = dispatch
 del dispatch, _ext
 
 

@@ -329,10 +329,14 @@ def _fill_track(path: Path, tracks: Tracks, row: int, track_id: str, track: Any,
     if velocity is not None:
         tracks.velocity_mps[row][valid] = velocity[valid, :2]
     if valid.any():
-        for col, key in enumerate(("length", "width", "height")):
-            values = _state_array(path, state, key, track_id, num_steps, None)
-            if values is not None:
-                tracks.size_m[row, col] = np.median(values[valid])
+        present = [
+            (col, values)
+            for col, key in enumerate(("length", "width", "height"))
+            if (values := _state_array(path, state, key, track_id, num_steps, None)) is not None
+        ]
+        if present:  # one median call for the three rows (each row's median, as one call per row gives)
+            cols = [col for col, _ in present]
+            tracks.size_m[row, cols] = np.median(np.stack([v for _, v in present])[:, valid], axis=1)
 
 
 def _starts_at_origin(tracks: Tracks, ego_index: int) -> bool:

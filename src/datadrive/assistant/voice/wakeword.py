@@ -132,6 +132,11 @@ class WakeWordConfig:
             (:mod:`~datadrive.assistant.voice.accented`), with a third as
             many training sentences: more speakers, two of them women
             (0: none; those voices train only, the evaluation never uses them).
+        neural: Wake phrases, and as many near misses, spoken by the neural
+            voices of :func:`~datadrive.assistant.voice.neural.train_voices`
+            (Kokoro-82M speakers reading espeak-ng's English IPA, alone and
+            mixed), with a third as many training sentences (0: none; the
+            held-out neural voices never train).
         stream_negatives: Negative windows drawn at random from training
             clips end to end in fresh noise (:func:`negative_audio`): the
             windows a streaming detector sees between phrases, straddling
@@ -172,6 +177,7 @@ class WakeWordConfig:
     vtlp: tuple[float, float] = (0.85, 1.18)
     band_limit: float = 0.15
     accented: int = 0
+    neural: int = 0
     stream_negatives: int = 6000
     mining_minutes: float = 12.0
     mining_epochs: int = 3
@@ -537,6 +543,57 @@ def _say_each(
     return out
 
 
+def neural_clips(
+    config: WakeWordConfig,
+    voices: Sequence[str] | None = None,
+    *,
+    seed_offset: int = 70,
+    progress: Progress | None = None,
+) -> Clips:
+    """``config.neural`` phrases and near misses (a third as many sentences) by neural ``voices``.
+
+    ``voices`` defaults to :func:`~datadrive.assistant.voice.neural.train_voices`;
+    the speaking rate varies 0.8-1.25 times the model's own.
+
+    Raises:
+        ConfigError: if the neural voices' packages are not installed.
+    """
+    from datadrive.assistant.voice.neural import speak_neural, train_voices
+
+    who_pool = np.array(list(voices if voices is not None else train_voices()))
+    rng = np.random.default_rng(config.seed + seed_offset)
+    sentences, _ = sentence_pools()
+    talk = sentences + list(apart_sentences("train")) * 6
+    texts = {
+        "positive": [str(rng.choice(np.array(_phrases(config.phrase)))) for _ in range(config.neural)],
+        "near_miss": [str(rng.choice(np.array(TRAIN_NEAR_MISSES))) for _ in range(config.neural)],
+        "sentence": [str(rng.choice(np.array(talk))) for _ in range(max(1, config.neural // 3))],
+    }
+    out: dict[str, list[NDArrayFloat32]] = {}
+    for kind, said in texts.items():
+        who = [str(rng.choice(who_pool)) for _ in said]
+        speeds = [float(rng.uniform(0.8, 1.25)) for _ in said]
+        clips: list[NDArrayFloat32] = []
+        for i in range(0, len(said), 25):
+            clips += speak_neural(
+                said[i : i + 25],
+                who[i : i + 25],
+                speeds[i : i + 25],
+                seed=config.seed + i,
+                threads=config.threads,
+            )
+            if progress is not None:
+                progress(f"neural voices: {kind}", min(i + 25, len(said)), len(said))
+        out[kind] = [_trim(c) for c in clips if c.size > SR // 10]
+    return Clips(out)
+
+
+def _neural_windows(config: WakeWordConfig, progress: Progress | None) -> Dataset:
+    """Noisy windows of :func:`neural_clips` (phrases, unfinished phrases, near misses, sentences)."""
+    clips = neural_clips(config, progress=progress)
+    return _windows_of(replace(config, noise_windows=0), clips, progress, seed=config.seed + 71)
+
+
 def _accented_windows(config: WakeWordConfig, progress: Progress | None) -> Dataset:
     """Noisy windows of :func:`accented_clips` (phrases, unfinished phrases, near misses, sentences)."""
     clips = accented_clips(config, progress)
@@ -778,6 +835,7 @@ def make_streams(
     snr_db: tuple[float, float] = (0.0, 20.0),
     chunk_s: float = 60.0,
     prefix_phrases: int = 0,
+    neural_share: float = 0.0,
     progress: Progress | None = None,
 ) -> Iterator[Stream]:
     """Streams of ``split``'s speech in cabin noise, ``positives`` wake phrases spread over ``minutes``.
@@ -787,8 +845,16 @@ def make_streams(
     phrases at random places, reverberated (half the streams) and mixed with
     1-3 noise families at one SNR; ``split`` ``"test"`` uses held-out voices,
     sentences, near misses and all noise families, ``"train"`` the training ones.
+
+    ``neural_share`` > 0 (``"test"`` only) brings in the held-out neural voices
+    (:data:`~datadrive.assistant.voice.neural.TEST_VOICES`): every wake phrase
+    and that share of the other utterances are theirs. Their choices come from
+    a generator of their own, so ``neural_share=0`` makes the same streams as before.
     """
+    if neural_share > 0 and split != "test":
+        raise ValueError("the held-out neural voices are for the test split only")
     rng = np.random.default_rng(seed)
+    nrng = np.random.default_rng(seed + 9)
     pool = speaker_pool(split)
     train_s, test_s = sentence_pools()
     near: tuple[str, ...]
@@ -833,8 +899,16 @@ def make_streams(
                 int(rng.integers(0, len(plan) + 1)), ("prefix", str(rng.choice(np.array(PREFIX_PHRASES))))
             )
         jobs = [(text, random_voice(rng, pool)) for kind, text in plan if kind != "noise"]
-        said = iter(_say(jobs, config.threads, f"{split} stream {c + 1}/{n_chunks}", None))
-        voices = iter([v.label() for _, v in jobs])
+        kinds = [kind for kind, _ in plan if kind != "noise"]
+        if neural_share > 0:
+            said_list, labels = _with_neural(
+                config, jobs, kinds, neural_share, nrng, f"{split} stream {c + 1}"
+            )
+        else:
+            said_list = _say(jobs, config.threads, f"{split} stream {c + 1}/{n_chunks}", None)
+            labels = [v.label() for _, v in jobs]
+        said = iter(said_list)
+        voices = iter(labels)
         parts: list[NDArrayFloat32] = [np.zeros(int(rng.uniform(0.5, 2.0) * SR), np.float32)]
         at = parts[0].shape[0]
         spans: list[tuple[float, float]] = []
@@ -869,6 +943,41 @@ def make_streams(
         if progress is not None:
             progress(f"{split} streams (s)", int(min(total_s, minutes * 60)), int(minutes * 60))
         yield Stream(mixed, spans, prefix_spans, "+".join(fams), pos_voices)
+
+
+def _with_neural(
+    config: WakeWordConfig,
+    jobs: Sequence[tuple[str, Voice]],
+    kinds: Sequence[str],
+    share: float,
+    rng: np.random.Generator,
+    label: str,
+) -> tuple[list[NDArrayFloat32], list[str]]:
+    """Say ``jobs``, every wake phrase and ``share`` of the rest in a held-out neural voice instead."""
+    from datadrive.assistant.voice.neural import TEST_VOICES, speak_neural
+
+    pick = [kind == "pos" or rng.random() < share for kind in kinds]
+    who = [str(rng.choice(np.array(TEST_VOICES))) for _ in jobs]
+    speeds = [float(rng.uniform(0.8, 1.25)) for _ in jobs]
+    idx = [i for i, p in enumerate(pick) if p]
+    rest = [i for i, p in enumerate(pick) if not p]
+    neural = speak_neural(
+        [jobs[i][0] for i in idx],
+        [who[i] for i in idx],
+        [speeds[i] for i in idx],
+        seed=int(rng.integers(1 << 30)),
+        threads=config.threads,
+    )
+    classic = _say([jobs[i] for i in rest], config.threads, label, None)
+    out: list[NDArrayFloat32] = [np.zeros(0, np.float32)] * len(jobs)
+    labels = [""] * len(jobs)
+    for i, x in zip(idx, neural, strict=True):
+        out[i] = _trim(x) if x.size else np.zeros(SR // 10, np.float32)
+        labels[i] = f"{who[i]}@{speeds[i]:.2f}x"
+    for i, x in zip(rest, classic, strict=True):
+        out[i] = x
+        labels[i] = jobs[i][1].label()
+    return out, labels
 
 
 @dataclass
@@ -968,13 +1077,17 @@ def held_out_streams(
     minutes: float,
     seed: int,
     prefix_phrases: int,
+    neural_share: float = 0.0,
     cache_dir: Path | None = None,
     progress: Progress | None = None,
 ) -> list[Stream]:
     """The held-out test streams (cached in ``cache_dir`` by their parameters)."""
-    key = hashlib.sha256(
-        json.dumps([config.phrase, positives, minutes, seed, prefix_phrases, config.threads * 0]).encode()
-    ).hexdigest()[:16]
+    what: list[Any] = [config.phrase, positives, minutes, seed, prefix_phrases, config.threads * 0]
+    if neural_share > 0:
+        from datadrive.assistant.voice.neural import TEST_VOICES
+
+        what += [neural_share, list(TEST_VOICES)]
+    key = hashlib.sha256(json.dumps(what).encode()).hexdigest()[:16]
     path = None if cache_dir is None else cache_dir / f"test-streams-{key}.npz"
     if path is not None and path.exists():
         return load_streams(path)
@@ -986,6 +1099,7 @@ def held_out_streams(
             positives=positives,
             seed=seed,
             prefix_phrases=prefix_phrases,
+            neural_share=neural_share,
             progress=progress,
         )
     )
@@ -1081,6 +1195,19 @@ def _cached_training_set(
         accented_doc["voices"] = list(accented_voices())
         accented_doc["respell"] = respell_version()
         steps += (("train-accented", accented_doc, accented),)
+    if config.neural > 0:
+        from datadrive.assistant.voice.neural import train_voices
+
+        neural_doc = {
+            k: getattr(config, k)
+            for k in ("neural", "augment", "snr_db", "positive_snr_db", "window_s", "seed")
+        }
+        neural_doc["voices"] = list(train_voices())
+
+        def neural() -> Dataset:
+            return _neural_windows(config, progress)
+
+        steps += (("train-neural", neural_doc, neural),)
     for name, doc, make in steps:
         key = hashlib.sha256(json.dumps([config.corpus_key(), doc], sort_keys=True).encode()).hexdigest()[:16]
         path = None if cache_dir is None else cache_dir / f"{name}-{key}.npz"
@@ -1513,12 +1640,14 @@ def evaluate(
     anchor_minutes: float = 5.0,
     anchor_thresholds: Sequence[float] = (1e-10, 1e-20, 1e-30, 1e-40),
     prefix_phrases: int = 40,
+    neural_share: float = 0.0,
     cache_dir: Path | None = None,
     progress: Progress | None = None,
 ) -> EvalReport:
     """Detection rate and false wakes per hour on held-out test streams (see the module doc).
 
-    ``cache_dir`` keeps the synthesized test streams for the next evaluation.
+    ``cache_dir`` keeps the synthesized test streams for the next evaluation;
+    ``neural_share`` > 0 brings in the held-out neural voices (:func:`make_streams`).
     """
     streams = held_out_streams(
         model.config,
@@ -1526,6 +1655,7 @@ def evaluate(
         minutes=negative_minutes,
         seed=seed,
         prefix_phrases=prefix_phrases,
+        neural_share=neural_share,
         cache_dir=cache_dir,
         progress=progress,
     )
