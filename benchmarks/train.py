@@ -32,6 +32,7 @@ Usage::
     python benchmarks/train.py                     # 100 scenarios, 10 epochs, MLP and transformer; writes docs/benchmarks.md
     python benchmarks/train.py --scenarios 100 --epochs 2 --also-epochs '' --no-write   # a quick look
     python benchmarks/train.py --scenarios 400 --also-epochs 30,50 --no-write            # the ratio at scale, other schedules
+    python benchmarks/train.py --datadrive-only 5 --models mlp                          # datadrive's stages alone, 5 runs
 
 Besides the default rows (10 epochs), ``--also-epochs`` adds MLP rows at
 other epoch counts, labelled as such: the naive pipeline pays featurisation
@@ -512,6 +513,14 @@ def main() -> None:
         "depends on the schedule. The goal is judged on the --epochs rows only",
     )
     parser.add_argument("--no-write", action="store_true")
+    parser.add_argument(
+        "--datadrive-only",
+        type=int,
+        default=0,
+        metavar="N",
+        help="run only datadrive's pipeline N times (first model of --models) and print its stages: "
+        "for comparing two trees of datadrive under the same load; writes nothing",
+    )
     args = parser.parse_args()
     # everything both pipelines use, imported before the clock starts (and before any source edit):
     # the naive side's devkit, and the libraries datadrive's lake imports lazily on first use (its
@@ -551,6 +560,19 @@ def main() -> None:
         raw = work / "raw"
         folders = replicate(samples_root(), raw, args.scenarios)
         raw_bytes = sum(p.stat().st_size for p in raw.rglob("*") if p.is_file())
+        if args.datadrive_only:
+            name = args.models.split(",")[0]
+            for i in range(args.datadrive_only):
+                dd = datadrive_pipeline(
+                    raw, work / f"dd-{name}-{i}", cfg, name, args.epochs, args.batch_size, args.workers
+                )
+                print(
+                    f"[{name}] datadrive {dd['seconds']:.2f} s: lake init {dd['init_s']:.2f} / ingest "
+                    f"{dd['ingest_s']:.2f} / dataset {dd['dataset_s']:.2f} / cache {dd['cache_s']:.2f} / "
+                    f"train {dd['train_s']:.2f}; final loss {dd['loss']:.6f}; load {os.getloadavg()[0]:.1f}",
+                    flush=True,
+                )
+            return
         results: dict[str, Any] = {"models": {}, "consumption": {}}
         cache_bytes = 0
         cache = None

@@ -81,7 +81,13 @@ from datadrive.errors import LakeError, StorageError, one_line
 from datadrive.lake.locks import region_lock
 from datadrive.lake.schema import AUDIT, INGESTS, conform
 from datadrive.lake.storage import storage_error
-from datadrive.lake.tables import AUDIT_CHECKPOINT_INTERVAL, COMMIT_KEY, RegionStore, fsync_paths
+from datadrive.lake.tables import (
+    AUDIT_CHECKPOINT_INTERVAL,
+    COMMIT_KEY,
+    RegionStore,
+    fsync_paths,
+    publish_commit,
+)
 
 __all__ = [
     "ANCHOR_KEY",
@@ -485,25 +491,11 @@ def _write_data_file(folder: str, table: pa.Table, *, data_change: bool) -> tupl
 def _publish(log: str, version: int, info: Mapping[str, Any], actions: list[dict[str, Any]]) -> None:
     """Publish Delta commit ``version`` (``commitInfo`` + ``actions``) durably; ``FileExistsError``: taken.
 
-    The commit file is published with ``link(2)``, which refuses an existing
-    name: of two writers of one version exactly one wins, as with delta-rs's
-    own local commit (a temporary file renamed without replacing).
+    See :func:`~datadrive.lake.tables.publish_commit` (``link(2)``: of two
+    writers of one version exactly one wins).
     """
     commit_info = {"timestamp": int(time.time() * 1000), "engineInfo": "datadrive-audit", **info}
-    lines = [json.dumps({"commitInfo": commit_info}, separators=(",", ":"))]
-    lines += [json.dumps(action, separators=(",", ":")) for action in actions]
-    tmp = os.path.join(log, f"_commit_{uuid.uuid4()}.json.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-    try:
-        os.write(fd, ("\n".join(lines) + "\n").encode("utf-8"))
-        os.fdatasync(fd)
-    finally:
-        os.close(fd)
-    try:
-        os.link(tmp, _commit_path(log, version))  # FileExistsError if the version is taken
-    finally:
-        os.unlink(tmp)
-    fsync_paths([log])  # the commit's name: durable before the read it records is answered
+    publish_commit(log, version, commit_info, actions)  # durable before the read it records is answered
 
 
 def _maintain_in_background(store: RegionStore, queue: _Queue) -> None:
@@ -651,7 +643,9 @@ def _head(store: RegionStore, dt: Any) -> tuple[int, str]:
                     return int(record["head_seq"]) + 1, str(record["head_hash"])
             except (ValueError, KeyError, TypeError):
                 pass
-    # last commit was not an append by us (a compaction, a foreign write): scan
+    # last commit was not an append by us (a compaction, a foreign write, the table's creation): scan
+    if not dt.file_uris():  # no rows (a new table): nothing to scan
+        return 0, GENESIS_HASH
     table = store.arrow(AUDIT).to_table(columns=["seq", "row_hash"])
     if table.num_rows == 0:
         return 0, GENESIS_HASH

@@ -846,6 +846,7 @@ def ingest_paths(
     after = before
     read_done = 0
     committer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="datadrive-commit")
+    syncer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="datadrive-presync")
     pending: Future[Committed] | None = None
     failure: StorageError | None = None
 
@@ -910,6 +911,8 @@ def ingest_paths(
             duplicate(earlier, dropped, f"same bytes as {u.path}")
         first_of[sha] = u.index
         batches[batch_of[u.index]].append((item, r))
+        # its files' fsyncs overlap the reading rather than lengthen its batch's commit
+        syncer.submit(store.presync, [(f.table, f.path) for f in r.files])
 
     results = engine.imap(reader, tasks)
     try:
@@ -943,6 +946,8 @@ def ingest_paths(
             except StorageError as exc:
                 failure = failure or exc
         committer.shutdown(wait=True)
+        syncer.shutdown(wait=True, cancel_futures=True)
+        store.forget_presynced()
 
     if failure is not None:
         for b, batch in enumerate(batches):

@@ -90,7 +90,9 @@ class Snapshot:
                     raise LakeError(f"no table {name!r} (tables: {', '.join(readable_tables())})")
                 if name == INGESTS.name:
                     data = self._store.arrow(INGESTS, self.version)
-                elif name not in self.table_versions:  # created after this lake version: empty in it
+                elif name not in self.table_versions or self.table_versions[name] == 0:
+                    # created after this lake version, or pinned at its creation (version 0 of a lake
+                    # table is its empty CREATE TABLE commit): empty in it, and nothing to open
                     data = empty_dataset(spec)
                 else:
                     data = self._store.dataset(spec, self.table_versions[name])

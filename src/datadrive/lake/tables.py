@@ -13,7 +13,9 @@ import json
 import os
 import posixpath
 import threading
-from collections.abc import Iterable, Iterator, Mapping
+import time
+import uuid
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -50,6 +52,7 @@ __all__ = [
     "empty_dataset",
     "fsync_paths",
     "parse_record",
+    "publish_commit",
     "sql_quote",
     "table_configuration",
     "writer_properties",
@@ -148,6 +151,10 @@ class RegionStore:
         self._fs: pafs.FileSystem | None = None
         self._latest: dict[str, Any] = {}
         self._lock = threading.RLock()
+        # the tables' identities when ensure last found every table with every column (local roots)
+        self._ensured: tuple[tuple[int, int], ...] | None = None
+        self._synced_dirs: dict[str, int] = {}  # folder -> inode, whose entry in its parent is durable
+        self._synced_files: set[str] = set()  # staged data files synced ahead of their commit (presync)
 
     # ------------------------------------------------------------------ basics
 
@@ -213,6 +220,11 @@ class RegionStore:
         """
         with self._lock:
             dt = self._latest.get(spec.name)
+            if dt is not None and self.root.is_local and not os.path.exists(self._next_commit(spec, dt)):
+                # nothing committed since (a stat, where deltalake's update costs ~1 ms of CPU): as it was,
+                # and still refused if it was (a newer writer's version this handle was brought up to)
+                check_schema_version(dt, spec, self.region.name)
+                return dt
             if dt is not None:
                 try:
                     dt.update_incremental()
@@ -224,6 +236,10 @@ class RegionStore:
             dt = self.table(spec)
             self._latest[spec.name] = dt
             return dt
+
+    def _next_commit(self, spec: TableSpec, dt: Any) -> str:
+        """The path of the commit file after ``dt``'s version (local roots)."""
+        return os.path.join(self.root.path(spec.name, "_delta_log"), f"{int(dt.version()) + 1:020d}.json")
 
     @property
     def lock(self) -> threading.RLock:
@@ -258,6 +274,15 @@ class RegionStore:
     def ensure(self, now: datetime) -> None:
         """Create the marker and any missing table. Call under the commit lock.
 
+        What it finds once (every table there, with every column this
+        datadrive defines) this store does not look for again while the
+        tables are the same ones (on a local root: their version-0 commit
+        files, by inode and time, 11 ``stat`` calls; a table replaced behind
+        the lake's back, e.g. restored from an older backup, is looked at
+        again): opening every table to compare its columns cost more than
+        the rest of a small commit. The marker and the audit log's presence
+        are checked on every call.
+
         Raises:
             StorageError: if the root cannot be written.
         """
@@ -270,6 +295,12 @@ class RegionStore:
                     f"region {self.region.name}: its audit log is missing from {self.root.uri} (the audit "
                     "table was deleted); datadrive will not start a new one silently: restore it from backup"
                 )
+            identity = self._identity()
+            if had_marker and identity is not None and identity == self._ensured:
+                return
+            if self._ensured is not None:  # a table was replaced: its kept handle is of the old one
+                with self._lock:
+                    self._latest.clear()
             if not had_marker:
                 self.fs.create_dir(self.root.meta_path(), recursive=True)
                 self.write_file(
@@ -285,25 +316,71 @@ class RegionStore:
                     ).encode(),
                 )
             missing = [spec for spec in lake_tables() if not self.exists(spec)]
+            created: set[str] = set()
             # ingests last: its version 0 commit records the data tables' versions
             for spec in sorted(missing, key=lambda s: s is INGESTS):
-                self._create(spec, now)
+                if self._create(spec, now, created):
+                    created.add(spec.name)
             for spec in lake_tables():  # a table made before a column was added gains it
                 if spec not in missing:
                     self._add_new_columns(spec)
+            self._ensured = self._identity()
         except (LakeError, ResidencyError):
             raise
         except Exception as exc:
             raise storage_error(self.root, "create the region's tables", exc) from exc
 
-    def _create(self, spec: TableSpec, now: datetime) -> None:
+    def _identity(self) -> tuple[tuple[int, int], ...] | None:
+        """(inode, mtime) of each table's version-0 commit file; ``None``: unknown (object store, missing)."""
+        if not self.root.is_local:
+            return None
+        out = []
+        for spec in lake_tables():
+            try:
+                st = os.stat(os.path.join(self.root.path(spec.name, "_delta_log"), f"{0:020d}.json"))
+            except OSError:
+                return None
+            out.append((st.st_ino, st.st_mtime_ns))
+        return tuple(out)
+
+    def _create(self, spec: TableSpec, now: datetime, created: Collection[str]) -> bool:
+        """Create ``spec``'s empty table (version 0); ``True`` if this call made it, ``False``: it was there.
+
+        On a local root the version-0 commit is written here, as delta-rs
+        writes it (the same ``protocol`` and ``metaData`` actions; a test
+        compares them): ``DeltaTable.create`` costs ~5-10 ms a table, and a
+        lake has eleven. It is published with ``link(2)``, which refuses an
+        existing version: a table another process created meanwhile is left
+        as it is. Object-store roots, and a schema that needs a newer
+        protocol, go through ``DeltaTable.create``.
+
+        Args:
+            created: The tables this :meth:`ensure` made (their version is 0).
+        """
         from deltalake import CommitProperties, DeltaTable
 
         config = table_configuration(spec)
-        props = None
+        record = None
         if spec is INGESTS:
-            versions = {t.name: self.head(t) for t in versioned_tables()}
-            props = CommitProperties(custom_metadata=commit_record("create", versions, now=now))
+            versions = {t.name: 0 if t.name in created else self.head(t) for t in versioned_tables()}
+            record = commit_record("create", versions, now=now)
+        if self.root.is_local:
+            action = _create_actions(spec, config)
+            if action is not None:
+                log = self.root.path(spec.name, "_delta_log")
+                os.makedirs(log, exist_ok=True)
+                info = {
+                    "timestamp": int(time.time() * 1000),
+                    "operation": "CREATE TABLE",
+                    "operationParameters": {"mode": "ErrorIfExists", "location": self.uri(spec)},
+                    "engineInfo": "datadrive",
+                    **(record or {}),
+                }
+                try:
+                    publish_commit(log, 0, info, action, durable=False)
+                except FileExistsError:
+                    return False
+                return True
         DeltaTable.create(
             self.uri(spec),
             spec.schema,
@@ -313,9 +390,10 @@ class RegionStore:
             description=spec.description,
             configuration=config,
             storage_options=self.root.storage_options(),
-            commit_properties=props,
+            commit_properties=None if record is None else CommitProperties(custom_metadata=record),
             raise_if_key_not_exists=False,
         )
+        return True
 
     def _add_new_columns(self, spec: TableSpec) -> None:
         """Add the nullable columns a newer datadrive defines to a table created before them.
@@ -397,11 +475,26 @@ class RegionStore:
         process at exit (``docs/lake-storage.md``); a pyarrow filesystem
         rooted at the table does not.
         """
-        dt = self.table(spec, version)
-        try:
-            return dt.to_pyarrow_dataset(filesystem=self.root.table_filesystem(spec.name))
-        except Exception as exc:
-            raise LakeError(f"region {self.region.name}: cannot read {spec.name}: {exc}") from exc
+        with self._lock:
+            dt = self._handle(spec, version)
+            try:
+                return dt.to_pyarrow_dataset(filesystem=self.root.table_filesystem(spec.name))
+            except Exception as exc:
+                raise LakeError(f"region {self.region.name}: cannot read {spec.name}: {exc}") from exc
+
+    def _handle(self, spec: TableSpec, version: int | None) -> Any:
+        """The table at ``version`` (latest: ``None``): the kept handle when it is at that version.
+
+        A fresh ``DeltaTable`` replays the log (a few ms a table); the kept
+        one already holds the state. Use it under :attr:`lock`; a dataset
+        made from it holds its own file list, whatever the handle does next.
+        """
+        if version is None:
+            return self.latest(spec)
+        kept = self._latest.get(spec.name)
+        if kept is not None and int(kept.version()) == version:
+            return kept
+        return self.table(spec, version)
 
     def dataset(self, spec: TableSpec, version: int) -> ds.Dataset:
         """The table at ``version`` as an Arrow dataset (no copy).
@@ -409,12 +502,15 @@ class RegionStore:
         Raises:
             LakeError: if files of that version were vacuumed away.
         """
-        dt = self.table(spec, version)
-        self._check_files(dt, spec, version)
-        try:
-            return dt.to_pyarrow_dataset(filesystem=self.root.table_filesystem(spec.name))
-        except Exception as exc:
-            raise LakeError(f"region {self.region.name}: cannot read {spec.name} v{version}: {exc}") from exc
+        with self._lock:
+            dt = self._handle(spec, version)
+            self._check_files(dt, spec, version)
+            try:
+                return dt.to_pyarrow_dataset(filesystem=self.root.table_filesystem(spec.name))
+            except Exception as exc:
+                raise LakeError(
+                    f"region {self.region.name}: cannot read {spec.name} v{version}: {exc}"
+                ) from exc
 
     def _check_files(self, dt: Any, spec: TableSpec, version: int) -> None:
         uris = dt.file_uris()
@@ -466,7 +562,9 @@ class RegionStore:
         files their ``add`` actions name (less those a later one of them
         removes), the checkpoints of those versions and
         ``_last_checkpoint``, then every folder between them and the region
-        root (their new entries). Object stores are durable on PUT: a no-op.
+        root (their new entries). Version 0 (the table's creation, written
+        unsynced) goes with the first versions synced after it (``after``
+        0). Object stores are durable on PUT: a no-op.
 
         Returns:
             The number of files and folders synced.
@@ -475,53 +573,112 @@ class RegionStore:
             StorageError: if a file cannot be synced (the commit is then not
                 reported).
         """
-        if not self.root.is_local or upto <= after:
-            return 0
-        base = self.root.local_path()
-        table = Path(self.root.path(spec.name))
-        log = table / "_delta_log"
-        files: list[str] = []
-        added: dict[str, None] = {}  # data files live at ``upto``, in commit order
-        try:
-            for version in range(max(after + 1, 0), upto + 1):
-                entry = log / f"{version:020d}.json"
-                files.append(str(entry))
-                for line in entry.read_text(encoding="utf-8").splitlines():
-                    action = json.loads(line) if line.strip() else {}
-                    if action.get("add"):
-                        added[unquote(action["add"]["path"])] = None
-                    elif action.get(
-                        "remove"
-                    ):  # e.g. a crashed batch's rows, deleted by recovery (files gone)
-                        added.pop(unquote(action["remove"]["path"]), None)
-                files.extend(str(p) for p in log.glob(f"{version:020d}.checkpoint*.parquet"))
-            files.extend(str(table / path) for path in added)
-            if (log / "_last_checkpoint").is_file():
-                files.append(str(log / "_last_checkpoint"))
-            folders = {str(base)}
-            for f in files:
-                folder = os.path.dirname(f)
-                while folder.startswith(str(base)) and folder not in folders:
-                    folders.add(folder)
-                    folder = os.path.dirname(folder)
-            fsync_paths([*files, *sorted(folders, key=len, reverse=True)])
-        except (OSError, ValueError, KeyError) as exc:
-            raise storage_error(
-                self.root, f"sync {spec.name} versions {after + 1}..{upto} to disk", exc
-            ) from exc
-        return len(files) + len(folders)
+        return self._sync({spec.name: (after, upto)})
 
     def make_pins_durable(self, previous: LakeVersion, versions: Mapping[str, int]) -> int:
         """:meth:`make_durable` every versioned table from ``previous``'s pin to its pin in ``versions``.
 
         Call before the ledger commit that pins ``versions``: a commit file
         that outlives a power cut must not pin table versions that did not.
+        The tables' files are synced in one batch, each folder once (the
+        region root and the folders the tables share are not synced once
+        per table).
         """
-        return sum(
-            self.make_durable(spec, previous.table_versions.get(spec.name, -1), versions[spec.name])
-            for spec in versioned_tables()
-            if spec.name in versions
+        return self._sync(
+            {
+                spec.name: (previous.table_versions.get(spec.name, -1), versions[spec.name])
+                for spec in versioned_tables()
+                if spec.name in versions
+            }
         )
+
+    def _sync(self, ranges: Mapping[str, tuple[int, int]]) -> int:
+        """fsync what versions ``after+1 .. upto`` of each table (name -> range) added (see make_durable)."""
+        ranges = {name: r for name, r in ranges.items() if r[1] > r[0]}
+        if not self.root.is_local or not ranges:
+            return 0
+        base = self.root.local_path()
+        files: list[str] = []
+        try:
+            for name, (after, upto) in ranges.items():
+                files.extend(_added_files(Path(self.root.path(name)), after, upto))
+            with self._lock:
+                presynced = self._synced_files.intersection(files)
+            files = [f for f in files if f not in presynced]
+            folders, entered = self._new_entries(base, files)
+            fsync_paths([*files, *folders])
+        except (OSError, ValueError, KeyError) as exc:
+            what = ", ".join(f"{name} versions {a + 1}..{u}" for name, (a, u) in ranges.items())
+            raise storage_error(self.root, f"sync {what} to disk", exc) from exc
+        with self._lock:
+            self._synced_dirs.update(entered)
+            self._synced_files.difference_update(presynced)
+        return len(files) + len(folders)
+
+    def presync(self, files: Iterable[tuple[str, str]]) -> None:
+        """Make staged data files durable ahead of the commit that will add them (local roots; best effort).
+
+        An ingest calls it, from a thread of its own, as each input's files
+        arrive, so that their fsyncs overlap the reading instead of
+        lengthening the commit: :meth:`make_pins_durable` then skips the
+        files synced here (a staged file is never written again) and syncs
+        only what is left. A file that fails here is simply synced by the
+        commit.
+
+        Args:
+            files: ``(table name, path relative to the table)`` of each file.
+        """
+        if not self.root.is_local:
+            return
+        paths = [str(Path(self.root.path(table)) / path) for table, path in files]
+        if not paths:
+            return
+        try:
+            folders, entered = self._new_entries(self.root.local_path(), paths)
+            fsync_paths([*paths, *folders])
+        except (OSError, ValueError, StorageError):
+            return
+        with self._lock:
+            self._synced_dirs.update(entered)
+            self._synced_files.update(paths)
+
+    def forget_presynced(self) -> None:
+        """Drop the record of files synced ahead (an ingest ends; its rejected inputs' files are gone).
+
+        Only costs a later commit a second fsync of a file still to be committed.
+        """
+        with self._lock:
+            self._synced_files.clear()
+
+    def _new_entries(self, base: Path, files: Sequence[str]) -> tuple[list[str], dict[str, int]]:
+        """The folders to fsync after ``files`` so that every one of them is reachable after a power cut.
+
+        Each file's folder (its new entry); then, up to the region root, the
+        folder above each folder whose own entry is not known to be durable.
+        A folder is known durable once its parent was synced while it (the
+        same inode) was there: a folder the lake uses is never renamed, so an
+        unchanged inode is the same entry.
+
+        Returns:
+            The folders, deepest first, and the folders (-> inode) whose
+            entries syncing them makes durable.
+        """
+        root = str(base)
+        out: dict[str, None] = {}
+        pending: dict[str, int] = {}
+        for f in files:
+            folder = os.path.dirname(f)
+            out[folder] = None
+            while folder.startswith(root) and folder != root:
+                ino = os.stat(folder).st_ino
+                with self._lock:
+                    known = self._synced_dirs.get(folder) == ino
+                if known or folder in pending:
+                    break
+                pending[folder] = ino
+                folder = os.path.dirname(folder)
+                out[folder] = None
+        return sorted(out, key=len, reverse=True), pending
 
     # ------------------------------------------------------------------ small files
 
@@ -554,6 +711,32 @@ class RegionStore:
         self.root.delete_file(path)
 
 
+def _added_files(table: Path, after: int, upto: int) -> list[str]:
+    """The files versions ``after+1 .. upto`` of the local table at ``table`` wrote (see ``make_durable``).
+
+    Their commit files, the data files their ``add`` actions name (less those
+    a later one of them removes), their checkpoints and ``_last_checkpoint``;
+    from ``after`` 0, version 0's commit file too.
+    """
+    log = table / "_delta_log"
+    files: list[str] = []
+    added: dict[str, None] = {}  # data files live at ``upto``, in commit order
+    for version in range(0 if after <= 0 else after + 1, upto + 1):
+        entry = log / f"{version:020d}.json"
+        files.append(str(entry))
+        for line in entry.read_text(encoding="utf-8").splitlines():
+            action = json.loads(line) if line.strip() else {}
+            if action.get("add"):
+                added[unquote(action["add"]["path"])] = None
+            elif action.get("remove"):  # e.g. a crashed batch's rows, deleted by recovery (files gone)
+                added.pop(unquote(action["remove"]["path"]), None)
+        files.extend(str(p) for p in log.glob(f"{version:020d}.checkpoint*.parquet"))
+    files.extend(str(table / path) for path in added)
+    if (log / "_last_checkpoint").is_file():
+        files.append(str(log / "_last_checkpoint"))
+    return files
+
+
 def fsync_paths(paths: Iterable[str]) -> None:
     """fsync each local file or folder in ``paths`` (a folder: its entries), in order.
 
@@ -566,6 +749,77 @@ def fsync_paths(paths: Iterable[str]) -> None:
             os.fsync(fd)
         finally:
             os.close(fd)
+
+
+def publish_commit(
+    log: str, version: int, info: Mapping[str, Any], actions: list[dict[str, Any]], *, durable: bool = True
+) -> None:
+    """Write Delta commit ``version`` (``commitInfo`` ``info``, then ``actions``) into a local ``_delta_log``.
+
+    The file is written under a temporary name and published with
+    ``link(2)``, which refuses an existing name: of two writers of one
+    version exactly one wins (``FileExistsError`` for the other), as with
+    delta-rs's own local commit. ``durable``: the file's bytes and then its
+    name are synced before returning.
+
+    Raises:
+        FileExistsError: if the version exists.
+        OSError: if it cannot be written.
+    """
+    lines = [json.dumps({"commitInfo": dict(info)}, separators=(",", ":"))]
+    lines += [json.dumps(action, separators=(",", ":")) for action in actions]
+    tmp = os.path.join(log, f"_commit_{uuid.uuid4()}.json.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    try:
+        os.write(fd, ("\n".join(lines) + "\n").encode("utf-8"))
+        if durable:
+            os.fdatasync(fd)
+    finally:
+        os.close(fd)
+    try:
+        os.link(tmp, os.path.join(log, f"{version:020d}.json"))  # FileExistsError if the version is taken
+    finally:
+        os.unlink(tmp)
+    if durable:
+        fsync_paths([log])
+
+
+_PROTOCOL_1_2_KEYS = {
+    SCHEMA_VERSION_KEY,
+    "delta.dataSkippingStatsColumns",
+    "delta.checkpointInterval",
+    "delta.enableExpiredLogCleanup",
+}
+
+
+def _create_actions(spec: TableSpec, config: Mapping[str, str]) -> list[dict[str, Any]] | None:
+    """The ``protocol`` and ``metaData`` actions of ``spec``'s empty table; ``None``: leave it to delta-rs.
+
+    Protocol (reader 1, writer 2) is what delta-rs gives a table with these
+    properties and no type that needs a table feature (``timestamp_ntz``,
+    ``variant``): any other table is created by delta-rs itself.
+    """
+    from deltalake import Schema
+
+    schema = Schema.from_arrow(spec.schema).to_json()
+    if '"timestamp_ntz"' in schema or '"variant"' in schema or set(config) - _PROTOCOL_1_2_KEYS:
+        return None
+    created_ms = int(time.time() * 1000)
+    return [
+        {"protocol": {"minReaderVersion": 1, "minWriterVersion": 2}},
+        {
+            "metaData": {
+                "id": str(uuid.uuid4()),
+                "name": spec.name,
+                "description": spec.description,
+                "format": {"provider": "parquet", "options": {}},
+                "schemaString": schema,
+                "partitionColumns": list(spec.partition_by),
+                "createdTime": created_ms,
+                "configuration": dict(config),
+            }
+        },
+    ]
 
 
 def check_schema_version(dt: Any, spec: TableSpec, region: str) -> None:
