@@ -500,6 +500,8 @@ def fleet_rows(a: argparse.Namespace) -> None:
         else [a.fleet] * bool(a.fleet)
     )
     largest: tuple[int, dict[str, Any], float] | None = None
+    if a.lake is not None:
+        Path(a.lake).mkdir(parents=True, exist_ok=True)
     for i, n in enumerate(sizes if a.samples.is_dir() else []):
         with tempfile.TemporaryDirectory(dir=a.lake) as tmp:
             lake = make_lake(Path(tmp))
