@@ -488,13 +488,7 @@ def accented_clips(config: WakeWordConfig, progress: Progress | None = None) -> 
             "festvox-itapc16k festvox-suopuhe-lj festvox-suopuhe-mv festvox-czech-dita"
         )
     rng = np.random.default_rng(config.seed + 60)
-    sentences, _ = sentence_pools()
-    talk = sentences + list(apart_sentences("train")) * 6
-    texts = {
-        "positive": [str(rng.choice(np.array(_phrases(config.phrase)))) for _ in range(config.accented)],
-        "near_miss": [str(rng.choice(np.array(TRAIN_NEAR_MISSES))) for _ in range(config.accented)],
-        "sentence": [str(rng.choice(np.array(talk))) for _ in range(max(1, config.accented // 3))],
-    }
+    texts = _training_texts(rng, config.phrase, config.accented)
     jobs: dict[str, list[tuple[str, Voice]]] = {}
     for kind, said in texts.items():
         who = [str(rng.choice(np.array(voices))) for _ in said]
@@ -562,13 +556,7 @@ def neural_clips(
 
     who_pool = np.array(list(voices if voices is not None else train_voices()))
     rng = np.random.default_rng(config.seed + seed_offset)
-    sentences, _ = sentence_pools()
-    talk = sentences + list(apart_sentences("train")) * 6
-    texts = {
-        "positive": [str(rng.choice(np.array(_phrases(config.phrase)))) for _ in range(config.neural)],
-        "near_miss": [str(rng.choice(np.array(TRAIN_NEAR_MISSES))) for _ in range(config.neural)],
-        "sentence": [str(rng.choice(np.array(talk))) for _ in range(max(1, config.neural // 3))],
-    }
+    texts = _training_texts(rng, config.phrase, config.neural)
     out: dict[str, list[NDArrayFloat32]] = {}
     for kind, said in texts.items():
         who = [str(rng.choice(who_pool)) for _ in said]
@@ -1771,3 +1759,14 @@ def plot_curve(
 
 def report_json(report: EvalReport) -> str:
     return json.dumps(report.to_json(), indent=2)
+
+
+def _training_texts(rng: np.random.Generator, phrase: str, n: int) -> dict[str, list[str]]:
+    """``n`` wake phrases, ``n`` near misses, ``n // 3`` (at least 1) sentences, drawn in that order."""
+    sentences, _ = sentence_pools()
+    talk = sentences + list(apart_sentences("train")) * 6
+    return {
+        "positive": [str(rng.choice(np.array(_phrases(phrase)))) for _ in range(n)],
+        "near_miss": [str(rng.choice(np.array(TRAIN_NEAR_MISSES))) for _ in range(n)],
+        "sentence": [str(rng.choice(np.array(talk))) for _ in range(max(1, n // 3))],
+    }
